@@ -1,0 +1,160 @@
+//! The bootstrap TOML: what must exist before the first NETCONF session
+//! (listen address, host key, users, storage directory). Everything else is
+//! YANG configuration in the startup datastore.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors reading the bootstrap file; each prints as one line.
+#[derive(Debug, thiserror::Error)]
+pub enum BootstrapError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: no [[netconf.user]] is configured; add one with a password-hash from `hotleased hash-password` or authorized-keys")]
+    NoUsers { path: PathBuf },
+    #[error("config file {path}: user '{user}' has neither password-hash nor authorized-keys")]
+    UserWithoutCredentials { path: PathBuf, user: String },
+    #[error("config file {path}: user '{user}': password-hash must be SHA-512 crypt ($6$...)")]
+    BadHash { path: PathBuf, user: String },
+    #[error("config file {path}: user '{user}': bad authorized key: {message}")]
+    BadKey {
+        path: PathBuf,
+        user: String,
+        message: String,
+    },
+}
+
+/// The whole bootstrap file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bootstrap {
+    pub netconf: NetconfSettings,
+    pub storage: StorageSettings,
+}
+
+/// `[netconf]`: where and for whom the NETCONF server listens.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct NetconfSettings {
+    pub listen: SocketAddr,
+    pub host_key: PathBuf,
+    #[serde(default)]
+    pub user: Vec<User>,
+}
+
+/// `[[netconf.user]]`: one NETCONF user with a password hash and/or keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct User {
+    pub name: String,
+    pub password_hash: Option<String>,
+    #[serde(default)]
+    pub authorized_keys: Vec<String>,
+}
+
+/// `[storage]`: where the startup datastore and state live.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSettings {
+    pub dir: PathBuf,
+}
+
+impl Bootstrap {
+    /// Read and check the file; every error is one line for the operator.
+    pub fn load(path: &Path) -> Result<Bootstrap, BootstrapError> {
+        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_str(path, &text)
+    }
+
+    fn from_str(path: &Path, text: &str) -> Result<Bootstrap, BootstrapError> {
+        let b: Bootstrap = toml::from_str(text).map_err(|e| BootstrapError::Parse {
+            path: path.to_path_buf(),
+            message: e.message().replace('\n', " "),
+        })?;
+        if b.netconf.user.is_empty() {
+            return Err(BootstrapError::NoUsers {
+                path: path.to_path_buf(),
+            });
+        }
+        for u in &b.netconf.user {
+            if u.password_hash.is_none() && u.authorized_keys.is_empty() {
+                return Err(BootstrapError::UserWithoutCredentials {
+                    path: path.to_path_buf(),
+                    user: u.name.clone(),
+                });
+            }
+            if let Some(h) = &u.password_hash {
+                if !h.starts_with("$6$") {
+                    return Err(BootstrapError::BadHash {
+                        path: path.to_path_buf(),
+                        user: u.name.clone(),
+                    });
+                }
+            }
+            for k in &u.authorized_keys {
+                russh::keys::parse_public_key_base64(k.split_whitespace().nth(1).unwrap_or(""))
+                    .map_err(|e| BootstrapError::BadKey {
+                        path: path.to_path_buf(),
+                        user: u.name.clone(),
+                        message: e.to_string(),
+                    })?;
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// Hash a password in /etc/shadow SHA-512-crypt form.
+pub fn hash_password(password: &str) -> String {
+    let params = sha_crypt::Sha512Params::default();
+    sha_crypt::sha512_simple(password, &params).expect("sha512 crypt with default params")
+}
+
+/// Check a password against a `$6$` hash.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    sha_crypt::sha512_check(password, hash).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hash_round_trip() {
+        let h = hash_password("s3cret");
+        assert!(h.starts_with("$6$"));
+        assert!(verify_password("s3cret", &h));
+        assert!(!verify_password("other", &h));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_no_users() {
+        let p = Path::new("x.toml");
+        let base = "[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\n[storage]\ndir = \"/tmp\"\n";
+        assert!(matches!(
+            Bootstrap::from_str(p, base),
+            Err(BootstrapError::NoUsers { .. })
+        ));
+        let bad = format!("{base}bogus = 1\n");
+        assert!(matches!(
+            Bootstrap::from_str(p, &bad),
+            Err(BootstrapError::Parse { .. })
+        ));
+        let ok = format!(
+            "{base}[[netconf.user]]\nname = \"admin\"\npassword-hash = \"{}\"\n",
+            hash_password("x")
+        );
+        let b = Bootstrap::from_str(p, &ok).unwrap();
+        assert_eq!(b.netconf.user[0].name, "admin");
+    }
+}

@@ -1,0 +1,353 @@
+//! Typed configuration: the validated YANG trees of the three modules turned
+//! into plain Rust values (`TryFrom<&DataTree>`), which the runtimes consume
+//! without knowing libyang. Defaults come from the YANG modules: libyang
+//! fills them in during validation, so every leaf with a default is present
+//! here and no default is repeated in Rust.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::str::FromStr;
+
+use yang2::data::{Data, DataNodeRef, DataTree};
+
+use crate::netconf::error::{xml_path, ErrorTag, RpcError};
+
+/// The whole configuration of the daemon.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Config {
+    pub vrrp: BTreeMap<(String, u8), VrrpGroup>,
+    pub dhcp: DhcpConfig,
+    pub backup: BackupConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VrrpVersion {
+    V2,
+    V3,
+}
+
+/// `vrrp/group`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VrrpGroup {
+    pub interface: String,
+    pub vrid: u8,
+    pub virtual_ips: Vec<Ipv4Addr>,
+    pub priority: u8,
+    pub preempt: bool,
+    pub preempt_delay_s: u32,
+    pub advertise_interval_ms: u32,
+    pub version: VrrpVersion,
+}
+
+/// `dhcp-server`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DhcpConfig {
+    pub all_interfaces: bool,
+    pub interfaces: Vec<String>,
+    pub decline_probation_s: u32,
+    pub echo_client_id: bool,
+    pub authoritative: bool,
+    pub pools: BTreeMap<String, Pool>,
+}
+
+/// A user-defined DHCP option value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OptionValue {
+    Addresses(Vec<Ipv4Addr>),
+    Text(String),
+    Hex(Vec<u8>),
+}
+
+/// `dhcp-server/ip-pool`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    pub name: String,
+    pub gateways: Vec<Ipv4Addr>,
+    pub mask: Ipv4Addr,
+    /// Network address (from `network`, else the first gateway) and mask.
+    pub network: Ipv4Addr,
+    pub sections: Vec<(Ipv4Addr, Ipv4Addr)>,
+    pub excluded: Vec<(Ipv4Addr, Ipv4Addr)>,
+    pub dns_servers: Vec<Ipv4Addr>,
+    pub domain_name: Option<String>,
+    pub lease_time_s: u32,
+    pub renew_time_s: Option<u32>,
+    pub rebind_time_s: Option<u32>,
+    pub next_server: Option<Ipv4Addr>,
+    pub boot_file: Option<String>,
+    pub options: BTreeMap<u8, OptionValue>,
+    pub server_identifier: Option<Ipv4Addr>,
+    pub remote_backup_profile: Option<String>,
+    pub static_binds: BTreeMap<Ipv4Addr, String>,
+}
+
+/// `remote-backup-service`, `remote-backup-profile`, `ssl-policy`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BackupConfig {
+    pub ssl_policies: BTreeMap<String, SslPolicy>,
+    pub services: BTreeMap<String, BackupService>,
+    pub profiles: BTreeMap<String, BackupProfile>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SslPolicy {
+    pub name: String,
+    pub certificate: String,
+    pub private_key: String,
+    pub trusted_ca: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupService {
+    pub name: String,
+    pub ssl_policy: Option<String>,
+    pub peer: Ipv4Addr,
+    pub source: Ipv4Addr,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackupProfile {
+    pub name: String,
+    pub vrrp_interface: String,
+    pub vrid: u8,
+    pub backup_id: u16,
+    pub service: String,
+    pub dhcp_server: bool,
+}
+
+type Node<'a> = DataNodeRef<'a, 'static>;
+
+fn children<'a>(n: &Node<'a>, name: &'a str) -> impl Iterator<Item = Node<'a>> + 'a {
+    n.children().filter(move |c| c.schema().name() == name)
+}
+
+fn leaf(n: &Node<'_>, name: &str) -> Option<String> {
+    n.children()
+        .find(|c| c.schema().name() == name)
+        .and_then(|c| c.value_canonical())
+}
+
+fn leaves(n: &Node<'_>, name: &str) -> Vec<String> {
+    n.children()
+        .filter(|c| c.schema().name() == name)
+        .filter_map(|c| c.value_canonical())
+        .collect()
+}
+
+fn bad(n: &Node<'_>, msg: String) -> RpcError {
+    RpcError::application(ErrorTag::InvalidValue, msg).with_path(Some(xml_path(&n.path())))
+}
+
+fn parse<T: FromStr>(n: &Node<'_>, name: &str) -> Result<Option<T>, RpcError> {
+    match leaf(n, name) {
+        None => Ok(None),
+        Some(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| bad(n, format!("{name}: cannot use value '{v}'"))),
+    }
+}
+
+fn req<T: FromStr>(n: &Node<'_>, name: &str) -> Result<T, RpcError> {
+    parse(n, name)?.ok_or_else(|| bad(n, format!("{name} is missing")))
+}
+
+fn addrs(n: &Node<'_>, name: &str) -> Result<Vec<Ipv4Addr>, RpcError> {
+    leaves(n, name)
+        .iter()
+        .map(|v| {
+            v.parse()
+                .map_err(|_| bad(n, format!("{name}: '{v}' is not an IPv4 address")))
+        })
+        .collect()
+}
+
+fn flag(n: &Node<'_>, name: &str) -> Result<bool, RpcError> {
+    Ok(parse::<bool>(n, name)?.unwrap_or(false))
+}
+
+fn top<'a>(tree: &'a DataTree<'static>, path: &str) -> Vec<Node<'a>> {
+    tree.find_xpath(path)
+        .map(|set| set.collect())
+        .unwrap_or_default()
+}
+
+fn ranges(n: &Node<'_>, name: &str) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>, RpcError> {
+    let mut out = Vec::new();
+    for r in children(n, name) {
+        let start: Ipv4Addr = req(&r, "start")?;
+        let end: Ipv4Addr = parse(&r, "end")?.unwrap_or(start);
+        if u32::from(end) < u32::from(start) {
+            return Err(bad(
+                &r,
+                format!("range {start}-{end} ends before it starts"),
+            ));
+        }
+        out.push((start, end));
+    }
+    Ok(out)
+}
+
+fn hex_bytes(n: &Node<'_>, s: &str) -> Result<Vec<u8>, RpcError> {
+    let digits: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
+    if !digits.len().is_multiple_of(2) {
+        return Err(bad(
+            n,
+            format!("hex value '{s}' has an odd number of digits"),
+        ));
+    }
+    (0..digits.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&digits[i..i + 2], 16)
+                .map_err(|_| bad(n, format!("bad hex value '{s}'")))
+        })
+        .collect()
+}
+
+fn pool(p: &Node<'_>) -> Result<Pool, RpcError> {
+    let name: String = req(p, "name")?;
+    let gateways = addrs(p, "gateway")?;
+    let mask: Ipv4Addr = req(p, "mask")?;
+    let base: Ipv4Addr = match parse(p, "network")? {
+        Some(n) => n,
+        None => *gateways.first().ok_or_else(|| {
+            bad(
+                p,
+                format!("pool {name}: neither network nor gateway is set"),
+            )
+        })?,
+    };
+    let network = Ipv4Addr::from(u32::from(base) & u32::from(mask));
+    let mut options = BTreeMap::new();
+    for o in children(p, "option") {
+        let code: u8 = req(&o, "code")?;
+        let ips = addrs(&o, "ip-address")?;
+        let value = if !ips.is_empty() {
+            OptionValue::Addresses(ips)
+        } else if let Some(t) = leaf(&o, "text") {
+            OptionValue::Text(t)
+        } else if let Some(h) = leaf(&o, "hex") {
+            OptionValue::Hex(hex_bytes(&o, &h)?)
+        } else {
+            return Err(bad(&o, format!("option {code} has no value")));
+        };
+        options.insert(code, value);
+    }
+    let mut static_binds = BTreeMap::new();
+    for s in children(p, "static-bind") {
+        let ip: Ipv4Addr = req(&s, "ip-address")?;
+        let mac: String = req(&s, "mac-address")?;
+        static_binds.insert(ip, mac);
+    }
+    Ok(Pool {
+        gateways,
+        mask,
+        network,
+        sections: ranges(p, "section")?,
+        excluded: ranges(p, "excluded")?,
+        dns_servers: addrs(p, "dns-server")?,
+        domain_name: leaf(p, "domain-name"),
+        lease_time_s: req(p, "lease-time")?,
+        renew_time_s: parse(p, "renew-time")?,
+        rebind_time_s: parse(p, "rebind-time")?,
+        next_server: parse(p, "next-server")?,
+        boot_file: leaf(p, "boot-file"),
+        options,
+        server_identifier: parse(p, "server-identifier")?,
+        remote_backup_profile: leaf(p, "remote-backup-profile"),
+        static_binds,
+        name,
+    })
+}
+
+impl TryFrom<&DataTree<'static>> for Config {
+    type Error = Vec<RpcError>;
+
+    /// Build the typed configuration from a *validated* tree (defaults
+    /// present). Errors name the offending node.
+    fn try_from(tree: &DataTree<'static>) -> Result<Config, Vec<RpcError>> {
+        let one = |e: RpcError| vec![e];
+        let mut cfg = Config::default();
+        for g in top(tree, "/hotlease-vrrp:vrrp/group") {
+            let preempt = g.children().find(|c| c.schema().name() == "preempt");
+            let group = VrrpGroup {
+                interface: req(&g, "interface").map_err(one)?,
+                vrid: req(&g, "vrid").map_err(one)?,
+                virtual_ips: addrs(&g, "virtual-ip").map_err(one)?,
+                priority: req(&g, "priority").map_err(one)?,
+                preempt: match &preempt {
+                    Some(p) => parse(p, "enabled").map_err(one)?.unwrap_or(true),
+                    None => true,
+                },
+                preempt_delay_s: match &preempt {
+                    Some(p) => parse(p, "delay").map_err(one)?.unwrap_or(0),
+                    None => 0,
+                },
+                advertise_interval_ms: req(&g, "advertise-interval").map_err(one)?,
+                version: match leaf(&g, "version").as_deref() {
+                    Some("v2") => VrrpVersion::V2,
+                    _ => VrrpVersion::V3,
+                },
+            };
+            cfg.vrrp
+                .insert((group.interface.clone(), group.vrid), group);
+        }
+        for d in top(tree, "/hotlease-dhcp-server:dhcp-server") {
+            cfg.dhcp.all_interfaces = flag(&d, "request-packet-all-interface").map_err(one)?;
+            cfg.dhcp.interfaces = children(&d, "interface")
+                .filter_map(|i| leaf(&i, "name"))
+                .collect();
+            cfg.dhcp.decline_probation_s =
+                parse(&d, "decline-probation").map_err(one)?.unwrap_or(0);
+            cfg.dhcp.echo_client_id = parse(&d, "echo-client-id").map_err(one)?.unwrap_or(true);
+            cfg.dhcp.authoritative = parse(&d, "authoritative").map_err(one)?.unwrap_or(true);
+            for p in children(&d, "ip-pool") {
+                let pool = pool(&p).map_err(one)?;
+                cfg.dhcp.pools.insert(pool.name.clone(), pool);
+            }
+        }
+        for s in top(tree, "/hotlease-remote-backup:ssl-policy") {
+            let p = SslPolicy {
+                name: req(&s, "name").map_err(one)?,
+                certificate: req(&s, "certificate").map_err(one)?,
+                private_key: req(&s, "private-key").map_err(one)?,
+                trusted_ca: leaf(&s, "trusted-ca"),
+            };
+            cfg.backup.ssl_policies.insert(p.name.clone(), p);
+        }
+        for s in top(tree, "/hotlease-remote-backup:remote-backup-service") {
+            let peer = s
+                .children()
+                .find(|c| c.schema().name() == "peer")
+                .ok_or_else(|| one(bad(&s, "peer is missing".into())))?;
+            let svc = BackupService {
+                name: req(&s, "name").map_err(one)?,
+                ssl_policy: leaf(&s, "ssl-policy"),
+                peer: req(&peer, "address").map_err(one)?,
+                source: req(&peer, "source").map_err(one)?,
+                port: req(&peer, "port").map_err(one)?,
+            };
+            cfg.backup.services.insert(svc.name.clone(), svc);
+        }
+        for p in top(tree, "/hotlease-remote-backup:remote-backup-profile") {
+            let vrrp = p
+                .children()
+                .find(|c| c.schema().name() == "vrrp")
+                .ok_or_else(|| one(bad(&p, "vrrp is missing".into())))?;
+            let prof = BackupProfile {
+                name: req(&p, "name").map_err(one)?,
+                vrrp_interface: req(&vrrp, "interface").map_err(one)?,
+                vrid: req(&vrrp, "vrid").map_err(one)?,
+                backup_id: req(&p, "backup-id").map_err(one)?,
+                service: req(&p, "remote-backup-service").map_err(one)?,
+                dhcp_server: leaves(&p, "service-type")
+                    .iter()
+                    .any(|t| t == "dhcp-server"),
+            };
+            cfg.backup.profiles.insert(prof.name.clone(), prof);
+        }
+        Ok(cfg)
+    }
+}

@@ -1,0 +1,79 @@
+//! Wires the daemon together: boots the northbound from storage, starts the
+//! NETCONF/SSH listener, and shuts everything down on SIGTERM/SIGINT with a
+//! deadline.
+//!
+//! ```text
+//!  signals ─► CancellationToken ─┬─► ssh listener ─► session tasks (child tokens)
+//!                                └─► northbound actor
+//! ```
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::bootstrap::Bootstrap;
+use crate::netconf::ssh;
+use crate::northbound::{store::Store, Northbound};
+
+/// Errors that stop the daemon from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("storage dir {dir}: {source}")]
+    Storage { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Boot(#[from] crate::northbound::BootError),
+    #[error(transparent)]
+    Ssh(#[from] ssh::SshError),
+}
+
+/// Run until SIGTERM or SIGINT.
+pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
+    let store = Store::new(&boot.storage.dir).map_err(|source| DaemonError::Storage {
+        dir: boot.storage.dir.display().to_string(),
+        source,
+    })?;
+    let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
+    let northbound = Northbound::boot(store, Vec::new())?;
+    let shutdown = CancellationToken::new();
+    let (handle, nb_task) = northbound.spawn(shutdown.clone());
+
+    let signals = {
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                warn!("cannot install signal handlers");
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => info!("SIGTERM: shutting down"),
+                _ = int.recv() => info!("SIGINT: shutting down"),
+            }
+            shutdown.cancel();
+        })
+    };
+
+    let served = ssh::serve(
+        boot.netconf.listen,
+        host_key,
+        &boot.netconf.user,
+        handle,
+        shutdown.clone(),
+    )
+    .await;
+    shutdown.cancel();
+    signals.abort();
+    if tokio::time::timeout(Duration::from_secs(5), nb_task)
+        .await
+        .is_err()
+    {
+        warn!("northbound did not stop within 5 s");
+    }
+    served?;
+    info!("stopped");
+    Ok(())
+}

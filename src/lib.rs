@@ -1,0 +1,17 @@
+//! hotlease: a NETCONF-managed DHCPv4 server with VRRP and dual-device hot
+//! backup, in one process.
+//!
+//! The crate is laid out as in `STYLE.md`: `netconf` speaks the protocol,
+//! `northbound` owns the datastores and the commit pipeline, and each
+//! subsystem (`dhcp`, `vrrp`, `backup`) receives typed configuration from it.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_debug_implementations)]
+
+pub mod bootstrap;
+pub mod config;
+pub mod daemon;
+pub mod netconf;
+pub mod northbound;
+pub mod xml;
+pub mod yang;

@@ -1,0 +1,418 @@
+//! The `<edit-config>` engine (RFC 6241 §7.2): applies a `<config>` element
+//! with its `operation` attributes onto a libyang data tree.
+//!
+//! libyang validates and diffs data but has no edit-config engine, so the
+//! walk is ours: each XML element is resolved against the YANG schema (to
+//! know leaf, leaf-list, container or list and its keys), turned into a data
+//! path, and applied with `new_path` / node removal. Values are checked by
+//! libyang as they are set; whole-tree rules (must, leafref, mandatory) are
+//! left to validation, which the caller runs when it must.
+
+#![allow(unsafe_code)]
+
+use yang2::data::{Data, DataTree};
+use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
+use yang2::utils::Binding;
+
+use super::error::{from_ly, xml_path, ErrorTag, ErrorType, RpcError};
+use super::rpc::EditOp;
+use crate::xml::{Element, NC_NS};
+use crate::yang::{self, context};
+
+/// Stop walking at the first error (stop-on-error / rollback-on-error).
+struct Stop;
+
+/// Walks one `<config>` onto a tree, collecting errors.
+struct Editor<'t> {
+    tree: &'t mut DataTree<'static>,
+    errors: Vec<RpcError>,
+    continue_on_error: bool,
+}
+
+/// Apply `config` (the `<config>` element) to `tree`.
+///
+/// With `continue_on_error` every failing node is reported and the rest is
+/// applied; otherwise the walk stops at the first error (the caller discards
+/// the tree copy, so a failed edit changes nothing).
+pub fn apply(
+    tree: &mut DataTree<'static>,
+    config: &Element,
+    default_op: EditOp,
+    continue_on_error: bool,
+) -> Result<(), Vec<RpcError>> {
+    let mut ed = Editor {
+        tree,
+        errors: Vec::new(),
+        continue_on_error,
+    };
+    for el in config.elements() {
+        let r = match top_schema(el) {
+            Ok(schema) => ed.edit(None, el, schema, default_op),
+            Err(e) => ed.fail(e),
+        };
+        if r.is_err() {
+            break;
+        }
+    }
+    if ed.errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ed.errors)
+    }
+}
+
+/// Resolve a top-level element to its schema node.
+pub fn top_schema(el: &Element) -> Result<SchemaNode<'static>, RpcError> {
+    let Some(module) = context().get_module_implemented_ns(&el.ns) else {
+        return Err(RpcError::new(
+            ErrorType::Application,
+            ErrorTag::UnknownNamespace,
+            format!("unknown namespace '{}'", el.ns),
+        )
+        .with_info("bad-element", el.name.clone())
+        .with_info("bad-namespace", el.ns.clone()));
+    };
+    find_child(module.data(), el).ok_or_else(|| unknown_element(el))
+}
+
+fn unknown_element(el: &Element) -> RpcError {
+    RpcError::bad_element(
+        ErrorType::Application,
+        ErrorTag::UnknownElement,
+        &el.name,
+        &format!("unknown element <{}>", el.name),
+    )
+}
+
+/// Find the schema child matching an element, looking through choices and
+/// cases (which have no data node of their own).
+pub fn find_child<'a>(
+    children: impl Iterator<Item = SchemaNode<'a>>,
+    el: &Element,
+) -> Option<SchemaNode<'a>> {
+    for s in children {
+        match s.kind() {
+            SchemaNodeKind::Choice | SchemaNodeKind::Case => {
+                if let Some(found) = find_child(s.children(), el) {
+                    return Some(found);
+                }
+            }
+            _ => {
+                if s.name() == el.name && s.module().namespace() == el.ns {
+                    return Some(s);
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Quote a value for a path predicate.
+pub fn quote(v: &str) -> String {
+    if v.contains('\'') {
+        format!("\"{v}\"")
+    } else {
+        format!("'{v}'")
+    }
+}
+
+/// The value to store for a leaf: strings keep their text, other types are
+/// trimmed (XML indentation around a number is not part of it).
+fn leaf_value(schema: &SchemaNode<'_>, el: &Element) -> String {
+    let text = el.text();
+    let keep = schema
+        .leaf_type()
+        .is_some_and(|t| matches!(t.base_type(), DataValueType::String | DataValueType::Binary));
+    if keep {
+        text
+    } else {
+        text.trim().to_string()
+    }
+}
+
+/// Does anything under `el` ask for a node to come into existence?
+fn creates_something(el: &Element) -> bool {
+    el.elements().any(|c| {
+        matches!(
+            c.attr(Some(NC_NS), "operation"),
+            Some("merge" | "replace" | "create")
+        ) || creates_something(c)
+    })
+}
+
+/// Remove a node; when it is the tree's first top-level sibling the tree's
+/// root pointer moves to the next sibling (yang2's own `remove` would leave
+/// it dangling).
+pub fn remove_path(tree: &mut DataTree<'static>, path: &str) {
+    let Ok(node) = tree.find_path(path) else {
+        return;
+    };
+    let raw = node.raw();
+    let old = std::mem::replace(tree, yang::empty());
+    let mut root = old.into_raw();
+    // SAFETY: `raw` is a node of the tree whose ownership we just took back
+    // from yang2; when it is the first sibling the root moves to its next
+    // sibling before libyang unlinks and frees it, and the remaining siblings
+    // are handed back to a new DataTree.
+    unsafe {
+        if root == raw {
+            root = (*raw).next;
+        }
+        yang2::ffi::lyd_free_tree(raw);
+        *tree = DataTree::from_raw(context(), root);
+    }
+}
+
+impl Editor<'_> {
+    fn fail(&mut self, e: RpcError) -> Result<(), Stop> {
+        self.errors.push(e);
+        if self.continue_on_error {
+            Ok(())
+        } else {
+            Err(Stop)
+        }
+    }
+
+    /// Does a non-default node exist at `path`?
+    fn exists(&self, path: &str) -> bool {
+        self.tree
+            .find_path(path)
+            .map(|n| !n.is_default())
+            .unwrap_or(false)
+    }
+
+    /// Does any node (default or not) exist at `path`?
+    fn exists_any(&self, path: &str) -> bool {
+        self.tree.find_path(path).is_ok()
+    }
+
+    fn set(&mut self, path: &str, value: Option<&str>, name: &str) -> Result<(), Stop> {
+        yang::clear_errors();
+        match self.tree.new_path(path, value, false) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let ly = yang::take_errors();
+                let msg = ly
+                    .first()
+                    .map(|l| l.message.clone())
+                    .or(e.msg)
+                    .unwrap_or_else(|| "invalid value".into());
+                // EEXIST on an existing inner node is not an error.
+                if e.errcode == yang2::ffi::LY_ERR::LY_EEXIST {
+                    return Ok(());
+                }
+                let err = RpcError::application(ErrorTag::InvalidValue, msg)
+                    .with_path(Some(xml_path(path)))
+                    .with_info("bad-element", name);
+                self.fail(err)
+            }
+        }
+    }
+
+    fn edit(
+        &mut self,
+        parent: Option<&str>,
+        el: &Element,
+        schema: SchemaNode<'static>,
+        inherited: EditOp,
+    ) -> Result<(), Stop> {
+        let op = match el.attr(Some(NC_NS), "operation") {
+            None => inherited,
+            Some(v) => match EditOp::parse(v) {
+                Some(op) => op,
+                None => {
+                    return self.fail(
+                        RpcError::protocol(
+                            ErrorTag::BadAttribute,
+                            format!("unknown operation '{v}'"),
+                        )
+                        .with_info("bad-attribute", "operation")
+                        .with_info("bad-element", el.name.clone()),
+                    )
+                }
+            },
+        };
+        if !schema.is_config() {
+            return self.fail(RpcError::bad_element(
+                ErrorType::Application,
+                ErrorTag::InvalidValue,
+                &el.name,
+                &format!("<{}> is state data and cannot be configured", el.name),
+            ));
+        }
+        // Data path of this node.
+        let module = schema.module();
+        let step = match parent {
+            None => format!("/{}:{}", module.name(), schema.name()),
+            Some(p) => format!("{p}/{}:{}", module.name(), schema.name()),
+        };
+        match schema.kind() {
+            SchemaNodeKind::Leaf => {
+                let value = leaf_value(&schema, el);
+                let empty_type = schema
+                    .leaf_type()
+                    .is_some_and(|t| t.base_type() == DataValueType::Empty);
+                let value = if empty_type { None } else { Some(value) };
+                self.leaf(&step, value.as_deref(), el, op)
+            }
+            SchemaNodeKind::LeafList => {
+                let value = leaf_value(&schema, el);
+                let path = format!("{step}[.={}]", quote(&value));
+                self.leaf(&path, None, el, op)
+            }
+            SchemaNodeKind::Container => self.inner(&step, el, &schema, op, &[]),
+            SchemaNodeKind::List => {
+                let mut path = step;
+                let mut keys = Vec::new();
+                for k in schema.list_keys() {
+                    let Some(kel) = el
+                        .elements()
+                        .find(|c| c.name == k.name() && c.ns == k.module().namespace())
+                    else {
+                        return self.fail(
+                            RpcError::bad_element(
+                                ErrorType::Protocol,
+                                ErrorTag::MissingElement,
+                                k.name(),
+                                &format!("list <{}> entry lacks its key <{}>", el.name, k.name()),
+                            )
+                            .with_path(Some(xml_path(&path))),
+                        );
+                    };
+                    path.push_str(&format!("[{}={}]", k.name(), quote(&leaf_value(&k, kel))));
+                    keys.push(k.name().to_string());
+                }
+                self.inner(&path, el, &schema, op, &keys)
+            }
+            _ => self.fail(RpcError::bad_element(
+                ErrorType::Application,
+                ErrorTag::OperationNotSupported,
+                &el.name,
+                "this kind of node cannot be edited",
+            )),
+        }
+    }
+
+    fn leaf(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        el: &Element,
+        op: EditOp,
+    ) -> Result<(), Stop> {
+        match op {
+            EditOp::None => Ok(()),
+            EditOp::Merge | EditOp::Replace => self.set(path, value, &el.name),
+            EditOp::Create => {
+                if self.exists(path) {
+                    self.fail(data_exists(path, &el.name))
+                } else {
+                    self.set(path, value, &el.name)
+                }
+            }
+            EditOp::Delete => {
+                if self.exists(path) {
+                    remove_path(self.tree, path);
+                    Ok(())
+                } else {
+                    self.fail(data_missing(path, &el.name))
+                }
+            }
+            EditOp::Remove => {
+                if self.exists(path) {
+                    remove_path(self.tree, path);
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn inner(
+        &mut self,
+        path: &str,
+        el: &Element,
+        schema: &SchemaNode<'static>,
+        op: EditOp,
+        keys: &[String],
+    ) -> Result<(), Stop> {
+        let child_op = match op {
+            EditOp::Create => {
+                if self.exists(path) {
+                    return self.fail(data_exists(path, &el.name));
+                }
+                self.ensure(path, &el.name)?;
+                EditOp::Merge
+            }
+            EditOp::Merge => {
+                self.ensure(path, &el.name)?;
+                EditOp::Merge
+            }
+            EditOp::Replace => {
+                if self.exists_any(path) {
+                    remove_path(self.tree, path);
+                }
+                self.ensure(path, &el.name)?;
+                EditOp::Merge
+            }
+            EditOp::Delete => {
+                if self.exists(path) {
+                    remove_path(self.tree, path);
+                    return Ok(());
+                }
+                return self.fail(data_missing(path, &el.name));
+            }
+            EditOp::Remove => {
+                if self.exists_any(path) {
+                    remove_path(self.tree, path);
+                }
+                return Ok(());
+            }
+            EditOp::None => {
+                if !self.exists_any(path) {
+                    if creates_something(el) {
+                        self.ensure(path, &el.name)?;
+                    } else {
+                        return self.fail(data_missing(path, &el.name));
+                    }
+                }
+                EditOp::None
+            }
+        };
+        for child in el.elements() {
+            if keys.contains(&child.name) {
+                continue;
+            }
+            let Some(cs) = find_child(schema.children(), child) else {
+                self.fail(unknown_element(child))?;
+                continue;
+            };
+            self.edit(Some(path), child, cs, child_op)?;
+        }
+        Ok(())
+    }
+
+    /// Make sure an inner node exists (creating a list entry creates its keys).
+    fn ensure(&mut self, path: &str, name: &str) -> Result<(), Stop> {
+        if self.exists_any(path) {
+            return Ok(());
+        }
+        self.set(path, None, name)
+    }
+}
+
+fn data_exists(path: &str, name: &str) -> RpcError {
+    RpcError::application(ErrorTag::DataExists, "the data already exists")
+        .with_path(Some(xml_path(path)))
+        .with_info("bad-element", name)
+}
+
+fn data_missing(path: &str, name: &str) -> RpcError {
+    RpcError::application(ErrorTag::DataMissing, "the data does not exist")
+        .with_path(Some(xml_path(path)))
+        .with_info("bad-element", name)
+}
+
+/// Map a libyang error met while loading a whole config into an rpc-error.
+pub fn ly_errors(errs: &[yang::LyError]) -> Vec<RpcError> {
+    errs.iter().map(from_ly).collect()
+}

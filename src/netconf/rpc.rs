@@ -1,0 +1,595 @@
+//! Decoding of `<rpc>` requests into typed operations (RFC 6241 §7, RFC
+//! 6243, RFC 6022 get-schema) and encoding of `<rpc-reply>`.
+//!
+//! Only the envelope and the operation parameters are read here; the
+//! configuration and filter payloads stay `xml::Element`s for the
+//! northbound to interpret against the YANG schema.
+
+use std::fmt::Write as _;
+
+use super::error::{ErrorTag, ErrorType, RpcError};
+use crate::xml::{escape_attr, Element, NC_NS};
+use crate::yang::WithDefaults;
+
+pub const WD_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults";
+pub const MONITORING_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring";
+pub const RBK_NS: &str = "urn:hotlease:yang:remote-backup";
+
+/// A configuration datastore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Datastore {
+    Running,
+    Candidate,
+    Startup,
+}
+
+impl Datastore {
+    pub fn name(self) -> &'static str {
+        match self {
+            Datastore::Running => "running",
+            Datastore::Candidate => "candidate",
+            Datastore::Startup => "startup",
+        }
+    }
+}
+
+/// Source of a copy-config or validate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Datastore(Datastore),
+    /// Inline `<config>` element.
+    Config(Element),
+}
+
+/// A `<filter>`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// The `<filter>` element; its children are the filter's top nodes.
+    Subtree(Element),
+    /// XPath 1.0 `select` with the namespace prefixes in scope.
+    XPath {
+        select: String,
+        namespaces: Vec<(String, String)>,
+    },
+}
+
+/// edit-config `operation` values (RFC 6241 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOp {
+    Merge,
+    Replace,
+    Create,
+    Delete,
+    Remove,
+    None,
+}
+
+impl EditOp {
+    pub fn parse(s: &str) -> Option<EditOp> {
+        Some(match s {
+            "merge" => EditOp::Merge,
+            "replace" => EditOp::Replace,
+            "create" => EditOp::Create,
+            "delete" => EditOp::Delete,
+            "remove" => EditOp::Remove,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOption {
+    TestThenSet,
+    Set,
+    TestOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOption {
+    StopOnError,
+    ContinueOnError,
+    RollbackOnError,
+}
+
+/// Parameters of `<commit>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Commit {
+    pub confirmed: bool,
+    /// Seconds; RFC default 600.
+    pub confirm_timeout: u32,
+    pub persist: Option<String>,
+    pub persist_id: Option<String>,
+}
+
+/// One decoded operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Get {
+        filter: Option<Filter>,
+        with_defaults: WithDefaults,
+    },
+    GetConfig {
+        source: Datastore,
+        filter: Option<Filter>,
+        with_defaults: WithDefaults,
+    },
+    EditConfig {
+        target: Datastore,
+        default_operation: EditOp,
+        test_option: TestOption,
+        error_option: ErrorOption,
+        config: Element,
+    },
+    CopyConfig {
+        target: Datastore,
+        source: Source,
+    },
+    DeleteConfig {
+        target: Datastore,
+    },
+    Lock {
+        target: Datastore,
+    },
+    Unlock {
+        target: Datastore,
+    },
+    CloseSession,
+    KillSession {
+        session_id: u32,
+    },
+    Commit(Commit),
+    CancelCommit {
+        persist_id: Option<String>,
+    },
+    DiscardChanges,
+    Validate {
+        source: Source,
+    },
+    GetSchema {
+        identifier: String,
+        version: Option<String>,
+        format: Option<String>,
+    },
+    BatchBackup {
+        service: String,
+        service_type: String,
+    },
+}
+
+/// A decoded `<rpc>`: what to copy into the reply, and the operation (or the
+/// errors that stop it).
+#[derive(Debug)]
+pub struct Request {
+    pub reply_attrs: String,
+    pub operation: Result<Operation, Vec<RpcError>>,
+}
+
+fn missing_element(name: &str, msg: &str) -> RpcError {
+    RpcError::bad_element(ErrorType::Protocol, ErrorTag::MissingElement, name, msg)
+}
+
+fn bad_element(name: &str, msg: &str) -> RpcError {
+    RpcError::bad_element(ErrorType::Protocol, ErrorTag::BadElement, name, msg)
+}
+
+fn datastore_of(parent: &Element, what: &str, allow_url: bool) -> Result<Datastore, RpcError> {
+    let el = parent
+        .nc_child(what)
+        .ok_or_else(|| missing_element(what, &format!("<{what}> is missing")))?;
+    let choice = el
+        .elements()
+        .next()
+        .ok_or_else(|| missing_element(what, &format!("<{what}> names no datastore")))?;
+    if choice.ns != NC_NS {
+        return Err(bad_element(what, "unknown datastore"));
+    }
+    match choice.name.as_str() {
+        "running" => Ok(Datastore::Running),
+        "candidate" => Ok(Datastore::Candidate),
+        "startup" => Ok(Datastore::Startup),
+        "url" if allow_url => Err(RpcError::protocol(
+            ErrorTag::OperationNotSupported,
+            "the :url capability is not supported",
+        )),
+        other => Err(bad_element(what, &format!("unknown datastore <{other}>"))),
+    }
+}
+
+fn source_of(parent: &Element) -> Result<Source, RpcError> {
+    let el = parent
+        .nc_child("source")
+        .ok_or_else(|| missing_element("source", "<source> is missing"))?;
+    if let Some(cfg) = el.nc_child("config") {
+        return Ok(Source::Config(cfg.clone()));
+    }
+    datastore_of(parent, "source", true).map(Source::Datastore)
+}
+
+fn filter_of(op: &Element, scope: &[(Option<String>, String)]) -> Result<Option<Filter>, RpcError> {
+    let Some(f) = op.nc_child("filter") else {
+        return Ok(None);
+    };
+    let ftype = f
+        .attrs
+        .iter()
+        .find(|a| a.name == "type" && (a.ns.is_none() || a.ns.as_deref() == Some(NC_NS)))
+        .map(|a| a.value.as_str())
+        .unwrap_or("subtree");
+    match ftype {
+        "subtree" => Ok(Some(Filter::Subtree(f.clone()))),
+        "xpath" => {
+            let select = f
+                .attrs
+                .iter()
+                .find(|a| a.name == "select")
+                .map(|a| a.value.clone())
+                .ok_or_else(|| {
+                    RpcError::protocol(ErrorTag::MissingAttribute, "xpath filter needs select")
+                        .with_info("bad-attribute", "select")
+                        .with_info("bad-element", "filter")
+                })?;
+            let mut namespaces: Vec<(String, String)> = Vec::new();
+            for (p, u) in scope
+                .iter()
+                .chain(op.ns_decls.iter())
+                .chain(f.ns_decls.iter())
+            {
+                if let Some(p) = p {
+                    namespaces.retain(|(q, _)| q != p);
+                    namespaces.push((p.clone(), u.clone()));
+                }
+            }
+            Ok(Some(Filter::XPath { select, namespaces }))
+        }
+        other => Err(RpcError::protocol(
+            ErrorTag::BadAttribute,
+            format!("unknown filter type '{other}'"),
+        )
+        .with_info("bad-attribute", "type")
+        .with_info("bad-element", "filter")),
+    }
+}
+
+fn with_defaults_of(op: &Element) -> Result<WithDefaults, RpcError> {
+    match op.child(WD_NS, "with-defaults") {
+        None => Ok(WithDefaults::Explicit),
+        Some(el) => WithDefaults::parse(el.text_trimmed().as_str()).ok_or_else(|| {
+            RpcError::bad_element(
+                ErrorType::Application,
+                ErrorTag::InvalidValue,
+                "with-defaults",
+                "unknown with-defaults mode",
+            )
+        }),
+    }
+}
+
+fn text_param(op: &Element, name: &str) -> Option<String> {
+    op.nc_child(name).map(Element::text_trimmed)
+}
+
+fn decode_operation(
+    op: &Element,
+    scope: &[(Option<String>, String)],
+) -> Result<Operation, RpcError> {
+    if op.ns == RBK_NS && op.name == "batch-backup" {
+        let service = op
+            .child(RBK_NS, "service")
+            .map(Element::text_trimmed)
+            .ok_or_else(|| missing_element("service", "<service> is missing"))?;
+        let service_type = op
+            .child(RBK_NS, "service-type")
+            .map(Element::text_trimmed)
+            .ok_or_else(|| missing_element("service-type", "<service-type> is missing"))?;
+        return Ok(Operation::BatchBackup {
+            service,
+            service_type,
+        });
+    }
+    if op.ns == MONITORING_NS && op.name == "get-schema" {
+        let identifier = op
+            .child(MONITORING_NS, "identifier")
+            .map(Element::text_trimmed)
+            .ok_or_else(|| missing_element("identifier", "<identifier> is missing"))?;
+        return Ok(Operation::GetSchema {
+            identifier,
+            version: op
+                .child(MONITORING_NS, "version")
+                .map(Element::text_trimmed),
+            format: op.child(MONITORING_NS, "format").map(Element::text_trimmed),
+        });
+    }
+    if op.ns != NC_NS {
+        return Err(RpcError::protocol(
+            ErrorTag::OperationNotSupported,
+            format!(
+                "operation <{}> in namespace '{}' is not supported",
+                op.name, op.ns
+            ),
+        ));
+    }
+    Ok(match op.name.as_str() {
+        "get" => Operation::Get {
+            filter: filter_of(op, scope)?,
+            with_defaults: with_defaults_of(op)?,
+        },
+        "get-config" => Operation::GetConfig {
+            source: datastore_of(op, "source", true)?,
+            filter: filter_of(op, scope)?,
+            with_defaults: with_defaults_of(op)?,
+        },
+        "edit-config" => {
+            let target = datastore_of(op, "target", true)?;
+            let default_operation = match text_param(op, "default-operation").as_deref() {
+                None | Some("merge") => EditOp::Merge,
+                Some("replace") => EditOp::Replace,
+                Some("none") => EditOp::None,
+                Some(_) => {
+                    return Err(RpcError::bad_element(
+                        ErrorType::Protocol,
+                        ErrorTag::InvalidValue,
+                        "default-operation",
+                        "default-operation must be merge, replace or none",
+                    ))
+                }
+            };
+            let test_option = match text_param(op, "test-option").as_deref() {
+                None | Some("test-then-set") => TestOption::TestThenSet,
+                Some("set") => TestOption::Set,
+                Some("test-only") => TestOption::TestOnly,
+                Some(_) => {
+                    return Err(RpcError::bad_element(
+                        ErrorType::Protocol,
+                        ErrorTag::InvalidValue,
+                        "test-option",
+                        "test-option must be test-then-set, set or test-only",
+                    ))
+                }
+            };
+            let error_option = match text_param(op, "error-option").as_deref() {
+                None | Some("stop-on-error") => ErrorOption::StopOnError,
+                Some("continue-on-error") => ErrorOption::ContinueOnError,
+                Some("rollback-on-error") => ErrorOption::RollbackOnError,
+                Some(_) => return Err(RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "error-option",
+                    "error-option must be stop-on-error, continue-on-error or rollback-on-error",
+                )),
+            };
+            if op.nc_child("url").is_some() {
+                return Err(RpcError::protocol(
+                    ErrorTag::OperationNotSupported,
+                    "the :url capability is not supported",
+                ));
+            }
+            let config = op
+                .nc_child("config")
+                .cloned()
+                .ok_or_else(|| missing_element("config", "<config> is missing"))?;
+            Operation::EditConfig {
+                target,
+                default_operation,
+                test_option,
+                error_option,
+                config,
+            }
+        }
+        "copy-config" => Operation::CopyConfig {
+            target: datastore_of(op, "target", true)?,
+            source: source_of(op)?,
+        },
+        "delete-config" => Operation::DeleteConfig {
+            target: datastore_of(op, "target", true)?,
+        },
+        "lock" => Operation::Lock {
+            target: datastore_of(op, "target", false)?,
+        },
+        "unlock" => Operation::Unlock {
+            target: datastore_of(op, "target", false)?,
+        },
+        "close-session" => Operation::CloseSession,
+        "kill-session" => {
+            let id = text_param(op, "session-id")
+                .ok_or_else(|| missing_element("session-id", "<session-id> is missing"))?;
+            let session_id = id.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "session-id",
+                    "session-id must be a positive integer",
+                )
+            })?;
+            Operation::KillSession { session_id }
+        }
+        "commit" => {
+            let confirmed = op.nc_child("confirmed").is_some();
+            let confirm_timeout = match text_param(op, "confirm-timeout") {
+                None => 600,
+                Some(t) => t.parse::<u32>().ok().filter(|v| *v > 0).ok_or_else(|| {
+                    RpcError::bad_element(
+                        ErrorType::Protocol,
+                        ErrorTag::InvalidValue,
+                        "confirm-timeout",
+                        "confirm-timeout must be a positive number of seconds",
+                    )
+                })?,
+            };
+            Operation::Commit(Commit {
+                confirmed,
+                confirm_timeout,
+                persist: text_param(op, "persist"),
+                persist_id: text_param(op, "persist-id"),
+            })
+        }
+        "cancel-commit" => Operation::CancelCommit {
+            persist_id: text_param(op, "persist-id"),
+        },
+        "discard-changes" => Operation::DiscardChanges,
+        "validate" => Operation::Validate {
+            source: source_of(op)?,
+        },
+        other => {
+            return Err(RpcError::protocol(
+                ErrorTag::OperationNotSupported,
+                format!("operation <{other}> is not supported"),
+            ))
+        }
+    })
+}
+
+/// Decode a parsed message whose root is `<rpc>`.
+pub fn decode(rpc: &Element) -> Request {
+    let mut reply_attrs = String::new();
+    for (p, u) in &rpc.ns_decls {
+        match p {
+            // our reply declares the NETCONF default namespace itself
+            None => {}
+            Some(p) => {
+                let _ = write!(reply_attrs, " xmlns:{p}=\"{}\"", escape_attr(u));
+            }
+        }
+    }
+    for a in &rpc.attrs {
+        let _ = write!(reply_attrs, " {}=\"{}\"", a.qname, escape_attr(&a.value));
+    }
+    if rpc.attr(None, "message-id").is_none() {
+        let e = RpcError::rpc_missing_message_id();
+        return Request {
+            reply_attrs,
+            operation: Err(vec![e]),
+        };
+    }
+    let mut ops = rpc.elements();
+    let operation = match (ops.next(), ops.next()) {
+        (Some(op), None) => decode_operation(op, &rpc.ns_decls).map_err(|e| vec![e]),
+        (None, _) => Err(vec![missing_element("rpc", "<rpc> has no operation")]),
+        (Some(_), Some(_)) => Err(vec![RpcError::protocol(
+            ErrorTag::MalformedMessage,
+            "<rpc> must hold exactly one operation",
+        )]),
+    };
+    Request {
+        reply_attrs,
+        operation,
+    }
+}
+
+impl RpcError {
+    /// RFC 6241 §4.1: a missing message-id is a missing-attribute error.
+    pub fn rpc_missing_message_id() -> RpcError {
+        RpcError::new(
+            ErrorType::Rpc,
+            ErrorTag::MissingAttribute,
+            "<rpc> has no message-id attribute",
+        )
+        .with_info("bad-attribute", "message-id")
+        .with_info("bad-element", "rpc")
+    }
+}
+
+/// What an operation returns on success.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok,
+    /// Inner content of `<data>` (already serialised XML).
+    Data(String),
+    /// A complete element placed in the reply as is (get-schema, RPC output).
+    Raw(String),
+}
+
+/// Render an `<rpc-reply>`.
+pub fn encode_reply(reply_attrs: &str, result: &Result<Reply, Vec<RpcError>>) -> String {
+    let mut out = String::with_capacity(256);
+    let _ = write!(out, "<rpc-reply xmlns=\"{NC_NS}\"{reply_attrs}>");
+    match result {
+        Ok(Reply::Ok) => out.push_str("<ok/>"),
+        Ok(Reply::Data(d)) => {
+            if d.is_empty() {
+                out.push_str("<data/>");
+            } else {
+                out.push_str("<data>");
+                out.push_str(d);
+                out.push_str("</data>");
+            }
+        }
+        Ok(Reply::Raw(r)) => out.push_str(r),
+        Err(errors) => {
+            for e in errors {
+                e.write_xml(&mut out);
+            }
+        }
+    }
+    out.push_str("</rpc-reply>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xml::parse;
+
+    fn op(xml: &str) -> Result<Operation, Vec<RpcError>> {
+        decode(&parse(xml).unwrap()).operation
+    }
+
+    #[test]
+    fn decodes_edit_config() {
+        let o = op(
+            r#"<rpc message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">
+          <edit-config><target><candidate/></target><default-operation>none</default-operation>
+          <test-option>test-only</test-option><error-option>rollback-on-error</error-option>
+          <config><vrrp xmlns="urn:hotlease:yang:vrrp"/></config></edit-config></rpc>"#,
+        )
+        .unwrap();
+        match o {
+            Operation::EditConfig {
+                target,
+                default_operation,
+                test_option,
+                error_option,
+                config,
+            } => {
+                assert_eq!(target, Datastore::Candidate);
+                assert_eq!(default_operation, EditOp::None);
+                assert_eq!(test_option, TestOption::TestOnly);
+                assert_eq!(error_option, ErrorOption::RollbackOnError);
+                assert_eq!(config.elements().count(), 1);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn copies_attributes_and_flags_missing_message_id() {
+        let r = decode(
+            &parse(r#"<nc:rpc xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:ex="urn:ex" ex:user-id="fred" message-id="101"><nc:get/></nc:rpc>"#)
+                .unwrap(),
+        );
+        assert!(r.reply_attrs.contains("ex:user-id=\"fred\""));
+        assert!(r.reply_attrs.contains("xmlns:ex=\"urn:ex\""));
+        assert!(r.operation.is_ok());
+        let r = decode(
+            &parse(r#"<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get/></rpc>"#).unwrap(),
+        );
+        let e = &r.operation.unwrap_err()[0];
+        assert_eq!(e.tag, ErrorTag::MissingAttribute);
+        let reply = encode_reply(&r.reply_attrs, &Err(vec![e.clone()]));
+        assert!(parse(&reply).is_ok());
+    }
+
+    #[test]
+    fn commit_parameters() {
+        let o = op(r#"<rpc message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><commit><confirmed/><confirm-timeout>30</confirm-timeout><persist>abc</persist></commit></rpc>"#).unwrap();
+        assert_eq!(
+            o,
+            Operation::Commit(Commit {
+                confirmed: true,
+                confirm_timeout: 30,
+                persist: Some("abc".into()),
+                persist_id: None
+            })
+        );
+        assert!(op(r#"<rpc message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><frobnicate/></rpc>"#).is_err());
+    }
+}

@@ -1,0 +1,244 @@
+//! One NETCONF session: hello exchange, framing switch, and the request loop.
+//!
+//! ```text
+//!  ssh channel ──bytes──► Decoder ──message──► xml::parse ──► rpc::decode
+//!                                                               │ Operation
+//!  ssh channel ◄──framed reply◄── rpc::encode_reply ◄── northbound actor
+//! ```
+//! RPCs of one session are answered in order, one at a time; sessions never
+//! wait for each other except through the northbound's locks.
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn, Instrument};
+
+use super::error::{ErrorTag, ErrorType, RpcError};
+use super::framing::{encode, Decoder, Framing};
+use super::rpc::{self, Operation};
+use crate::northbound::Handle;
+use crate::xml::{self, escape_text, NC_NS};
+use crate::yang;
+
+pub const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
+pub const BASE_11: &str = "urn:ietf:params:netconf:base:1.1";
+
+/// The capabilities we announce (RFC 6241 §8, RFC 6243, RFC 6022).
+pub fn capabilities() -> Vec<String> {
+    let mut caps: Vec<String> = [
+        BASE_10,
+        BASE_11,
+        "urn:ietf:params:netconf:capability:candidate:1.0",
+        "urn:ietf:params:netconf:capability:confirmed-commit:1.0",
+        "urn:ietf:params:netconf:capability:confirmed-commit:1.1",
+        "urn:ietf:params:netconf:capability:validate:1.0",
+        "urn:ietf:params:netconf:capability:validate:1.1",
+        "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
+        "urn:ietf:params:netconf:capability:startup:1.0",
+        "urn:ietf:params:netconf:capability:xpath:1.0",
+        "urn:ietf:params:netconf:capability:with-defaults:1.0?basic-mode=explicit&also-supported=report-all,report-all-tagged,trim",
+        "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    for m in yang::data_modules() {
+        caps.push(format!(
+            "{}?module={}&revision={}",
+            m.namespace, m.name, m.revision
+        ));
+    }
+    caps
+}
+
+fn server_hello(session_id: u32) -> String {
+    let mut s = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><hello xmlns=\"{NC_NS}\"><capabilities>"
+    );
+    for c in capabilities() {
+        s.push_str("<capability>");
+        s.push_str(&escape_text(&c));
+        s.push_str("</capability>");
+    }
+    s.push_str(&format!(
+        "</capabilities><session-id>{session_id}</session-id></hello>"
+    ));
+    s
+}
+
+/// Why a client hello is refused (the session is closed, RFC 6241 §8.1).
+fn check_client_hello(msg: &[u8]) -> Result<bool, String> {
+    let text = std::str::from_utf8(msg).map_err(|_| "hello is not UTF-8".to_string())?;
+    let root = xml::parse(text).map_err(|e| e.to_string())?;
+    if root.ns != NC_NS || root.name != "hello" {
+        return Err(format!("expected <hello>, got <{}>", root.name));
+    }
+    if root.nc_child("session-id").is_some() {
+        return Err("client hello must not carry a session-id".into());
+    }
+    let caps = root
+        .nc_child("capabilities")
+        .ok_or("hello without capabilities")?;
+    let list: Vec<String> = caps
+        .elements()
+        .filter(|c| c.name == "capability")
+        .map(|c| c.text_trimmed())
+        .collect();
+    let v11 = list.iter().any(|c| c == BASE_11);
+    let v10 = list.iter().any(|c| c == BASE_10);
+    if !v10 && !v11 {
+        return Err("no common base capability".into());
+    }
+    Ok(v11)
+}
+
+struct Writer<W> {
+    w: W,
+    framing: Framing,
+    buf: Vec<u8>,
+}
+
+impl<W: AsyncWrite + Unpin> Writer<W> {
+    async fn send(&mut self, msg: &str) -> std::io::Result<()> {
+        self.buf.clear();
+        encode(self.framing, msg.as_bytes(), &mut self.buf);
+        self.w.write_all(&self.buf).await?;
+        self.w.flush().await
+    }
+}
+
+/// Run a session on a byte stream until the client leaves, closes the
+/// session, is killed, or the daemon shuts down.
+pub async fn run<S>(stream: S, northbound: Handle, user: String, shutdown: CancellationToken)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let kill = shutdown.child_token();
+    let session_id = northbound.register(user.clone(), kill.clone()).await;
+    let span = info_span!("session", session_id, user = %user);
+    async {
+        info!("session started");
+        let reason = serve(stream, &northbound, session_id, &kill).await;
+        info!(reason, "session ended");
+    }
+    .instrument(span)
+    .await;
+    northbound.unregister(session_id).await;
+}
+
+async fn serve<S>(stream: S, nb: &Handle, session_id: u32, kill: &CancellationToken) -> &'static str
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut r, w) = tokio::io::split(stream);
+    let mut writer = Writer {
+        w,
+        framing: Framing::EndOfMessage,
+        buf: Vec::new(),
+    };
+    if writer.send(&server_hello(session_id)).await.is_err() {
+        return "write failed";
+    }
+    let mut decoder = Decoder::default();
+    let mut hello_done = false;
+    let mut readbuf = vec![0u8; 64 * 1024];
+    loop {
+        // Drain every complete message already buffered.
+        loop {
+            let msg = match decoder.next_message() {
+                Ok(Some(m)) => m,
+                Ok(None) => break,
+                Err(e) => {
+                    warn!(error = %e, "framing error, closing session");
+                    return "framing error";
+                }
+            };
+            if !hello_done {
+                match check_client_hello(&msg) {
+                    Ok(v11) => {
+                        hello_done = true;
+                        if v11 {
+                            decoder.set_framing(Framing::Chunked);
+                            writer.framing = Framing::Chunked;
+                        }
+                        debug!(base11 = v11, "hello exchanged");
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "bad client hello, closing session");
+                        return "bad hello";
+                    }
+                }
+            }
+            let (reply, close) = handle_message(&msg, nb, session_id).await;
+            if writer.send(&reply).await.is_err() {
+                return "write failed";
+            }
+            if close {
+                return "close-session";
+            }
+        }
+        let n = tokio::select! {
+            n = r.read(&mut readbuf) => n,
+            _ = kill.cancelled() => return "killed",
+        };
+        match n {
+            Ok(0) | Err(_) => return "client left",
+            Ok(n) => decoder.push(&readbuf[..n]),
+        }
+    }
+}
+
+/// Handle one framed message; returns the reply and whether to close.
+async fn handle_message(msg: &[u8], nb: &Handle, session_id: u32) -> (String, bool) {
+    let malformed = |m: String| {
+        let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
+        (rpc::encode_reply("", &Err(vec![e])), false)
+    };
+    let Ok(text) = std::str::from_utf8(msg) else {
+        return malformed("message is not UTF-8".into());
+    };
+    let root = match xml::parse(text) {
+        Ok(r) => r,
+        Err(e) => return malformed(e.to_string()),
+    };
+    if root.ns != NC_NS || root.name != "rpc" {
+        return malformed(format!("expected <rpc>, got <{}>", root.name));
+    }
+    let req = rpc::decode(&root);
+    let (result, close) = match req.operation {
+        Err(errors) => (Err(errors), false),
+        Ok(Operation::CloseSession) => (Ok(rpc::Reply::Ok), true),
+        Ok(op) => (nb.rpc(session_id, op).await, false),
+    };
+    (rpc::encode_reply(&req.reply_attrs, &result), close)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_checks() {
+        let h = |caps: &str| {
+            format!("<hello xmlns=\"{NC_NS}\"><capabilities>{caps}</capabilities></hello>")
+        };
+        assert_eq!(
+            check_client_hello(h(&format!("<capability>{BASE_10}</capability>")).as_bytes()),
+            Ok(false)
+        );
+        assert_eq!(
+            check_client_hello(
+                h(&format!(
+                    "<capability>{BASE_10}</capability><capability>{BASE_11}</capability>"
+                ))
+                .as_bytes()
+            ),
+            Ok(true)
+        );
+        assert!(check_client_hello(h("<capability>urn:x</capability>").as_bytes()).is_err());
+        assert!(check_client_hello(b"<hello/>").is_err());
+        let hello = server_hello(7);
+        assert!(xml::parse(&hello).is_ok());
+        assert!(hello.contains("<session-id>7</session-id>"));
+    }
+}

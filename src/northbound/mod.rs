@@ -1,0 +1,930 @@
+//! The northbound actor: it owns the running, candidate and startup
+//! datastores (libyang trees), the locks, the pending confirmed commit, and
+//! runs every NETCONF operation against them, one at a time.
+//!
+//! ```text
+//!  session tasks ──Request (op + oneshot)──► Northbound (this actor)
+//!                                              │ commit: validate → diff →
+//!                                              │ typed config → prepare all → apply all
+//!                                              ▼
+//!                                   subsystems (dhcp, vrrp, backup)
+//! ```
+//! Serialising operations here is what makes commit transactional without
+//! locks shared across tasks; each operation is short (no I/O but the atomic
+//! startup write), so sessions only wait for each other's operations, never
+//! for each other's network.
+
+pub mod store;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+use yang2::data::{Data, DataDiffFlags, DataTree};
+use yang2::schema::SchemaNodeKind;
+
+use crate::config::Config;
+use crate::netconf::edit::{self, find_child, top_schema};
+use crate::netconf::error::{ErrorTag, ErrorType, RpcError};
+use crate::netconf::filter;
+use crate::netconf::rpc::{
+    Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption,
+};
+use crate::xml::{self, escape_text, Element, NC_NS};
+use crate::yang::{self, WithDefaults};
+use store::{PersistedConfirm, Store};
+
+type RpcResult = Result<Reply, Vec<RpcError>>;
+
+/// A runtime that receives configuration from commits (DHCP, VRRP, backup).
+///
+/// `prepare` checks the new configuration and must not change anything;
+/// `apply` is called only when every subsystem prepared successfully.
+pub trait Subsystem: Send {
+    fn name(&self) -> &'static str;
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>>;
+    fn apply(&mut self, old: &Config, new: &Config);
+    /// Operational state as XML top-level elements (empty when none).
+    fn state_xml(&self) -> String {
+        String::new()
+    }
+}
+
+enum Request {
+    Register {
+        user: String,
+        kill: CancellationToken,
+        reply: oneshot::Sender<u32>,
+    },
+    Unregister {
+        session: u32,
+    },
+    Rpc {
+        session: u32,
+        op: Box<Operation>,
+        reply: oneshot::Sender<RpcResult>,
+    },
+}
+
+/// Cheap handle the sessions use to talk to the actor.
+#[derive(Clone, Debug)]
+pub struct Handle {
+    tx: mpsc::Sender<Request>,
+    next_id: Arc<AtomicU32>,
+}
+
+impl Handle {
+    /// Register a new session; returns its session-id.
+    pub async fn register(&self, user: String, kill: CancellationToken) -> u32 {
+        let (reply, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Request::Register { user, kill, reply })
+            .await
+            .is_err()
+        {
+            return self.next_id.fetch_add(1, Ordering::Relaxed);
+        }
+        rx.await
+            .unwrap_or_else(|_| self.next_id.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub async fn unregister(&self, session: u32) {
+        let _ = self.tx.send(Request::Unregister { session }).await;
+    }
+
+    pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Rpc {
+            session,
+            op: Box::new(op),
+            reply,
+        };
+        if self.tx.send(req).await.is_err() {
+            return Err(vec![RpcError::operation_failed(
+                "the daemon is shutting down",
+            )]);
+        }
+        rx.await.unwrap_or_else(|_| {
+            Err(vec![RpcError::operation_failed(
+                "the daemon is shutting down",
+            )])
+        })
+    }
+}
+
+/// Errors loading the stored datastores at boot.
+#[derive(Debug, thiserror::Error)]
+pub enum BootError {
+    #[error("storage: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("startup datastore {what} is invalid: {message}")]
+    Invalid { what: &'static str, message: String },
+}
+
+struct SessionInfo {
+    #[allow(dead_code)]
+    user: String,
+    kill: CancellationToken,
+}
+
+/// A confirmed commit waiting for its confirmation.
+struct PendingConfirm {
+    rollback: DataTree<'static>,
+    deadline: Instant,
+    /// Session that must confirm (None once persisted: any session with the
+    /// persist-id may).
+    owner: Option<u32>,
+    persist: Option<String>,
+}
+
+/// The actor's state.
+pub struct Northbound {
+    running: DataTree<'static>,
+    candidate: DataTree<'static>,
+    startup: DataTree<'static>,
+    running_config: Config,
+    locks: HashMap<Datastore, u32>,
+    candidate_dirty: BTreeSet<u32>,
+    sessions: HashMap<u32, SessionInfo>,
+    pending: Option<PendingConfirm>,
+    store: Store,
+    subsystems: Vec<Box<dyn Subsystem>>,
+    next_id: Arc<AtomicU32>,
+}
+
+impl std::fmt::Debug for Northbound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Northbound")
+            .field("sessions", &self.sessions.len())
+            .field("locks", &self.locks)
+            .finish()
+    }
+}
+
+fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn parse_tree(xml: &str, what: &'static str) -> Result<DataTree<'static>, BootError> {
+    let mut tree = yang::parse_config_xml(xml).map_err(|e| BootError::Invalid {
+        what,
+        message: e.first().map(|e| e.message.clone()).unwrap_or_default(),
+    })?;
+    yang::validate(&mut tree).map_err(|e| BootError::Invalid {
+        what,
+        message: e.first().map(|e| e.message.clone()).unwrap_or_default(),
+    })?;
+    Ok(tree)
+}
+
+impl Northbound {
+    /// Load startup (and a pending persisted confirmed commit) from storage.
+    pub fn boot(
+        store: Store,
+        subsystems: Vec<Box<dyn Subsystem>>,
+    ) -> Result<Northbound, BootError> {
+        let startup = match store.read_startup()? {
+            Some(xml) => parse_tree(&xml, "startup.xml")?,
+            None => yang::empty(),
+        };
+        let mut running = yang::dup(&startup);
+        let mut pending = None;
+        if let Some(p) = store.read_confirm()? {
+            let rollback = parse_tree(&p.rollback_xml, "confirmed-commit rollback")?;
+            let now = now_unix_ms();
+            if p.deadline_unix_ms > now {
+                running = parse_tree(&p.pending_xml, "confirmed-commit pending")?;
+                let left = Duration::from_millis(p.deadline_unix_ms - now);
+                info!(persist_id = %p.persist_id, left_ms = left.as_millis() as u64, "restored pending confirmed commit");
+                pending = Some(PendingConfirm {
+                    rollback,
+                    deadline: Instant::now() + left,
+                    owner: None,
+                    persist: Some(p.persist_id),
+                });
+            } else {
+                warn!(persist_id = %p.persist_id, "persisted confirmed commit expired while down: rolled back");
+                running = rollback;
+                store.delete_confirm()?;
+            }
+        }
+        let running_config = Config::try_from(&running).map_err(|e| BootError::Invalid {
+            what: "running",
+            message: e
+                .first()
+                .and_then(|e| e.message.clone())
+                .unwrap_or_default(),
+        })?;
+        let mut nb = Northbound {
+            candidate: yang::dup(&running),
+            running,
+            startup,
+            running_config: Config::default(),
+            locks: HashMap::new(),
+            candidate_dirty: BTreeSet::new(),
+            sessions: HashMap::new(),
+            pending,
+            store,
+            subsystems,
+            next_id: Arc::new(AtomicU32::new(1)),
+        };
+        let empty = Config::default();
+        for s in nb.subsystems.iter_mut() {
+            if let Err(e) = s.prepare(&empty, &running_config) {
+                return Err(BootError::Invalid {
+                    what: "running",
+                    message: format!(
+                        "{}: {:?}",
+                        s.name(),
+                        e.first().and_then(|e| e.message.clone())
+                    ),
+                });
+            }
+        }
+        for s in nb.subsystems.iter_mut() {
+            s.apply(&empty, &running_config);
+        }
+        nb.running_config = running_config;
+        Ok(nb)
+    }
+
+    /// Start the actor; it runs until `shutdown` fires.
+    pub fn spawn(self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
+        let (tx, rx) = mpsc::channel(256);
+        let handle = Handle {
+            tx,
+            next_id: self.next_id.clone(),
+        };
+        let task = tokio::spawn(self.run(rx, shutdown));
+        (handle, task)
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+        loop {
+            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            tokio::select! {
+                req = rx.recv() => match req {
+                    Some(req) => self.handle(req),
+                    None => break,
+                },
+                _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
+                    info!("confirmed commit timed out: rolling back");
+                    self.rollback_pending();
+                }
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+
+    fn handle(&mut self, req: Request) {
+        match req {
+            Request::Register { user, kill, reply } => {
+                let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                self.sessions.insert(id, SessionInfo { user, kill });
+                let _ = reply.send(id);
+            }
+            Request::Unregister { session } => self.session_ended(session),
+            Request::Rpc { session, op, reply } => {
+                let r = self.operation(session, *op);
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// RFC 6241 §7.5/§8.4: what a session's end releases.
+    fn session_ended(&mut self, session: u32) {
+        self.sessions.remove(&session);
+        let held: Vec<Datastore> = self
+            .locks
+            .iter()
+            .filter(|(_, s)| **s == session)
+            .map(|(d, _)| *d)
+            .collect();
+        for d in held {
+            self.locks.remove(&d);
+            if d == Datastore::Candidate {
+                info!(
+                    session,
+                    "candidate lock holder left: discarding its changes"
+                );
+                self.discard_candidate();
+            }
+        }
+        self.candidate_dirty.remove(&session);
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| p.owner == Some(session))
+        {
+            info!(
+                session,
+                "session of an unconfirmed commit ended: rolling back"
+            );
+            self.rollback_pending();
+        }
+    }
+
+    fn discard_candidate(&mut self) {
+        self.candidate = yang::dup(&self.running);
+        self.candidate_dirty.clear();
+    }
+
+    fn tree(&self, d: Datastore) -> &DataTree<'static> {
+        match d {
+            Datastore::Running => &self.running,
+            Datastore::Candidate => &self.candidate,
+            Datastore::Startup => &self.startup,
+        }
+    }
+
+    /// in-use when another session holds the lock on `d`.
+    fn check_lock(&self, session: u32, d: Datastore) -> Result<(), Vec<RpcError>> {
+        match self.locks.get(&d) {
+            Some(holder) if *holder != session => Err(vec![RpcError::protocol(
+                ErrorTag::InUse,
+                format!("the {} datastore is locked by session {holder}", d.name()),
+            )
+            .with_info("session-id", holder.to_string())]),
+            _ => Ok(()),
+        }
+    }
+
+    fn operation(&mut self, session: u32, op: Operation) -> RpcResult {
+        match op {
+            Operation::Get {
+                filter,
+                with_defaults,
+            } => {
+                let mut xml = yang::print_xml(&self.running, with_defaults);
+                for s in &self.subsystems {
+                    xml.push_str(&s.state_xml());
+                }
+                self.filtered(&self.running, xml, filter.as_ref(), with_defaults)
+            }
+            Operation::GetConfig {
+                source,
+                filter,
+                with_defaults,
+            } => {
+                let tree = self.tree(source);
+                let xml = yang::print_xml(tree, with_defaults);
+                self.filtered(tree, xml, filter.as_ref(), with_defaults)
+            }
+            Operation::EditConfig {
+                target,
+                default_operation,
+                test_option,
+                error_option,
+                config,
+            } => self.edit_config(session, target, default_operation, test_option, error_option, &config),
+            Operation::CopyConfig { target, source } => self.copy_config(session, target, source),
+            Operation::DeleteConfig { target } => match target {
+                Datastore::Startup => {
+                    self.check_lock(session, target)?;
+                    self.store.delete_startup().map_err(io_error)?;
+                    self.startup = yang::empty();
+                    Ok(Reply::Ok)
+                }
+                other => Err(vec![RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "target",
+                    &format!("the {} datastore cannot be deleted", other.name()),
+                )]),
+            },
+            Operation::Lock { target } => self.lock(session, target),
+            Operation::Unlock { target } => match self.locks.get(&target) {
+                Some(s) if *s == session => {
+                    self.locks.remove(&target);
+                    Ok(Reply::Ok)
+                }
+                Some(s) => Err(vec![RpcError::protocol(
+                    ErrorTag::OperationFailed,
+                    format!("the {} lock is held by session {s}", target.name()),
+                )
+                .with_info("session-id", s.to_string())]),
+                None => Err(vec![RpcError::protocol(
+                    ErrorTag::OperationFailed,
+                    format!("the {} datastore is not locked", target.name()),
+                )]),
+            },
+            Operation::CloseSession => Ok(Reply::Ok),
+            Operation::KillSession { session_id } => {
+                if session_id == session {
+                    return Err(vec![RpcError::bad_element(
+                        ErrorType::Protocol,
+                        ErrorTag::InvalidValue,
+                        "session-id",
+                        "a session cannot kill itself; use close-session",
+                    )]);
+                }
+                let Some(info) = self.sessions.get(&session_id) else {
+                    return Err(vec![RpcError::bad_element(
+                        ErrorType::Protocol,
+                        ErrorTag::InvalidValue,
+                        "session-id",
+                        &format!("no session {session_id}"),
+                    )]);
+                };
+                info.kill.cancel();
+                info!(session, killed = session_id, "kill-session");
+                self.session_ended(session_id);
+                Ok(Reply::Ok)
+            }
+            Operation::Commit(c) => self.commit(session, c),
+            Operation::CancelCommit { persist_id } => self.cancel_commit(session, persist_id),
+            Operation::DiscardChanges => {
+                self.check_lock(session, Datastore::Candidate)?;
+                self.discard_candidate();
+                Ok(Reply::Ok)
+            }
+            Operation::Validate { source } => {
+                let mut tree = match source {
+                    Source::Datastore(d) => yang::dup(self.tree(d)),
+                    Source::Config(cfg) => config_tree(&cfg)?,
+                };
+                validate_full(&mut tree)?;
+                Ok(Reply::Ok)
+            }
+            Operation::GetSchema {
+                identifier,
+                version,
+                format,
+            } => get_schema(&identifier, version.as_deref(), format.as_deref()),
+            Operation::BatchBackup { service, .. } => Err(vec![RpcError::operation_failed(
+                format!("remote-backup-service '{service}': the hot-backup runtime is not running in this build"),
+            )]),
+        }
+    }
+
+    fn filtered(
+        &self,
+        tree: &DataTree<'static>,
+        xml: String,
+        filter: Option<&Filter>,
+        wd: WithDefaults,
+    ) -> RpcResult {
+        match filter {
+            None => Ok(Reply::Data(xml)),
+            Some(Filter::Subtree(f)) => {
+                let wrapped = format!("<data xmlns=\"{NC_NS}\">{xml}</data>");
+                let data = xml::parse(&wrapped)
+                    .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
+                let roots: Vec<Element> = data.elements().cloned().collect();
+                let fchildren: Vec<&Element> = f.elements().collect();
+                let selected = filter::apply(&fchildren, &roots, &keys_of);
+                let mut out = String::new();
+                for e in &selected {
+                    e.write_xml(&mut out, NC_NS);
+                }
+                Ok(Reply::Data(out))
+            }
+            Some(Filter::XPath { select, namespaces }) => {
+                let expr = translate_xpath(select, namespaces)?;
+                yang::clear_errors();
+                let set = tree.find_xpath(&expr).map_err(|e| {
+                    vec![RpcError::bad_element(
+                        ErrorType::Application,
+                        ErrorTag::InvalidValue,
+                        "filter",
+                        &format!("bad XPath: {}", e.msg.unwrap_or_default()),
+                    )]
+                })?;
+                let mut result = yang::empty();
+                for node in set {
+                    if let Ok(d) = node.duplicate(true) {
+                        let _ = result.merge(&d);
+                    }
+                }
+                Ok(Reply::Data(yang::print_xml(&result, wd)))
+            }
+        }
+    }
+
+    fn edit_config(
+        &mut self,
+        session: u32,
+        target: Datastore,
+        default_op: EditOp,
+        test_option: TestOption,
+        error_option: ErrorOption,
+        config: &Element,
+    ) -> RpcResult {
+        match target {
+            Datastore::Candidate | Datastore::Startup => {}
+            Datastore::Running => {
+                return Err(vec![RpcError::protocol(
+                    ErrorTag::OperationNotSupported,
+                    "running is not writable (no :writable-running): edit the candidate and commit",
+                )])
+            }
+        }
+        self.check_lock(session, target)?;
+        let mut work = yang::dup(self.tree(target));
+        let continue_on_error = error_option == ErrorOption::ContinueOnError;
+        let edit_result = edit::apply(&mut work, config, default_op, continue_on_error);
+        if let Err(errors) = &edit_result {
+            if error_option != ErrorOption::ContinueOnError {
+                return Err(errors.clone());
+            }
+        }
+        if test_option == TestOption::TestOnly || target == Datastore::Startup {
+            // test-only, and any write to startup, validates the result.
+            let mut check = yang::dup(&work);
+            validate_full(&mut check)?;
+            if test_option == TestOption::TestOnly {
+                return edit_result.map(|_| Reply::Ok);
+            }
+        }
+        match target {
+            Datastore::Candidate => {
+                self.candidate = work;
+                self.candidate_dirty.insert(session);
+            }
+            Datastore::Startup => {
+                self.store
+                    .write_startup(&yang::print_xml(&work, WithDefaults::Explicit))
+                    .map_err(io_error)?;
+                self.startup = work;
+            }
+            Datastore::Running => unreachable!("refused above"),
+        }
+        edit_result.map(|_| Reply::Ok)
+    }
+
+    fn copy_config(&mut self, session: u32, target: Datastore, source: Source) -> RpcResult {
+        if let Source::Datastore(s) = &source {
+            if *s == target {
+                return Err(vec![RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "target",
+                    "source and target are the same datastore",
+                )]);
+            }
+        }
+        let mut tree = match source {
+            Source::Datastore(d) => yang::dup(self.tree(d)),
+            Source::Config(cfg) => config_tree(&cfg)?,
+        };
+        self.check_lock(session, target)?;
+        match target {
+            Datastore::Running => Err(vec![RpcError::protocol(
+                ErrorTag::OperationNotSupported,
+                "running is not writable (no :writable-running): copy to the candidate and commit",
+            )]),
+            Datastore::Candidate => {
+                self.candidate = tree;
+                self.candidate_dirty.insert(session);
+                Ok(Reply::Ok)
+            }
+            Datastore::Startup => {
+                validate_full(&mut tree)?;
+                self.store
+                    .write_startup(&yang::print_xml(&tree, WithDefaults::Explicit))
+                    .map_err(io_error)?;
+                self.startup = tree;
+                info!(session, "startup datastore saved");
+                Ok(Reply::Ok)
+            }
+        }
+    }
+
+    fn lock(&mut self, session: u32, target: Datastore) -> RpcResult {
+        if let Some(holder) = self.locks.get(&target) {
+            return Err(vec![RpcError::protocol(
+                ErrorTag::LockDenied,
+                format!(
+                    "the {} datastore is locked by session {holder}",
+                    target.name()
+                ),
+            )
+            .with_info("session-id", holder.to_string())]);
+        }
+        if target == Datastore::Candidate {
+            if let Some(other) = self.candidate_dirty.iter().find(|s| **s != session) {
+                return Err(vec![RpcError::protocol(
+                    ErrorTag::LockDenied,
+                    "the candidate has uncommitted changes of another session",
+                )
+                .with_info("session-id", other.to_string())]);
+            }
+        }
+        self.locks.insert(target, session);
+        Ok(Reply::Ok)
+    }
+
+    fn commit(&mut self, session: u32, c: Commit) -> RpcResult {
+        self.check_lock(session, Datastore::Running)?;
+        if let Some(p) = &self.pending {
+            match &p.persist {
+                Some(id) => {
+                    if c.persist_id.as_deref() != Some(id.as_str()) {
+                        return Err(vec![RpcError::bad_element(
+                            ErrorType::Protocol,
+                            ErrorTag::InvalidValue,
+                            "persist-id",
+                            "a persisted confirmed commit is pending: give its persist-id",
+                        )]);
+                    }
+                }
+                None => {
+                    if p.owner != Some(session) {
+                        return Err(vec![RpcError::protocol(
+                            ErrorTag::InUse,
+                            "a confirmed commit of another session is pending",
+                        )
+                        .with_info("session-id", p.owner.unwrap_or(0).to_string())]);
+                    }
+                }
+            }
+        } else if c.persist_id.is_some() {
+            return Err(vec![RpcError::bad_element(
+                ErrorType::Protocol,
+                ErrorTag::InvalidValue,
+                "persist-id",
+                "no confirmed commit is pending",
+            )]);
+        }
+        let mut new = yang::dup(&self.candidate);
+        validate_full(&mut new)?;
+        let old_running = yang::dup(&self.running);
+        self.install(new)?;
+        if c.confirmed {
+            let deadline = Instant::now() + Duration::from_secs(c.confirm_timeout as u64);
+            let p = match self.pending.take() {
+                // A follow-up confirmed commit extends the timer but keeps
+                // the original rollback point.
+                Some(mut p) => {
+                    p.deadline = deadline;
+                    if c.persist.is_some() {
+                        p.persist = c.persist.clone();
+                        p.owner = None;
+                    }
+                    p
+                }
+                None => PendingConfirm {
+                    rollback: old_running,
+                    deadline,
+                    owner: if c.persist.is_some() {
+                        None
+                    } else {
+                        Some(session)
+                    },
+                    persist: c.persist.clone(),
+                },
+            };
+            if let Some(id) = &p.persist {
+                let rec = PersistedConfirm {
+                    persist_id: id.clone(),
+                    deadline_unix_ms: now_unix_ms() + c.confirm_timeout as u64 * 1000,
+                    rollback_xml: yang::print_xml(&p.rollback, WithDefaults::Explicit),
+                    pending_xml: yang::print_xml(&self.running, WithDefaults::Explicit),
+                };
+                self.store.write_confirm(&rec).map_err(io_error)?;
+            } else {
+                self.store.delete_confirm().map_err(io_error)?;
+            }
+            info!(
+                session,
+                timeout = c.confirm_timeout,
+                persist = p.persist.is_some(),
+                "confirmed commit"
+            );
+            self.pending = Some(p);
+        } else if self.pending.take().is_some() {
+            self.store.delete_confirm().map_err(io_error)?;
+            info!(session, "confirmed commit confirmed");
+        } else {
+            info!(session, "commit");
+        }
+        Ok(Reply::Ok)
+    }
+
+    fn cancel_commit(&mut self, session: u32, persist_id: Option<String>) -> RpcResult {
+        let Some(p) = &self.pending else {
+            return Err(vec![RpcError::protocol(
+                ErrorTag::OperationFailed,
+                "no confirmed commit is pending",
+            )]);
+        };
+        match (&p.persist, &persist_id) {
+            (Some(id), Some(given)) if id == given => {}
+            (Some(_), _) => {
+                return Err(vec![RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "persist-id",
+                    "persist-id does not match the pending confirmed commit",
+                )])
+            }
+            (None, Some(_)) => {
+                return Err(vec![RpcError::bad_element(
+                    ErrorType::Protocol,
+                    ErrorTag::InvalidValue,
+                    "persist-id",
+                    "the pending confirmed commit was not persisted",
+                )])
+            }
+            (None, None) => {
+                if p.owner != Some(session) {
+                    return Err(vec![RpcError::protocol(
+                        ErrorTag::InUse,
+                        "the pending confirmed commit belongs to another session",
+                    )]);
+                }
+            }
+        }
+        self.rollback_pending();
+        Ok(Reply::Ok)
+    }
+
+    /// Roll back to the configuration before the pending confirmed commit.
+    fn rollback_pending(&mut self) {
+        let Some(p) = self.pending.take() else {
+            return;
+        };
+        if let Err(e) = self.store.delete_confirm() {
+            error!(error = %e, "cannot remove the persisted confirmed commit");
+        }
+        match self.install(p.rollback) {
+            Ok(()) => info!("confirmed commit rolled back"),
+            Err(e) => error!(errors = ?e, "rollback of a confirmed commit was refused"),
+        }
+        self.discard_candidate();
+    }
+
+    /// Make a validated tree the running configuration: typed conversion,
+    /// prepare on every subsystem, then apply on every subsystem. A refusal
+    /// leaves running and the runtimes untouched.
+    fn install(&mut self, new: DataTree<'static>) -> Result<(), Vec<RpcError>> {
+        let changed = match self.running.diff(&new, DataDiffFlags::DEFAULTS) {
+            Ok(diff) => diff.iter().next().is_some(),
+            Err(_) => true,
+        };
+        if changed {
+            let config = Config::try_from(&new)?;
+            for s in self.subsystems.iter_mut() {
+                s.prepare(&self.running_config, &config)?;
+            }
+            for s in self.subsystems.iter_mut() {
+                s.apply(&self.running_config, &config);
+            }
+            self.running_config = config;
+        }
+        self.running = new;
+        self.candidate = yang::dup(&self.running);
+        self.candidate_dirty.clear();
+        Ok(())
+    }
+}
+
+fn io_error(e: std::io::Error) -> Vec<RpcError> {
+    vec![RpcError::operation_failed(format!("storage: {e}"))]
+}
+
+/// Validate a whole configuration with libyang; every violation is reported.
+fn validate_full(tree: &mut DataTree<'static>) -> Result<(), Vec<RpcError>> {
+    yang::validate(tree).map_err(|e| edit::ly_errors(&e))?;
+    Config::try_from(&*tree)?;
+    Ok(())
+}
+
+/// Turn an inline `<config>` into a tree (as a replace of everything).
+fn config_tree(cfg: &Element) -> Result<DataTree<'static>, Vec<RpcError>> {
+    let mut tree = yang::empty();
+    edit::apply(&mut tree, cfg, EditOp::Merge, false)?;
+    Ok(tree)
+}
+
+/// Key leaves of the list entry at the end of `path`, for subtree filtering.
+fn keys_of(path: &[&Element]) -> Option<Vec<(String, String)>> {
+    let (first, rest) = path.split_first()?;
+    let mut schema = top_schema(first).ok()?;
+    for el in rest {
+        schema = find_child(schema.children(), el)?;
+    }
+    if schema.kind() != SchemaNodeKind::List {
+        return None;
+    }
+    Some(
+        schema
+            .list_keys()
+            .map(|k| (k.module().namespace().to_string(), k.name().to_string()))
+            .collect(),
+    )
+}
+
+/// Rewrite the XML prefixes of an XPath filter into libyang's module-name
+/// prefixes (JSON form); string literals are left alone.
+fn translate_xpath(select: &str, namespaces: &[(String, String)]) -> Result<String, Vec<RpcError>> {
+    let mut out = String::with_capacity(select.len() + 32);
+    let mut chars = select.char_indices().peekable();
+    let bytes = select.as_bytes();
+    while let Some((i, c)) = chars.next() {
+        if c == '\'' || c == '"' {
+            out.push(c);
+            for (_, d) in chars.by_ref() {
+                out.push(d);
+                if d == c {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c.is_alphabetic() || c == '_' {
+            let start = i;
+            let mut end = i + c.len_utf8();
+            while let Some((j, d)) = chars.peek() {
+                if d.is_alphanumeric() || *d == '_' || *d == '-' || *d == '.' {
+                    end = j + d.len_utf8();
+                    chars.next();
+                } else {
+                    break;
+                }
+            }
+            let word = &select[start..end];
+            let is_prefix = bytes.get(end) == Some(&b':') && bytes.get(end + 1) != Some(&b':');
+            if is_prefix {
+                let ns = namespaces
+                    .iter()
+                    .rev()
+                    .find(|(p, _)| p == word)
+                    .map(|(_, u)| u.as_str());
+                let module = ns.and_then(yang::module_by_ns).ok_or_else(|| {
+                    vec![RpcError::bad_element(
+                        ErrorType::Application,
+                        ErrorTag::InvalidValue,
+                        "filter",
+                        &format!("XPath prefix '{word}' is not bound to a known module namespace"),
+                    )]
+                })?;
+                out.push_str(module.name);
+            } else {
+                out.push_str(word);
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// RFC 6022 get-schema for our embedded modules.
+fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> RpcResult {
+    let invalid = |m: String| {
+        vec![RpcError::bad_element(
+            ErrorType::Application,
+            ErrorTag::InvalidValue,
+            "identifier",
+            &m,
+        )]
+    };
+    let Some(m) = yang::module_by_name(identifier) else {
+        return Err(invalid(format!("no schema '{identifier}'")));
+    };
+    if let Some(v) = version {
+        if !v.is_empty() && v != m.revision {
+            return Err(invalid(format!("no revision {v} of '{identifier}'")));
+        }
+    }
+    if let Some(f) = format {
+        let f = f.rsplit(':').next().unwrap_or(f);
+        if f != "yang" {
+            return Err(invalid(format!("schema format '{f}' is not available")));
+        }
+    }
+    Ok(Reply::Raw(format!(
+        "<data xmlns=\"{}\">{}</data>",
+        crate::netconf::rpc::MONITORING_NS,
+        escape_text(m.text)
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xpath_prefixes_become_module_names() {
+        let ns = vec![("v".to_string(), "urn:hotlease:yang:vrrp".to_string())];
+        assert_eq!(
+            translate_xpath("/v:vrrp/v:group[v:vrid='1' and v:interface=\"a:b\"]", &ns).unwrap(),
+            "/hotlease-vrrp:vrrp/hotlease-vrrp:group[hotlease-vrrp:vrid='1' and hotlease-vrrp:interface=\"a:b\"]"
+        );
+        assert!(translate_xpath("/x:vrrp", &ns).is_err());
+        assert_eq!(
+            translate_xpath("/v:vrrp//*", &ns).unwrap(),
+            "/hotlease-vrrp:vrrp//*"
+        );
+    }
+}

@@ -1,0 +1,318 @@
+//! The libyang context, the YANG modules embedded in the binary, and the
+//! helpers that turn libyang's error list into data the NETCONF layer maps to
+//! `<rpc-error>`s.
+//!
+//! One context lives for the whole process (`context()`); data trees borrow
+//! it for `'static`. libyang stores every error of a call (`LY_LOSTORE`), so
+//! a validation with `MULTI_ERROR` yields all violations, not only the last.
+
+#![allow(unsafe_code)]
+
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::sync::OnceLock;
+
+use yang2::context::{Context, ContextFlags, EmbeddedModuleKey, EmbeddedModules};
+use yang2::data::{
+    Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags,
+};
+use yang2::ffi;
+
+/// A YANG module shipped inside the binary.
+#[derive(Debug)]
+pub struct Module {
+    pub name: &'static str,
+    pub revision: &'static str,
+    pub namespace: &'static str,
+    pub prefix: &'static str,
+    pub text: &'static str,
+    /// Implemented (its data, RPCs and notifications are ours) rather than
+    /// only imported.
+    pub implemented: bool,
+}
+
+/// Every module the daemon loads, in load order.
+pub const MODULES: &[Module] = &[
+    Module {
+        name: "ietf-netconf-acm",
+        revision: "2018-02-14",
+        namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-acm",
+        prefix: "nacm",
+        text: include_str!("../yang/ietf/ietf-netconf-acm@2018-02-14.yang"),
+        implemented: false,
+    },
+    Module {
+        name: "ietf-netconf",
+        revision: "2011-06-01",
+        namespace: "urn:ietf:params:xml:ns:netconf:base:1.0",
+        prefix: "nc",
+        text: include_str!("../yang/ietf/ietf-netconf@2011-06-01.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "ietf-netconf-with-defaults",
+        revision: "2011-06-01",
+        namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults",
+        prefix: "ncwd",
+        text: include_str!("../yang/ietf/ietf-netconf-with-defaults@2011-06-01.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "hotlease-vrrp",
+        revision: "2026-11-25",
+        namespace: "urn:hotlease:yang:vrrp",
+        prefix: "vrrp",
+        text: include_str!("../yang/hotlease-vrrp.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "hotlease-remote-backup",
+        revision: "2026-11-25",
+        namespace: "urn:hotlease:yang:remote-backup",
+        prefix: "rbk",
+        text: include_str!("../yang/hotlease-remote-backup.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "hotlease-dhcp-server",
+        revision: "2026-11-25",
+        namespace: "urn:hotlease:yang:dhcp-server",
+        prefix: "dhcps",
+        text: include_str!("../yang/hotlease-dhcp-server.yang"),
+        implemented: true,
+    },
+];
+
+/// Our own data modules (the ones whose configuration the daemon serves).
+pub fn data_modules() -> impl Iterator<Item = &'static Module> {
+    MODULES.iter().filter(|m| m.name.starts_with("hotlease-"))
+}
+
+/// Find a module by namespace.
+pub fn module_by_ns(ns: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.namespace == ns)
+}
+
+/// Find a module by name.
+pub fn module_by_name(name: &str) -> Option<&'static Module> {
+    MODULES.iter().find(|m| m.name == name)
+}
+
+static CONTEXT: OnceLock<Context> = OnceLock::new();
+static EMBEDDED: OnceLock<EmbeddedModules> = OnceLock::new();
+
+/// The process-wide libyang context, built on first use.
+pub fn context() -> &'static Context {
+    CONTEXT.get_or_init(|| build_context().expect("embedded YANG modules load"))
+}
+
+fn build_context() -> Result<Context, yang2::Error> {
+    let embedded = EMBEDDED.get_or_init(|| {
+        let mut map: EmbeddedModules = HashMap::new();
+        for m in MODULES {
+            map.insert(EmbeddedModuleKey::new(m.name, None, None, None), m.text);
+            map.insert(
+                EmbeddedModuleKey::new(m.name, Some(m.revision), None, None),
+                m.text,
+            );
+        }
+        map
+    });
+    // SAFETY: plain setter of a global libyang option; store every error so a
+    // multi-error validation reports them all, never print to stderr.
+    unsafe { ffi::ly_log_options(ffi::LY_LOSTORE) };
+    let mut ctx = Context::new(
+        ContextFlags::NO_YANGLIBRARY
+            | ContextFlags::DISABLE_SEARCHDIRS
+            | ContextFlags::DISABLE_SEARCHDIR_CWD,
+    )?;
+    ctx.set_embedded_modules(embedded);
+    for m in MODULES.iter().filter(|m| m.implemented) {
+        ctx.load_module(m.name, Some(m.revision), &[])?;
+    }
+    Ok(ctx)
+}
+
+/// One libyang error, as stored in the context.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LyError {
+    /// `LY_VECODE` of the error (`LYVE_DATA`, `LYVE_REFERENCE`, ...).
+    pub vecode: u32,
+    pub message: String,
+    /// Data path (JSON form, module-name prefixes) of the offending node.
+    pub path: Option<String>,
+    pub apptag: Option<String>,
+}
+
+fn opt_cstr(p: *const std::os::raw::c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: libyang error strings are NUL-terminated and live until
+        // `ly_err_clean`, which runs after we copied them.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+/// Take (and clear) every error libyang stored for this thread.
+pub fn take_errors() -> Vec<LyError> {
+    let ctx = context();
+    let mut out = Vec::new();
+    // SAFETY: walking libyang's error list of this context/thread; items stay
+    // valid until ly_err_clean below.
+    unsafe {
+        let raw = ctx_raw(ctx);
+        let mut e = ffi::ly_err_first(raw);
+        while !e.is_null() {
+            let item = &*e;
+            if item.level == ffi::LY_LOG_LEVEL::LY_LLERR {
+                out.push(LyError {
+                    vecode: item.vecode,
+                    message: opt_cstr(item.msg).unwrap_or_default(),
+                    path: opt_cstr(item.data_path),
+                    apptag: opt_cstr(item.apptag),
+                });
+            }
+            e = item.next;
+        }
+        ffi::ly_err_clean(raw, std::ptr::null_mut());
+    }
+    out
+}
+
+/// Forget stored errors before an operation whose errors we will read.
+pub fn clear_errors() {
+    // SAFETY: frees this thread's stored errors of our context.
+    unsafe { ffi::ly_err_clean(ctx_raw(context()), std::ptr::null_mut()) };
+}
+
+/// `Context` keeps its raw pointer private; `into_raw` consumes it, so read
+/// the pointer back through libyang itself: the context of the first module.
+fn ctx_raw(ctx: &Context) -> *mut ffi::ly_ctx {
+    let m = ctx
+        .get_module_implemented("hotlease-vrrp")
+        .expect("hotlease-vrrp loaded");
+    // SAFETY: a loaded module's `ctx` field points to its owning context.
+    unsafe { (*m.as_raw()).ctx }
+}
+
+/// Validate a whole configuration tree; all violations are returned.
+pub fn validate(tree: &mut DataTree<'static>) -> Result<(), Vec<LyError>> {
+    clear_errors();
+    let flags = DataValidationFlags::NO_STATE
+        | DataValidationFlags::from_bits_retain(ffi::LYD_VALIDATE_MULTI_ERROR);
+    match tree.validate(flags) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let mut errs = take_errors();
+            if errs.is_empty() {
+                errs.push(LyError {
+                    vecode: 0,
+                    message: e.msg.unwrap_or_else(|| "validation failed".into()),
+                    path: e.path,
+                    apptag: e.apptag,
+                });
+            }
+            Err(errs)
+        }
+    }
+}
+
+/// Parse XML configuration data (no validation: the caller validates the
+/// whole datastore when it must).
+pub fn parse_config_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
+    clear_errors();
+    let data = format!("{xml}\0");
+    DataTree::parse_string(
+        context(),
+        data.as_bytes(),
+        DataFormat::XML,
+        DataParserFlags::NO_VALIDATION | DataParserFlags::STRICT,
+        DataValidationFlags::empty(),
+    )
+    .map_err(|e| {
+        let mut errs = take_errors();
+        if errs.is_empty() {
+            errs.push(LyError {
+                vecode: 0,
+                message: e.msg.unwrap_or_default(),
+                path: e.path,
+                apptag: e.apptag,
+            });
+        }
+        errs
+    })
+}
+
+/// With-defaults retrieval modes (RFC 6243).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WithDefaults {
+    #[default]
+    Explicit,
+    ReportAll,
+    ReportAllTagged,
+    Trim,
+}
+
+impl WithDefaults {
+    pub fn parse(s: &str) -> Option<WithDefaults> {
+        Some(match s {
+            "explicit" => WithDefaults::Explicit,
+            "report-all" => WithDefaults::ReportAll,
+            "report-all-tagged" => WithDefaults::ReportAllTagged,
+            "trim" => WithDefaults::Trim,
+            _ => return None,
+        })
+    }
+
+    fn flags(self) -> DataPrinterFlags {
+        match self {
+            WithDefaults::Explicit => DataPrinterFlags::WD_EXPLICIT,
+            WithDefaults::ReportAll => DataPrinterFlags::WD_ALL,
+            WithDefaults::ReportAllTagged => {
+                DataPrinterFlags::from_bits_retain(ffi::LYD_PRINT_WD_ALL_TAG)
+            }
+            WithDefaults::Trim => DataPrinterFlags::WD_TRIM,
+        }
+    }
+}
+
+/// Print a tree (all top-level siblings) as XML.
+pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
+    if tree.reference().is_none() {
+        return String::new();
+    }
+    tree.print_string(
+        DataFormat::XML,
+        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default()
+}
+
+/// Duplicate a tree (an empty tree duplicates to an empty tree).
+pub fn dup(tree: &DataTree<'static>) -> DataTree<'static> {
+    tree.duplicate().expect("libyang duplicate")
+}
+
+/// Empty tree.
+pub fn empty() -> DataTree<'static> {
+    DataTree::new(context())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_loads_all_modules() {
+        let ctx = context();
+        for m in data_modules() {
+            let module = ctx.get_module_implemented(m.name).expect(m.name);
+            assert_eq!(module.namespace(), m.namespace);
+            assert_eq!(module.prefix(), m.prefix);
+            assert_eq!(module.revision(), Some(m.revision));
+        }
+    }
+}
