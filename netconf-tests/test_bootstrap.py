@@ -1,13 +1,12 @@
 """The CLI and the bootstrap TOML: hash-password, bad configs, host key, SIGTERM."""
 
-import os
 import stat
 import subprocess
 import time
 
 import pytest
 
-from conftest import HOTLEASED, PASSWORD, USER, Daemon
+from conftest import HOTLEASED, Daemon
 
 
 def run(args, timeout=20, **kw):

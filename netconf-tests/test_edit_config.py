@@ -99,7 +99,7 @@ def test_replace_creates_when_missing(m):
 def test_replace_leaf(m):
     m.edit_config(
         target="candidate",
-        config=config(vrrp(f'<group><interface>eth0</interface><vrid>1</vrid><priority nc:operation="replace">99</priority></group>')),
+        config=config(vrrp('<group><interface>eth0</interface><vrid>1</vrid><priority nc:operation="replace">99</priority></group>')),
     )
     assert get_groups(m, "candidate")[("eth0", 1)]["priority"] == "99"
 

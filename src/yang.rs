@@ -201,7 +201,12 @@ pub fn validate(tree: &mut DataTree<'static>) -> Result<(), Vec<LyError>> {
     clear_errors();
     let flags = DataValidationFlags::NO_STATE
         | DataValidationFlags::from_bits_retain(ffi::LYD_VALIDATE_MULTI_ERROR);
-    match tree.validate(flags) {
+    let r = tree.validate(flags);
+    // Validation may insert default nodes before the first top-level node;
+    // yang2 keeps pointing at the old first one, which would make later
+    // duplicates and prints skip the new ones.
+    rewind(tree);
+    match r {
         Ok(()) => Ok(()),
         Err(e) => {
             let mut errs = take_errors();
@@ -215,6 +220,23 @@ pub fn validate(tree: &mut DataTree<'static>) -> Result<(), Vec<LyError>> {
             }
             Err(errs)
         }
+    }
+}
+
+/// Point a tree at its first top-level sibling again.
+pub fn rewind(tree: &mut DataTree<'static>) {
+    use yang2::utils::Binding;
+    let raw = std::mem::replace(tree, empty()).into_raw();
+    // SAFETY: `raw` is the tree we just took ownership of; the first sibling
+    // of a node of a top-level sibling list is that list's head, and handing
+    // it back to DataTree restores single ownership of the whole list.
+    unsafe {
+        let first = if raw.is_null() {
+            raw
+        } else {
+            ffi::lyd_first_sibling(raw)
+        };
+        *tree = DataTree::from_raw(context(), first);
     }
 }
 
@@ -292,8 +314,37 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
 }
 
 /// Duplicate a tree (an empty tree duplicates to an empty tree).
+///
+/// Each top-level sibling is copied on its own: libyang 2.2.8's
+/// `lyd_dup_siblings` skips the node that follows a top-level list (its
+/// list fast path leaves the cursor one node too far), which would drop,
+/// say, `vrrp` after `remote-backup-service`.
 pub fn dup(tree: &DataTree<'static>) -> DataTree<'static> {
-    tree.duplicate().expect("libyang duplicate")
+    use yang2::utils::Binding;
+    let Some(first) = tree.reference() else {
+        return empty();
+    };
+    let mut head: *mut ffi::lyd_node = std::ptr::null_mut();
+    for node in first.inclusive_siblings() {
+        let mut copy: *mut ffi::lyd_node = std::ptr::null_mut();
+        // SAFETY: `node` is a live node of `tree`; the copy is a new
+        // standalone subtree that we link into the new sibling list, whose
+        // head we hand to a DataTree below.
+        unsafe {
+            let rc = ffi::lyd_dup_single(
+                node.raw(),
+                std::ptr::null_mut(),
+                ffi::LYD_DUP_RECURSIVE | ffi::LYD_DUP_WITH_FLAGS,
+                &mut copy,
+            );
+            assert_eq!(rc, ffi::LY_ERR::LY_SUCCESS, "libyang duplicate");
+            let rc = ffi::lyd_insert_sibling(head, copy, &mut head);
+            assert_eq!(rc, ffi::LY_ERR::LY_SUCCESS, "libyang insert");
+        }
+    }
+    // SAFETY: `head` is the first sibling of the list built above, owned by
+    // nobody else.
+    unsafe { DataTree::from_raw(context(), head) }
 }
 
 /// Empty tree.

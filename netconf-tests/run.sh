@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The hotlease test command (README): lint, build, unit tests, YANG checks,
+# then the black-box NETCONF suite against the real daemon.
+#
+# Installs what it needs by itself (Debian packages, only when missing; a
+# Python venv in netconf-tests/.venv), runs from any cwd, exits non-zero on
+# any failure.  Extra arguments go to pytest (e.g. -k lock -x).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# --- system packages --------------------------------------------------------
+APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client)
+missing=()
+for p in "${APT_PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    step "apt-get install ${missing[*]}"
+    SUDO=""
+    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+# --- python venv ---------------------------------------------------------------
+VENV="$ROOT/netconf-tests/.venv"
+REQ="$ROOT/netconf-tests/requirements.txt"
+PY=/usr/bin/python3
+[ -x "$PY" ] || PY="$(command -v python3)"
+stamp="$(sha256sum "$REQ" | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
+    step "python venv ($VENV)"
+    rm -rf "$VENV"
+    "$PY" -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
+    echo "$stamp" >"$VENV/.requirements.sha256"
+fi
+
+# --- rust ------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --check
+step "cargo clippy --all-targets -- -D warnings"
+cargo clippy --all-targets -- -D warnings
+step "cargo build"
+cargo build
+step "cargo test"
+cargo test
+
+# --- yang ------------------------------------------------------------------
+if [ -f yang-tests/check.sh ]; then
+    step "yang-tests/check.sh"
+    bash yang-tests/check.sh
+fi
+step "yanglint yang/*.yang"
+lint_out="$(yanglint -p yang -p yang/ietf yang/*.yang 2>&1)" || {
+    printf '%s\n' "$lint_out"
+    echo "yanglint failed" >&2
+    exit 1
+}
+if [ -n "$lint_out" ]; then
+    printf '%s\n' "$lint_out"
+    echo "yanglint printed warnings" >&2
+    exit 1
+fi
+
+# --- black-box NETCONF suite -------------------------------------------------------
+step "pytest netconf-tests"
+export HOTLEASED="${HOTLEASED:-$ROOT/target/debug/hotleased}"
+cd "$ROOT/netconf-tests"
+"$VENV/bin/python" -m pytest -q "$@"

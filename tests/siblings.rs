@@ -1,0 +1,37 @@
+//! Regression: a datastore copy keeps every top-level node. libyang 2.2.8's
+//! lyd_dup_siblings drops the node that follows a top-level list, which
+//! once lost the whole `vrrp` tree on commit after `remote-backup-service`
+//! was added.
+
+use hotlease::netconf::edit;
+use hotlease::netconf::rpc::EditOp;
+use hotlease::xml;
+use hotlease::yang::{self, WithDefaults};
+
+fn config(body: &str) -> xml::Element {
+    xml::parse(&format!(
+        r#"<config xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</config>"#
+    ))
+    .unwrap()
+}
+
+#[test]
+fn copies_keep_all_top_level_siblings() {
+    let vrrp = config(
+        r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip></group></vrrp>"#,
+    );
+    let rbs = config(
+        r#"<remote-backup-service xmlns="urn:hotlease:yang:remote-backup"><name>rbs1</name><peer><address>10.0.0.2</address><source>10.0.0.1</source><port>7000</port></peer></remote-backup-service><remote-backup-service xmlns="urn:hotlease:yang:remote-backup"><name>rbs2</name><peer><address>10.0.0.6</address><source>10.0.0.5</source><port>7000</port></peer></remote-backup-service>"#,
+    );
+    let mut t = yang::empty();
+    edit::apply(&mut t, &vrrp, EditOp::Merge, false).unwrap();
+    yang::validate(&mut t).unwrap();
+    let mut c = yang::dup(&t);
+    edit::apply(&mut c, &rbs, EditOp::Merge, false).unwrap();
+    let mut n = yang::dup(&c);
+    yang::validate(&mut n).unwrap();
+    let s = yang::print_xml(&yang::dup(&n), WithDefaults::Explicit);
+    assert!(s.contains("<vrrp"), "{s}");
+    assert!(s.contains("<name>rbs1</name>"), "{s}");
+    assert!(s.contains("<name>rbs2</name>"), "{s}");
+}
