@@ -529,6 +529,11 @@ def config(*parts: str) -> str:
     return f'<config xmlns="{BASE_NS}" xmlns:nc="{BASE_NS}">' + "".join(parts) + "</config>"
 
 
+def inline_source(cfg: str) -> str:
+    """copy-config source holding an inline <config> (ncclient wants <source>)."""
+    return f'<source xmlns="{BASE_NS}">{cfg}</source>'
+
+
 def vrrp(*groups: str, attrs: str = "") -> str:
     return f'<vrrp xmlns="{VRRP_NS}"{attrs}>' + "".join(groups) + "</vrrp>"
 

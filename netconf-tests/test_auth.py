@@ -1,5 +1,7 @@
 """SSH login: password and public key, and their refusals."""
 
+import threading
+
 import paramiko
 import pytest
 from ncclient.transport.errors import AuthenticationError, SSHError
@@ -74,19 +76,46 @@ def test_auth_methods_offered(daemon):
         t.close()
 
 
+def refused_request(t, request):
+    """Open a session channel and make *request* on it; True when the server
+    answers SSH_MSG_CHANNEL_FAILURE (RFC 4254 §6.5: a request with want-reply
+    must be answered)."""
+    result = {}
+
+    def run():
+        ch = t.open_session(timeout=10)
+        try:
+            request(ch)
+            result["ok"] = False
+        except paramiko.SSHException:
+            result["ok"] = True
+        finally:
+            ch.close()
+
+    th = threading.Thread(target=run, daemon=True)
+    th.start()
+    th.join(10)
+    assert not th.is_alive(), "no reply to the channel request"
+    return result["ok"]
+
+
 def test_only_netconf_subsystem(daemon):
-    """A shell or another subsystem is not a way in."""
+    """Another subsystem is not a way in."""
     t = paramiko.Transport(("127.0.0.1", daemon.port))
     try:
         t.connect(username=USER, password=PASSWORD)
-        ch = t.open_session(timeout=10)
-        with pytest.raises(paramiko.SSHException):
-            ch.invoke_subsystem("sftp")
-        ch.close()
-        ch = t.open_session(timeout=10)
-        with pytest.raises(paramiko.SSHException):
-            ch.exec_command("id")
-        ch.close()
+        assert refused_request(t, lambda ch: ch.invoke_subsystem("sftp"))
+    finally:
+        t.close()
+    daemon.connect().get_config("running")
+
+
+def test_no_shell_or_exec(daemon):
+    t = paramiko.Transport(("127.0.0.1", daemon.port))
+    try:
+        t.connect(username=USER, password=PASSWORD)
+        assert refused_request(t, lambda ch: ch.exec_command("id"))
+        assert refused_request(t, lambda ch: ch.invoke_shell())
     finally:
         t.close()
     daemon.connect().get_config("running")

@@ -6,6 +6,7 @@ from lxml import etree
 from ncclient.operations.rpc import RPCError
 
 from conftest import (
+    inline_source as inline,
     BASE_NS,
     VRRP_NS,
     assert_rpc_error,
@@ -199,26 +200,26 @@ def test_copy_to_running_refused(nc):
     nc.edit_config(target="candidate", config=config(vrrp(group(vrid=1))))
     with pytest.raises(RPCError) as ei:
         nc.copy_config(source="candidate", target="running")
-    assert_rpc_error(ei, ("operation-not-supported", "invalid-value"))
+    assert_rpc_error(ei, ("operation-not-supported", "invalid-value", "bad-element", "unknown-element"))
     assert get_groups(nc, "running") == {}
 
 
 def test_copy_inline_config_to_candidate(nc):
     nc.edit_config(target="candidate", config=config(vrrp(group(vrid=1))))
-    nc.copy_config(source=config(vrrp(group(vrid=2), group(vrid=3))), target="candidate")
+    nc.copy_config(source=inline(config(vrrp(group(vrid=2), group(vrid=3)))), target="candidate")
     assert set(get_groups(nc, "candidate")) == {("eth0", 2), ("eth0", 3)}
 
 
 def test_copy_inline_invalid_changes_nothing(nc):
     nc.edit_config(target="candidate", config=config(vrrp(group(vrid=1))))
     with pytest.raises(RPCError) as ei:
-        nc.copy_config(source=config(vrrp(group(vrid=2, priority=500))), target="candidate")
+        nc.copy_config(source=inline(config(vrrp(group(vrid=2, priority=500)))), target="candidate")
     assert_rpc_error(ei, "invalid-value")
     assert set(get_groups(nc, "candidate")) == {("eth0", 1)}
 
 
 def test_copy_startup_to_candidate(nc):
-    nc.copy_config(source=config(vrrp(group(vrid=8))), target="candidate")
+    nc.copy_config(source=inline(config(vrrp(group(vrid=8)))), target="candidate")
     nc.copy_config(source="candidate", target="startup")
     nc.discard_changes()
     assert get_groups(nc, "candidate") == {}
@@ -237,7 +238,7 @@ def test_copy_running_to_candidate(nc):
 def test_copy_inline_to_startup_invalid_must_refused(nc):
     """startup is validated at the end of copy-config (RFC 7950 §8.3.3)."""
     with pytest.raises(RPCError) as ei:
-        nc.copy_config(source=config(vrrp(group(vrid=1, version="v2", advertise_interval=1500))), target="startup")
+        nc.copy_config(source=inline(config(vrrp(group(vrid=1, version="v2", advertise_interval=1500)))), target="startup")
     assert_rpc_error(ei, "operation-failed", app_tag="v2-advertise-interval-not-seconds")
     assert get_groups(nc, "startup") == {}
 

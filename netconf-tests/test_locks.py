@@ -6,7 +6,7 @@ import pytest
 from ncclient.operations.rpc import RPCError
 from ncclient.transport.errors import TransportError
 
-from conftest import assert_rpc_error, config, error_info, get_groups, group, vrrp
+from conftest import inline_source as inline, assert_rpc_error, config, error_info, get_groups, group, vrrp
 
 
 def sid(m):
@@ -74,7 +74,7 @@ def test_locked_candidate_refuses_others_edits(daemon):
         b.edit_config(target="candidate", config=config(vrrp(group(vrid=1))))
     assert_rpc_error(ei, "in-use")
     with pytest.raises(RPCError) as ei:
-        b.copy_config(source=config(vrrp(group(vrid=1))), target="candidate")
+        b.copy_config(source=inline(config(vrrp(group(vrid=1)))), target="candidate")
     assert_rpc_error(ei, "in-use")
     with pytest.raises(RPCError) as ei:
         b.discard_changes()

@@ -91,6 +91,10 @@ def test_report_all_tagged(wd):
             if leaf.get(f"{{{WD_NS}}}default") is not None:
                 assert leaf.get(f"{{{WD_NS}}}default") == "true"
                 tagged.setdefault(vrid, set()).add(etree.QName(leaf).localname)
+    assert tagged, (
+        "no leaf carries the RFC 6243 §6 attribute default=\"true\" in namespace "
+        f"{WD_NS}: {etree.tostring(data).decode()[:600]}"
+    )
     # every leaf at its default value is tagged, set explicitly or not
     assert {"priority", "advertise-interval", "version", "enabled", "delay"} <= tagged["1"]
     assert {"priority", "version", "enabled", "delay"} <= tagged["2"]
@@ -129,3 +133,11 @@ def test_bad_with_defaults_value(module_daemon):
     err = reply.find("nc:rpc-error", NS)
     assert err is not None
     assert err.findtext("nc:error-tag", namespaces=NS) in ("invalid-value", "bad-element")
+
+
+def test_report_all_on_edited_candidate(nc):
+    """Defaults are reported for nodes that only exist in an uncommitted candidate."""
+    nc.edit_config(target="candidate", config=config(vrrp(group(vrid=4))))
+    g = groups_of(nc.get_config("candidate", with_defaults="report-all"))
+    for leaf, value in DEFAULTS.items():
+        assert g[("eth0", 4)].get(leaf) == value, (leaf, g[("eth0", 4)])

@@ -481,11 +481,12 @@ def test_pool_profile_server_identifier_is_vip(m):
 
 
 def test_pool_profile_must_exist(m):
+    # both the leafref and the service-type must fail; either error names the node
     refused_at_commit(
         m,
         dhcp(ip_pool(body="<gateway>172.16.1.1</gateway><mask>255.255.255.0</mask><remote-backup-profile>ghost</remote-backup-profile>")),
-        "data-missing",
-        "instance-required",
+        ["data-missing", "operation-failed"],
+        ["instance-required", "profile-not-dhcp-server"],
         POOL_PATH.format("q1") + "/dhcps:remote-backup-profile",
     )
 

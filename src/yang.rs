@@ -14,7 +14,8 @@ use std::sync::OnceLock;
 
 use yang2::context::{Context, ContextFlags, EmbeddedModuleKey, EmbeddedModules};
 use yang2::data::{
-    Data, DataFormat, DataParserFlags, DataPrinterFlags, DataTree, DataValidationFlags,
+    Data, DataFormat, DataImplicitFlags, DataParserFlags, DataPrinterFlags, DataTree,
+    DataValidationFlags,
 };
 use yang2::ffi;
 
@@ -118,14 +119,15 @@ fn build_context() -> Result<Context, yang2::Error> {
         }
         map
     });
-    // SAFETY: plain setter of a global libyang option; store every error so a
-    // multi-error validation reports them all, never print to stderr.
-    unsafe { ffi::ly_log_options(ffi::LY_LOSTORE) };
     let mut ctx = Context::new(
         ContextFlags::NO_YANGLIBRARY
             | ContextFlags::DISABLE_SEARCHDIRS
             | ContextFlags::DISABLE_SEARCHDIR_CWD,
     )?;
+    // SAFETY: plain setter of a global libyang option. Store every error so a
+    // multi-error validation reports them all, and never print to stderr.
+    // It must come after the first Context::new, which sets LY_LOSTORE_LAST.
+    unsafe { ffi::ly_log_options(ffi::LY_LOSTORE) };
     ctx.set_embedded_modules(embedded);
     for m in MODULES.iter().filter(|m| m.implemented) {
         ctx.load_module(m.name, Some(m.revision), &[])?;
@@ -304,13 +306,36 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
     if tree.reference().is_none() {
         return String::new();
     }
-    tree.print_string(
-        DataFormat::XML,
-        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default()
+    // A tree that was edited but not validated yet (the candidate) lacks the
+    // implicit default nodes these modes report: add them to a copy.
+    let with_implicit;
+    let tree = if wd == WithDefaults::Explicit {
+        tree
+    } else {
+        let mut copy = dup(tree);
+        let _ = copy.add_implicit(DataImplicitFlags::NO_STATE);
+        with_implicit = copy;
+        &with_implicit
+    };
+    let xml = tree
+        .print_string(
+            DataFormat::XML,
+            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    if wd == WithDefaults::ReportAllTagged {
+        // libyang tags defaults with the ietf-netconf-with-defaults module's
+        // namespace; RFC 6243 §6 puts the attribute in its own XML namespace.
+        xml.replace(
+            "xmlns:ncwd=\"urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults\"",
+            "xmlns:wd=\"urn:ietf:params:xml:ns:netconf:default:1.0\"",
+        )
+        .replace(" ncwd:default=", " wd:default=")
+    } else {
+        xml
+    }
 }
 
 /// Duplicate a tree (an empty tree duplicates to an empty tree).

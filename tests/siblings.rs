@@ -35,3 +35,14 @@ fn copies_keep_all_top_level_siblings() {
     assert!(s.contains("<name>rbs1</name>"), "{s}");
     assert!(s.contains("<name>rbs2</name>"), "{s}");
 }
+
+#[test]
+fn validation_reports_every_violation() {
+    let v = config(
+        r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip><version>v2</version><advertise-interval>1500</advertise-interval></group><group><interface>eth1</interface><vrid>2</vrid><virtual-ip>10.1.1.2</virtual-ip><version>v2</version><advertise-interval>2500</advertise-interval></group></vrrp>"#,
+    );
+    let mut t = yang::empty();
+    edit::apply(&mut t, &v, EditOp::Merge, false).unwrap();
+    let errs = yang::validate(&mut t).unwrap_err();
+    assert_eq!(errs.len(), 2, "{errs:?}");
+}

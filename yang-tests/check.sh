@@ -3,8 +3,8 @@
 #
 #   1. the modules in yang/ compile with no warning and no error;
 #   2. every node of the northbound contract (contract.txt) exists with
-#      the expected properties (searched in the node's `-f info` and
-#      `-f tree` forms);
+#      the expected properties (searched in the node's `-f info` form,
+#      then in the `-f tree` form of the modules);
 #   3. the valid instances validate: valid*.xml as configuration,
 #      state.xml merged with valid.xml as a full datastore, notif/*.xml
 #      as notifications, rpc/*.xml as RPCs against valid.xml;
@@ -64,11 +64,11 @@ app_tag_of() {
 }
 
 # -------------------------------------------------------------- 2. contract
+tree=$("${yl[@]}" -f tree "${modules[@]}" 2>&1) || { nok "modules: tree output"; printf '%s\n' "$tree" | indent; }
 while IFS='|' read -r path expects; do
     path=$(echo "$path" | sed 's/[[:space:]]*$//')
     case "$path" in ''|'#'*) continue ;; esac
-    info=$("${yl[@]}" -f info -q -P "$path" "${modules[@]}" 2>&1 &&
-           "${yl[@]}" -f tree -q -P "$path" "${modules[@]}" 2>&1)
+    info=$("${yl[@]}" -f info -q -P "$path" "${modules[@]}" 2>&1)
     if [ $? -ne 0 ]; then
         nok "contract: $path does not exist"; printf '%s\n' "$info" | indent
         continue
@@ -78,7 +78,8 @@ while IFS='|' read -r path expects; do
     for item in "${items[@]}"; do
         item=$(echo "$item" | sed 's/^[[:space:]]*//; s/[[:space:]]*$//')
         [ -z "$item" ] && continue
-        if ! printf '%s\n' "$info" | grep -qF -e "$item"; then
+        if ! printf '%s\n' "$info" | grep -qF -e "$item" &&
+           ! printf '%s\n' "$tree" | grep -qF -e "$item"; then
             nok "contract: $path: no '$item'"
             good=0
         fi

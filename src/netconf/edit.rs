@@ -130,16 +130,6 @@ fn leaf_value(schema: &SchemaNode<'_>, el: &Element) -> String {
     }
 }
 
-/// Does anything under `el` ask for a node to come into existence?
-fn creates_something(el: &Element) -> bool {
-    el.elements().any(|c| {
-        matches!(
-            c.attr(Some(NC_NS), "operation"),
-            Some("merge" | "replace" | "create")
-        ) || creates_something(c)
-    })
-}
-
 /// Remove a node; when it is the tree's first top-level sibling the tree's
 /// root pointer moves to the next sibling (yang2's own `remove` would leave
 /// it dangling).
@@ -191,19 +181,21 @@ impl Editor<'_> {
         match self.tree.new_path(path, value, false) {
             Ok(_) => Ok(()),
             Err(e) => {
-                let ly = yang::take_errors();
-                let msg = ly
-                    .first()
-                    .map(|l| l.message.clone())
-                    .or(e.msg)
-                    .unwrap_or_else(|| "invalid value".into());
                 // EEXIST on an existing inner node is not an error.
                 if e.errcode == yang2::ffi::LY_ERR::LY_EEXIST {
                     return Ok(());
                 }
-                let err = RpcError::application(ErrorTag::InvalidValue, msg)
+                let ly = yang::take_errors();
+                let first = ly.first();
+                let msg = first
+                    .map(|l| l.message.clone())
+                    .or(e.msg)
+                    .unwrap_or_else(|| "invalid value".into());
+                let mut err = RpcError::application(ErrorTag::InvalidValue, msg)
                     .with_path(Some(xml_path(path)))
                     .with_info("bad-element", name);
+                // A pattern or range with its own error-app-tag keeps it.
+                err.app_tag = first.and_then(|l| l.apptag.clone()).or(e.apptag);
                 self.fail(err)
             }
         }
@@ -368,12 +360,11 @@ impl Editor<'_> {
                 return Ok(());
             }
             EditOp::None => {
+                // RFC 6241 §7.2: with "none", a level missing from the
+                // datastore is data-missing, even when a descendant asks for
+                // merge (so a delete never creates its parents by accident).
                 if !self.exists_any(path) {
-                    if creates_something(el) {
-                        self.ensure(path, &el.name)?;
-                    } else {
-                        return self.fail(data_missing(path, &el.name));
-                    }
+                    return self.fail(data_missing(path, &el.name));
                 }
                 EditOp::None
             }

@@ -268,6 +268,50 @@ fn text_param(op: &Element, name: &str) -> Option<String> {
     op.nc_child(name).map(Element::text_trimmed)
 }
 
+/// Parameters each base operation accepts (RFC 6241 §7, RFC 6243 adds
+/// with-defaults); anything else is an unknown-element.
+fn allowed_parameters(op: &str) -> Option<&'static [&'static str]> {
+    Some(match op {
+        "get" => &["filter", "with-defaults"],
+        "get-config" => &["source", "filter", "with-defaults"],
+        "edit-config" => &[
+            "target",
+            "default-operation",
+            "test-option",
+            "error-option",
+            "config",
+            "url",
+        ],
+        "copy-config" => &["target", "source", "with-defaults"],
+        "delete-config" | "lock" | "unlock" => &["target"],
+        "close-session" | "discard-changes" => &[],
+        "kill-session" => &["session-id"],
+        "commit" => &["confirmed", "confirm-timeout", "persist", "persist-id"],
+        "cancel-commit" => &["persist-id"],
+        "validate" => &["source"],
+        _ => return None,
+    })
+}
+
+fn check_parameters(op: &Element) -> Result<(), RpcError> {
+    let Some(allowed) = allowed_parameters(&op.name) else {
+        return Ok(());
+    };
+    for p in op.elements() {
+        let known = allowed.contains(&p.name.as_str())
+            && (p.ns == NC_NS || (p.name == "with-defaults" && p.ns == WD_NS));
+        if !known {
+            return Err(RpcError::bad_element(
+                ErrorType::Protocol,
+                ErrorTag::UnknownElement,
+                &p.name,
+                &format!("<{}> is not a parameter of <{}>", p.name, op.name),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn decode_operation(
     op: &Element,
     scope: &[(Option<String>, String)],
@@ -308,6 +352,7 @@ fn decode_operation(
             ),
         ));
     }
+    check_parameters(op)?;
     Ok(match op.name.as_str() {
         "get" => Operation::Get {
             filter: filter_of(op, scope)?,

@@ -169,7 +169,13 @@ where
                     }
                 }
             }
-            let (reply, close) = handle_message(&msg, nb, session_id).await;
+            let base11 = decoder.framing() == Framing::Chunked;
+            let Some((reply, close)) = handle_message(&msg, nb, session_id, base11).await else {
+                // malformed-message is base:1.1 only (RFC 6241 App. A): a
+                // base:1.0 peer that sends garbage loses the session.
+                warn!("malformed message on a base:1.0 session, closing");
+                return "malformed message";
+            };
             if writer.send(&reply).await.is_err() {
                 return "write failed";
             }
@@ -188,11 +194,19 @@ where
     }
 }
 
-/// Handle one framed message; returns the reply and whether to close.
-async fn handle_message(msg: &[u8], nb: &Handle, session_id: u32) -> (String, bool) {
+/// Handle one framed message; returns the reply and whether to close, or
+/// None when the message is malformed on a base:1.0 session.
+async fn handle_message(
+    msg: &[u8],
+    nb: &Handle,
+    session_id: u32,
+    base11: bool,
+) -> Option<(String, bool)> {
     let malformed = |m: String| {
-        let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
-        (rpc::encode_reply("", &Err(vec![e])), false)
+        base11.then(|| {
+            let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
+            (rpc::encode_reply("", &Err(vec![e])), false)
+        })
     };
     let Ok(text) = std::str::from_utf8(msg) else {
         return malformed("message is not UTF-8".into());
@@ -210,7 +224,7 @@ async fn handle_message(msg: &[u8], nb: &Handle, session_id: u32) -> (String, bo
         Ok(Operation::CloseSession) => (Ok(rpc::Reply::Ok), true),
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
-    (rpc::encode_reply(&req.reply_attrs, &result), close)
+    Some((rpc::encode_reply(&req.reply_attrs, &result), close))
 }
 
 #[cfg(test)]

@@ -188,6 +188,26 @@ impl russh::server::Handler for Connection {
         Ok(())
     }
 
+    /// Only the netconf subsystem is served: no shell, no exec.
+    async fn shell_request(
+        &mut self,
+        id: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(id)?;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        id: ChannelId,
+        _data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_failure(id)?;
+        Ok(())
+    }
+
     async fn subsystem_request(
         &mut self,
         id: ChannelId,

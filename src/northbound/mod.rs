@@ -520,16 +520,27 @@ impl Northbound {
         config: &Element,
     ) -> RpcResult {
         match target {
-            Datastore::Candidate | Datastore::Startup => {}
+            Datastore::Candidate => {}
             Datastore::Running => {
                 return Err(vec![RpcError::protocol(
                     ErrorTag::OperationNotSupported,
                     "running is not writable (no :writable-running): edit the candidate and commit",
                 )])
             }
+            Datastore::Startup => {
+                return Err(vec![RpcError::protocol(
+                    ErrorTag::OperationNotSupported,
+                    "startup is not an edit-config target: use copy-config",
+                )])
+            }
         }
         self.check_lock(session, target)?;
-        let mut work = yang::dup(self.tree(target));
+        // default-operation replace: the <config> is the whole new datastore.
+        let mut work = if default_op == EditOp::Replace {
+            yang::empty()
+        } else {
+            yang::dup(self.tree(target))
+        };
         let continue_on_error = error_option == ErrorOption::ContinueOnError;
         let edit_result = edit::apply(&mut work, config, default_op, continue_on_error);
         if let Err(errors) = &edit_result {
@@ -537,27 +548,12 @@ impl Northbound {
                 return Err(errors.clone());
             }
         }
-        if test_option == TestOption::TestOnly || target == Datastore::Startup {
-            // test-only, and any write to startup, validates the result.
-            let mut check = yang::dup(&work);
-            validate_full(&mut check)?;
-            if test_option == TestOption::TestOnly {
-                return edit_result.map(|_| Reply::Ok);
-            }
+        if test_option == TestOption::TestOnly {
+            validate_full(&mut work)?;
+            return edit_result.map(|_| Reply::Ok);
         }
-        match target {
-            Datastore::Candidate => {
-                self.candidate = work;
-                self.candidate_dirty.insert(session);
-            }
-            Datastore::Startup => {
-                self.store
-                    .write_startup(&yang::print_xml(&work, WithDefaults::Explicit))
-                    .map_err(io_error)?;
-                self.startup = work;
-            }
-            Datastore::Running => unreachable!("refused above"),
-        }
+        self.candidate = work;
+        self.candidate_dirty.insert(session);
         edit_result.map(|_| Reply::Ok)
     }
 
@@ -609,6 +605,17 @@ impl Northbound {
                 ),
             )
             .with_info("session-id", holder.to_string())]);
+        }
+        if target == Datastore::Running {
+            if let Some(p) = &self.pending {
+                if p.owner != Some(session) {
+                    return Err(vec![RpcError::protocol(
+                        ErrorTag::LockDenied,
+                        "a confirmed commit of another session is pending on running",
+                    )
+                    .with_info("session-id", p.owner.unwrap_or(0).to_string())]);
+                }
+            }
         }
         if target == Datastore::Candidate {
             if let Some(other) = self.candidate_dirty.iter().find(|s| **s != session) {
