@@ -351,3 +351,241 @@ impl TryFrom<&DataTree<'static>> for Config {
         Ok(cfg)
     }
 }
+
+/// XML instance-identifier of a pool (and optionally a node in it).
+fn pool_path(pool: &str, rest: &str) -> String {
+    let q = crate::netconf::edit::quote(pool);
+    format!("/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name={q}]{rest}")
+}
+
+fn cross_pool_error(app_tag: &str, message: &str, path: String) -> RpcError {
+    RpcError::application(ErrorTag::OperationFailed, message)
+        .with_app_tag(app_tag)
+        .with_path(Some(path))
+}
+
+impl DhcpConfig {
+    /// Rules that compare a pool with every other pool. YANG states them,
+    /// but as `must` expressions libyang would evaluate them for every node
+    /// of every pool on each commit (quadratic in the number of pools); here
+    /// one sorted pass over all sections checks them in O(n log n).
+    /// Own-pool cases are caught by the YANG `must`s first.
+    pub fn check_cross_pool(&self) -> Result<(), Vec<RpcError>> {
+        let mut errors = Vec::new();
+        // (start, end, pool) for every dynamic section, by start address.
+        let mut sections: Vec<(u32, u32, &str)> = self
+            .pools
+            .values()
+            .flat_map(|p| {
+                p.sections
+                    .iter()
+                    .map(move |(s, e)| (u32::from(*s), u32::from(*e), p.name.as_str()))
+            })
+            .collect();
+        sections.sort_unstable();
+        // Sweep by start address, keeping the sections still open at the
+        // current start: any open one of another pool overlaps.
+        let mut flagged = std::collections::BTreeSet::new();
+        let mut open: Vec<(u32, u32, &str)> = Vec::new();
+        for &(start, end, pool) in &sections {
+            open.retain(|(_, e, _)| *e >= start);
+            for &(os, _, op) in &open {
+                if op != pool {
+                    flagged.insert((pool, start));
+                    flagged.insert((op, os));
+                }
+            }
+            open.push((start, end, pool));
+        }
+        for (pool, start) in flagged {
+            errors.push(cross_pool_error(
+                "section-overlap-other-pool",
+                "a section must not overlap a section of another pool",
+                pool_path(
+                    pool,
+                    &format!("/dhcps:section[dhcps:start='{}']", Ipv4Addr::from(start)),
+                ),
+            ));
+        }
+        // Whether another pool's section holds `addr`. Without overlaps (which
+        // are reported above) only the last section starting at or below the
+        // address can hold it.
+        let in_other_section = |addr: Ipv4Addr, own: &str| -> bool {
+            let a = u32::from(addr);
+            let idx = sections.partition_point(|(s, _, _)| *s <= a);
+            idx > 0 && {
+                let (_, e, p) = sections[idx - 1];
+                e >= a && p != own
+            }
+        };
+        let mut bound: BTreeMap<Ipv4Addr, Vec<&str>> = BTreeMap::new();
+        for p in self.pools.values() {
+            for g in &p.gateways {
+                if in_other_section(*g, &p.name) {
+                    errors.push(cross_pool_error(
+                        "gateway-in-section",
+                        "a gateway address cannot lie inside a dynamic section",
+                        pool_path(&p.name, &format!("/dhcps:gateway[.='{g}']")),
+                    ));
+                }
+            }
+            if let Some(sid) = p.server_identifier {
+                if in_other_section(sid, &p.name) {
+                    errors.push(cross_pool_error(
+                        "server-identifier-in-section",
+                        "the server-identifier cannot lie inside a dynamic section",
+                        pool_path(&p.name, "/dhcps:server-identifier"),
+                    ));
+                }
+            }
+            for ip in p.static_binds.keys() {
+                if in_other_section(*ip, &p.name) {
+                    errors.push(cross_pool_error(
+                        "static-bind-in-section",
+                        "a static-bind address cannot lie inside a dynamic section",
+                        pool_path(
+                            &p.name,
+                            &format!("/dhcps:static-bind[dhcps:ip-address='{ip}']"),
+                        ),
+                    ));
+                }
+                bound.entry(*ip).or_default().push(&p.name);
+            }
+        }
+        for (ip, pools) in bound {
+            if pools.len() > 1 {
+                for pool in pools {
+                    errors.push(cross_pool_error(
+                        "static-bind-duplicate",
+                        "an address can be statically bound in one pool only",
+                        pool_path(
+                            pool,
+                            &format!("/dhcps:static-bind[dhcps:ip-address='{ip}']"),
+                        ),
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pool(name: &str, sections: &[(&str, &str)], gw: &str, binds: &[&str]) -> Pool {
+        Pool {
+            name: name.into(),
+            gateways: vec![gw.parse().unwrap()],
+            mask: "255.255.255.0".parse().unwrap(),
+            network: gw.parse().unwrap(),
+            sections: sections
+                .iter()
+                .map(|(s, e)| (s.parse().unwrap(), e.parse().unwrap()))
+                .collect(),
+            excluded: vec![],
+            dns_servers: vec![],
+            domain_name: None,
+            lease_time_s: 3600,
+            renew_time_s: None,
+            rebind_time_s: None,
+            next_server: None,
+            boot_file: None,
+            options: BTreeMap::new(),
+            server_identifier: None,
+            remote_backup_profile: None,
+            static_binds: binds
+                .iter()
+                .map(|b| (b.parse().unwrap(), "02:00:00:00:00:01".to_string()))
+                .collect(),
+        }
+    }
+
+    fn dhcp(pools: Vec<Pool>) -> DhcpConfig {
+        DhcpConfig {
+            pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn tags(r: Result<(), Vec<RpcError>>) -> Vec<(String, String)> {
+        r.err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|e| (e.app_tag.unwrap_or_default(), e.path.unwrap_or_default()))
+            .collect()
+    }
+
+    #[test]
+    fn adjacent_sections_of_two_pools_are_fine() {
+        let d = dhcp(vec![
+            pool(
+                "a",
+                &[("10.1.1.10", "10.1.1.99")],
+                "10.1.1.1",
+                &["10.1.1.250"],
+            ),
+            pool(
+                "b",
+                &[("10.1.1.100", "10.1.1.200")],
+                "10.1.1.2",
+                &["10.1.1.251"],
+            ),
+        ]);
+        assert!(d.check_cross_pool().is_ok());
+    }
+
+    #[test]
+    fn overlaps_and_foreign_addresses_are_reported_on_the_right_nodes() {
+        let d = dhcp(vec![
+            pool(
+                "a",
+                &[("10.1.1.10", "10.1.1.100")],
+                "10.1.1.1",
+                &["10.1.1.250"],
+            ),
+            pool(
+                "b",
+                &[("10.1.1.50", "10.1.1.60")],
+                "10.1.1.20",
+                &["10.1.1.250", "10.1.1.55"],
+            ),
+        ]);
+        let t = tags(d.check_cross_pool());
+        let has = |tag: &str, path: &str| t.iter().any(|(a, p)| a == tag && p.contains(path));
+        assert!(has(
+            "section-overlap-other-pool",
+            "[dhcps:name='a']/dhcps:section[dhcps:start='10.1.1.10']"
+        ));
+        assert!(has(
+            "section-overlap-other-pool",
+            "[dhcps:name='b']/dhcps:section[dhcps:start='10.1.1.50']"
+        ));
+        assert!(has("gateway-in-section", "[dhcps:name='b']/dhcps:gateway"));
+        assert!(has(
+            "static-bind-duplicate",
+            "[dhcps:name='a']/dhcps:static-bind"
+        ));
+        assert!(has(
+            "static-bind-duplicate",
+            "[dhcps:name='b']/dhcps:static-bind"
+        ));
+    }
+
+    #[test]
+    fn five_thousand_disjoint_pools_pass() {
+        let pools: Vec<Pool> = (0..5000u32)
+            .map(|i| {
+                let b = format!("10.{}.{}", i / 256, i % 256);
+                let (s, e, g) = (format!("{b}.10"), format!("{b}.200"), format!("{b}.1"));
+                pool(&format!("p{i}"), &[(&s, &e)], &g, &[])
+            })
+            .collect();
+        assert!(dhcp(pools).check_cross_pool().is_ok());
+    }
+}

@@ -15,6 +15,7 @@
 //! for each other's network.
 
 pub mod store;
+pub mod validate;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -25,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use yang2::data::{Data, DataDiffFlags, DataTree};
+use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::Config;
@@ -194,7 +195,8 @@ impl Northbound {
     ) -> Result<Northbound, BootError> {
         let startup = match store.read_startup()? {
             Some(xml) => parse_tree(&xml, "startup.xml")?,
-            None => yang::empty(),
+            // validated even when empty: running then holds its defaults
+            None => parse_tree("", "empty configuration")?,
         };
         let mut running = yang::dup(&startup);
         let mut pending = None;
@@ -448,11 +450,17 @@ impl Northbound {
                 Ok(Reply::Ok)
             }
             Operation::Validate { source } => {
-                let mut tree = match source {
-                    Source::Datastore(d) => yang::dup(self.tree(d)),
-                    Source::Config(cfg) => config_tree(&cfg)?,
-                };
-                validate_full(&mut tree)?;
+                match source {
+                    Source::Datastore(Datastore::Candidate) => {
+                        validate::candidate(&self.running, &self.candidate)?;
+                    }
+                    Source::Datastore(d) => {
+                        validate::full(&mut yang::dup(self.tree(d)))?;
+                    }
+                    Source::Config(cfg) => {
+                        validate::full(&mut config_tree(&cfg)?)?;
+                    }
+                }
                 Ok(Reply::Ok)
             }
             Operation::GetSchema {
@@ -549,7 +557,7 @@ impl Northbound {
             }
         }
         if test_option == TestOption::TestOnly {
-            validate_full(&mut work)?;
+            validate::candidate(&self.running, &work)?;
             return edit_result.map(|_| Reply::Ok);
         }
         self.candidate = work;
@@ -584,7 +592,7 @@ impl Northbound {
                 Ok(Reply::Ok)
             }
             Datastore::Startup => {
-                validate_full(&mut tree)?;
+                validate::full(&mut tree)?;
                 self.store
                     .write_startup(&yang::print_xml(&tree, WithDefaults::Explicit))
                     .map_err(io_error)?;
@@ -662,8 +670,7 @@ impl Northbound {
                 "no confirmed commit is pending",
             )]);
         }
-        let mut new = yang::dup(&self.candidate);
-        validate_full(&mut new)?;
+        let new = validate::candidate(&self.running, &self.candidate)?;
         let old_running = yang::dup(&self.running);
         self.install(new)?;
         if c.confirmed {
@@ -763,32 +770,38 @@ impl Northbound {
         if let Err(e) = self.store.delete_confirm() {
             error!(error = %e, "cannot remove the persisted confirmed commit");
         }
-        match self.install(p.rollback) {
+        let rollback = match Config::try_from(&p.rollback) {
+            Ok(config) => validate::Validated {
+                tree: p.rollback,
+                config,
+                changed: true,
+            },
+            Err(e) => {
+                error!(errors = ?e, "rollback configuration cannot be read");
+                return;
+            }
+        };
+        match self.install(rollback) {
             Ok(()) => info!("confirmed commit rolled back"),
             Err(e) => error!(errors = ?e, "rollback of a confirmed commit was refused"),
         }
         self.discard_candidate();
     }
 
-    /// Make a validated tree the running configuration: typed conversion,
-    /// prepare on every subsystem, then apply on every subsystem. A refusal
-    /// leaves running and the runtimes untouched.
-    fn install(&mut self, new: DataTree<'static>) -> Result<(), Vec<RpcError>> {
-        let changed = match self.running.diff(&new, DataDiffFlags::DEFAULTS) {
-            Ok(diff) => diff.iter().next().is_some(),
-            Err(_) => true,
-        };
-        if changed {
-            let config = Config::try_from(&new)?;
+    /// Make a validated tree the running configuration: prepare on every
+    /// subsystem, then apply on every subsystem. A refusal leaves running
+    /// and the runtimes untouched.
+    fn install(&mut self, new: validate::Validated) -> Result<(), Vec<RpcError>> {
+        if new.changed {
             for s in self.subsystems.iter_mut() {
-                s.prepare(&self.running_config, &config)?;
+                s.prepare(&self.running_config, &new.config)?;
             }
             for s in self.subsystems.iter_mut() {
-                s.apply(&self.running_config, &config);
+                s.apply(&self.running_config, &new.config);
             }
-            self.running_config = config;
+            self.running_config = new.config;
         }
-        self.running = new;
+        self.running = new.tree;
         self.candidate = yang::dup(&self.running);
         self.candidate_dirty.clear();
         Ok(())
@@ -797,13 +810,6 @@ impl Northbound {
 
 fn io_error(e: std::io::Error) -> Vec<RpcError> {
     vec![RpcError::operation_failed(format!("storage: {e}"))]
-}
-
-/// Validate a whole configuration with libyang; every violation is reported.
-fn validate_full(tree: &mut DataTree<'static>) -> Result<(), Vec<RpcError>> {
-    yang::validate(tree).map_err(|e| edit::ly_errors(&e))?;
-    Config::try_from(&*tree)?;
-    Ok(())
 }
 
 /// Turn an inline `<config>` into a tree (as a replace of everything).
