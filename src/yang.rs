@@ -251,7 +251,7 @@ pub fn parse_config_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
         context(),
         data.as_bytes(),
         DataFormat::XML,
-        DataParserFlags::NO_VALIDATION | DataParserFlags::STRICT,
+        DataParserFlags::NO_VALIDATION | DataParserFlags::STRICT | DataParserFlags::NO_STATE,
         DataValidationFlags::empty(),
     )
     .map_err(|e| {

@@ -40,6 +40,9 @@ pub fn apply(
     default_op: EditOp,
     continue_on_error: bool,
 ) -> Result<(), Vec<RpcError>> {
+    if fast_path(tree, config, default_op) {
+        return Ok(());
+    }
     let mut ed = Editor {
         tree,
         errors: Vec::new(),
@@ -59,6 +62,41 @@ pub fn apply(
     } else {
         Err(ed.errors)
     }
+}
+
+/// Whether any element of the subtree carries an `operation` attribute.
+fn has_operations(el: &Element) -> bool {
+    el.elements()
+        .any(|c| c.attr(Some(NC_NS), "operation").is_some() || has_operations(c))
+}
+
+/// A plain merge (or replace of everything) with no `operation` attribute
+/// is exactly libyang's merge: parse the whole `<config>` in one go and
+/// merge it, instead of walking it node by node. Returns false when it does
+/// not apply or libyang refuses the data; the node-by-node walk then
+/// reports the precise NETCONF errors.
+fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: EditOp) -> bool {
+    if !matches!(default_op, EditOp::Merge | EditOp::Replace) || has_operations(config) {
+        return false;
+    }
+    let mut xml = String::new();
+    for el in config.elements() {
+        el.write_xml(&mut xml, "");
+    }
+    let Ok(parsed) = yang::parse_config_xml(&xml) else {
+        yang::clear_errors();
+        return false;
+    };
+    if default_op == EditOp::Replace {
+        *tree = parsed;
+        return true;
+    }
+    if tree.merge(&parsed).is_err() {
+        yang::clear_errors();
+        return false;
+    }
+    yang::rewind(tree);
+    true
 }
 
 /// Resolve a top-level element to its schema node.
