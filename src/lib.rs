@@ -5,6 +5,9 @@
 //! `northbound` owns the datastores and the commit pipeline, and each
 //! subsystem (`dhcp`, `vrrp`, `backup`) receives typed configuration from it.
 
+// `unsafe` only where libyang's C API must be called directly (yang.rs,
+// netconf/edit.rs, northbound/validate.rs), each with a SAFETY comment.
+#![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 

@@ -129,7 +129,6 @@ pub enum BootError {
 }
 
 struct SessionInfo {
-    #[allow(dead_code)]
     user: String,
     kill: CancellationToken,
 }
@@ -438,7 +437,7 @@ impl Northbound {
                     )]);
                 };
                 info.kill.cancel();
-                info!(session, killed = session_id, "kill-session");
+                info!(session, killed = session_id, user = %info.user, "kill-session");
                 self.session_ended(session_id);
                 Ok(Reply::Ok)
             }
