@@ -268,6 +268,21 @@ pub fn parse_config_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
     })
 }
 
+/// Parse operational data (config false nodes allowed) reported by a
+/// subsystem, to be merged with the running configuration for `<get>`.
+pub fn parse_state_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
+    clear_errors();
+    let data = format!("{xml}\0");
+    DataTree::parse_string(
+        context(),
+        data.as_bytes(),
+        DataFormat::XML,
+        DataParserFlags::NO_VALIDATION | DataParserFlags::STRICT,
+        DataValidationFlags::empty(),
+    )
+    .map_err(|_| take_errors())
+}
+
 /// With-defaults retrieval modes (RFC 6243).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WithDefaults {

@@ -50,7 +50,9 @@ pub trait Subsystem: Send {
     fn name(&self) -> &'static str;
     fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>>;
     fn apply(&mut self, old: &Config, new: &Config);
-    /// Operational state as XML top-level elements (empty when none).
+    /// Operational state as XML top-level elements of the subsystem's
+    /// module (keys included so it merges into the configuration), empty
+    /// when there is none. Read from a snapshot: it must not block.
     fn state_xml(&self) -> String {
         String::new()
     }
@@ -365,11 +367,9 @@ impl Northbound {
                 filter,
                 with_defaults,
             } => {
-                let mut xml = yang::print_xml(&self.running, with_defaults);
-                for s in &self.subsystems {
-                    xml.push_str(&s.state_xml());
-                }
-                self.filtered(&self.running, xml, filter.as_ref(), with_defaults)
+                let tree = self.operational();
+                let xml = yang::print_xml(&tree, with_defaults);
+                self.filtered(&tree, xml, filter.as_ref(), with_defaults)
             }
             Operation::GetConfig {
                 source,
@@ -471,6 +471,27 @@ impl Northbound {
                 format!("remote-backup-service '{service}': the hot-backup runtime is not running in this build"),
             )]),
         }
+    }
+
+    /// Running configuration merged with every subsystem's state.
+    fn operational(&self) -> DataTree<'static> {
+        let mut tree = yang::dup(&self.running);
+        for s in &self.subsystems {
+            let xml = s.state_xml();
+            if xml.is_empty() {
+                continue;
+            }
+            match yang::parse_state_xml(&xml) {
+                Ok(state) => {
+                    if tree.merge(&state).is_err() {
+                        warn!(subsystem = s.name(), "cannot merge operational state");
+                    }
+                    yang::rewind(&mut tree);
+                }
+                Err(e) => warn!(subsystem = s.name(), error = ?e.first(), "bad operational state"),
+            }
+        }
+        tree
     }
 
     fn filtered(
@@ -925,6 +946,109 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
+
+    /// A subsystem that records what it was asked to apply, refuses any
+    /// VRRP priority of 13, and reports a fixed state for group eth1/1.
+    struct Recorder {
+        applied: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Subsystem for Recorder {
+        fn name(&self) -> &'static str {
+            "recorder"
+        }
+        fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+            if new.vrrp.values().any(|g| g.priority == 13) {
+                return Err(vec![RpcError::operation_failed("priority 13 is unlucky")]);
+            }
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, new: &Config) {
+            self.applied.lock().unwrap().push(new.vrrp.len());
+        }
+        fn state_xml(&self) -> String {
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
+        }
+    }
+
+    fn group_edit(prio: u8) -> Operation {
+        let cfg = xml::parse(&format!(
+            r#"<config xmlns="{NC_NS}"><vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip><priority>{prio}</priority></group></vrrp></config>"#
+        ))
+        .unwrap();
+        Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: cfg,
+        }
+    }
+
+    fn booted() -> (Northbound, Arc<Mutex<Vec<usize>>>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let applied = Arc::new(Mutex::new(Vec::new()));
+        let nb = Northbound::boot(
+            Store::new(dir.path()).unwrap(),
+            vec![Box::new(Recorder {
+                applied: applied.clone(),
+            })],
+        )
+        .unwrap();
+        (nb, applied, dir)
+    }
+
+    fn data(r: RpcResult) -> String {
+        match r {
+            Ok(Reply::Data(d)) => d,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refused_prepare_changes_nothing() {
+        let (mut nb, applied, _dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        assert_eq!(*applied.lock().unwrap(), vec![0, 1]);
+        nb.operation(1, group_edit(13)).unwrap();
+        let err = nb
+            .operation(1, Operation::Commit(Commit::default()))
+            .unwrap_err();
+        assert_eq!(err[0].message.as_deref(), Some("priority 13 is unlucky"));
+        assert_eq!(*applied.lock().unwrap(), vec![0, 1], "nothing applied");
+        let running = data(nb.operation(
+            1,
+            Operation::GetConfig {
+                source: Datastore::Running,
+                filter: None,
+                with_defaults: WithDefaults::Explicit,
+            },
+        ));
+        assert!(running.contains("<priority>120</priority>"), "{running}");
+    }
+
+    #[test]
+    fn get_merges_state_into_configuration() {
+        let (mut nb, _, _dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let all = data(nb.operation(
+            1,
+            Operation::Get {
+                filter: None,
+                with_defaults: WithDefaults::Explicit,
+            },
+        ));
+        assert_eq!(all.matches("<vrrp ").count(), 1, "{all}");
+        assert!(
+            all.contains("<priority>120</priority>") && all.contains("<state>master</state>"),
+            "{all}"
+        );
+    }
 
     #[test]
     fn xpath_prefixes_become_module_names() {
