@@ -37,6 +37,29 @@ pub enum BootstrapError {
 pub struct Bootstrap {
     pub netconf: NetconfSettings,
     pub storage: StorageSettings,
+    #[serde(default)]
+    pub vrrp: VrrpSettings,
+}
+
+/// `[vrrp]`: whether the VRRP runtime runs at all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSettings {
+    /// When false, VRRP configuration is validated and stored but no group
+    /// runs (every group reports `initialize`): for a management-only test
+    /// bed, or a host whose interfaces must not see advertisements.
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl Default for VrrpSettings {
+    fn default() -> Self {
+        VrrpSettings { enabled: true }
+    }
 }
 
 /// `[netconf]`: where and for whom the NETCONF server listens.

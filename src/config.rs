@@ -37,6 +37,17 @@ pub struct VrrpGroup {
     pub preempt_delay_s: u32,
     pub advertise_interval_ms: u32,
     pub version: VrrpVersion,
+    pub checksum_mode: ChecksumMode,
+    pub use_virtual_mac: bool,
+}
+
+/// `vrrp/group/checksum-mode`: the VRRPv3 IPv4 checksum form sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumMode {
+    /// Preceded by the IPv4 pseudo-header (keepalived, FRR).
+    PseudoHeader,
+    /// The VRRP message alone (RFC 9568).
+    Rfc9568,
 }
 
 /// `dhcp-server`.
@@ -290,6 +301,11 @@ impl TryFrom<&DataTree<'static>> for Config {
                     Some("v2") => VrrpVersion::V2,
                     _ => VrrpVersion::V3,
                 },
+                checksum_mode: match leaf(&g, "checksum-mode").as_deref() {
+                    Some("rfc9568") => ChecksumMode::Rfc9568,
+                    _ => ChecksumMode::PseudoHeader,
+                },
+                use_virtual_mac: flag(&g, "use-virtual-mac").map_err(one)?,
             };
             cfg.vrrp
                 .insert((group.interface.clone(), group.vrid), group);

@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  signals ─► CancellationToken ─┬─► ssh listener ─► session tasks (child tokens)
-//!                                └─► northbound actor
+//!                                ├─► northbound actor ─► subsystems (apply)
+//!                                └─► vrrp actor (masters resign with priority 0)
 //! ```
 
 use std::time::Duration;
@@ -34,8 +35,16 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         source,
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
-    let northbound = Northbound::boot(store, Vec::new())?;
     let shutdown = CancellationToken::new();
+    let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(boot.vrrp.enabled, shutdown.clone());
+    let northbound = match Northbound::boot(store, vec![Box::new(vrrp)]) {
+        Ok(nb) => nb,
+        Err(e) => {
+            shutdown.cancel();
+            let _ = tokio::time::timeout(Duration::from_secs(2), vrrp_task).await;
+            return Err(e.into());
+        }
+    };
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
 
     let signals = {
@@ -72,6 +81,14 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("northbound did not stop within 5 s");
+    }
+    // Masters send priority 0 and remove their addresses: the backup takes
+    // over after Skew_Time instead of Master_Down_Interval.
+    if tokio::time::timeout(Duration::from_secs(3), vrrp_task)
+        .await
+        .is_err()
+    {
+        warn!("vrrp did not stop within 3 s");
     }
     served?;
     info!("stopped");

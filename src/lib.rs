@@ -16,5 +16,6 @@ pub mod config;
 pub mod daemon;
 pub mod netconf;
 pub mod northbound;
+pub mod vrrp;
 pub mod xml;
 pub mod yang;

@@ -1,0 +1,808 @@
+//! The VRRP runtime: one state machine per configured (interface, vrid),
+//! driven by the committed configuration.
+//!
+//! ```text
+//!  northbound ──apply: Command::Apply(groups)──► VRRP actor (owns every Instance)
+//!      ▲ state_xml reads Snapshot (Arc<Mutex>)      │  ▲ Inbound (decoded packets)
+//!      │                                            │  └── reader task per interface (network.rs)
+//!      └──────────── snapshot updates ◄─────────────┤  ▲ IfaceEvent
+//!                                                   │  └── netlink monitor task (host.rs)
+//!                                                   ├──► tx socket per interface (adverts)
+//!                                                   ├──► host task: VIPs, gratuitous ARP
+//!                                                   └──► broadcast: StateChange (events.rs)
+//! ```
+//! The actor diffs configuration by key: a priority, interval or address
+//! change updates the running instance (a master stays master); only a
+//! version change restarts a group. On shutdown (the daemon's cancellation
+//! token) every master resigns with priority 0 and removes its addresses
+//! before the actor returns.
+
+pub mod events;
+pub mod host;
+pub mod instance;
+pub mod network;
+pub mod packet;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use crate::config::{ChecksumMode, Config, VrrpGroup, VrrpVersion};
+use crate::netconf::error::{ErrorTag, RpcError};
+use crate::xml::escape_text;
+use events::StateChange;
+use host::{AbortOnDrop, HostCmd, Link};
+use instance::{Action, Instance, Params, Reason, State, Stats};
+use network::Inbound;
+use packet::{ChecksumForm, DecodeError, Version};
+
+/// A group's key: (interface, vrid).
+pub type Key = (String, u8);
+
+/// Operational state of one group, as `<get>` shows it.
+#[derive(Debug, Clone)]
+pub struct GroupState {
+    pub state: State,
+    pub master_address: Option<Ipv4Addr>,
+    pub last_change: Option<String>,
+    pub discontinuity: String,
+    pub stats: Stats,
+}
+
+/// What `<get>` reads: written by the actor and by `apply`, read by the
+/// northbound actor. A std mutex, held only to copy or update a few
+/// counters and never across an `.await`.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub groups: BTreeMap<Key, GroupState>,
+    pub discontinuity: String,
+    pub vrid_errors: u64,
+    pub malformed: u64,
+}
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+fn fresh_state() -> GroupState {
+    GroupState {
+        state: State::Initialize,
+        master_address: None,
+        last_change: None,
+        discontinuity: now_text(),
+        stats: Stats::default(),
+    }
+}
+
+enum Command {
+    Apply(BTreeMap<Key, VrrpGroup>),
+}
+
+/// The subsystem the northbound drives (see `northbound::Subsystem`).
+#[derive(Debug)]
+pub struct Vrrp {
+    enabled: bool,
+    /// The first `prepare` is the boot: a missing capability is then
+    /// logged rather than refused, so that the daemon still starts and can
+    /// be reconfigured.
+    booted: bool,
+    commands: mpsc::UnboundedSender<Command>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    events: broadcast::Sender<StateChange>,
+}
+
+impl Vrrp {
+    /// Spawn the actor (unless `enabled` is false: then groups are only
+    /// stored and reported as `initialize`). The returned task ends after
+    /// `shutdown` fires and every master has resigned.
+    pub fn start(
+        enabled: bool,
+        shutdown: CancellationToken,
+    ) -> (Vrrp, tokio::task::JoinHandle<()>) {
+        let (commands, rx) = mpsc::unbounded_channel();
+        let snapshot = Arc::new(Mutex::new(Snapshot {
+            discontinuity: now_text(),
+            ..Default::default()
+        }));
+        let events = events::channel();
+        let task = if enabled {
+            let actor = Actor::new(snapshot.clone(), events.clone());
+            tokio::spawn(actor.run(rx, shutdown).instrument(info_span!("vrrp")))
+        } else {
+            info!("vrrp runtime disabled by the bootstrap file: groups are stored, not run");
+            tokio::spawn(async {})
+        };
+        let vrrp = Vrrp {
+            enabled,
+            booted: false,
+            commands,
+            snapshot,
+            events,
+        };
+        (vrrp, task)
+    }
+
+    /// Follow the state changes of every group.
+    pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
+        self.events.subscribe()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
+        self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn group_path(key: &Key) -> String {
+    format!(
+        "/vrrp:vrrp/vrrp:group[vrrp:interface={}][vrrp:vrid='{}']",
+        crate::netconf::edit::quote(&key.0),
+        key.1
+    )
+}
+
+impl crate::northbound::Subsystem for Vrrp {
+    fn name(&self) -> &'static str {
+        "vrrp"
+    }
+
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+        let booting = !self.booted;
+        self.booted = true;
+        let mut errors = Vec::new();
+        for (key, g) in &new.vrrp {
+            if g.use_virtual_mac {
+                errors.push(
+                    RpcError::application(
+                        ErrorTag::OperationNotSupported,
+                        format!(
+                            "group {}/{}: use-virtual-mac is not supported by this version",
+                            key.0, key.1
+                        ),
+                    )
+                    .with_path(Some(group_path(key) + "/vrrp:use-virtual-mac")),
+                );
+            }
+        }
+        if self.enabled {
+            let changed: Vec<&Key> = new
+                .vrrp
+                .iter()
+                .filter(|(k, g)| old.vrrp.get(*k) != Some(*g))
+                .map(|(k, _)| k)
+                .collect();
+            if !changed.is_empty() {
+                if let Err(why) = host::check_capabilities() {
+                    for key in changed {
+                        let msg = format!("group {}/{} cannot run: {why}", key.0, key.1);
+                        if booting {
+                            error!("{msg}");
+                        } else {
+                            errors.push(
+                                RpcError::application(ErrorTag::OperationFailed, msg)
+                                    .with_app_tag("vrrp-not-permitted")
+                                    .with_path(Some(group_path(key))),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+
+    fn apply(&mut self, _old: &Config, new: &Config) {
+        {
+            // Keep the snapshot's keys equal to the configuration's at all
+            // times, so <get> never shows state for a deleted group.
+            let mut snap = self.lock();
+            snap.groups.retain(|k, _| new.vrrp.contains_key(k));
+            for k in new.vrrp.keys() {
+                snap.groups.entry(k.clone()).or_insert_with(fresh_state);
+            }
+        }
+        if self.enabled {
+            let _ = self.commands.send(Command::Apply(new.vrrp.clone()));
+        }
+    }
+
+    fn state_xml(&self) -> String {
+        let snap = self.lock();
+        if snap.groups.is_empty() {
+            return String::new();
+        }
+        let mut x = String::from("<vrrp xmlns=\"urn:hotlease:yang:vrrp\">");
+        for ((ifname, vrid), g) in &snap.groups {
+            x += &format!(
+                "<group><interface>{}</interface><vrid>{vrid}</vrid><state>{}</state>",
+                escape_text(ifname),
+                g.state.as_str()
+            );
+            if let Some(m) = g.master_address {
+                x += &format!("<master-address>{m}</master-address>");
+            }
+            if let Some(t) = &g.last_change {
+                x += &format!("<last-change>{t}</last-change>");
+            }
+            let s = &g.stats;
+            x += &format!(
+                "<statistics><discontinuity-time>{}</discontinuity-time>\
+                 <adverts-sent>{}</adverts-sent><adverts-received>{}</adverts-received>\
+                 <master-transitions>{}</master-transitions><bad-packets>{}</bad-packets>\
+                 <ttl-errors>{}</ttl-errors><checksum-errors>{}</checksum-errors>\
+                 <version-errors>{}</version-errors><interval-errors>{}</interval-errors>\
+                 <address-list-errors>{}</address-list-errors><length-errors>{}</length-errors>\
+                 <type-errors>{}</type-errors><authentication-errors>{}</authentication-errors>\
+                 <priority-zero-sent>{}</priority-zero-sent>\
+                 <priority-zero-received>{}</priority-zero-received></statistics></group>",
+                g.discontinuity,
+                s.adverts_sent,
+                s.adverts_received,
+                s.master_transitions,
+                s.bad_packets(),
+                s.ttl_errors,
+                s.checksum_errors,
+                s.version_errors,
+                s.interval_errors,
+                s.address_list_errors,
+                s.length_errors,
+                s.type_errors,
+                s.auth_errors,
+                s.priority_zero_sent,
+                s.priority_zero_received,
+            );
+        }
+        x += &format!(
+            "<statistics><discontinuity-time>{}</discontinuity-time><vrid-errors>{}</vrid-errors>\
+             <malformed-packets>{}</malformed-packets></statistics></vrrp>",
+            snap.discontinuity, snap.vrid_errors, snap.malformed
+        );
+        x
+    }
+}
+
+/// Typed configuration → state machine parameters.
+fn params(g: &VrrpGroup) -> Params {
+    Params {
+        vrid: g.vrid,
+        version: match g.version {
+            VrrpVersion::V2 => Version::V2,
+            VrrpVersion::V3 => Version::V3,
+        },
+        priority: g.priority,
+        preempt: g.preempt,
+        preempt_delay: Duration::from_secs(u64::from(g.preempt_delay_s)),
+        advert_interval: Duration::from_millis(u64::from(g.advertise_interval_ms)),
+        addresses: g.virtual_ips.clone(),
+        checksum: match g.checksum_mode {
+            ChecksumMode::PseudoHeader => ChecksumForm::PseudoHeader,
+            ChecksumMode::Rfc9568 => ChecksumForm::Plain,
+        },
+    }
+}
+
+struct Group {
+    cfg: VrrpGroup,
+    inst: Instance,
+    /// Drop kinds already logged at warn level (then debug only).
+    logged: HashSet<&'static str>,
+}
+
+struct Iface {
+    link: Option<Link>,
+    tx: Option<socket2::Socket>,
+    _reader: Option<AbortOnDrop<()>>,
+    /// Index the sockets were opened for.
+    index: u32,
+    open_error: Option<String>,
+}
+
+struct Actor {
+    groups: BTreeMap<Key, Group>,
+    ifaces: BTreeMap<String, Iface>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    events: broadcast::Sender<StateChange>,
+    host: mpsc::UnboundedSender<HostCmd>,
+    _host_task: AbortOnDrop<()>,
+    watch: watch::Sender<BTreeSet<String>>,
+    _monitor: AbortOnDrop<()>,
+    iface_rx: mpsc::UnboundedReceiver<host::IfaceEvent>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound_rx: mpsc::Receiver<Inbound>,
+}
+
+impl Actor {
+    fn new(snapshot: Arc<Mutex<Snapshot>>, events: broadcast::Sender<StateChange>) -> Actor {
+        let (host, host_rx) = mpsc::unbounded_channel();
+        let host_task = tokio::spawn(
+            async move {
+                if let Err(e) = host::run(host_rx).await {
+                    error!(error = %e, "vrrp host task stopped: virtual addresses are not managed");
+                }
+            }
+            .instrument(info_span!("vrrp-host")),
+        );
+        let (watch, watch_rx) = watch::channel(BTreeSet::new());
+        let (iface_tx, iface_rx) = mpsc::unbounded_channel();
+        let monitor = tokio::spawn(
+            async move {
+                if let Err(e) = host::monitor(watch_rx, iface_tx).await {
+                    error!(error = %e, "vrrp interface monitor stopped: groups cannot start");
+                }
+            }
+            .instrument(info_span!("vrrp-monitor")),
+        );
+        let (inbound_tx, inbound_rx) = mpsc::channel(1024);
+        Actor {
+            groups: BTreeMap::new(),
+            ifaces: BTreeMap::new(),
+            snapshot,
+            events,
+            host,
+            _host_task: AbortOnDrop(host_task),
+            watch,
+            _monitor: AbortOnDrop(monitor),
+            iface_rx,
+            inbound_tx,
+            inbound_rx,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let deadline = self
+                .groups
+                .values()
+                .filter_map(|g| g.inst.next_deadline())
+                .min();
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                // Packets before timers: an advertisement that arrived in
+                // time must reset the master down timer before it fires.
+                Some((ifname, decoded)) = self.inbound_rx.recv() => {
+                    self.inbound(&ifname, decoded);
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                    self.timers();
+                }
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Apply(groups)) => self.apply(groups),
+                    None => break,
+                },
+                Some((name, link)) = self.iface_rx.recv() => self.iface_event(name, link),
+            }
+        }
+        self.stop().await;
+    }
+
+    /// Resign every group, then wait (bounded) for the host task to have
+    /// removed the addresses.
+    async fn stop(&mut self) {
+        let keys: Vec<Key> = self.groups.keys().cloned().collect();
+        for key in keys {
+            self.shutdown_group(&key);
+        }
+        let (done, wait) = oneshot::channel();
+        if self.host.send(HostCmd::Flush(done)).is_ok()
+            && tokio::time::timeout(Duration::from_secs(2), wait)
+                .await
+                .is_err()
+        {
+            warn!("virtual addresses not all removed within 2 s");
+        }
+        info!("vrrp stopped");
+    }
+
+    fn publish_watch(&self) {
+        let names: BTreeSet<String> = self.groups.keys().map(|(i, _)| i.clone()).collect();
+        self.watch.send_if_modified(|w| {
+            if *w != names {
+                *w = names;
+                true
+            } else {
+                false
+            }
+        });
+        // interfaces without groups: close their sockets
+    }
+
+    fn apply(&mut self, new: BTreeMap<Key, VrrpGroup>) {
+        let now = Instant::now();
+        let removed: Vec<Key> = self
+            .groups
+            .keys()
+            .filter(|k| !new.contains_key(*k))
+            .cloned()
+            .collect();
+        for key in removed {
+            info!(ifname = %key.0, vrid = key.1, "group removed");
+            self.shutdown_group(&key);
+            self.groups.remove(&key);
+        }
+        for (key, cfg) in new {
+            match self.groups.get_mut(&key) {
+                None => {
+                    info!(ifname = %key.0, vrid = key.1, priority = cfg.priority, "group added");
+                    let inst = Instance::new(params(&cfg));
+                    self.groups.insert(
+                        key.clone(),
+                        Group {
+                            cfg,
+                            inst,
+                            logged: HashSet::new(),
+                        },
+                    );
+                    self.ifaces.entry(key.0.clone()).or_insert(Iface {
+                        link: None,
+                        tx: None,
+                        _reader: None,
+                        index: 0,
+                        open_error: None,
+                    });
+                    self.try_start(&key, now);
+                }
+                Some(g) if g.cfg == cfg => {}
+                Some(g) => {
+                    let restart = g.cfg.version != cfg.version;
+                    info!(ifname = %key.0, vrid = key.1, restart, "group changed");
+                    g.cfg = cfg;
+                    let p = params(&g.cfg);
+                    if restart {
+                        self.shutdown_group(&key);
+                        if let Some(g) = self.groups.get_mut(&key) {
+                            g.inst = Instance::new(p);
+                        }
+                        self.try_start(&key, now);
+                    } else {
+                        let actions = g.inst.update(now, p);
+                        self.perform(&key, actions);
+                        // an owner-ship change needs a restart to be seen
+                        let owner_now = self.owner(&key);
+                        if let Some(g) = self.groups.get(&key) {
+                            if g.inst.state() != State::Initialize && owner_now != g.inst.is_owner()
+                            {
+                                self.shutdown_group(&key);
+                                self.try_start(&key, now);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.ifaces
+            .retain(|name, _| self.groups.keys().any(|(i, _)| i == name));
+        self.publish_watch();
+        self.sync_all();
+    }
+
+    /// Whether a virtual address of `key` is an address of the interface
+    /// that we did not add.
+    fn owner(&self, key: &Key) -> bool {
+        let (Some(g), Some(link)) = (
+            self.groups.get(key),
+            self.ifaces.get(&key.0).and_then(|i| i.link.as_ref()),
+        ) else {
+            return false;
+        };
+        link.addrs
+            .iter()
+            .any(|(a, ours)| !ours && g.cfg.virtual_ips.contains(a))
+    }
+
+    /// All virtual addresses configured on an interface.
+    fn vips_on(&self, ifname: &str) -> Vec<Ipv4Addr> {
+        self.groups
+            .iter()
+            .filter(|((i, _), _)| i == ifname)
+            .flat_map(|(_, g)| g.cfg.virtual_ips.iter().copied())
+            .collect()
+    }
+
+    /// Start the group if its interface is up, addressed and its sockets open.
+    fn try_start(&mut self, key: &Key, now: Instant) {
+        let vips = self.vips_on(&key.0);
+        let owner = self.owner(key);
+        let Some(iface) = self.ifaces.get(&key.0) else {
+            return;
+        };
+        let Some(link) = &iface.link else {
+            debug!(ifname = %key.0, "interface not present: group waits");
+            return;
+        };
+        if !link.up || iface.tx.is_none() {
+            return;
+        }
+        let Some(primary) = network::primary_address(&link.addrs, &vips) else {
+            warn!(ifname = %key.0, vrid = key.1, "interface has no IPv4 address: group waits");
+            return;
+        };
+        // Stale addresses of ours (a crash, a previous run) on a backup.
+        let stale: Vec<Ipv4Addr> = link
+            .addrs
+            .iter()
+            .filter(|(a, ours)| *ours && self.groups[key].cfg.virtual_ips.contains(a))
+            .map(|(a, _)| *a)
+            .collect();
+        let index = link.index;
+        let Some(g) = self.groups.get_mut(key) else {
+            return;
+        };
+        if g.inst.state() != State::Initialize {
+            return;
+        }
+        let actions = g.inst.startup(now, primary, owner);
+        if g.inst.state() == State::Backup && !stale.is_empty() {
+            let _ = self.host.send(HostCmd::Remove {
+                ifname: key.0.clone(),
+                index,
+                addrs: stale,
+            });
+        }
+        self.perform(key, actions);
+    }
+
+    fn shutdown_group(&mut self, key: &Key) {
+        if let Some(g) = self.groups.get_mut(key) {
+            let actions = g.inst.shutdown();
+            self.perform(key, actions);
+        }
+    }
+
+    fn iface_event(&mut self, name: String, link: Option<Link>) {
+        let now = Instant::now();
+        let Some(iface) = self.ifaces.get_mut(&name) else {
+            return;
+        };
+        let old_primary = iface.link.as_ref().map(|l| l.addrs.clone());
+        iface.link = link;
+        match &iface.link {
+            Some(l) if l.index != iface.index || iface.tx.is_none() => {
+                iface.tx = None;
+                iface._reader = None;
+                match network::open(&name, l.index) {
+                    Ok(s) => {
+                        info!(ifname = %name, index = l.index, "vrrp sockets open");
+                        iface.index = l.index;
+                        iface.tx = Some(s.tx);
+                        iface.open_error = None;
+                        let out = self.inbound_tx.clone();
+                        let ifname = name.clone();
+                        iface._reader = Some(AbortOnDrop(tokio::spawn(async move {
+                            if let Err(e) = network::reader(ifname.clone(), s.rx, out).await {
+                                error!(%ifname, error = %e, "vrrp receive socket failed");
+                            }
+                        })));
+                    }
+                    Err(e) => {
+                        let msg = e.to_string();
+                        if iface.open_error.as_deref() != Some(msg.as_str()) {
+                            error!(error = %msg, "vrrp sockets cannot be opened: groups wait");
+                        }
+                        iface.open_error = Some(msg);
+                    }
+                }
+            }
+            Some(_) => {}
+            None => {
+                iface.tx = None;
+                iface._reader = None;
+                iface.index = 0;
+            }
+        }
+        let vips = self.vips_on(&name);
+        let usable = self.ifaces[&name]
+            .link
+            .as_ref()
+            .is_some_and(|l| l.up && network::primary_address(&l.addrs, &vips).is_some())
+            && self.ifaces[&name].tx.is_some();
+        let primary = self.ifaces[&name]
+            .link
+            .as_ref()
+            .and_then(|l| network::primary_address(&l.addrs, &vips));
+        let _ = old_primary;
+        let keys: Vec<Key> = self
+            .groups
+            .keys()
+            .filter(|(i, _)| *i == name)
+            .cloned()
+            .collect();
+        for key in keys {
+            let running = self.groups[&key].inst.state() != State::Initialize;
+            if running && (!usable || Some(self.groups[&key].inst.primary()) != primary) {
+                info!(ifname = %key.0, vrid = key.1, "interface down or readdressed: group stops");
+                self.shutdown_group(&key);
+            }
+            if usable {
+                self.try_start(&key, now);
+            }
+            self.sync(&key);
+        }
+    }
+
+    fn timers(&mut self) {
+        let now = Instant::now();
+        let due: Vec<Key> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.inst.next_deadline().is_some_and(|d| d <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            if let Some(g) = self.groups.get_mut(&key) {
+                let actions = g.inst.on_timer(now);
+                self.perform(&key, actions);
+                self.sync(&key);
+            }
+        }
+    }
+
+    fn inbound(&mut self, ifname: &str, decoded: Result<packet::Received, DecodeError>) {
+        let now = Instant::now();
+        let vrid = match &decoded {
+            Ok(r) => Some(r.advert.vrid),
+            Err(e) => e.vrid(),
+        };
+        let key = vrid.map(|v| (ifname.to_string(), v));
+        let Some(g) = key.as_ref().and_then(|k| self.groups.get_mut(k)) else {
+            let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            match (&decoded, vrid) {
+                (Err(_), None) => snap.malformed += 1,
+                _ => snap.vrid_errors += 1,
+            }
+            debug!(%ifname, ?vrid, "vrrp packet for no group");
+            return;
+        };
+        let key = key.unwrap_or_default();
+        let kind: &'static str = match decoded {
+            Err(e) => {
+                let s = &mut g.inst.stats;
+                match e {
+                    DecodeError::Checksum { .. } => {
+                        s.checksum_errors += 1;
+                        "bad checksum"
+                    }
+                    DecodeError::Version { .. } => {
+                        s.version_errors += 1;
+                        "unsupported version"
+                    }
+                    DecodeError::Type { .. } => {
+                        s.type_errors += 1;
+                        "not an advertisement"
+                    }
+                    _ => {
+                        s.length_errors += 1;
+                        "bad length"
+                    }
+                }
+            }
+            Ok(rx) => match g.inst.on_advert(now, &rx) {
+                Ok(actions) => {
+                    if !instance_addresses_match(&g.cfg.virtual_ips, &rx.advert.addresses)
+                        && g.logged.insert("address list")
+                    {
+                        warn!(ifname = %key.0, vrid = key.1, from = %rx.src, "advertised addresses differ from ours");
+                    }
+                    self.perform(&key, actions);
+                    self.sync(&key);
+                    return;
+                }
+                Err(instance::Drop::Own | instance::Drop::NotRunning) => return,
+                Err(instance::Drop::Ttl(_)) => "ttl not 255",
+                Err(instance::Drop::Version) => "other vrrp version",
+                Err(instance::Drop::Interval(_)) => "interval mismatch",
+                Err(instance::Drop::Auth(_)) => "authentication mismatch",
+            },
+        };
+        if g.logged.insert(kind) {
+            warn!(ifname = %key.0, vrid = key.1, reason = kind, "advertisement dropped (further drops at debug level)");
+        } else {
+            debug!(ifname = %key.0, vrid = key.1, reason = kind, "advertisement dropped");
+        }
+        self.sync(&key);
+    }
+
+    /// Carry out a group's actions.
+    fn perform(&mut self, key: &Key, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Send(adv) => {
+                    let Some(g) = self.groups.get_mut(key) else {
+                        continue;
+                    };
+                    let iface = self.ifaces.get(&key.0);
+                    let Some(tx) = iface.and_then(|i| i.tx.as_ref()) else {
+                        continue;
+                    };
+                    let bytes =
+                        packet::encode_ip(&adv, g.inst.primary(), g.inst.params().checksum, 0);
+                    if let Err(e) = network::send(tx, &bytes) {
+                        if g.logged.insert("send error") {
+                            warn!(ifname = %key.0, vrid = key.1, error = %e, "advertisement not sent");
+                        }
+                    }
+                }
+                Action::Take(addrs) | Action::Release(addrs) if addrs.is_empty() => {}
+                Action::Take(addrs) => {
+                    if let Some(link) = self.ifaces.get(&key.0).and_then(|i| i.link.as_ref()) {
+                        let _ = self.host.send(HostCmd::Add {
+                            ifname: key.0.clone(),
+                            index: link.index,
+                            mac: link.mac,
+                            addrs,
+                        });
+                    }
+                }
+                Action::Release(addrs) => {
+                    if let Some(link) = self.ifaces.get(&key.0).and_then(|i| i.link.as_ref()) {
+                        let _ = self.host.send(HostCmd::Remove {
+                            ifname: key.0.clone(),
+                            index: link.index,
+                            addrs,
+                        });
+                    }
+                }
+                Action::Changed { old, new, reason } => {
+                    info!(ifname = %key.0, vrid = key.1, old = old.as_str(), new = new.as_str(), reason = reason.as_str(), "state change");
+                    {
+                        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(s) = snap.groups.get_mut(key) {
+                            s.last_change = Some(now_text());
+                        }
+                    }
+                    let _ = self.events.send(StateChange {
+                        interface: key.0.clone(),
+                        vrid: key.1,
+                        old,
+                        new,
+                        reason,
+                        at: SystemTime::now(),
+                    });
+                    if reason == Reason::Shutdown {
+                        if let Some(g) = self.groups.get_mut(key) {
+                            g.logged.clear();
+                        }
+                    }
+                }
+            }
+        }
+        self.sync(key);
+    }
+
+    /// Copy a group's state into the snapshot (only if still configured:
+    /// `apply` owns the snapshot's keys).
+    fn sync(&self, key: &Key) {
+        let Some(g) = self.groups.get(key) else {
+            return;
+        };
+        let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = snap.groups.get_mut(key) {
+            s.state = g.inst.state();
+            s.master_address = g.inst.master_address();
+            s.stats = g.inst.stats.clone();
+        }
+    }
+
+    fn sync_all(&self) {
+        for key in self.groups.keys() {
+            self.sync(key);
+        }
+    }
+}
+
+fn instance_addresses_match(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
+    a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
