@@ -161,7 +161,12 @@ class Base10Handler(DefaultDeviceHandler):
 
 
 class Daemon:
-    def __init__(self, workdir: Path, creds: dict, users=None, extra_toml: str = ""):
+    # Command run in front of the daemon (e.g. ``ip netns exec NS``).
+    cmd_prefix: list = []
+
+    def __init__(
+        self, workdir: Path, creds: dict, users=None, extra_toml: str = "", vrrp: bool = False
+    ):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.storage = self.dir / "storage"
@@ -184,6 +189,9 @@ class Daemon:
             ]
         self.users = users
         self.extra_toml = extra_toml
+        # The VRRP runtime would advertise on this host's real interfaces:
+        # only the namespaced VRRP tests (test_vrrp.py) turn it on.
+        self.vrrp = vrrp
         self.write_config()
 
     def write_config(self):
@@ -200,7 +208,14 @@ class Daemon:
                 else:
                     lines.append(f"{k} = {toml_str(v)}")
         lines += ["[storage]", f"dir = {toml_str(str(self.storage))}"]
-        self.config.write_text("\n".join(lines) + "\n" + self.extra_toml)
+        extra = self.extra_toml
+        if "[vrrp]" not in extra:
+            extra += f"\n[vrrp]\nenabled = {'true' if self.vrrp else 'false'}\n"
+        self.config.write_text("\n".join(lines) + "\n" + extra)
+
+    def open_socket(self, timeout: float) -> socket.socket:
+        """A TCP connection to the NETCONF port (overridden for namespaces)."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     # -- process control ---------------------------------------------------
 
@@ -210,7 +225,7 @@ class Daemon:
             logf.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
             logf.flush()
             self.proc = subprocess.Popen(
-                [HOTLEASED, "--config", str(self.config)],
+                self.cmd_prefix + [HOTLEASED, "--config", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=logf,
@@ -224,7 +239,7 @@ class Daemon:
                     f"hotleased exited with {self.proc.returncode} at start:\n{self.stderr()}"
                 )
             try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
+                with self.open_socket(0.5) as s:
                     s.settimeout(5)
                     # wait for the SSH banner: the listener is really serving
                     if s.recv(4).startswith(b"SSH-"):
@@ -291,6 +306,8 @@ class Daemon:
             kw["password"] = password
         if base10:
             kw["device_params"] = {"handler": Base10Handler}
+        if self.cmd_prefix:
+            kw["sock"] = self.open_socket(timeout)
         m = manager.connect(**kw)
         if track:
             self.sessions.append(m)
