@@ -107,3 +107,187 @@ def test_two_routers_elect_by_priority_vip_on_master_only_and_tshark_is_happy(la
     # and the gratuitous ARP for the VIP went out
     arps = cap.fields("arp.src.proto_ipv4", "arp.dst.proto_ipv4", filter="arp")
     assert [VIP, VIP] in arps, arps
+
+
+def takeover_gap(adverts, old: str, new: str) -> tuple[float, float, float]:
+    """(old master's last advert, new master's first advert after it, gap ms)."""
+    last_old = max(t for t, src, prio in adverts if src == old and prio > 0)
+    first_new = min(t for t, src, prio in adverts if src == new and t > last_old)
+    return last_old, first_new, (first_new - last_old) * 1000
+
+
+def test_sigkill_of_the_master_hands_over_within_the_rfc_bound(lab, routers, tmp_path):
+    a, b = routers(0), routers(1)
+    ma = configure(a, priority=200, advertise_interval=100)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+    cap = lab.capture(tmp_path / "kill.pcap")
+    time.sleep(0.5)
+    a.kill()
+    s = wait_state(mb, "master", timeout=5)
+    assert s["master-address"] == lab.addr(1)
+    wait_for(lambda: VIP in lab.addresses(1), 5, what="VIP on the new master")
+    time.sleep(0.3)
+    _, _, gap = takeover_gap(cap.adverts(), lab.addr(0), lab.addr(1))
+    bound = rfc_bound_ms(100, 100)  # 360.9 ms
+    assert bound - 2 <= gap <= bound + 30, f"takeover {gap:.1f} ms, RFC bound {bound:.1f} ms"
+
+
+def test_sigterm_hands_over_after_skew_time_with_priority_zero(lab, routers, tmp_path):
+    a, b = routers(0), routers(1)
+    ma = configure(a, priority=200, advertise_interval=100)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+    wait_for(lambda: VIP in lab.addresses(0), 5, what="VIP on the master")
+    cap = lab.capture(tmp_path / "term.pcap")
+    time.sleep(0.3)
+    assert a.term() == 0
+    assert VIP not in lab.addresses(0), "a stopped master removes its VIP"
+    s = wait_state(mb, "master", timeout=5)
+    assert s["priority-zero-received"] == "1"
+    adverts = cap.adverts()
+    zero = [t for t, src, prio in adverts if src == lab.addr(0) and prio == 0]
+    assert len(zero) == 1, adverts
+    first_b = min(t for t, src, _ in adverts if src == lab.addr(1) and t > zero[0])
+    gap = (first_b - zero[0]) * 1000
+    skew = (256 - 100) * 100 / 256  # 60.9 ms
+    assert skew - 2 <= gap <= skew + 30, f"takeover {gap:.1f} ms after priority 0, skew {skew:.1f} ms"
+
+
+def test_preempt_delay_is_honoured(lab, routers, tmp_path):
+    b = routers(1)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(mb, "master")
+    cap = lab.capture(tmp_path / "preempt.pcap")
+    a = routers(0)
+    t0 = time.monotonic()
+    ma = configure(a, priority=200, advertise_interval=100, preempt={"delay": 2})
+    wait_for(lambda: state(ma).get("master-address") == lab.addr(1), 2,
+             what="backup that heard the lower-priority master")
+    assert state(ma)["state"] == "backup"
+    wait_state(ma, "master", timeout=5)
+    elapsed = time.monotonic() - t0
+    # without the delay it would preempt after Master_Down_Interval (0.32 s)
+    assert 2.0 <= elapsed <= 2.6, f"preempted after {elapsed:.2f} s, delay 2 s"
+    wait_state(mb, "backup")
+    time.sleep(0.3)
+    adverts = cap.adverts()
+    first_a = min(t for t, src, _ in adverts if src == lab.addr(0))
+    late_b = [t for t, src, _ in adverts if src == lab.addr(1) and t > first_a + 0.05]
+    assert not late_b, "the old master kept advertising after the preemption"
+    wait_for(lambda: VIP in lab.addresses(0) and VIP not in lab.addresses(1), 5,
+             what="VIP moved to the preempting router")
+
+
+def test_priority_change_keeps_mastership_and_deleting_the_group_resigns(lab, routers, tmp_path):
+    a, b = routers(0), routers(1)
+    ma = configure(a, priority=200, advertise_interval=100)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+    cap = lab.capture(tmp_path / "change.pcap")
+    time.sleep(0.3)
+    ma.edit_config(target="candidate",
+                   config=config(vrrp(group("eth0", VRID, vips=(VIP,), priority=150,
+                                             advertise_interval=200))))
+    ma.commit()
+    time.sleep(0.8)
+    sa, sb = state(ma), state(mb)
+    assert sa["state"] == "master" and sa["master-transitions"] == "1", sa
+    # a v3 backup learns the master's interval: no spurious takeover at
+    # 3 × its own 100 ms
+    assert sb["state"] == "backup" and sb["master-transitions"] == "0", sb
+    ma.edit_config(target="candidate",
+                   config=config(f'<vrrp xmlns="{NS["vrrp"]}" xmlns:nc="{NS["nc"]}" '
+                                 f'nc:operation="remove"/>'))
+    ma.commit()
+    wait_state(mb, "master", timeout=3)
+    wait_for(lambda: VIP not in lab.addresses(0), 3, what="VIP removed from the resigning master")
+    time.sleep(0.2)
+    rows = cap.fields("frame.time_epoch", "ip.src", "vrrp.prio", "vrrp.short_adver_int")
+    ours = [(int(p), i) for _, src, p, i in rows if src == lab.addr(0)]
+    prios = [p for p, _ in ours]
+    assert prios[0] == 200 and prios[-1] == 0 and 150 in prios, prios
+    assert prios == sorted(prios, reverse=True), prios
+    assert ours[-2] == (150, "20"), "v3 interval in centiseconds"
+
+
+
+COMPLAINTS = re.compile(
+    r"checksum|interval|invalid|bogus|mismatch|wrong|error|not present|malformed|ttl|unknown",
+    re.IGNORECASE)
+
+
+@pytest.mark.skipif(shutil.which("keepalived") is None, reason="keepalived is not installed")
+@pytest.mark.parametrize("version", ["v3", "v2"])
+def test_keepalived_interop_in_both_roles(lab, routers, tmp_path, version):
+    interval_ms = 100 if version == "v3" else 1000
+    ka = Keepalived(lab, 1, tmp_path / "ka", version=int(version[1]), vrid=VRID,
+                    priority=100, interval_s=interval_ms / 1000, vips=[VIP])
+    try:
+        a = routers(0)
+        # 1. hotlease master, keepalived backup
+        ma = configure(a, priority=200, advertise_interval=interval_ms, version=version)
+        wait_state(ma, "master", timeout=10)
+        wait_for(lambda: "Entering BACKUP STATE" in ka.text(), 10, what="keepalived backup")
+        time.sleep(4 * interval_ms / 1000)
+        log = ka.text()
+        assert log.rstrip().splitlines()[-1:] and "MASTER" not in log.split("Entering BACKUP STATE")[-1], log
+        # 2. hotlease lowers its priority: keepalived preempts, hotlease is backup
+        ma.edit_config(target="candidate",
+                       config=config(vrrp(group("eth0", VRID, vips=(VIP,), priority=50,
+                                                 advertise_interval=interval_ms, version=version))))
+        ma.commit()
+        s = wait_state(ma, "backup", timeout=8 * interval_ms / 1000 + 2)
+        assert s["master-address"] == lab.addr(1)
+        time.sleep(3 * interval_ms / 1000)
+        s = state(ma)
+        assert s["state"] == "backup" and s["bad-packets"] == "0", s
+        assert int(s["adverts-received"]) >= 2
+        wait_for(lambda: VIP in lab.addresses(1) and VIP not in lab.addresses(0), 5,
+                 what="VIP on keepalived only")
+        # 3. keepalived stops (priority 0): hotlease takes over
+        ka.stop()
+        s = wait_state(ma, "master", timeout=3)
+        assert s["priority-zero-received"] == "1"
+        log = ka.text()
+        assert "Entering MASTER STATE" in log
+        complaints = [line for line in log.splitlines() if COMPLAINTS.search(line)]
+        assert not complaints, "keepalived complained:\n" + "\n".join(complaints)
+    finally:
+        ka.stop()
+
+
+def test_missing_capabilities_are_refused_with_the_group_named(daemon_factory):
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    d = daemon_factory(start=False, name="nocaps")
+    d.vrrp = True
+    d.write_config()
+    d.cmd_prefix = ["setpriv", "--bounding-set=-net_raw,-net_admin", "--inh-caps=-all", "--"]
+    d.start()
+    m = d.connect()
+    # an interface that does not exist: nothing could be sent even if the
+    # check failed to refuse
+    m.edit_config(target="candidate", config=config(vrrp(group("vrnone0", 7))))
+    from conftest import RPCError, assert_rpc_error
+
+    with pytest.raises(RPCError) as e:
+        m.commit()
+    err = assert_rpc_error(e, "operation-failed", app_tag="vrrp-not-permitted",
+                           path="/vrrp:vrrp/vrrp:group[vrrp:interface='vrnone0'][vrrp:vrid='7']")
+    assert "CAP_NET_RAW" in err.message and "vrnone0/7" in err.message
+    assert d.alive()
+
+
+def test_use_virtual_mac_is_refused_until_supported(nc):
+    nc.edit_config(target="candidate",
+                   config=config(vrrp(group("eth9", 9, use_virtual_mac="true"))))
+    from conftest import RPCError, assert_rpc_error
+
+    with pytest.raises(RPCError) as e:
+        nc.commit()
+    assert_rpc_error(e, "operation-not-supported",
+                     path="/vrrp:vrrp/vrrp:group[vrrp:interface='eth9'][vrrp:vrid='9']/vrrp:use-virtual-mac")
