@@ -14,7 +14,10 @@ if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------
-APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client)
+# keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
+# and util-linux (setpriv) for its namespaces and the capability test.
+APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
+          keepalived tshark iproute2 util-linux)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

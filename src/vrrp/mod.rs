@@ -417,7 +417,6 @@ impl Actor {
                 false
             }
         });
-        // interfaces without groups: close their sockets
     }
 
     fn apply(&mut self, new: BTreeMap<Key, VrrpGroup>) {
@@ -567,7 +566,6 @@ impl Actor {
         let Some(iface) = self.ifaces.get_mut(&name) else {
             return;
         };
-        let old_primary = iface.link.as_ref().map(|l| l.addrs.clone());
         iface.link = link;
         match &iface.link {
             Some(l) if l.index != iface.index || iface.tx.is_none() => {
@@ -613,7 +611,6 @@ impl Actor {
             .link
             .as_ref()
             .and_then(|l| network::primary_address(&l.addrs, &vips));
-        let _ = old_primary;
         let keys: Vec<Key> = self
             .groups
             .keys()
