@@ -291,3 +291,77 @@ def test_use_virtual_mac_is_refused_until_supported(nc):
         nc.commit()
     assert_rpc_error(e, "operation-not-supported",
                      path="/vrrp:vrrp/vrrp:group[vrrp:interface='eth9'][vrrp:vrid='9']/vrrp:use-virtual-mac")
+
+
+def _csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def craft(src: str, *, vrid=VRID, prio=50, ttl=255, version=3, pseudo=True, corrupt=False,
+          interval=10, vips=(VIP,)) -> bytes:
+    """A whole IPv4 VRRP packet, as another router would send it."""
+    import ipaddress
+
+    s = ipaddress.IPv4Address(src).packed
+    d = ipaddress.IPv4Address("224.0.0.18").packed
+    body = bytes([version << 4 | 1, vrid, prio, len(vips)])
+    if version == 3:
+        body += interval.to_bytes(2, "big") + b"\0\0"
+    else:
+        body += bytes([0, interval]) + b"\0\0"
+    body += b"".join(ipaddress.IPv4Address(v).packed for v in vips)
+    if version == 2:
+        body += b"\0" * 8
+    ph = s + d + bytes([0, 112]) + len(body).to_bytes(2, "big") if (pseudo and version == 3) else b""
+    c = _csum(ph + body) ^ (1 if corrupt else 0)
+    body = body[:6] + c.to_bytes(2, "big") + body[8:]
+    hdr = bytes([0x45, 0xC0]) + (20 + len(body)).to_bytes(2, "big") + b"\0\0\0\0" + \
+        bytes([ttl, 112]) + b"\0\0" + s + d
+    return hdr + body
+
+
+def test_bad_adverts_are_dropped_and_counted_and_both_checksum_forms_accepted(lab, routers):
+    import socket as pysocket
+
+    from vrrplab import in_netns
+
+    a = routers(0)
+    ma = configure(a, priority=200, advertise_interval=100)
+    wait_state(ma, "master")
+
+    def raw():
+        s = pysocket.socket(pysocket.AF_INET, pysocket.SOCK_RAW, 112)
+        s.setsockopt(pysocket.IPPROTO_IP, pysocket.IP_HDRINCL, 1)
+        s.setsockopt(pysocket.SOL_SOCKET, pysocket.SO_BINDTODEVICE, b"eth0")
+        return s
+
+    sock = in_netns(lab.routers[1], raw)
+    peer = lab.addr(1)
+    sent = {
+        "ttl": craft(peer, ttl=64),
+        "checksum": craft(peer, corrupt=True),
+        "version": craft(peer, version=2, interval=1),
+        "vrid": craft(peer, vrid=99),
+        "pseudo": craft(peer, pseudo=True),
+        "plain": craft(peer, pseudo=False),
+        "addresses": craft(peer, vips=("10.77.0.99",)),
+    }
+    try:
+        for pkt in sent.values():
+            sock.sendto(pkt, ("224.0.0.18", 0))
+    finally:
+        sock.close()
+    want = {
+        "ttl-errors": "1", "checksum-errors": "1", "version-errors": "1",
+        "bad-packets": "3", "adverts-received": "3", "address-list-errors": "1",
+    }
+    s = wait_for(lambda: (s := state(ma)) and all(s.get(k) == v for k, v in want.items()) and s,
+                 5, what=f"counters {want}")
+    assert s["state"] == "master", "lower-priority adverts do not move a master"
+    data = ma.get(filter=("subtree", f'<vrrp xmlns="{NS["vrrp"]}"><statistics/></vrrp>')).data_ele
+    assert data.findtext("vrrp:vrrp/vrrp:statistics/vrrp:vrid-errors", namespaces=NS) == "1"

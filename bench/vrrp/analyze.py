@@ -29,6 +29,9 @@ def run(impl: str, interval_ms: str, t_kill: str, path: str) -> None:
             if len(parts) == 3 and parts[2]:
                 adverts.append((float(parts[0]), parts[1], int(parts[2])))
     out = {"impl": impl, "interval_ms": ms, "takeover_ms": None, "two_master": 0}
+    # a crash sends no priority 0: a run where one left is not a crash run
+    if any(src == MASTER and prio == 0 for _, src, prio in adverts):
+        out["resigned"] = True
     old = [t for t, src, prio in adverts if src == MASTER and prio > 0 and t <= kill + 0.5]
     if old:
         last_old = max(old)
@@ -50,6 +53,10 @@ def run(impl: str, interval_ms: str, t_kill: str, path: str) -> None:
 
 def report(path: str) -> None:
     rows = [json.loads(line) for line in open(path) if line.strip()]
+    bad = [r for r in rows if r.get("resigned")]
+    if bad:
+        print(f"{len(bad)} runs dropped: the killed master sent priority 0 (not a crash)")
+    rows = [r for r in rows if not r.get("resigned")]
     by = {}
     for r in rows:
         by.setdefault((r["interval_ms"], r["impl"]), []).append(r)

@@ -60,7 +60,8 @@ cleanup() {
     teardown
     if [ -n "${KEEP:-}" ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 topology() {
     teardown
@@ -109,6 +110,7 @@ EOT
 <vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth0</interface><vrid>51</vrid><virtual-ip>$VIP</virtual-ip><priority>$prio</priority><advertise-interval>$ms</advertise-interval></group></vrrp>
 EOT
         ip netns exec "$ns" "$HOTLEASED" --config "$dir/hotleased.toml" >"$dir/log" 2>&1 &
+        disown
     else
         local int
         int=$(awk -v m="$ms" 'BEGIN { printf "%g", m / 1000 }')
@@ -132,6 +134,7 @@ vrrp_instance VI {
 EOT
         ip netns exec "$ns" keepalived -n -l -D -P -f "$dir/keepalived.conf" \
             -p "$dir/keepalived.pid" -r "$dir/vrrp.pid" >"$dir/log" 2>&1 &
+        disown
     fi
 }
 
@@ -153,7 +156,13 @@ one_run() {
     sleep "$settle"
     local t_kill
     t_kill=$(date +%s.%N)
-    for pid in $(ip netns pids "$RA"); do kill -9 "$pid" 2>/dev/null || true; done
+    # A crash: freeze every process of the namespace first, so that none
+    # can react to another's death (keepalived's VRRP child would resign
+    # with priority 0 on its parent's death), then kill them.
+    local pids
+    pids=$(ip netns pids "$RA")
+    for pid in $pids; do kill -STOP "$pid" 2>/dev/null || true; done
+    for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
     wait_until 15 has_vip "$RB" || log "$impl: the backup never took the VIP ($dir)"
     sleep "$(awk -v m="$ms" 'BEGIN { print m * 3 / 1000 + 0.2 }')"
     kill -INT "$tshark"; wait "$tshark" 2>/dev/null || true

@@ -11,6 +11,8 @@
 //!                                                   ├──► host task: VIPs, gratuitous ARP
 //!                                                   └──► broadcast: StateChange (events.rs)
 //! ```
+//! The actor and its tasks run on a `vrrp` thread with its own
+//! single-threaded runtime, so that NETCONF load never delays a timer.
 //! The actor diffs configuration by key: a priority, interval or address
 //! change updates the running instance (a master stays master); only a
 //! version change restarts a group. On shutdown (the daemon's cancellation
@@ -112,8 +114,7 @@ impl Vrrp {
         }));
         let events = events::channel();
         let task = if enabled {
-            let actor = Actor::new(snapshot.clone(), events.clone());
-            tokio::spawn(actor.run(rx, shutdown).instrument(info_span!("vrrp")))
+            Self::spawn_thread(snapshot.clone(), events.clone(), rx, shutdown)
         } else {
             info!("vrrp runtime disabled by the bootstrap file: groups are stored, not run");
             tokio::spawn(async {})
@@ -126,6 +127,44 @@ impl Vrrp {
             events,
         };
         (vrrp, task)
+    }
+
+    /// Run the actor and its I/O tasks on a thread of their own with a
+    /// single-threaded runtime: the protocol's timers (10 ms intervals
+    /// allowed) then never wait behind NETCONF work, such as a libyang
+    /// validation of a large commit occupying the shared runtime's workers.
+    fn spawn_thread(
+        snapshot: Arc<Mutex<Snapshot>>,
+        events: broadcast::Sender<StateChange>,
+        rx: mpsc::UnboundedReceiver<Command>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let (done_tx, done_rx) = oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("vrrp".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(
+                        async move {
+                            let actor = Actor::new(snapshot, events);
+                            actor.run(rx, shutdown).await;
+                        }
+                        .instrument(info_span!("vrrp")),
+                    ),
+                    Err(e) => error!(error = %e, "cannot start the vrrp runtime: no group runs"),
+                }
+                let _ = done_tx.send(());
+            });
+        if let Err(e) = spawned {
+            error!(error = %e, "cannot start the vrrp thread: no group runs");
+        }
+        // Resolves when the thread is done (or could not start).
+        tokio::spawn(async move {
+            let _ = done_rx.await;
+        })
     }
 
     /// Follow the state changes of every group.
@@ -802,4 +841,84 @@ impl Actor {
 
 fn instance_addresses_match(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::northbound::Subsystem;
+
+    fn group(ifname: &str, vrid: u8, priority: u8) -> VrrpGroup {
+        VrrpGroup {
+            interface: ifname.into(),
+            vrid,
+            virtual_ips: vec![Ipv4Addr::new(192, 0, 2, vrid)],
+            priority,
+            preempt: true,
+            preempt_delay_s: 0,
+            advertise_interval_ms: 1000,
+            version: VrrpVersion::V3,
+            checksum_mode: ChecksumMode::PseudoHeader,
+            use_virtual_mac: false,
+        }
+    }
+
+    fn config(groups: &[VrrpGroup]) -> Config {
+        Config {
+            vrrp: groups
+                .iter()
+                .map(|g| ((g.interface.clone(), g.vrid), g.clone()))
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn state_follows_the_configured_keys_and_is_valid_yang() {
+        let (mut v, _task) = Vrrp::start(false, CancellationToken::new());
+        assert_eq!(v.state_xml(), "");
+        let one = config(&[group("eth1", 1, 100), group("eth1", 2, 100)]);
+        v.prepare(&Config::default(), &one).unwrap();
+        v.apply(&Config::default(), &one);
+        let xml = v.state_xml();
+        assert_eq!(xml.matches("<state>initialize</state>").count(), 2, "{xml}");
+        crate::yang::parse_state_xml(&xml).expect("state parses against the module");
+        let two = config(&[group("eth1", 2, 120)]);
+        v.apply(&one, &two);
+        let xml = v.state_xml();
+        assert!(
+            !xml.contains("<vrid>1</vrid>") && xml.contains("<vrid>2</vrid>"),
+            "{xml}"
+        );
+        v.apply(&two, &Config::default());
+        assert_eq!(v.state_xml(), "");
+    }
+
+    #[tokio::test]
+    async fn virtual_mac_is_refused_with_the_leaf_named() {
+        let (mut v, _task) = Vrrp::start(false, CancellationToken::new());
+        let mut g = group("eth1", 3, 100);
+        g.use_virtual_mac = true;
+        let e = v.prepare(&Config::default(), &config(&[g])).unwrap_err();
+        assert_eq!(
+            e[0].path.as_deref(),
+            Some(
+                "/vrrp:vrrp/vrrp:group[vrrp:interface='eth1'][vrrp:vrid='3']/vrrp:use-virtual-mac"
+            )
+        );
+    }
+
+    #[test]
+    fn typed_config_becomes_state_machine_parameters() {
+        let mut g = group("eth1", 4, 150);
+        g.version = VrrpVersion::V2;
+        g.checksum_mode = ChecksumMode::Rfc9568;
+        g.preempt_delay_s = 600;
+        let p = params(&g);
+        assert_eq!(p.version, Version::V2);
+        assert_eq!(p.checksum, ChecksumForm::Plain);
+        assert_eq!(p.preempt_delay, Duration::from_secs(600));
+        assert_eq!(p.advert_interval, Duration::from_secs(1));
+        assert_eq!(p.priority, 150);
+    }
 }

@@ -555,6 +555,63 @@ mod tests {
         );
     }
 
+    /// A small deterministic generator: the tests need variety, not quality.
+    struct XorShift(u64);
+    impl XorShift {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    #[test]
+    fn random_adverts_round_trip_and_random_bytes_never_panic() {
+        let mut rng = XorShift(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..5000 {
+            let r = rng.next();
+            let version = if r & 1 == 0 { Version::V2 } else { Version::V3 };
+            let count = (r >> 8) as usize % 20;
+            let a = Advert {
+                version,
+                vrid: (r >> 16) as u8,
+                priority: (r >> 24) as u8,
+                interval: match version {
+                    Version::V2 => (r >> 32) as u8 as u16,
+                    Version::V3 => (r >> 32) as u16 & 0x0fff,
+                },
+                auth_type: if version == Version::V2 {
+                    (r >> 48) as u8
+                } else {
+                    0
+                },
+                auth_data: if version == Version::V2 {
+                    rng.next().to_be_bytes()
+                } else {
+                    [0; 8]
+                },
+                addresses: (0..count)
+                    .map(|_| Ipv4Addr::from(rng.next() as u32))
+                    .collect(),
+            };
+            let src = Ipv4Addr::from(rng.next() as u32);
+            let form = if r & 2 == 0 {
+                ChecksumForm::PseudoHeader
+            } else {
+                ChecksumForm::Plain
+            };
+            let got = decode(&encode_ip(&a, src, form, 0)).unwrap();
+            assert_eq!(got.advert, a);
+            assert_eq!(got.src, src);
+            // random garbage behind a valid IP header
+            let len = (rng.next() % 64) as usize;
+            let junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            let _ = decode(&ip(src, 255, &junk));
+            let _ = decode(&junk);
+        }
+    }
+
     #[test]
     fn decoder_never_panics_on_truncations() {
         let good = ip(
