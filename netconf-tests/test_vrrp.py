@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import time
+from datetime import datetime
 
 import pytest
 
@@ -162,15 +163,18 @@ def test_preempt_delay_is_honoured(lab, routers, tmp_path):
     wait_state(mb, "master")
     cap = lab.capture(tmp_path / "preempt.pcap")
     a = routers(0)
-    t0 = time.monotonic()
     ma = configure(a, priority=200, advertise_interval=100, preempt={"delay": 2})
     wait_for(lambda: state(ma).get("master-address") == lab.addr(1), 2,
              what="backup that heard the lower-priority master")
-    assert state(ma)["state"] == "backup"
-    wait_state(ma, "master", timeout=5)
-    elapsed = time.monotonic() - t0
-    # without the delay it would preempt after Master_Down_Interval (0.32 s)
-    assert 2.0 <= elapsed <= 2.6, f"preempted after {elapsed:.2f} s, delay 2 s"
+    s = state(ma)
+    assert s["state"] == "backup"
+    backup_since = datetime.fromisoformat(s["last-change"])
+    s = wait_state(ma, "master", timeout=5)
+    waited = (datetime.fromisoformat(s["last-change"]) - backup_since).total_seconds()
+    # the delay runs from the first advertisement heard (≤ 1 interval after
+    # startup); without it the preemption would come after
+    # Master_Down_Interval (0.32 s)
+    assert 2.0 <= waited <= 2.0 + 0.1 + 0.05, f"preempted {waited:.3f} s after startup, delay 2 s"
     wait_state(mb, "backup")
     time.sleep(0.3)
     adverts = cap.adverts()

@@ -24,6 +24,7 @@ pub mod host;
 pub mod instance;
 pub mod network;
 pub mod packet;
+pub mod timer;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
@@ -357,6 +358,7 @@ struct Actor {
     iface_rx: mpsc::UnboundedReceiver<host::IfaceEvent>,
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
+    timer: timer::Timer,
 }
 
 impl Actor {
@@ -393,6 +395,7 @@ impl Actor {
             iface_rx,
             inbound_tx,
             inbound_rx,
+            timer: timer::Timer::new(),
         }
     }
 
@@ -407,6 +410,7 @@ impl Actor {
                 .values()
                 .filter_map(|g| g.inst.next_deadline())
                 .min();
+            self.timer.set(deadline);
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
@@ -415,9 +419,7 @@ impl Actor {
                 Some((ifname, decoded)) = self.inbound_rx.recv() => {
                     self.inbound(&ifname, decoded);
                 }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
-                    self.timers();
-                }
+                _ = self.timer.expired() => self.timers(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Apply(groups)) => self.apply(groups),
                     None => break,
@@ -502,7 +504,9 @@ impl Actor {
                     if restart {
                         self.shutdown_group(&key);
                         if let Some(g) = self.groups.get_mut(&key) {
+                            let stats = std::mem::take(&mut g.inst.stats);
                             g.inst = Instance::new(p);
+                            g.inst.stats = stats;
                         }
                         self.try_start(&key, now);
                     } else {
