@@ -55,8 +55,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--router", choices=sorted(ROUTERS), required=True)
     ap.add_argument("--port", type=int, default=8830)
+    ap.add_argument("--vrrp-status", action="store_true",
+                    help="only print the VRRP group's state (from <get>)")
     args = ap.parse_args()
     r = ROUTERS[args.router]
+    if args.vrrp_status:
+        return vrrp_status(args)
     with manager.connect(host="127.0.0.1", port=args.port, username="admin",
                          password="lab", hostkey_verify=False,
                          allow_agent=False, look_for_keys=False) as m:
@@ -71,6 +75,20 @@ def main():
         running = m.get_config("running").data_xml
         print(f"  running config: {len(running)} bytes, "
               f"{running.count('<ip-pool>')} pool(s), {running.count('<group>')} VRRP group(s)")
+
+
+def vrrp_status(args):
+    ns = {"v": "urn:hotlease:yang:vrrp"}
+    with manager.connect(host="127.0.0.1", port=args.port, username="admin",
+                         password="lab", hostkey_verify=False,
+                         allow_agent=False, look_for_keys=False) as m:
+        data = m.get(filter=("subtree", '<vrrp xmlns="urn:hotlease:yang:vrrp"/>')).data_ele
+        for g in data.iterfind("v:vrrp/v:group", ns):
+            t = lambda n: g.findtext(n, default="-", namespaces=ns)  # noqa: E731
+            print(f"router {args.router}: vrrp {t('v:interface')}/{t('v:vrid')}: "
+                  f"{t('v:state')}, master {t('v:master-address')}, "
+                  f"adverts sent {t('v:statistics/v:adverts-sent')} "
+                  f"received {t('v:statistics/v:adverts-received')}")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 # bridge, a hotleased in each router, both configured over NETCONF (ncclient,
 # candidate + commit) with the seed procedure of ../shared/seeds.
 #
-# What runs today: the NETCONF server, its datastores and commit pipeline.
-# The DHCP, VRRP and hot-backup runtimes are later issues; this lab shows the
+# What runs today: the NETCONF server, its datastores and commit pipeline, and
+# VRRP (A becomes master of 10.1.1.1, B its backup: shown at the end).
+# The DHCP and hot-backup runtimes are later issues; this lab shows the
 # configuration they will consume, and grows with them.
 #
 # Usage (as root): examples/lab.sh         run the lab and tear it down
@@ -93,6 +94,15 @@ done
 # preempt delay 1200 s), B the backup (priority 100, no delay).
 ip netns exec hl-rtr-a "$venv/bin/python" "$here/configure.py" --router a
 ip netns exec hl-rtr-b "$venv/bin/python" "$here/configure.py" --router b
+
+# VRRP elects A (priority 120) once its Master_Down_Interval (3.6 s) passed.
+for _ in $(seq 60); do
+  ip netns exec hl-rtr-a ip -4 -o addr show dev eth1 | grep -q ' 10.1.1.1/' && break
+  sleep 0.1
+done
+for r in a b; do
+  ip netns exec "hl-rtr-$r" "$venv/bin/python" "$here/configure.py" --router "$r" --vrrp-status
+done
 
 echo
 echo "lab: both routers configured over NETCONF; logs in $work/*/hotleased.log"

@@ -41,24 +41,36 @@ pub struct Bootstrap {
     pub vrrp: VrrpSettings,
 }
 
-/// `[vrrp]`: whether the VRRP runtime runs at all.
+/// `[vrrp]`: how the VRRP runtime runs.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct VrrpSettings {
     /// When false, VRRP configuration is validated and stored but no group
     /// runs (every group reports `initialize`): for a management-only test
     /// bed, or a host whose interfaces must not see advertisements.
     #[serde(default = "enabled_by_default")]
     pub enabled: bool,
+    /// SCHED_RR priority (1..=99) of the VRRP thread, so that a busy CPU
+    /// does not delay advertisements (a backup would take over: two
+    /// masters); 0 keeps the normal scheduler.
+    #[serde(default = "realtime_priority_by_default")]
+    pub realtime_priority: u8,
 }
 
 fn enabled_by_default() -> bool {
     true
 }
 
+fn realtime_priority_by_default() -> u8 {
+    10
+}
+
 impl Default for VrrpSettings {
     fn default() -> Self {
-        VrrpSettings { enabled: true }
+        VrrpSettings {
+            enabled: true,
+            realtime_priority: realtime_priority_by_default(),
+        }
     }
 }
 

@@ -36,7 +36,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
     let shutdown = CancellationToken::new();
-    let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(boot.vrrp.enabled, shutdown.clone());
+    let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
     let northbound = match Northbound::boot(store, vec![Box::new(vrrp)]) {
         Ok(nb) => nb,
         Err(e) => {

@@ -48,6 +48,16 @@ def run(impl: str, interval_ms: str, t_kill: str, path: str) -> None:
                 episodes += 1
             prev = t
         out["two_master"] = episodes
+        # the master's worst gap between two advertisements (from the
+        # backup's start on): sending jitter, the usual cause of a backup's
+        # premature takeover
+        b_start = min((t for t, src, _ in adverts if src == BACKUP), default=last_old)
+        window = sorted(t for t in old if t >= b_start - 1.0)
+        gaps = [(b - a) * 1000 for a, b in zip(window, window[1:])]
+        out["master_max_gap_ms"] = round(max(gaps), 3) if gaps else None
+        if early:
+            before = [t for t in old if t < early[0]]
+            out["early_after_master_ms"] = round((early[0] - max(before)) * 1000, 3) if before else None
     print(json.dumps(out))
 
 
@@ -62,7 +72,7 @@ def report(path: str) -> None:
         by.setdefault((r["interval_ms"], r["impl"]), []).append(r)
     print()
     print(f"{'interval':>8} {'impl':<10} {'runs':>4} {'median ms':>10} {'min':>9} {'max':>9}"
-          f" {'bound ms':>9} {'median-bound':>12} {'2-master':>8}")
+          f" {'bound ms':>9} {'median-bound':>12} {'2-master':>8} {'max advert gap':>14}")
     medians = {}
     for (ms, impl), rs in sorted(by.items(), key=lambda kv: (-kv[0][0], kv[0][1])):
         ts = [r["takeover_ms"] for r in rs if r["takeover_ms"] is not None]
@@ -72,10 +82,13 @@ def report(path: str) -> None:
             print(f"{ms:>6}ms {impl:<10} {len(rs):>4}   no takeover measured")
             continue
         med = statistics.median(ts)
+        gaps = [r["master_max_gap_ms"] for r in rs if r.get("master_max_gap_ms")]
+        jitter = f"{max(gaps):.1f} ms" if gaps else "-"
         medians[(ms, impl)] = med
         b = bound_ms(ms)
         print(f"{ms:>6}ms {impl:<10} {len(rs):>4} {med:>10.1f} {min(ts):>9.1f} {max(ts):>9.1f}"
-              f" {b:>9.1f} {med - b:>+12.1f} {two:>8}" + (f"  ({missing} runs without takeover)" if missing else ""))
+              f" {b:>9.1f} {med - b:>+12.1f} {two:>8} {jitter:>14}"
+              + (f"  ({missing} runs without takeover)" if missing else ""))
     print()
     for ms in sorted({k[0] for k in medians}, reverse=True):
         h, k = medians.get((ms, "hotlease")), medians.get((ms, "keepalived"))

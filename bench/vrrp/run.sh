@@ -14,7 +14,8 @@
 #                       was still advertising (before its last advertisement)
 # RFC bound for the backup (priority 100): 3 × interval + 156/256 × interval.
 #
-# Knobs: RUNS_1S=3 RUNS_10MS=20 KEEP=1 (keep the work dir) NO_BUILD=1.
+# Knobs: RUNS_1S=3 RUNS_10MS=20 KEEP=1 (keep the work dir) NO_BUILD=1
+# LOAD=N (N busy loops on the CPUs during the runs: timing under load).
 # Installs keepalived and tshark if missing, builds hotleased --release.
 # Prints a table; a missed target never fails the script.
 set -euo pipefail
@@ -56,7 +57,9 @@ teardown() {
         ip netns del "$ns" 2>/dev/null || true
     done
 }
+LOAD_PIDS=()
 cleanup() {
+    for pid in "${LOAD_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     teardown
     if [ -n "${KEEP:-}" ]; then log "work dir kept: $WORK"; else rm -rf "$WORK"; fi
 }
@@ -172,6 +175,10 @@ one_run() {
 }
 
 : >"$WORK/results"
+for _ in $(seq 1 "${LOAD:-0}"); do
+    ( while :; do :; done ) &
+    LOAD_PIDS+=("$!")
+done
 for ms in 1000 10; do
     runs=$RUNS_1S; [ "$ms" = 10 ] && runs=$RUNS_10MS
     for run in $(seq 1 "$runs"); do
@@ -182,6 +189,6 @@ for ms in 1000 10; do
     done
 done
 teardown
-echo "command: sudo bench/vrrp/run.sh (RUNS_1S=$RUNS_1S RUNS_10MS=$RUNS_10MS)"
+echo "command: sudo bench/vrrp/run.sh (RUNS_1S=$RUNS_1S RUNS_10MS=$RUNS_10MS LOAD=${LOAD:-0})"
 echo "machine: $(nproc) cores, $(uname -r); keepalived $(keepalived --version 2>&1 | head -1 | awk '{print $2}'); hotleased $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')"
 python3 "$HERE/analyze.py" report "$WORK/results"

@@ -36,6 +36,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::bootstrap::VrrpSettings;
 use crate::config::{ChecksumMode, Config, VrrpGroup, VrrpVersion};
 use crate::netconf::error::{ErrorTag, RpcError};
 use crate::xml::escape_text;
@@ -105,9 +106,10 @@ impl Vrrp {
     /// stored and reported as `initialize`). The returned task ends after
     /// `shutdown` fires and every master has resigned.
     pub fn start(
-        enabled: bool,
+        settings: &VrrpSettings,
         shutdown: CancellationToken,
     ) -> (Vrrp, tokio::task::JoinHandle<()>) {
+        let enabled = settings.enabled;
         let (commands, rx) = mpsc::unbounded_channel();
         let snapshot = Arc::new(Mutex::new(Snapshot {
             discontinuity: now_text(),
@@ -115,7 +117,13 @@ impl Vrrp {
         }));
         let events = events::channel();
         let task = if enabled {
-            Self::spawn_thread(snapshot.clone(), events.clone(), rx, shutdown)
+            Self::spawn_thread(
+                snapshot.clone(),
+                events.clone(),
+                rx,
+                shutdown,
+                settings.realtime_priority,
+            )
         } else {
             info!("vrrp runtime disabled by the bootstrap file: groups are stored, not run");
             tokio::spawn(async {})
@@ -139,11 +147,18 @@ impl Vrrp {
         events: broadcast::Sender<StateChange>,
         rx: mpsc::UnboundedReceiver<Command>,
         shutdown: CancellationToken,
+        realtime_priority: u8,
     ) -> tokio::task::JoinHandle<()> {
         let (done_tx, done_rx) = oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("vrrp".into())
             .spawn(move || {
+                if realtime_priority > 0 {
+                    match host::set_realtime_priority(realtime_priority) {
+                        Ok(()) => info!(priority = realtime_priority, "vrrp thread runs SCHED_RR"),
+                        Err(e) => warn!(error = %e, "vrrp thread keeps the normal scheduler"),
+                    }
+                }
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -867,6 +882,13 @@ mod tests {
         }
     }
 
+    fn disabled() -> VrrpSettings {
+        VrrpSettings {
+            enabled: false,
+            realtime_priority: 0,
+        }
+    }
+
     fn config(groups: &[VrrpGroup]) -> Config {
         Config {
             vrrp: groups
@@ -879,7 +901,7 @@ mod tests {
 
     #[tokio::test]
     async fn state_follows_the_configured_keys_and_is_valid_yang() {
-        let (mut v, _task) = Vrrp::start(false, CancellationToken::new());
+        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
         assert_eq!(v.state_xml(), "");
         let one = config(&[group("eth1", 1, 100), group("eth1", 2, 100)]);
         v.prepare(&Config::default(), &one).unwrap();
@@ -900,7 +922,7 @@ mod tests {
 
     #[tokio::test]
     async fn virtual_mac_is_refused_with_the_leaf_named() {
-        let (mut v, _task) = Vrrp::start(false, CancellationToken::new());
+        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
         let mut g = group("eth1", 3, 100);
         g.use_virtual_mac = true;
         let e = v.prepare(&Config::default(), &config(&[g])).unwrap_err();
