@@ -139,16 +139,21 @@ mod tests {
     async fn fires_at_the_deadline_with_sub_millisecond_precision() {
         let mut t = Timer::new();
         assert!(t.fd.is_some(), "timerfd available");
-        let mut worst = Duration::ZERO;
-        for i in 0..20u64 {
+        let mut late = Vec::new();
+        for i in 0..21u64 {
             let deadline = Instant::now() + Duration::from_micros(2_300 + 37 * i);
             t.set(Some(deadline));
             t.expired().await;
-            let late = Instant::now() - deadline;
-            worst = worst.max(late);
+            late.push(Instant::now() - deadline);
         }
-        // generous for a loaded CI machine, still below tokio's 1 ms tick
-        assert!(worst < Duration::from_micros(900), "late by {worst:?}");
+        late.sort();
+        // The median, so that a loaded CI machine's odd delay does not
+        // count; tokio's own timer would be ~0.5 ms late on average.
+        assert!(
+            late[10] < Duration::from_micros(300),
+            "median lateness {:?}",
+            late[10]
+        );
     }
 
     #[tokio::test]
