@@ -149,7 +149,7 @@ one_run() {
     topology
     ip netns exec "$SW" tshark -q -n -i br0 -f "ip proto 112" -w "$dir/cap.pcap" 2>"$dir/tshark.log" &
     local tshark=$!
-    wait_until 10 grep -q "Capturing on" "$dir/tshark.log" || die "tshark did not start"
+    wait_until 10 grep -qs "Capturing on" "$dir/tshark.log" || die "tshark did not start"
     start_router "$impl" "$RA" 200 "$ms" "$dir/a"
     # master elected (VIP on it), then the backup starts and settles
     wait_until 15 has_vip "$RA" || die "$impl: the first router never became master ($dir)"
