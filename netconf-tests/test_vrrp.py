@@ -287,15 +287,65 @@ def test_missing_capabilities_are_refused_with_the_group_named(daemon_factory):
     assert d.alive()
 
 
-def test_use_virtual_mac_is_refused_until_supported(nc):
-    nc.edit_config(target="candidate",
-                   config=config(vrrp(group("eth9", 9, use_virtual_mac="true"))))
-    from conftest import RPCError, assert_rpc_error
+def test_virtual_mac_moves_with_the_master_and_answers_arp(tmp_path, routers, creds, request):
+    lab = Lab(3, tmp_path)  # r2: a plain host on the segment
+    request.addfinalizer(lab.close)
+    from conftest import _finish
 
-    with pytest.raises(RPCError) as e:
-        nc.commit()
-    assert_rpc_error(e, "operation-not-supported",
-                     path="/vrrp:vrrp/vrrp:group[vrrp:interface='eth9'][vrrp:vrid='9']/vrrp:use-virtual-mac")
+    made = []
+
+    def make(i):
+        d = NsDaemon(lab.routers[i], tmp_path / f"v{i}", creds)
+        made.append(d)
+        d.start()
+        return d
+
+    request.addfinalizer(lambda: _finish(request, made))
+    vmac = "00:00:5e:00:01:33"  # VRID 51
+    cap = lab.capture(tmp_path / "vmac.pcap")
+    a, b = make(0), make(1)
+    ma = configure(a, priority=200, advertise_interval=100, use_virtual_mac="true")
+    mb = configure(b, priority=100, advertise_interval=100, use_virtual_mac="true")
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+
+    def vip_on(i):
+        out = sh_out("ip", "-n", lab.routers[i], "-4", "-o", "addr", "show")
+        return [line.split()[1] for line in out.splitlines() if f" {VIP}/" in line]
+
+    wait_for(lambda: vip_on(0) == ["vm2.51"], 5, what="VIP on a's macvlan")
+    assert vip_on(1) == []
+    # a host on the segment resolves the VIP to the virtual MAC
+    # (a datagram to the discard port makes it ARP for the VIP)
+    sh_out("ip", "netns", "exec", lab.routers[2], "python3", "-c",
+           "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+           f".sendto(b'x', ('{VIP}', 9))")
+    neigh = wait_for(lambda: (n := sh_out("ip", "-n", lab.routers[2], "neigh", "show", VIP))
+                     and "lladdr" in n and n, 3, what="neighbour entry of the VIP")
+    assert vmac in neigh, neigh
+    # the master fails over by SIGTERM: the backup takes the VIP and the MAC
+    assert a.term() == 0
+    wait_state(mb, "master", timeout=3)
+    wait_for(lambda: vip_on(1) == ["vm2.51"], 5, what="VIP on b's macvlan")
+    assert "vm2.51" not in sh_out("ip", "-n", lab.routers[0], "-o", "link", "show"), \
+        "a stopped router removes its macvlan"
+    time.sleep(0.3)
+    rows = cap.fields("eth.src", "ip.src", "vrrp.prio")
+    for src in (lab.addr(0), lab.addr(1)):
+        macs = {mac for mac, ip, prio in rows if ip == src and prio != "0"}
+        assert macs == {vmac}, f"adverts of {src} from {macs}"
+    replies = cap.fields("eth.src", "arp.src.hw_mac",
+                         filter=f"arp.opcode == 2 && arp.src.proto_ipv4 == {VIP}")
+    assert replies and all(r == [vmac, vmac] for r in replies), replies
+    garps = cap.fields("arp.src.hw_mac", filter=f"arp.opcode == 1 && arp.src.proto_ipv4 == {VIP}")
+    assert [vmac] in garps, garps
+
+
+def sh_out(*args: str) -> str:
+    import subprocess
+
+    return subprocess.run(list(args), check=True, capture_output=True, text=True,
+                          timeout=20).stdout
 
 
 def _csum(data: bytes) -> int:

@@ -18,8 +18,8 @@ use std::time::Duration;
 
 use futures::stream::{StreamExt, TryStreamExt};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressProtocol};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags};
-use rtnetlink::{AddressMessageBuilder, Handle, MulticastGroup};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, MacVlanMode};
+use rtnetlink::{AddressMessageBuilder, Handle, LinkMacVlan, LinkUnspec, MulticastGroup};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 
@@ -57,8 +57,88 @@ pub enum HostCmd {
         index: u32,
         addrs: Vec<Ipv4Addr>,
     },
+    /// Make sure the macvlan `name` on `parent` exists with `mac`, is up,
+    /// and neither it nor its parent answers ARP for the other's addresses.
+    CreateVmac {
+        parent: String,
+        parent_index: u32,
+        name: String,
+        mac: [u8; 6],
+    },
+    /// Remove the macvlan `name` (and so its addresses).
+    DeleteVmac { name: String },
     /// Answered when every command before it is done.
     Flush(oneshot::Sender<()>),
+}
+
+/// RFC 5798 section 7.3: the virtual router MAC address of IPv4 VRID `vrid`.
+pub fn virtual_mac(vrid: u8) -> [u8; 6] {
+    [0x00, 0x00, 0x5e, 0x00, 0x01, vrid]
+}
+
+/// Name of the macvlan carrying the virtual MAC of `vrid` on the interface
+/// of index `parent_index` (unique per interface and VRID, at most 15
+/// characters for any realistic index).
+pub fn vmac_name(parent_index: u32, vrid: u8) -> String {
+    format!("vm{parent_index}.{vrid}")
+}
+
+/// Write a sysctl of this network namespace; a missing one is not an error
+/// (no IPv6 in the kernel, say).
+fn sysctl(path: &str, value: &str) {
+    match std::fs::write(path, value) {
+        Ok(()) => debug!(path, value, "sysctl set"),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(path, error = %e, "cannot set sysctl"),
+    }
+}
+
+async fn link_index(handle: &Handle, name: &str) -> Option<u32> {
+    let mut links = handle.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(m)) => Some(m.header.index),
+        _ => None,
+    }
+}
+
+async fn create_vmac(
+    handle: &Handle,
+    parent: &str,
+    parent_index: u32,
+    name: &str,
+    mac: [u8; 6],
+) -> Result<(), HostError> {
+    if link_index(handle, name).await.is_none() {
+        let msg = LinkMacVlan::new(name, parent_index, MacVlanMode::Private)
+            .address(mac.to_vec())
+            .build();
+        handle.link().add(msg).execute().await?;
+    }
+    let index = link_index(handle, name)
+        .await
+        .ok_or_else(|| HostError::Io(std::io::Error::other("macvlan vanished")))?;
+    // Silent until it holds addresses: no IPv6 link-local traffic that would
+    // teach the switches the virtual MAC on a backup's port.
+    sysctl(&format!("/proc/sys/net/ipv6/conf/{name}/disable_ipv6"), "1");
+    // Each interface answers ARP only for its own addresses: the parent not
+    // for the virtual IPs (with its real MAC), the macvlan not for the
+    // parent's addresses (with the virtual MAC).
+    sysctl(&format!("/proc/sys/net/ipv4/conf/{parent}/arp_ignore"), "1");
+    sysctl(&format!("/proc/sys/net/ipv4/conf/{name}/arp_ignore"), "1");
+    // Replies sourced from a virtual IP leave through the parent: its ARP
+    // requests must name the parent's own address, or they would teach
+    // the neighbours the virtual IP at the real MAC.
+    sysctl(
+        &format!("/proc/sys/net/ipv4/conf/{parent}/arp_announce"),
+        "2",
+    );
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await?;
+    info!(%parent, vmac = %name, "virtual MAC interface ready");
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,6 +303,26 @@ pub async fn run(mut cmds: mpsc::UnboundedReceiver<HostCmd>) -> Result<(), HostE
                     }
                 }
             }
+            HostCmd::CreateVmac {
+                parent,
+                parent_index,
+                name,
+                mac,
+            } => {
+                if let Err(e) = create_vmac(&handle, &parent, parent_index, &name, mac).await {
+                    warn!(%parent, vmac = %name, error = %e, "cannot create the virtual MAC interface");
+                }
+            }
+            HostCmd::DeleteVmac { name } => {
+                if let Some(index) = link_index(&handle, &name).await {
+                    match handle.link().del(index).execute().await {
+                        Ok(()) => info!(vmac = %name, "virtual MAC interface removed"),
+                        Err(e) => {
+                            warn!(vmac = %name, error = %e, "cannot remove the virtual MAC interface")
+                        }
+                    }
+                }
+            }
             HostCmd::Flush(done) => {
                 let _ = done.send(());
             }
@@ -367,6 +467,13 @@ mod tests {
             0, 0, 0, 0, 0, 0, 10, 0, 0, 100, // target
         ];
         assert_eq!(f, expect);
+    }
+
+    #[test]
+    fn virtual_mac_and_its_interface_name() {
+        assert_eq!(virtual_mac(51), [0, 0, 0x5e, 0, 1, 51]);
+        assert_eq!(vmac_name(2, 51), "vm2.51");
+        assert!(vmac_name(99_999, 255).len() <= 15);
     }
 
     #[test]

@@ -210,20 +210,6 @@ impl crate::northbound::Subsystem for Vrrp {
         let booting = !self.booted;
         self.booted = true;
         let mut errors = Vec::new();
-        for (key, g) in &new.vrrp {
-            if g.use_virtual_mac {
-                errors.push(
-                    RpcError::application(
-                        ErrorTag::OperationNotSupported,
-                        format!(
-                            "group {}/{}: use-virtual-mac is not supported by this version",
-                            key.0, key.1
-                        ),
-                    )
-                    .with_path(Some(group_path(key) + "/vrrp:use-virtual-mac")),
-                );
-            }
-        }
         if self.enabled {
             let changed: Vec<&Key> = new
                 .vrrp
@@ -348,11 +334,17 @@ fn params(g: &VrrpGroup) -> Params {
 struct Group {
     cfg: VrrpGroup,
     inst: Instance,
+    /// The macvlan carrying the virtual MAC (use-virtual-mac), once made.
+    vmac: Option<String>,
+    /// Where the virtual addresses were added: (interface, index).
+    vips_at: Option<(String, u32)>,
     /// Drop kinds already logged at warn level (then debug only).
     logged: HashSet<&'static str>,
 }
 
 struct Iface {
+    /// A virtual MAC interface: a send socket only, no group of its own.
+    vmac: bool,
     link: Option<Link>,
     tx: Option<socket2::Socket>,
     _reader: Option<AbortOnDrop<()>>,
@@ -451,6 +443,7 @@ impl Actor {
         let keys: Vec<Key> = self.groups.keys().cloned().collect();
         for key in keys {
             self.shutdown_group(&key);
+            self.drop_vmac(&key);
         }
         let (done, wait) = oneshot::channel();
         if self.host.send(HostCmd::Flush(done)).is_ok()
@@ -463,8 +456,25 @@ impl Actor {
         info!("vrrp stopped");
     }
 
+    /// Interfaces the actor needs: the groups' and their macvlans.
+    fn interface_names(&self) -> BTreeSet<String> {
+        self.groups
+            .iter()
+            .flat_map(|((i, _), g)| std::iter::once(i.clone()).chain(g.vmac.clone()))
+            .collect()
+    }
+
+    /// Remove a group's macvlan (after its shutdown).
+    fn drop_vmac(&mut self, key: &Key) {
+        if let Some(name) = self.groups.get_mut(key).and_then(|g| g.vmac.take()) {
+            self.ifaces.remove(&name);
+            let _ = self.host.send(HostCmd::DeleteVmac { name });
+            self.publish_watch();
+        }
+    }
+
     fn publish_watch(&self) {
-        let names: BTreeSet<String> = self.groups.keys().map(|(i, _)| i.clone()).collect();
+        let names = self.interface_names();
         self.watch.send_if_modified(|w| {
             if *w != names {
                 *w = names;
@@ -486,6 +496,7 @@ impl Actor {
         for key in removed {
             info!(ifname = %key.0, vrid = key.1, "group removed");
             self.shutdown_group(&key);
+            self.drop_vmac(&key);
             self.groups.remove(&key);
         }
         for (key, cfg) in new {
@@ -498,10 +509,13 @@ impl Actor {
                         Group {
                             cfg,
                             inst,
+                            vmac: None,
+                            vips_at: None,
                             logged: HashSet::new(),
                         },
                     );
                     self.ifaces.entry(key.0.clone()).or_insert(Iface {
+                        vmac: false,
                         link: None,
                         tx: None,
                         _reader: None,
@@ -512,12 +526,14 @@ impl Actor {
                 }
                 Some(g) if g.cfg == cfg => {}
                 Some(g) => {
-                    let restart = g.cfg.version != cfg.version;
+                    let restart = g.cfg.version != cfg.version
+                        || g.cfg.use_virtual_mac != cfg.use_virtual_mac;
                     info!(ifname = %key.0, vrid = key.1, restart, "group changed");
                     g.cfg = cfg;
                     let p = params(&g.cfg);
                     if restart {
                         self.shutdown_group(&key);
+                        self.drop_vmac(&key);
                         if let Some(g) = self.groups.get_mut(&key) {
                             let stats = std::mem::take(&mut g.inst.stats);
                             g.inst = Instance::new(p);
@@ -540,8 +556,8 @@ impl Actor {
                 }
             }
         }
-        self.ifaces
-            .retain(|name, _| self.groups.keys().any(|(i, _)| i == name));
+        let wanted = self.interface_names();
+        self.ifaces.retain(|name, _| wanted.contains(name));
         self.publish_watch();
         self.sync_all();
     }
@@ -601,6 +617,28 @@ impl Actor {
         if g.inst.state() != State::Initialize {
             return;
         }
+        if g.cfg.use_virtual_mac && g.vmac.is_none() {
+            let name = host::vmac_name(index, key.1);
+            let _ = self.host.send(HostCmd::CreateVmac {
+                parent: key.0.clone(),
+                parent_index: index,
+                name: name.clone(),
+                mac: host::virtual_mac(key.1),
+            });
+            g.vmac = Some(name.clone());
+            self.ifaces.entry(name).or_insert(Iface {
+                vmac: true,
+                link: None,
+                tx: None,
+                _reader: None,
+                index: 0,
+                open_error: None,
+            });
+            self.publish_watch();
+        }
+        let Some(g) = self.groups.get_mut(key) else {
+            return;
+        };
         let actions = g.inst.startup(now, primary, owner);
         if g.inst.state() == State::Backup && !stale.is_empty() {
             let _ = self.host.send(HostCmd::Remove {
@@ -625,6 +663,26 @@ impl Actor {
             return;
         };
         iface.link = link;
+        if iface.vmac {
+            match &iface.link {
+                Some(l) if l.up && (l.index != iface.index || iface.tx.is_none()) => {
+                    match network::open_tx(&name) {
+                        Ok(tx) => {
+                            info!(vmac = %name, "virtual MAC send socket open");
+                            iface.tx = Some(tx);
+                            iface.index = l.index;
+                        }
+                        Err(e) => warn!(error = %e, "virtual MAC send socket not open"),
+                    }
+                }
+                Some(_) => {}
+                None => {
+                    iface.tx = None;
+                    iface.index = 0;
+                }
+            }
+            return;
+        }
         match &iface.link {
             Some(l) if l.index != iface.index || iface.tx.is_none() => {
                 iface.tx = None;
@@ -778,8 +836,15 @@ impl Actor {
                     let Some(g) = self.groups.get_mut(key) else {
                         continue;
                     };
-                    let iface = self.ifaces.get(&key.0);
-                    let Some(tx) = iface.and_then(|i| i.tx.as_ref()) else {
+                    // From the virtual MAC when there is one.
+                    let vmac_tx = g
+                        .vmac
+                        .as_ref()
+                        .and_then(|n| self.ifaces.get(n))
+                        .and_then(|i| i.tx.as_ref());
+                    let Some(tx) =
+                        vmac_tx.or_else(|| self.ifaces.get(&key.0).and_then(|i| i.tx.as_ref()))
+                    else {
                         continue;
                     };
                     let bytes =
@@ -792,9 +857,27 @@ impl Actor {
                 }
                 Action::Take(addrs) | Action::Release(addrs) if addrs.is_empty() => {}
                 Action::Take(addrs) => {
-                    if let Some(link) = self.ifaces.get(&key.0).and_then(|i| i.link.as_ref()) {
+                    let Some(g) = self.groups.get_mut(key) else {
+                        continue;
+                    };
+                    // On the macvlan when it is ready, else on the interface.
+                    let target = g
+                        .vmac
+                        .as_ref()
+                        .and_then(|n| {
+                            self.ifaces
+                                .get(n)
+                                .and_then(|i| i.link.as_ref().map(|l| (n.clone(), l)))
+                        })
+                        .or_else(|| {
+                            self.ifaces
+                                .get(&key.0)
+                                .and_then(|i| i.link.as_ref().map(|l| (key.0.clone(), l)))
+                        });
+                    if let Some((ifname, link)) = target {
+                        g.vips_at = Some((ifname.clone(), link.index));
                         let _ = self.host.send(HostCmd::Add {
-                            ifname: key.0.clone(),
+                            ifname,
                             index: link.index,
                             mac: link.mac,
                             addrs,
@@ -802,10 +885,20 @@ impl Actor {
                     }
                 }
                 Action::Release(addrs) => {
-                    if let Some(link) = self.ifaces.get(&key.0).and_then(|i| i.link.as_ref()) {
+                    let at = self
+                        .groups
+                        .get(key)
+                        .and_then(|g| g.vips_at.clone())
+                        .or_else(|| {
+                            self.ifaces
+                                .get(&key.0)
+                                .and_then(|i| i.link.as_ref())
+                                .map(|l| (key.0.clone(), l.index))
+                        });
+                    if let Some((ifname, index)) = at {
                         let _ = self.host.send(HostCmd::Remove {
-                            ifname: key.0.clone(),
-                            index: link.index,
+                            ifname,
+                            index,
                             addrs,
                         });
                     }
@@ -918,20 +1011,6 @@ mod tests {
         );
         v.apply(&two, &Config::default());
         assert_eq!(v.state_xml(), "");
-    }
-
-    #[tokio::test]
-    async fn virtual_mac_is_refused_with_the_leaf_named() {
-        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
-        let mut g = group("eth1", 3, 100);
-        g.use_virtual_mac = true;
-        let e = v.prepare(&Config::default(), &config(&[g])).unwrap_err();
-        assert_eq!(
-            e[0].path.as_deref(),
-            Some(
-                "/vrrp:vrrp/vrrp:group[vrrp:interface='eth1'][vrrp:vrid='3']/vrrp:use-virtual-mac"
-            )
-        );
     }
 
     #[test]

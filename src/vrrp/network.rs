@@ -64,6 +64,14 @@ pub fn open(ifname: &str, ifindex: u32) -> Result<Sockets, NetError> {
     rx.set_nonblocking(true)
         .map_err(err(ifname, "set non-blocking"))?;
 
+    let tx = open_tx(ifname)?;
+    Ok(Sockets { rx, tx })
+}
+
+/// The send socket alone, bound to `ifname` (for a virtual MAC interface,
+/// whose frames then carry the virtual MAC).
+pub fn open_tx(ifname: &str) -> Result<Socket, NetError> {
+    let proto = Some(Protocol::from(i32::from(packet::PROTO_VRRP)));
     let tx =
         Socket::new(Domain::IPV4, Type::RAW, proto).map_err(err(ifname, "open a raw socket"))?;
     tx.set_header_included_v4(true)
@@ -78,7 +86,7 @@ pub fn open(ifname: &str, ifindex: u32) -> Result<Sockets, NetError> {
     let _ = tx.set_recv_buffer_size(0);
     tx.set_nonblocking(true)
         .map_err(err(ifname, "set non-blocking"))?;
-    Ok(Sockets { rx, tx })
+    Ok(tx)
 }
 
 /// Send a whole IPv4 packet (from [`packet::encode_ip`]).
