@@ -420,3 +420,47 @@ def test_bad_adverts_are_dropped_and_counted_and_both_checksum_forms_accepted(la
     assert s["state"] == "master", "lower-priority adverts do not move a master"
     data = ma.get(filter=("subtree", f'<vrrp xmlns="{NS["vrrp"]}"><statistics/></vrrp>')).data_ele
     assert data.findtext("vrrp:vrrp/vrrp:statistics/vrrp:vrid-errors", namespaces=NS) == "1"
+
+
+def test_interface_down_stops_the_group_and_up_restarts_it(lab, routers, tmp_path):
+    from vrrplab import sh
+
+    a, b = routers(0), routers(1)
+    ma = configure(a, priority=200, advertise_interval=100)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+    sh("ip", "-n", lab.routers[0], "link", "set", "eth0", "down")
+    wait_state(ma, "initialize", timeout=3)
+    wait_state(mb, "master", timeout=3)
+    assert VIP not in lab.addresses(0)
+    sh("ip", "-n", lab.routers[0], "link", "set", "eth0", "up")
+    # back as backup, then it preempts the lower-priority master
+    s = wait_state(ma, "master", timeout=5)
+    assert s["master-transitions"] == "2"
+    wait_state(mb, "backup", timeout=3)
+    wait_for(lambda: VIP in lab.addresses(0) and VIP not in lab.addresses(1), 5,
+             what="VIP back on a only")
+
+
+def test_restart_after_a_crash_removes_stale_vips_and_is_no_owner(lab, routers, tmp_path):
+    a, b = routers(0), routers(1)
+    ma = configure(a, priority=200, advertise_interval=100)
+    ma.copy_config(source="running", target="startup")
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(ma, "master")
+    wait_state(mb, "backup")
+    wait_for(lambda: VIP in lab.addresses(0), 5, what="VIP on a")
+    a.kill()
+    wait_state(mb, "master", timeout=3)
+    assert VIP in lab.addresses(0), "a crash leaves its VIP behind"
+    cap = lab.capture(tmp_path / "restart.pcap")
+    a.start()
+    ma = a.connect()
+    # its own leftover VIP must not make it the address owner (priority 255)
+    wait_for(lambda: VIP not in lab.addresses(0), 3, what="stale VIP removed")
+    wait_state(ma, "master", timeout=5)
+    wait_state(mb, "backup", timeout=3)
+    time.sleep(0.3)
+    prios = {prio for _, src, prio in cap.adverts() if src == lab.addr(0)}
+    assert prios == {200}, prios
