@@ -905,6 +905,9 @@ impl Actor {
                 }
                 Action::Changed { old, new, reason } => {
                     info!(ifname = %key.0, vrid = key.1, old = old.as_str(), new = new.as_str(), reason = reason.as_str(), "state change");
+                    // The snapshot first: whoever reacts to the event and
+                    // reads <get> sees the new state.
+                    self.sync(key);
                     {
                         let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
                         if let Some(s) = snap.groups.get_mut(key) {
