@@ -464,3 +464,24 @@ def test_restart_after_a_crash_removes_stale_vips_and_is_no_owner(lab, routers, 
     time.sleep(0.3)
     prios = {prio for _, src, prio in cap.adverts() if src == lab.addr(0)}
     assert prios == {200}, prios
+
+
+def test_address_owner_advertises_255_at_once_and_keeps_its_address(lab, routers, tmp_path):
+    cap = lab.capture(tmp_path / "owner.pcap")
+    b = routers(1)
+    mb = configure(b, priority=100, advertise_interval=100)
+    wait_state(mb, "master")
+    a = routers(0)
+    owned = lab.addr(0)  # a's own interface address is the group's VIP
+    m = a.connect()
+    m.edit_config(target="candidate",
+                  config=config(vrrp(group("eth0", VRID, vips=(owned,), advertise_interval=100))))
+    m.commit()
+    # no Master_Down_Interval for the owner: master at startup
+    s = wait_state(m, "master", timeout=2)
+    assert s["master-transitions"] == "1"
+    wait_state(mb, "backup", timeout=2)
+    assert a.term() == 0
+    assert owned in lab.addresses(0), "the owner's own address is never removed"
+    prios = [prio for _, src, prio in cap.adverts() if src == owned]
+    assert prios and set(prios[:-1]) == {255} and prios[-1] == 0, prios
