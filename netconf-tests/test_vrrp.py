@@ -481,7 +481,9 @@ def test_address_owner_advertises_255_at_once_and_keeps_its_address(lab, routers
     s = wait_state(m, "master", timeout=2)
     assert s["master-transitions"] == "1"
     wait_state(mb, "backup", timeout=2)
+    time.sleep(0.5)
     assert a.term() == 0
     assert owned in lab.addresses(0), "the owner's own address is never removed"
+    time.sleep(0.3)
     prios = [prio for _, src, prio in cap.adverts() if src == owned]
     assert prios and set(prios[:-1]) == {255} and prios[-1] == 0, prios
