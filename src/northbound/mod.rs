@@ -153,6 +153,8 @@ pub struct Northbound {
     running_config: Config,
     locks: HashMap<Datastore, u32>,
     candidate_dirty: BTreeSet<u32>,
+    /// What the candidate's edits since the last commit may have changed.
+    scope: validate::Scope,
     sessions: HashMap<u32, SessionInfo>,
     pending: Option<PendingConfirm>,
     store: Store,
@@ -234,6 +236,7 @@ impl Northbound {
             running_config: Config::default(),
             locks: HashMap::new(),
             candidate_dirty: BTreeSet::new(),
+            scope: validate::Scope::default(),
             sessions: HashMap::new(),
             pending,
             store,
@@ -297,7 +300,14 @@ impl Northbound {
             }
             Request::Unregister { session } => self.session_ended(session),
             Request::Rpc { session, op, reply } => {
+                let t0 = std::time::Instant::now();
                 let r = self.operation(session, *op);
+                tracing::debug!(
+                    session,
+                    us = t0.elapsed().as_micros() as u64,
+                    ok = r.is_ok(),
+                    "rpc"
+                );
                 let _ = reply.send(r);
             }
         }
@@ -337,8 +347,11 @@ impl Northbound {
     }
 
     fn discard_candidate(&mut self) {
-        self.candidate = yang::dup(&self.running);
+        if !self.scope.is_empty() {
+            self.candidate = yang::dup(&self.running);
+        }
         self.candidate_dirty.clear();
+        self.scope = validate::Scope::default();
     }
 
     fn tree(&self, d: Datastore) -> &DataTree<'static> {
@@ -451,7 +464,7 @@ impl Northbound {
             Operation::Validate { source } => {
                 match source {
                     Source::Datastore(Datastore::Candidate) => {
-                        validate::candidate(&self.running, &self.candidate)?;
+                        validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
                     }
                     Source::Datastore(d) => {
                         validate::full(&mut yang::dup(self.tree(d)))?;
@@ -563,6 +576,21 @@ impl Northbound {
             }
         }
         self.check_lock(session, target)?;
+        let scope = if default_op == EditOp::Replace {
+            validate::Scope::all()
+        } else {
+            validate::Scope::of_edit(config)
+        };
+        // A plain merge goes straight into the candidate (libyang parses the
+        // whole <config> before changing anything); everything else works
+        // on a copy so that a failed edit changes nothing.
+        if test_option != TestOption::TestOnly
+            && edit::fast_path(&mut self.candidate, config, default_op)
+        {
+            self.scope.merge(scope);
+            self.candidate_dirty.insert(session);
+            return Ok(Reply::Ok);
+        }
         // default-operation replace: the <config> is the whole new datastore.
         let mut work = if default_op == EditOp::Replace {
             yang::empty()
@@ -576,11 +604,14 @@ impl Northbound {
                 return Err(errors.clone());
             }
         }
+        let mut scope_after = self.scope.clone();
+        scope_after.merge(scope);
         if test_option == TestOption::TestOnly {
-            validate::candidate(&self.running, &work)?;
+            validate::candidate(&self.running_config, &work, &scope_after)?;
             return edit_result.map(|_| Reply::Ok);
         }
         self.candidate = work;
+        self.scope = scope_after;
         self.candidate_dirty.insert(session);
         edit_result.map(|_| Reply::Ok)
     }
@@ -608,6 +639,7 @@ impl Northbound {
             )]),
             Datastore::Candidate => {
                 self.candidate = tree;
+                self.scope = validate::Scope::all();
                 self.candidate_dirty.insert(session);
                 Ok(Reply::Ok)
             }
@@ -690,8 +722,8 @@ impl Northbound {
                 "no confirmed commit is pending",
             )]);
         }
-        let new = validate::candidate(&self.running, &self.candidate)?;
-        let old_running = yang::dup(&self.running);
+        let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
+        let old_running = c.confirmed.then(|| yang::dup(&self.running));
         self.install(new)?;
         if c.confirmed {
             let deadline = Instant::now() + Duration::from_secs(c.confirm_timeout as u64);
@@ -707,7 +739,7 @@ impl Northbound {
                     p
                 }
                 None => PendingConfirm {
-                    rollback: old_running,
+                    rollback: old_running.unwrap_or_else(|| yang::dup(&self.running)),
                     deadline,
                     owner: if c.persist.is_some() {
                         None
@@ -790,12 +822,8 @@ impl Northbound {
         if let Err(e) = self.store.delete_confirm() {
             error!(error = %e, "cannot remove the persisted confirmed commit");
         }
-        let rollback = match Config::try_from(&p.rollback) {
-            Ok(config) => validate::Validated {
-                tree: p.rollback,
-                config,
-                changed: true,
-            },
+        let rollback = match validate::Validated::whole(p.rollback) {
+            Ok(v) => v,
             Err(e) => {
                 error!(errors = ?e, "rollback configuration cannot be read");
                 return;
@@ -808,22 +836,21 @@ impl Northbound {
         self.discard_candidate();
     }
 
-    /// Make a validated tree the running configuration: prepare on every
-    /// subsystem, then apply on every subsystem. A refusal leaves running
-    /// and the runtimes untouched.
+    /// Make a validated candidate the running configuration: prepare on
+    /// every subsystem, then apply on every subsystem. A refusal leaves
+    /// running, the candidate and the runtimes untouched.
     fn install(&mut self, new: validate::Validated) -> Result<(), Vec<RpcError>> {
-        if new.changed {
+        if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.prepare(&self.running_config, &new.config)?;
             }
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
             }
-            self.running_config = new.config;
         }
-        self.running = new.tree;
-        self.candidate = yang::dup(&self.running);
+        self.running_config = new.install(&mut self.running, &mut self.candidate);
         self.candidate_dirty.clear();
+        self.scope = validate::Scope::default();
         Ok(())
     }
 }
@@ -1028,6 +1055,101 @@ mod tests {
             },
         ));
         assert!(running.contains("<priority>120</priority>"), "{running}");
+    }
+
+    fn edit(body: &str) -> Operation {
+        let cfg = xml::parse(&format!(r#"<config xmlns="{NC_NS}">{body}</config>"#)).unwrap();
+        Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: cfg,
+        }
+    }
+
+    fn get_config(nb: &mut Northbound, d: Datastore) -> String {
+        data(nb.operation(
+            1,
+            Operation::GetConfig {
+                source: d,
+                filter: None,
+                with_defaults: WithDefaults::ReportAll,
+            },
+        ))
+    }
+
+    const DHCP: &str = "urn:hotlease:yang:dhcp-server";
+
+    fn pool_xml(i: u32, extra: &str) -> String {
+        format!(
+            "<ip-pool><name>p{i}</name><gateway>10.0.{i}.1</gateway><mask>255.255.255.0</mask>\
+             <section><start>10.0.{i}.10</start><end>10.0.{i}.20</end></section>{extra}</ip-pool>"
+        )
+    }
+
+    /// The pool-only commit path (reduced validation, spliced pools) gives
+    /// the same running and candidate as validating everything would.
+    #[test]
+    fn pool_only_commits_match_full_validation() {
+        let (mut nb, _, _dir) = booted();
+        let pools: String = (1..=3).map(|i| pool_xml(i, "")).collect();
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{pools}</dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        // switch option 42 of p2 from addresses to text: the old case goes
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+                pool_xml(
+                    2,
+                    "<option><code>42</code><ip-address>10.9.9.9</ip-address></option>"
+                )
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        assert_eq!(nb.scope, validate::Scope::default());
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+                pool_xml(2, "<option><code>42</code><text>ntp</text></option>")
+            )),
+        )
+        .unwrap();
+        assert_eq!(nb.scope.pools.len(), 1);
+        assert!(!nb.scope.other);
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let running = get_config(&mut nb, Datastore::Running);
+        assert!(
+            running.contains("<text>ntp</text>") && !running.contains("10.9.9.9"),
+            "{running}"
+        );
+        // every pool has its defaults, and candidate equals running
+        assert_eq!(
+            running.matches("<lease-time>86400</lease-time>").count(),
+            3,
+            "{running}"
+        );
+        assert_eq!(get_config(&mut nb, Datastore::Candidate), running);
+        // the whole-tree path agrees
+        let mut whole = yang::dup(&nb.candidate);
+        validate::full(&mut whole).unwrap();
+        assert_eq!(
+            yang::print_xml(&whole, WithDefaults::ReportAll),
+            yang::print_xml(&nb.running, WithDefaults::ReportAll)
+        );
+        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
     }
 
     #[test]
