@@ -381,17 +381,14 @@ impl Northbound {
                 with_defaults,
             } => {
                 let tree = self.operational();
-                let xml = yang::print_xml(&tree, with_defaults);
-                self.filtered(&tree, xml, filter.as_ref(), with_defaults)
+                filtered(&tree, filter.as_ref(), with_defaults)
             }
             Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
             } => {
-                let tree = self.tree(source);
-                let xml = yang::print_xml(tree, with_defaults);
-                self.filtered(tree, xml, filter.as_ref(), with_defaults)
+                filtered(self.tree(source), filter.as_ref(), with_defaults)
             }
             Operation::EditConfig {
                 target,
@@ -505,50 +502,6 @@ impl Northbound {
             }
         }
         tree
-    }
-
-    fn filtered(
-        &self,
-        tree: &DataTree<'static>,
-        xml: String,
-        filter: Option<&Filter>,
-        wd: WithDefaults,
-    ) -> RpcResult {
-        match filter {
-            None => Ok(Reply::Data(xml)),
-            Some(Filter::Subtree(f)) => {
-                let wrapped = format!("<data xmlns=\"{NC_NS}\">{xml}</data>");
-                let data = xml::parse(&wrapped)
-                    .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
-                let roots: Vec<Element> = data.elements().cloned().collect();
-                let fchildren: Vec<&Element> = f.elements().collect();
-                let selected = filter::apply(&fchildren, &roots, &keys_of);
-                let mut out = String::new();
-                for e in &selected {
-                    e.write_xml(&mut out, NC_NS);
-                }
-                Ok(Reply::Data(out))
-            }
-            Some(Filter::XPath { select, namespaces }) => {
-                let expr = translate_xpath(select, namespaces)?;
-                yang::clear_errors();
-                let set = tree.find_xpath(&expr).map_err(|e| {
-                    vec![RpcError::bad_element(
-                        ErrorType::Application,
-                        ErrorTag::InvalidValue,
-                        "filter",
-                        &format!("bad XPath: {}", e.msg.unwrap_or_default()),
-                    )]
-                })?;
-                let mut result = yang::empty();
-                for node in set {
-                    if let Ok(d) = node.duplicate(true) {
-                        let _ = result.merge(&d);
-                    }
-                }
-                Ok(Reply::Data(yang::print_xml(&result, wd)))
-            }
-        }
     }
 
     fn edit_config(
@@ -857,6 +810,76 @@ impl Northbound {
 
 fn io_error(e: std::io::Error) -> Vec<RpcError> {
     vec![RpcError::operation_failed(format!("storage: {e}"))]
+}
+
+/// Whether a subtree filter node selects its whole data subtree (RFC 6241
+/// §6.2.4: empty, no attribute-match expression).
+fn is_selection_node(e: &Element) -> bool {
+    e.children.iter().all(|c| match c {
+        xml::Node::Text(t) => t.trim().is_empty(),
+        xml::Node::Element(_) => false,
+    }) && e.attrs.is_empty()
+}
+
+/// The `<data>` content of a retrieval, filtered.
+fn filtered(tree: &DataTree<'static>, filter: Option<&Filter>, wd: WithDefaults) -> RpcResult {
+    match filter {
+        None => Ok(Reply::Data(yang::print_xml(tree, wd))),
+        Some(Filter::Subtree(f)) => {
+            // Filter each top-level data node on its own: a pure selection
+            // prints it straight from libyang; anything finer goes through
+            // the RFC 6241 §6 matcher on that node's XML only.
+            let fchildren: Vec<&Element> = f.elements().collect();
+            let mut out = String::new();
+            let tree = yang::printable(tree, wd);
+            let Some(first) = tree.reference() else {
+                return Ok(Reply::Data(out));
+            };
+            for top in first.inclusive_siblings() {
+                let schema = top.schema();
+                let module = schema.module();
+                let (ns, name) = (module.namespace(), schema.name());
+                let matching: Vec<&Element> = fchildren
+                    .iter()
+                    .copied()
+                    .filter(|e| (e.ns.is_empty() || e.ns == ns) && e.name == name)
+                    .collect();
+                if matching.is_empty() {
+                    continue;
+                }
+                let node_xml = yang::print_node(&top, wd);
+                if matching.iter().any(|e| is_selection_node(e)) {
+                    out.push_str(&node_xml);
+                    continue;
+                }
+                let root = xml::parse(&node_xml)
+                    .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
+                for e in filter::apply(&matching, std::slice::from_ref(&root), &keys_of) {
+                    e.write_xml(&mut out, NC_NS);
+                }
+            }
+            Ok(Reply::Data(out))
+        }
+        Some(Filter::XPath { select, namespaces }) => {
+            let expr = translate_xpath(select, namespaces)?;
+            yang::clear_errors();
+            let set = tree.find_xpath(&expr).map_err(|e| {
+                vec![RpcError::bad_element(
+                    ErrorType::Application,
+                    ErrorTag::InvalidValue,
+                    "filter",
+                    &format!("bad XPath: {}", e.msg.unwrap_or_default()),
+                )]
+            })?;
+            let mut result = yang::empty();
+            for node in set {
+                if let Ok(d) = node.duplicate(true) {
+                    let _ = result.merge(&d);
+                }
+            }
+            Ok(Reply::Data(yang::print_xml(&result, wd)))
+        }
+    }
 }
 
 /// Turn an inline `<config>` into a tree (as a replace of everything).
