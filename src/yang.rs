@@ -284,7 +284,7 @@ pub fn parse_state_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
 }
 
 /// With-defaults retrieval modes (RFC 6243).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WithDefaults {
     #[default]
     Explicit,

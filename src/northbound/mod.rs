@@ -151,6 +151,9 @@ pub struct Northbound {
     candidate: DataTree<'static>,
     startup: DataTree<'static>,
     running_config: Config,
+    /// Printed running configuration per with-defaults mode, until the
+    /// next change of running.
+    running_xml: HashMap<WithDefaults, String>,
     locks: HashMap<Datastore, u32>,
     candidate_dirty: BTreeSet<u32>,
     /// What the candidate's edits since the last commit may have changed.
@@ -234,6 +237,7 @@ impl Northbound {
             running,
             startup,
             running_config: Config::default(),
+            running_xml: HashMap::new(),
             locks: HashMap::new(),
             candidate_dirty: BTreeSet::new(),
             scope: validate::Scope::default(),
@@ -384,12 +388,23 @@ impl Northbound {
                 filtered(&tree, filter.as_ref(), with_defaults)
             }
             Operation::GetConfig {
+                source: Datastore::Running,
+                filter: None,
+                with_defaults,
+            } => {
+                // Running changes only at commit: its unfiltered print is
+                // kept until then (controllers poll it).
+                let xml = self
+                    .running_xml
+                    .entry(with_defaults)
+                    .or_insert_with(|| yang::print_xml(&self.running, with_defaults));
+                Ok(Reply::Data(xml.clone()))
+            }
+            Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
-            } => {
-                filtered(self.tree(source), filter.as_ref(), with_defaults)
-            }
+            } => filtered(self.tree(source), filter.as_ref(), with_defaults),
             Operation::EditConfig {
                 target,
                 default_operation,
@@ -800,6 +815,9 @@ impl Northbound {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
             }
+        }
+        if new.changed() {
+            self.running_xml.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
         self.candidate_dirty.clear();
