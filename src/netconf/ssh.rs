@@ -47,24 +47,10 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SshError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+    crate::northbound::store::write_atomic(path, text.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
     info!(path = %path.display(), "generated ssh host key");
     Ok(key)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A user as the SSH layer sees it: parsed keys.
