@@ -113,7 +113,7 @@ if [ "$PROFILE" = dev ]; then
     # A release build costs minutes on 2 cores and tests nothing more here;
     # cargo-deb $CARGO_DEB_VERSION warns that it prefers release profiles.
     cargo build --quiet --bin hotleased
-    "$CARGO_DEB" --profile dev --no-build --quiet --output "$WORK/deb/" 2>&1 \
+    "$CARGO_DEB" --profile dev --no-build --no-dbgsym --quiet --output "$WORK/deb/" 2>&1 \
         | grep -v -e 'dev profile is not supported' -e 'To enable debug symbols set' || true
 else
     step "cargo-deb --profile $PROFILE"
