@@ -17,7 +17,7 @@
 #      daemon, the installed files
 #   8. dpkg -i again (upgrade): config and state kept, service restarted,
 #      startup datastore loaded, same host key
-#   9. dpkg --purge: config and state gone
+#   9. dpkg --remove keeps config and state, dpkg --purge deletes them
 #
 # Everything it makes (root dir, namespace, container) is removed on exit;
 # KEEP=1 keeps the root dir for a look.
@@ -139,32 +139,38 @@ else
     step "debootstrap --variant=minbase --include=$ROOT_INCLUDE bookworm ($MIRROR)"
     rm -rf "$R" && mkdir -p "$R"
     t=$SECONDS
-    debootstrap --variant=minbase --include="$ROOT_INCLUDE" bookworm "$R" "$MIRROR" \
-        >"$WORK/debootstrap.log" 2>&1 || { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap"; }
+    # one retry: a mirror hiccup should not fail the run
+    if ! debootstrap --variant=minbase --include="$ROOT_INCLUDE" bookworm "$R" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
+        tail -n 5 "$WORK/debootstrap.log" >&2
+        echo "debootstrap failed, trying once more" >&2
+        rm -rf "$R" && mkdir -p "$R"
+        debootstrap --variant=minbase --include="$ROOT_INCLUDE" bookworm "$R" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 \
+            || { tail -n 20 "$WORK/debootstrap.log" >&2; fail "debootstrap"; }
+    fi
     echo "debootstrap: $((SECONDS - t)) s"
     mkdir -p "$CACHE"
     tar --numeric-owner -C "$R" -cf - . | zstd -q -T0 -o "$ROOT_TARBALL.tmp" && mv "$ROOT_TARBALL.tmp" "$ROOT_TARBALL"
 fi
 cp "$DEB" "$R/root/hotlease.deb"
-# The container's PID 1 gets what a router's has: CAP_NET_ADMIN (nspawn
-# keeps it only with a private network) and CAP_IPC_LOCK (without it
-# nspawn's seccomp filter refuses mlock, which russh uses for key buffers).
 ip netns add "$NS"
 ip -n "$NS" link set lo up
 
 step "boot the root with systemd-nspawn in netns $NS"
+# The container's PID 1 gets what a router's has: CAP_NET_ADMIN (nspawn
+# keeps it only with a private network) and CAP_IPC_LOCK (without it
+# nspawn's seccomp filter refuses mlock, which russh uses for key buffers).
 systemd-nspawn --quiet --boot --directory="$R" --machine="$NS" --register=no --keep-unit \
     --console=passive --network-namespace-path="/run/netns/$NS" \
     --capability=CAP_NET_ADMIN,CAP_IPC_LOCK </dev/null >"$WORK/nspawn.log" 2>&1 &
 NSPAWN_PID=$!
 LEADER=""
-for _ in $(seq 100); do
+for _ in $(seq 300); do
     LEADER="$(pgrep -P "$NSPAWN_PID" | head -n1 || true)"
     [ -n "$LEADER" ] && [ -S "/proc/$LEADER/root/run/systemd/private" ] && break
     kill -0 "$NSPAWN_PID" 2>/dev/null || fail "systemd-nspawn exited"
     sleep 0.1
 done
-[ -n "$LEADER" ] || fail "container did not start"
+[ -S "/proc/${LEADER:-0}/root/run/systemd/private" ] || fail "systemd did not start in the container"
 in_ct() { nsenter --target "$LEADER" --all env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 "$@"; }
 state="$(in_ct timeout 60 systemctl is-system-running --wait || true)"
 echo "container booted: $state"
@@ -331,13 +337,21 @@ wait_listening
 netconf upgrade
 ok "upgrade kept config and state, restarted the daemon, same host key, startup loaded"
 
-# --- 9. purge ----------------------------------------------------------------------
+# --- 9. remove, purge ----------------------------------------------------------------
+step "dpkg --remove hotlease: config and state stay"
+in_ct dpkg --remove hotlease
+for p in /etc/hotlease/hotleased.toml /var/lib/hotlease/startup.xml /var/lib/hotlease/ssh_host_ed25519_key; do
+    in_ct test -e "$p" || fail "$p is gone after remove (only purge may delete it)"
+done
+if in_ct test -e /usr/sbin/hotleased; then fail "/usr/sbin/hotleased is still there after remove"; fi
+[ -z "$(ip netns exec "$NS" ss -Hltn 'sport = :830')" ] || fail "hotleased still listens after remove"
+ok "remove stopped the daemon and kept config and state"
+
 step "dpkg --purge hotlease"
 in_ct dpkg --purge hotlease
 for p in /etc/hotlease /var/lib/hotlease /usr/sbin/hotleased /usr/lib/systemd/system/hotleased.service; do
     if in_ct test -e "$p"; then fail "$p is still there after purge"; fi
 done
-[ -z "$(ip netns exec "$NS" ss -Hltn 'sport = :830')" ] || fail "something still listens on 830 after purge"
 ok "purge removed config, state, binary and unit (the system user stays, as Debian does)"
 
 step "package test passed"
