@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The hotlease test command (README): lint, build, unit tests, YANG checks,
-# then the black-box NETCONF suite against the real daemon.
+# then the black-box NETCONF suite against the real daemon, then the Debian
+# package (packaging/test-package.sh; HOTLEASE_SKIP_PACKAGE=1 skips it).
 #
 # Installs what it needs by itself (Debian packages, only when missing; a
 # Python venv in netconf-tests/.venv), runs from any cwd, exits non-zero on
@@ -76,3 +77,9 @@ step "pytest netconf-tests"
 export HOTLEASED="${HOTLEASED:-$ROOT/target/debug/hotleased}"
 cd "$ROOT/netconf-tests"
 "$VENV/bin/python" -m pytest -q "$@"
+
+# --- Debian package (as root): build, lintian, install, run, upgrade, purge ----
+if [ "${HOTLEASE_SKIP_PACKAGE:-0}" != 1 ]; then
+    step "packaging/test-package.sh"
+    bash "$ROOT/packaging/test-package.sh"
+fi

@@ -59,7 +59,9 @@ def test_unknown_top_level_key_refused(binary, tmp_path, creds):
 
 def test_no_users_refused(binary, tmp_path, creds):
     d = Daemon(tmp_path / "d", creds, users=[])
-    one_error_line(run(["--config", str(d.config)]))
+    out = run(["--config", str(d.config)])
+    assert "hotleased hash-password" in one_error_line(out)
+    assert out.returncode == 78, "a bad bootstrap file exits with EX_CONFIG (the unit does not restart it)"
 
 
 def test_invalid_toml_refused(binary, tmp_path):

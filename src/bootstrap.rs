@@ -17,7 +17,7 @@ pub enum BootstrapError {
     },
     #[error("config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
-    #[error("config file {path}: no [[netconf.user]] is configured; add one with a password-hash from `hotleased hash-password` or authorized-keys")]
+    #[error("config file {path}: no NETCONF user: add a [[netconf.user]] with name and password-hash (the line printed by `hotleased hash-password`) or authorized-keys, then restart")]
     NoUsers { path: PathBuf },
     #[error("config file {path}: user '{user}' has neither password-hash nor authorized-keys")]
     UserWithoutCredentials { path: PathBuf, user: String },
@@ -176,10 +176,12 @@ mod tests {
     fn rejects_unknown_keys_and_no_users() {
         let p = Path::new("x.toml");
         let base = "[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\n[storage]\ndir = \"/tmp\"\n";
-        assert!(matches!(
-            Bootstrap::from_str(p, base),
-            Err(BootstrapError::NoUsers { .. })
-        ));
+        let no_users = Bootstrap::from_str(p, base).unwrap_err();
+        assert!(matches!(no_users, BootstrapError::NoUsers { .. }));
+        // the operator's only hint on a fresh install: one line, with the how-to
+        let line = no_users.to_string();
+        assert!(line.contains("[[netconf.user]]") && line.contains("hotleased hash-password"));
+        assert!(!line.contains('\n'));
         let bad = format!("{base}bogus = 1\n");
         assert!(matches!(
             Bootstrap::from_str(p, &bad),

@@ -26,6 +26,11 @@ enum Command {
     HashPassword,
 }
 
+/// Exit status for a bad bootstrap file (sysexits.h `EX_CONFIG`): the systemd
+/// unit lists it in `RestartPreventExitStatus=`, since restarting cannot fix
+/// the file.
+const EX_CONFIG: u8 = 78;
+
 fn hash_password() -> ExitCode {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
@@ -59,17 +64,23 @@ fn main() -> ExitCode {
         Ok(b) => b,
         Err(e) => {
             eprintln!("hotleased: {e}");
-            return ExitCode::FAILURE;
+            return ExitCode::from(EX_CONFIG);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOTLEASE_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+        .with_ansi(std::io::stderr().is_terminal());
+    // systemd sets JOURNAL_STREAM when stderr goes to the journal, which
+    // stamps every line itself.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logs.without_time().init();
+    } else {
+        logs.init();
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -156,7 +156,9 @@ impl Vrrp {
                 if realtime_priority > 0 {
                     match host::set_realtime_priority(realtime_priority) {
                         Ok(()) => info!(priority = realtime_priority, "vrrp thread runs SCHED_RR"),
-                        Err(e) => warn!(error = %e, "vrrp thread keeps the normal scheduler"),
+                        // Info, not a warning: a sandbox that forbids real-time
+                        // scheduling (systemd RestrictRealtime=) chose so.
+                        Err(e) => info!(error = %e, "vrrp thread keeps the normal scheduler"),
                     }
                 }
                 match tokio::runtime::Builder::new_current_thread()
