@@ -4,7 +4,8 @@
 //!
 //! ```text
 //!  signals ─► CancellationToken ─┬─► ssh listener ─► session tasks (child tokens)
-//!                                └─► northbound actor
+//!                                ├─► northbound actor ─► subsystems (prepare/apply)
+//!                                └─► dhcp actor (+ socket task, lease writer thread)
 //! ```
 
 use std::time::Duration;
@@ -25,6 +26,8 @@ pub enum DaemonError {
     Boot(#[from] crate::northbound::BootError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error("dhcp: {0}")]
+    Dhcp(#[from] crate::dhcp::DhcpError),
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -34,8 +37,15 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         source,
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
-    let northbound = Northbound::boot(store, Vec::new())?;
     let shutdown = CancellationToken::new();
+    // the DHCP runtime loads its leases before the northbound hands it the
+    // running configuration
+    let (dhcp, _dhcp_hooks, dhcp_task) = crate::dhcp::start(
+        &boot.storage.dir,
+        crate::dhcp::network::SERVER_PORT,
+        shutdown.child_token(),
+    )?;
+    let northbound = Northbound::boot(store, vec![Box::new(dhcp)])?;
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
 
     let signals = {
@@ -72,6 +82,12 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("northbound did not stop within 5 s");
+    }
+    if tokio::time::timeout(Duration::from_secs(5), dhcp_task)
+        .await
+        .is_err()
+    {
+        warn!("dhcp server did not stop within 5 s");
     }
     served?;
     info!("stopped");

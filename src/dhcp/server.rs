@@ -1,0 +1,679 @@
+//! The DHCP actor: owns the pools, the lease table and the sockets; turns
+//! received datagrams into replies with the pure handler; hands lease
+//! changes to the store writer, which makes them durable *before* it sends
+//! the ACKs that grant them (group commit: one `fdatasync` per batch).
+//!
+//! ```text
+//!  recv task ──Inbound──►┐
+//!  commits / hooks ─Cmd─►│ DhcpServer (this actor) ──OFFER/NAK/INFORM──► Transmitter
+//!  1 s tick ────────────►┘        │ changes + ACKs
+//!                                 ▼
+//!                      store writer thread: append, fdatasync, then send ACKs
+//! ```
+//! The writer is a plain thread because `fdatasync` blocks; the actor keeps
+//! serving while a batch is being synced, and the next batch collects the
+//! requests that arrived meanwhile.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dhcproto::v4::MessageType;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::handler::{self, Ctx, Globals, Reply, Silence};
+use super::leases::{
+    Change, EventKind, Lease, LeaseEvent, LeaseState, LeaseStore, LeaseTable, PoolStats,
+};
+use super::network::{self, IfInfo, Inbound, Transmitter};
+use super::pool::PoolRt;
+use crate::config::DhcpConfig;
+
+/// Commands to the actor.
+#[derive(Debug)]
+pub enum Command {
+    /// A committed configuration.
+    Config(Arc<DhcpConfig>),
+    /// A remote-backup-profile became master (`true`) or stopped being it.
+    Serving { profile: String, master: bool },
+    /// Leases learnt from the hot-backup partner.
+    InsertPeer(Vec<Lease>),
+}
+
+/// Packet counters, shared with the northbound (atomics: read without the
+/// actor).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub malformed: AtomicU64,
+    pub wrong_interface: AtomicU64,
+    pub no_pool: AtomicU64,
+    pub not_serving: AtomicU64,
+    pub exhausted: AtomicU64,
+    pub discover: AtomicU64,
+    pub request: AtomicU64,
+    pub decline: AtomicU64,
+    pub release: AtomicU64,
+    pub inform: AtomicU64,
+    pub other: AtomicU64,
+    pub offer: AtomicU64,
+    pub ack: AtomicU64,
+    pub nak: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What `<get>` shows, rebuilt by the actor when something changed (at most
+/// a few times a second) so the northbound never waits for the actor.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// Leases and held offers.
+    pub leases: Vec<Lease>,
+    pub pools: Vec<(String, PoolStats)>,
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Work for the store writer.
+enum WriteJob {
+    Batch {
+        changes: Vec<Change>,
+        replies: Vec<(Reply, u32)>,
+        tx: Option<Arc<Transmitter>>,
+    },
+    Compact(Vec<Lease>),
+}
+
+/// The writer thread: group commit of lease changes, then the ACKs.
+fn writer(
+    mut store: Box<dyn LeaseStore>,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    counters: Arc<Counters>,
+) {
+    let mut pending: Vec<(Reply, u32, Arc<Transmitter>)> = Vec::new();
+    let flush = |store: &mut Box<dyn LeaseStore>,
+                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>| {
+        match store.sync() {
+            Ok(()) => {
+                for (r, ifindex, tx) in pending.drain(..) {
+                    if tx.send(&r, ifindex).is_err() {
+                        inc(&counters.send_errors);
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, dropped = pending.len(), "lease store sync failed: ACKs withheld");
+                pending.clear();
+            }
+        }
+    };
+    while let Ok(job) = rx.recv() {
+        let mut next = Some(job);
+        while let Some(job) = next.take() {
+            match job {
+                WriteJob::Batch {
+                    changes,
+                    replies,
+                    tx,
+                } => {
+                    if let Err(e) = store.append(&changes) {
+                        error!(error = %e, "lease store append failed");
+                    }
+                    if let Some(tx) = tx {
+                        pending.extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                    }
+                }
+                WriteJob::Compact(live) => {
+                    flush(&mut store, &mut pending);
+                    if let Err(e) = store.compact(&live) {
+                        error!(error = %e, "lease store compaction failed");
+                    }
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        flush(&mut store, &mut pending);
+    }
+    flush(&mut store, &mut pending);
+}
+
+/// Sockets and their receive task (aborted on drop).
+struct Sockets {
+    tx: Arc<Transmitter>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Sockets {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The actor's state.
+pub struct DhcpServer {
+    cfg: Arc<DhcpConfig>,
+    pools: BTreeMap<String, PoolRt>,
+    globals: Globals,
+    table: LeaseTable,
+    ifaces: HashMap<u32, IfInfo>,
+    ifaces_at: Instant,
+    serving: HashMap<String, bool>,
+    counters: Arc<Counters>,
+    snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    dirty: bool,
+    writer: Option<std::sync::mpsc::Sender<WriteJob>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    events: broadcast::Sender<LeaseEvent>,
+    sockets: Option<Sockets>,
+    socket_retry_at: Option<Instant>,
+    inbound_tx: mpsc::Sender<Inbound>,
+    inbound_rx: Option<mpsc::Receiver<Inbound>>,
+    exhausted_logged: HashMap<String, bool>,
+    cancel: CancellationToken,
+    port: u16,
+    appended_since_compact: u64,
+}
+
+impl std::fmt::Debug for DhcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhcpServer")
+            .field("pools", &self.pools.len())
+            .field("leases", &self.table.len())
+            .finish()
+    }
+}
+
+/// Shared handles of a running server.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub counters: Arc<Counters>,
+    pub snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    pub events: broadcast::Sender<LeaseEvent>,
+}
+
+impl DhcpServer {
+    /// Load the stored leases and start the writer thread.
+    pub fn new(
+        mut store: Box<dyn LeaseStore>,
+        port: u16,
+        cancel: CancellationToken,
+    ) -> Result<(DhcpServer, Shared), super::leases::StoreError> {
+        let now = now_unix();
+        let mut table = LeaseTable::new();
+        let loaded = store.load()?;
+        let n = loaded.len();
+        let records = store.records();
+        for l in loaded {
+            if l.state != LeaseState::Offered {
+                table.insert(l);
+            }
+        }
+        table.expire(now);
+        info!(leases = n, "lease store loaded");
+        let counters = Arc::new(Counters::default());
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        let wc = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("lease-writer".into())
+            .spawn(move || writer(store, wrx, wc))
+            .map_err(|e| super::leases::StoreError::Io {
+                path: "writer thread".into(),
+                source: e,
+            })?;
+        let (events, _) = broadcast::channel(4096);
+        let (inbound_tx, inbound_rx) = mpsc::channel(8192);
+        let snapshot = Arc::new(Mutex::new(Arc::new(Snapshot::default())));
+        let server = DhcpServer {
+            cfg: Arc::new(DhcpConfig::default()),
+            pools: BTreeMap::new(),
+            globals: Globals::default(),
+            table,
+            ifaces: HashMap::new(),
+            ifaces_at: Instant::now() - Duration::from_secs(3600),
+            serving: HashMap::new(),
+            counters: counters.clone(),
+            snapshot: snapshot.clone(),
+            dirty: true,
+            writer: Some(wtx),
+            writer_thread: Some(thread),
+            events: events.clone(),
+            sockets: None,
+            socket_retry_at: None,
+            inbound_tx,
+            inbound_rx: Some(inbound_rx),
+            exhausted_logged: HashMap::new(),
+            cancel,
+            port,
+            appended_since_compact: records,
+        };
+        Ok((
+            server,
+            Shared {
+                counters,
+                snapshot,
+                events,
+            },
+        ))
+    }
+
+    /// Run until cancelled.
+    pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
+        let mut inbound = self.inbound_rx.take().expect("run once");
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expire = 0u64;
+        let mut buf: Vec<Inbound> = Vec::with_capacity(512);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                n = inbound.recv_many(&mut buf, 512) => {
+                    if n == 0 {
+                        break;
+                    }
+                    let mut changes = Vec::new();
+                    let mut durable = Vec::new();
+                    for inb in buf.drain(..) {
+                        self.process(inb, &mut changes, &mut durable);
+                    }
+                    self.write(changes, durable);
+                }
+                _ = tick.tick() => {
+                    let now = now_unix();
+                    if now != last_expire {
+                        last_expire = now;
+                        let (changes, events) = self.table.expire(now);
+                        if !changes.is_empty() {
+                            self.dirty = true;
+                            self.publish(events);
+                            self.write(changes, Vec::new());
+                        }
+                        self.maybe_compact();
+                    }
+                    if self.sockets.is_none()
+                        && self.socket_retry_at.is_some_and(|t| Instant::now() >= t)
+                    {
+                        self.sockets_follow_config();
+                    }
+                    self.refresh_snapshot();
+                }
+            }
+        }
+        self.sockets = None;
+        // closing the channel lets the writer finish what it holds
+        self.writer = None;
+        if let Some(t) = self.writer_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("dhcp server stopped");
+    }
+
+    fn write(&mut self, changes: Vec<Change>, replies: Vec<(Reply, u32)>) {
+        if changes.is_empty() && replies.is_empty() {
+            return;
+        }
+        self.appended_since_compact += changes.len() as u64;
+        let tx = self.sockets.as_ref().map(|s| s.tx.clone());
+        if let Some(w) = &self.writer {
+            let _ = w.send(WriteJob::Batch {
+                changes,
+                replies,
+                tx,
+            });
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        // the writer counts records; compacting when the log holds many
+        // more records than live leases keeps restart fast
+        let live = self.table.len() as u64;
+        if self.appended_since_compact > 50_000 + 4 * live {
+            let leases: Vec<Lease> = self.table.leases().cloned().collect();
+            if let Some(w) = &self.writer {
+                let _ = w.send(WriteJob::Compact(leases));
+            }
+            self.appended_since_compact = 0;
+        }
+    }
+
+    fn publish(&self, events: Vec<LeaseEvent>) {
+        for e in events {
+            // no subscriber is fine
+            let _ = self.events.send(e);
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Config(cfg) => self.apply_config(cfg),
+            Command::Serving { profile, master } => {
+                info!(%profile, master, "dhcp serving gate");
+                self.serving.insert(profile, master);
+            }
+            Command::InsertPeer(leases) => {
+                let mut changes = Vec::with_capacity(leases.len());
+                for mut l in leases {
+                    if !self.pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)) {
+                        continue;
+                    }
+                    l.origin = super::leases::Origin::Peer;
+                    self.table.insert(l.clone());
+                    changes.push(Change::Upsert(l));
+                }
+                self.dirty = true;
+                self.write(changes, Vec::new());
+            }
+        }
+    }
+
+    fn apply_config(&mut self, cfg: Arc<DhcpConfig>) {
+        let pools: BTreeMap<String, PoolRt> = cfg
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(p)))
+            .collect();
+        let removed = self
+            .table
+            .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)));
+        if !removed.is_empty() {
+            info!(
+                removed = removed.len(),
+                "leases outside the new pools removed"
+            );
+        }
+        let changes = removed.iter().map(|l| Change::Delete(l.ip)).collect();
+        self.publish(
+            removed
+                .into_iter()
+                .map(|lease| LeaseEvent {
+                    kind: EventKind::Removed,
+                    lease,
+                })
+                .collect(),
+        );
+        self.write(changes, Vec::new());
+        self.table.reset_hints();
+        self.globals = Globals {
+            decline_probation: cfg.decline_probation_s,
+            echo_client_id: cfg.echo_client_id,
+            authoritative: cfg.authoritative,
+            ..Globals::default()
+        };
+        self.pools = pools;
+        self.exhausted_logged.clear();
+        self.cfg = cfg;
+        self.dirty = true;
+        self.sockets_follow_config();
+        self.refresh_snapshot();
+    }
+
+    /// Open the sockets when there is something to serve, close them when
+    /// not.
+    fn sockets_follow_config(&mut self) {
+        let wanted =
+            !self.pools.is_empty() && (self.cfg.all_interfaces || !self.cfg.interfaces.is_empty());
+        if !wanted {
+            if self.sockets.take().is_some() {
+                info!("dhcp sockets closed");
+            }
+            self.socket_retry_at = None;
+            return;
+        }
+        if self.sockets.is_some() {
+            return;
+        }
+        let opened = network::open_udp(self.port).and_then(|s| network::register(s).map(Arc::new));
+        match opened {
+            Ok(udp) => {
+                let packet = match network::open_packet() {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        warn!(error = %e, "no packet socket: unicast replies to new clients go broadcast");
+                        None
+                    }
+                };
+                let tx = Arc::new(Transmitter::new(udp.clone(), packet));
+                let task = tokio::spawn(network::recv_loop(
+                    udp,
+                    self.inbound_tx.clone(),
+                    self.cancel.child_token(),
+                ));
+                info!(port = self.port, "dhcp server listening");
+                self.sockets = Some(Sockets { tx, task });
+                self.socket_retry_at = None;
+            }
+            Err(e) => {
+                error!(error = %e, port = self.port, "cannot open the dhcp socket; retrying");
+                self.socket_retry_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+    }
+
+    fn iface(&mut self, ifindex: u32) -> Option<&IfInfo> {
+        let stale = self.ifaces_at.elapsed() > Duration::from_secs(2);
+        if stale || !self.ifaces.contains_key(&ifindex) {
+            // at most a few refreshes a second even for unknown indexes
+            if stale || self.ifaces_at.elapsed() > Duration::from_millis(200) {
+                self.ifaces = network::interfaces();
+                self.ifaces_at = Instant::now();
+            }
+        }
+        self.ifaces.get(&ifindex)
+    }
+
+    fn process(
+        &mut self,
+        inb: Inbound,
+        changes: &mut Vec<Change>,
+        durable: &mut Vec<(Reply, u32)>,
+    ) {
+        let c = self.counters.clone();
+        inc(&c.received);
+        let msg = match inb.msg {
+            Ok(m) => m,
+            Err(_) => {
+                inc(&c.malformed);
+                return;
+            }
+        };
+        let Some(iface) = self.iface(inb.ifindex).cloned() else {
+            inc(&c.wrong_interface);
+            return;
+        };
+        if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
+            inc(&c.wrong_interface);
+            return;
+        }
+        match msg.opts().msg_type() {
+            Some(MessageType::Discover) => inc(&c.discover),
+            Some(MessageType::Request) => inc(&c.request),
+            Some(MessageType::Decline) => inc(&c.decline),
+            Some(MessageType::Release) => inc(&c.release),
+            Some(MessageType::Inform) => inc(&c.inform),
+            Some(_) => inc(&c.other),
+            None => {
+                inc(&c.malformed);
+                return;
+            }
+        }
+        let giaddr = msg.giaddr();
+        let pool = if !giaddr.is_unspecified() {
+            self.pools.values().find(|p| p.in_subnet(giaddr))
+        } else {
+            self.pools
+                .values()
+                .find(|p| iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
+        };
+        let Some(pool) = pool else {
+            inc(&c.no_pool);
+            return;
+        };
+        if let Some(profile) = &pool.profile {
+            if !self.serving.get(profile).copied().unwrap_or(false) {
+                inc(&c.not_serving);
+                return;
+            }
+        }
+        let default_sid = if !inb.dst.is_unspecified()
+            && !inb.dst.is_broadcast()
+            && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
+        {
+            inb.dst
+        } else {
+            iface
+                .addrs
+                .iter()
+                .find(|(a, _)| pool.in_subnet(*a))
+                .or(iface.addrs.first())
+                .map(|(a, _)| *a)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED)
+        };
+        let ctx = Ctx {
+            now: now_unix(),
+            default_sid,
+            globals: &self.globals,
+        };
+        let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        match out.silence {
+            Some(Silence::Malformed) => inc(&c.malformed),
+            Some(Silence::Exhausted) => {
+                inc(&c.exhausted);
+                let logged = self
+                    .exhausted_logged
+                    .entry(pool.name.clone())
+                    .or_insert(false);
+                if !*logged {
+                    *logged = true;
+                    warn!(pool = %pool.name, "pool exhausted: no address to offer");
+                }
+            }
+            _ => {}
+        }
+        if !out.changes.is_empty()
+            || out
+                .reply
+                .as_ref()
+                .is_some_and(|r| r.kind == MessageType::Offer)
+        {
+            self.dirty = true;
+        }
+        if out.events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Released | EventKind::Expired | EventKind::Removed
+            )
+        }) {
+            self.exhausted_logged.remove(&pool.name);
+        }
+        changes.extend(out.changes);
+        self.publish(out.events);
+        if let Some(r) = out.reply {
+            match r.kind {
+                MessageType::Offer => inc(&c.offer),
+                MessageType::Ack => inc(&c.ack),
+                MessageType::Nak => inc(&c.nak),
+                _ => {}
+            }
+            if r.durable {
+                durable.push((r, inb.ifindex));
+            } else if let Some(s) = &self.sockets {
+                if s.tx.send(&r, inb.ifindex).is_err() {
+                    inc(&c.send_errors);
+                }
+            }
+        }
+    }
+
+    fn refresh_snapshot(&mut self) {
+        if !self.dirty {
+            return;
+        }
+        self.dirty = false;
+        let now = now_unix();
+        let mut stats: HashMap<&str, PoolStats> = self
+            .pools
+            .values()
+            .map(|p| {
+                (
+                    p.name.as_str(),
+                    PoolStats {
+                        total: p.total(),
+                        ..Default::default()
+                    },
+                )
+            })
+            .collect();
+        let mut leases: Vec<Lease> = Vec::with_capacity(self.table.len());
+        for l in self.table.leases() {
+            leases.push(l.clone());
+            let (Some(s), Some(p)) = (stats.get_mut(l.pool.as_str()), self.pools.get(&l.pool))
+            else {
+                continue;
+            };
+            if l.expires <= now || !p.dynamic(l.ip) {
+                continue;
+            }
+            match l.state {
+                LeaseState::Bound => s.used += 1,
+                LeaseState::Declined => s.declined += 1,
+                _ => {}
+            }
+        }
+        for o in self.table.offers() {
+            if o.expires <= now {
+                continue;
+            }
+            let held = self.table.get(o.ip).is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if held {
+                continue;
+            }
+            if self.table.get(o.ip).is_none() {
+                leases.push(o.clone());
+            }
+            if let (Some(s), Some(p)) = (stats.get_mut(o.pool.as_str()), self.pools.get(&o.pool)) {
+                if p.dynamic(o.ip) {
+                    s.offered += 1;
+                }
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = stats
+            .into_iter()
+            .map(|(n, mut s)| {
+                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
+                (n.to_string(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        leases.sort_by_key(|l| u32::from(l.ip));
+        let snap = Arc::new(Snapshot { leases, pools });
+        // held only to swap a pointer
+        if let Ok(mut g) = self.snapshot.lock() {
+            *g = snap;
+        }
+    }
+}
+
+/// Open the store in `dir`.
+pub fn file_store(dir: &Path) -> Box<dyn LeaseStore> {
+    Box::new(super::leases::FileStore::new(dir))
+}
