@@ -14,7 +14,8 @@ if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 step() { printf '\n==> %s\n' "$*"; }
 
 # --- system packages --------------------------------------------------------
-APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client)
+APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
+          iproute2 udhcpc isc-dhcp-client isc-dhcp-relay)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
