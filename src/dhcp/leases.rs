@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
@@ -468,6 +468,7 @@ impl LeaseStore for MemStore {
         self.synced += 1;
         Ok(())
     }
+
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError> {
         self.leases = live.iter().map(|l| (l.ip, l.clone())).collect();
         self.appended = 0;
@@ -485,7 +486,18 @@ pub struct FileStore {
     file: Option<File>,
     buf: Vec<u8>,
     records: u64,
+    /// End of the records (the file may be longer: zeros written ahead).
+    end: u64,
+    /// Size of the file: records plus the zeros written ahead.
+    alloc: u64,
+    /// Whether `end` and `alloc` are known (after a load or a compaction).
+    positioned: bool,
 }
+
+/// How far ahead the log is filled with zeros. Overwriting blocks that are
+/// already allocated keeps the file size (the inode) unchanged, so a sync
+/// flushes the data blocks only: one device write per batch, not two.
+const PREALLOC: u64 = 4 << 20;
 
 const LOG: &str = "leases.log";
 
@@ -496,6 +508,9 @@ impl FileStore {
             file: None,
             buf: Vec::with_capacity(64 * 1024),
             records: 0,
+            end: 0,
+            alloc: 0,
+            positioned: false,
         }
     }
 
@@ -510,9 +525,18 @@ impl FileStore {
         if self.file.is_none() {
             let f = OpenOptions::new()
                 .create(true)
-                .append(true)
+                .truncate(false)
+                .read(true)
+                .write(true)
                 .open(&self.path)
                 .map_err(|e| self.err(e))?;
+            let len = f.metadata().map_err(|e| self.err(e))?.len();
+            // without a load, the records end where the file ends
+            if !self.positioned {
+                self.end = len;
+                self.alloc = len;
+                self.positioned = true;
+            }
             self.file = Some(f);
         }
         Ok(self.file.as_mut().expect("opened above"))
@@ -666,13 +690,26 @@ impl LeaseStore for FileStore {
         let len = std::fs::metadata(&self.path)
             .map_err(|e| self.err(e))?
             .len();
-        if good < len {
+        // zeros written ahead of the records are not a torn tail
+        let zeros_only = {
+            use std::io::Read;
+            let mut f = File::open(&self.path).map_err(|e| self.err(e))?;
+            f.seek(SeekFrom::Start(good)).map_err(|e| self.err(e))?;
+            let mut rest = Vec::new();
+            f.take(PREALLOC * 2)
+                .read_to_end(&mut rest)
+                .map_err(|e| self.err(e))?;
+            rest.iter().all(|b| *b == 0)
+        };
+        if good < len && !zeros_only {
             tracing::warn!(
                 path = %self.path.display(),
                 kept = good,
                 dropped = len - good,
                 "lease log has a torn or corrupt tail: cut"
             );
+        }
+        if good < len {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&self.path)
@@ -680,6 +717,10 @@ impl LeaseStore for FileStore {
             f.set_len(good).map_err(|e| self.err(e))?;
             f.sync_all().map_err(|e| self.err(e))?;
         }
+        self.file = None;
+        self.end = good;
+        self.alloc = good;
+        self.positioned = true;
         self.records = records;
         Ok(map.into_values().collect())
     }
@@ -693,19 +734,44 @@ impl LeaseStore for FileStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        use std::os::unix::fs::FileExt;
         if self.buf.is_empty() {
             return Ok(());
         }
         let buf = std::mem::take(&mut self.buf);
-        let f = self.open()?;
-        let r = f.metadata().and_then(|m| {
-            let r = f.write_all(&buf).and_then(|_| f.sync_data());
-            if r.is_err() {
-                // do not leave a partial line for the next append to follow
-                let _ = f.set_len(m.len());
+        self.open()?;
+        let (end, alloc) = (self.end, self.alloc);
+        let f = self.file.as_mut().expect("opened above");
+        let need = end + buf.len() as u64;
+        let mut new_alloc = alloc;
+        let r = (|| -> std::io::Result<()> {
+            if need > alloc {
+                // write zeros ahead (real blocks, not a hole or an unwritten
+                // extent, so later overwrites change no metadata)
+                let target = need + PREALLOC;
+                let zeros = vec![0u8; 1 << 20];
+                let mut at = alloc;
+                while at < target {
+                    let n = (target - at).min(zeros.len() as u64) as usize;
+                    f.write_all_at(&zeros[..n], at)?;
+                    at += n as u64;
+                }
+                new_alloc = target;
             }
-            r
-        });
+            f.write_all_at(&buf, end)?;
+            if new_alloc != alloc {
+                f.sync_all()
+            } else {
+                f.sync_data()
+            }
+        })();
+        if r.is_err() {
+            // leave no complete line of a failed batch behind the end
+            let _ = f.write_all_at(&vec![0u8; buf.len()], end);
+        } else {
+            self.end = need;
+        }
+        self.alloc = new_alloc.max(alloc);
         self.buf = buf;
         self.buf.clear();
         r.map_err(|e| self.err(e))
@@ -730,6 +796,9 @@ impl LeaseStore for FileStore {
         };
         write().map_err(|e| self.err(e))?;
         self.file = None;
+        self.end = data.len() as u64;
+        self.alloc = self.end;
+        self.positioned = true;
         self.open()?;
         self.records = live.len() as u64;
         Ok(())
@@ -815,6 +884,38 @@ mod tests {
         got.sort_by_key(|l| l.ip);
         assert_eq!(got, vec![a, b]);
         assert_eq!(s.records(), 2);
+    }
+
+    #[test]
+    fn preallocated_log_keeps_size_and_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG);
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        let a = lease("10.0.0.5", 4, LeaseState::Bound, 100);
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.sync().unwrap();
+        let size = std::fs::metadata(&path).unwrap().len();
+        assert!(size >= PREALLOC, "zeros written ahead");
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().len(),
+            size,
+            "no growth: no inode write"
+        );
+        // a store opened without a load appends after the records
+        drop(s);
+        let mut s = FileStore::new(dir.path());
+        let mut got = s.load().unwrap();
+        got.sort_by_key(|l| l.ip);
+        assert_eq!(got, vec![a.clone(), b.clone()]);
+        let c = lease("10.0.0.7", 6, LeaseState::Bound, 100);
+        s.append(&[Change::Upsert(c.clone())]).unwrap();
+        s.sync().unwrap();
+        let mut s = FileStore::new(dir.path());
+        assert_eq!(s.load().unwrap().len(), 3);
     }
 
     #[test]

@@ -91,7 +91,29 @@ pub fn start(
 ) -> Result<(DhcpSubsystem, Hooks, JoinHandle<()>), DhcpError> {
     let (server, shared) = DhcpServer::new(server::file_store(dir), port, cancel)?;
     let (cmd, rx) = mpsc::unbounded_channel();
-    let task = tokio::spawn(server.run(rx));
+    // The actor gets a thread and a single-threaded runtime of its own: its
+    // socket wake-ups then never migrate between the shared workers, and
+    // the NETCONF side cannot delay it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("dhcp".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(server.run(rx)),
+                Err(e) => tracing::error!(error = %e, "dhcp runtime failed to start"),
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| StoreError::Io {
+            path: "dhcp thread".into(),
+            source: e,
+        })?;
+    let task = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
     let hooks = Hooks {
         cmd: cmd.clone(),
         events: shared.events.clone(),
@@ -117,6 +139,7 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
+        self.shared.wanted.store(true, Ordering::Relaxed);
         let snap = self
             .shared
             .snapshot

@@ -6,10 +6,10 @@
 //! a UDP send would first ARP for an address nobody holds.
 //!
 //! ```text
-//!  UDP :67 ──recvmsg──► recv task ──Inbound (decoded or error)──► DHCP actor
+//!  UDP :67 ──recv_batch (decodes)──► Inbound (decoded or error) ──► DHCP actor
 //!  DHCP actor / store writer ──Transmitter::send──► UDP :67 | AF_PACKET
 //! ```
-//! The receive task makes no decision: it decodes and forwards. Sending is
+//! Receiving makes no decision: it decodes and hands over. Sending is
 //! a non-blocking system call, done by whoever holds the reply.
 //!
 //! The source address of every reply is the pool's server identifier
@@ -32,9 +32,7 @@ use nix::sys::socket::{
 };
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::unix::AsyncFd;
-use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::debug;
 
 use super::handler::{decode, Delivery, Reply};
 
@@ -83,73 +81,71 @@ pub fn open_packet() -> io::Result<Socket> {
     Ok(s)
 }
 
-/// Receive until cancelled, forwarding each datagram to the actor.
-pub async fn recv_loop(
-    sock: Arc<AsyncFd<Socket>>,
-    tx: mpsc::Sender<Inbound>,
-    cancel: CancellationToken,
-) {
-    let mut buf = vec![0u8; 4096];
-    let mut cmsg = nix::cmsg_space!(libc::in_pktinfo);
-    loop {
-        let guard = tokio::select! {
-            g = sock.readable() => g,
-            _ = cancel.cancelled() => return,
-        };
-        let mut guard = match guard {
-            Ok(g) => g,
-            Err(e) => {
-                warn!(error = %e, "dhcp socket failed");
-                return;
-            }
-        };
-        loop {
-            let fd = sock.get_ref().as_raw_fd();
-            let mut iov = [IoSliceMut::new(&mut buf)];
-            let r = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_DONTWAIT);
-            let (len, src, ifindex, dst) = match r {
-                Ok(m) => {
-                    let mut ifindex = 0;
-                    let mut dst = Ipv4Addr::UNSPECIFIED;
-                    if let Ok(cms) = m.cmsgs() {
-                        for c in cms {
-                            if let ControlMessageOwned::Ipv4PacketInfo(pi) = c {
-                                ifindex = pi.ipi_ifindex as u32;
-                                dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
-                            }
-                        }
-                    }
-                    let src = m
-                        .address
-                        .map(|a| SocketAddrV4::new(a.ip(), a.port()))
-                        .unwrap_or_else(|| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
-                    (m.bytes, src, ifindex, dst)
-                }
-                Err(nix::errno::Errno::EAGAIN) => {
-                    guard.clear_ready();
-                    break;
-                }
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => {
-                    debug!(error = %e, "dhcp recvmsg");
-                    guard.clear_ready();
-                    break;
-                }
-            };
-            let raw = buf[..len].to_vec();
-            let msg = decode(&raw);
-            let inbound = Inbound {
-                msg,
-                raw,
-                ifindex,
-                src,
-                dst,
-            };
-            if tx.send(inbound).await.is_err() {
-                return;
-            }
+/// Buffers reused across receive calls.
+#[derive(Debug)]
+pub struct RecvBuf {
+    data: Vec<u8>,
+    cmsg: Vec<u8>,
+}
+
+impl RecvBuf {
+    pub fn new() -> RecvBuf {
+        RecvBuf {
+            data: vec![0u8; 4096],
+            cmsg: nix::cmsg_space!(libc::in_pktinfo),
         }
     }
+}
+
+impl Default for RecvBuf {
+    fn default() -> RecvBuf {
+        RecvBuf::new()
+    }
+}
+
+/// Read up to `max` queued datagrams without blocking, decoded, into
+/// `out`. Returns true when the socket was drained (the caller clears its
+/// readiness then).
+pub fn recv_batch(sock: &Socket, b: &mut RecvBuf, max: usize, out: &mut Vec<Inbound>) -> bool {
+    let fd = sock.as_raw_fd();
+    for _ in 0..max {
+        let mut iov = [IoSliceMut::new(&mut b.data)];
+        let r = recvmsg::<SockaddrIn>(fd, &mut iov, Some(&mut b.cmsg), MsgFlags::MSG_DONTWAIT);
+        let (len, src, ifindex, dst) = match r {
+            Ok(m) => {
+                let mut ifindex = 0;
+                let mut dst = Ipv4Addr::UNSPECIFIED;
+                if let Ok(cms) = m.cmsgs() {
+                    for c in cms {
+                        if let ControlMessageOwned::Ipv4PacketInfo(pi) = c {
+                            ifindex = pi.ipi_ifindex as u32;
+                            dst = Ipv4Addr::from(u32::from_be(pi.ipi_addr.s_addr));
+                        }
+                    }
+                }
+                let src = m
+                    .address
+                    .map(|a| SocketAddrV4::new(a.ip(), a.port()))
+                    .unwrap_or_else(|| SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+                (m.bytes, src, ifindex, dst)
+            }
+            Err(nix::errno::Errno::EAGAIN) => return true,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => {
+                debug!(error = %e, "dhcp recvmsg");
+                return true;
+            }
+        };
+        let raw = b.data[..len].to_vec();
+        out.push(Inbound {
+            msg: decode(&raw),
+            raw,
+            ifindex,
+            src,
+            dst,
+        });
+    }
+    false
 }
 
 /// Sends replies; shared by the actor and the store writer.
