@@ -53,3 +53,34 @@ def test_slow_client_does_not_block_others(daemon):
     m.edit_config(target="candidate", config=config(vrrp(group(vrid=2))))
     m.commit()
     assert ("eth0", 2) in find_groups(m.get().data_ele)
+
+
+def test_accept_failures_do_not_stop_the_server(daemon):
+    """Out of file descriptors, accept() fails (EMFILE): the daemon logs it,
+    keeps listening, and serves again once descriptors are free."""
+    import socket
+    import subprocess
+
+    m = daemon.connect()
+    pid = daemon.proc.pid
+    soft = subprocess.run(
+        ["prlimit", f"--pid={pid}", "--nofile", "--output=SOFT", "--noheadings"],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    subprocess.run(["prlimit", f"--pid={pid}", "--nofile=48:"], check=True)
+    socks = []
+    try:
+        for _ in range(80):
+            s = socket.create_connection(("127.0.0.1", daemon.port), timeout=5)
+            socks.append(s)
+        time.sleep(0.5)
+        assert daemon.proc.poll() is None, "daemon exited on accept() errors"
+    finally:
+        for s in socks:
+            s.close()
+        subprocess.run(["prlimit", f"--pid={pid}", f"--nofile={soft}:"], check=True)
+    time.sleep(0.3)
+    assert "accept failed" in daemon.log.read_text()
+    fresh = daemon.connect()
+    fresh.get_config("running")
+    m.get_config("running")

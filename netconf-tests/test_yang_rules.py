@@ -5,6 +5,14 @@ checked when the candidate is validated or committed, and mapped to
 rpc-errors per RFC 7950 §15; type/range/pattern errors are refused at
 edit-config time with invalid-value.  Each refused commit leaves running
 untouched.
+
+The rules that compare a pool with every other pool are checked by hotleased
+itself at commit, not by libyang (the YANG keeps their own-pool part): the
+same app-tags and messages, error-type application, error-tag
+operation-failed.  test_daemon_rules.py covers them; here the own-pool
+variants of gateway-, server-identifier- and static-bind-in-section still
+come from the YANG musts, and test_sections_overlap_across_pools checks that
+the cross-pool rule is reported the same way whoever checks it.
 """
 
 from pathlib import Path
@@ -353,6 +361,7 @@ def test_sections_overlap_in_pool(m):
 
 
 def test_sections_overlap_across_pools(m):
+    """Cross-pool: enforced by the daemon at commit, not by a YANG must."""
     refused_at_commit(
         m,
         dhcp(ip_pool(body="<network>10.1.0.0</network><mask>255.255.0.0</mask>"
@@ -363,6 +372,7 @@ def test_sections_overlap_across_pools(m):
 
 
 def test_server_identifier_in_section(m):
+    """Own pool: the YANG must (the cross-pool part is in test_daemon_rules.py)."""
     refused_at_commit(
         m,
         dhcp(ip_pool(body="<gateway>172.16.1.1</gateway><mask>255.255.255.0</mask>"
@@ -374,6 +384,7 @@ def test_server_identifier_in_section(m):
 
 
 def test_static_bind_in_section(m):
+    """Own pool: the YANG must (the cross-pool part is in test_daemon_rules.py)."""
     refused_at_commit(
         m,
         dhcp(ip_pool(body="<gateway>172.16.1.1</gateway><mask>255.255.255.0</mask>"
@@ -415,6 +426,7 @@ def test_gateway_outside_subnet(m):
 
 
 def test_gateway_in_section(m):
+    """Own pool: the YANG must (the cross-pool part is in test_daemon_rules.py)."""
     refused_at_commit(
         m,
         dhcp(ip_pool(body="<gateway>172.16.1.1</gateway><gateway>172.16.1.20</gateway><mask>255.255.255.0</mask>"

@@ -284,7 +284,7 @@ pub fn parse_state_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
 }
 
 /// With-defaults retrieval modes (RFC 6243).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WithDefaults {
     #[default]
     Explicit,
@@ -316,33 +316,42 @@ impl WithDefaults {
     }
 }
 
-/// Print a tree (all top-level siblings) as XML.
-pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
-    if tree.reference().is_none() {
-        return String::new();
-    }
-    // A tree that was edited but not validated yet (the candidate) lacks the
-    // implicit default nodes these modes report: add them to a copy.
-    let with_implicit;
-    let tree = if wd == WithDefaults::Explicit {
-        tree
+/// The tree to print for a with-defaults mode: a tree that was edited but
+/// not validated yet (the candidate) lacks the implicit default nodes that
+/// report-all, report-all-tagged and trim consider, so those modes print a
+/// copy with them added.
+pub fn printable<'a>(tree: &'a DataTree<'static>, wd: WithDefaults) -> Printable<'a> {
+    if wd == WithDefaults::Explicit {
+        Printable::Borrowed(tree)
     } else {
         let mut copy = dup(tree);
         let _ = copy.add_implicit(DataImplicitFlags::NO_STATE);
-        with_implicit = copy;
-        &with_implicit
-    };
-    let xml = tree
-        .print_string(
-            DataFormat::XML,
-            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        Printable::Owned(copy)
+    }
+}
+
+/// A tree as given, or a copy with its implicit defaults (see `printable`).
+#[derive(Debug)]
+pub enum Printable<'a> {
+    Borrowed(&'a DataTree<'static>),
+    Owned(DataTree<'static>),
+}
+
+impl std::ops::Deref for Printable<'_> {
+    type Target = DataTree<'static>;
+
+    fn deref(&self) -> &DataTree<'static> {
+        match self {
+            Printable::Borrowed(t) => t,
+            Printable::Owned(t) => t,
+        }
+    }
+}
+
+/// RFC 6243 §6: libyang tags defaults with the ietf-netconf-with-defaults
+/// module's namespace; the attribute belongs to its own XML namespace.
+fn fix_default_tags(xml: String, wd: WithDefaults) -> String {
     if wd == WithDefaults::ReportAllTagged {
-        // libyang tags defaults with the ietf-netconf-with-defaults module's
-        // namespace; RFC 6243 §6 puts the attribute in its own XML namespace.
         xml.replace(
             "xmlns:ncwd=\"urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults\"",
             "xmlns:wd=\"urn:ietf:params:xml:ns:netconf:default:1.0\"",
@@ -351,6 +360,33 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
     } else {
         xml
     }
+}
+
+/// Print one node (and its subtree) of a tree prepared by `printable`.
+pub fn print_node(node: &yang2::data::DataNodeRef<'_, 'static>, wd: WithDefaults) -> String {
+    let xml = node
+        .print_string(DataFormat::XML, DataPrinterFlags::SHRINK | wd.flags())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    fix_default_tags(xml, wd)
+}
+
+/// Print a tree (all top-level siblings) as XML.
+pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
+    if tree.reference().is_none() {
+        return String::new();
+    }
+    let tree = printable(tree, wd);
+    let xml = tree
+        .print_string(
+            DataFormat::XML,
+            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    fix_default_tags(xml, wd)
 }
 
 /// Duplicate a tree (an empty tree duplicates to an empty tree).

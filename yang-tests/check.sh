@@ -18,6 +18,17 @@
 #      and tag is checked in the modules themselves; rules without
 #      expect-app-tag are libyang built-ins: mandatory, range, unique,
 #      leafref, ... whose app-tags RFC 7950 section 15 fixes).
+#   5. daemon/*.xml break a rule whose cross-pool part hotleased enforces
+#      at commit (not libyang: a must comparing every pool with every
+#      other pool costs O(pools^2)).  They are not expected to fail here
+#      (netconf-tests/test_daemon_rules.py commits them to the daemon);
+#      check.sh only makes sure each one is accepted by yanglint (it
+#      breaks no YANG rule, so the daemon's error is the only one), has
+#      the expect-error and expect-app-tag headers, that the module text
+#      documents the tag as "enforced by the daemon at commit (error-app-tag
+#      TAG", that a tag the modules still carry is paired with the same
+#      error-message, and that such a tag also has an invalid/*.xml (the
+#      own-pool part, still a YANG rule).
 #
 # Usage: yang-tests/check.sh [-v]     (-v prints every check)
 # Exit status: 0 when every expectation holds, 1 otherwise.
@@ -153,6 +164,43 @@ for f in "$here"/notif/invalid-*.xml; do
 done
 for f in "$here"/rpc/invalid-*.xml; do
     [ -e "$f" ] && expect_invalid "$f" -t rpc -O "$here/valid.xml" "${modules[@]}"
+done
+
+# ------------------------------------------ 5. rules enforced by the daemon
+# Module text on one line, to find descriptions across line breaks.
+flat=$(cat "${modules[@]}" | tr -s ' \n\t' '   ')
+for f in "$here"/daemon/*.xml; do
+    [ -e "$f" ] || continue
+    label=${f#"$here"/}
+    err=$(hdr "$f" expect-error)
+    tag=$(hdr "$f" expect-app-tag)
+    if [ -z "$err" ] || [ -z "$tag" ]; then
+        nok "$label: needs both expect-error and expect-app-tag headers"
+        continue
+    fi
+    out=$("${yl[@]}" -t config "${modules[@]}" "$f" 2>&1)
+    rc=$?
+    if [ $rc -ne 0 ] || [ -n "$out" ]; then
+        nok "$label: yanglint must accept it (the daemon's error must be the only one), exit $rc"
+        printf '%s\n' "$out" | indent
+        continue
+    fi
+    if ! printf '%s\n' "$flat" | grep -qF -e "daemon at commit (error-app-tag $tag"; then
+        nok "$label: no description says the cross-pool part is 'enforced by the daemon at commit (error-app-tag $tag'"
+        continue
+    fi
+    tags=$(app_tag_of "$err")
+    if [ -n "$tags" ]; then
+        if [ "$tags" != "$tag" ]; then
+            nok "$label: the YANG rule with error-message '$err' has error-app-tag '${tags//$'\n'/, }', expected '$tag'"
+            continue
+        fi
+        if ! grep -lxF -e "<!-- expect-app-tag: $tag -->" "$here"/invalid/*.xml >/dev/null 2>&1; then
+            nok "$label: no invalid/*.xml for the own-pool part of $tag"
+            continue
+        fi
+    fi
+    ok "$label: accepted by yanglint, enforced by the daemon [$tag]"
 done
 
 # ----------------------------------------------------------------- summary

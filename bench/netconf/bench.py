@@ -164,8 +164,15 @@ class Session:
         self.msg_id += 1
         req = f'<rpc message-id="{self.msg_id}" xmlns="{BASE_NS}">{body}</rpc>'.encode()
         t0 = time.perf_counter()
-        self._send(req)
-        reply = self._read()
+        try:
+            self._send(req)
+            reply = self._read()
+        except BenchError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as e:
+            ms = (time.perf_counter() - t0) * 1000.0
+            raise RpcFailed(self.name, f"{what} ({type(e).__name__}: {e or 'timeout'})",
+                            req, bytes(self.buf[self.pos:]), ms) from None
         ms = (time.perf_counter() - t0) * 1000.0
         if b"rpc-error>" in reply or b"<rpc-reply" not in reply[:400] and b":rpc-reply" not in reply[:400]:
             raise RpcFailed(self.name, what, req, reply, ms)
@@ -219,6 +226,7 @@ CLEAR = edit_candidate(
     f'<dhcp-server xmlns="{DHCPS_NS}" xmlns:nc="{BASE_NS}" nc:operation="remove"/>'
 )
 COMMIT = "<commit/>"
+GET_CONFIG_ALL = "<get-config><source><running/></source></get-config>"
 GET_CONFIG = (
     f'<get-config><source><running/></source>'
     f'<filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}"/></filter></get-config>'
@@ -333,7 +341,7 @@ def main() -> int:
     ap.add_argument("--dump", help="write each server's hello capabilities and first "
                     "get-config reply into this directory")
     ap.add_argument("--nc-parts", default="",
-                    help="name=SPEC,... /proc specs printed as a CPU breakdown for figure c")
+                    help="name=SPEC;... CPU specs printed as a breakdown of netconfd in figure c")
     a = ap.parse_args()
 
     key = paramiko.Ed25519Key.from_private_key_file(a.key)
@@ -348,8 +356,32 @@ def main() -> int:
     def connect(s: Server) -> Session:
         return Session(s.name, s.port, s.user, key, a.timeout)
 
+    def fail(s: Server, e: Exception) -> None:
+        """Record a failure; the session is dropped (a new one is opened for
+        the next repetition, no retry of the failed request)."""
+        msg = f"{time.strftime('%H:%M:%S')} {e}"
+        failures.append(msg)
+        print(f"# FAILED: {msg}", flush=True)
+        if s.sess is not None:
+            try:
+                s.sess.close()
+            except Exception:
+                pass
+            s.sess = None
+
+    def ensure(s: Server) -> bool:
+        if s.sess is None:
+            try:
+                s.sess = connect(s)
+            except (BenchError, OSError, EOFError, paramiko.SSHException) as e:
+                failures.append(f"{time.strftime('%H:%M:%S')} {s.name}: cannot open a session: {e!r}")
+                print(f"# FAILED: {s.name}: cannot open a session: {e!r}", flush=True)
+                return False
+        return True
+
     for s in servers:
-        s.sess = connect(s)
+        if not ensure(s):
+            continue
         print(f"# {s.name}: session-id {s.sess.session_id}, "
               f"chunked framing {'on' if s.sess.chunked else 'off'}, "
               f"candidate {'yes' if any(':candidate' in c for c in s.sess.server_caps) else 'NO'}",
@@ -363,14 +395,15 @@ def main() -> int:
         s.results["edit"], s.results["commit"] = [], []
     for rep in range(a.reps):
         for s in servers:
+            if not ensure(s):
+                continue
             try:
                 s.sess.rpc(CLEAR, "clear candidate")
                 s.sess.rpc(COMMIT, "commit (clear)")
                 _, t_edit = s.sess.rpc(big, f"edit-config {a.pools} pools")
                 _, t_commit = s.sess.rpc(COMMIT, f"commit {a.pools} pools")
             except BenchError as e:
-                failures.append(str(e))
-                print(f"# FAILED: {e}", flush=True)
+                fail(s, e)
                 continue
             s.results["edit"].append(t_edit)
             s.results["commit"].append(t_commit)
@@ -378,32 +411,42 @@ def main() -> int:
                   f"commit {t_commit:.1f} ms", flush=True)
 
     # ---- b. get-config of running with the pools ------------------------
+    # Two forms: the whole running datastore (no filter), and a subtree
+    # filter selecting the dhcp-server container (the same data from both).
     for s in servers:
-        s.results["get"] = []
+        s.results["get_all"], s.results["get"] = [], []
+        if not ensure(s):
+            continue
         try:
-            reply, _ = s.sess.rpc(GET_CONFIG, "get-config")
+            for what, req, tag in (("get-config", GET_CONFIG_ALL, "all"),
+                                   ("get-config-subtree", GET_CONFIG, "subtree")):
+                reply, _ = s.sess.rpc(req, what)
+                if a.dump:
+                    with open(os.path.join(a.dump, f"{s.name}-{what}.xml"), "wb") as f:
+                        f.write(reply)
+                n = count_pools(reply)
+                s.results[f"bytes_{tag}"] = len(reply)
+                print(f"# {s.name}: {what} of running: {n} pools, reply {len(reply)} bytes",
+                      flush=True)
+                if n != a.pools:
+                    failures.append(f"{s.name}: {what}: running holds {n} pools, "
+                                    f"expected {a.pools}")
             if a.dump:
-                with open(os.path.join(a.dump, f"{s.name}-get-config.xml"), "wb") as f:
-                    f.write(reply)
                 with open(os.path.join(a.dump, f"{s.name}-capabilities.txt"), "w") as f:
                     f.write("\n".join(sorted(s.sess.server_caps)) + "\n")
-            n = count_pools(reply)
-            s.results["get_bytes"] = len(reply)
-            print(f"# {s.name}: running holds {n} pools, get-config reply {len(reply)} bytes",
-                  flush=True)
-            if n != a.pools:
-                failures.append(f"{s.name}: running holds {n} pools, expected {a.pools}")
         except BenchError as e:
-            failures.append(str(e))
-            print(f"# FAILED: {e}", flush=True)
+            fail(s, e)
     for rep in range(a.get_reps):
         for s in servers:
+            if not ensure(s):
+                continue
             try:
-                _, t = s.sess.rpc(GET_CONFIG, "get-config")
+                _, t = s.sess.rpc(GET_CONFIG_ALL, "get-config")
+                s.results["get_all"].append(t)
+                _, t = s.sess.rpc(GET_CONFIG, "get-config-subtree")
                 s.results["get"].append(t)
             except BenchError as e:
-                failures.append(str(e))
-                print(f"# FAILED: {e}", flush=True)
+                fail(s, e)
 
     # ---- d. small one-leaf edit-config + commit pairs ---------------------
     for s in servers:
@@ -411,6 +454,8 @@ def main() -> int:
     lease = 4000
     for rep in range(a.small_reps):
         for s in servers:
+            if not ensure(s):
+                continue
             done = 0
             t0 = time.perf_counter()
             lat = []
@@ -425,21 +470,23 @@ def main() -> int:
                     lat.append((t1, t2))
                     done += 1
             except BenchError as e:
-                failures.append(str(e))
-                print(f"# FAILED: {e}", flush=True)
+                fail(s, e)
             el = time.perf_counter() - t0
             if done:
                 rate = done / el
                 s.results["small"].append(rate)
                 print(f"#   d rep {rep + 1}/{a.small_reps} {s.name}: {done} pairs in {el:.2f} s "
-                      f"= {rate:.1f}/s (median edit {med([x for x, _ in lat]):.1f} ms, "
+                      f"= {rate:.3g}/s (median edit {med([x for x, _ in lat]):.1f} ms, "
                       f"commit {med([y for _, y in lat]):.1f} ms)", flush=True)
 
     for s in servers:
+        if s.sess is None:
+            continue
         try:
             s.sess.close_session()
         except BenchError as e:
-            failures.append(str(e))
+            fail(s, e)
+            continue
         s.sess.close()
         s.sess = None
 
@@ -475,7 +522,7 @@ def main() -> int:
                     sess.close()
                     walls.append((time.perf_counter() - w0) * 1000.0 - 20.0)  # minus hello pause
                     ok += 1
-            except (BenchError, paramiko.SSHException, OSError) as e:
+            except (BenchError, paramiko.SSHException, OSError, EOFError) as e:
                 failures.append(f"{s.name}: session {ok + 1}: {e!r}")
                 print(f"# FAILED: {s.name}: session {ok + 1}: {e!r}", flush=True)
             time.sleep(0.5)  # let the server finish tearing the sessions down
@@ -525,11 +572,16 @@ def main() -> int:
     figure("a. commit of those pools (ms)", hc, nc_, "ms", False)
     figure("a. edit-config + commit (ms)", he + hc, ne + nc_, "ms", False,
            target=ratio_target)
-    figure(f"b. get-config running, {a.pools} pools (ms)", med(hl.results["get"]),
-           med(nc.results["get"]), "ms", False,
+    figure(f"b. get-config running, no filter, {a.pools} pools (ms)",
+           med(hl.results["get_all"]), med(nc.results["get_all"]), "ms", False,
            target=ratio_target,
-           note=f"{n_of('get')}; reply bytes: hotleased {hl.results.get('get_bytes')}, "
-                f"netconfd {nc.results.get('get_bytes')}")
+           note=f"{n_of('get_all')}; reply bytes: hotleased {hl.results.get('bytes_all')}, "
+                f"netconfd {nc.results.get('bytes_all')}")
+    figure(f"b. get-config running, subtree filter <dhcp-server/>, {a.pools} pools (ms)",
+           med(hl.results["get"]), med(nc.results["get"]), "ms", False,
+           target=ratio_target,
+           note=f"{n_of('get')}; reply bytes: hotleased {hl.results.get('bytes_subtree')}, "
+                f"netconfd {nc.results.get('bytes_subtree')}")
     figure("c. server CPU per SSH session (ms)", med(hl.results["sess_cpu"]),
            med(nc.results["sess_cpu"]), "ms", False,
            target=lambda hx, r: (f"<= {TARGET_SESSION_CPU_MS:.0f} ms", hx <= TARGET_SESSION_CPU_MS),

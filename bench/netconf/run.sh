@@ -44,12 +44,12 @@ die() { printf 'run.sh: %s\n' "$*" >&2; exit 1; }
 # 1. what it needs
 # ---------------------------------------------------------------------------
 need=()
-command -v netconfd >/dev/null 2>&1 && [ -x /usr/sbin/netconf-subsystem ] || need+=(netconfd)
+[ -x /usr/sbin/netconfd ] && [ -x /usr/sbin/netconf-subsystem ] || need+=(netconfd)
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v ss >/dev/null 2>&1 || need+=(iproute2)
 command -v ssh-keygen >/dev/null 2>&1 || need+=(openssh-client)
-command -v yanglint >/dev/null 2>&1 || need+=(yang-tools)
+command -v yanglint >/dev/null 2>&1 || need+=(libyang2-tools)
 python3 -c 'import ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     log "apt-get install ${need[*]}"
@@ -291,7 +291,8 @@ else
     HL_CPU="proc:$HL_PID" NC_CPU="proc:$NETCONFD_PID,$SSHD_PID+"
 fi
 
-log "hotleased $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?') pid $HL_PID port $HL_PORT;" \
+log "hotleased $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')" \
+    "(binary built $(date -u -r "$HOTLEASED" +%FT%TZ)) pid $HL_PID port $HL_PORT;" \
     "netconfd $(dpkg-query -W -f='${Version}' netconfd) pid $NETCONFD_PID (with-startup=$NETCONFD_WITH_STARTUP)," \
     "sshd $(dpkg-query -W -f='${Version}' openssh-server) pid $SSHD_PID port $NC_PORT"
 log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)," \
@@ -300,6 +301,7 @@ log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}'
 # ---------------------------------------------------------------------------
 # 5. the work
 # ---------------------------------------------------------------------------
+BENCH_RC=0
 "${NSEXEC[@]}" "$VENV/bin/python" "$HERE/bench.py" \
     --hl-port "$HL_PORT" --hl-user bench --hl-cpu "$HL_CPU" --hl-proc "proc:$HL_PID" \
     --nc-port "$NC_PORT" --nc-user "$NC_USER" --nc-cpu "$NC_CPU" \
@@ -307,9 +309,25 @@ log "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}'
     --nc-parts "netconfd=proc:$NETCONFD_PID;sshd+subsystem=proc:$SSHD_PID+" \
     --key "$T/client_key" --pools "$POOLS" --reps "$REPS" --get-reps "$GET_REPS" \
     --sessions "$SESSIONS" --session-reps "$SESSION_REPS" \
-    --small "$SMALL" --small-reps "$SMALL_REPS" ${BENCH_ARGS:-} || log "bench.py exited with $? (see above)"
+    --small "$SMALL" --small-reps "$SMALL_REPS" ${BENCH_ARGS:-} || BENCH_RC=$?
 
 log "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
-for pid in "$HL_PID" "$NETCONFD_PID" "$SSHD_PID"; do
-    kill -0 "$pid" 2>/dev/null || log "WARNING: server pid $pid died during the run (logs: $T)"
+# A server that died is a failure of the run (not a missed target): keep the
+# logs and exit non-zero.  A missed target never fails the script.
+DIED=0
+for entry in "hotleased:$HL_PID:$T/hl/hotleased.log" "netconfd:$NETCONFD_PID:$T/nc/netconfd.log" \
+             "sshd:$SSHD_PID:$T/nc/sshd.out"; do
+    IFS=: read -r name pid logf <<<"$entry"
+    if ! kill -0 "$pid" 2>/dev/null; then
+        st=0
+        wait "$pid" || st=$?
+        log "ERROR: $name (pid $pid) died during the run, exit status $st; last lines of $logf:"
+        tail -n 20 "$logf" | sed 's/^/#   /'
+        DIED=1
+    fi
 done
+if [ "$DIED" -ne 0 ] || [ "$BENCH_RC" -ne 0 ]; then
+    KEEP=1
+    log "bench.py exit status $BENCH_RC; logs kept in $T"
+    exit 1
+fi

@@ -75,7 +75,7 @@ fn has_operations(el: &Element) -> bool {
 /// merge it, instead of walking it node by node. Returns false when it does
 /// not apply or libyang refuses the data; the node-by-node walk then
 /// reports the precise NETCONF errors.
-fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: EditOp) -> bool {
+pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: EditOp) -> bool {
     if !matches!(default_op, EditOp::Merge | EditOp::Replace) || has_operations(config) {
         return false;
     }

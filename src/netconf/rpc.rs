@@ -264,6 +264,26 @@ fn with_defaults_of(op: &Element) -> Result<WithDefaults, RpcError> {
     }
 }
 
+/// An enumerated parameter; absent means the first (default) choice.
+fn choice<T: Copy>(op: &Element, name: &str, choices: &[(&str, T)]) -> Result<T, RpcError> {
+    let Some(value) = text_param(op, name) else {
+        return Ok(choices[0].1);
+    };
+    choices
+        .iter()
+        .find(|(v, _)| *v == value)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(v, _)| *v).collect();
+            RpcError::bad_element(
+                ErrorType::Protocol,
+                ErrorTag::InvalidValue,
+                name,
+                &format!("{name} must be one of {}", names.join(", ")),
+            )
+        })
+}
+
 fn text_param(op: &Element, name: &str) -> Option<String> {
     op.nc_child(name).map(Element::text_trimmed)
 }
@@ -365,43 +385,33 @@ fn decode_operation(
         },
         "edit-config" => {
             let target = datastore_of(op, "target", true)?;
-            let default_operation = match text_param(op, "default-operation").as_deref() {
-                None | Some("merge") => EditOp::Merge,
-                Some("replace") => EditOp::Replace,
-                Some("none") => EditOp::None,
-                Some(_) => {
-                    return Err(RpcError::bad_element(
-                        ErrorType::Protocol,
-                        ErrorTag::InvalidValue,
-                        "default-operation",
-                        "default-operation must be merge, replace or none",
-                    ))
-                }
-            };
-            let test_option = match text_param(op, "test-option").as_deref() {
-                None | Some("test-then-set") => TestOption::TestThenSet,
-                Some("set") => TestOption::Set,
-                Some("test-only") => TestOption::TestOnly,
-                Some(_) => {
-                    return Err(RpcError::bad_element(
-                        ErrorType::Protocol,
-                        ErrorTag::InvalidValue,
-                        "test-option",
-                        "test-option must be test-then-set, set or test-only",
-                    ))
-                }
-            };
-            let error_option = match text_param(op, "error-option").as_deref() {
-                None | Some("stop-on-error") => ErrorOption::StopOnError,
-                Some("continue-on-error") => ErrorOption::ContinueOnError,
-                Some("rollback-on-error") => ErrorOption::RollbackOnError,
-                Some(_) => return Err(RpcError::bad_element(
-                    ErrorType::Protocol,
-                    ErrorTag::InvalidValue,
-                    "error-option",
-                    "error-option must be stop-on-error, continue-on-error or rollback-on-error",
-                )),
-            };
+            let default_operation = choice(
+                op,
+                "default-operation",
+                &[
+                    ("merge", EditOp::Merge),
+                    ("replace", EditOp::Replace),
+                    ("none", EditOp::None),
+                ],
+            )?;
+            let test_option = choice(
+                op,
+                "test-option",
+                &[
+                    ("test-then-set", TestOption::TestThenSet),
+                    ("set", TestOption::Set),
+                    ("test-only", TestOption::TestOnly),
+                ],
+            )?;
+            let error_option = choice(
+                op,
+                "error-option",
+                &[
+                    ("stop-on-error", ErrorOption::StopOnError),
+                    ("continue-on-error", ErrorOption::ContinueOnError),
+                    ("rollback-on-error", ErrorOption::RollbackOnError),
+                ],
+            )?;
             if op.nc_child("url").is_some() {
                 return Err(RpcError::protocol(
                     ErrorTag::OperationNotSupported,

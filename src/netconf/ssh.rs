@@ -13,7 +13,7 @@ use russh::server::{Auth, Msg, PublicKeyOffer, Server, Session, VerifiedPublicKe
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::bootstrap::{self, User};
 use crate::northbound::Handle;
@@ -47,24 +47,10 @@ pub fn load_or_create_host_key(path: &Path) -> Result<PrivateKey, SshError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
     }
-    write_private(path, text.as_bytes()).map_err(|e| err(e.to_string()))?;
+    crate::northbound::store::write_atomic(path, text.as_bytes())
+        .map_err(|e| err(e.to_string()))?;
     info!(path = %path.display(), "generated ssh host key");
     Ok(key)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(data)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 /// A user as the SSH layer sees it: parsed keys.
@@ -279,13 +265,49 @@ pub async fn serve(
         northbound,
         shutdown: shutdown.clone(),
     };
-    tokio::select! {
-        r = server.run_on_socket(Arc::new(config), &listener) => {
-            if let Err(e) = r {
-                warn!(error = %e, "ssh server stopped");
+    let config = Arc::new(config);
+    // Our own accept loop: russh's `run_on_socket` returns on the first
+    // accept() error (a client resetting before accept, EMFILE), which
+    // would end the daemon. Here such errors are logged and survived.
+    loop {
+        let (socket, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "accept failed");
+                    // EMFILE/ENFILE persist until sessions close: back off.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = socket.set_nodelay(true);
+        let handler = server.new_client(Some(peer));
+        let config = config.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let session = match russh::server::run_stream(config, socket, handler).await {
+                Ok(s) => s,
+                Err(e) => {
+                    debug!(%peer, error = %e, "ssh connection setup failed");
+                    return;
+                }
+            };
+            let handle = session.handle();
+            tokio::select! {
+                r = session => {
+                    if let Err(e) = r {
+                        debug!(%peer, error = %e, "ssh connection closed with error");
+                    }
+                }
+                _ = shutdown.cancelled() => {
+                    let _ = handle
+                        .disconnect(russh::Disconnect::ByApplication, "shutting down".into(), "".into())
+                        .await;
+                }
             }
-        }
-        _ = shutdown.cancelled() => {}
+        });
     }
     Ok(())
 }

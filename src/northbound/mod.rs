@@ -151,8 +151,13 @@ pub struct Northbound {
     candidate: DataTree<'static>,
     startup: DataTree<'static>,
     running_config: Config,
+    /// Printed running configuration per with-defaults mode, until the
+    /// next change of running.
+    running_xml: HashMap<WithDefaults, String>,
     locks: HashMap<Datastore, u32>,
     candidate_dirty: BTreeSet<u32>,
+    /// What the candidate's edits since the last commit may have changed.
+    scope: validate::Scope,
     sessions: HashMap<u32, SessionInfo>,
     pending: Option<PendingConfirm>,
     store: Store,
@@ -232,8 +237,10 @@ impl Northbound {
             running,
             startup,
             running_config: Config::default(),
+            running_xml: HashMap::new(),
             locks: HashMap::new(),
             candidate_dirty: BTreeSet::new(),
+            scope: validate::Scope::default(),
             sessions: HashMap::new(),
             pending,
             store,
@@ -297,7 +304,14 @@ impl Northbound {
             }
             Request::Unregister { session } => self.session_ended(session),
             Request::Rpc { session, op, reply } => {
+                let t0 = std::time::Instant::now();
                 let r = self.operation(session, *op);
+                tracing::debug!(
+                    session,
+                    us = t0.elapsed().as_micros() as u64,
+                    ok = r.is_ok(),
+                    "rpc"
+                );
                 let _ = reply.send(r);
             }
         }
@@ -337,8 +351,11 @@ impl Northbound {
     }
 
     fn discard_candidate(&mut self) {
-        self.candidate = yang::dup(&self.running);
+        if !self.scope.is_empty() {
+            self.candidate = yang::dup(&self.running);
+        }
         self.candidate_dirty.clear();
+        self.scope = validate::Scope::default();
     }
 
     fn tree(&self, d: Datastore) -> &DataTree<'static> {
@@ -368,18 +385,26 @@ impl Northbound {
                 with_defaults,
             } => {
                 let tree = self.operational();
-                let xml = yang::print_xml(&tree, with_defaults);
-                self.filtered(&tree, xml, filter.as_ref(), with_defaults)
+                filtered(&tree, filter.as_ref(), with_defaults)
+            }
+            Operation::GetConfig {
+                source: Datastore::Running,
+                filter: None,
+                with_defaults,
+            } => {
+                // Running changes only at commit: its unfiltered print is
+                // kept until then (controllers poll it).
+                let xml = self
+                    .running_xml
+                    .entry(with_defaults)
+                    .or_insert_with(|| yang::print_xml(&self.running, with_defaults));
+                Ok(Reply::Data(xml.clone()))
             }
             Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
-            } => {
-                let tree = self.tree(source);
-                let xml = yang::print_xml(tree, with_defaults);
-                self.filtered(tree, xml, filter.as_ref(), with_defaults)
-            }
+            } => filtered(self.tree(source), filter.as_ref(), with_defaults),
             Operation::EditConfig {
                 target,
                 default_operation,
@@ -451,7 +476,7 @@ impl Northbound {
             Operation::Validate { source } => {
                 match source {
                     Source::Datastore(Datastore::Candidate) => {
-                        validate::candidate(&self.running, &self.candidate)?;
+                        validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
                     }
                     Source::Datastore(d) => {
                         validate::full(&mut yang::dup(self.tree(d)))?;
@@ -494,50 +519,6 @@ impl Northbound {
         tree
     }
 
-    fn filtered(
-        &self,
-        tree: &DataTree<'static>,
-        xml: String,
-        filter: Option<&Filter>,
-        wd: WithDefaults,
-    ) -> RpcResult {
-        match filter {
-            None => Ok(Reply::Data(xml)),
-            Some(Filter::Subtree(f)) => {
-                let wrapped = format!("<data xmlns=\"{NC_NS}\">{xml}</data>");
-                let data = xml::parse(&wrapped)
-                    .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
-                let roots: Vec<Element> = data.elements().cloned().collect();
-                let fchildren: Vec<&Element> = f.elements().collect();
-                let selected = filter::apply(&fchildren, &roots, &keys_of);
-                let mut out = String::new();
-                for e in &selected {
-                    e.write_xml(&mut out, NC_NS);
-                }
-                Ok(Reply::Data(out))
-            }
-            Some(Filter::XPath { select, namespaces }) => {
-                let expr = translate_xpath(select, namespaces)?;
-                yang::clear_errors();
-                let set = tree.find_xpath(&expr).map_err(|e| {
-                    vec![RpcError::bad_element(
-                        ErrorType::Application,
-                        ErrorTag::InvalidValue,
-                        "filter",
-                        &format!("bad XPath: {}", e.msg.unwrap_or_default()),
-                    )]
-                })?;
-                let mut result = yang::empty();
-                for node in set {
-                    if let Ok(d) = node.duplicate(true) {
-                        let _ = result.merge(&d);
-                    }
-                }
-                Ok(Reply::Data(yang::print_xml(&result, wd)))
-            }
-        }
-    }
-
     fn edit_config(
         &mut self,
         session: u32,
@@ -563,6 +544,21 @@ impl Northbound {
             }
         }
         self.check_lock(session, target)?;
+        let scope = if default_op == EditOp::Replace {
+            validate::Scope::all()
+        } else {
+            validate::Scope::of_edit(config)
+        };
+        // A plain merge goes straight into the candidate (libyang parses the
+        // whole <config> before changing anything); everything else works
+        // on a copy so that a failed edit changes nothing.
+        if test_option != TestOption::TestOnly
+            && edit::fast_path(&mut self.candidate, config, default_op)
+        {
+            self.scope.merge(scope);
+            self.candidate_dirty.insert(session);
+            return Ok(Reply::Ok);
+        }
         // default-operation replace: the <config> is the whole new datastore.
         let mut work = if default_op == EditOp::Replace {
             yang::empty()
@@ -576,11 +572,14 @@ impl Northbound {
                 return Err(errors.clone());
             }
         }
+        let mut scope_after = self.scope.clone();
+        scope_after.merge(scope);
         if test_option == TestOption::TestOnly {
-            validate::candidate(&self.running, &work)?;
+            validate::candidate(&self.running_config, &work, &scope_after)?;
             return edit_result.map(|_| Reply::Ok);
         }
         self.candidate = work;
+        self.scope = scope_after;
         self.candidate_dirty.insert(session);
         edit_result.map(|_| Reply::Ok)
     }
@@ -608,6 +607,7 @@ impl Northbound {
             )]),
             Datastore::Candidate => {
                 self.candidate = tree;
+                self.scope = validate::Scope::all();
                 self.candidate_dirty.insert(session);
                 Ok(Reply::Ok)
             }
@@ -690,8 +690,8 @@ impl Northbound {
                 "no confirmed commit is pending",
             )]);
         }
-        let new = validate::candidate(&self.running, &self.candidate)?;
-        let old_running = yang::dup(&self.running);
+        let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
+        let old_running = c.confirmed.then(|| yang::dup(&self.running));
         self.install(new)?;
         if c.confirmed {
             let deadline = Instant::now() + Duration::from_secs(c.confirm_timeout as u64);
@@ -707,7 +707,7 @@ impl Northbound {
                     p
                 }
                 None => PendingConfirm {
-                    rollback: old_running,
+                    rollback: old_running.unwrap_or_else(|| yang::dup(&self.running)),
                     deadline,
                     owner: if c.persist.is_some() {
                         None
@@ -790,12 +790,8 @@ impl Northbound {
         if let Err(e) = self.store.delete_confirm() {
             error!(error = %e, "cannot remove the persisted confirmed commit");
         }
-        let rollback = match Config::try_from(&p.rollback) {
-            Ok(config) => validate::Validated {
-                tree: p.rollback,
-                config,
-                changed: true,
-            },
+        let rollback = match validate::Validated::whole(p.rollback) {
+            Ok(v) => v,
             Err(e) => {
                 error!(errors = ?e, "rollback configuration cannot be read");
                 return;
@@ -808,28 +804,100 @@ impl Northbound {
         self.discard_candidate();
     }
 
-    /// Make a validated tree the running configuration: prepare on every
-    /// subsystem, then apply on every subsystem. A refusal leaves running
-    /// and the runtimes untouched.
+    /// Make a validated candidate the running configuration: prepare on
+    /// every subsystem, then apply on every subsystem. A refusal leaves
+    /// running, the candidate and the runtimes untouched.
     fn install(&mut self, new: validate::Validated) -> Result<(), Vec<RpcError>> {
-        if new.changed {
+        if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.prepare(&self.running_config, &new.config)?;
             }
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
             }
-            self.running_config = new.config;
         }
-        self.running = new.tree;
-        self.candidate = yang::dup(&self.running);
+        if new.changed() {
+            self.running_xml.clear();
+        }
+        self.running_config = new.install(&mut self.running, &mut self.candidate);
         self.candidate_dirty.clear();
+        self.scope = validate::Scope::default();
         Ok(())
     }
 }
 
 fn io_error(e: std::io::Error) -> Vec<RpcError> {
     vec![RpcError::operation_failed(format!("storage: {e}"))]
+}
+
+/// Whether a subtree filter node selects its whole data subtree (RFC 6241
+/// §6.2.4: empty, no attribute-match expression).
+fn is_selection_node(e: &Element) -> bool {
+    e.children.iter().all(|c| match c {
+        xml::Node::Text(t) => t.trim().is_empty(),
+        xml::Node::Element(_) => false,
+    }) && e.attrs.is_empty()
+}
+
+/// The `<data>` content of a retrieval, filtered.
+fn filtered(tree: &DataTree<'static>, filter: Option<&Filter>, wd: WithDefaults) -> RpcResult {
+    match filter {
+        None => Ok(Reply::Data(yang::print_xml(tree, wd))),
+        Some(Filter::Subtree(f)) => {
+            // Filter each top-level data node on its own: a pure selection
+            // prints it straight from libyang; anything finer goes through
+            // the RFC 6241 §6 matcher on that node's XML only.
+            let fchildren: Vec<&Element> = f.elements().collect();
+            let mut out = String::new();
+            let tree = yang::printable(tree, wd);
+            let Some(first) = tree.reference() else {
+                return Ok(Reply::Data(out));
+            };
+            for top in first.inclusive_siblings() {
+                let schema = top.schema();
+                let module = schema.module();
+                let (ns, name) = (module.namespace(), schema.name());
+                let matching: Vec<&Element> = fchildren
+                    .iter()
+                    .copied()
+                    .filter(|e| (e.ns.is_empty() || e.ns == ns) && e.name == name)
+                    .collect();
+                if matching.is_empty() {
+                    continue;
+                }
+                let node_xml = yang::print_node(&top, wd);
+                if matching.iter().any(|e| is_selection_node(e)) {
+                    out.push_str(&node_xml);
+                    continue;
+                }
+                let root = xml::parse(&node_xml)
+                    .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
+                for e in filter::apply(&matching, std::slice::from_ref(&root), &keys_of) {
+                    e.write_xml(&mut out, NC_NS);
+                }
+            }
+            Ok(Reply::Data(out))
+        }
+        Some(Filter::XPath { select, namespaces }) => {
+            let expr = translate_xpath(select, namespaces)?;
+            yang::clear_errors();
+            let set = tree.find_xpath(&expr).map_err(|e| {
+                vec![RpcError::bad_element(
+                    ErrorType::Application,
+                    ErrorTag::InvalidValue,
+                    "filter",
+                    &format!("bad XPath: {}", e.msg.unwrap_or_default()),
+                )]
+            })?;
+            let mut result = yang::empty();
+            for node in set {
+                if let Ok(d) = node.duplicate(true) {
+                    let _ = result.merge(&d);
+                }
+            }
+            Ok(Reply::Data(yang::print_xml(&result, wd)))
+        }
+    }
 }
 
 /// Turn an inline `<config>` into a tree (as a replace of everything).
@@ -1028,6 +1096,101 @@ mod tests {
             },
         ));
         assert!(running.contains("<priority>120</priority>"), "{running}");
+    }
+
+    fn edit(body: &str) -> Operation {
+        let cfg = xml::parse(&format!(r#"<config xmlns="{NC_NS}">{body}</config>"#)).unwrap();
+        Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: cfg,
+        }
+    }
+
+    fn get_config(nb: &mut Northbound, d: Datastore) -> String {
+        data(nb.operation(
+            1,
+            Operation::GetConfig {
+                source: d,
+                filter: None,
+                with_defaults: WithDefaults::ReportAll,
+            },
+        ))
+    }
+
+    const DHCP: &str = "urn:hotlease:yang:dhcp-server";
+
+    fn pool_xml(i: u32, extra: &str) -> String {
+        format!(
+            "<ip-pool><name>p{i}</name><gateway>10.0.{i}.1</gateway><mask>255.255.255.0</mask>\
+             <section><start>10.0.{i}.10</start><end>10.0.{i}.20</end></section>{extra}</ip-pool>"
+        )
+    }
+
+    /// The pool-only commit path (reduced validation, spliced pools) gives
+    /// the same running and candidate as validating everything would.
+    #[test]
+    fn pool_only_commits_match_full_validation() {
+        let (mut nb, _, _dir) = booted();
+        let pools: String = (1..=3).map(|i| pool_xml(i, "")).collect();
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{pools}</dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        // switch option 42 of p2 from addresses to text: the old case goes
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+                pool_xml(
+                    2,
+                    "<option><code>42</code><ip-address>10.9.9.9</ip-address></option>"
+                )
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        assert_eq!(nb.scope, validate::Scope::default());
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+                pool_xml(2, "<option><code>42</code><text>ntp</text></option>")
+            )),
+        )
+        .unwrap();
+        assert_eq!(nb.scope.pools.len(), 1);
+        assert!(!nb.scope.other);
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let running = get_config(&mut nb, Datastore::Running);
+        assert!(
+            running.contains("<text>ntp</text>") && !running.contains("10.9.9.9"),
+            "{running}"
+        );
+        // every pool has its defaults, and candidate equals running
+        assert_eq!(
+            running.matches("<lease-time>86400</lease-time>").count(),
+            3,
+            "{running}"
+        );
+        assert_eq!(get_config(&mut nb, Datastore::Candidate), running);
+        // the whole-tree path agrees
+        let mut whole = yang::dup(&nb.candidate);
+        validate::full(&mut whole).unwrap();
+        assert_eq!(
+            yang::print_xml(&whole, WithDefaults::ReportAll),
+            yang::print_xml(&nb.running, WithDefaults::ReportAll)
+        );
+        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
     }
 
     #[test]
