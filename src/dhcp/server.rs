@@ -449,6 +449,8 @@ impl DhcpServer {
         );
         self.write(changes, Vec::new());
         self.table.reset_hints();
+        let room: u64 = pools.values().map(|p| p.total()).sum();
+        self.table.reserve(room.min(1 << 20) as usize);
         self.globals = Globals {
             decline_probation: cfg.decline_probation_s,
             echo_client_id: cfg.echo_client_id,
