@@ -269,8 +269,8 @@ def state(m) -> dict:
 
 
 def settled(m, pred, timeout=5.0):
-    """The state once *pred* holds on it (the state snapshot is refreshed
-    four times a second)."""
+    """The state once *pred* holds on it (replies may leave a moment before
+    the state mirror behind <get> is updated)."""
     st = wait_for(lambda: (lambda s: s if pred(s) else None)(state(m)), timeout)
     return st if st is not None else state(m)
 
@@ -559,3 +559,21 @@ def test_pool_edits_keep_unrelated_leases(topo, dhcpd):
     d.restart()
     m = d.connect()
     assert set(settled(m, lambda s: set(s["leases"]) == {"10.77.0.11"})["leases"]) == {"10.77.0.11"}
+
+
+def test_requests_on_other_interfaces_are_ignored_and_counted(topo, dhcpd):
+    d = dhcpd()
+    m = d.connect()
+    # enabled on the relay side only: the directly connected client is ignored
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")]), interfaces=("uplk",)))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:08:08")
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-t", "2")
+    assert "obtained" not in r.stderr, r.stderr
+    st = settled(m, lambda s: s["stats"].get("dropped-interface", 0) >= 1)
+    assert st["stats"]["dropped-interface"] >= 1 and st["stats"]["sent/offer"] == 0
+    # request-packet-all-interface serves every interface
+    m.edit_config(target="candidate", config=config(
+        f'<dhcp-server xmlns="{DHCPS_NS}"><request-packet-all-interface>true</request-packet-all-interface></dhcp-server>'))
+    m.commit()
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "b.log")
+    assert "lease of 10.77.0.10 obtained" in r.stderr, r.stderr

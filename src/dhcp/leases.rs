@@ -14,6 +14,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::pool::PoolRt;
 
@@ -153,7 +154,9 @@ pub struct PoolStats {
 /// separate maps; both are indexed by client.
 #[derive(Debug, Default)]
 pub struct LeaseTable {
-    by_ip: HashMap<Ipv4Addr, Lease>,
+    /// Shared with the `<get>` snapshot: copying it is a reference count
+    /// per lease, and a lease changed after a copy is cloned then.
+    by_ip: HashMap<Ipv4Addr, Arc<Lease>>,
     by_client: HashMap<ClientKey, Ipv4Addr>,
     offers: HashMap<Ipv4Addr, Lease>,
     offer_by_client: HashMap<ClientKey, Ipv4Addr>,
@@ -161,6 +164,8 @@ pub struct LeaseTable {
     cursor: HashMap<String, u32>,
     /// Pools whose never-used addresses are all taken: skip the fresh scan.
     fresh_full: HashSet<String>,
+    /// Addresses whose lease or offer changed since `take_touched`.
+    touched: Vec<Ipv4Addr>,
 }
 
 impl LeaseTable {
@@ -169,7 +174,7 @@ impl LeaseTable {
     }
 
     pub fn get(&self, ip: Ipv4Addr) -> Option<&Lease> {
-        self.by_ip.get(&ip)
+        self.by_ip.get(&ip).map(|l| &**l)
     }
 
     pub fn offer(&self, ip: Ipv4Addr) -> Option<&Lease> {
@@ -185,6 +190,11 @@ impl LeaseTable {
     }
 
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.by_ip.values().map(|l| &**l)
+    }
+
+    /// The leases as shared pointers (for snapshots).
+    pub fn shared(&self) -> impl Iterator<Item = &Arc<Lease>> {
         self.by_ip.values()
     }
 
@@ -202,7 +212,10 @@ impl LeaseTable {
 
     /// The lease of a client, if it still holds a record.
     pub fn client_lease(&self, key: &ClientKey) -> Option<&Lease> {
-        self.by_client.get(key).and_then(|ip| self.by_ip.get(ip))
+        self.by_client
+            .get(key)
+            .and_then(|ip| self.by_ip.get(ip))
+            .map(|l| &**l)
     }
 
     /// Insert or replace the lease on `lease.ip`, keeping the indexes right.
@@ -232,12 +245,14 @@ impl LeaseTable {
                 self.drop_offer_at(oip);
             }
         }
-        self.by_ip.insert(lease.ip, lease);
+        self.touched.push(lease.ip);
+        self.by_ip.insert(lease.ip, Arc::new(lease));
     }
 
     /// Remove the lease on `ip`.
     pub fn remove(&mut self, ip: Ipv4Addr) -> Option<Lease> {
-        let l = self.by_ip.remove(&ip)?;
+        let l = Arc::unwrap_or_clone(self.by_ip.remove(&ip)?);
+        self.touched.push(ip);
         let k = l.key();
         if self.by_client.get(&k) == Some(&ip) {
             self.by_client.remove(&k);
@@ -254,11 +269,13 @@ impl LeaseTable {
         }
         self.drop_offer_at(offer.ip);
         self.offer_by_client.insert(key, offer.ip);
+        self.touched.push(offer.ip);
         self.offers.insert(offer.ip, offer);
     }
 
     fn drop_offer_at(&mut self, ip: Ipv4Addr) {
         if let Some(o) = self.offers.remove(&ip) {
+            self.touched.push(ip);
             let k = o.key();
             if self.offer_by_client.get(&k) == Some(&ip) {
                 self.offer_by_client.remove(&k);
@@ -365,6 +382,8 @@ impl LeaseTable {
             let Some(l) = self.by_ip.get_mut(&ip) else {
                 continue;
             };
+            let l = Arc::make_mut(l);
+            self.touched.push(ip);
             if l.state == LeaseState::Declined {
                 self.remove(ip);
                 changes.push(Change::Delete(ip));
@@ -401,6 +420,16 @@ impl LeaseTable {
             self.drop_offer_at(ip);
         }
         drop.into_iter().filter_map(|ip| self.remove(ip)).collect()
+    }
+
+    /// Addresses whose lease or offer changed since the last call.
+    pub fn take_touched(&mut self) -> Vec<Ipv4Addr> {
+        std::mem::take(&mut self.touched)
+    }
+
+    /// The lease on `ip` as a shared pointer.
+    pub fn get_shared(&self, ip: Ipv4Addr) -> Option<&Arc<Lease>> {
+        self.by_ip.get(&ip)
     }
 
     /// Make room for `n` leases at once, so that the maps do not rehash
@@ -444,6 +473,18 @@ pub trait LeaseStore: Send {
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError>;
     /// Records appended since the last compaction (to decide when to compact).
     fn records(&self) -> u64;
+    /// Start replacing the stored history by `live` without holding up
+    /// `append`/`sync` meanwhile; `compact_poll` finishes it. By default the
+    /// whole compaction happens here.
+    fn compact_start(&mut self, live: Vec<Arc<Lease>>) -> Result<(), StoreError> {
+        let live: Vec<Lease> = live.iter().map(|l| (**l).clone()).collect();
+        self.compact(&live)
+    }
+    /// Finish a compaction started by `compact_start` if it is ready;
+    /// true when none is running any more.
+    fn compact_poll(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// A [`LeaseStore`] that keeps everything in memory (tests, benchmarks of
@@ -501,6 +542,18 @@ pub struct FileStore {
     alloc: u64,
     /// Whether `end` and `alloc` are known (after a load or a compaction).
     positioned: bool,
+    /// A compaction being written by a helper thread, and the records
+    /// synced to the old log since it started (they follow the snapshot in
+    /// the new log).
+    compacting: Option<Compacting>,
+}
+
+#[derive(Debug)]
+struct Compacting {
+    task: std::thread::JoinHandle<std::io::Result<u64>>,
+    since: Vec<u8>,
+    since_records: u64,
+    live_records: u64,
 }
 
 /// How far ahead the log is filled with zeros. Overwriting blocks that are
@@ -522,6 +575,7 @@ impl FileStore {
             end: 0,
             alloc: 0,
             positioned: false,
+            compacting: None,
         }
     }
 
@@ -781,6 +835,10 @@ impl LeaseStore for FileStore {
             let _ = f.write_all_at(&vec![0u8; buf.len()], end);
         } else {
             self.end = need;
+            if let Some(c) = &mut self.compacting {
+                c.since.extend_from_slice(&buf);
+                c.since_records += buf.iter().filter(|b| **b == b'\n').count() as u64;
+            }
         }
         self.alloc = new_alloc.max(alloc);
         self.buf = buf;
@@ -817,6 +875,75 @@ impl LeaseStore for FileStore {
 
     fn records(&self) -> u64 {
         self.records
+    }
+
+    fn compact_start(&mut self, live: Vec<Arc<Lease>>) -> Result<(), StoreError> {
+        if self.compacting.is_some() {
+            return Ok(());
+        }
+        self.sync()?;
+        let tmp = self.path.with_extension("log.tmp");
+        let live_records = live.len() as u64;
+        let task = std::thread::Builder::new()
+            .name("lease-compact".into())
+            .spawn(move || -> std::io::Result<u64> {
+                let mut data = Vec::with_capacity(live.len() * 96);
+                for l in live {
+                    data.extend_from_slice(
+                        encode_record(&Change::Upsert(Arc::unwrap_or_clone(l))).as_bytes(),
+                    );
+                }
+                let mut f = File::create(&tmp)?;
+                f.write_all(&data)?;
+                f.sync_all()?;
+                Ok(data.len() as u64)
+            })
+            .map_err(|e| self.err(e))?;
+        self.compacting = Some(Compacting {
+            task,
+            since: Vec::new(),
+            since_records: 0,
+            live_records,
+        });
+        Ok(())
+    }
+
+    fn compact_poll(&mut self) -> Result<bool, StoreError> {
+        if !self
+            .compacting
+            .as_ref()
+            .is_some_and(|c| c.task.is_finished())
+        {
+            return Ok(self.compacting.is_none());
+        }
+        let c = self.compacting.take().expect("checked above");
+        let tmp = self.path.with_extension("log.tmp");
+        let len = match c.task.join() {
+            Ok(Ok(len)) => len,
+            Ok(Err(e)) => return Err(self.err(e)),
+            Err(_) => return Err(self.err(std::io::Error::other("compaction thread panicked"))),
+        };
+        // the records synced meanwhile follow the snapshot, then the new
+        // log replaces the old one in one rename
+        let finish = || -> std::io::Result<()> {
+            use std::os::unix::fs::FileExt;
+            let f = OpenOptions::new().write(true).open(&tmp)?;
+            f.write_all_at(&c.since, len)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            if let Some(dir) = self.path.parent() {
+                File::open(dir)?.sync_all()?;
+            }
+            Ok(())
+        };
+        finish().map_err(|e| self.err(e))?;
+        self.file = None;
+        self.end = len + c.since.len() as u64;
+        self.alloc = self.end;
+        self.positioned = true;
+        self.open()?;
+        self.records = c.live_records + c.since_records;
+        Ok(true)
     }
 }
 
@@ -927,6 +1054,41 @@ mod tests {
         s.sync().unwrap();
         let mut s = FileStore::new(dir.path());
         assert_eq!(s.load().unwrap().len(), 3);
+    }
+
+    #[test]
+    fn background_compaction_keeps_what_was_synced_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        let a = lease("10.0.0.5", 4, LeaseState::Bound, 100);
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        for _ in 0..50 {
+            s.append(&[Change::Upsert(a.clone()), Change::Upsert(b.clone())])
+                .unwrap();
+            s.sync().unwrap();
+        }
+        s.compact_start(vec![Arc::new(a.clone()), Arc::new(b.clone())])
+            .unwrap();
+        // while the snapshot is written: a change and a deletion
+        let mut a2 = a.clone();
+        a2.state = LeaseState::Released;
+        s.append(&[Change::Upsert(a2.clone()), Change::Delete(b.ip)])
+            .unwrap();
+        s.sync().unwrap();
+        while !s.compact_poll().unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(s.records(), 4);
+        let c = lease("10.0.0.7", 6, LeaseState::Bound, 100);
+        s.append(&[Change::Upsert(c.clone())]).unwrap();
+        s.sync().unwrap();
+        let mut s = FileStore::new(dir.path());
+        let mut got = s.load().unwrap();
+        got.sort_by_key(|l| l.ip);
+        assert_eq!(got, vec![a2, c]);
+        assert_eq!(s.records(), 5);
+        assert!(!dir.path().join("leases.log.tmp").exists());
     }
 
     #[test]

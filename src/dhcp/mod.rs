@@ -32,7 +32,7 @@ use crate::netconf::error::RpcError;
 use crate::northbound::Subsystem;
 use crate::xml::escape_text;
 use leases::{Lease, LeaseEvent, StoreError};
-use server::{Command, Counters, DhcpServer, Shared, Snapshot};
+use server::{Command, Counters, DhcpServer, Shared, View};
 
 pub const NS: &str = "urn:hotlease:yang:dhcp-server";
 
@@ -139,14 +139,15 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
-        self.shared.wanted.store(true, Ordering::Relaxed);
-        let snap = self
+        // the lock is held for one pass over the leases (shared pointers);
+        // the XML is written after it is released
+        let view = self
             .shared
             .snapshot
             .lock()
-            .map(|g| g.clone())
+            .map(|g| g.view(server::now_unix()))
             .unwrap_or_default();
-        render_state(&snap, &self.shared.counters)
+        render_state(&view, &self.shared.counters)
     }
 }
 
@@ -185,7 +186,7 @@ fn clean(s: &str) -> String {
 }
 
 /// The operational state of the module as XML.
-pub fn render_state(snap: &Snapshot, c: &Counters) -> String {
+pub fn render_state(snap: &View, c: &Counters) -> String {
     let mut x = String::with_capacity(256 + snap.leases.len() * 320);
     let _ = write!(x, "<dhcp-server xmlns=\"{NS}\">");
     for (name, s) in &snap.pools {

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -77,13 +77,106 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What `<get>` shows, rebuilt by the actor when something changed (at most
-/// a few times a second) so the northbound never waits for the actor.
-#[derive(Debug, Default, Clone)]
+/// What `<get>` shows: a mirror of the lease table that the actor keeps
+/// current after every batch (only the addresses that changed are copied,
+/// as shared pointers), so the northbound never waits for the actor and the
+/// actor never copies the whole table. Reading it (`Snapshot::view`) holds
+/// the lock for one pass over the leases.
+#[derive(Debug, Default)]
 pub struct Snapshot {
-    /// Leases and held offers.
-    pub leases: Vec<Lease>,
+    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
+    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
+    /// Per pool: name, addresses it can hand out, its static bindings.
+    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+}
+
+/// The state one `<get>` reports.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Leases, then offers on addresses without a lease.
+    pub leases: Vec<Arc<Lease>>,
     pub pools: Vec<(String, PoolStats)>,
+}
+
+impl Snapshot {
+    /// Leases and per-pool statistics at `now`.
+    pub fn view(&self, now: u64) -> View {
+        let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
+            .pools
+            .iter()
+            .map(|(n, total, statics)| {
+                (
+                    n.as_str(),
+                    (
+                        PoolStats {
+                            total: *total,
+                            ..Default::default()
+                        },
+                        statics.as_slice(),
+                    ),
+                )
+            })
+            .collect();
+        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
+        let mut last: Option<&str> = None;
+        let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
+        for l in self.leases.values() {
+            leases.push(l.clone());
+            if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
+                continue;
+            }
+            // leases of one pool come in runs: look the pool up once per run
+            if last != Some(l.pool.as_str()) {
+                last = Some(l.pool.as_str());
+                cur = stats.get_mut(l.pool.as_str());
+            }
+            let Some((s, statics)) = cur.as_deref_mut() else {
+                continue;
+            };
+            // every lease is on an address its pool owns: dynamic unless
+            // statically bound
+            if statics.contains(&l.ip) {
+                continue;
+            }
+            if l.state == LeaseState::Bound {
+                s.used += 1;
+            } else {
+                s.declined += 1;
+            }
+        }
+        for o in self.offers.values() {
+            if o.expires <= now {
+                continue;
+            }
+            let lease = self.leases.get(&o.ip);
+            let held = lease.is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if held {
+                continue;
+            }
+            if lease.is_none() {
+                leases.push(o.clone());
+            }
+            if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
+                if !statics.contains(&o.ip) {
+                    s.offered += 1;
+                }
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = stats
+            .into_iter()
+            .map(|(n, (mut s, _))| {
+                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
+                (n.to_string(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        if leases.len() <= 5000 {
+            leases.sort_by_key(|l| u32::from(l.ip));
+        }
+        View { leases, pools }
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -100,7 +193,7 @@ enum WriteJob {
         replies: Vec<(Reply, u32)>,
         tx: Option<Arc<Transmitter>>,
     },
-    Compact(Vec<Lease>),
+    Compact(Vec<Arc<Lease>>),
 }
 
 /// Shortest time between two syncs of the lease log under load.
@@ -150,7 +243,8 @@ fn writer(
                     }
                     WriteJob::Compact(live) => {
                         flush(&mut store, &mut pending);
-                        if let Err(e) = store.compact(&live) {
+                        // written by a helper thread; syncs go on meanwhile
+                        if let Err(e) = store.compact_start(live) {
                             error!(error = %e, "lease store compaction failed");
                         }
                     }
@@ -169,8 +263,15 @@ fn writer(
         }
         flush(&mut store, &mut pending);
         last_sync = std::time::Instant::now();
+        if let Err(e) = store.compact_poll() {
+            error!(error = %e, "lease store compaction failed");
+        }
     }
     flush(&mut store, &mut pending);
+    // a compaction still being written finishes before the store closes
+    while let Ok(false) = store.compact_poll() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// The open sockets.
@@ -189,8 +290,7 @@ pub struct DhcpServer {
     ifaces_at: Instant,
     serving: HashMap<String, bool>,
     counters: Arc<Counters>,
-    snapshot: Arc<Mutex<Arc<Snapshot>>>,
-    dirty: bool,
+    snapshot: Arc<Mutex<Snapshot>>,
     writer: Option<std::sync::mpsc::Sender<WriteJob>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
     events: broadcast::Sender<LeaseEvent>,
@@ -201,9 +301,6 @@ pub struct DhcpServer {
     cancel: CancellationToken,
     port: u16,
     appended_since_compact: u64,
-    /// Set by `<get>`: the next tick refreshes the snapshot.
-    wanted: Arc<AtomicBool>,
-    snapshot_at: Instant,
 }
 
 impl std::fmt::Debug for DhcpServer {
@@ -219,10 +316,8 @@ impl std::fmt::Debug for DhcpServer {
 #[derive(Debug, Clone)]
 pub struct Shared {
     pub counters: Arc<Counters>,
-    pub snapshot: Arc<Mutex<Arc<Snapshot>>>,
+    pub snapshot: Arc<Mutex<Snapshot>>,
     pub events: broadcast::Sender<LeaseEvent>,
-    /// Tells the actor a `<get>` read the snapshot.
-    pub wanted: Arc<AtomicBool>,
 }
 
 impl DhcpServer {
@@ -255,8 +350,7 @@ impl DhcpServer {
                 source: e,
             })?;
         let (events, _) = broadcast::channel(4096);
-        let snapshot = Arc::new(Mutex::new(Arc::new(Snapshot::default())));
-        let wanted = Arc::new(AtomicBool::new(false));
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let server = DhcpServer {
             cfg: Arc::new(DhcpConfig::default()),
             pools: BTreeMap::new(),
@@ -267,7 +361,6 @@ impl DhcpServer {
             serving: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
-            dirty: true,
             writer: Some(wtx),
             writer_thread: Some(thread),
             events: events.clone(),
@@ -278,8 +371,6 @@ impl DhcpServer {
             cancel,
             port,
             appended_since_compact: records,
-            wanted: wanted.clone(),
-            snapshot_at: Instant::now(),
         };
         Ok((
             server,
@@ -287,7 +378,6 @@ impl DhcpServer {
                 counters,
                 snapshot,
                 events,
-                wanted,
             },
         ))
     }
@@ -312,9 +402,10 @@ impl DhcpServer {
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;
+                        let started = Instant::now();
                         let (changes, events) = self.table.expire(now);
+                        tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
                         if !changes.is_empty() {
-                            self.dirty = true;
                             self.publish(events);
                             self.write(changes, Vec::new());
                         }
@@ -325,7 +416,7 @@ impl DhcpServer {
                     {
                         self.sockets_follow_config();
                     }
-                    self.refresh_snapshot();
+                    self.sync_snapshot();
                 }
                 ready = async {
                     match &udp {
@@ -352,6 +443,7 @@ impl DhcpServer {
                         self.process(inb, &mut changes, &mut durable);
                     }
                     self.write(changes, durable);
+                    self.sync_snapshot();
                 }
             }
         }
@@ -384,7 +476,7 @@ impl DhcpServer {
         // more records than live leases keeps restart fast
         let live = self.table.len() as u64;
         if self.appended_since_compact > 50_000 + 4 * live {
-            let leases: Vec<Lease> = self.table.leases().cloned().collect();
+            let leases: Vec<Arc<Lease>> = self.table.shared().cloned().collect();
             if let Some(w) = &self.writer {
                 let _ = w.send(WriteJob::Compact(leases));
             }
@@ -416,8 +508,8 @@ impl DhcpServer {
                     self.table.insert(l.clone());
                     changes.push(Change::Upsert(l));
                 }
-                self.dirty = true;
                 self.write(changes, Vec::new());
+                self.sync_snapshot();
             }
         }
     }
@@ -457,12 +549,23 @@ impl DhcpServer {
             authoritative: cfg.authoritative,
             ..Globals::default()
         };
+        if let Ok(mut g) = self.snapshot.lock() {
+            g.pools = pools
+                .values()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        p.total(),
+                        p.static_by_ip.keys().copied().collect(),
+                    )
+                })
+                .collect();
+        }
         self.pools = pools;
         self.exhausted_logged.clear();
         self.cfg = cfg;
-        self.dirty = true;
         self.sockets_follow_config();
-        self.refresh_snapshot();
+        self.sync_snapshot();
     }
 
     /// Open the sockets when there is something to serve, close them when
@@ -603,14 +706,6 @@ impl DhcpServer {
             }
             _ => {}
         }
-        if !out.changes.is_empty()
-            || out
-                .reply
-                .as_ref()
-                .is_some_and(|r| r.kind == MessageType::Offer)
-        {
-            self.dirty = true;
-        }
         if out.events.iter().any(|e| {
             matches!(
                 e.kind,
@@ -638,85 +733,33 @@ impl DhcpServer {
         }
     }
 
-    /// Rebuild the `<get>` snapshot when something changed. A large table
-    /// is copied only when a `<get>` read the snapshot since the last copy,
-    /// or every 30 s: copying 60,000 leases takes the actor away from its
-    /// socket for milliseconds, and the replies to what queued up meanwhile
-    /// then leave in one burst that a relay's or a load generator's socket
-    /// buffer may not hold (seen with perfdhcp).
-    fn refresh_snapshot(&mut self) {
-        if !self.dirty {
+    /// Bring the `<get>` mirror up to date with what changed.
+    fn sync_snapshot(&mut self) {
+        let touched = self.table.take_touched();
+        if touched.is_empty() {
             return;
         }
-        let wanted = self.wanted.swap(false, Ordering::Relaxed);
-        let large = self.table.len() > 5000;
-        if large && !wanted && self.snapshot_at.elapsed() < Duration::from_secs(30) {
+        // held for a few map updates per changed address
+        let Ok(mut g) = self.snapshot.lock() else {
             return;
-        }
-        self.snapshot_at = Instant::now();
-        self.dirty = false;
-        let now = now_unix();
-        let mut stats: HashMap<&str, PoolStats> = self
-            .pools
-            .values()
-            .map(|p| {
-                (
-                    p.name.as_str(),
-                    PoolStats {
-                        total: p.total(),
-                        ..Default::default()
-                    },
-                )
-            })
-            .collect();
-        let mut leases: Vec<Lease> = Vec::with_capacity(self.table.len());
-        for l in self.table.leases() {
-            leases.push(l.clone());
-            let (Some(s), Some(p)) = (stats.get_mut(l.pool.as_str()), self.pools.get(&l.pool))
-            else {
-                continue;
-            };
-            if l.expires <= now || !p.dynamic(l.ip) {
-                continue;
-            }
-            match l.state {
-                LeaseState::Bound => s.used += 1,
-                LeaseState::Declined => s.declined += 1,
-                _ => {}
-            }
-        }
-        for o in self.table.offers() {
-            if o.expires <= now {
-                continue;
-            }
-            let held = self.table.get(o.ip).is_some_and(|l| {
-                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
-            });
-            if held {
-                continue;
-            }
-            if self.table.get(o.ip).is_none() {
-                leases.push(o.clone());
-            }
-            if let (Some(s), Some(p)) = (stats.get_mut(o.pool.as_str()), self.pools.get(&o.pool)) {
-                if p.dynamic(o.ip) {
-                    s.offered += 1;
+        };
+        for ip in touched {
+            match self.table.get_shared(ip) {
+                Some(l) => {
+                    g.leases.insert(ip, l.clone());
+                }
+                None => {
+                    g.leases.remove(&ip);
                 }
             }
-        }
-        let mut pools: Vec<(String, PoolStats)> = stats
-            .into_iter()
-            .map(|(n, mut s)| {
-                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
-                (n.to_string(), s)
-            })
-            .collect();
-        pools.sort_by(|a, b| a.0.cmp(&b.0));
-        leases.sort_by_key(|l| u32::from(l.ip));
-        let snap = Arc::new(Snapshot { leases, pools });
-        // held only to swap a pointer
-        if let Ok(mut g) = self.snapshot.lock() {
-            *g = snap;
+            match self.table.offer(ip) {
+                Some(o) => {
+                    g.offers.insert(ip, Arc::new(o.clone()));
+                }
+                None => {
+                    g.offers.remove(&ip);
+                }
+            }
         }
     }
 }
@@ -786,8 +829,8 @@ mod tests {
     }
 
     fn leases(shared: &Shared) -> Vec<(Ipv4Addr, Origin)> {
-        let s = shared.snapshot.lock().unwrap().clone();
-        s.leases.iter().map(|l| (l.ip, l.origin)).collect()
+        let v = shared.snapshot.lock().unwrap().view(now_unix());
+        v.leases.iter().map(|l| (l.ip, l.origin)).collect()
     }
 
     #[tokio::test]
@@ -828,7 +871,7 @@ mod tests {
             lease("10.0.0.11", "a", 4),
             lease("10.9.0.1", "zz", 5),
         ]));
-        srv.refresh_snapshot();
+        srv.sync_snapshot();
         assert_eq!(
             leases(&shared),
             vec![
