@@ -7,7 +7,7 @@
 
 // `unsafe` only where libyang's C API must be called directly (yang.rs,
 // netconf/edit.rs, northbound/validate.rs) and for AF_PACKET addresses
-// (dhcp/network.rs), each with a SAFETY comment.
+// and setpriority (dhcp/network.rs, dhcp/os.rs), each with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]

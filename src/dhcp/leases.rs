@@ -11,7 +11,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -473,12 +473,11 @@ pub trait LeaseStore: Send {
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError>;
     /// Records appended since the last compaction (to decide when to compact).
     fn records(&self) -> u64;
-    /// Start replacing the stored history by `live` without holding up
-    /// `append`/`sync` meanwhile; `compact_poll` finishes it. By default the
-    /// whole compaction happens here.
-    fn compact_start(&mut self, live: Vec<Arc<Lease>>) -> Result<(), StoreError> {
-        let live: Vec<Lease> = live.iter().map(|l| (**l).clone()).collect();
-        self.compact(&live)
+    /// Start rewriting the stored history as the live leases only, without
+    /// holding up `append`/`sync` meanwhile; `compact_poll` finishes it.
+    /// Nothing to do by default.
+    fn compact_start(&mut self) -> Result<(), StoreError> {
+        Ok(())
     }
     /// Finish a compaction started by `compact_start` if it is ready;
     /// true when none is running any more.
@@ -550,10 +549,10 @@ pub struct FileStore {
 
 #[derive(Debug)]
 struct Compacting {
-    task: std::thread::JoinHandle<std::io::Result<u64>>,
+    /// Size and records of the rewritten log.
+    task: std::thread::JoinHandle<std::io::Result<(u64, u64)>>,
     since: Vec<u8>,
     since_records: u64,
-    live_records: u64,
 }
 
 /// How far ahead the log is filled with zeros. Overwriting blocks that are
@@ -877,33 +876,50 @@ impl LeaseStore for FileStore {
         self.records
     }
 
-    fn compact_start(&mut self, live: Vec<Arc<Lease>>) -> Result<(), StoreError> {
+    /// The helper thread replays the log up to its current end (durable,
+    /// complete records) and writes the live leases to a new file: the
+    /// actor copies nothing, and the helper runs at the lowest priority so
+    /// that, on a busy core, serving goes first.
+    fn compact_start(&mut self) -> Result<(), StoreError> {
         if self.compacting.is_some() {
             return Ok(());
         }
         self.sync()?;
         let tmp = self.path.with_extension("log.tmp");
-        let live_records = live.len() as u64;
+        let path = self.path.clone();
+        let upto = self.end;
         let task = std::thread::Builder::new()
             .name("lease-compact".into())
-            .spawn(move || -> std::io::Result<u64> {
-                let mut data = Vec::with_capacity(live.len() * 96);
-                for l in live {
-                    data.extend_from_slice(
-                        encode_record(&Change::Upsert(Arc::unwrap_or_clone(l))).as_bytes(),
-                    );
+            .spawn(move || -> std::io::Result<(u64, u64)> {
+                super::os::background_priority();
+                let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
+                let reader = BufReader::new(File::open(&path)?.take(upto));
+                for line in reader.lines() {
+                    match decode_record(&line?) {
+                        Some(Change::Upsert(l)) => {
+                            map.insert(l.ip, l);
+                        }
+                        Some(Change::Delete(ip)) => {
+                            map.remove(&ip);
+                        }
+                        None => break,
+                    }
                 }
+                let mut data = Vec::with_capacity(map.len() * 100);
+                for l in map.into_values() {
+                    data.extend_from_slice(encode_record(&Change::Upsert(l)).as_bytes());
+                }
+                let records = data.iter().filter(|b| **b == b'\n').count() as u64;
                 let mut f = File::create(&tmp)?;
                 f.write_all(&data)?;
                 f.sync_all()?;
-                Ok(data.len() as u64)
+                Ok((data.len() as u64, records))
             })
             .map_err(|e| self.err(e))?;
         self.compacting = Some(Compacting {
             task,
             since: Vec::new(),
             since_records: 0,
-            live_records,
         });
         Ok(())
     }
@@ -918,8 +934,8 @@ impl LeaseStore for FileStore {
         }
         let c = self.compacting.take().expect("checked above");
         let tmp = self.path.with_extension("log.tmp");
-        let len = match c.task.join() {
-            Ok(Ok(len)) => len,
+        let (len, live_records) = match c.task.join() {
+            Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(self.err(e)),
             Err(_) => return Err(self.err(std::io::Error::other("compaction thread panicked"))),
         };
@@ -942,7 +958,7 @@ impl LeaseStore for FileStore {
         self.alloc = self.end;
         self.positioned = true;
         self.open()?;
-        self.records = c.live_records + c.since_records;
+        self.records = live_records + c.since_records;
         Ok(true)
     }
 }
@@ -1068,8 +1084,7 @@ mod tests {
                 .unwrap();
             s.sync().unwrap();
         }
-        s.compact_start(vec![Arc::new(a.clone()), Arc::new(b.clone())])
-            .unwrap();
+        s.compact_start().unwrap();
         // while the snapshot is written: a change and a deletion
         let mut a2 = a.clone();
         a2.state = LeaseState::Released;

@@ -15,6 +15,7 @@
 pub mod handler;
 pub mod leases;
 pub mod network;
+mod os;
 pub mod pool;
 pub mod server;
 

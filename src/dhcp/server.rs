@@ -193,7 +193,8 @@ enum WriteJob {
         replies: Vec<(Reply, u32)>,
         tx: Option<Arc<Transmitter>>,
     },
-    Compact(Vec<Arc<Lease>>),
+    /// Rewrite the log as the live leases (the store replays it itself).
+    Compact,
 }
 
 /// Shortest time between two syncs of the lease log under load.
@@ -241,10 +242,10 @@ fn writer(
                             pending.extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
                         }
                     }
-                    WriteJob::Compact(live) => {
+                    WriteJob::Compact => {
                         flush(&mut store, &mut pending);
                         // written by a helper thread; syncs go on meanwhile
-                        if let Err(e) = store.compact_start(live) {
+                        if let Err(e) = store.compact_start() {
                             error!(error = %e, "lease store compaction failed");
                         }
                     }
@@ -476,9 +477,8 @@ impl DhcpServer {
         // more records than live leases keeps restart fast
         let live = self.table.len() as u64;
         if self.appended_since_compact > 50_000 + 4 * live {
-            let leases: Vec<Arc<Lease>> = self.table.shared().cloned().collect();
             if let Some(w) = &self.writer {
-                let _ = w.send(WriteJob::Compact(leases));
+                let _ = w.send(WriteJob::Compact);
             }
             self.appended_since_compact = 0;
         }
