@@ -4,8 +4,9 @@
 //!
 //! ```text
 //!  signals ─► CancellationToken ─┬─► ssh listener ─► session tasks (child tokens)
-//!                                ├─► northbound actor ─► subsystems (apply)
-//!                                └─► vrrp actor (masters resign with priority 0)
+//!                                ├─► northbound actor ─► subsystems (prepare/apply)
+//!                                ├─► vrrp actor (masters resign with priority 0)
+//!                                └─► dhcp actor (+ socket task, lease writer thread)
 //! ```
 
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum DaemonError {
     Boot(#[from] crate::northbound::BootError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error("dhcp: {0}")]
+    Dhcp(#[from] crate::dhcp::DhcpError),
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -36,12 +39,20 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
     let shutdown = CancellationToken::new();
+    // the DHCP runtime loads its leases before the northbound hands it the
+    // running configuration
+    let (dhcp, _dhcp_hooks, dhcp_task) = crate::dhcp::start(
+        &boot.storage.dir,
+        crate::dhcp::network::SERVER_PORT,
+        shutdown.child_token(),
+    )?;
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
-    let northbound = match Northbound::boot(store, vec![Box::new(vrrp)]) {
+    let northbound = match Northbound::boot(store, vec![Box::new(vrrp), Box::new(dhcp)]) {
         Ok(nb) => nb,
         Err(e) => {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), vrrp_task).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), dhcp_task).await;
             return Err(e.into());
         }
     };
@@ -89,6 +100,12 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("vrrp did not stop within 3 s");
+    }
+    if tokio::time::timeout(Duration::from_secs(5), dhcp_task)
+        .await
+        .is_err()
+    {
+        warn!("dhcp server did not stop within 5 s");
     }
     served?;
     info!("stopped");

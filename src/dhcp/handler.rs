@@ -1,0 +1,1131 @@
+//! The DHCP server logic of RFC 2131 §4.3, pure: a decoded request, the
+//! pool it belongs to and the lease table in; the reply (bytes and where
+//! to deliver them), the lease changes to persist and the events to publish
+//! out. No I/O, no clock (the caller passes `now`), so every path is tested
+//! with plain messages.
+//!
+//! Replies are encoded with `dhcproto` for the fixed header; the options are
+//! laid out here because the client's parameter request list dictates their
+//! order (RFC 2131 §4.3.1) and its maximum message size their number, and
+//! `dhcproto` always sorts options by code.
+
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
+use dhcproto::{Decodable, Decoder, Encodable};
+
+use super::leases::{
+    Change, ClientKey, EventKind, Lease, LeaseEvent, LeaseState, LeaseTable, Origin,
+};
+use super::pool::{code, PoolRt};
+
+/// Server-wide settings the handler needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Globals {
+    pub decline_probation: u32,
+    pub echo_client_id: bool,
+    pub authoritative: bool,
+    /// How long an offered address stays reserved for its client.
+    pub offer_hold: u32,
+}
+
+impl Default for Globals {
+    fn default() -> Globals {
+        Globals {
+            decline_probation: 86400,
+            echo_client_id: true,
+            authoritative: true,
+            offer_hold: 30,
+        }
+    }
+}
+
+/// What the handler knows about the packet's arrival.
+#[derive(Debug, Clone)]
+pub struct Ctx<'a> {
+    /// Unix seconds.
+    pub now: u64,
+    /// Server identifier when the pool configures none: the address the
+    /// request was received on.
+    pub default_sid: Ipv4Addr,
+    pub globals: &'a Globals,
+}
+
+/// Where a reply goes (RFC 2131 §4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// To the relay agent, port 67.
+    Relay(Ipv4Addr),
+    /// To the client's configured address, port 68.
+    Unicast(Ipv4Addr),
+    /// To 255.255.255.255:68 on the receiving interface.
+    Broadcast,
+    /// To `ip`:68 at hardware address `hw`, without ARP.
+    Hardware { ip: Ipv4Addr, hw: Vec<u8> },
+}
+
+/// A reply ready to send.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub kind: MessageType,
+    pub bytes: Vec<u8>,
+    pub to: Delivery,
+    /// Source address: the server identifier.
+    pub from: Ipv4Addr,
+    /// Must not leave before the lease changes are durable (an ACK).
+    pub durable: bool,
+}
+
+/// Why a request got no reply (for counters and logs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Silence {
+    /// Not a BOOTREQUEST or no message type.
+    Malformed,
+    /// A message type a server does not answer.
+    Unexpected,
+    /// Addressed to another server.
+    OtherServer,
+    /// No address left in the pool.
+    Exhausted,
+    /// Nothing to answer (no record, release/decline done, ...).
+    Nothing,
+}
+
+/// The handler's result.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub reply: Option<Reply>,
+    pub silence: Option<Silence>,
+    pub changes: Vec<Change>,
+    pub events: Vec<LeaseEvent>,
+}
+
+impl Outcome {
+    fn silent(s: Silence) -> Outcome {
+        Outcome {
+            silence: Some(s),
+            ..Default::default()
+        }
+    }
+}
+
+/// The request options the server reads, in the order they are handed to
+/// `dhcproto`, and the length each must have (0: any non-zero length).
+const READ_OPTIONS: [(u8, usize); 7] = [
+    (code::MESSAGE_TYPE, 1),
+    (code::SERVER_ID, 4),
+    (code::REQUESTED_IP, 4),
+    (57, 2),
+    (code::CLIENT_ID, 0),
+    (55, 0),
+    (code::HOSTNAME, 0),
+];
+
+/// Decode a received datagram.
+///
+/// `dhcproto` trusts option lengths in a few places (debug assertions,
+/// subtractions that underflow, an `unwrap` on option 121), and stops at
+/// the first option it cannot read. So the option area is walked here
+/// first, and only the options the server reads, with valid lengths, are
+/// passed on: no hostile packet can make the decoder panic, and a bad
+/// option cannot hide the message type behind it. Option 82 is echoed from
+/// the raw bytes (`raw_option`), never re-encoded.
+pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
+    use dhcproto::error::DecodeError;
+    if bytes.len() < 240 {
+        return Err(DecodeError::NotEnoughBytes);
+    }
+    if bytes[2] > 16 {
+        return Err(DecodeError::InvalidData(
+            u32::from(bytes[2]),
+            "hlen above 16",
+        ));
+    }
+    if bytes[236..240] != [99, 130, 83, 99] {
+        return Err(DecodeError::InvalidData(0, "no DHCP magic cookie"));
+    }
+    let mut found: [Option<&[u8]>; READ_OPTIONS.len()] = [None; READ_OPTIONS.len()];
+    let mut i = 240;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if c == code::END {
+            break;
+        }
+        if c == 0 {
+            i += 1;
+            continue;
+        }
+        let Some(&len) = bytes.get(i + 1) else { break };
+        let Some(v) = bytes.get(i + 2..i + 2 + len as usize) else {
+            break;
+        };
+        if let Some(k) = READ_OPTIONS.iter().position(|(rc, _)| *rc == c) {
+            let want = READ_OPTIONS[k].1;
+            let ok = if want == 0 {
+                !v.is_empty()
+            } else {
+                v.len() == want
+            };
+            let ok = ok && (c != code::HOSTNAME || std::str::from_utf8(v).is_ok());
+            if ok && found[k].is_none() {
+                found[k] = Some(v);
+            }
+        }
+        i += 2 + len as usize;
+    }
+    let mut clean = Vec::with_capacity(320);
+    clean.extend_from_slice(&bytes[..240]);
+    for (k, v) in found.iter().enumerate() {
+        if let Some(v) = v {
+            clean.push(READ_OPTIONS[k].0);
+            clean.push(v.len() as u8);
+            clean.extend_from_slice(v);
+        }
+    }
+    clean.push(code::END);
+    Message::decode(&mut Decoder::new(&clean))
+}
+
+/// The raw value of option `code` in a packet (first occurrence), for
+/// options echoed byte for byte (82).
+pub fn raw_option(packet: &[u8], want: u8) -> Option<&[u8]> {
+    let mut i = 240;
+    if packet.len() < i || packet[236..240] != [99, 130, 83, 99] {
+        return None;
+    }
+    while i < packet.len() {
+        let c = packet[i];
+        if c == code::END {
+            return None;
+        }
+        if c == 0 {
+            i += 1;
+            continue;
+        }
+        let len = *packet.get(i + 1)? as usize;
+        let v = packet.get(i + 2..i + 2 + len)?;
+        if c == want {
+            return Some(v);
+        }
+        i += 2 + len;
+    }
+    None
+}
+
+fn mac_string(hw: &[u8]) -> String {
+    let mut s = String::with_capacity(hw.len() * 3);
+    for (i, b) in hw.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+/// The client's hardware address (`hlen` bytes of chaddr).
+pub fn hw_of(req: &Message) -> Vec<u8> {
+    let n = (req.hlen() as usize).min(16);
+    req.chaddr()[..n.min(req.chaddr().len())].to_vec()
+}
+
+fn client_id(req: &Message) -> Option<Vec<u8>> {
+    match req.opts().get(dhcproto::v4::OptionCode::ClientIdentifier) {
+        Some(DhcpOption::ClientIdentifier(c)) if !c.is_empty() => Some(c.clone()),
+        _ => None,
+    }
+}
+
+fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
+    match req.opts().get(dhcproto::v4::OptionCode::RequestedIpAddress) {
+        Some(DhcpOption::RequestedIpAddress(ip)) if !ip.is_unspecified() => Some(*ip),
+        _ => None,
+    }
+}
+
+fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
+    match req.opts().get(dhcproto::v4::OptionCode::ServerIdentifier) {
+        Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
+        _ => None,
+    }
+}
+
+fn hostname(req: &Message) -> Option<String> {
+    match req.opts().get(dhcproto::v4::OptionCode::Hostname) {
+        Some(DhcpOption::Hostname(h)) if !h.is_empty() => Some(h.clone()),
+        _ => None,
+    }
+}
+
+/// Handle one request for `pool`. `raw` is the received datagram (for the
+/// relay agent information echo).
+pub fn handle(
+    table: &mut LeaseTable,
+    pool: &PoolRt,
+    ctx: &Ctx<'_>,
+    req: &Message,
+    raw: &[u8],
+) -> Outcome {
+    if req.opcode() != Opcode::BootRequest || req.hlen() > 16 {
+        return Outcome::silent(Silence::Malformed);
+    }
+    let Some(kind) = req.opts().msg_type() else {
+        return Outcome::silent(Silence::Malformed);
+    };
+    let h = Handler {
+        pool,
+        ctx,
+        req,
+        raw,
+        sid: pool.server_id.unwrap_or(ctx.default_sid),
+        hw: hw_of(req),
+        cid: client_id(req),
+    };
+    match kind {
+        MessageType::Discover => h.discover(table),
+        MessageType::Request => h.request(table),
+        MessageType::Decline => h.decline(table),
+        MessageType::Release => h.release(table),
+        MessageType::Inform => h.inform(),
+        _ => Outcome::silent(Silence::Unexpected),
+    }
+}
+
+struct Handler<'a> {
+    pool: &'a PoolRt,
+    ctx: &'a Ctx<'a>,
+    req: &'a Message,
+    raw: &'a [u8],
+    sid: Ipv4Addr,
+    hw: Vec<u8>,
+    cid: Option<Vec<u8>>,
+}
+
+impl Handler<'_> {
+    fn key(&self) -> ClientKey {
+        ClientKey::new(self.cid.as_deref(), &self.hw)
+    }
+
+    /// The statically bound address of this client in the pool.
+    fn static_ip(&self) -> Option<Ipv4Addr> {
+        if self.pool.static_by_mac.is_empty() {
+            return None;
+        }
+        self.pool.static_by_mac.get(&mac_string(&self.hw)).copied()
+    }
+
+    /// Whether the client may have `ip` now.
+    fn grantable(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        if let Some(s) = self.static_ip() {
+            return s == ip;
+        }
+        self.pool.dynamic(ip) && table.available(ip, &self.key(), self.ctx.now)
+    }
+
+    fn lease(&self, ip: Ipv4Addr, state: LeaseState, lifetime: u32, expires: u64) -> Lease {
+        Lease {
+            ip,
+            pool: self.pool.name.clone(),
+            hw: self.hw.clone(),
+            client_id: self.cid.clone(),
+            hostname: hostname(self.req),
+            state,
+            lifetime,
+            expires,
+            origin: Origin::Local,
+        }
+    }
+
+    fn expiry(&self, lifetime: u32) -> u64 {
+        if lifetime == u32::MAX {
+            u64::MAX
+        } else {
+            self.ctx.now + u64::from(lifetime)
+        }
+    }
+
+    /// §4.3.1: choose an address (static binding, the client's previous
+    /// address, the requested one, a free one) and hold it.
+    fn discover(&self, table: &mut LeaseTable) -> Outcome {
+        let key = self.key();
+        let now = self.ctx.now;
+        let ip = if let Some(s) = self.static_ip() {
+            Some(s)
+        } else {
+            let previous = table
+                .client_ip(&key)
+                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, &key, now));
+            let requested = requested_ip(self.req)
+                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, &key, now));
+            previous
+                .or(requested)
+                .or_else(|| table.allocate(self.pool, &key, now))
+        };
+        let Some(ip) = ip else {
+            return Outcome::silent(Silence::Exhausted);
+        };
+        let hold = self.ctx.globals.offer_hold;
+        let bound_here = table
+            .get(ip)
+            .is_some_and(|l| l.state == LeaseState::Bound && l.key() == key && l.expires > now);
+        if !bound_here {
+            table.hold(self.lease(
+                ip,
+                LeaseState::Offered,
+                self.pool.lease_time,
+                now + u64::from(hold),
+            ));
+        }
+        Outcome {
+            reply: Some(self.reply(MessageType::Offer, ip, true)),
+            ..Default::default()
+        }
+    }
+
+    /// §4.3.2, by client state.
+    fn request(&self, table: &mut LeaseTable) -> Outcome {
+        let key = self.key();
+        let ciaddr = self.req.ciaddr();
+        let authoritative = self.ctx.globals.authoritative;
+        if let Some(sid) = server_id_opt(self.req) {
+            // SELECTING
+            if sid != self.sid {
+                table.drop_offer(&key);
+                return Outcome::silent(Silence::OtherServer);
+            }
+            let Some(ip) = requested_ip(self.req).or((!ciaddr.is_unspecified()).then_some(ciaddr))
+            else {
+                return Outcome::silent(Silence::Malformed);
+            };
+            return if self.grantable(table, ip) {
+                self.bind(table, ip)
+            } else {
+                self.nak()
+            };
+        }
+        if ciaddr.is_unspecified() {
+            // INIT-REBOOT: the client checks its remembered address
+            let Some(ip) = requested_ip(self.req) else {
+                return Outcome::silent(Silence::Malformed);
+            };
+            if !self.pool.in_subnet(ip) {
+                return self.nak_if(authoritative);
+            }
+            return if self.grantable(table, ip) {
+                self.bind(table, ip)
+            } else {
+                self.nak_if(authoritative)
+            };
+        }
+        // RENEWING (unicast) or REBINDING (broadcast): extend ciaddr
+        if !self.pool.in_subnet(ciaddr) {
+            return self.nak_if(authoritative);
+        }
+        if self.grantable(table, ciaddr) {
+            self.bind(table, ciaddr)
+        } else {
+            self.nak_if(authoritative)
+        }
+    }
+
+    fn nak_if(&self, authoritative: bool) -> Outcome {
+        if authoritative {
+            self.nak()
+        } else {
+            Outcome::silent(Silence::Nothing)
+        }
+    }
+
+    fn bind(&self, table: &mut LeaseTable, ip: Ipv4Addr) -> Outcome {
+        let key = self.key();
+        let lifetime = self.pool.lease_time;
+        let renewed = table
+            .get(ip)
+            .is_some_and(|l| l.state == LeaseState::Bound && l.key() == key);
+        let lease = self.lease(ip, LeaseState::Bound, lifetime, self.expiry(lifetime));
+        table.insert(lease.clone());
+        Outcome {
+            reply: Some(self.reply(MessageType::Ack, ip, true)),
+            silence: None,
+            changes: vec![Change::Upsert(lease.clone())],
+            events: vec![LeaseEvent {
+                kind: if renewed {
+                    EventKind::Renewed
+                } else {
+                    EventKind::Bound
+                },
+                lease,
+            }],
+        }
+    }
+
+    /// §4.3.3: the address is in use elsewhere; quarantine it.
+    fn decline(&self, table: &mut LeaseTable) -> Outcome {
+        if server_id_opt(self.req) != Some(self.sid) {
+            return Outcome::silent(Silence::OtherServer);
+        }
+        let Some(ip) = requested_ip(self.req) else {
+            return Outcome::silent(Silence::Malformed);
+        };
+        let ours = table.get(ip).is_some_and(|l| l.key() == self.key())
+            || table.offer(ip).is_some_and(|l| l.key() == self.key());
+        if !self.pool.dynamic(ip) || !ours {
+            return Outcome::silent(Silence::Nothing);
+        }
+        let probation = self.ctx.globals.decline_probation;
+        let mut lease = self.lease(
+            ip,
+            LeaseState::Declined,
+            probation,
+            self.ctx.now + u64::from(probation),
+        );
+        lease.hostname = None;
+        let mut out = Outcome::silent(Silence::Nothing);
+        if probation == 0 {
+            table.insert(lease.clone());
+            table.remove(ip);
+            out.changes.push(Change::Delete(ip));
+        } else {
+            table.insert(lease.clone());
+            out.changes.push(Change::Upsert(lease.clone()));
+        }
+        out.events.push(LeaseEvent {
+            kind: EventKind::Declined,
+            lease,
+        });
+        out
+    }
+
+    /// §4.3.4: the client gives its address back.
+    fn release(&self, table: &mut LeaseTable) -> Outcome {
+        if server_id_opt(self.req).is_some_and(|s| s != self.sid) {
+            return Outcome::silent(Silence::OtherServer);
+        }
+        let ip = self.req.ciaddr();
+        let Some(l) = table.get(ip) else {
+            return Outcome::silent(Silence::Nothing);
+        };
+        if l.key() != self.key() || l.state != LeaseState::Bound {
+            return Outcome::silent(Silence::Nothing);
+        }
+        let mut l = l.clone();
+        l.state = LeaseState::Released;
+        l.expires = self.ctx.now;
+        table.insert(l.clone());
+        Outcome {
+            reply: None,
+            silence: Some(Silence::Nothing),
+            changes: vec![Change::Upsert(l.clone())],
+            events: vec![LeaseEvent {
+                kind: EventKind::Released,
+                lease: l,
+            }],
+        }
+    }
+
+    /// §4.3.5: configuration only, no lease.
+    fn inform(&self) -> Outcome {
+        Outcome {
+            reply: Some(self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false)),
+            ..Default::default()
+        }
+    }
+
+    fn nak(&self) -> Outcome {
+        Outcome {
+            reply: Some(self.reply(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false)),
+            ..Default::default()
+        }
+    }
+
+    /// Build a reply (RFC 2131 table 3) and choose its delivery (§4.1).
+    fn reply(&self, kind: MessageType, yiaddr: Ipv4Addr, with_lease: bool) -> Reply {
+        let req = self.req;
+        let nak = kind == MessageType::Nak;
+        let inform = req.opts().msg_type() == Some(MessageType::Inform);
+        let mut m = Message::default();
+        m.set_opcode(Opcode::BootReply)
+            .set_htype(req.htype())
+            .set_xid(req.xid())
+            .set_giaddr(req.giaddr())
+            .set_yiaddr(yiaddr);
+        m.set_chaddr(&req.chaddr()[..(req.hlen() as usize).min(16)]);
+        let mut flags = req.flags();
+        if nak && !req.giaddr().is_unspecified() {
+            flags = flags.set_broadcast();
+        }
+        m.set_flags(flags);
+        if kind == MessageType::Ack {
+            m.set_ciaddr(req.ciaddr());
+        }
+        if !nak {
+            if let Some(s) = self.pool.siaddr {
+                m.set_siaddr(s);
+            }
+            if let Some(f) = &self.pool.boot_file {
+                m.set_fname_str(f);
+            }
+        }
+        let mut bytes = m.to_vec().unwrap_or_default();
+        // The header encoder writes no option area for an empty option
+        // set: the options follow, laid out by `options`.
+        bytes.truncate(240);
+        self.options(&mut bytes, kind, with_lease && !inform);
+        let to = if !req.giaddr().is_unspecified() {
+            Delivery::Relay(req.giaddr())
+        } else if nak {
+            Delivery::Broadcast
+        } else if !req.ciaddr().is_unspecified() {
+            Delivery::Unicast(req.ciaddr())
+        } else if req.flags().broadcast() || yiaddr.is_unspecified() || self.hw.len() != 6 {
+            Delivery::Broadcast
+        } else {
+            Delivery::Hardware {
+                ip: yiaddr,
+                hw: self.hw.clone(),
+            }
+        };
+        Reply {
+            kind,
+            bytes,
+            to,
+            from: self.sid,
+            durable: kind == MessageType::Ack && with_lease,
+        }
+    }
+
+    /// The option area: message type, server id and the lease times first
+    /// (RFC 2131 MUSTs), then the pool's options in the order of the
+    /// client's parameter request list, then the unrequested ones; the
+    /// client id and relay information echoes last. Options that would make
+    /// the message exceed the client's maximum size are left out.
+    fn options(&self, out: &mut Vec<u8>, kind: MessageType, with_lease: bool) {
+        let req = self.req;
+        let max_msg = match req.opts().get(dhcproto::v4::OptionCode::MaxMessageSize) {
+            Some(DhcpOption::MaxMessageSize(n)) => (*n as usize).max(576),
+            _ => 576,
+        };
+        // IP + UDP headers count in the maximum (RFC 2132 §9.10); keep one
+        // byte for the end option.
+        let limit = max_msg.saturating_sub(28).min(1472) - 1;
+        let mut tail: Vec<(u8, Vec<u8>)> = Vec::new();
+        if self.ctx.globals.echo_client_id {
+            if let Some(c) = &self.cid {
+                tail.push((code::CLIENT_ID, c.clone()));
+            }
+        }
+        if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
+            tail.push((code::RELAY_AGENT_INFO, r.to_vec()));
+        }
+        let tail_len: usize = tail.iter().map(|(_, v)| v.len() + 2).sum();
+        let push = |out: &mut Vec<u8>, c: u8, v: &[u8], budget: usize| -> bool {
+            if v.len() > 255 || out.len() + 2 + v.len() > budget {
+                return false;
+            }
+            out.push(c);
+            out.push(v.len() as u8);
+            out.extend_from_slice(v);
+            true
+        };
+        let mut t = Vec::with_capacity(16);
+        DhcpOption::MessageType(kind)
+            .encode(&mut dhcproto::Encoder::new(&mut t))
+            .ok();
+        out.extend_from_slice(&t);
+        push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        let nak = kind == MessageType::Nak;
+        if with_lease {
+            push(
+                out,
+                code::LEASE_TIME,
+                &self.pool.lease_time.to_be_bytes(),
+                usize::MAX,
+            );
+            if let (Some(t1), Some(t2)) = (self.pool.t1, self.pool.t2) {
+                push(out, code::RENEWAL_TIME, &t1.to_be_bytes(), usize::MAX);
+                push(out, code::REBINDING_TIME, &t2.to_be_bytes(), usize::MAX);
+            }
+        }
+        if !nak {
+            let budget = limit.saturating_sub(tail_len);
+            let mut sent = [false; 256];
+            if let Some(DhcpOption::ParameterRequestList(prl)) = req
+                .opts()
+                .get(dhcproto::v4::OptionCode::ParameterRequestList)
+            {
+                for c in prl {
+                    let c = u8::from(*c);
+                    if sent[c as usize] {
+                        continue;
+                    }
+                    if let Some(v) = self.pool.options.get(&c) {
+                        sent[c as usize] = true;
+                        push(out, c, v, budget);
+                    }
+                }
+            }
+            for (c, v) in &self.pool.options {
+                if !sent[*c as usize] {
+                    push(out, *c, v, budget);
+                }
+            }
+        }
+        for (c, v) in &tail {
+            push(out, *c, v, usize::MAX);
+        }
+        out.push(code::END);
+        // BOOTP minimum (RFC 1542 §3.3): some clients drop shorter replies
+        if out.len() < 300 {
+            out.resize(300, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::collections::BTreeMap;
+
+    use dhcproto::v4::{DhcpOption, Flags, OptionCode};
+
+    use super::*;
+    use crate::config::{OptionValue, Pool};
+
+    pub(crate) fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    pub(crate) fn cfg_pool() -> Pool {
+        Pool {
+            name: "p1".into(),
+            gateways: vec![ip("10.0.0.1")],
+            mask: ip("255.255.255.0"),
+            network: ip("10.0.0.0"),
+            sections: vec![(ip("10.0.0.10"), ip("10.0.0.14"))],
+            excluded: vec![(ip("10.0.0.10"), ip("10.0.0.10"))],
+            dns_servers: vec![ip("10.0.0.53"), ip("10.0.0.54")],
+            domain_name: Some("example.test".into()),
+            lease_time_s: 3600,
+            renew_time_s: None,
+            rebind_time_s: None,
+            next_server: Some(ip("10.0.0.2")),
+            boot_file: Some("pxe.0".into()),
+            options: BTreeMap::from([(42, OptionValue::Addresses(vec![ip("10.0.0.123")]))]),
+            server_identifier: None,
+            remote_backup_profile: None,
+            static_binds: BTreeMap::from([(ip("10.0.0.200"), "02:00:00:00:00:99".to_string())]),
+        }
+    }
+
+    pub(crate) const SID: &str = "10.0.0.1";
+
+    pub(crate) struct T {
+        pub table: LeaseTable,
+        pub pool: PoolRt,
+        pub g: Globals,
+        pub now: u64,
+    }
+
+    impl T {
+        pub(crate) fn new() -> T {
+            T {
+                table: LeaseTable::new(),
+                pool: PoolRt::from(&cfg_pool()),
+                g: Globals::default(),
+                now: 1_000_000,
+            }
+        }
+        pub(crate) fn run(&mut self, m: &Message) -> Outcome {
+            let raw = m.to_vec().unwrap();
+            let ctx = Ctx {
+                now: self.now,
+                default_sid: ip(SID),
+                globals: &self.g,
+            };
+            handle(&mut self.table, &self.pool, &ctx, m, &raw)
+        }
+        /// DISCOVER + REQUEST: the bound address.
+        pub(crate) fn dora(&mut self, mac: u8) -> Ipv4Addr {
+            let o = self.run(&msg(MessageType::Discover, mac)).reply.unwrap();
+            let y = reply(&o).yiaddr();
+            let mut r = msg(MessageType::Request, mac);
+            let sid = self.pool.server_id.unwrap_or(ip(SID));
+            r.opts_mut().insert(DhcpOption::ServerIdentifier(sid));
+            r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+            let a = self.run(&r).reply.unwrap();
+            assert_eq!(a.kind, MessageType::Ack);
+            y
+        }
+    }
+
+    pub(crate) fn msg(kind: MessageType, mac: u8) -> Message {
+        let mut m = Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, mac])
+            .set_xid(0x1234_5600 + u32::from(mac));
+        m.opts_mut().insert(DhcpOption::MessageType(kind));
+        m
+    }
+
+    pub(crate) fn reply(r: &Reply) -> Message {
+        Message::decode(&mut Decoder::new(&r.bytes)).unwrap()
+    }
+
+    /// Option codes of a reply, in wire order.
+    fn codes(r: &Reply) -> Vec<u8> {
+        let mut out = Vec::new();
+        let b = &r.bytes;
+        let mut i = 240;
+        while i < b.len() && b[i] != 255 {
+            out.push(b[i]);
+            i += 2 + b[i + 1] as usize;
+        }
+        out
+    }
+
+    #[test]
+    fn discover_offers_with_options_in_request_order() {
+        let mut t = T::new();
+        let mut d = msg(MessageType::Discover, 1);
+        d.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+            OptionCode::DomainName,
+            OptionCode::DomainNameServer,
+            OptionCode::Router,
+            OptionCode::SubnetMask,
+        ]));
+        d.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(vec![1, 2, 3]));
+        let out = t.run(&d);
+        let r = out.reply.unwrap();
+        assert_eq!(r.kind, MessageType::Offer);
+        assert!(!r.durable);
+        let m = reply(&r);
+        // .10 is excluded
+        assert_eq!(m.yiaddr(), ip("10.0.0.11"));
+        assert_eq!(m.opcode(), Opcode::BootReply);
+        assert_eq!(m.xid(), d.xid());
+        assert_eq!(m.siaddr(), ip("10.0.0.2"));
+        assert_eq!(&r.bytes[108..114], b"pxe.0\0");
+        assert_eq!(
+            r.to,
+            Delivery::Hardware {
+                ip: ip("10.0.0.11"),
+                hw: vec![2, 0, 0, 0, 0, 1]
+            }
+        );
+        assert_eq!(r.from, ip(SID));
+        assert_eq!(codes(&r), vec![53, 54, 51, 58, 59, 15, 6, 3, 1, 42, 61]);
+        let o = m.opts();
+        assert_eq!(
+            o.get(OptionCode::AddressLeaseTime),
+            Some(&DhcpOption::AddressLeaseTime(3600))
+        );
+        assert_eq!(o.get(OptionCode::Renewal), Some(&DhcpOption::Renewal(1800)));
+        assert_eq!(
+            o.get(OptionCode::Rebinding),
+            Some(&DhcpOption::Rebinding(3150))
+        );
+        assert_eq!(
+            o.get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![1, 2, 3]))
+        );
+        assert_eq!(
+            o.get(OptionCode::DomainNameServer),
+            Some(&DhcpOption::DomainNameServer(vec![
+                ip("10.0.0.53"),
+                ip("10.0.0.54")
+            ]))
+        );
+        assert!(r.bytes.len() >= 300);
+        // the offer is held: a second client gets another address
+        let r2 = t.run(&msg(MessageType::Discover, 2)).reply.unwrap();
+        assert_eq!(reply(&r2).yiaddr(), ip("10.0.0.12"));
+        // and the first client's retransmission gets the same one
+        let r3 = t.run(&d).reply.unwrap();
+        assert_eq!(reply(&r3).yiaddr(), ip("10.0.0.11"));
+    }
+
+    #[test]
+    fn delivery_follows_rfc2131_4_1() {
+        let mut t = T::new();
+        let mut d = msg(MessageType::Discover, 1);
+        d.set_flags(Flags::default().set_broadcast());
+        assert_eq!(t.run(&d).reply.unwrap().to, Delivery::Broadcast);
+        let mut d = msg(MessageType::Discover, 2);
+        d.set_giaddr(ip("10.0.0.254"));
+        // relay agent information, echoed byte for byte, last
+        d.opts_mut()
+            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                OptionCode::RelayAgentInformation,
+                vec![1, 3, b'e', b't', b'h'],
+            )));
+        let r = t.run(&d).reply.unwrap();
+        assert_eq!(r.to, Delivery::Relay(ip("10.0.0.254")));
+        assert_eq!(*codes(&r).last().unwrap(), 82);
+        assert_eq!(
+            raw_option(&r.bytes, 82),
+            Some(&[1, 3, b'e', b't', b'h'][..])
+        );
+        assert_eq!(reply(&r).giaddr(), ip("10.0.0.254"));
+    }
+
+    #[test]
+    fn selecting_request_binds_and_is_durable() {
+        let mut t = T::new();
+        let o = t.run(&msg(MessageType::Discover, 1)).reply.unwrap();
+        let y = reply(&o).yiaddr();
+        let mut r = msg(MessageType::Request, 1);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        r.opts_mut().insert(DhcpOption::Hostname("box".into()));
+        let out = t.run(&r);
+        let a = out.reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert!(a.durable);
+        assert_eq!(reply(&a).yiaddr(), y);
+        assert_eq!(out.events[0].kind, EventKind::Bound);
+        let Change::Upsert(l) = &out.changes[0] else {
+            panic!()
+        };
+        assert_eq!(l.state, LeaseState::Bound);
+        assert_eq!(l.expires, t.now + 3600);
+        assert_eq!(l.hostname.as_deref(), Some("box"));
+        assert_eq!(t.table.get(y).unwrap().state, LeaseState::Bound);
+    }
+
+    #[test]
+    fn selecting_another_server_frees_the_offer() {
+        let mut t = T::new();
+        let y = reply(&t.run(&msg(MessageType::Discover, 1)).reply.unwrap()).yiaddr();
+        let mut r = msg(MessageType::Request, 1);
+        r.opts_mut()
+            .insert(DhcpOption::ServerIdentifier(ip("10.0.0.99")));
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let out = t.run(&r);
+        assert!(out.reply.is_none());
+        assert_eq!(out.silence, Some(Silence::OtherServer));
+        assert!(t.table.offer(y).is_none());
+        // the address is free for the next client
+        let mut d = msg(MessageType::Discover, 2);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        assert_eq!(reply(&t.run(&d).reply.unwrap()).yiaddr(), y);
+    }
+
+    #[test]
+    fn selecting_a_taken_address_is_naked_by_broadcast() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        let mut r = msg(MessageType::Request, 2);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let n = t.run(&r).reply.unwrap();
+        assert_eq!(n.kind, MessageType::Nak);
+        assert_eq!(n.to, Delivery::Broadcast);
+        assert!(!n.durable);
+        let m = reply(&n);
+        assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
+        assert_eq!(codes(&n), vec![53, 54]);
+        // relayed NAK: to the relay, broadcast bit set
+        r.set_giaddr(ip("10.0.0.254"));
+        let n = t.run(&r).reply.unwrap();
+        assert_eq!(n.to, Delivery::Relay(ip("10.0.0.254")));
+        assert!(reply(&n).flags().broadcast());
+    }
+
+    #[test]
+    fn init_reboot_acks_own_address_and_naks_wrong_subnet() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        let mut r = msg(MessageType::Request, 1);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let a = t.run(&r).reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(reply(&a).yiaddr(), y);
+        // wrong subnet
+        let mut r = msg(MessageType::Request, 1);
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+        // another client's address
+        let mut r = msg(MessageType::Request, 2);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+        // not authoritative: silent
+        t.g.authoritative = false;
+        let mut r = msg(MessageType::Request, 1);
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
+        let out = t.run(&r);
+        assert!(out.reply.is_none());
+    }
+
+    #[test]
+    fn renewing_extends_and_answers_ciaddr() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        t.now += 1800;
+        let mut r = msg(MessageType::Request, 1);
+        r.set_ciaddr(y);
+        let out = t.run(&r);
+        let a = out.reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(a.to, Delivery::Unicast(y));
+        assert_eq!(reply(&a).ciaddr(), y);
+        assert_eq!(out.events[0].kind, EventKind::Renewed);
+        assert_eq!(t.table.get(y).unwrap().expires, t.now + 3600);
+        // rebinding from a foreign subnet
+        let mut r = msg(MessageType::Request, 1);
+        r.set_ciaddr(ip("172.16.0.9"));
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+        // renewing someone else's address
+        let mut r = msg(MessageType::Request, 3);
+        r.set_ciaddr(y);
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+    }
+
+    #[test]
+    fn decline_needs_server_id_and_quarantines() {
+        let mut t = T::new();
+        t.g.decline_probation = 600;
+        let y = t.dora(1);
+        let mut d = msg(MessageType::Decline, 1);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let out = t.run(&d);
+        assert_eq!(out.silence, Some(Silence::OtherServer));
+        assert_eq!(t.table.get(y).unwrap().state, LeaseState::Bound);
+        d.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        let out = t.run(&d);
+        assert!(out.reply.is_none());
+        assert_eq!(out.events[0].kind, EventKind::Declined);
+        assert_eq!(t.table.get(y).unwrap().state, LeaseState::Declined);
+        // the client starts over and gets another address
+        let o = t.run(&msg(MessageType::Discover, 1)).reply.unwrap();
+        assert_ne!(reply(&o).yiaddr(), y);
+        // after probation the address is free again
+        t.now += 601;
+        let (ch, _) = t.table.expire(t.now);
+        assert_eq!(ch, vec![Change::Delete(y)]);
+    }
+
+    #[test]
+    fn release_frees_and_returning_client_gets_its_address() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        let mut r = msg(MessageType::Release, 1);
+        r.set_ciaddr(y);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        let out = t.run(&r);
+        assert!(out.reply.is_none());
+        assert_eq!(out.events[0].kind, EventKind::Released);
+        assert_eq!(t.table.get(y).unwrap().state, LeaseState::Released);
+        // a release by another client is ignored
+        let mut r2 = msg(MessageType::Release, 2);
+        r2.set_ciaddr(y);
+        assert!(t.run(&r2).changes.is_empty());
+        let o = t.run(&msg(MessageType::Discover, 1)).reply.unwrap();
+        assert_eq!(reply(&o).yiaddr(), y);
+    }
+
+    #[test]
+    fn inform_acks_options_without_lease() {
+        let mut t = T::new();
+        let mut i = msg(MessageType::Inform, 1);
+        i.set_ciaddr(ip("10.0.0.77"));
+        let r = t.run(&i).reply.unwrap();
+        assert_eq!(r.kind, MessageType::Ack);
+        assert!(!r.durable);
+        assert_eq!(r.to, Delivery::Unicast(ip("10.0.0.77")));
+        let c = codes(&r);
+        assert!(!c.contains(&51) && !c.contains(&58) && c.contains(&1));
+        assert_eq!(reply(&r).yiaddr(), Ipv4Addr::UNSPECIFIED);
+        assert!(t.table.is_empty());
+    }
+
+    #[test]
+    fn static_binding_excluded_server_id_and_exhaustion() {
+        let mut t = T::new();
+        // server id inside the section must never be handed out
+        let mut p = cfg_pool();
+        p.server_identifier = Some(ip("10.0.0.12"));
+        t.pool = PoolRt::from(&p);
+        let s = t.dora(0x99);
+        assert_eq!(s, ip("10.0.0.200"));
+        let mut got = Vec::new();
+        for mac in 1..=10 {
+            let out = t.run(&msg(MessageType::Discover, mac));
+            match out.reply {
+                Some(r) => got.push(reply(&r).yiaddr()),
+                None => assert_eq!(out.silence, Some(Silence::Exhausted)),
+            }
+        }
+        // .10 excluded, .12 server id: .11 .13 .14
+        got.sort();
+        assert_eq!(got, vec![ip("10.0.0.11"), ip("10.0.0.13"), ip("10.0.0.14")]);
+        // a dynamic client asking for the static address is refused
+        let mut r = msg(MessageType::Request, 7);
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(ip("10.0.0.200")));
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+        // offers lapse: addresses come back
+        t.now += 31;
+        t.table.expire(t.now);
+        assert!(t.run(&msg(MessageType::Discover, 20)).reply.is_some());
+    }
+
+    #[test]
+    fn client_id_is_the_identity() {
+        let mut t = T::new();
+        let mut a = msg(MessageType::Discover, 1);
+        a.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(vec![9, 9]));
+        let mut b = msg(MessageType::Discover, 1);
+        b.opts_mut()
+            .insert(DhcpOption::ClientIdentifier(vec![8, 8]));
+        let ya = reply(&t.run(&a).reply.unwrap()).yiaddr();
+        let yb = reply(&t.run(&b).reply.unwrap()).yiaddr();
+        assert_ne!(ya, yb);
+        // echo can be turned off
+        t.g.echo_client_id = false;
+        assert!(!codes(&t.run(&a).reply.unwrap()).contains(&61));
+    }
+
+    #[test]
+    fn user_options_override_and_size_limit_drops_extras() {
+        let mut t = T::new();
+        let mut p = cfg_pool();
+        p.options
+            .insert(3, OptionValue::Addresses(vec![ip("10.0.0.9")]));
+        p.options.insert(200, OptionValue::Hex(vec![0xab; 250]));
+        p.options.insert(201, OptionValue::Text("x".repeat(100)));
+        t.pool = PoolRt::from(&p);
+        let mut d = msg(MessageType::Discover, 1);
+        d.opts_mut().insert(DhcpOption::ParameterRequestList(vec![
+            OptionCode::Router,
+            OptionCode::Unknown(201),
+        ]));
+        let r = t.run(&d).reply.unwrap();
+        let m = reply(&r);
+        assert_eq!(
+            m.opts().get(OptionCode::Router),
+            Some(&DhcpOption::Router(vec![ip("10.0.0.9")]))
+        );
+        let c = codes(&r);
+        // 576-byte default: the 250-byte unrequested option does not fit
+        assert!(c.contains(&201) && !c.contains(&200), "{c:?}");
+        assert!(r.bytes.len() <= 576 - 28);
+        assert_eq!(&c[..7], &[53, 54, 51, 58, 59, 3, 201]);
+        // a bigger maximum lets it in
+        d.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+        assert!(codes(&t.run(&d).reply.unwrap()).contains(&200));
+    }
+
+    #[test]
+    fn malformed_and_unexpected_are_silent() {
+        let mut t = T::new();
+        let mut m = msg(MessageType::Offer, 1);
+        assert_eq!(t.run(&m).silence, Some(Silence::Unexpected));
+        m.set_opcode(Opcode::BootReply);
+        assert_eq!(t.run(&m).silence, Some(Silence::Malformed));
+        let mut n = Message::default();
+        n.set_chaddr(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(t.run(&n).silence, Some(Silence::Malformed));
+    }
+}

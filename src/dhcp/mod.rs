@@ -1,0 +1,253 @@
+//! The DHCPv4 server (RFC 2131/2132): northbound glue, typed config →
+//! runtime, and the hooks the hot-backup subsystem plugs into.
+//!
+//! ```text
+//!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
+//!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
+//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; events (broadcast)
+//! ```
+//! - `pool`: a configured pool reduced for serving;
+//! - `handler`: the pure RFC 2131 §4.3 logic;
+//! - `leases`: the lease table and the crash-safe store;
+//! - `network`: the sockets;
+//! - `server`: the actor tying them together.
+
+pub mod handler;
+pub mod leases;
+pub mod network;
+mod os;
+pub mod pool;
+pub mod server;
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::netconf::error::RpcError;
+use crate::northbound::Subsystem;
+use crate::xml::escape_text;
+use leases::{Lease, LeaseEvent, StoreError};
+use server::{Command, Counters, DhcpServer, Shared, View};
+
+pub const NS: &str = "urn:hotlease:yang:dhcp-server";
+
+/// Errors starting the DHCP runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum DhcpError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What the hot-backup subsystem uses: the per-profile serving gate, the
+/// lease event stream and the insertion of the partner's leases.
+#[derive(Debug, Clone)]
+pub struct Hooks {
+    cmd: mpsc::UnboundedSender<Command>,
+    events: broadcast::Sender<LeaseEvent>,
+}
+
+impl Hooks {
+    /// Pools bound to `profile` serve only while it is master. A pool
+    /// without a profile always serves.
+    pub fn set_serving(&self, profile: &str, master: bool) {
+        let _ = self.cmd.send(Command::Serving {
+            profile: profile.to_string(),
+            master,
+        });
+    }
+
+    /// Every lease change (bound, renewed, released, declined, expired,
+    /// removed by configuration), in the order they happened.
+    pub fn subscribe(&self) -> broadcast::Receiver<LeaseEvent> {
+        self.events.subscribe()
+    }
+
+    /// Store leases learnt from the partner (origin `peer`); leases of
+    /// unknown pools or addresses are ignored.
+    pub fn insert_peer_leases(&self, leases: Vec<Lease>) {
+        let _ = self.cmd.send(Command::InsertPeer(leases));
+    }
+}
+
+/// The DHCP subsystem as the northbound sees it.
+#[derive(Debug)]
+pub struct DhcpSubsystem {
+    cmd: mpsc::UnboundedSender<Command>,
+    shared: Shared,
+}
+
+/// Start the DHCP runtime with its lease store in `dir`, serving on UDP
+/// `port` (67; tests may pick another). Returns the subsystem for the
+/// northbound, the hooks, and the actor task.
+pub fn start(
+    dir: &Path,
+    port: u16,
+    cancel: CancellationToken,
+) -> Result<(DhcpSubsystem, Hooks, JoinHandle<()>), DhcpError> {
+    let (server, shared) = DhcpServer::new(server::file_store(dir), port, cancel)?;
+    let (cmd, rx) = mpsc::unbounded_channel();
+    // The actor gets a thread and a single-threaded runtime of its own: its
+    // socket wake-ups then never migrate between the shared workers, and
+    // the NETCONF side cannot delay it.
+    let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("dhcp".into())
+        .spawn(move || {
+            match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt.block_on(server.run(rx)),
+                Err(e) => tracing::error!(error = %e, "dhcp runtime failed to start"),
+            }
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| StoreError::Io {
+            path: "dhcp thread".into(),
+            source: e,
+        })?;
+    let task = tokio::spawn(async move {
+        let _ = done_rx.await;
+    });
+    let hooks = Hooks {
+        cmd: cmd.clone(),
+        events: shared.events.clone(),
+    };
+    Ok((DhcpSubsystem { cmd, shared }, hooks, task))
+}
+
+impl Subsystem for DhcpSubsystem {
+    fn name(&self) -> &'static str {
+        "dhcp"
+    }
+
+    /// Everything the runtime needs is checked by YANG and
+    /// `check_cross_pool`; nothing here can fail.
+    fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<RpcError>> {
+        Ok(())
+    }
+
+    fn apply(&mut self, old: &Config, new: &Config) {
+        if old.dhcp != new.dhcp || old == &Config::default() {
+            let _ = self.cmd.send(Command::Config(Arc::new(new.dhcp.clone())));
+        }
+    }
+
+    fn state_xml(&self) -> String {
+        // the lock is held for one pass over the leases (shared pointers);
+        // the XML is written after it is released
+        let view = self
+            .shared
+            .snapshot
+            .lock()
+            .map(|g| g.view(server::now_unix()))
+            .unwrap_or_default();
+        render_state(&view, &self.shared.counters)
+    }
+}
+
+fn hex_colon(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 3);
+    for (i, x) in b.iter().enumerate() {
+        if i > 0 {
+            s.push(':');
+        }
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn mac6(hw: &[u8]) -> String {
+    let mut m = [0u8; 6];
+    let n = hw.len().min(6);
+    m[..n].copy_from_slice(&hw[..n]);
+    hex_colon(&m)
+}
+
+fn date_time(unix: u64) -> String {
+    let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
+        .unwrap_or_else(|| "9999-12-31T23:59:59Z".into())
+}
+
+/// Client-sent text made safe for XML 1.0 (no control characters).
+fn clean(s: &str) -> String {
+    let c: String = s
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    escape_text(&c)
+}
+
+/// The operational state of the module as XML.
+pub fn render_state(snap: &View, c: &Counters) -> String {
+    let mut x = String::with_capacity(256 + snap.leases.len() * 320);
+    let _ = write!(x, "<dhcp-server xmlns=\"{NS}\">");
+    for (name, s) in &snap.pools {
+        let _ = write!(
+            x,
+            "<ip-pool><name>{}</name><statistics><total>{}</total><used>{}</used><free>{}</free><offered>{}</offered><declined>{}</declined></statistics></ip-pool>",
+            escape_text(name),
+            s.total.min(u64::from(u32::MAX)),
+            s.used.min(u64::from(u32::MAX)),
+            s.free.min(u64::from(u32::MAX)),
+            s.offered.min(u64::from(u32::MAX)),
+            s.declined.min(u64::from(u32::MAX)),
+        );
+    }
+    for l in &snap.leases {
+        let _ = write!(
+            x,
+            "<lease><ip-address>{}</ip-address><pool>{}</pool><mac-address>{}</mac-address>",
+            l.ip,
+            escape_text(&l.pool),
+            mac6(&l.hw)
+        );
+        if let Some(cid) = &l.client_id {
+            let _ = write!(x, "<client-id>{}</client-id>", hex_colon(cid));
+        }
+        if let Some(h) = &l.hostname {
+            let _ = write!(x, "<hostname>{}</hostname>", clean(h));
+        }
+        let _ = write!(
+            x,
+            "<state>{}</state><valid-lifetime>{}</valid-lifetime><expires>{}</expires><origin>{}</origin></lease>",
+            l.state.as_str(),
+            l.lifetime,
+            date_time(l.expires),
+            l.origin.as_str()
+        );
+    }
+    let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let _ = write!(
+        x,
+        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors>\
+<received><discover>{}</discover><request>{}</request><decline>{}</decline><release>{}</release><inform>{}</inform><other>{}</other></received>\
+<sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>",
+        g(&c.received),
+        g(&c.malformed),
+        g(&c.wrong_interface),
+        g(&c.no_pool),
+        g(&c.not_serving),
+        g(&c.exhausted),
+        g(&c.send_errors),
+        g(&c.discover),
+        g(&c.request),
+        g(&c.decline),
+        g(&c.release),
+        g(&c.inform),
+        g(&c.other),
+        g(&c.offer),
+        g(&c.ack),
+        g(&c.nak),
+    );
+    x.push_str("</dhcp-server>");
+    x
+}

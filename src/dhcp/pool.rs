@@ -1,0 +1,243 @@
+//! Runtime form of an `ip-pool`: the typed configuration reduced to what the
+//! handler needs on every packet (integer ranges, pre-encoded options, the
+//! static bindings indexed by hardware address). Built once per commit.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+
+use crate::config::{OptionValue, Pool};
+
+/// Option codes the handler fills in itself.
+pub mod code {
+    pub const SUBNET_MASK: u8 = 1;
+    pub const ROUTER: u8 = 3;
+    pub const DNS: u8 = 6;
+    pub const HOSTNAME: u8 = 12;
+    pub const DOMAIN_NAME: u8 = 15;
+    pub const REQUESTED_IP: u8 = 50;
+    pub const LEASE_TIME: u8 = 51;
+    pub const MESSAGE_TYPE: u8 = 53;
+    pub const SERVER_ID: u8 = 54;
+    pub const MESSAGE: u8 = 56;
+    pub const RENEWAL_TIME: u8 = 58;
+    pub const REBINDING_TIME: u8 = 59;
+    pub const CLIENT_ID: u8 = 61;
+    pub const RELAY_AGENT_INFO: u8 = 82;
+    pub const END: u8 = 255;
+}
+
+/// A pool ready for serving.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolRt {
+    pub name: String,
+    pub network: u32,
+    pub mask: u32,
+    /// Dynamic ranges, inclusive, sorted.
+    pub sections: Vec<(u32, u32)>,
+    /// Never handed out, inclusive.
+    pub excluded: Vec<(u32, u32)>,
+    pub gateways: Vec<Ipv4Addr>,
+    pub server_id: Option<Ipv4Addr>,
+    pub lease_time: u32,
+    pub t1: Option<u32>,
+    pub t2: Option<u32>,
+    pub siaddr: Option<Ipv4Addr>,
+    pub boot_file: Option<String>,
+    /// Options sent in every reply (built-ins overridden by user options),
+    /// by code, already encoded.
+    pub options: BTreeMap<u8, Vec<u8>>,
+    /// Static bindings: hardware address (lowercase `aa:bb:..`) → address.
+    pub static_by_mac: HashMap<String, Ipv4Addr>,
+    /// Static bindings: address → hardware address.
+    pub static_by_ip: BTreeMap<Ipv4Addr, String>,
+    pub profile: Option<String>,
+}
+
+impl From<&Pool> for PoolRt {
+    fn from(p: &Pool) -> PoolRt {
+        let mask = u32::from(p.mask);
+        let mut options = BTreeMap::new();
+        options.insert(code::SUBNET_MASK, p.mask.octets().to_vec());
+        if !p.gateways.is_empty() {
+            options.insert(code::ROUTER, addrs(&p.gateways));
+        }
+        if !p.dns_servers.is_empty() {
+            options.insert(code::DNS, addrs(&p.dns_servers));
+        }
+        if let Some(d) = &p.domain_name {
+            options.insert(code::DOMAIN_NAME, d.as_bytes().to_vec());
+        }
+        for (c, v) in &p.options {
+            let bytes = match v {
+                OptionValue::Addresses(a) => addrs(a),
+                OptionValue::Text(t) => t.as_bytes().to_vec(),
+                OptionValue::Hex(h) => h.clone(),
+            };
+            options.insert(*c, bytes);
+        }
+        let mut sections: Vec<(u32, u32)> = p
+            .sections
+            .iter()
+            .map(|(s, e)| (u32::from(*s), u32::from(*e)))
+            .collect();
+        sections.sort_unstable();
+        let excluded = p
+            .excluded
+            .iter()
+            .map(|(s, e)| (u32::from(*s), u32::from(*e)))
+            .collect();
+        let (t1, t2) = if p.lease_time_s == u32::MAX {
+            (None, None)
+        } else {
+            (
+                Some(p.renew_time_s.unwrap_or(p.lease_time_s / 2)),
+                Some(
+                    p.rebind_time_s
+                        .unwrap_or((u64::from(p.lease_time_s) * 7 / 8) as u32),
+                ),
+            )
+        };
+        PoolRt {
+            name: p.name.clone(),
+            network: u32::from(p.network) & mask,
+            mask,
+            sections,
+            excluded,
+            gateways: p.gateways.clone(),
+            server_id: p.server_identifier,
+            lease_time: p.lease_time_s,
+            t1,
+            t2,
+            siaddr: p.next_server,
+            boot_file: p.boot_file.clone(),
+            options,
+            static_by_mac: p
+                .static_binds
+                .iter()
+                .map(|(ip, mac)| (mac.to_ascii_lowercase(), *ip))
+                .collect(),
+            static_by_ip: p
+                .static_binds
+                .iter()
+                .map(|(ip, mac)| (*ip, mac.to_ascii_lowercase()))
+                .collect(),
+            profile: p.remote_backup_profile.clone(),
+        }
+    }
+}
+
+fn addrs(a: &[Ipv4Addr]) -> Vec<u8> {
+    a.iter().flat_map(|ip| ip.octets()).collect()
+}
+
+impl PoolRt {
+    /// Whether `ip` is in the pool subnet.
+    pub fn in_subnet(&self, ip: Ipv4Addr) -> bool {
+        u32::from(ip) & self.mask == self.network
+    }
+
+    fn in_ranges(ranges: &[(u32, u32)], a: u32) -> bool {
+        ranges.iter().any(|(s, e)| *s <= a && a <= *e)
+    }
+
+    /// Whether `ip` may be handed out dynamically: inside a section, not
+    /// excluded, not a gateway, not the server identifier.
+    pub fn dynamic(&self, ip: Ipv4Addr) -> bool {
+        let a = u32::from(ip);
+        Self::in_ranges(&self.sections, a)
+            && !Self::in_ranges(&self.excluded, a)
+            && !self.gateways.contains(&ip)
+            && self.server_id != Some(ip)
+    }
+
+    /// Whether a lease on `ip` still belongs to this pool (dynamic or
+    /// statically bound).
+    pub fn owns(&self, ip: Ipv4Addr) -> bool {
+        self.dynamic(ip) || self.static_by_ip.contains_key(&ip)
+    }
+
+    /// Addresses that can be handed out dynamically.
+    pub fn total(&self) -> u64 {
+        let mut n: u64 = 0;
+        for (s, e) in &self.sections {
+            n += u64::from(e - s) + 1;
+            for (xs, xe) in &self.excluded {
+                let lo = (*s).max(*xs);
+                let hi = (*e).min(*xe);
+                if lo <= hi {
+                    n -= u64::from(hi - lo) + 1;
+                }
+            }
+        }
+        let extra = self
+            .gateways
+            .iter()
+            .copied()
+            .chain(self.server_id)
+            .filter(|ip| {
+                let a = u32::from(*ip);
+                Self::in_ranges(&self.sections, a) && !Self::in_ranges(&self.excluded, a)
+            })
+            .count() as u64;
+        n.saturating_sub(extra)
+    }
+
+    /// The next section address after `a` (wrapping to the first section),
+    /// for the allocation cursor.
+    pub fn next_in_sections(&self, a: u32) -> Option<u32> {
+        let first = self.sections.first()?.0;
+        for (s, e) in &self.sections {
+            if a < *s {
+                return Some(*s);
+            }
+            if a < *e {
+                return Some(a + 1);
+            }
+        }
+        Some(first)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn pool() -> Pool {
+        Pool {
+            name: "p1".into(),
+            gateways: vec!["10.0.0.1".parse().unwrap()],
+            mask: "255.255.255.0".parse().unwrap(),
+            network: "10.0.0.0".parse().unwrap(),
+            sections: vec![
+                ("10.0.0.100".parse().unwrap(), "10.0.0.109".parse().unwrap()),
+                ("10.0.0.10".parse().unwrap(), "10.0.0.12".parse().unwrap()),
+            ],
+            excluded: vec![("10.0.0.101".parse().unwrap(), "10.0.0.102".parse().unwrap())],
+            dns_servers: vec![],
+            domain_name: None,
+            lease_time_s: 3600,
+            renew_time_s: None,
+            rebind_time_s: None,
+            next_server: None,
+            boot_file: None,
+            options: BTreeMap::new(),
+            server_identifier: None,
+            remote_backup_profile: None,
+            static_binds: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn totals_and_cursor() {
+        let p = PoolRt::from(&pool());
+        assert_eq!(p.total(), 13 - 2);
+        assert_eq!(p.t1, Some(1800));
+        assert_eq!(p.t2, Some(3150));
+        let a = |s: &str| u32::from(s.parse::<Ipv4Addr>().unwrap());
+        assert_eq!(p.next_in_sections(a("10.0.0.11")), Some(a("10.0.0.12")));
+        assert_eq!(p.next_in_sections(a("10.0.0.12")), Some(a("10.0.0.100")));
+        assert_eq!(p.next_in_sections(a("10.0.0.109")), Some(a("10.0.0.10")));
+        assert!(!p.dynamic("10.0.0.101".parse().unwrap()));
+        assert!(p.dynamic("10.0.0.103".parse().unwrap()));
+    }
+}

@@ -1,0 +1,937 @@
+//! The DHCP actor: owns the pools, the lease table and the sockets; turns
+//! received datagrams into replies with the pure handler; hands lease
+//! changes to the store writer, which makes them durable *before* it sends
+//! the ACKs that grant them (group commit: one `fdatasync` per batch).
+//!
+//! ```text
+//!  UDP :67 readable ────►┐
+//!  commits / hooks ─Cmd─►│ DhcpServer (this actor) ──OFFER/NAK/INFORM──► Transmitter
+//!  1/4 s tick ──────────►┘        │ changes + ACKs
+//!                                 ▼
+//!                      store writer thread: append, fdatasync, then send ACKs
+//! ```
+//! The writer is a plain thread because `fdatasync` blocks; the actor keeps
+//! serving while a batch is being synced, and the next batch collects the
+//! requests that arrived meanwhile.
+//!
+//! The actor drains the socket itself (`network::recv_batch` decodes, the
+//! actor decides) instead of a receive task forwarding each datagram over a
+//! channel: profiling under perfdhcp load showed the per-packet task
+//! wake-ups dominating, while draining whatever is queued at once yields
+//! natural batches, and with them fewer and larger lease-log syncs.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use dhcproto::v4::MessageType;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use super::handler::{self, Ctx, Globals, Reply, Silence};
+use super::leases::{
+    Change, EventKind, Lease, LeaseEvent, LeaseState, LeaseStore, LeaseTable, PoolStats,
+};
+use super::network::{self, IfInfo, Inbound, Transmitter};
+use super::pool::PoolRt;
+use crate::config::DhcpConfig;
+
+/// Commands to the actor.
+#[derive(Debug)]
+pub enum Command {
+    /// A committed configuration.
+    Config(Arc<DhcpConfig>),
+    /// A remote-backup-profile became master (`true`) or stopped being it.
+    Serving { profile: String, master: bool },
+    /// Leases learnt from the hot-backup partner.
+    InsertPeer(Vec<Lease>),
+}
+
+/// Packet counters, shared with the northbound (atomics: read without the
+/// actor).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub malformed: AtomicU64,
+    pub wrong_interface: AtomicU64,
+    pub no_pool: AtomicU64,
+    pub not_serving: AtomicU64,
+    pub exhausted: AtomicU64,
+    pub discover: AtomicU64,
+    pub request: AtomicU64,
+    pub decline: AtomicU64,
+    pub release: AtomicU64,
+    pub inform: AtomicU64,
+    pub other: AtomicU64,
+    pub offer: AtomicU64,
+    pub ack: AtomicU64,
+    pub nak: AtomicU64,
+    pub send_errors: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// What `<get>` shows: a mirror of the lease table that the actor keeps
+/// current after every batch (only the addresses that changed are copied,
+/// as shared pointers), so the northbound never waits for the actor and the
+/// actor never copies the whole table. Reading it (`Snapshot::view`) holds
+/// the lock for one pass over the leases.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
+    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
+    /// Per pool: name, addresses it can hand out, its static bindings.
+    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+}
+
+/// The state one `<get>` reports.
+#[derive(Debug, Default)]
+pub struct View {
+    /// Leases, then offers on addresses without a lease.
+    pub leases: Vec<Arc<Lease>>,
+    pub pools: Vec<(String, PoolStats)>,
+}
+
+impl Snapshot {
+    /// Leases and per-pool statistics at `now`.
+    pub fn view(&self, now: u64) -> View {
+        let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
+            .pools
+            .iter()
+            .map(|(n, total, statics)| {
+                (
+                    n.as_str(),
+                    (
+                        PoolStats {
+                            total: *total,
+                            ..Default::default()
+                        },
+                        statics.as_slice(),
+                    ),
+                )
+            })
+            .collect();
+        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
+        let mut last: Option<&str> = None;
+        let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
+        for l in self.leases.values() {
+            leases.push(l.clone());
+            if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
+                continue;
+            }
+            // leases of one pool come in runs: look the pool up once per run
+            if last != Some(l.pool.as_str()) {
+                last = Some(l.pool.as_str());
+                cur = stats.get_mut(l.pool.as_str());
+            }
+            let Some((s, statics)) = cur.as_deref_mut() else {
+                continue;
+            };
+            // every lease is on an address its pool owns: dynamic unless
+            // statically bound
+            if statics.contains(&l.ip) {
+                continue;
+            }
+            if l.state == LeaseState::Bound {
+                s.used += 1;
+            } else {
+                s.declined += 1;
+            }
+        }
+        for o in self.offers.values() {
+            if o.expires <= now {
+                continue;
+            }
+            let lease = self.leases.get(&o.ip);
+            let held = lease.is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if held {
+                continue;
+            }
+            if lease.is_none() {
+                leases.push(o.clone());
+            }
+            if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
+                if !statics.contains(&o.ip) {
+                    s.offered += 1;
+                }
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = stats
+            .into_iter()
+            .map(|(n, (mut s, _))| {
+                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
+                (n.to_string(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        if leases.len() <= 5000 {
+            leases.sort_by_key(|l| u32::from(l.ip));
+        }
+        View { leases, pools }
+    }
+}
+
+pub fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Work for the store writer.
+enum WriteJob {
+    Batch {
+        changes: Vec<Change>,
+        replies: Vec<(Reply, u32)>,
+        tx: Option<Arc<Transmitter>>,
+    },
+    /// Rewrite the log as the live leases (the store replays it itself).
+    Compact,
+}
+
+/// Shortest time between two syncs of the lease log under load.
+const SYNC_INTERVAL: Duration = Duration::from_micros(500);
+
+/// The writer thread: group commit of lease changes, then the ACKs.
+fn writer(
+    mut store: Box<dyn LeaseStore>,
+    rx: std::sync::mpsc::Receiver<WriteJob>,
+    counters: Arc<Counters>,
+) {
+    let mut pending: Vec<(Reply, u32, Arc<Transmitter>)> = Vec::new();
+    let flush = |store: &mut Box<dyn LeaseStore>,
+                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>| {
+        match store.sync() {
+            Ok(()) => {
+                for (r, ifindex, tx) in pending.drain(..) {
+                    if tx.send(&r, ifindex).is_err() {
+                        inc(&counters.send_errors);
+                    }
+                }
+            }
+            Err(e) => {
+                error!(error = %e, dropped = pending.len(), "lease store sync failed: ACKs withheld");
+                pending.clear();
+            }
+        }
+    };
+    let mut last_sync = std::time::Instant::now();
+    while let Ok(job) = rx.recv() {
+        let mut next = Some(job);
+        let mut gathered = false;
+        loop {
+            while let Some(job) = next.take() {
+                match job {
+                    WriteJob::Batch {
+                        changes,
+                        replies,
+                        tx,
+                    } => {
+                        if let Err(e) = store.append(&changes) {
+                            error!(error = %e, "lease store append failed");
+                        }
+                        if let Some(tx) = tx {
+                            pending.extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                        }
+                    }
+                    WriteJob::Compact => {
+                        flush(&mut store, &mut pending);
+                        // written by a helper thread; syncs go on meanwhile
+                        if let Err(e) = store.compact_start() {
+                            error!(error = %e, "lease store compaction failed");
+                        }
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            // group commit: at most one sync per SYNC_INTERVAL; a request
+            // arriving after a quiet spell is synced at once
+            let wait = SYNC_INTERVAL.saturating_sub(last_sync.elapsed());
+            if gathered || wait.is_zero() {
+                break;
+            }
+            std::thread::sleep(wait);
+            gathered = true;
+            next = rx.try_recv().ok();
+        }
+        flush(&mut store, &mut pending);
+        last_sync = std::time::Instant::now();
+        if let Err(e) = store.compact_poll() {
+            error!(error = %e, "lease store compaction failed");
+        }
+    }
+    flush(&mut store, &mut pending);
+    // a compaction still being written finishes before the store closes
+    while let Ok(false) = store.compact_poll() {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The open sockets.
+struct Sockets {
+    udp: Arc<tokio::io::unix::AsyncFd<socket2::Socket>>,
+    tx: Arc<Transmitter>,
+}
+
+/// The actor's state.
+pub struct DhcpServer {
+    cfg: Arc<DhcpConfig>,
+    pools: BTreeMap<String, PoolRt>,
+    globals: Globals,
+    table: LeaseTable,
+    ifaces: HashMap<u32, IfInfo>,
+    ifaces_at: Instant,
+    serving: HashMap<String, bool>,
+    counters: Arc<Counters>,
+    snapshot: Arc<Mutex<Snapshot>>,
+    writer: Option<std::sync::mpsc::Sender<WriteJob>>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
+    events: broadcast::Sender<LeaseEvent>,
+    sockets: Option<Sockets>,
+    socket_retry_at: Option<Instant>,
+    rx: network::RecvBuf,
+    exhausted_logged: HashMap<String, bool>,
+    cancel: CancellationToken,
+    port: u16,
+    appended_since_compact: u64,
+}
+
+impl std::fmt::Debug for DhcpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DhcpServer")
+            .field("pools", &self.pools.len())
+            .field("leases", &self.table.len())
+            .finish()
+    }
+}
+
+/// Shared handles of a running server.
+#[derive(Debug, Clone)]
+pub struct Shared {
+    pub counters: Arc<Counters>,
+    pub snapshot: Arc<Mutex<Snapshot>>,
+    pub events: broadcast::Sender<LeaseEvent>,
+}
+
+impl DhcpServer {
+    /// Load the stored leases and start the writer thread.
+    pub fn new(
+        mut store: Box<dyn LeaseStore>,
+        port: u16,
+        cancel: CancellationToken,
+    ) -> Result<(DhcpServer, Shared), super::leases::StoreError> {
+        let now = now_unix();
+        let mut table = LeaseTable::new();
+        let loaded = store.load()?;
+        let n = loaded.len();
+        let records = store.records();
+        for l in loaded {
+            if l.state != LeaseState::Offered {
+                table.insert(l);
+            }
+        }
+        table.expire(now);
+        info!(leases = n, "lease store loaded");
+        let counters = Arc::new(Counters::default());
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        let wc = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("lease-writer".into())
+            .spawn(move || writer(store, wrx, wc))
+            .map_err(|e| super::leases::StoreError::Io {
+                path: "writer thread".into(),
+                source: e,
+            })?;
+        let (events, _) = broadcast::channel(4096);
+        let snapshot = Arc::new(Mutex::new(Snapshot::default()));
+        let server = DhcpServer {
+            cfg: Arc::new(DhcpConfig::default()),
+            pools: BTreeMap::new(),
+            globals: Globals::default(),
+            table,
+            ifaces: HashMap::new(),
+            ifaces_at: Instant::now() - Duration::from_secs(3600),
+            serving: HashMap::new(),
+            counters: counters.clone(),
+            snapshot: snapshot.clone(),
+            writer: Some(wtx),
+            writer_thread: Some(thread),
+            events: events.clone(),
+            sockets: None,
+            socket_retry_at: None,
+            rx: network::RecvBuf::new(),
+            exhausted_logged: HashMap::new(),
+            cancel,
+            port,
+            appended_since_compact: records,
+        };
+        Ok((
+            server,
+            Shared {
+                counters,
+                snapshot,
+                events,
+            },
+        ))
+    }
+
+    /// Run until cancelled.
+    pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_expire = 0u64;
+        let mut batch: Vec<Inbound> = Vec::with_capacity(256);
+        loop {
+            let udp = self.sockets.as_ref().map(|s| s.udp.clone());
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                cmd = cmds.recv() => match cmd {
+                    Some(c) => self.command(c),
+                    None => break,
+                },
+                // before the socket: under constant load it must still run
+                _ = tick.tick() => {
+                    let now = now_unix();
+                    if now != last_expire {
+                        last_expire = now;
+                        let started = Instant::now();
+                        let (changes, events) = self.table.expire(now);
+                        tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
+                        if !changes.is_empty() {
+                            self.publish(events);
+                            self.write(changes, Vec::new());
+                        }
+                        self.maybe_compact();
+                    }
+                    if self.sockets.is_none()
+                        && self.socket_retry_at.is_some_and(|t| Instant::now() >= t)
+                    {
+                        self.sockets_follow_config();
+                    }
+                    self.sync_snapshot();
+                }
+                ready = async {
+                    match &udp {
+                        Some(u) => u.readable().await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    let mut guard = match ready {
+                        Ok(g) => g,
+                        Err(e) => {
+                            error!(error = %e, "dhcp socket failed; reopening");
+                            self.sockets = None;
+                            self.socket_retry_at = Some(Instant::now() + Duration::from_secs(1));
+                            continue;
+                        }
+                    };
+                    if network::recv_batch(guard.get_inner(), &mut self.rx, 256, &mut batch) {
+                        guard.clear_ready();
+                    }
+                    drop(guard);
+                    let mut changes = Vec::new();
+                    let mut durable = Vec::new();
+                    for inb in batch.drain(..) {
+                        self.process(inb, &mut changes, &mut durable);
+                    }
+                    self.write(changes, durable);
+                    self.sync_snapshot();
+                }
+            }
+        }
+        self.sockets = None;
+        // closing the channel lets the writer finish what it holds
+        self.writer = None;
+        if let Some(t) = self.writer_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+        info!("dhcp server stopped");
+    }
+
+    fn write(&mut self, changes: Vec<Change>, replies: Vec<(Reply, u32)>) {
+        if changes.is_empty() && replies.is_empty() {
+            return;
+        }
+        self.appended_since_compact += changes.len() as u64;
+        let tx = self.sockets.as_ref().map(|s| s.tx.clone());
+        if let Some(w) = &self.writer {
+            let _ = w.send(WriteJob::Batch {
+                changes,
+                replies,
+                tx,
+            });
+        }
+    }
+
+    fn maybe_compact(&mut self) {
+        // the writer counts records; compacting when the log holds many
+        // more records than live leases keeps restart fast
+        let live = self.table.len() as u64;
+        if self.appended_since_compact > 50_000 + 4 * live {
+            if let Some(w) = &self.writer {
+                let _ = w.send(WriteJob::Compact);
+            }
+            self.appended_since_compact = 0;
+        }
+    }
+
+    fn publish(&self, events: Vec<LeaseEvent>) {
+        for e in events {
+            // no subscriber is fine
+            let _ = self.events.send(e);
+        }
+    }
+
+    fn command(&mut self, c: Command) {
+        match c {
+            Command::Config(cfg) => self.apply_config(cfg),
+            Command::Serving { profile, master } => {
+                info!(%profile, master, "dhcp serving gate");
+                self.serving.insert(profile, master);
+            }
+            Command::InsertPeer(leases) => {
+                let mut changes = Vec::with_capacity(leases.len());
+                for mut l in leases {
+                    if !self.pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)) {
+                        continue;
+                    }
+                    l.origin = super::leases::Origin::Peer;
+                    self.table.insert(l.clone());
+                    changes.push(Change::Upsert(l));
+                }
+                self.write(changes, Vec::new());
+                self.sync_snapshot();
+            }
+        }
+    }
+
+    fn apply_config(&mut self, cfg: Arc<DhcpConfig>) {
+        let pools: BTreeMap<String, PoolRt> = cfg
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(p)))
+            .collect();
+        let removed = self
+            .table
+            .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)));
+        if !removed.is_empty() {
+            info!(
+                removed = removed.len(),
+                "leases outside the new pools removed"
+            );
+        }
+        let changes = removed.iter().map(|l| Change::Delete(l.ip)).collect();
+        self.publish(
+            removed
+                .into_iter()
+                .map(|lease| LeaseEvent {
+                    kind: EventKind::Removed,
+                    lease,
+                })
+                .collect(),
+        );
+        self.write(changes, Vec::new());
+        self.table.reset_hints();
+        let room: u64 = pools.values().map(|p| p.total()).sum();
+        self.table.reserve(room.min(1 << 20) as usize);
+        self.globals = Globals {
+            decline_probation: cfg.decline_probation_s,
+            echo_client_id: cfg.echo_client_id,
+            authoritative: cfg.authoritative,
+            ..Globals::default()
+        };
+        if let Ok(mut g) = self.snapshot.lock() {
+            g.pools = pools
+                .values()
+                .map(|p| {
+                    (
+                        p.name.clone(),
+                        p.total(),
+                        p.static_by_ip.keys().copied().collect(),
+                    )
+                })
+                .collect();
+        }
+        self.pools = pools;
+        self.exhausted_logged.clear();
+        self.cfg = cfg;
+        self.sockets_follow_config();
+        self.sync_snapshot();
+    }
+
+    /// Open the sockets when there is something to serve, close them when
+    /// not.
+    fn sockets_follow_config(&mut self) {
+        let wanted =
+            !self.pools.is_empty() && (self.cfg.all_interfaces || !self.cfg.interfaces.is_empty());
+        if !wanted {
+            if self.sockets.take().is_some() {
+                info!("dhcp sockets closed");
+            }
+            self.socket_retry_at = None;
+            return;
+        }
+        if self.sockets.is_some() {
+            return;
+        }
+        let opened = network::open_udp(self.port).and_then(|s| network::register(s).map(Arc::new));
+        match opened {
+            Ok(udp) => {
+                let packet = match network::open_packet() {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        warn!(error = %e, "no packet socket: unicast replies to new clients go broadcast");
+                        None
+                    }
+                };
+                let tx = Arc::new(Transmitter::new(udp.clone(), packet));
+                info!(port = self.port, "dhcp server listening");
+                self.sockets = Some(Sockets { udp, tx });
+                self.socket_retry_at = None;
+            }
+            Err(e) => {
+                error!(error = %e, port = self.port, "cannot open the dhcp socket; retrying");
+                self.socket_retry_at = Some(Instant::now() + Duration::from_secs(5));
+            }
+        }
+    }
+
+    /// Reload the interface table when it is old or lacks `ifindex`.
+    fn refresh_ifaces(&mut self, ifindex: u32) {
+        let stale = self.ifaces_at.elapsed() > Duration::from_secs(2);
+        if stale || !self.ifaces.contains_key(&ifindex) {
+            // at most a few refreshes a second even for unknown indexes
+            if stale || self.ifaces_at.elapsed() > Duration::from_millis(200) {
+                self.ifaces = network::interfaces();
+                self.ifaces_at = Instant::now();
+            }
+        }
+    }
+
+    fn process(
+        &mut self,
+        inb: Inbound,
+        changes: &mut Vec<Change>,
+        durable: &mut Vec<(Reply, u32)>,
+    ) {
+        let c = self.counters.clone();
+        inc(&c.received);
+        let msg = match inb.msg {
+            Ok(m) => m,
+            Err(_) => {
+                inc(&c.malformed);
+                return;
+            }
+        };
+        self.refresh_ifaces(inb.ifindex);
+        let Some(iface) = self.ifaces.get(&inb.ifindex) else {
+            inc(&c.wrong_interface);
+            return;
+        };
+        if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
+            inc(&c.wrong_interface);
+            return;
+        }
+        match msg.opts().msg_type() {
+            Some(MessageType::Discover) => inc(&c.discover),
+            Some(MessageType::Request) => inc(&c.request),
+            Some(MessageType::Decline) => inc(&c.decline),
+            Some(MessageType::Release) => inc(&c.release),
+            Some(MessageType::Inform) => inc(&c.inform),
+            Some(_) => inc(&c.other),
+            None => {
+                inc(&c.malformed);
+                return;
+            }
+        }
+        let giaddr = msg.giaddr();
+        let pool = if !giaddr.is_unspecified() {
+            self.pools.values().find(|p| p.in_subnet(giaddr))
+        } else {
+            self.pools
+                .values()
+                .find(|p| iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
+        };
+        let Some(pool) = pool else {
+            inc(&c.no_pool);
+            return;
+        };
+        if let Some(profile) = &pool.profile {
+            if !self.serving.get(profile).copied().unwrap_or(false) {
+                inc(&c.not_serving);
+                return;
+            }
+        }
+        let default_sid = if !inb.dst.is_unspecified()
+            && !inb.dst.is_broadcast()
+            && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
+        {
+            inb.dst
+        } else {
+            iface
+                .addrs
+                .iter()
+                .find(|(a, _)| pool.in_subnet(*a))
+                .or(iface.addrs.first())
+                .map(|(a, _)| *a)
+                .unwrap_or(Ipv4Addr::UNSPECIFIED)
+        };
+        let ctx = Ctx {
+            now: now_unix(),
+            default_sid,
+            globals: &self.globals,
+        };
+        let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        match out.silence {
+            Some(Silence::Malformed) => inc(&c.malformed),
+            Some(Silence::Exhausted) => {
+                inc(&c.exhausted);
+                let logged = self
+                    .exhausted_logged
+                    .entry(pool.name.clone())
+                    .or_insert(false);
+                if !*logged {
+                    *logged = true;
+                    warn!(pool = %pool.name, "pool exhausted: no address to offer");
+                }
+            }
+            _ => {}
+        }
+        if out.events.iter().any(|e| {
+            matches!(
+                e.kind,
+                EventKind::Released | EventKind::Expired | EventKind::Removed
+            )
+        }) {
+            self.exhausted_logged.remove(&pool.name);
+        }
+        changes.extend(out.changes);
+        self.publish(out.events);
+        if let Some(r) = out.reply {
+            match r.kind {
+                MessageType::Offer => inc(&c.offer),
+                MessageType::Ack => inc(&c.ack),
+                MessageType::Nak => inc(&c.nak),
+                _ => {}
+            }
+            if r.durable {
+                durable.push((r, inb.ifindex));
+            } else if let Some(s) = &self.sockets {
+                if s.tx.send(&r, inb.ifindex).is_err() {
+                    inc(&c.send_errors);
+                }
+            }
+        }
+    }
+
+    /// Bring the `<get>` mirror up to date with what changed.
+    fn sync_snapshot(&mut self) {
+        let touched = self.table.take_touched();
+        if touched.is_empty() {
+            return;
+        }
+        // held for a few map updates per changed address
+        let Ok(mut g) = self.snapshot.lock() else {
+            return;
+        };
+        for ip in touched {
+            match self.table.get_shared(ip) {
+                Some(l) => {
+                    g.leases.insert(ip, l.clone());
+                }
+                None => {
+                    g.leases.remove(&ip);
+                }
+            }
+            match self.table.offer(ip) {
+                Some(o) => {
+                    g.offers.insert(ip, Arc::new(o.clone()));
+                }
+                None => {
+                    g.offers.remove(&ip);
+                }
+            }
+        }
+    }
+}
+
+/// Open the store in `dir`.
+pub fn file_store(dir: &Path) -> Box<dyn LeaseStore> {
+    Box::new(super::leases::FileStore::new(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::config::Pool;
+    use crate::dhcp::leases::{MemStore, Origin};
+
+    fn ip(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    fn lease(addr: &str, pool: &str, mac: u8) -> Lease {
+        Lease {
+            ip: ip(addr),
+            pool: pool.into(),
+            hw: vec![2, 0, 0, 0, 0, mac],
+            client_id: None,
+            hostname: None,
+            state: LeaseState::Bound,
+            lifetime: 3600,
+            expires: now_unix() + 3600,
+            origin: Origin::Local,
+        }
+    }
+
+    fn pool(name: &str, net: &str, start: &str, end: &str) -> Pool {
+        Pool {
+            name: name.into(),
+            gateways: vec![],
+            mask: ip("255.255.255.0"),
+            network: ip(net),
+            sections: vec![(ip(start), ip(end))],
+            excluded: vec![],
+            dns_servers: vec![],
+            domain_name: None,
+            lease_time_s: 3600,
+            renew_time_s: None,
+            rebind_time_s: None,
+            next_server: None,
+            boot_file: None,
+            options: BTreeMap::new(),
+            server_identifier: None,
+            remote_backup_profile: None,
+            static_binds: BTreeMap::new(),
+        }
+    }
+
+    fn cfg(pools: Vec<Pool>) -> Arc<DhcpConfig> {
+        Arc::new(DhcpConfig {
+            pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            decline_probation_s: 86400,
+            echo_client_id: true,
+            authoritative: true,
+            // no interface: the actor opens no socket
+            ..Default::default()
+        })
+    }
+
+    fn leases(shared: &Shared) -> Vec<(Ipv4Addr, Origin)> {
+        let v = shared.snapshot.lock().unwrap().view(now_unix());
+        v.leases.iter().map(|l| (l.ip, l.origin)).collect()
+    }
+
+    #[tokio::test]
+    async fn commits_keep_unrelated_leases_and_drop_removed_ones() {
+        let mut store = MemStore::default();
+        for l in [
+            lease("10.0.0.10", "a", 1),
+            lease("10.0.0.50", "a", 2),
+            lease("10.1.0.10", "b", 3),
+        ] {
+            store.leases.insert(l.ip, l);
+        }
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(store), 0, CancellationToken::new()).unwrap();
+        let mut events = shared.events.subscribe();
+        let a = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
+        let b = pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.20");
+        srv.apply_config(cfg(vec![a.clone(), b.clone()]));
+        assert_eq!(leases(&shared).len(), 3);
+        // an option edit of pool a keeps everything
+        let mut a2 = a.clone();
+        a2.dns_servers = vec![ip("10.0.0.53")];
+        srv.apply_config(cfg(vec![a2.clone(), b]));
+        assert_eq!(leases(&shared).len(), 3);
+        assert!(events.try_recv().is_err());
+        // shrink a (keeps .10, drops .50) and delete b
+        let mut a3 = a2;
+        a3.sections = vec![(ip("10.0.0.10"), ip("10.0.0.20"))];
+        srv.apply_config(cfg(vec![a3]));
+        assert_eq!(leases(&shared), vec![(ip("10.0.0.10"), Origin::Local)]);
+        let mut removed = [events.try_recv().unwrap(), events.try_recv().unwrap()];
+        removed.sort_by_key(|e| e.lease.ip);
+        assert!(removed.iter().all(|e| e.kind == EventKind::Removed));
+        assert_eq!(removed[0].lease.ip, ip("10.0.0.50"));
+        assert_eq!(removed[1].lease.ip, ip("10.1.0.10"));
+        // leases from the partner land with origin peer; unknown pools are ignored
+        srv.command(Command::InsertPeer(vec![
+            lease("10.0.0.11", "a", 4),
+            lease("10.9.0.1", "zz", 5),
+        ]));
+        srv.sync_snapshot();
+        assert_eq!(
+            leases(&shared),
+            vec![
+                (ip("10.0.0.10"), Origin::Local),
+                (ip("10.0.0.11"), Origin::Peer)
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn pools_of_a_profile_serve_only_while_master() {
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut p = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
+        p.remote_backup_profile = Some("rbp".into());
+        let mut c = (*cfg(vec![p])).clone();
+        c.all_interfaces = true;
+        c.pools.get_mut("a").unwrap().gateways = vec![];
+        srv.cfg = Arc::new(c.clone());
+        srv.pools = c
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(p)))
+            .collect();
+        // a relayed DISCOVER for pool a, as the socket hands it over
+        let mut m = dhcproto::v4::Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, 1]).set_giaddr(ip("10.0.0.1"));
+        m.opts_mut()
+            .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Discover));
+        let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        let inbound = || Inbound {
+            msg: handler::decode(&raw),
+            raw: raw.clone(),
+            ifindex: 1,
+            src: std::net::SocketAddrV4::new(ip("10.0.0.1"), 67),
+            dst: ip("192.0.2.1"),
+        };
+        let (mut ch, mut du) = (Vec::new(), Vec::new());
+        srv.process(inbound(), &mut ch, &mut du);
+        assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 1);
+        assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 0);
+        srv.command(Command::Serving {
+            profile: "rbp".into(),
+            master: true,
+        });
+        srv.process(inbound(), &mut ch, &mut du);
+        assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 1);
+        srv.command(Command::Serving {
+            profile: "rbp".into(),
+            master: false,
+        });
+        srv.process(inbound(), &mut ch, &mut du);
+        assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+}

@@ -1,0 +1,183 @@
+//! Mutation fuzzing of DHCP decode + handling on stable Rust (cargo-fuzz
+//! needs nightly): well-formed requests of every type are mutated (bit
+//! flips, byte overwrites, truncation, growth, option splicing) by a small
+//! deterministic PRNG, then decoded and, when they decode, handled against
+//! a live lease table. Nothing may panic, and every reply must decode.
+//! `HOTLEASE_FUZZ_ITERS` raises the iteration count for longer runs.
+
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
+use dhcproto::Encodable;
+use hotlease::config::{OptionValue, Pool};
+use hotlease::dhcp::handler::{decode, handle, raw_option, Ctx, Globals};
+use hotlease::dhcp::leases::LeaseTable;
+use hotlease::dhcp::pool::PoolRt;
+
+/// xorshift64*: tiny, deterministic, good enough to steer mutations.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn ip(s: &str) -> Ipv4Addr {
+    s.parse().unwrap()
+}
+
+fn pool() -> Pool {
+    Pool {
+        name: "fz".into(),
+        gateways: vec![ip("10.9.0.1")],
+        mask: ip("255.255.255.0"),
+        network: ip("10.9.0.0"),
+        sections: vec![(ip("10.9.0.10"), ip("10.9.0.40"))],
+        excluded: vec![(ip("10.9.0.20"), ip("10.9.0.21"))],
+        dns_servers: vec![ip("10.9.0.53")],
+        domain_name: Some("fuzz.test".into()),
+        lease_time_s: 600,
+        renew_time_s: None,
+        rebind_time_s: None,
+        next_server: Some(ip("10.9.0.2")),
+        boot_file: Some("boot".into()),
+        options: BTreeMap::from([(43, OptionValue::Hex(vec![1; 40]))]),
+        server_identifier: Some(ip("10.9.0.1")),
+        remote_backup_profile: None,
+        static_binds: BTreeMap::from([(ip("10.9.0.200"), "02:00:00:00:00:07".to_string())]),
+    }
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let kinds = [
+        MessageType::Discover,
+        MessageType::Request,
+        MessageType::Decline,
+        MessageType::Release,
+        MessageType::Inform,
+    ];
+    let mut out = Vec::new();
+    for (i, k) in kinds.iter().enumerate() {
+        let mut m = Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, i as u8 + 5]);
+        m.set_flags(Flags::default().set_broadcast());
+        if i % 2 == 1 {
+            m.set_ciaddr(ip("10.9.0.11"));
+            m.set_giaddr(ip("10.9.0.254"));
+        }
+        let o = m.opts_mut();
+        o.insert(DhcpOption::MessageType(*k));
+        o.insert(DhcpOption::ServerIdentifier(ip("10.9.0.1")));
+        o.insert(DhcpOption::RequestedIpAddress(ip("10.9.0.12")));
+        o.insert(DhcpOption::ClientIdentifier(vec![1, 2, 3, i as u8]));
+        o.insert(DhcpOption::Hostname("host".into()));
+        o.insert(DhcpOption::MaxMessageSize(600));
+        o.insert(DhcpOption::ParameterRequestList(vec![
+            OptionCode::SubnetMask,
+            OptionCode::Router,
+            OptionCode::DomainNameServer,
+            OptionCode::Unknown(43),
+        ]));
+        out.push(m.to_vec().unwrap());
+    }
+    out
+}
+
+fn mutate(rng: &mut Rng, p: &mut Vec<u8>, corpus: &[Vec<u8>]) {
+    for _ in 0..=rng.below(6) {
+        match rng.below(7) {
+            0 if !p.is_empty() => {
+                let i = rng.below(p.len());
+                p[i] ^= 1 << rng.below(8);
+            }
+            1 if !p.is_empty() => {
+                let i = rng.below(p.len());
+                p[i] = [0, 1, 0x7f, 0x80, 0xff, 16, 17, 255][rng.below(8)];
+            }
+            2 => {
+                let n = rng.below(p.len() + 1);
+                p.truncate(n);
+            }
+            3 => {
+                let n = rng.below(64);
+                for _ in 0..n {
+                    p.push(rng.next() as u8);
+                }
+            }
+            4 if p.len() > 240 => {
+                // an option with a random code and a lying length
+                let i = 240 + rng.below(p.len() - 240);
+                let opt = [rng.next() as u8, rng.next() as u8, rng.next() as u8];
+                p.splice(i..i, opt);
+            }
+            5 => {
+                // splice a piece of another seed
+                let o = &corpus[rng.below(corpus.len())];
+                if !o.is_empty() && !p.is_empty() {
+                    let a = rng.below(o.len());
+                    let b = a + rng.below(o.len() - a);
+                    let at = rng.below(p.len());
+                    p.splice(at..at, o[a..b].iter().copied());
+                }
+            }
+            _ => {
+                // hlen, the field dhcproto indexes chaddr with
+                if p.len() > 2 {
+                    p[2] = rng.next() as u8;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn malformed_packets_never_panic() {
+    let iters: usize = std::env::var("HOTLEASE_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let corpus = seeds();
+    let pool = PoolRt::from(&pool());
+    let mut table = LeaseTable::new();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut decoded = 0usize;
+    let mut replies = 0usize;
+    for i in 0..iters {
+        let mut p = corpus[rng.below(corpus.len())].clone();
+        mutate(&mut rng, &mut p, &corpus);
+        let _ = raw_option(&p, 82);
+        let Ok(m) = decode(&p) else { continue };
+        decoded += 1;
+        let g = Globals {
+            decline_probation: (i % 3) as u32,
+            authoritative: i % 2 == 0,
+            ..Globals::default()
+        };
+        let now = 1_000_000 + (i as u64 / 50);
+        let ctx = Ctx {
+            now,
+            default_sid: ip("10.9.0.1"),
+            globals: &g,
+        };
+        let out = handle(&mut table, &pool, &ctx, &m, &p);
+        if let Some(r) = out.reply {
+            replies += 1;
+            assert!(decode(&r.bytes).is_ok(), "reply does not decode");
+            assert!(r.bytes.len() <= 1500);
+        }
+        if i % 1000 == 0 {
+            table.expire(now);
+        }
+    }
+    // the mutations must leave enough valid packets to reach the handler
+    assert!(decoded > iters / 10, "decoded {decoded} of {iters}");
+    assert!(replies > 0);
+}
