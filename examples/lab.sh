@@ -4,9 +4,10 @@
 # candidate + commit) with the seed procedure of ../shared/seeds.
 #
 # What runs today: the NETCONF server, its datastores and commit pipeline, and
-# VRRP (A becomes master of 10.1.1.1, B its backup: shown at the end).
-# The DHCP and hot-backup runtimes are later issues; this lab shows the
-# configuration they will consume, and grows with them.
+# VRRP (A becomes master of 10.1.1.1, B its backup: shown at the end). The
+# DHCP server runs too, but the seed binds pool p1 to a remote-backup-profile,
+# and such a pool serves only while the hot-backup runtime (the next issue)
+# says its profile is master; the lab grows with it.
 #
 # Usage (as root): examples/lab.sh         run the lab and tear it down
 #                  KEEP=1 examples/lab.sh  leave it running (then: examples/lab.sh down)
