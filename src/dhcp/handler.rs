@@ -411,6 +411,18 @@ impl Handler<'_> {
             if !self.pool.in_subnet(ip) {
                 return self.nak_if(authoritative);
             }
+            // RFC 2131 §4.3.2: with no record of this client (nor of the
+            // address) the server MUST remain silent: another server on the
+            // wire may own it. In hot backup the partner's leases are
+            // records too. A known address that is not this client's is
+            // NAKed below.
+            let known = table.get(ip).is_some()
+                || table.client_ip(&self.key()).is_some()
+                || self.static_ip().is_some()
+                || self.pool.static_by_mac.values().any(|s| *s == ip);
+            if !known {
+                return Outcome::silent(Silence::Nothing);
+            }
             return if self.grantable(table, ip) {
                 self.bind(table, ip)
             } else {
@@ -948,6 +960,15 @@ pub(crate) mod tests {
         let mut r = msg(MessageType::Request, 2);
         r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
         assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+        // a client and an address the server has no record of: silent
+        let mut r = msg(MessageType::Request, 3);
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(ip("10.0.0.77")));
+        let out = t.run(&r);
+        assert!(
+            out.reply.is_none(),
+            "RFC 2131 §4.3.2: no record, remain silent"
+        );
         // not authoritative: silent
         t.g.authoritative = false;
         let mut r = msg(MessageType::Request, 1);
