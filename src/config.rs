@@ -92,6 +92,33 @@ pub struct Pool {
     pub static_binds: BTreeMap<Ipv4Addr, String>,
 }
 
+#[cfg(test)]
+impl Pool {
+    /// A pool with only a name and a /24 network, for tests to fill in with
+    /// struct update syntax.
+    pub(crate) fn for_test(name: &str, network: &str) -> Pool {
+        Pool {
+            name: name.into(),
+            gateways: vec![],
+            mask: Ipv4Addr::new(255, 255, 255, 0),
+            network: network.parse().expect("test network"),
+            sections: vec![],
+            excluded: vec![],
+            dns_servers: vec![],
+            domain_name: None,
+            lease_time_s: 3600,
+            renew_time_s: None,
+            rebind_time_s: None,
+            next_server: None,
+            boot_file: None,
+            options: BTreeMap::new(),
+            server_identifier: None,
+            remote_backup_profile: None,
+            static_binds: BTreeMap::new(),
+        }
+    }
+}
+
 /// `remote-backup-service`, `remote-backup-profile`, `ssl-policy`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BackupConfig {
@@ -519,29 +546,16 @@ mod tests {
 
     fn pool(name: &str, sections: &[(&str, &str)], gw: &str, binds: &[&str]) -> Pool {
         Pool {
-            name: name.into(),
             gateways: vec![gw.parse().unwrap()],
-            mask: "255.255.255.0".parse().unwrap(),
-            network: gw.parse().unwrap(),
             sections: sections
                 .iter()
                 .map(|(s, e)| (s.parse().unwrap(), e.parse().unwrap()))
                 .collect(),
-            excluded: vec![],
-            dns_servers: vec![],
-            domain_name: None,
-            lease_time_s: 3600,
-            renew_time_s: None,
-            rebind_time_s: None,
-            next_server: None,
-            boot_file: None,
-            options: BTreeMap::new(),
-            server_identifier: None,
-            remote_backup_profile: None,
             static_binds: binds
                 .iter()
                 .map(|b| (b.parse().unwrap(), "02:00:00:00:00:01".to_string()))
                 .collect(),
+            ..Pool::for_test(name, gw)
         }
     }
 

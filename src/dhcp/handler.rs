@@ -708,23 +708,16 @@ pub(crate) mod tests {
 
     pub(crate) fn cfg_pool() -> Pool {
         Pool {
-            name: "p1".into(),
             gateways: vec![ip("10.0.0.1")],
-            mask: ip("255.255.255.0"),
-            network: ip("10.0.0.0"),
             sections: vec![(ip("10.0.0.10"), ip("10.0.0.14"))],
             excluded: vec![(ip("10.0.0.10"), ip("10.0.0.10"))],
             dns_servers: vec![ip("10.0.0.53"), ip("10.0.0.54")],
             domain_name: Some("example.test".into()),
-            lease_time_s: 3600,
-            renew_time_s: None,
-            rebind_time_s: None,
             next_server: Some(ip("10.0.0.2")),
             boot_file: Some("pxe.0".into()),
             options: BTreeMap::from([(42, OptionValue::Addresses(vec![ip("10.0.0.123")]))]),
-            server_identifier: None,
-            remote_backup_profile: None,
             static_binds: BTreeMap::from([(ip("10.0.0.200"), "02:00:00:00:00:99".to_string())]),
+            ..Pool::for_test("p1", "10.0.0.0")
         }
     }
 

@@ -204,26 +204,13 @@ mod tests {
 
     pub(crate) fn pool() -> Pool {
         Pool {
-            name: "p1".into(),
             gateways: vec!["10.0.0.1".parse().unwrap()],
-            mask: "255.255.255.0".parse().unwrap(),
-            network: "10.0.0.0".parse().unwrap(),
             sections: vec![
                 ("10.0.0.100".parse().unwrap(), "10.0.0.109".parse().unwrap()),
                 ("10.0.0.10".parse().unwrap(), "10.0.0.12".parse().unwrap()),
             ],
             excluded: vec![("10.0.0.101".parse().unwrap(), "10.0.0.102".parse().unwrap())],
-            dns_servers: vec![],
-            domain_name: None,
-            lease_time_s: 3600,
-            renew_time_s: None,
-            rebind_time_s: None,
-            next_server: None,
-            boot_file: None,
-            options: BTreeMap::new(),
-            server_identifier: None,
-            remote_backup_profile: None,
-            static_binds: BTreeMap::new(),
+            ..Pool::for_test("p1", "10.0.0.0")
         }
     }
 

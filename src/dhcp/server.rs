@@ -771,7 +771,6 @@ pub fn file_store(dir: &Path) -> Box<dyn LeaseStore> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
 
     use super::*;
     use crate::config::Pool;
@@ -797,23 +796,8 @@ mod tests {
 
     fn pool(name: &str, net: &str, start: &str, end: &str) -> Pool {
         Pool {
-            name: name.into(),
-            gateways: vec![],
-            mask: ip("255.255.255.0"),
-            network: ip(net),
             sections: vec![(ip(start), ip(end))],
-            excluded: vec![],
-            dns_servers: vec![],
-            domain_name: None,
-            lease_time_s: 3600,
-            renew_time_s: None,
-            rebind_time_s: None,
-            next_server: None,
-            boot_file: None,
-            options: BTreeMap::new(),
-            server_identifier: None,
-            remote_backup_profile: None,
-            static_binds: BTreeMap::new(),
+            ..Pool::for_test(name, net)
         }
     }
 
