@@ -397,21 +397,23 @@ impl TryFrom<&DataTree<'static>> for Config {
 
 impl Config {
     /// This configuration with the named pools replaced by those found in
-    /// `tree` (absent there: deleted). Only those pools are converted, so a
+    /// `trees` (absent from all: deleted). Only those pools are converted, so a
     /// commit touching one pool of thousands pays for that one.
     pub fn with_pools(
         &self,
-        tree: &DataTree<'static>,
+        trees: &[DataTree<'static>],
         names: &std::collections::BTreeSet<String>,
     ) -> Result<Config, Vec<RpcError>> {
         let mut cfg = self.clone();
         for name in names {
             cfg.dhcp.pools.remove(name);
         }
-        for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
-            if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
-                let pool = pool(&p).map_err(|e| vec![e])?;
-                cfg.dhcp.pools.insert(pool.name.clone(), pool);
+        for tree in trees {
+            for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
+                if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
+                    let pool = pool(&p).map_err(|e| vec![e])?;
+                    cfg.dhcp.pools.insert(pool.name.clone(), pool);
+                }
             }
         }
         Ok(cfg)

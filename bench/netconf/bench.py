@@ -217,6 +217,42 @@ def pools_config(n: int) -> str:
     return "".join(out)
 
 
+def probe_pool(body: str) -> str:
+    return (f"<ip-pool><name>probe</name><mask>255.255.255.0</mask>{body}</ip-pool>")
+
+
+# Per-pool address rules of the real module (the must rules that read only
+# the pool's own nodes), each broken by one pool.
+RULE_PROBES = [
+    ("gateway-outside-subnet", probe_pool(
+        "<network>10.9.0.0</network><gateway>10.8.0.1</gateway>")),
+    ("gateway-in-section", probe_pool(
+        "<gateway>10.9.0.20</gateway>"
+        "<section><start>10.9.0.10</start><end>10.9.0.50</end></section>")),
+    ("section-end-before-start", probe_pool(
+        "<gateway>10.9.0.1</gateway>"
+        "<section><start>10.9.0.50</start><end>10.9.0.10</end></section>")),
+    ("section-outside-subnet", probe_pool(
+        "<gateway>10.9.0.1</gateway>"
+        "<section><start>10.9.0.10</start><end>10.9.1.10</end></section>")),
+    ("section-overlap", probe_pool(
+        "<gateway>10.9.0.1</gateway>"
+        "<section><start>10.9.0.10</start><end>10.9.0.50</end></section>"
+        "<section><start>10.9.0.40</start><end>10.9.0.60</end></section>")),
+    ("network-host-bits-set", probe_pool("<network>10.9.0.7</network>")),
+    ("excluded-outside-subnet", probe_pool(
+        "<gateway>10.9.0.1</gateway><excluded><start>10.9.1.5</start></excluded>")),
+    ("static-bind-in-section", probe_pool(
+        "<gateway>10.9.0.1</gateway>"
+        "<section><start>10.9.0.10</start><end>10.9.0.50</end></section>"
+        "<static-bind><ip-address>10.9.0.20</ip-address>"
+        "<mac-address>02:00:00:00:00:01</mac-address></static-bind>")),
+    ("server-identifier-in-section", probe_pool(
+        "<gateway>10.9.0.1</gateway><server-identifier>10.9.0.20</server-identifier>"
+        "<section><start>10.9.0.10</start><end>10.9.0.50</end></section>")),
+]
+
+
 def edit_candidate(config: str) -> str:
     return (f"<edit-config><target><candidate/></target>"
             f"<config>{config}</config></edit-config>")
@@ -389,6 +425,41 @@ def main() -> int:
 
     big = edit_candidate(pools_config(a.pools))
     print(f"# edit-config payload: {len(big)} bytes, {a.pools} pools", flush=True)
+
+    # ---- which address rules each server enforces --------------------------
+    # One pool breaking each of these rules of the real module is committed
+    # alone; a server that evaluates the rule refuses the commit.  Tells
+    # whether figure a compares the same validation work.
+    for s in servers:
+        if not ensure(s):
+            continue
+        enforced = []
+        for tag, pool in RULE_PROBES:
+            try:
+                s.sess.rpc(CLEAR, "clear candidate")
+                s.sess.rpc(COMMIT, "commit (clear)")
+                s.sess.rpc(edit_candidate(f'<dhcp-server xmlns="{DHCPS_NS}">{pool}</dhcp-server>'),
+                           f"edit-config ({tag} probe)")
+                s.sess.rpc(COMMIT, f"commit ({tag} probe)")
+                refused = False
+            except RpcFailed as e:
+                if b"rpc-error" not in e.reply:
+                    fail(s, e)
+                    break
+                refused = True
+            except BenchError as e:
+                fail(s, e)
+                break
+            if refused:
+                enforced.append(tag)
+            try:
+                s.sess.rpc("<discard-changes/>", "discard-changes")
+            except BenchError as e:
+                fail(s, e)
+                break
+        s.results["rules"] = enforced
+        print(f"# {s.name} refuses a commit breaking {len(enforced)}/{len(RULE_PROBES)} "
+              f"address rules: {' '.join(enforced) or '-'}", flush=True)
 
     # ---- a. edit-config of POOLS pools into candidate, then commit --------
     for s in servers:

@@ -1193,6 +1193,78 @@ mod tests {
         assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
     }
 
+    /// A change of many pools is validated in parts on several threads
+    /// (when the machine has several CPUs): the errors of every part are
+    /// reported, and the committed result equals whole-tree validation.
+    #[test]
+    fn large_pool_commits_validate_in_parts() {
+        let (mut nb, _, _dir) = booted();
+        let bad_gateway = |i: u32| {
+            format!(
+                "<ip-pool><name>p{i}</name><gateway>10.3.{}.255</gateway><mask>255.255.255.0</mask></ip-pool>",
+                i % 256
+            )
+        };
+        // 400 pools; the first and the last break the gateway rule, so
+        // with two parts each part has one error.
+        let pools: String = (1..=400)
+            .map(|i| {
+                if i == 1 || i == 400 {
+                    bad_gateway(i)
+                } else {
+                    format!(
+                        "<ip-pool><name>p{i}</name><gateway>10.1.{}.{}</gateway>\
+                         <mask>255.255.255.248</mask></ip-pool>",
+                        i / 32,
+                        (i % 32) * 8 + 1
+                    )
+                }
+            })
+            .collect();
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{pools}</dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        assert_eq!(nb.scope.pools.len(), 400);
+        let errors = nb
+            .operation(1, Operation::Commit(Commit::default()))
+            .unwrap_err();
+        let tags: Vec<_> = errors.iter().map(|e| e.app_tag.as_deref()).collect();
+        assert_eq!(tags, [Some("gateway-outside-subnet"); 2], "{errors:?}");
+        assert!(!get_config(&mut nb, Datastore::Running).contains("<ip-pool>"));
+        // fix both: the commit goes through and matches the whole-tree path
+        let fixed: String = [1, 400]
+            .iter()
+            .map(|i| {
+                format!(
+                    r#"<ip-pool xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" nc:operation="replace"><name>p{i}</name><gateway>10.2.{}.1</gateway><mask>255.255.255.0</mask></ip-pool>"#,
+                    i % 256
+                )
+            })
+            .collect();
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{fixed}</dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let running = get_config(&mut nb, Datastore::Running);
+        assert_eq!(running.matches("<ip-pool>").count(), 400);
+        let mut whole = yang::dup(&nb.candidate);
+        validate::full(&mut whole).unwrap();
+        assert_eq!(
+            yang::print_xml(&whole, WithDefaults::ReportAll),
+            yang::print_xml(&nb.running, WithDefaults::ReportAll)
+        );
+        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
+    }
+
     #[test]
     fn get_merges_state_into_configuration() {
         let (mut nb, _, _dir) = booted();

@@ -11,10 +11,18 @@
 //! everything except the unchanged pools — and the validated copies of the
 //! changed pools are spliced into the new running tree. Any other change
 //! validates the whole candidate.
+//!
+//! A large pool change (hundreds of pools: a controller pushing a site's
+//! configuration) is split into one reduced tree per CPU, validated on
+//! scoped threads: libyang's context is only read during validation (its
+//! dictionary has its own lock) and it keeps errors per thread, and each
+//! pool's rules read only that pool and the small trees every part
+//! carries, so the parts are independent.
 
 #![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
+use std::thread;
 use std::time::Instant;
 
 use tracing::debug;
@@ -91,10 +99,10 @@ enum Build {
     Unchanged,
     /// The whole candidate, validated (with its defaults).
     Whole(DataTree<'static>),
-    /// The candidate with these pools replaced by their validated copies
-    /// from `part`.
+    /// The candidate with these pools replaced by their validated copies,
+    /// each found in one of `parts`.
     Pools {
-        part: DataTree<'static>,
+        parts: Vec<DataTree<'static>>,
         pools: BTreeSet<String>,
     },
 }
@@ -136,9 +144,9 @@ impl Validated {
                 *candidate = yang::dup(&tree);
                 *running = tree;
             }
-            Build::Pools { part, pools } => {
-                splice_pools(running, &part, &pools);
-                splice_pools(candidate, &part, &pools);
+            Build::Pools { parts, pools } => {
+                splice_pools(running, &parts, &pools);
+                splice_pools(candidate, &parts, &pools);
             }
         }
         self.config
@@ -211,17 +219,18 @@ fn reduced(candidate: &DataTree<'static>, pools: &BTreeSet<String>) -> DataTree<
     unsafe { DataTree::from_raw(context(), head) }
 }
 
-/// Replace the named pools of `tree` by those of `validated`.
+/// Replace the named pools of `tree` by those of `validated` (a pool is
+/// in one of them, or in none when it was deleted).
 fn splice_pools(
     tree: &mut DataTree<'static>,
-    validated: &DataTree<'static>,
+    validated: &[DataTree<'static>],
     pools: &BTreeSet<String>,
 ) {
     let container_path = format!("/{DHCP_MODULE}:dhcp-server");
     for name in pools {
         let path = format!("{container_path}/ip-pool[name={}]", edit::quote(name));
         edit::remove_path(tree, &path);
-        let Ok(src) = validated.find_path(&path) else {
+        let Some(src) = validated.iter().find_map(|t| t.find_path(&path).ok()) else {
             continue; // the pool was deleted
         };
         if tree.find_path(&container_path).is_err() {
@@ -235,6 +244,83 @@ fn splice_pools(
         unsafe {
             dup_into(src.raw(), parent.raw(), &mut head, false);
         }
+    }
+}
+
+/// Changed pools per thread below which one thread validates them all
+/// (a thread and a copy of the small trees cost little, but not nothing).
+const POOLS_PER_THREAD: usize = 100;
+
+/// A reduced tree handed to a validation thread.
+struct Part(DataTree<'static>);
+
+// SAFETY: a libyang data tree belongs to no thread; it is moved to one
+// scoped thread, used only there and moved back. Its context is the
+// process-wide one, which libyang allows several threads to read at once
+// (validation does not modify it; dictionary updates take its lock).
+unsafe impl Send for Part {}
+
+/// Validate the changed pools (with the non-pool trees they may refer to),
+/// on as many threads as the change is large and CPUs allow. Returns the
+/// validated reduced trees, pools in name order across them; the errors of
+/// every part, in that order, when any is invalid.
+fn validate_pools(
+    candidate: &DataTree<'static>,
+    pools: &BTreeSet<String>,
+) -> Result<Vec<DataTree<'static>>, Vec<RpcError>> {
+    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = (pools.len() / POOLS_PER_THREAD).clamp(1, cpus);
+    if threads == 1 {
+        let mut part = reduced(candidate, pools);
+        yang::validate(&mut part).map_err(|e| edit::ly_errors(&e))?;
+        return Ok(vec![part]);
+    }
+    let names: Vec<&String> = pools.iter().collect();
+    let per = names.len().div_ceil(threads);
+    let parts: Vec<Part> = names
+        .chunks(per)
+        .map(|c| {
+            Part(reduced(
+                candidate,
+                &c.iter().map(|n| (*n).clone()).collect(),
+            ))
+        })
+        .collect();
+    let results: Vec<(Part, Result<(), Vec<yang::LyError>>)> = thread::scope(|s| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|mut part| {
+                s.spawn(move || {
+                    let r = yang::validate(&mut part.0);
+                    (part, r)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("validation thread"))
+            .collect()
+    });
+    let mut errors: Vec<RpcError> = Vec::new();
+    let mut trees = Vec::with_capacity(results.len());
+    for (part, r) in results {
+        match r {
+            Ok(()) => trees.push(part.0),
+            // Every part carries the same non-pool trees: report an error
+            // about them once.
+            Err(e) => {
+                for err in edit::ly_errors(&e) {
+                    if !errors.contains(&err) {
+                        errors.push(err);
+                    }
+                }
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(trees)
+    } else {
+        Err(errors)
     }
 }
 
@@ -252,11 +338,10 @@ pub fn candidate(
         yang::validate(&mut tree).map_err(|e| edit::ly_errors(&e))?;
         (Config::try_from(&tree)?, Build::Whole(tree))
     } else {
-        let mut part = reduced(candidate, &scope.pools);
-        yang::validate(&mut part).map_err(|e| edit::ly_errors(&e))?;
-        let config = running.with_pools(&part, &scope.pools)?;
+        let parts = validate_pools(candidate, &scope.pools)?;
+        let config = running.with_pools(&parts, &scope.pools)?;
         let build = Build::Pools {
-            part,
+            parts,
             pools: scope.pools.clone(),
         };
         (config, build)
