@@ -22,6 +22,7 @@
 #![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
+use std::sync::OnceLock;
 use std::thread;
 use std::time::Instant;
 
@@ -251,6 +252,12 @@ fn splice_pools(
 /// (a thread and a copy of the small trees cost little, but not nothing).
 const POOLS_PER_THREAD: usize = 100;
 
+/// CPUs this process may run on (read once: it reads cgroup files).
+fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// A reduced tree handed to a validation thread.
 struct Part(DataTree<'static>);
 
@@ -268,8 +275,10 @@ fn validate_pools(
     candidate: &DataTree<'static>,
     pools: &BTreeSet<String>,
 ) -> Result<Vec<DataTree<'static>>, Vec<RpcError>> {
-    let cpus = thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = (pools.len() / POOLS_PER_THREAD).clamp(1, cpus);
+    let threads = match pools.len() / POOLS_PER_THREAD {
+        0 | 1 => 1,
+        n => n.min(cpus()),
+    };
     if threads == 1 {
         let mut part = reduced(candidate, pools);
         yang::validate(&mut part).map_err(|e| edit::ly_errors(&e))?;
