@@ -91,11 +91,24 @@ pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: Edi
         *tree = parsed;
         return true;
     }
-    if tree.merge(&parsed).is_err() {
+    // Move the parsed nodes into the tree rather than copying them.
+    let mut target = std::mem::replace(tree, yang::empty()).into_raw();
+    // SAFETY: both trees are ours and of one context; DESTRUCT consumes
+    // `parsed` whatever the outcome, and `target` is owned again by `tree`.
+    let rc = unsafe {
+        let rc = yang2::ffi::lyd_merge_siblings(
+            &mut target,
+            parsed.into_raw(),
+            yang2::ffi::LYD_MERGE_DESTRUCT as u16,
+        );
+        *tree = DataTree::from_raw(context(), target);
+        rc
+    };
+    yang::rewind(tree);
+    if rc != yang2::ffi::LY_ERR::LY_SUCCESS {
         yang::clear_errors();
         return false;
     }
-    yang::rewind(tree);
     true
 }
 

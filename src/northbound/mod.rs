@@ -1256,6 +1256,26 @@ mod tests {
             .unwrap();
         let running = get_config(&mut nb, Datastore::Running);
         assert_eq!(running.matches("<ip-pool>").count(), 400);
+        // a pool-only commit that deletes two pools and edits one
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}" xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0">
+                   <ip-pool nc:operation="delete"><name>p2</name></ip-pool>
+                   <ip-pool nc:operation="delete"><name>p399</name></ip-pool>
+                   <ip-pool><name>p3</name><lease-time>600</lease-time></ip-pool></dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        assert_eq!(nb.scope.pools.len(), 3);
+        assert!(!nb.scope.other);
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let running = get_config(&mut nb, Datastore::Running);
+        assert_eq!(running.matches("<ip-pool>").count(), 398);
+        assert!(!running.contains("<name>p2</name>") && !running.contains("<name>p399</name>"));
+        assert_eq!(running.matches("<lease-time>600</lease-time>").count(), 1);
+        assert_eq!(get_config(&mut nb, Datastore::Candidate), running);
         let mut whole = yang::dup(&nb.candidate);
         validate::full(&mut whole).unwrap();
         assert_eq!(

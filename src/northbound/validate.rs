@@ -146,8 +146,8 @@ impl Validated {
                 *running = tree;
             }
             Build::Pools { parts, pools } => {
-                splice_pools(running, &parts, &pools);
-                splice_pools(candidate, &parts, &pools);
+                splice_pools(candidate, &parts, &pools, false);
+                splice_pools(running, &parts, &pools, true);
             }
         }
         self.config
@@ -220,30 +220,65 @@ fn reduced(candidate: &DataTree<'static>, pools: &BTreeSet<String>) -> DataTree<
     unsafe { DataTree::from_raw(context(), head) }
 }
 
-/// Replace the named pools of `tree` by those of `validated` (a pool is
-/// in one of them, or in none when it was deleted).
+/// Replace the named pools of `tree` by the validated ones of `parts`,
+/// copied, or moved out of the parts when `take` (a named pool found in no
+/// part was deleted). Pools are matched through libyang's key hash, so the
+/// cost follows the number of changed pools.
 fn splice_pools(
     tree: &mut DataTree<'static>,
-    validated: &[DataTree<'static>],
+    parts: &[DataTree<'static>],
     pools: &BTreeSet<String>,
+    take: bool,
 ) {
     let container_path = format!("/{DHCP_MODULE}:dhcp-server");
-    for name in pools {
-        let path = format!("{container_path}/ip-pool[name={}]", edit::quote(name));
-        edit::remove_path(tree, &path);
-        let Some(src) = validated.iter().find_map(|t| t.find_path(&path).ok()) else {
-            continue; // the pool was deleted
-        };
-        if tree.find_path(&container_path).is_err() {
-            let _ = tree.new_path(&container_path, None, false);
+    if tree.find_path(&container_path).is_err() {
+        let _ = tree.new_path(&container_path, None, false);
+    }
+    let Ok(container) = tree.find_path(&container_path) else {
+        return;
+    };
+    let container = container.raw();
+    // every pool of a part is a changed one (see `reduced`)
+    let srcs: Vec<*mut ffi::lyd_node> = parts
+        .iter()
+        .filter_map(|part| part.find_path(&container_path).ok())
+        .flat_map(|from| {
+            from.children()
+                .filter(is_pool)
+                .map(|n| n.raw())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    if srcs.len() < pools.len() {
+        for name in pools {
+            let path = format!("{container_path}/ip-pool[name={}]", edit::quote(name));
+            if !parts.iter().any(|t| t.find_path(&path).is_ok()) {
+                edit::remove_path(tree, &path);
+            }
         }
-        let Ok(parent) = tree.find_path(&container_path) else {
-            continue;
-        };
-        let mut head = std::ptr::null_mut();
-        // SAFETY: both nodes are alive; the copy is inserted under `parent`.
+    }
+    for src in srcs {
+        // SAFETY: `container` is a live inner node of `tree` and `src` a
+        // live pool of a part, both of our context. The old instance is
+        // freed before its replacement goes in; a moved pool is unlinked
+        // from its part first, which keeps the part a valid tree (only
+        // children of its container move).
         unsafe {
-            dup_into(src.raw(), parent.raw(), &mut head, false);
+            let first = (*(container as *mut ffi::lyd_node_inner)).child;
+            let mut old = std::ptr::null_mut();
+            if !first.is_null()
+                && ffi::lyd_find_sibling_first(first, src, &mut old) == ffi::LY_ERR::LY_SUCCESS
+            {
+                ffi::lyd_free_tree(old);
+            }
+            if take {
+                ffi::lyd_unlink_tree(src);
+                let rc = ffi::lyd_insert_child(container, src);
+                assert_eq!(rc, ffi::LY_ERR::LY_SUCCESS, "libyang insert");
+            } else {
+                let mut head = std::ptr::null_mut();
+                dup_into(src, container, &mut head, false);
+            }
         }
     }
 }
