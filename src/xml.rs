@@ -82,6 +82,19 @@ impl Element {
         self.elements().find(|e| e.ns == ns && e.name == name)
     }
 
+    /// Remove and return the first child element with this local name in
+    /// this namespace (a large subtree is moved, not copied).
+    pub fn take_child(&mut self, ns: &str, name: &str) -> Option<Element> {
+        let i = self
+            .children
+            .iter()
+            .position(|c| matches!(c, Node::Element(e) if e.ns == ns && e.name == name))?;
+        match self.children.remove(i) {
+            Node::Element(e) => Some(e),
+            Node::Text(_) => unreachable!("position matched an element"),
+        }
+    }
+
     /// First child element with this local name in the NETCONF namespace.
     pub fn nc_child(&self, name: &str) -> Option<&Element> {
         self.child(NC_NS, name)

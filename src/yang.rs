@@ -423,6 +423,44 @@ pub fn dup(tree: &DataTree<'static>) -> DataTree<'static> {
     unsafe { DataTree::from_raw(context(), head) }
 }
 
+/// A data tree handed to another thread (parsing or validating parts of a
+/// large edit on several CPUs).
+#[derive(Debug)]
+pub struct Sendable(pub DataTree<'static>);
+
+// SAFETY: a libyang data tree belongs to no thread: it is moved to one
+// thread, used only there and moved back. Its context is the process-wide
+// one, which libyang lets several threads read at once (parsing and
+// validation do not modify it; dictionary updates take its lock), and
+// libyang keeps stored errors per thread.
+unsafe impl Send for Sendable {}
+
+/// CPUs this process may run on (read once: it reads cgroup files).
+pub fn cpus() -> usize {
+    static CPUS: OnceLock<usize> = OnceLock::new();
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Run `f` on each item on its own scoped thread (the first on this one);
+/// results in item order.
+pub fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    std::thread::scope(|s| {
+        let f = &f;
+        let handles: Vec<_> = items.map(|it| s.spawn(move || f(it))).collect();
+        let mut out = vec![f(first)];
+        out.extend(
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("worker thread")),
+        );
+        out
+    })
+}
+
 /// Empty tree.
 pub fn empty() -> DataTree<'static> {
     DataTree::new(context())

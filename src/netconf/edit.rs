@@ -16,7 +16,7 @@ use yang2::utils::Binding;
 
 use super::error::{from_ly, xml_path, ErrorTag, ErrorType, RpcError};
 use super::rpc::EditOp;
-use crate::xml::{Element, NC_NS};
+use crate::xml::{Element, Node, NC_NS};
 use crate::yang::{self, context};
 
 /// Stop walking at the first error (stop-on-error / rollback-on-error).
@@ -79,37 +79,107 @@ pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: Edi
     if !matches!(default_op, EditOp::Merge | EditOp::Replace) || has_operations(config) {
         return false;
     }
-    let mut xml = String::new();
-    for el in config.elements() {
-        el.write_xml(&mut xml, "");
-    }
-    let Ok(parsed) = yang::parse_config_xml(&xml) else {
-        yang::clear_errors();
+    let parsed = yang::on_threads(xml_parts(config), |xml| {
+        let r = yang::parse_config_xml(&xml).map(yang::Sendable);
+        if r.is_err() {
+            yang::clear_errors();
+        }
+        r
+    });
+    let Ok(parsed) = parsed.into_iter().collect::<Result<Vec<_>, _>>() else {
         return false;
     };
-    if default_op == EditOp::Replace {
-        *tree = parsed;
-        return true;
-    }
-    // Move the parsed nodes into the tree rather than copying them.
-    let mut target = std::mem::replace(tree, yang::empty()).into_raw();
-    // SAFETY: both trees are ours and of one context; DESTRUCT consumes
-    // `parsed` whatever the outcome, and `target` is owned again by `tree`.
-    let rc = unsafe {
-        let rc = yang2::ffi::lyd_merge_siblings(
-            &mut target,
-            parsed.into_raw(),
-            yang2::ffi::LYD_MERGE_DESTRUCT as u16,
-        );
-        *tree = DataTree::from_raw(context(), target);
-        rc
+    let mut parsed = parsed.into_iter().map(|p| p.0);
+    let mut target = if default_op == EditOp::Replace {
+        parsed.next().unwrap_or_else(yang::empty).into_raw()
+    } else {
+        std::mem::replace(tree, yang::empty()).into_raw()
     };
+    // Move the parsed nodes into the tree rather than copying them.
+    let mut rc = yang2::ffi::LY_ERR::LY_SUCCESS;
+    for p in parsed {
+        // SAFETY: both trees are ours and of one context; DESTRUCT
+        // consumes `p` whatever the outcome, and `target` is owned again
+        // by `tree` below.
+        let r = unsafe {
+            yang2::ffi::lyd_merge_siblings(
+                &mut target,
+                p.into_raw(),
+                yang2::ffi::LYD_MERGE_DESTRUCT as u16,
+            )
+        };
+        if r != yang2::ffi::LY_ERR::LY_SUCCESS {
+            rc = r;
+        }
+    }
+    // SAFETY: `target` is the first sibling of a tree nobody else owns.
+    *tree = unsafe { DataTree::from_raw(context(), target) };
     yang::rewind(tree);
     if rc != yang2::ffi::LY_ERR::LY_SUCCESS {
         yang::clear_errors();
         return false;
     }
     true
+}
+
+/// Pools per parsing thread below which one thread parses the whole edit.
+const POOLS_PER_PARSER: usize = 200;
+
+const DHCP_NS: &str = "urn:hotlease:yang:dhcp-server";
+
+/// The `<config>` as XML documents for libyang: one, or for an edit of many
+/// pools one per CPU, the pools split between them (each in its own
+/// `<dhcp-server>`; everything else goes with the first), to be parsed in
+/// parallel and merged.
+fn xml_parts(config: &Element) -> Vec<String> {
+    let is_pool = |c: &&Element| c.ns == DHCP_NS && c.name == "ip-pool";
+    let big = config.elements().find(|el| {
+        el.ns == DHCP_NS
+            && el.name == "dhcp-server"
+            && el.attrs.is_empty()
+            && el.children.iter().all(|c| match c {
+                Node::Text(t) => t.trim().is_empty(),
+                Node::Element(_) => true,
+            })
+            && el.elements().filter(is_pool).count() >= 2 * POOLS_PER_PARSER
+    });
+    let Some(big) = big else {
+        let mut xml = String::new();
+        for el in config.elements() {
+            el.write_xml(&mut xml, "");
+        }
+        return vec![xml];
+    };
+    let pools: Vec<&Element> = big.elements().filter(is_pool).collect();
+    let n = (pools.len() / POOLS_PER_PARSER).min(yang::cpus()).max(1);
+    let per = pools.len().div_ceil(n);
+    let open = format!(
+        "<dhcp-server xmlns=\"{}\">",
+        crate::xml::escape_attr(DHCP_NS)
+    );
+    let mut parts: Vec<String> = pools
+        .chunks(per)
+        .map(|chunk| {
+            let mut xml = open.clone();
+            for p in chunk {
+                p.write_xml(&mut xml, DHCP_NS);
+            }
+            xml
+        })
+        .collect();
+    // the first part: the other top-level nodes and the container's own
+    // leaves and lists
+    let first = &mut parts[0];
+    for c in big.elements().filter(|c| !is_pool(c)) {
+        c.write_xml(first, DHCP_NS);
+    }
+    for p in &mut parts {
+        p.push_str("</dhcp-server>");
+    }
+    for el in config.elements().filter(|el| !std::ptr::eq(*el, big)) {
+        el.write_xml(&mut parts[0], "");
+    }
+    parts
 }
 
 /// Resolve a top-level element to its schema node.

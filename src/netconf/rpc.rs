@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::error::{ErrorTag, ErrorType, RpcError};
-use crate::xml::{escape_attr, Element, NC_NS};
+use crate::xml::{escape_attr, Element, Node, NC_NS};
 use crate::yang::WithDefaults;
 
 pub const WD_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults";
@@ -333,7 +333,7 @@ fn check_parameters(op: &Element) -> Result<(), RpcError> {
 }
 
 fn decode_operation(
-    op: &Element,
+    op: &mut Element,
     scope: &[(Option<String>, String)],
 ) -> Result<Operation, RpcError> {
     if op.ns == RBK_NS && op.name == "batch-backup" {
@@ -419,8 +419,7 @@ fn decode_operation(
                 ));
             }
             let config = op
-                .nc_child("config")
-                .cloned()
+                .take_child(NC_NS, "config")
                 .ok_or_else(|| missing_element("config", "<config> is missing"))?;
             Operation::EditConfig {
                 target,
@@ -494,7 +493,7 @@ fn decode_operation(
 }
 
 /// Decode a parsed message whose root is `<rpc>`.
-pub fn decode(rpc: &Element) -> Request {
+pub fn decode(mut rpc: Element) -> Request {
     let mut reply_attrs = String::new();
     for (p, u) in &rpc.ns_decls {
         match p {
@@ -515,7 +514,10 @@ pub fn decode(rpc: &Element) -> Request {
             operation: Err(vec![e]),
         };
     }
-    let mut ops = rpc.elements();
+    let mut ops = rpc.children.iter_mut().filter_map(|c| match c {
+        Node::Element(e) => Some(e),
+        Node::Text(_) => None,
+    });
     let operation = match (ops.next(), ops.next()) {
         (Some(op), None) => decode_operation(op, &rpc.ns_decls).map_err(|e| vec![e]),
         (None, _) => Err(vec![missing_element("rpc", "<rpc> has no operation")]),
@@ -585,7 +587,7 @@ mod tests {
     use crate::xml::parse;
 
     fn op(xml: &str) -> Result<Operation, Vec<RpcError>> {
-        decode(&parse(xml).unwrap()).operation
+        decode(parse(xml).unwrap()).operation
     }
 
     #[test]
@@ -618,14 +620,14 @@ mod tests {
     #[test]
     fn copies_attributes_and_flags_missing_message_id() {
         let r = decode(
-            &parse(r#"<nc:rpc xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:ex="urn:ex" ex:user-id="fred" message-id="101"><nc:get/></nc:rpc>"#)
+            parse(r#"<nc:rpc xmlns:nc="urn:ietf:params:xml:ns:netconf:base:1.0" xmlns:ex="urn:ex" ex:user-id="fred" message-id="101"><nc:get/></nc:rpc>"#)
                 .unwrap(),
         );
         assert!(r.reply_attrs.contains("ex:user-id=\"fred\""));
         assert!(r.reply_attrs.contains("xmlns:ex=\"urn:ex\""));
         assert!(r.operation.is_ok());
         let r = decode(
-            &parse(r#"<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get/></rpc>"#).unwrap(),
+            parse(r#"<rpc xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get/></rpc>"#).unwrap(),
         );
         let e = &r.operation.unwrap_err()[0];
         assert_eq!(e.tag, ErrorTag::MissingAttribute);

@@ -218,7 +218,7 @@ async fn handle_message(
     if root.ns != NC_NS || root.name != "rpc" {
         return malformed(format!("expected <rpc>, got <{}>", root.name));
     }
-    let req = rpc::decode(&root);
+    let req = rpc::decode(root);
     let (result, close) = match req.operation {
         Err(errors) => (Err(errors), false),
         Ok(Operation::CloseSession) => (Ok(rpc::Reply::Ok), true),

@@ -1285,6 +1285,61 @@ mod tests {
         assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
     }
 
+    /// An edit of many pools is parsed in parts on several threads and
+    /// merged: the candidate is what one parse of the whole edit gives, the
+    /// container's own leaves and other top-level trees included; a bad
+    /// value in a later part refuses the whole edit.
+    #[test]
+    fn large_edits_parse_in_parts() {
+        let (mut nb, _, _dir) = booted();
+        let pools: String = (0..450)
+            .map(|i| {
+                format!(
+                    "<ip-pool><name>p{i:03}</name><gateway>10.4.{}.{}</gateway>\
+                     <mask>255.255.255.248</mask></ip-pool>",
+                    i / 32,
+                    (i % 32) * 8 + 1
+                )
+            })
+            .collect();
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}">{pools}<decline-probation>60</decline-probation></dhcp-server>
+               <vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip></group></vrrp>"#
+        );
+        nb.operation(1, edit(&body)).unwrap();
+        let whole = yang::parse_config_xml(&format!(
+            r#"<dhcp-server xmlns="{DHCP}">{pools}<decline-probation>60</decline-probation></dhcp-server>
+               <vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip></group></vrrp>"#
+        ))
+        .unwrap();
+        assert_eq!(
+            yang::print_xml(&nb.candidate, WithDefaults::Explicit),
+            yang::print_xml(&whole, WithDefaults::Explicit)
+        );
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        // a bad address in the last pool: nothing of the edit is applied
+        let bad: String = (450..900)
+            .map(|i| {
+                let gw = if i == 899 { "10.5.0.256".to_string() } else { format!("10.5.{}.1", i % 200) };
+                format!("<ip-pool><name>p{i:03}</name><gateway>{gw}</gateway><mask>255.255.255.0</mask></ip-pool>")
+            })
+            .collect();
+        let errors = nb
+            .operation(
+                1,
+                edit(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}">{bad}</dhcp-server>"#
+                )),
+            )
+            .unwrap_err();
+        assert_eq!(errors[0].tag, ErrorTag::InvalidValue, "{errors:?}");
+        assert_eq!(
+            yang::print_xml(&nb.candidate, WithDefaults::Explicit),
+            yang::print_xml(&nb.running, WithDefaults::Explicit)
+        );
+    }
+
     #[test]
     fn get_merges_state_into_configuration() {
         let (mut nb, _, _dir) = booted();

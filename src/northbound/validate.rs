@@ -14,16 +14,13 @@
 //!
 //! A large pool change (hundreds of pools: a controller pushing a site's
 //! configuration) is split into one reduced tree per CPU, validated on
-//! scoped threads: libyang's context is only read during validation (its
-//! dictionary has its own lock) and it keeps errors per thread, and each
-//! pool's rules read only that pool and the small trees every part
-//! carries, so the parts are independent.
+//! scoped threads (`yang::Sendable`): each pool's rules read only that
+//! pool and the small trees every part carries, so the parts are
+//! independent.
 
 #![allow(unsafe_code)]
 
 use std::collections::BTreeSet;
-use std::sync::OnceLock;
-use std::thread;
 use std::time::Instant;
 
 use tracing::debug;
@@ -287,21 +284,6 @@ fn splice_pools(
 /// (a thread and a copy of the small trees cost little, but not nothing).
 const POOLS_PER_THREAD: usize = 100;
 
-/// CPUs this process may run on (read once: it reads cgroup files).
-fn cpus() -> usize {
-    static CPUS: OnceLock<usize> = OnceLock::new();
-    *CPUS.get_or_init(|| thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-/// A reduced tree handed to a validation thread.
-struct Part(DataTree<'static>);
-
-// SAFETY: a libyang data tree belongs to no thread; it is moved to one
-// scoped thread, used only there and moved back. Its context is the
-// process-wide one, which libyang allows several threads to read at once
-// (validation does not modify it; dictionary updates take its lock).
-unsafe impl Send for Part {}
-
 /// Validate the changed pools (with the non-pool trees they may refer to),
 /// on as many threads as the change is large and CPUs allow. Returns the
 /// validated reduced trees, pools in name order across them; the errors of
@@ -312,7 +294,7 @@ fn validate_pools(
 ) -> Result<Vec<DataTree<'static>>, Vec<RpcError>> {
     let threads = match pools.len() / POOLS_PER_THREAD {
         0 | 1 => 1,
-        n => n.min(cpus()),
+        n => n.min(yang::cpus()),
     };
     if threads == 1 {
         let mut part = reduced(candidate, pools);
@@ -321,29 +303,18 @@ fn validate_pools(
     }
     let names: Vec<&String> = pools.iter().collect();
     let per = names.len().div_ceil(threads);
-    let parts: Vec<Part> = names
+    let parts: Vec<yang::Sendable> = names
         .chunks(per)
         .map(|c| {
-            Part(reduced(
+            yang::Sendable(reduced(
                 candidate,
                 &c.iter().map(|n| (*n).clone()).collect(),
             ))
         })
         .collect();
-    let results: Vec<(Part, Result<(), Vec<yang::LyError>>)> = thread::scope(|s| {
-        let handles: Vec<_> = parts
-            .into_iter()
-            .map(|mut part| {
-                s.spawn(move || {
-                    let r = yang::validate(&mut part.0);
-                    (part, r)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("validation thread"))
-            .collect()
+    let results = yang::on_threads(parts, |mut part| {
+        let r = yang::validate(&mut part.0);
+        (part, r)
     });
     let mut errors: Vec<RpcError> = Vec::new();
     let mut trees = Vec::with_capacity(results.len());
