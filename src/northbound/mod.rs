@@ -154,6 +154,10 @@ pub struct Northbound {
     /// Printed running configuration per with-defaults mode, until the
     /// next change of running.
     running_xml: HashMap<WithDefaults, String>,
+    /// Printed top-level nodes of running (by with-defaults mode and
+    /// "module:name"), for subtree filters that select whole ones; kept as
+    /// long as `running_xml`.
+    running_nodes: HashMap<(WithDefaults, String), String>,
     locks: HashMap<Datastore, u32>,
     candidate_dirty: BTreeSet<u32>,
     /// What the candidate's edits since the last commit may have changed.
@@ -238,6 +242,7 @@ impl Northbound {
             startup,
             running_config: Config::default(),
             running_xml: HashMap::new(),
+            running_nodes: HashMap::new(),
             locks: HashMap::new(),
             candidate_dirty: BTreeSet::new(),
             scope: validate::Scope::default(),
@@ -385,7 +390,7 @@ impl Northbound {
                 with_defaults,
             } => {
                 let tree = self.operational();
-                filtered(&tree, filter.as_ref(), with_defaults)
+                filtered(&tree, filter.as_ref(), with_defaults, None)
             }
             Operation::GetConfig {
                 source: Datastore::Running,
@@ -401,10 +406,20 @@ impl Northbound {
                 Ok(Reply::Data(xml.clone()))
             }
             Operation::GetConfig {
+                source: Datastore::Running,
+                filter,
+                with_defaults,
+            } => filtered(
+                &self.running,
+                filter.as_ref(),
+                with_defaults,
+                Some(&mut self.running_nodes),
+            ),
+            Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
-            } => filtered(self.tree(source), filter.as_ref(), with_defaults),
+            } => filtered(self.tree(source), filter.as_ref(), with_defaults, None),
             Operation::EditConfig {
                 target,
                 default_operation,
@@ -818,6 +833,7 @@ impl Northbound {
         }
         if new.changed() {
             self.running_xml.clear();
+            self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
         self.candidate_dirty.clear();
@@ -840,7 +856,14 @@ fn is_selection_node(e: &Element) -> bool {
 }
 
 /// The `<data>` content of a retrieval, filtered.
-fn filtered(tree: &DataTree<'static>, filter: Option<&Filter>, wd: WithDefaults) -> RpcResult {
+/// `tree` filtered; `prints` keeps the prints of top-level nodes that a
+/// subtree filter selects whole (running only: it changes only at commit).
+fn filtered(
+    tree: &DataTree<'static>,
+    filter: Option<&Filter>,
+    wd: WithDefaults,
+    mut prints: Option<&mut HashMap<(WithDefaults, String), String>>,
+) -> RpcResult {
     match filter {
         None => Ok(Reply::Data(yang::print_xml(tree, wd))),
         Some(Filter::Subtree(f)) => {
@@ -865,11 +888,18 @@ fn filtered(tree: &DataTree<'static>, filter: Option<&Filter>, wd: WithDefaults)
                 if matching.is_empty() {
                     continue;
                 }
-                let node_xml = yang::print_node(&top, wd);
                 if matching.iter().any(|e| is_selection_node(e)) {
-                    out.push_str(&node_xml);
+                    match prints.as_deref_mut() {
+                        Some(cache) => out.push_str(
+                            cache
+                                .entry((wd, format!("{}:{name}", module.name())))
+                                .or_insert_with(|| yang::print_node(&top, wd)),
+                        ),
+                        None => out.push_str(&yang::print_node(&top, wd)),
+                    }
                     continue;
                 }
+                let node_xml = yang::print_node(&top, wd);
                 let root = xml::parse(&node_xml)
                     .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
                 for e in filter::apply(&matching, std::slice::from_ref(&root), &keys_of) {
@@ -1338,6 +1368,48 @@ mod tests {
             yang::print_xml(&nb.candidate, WithDefaults::Explicit),
             yang::print_xml(&nb.running, WithDefaults::Explicit)
         );
+    }
+
+    /// A subtree filter selecting a whole top-level node of running is
+    /// answered from a print kept until the next commit, never stale.
+    #[test]
+    fn subtree_selection_of_running_follows_commits() {
+        let (mut nb, _, _dir) = booted();
+        let get = |nb: &mut Northbound| {
+            let f = xml::parse(&format!(
+                r#"<filter xmlns="{NC_NS}" type="subtree"><dhcp-server xmlns="{DHCP}"/></filter>"#
+            ))
+            .unwrap();
+            data(nb.operation(
+                1,
+                Operation::GetConfig {
+                    source: Datastore::Running,
+                    filter: Some(Filter::Subtree(f)),
+                    with_defaults: WithDefaults::Explicit,
+                },
+            ))
+        };
+        for (i, lease) in [(1, 600), (1, 700), (2, 700)] {
+            nb.operation(
+                1,
+                edit(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+                    pool_xml(i, &format!("<lease-time>{lease}</lease-time>"))
+                )),
+            )
+            .unwrap();
+            let before = get(&mut nb);
+            nb.operation(1, Operation::Commit(Commit::default()))
+                .unwrap();
+            let after = get(&mut nb);
+            assert_ne!(before, after);
+            assert!(
+                after.contains(&format!("<lease-time>{lease}</lease-time>")),
+                "{after}"
+            );
+            assert_eq!(get(&mut nb), after);
+        }
+        assert_eq!(get(&mut nb).matches("<ip-pool>").count(), 2);
     }
 
     #[test]
