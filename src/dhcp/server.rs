@@ -211,11 +211,20 @@ fn writer(
                  pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>| {
         match store.sync() {
             Ok(()) => {
-                for (r, ifindex, tx) in pending.drain(..) {
-                    if tx.send(&r, ifindex).is_err() {
-                        inc(&counters.send_errors);
-                    }
+                // one sendmmsg per run of replies for the same sockets
+                let mut rest = &pending[..];
+                while let Some((_, _, tx)) = rest.first() {
+                    let run = rest
+                        .iter()
+                        .take_while(|(_, _, t)| Arc::ptr_eq(t, tx))
+                        .count();
+                    let failed = tx.send_batch(rest[..run].iter().map(|(r, i, _)| (r, *i)));
+                    counters
+                        .send_errors
+                        .fetch_add(failed as u64, Ordering::Relaxed);
+                    rest = &rest[run..];
                 }
+                pending.clear();
             }
             Err(e) => {
                 error!(error = %e, dropped = pending.len(), "lease store sync failed: ACKs withheld");
@@ -389,6 +398,8 @@ impl DhcpServer {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_expire = 0u64;
         let mut batch: Vec<Inbound> = Vec::with_capacity(256);
+        // replies of a batch that need no sync (OFFER, NAK, INFORM's ACK)
+        let mut now_out: Vec<(Reply, u32)> = Vec::with_capacity(256);
         loop {
             let udp = self.sockets.as_ref().map(|s| s.udp.clone());
             tokio::select! {
@@ -441,9 +452,20 @@ impl DhcpServer {
                     let mut changes = Vec::new();
                     let mut durable = Vec::new();
                     for inb in batch.drain(..) {
-                        self.process(inb, &mut changes, &mut durable);
+                        self.process(inb, &mut changes, &mut durable, &mut now_out);
                     }
+                    // the ACKs to the writer first: their sync starts
+                    // while the OFFERs and NAKs go out
                     self.write(changes, durable);
+                    if !now_out.is_empty() {
+                        if let Some(s) = &self.sockets {
+                            let failed = s.tx.send_batch(now_out.iter().map(|(r, i)| (r, *i)));
+                            self.counters
+                                .send_errors
+                                .fetch_add(failed as u64, Ordering::Relaxed);
+                        }
+                        now_out.clear();
+                    }
                     self.sync_snapshot();
                 }
             }
@@ -617,11 +639,15 @@ impl DhcpServer {
         }
     }
 
+    /// Handle one datagram: lease changes go to `changes`, replies that
+    /// wait for them to be durable to `durable`, the others to `now_out`
+    /// (sent by the caller once the batch is handled).
     fn process(
         &mut self,
         inb: Inbound,
         changes: &mut Vec<Change>,
         durable: &mut Vec<(Reply, u32)>,
+        now_out: &mut Vec<(Reply, u32)>,
     ) {
         let c = self.counters.clone();
         inc(&c.received);
@@ -725,10 +751,8 @@ impl DhcpServer {
             }
             if r.durable {
                 durable.push((r, inb.ifindex));
-            } else if let Some(s) = &self.sockets {
-                if s.tx.send(&r, inb.ifindex).is_err() {
-                    inc(&c.send_errors);
-                }
+            } else {
+                now_out.push((r, inb.ifindex));
             }
         }
     }
@@ -901,21 +925,21 @@ mod tests {
             src: std::net::SocketAddrV4::new(ip("10.0.0.1"), 67),
             dst: ip("192.0.2.1"),
         };
-        let (mut ch, mut du) = (Vec::new(), Vec::new());
-        srv.process(inbound(), &mut ch, &mut du);
+        let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+        srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 1);
         assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 0);
         srv.command(Command::Serving {
             profile: "rbp".into(),
             master: true,
         });
-        srv.process(inbound(), &mut ch, &mut du);
+        srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 1);
         srv.command(Command::Serving {
             profile: "rbp".into(),
             master: false,
         });
-        srv.process(inbound(), &mut ch, &mut du);
+        srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
     }
 }
