@@ -776,9 +776,9 @@ impl DhcpServer {
                     g.leases.remove(&ip);
                 }
             }
-            match self.table.offer(ip) {
+            match self.table.offer_shared(ip) {
                 Some(o) => {
-                    g.offers.insert(ip, Arc::new(o.clone()));
+                    g.offers.insert(ip, o.clone());
                 }
                 None => {
                     g.offers.remove(&ip);
