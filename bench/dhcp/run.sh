@@ -49,7 +49,7 @@ CLIENT_CPU="${CLIENT_CPU:-1}"
 BUDGETS="${BUDGETS:-full 25}"
 CFS_PERIOD_US="${CFS_PERIOD_US:-10000}"
 RATES="${RATES:-2000 4000 5000 6000 7000 8000 9000 10000 11000 12000 13000 14000 16000 20000}"
-BUDGET_RATES="${BUDGET_RATES:-1000 1500 2000 2500 3000 3500 4000 4500 5000 5500 6000 6500 7000 7500 8000 9000 10000 11000 12000}"
+BUDGET_RATES="${BUDGET_RATES:-250 500 750 1000 1250 1500 2000 2500 3000 3500 4000 4500 5000 5500 6000 6500 7000 7500 8000 9000 10000}"
 TARGET="${TARGET:-2}"
 # which servers to run (the ratio needs both; one alone is for profiling)
 SERVERS="${SERVERS:-hotleased kea}"
@@ -270,11 +270,11 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$SERVER_PID/stat"; }
 
 # bench NAME BUDGET: step through the rates; prints
 # "best_rate ack_avg_ms ack_max_ms offer_avg_ms cpu_us_per_exchange throttled_pct perfdhcp_cpu_pct
-#  next_throttled_pct next_perfdhcp_cpu_pct"
-# (the last two: at the first failed step above the best, "-" if none)
+#  overflows next_throttled_pct next_perfdhcp_cpu_pct next_overflows"
+# (the next_*: at the first failed step above the best, "-" if none)
 bench() {
     local name="$1" budget="$2" best="0" best_ack="-" best_ackmax="-" best_offer="-" best_cpu="-"
-    local best_thr="-" best_pcpu="-" next_thr="-" next_pcpu="-" fails=0 rates
+    local best_thr="-" best_pcpu="-" best_ovf="-" next_thr="-" next_pcpu="-" next_ovf="-" fails=0 rates
     if [ "$budget" = full ]; then rates="$RATES"; else rates="$BUDGET_RATES"; fi
     for r in $rates; do
         local out="$W/$name-$budget-$r.txt"
@@ -308,31 +308,32 @@ bench() {
             awk -v a="$dd" -v b="$dr" -v m="$MAXDROP" 'BEGIN { exit !(a <= m && b <= m) }'; then
             if awk -v g="$got" -v b="$best" 'BEGIN { exit !(g > b) }'; then
                 best="$got" best_ack="$ackd" best_ackmax="$ackm" best_offer="$offd" best_cpu="$cpu"
-                best_thr="$thr" best_pcpu="$pcpu" next_thr="-" next_pcpu="-"
+                best_thr="$thr" best_pcpu="$pcpu" best_ovf="$((e1 - e0))" next_thr="-" next_pcpu="-" next_ovf="-"
             fi
             fails=0
         else
-            if [ "$next_thr" = "-" ]; then next_thr="$thr" next_pcpu="$pcpu"; fi
+            if [ "$next_thr" = "-" ]; then next_thr="$thr" next_pcpu="$pcpu" next_ovf="$((e1 - e0))"; fi
             fails=$((fails + 1))
             [ "$fails" -ge 2 ] && break
         fi
         # let a backlog of the step drain before the next one
         sleep 1
     done
-    echo "$best $best_ack $best_ackmax $best_offer $best_cpu $best_thr $best_pcpu $next_thr $next_pcpu"
+    echo "$best $best_ack $best_ackmax $best_offer $best_cpu $best_thr $best_pcpu $best_ovf $next_thr $next_pcpu $next_ovf"
 }
 
 OUT="$ROOT/bench/dhcp/out"
 rm -rf "$OUT"
 mkdir -p "$OUT"
+echo "# server budget offered achieved drops_D-O_% drops_R-A_% offer_avg_ms ack_avg_ms ack_max_ms server_cpu_us_per_exchange throttled_% perfdhcp_cpu_% perfdhcp_socket_overflows" >"$OUT/steps.txt"
 KEA_V="$(kea-dhcp4 -V | head -n 1)"
 PERF_V="$(perfdhcp -v 2>&1 | sed -n 's/^VERSION: *//p' | head -n 1)"
 COMMIT="$(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- src || echo '+dirty')"
 declare -A R
 for b in $BUDGETS; do
     set_budget "$b"
-    R[hotleased,$b]="0 - - - - - - - -"
-    R[kea,$b]="0 - - - - - - - -"
+    R[hotleased,$b]="0 - - - - - - - - - -"
+    R[kea,$b]="0 - - - - - - - - - -"
     if [[ " $SERVERS " == *" hotleased "* ]]; then
         echo "==> budget $b: hotleased ($COMMIT)" >&2
         start_hotleased
@@ -354,13 +355,13 @@ PMAX="$(for k in "${!R[@]}"; do echo "${R[$k]}" | cut -d' ' -f1; done | sort -g 
 CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
 budget_name() { if [ "$1" = full ]; then echo "full core (no quota)"; else echo "$1 % of one core"; fi; }
 {
-    echo "| CPU budget | server | highest rate with ≤ ${MAXDROP} % drops (4-way exchanges/s) | ACK delay avg / max (ms) | OFFER delay avg (ms) | server CPU per exchange (µs) | periods throttled at that rate / at the next (failed) step | perfdhcp CPU at that rate / at the next step |"
-    echo "| --- | --- | --- | --- | --- | --- | --- | --- |"
+    echo "| CPU budget | server | highest rate with ≤ ${MAXDROP} % drops (4-way exchanges/s) | ACK delay avg / max (ms) | OFFER delay avg (ms) | server CPU per exchange (µs) | periods throttled: at that rate / next (failed) step | perfdhcp CPU: at that rate / next step | perfdhcp socket overflows: at that rate / next step |"
+    echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     for b in $BUDGETS; do
         for s in hotleased kea; do
-            read -r best ack ackmax offer cpu thr pcpu nthr npcpu <<<"${R[$s,$b]}"
+            read -r best ack ackmax offer cpu thr pcpu ovf nthr npcpu novf <<<"${R[$s,$b]}"
             if [ "$s" = hotleased ]; then label="hotleased (release, lease log fdatasync before the ACKs)"; else label="Kea $KEA_V (memfile, MT 2 threads, raw sockets)"; fi
-            echo "| $(budget_name "$b") | $label | $best | $ack / $ackmax | $offer | $cpu | $thr % / $nthr % | $pcpu % / $npcpu % |"
+            echo "| $(budget_name "$b") | $label | $best | $ack / $ackmax | $offer | $cpu | $thr % / $nthr % | $pcpu % / $npcpu % | $ovf / $novf |"
         done
     done
     echo
