@@ -272,14 +272,18 @@ pub fn handle(
     let Some(kind) = req.opts().msg_type() else {
         return Outcome::silent(Silence::Malformed);
     };
+    let hw = hw_of(req);
+    let cid = client_id(req);
+    let key = ClientKey::new(cid.as_deref(), &hw);
     let h = Handler {
         pool,
         ctx,
         req,
         raw,
         sid: pool.server_id.unwrap_or(ctx.default_sid),
-        hw: hw_of(req),
-        cid: client_id(req),
+        hw,
+        cid,
+        key,
     };
     match kind {
         MessageType::Discover => h.discover(table),
@@ -299,11 +303,13 @@ struct Handler<'a> {
     sid: Ipv4Addr,
     hw: Vec<u8>,
     cid: Option<Vec<u8>>,
+    /// The client's identity, computed once per request.
+    key: ClientKey,
 }
 
 impl Handler<'_> {
-    fn key(&self) -> ClientKey {
-        ClientKey::new(self.cid.as_deref(), &self.hw)
+    fn key(&self) -> &ClientKey {
+        &self.key
     }
 
     /// The statically bound address of this client in the pool.
@@ -319,7 +325,7 @@ impl Handler<'_> {
         if let Some(s) = self.static_ip() {
             return s == ip;
         }
-        self.pool.dynamic(ip) && table.available(ip, &self.key(), self.ctx.now)
+        self.pool.dynamic(ip) && table.available(ip, self.key(), self.ctx.now)
     }
 
     fn lease(&self, ip: Ipv4Addr, state: LeaseState, lifetime: u32, expires: u64) -> Lease {
@@ -353,13 +359,13 @@ impl Handler<'_> {
             Some(s)
         } else {
             let previous = table
-                .client_ip(&key)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, &key, now));
+                .client_ip(key)
+                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
             let requested = requested_ip(self.req)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, &key, now));
+                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
             previous
                 .or(requested)
-                .or_else(|| table.allocate(self.pool, &key, now))
+                .or_else(|| table.allocate(self.pool, key, now))
         };
         let Some(ip) = ip else {
             return Outcome::silent(Silence::Exhausted);
@@ -367,7 +373,7 @@ impl Handler<'_> {
         let hold = self.ctx.globals.offer_hold;
         let bound_here = table
             .get(ip)
-            .is_some_and(|l| l.state == LeaseState::Bound && l.key() == key && l.expires > now);
+            .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key) && l.expires > now);
         if !bound_here {
             table.hold(self.lease(
                 ip,
@@ -390,7 +396,7 @@ impl Handler<'_> {
         if let Some(sid) = server_id_opt(self.req) {
             // SELECTING
             if sid != self.sid {
-                table.drop_offer(&key);
+                table.drop_offer(key);
                 return Outcome::silent(Silence::OtherServer);
             }
             let Some(ip) = requested_ip(self.req).or((!ciaddr.is_unspecified()).then_some(ciaddr))
@@ -417,7 +423,7 @@ impl Handler<'_> {
             // records too. A known address that is not this client's is
             // NAKed below.
             let known = table.get(ip).is_some()
-                || table.client_ip(&self.key()).is_some()
+                || table.client_ip(self.key()).is_some()
                 || self.static_ip().is_some()
                 || self.pool.static_by_mac.values().any(|s| *s == ip);
             if !known {
@@ -453,7 +459,7 @@ impl Handler<'_> {
         let lifetime = self.pool.lease_time;
         let renewed = table
             .get(ip)
-            .is_some_and(|l| l.state == LeaseState::Bound && l.key() == key);
+            .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key));
         let lease = self.lease(ip, LeaseState::Bound, lifetime, self.expiry(lifetime));
         table.insert(lease.clone());
         Outcome {
@@ -479,8 +485,8 @@ impl Handler<'_> {
         let Some(ip) = requested_ip(self.req) else {
             return Outcome::silent(Silence::Malformed);
         };
-        let ours = table.get(ip).is_some_and(|l| l.key() == self.key())
-            || table.offer(ip).is_some_and(|l| l.key() == self.key());
+        let ours = table.get(ip).is_some_and(|l| l.is_client(self.key()))
+            || table.offer(ip).is_some_and(|l| l.is_client(self.key()));
         if !self.pool.dynamic(ip) || !ours {
             return Outcome::silent(Silence::Nothing);
         }
@@ -517,7 +523,7 @@ impl Handler<'_> {
         let Some(l) = table.get(ip) else {
             return Outcome::silent(Silence::Nothing);
         };
-        if l.key() != self.key() || l.state != LeaseState::Bound {
+        if !l.is_client(self.key()) || l.state != LeaseState::Bound {
             return Outcome::silent(Silence::Nothing);
         }
         let mut l = l.clone();

@@ -89,6 +89,15 @@ impl Lease {
     pub fn key(&self) -> ClientKey {
         ClientKey::new(self.client_id.as_deref(), &self.hw)
     }
+
+    /// Whether `key` is this lease's client (`self.key() == *key` without
+    /// building the key).
+    pub fn is_client(&self, key: &ClientKey) -> bool {
+        match self.client_id.as_deref() {
+            Some(c) if !c.is_empty() => key.0.first() == Some(&0) && key.0[1..] == *c,
+            _ => key.0.first() == Some(&1) && key.0[1..] == *self.hw,
+        }
+    }
 }
 
 /// Client identity (RFC 2131 §4.2): option 61 when present, else chaddr.
@@ -158,7 +167,8 @@ pub struct LeaseTable {
     /// per lease, and a lease changed after a copy is cloned then.
     by_ip: HashMap<Ipv4Addr, Arc<Lease>>,
     by_client: HashMap<ClientKey, Ipv4Addr>,
-    offers: HashMap<Ipv4Addr, Lease>,
+    /// Shared with the `<get>` mirror like `by_ip`.
+    offers: HashMap<Ipv4Addr, Arc<Lease>>,
     offer_by_client: HashMap<ClientKey, Ipv4Addr>,
     /// Allocation cursor per pool (last address handed out).
     cursor: HashMap<String, u32>,
@@ -178,7 +188,7 @@ impl LeaseTable {
     }
 
     pub fn offer(&self, ip: Ipv4Addr) -> Option<&Lease> {
-        self.offers.get(&ip)
+        self.offers.get(&ip).map(|o| &**o)
     }
 
     pub fn len(&self) -> usize {
@@ -199,7 +209,7 @@ impl LeaseTable {
     }
 
     pub fn offers(&self) -> impl Iterator<Item = &Lease> {
-        self.offers.values()
+        self.offers.values().map(|o| &**o)
     }
 
     /// The address the table remembers for a client (lease, else offer).
@@ -270,7 +280,7 @@ impl LeaseTable {
         self.drop_offer_at(offer.ip);
         self.offer_by_client.insert(key, offer.ip);
         self.touched.push(offer.ip);
-        self.offers.insert(offer.ip, offer);
+        self.offers.insert(offer.ip, Arc::new(offer));
     }
 
     fn drop_offer_at(&mut self, ip: Ipv4Addr) {
@@ -295,7 +305,7 @@ impl LeaseTable {
     /// offer of another client, no quarantine.
     pub fn available(&self, ip: Ipv4Addr, key: &ClientKey, now: u64) -> bool {
         if let Some(o) = self.offers.get(&ip) {
-            if o.expires > now && &o.key() != key {
+            if o.expires > now && !o.is_client(key) {
                 return false;
             }
         }
@@ -304,7 +314,7 @@ impl LeaseTable {
             Some(l) => match l.state {
                 LeaseState::Declined => l.expires <= now,
                 LeaseState::Released | LeaseState::Expired => true,
-                LeaseState::Bound | LeaseState::Offered => &l.key() == key || l.expires <= now,
+                LeaseState::Bound | LeaseState::Offered => l.is_client(key) || l.expires <= now,
             },
         }
     }
@@ -335,7 +345,7 @@ impl LeaseTable {
                 if pool.dynamic(ip) && !self.by_ip.contains_key(&ip) && {
                     match self.offers.get(&ip) {
                         None => true,
-                        Some(o) => o.expires <= now || &o.key() == key,
+                        Some(o) => o.expires <= now || o.is_client(key),
                     }
                 } {
                     self.cursor.insert(pool.name.clone(), a);
@@ -422,9 +432,18 @@ impl LeaseTable {
         drop.into_iter().filter_map(|ip| self.remove(ip)).collect()
     }
 
-    /// Addresses whose lease or offer changed since the last call.
+    /// Addresses whose lease or offer changed since the last call, each
+    /// once.
     pub fn take_touched(&mut self) -> Vec<Ipv4Addr> {
-        std::mem::take(&mut self.touched)
+        let mut t = std::mem::take(&mut self.touched);
+        t.sort_unstable();
+        t.dedup();
+        t
+    }
+
+    /// The offer on `ip` as a shared pointer (for snapshots).
+    pub fn offer_shared(&self, ip: Ipv4Addr) -> Option<&Arc<Lease>> {
+        self.offers.get(&ip)
     }
 
     /// The lease on `ip` as a shared pointer.
@@ -607,20 +626,31 @@ impl FileStore {
     }
 }
 
-/// Percent-escape a field so it holds no space, newline or `%`.
-fn esc(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
+/// Lower-case hex digits.
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_hex(out: &mut Vec<u8>, b: &[u8]) {
+    for x in b {
+        out.push(HEX[usize::from(x >> 4)]);
+        out.push(HEX[usize::from(x & 15)]);
+    }
+}
+
+/// Percent-escape a field so it holds no space, newline or `%` (an empty
+/// field is a lone `%`).
+fn push_esc(out: &mut Vec<u8>, s: &str) {
+    if s.is_empty() {
+        out.push(b'%');
+        return;
+    }
     for b in s.bytes() {
         if b.is_ascii_graphic() && b != b'%' {
-            o.push(b as char);
+            out.push(b);
         } else {
-            o.push_str(&format!("%{b:02x}"));
+            out.push(b'%');
+            push_hex(out, &[b]);
         }
     }
-    if o.is_empty() {
-        o.push('%');
-    }
-    o
 }
 
 fn unesc(s: &str) -> Option<String> {
@@ -643,10 +673,6 @@ fn unesc(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
@@ -659,29 +685,57 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
 
 /// One record line: `CRC BODY\n`, CRC being the CRC-32 of BODY in hex.
 pub fn encode_record(c: &Change) -> String {
-    let body = match c {
-        Change::Upsert(l) => format!(
-            "U {} {} {} {} {} {} {} {} {}",
-            l.ip,
-            esc(&l.pool),
+    let mut out = Vec::with_capacity(128);
+    encode_record_into(c, &mut out);
+    String::from_utf8(out).expect("records are ASCII")
+}
+
+/// [`encode_record`] appended to `out`, without a temporary allocation per
+/// field (the writer thread encodes every lease change of every batch).
+pub fn encode_record_into(c: &Change, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let start = out.len();
+    out.extend_from_slice(b"00000000 ");
+    let body = out.len();
+    // writes into a Vec cannot fail
+    match c {
+        Change::Upsert(l) => {
+            let _ = write!(out, "U {} ", l.ip);
+            push_esc(out, &l.pool);
+            out.push(b' ');
             if l.hw.is_empty() {
-                "-".into()
+                out.push(b'-');
             } else {
-                hex(&l.hw)
-            },
-            l.client_id
-                .as_deref()
-                .map(hex)
-                .unwrap_or_else(|| "-".into()),
-            l.hostname.as_deref().map(esc).unwrap_or_else(|| "-".into()),
-            l.state.as_str(),
-            l.lifetime,
-            l.expires,
-            l.origin.as_str(),
-        ),
-        Change::Delete(ip) => format!("D {ip}"),
-    };
-    format!("{:08x} {body}\n", crc32fast::hash(body.as_bytes()))
+                push_hex(out, &l.hw);
+            }
+            out.push(b' ');
+            match &l.client_id {
+                Some(c) => push_hex(out, c),
+                None => out.push(b'-'),
+            }
+            out.push(b' ');
+            match &l.hostname {
+                Some(h) => push_esc(out, h),
+                None => out.push(b'-'),
+            }
+            let _ = write!(
+                out,
+                " {} {} {} {}",
+                l.state.as_str(),
+                l.lifetime,
+                l.expires,
+                l.origin.as_str()
+            );
+        }
+        Change::Delete(ip) => {
+            let _ = write!(out, "D {ip}");
+        }
+    }
+    let crc = crc32fast::hash(&out[body..]);
+    for (i, d) in out[start..start + 8].iter_mut().enumerate() {
+        *d = HEX[((crc >> (28 - 4 * i)) & 15) as usize];
+    }
+    out.push(b'\n');
 }
 
 /// Parse one record line (without its newline); None when torn or corrupt.
@@ -791,7 +845,7 @@ impl LeaseStore for FileStore {
 
     fn append(&mut self, changes: &[Change]) -> Result<(), StoreError> {
         for c in changes {
-            self.buf.extend_from_slice(encode_record(c).as_bytes());
+            encode_record_into(c, &mut self.buf);
         }
         self.records += changes.len() as u64;
         Ok(())
@@ -982,6 +1036,96 @@ mod tests {
             lifetime: 3600,
             expires,
             origin: Origin::Local,
+        }
+    }
+
+    /// The record format as first written (one `format!` per field): the
+    /// encoder must keep producing exactly these bytes.
+    fn reference_record(c: &Change) -> String {
+        fn esc(s: &str) -> String {
+            let mut o = String::new();
+            for b in s.bytes() {
+                if b.is_ascii_graphic() && b != b'%' {
+                    o.push(b as char);
+                } else {
+                    o.push_str(&format!("%{b:02x}"));
+                }
+            }
+            if o.is_empty() {
+                o.push('%');
+            }
+            o
+        }
+        fn hex(b: &[u8]) -> String {
+            b.iter().map(|x| format!("{x:02x}")).collect()
+        }
+        let body = match c {
+            Change::Upsert(l) => format!(
+                "U {} {} {} {} {} {} {} {} {}",
+                l.ip,
+                esc(&l.pool),
+                if l.hw.is_empty() {
+                    "-".into()
+                } else {
+                    hex(&l.hw)
+                },
+                l.client_id
+                    .as_deref()
+                    .map(hex)
+                    .unwrap_or_else(|| "-".into()),
+                l.hostname.as_deref().map(esc).unwrap_or_else(|| "-".into()),
+                l.state.as_str(),
+                l.lifetime,
+                l.expires,
+                l.origin.as_str(),
+            ),
+            Change::Delete(ip) => format!("D {ip}"),
+        };
+        format!("{:08x} {body}\n", crc32fast::hash(body.as_bytes()))
+    }
+
+    #[test]
+    fn record_bytes_match_the_original_format() {
+        let mut odd = lease("10.0.0.7", 3, LeaseState::Declined, 99);
+        odd.pool = "p%o ol\u{e9}".into();
+        odd.hw = Vec::new();
+        odd.hostname = Some(String::new());
+        odd.origin = Origin::Peer;
+        odd.lifetime = u32::MAX;
+        odd.expires = u64::MAX;
+        let mut plain = lease("192.168.10.250", 0xab, LeaseState::Bound, 1_800_000_000);
+        plain.hostname = None;
+        for c in [
+            Change::Upsert(lease("10.0.0.5", 4, LeaseState::Bound, 1234)),
+            Change::Upsert(odd),
+            Change::Upsert(plain),
+            Change::Delete("10.0.0.5".parse().unwrap()),
+        ] {
+            assert_eq!(encode_record(&c), reference_record(&c));
+            let mut buf = b"prefix ".to_vec();
+            encode_record_into(&c, &mut buf);
+            assert_eq!(&buf[7..], reference_record(&c).as_bytes());
+        }
+    }
+
+    #[test]
+    fn is_client_agrees_with_key_equality() {
+        let with_cid = lease("10.0.0.1", 2, LeaseState::Bound, 10);
+        let no_cid = lease("10.0.0.2", 3, LeaseState::Bound, 10);
+        let mut empty_cid = no_cid.clone();
+        empty_cid.client_id = Some(Vec::new());
+        let all = [with_cid, no_cid, empty_cid];
+        let keys = [
+            ClientKey::new(Some(&[1, 2, 2]), &[]),
+            ClientKey::new(None, &all[1].hw),
+            ClientKey::new(None, &all[0].hw),
+            ClientKey::new(Some(&all[1].hw), &[]),
+            ClientKey::new(None, &[]),
+        ];
+        for l in &all {
+            for k in keys.iter().chain([&l.key()]) {
+                assert_eq!(l.is_client(k), l.key() == *k, "{l:?} {k:?}");
+            }
         }
     }
 
