@@ -1159,6 +1159,18 @@ mod tests {
         )
     }
 
+    /// Running (tree and typed configuration) is what validating the whole
+    /// candidate gives.
+    fn assert_running_is_whole_validation(nb: &Northbound) {
+        let mut whole = yang::dup(&nb.candidate);
+        validate::full(&mut whole).unwrap();
+        assert_eq!(
+            yang::print_xml(&whole, WithDefaults::ReportAll),
+            yang::print_xml(&nb.running, WithDefaults::ReportAll)
+        );
+        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
+    }
+
     /// The pool-only commit path (reduced validation, spliced pools) gives
     /// the same running and candidate as validating everything would.
     #[test]
@@ -1213,14 +1225,7 @@ mod tests {
             "{running}"
         );
         assert_eq!(get_config(&mut nb, Datastore::Candidate), running);
-        // the whole-tree path agrees
-        let mut whole = yang::dup(&nb.candidate);
-        validate::full(&mut whole).unwrap();
-        assert_eq!(
-            yang::print_xml(&whole, WithDefaults::ReportAll),
-            yang::print_xml(&nb.running, WithDefaults::ReportAll)
-        );
-        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
+        assert_running_is_whole_validation(&nb);
     }
 
     /// A change of many pools is validated in parts on several threads
@@ -1306,13 +1311,7 @@ mod tests {
         assert!(!running.contains("<name>p2</name>") && !running.contains("<name>p399</name>"));
         assert_eq!(running.matches("<lease-time>600</lease-time>").count(), 1);
         assert_eq!(get_config(&mut nb, Datastore::Candidate), running);
-        let mut whole = yang::dup(&nb.candidate);
-        validate::full(&mut whole).unwrap();
-        assert_eq!(
-            yang::print_xml(&whole, WithDefaults::ReportAll),
-            yang::print_xml(&nb.running, WithDefaults::ReportAll)
-        );
-        assert_eq!(nb.running_config, Config::try_from(&nb.running).unwrap());
+        assert_running_is_whole_validation(&nb);
     }
 
     /// An edit of many pools is parsed in parts on several threads and
