@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use yang2::data::{Data, DataNodeRef, DataTree};
 
@@ -58,7 +59,10 @@ pub struct DhcpConfig {
     pub decline_probation_s: u32,
     pub echo_client_id: bool,
     pub authoritative: bool,
-    pub pools: BTreeMap<String, Pool>,
+    /// Shared, so that copying a configuration of thousands of pools (each
+    /// commit does) costs a pointer per pool, and a runtime can tell an
+    /// unchanged pool by `Arc::ptr_eq`.
+    pub pools: BTreeMap<String, Arc<Pool>>,
 }
 
 /// A user-defined DHCP option value.
@@ -348,7 +352,7 @@ impl TryFrom<&DataTree<'static>> for Config {
             cfg.dhcp.authoritative = parse(&d, "authoritative").map_err(one)?.unwrap_or(true);
             for p in children(&d, "ip-pool") {
                 let pool = pool(&p).map_err(one)?;
-                cfg.dhcp.pools.insert(pool.name.clone(), pool);
+                cfg.dhcp.pools.insert(pool.name.clone(), Arc::new(pool));
             }
         }
         for s in top(tree, "/hotlease-remote-backup:ssl-policy") {
@@ -412,7 +416,7 @@ impl Config {
             for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
                 if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
                     let pool = pool(&p).map_err(|e| vec![e])?;
-                    cfg.dhcp.pools.insert(pool.name.clone(), pool);
+                    cfg.dhcp.pools.insert(pool.name.clone(), Arc::new(pool));
                 }
             }
         }
@@ -563,7 +567,10 @@ mod tests {
 
     fn dhcp(pools: Vec<Pool>) -> DhcpConfig {
         DhcpConfig {
-            pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            pools: pools
+                .into_iter()
+                .map(|p| (p.name.clone(), Arc::new(p)))
+                .collect(),
             ..Default::default()
         }
     }

@@ -567,10 +567,19 @@ impl DhcpServer {
     }
 
     fn apply_config(&mut self, cfg: Arc<DhcpConfig>) {
+        // a pool the commit did not touch is the same Arc: keep its runtime
+        let mut old = std::mem::take(&mut self.pools);
         let pools: BTreeMap<String, PoolRt> = cfg
             .pools
             .iter()
-            .map(|(n, p)| (n.clone(), PoolRt::from(p)))
+            .map(|(n, p)| {
+                let same = self.cfg.pools.get(n).is_some_and(|o| Arc::ptr_eq(o, p));
+                let rt = match old.remove(n) {
+                    Some(rt) if same => rt,
+                    _ => PoolRt::from(&**p),
+                };
+                (n.clone(), rt)
+            })
             .collect();
         let removed = self
             .table
@@ -857,7 +866,10 @@ mod tests {
 
     fn cfg(pools: Vec<Pool>) -> Arc<DhcpConfig> {
         Arc::new(DhcpConfig {
-            pools: pools.into_iter().map(|p| (p.name.clone(), p)).collect(),
+            pools: pools
+                .into_iter()
+                .map(|p| (p.name.clone(), Arc::new(p)))
+                .collect(),
             decline_probation_s: 86400,
             echo_client_id: true,
             authoritative: true,
@@ -919,6 +931,41 @@ mod tests {
         );
     }
 
+    /// A commit rebuilds the runtime of the pools it changed and keeps the
+    /// others' (the same `Arc`).
+    #[tokio::test]
+    async fn commits_rebuild_only_changed_pools() {
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let c1 = cfg(vec![
+            pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60"),
+            pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.60"),
+        ]);
+        srv.apply_config(c1.clone());
+        let mut c2 = (*c1).clone();
+        Arc::make_mut(c2.pools.get_mut("b").unwrap()).lease_time_s = 600;
+        Arc::make_mut(c2.pools.get_mut("b").unwrap()).sections =
+            vec![(ip("10.1.0.20"), ip("10.1.0.30"))];
+        srv.apply_config(Arc::new(c2));
+        assert_eq!(srv.pools["b"].lease_time, 600);
+        assert_eq!(
+            srv.pools["b"].sections,
+            [(u32::from(ip("10.1.0.20")), u32::from(ip("10.1.0.30")))]
+        );
+        assert_eq!(srv.pools["a"].lease_time, c1.pools["a"].lease_time_s);
+        assert_eq!(srv.pools.len(), 2);
+        // a pool added and one removed
+        let mut c3 = (*srv.cfg).clone();
+        c3.pools.remove("a");
+        c3.pools.insert(
+            "c".into(),
+            Arc::new(pool("c", "10.2.0.0", "10.2.0.10", "10.2.0.60")),
+        );
+        srv.apply_config(Arc::new(c3));
+        assert_eq!(srv.pools.keys().collect::<Vec<_>>(), ["b", "c"]);
+        assert_eq!(srv.pools["b"].lease_time, 600);
+    }
+
     #[tokio::test]
     async fn pools_of_a_profile_serve_only_while_master() {
         let (mut srv, shared) =
@@ -927,12 +974,12 @@ mod tests {
         p.remote_backup_profile = Some("rbp".into());
         let mut c = (*cfg(vec![p])).clone();
         c.all_interfaces = true;
-        c.pools.get_mut("a").unwrap().gateways = vec![];
+        Arc::make_mut(c.pools.get_mut("a").unwrap()).gateways = vec![];
         srv.cfg = Arc::new(c.clone());
         srv.pools = c
             .pools
             .iter()
-            .map(|(n, p)| (n.clone(), PoolRt::from(p)))
+            .map(|(n, p)| (n.clone(), PoolRt::from(&**p)))
             .collect();
         // a relayed DISCOVER for pool a, as the socket hands it over
         let mut m = dhcproto::v4::Message::default();
