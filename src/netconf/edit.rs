@@ -16,6 +16,7 @@ use yang2::utils::Binding;
 
 use super::error::{from_ly, xml_path, ErrorTag, ErrorType, RpcError};
 use super::rpc::EditOp;
+use crate::dhcp::NS as DHCP_NS;
 use crate::xml::{Element, Node, NC_NS};
 use crate::yang::{self, context};
 
@@ -124,8 +125,6 @@ pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: Edi
 
 /// Pools per parsing thread below which one thread parses the whole edit.
 const POOLS_PER_PARSER: usize = 200;
-
-const DHCP_NS: &str = "urn:hotlease:yang:dhcp-server";
 
 /// The `<config>` as XML documents for libyang: one, or for an edit of many
 /// pools one per CPU, the pools split between them (each in its own

@@ -30,13 +30,13 @@ use yang2::ffi;
 use yang2::utils::Binding;
 
 use crate::config::Config;
+use crate::dhcp::NS as DHCP_NS;
 use crate::netconf::edit;
 use crate::netconf::error::RpcError;
 use crate::xml::{Element, NC_NS};
 use crate::yang::{self, context};
 
 const DHCP_MODULE: &str = "hotlease-dhcp-server";
-const DHCP_NS: &str = "urn:hotlease:yang:dhcp-server";
 
 /// What the edits since the last commit (or discard) may have changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
