@@ -426,7 +426,7 @@ impl Config {
 
 /// XML instance-identifier of a pool (and optionally a node in it).
 fn pool_path(pool: &str, rest: &str) -> String {
-    let q = crate::netconf::edit::quote(pool);
+    let q = crate::yang::xpath_literal(pool);
     format!("/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name={q}]{rest}")
 }
 

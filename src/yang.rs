@@ -423,16 +423,17 @@ pub fn dup(tree: &DataTree<'static>) -> DataTree<'static> {
     unsafe { DataTree::from_raw(context(), head) }
 }
 
-/// A data tree handed to another thread (parsing or validating parts of a
-/// large edit on several CPUs).
-#[derive(Debug)]
-pub struct Sendable(pub DataTree<'static>);
+/// A data tree on its way to or from a worker thread of `parse_parts` /
+/// `validate_parts`; private, so that only those two move trees across
+/// threads, and only for a libyang parse or validation.
+struct Sendable(DataTree<'static>);
 
-// SAFETY: a libyang data tree belongs to no thread: it is moved to one
-// thread, used only there and moved back. Its context is the process-wide
-// one, which libyang lets several threads read at once (parsing and
-// validation do not modify it; dictionary updates take its lock), and
-// libyang keeps stored errors per thread.
+// SAFETY: a libyang data tree belongs to no thread: `parse_parts` and
+// `validate_parts` move one to a worker, use it only there and move it
+// back (the wrapper never escapes this module). Its context is the
+// process-wide one, which libyang lets several threads read at once
+// (parsing and validation do not modify it; dictionary updates take its
+// lock), and libyang keeps stored errors per thread.
 unsafe impl Send for Sendable {}
 
 /// CPUs this process may run on (read once: it reads cgroup files).
@@ -443,7 +444,7 @@ pub fn cpus() -> usize {
 
 /// Run `f` on each item on its own scoped thread (the first on this one);
 /// results in item order.
-pub fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let mut items = items.into_iter();
     let Some(first) = items.next() else {
         return Vec::new();
@@ -459,6 +460,53 @@ pub fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) ->
         );
         out
     })
+}
+
+/// Parse XML configuration documents, each on its own thread (the parts
+/// of a large edit); results in order.
+pub fn parse_parts(xmls: Vec<String>) -> Vec<Result<DataTree<'static>, Vec<LyError>>> {
+    on_threads(xmls, |xml| parse_config_xml(&xml).map(Sendable))
+        .into_iter()
+        .map(|r| r.map(|t| t.0))
+        .collect()
+}
+
+/// Validate trees, each on its own thread (the parts of a large commit);
+/// every tree comes back with its result, in order.
+pub fn validate_parts(
+    trees: Vec<DataTree<'static>>,
+) -> Vec<(DataTree<'static>, Result<(), Vec<LyError>>)> {
+    let trees = trees.into_iter().map(Sendable).collect();
+    on_threads(trees, |mut t| {
+        let r = validate(&mut t.0);
+        (t, r)
+    })
+    .into_iter()
+    .map(|(t, r)| (t.0, r))
+    .collect()
+}
+
+/// A value as a quoted literal of a libyang data path predicate
+/// (`[name='v']`), or None when it holds both quote kinds: libyang's path
+/// syntax, like XPath 1.0, has no escape, so such a value cannot be
+/// addressed by a path at all.
+pub fn path_literal(v: &str) -> Option<String> {
+    match (v.contains('\''), v.contains('"')) {
+        (false, _) => Some(format!("'{v}'")),
+        (true, false) => Some(format!("\"{v}\"")),
+        (true, true) => None,
+    }
+}
+
+/// A value as an XPath 1.0 string literal, for an `<error-path>` (any
+/// value: one holding both quote kinds becomes a `concat()` of quoted
+/// pieces, the only way XPath 1.0 can spell it).
+pub fn xpath_literal(v: &str) -> String {
+    if let Some(q) = path_literal(v) {
+        return q;
+    }
+    let parts: Vec<String> = v.split('\'').map(|piece| format!("'{piece}'")).collect();
+    format!("concat({})", parts.join(", \"'\", "))
 }
 
 /// Empty tree.

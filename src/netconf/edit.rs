@@ -10,6 +10,8 @@
 
 #![allow(unsafe_code)]
 
+use std::collections::BTreeSet;
+
 use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 use yang2::utils::Binding;
@@ -20,6 +22,9 @@ use crate::dhcp::NS as DHCP_NS;
 use crate::xml::{Element, Node, NC_NS};
 use crate::yang::{self, context};
 
+/// Data path of the DHCP server container, parent of the pools.
+const DHCP_CONTAINER: &str = "/hotlease-dhcp-server:dhcp-server";
+
 /// Stop walking at the first error (stop-on-error / rollback-on-error).
 struct Stop;
 
@@ -28,26 +33,29 @@ struct Editor<'t> {
     tree: &'t mut DataTree<'static>,
     errors: Vec<RpcError>,
     continue_on_error: bool,
+    /// DHCP pools (key values as the tree holds them) the walk touched.
+    pools: &'t mut BTreeSet<String>,
 }
 
 /// Apply `config` (the `<config>` element) to `tree`.
 ///
 /// With `continue_on_error` every failing node is reported and the rest is
 /// applied; otherwise the walk stops at the first error (the caller discards
-/// the tree copy, so a failed edit changes nothing).
+/// the tree copy, so a failed edit changes nothing). The names of the DHCP
+/// pools the edit touched are added to `pools`, as the tree holds them.
+/// This is the node-by-node walk; try `fast_path` first.
 pub fn apply(
     tree: &mut DataTree<'static>,
     config: &Element,
     default_op: EditOp,
     continue_on_error: bool,
+    pools: &mut BTreeSet<String>,
 ) -> Result<(), Vec<RpcError>> {
-    if fast_path(tree, config, default_op) {
-        return Ok(());
-    }
     let mut ed = Editor {
         tree,
         errors: Vec::new(),
         continue_on_error,
+        pools,
     };
     for el in config.elements() {
         let r = match top_schema(el) {
@@ -73,35 +81,53 @@ fn has_operations(el: &Element) -> bool {
 
 /// A plain merge (or replace of everything) with no `operation` attribute
 /// is exactly libyang's merge: parse the whole `<config>` in one go and
-/// merge it, instead of walking it node by node. Returns false when it does
-/// not apply or libyang refuses the data; the node-by-node walk then
-/// reports the precise NETCONF errors.
-pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: EditOp) -> bool {
-    if !matches!(default_op, EditOp::Merge | EditOp::Replace) || has_operations(config) {
-        return false;
+/// merge it, instead of walking it node by node. Returns the edited tree
+/// (a new one: `tree` is never touched, so an edit that fails half-way
+/// leaves the datastore as it was) and the names of the pools the edit
+/// holds, read from the parsed data (what libyang stores, not the XML
+/// text). None when it does not apply or libyang refuses the data; the
+/// node-by-node walk then reports the precise NETCONF errors.
+pub fn fast_path(
+    tree: &DataTree<'static>,
+    config: &Element,
+    default_op: EditOp,
+) -> Option<(DataTree<'static>, Vec<String>)> {
+    if !matches!(default_op, EditOp::Merge | EditOp::Replace)
+        || has_operations(config)
+        || has_unaddressable_text(config)
+    {
+        return None;
     }
-    let parsed = yang::on_threads(xml_parts(config), |xml| {
-        let r = yang::parse_config_xml(&xml).map(yang::Sendable);
-        if r.is_err() {
-            yang::clear_errors();
-        }
-        r
-    });
+    let parsed = yang::parse_parts(xml_parts(config));
     let Ok(parsed) = parsed.into_iter().collect::<Result<Vec<_>, _>>() else {
-        return false;
+        yang::clear_errors();
+        return None;
     };
-    let mut parsed = parsed.into_iter().map(|p| p.0);
-    let mut target = if default_op == EditOp::Replace {
-        parsed.next().unwrap_or_else(yang::empty).into_raw()
+    let mut parsed = parsed.into_iter();
+    // The parts become one tree first (nothing of `tree` is involved yet).
+    let edit = merge_all(parsed.next().unwrap_or_else(yang::empty), parsed)?;
+    let pools = pool_names(&edit);
+    let new = if default_op == EditOp::Replace {
+        edit
     } else {
-        std::mem::replace(tree, yang::empty()).into_raw()
+        merge_all(yang::dup(tree), std::iter::once(edit))?
     };
-    // Move the parsed nodes into the tree rather than copying them.
+    Some((new, pools))
+}
+
+/// Move every tree of `rest` into `target` (libyang merge, destructive:
+/// nodes are moved, not copied). None when libyang refuses one: `target`
+/// may then hold part of the edit and is dropped.
+fn merge_all(
+    target: DataTree<'static>,
+    rest: impl Iterator<Item = DataTree<'static>>,
+) -> Option<DataTree<'static>> {
+    let mut target = target.into_raw();
     let mut rc = yang2::ffi::LY_ERR::LY_SUCCESS;
-    for p in parsed {
+    for p in rest {
         // SAFETY: both trees are ours and of one context; DESTRUCT
         // consumes `p` whatever the outcome, and `target` is owned again
-        // by `tree` below.
+        // by a DataTree below.
         let r = unsafe {
             yang2::ffi::lyd_merge_siblings(
                 &mut target,
@@ -114,13 +140,44 @@ pub fn fast_path(tree: &mut DataTree<'static>, config: &Element, default_op: Edi
         }
     }
     // SAFETY: `target` is the first sibling of a tree nobody else owns.
-    *tree = unsafe { DataTree::from_raw(context(), target) };
-    yang::rewind(tree);
+    let mut tree = unsafe { DataTree::from_raw(context(), target) };
+    yang::rewind(&mut tree);
     if rc != yang2::ffi::LY_ERR::LY_SUCCESS {
         yang::clear_errors();
-        return false;
+        return None;
     }
-    true
+    Some(tree)
+}
+
+/// Key values of the DHCP pools a parsed edit holds.
+fn pool_names(edit: &DataTree<'static>) -> Vec<String> {
+    let Some(first) = edit.reference() else {
+        return Vec::new();
+    };
+    first
+        .inclusive_siblings()
+        .filter(|top| top.schema().module().namespace() == DHCP_NS)
+        .flat_map(|top| top.children().collect::<Vec<_>>())
+        .filter(|c| c.schema().name() == "ip-pool")
+        .filter_map(|c| c.list_keys().next().and_then(|k| k.value_canonical()))
+        .collect()
+}
+
+/// Whether some text of the edit holds both quote kinds: if it is a key or
+/// a leaf-list value it cannot be addressed by a path, which only the walk
+/// reports precisely.
+fn has_unaddressable_text(config: &Element) -> bool {
+    let mut stack = vec![config];
+    while let Some(el) = stack.pop() {
+        for c in &el.children {
+            match c {
+                Node::Text(t) if t.contains('\'') && t.contains('"') => return true,
+                Node::Text(_) => {}
+                Node::Element(e) => stack.push(e),
+            }
+        }
+    }
+    false
 }
 
 /// Pools per parsing thread below which one thread parses the whole edit.
@@ -227,15 +284,6 @@ pub fn find_child<'a>(
     None
 }
 
-/// Quote a value for a path predicate.
-pub fn quote(v: &str) -> String {
-    if v.contains('\'') {
-        format!("\"{v}\"")
-    } else {
-        format!("'{v}'")
-    }
-}
-
 /// The value to store for a leaf: strings keep their text, other types are
 /// trimmed (XML indentation around a number is not part of it).
 fn leaf_value(schema: &SchemaNode<'_>, el: &Element) -> String {
@@ -289,6 +337,13 @@ impl Editor<'_> {
             .find_path(path)
             .map(|n| !n.is_default())
             .unwrap_or(false)
+    }
+
+    /// The (first) key value of the list entry at `path`, as stored.
+    fn key_at(&self, path: &str) -> Option<String> {
+        let node = self.tree.find_path(path).ok()?;
+        let key = node.list_keys().next()?;
+        key.value_canonical()
     }
 
     /// Does any node (default or not) exist at `path`?
@@ -369,8 +424,10 @@ impl Editor<'_> {
             }
             SchemaNodeKind::LeafList => {
                 let value = leaf_value(&schema, el);
-                let path = format!("{step}[.={}]", quote(&value));
-                self.leaf(&path, None, el, op)
+                let Some(q) = yang::path_literal(&value) else {
+                    return self.fail(unaddressable(&step, &el.name));
+                };
+                self.leaf(&format!("{step}[.={q}]"), None, el, op)
             }
             SchemaNodeKind::Container => self.inner(&step, el, &schema, op, &[]),
             SchemaNodeKind::List => {
@@ -391,10 +448,24 @@ impl Editor<'_> {
                             .with_path(Some(xml_path(&path))),
                         );
                     };
-                    path.push_str(&format!("[{}={}]", k.name(), quote(&leaf_value(&k, kel))));
+                    let Some(q) = yang::path_literal(&leaf_value(&k, kel)) else {
+                        return self.fail(unaddressable(&path, k.name()));
+                    };
+                    path.push_str(&format!("[{}={q}]", k.name()));
                     keys.push(k.name().to_string());
                 }
-                self.inner(&path, el, &schema, op, &keys)
+                // A pool's name as the tree holds it (before a delete,
+                // after a create), for the commit's scope.
+                let pool = parent == Some(DHCP_CONTAINER) && schema.name() == "ip-pool";
+                let before = if pool { self.key_at(&path) } else { None };
+                let r = self.inner(&path, el, &schema, op, &keys);
+                if let Some(name) = pool
+                    .then(|| before.or_else(|| self.key_at(&path)))
+                    .flatten()
+                {
+                    self.pools.insert(name);
+                }
+                r
             }
             _ => self.fail(RpcError::bad_element(
                 ErrorType::Application,
@@ -515,6 +586,17 @@ fn data_exists(path: &str, name: &str) -> RpcError {
     RpcError::application(ErrorTag::DataExists, "the data already exists")
         .with_path(Some(xml_path(path)))
         .with_info("bad-element", name)
+}
+
+/// A key or leaf-list value that holds both `'` and `"`: no path (libyang's
+/// or XPath 1.0's) can quote it.
+fn unaddressable(path: &str, name: &str) -> RpcError {
+    RpcError::application(
+        ErrorTag::InvalidValue,
+        format!("the value of <{name}> holds both ' and \": such a key or leaf-list value cannot be addressed"),
+    )
+    .with_path(Some(xml_path(path)))
+    .with_info("bad-element", name)
 }
 
 fn data_missing(path: &str, name: &str) -> RpcError {

@@ -135,6 +135,11 @@ struct SessionInfo {
     kill: CancellationToken,
 }
 
+/// After a refused rollback of a confirmed commit, how long until it is
+/// tried again (a subsystem may refuse for a while, e.g. a missing
+/// interface).
+const ROLLBACK_RETRY: Duration = Duration::from_secs(10);
+
 /// A confirmed commit waiting for its confirmation.
 struct PendingConfirm {
     rollback: DataTree<'static>,
@@ -159,7 +164,13 @@ pub struct Northbound {
     /// long as `running_xml`.
     running_nodes: HashMap<(WithDefaults, String), String>,
     locks: HashMap<Datastore, u32>,
-    candidate_dirty: BTreeSet<u32>,
+    /// The candidate differs from running by edits not yet committed or
+    /// discarded (RFC 6241 §7.5: its lock must not be granted then). Kept
+    /// apart from who made them: the sessions may have ended since.
+    candidate_modified: bool,
+    /// Live sessions whose edits are among those changes; the only ones
+    /// that may still lock the candidate while it is modified.
+    candidate_editors: BTreeSet<u32>,
     /// What the candidate's edits since the last commit may have changed.
     scope: validate::Scope,
     sessions: HashMap<u32, SessionInfo>,
@@ -244,7 +255,8 @@ impl Northbound {
             running_xml: HashMap::new(),
             running_nodes: HashMap::new(),
             locks: HashMap::new(),
-            candidate_dirty: BTreeSet::new(),
+            candidate_modified: false,
+            candidate_editors: BTreeSet::new(),
             scope: validate::Scope::default(),
             sessions: HashMap::new(),
             pending,
@@ -293,7 +305,8 @@ impl Northbound {
                 },
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
-                    self.rollback_pending();
+                    // a refusal is logged and retried
+                    let _ = self.rollback_pending();
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -341,7 +354,9 @@ impl Northbound {
                 self.discard_candidate();
             }
         }
-        self.candidate_dirty.remove(&session);
+        // Its edits (if any) stay in the candidate, unlocked: nobody may
+        // lock it until they are committed or discarded.
+        self.candidate_editors.remove(&session);
         if self
             .pending
             .as_ref()
@@ -351,7 +366,8 @@ impl Northbound {
                 session,
                 "session of an unconfirmed commit ended: rolling back"
             );
-            self.rollback_pending();
+            // a refusal is logged and retried
+            let _ = self.rollback_pending();
         }
     }
 
@@ -359,8 +375,15 @@ impl Northbound {
         if !self.scope.is_empty() {
             self.candidate = yang::dup(&self.running);
         }
-        self.candidate_dirty.clear();
+        self.candidate_modified = false;
+        self.candidate_editors.clear();
         self.scope = validate::Scope::default();
+    }
+
+    /// `session` changed the candidate.
+    fn candidate_edited(&mut self, session: u32) {
+        self.candidate_modified = true;
+        self.candidate_editors.insert(session);
     }
 
     fn tree(&self, d: Datastore) -> &DataTree<'static> {
@@ -559,43 +582,42 @@ impl Northbound {
             }
         }
         self.check_lock(session, target)?;
-        let scope = if default_op == EditOp::Replace {
-            validate::Scope::all()
-        } else {
-            validate::Scope::of_edit(config)
-        };
-        // A plain merge goes straight into the candidate (libyang parses the
-        // whole <config> before changing anything); everything else works
-        // on a copy so that a failed edit changes nothing.
-        if test_option != TestOption::TestOnly
-            && edit::fast_path(&mut self.candidate, config, default_op)
-        {
-            self.scope.merge(scope);
-            self.candidate_dirty.insert(session);
-            return Ok(Reply::Ok);
-        }
-        // default-operation replace: the <config> is the whole new datastore.
-        let mut work = if default_op == EditOp::Replace {
-            yang::empty()
-        } else {
-            yang::dup(self.tree(target))
-        };
-        let continue_on_error = error_option == ErrorOption::ContinueOnError;
-        let edit_result = edit::apply(&mut work, config, default_op, continue_on_error);
-        if let Err(errors) = &edit_result {
-            if error_option != ErrorOption::ContinueOnError {
-                return Err(errors.clone());
-            }
-        }
         let mut scope_after = self.scope.clone();
-        scope_after.merge(scope);
+        // A plain merge is libyang's merge of the parsed <config> (into a
+        // copy); everything else is walked node by node on a copy. Either
+        // way a failed edit changes nothing.
+        let (work, edit_result) = match edit::fast_path(self.tree(target), config, default_op) {
+            Some((work, pools)) => {
+                scope_after.merge(edit_scope(config, default_op, pools));
+                (work, Ok(()))
+            }
+            None => {
+                // default-operation replace: the <config> is the whole
+                // new datastore.
+                let mut work = if default_op == EditOp::Replace {
+                    yang::empty()
+                } else {
+                    yang::dup(self.tree(target))
+                };
+                let continue_on_error = error_option == ErrorOption::ContinueOnError;
+                let mut pools = BTreeSet::new();
+                let r = edit::apply(&mut work, config, default_op, continue_on_error, &mut pools);
+                if let Err(errors) = &r {
+                    if !continue_on_error {
+                        return Err(errors.clone());
+                    }
+                }
+                scope_after.merge(edit_scope(config, default_op, pools));
+                (work, r)
+            }
+        };
         if test_option == TestOption::TestOnly {
             validate::candidate(&self.running_config, &work, &scope_after)?;
             return edit_result.map(|_| Reply::Ok);
         }
         self.candidate = work;
         self.scope = scope_after;
-        self.candidate_dirty.insert(session);
+        self.candidate_edited(session);
         edit_result.map(|_| Reply::Ok)
     }
 
@@ -623,7 +645,7 @@ impl Northbound {
             Datastore::Candidate => {
                 self.candidate = tree;
                 self.scope = validate::Scope::all();
-                self.candidate_dirty.insert(session);
+                self.candidate_edited(session);
                 Ok(Reply::Ok)
             }
             Datastore::Startup => {
@@ -660,14 +682,18 @@ impl Northbound {
                 }
             }
         }
-        if target == Datastore::Candidate {
-            if let Some(other) = self.candidate_dirty.iter().find(|s| **s != session) {
-                return Err(vec![RpcError::protocol(
-                    ErrorTag::LockDenied,
-                    "the candidate has uncommitted changes of another session",
-                )
-                .with_info("session-id", other.to_string())]);
-            }
+        // RFC 6241 §7.5: not over uncommitted changes, unless they are all
+        // the requester's own.
+        let own_changes = self.candidate_editors.iter().all(|s| *s == session)
+            && self.candidate_editors.contains(&session);
+        if target == Datastore::Candidate && self.candidate_modified && !own_changes {
+            let other = self.candidate_editors.iter().find(|s| **s != session);
+            let message = match other {
+                Some(_) => "the candidate has uncommitted changes of another session",
+                None => "the candidate has uncommitted changes of a session that has ended: commit or discard-changes first",
+            };
+            return Err(vec![RpcError::protocol(ErrorTag::LockDenied, message)
+                .with_info("session-id", other.copied().unwrap_or(0).to_string())]);
         }
         self.locks.insert(target, session);
         Ok(Reply::Ok)
@@ -706,13 +732,30 @@ impl Northbound {
             )]);
         }
         let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
-        let old_running = c.confirmed.then(|| yang::dup(&self.running));
-        self.install(new)?;
+        self.prepare(&new)?;
+        // What the confirmed-commit file must say once this commit is in
+        // effect is written before anything changes: a commit that cannot
+        // be persisted is refused and changes nothing.
         if c.confirmed {
             let deadline = Instant::now() + Duration::from_secs(c.confirm_timeout as u64);
+            let persist = c
+                .persist
+                .clone()
+                .or_else(|| self.pending.as_ref().and_then(|p| p.persist.clone()));
+            if let Some(id) = &persist {
+                // A follow-up confirmed commit keeps the original rollback
+                // point; the configuration under test is the candidate
+                // (running once this commit is installed).
+                let rollback = self.pending.as_ref().map_or(&self.running, |p| &p.rollback);
+                let rec = PersistedConfirm {
+                    persist_id: id.clone(),
+                    deadline_unix_ms: now_unix_ms() + c.confirm_timeout as u64 * 1000,
+                    rollback_xml: yang::print_xml(rollback, WithDefaults::Explicit),
+                    pending_xml: yang::print_xml(&self.candidate, WithDefaults::Explicit),
+                };
+                self.store.write_confirm(&rec).map_err(io_error)?;
+            }
             let p = match self.pending.take() {
-                // A follow-up confirmed commit extends the timer but keeps
-                // the original rollback point.
                 Some(mut p) => {
                     p.deadline = deadline;
                     if c.persist.is_some() {
@@ -722,7 +765,7 @@ impl Northbound {
                     p
                 }
                 None => PendingConfirm {
-                    rollback: old_running.unwrap_or_else(|| yang::dup(&self.running)),
+                    rollback: yang::dup(&self.running),
                     deadline,
                     owner: if c.persist.is_some() {
                         None
@@ -732,17 +775,7 @@ impl Northbound {
                     persist: c.persist.clone(),
                 },
             };
-            if let Some(id) = &p.persist {
-                let rec = PersistedConfirm {
-                    persist_id: id.clone(),
-                    deadline_unix_ms: now_unix_ms() + c.confirm_timeout as u64 * 1000,
-                    rollback_xml: yang::print_xml(&p.rollback, WithDefaults::Explicit),
-                    pending_xml: yang::print_xml(&self.running, WithDefaults::Explicit),
-                };
-                self.store.write_confirm(&rec).map_err(io_error)?;
-            } else {
-                self.store.delete_confirm().map_err(io_error)?;
-            }
+            self.apply(new);
             info!(
                 session,
                 timeout = c.confirm_timeout,
@@ -750,10 +783,15 @@ impl Northbound {
                 "confirmed commit"
             );
             self.pending = Some(p);
-        } else if self.pending.take().is_some() {
-            self.store.delete_confirm().map_err(io_error)?;
+        } else if let Some(p) = &self.pending {
+            if p.persist.is_some() {
+                self.store.delete_confirm().map_err(io_error)?;
+            }
+            self.apply(new);
+            self.pending = None;
             info!(session, "confirmed commit confirmed");
         } else {
+            self.apply(new);
             info!(session, "commit");
         }
         Ok(Reply::Ok)
@@ -793,52 +831,91 @@ impl Northbound {
                 }
             }
         }
-        self.rollback_pending();
+        self.rollback_pending()?;
         Ok(Reply::Ok)
     }
 
     /// Roll back to the configuration before the pending confirmed commit.
-    fn rollback_pending(&mut self) {
+    /// The rollback is installed before the persisted record goes, so that
+    /// a refused rollback leaves the commit pending (and retried after
+    /// `ROLLBACK_RETRY`), never the unconfirmed configuration forever.
+    fn rollback_pending(&mut self) -> Result<(), Vec<RpcError>> {
         let Some(p) = self.pending.take() else {
-            return;
+            return Ok(());
         };
-        if let Err(e) = self.store.delete_confirm() {
-            error!(error = %e, "cannot remove the persisted confirmed commit");
-        }
-        let rollback = match validate::Validated::whole(p.rollback) {
+        let prepared = validate::Validated::whole(yang::dup(&p.rollback)).and_then(|v| {
+            self.prepare(&v)?;
+            Ok(v)
+        });
+        let rollback = match prepared {
             Ok(v) => v,
             Err(e) => {
-                error!(errors = ?e, "rollback configuration cannot be read");
-                return;
+                error!(errors = ?e, retry_s = ROLLBACK_RETRY.as_secs(), "rollback of a confirmed commit was refused");
+                self.pending = Some(PendingConfirm {
+                    deadline: Instant::now() + ROLLBACK_RETRY,
+                    ..p
+                });
+                return Err(e);
             }
         };
-        match self.install(rollback) {
-            Ok(()) => info!("confirmed commit rolled back"),
-            Err(e) => error!(errors = ?e, "rollback of a confirmed commit was refused"),
+        if p.persist.is_some() {
+            if let Err(e) = self.store.delete_confirm() {
+                if p.deadline > Instant::now() {
+                    // Cancelled before its time: a restart would bring the
+                    // unconfirmed configuration back. Nothing changes; the
+                    // timer still rolls back at the deadline.
+                    error!(error = %e, "cannot remove the persisted confirmed commit: not rolled back yet");
+                    self.pending = Some(p);
+                    return Err(io_error(e));
+                }
+                // Past the deadline the record means "roll back" at the
+                // next start too: go on.
+                error!(error = %e, "cannot remove the persisted confirmed commit");
+            }
         }
+        self.apply(rollback);
+        info!("confirmed commit rolled back");
         self.discard_candidate();
+        Ok(())
     }
 
-    /// Make a validated candidate the running configuration: prepare on
-    /// every subsystem, then apply on every subsystem. A refusal leaves
-    /// running, the candidate and the runtimes untouched.
-    fn install(&mut self, new: validate::Validated) -> Result<(), Vec<RpcError>> {
+    /// Ask every subsystem whether it can take `new` (no side effects).
+    fn prepare(&mut self, new: &validate::Validated) -> Result<(), Vec<RpcError>> {
         if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.prepare(&self.running_config, &new.config)?;
             }
+        }
+        Ok(())
+    }
+
+    /// Make a validated and prepared candidate the running configuration:
+    /// apply on every subsystem, then install the trees.
+    fn apply(&mut self, new: validate::Validated) {
+        if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
             }
-        }
-        if new.changed() {
             self.running_xml.clear();
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
-        self.candidate_dirty.clear();
+        self.candidate_modified = false;
+        self.candidate_editors.clear();
         self.scope = validate::Scope::default();
-        Ok(())
+    }
+}
+
+/// What an edit touched, for the next commit's validation.
+fn edit_scope(
+    config: &Element,
+    default_op: EditOp,
+    pools: impl IntoIterator<Item = String>,
+) -> validate::Scope {
+    if default_op == EditOp::Replace {
+        validate::Scope::all()
+    } else {
+        validate::Scope::of_edit(config, pools)
     }
 }
 
@@ -932,8 +1009,12 @@ fn filtered(
 
 /// Turn an inline `<config>` into a tree (as a replace of everything).
 fn config_tree(cfg: &Element) -> Result<DataTree<'static>, Vec<RpcError>> {
-    let mut tree = yang::empty();
-    edit::apply(&mut tree, cfg, EditOp::Merge, false)?;
+    let empty = yang::empty();
+    if let Some((tree, _)) = edit::fast_path(&empty, cfg, EditOp::Merge) {
+        return Ok(tree);
+    }
+    let mut tree = empty;
+    edit::apply(&mut tree, cfg, EditOp::Merge, false, &mut BTreeSet::new())?;
     Ok(tree)
 }
 
@@ -1046,8 +1127,15 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
+    thread_local! {
+        /// Makes `Recorder` refuse every configuration (a runtime that
+        /// cannot take a change for a while); per test thread.
+        static REFUSE_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
     /// A subsystem that records what it was asked to apply, refuses any
-    /// VRRP priority of 13, and reports a fixed state for group eth1/1.
+    /// VRRP priority of 13 (and everything while `REFUSE_ALL`), and reports
+    /// a fixed state for group eth1/1.
     struct Recorder {
         applied: Arc<Mutex<Vec<usize>>>,
     }
@@ -1057,6 +1145,9 @@ mod tests {
             "recorder"
         }
         fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+            if REFUSE_ALL.get() {
+                return Err(vec![RpcError::operation_failed("refusing everything")]);
+            }
             if new.vrrp.values().any(|g| g.priority == 13) {
                 return Err(vec![RpcError::operation_failed("priority 13 is unlucky")]);
             }
@@ -1443,5 +1534,221 @@ mod tests {
             translate_xpath("/v:vrrp//*", &ns).unwrap(),
             "/hotlease-vrrp:vrrp//*"
         );
+    }
+    fn confirmed(persist: Option<&str>, persist_id: Option<&str>) -> Operation {
+        Operation::Commit(Commit {
+            confirmed: true,
+            confirm_timeout: 600,
+            persist: persist.map(str::to_string),
+            persist_id: persist_id.map(str::to_string),
+        })
+    }
+
+    /// Make the storage directory unusable for real (a file where the
+    /// directory was: every write, rename and delete in it fails with
+    /// ENOTDIR, as on a broken disk); undo with `unbreak`.
+    fn break_storage(dir: &tempfile::TempDir) -> std::path::PathBuf {
+        let aside = dir.path().with_extension("aside");
+        std::fs::rename(dir.path(), &aside).unwrap();
+        std::fs::write(dir.path(), b"not a directory").unwrap();
+        aside
+    }
+
+    fn unbreak_storage(dir: &tempfile::TempDir, aside: std::path::PathBuf) {
+        std::fs::remove_file(dir.path()).unwrap();
+        std::fs::rename(aside, dir.path()).unwrap();
+    }
+
+    fn running_has(nb: &mut Northbound, text: &str) -> bool {
+        get_config(nb, Datastore::Running).contains(text)
+    }
+
+    /// Issue 9 item 5: a persisted confirmed commit whose record cannot be
+    /// written is refused and changes nothing (it used to be applied with
+    /// no rollback pending).
+    #[test]
+    fn confirmed_commit_that_cannot_be_saved_changes_nothing() {
+        let (mut nb, applied, dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        let aside = break_storage(&dir);
+        let err = nb.operation(1, confirmed(Some("p1"), None)).unwrap_err();
+        assert_eq!(err[0].tag, ErrorTag::OperationFailed);
+        assert!(!running_has(&mut nb, "<priority>120</priority>"));
+        assert_eq!(*applied.lock().unwrap(), vec![0], "nothing applied");
+        assert!(nb.pending.is_none());
+        assert!(nb
+            .operation(
+                1,
+                Operation::CancelCommit {
+                    persist_id: Some("p1".into())
+                }
+            )
+            .is_err());
+        // the candidate keeps the edit: once the disk is back the same
+        // commit goes through
+        unbreak_storage(&dir, aside);
+        nb.operation(1, confirmed(Some("p1"), None)).unwrap();
+        assert!(running_has(&mut nb, "<priority>120</priority>"));
+        assert!(nb.store.read_confirm().unwrap().is_some());
+    }
+
+    /// Item 5, the same gap when the record cannot be deleted: the
+    /// confirming commit is refused, the commit stays pending and its
+    /// timer still rolls it back.
+    #[test]
+    fn confirming_commit_that_cannot_delete_its_record_changes_nothing() {
+        let (mut nb, _, dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, confirmed(Some("p1"), None)).unwrap();
+        let aside = break_storage(&dir);
+        let confirm = Operation::Commit(Commit {
+            persist_id: Some("p1".into()),
+            ..Commit::default()
+        });
+        assert!(nb.operation(2, confirm.clone()).is_err());
+        assert!(nb.pending.is_some(), "still pending");
+        // a cancel before the deadline cannot remove the record either
+        assert!(nb
+            .operation(
+                2,
+                Operation::CancelCommit {
+                    persist_id: Some("p1".into())
+                }
+            )
+            .is_err());
+        assert!(nb.pending.is_some() && running_has(&mut nb, "<priority>120</priority>"));
+        unbreak_storage(&dir, aside);
+        nb.operation(2, confirm).unwrap();
+        assert!(nb.pending.is_none());
+        assert!(nb.store.read_confirm().unwrap().is_none());
+        assert!(running_has(&mut nb, "<priority>120</priority>"));
+    }
+
+    /// Item 5, `rollback_pending`: a rollback the runtime refuses leaves
+    /// the commit pending (record kept, retried), not the unconfirmed
+    /// configuration forever.
+    #[test]
+    fn refused_rollback_stays_pending() {
+        let (mut nb, applied, _dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, confirmed(Some("p1"), None)).unwrap();
+        REFUSE_ALL.set(true);
+        let cancel = Operation::CancelCommit {
+            persist_id: Some("p1".into()),
+        };
+        let err = nb.operation(1, cancel.clone()).unwrap_err();
+        assert_eq!(err[0].message.as_deref(), Some("refusing everything"));
+        let p = nb.pending.as_ref().expect("still pending");
+        assert!(
+            p.deadline <= Instant::now() + ROLLBACK_RETRY,
+            "retried soon"
+        );
+        assert!(nb.store.read_confirm().unwrap().is_some(), "record kept");
+        REFUSE_ALL.set(false);
+        nb.operation(1, cancel).unwrap();
+        assert!(nb.pending.is_none());
+        assert!(nb.store.read_confirm().unwrap().is_none());
+        assert!(!running_has(&mut nb, "<priority>120</priority>"));
+        assert_eq!(*applied.lock().unwrap(), vec![0, 1, 0]);
+    }
+
+    /// Issue 9 item 7 (RFC 6241 §7.5): the candidate lock is not granted
+    /// over changes a session left behind when it ended.
+    #[test]
+    fn candidate_lock_refused_over_changes_of_an_ended_session() {
+        let (mut nb, _, _dir) = booted();
+        let lock = Operation::Lock {
+            target: Datastore::Candidate,
+        };
+        nb.operation(1, group_edit(120)).unwrap();
+        // its own changes do not stop a session from locking
+        nb.operation(1, lock.clone()).unwrap();
+        nb.operation(
+            1,
+            Operation::Unlock {
+                target: Datastore::Candidate,
+            },
+        )
+        .unwrap();
+        nb.session_ended(1);
+        let err = nb.operation(2, lock.clone()).unwrap_err();
+        assert_eq!(err[0].tag, ErrorTag::LockDenied);
+        nb.operation(2, Operation::DiscardChanges).unwrap();
+        nb.operation(2, lock).unwrap();
+        assert!(!get_config(&mut nb, Datastore::Candidate).contains("<priority>120</priority>"));
+    }
+
+    /// Issue 9 item 6: a key with spaces around it (kept by libyang as
+    /// part of the string) reaches running through either edit path, and
+    /// running and candidate stay equal.
+    #[test]
+    fn pool_names_come_from_the_parsed_tree() {
+        let (mut nb, _, _dir) = booted();
+        let plain = pool_xml(2, "").replace("<name>p2</name>", "<name> p2 </name>");
+        // the fast path (plain merge) and the walk (an operation attribute)
+        let walked = pool_xml(3, "")
+            .replace(
+                "<ip-pool>",
+                &format!("<ip-pool xmlns:nc=\"{NC_NS}\" nc:operation=\"create\">"),
+            )
+            .replace("<name>p3</name>", "<name> p3</name>");
+        for body in [plain, walked] {
+            nb.operation(
+                1,
+                edit(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}">{body}</dhcp-server>"#
+                )),
+            )
+            .unwrap();
+            nb.operation(1, Operation::Commit(Commit::default()))
+                .unwrap();
+        }
+        let running = get_config(&mut nb, Datastore::Running);
+        assert!(
+            running.contains("<name> p2 </name>") && running.contains("<name> p3</name>"),
+            "{running}"
+        );
+        assert_eq!(running, get_config(&mut nb, Datastore::Candidate));
+        assert_running_is_whole_validation(&nb);
+        assert_eq!(nb.running_config.dhcp.pools.len(), 2);
+    }
+
+    /// Issue 9 item 8: a key holding both quote kinds cannot be put in a
+    /// path: refused with a clear error by both edit paths, nothing
+    /// changes; a plain leaf may hold both.
+    #[test]
+    fn keys_with_both_quote_kinds_are_refused() {
+        let (mut nb, _, _dir) = booted();
+        let before = get_config(&mut nb, Datastore::Candidate);
+        let body = pool_xml(4, "").replace("<name>p4</name>", "<name>it's \"q\"</name>");
+        let with_op = body.replace(
+            "<ip-pool>",
+            &format!("<ip-pool xmlns:nc=\"{NC_NS}\" nc:operation=\"merge\">"),
+        );
+        for b in [body, with_op] {
+            let err = nb
+                .operation(
+                    1,
+                    edit(&format!(r#"<dhcp-server xmlns="{DHCP}">{b}</dhcp-server>"#)),
+                )
+                .unwrap_err();
+            assert_eq!(err[0].tag, ErrorTag::InvalidValue);
+            assert!(
+                err[0].message.as_deref().unwrap().contains("both ' and \""),
+                "{err:?}"
+            );
+            assert_eq!(get_config(&mut nb, Datastore::Candidate), before);
+        }
+        let leaf = pool_xml(5, "<domain-name>it's \"q\"</domain-name>");
+        nb.operation(
+            1,
+            edit(&format!(
+                r#"<dhcp-server xmlns="{DHCP}">{leaf}</dhcp-server>"#
+            )),
+        )
+        .unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        assert!(get_config(&mut nb, Datastore::Running).contains("it's"));
     }
 }

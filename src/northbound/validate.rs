@@ -14,7 +14,7 @@
 //!
 //! A large pool change (hundreds of pools: a controller pushing a site's
 //! configuration) is split into one reduced tree per CPU, validated on
-//! scoped threads (`yang::Sendable`): each pool's rules read only that
+//! scoped threads (`yang::validate_parts`): each pool's rules read only that
 //! pool and the small trees every part carries, so the parts are
 //! independent.
 
@@ -65,26 +65,25 @@ impl Scope {
         self.pools.extend(other.pools);
     }
 
-    /// The parts of the datastore an `<edit-config>`'s `<config>` touches.
-    pub fn of_edit(config: &Element) -> Scope {
-        let mut scope = Scope::default();
+    /// The parts of the datastore an `<edit-config>` touches: `pools`, the
+    /// pools the edit engine reports (their names as the tree holds them,
+    /// never the XML text: libyang keeps a name's spaces), and whatever
+    /// the `<config>` holds that is not a pool of `<dhcp-server>`.
+    pub fn of_edit(config: &Element, pools: impl IntoIterator<Item = String>) -> Scope {
+        let mut scope = Scope {
+            pools: pools.into_iter().collect(),
+            other: false,
+        };
         for top in config.elements() {
             let is_dhcp = top.ns == DHCP_NS && top.name == "dhcp-server";
             if !is_dhcp || top.attr(Some(NC_NS), "operation").is_some() {
                 scope.other = true;
                 continue;
             }
-            for child in top.elements() {
-                let name = (child.ns == DHCP_NS && child.name == "ip-pool")
-                    .then(|| child.child(DHCP_NS, "name").map(Element::text_trimmed))
-                    .flatten();
-                match name {
-                    Some(n) => {
-                        scope.pools.insert(n);
-                    }
-                    None => scope.other = true,
-                }
-            }
+            let only_pools = top.elements().all(|c| {
+                c.ns == DHCP_NS && c.name == "ip-pool" && c.child(DHCP_NS, "name").is_some()
+            });
+            scope.other |= !only_pools;
         }
         scope
     }
@@ -247,11 +246,34 @@ fn splice_pools(
         })
         .collect();
     if srcs.len() < pools.len() {
-        for name in pools {
-            let path = format!("{container_path}/ip-pool[name={}]", edit::quote(name));
-            if !parts.iter().any(|t| t.find_path(&path).is_ok()) {
-                edit::remove_path(tree, &path);
-            }
+        // A named pool found in no part was deleted (matched by key value,
+        // not by a path: a name may hold any character).
+        let in_parts: BTreeSet<String> = parts
+            .iter()
+            .filter_map(|part| part.find_path(&container_path).ok())
+            .flat_map(|from| {
+                from.children()
+                    .filter(is_pool)
+                    .filter_map(|n| pool_name(&n))
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let gone: Vec<*mut ffi::lyd_node> = tree
+            .find_path(&container_path)
+            .ok()
+            .into_iter()
+            .flat_map(|c| c.children().collect::<Vec<_>>())
+            .filter(|n| {
+                is_pool(n)
+                    && pool_name(n)
+                        .is_some_and(|name| pools.contains(&name) && !in_parts.contains(&name))
+            })
+            .map(|n| n.raw())
+            .collect();
+        for node in gone {
+            // SAFETY: `node` is a pool, a child of the container (never
+            // the tree's first top-level sibling), freed once.
+            unsafe { ffi::lyd_free_tree(node) };
         }
     }
     for src in srcs {
@@ -303,24 +325,16 @@ fn validate_pools(
     }
     let names: Vec<&String> = pools.iter().collect();
     let per = names.len().div_ceil(threads);
-    let parts: Vec<yang::Sendable> = names
+    let parts: Vec<DataTree<'static>> = names
         .chunks(per)
-        .map(|c| {
-            yang::Sendable(reduced(
-                candidate,
-                &c.iter().map(|n| (*n).clone()).collect(),
-            ))
-        })
+        .map(|c| reduced(candidate, &c.iter().map(|n| (*n).clone()).collect()))
         .collect();
-    let results = yang::on_threads(parts, |mut part| {
-        let r = yang::validate(&mut part.0);
-        (part, r)
-    });
+    let results = yang::validate_parts(parts);
     let mut errors: Vec<RpcError> = Vec::new();
     let mut trees = Vec::with_capacity(results.len());
     for (part, r) in results {
         match r {
-            Ok(()) => trees.push(part.0),
+            Ok(()) => trees.push(part),
             // Every part carries the same non-pool trees: report an error
             // about them once.
             Err(e) => {

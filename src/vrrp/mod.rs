@@ -198,7 +198,7 @@ impl Vrrp {
 fn group_path(key: &Key) -> String {
     format!(
         "/vrrp:vrrp/vrrp:group[vrrp:interface={}][vrrp:vrid='{}']",
-        crate::netconf::edit::quote(&key.0),
+        crate::yang::xpath_literal(&key.0),
         key.1
     )
 }
