@@ -558,6 +558,28 @@ def test_hostname_xml_cannot_carry_hides_nothing(topo, dhcpd):
     check(settled(m, lambda s: len(s["leases"]) == 2))
 
 
+def test_dead_lease_writer_stops_the_daemon(topo, dhcpd, monkeypatch):
+    """Issue 9 item 11: when the lease writer thread was gone, every ACK was
+    silently dropped while the daemon stayed up. Now the DHCP server stops
+    and the daemon exits non-zero (systemd restarts it: test_faults.py)."""
+    from test_faults import armed, restarted_by_systemd, wait_exit
+
+    monkeypatch.setenv("HOTLEASED_FAULT", "lease-writer-exit")
+    d = dhcpd()
+    armed(d, "lease-writer-exit")
+    m = d.connect()
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")])))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:0b:0b")
+    # the REQUEST's lease change is the writer's first batch: it ends there
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-t", "2")
+    assert "obtained" not in r.stderr, r.stderr
+    rc = wait_exit(d, seen="the client got no ACK")
+    assert rc == 1, rc
+    assert "lease writer thread ended" in d.stderr()
+    assert "the dhcp actor ended unexpectedly" in d.stderr()
+    assert restarted_by_systemd(rc)
+
+
 def test_pool_edits_keep_unrelated_leases(topo, dhcpd):
     d = dhcpd()
     m = d.connect()

@@ -519,6 +519,9 @@ impl Northbound {
     fn operational(&self) -> DataTree<'static> {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if crate::fault::armed("northbound-panic") {
+            panic!("fault point northbound-panic");
+        }
         let mut tree = yang::dup(&self.running);
         for s in &self.subsystems {
             let xml = s.state_xml();
