@@ -526,6 +526,60 @@ def test_restart_after_kill_keeps_acked_leases(topo, dhcpd):
     assert "lease of 10.77.0.11 obtained" in r.stderr, r.stderr
 
 
+def test_hostname_xml_cannot_carry_hides_nothing(topo, dhcpd):
+    """Issue 9 item 2: a client's host name holding U+FFFF (UTF-8 EF BF BF,
+    valid UTF-8 but no XML 1.0 character) made libyang refuse the DHCP
+    state document, and <get> lost every lease, pool statistic and counter
+    (also after a restart: the lease is stored). The character is shown as
+    '?', and everything else stays."""
+    d = dhcpd()
+    m = d.connect()
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")])))
+    m.copy_config(source="running", target="startup")
+    set_mac(topo, topo.C, "lan", "02:00:00:00:09:09")
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-x", "hostname:plain")
+    assert "lease of 10.77.0.10 obtained" in r.stderr, r.stderr
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "b.log", "-x", "0x3d:ff00000009bb", "-x", "hostname:box\uffffname")
+    assert "lease of 10.77.0.11 obtained" in r.stderr, r.stderr
+
+    def check(st):
+        assert set(st["leases"]) == {"10.77.0.10", "10.77.0.11"}, st
+        assert st["leases"]["10.77.0.10"]["hostname"] == "plain"
+        assert st["leases"]["10.77.0.11"]["hostname"] == "box?name"
+        assert all(x["state"] == "bound" for x in st["leases"].values())
+        assert st["pools"]["lan"] == {"total": 11, "used": 2, "free": 9, "offered": 0, "declined": 0}
+        assert "packets-received" in st["stats"]
+
+    st = settled(m, lambda s: len(s["leases"]) == 2)
+    check(st)
+    assert st["stats"]["sent/ack"] == 2
+    d.restart()
+    m = d.connect()
+    check(settled(m, lambda s: len(s["leases"]) == 2))
+
+
+def test_dead_lease_writer_stops_the_daemon(topo, dhcpd, monkeypatch):
+    """Issue 9 item 11: when the lease writer thread was gone, every ACK was
+    silently dropped while the daemon stayed up. Now the DHCP server stops
+    and the daemon exits non-zero (systemd restarts it: test_faults.py)."""
+    from test_faults import armed, restarted_by_systemd, wait_exit
+
+    monkeypatch.setenv("HOTLEASED_FAULT", "lease-writer-exit")
+    d = dhcpd()
+    armed(d, "lease-writer-exit")
+    m = d.connect()
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")])))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:0b:0b")
+    # the REQUEST's lease change is the writer's first batch: it ends there
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-t", "2")
+    assert "obtained" not in r.stderr, r.stderr
+    rc = wait_exit(d, seen="the client got no ACK")
+    assert rc == 1, rc
+    assert "lease writer thread ended" in d.stderr()
+    assert "the dhcp actor ended unexpectedly" in d.stderr()
+    assert restarted_by_systemd(rc)
+
+
 def test_pool_edits_keep_unrelated_leases(topo, dhcpd):
     d = dhcpd()
     m = d.connect()

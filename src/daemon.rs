@@ -8,11 +8,19 @@
 //!                                ├─► vrrp actor (masters resign with priority 0)
 //!                                └─► dhcp actor (+ socket task, lease writer thread)
 //! ```
+//! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
+//! and `panic = "abort"` in release builds), and an actor that ends before
+//! shutdown was asked for stops the daemon, which exits non-zero
+//! (`supervise`). Either way systemd (`Restart=on-failure`) starts a whole
+//! daemon again, instead of one whose NETCONF answers "shutting down" or
+//! whose DHCP server drops every ACK.
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use crate::bootstrap::Bootstrap;
 use crate::netconf::ssh;
@@ -29,6 +37,44 @@ pub enum DaemonError {
     Ssh(#[from] ssh::SshError),
     #[error("dhcp: {0}")]
     Dhcp(#[from] crate::dhcp::DhcpError),
+    #[error("the {0} actor ended unexpectedly")]
+    ActorEnded(&'static str),
+}
+
+/// Make every panic abort the process after the default report (message,
+/// and backtrace with `RUST_BACKTRACE`). The actors' panics would otherwise
+/// end only their task or thread, leaving a daemon that looks alive. Every
+/// build aborts through this hook; release builds also compile with
+/// `panic = "abort"` (the dev profile does not: the test harness needs
+/// unwinding, and cargo would build every dependency twice).
+pub fn abort_on_panic() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        report(info);
+        std::process::abort();
+    }));
+}
+
+/// Wait for `task`; if it ends while nobody asked for shutdown, record
+/// `name` as the actor that failed and stop the daemon.
+fn supervise(
+    name: &'static str,
+    task: JoinHandle<()>,
+    shutdown: &CancellationToken,
+    failed: &Arc<OnceLock<&'static str>>,
+) -> JoinHandle<()> {
+    let (shutdown, failed) = (shutdown.clone(), failed.clone());
+    tokio::spawn(async move {
+        let _ = task.await;
+        if !shutdown.is_cancelled() {
+            error!(
+                actor = name,
+                "actor ended unexpectedly: stopping the daemon"
+            );
+            let _ = failed.set(name);
+            shutdown.cancel();
+        }
+    })
 }
 
 /// Run until SIGTERM or SIGINT.
@@ -38,6 +84,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         source,
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
+    crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
     // running configuration
@@ -57,6 +104,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         }
     };
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
+    let failed = Arc::new(OnceLock::new());
+    let nb_task = supervise("northbound", nb_task, &shutdown, &failed);
+    let vrrp_task = supervise("vrrp", vrrp_task, &shutdown, &failed);
+    let dhcp_task = supervise("dhcp", dhcp_task, &shutdown, &failed);
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -85,6 +136,13 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         shutdown.clone(),
     )
     .await;
+    if served.is_ok() && !shutdown.is_cancelled() {
+        error!(
+            actor = "ssh server",
+            "actor ended unexpectedly: stopping the daemon"
+        );
+        let _ = failed.set("ssh server");
+    }
     shutdown.cancel();
     signals.abort();
     if tokio::time::timeout(Duration::from_secs(5), nb_task)
@@ -108,6 +166,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         warn!("dhcp server did not stop within 5 s");
     }
     served?;
+    if let Some(actor) = failed.get() {
+        return Err(DaemonError::ActorEnded(actor));
+    }
     info!("stopped");
     Ok(())
 }

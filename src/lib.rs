@@ -16,6 +16,7 @@ pub mod bootstrap;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
+pub mod fault;
 pub mod netconf;
 pub mod northbound;
 pub mod vrrp;

@@ -81,6 +81,7 @@ fn main() -> ExitCode {
     } else {
         logs.init();
     }
+    hotlease::daemon::abort_on_panic();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

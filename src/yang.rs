@@ -283,6 +283,103 @@ pub fn parse_state_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
     .map_err(|_| take_errors())
 }
 
+/// Parse a subsystem's state document so that an entry libyang refuses
+/// costs only that entry: when the whole document is refused, the children
+/// of each top-level element (one lease, one pool, one counters container)
+/// are parsed in halves, down to the single entries that are refused.
+/// Returns the parsed parts and, per refused entry, its first error. A
+/// document that is not even well-formed XML is refused whole.
+pub fn parse_state_entries(xml: &str) -> (Vec<DataTree<'static>>, Vec<LyError>) {
+    let mut trees = Vec::new();
+    let mut refused = Vec::new();
+    let whole = match parse_state_xml(xml) {
+        Ok(t) => {
+            trees.push(t);
+            return (trees, refused);
+        }
+        Err(e) => e,
+    };
+    let Some(roots) = split_roots(xml) else {
+        refused.extend(whole.into_iter().take(1));
+        return (trees, refused);
+    };
+    for (open, children, close) in roots {
+        parse_halves(open, &children, close, &mut trees, &mut refused);
+    }
+    (trees, refused)
+}
+
+/// `open` + `parts` + `close` as one tree, or, when libyang refuses it,
+/// each half on its own.
+fn parse_halves(
+    open: &str,
+    parts: &[&str],
+    close: &str,
+    trees: &mut Vec<DataTree<'static>>,
+    refused: &mut Vec<LyError>,
+) {
+    let mut doc = String::with_capacity(
+        open.len() + close.len() + parts.iter().map(|p| p.len()).sum::<usize>(),
+    );
+    doc.push_str(open);
+    parts.iter().for_each(|p| doc.push_str(p));
+    doc.push_str(close);
+    match parse_state_xml(&doc) {
+        Ok(t) => trees.push(t),
+        Err(e) if parts.len() <= 1 => refused.extend(e.into_iter().take(1)),
+        Err(_) => {
+            let (a, b) = parts.split_at(parts.len() / 2);
+            parse_halves(open, a, close, trees, refused);
+            parse_halves(open, b, close, trees, refused);
+        }
+    }
+}
+
+/// The top-level elements of `xml` as (start tag, child elements, end
+/// tag) slices of it; None when it is not well-formed.
+fn split_roots(xml: &str) -> Option<Vec<(&str, Vec<&str>, &str)>> {
+    use quick_xml::events::Event;
+    let mut reader = quick_xml::Reader::from_str(xml);
+    let mut roots = Vec::new();
+    let mut depth = 0usize;
+    let (mut open, mut child) = (0..0, 0);
+    let mut children = Vec::new();
+    loop {
+        let before = usize::try_from(reader.buffer_position()).ok()?;
+        let event = reader.read_event().ok()?;
+        let after = usize::try_from(reader.buffer_position()).ok()?;
+        match event {
+            Event::Start(_) => {
+                match depth {
+                    0 => open = before..after,
+                    1 => child = before,
+                    _ => {}
+                }
+                depth += 1;
+            }
+            Event::Empty(_) => match depth {
+                0 => roots.push((xml.get(before..after)?, Vec::new(), "")),
+                1 => children.push(xml.get(before..after)?),
+                _ => {}
+            },
+            Event::End(_) => {
+                depth = depth.checked_sub(1)?;
+                match depth {
+                    0 => roots.push((
+                        xml.get(open.clone())?,
+                        std::mem::take(&mut children),
+                        xml.get(before..after)?,
+                    )),
+                    1 => children.push(xml.get(child..after)?),
+                    _ => {}
+                }
+            }
+            Event::Eof => return (depth == 0).then_some(roots),
+            _ => {}
+        }
+    }
+}
+
 /// With-defaults retrieval modes (RFC 6243).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum WithDefaults {
@@ -527,5 +624,42 @@ mod tests {
             assert_eq!(module.prefix(), m.prefix);
             assert_eq!(module.revision(), Some(m.revision));
         }
+    }
+
+    /// Issue 9 item 2: a lease libyang refuses costs that lease, not the
+    /// whole DHCP state.
+    #[test]
+    fn a_refused_state_entry_costs_only_that_entry() {
+        let lease = |ip: &str, host: &str| {
+            format!("<lease><ip-address>{ip}</ip-address><pool>p</pool><mac-address>02:00:00:00:00:01</mac-address><hostname>{host}</hostname><state>bound</state><valid-lifetime>60</valid-lifetime><expires>2030-01-01T00:00:00Z</expires><origin>local</origin></lease>")
+        };
+        let xml = format!(
+            "<dhcp-server xmlns=\"urn:hotlease:yang:dhcp-server\"><ip-pool><name>p</name><statistics><total>5</total><used>3</used><free>2</free><offered>0</offered><declined>0</declined></statistics></ip-pool>{}{}{}<statistics><packets-received>7</packets-received></statistics></dhcp-server>",
+            lease("10.0.0.1", "a"),
+            lease("10.0.0.2", "bad\u{FFFF}"),
+            lease("10.0.0.3", "c"),
+        );
+        assert!(parse_state_xml(&xml).is_err());
+        let (trees, refused) = parse_state_entries(&xml);
+        assert_eq!(refused.len(), 1);
+        let printed: String = trees
+            .iter()
+            .map(|t| print_xml(t, WithDefaults::Explicit))
+            .collect();
+        for kept in [
+            "10.0.0.1",
+            "10.0.0.3",
+            "<total>5</total>",
+            "<packets-received>7<",
+        ] {
+            assert!(printed.contains(kept), "{kept} missing from {printed}");
+        }
+        assert!(!printed.contains("10.0.0.2"), "{printed}");
+        // a valid document is one tree; malformed XML is refused whole
+        let (trees, refused) = parse_state_entries("<dhcp-server xmlns=\"urn:hotlease:yang:dhcp-server\"><statistics><packets-received>1</packets-received></statistics></dhcp-server>");
+        assert_eq!((trees.len(), refused.len()), (1, 0));
+        let (trees, refused) =
+            parse_state_entries("<dhcp-server xmlns=\"urn:hotlease:yang:dhcp-server\"><lease>");
+        assert_eq!((trees.len(), refused.len()), (0, 1));
     }
 }

@@ -177,11 +177,27 @@ fn date_time(unix: u64) -> String {
         .unwrap_or_else(|| "9999-12-31T23:59:59Z".into())
 }
 
-/// Client-sent text made safe for XML 1.0 (no control characters).
+/// Whether `c` may appear in an XML 1.0 document (production `Char`):
+/// libyang refuses a document holding any other character.
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
+}
+
+/// Client-sent text (a DHCP option is any UTF-8 the client chose) made
+/// safe for a YANG `string` leaf in XML 1.0: control characters and the
+/// characters XML cannot carry (U+FFFE, U+FFFF) become '?'. Applied when
+/// the state is written, so leases stored before this rule existed are
+/// shown cleaned too.
 fn clean(s: &str) -> String {
     let c: String = s
         .chars()
-        .map(|c| if c.is_control() { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || !xml_char(c) {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect();
     escape_text(&c)
 }
@@ -250,4 +266,26 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
     );
     x.push_str("</dhcp-server>");
     x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 item 2: U+FFFF passed, and libyang refused the whole state.
+    #[test]
+    fn clean_keeps_only_xml_characters() {
+        assert_eq!(clean("box\u{FFFF}1"), "box?1");
+        assert_eq!(clean("\u{FFFE}a\u{0}\u{1b}\u{85}\u{7f}"), "?a????");
+        assert_eq!(
+            clean("h\u{FFFD}\u{E000}\u{10FFFF}é<&>"),
+            "h\u{FFFD}\u{E000}\u{10FFFF}é&lt;&amp;&gt;"
+        );
+        for c in ['\u{D7FF}', '\u{20}', '\u{10000}'] {
+            assert!(xml_char(c));
+        }
+        for c in ['\u{FFFE}', '\u{FFFF}', '\u{1F}', '\u{0}'] {
+            assert!(!xml_char(c));
+        }
+    }
 }

@@ -34,7 +34,8 @@ pub struct PoolRt {
     pub mask: u32,
     /// Dynamic ranges, inclusive, sorted.
     pub sections: Vec<(u32, u32)>,
-    /// Never handed out, inclusive.
+    /// Never handed out, inclusive; merged (sorted, disjoint), since the
+    /// configured ranges may overlap.
     pub excluded: Vec<(u32, u32)>,
     pub gateways: Vec<Ipv4Addr>,
     pub server_id: Option<Ipv4Addr>,
@@ -81,11 +82,12 @@ impl From<&Pool> for PoolRt {
             .map(|(s, e)| (u32::from(*s), u32::from(*e)))
             .collect();
         sections.sort_unstable();
-        let excluded = p
-            .excluded
-            .iter()
-            .map(|(s, e)| (u32::from(*s), u32::from(*e)))
-            .collect();
+        let excluded = merge(
+            p.excluded
+                .iter()
+                .map(|(s, e)| (u32::from(*s), u32::from(*e)))
+                .collect(),
+        );
         let (t1, t2) = if p.lease_time_s == u32::MAX {
             (None, None)
         } else {
@@ -126,6 +128,20 @@ impl From<&Pool> for PoolRt {
     }
 }
 
+/// Inclusive ranges sorted, with overlapping and adjacent ones joined:
+/// counting over the result counts every address once.
+fn merge(mut ranges: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+    ranges.sort_unstable();
+    let mut out: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s <= last.1.saturating_add(1) => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
 fn addrs(a: &[Ipv4Addr]) -> Vec<u8> {
     a.iter().flat_map(|ip| ip.octets()).collect()
 }
@@ -156,24 +172,32 @@ impl PoolRt {
         self.dynamic(ip) || self.static_by_ip.contains_key(&ip)
     }
 
-    /// Addresses that can be handed out dynamically.
+    /// Addresses that can be handed out dynamically. Sections never
+    /// overlap (a YANG rule) and `excluded` is merged, so each address is
+    /// counted once.
     pub fn total(&self) -> u64 {
+        let size = |s: u32, e: u32| u64::from(e.saturating_sub(s)) + 1;
         let mut n: u64 = 0;
-        for (s, e) in &self.sections {
-            n += u64::from(e - s) + 1;
-            for (xs, xe) in &self.excluded {
-                let lo = (*s).max(*xs);
-                let hi = (*e).min(*xe);
+        for &(s, e) in &self.sections {
+            n += size(s, e);
+            for &(xs, xe) in &self.excluded {
+                let (lo, hi) = (s.max(xs), e.min(xe));
                 if lo <= hi {
-                    n -= u64::from(hi - lo) + 1;
+                    n = n.saturating_sub(size(lo, hi));
                 }
             }
         }
-        let extra = self
+        // the server identifier may also be a gateway: count it once
+        let mut reserved: Vec<Ipv4Addr> = self
             .gateways
             .iter()
             .copied()
             .chain(self.server_id)
+            .collect();
+        reserved.sort_unstable();
+        reserved.dedup();
+        let extra = reserved
+            .into_iter()
             .filter(|ip| {
                 let a = u32::from(*ip);
                 Self::in_ranges(&self.sections, a) && !Self::in_ranges(&self.excluded, a)
@@ -226,5 +250,41 @@ mod tests {
         assert_eq!(p.next_in_sections(a("10.0.0.109")), Some(a("10.0.0.10")));
         assert!(!p.dynamic("10.0.0.101".parse().unwrap()));
         assert!(p.dynamic("10.0.0.103".parse().unwrap()));
+    }
+
+    /// Issue 9 item 12: overlapping excluded ranges were subtracted twice
+    /// (u64 underflow: a panic in debug builds, 2^64 - 1 shown as
+    /// 4294967295 in release builds).
+    #[test]
+    fn overlapping_exclusions_count_once() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        let mut cfg = Pool {
+            sections: vec![(ip("10.0.0.10"), ip("10.0.0.30"))],
+            excluded: vec![
+                (ip("10.0.0.10"), ip("10.0.0.20")),
+                (ip("10.0.0.15"), ip("10.0.0.25")),
+            ],
+            ..Pool::for_test("p1", "10.0.0.0")
+        };
+        // .10-.30 is 21 addresses, .10-.25 excluded: .26-.30 remain
+        let p = PoolRt::from(&cfg);
+        assert_eq!(p.total(), 5);
+        assert_eq!(
+            p.excluded,
+            [(u32::from(ip("10.0.0.10")), u32::from(ip("10.0.0.25")))]
+        );
+        // one range inside another, a duplicate, an adjacent one
+        cfg.excluded = vec![
+            (ip("10.0.0.12"), ip("10.0.0.14")),
+            (ip("10.0.0.11"), ip("10.0.0.20")),
+            (ip("10.0.0.11"), ip("10.0.0.20")),
+            (ip("10.0.0.21"), ip("10.0.0.21")),
+        ];
+        assert_eq!(PoolRt::from(&cfg).total(), 21 - 11);
+        // a gateway that is also the server identifier is one address
+        cfg.excluded = vec![];
+        cfg.gateways = vec![ip("10.0.0.30")];
+        cfg.server_identifier = Some(ip("10.0.0.30"));
+        assert_eq!(PoolRt::from(&cfg).total(), 20);
     }
 }

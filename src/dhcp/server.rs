@@ -246,6 +246,9 @@ fn writer(
     };
     let mut last_sync = std::time::Instant::now();
     while let Ok(job) = rx.recv() {
+        if crate::fault::armed("lease-writer-exit") {
+            return;
+        }
         let mut next = Some(job);
         let mut gathered = false;
         loop {
@@ -424,6 +427,12 @@ impl DhcpServer {
                 },
                 // before the socket: under constant load it must still run
                 _ = tick.tick() => {
+                    // without the writer no ACK can leave: stop, and let
+                    // the daemon's supervision restart the whole daemon
+                    if self.writer_thread.as_ref().is_some_and(|t| t.is_finished()) {
+                        error!("lease writer thread ended: dhcp server stopping");
+                        break;
+                    }
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;

@@ -536,22 +536,34 @@ impl Northbound {
         }
     }
 
-    /// Running configuration merged with every subsystem's state.
+    /// Running configuration merged with every subsystem's state. An
+    /// entry libyang refuses (one lease with text the schema cannot hold)
+    /// is left out alone; the rest of the subsystem's state is shown.
     fn operational(&self) -> DataTree<'static> {
+        // the same bad entry is refused at every <get>: warn once, then debug
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if crate::fault::armed("northbound-panic") {
+            panic!("fault point northbound-panic");
+        }
         let mut tree = yang::dup(&self.running);
         for s in &self.subsystems {
             let xml = s.state_xml();
             if xml.is_empty() {
                 continue;
             }
-            match yang::parse_state_xml(&xml) {
-                Ok(state) => {
-                    if tree.merge(&state).is_err() {
-                        warn!(subsystem = s.name(), "cannot merge operational state");
-                    }
-                    yang::rewind(&mut tree);
+            let (parts, refused) = yang::parse_state_entries(&xml);
+            for state in &parts {
+                if tree.merge(state).is_err() {
+                    warn!(subsystem = s.name(), "cannot merge operational state");
                 }
-                Err(e) => warn!(subsystem = s.name(), error = ?e.first(), "bad operational state"),
+                yang::rewind(&mut tree);
+            }
+            if let Some(e) = refused.first() {
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
+                } else {
+                    warn!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
+                }
             }
         }
         tree

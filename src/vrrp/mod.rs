@@ -126,7 +126,8 @@ impl Vrrp {
             )
         } else {
             info!("vrrp runtime disabled by the bootstrap file: groups are stored, not run");
-            tokio::spawn(async {})
+            // lives as long as a running actor would: the daemon supervises it
+            tokio::spawn(async move { shutdown.cancelled().await })
         };
         let vrrp = Vrrp {
             enabled,
