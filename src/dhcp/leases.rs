@@ -1250,7 +1250,7 @@ impl LeaseStore for FileStore {
     }
 }
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     pub(crate) fn lease(ip: &str, mac: u8, state: LeaseState, expires: u64) -> Lease {
@@ -1611,7 +1611,7 @@ mod tests {
     /// `wrap` (a command that takes a right away or gives a namespace), so
     /// that a real fault can be set up without touching the other tests.
     /// Skipped unless root (the wrappers need it).
-    fn in_child(test: &str, wrap: &[&str], body: impl FnOnce()) {
+    pub(crate) fn in_child(test: &str, wrap: &[&str], body: impl FnOnce()) {
         const VAR: &str = "HOTLEASE_TEST_CHILD";
         if std::env::var(VAR).as_deref() == Ok(test) {
             body();

@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +73,25 @@ pub struct Counters {
     pub ack: AtomicU64,
     pub nak: AtomicU64,
     pub send_errors: AtomicU64,
+    /// ACKs not sent because the leases they grant could not be made
+    /// durable (the store failed, or its writer is gone): the clients
+    /// retry, and get their ACK once the store works again.
+    pub acks_withheld: AtomicU64,
+    /// The last sync failed, or the writer is gone: no ACK goes out.
+    pub store_failed: AtomicBool,
+}
+
+impl Counters {
+    /// `n` ACKs withheld: counted, and the store shown failed; logged when
+    /// the store was working until now.
+    fn withhold(&self, n: usize, why: &dyn std::fmt::Display) {
+        self.acks_withheld.fetch_add(n as u64, Ordering::Relaxed);
+        if !self.store_failed.swap(true, Ordering::Relaxed) {
+            error!(reason = %why, withheld = n, "lease store failed: ACKs withheld until it works again");
+        } else {
+            tracing::debug!(reason = %why, withheld = n, "lease store still failing");
+        }
+    }
 }
 
 fn inc(c: &AtomicU64) {
@@ -218,11 +237,19 @@ fn writer(
     rx: std::sync::mpsc::Receiver<WriteJob>,
     counters: Arc<Counters>,
 ) {
+    // the replies waiting for the sync, and how many (with the ones that
+    // have no socket to go out on)
     let mut pending: Vec<(Reply, u32, Arc<Transmitter>)> = Vec::new();
+    let mut waiting = 0usize;
     let flush = |store: &mut Box<dyn LeaseStore>,
-                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>| {
+                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>,
+                 waiting: &mut usize| {
+        let n = std::mem::take(waiting);
         match store.sync() {
             Ok(()) => {
+                if counters.store_failed.swap(false, Ordering::Relaxed) {
+                    info!("lease store works again: ACKs go out");
+                }
                 // one sendmmsg per run of replies for the same sockets
                 let mut rest = &pending[..];
                 while let Some((_, _, tx)) = rest.first() {
@@ -239,7 +266,9 @@ fn writer(
                 pending.clear();
             }
             Err(e) => {
-                error!(error = %e, dropped = pending.len(), "lease store sync failed: ACKs withheld");
+                // fail closed: the store keeps the records and writes them
+                // again with the next batch; the clients ask again
+                counters.withhold(n, &e);
                 pending.clear();
             }
         }
@@ -257,14 +286,18 @@ fn writer(
                         tx,
                     } => {
                         if let Err(e) = store.append(&changes) {
-                            error!(error = %e, "lease store append failed");
-                        }
-                        if let Some(tx) = tx {
-                            pending.extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                            // what they grant is not stored
+                            counters.withhold(replies.len(), &e);
+                        } else {
+                            waiting += replies.len();
+                            if let Some(tx) = tx {
+                                pending
+                                    .extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                            }
                         }
                     }
                     WriteJob::Compact => {
-                        flush(&mut store, &mut pending);
+                        flush(&mut store, &mut pending, &mut waiting);
                         // written by a helper thread; syncs go on meanwhile
                         if let Err(e) = store.compact_start() {
                             error!(error = %e, "lease store compaction failed");
@@ -283,13 +316,13 @@ fn writer(
             gathered = true;
             next = rx.try_recv().ok();
         }
-        flush(&mut store, &mut pending);
+        flush(&mut store, &mut pending, &mut waiting);
         last_sync = std::time::Instant::now();
         if let Err(e) = store.compact_poll() {
             error!(error = %e, "lease store compaction failed");
         }
     }
-    flush(&mut store, &mut pending);
+    flush(&mut store, &mut pending, &mut waiting);
     // a compaction still being written finishes before the store closes
     while let Ok(false) = store.compact_poll() {
         std::thread::sleep(Duration::from_millis(5));
@@ -515,12 +548,19 @@ impl DhcpServer {
         }
         self.appended_since_compact += changes.len() as u64;
         let tx = self.sockets.as_ref().map(|s| s.tx.clone());
-        if let Some(w) = &self.writer {
-            let _ = w.send(WriteJob::Batch {
-                changes,
-                replies,
-                tx,
-            });
+        let n = replies.len();
+        let job = WriteJob::Batch {
+            changes,
+            replies,
+            tx,
+        };
+        // the writer stops only with the actor, unless it died: then
+        // nothing is stored any more, and no ACK may go out
+        if let Some(Err(_)) = self.writer.as_ref().map(|w| w.send(job)) {
+            self.writer = None;
+            self.counters.withhold(n, &"lease writer thread is gone");
+        } else if self.writer.is_none() {
+            self.counters.withhold(n, &"lease writer thread is gone");
         }
     }
 
@@ -1018,5 +1058,125 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    fn ack() -> (Reply, u32) {
+        let reply = Reply {
+            kind: MessageType::Ack,
+            bytes: vec![2; 300],
+            to: handler::Delivery::Broadcast,
+            from: ip("10.0.0.1"),
+            durable: true,
+        };
+        (reply, 1)
+    }
+
+    /// Wait (a few seconds at most) for the writer thread to do something.
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !done() {
+            assert!(t.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A store with a bug: it panics at the first sync, which ends its
+    /// writer thread.
+    #[derive(Debug)]
+    struct PanicsAtSync;
+
+    impl LeaseStore for PanicsAtSync {
+        fn load(&mut self) -> Result<Vec<Lease>, crate::dhcp::leases::StoreError> {
+            Ok(Vec::new())
+        }
+        fn append(&mut self, _: &[Change]) -> Result<(), crate::dhcp::leases::StoreError> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), crate::dhcp::leases::StoreError> {
+            panic!("lease store bug (test)");
+        }
+        fn compact(&mut self, _: &[Lease]) -> Result<(), crate::dhcp::leases::StoreError> {
+            Ok(())
+        }
+        fn records(&self) -> u64 {
+            0
+        }
+    }
+
+    /// Item 11 of issue 9 (the writer's side): once the writer thread is
+    /// gone, every ACK is withheld, counted and shown in `<get>`, not
+    /// dropped silently.
+    #[test]
+    fn acks_are_withheld_counted_and_shown_once_the_writer_is_gone() {
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(PanicsAtSync), 0, CancellationToken::new()).unwrap();
+        srv.write(vec![Change::Delete(ip("10.0.0.9"))], vec![ack()]);
+        until("the writer ends", || {
+            srv.writer_thread.as_ref().unwrap().is_finished()
+        });
+        let c = &shared.counters;
+        let l = lease("10.0.0.10", "a", 1);
+        srv.write(vec![Change::Upsert(l.clone())], vec![ack(), ack()]);
+        assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 2);
+        assert!(c.store_failed.load(Ordering::Relaxed));
+        srv.write(vec![Change::Upsert(l)], vec![ack()]);
+        assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 3);
+        let xml = crate::dhcp::render_state(&View::default(), c);
+        assert!(
+            xml.contains(
+                "<acks-withheld>3</acks-withheld><lease-store-failed>true</lease-store-failed>"
+            ),
+            "{xml}"
+        );
+    }
+
+    /// A store that cannot sync (a real ENOSPC: a full 1 MiB tmpfs in a
+    /// private mount namespace) gets no ACK out, counts the withheld ones
+    /// and shows itself failed until a sync works again; the changes of
+    /// the failed batch are stored by that later sync.
+    #[test]
+    fn a_full_disk_withholds_acks_until_the_store_works_again() {
+        crate::dhcp::leases::tests::in_child(
+            "dhcp::server::tests::a_full_disk_withholds_acks_until_the_store_works_again",
+            &["unshare", "--mount", "--propagation", "private"],
+            || {
+                use std::io::Write;
+                let dir = tempfile::tempdir().unwrap();
+                let d = dir.path();
+                let ok = std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                    .arg(d)
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "mount tmpfs");
+                let mut f = std::fs::File::create(d.join("filler")).unwrap();
+                while f.write_all(&[1u8; 4096]).is_ok() {}
+                drop(f);
+                let (mut srv, shared) =
+                    DhcpServer::new(file_store(d), 0, CancellationToken::new()).unwrap();
+                let c = shared.counters.clone();
+                let x = lease("10.0.0.10", "a", 1);
+                let y = lease("10.0.0.11", "a", 2);
+                srv.write(vec![Change::Upsert(x.clone())], vec![ack()]);
+                until("the ACK withheld", || {
+                    c.acks_withheld.load(Ordering::Relaxed) == 1
+                });
+                assert!(c.store_failed.load(Ordering::Relaxed));
+                std::fs::remove_file(d.join("filler")).unwrap();
+                srv.write(vec![Change::Upsert(y.clone())], vec![ack()]);
+                until("the store works again", || {
+                    !c.store_failed.load(Ordering::Relaxed)
+                });
+                assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 1);
+                srv.writer = None;
+                srv.writer_thread.take().unwrap().join().unwrap();
+                let mut got = crate::dhcp::leases::FileStore::new(d).load().unwrap();
+                got.sort_by_key(|l| l.ip);
+                assert_eq!(got, vec![x, y]);
+                drop(srv);
+                let ok = std::process::Command::new("umount").arg(d).status();
+                assert!(ok.unwrap().success());
+            },
+        );
     }
 }
