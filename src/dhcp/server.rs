@@ -231,6 +231,11 @@ const RX_INTERVAL: Duration = Duration::from_millis(1);
 /// Shortest time between two syncs of the lease log under load.
 const SYNC_INTERVAL: Duration = Duration::from_micros(500);
 
+/// How often a failed store tries again without a batch to write: the
+/// records of the failed batches become durable, and the store is shown
+/// working, without waiting for the next request.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The writer thread: group commit of lease changes, then the ACKs.
 fn writer(
     mut store: Box<dyn LeaseStore>,
@@ -274,7 +279,22 @@ fn writer(
         }
     };
     let mut last_sync = std::time::Instant::now();
-    while let Ok(job) = rx.recv() {
+    loop {
+        let job = if counters.store_failed.load(Ordering::Relaxed) {
+            match rx.recv_timeout(RETRY_INTERVAL) {
+                Ok(job) => job,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    flush(&mut store, &mut pending, &mut waiting);
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         let mut next = Some(job);
         let mut gathered = false;
         loop {
@@ -1132,8 +1152,8 @@ mod tests {
 
     /// A store that cannot sync (a real ENOSPC: a full 1 MiB tmpfs in a
     /// private mount namespace) gets no ACK out, counts the withheld ones
-    /// and shows itself failed until a sync works again; the changes of
-    /// the failed batch are stored by that later sync.
+    /// and shows itself failed until a sync works again, which it tries
+    /// by itself; the changes of the failed batch are stored then.
     #[test]
     fn a_full_disk_withholds_acks_until_the_store_works_again() {
         crate::dhcp::leases::tests::in_child(
@@ -1162,11 +1182,15 @@ mod tests {
                     c.acks_withheld.load(Ordering::Relaxed) == 1
                 });
                 assert!(c.store_failed.load(Ordering::Relaxed));
+                // room again: the writer tries again by itself
                 std::fs::remove_file(d.join("filler")).unwrap();
-                srv.write(vec![Change::Upsert(y.clone())], vec![ack()]);
                 until("the store works again", || {
                     !c.store_failed.load(Ordering::Relaxed)
                 });
+                let log = std::fs::read(d.join("leases.log")).unwrap();
+                let rec = crate::dhcp::leases::encode_record(&Change::Upsert(x.clone()));
+                assert!(log.starts_with(rec.as_bytes()), "x stored");
+                srv.write(vec![Change::Upsert(y.clone())], vec![ack()]);
                 assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 1);
                 srv.writer = None;
                 srv.writer_thread.take().unwrap().join().unwrap();
