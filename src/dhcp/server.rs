@@ -14,6 +14,12 @@
 //! serving while a batch is being synced, and the next batch collects the
 //! requests that arrived meanwhile.
 //!
+//! The writer fails closed: the ACKs of a batch whose sync fails, or that
+//! reach no writer, never leave; they are counted (`acks-withheld`) and
+//! the store shows failed (`lease-store-failed`) until a sync works
+//! again, which the writer tries every second by itself. The store keeps
+//! the failed records and writes them with that sync.
+//!
 //! The actor drains the socket itself (`network::recv_batch` decodes, the
 //! actor decides) instead of a receive task forwarding each datagram over a
 //! channel: profiling under perfdhcp load showed the per-packet task
