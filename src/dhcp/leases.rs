@@ -1743,8 +1743,8 @@ pub(crate) mod tests {
                 let mut batch = vec![Change::Delete(x.ip)];
                 batch.extend(many.iter().cloned());
                 s.append(&batch).unwrap();
-                let e = s.sync().unwrap_err();
-                assert!(e.to_string().contains("No space"), "{e}");
+                let StoreError::Io { source, .. } = s.sync().unwrap_err();
+                assert_eq!(source.raw_os_error(), Some(libc::ENOSPC), "{source}");
                 // room again; a shorter batch
                 std::fs::remove_file(&filler).unwrap();
                 let mut y2 = y.clone();
