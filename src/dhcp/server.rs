@@ -582,10 +582,9 @@ impl DhcpServer {
         };
         // the writer stops only with the actor, unless it died: then
         // nothing is stored any more, and no ACK may go out
-        if let Some(Err(_)) = self.writer.as_ref().map(|w| w.send(job)) {
+        let sent = self.writer.as_ref().is_some_and(|w| w.send(job).is_ok());
+        if !sent {
             self.writer = None;
-            self.counters.withhold(n, &"lease writer thread is gone");
-        } else if self.writer.is_none() {
             self.counters.withhold(n, &"lease writer thread is gone");
         }
     }
