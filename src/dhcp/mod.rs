@@ -244,9 +244,10 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
         x,
-        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors>\
+        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld>\
 <received><discover>{}</discover><request>{}</request><decline>{}</decline><release>{}</release><inform>{}</inform><other>{}</other></received>\
-<sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>",
+<sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>\
+<lease-store-failed>{}</lease-store-failed>",
         g(&c.received),
         g(&c.malformed),
         g(&c.wrong_interface),
@@ -254,6 +255,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.not_serving),
         g(&c.exhausted),
         g(&c.send_errors),
+        g(&c.acks_withheld),
         g(&c.discover),
         g(&c.request),
         g(&c.decline),
@@ -263,6 +265,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.offer),
         g(&c.ack),
         g(&c.nak),
+        c.store_failed.load(Ordering::Relaxed),
     );
     x.push_str("</dhcp-server>");
     x

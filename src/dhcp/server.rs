@@ -14,6 +14,12 @@
 //! serving while a batch is being synced, and the next batch collects the
 //! requests that arrived meanwhile.
 //!
+//! The writer fails closed: the ACKs of a batch whose sync fails, or that
+//! reach no writer, never leave; they are counted (`acks-withheld`) and
+//! the store shows failed (`lease-store-failed`) until a sync works
+//! again, which the writer tries every second by itself. The store keeps
+//! the failed records and writes them with that sync.
+//!
 //! The actor drains the socket itself (`network::recv_batch` decodes, the
 //! actor decides) instead of a receive task forwarding each datagram over a
 //! channel: profiling under perfdhcp load showed the per-packet task
@@ -25,7 +31,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -73,6 +79,25 @@ pub struct Counters {
     pub ack: AtomicU64,
     pub nak: AtomicU64,
     pub send_errors: AtomicU64,
+    /// ACKs not sent because the leases they grant could not be made
+    /// durable (the store failed, or its writer is gone): the clients
+    /// retry, and get their ACK once the store works again.
+    pub acks_withheld: AtomicU64,
+    /// The last sync failed, or the writer is gone: no ACK goes out.
+    pub store_failed: AtomicBool,
+}
+
+impl Counters {
+    /// `n` ACKs withheld: counted, and the store shown failed; logged when
+    /// the store was working until now.
+    fn withhold(&self, n: usize, why: &dyn std::fmt::Display) {
+        self.acks_withheld.fetch_add(n as u64, Ordering::Relaxed);
+        if !self.store_failed.swap(true, Ordering::Relaxed) {
+            error!(reason = %why, withheld = n, "lease store failed: ACKs withheld until it works again");
+        } else {
+            tracing::debug!(reason = %why, withheld = n, "lease store still failing");
+        }
+    }
 }
 
 fn inc(c: &AtomicU64) {
@@ -212,17 +237,30 @@ const RX_INTERVAL: Duration = Duration::from_millis(1);
 /// Shortest time between two syncs of the lease log under load.
 const SYNC_INTERVAL: Duration = Duration::from_micros(500);
 
+/// How often a failed store tries again without a batch to write: the
+/// records of the failed batches become durable, and the store is shown
+/// working, without waiting for the next request.
+const RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
 /// The writer thread: group commit of lease changes, then the ACKs.
 fn writer(
     mut store: Box<dyn LeaseStore>,
     rx: std::sync::mpsc::Receiver<WriteJob>,
     counters: Arc<Counters>,
 ) {
+    // the replies waiting for the sync, and how many (with the ones that
+    // have no socket to go out on)
     let mut pending: Vec<(Reply, u32, Arc<Transmitter>)> = Vec::new();
+    let mut waiting = 0usize;
     let flush = |store: &mut Box<dyn LeaseStore>,
-                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>| {
+                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>,
+                 waiting: &mut usize| {
+        let n = std::mem::take(waiting);
         match store.sync() {
             Ok(()) => {
+                if counters.store_failed.swap(false, Ordering::Relaxed) {
+                    info!("lease store works again: ACKs go out");
+                }
                 // one sendmmsg per run of replies for the same sockets
                 let mut rest = &pending[..];
                 while let Some((_, _, tx)) = rest.first() {
@@ -239,13 +277,30 @@ fn writer(
                 pending.clear();
             }
             Err(e) => {
-                error!(error = %e, dropped = pending.len(), "lease store sync failed: ACKs withheld");
+                // fail closed: the store keeps the records and writes them
+                // again with the next batch; the clients ask again
+                counters.withhold(n, &e);
                 pending.clear();
             }
         }
     };
     let mut last_sync = std::time::Instant::now();
-    while let Ok(job) = rx.recv() {
+    loop {
+        let job = if counters.store_failed.load(Ordering::Relaxed) {
+            match rx.recv_timeout(RETRY_INTERVAL) {
+                Ok(job) => job,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                    flush(&mut store, &mut pending, &mut waiting);
+                    continue;
+                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
         if crate::fault::armed("lease-writer-exit") {
             return;
         }
@@ -260,14 +315,18 @@ fn writer(
                         tx,
                     } => {
                         if let Err(e) = store.append(&changes) {
-                            error!(error = %e, "lease store append failed");
-                        }
-                        if let Some(tx) = tx {
-                            pending.extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                            // what they grant is not stored
+                            counters.withhold(replies.len(), &e);
+                        } else {
+                            waiting += replies.len();
+                            if let Some(tx) = tx {
+                                pending
+                                    .extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
+                            }
                         }
                     }
                     WriteJob::Compact => {
-                        flush(&mut store, &mut pending);
+                        flush(&mut store, &mut pending, &mut waiting);
                         // written by a helper thread; syncs go on meanwhile
                         if let Err(e) = store.compact_start() {
                             error!(error = %e, "lease store compaction failed");
@@ -286,13 +345,13 @@ fn writer(
             gathered = true;
             next = rx.try_recv().ok();
         }
-        flush(&mut store, &mut pending);
+        flush(&mut store, &mut pending, &mut waiting);
         last_sync = std::time::Instant::now();
         if let Err(e) = store.compact_poll() {
             error!(error = %e, "lease store compaction failed");
         }
     }
-    flush(&mut store, &mut pending);
+    flush(&mut store, &mut pending, &mut waiting);
     // a compaction still being written finishes before the store closes
     while let Ok(false) = store.compact_poll() {
         std::thread::sleep(Duration::from_millis(5));
@@ -524,12 +583,18 @@ impl DhcpServer {
         }
         self.appended_since_compact += changes.len() as u64;
         let tx = self.sockets.as_ref().map(|s| s.tx.clone());
-        if let Some(w) = &self.writer {
-            let _ = w.send(WriteJob::Batch {
-                changes,
-                replies,
-                tx,
-            });
+        let n = replies.len();
+        let job = WriteJob::Batch {
+            changes,
+            replies,
+            tx,
+        };
+        // the writer stops only with the actor, unless it died: then
+        // nothing is stored any more, and no ACK may go out
+        let sent = self.writer.as_ref().is_some_and(|w| w.send(job).is_ok());
+        if !sent {
+            self.writer = None;
+            self.counters.withhold(n, &"lease writer thread is gone");
         }
     }
 
@@ -1027,5 +1092,128 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    fn ack() -> (Reply, u32) {
+        let reply = Reply {
+            kind: MessageType::Ack,
+            bytes: vec![2; 300],
+            to: handler::Delivery::Broadcast,
+            from: ip("10.0.0.1"),
+            durable: true,
+        };
+        (reply, 1)
+    }
+
+    /// Wait (a few seconds at most) for the writer thread to do something.
+    fn until(what: &str, done: impl Fn() -> bool) {
+        let t = Instant::now();
+        while !done() {
+            assert!(t.elapsed() < Duration::from_secs(10), "{what}");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// A store with a bug: it panics at the first sync, which ends its
+    /// writer thread.
+    #[derive(Debug)]
+    struct PanicsAtSync;
+
+    impl LeaseStore for PanicsAtSync {
+        fn load(&mut self) -> Result<Vec<Lease>, crate::dhcp::leases::StoreError> {
+            Ok(Vec::new())
+        }
+        fn append(&mut self, _: &[Change]) -> Result<(), crate::dhcp::leases::StoreError> {
+            Ok(())
+        }
+        fn sync(&mut self) -> Result<(), crate::dhcp::leases::StoreError> {
+            panic!("lease store bug (test)");
+        }
+        fn compact(&mut self, _: &[Lease]) -> Result<(), crate::dhcp::leases::StoreError> {
+            Ok(())
+        }
+        fn records(&self) -> u64 {
+            0
+        }
+    }
+
+    /// Item 11 of issue 9 (the writer's side): once the writer thread is
+    /// gone, every ACK is withheld, counted and shown in `<get>`, not
+    /// dropped silently.
+    #[test]
+    fn acks_are_withheld_counted_and_shown_once_the_writer_is_gone() {
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(PanicsAtSync), 0, CancellationToken::new()).unwrap();
+        srv.write(vec![Change::Delete(ip("10.0.0.9"))], vec![ack()]);
+        until("the writer ends", || {
+            srv.writer_thread.as_ref().unwrap().is_finished()
+        });
+        let c = &shared.counters;
+        let l = lease("10.0.0.10", "a", 1);
+        srv.write(vec![Change::Upsert(l.clone())], vec![ack(), ack()]);
+        assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 2);
+        assert!(c.store_failed.load(Ordering::Relaxed));
+        srv.write(vec![Change::Upsert(l)], vec![ack()]);
+        assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 3);
+        let xml = crate::dhcp::render_state(&View::default(), c);
+        assert!(
+            xml.contains("<acks-withheld>3</acks-withheld>")
+                && xml.contains("<lease-store-failed>true</lease-store-failed>"),
+            "{xml}"
+        );
+    }
+
+    /// A store that cannot sync (a real ENOSPC: a full 1 MiB tmpfs in a
+    /// private mount namespace) gets no ACK out, counts the withheld ones
+    /// and shows itself failed until a sync works again, which it tries
+    /// by itself; the changes of the failed batch are stored then.
+    #[test]
+    fn a_full_disk_withholds_acks_until_the_store_works_again() {
+        crate::dhcp::leases::tests::in_child(
+            "dhcp::server::tests::a_full_disk_withholds_acks_until_the_store_works_again",
+            &["unshare", "--mount", "--propagation", "private"],
+            || {
+                use std::io::Write;
+                let dir = tempfile::tempdir().unwrap();
+                let d = dir.path();
+                let ok = std::process::Command::new("mount")
+                    .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                    .arg(d)
+                    .status()
+                    .unwrap();
+                assert!(ok.success(), "mount tmpfs");
+                let mut f = std::fs::File::create(d.join("filler")).unwrap();
+                while f.write_all(&[1u8; 4096]).is_ok() {}
+                drop(f);
+                let (mut srv, shared) =
+                    DhcpServer::new(file_store(d), 0, CancellationToken::new()).unwrap();
+                let c = shared.counters.clone();
+                let x = lease("10.0.0.10", "a", 1);
+                let y = lease("10.0.0.11", "a", 2);
+                srv.write(vec![Change::Upsert(x.clone())], vec![ack()]);
+                until("the ACK withheld", || {
+                    c.acks_withheld.load(Ordering::Relaxed) == 1
+                });
+                assert!(c.store_failed.load(Ordering::Relaxed));
+                // room again: the writer tries again by itself
+                std::fs::remove_file(d.join("filler")).unwrap();
+                until("the store works again", || {
+                    !c.store_failed.load(Ordering::Relaxed)
+                });
+                let log = std::fs::read(d.join("leases.log")).unwrap();
+                let rec = crate::dhcp::leases::encode_record(&Change::Upsert(x.clone()));
+                assert!(log.starts_with(rec.as_bytes()), "x stored");
+                srv.write(vec![Change::Upsert(y.clone())], vec![ack()]);
+                assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 1);
+                srv.writer = None;
+                srv.writer_thread.take().unwrap().join().unwrap();
+                let mut got = crate::dhcp::leases::FileStore::new(d).load().unwrap();
+                got.sort_by_key(|l| l.ip);
+                assert_eq!(got, vec![x, y]);
+                drop(srv);
+                let ok = std::process::Command::new("umount").arg(d).status();
+                assert!(ok.unwrap().success());
+            },
+        );
     }
 }
