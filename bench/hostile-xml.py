@@ -16,8 +16,8 @@ runs, one after the other:
 
 For each: seconds until every attacker has its reply, the daemon's RSS
 (current and peak) and open descriptors, and the time for a legitimate
-login (SSH, password, hello, one <get-config>) started while the attack
-is being parsed, next to the same login on the idle daemon. Not a test:
+login (SSH, password, hello, one <get-config>) started once every attack
+message has been sent (while it is parsed), next to the same login on the idle daemon. Not a test:
 the pass/fail checks are in netconf-tests/test_hostile_xml.py.
 """
 
@@ -40,23 +40,30 @@ from conftest import BASE_NS, NS, PASSWORD, Daemon, chunk  # noqa: E402
 
 
 def proc_status(pid: int) -> dict:
-    out = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+    out = {"VmRSS": None, "VmHWM": None, "fds": None}
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:  # the daemon died
+        return out
+    for line in status.splitlines():
         k, _, v = line.partition(":")
         if k in ("VmRSS", "VmHWM"):
             out[k] = int(v.split()[0]) // 1024  # MiB
-    out["fds"] = len(os.listdir(f"/proc/{pid}/fd"))
     return out
 
 
-def login(d: Daemon) -> float:
-    """Seconds for SSH + password + hello + one get-config."""
+def login(d: Daemon) -> float | str:
+    """Seconds for SSH + password + hello + one get-config (or the failure)."""
     t = time.monotonic()
-    m = d.connect(timeout=600, track=False)
-    m.get_config("running")
+    try:
+        m = d.connect(timeout=600, track=False)
+        m.get_config("running")
+    except Exception as e:  # noqa: BLE001 - reported
+        return f"failed after {time.monotonic() - t:.2f} s: {type(e).__name__}: {e}"
     dt = time.monotonic() - t
     m.close_session()
-    return dt
+    return round(dt, 2)
 
 
 def attack(d: Daemon, payloads: list[bytes], expect_reply: bool) -> dict:
@@ -68,22 +75,35 @@ def attack(d: Daemon, payloads: list[bytes], expect_reply: bool) -> dict:
     errors: list[str] = []
     t0 = time.monotonic()
 
+    sent = threading.Barrier(len(payloads) + 1)
+
     def run(s, p):
         try:
             s.send(p)
-            if expect_reply:
-                r = s.read_xml()
-                replies.append(time.monotonic() - t0)
-                err = r.find("nc:rpc-error", NS)
-                if err is not None:
-                    errors.append(err.findtext("nc:error-message", namespaces=NS))
+        except Exception as e:  # noqa: BLE001 - reported
+            errors.append(f"send: {type(e).__name__}: {e}")
+            expect = False
+        else:
+            expect = expect_reply
+        finally:
+            sent.wait()
+        if not expect:
+            return
+        try:
+            r = s.read_xml()
+            replies.append(time.monotonic() - t0)
+            err = r.find("nc:rpc-error", NS)
+            if err is not None:
+                errors.append(err.findtext("nc:error-message", namespaces=NS))
         except Exception as e:  # noqa: BLE001 - reported
             errors.append(f"{type(e).__name__}: {e}")
 
     threads = [threading.Thread(target=run, args=(s, p)) for s, p in zip(sessions, payloads)]
     for t in threads:
         t.start()
-    time.sleep(0.2)  # the messages are in flight or being parsed
+    # every message is with the daemon: the login competes with their parse
+    sent.wait()
+    sent_s = time.monotonic() - t0
     during = proc_status(d.proc.pid)
     login_s = login(d)
     for t in threads:
@@ -93,9 +113,10 @@ def attack(d: Daemon, payloads: list[bytes], expect_reply: bool) -> dict:
     for s in sessions:
         s.close()
     return {
+        "sent_s": round(sent_s, 2),
         "replies_s": [round(x, 2) for x in sorted(replies)],
         "total_s": round(total, 2),
-        "login_during_s": round(login_s, 2),
+        "login_during_s": login_s,
         "rss_mib": (before["VmRSS"], during["VmRSS"], after["VmRSS"]),
         "peak_rss_mib": after["VmHWM"],
         "fds": (before["fds"], during["fds"], after["fds"]),
@@ -128,7 +149,7 @@ def main():
         d = Daemon(tmp / "daemon", creds).start()
         try:
             print(f"binary: {conftest.HOTLEASED}")
-            print(f"idle login: {login(d):.2f} s; idle: {proc_status(d.proc.pid)}")
+            print(f"idle login: {login(d)} s; idle: {proc_status(d.proc.pid)}")
             unclosed = b"<get><filter>" + b"<a>" * args.unclosed
             cases = {
                 "unclosed": ([chunk(rpc(unclosed))] * args.attackers, True),
