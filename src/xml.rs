@@ -5,8 +5,21 @@
 //! `<config>` subtree alongside the YANG schema, and subtree filters are
 //! matched against it. libyang never sees the `<rpc>` envelope (it parses
 //! data, not NETCONF operations).
+//!
+//! A peer controls the shape of the tree, so the cost of parsing it must be
+//! linear in the message and nothing may recurse once per level of an
+//! unbounded depth: [`parse`] refuses documents nested deeper than
+//! [`MAX_DEPTH`], resolves a namespace prefix in constant time, and shares a
+//! namespace URI between the elements that use it. Dropping and serialising
+//! a tree are loops, so even a tree built by hand cannot overflow the stack;
+//! the other walks (the derived `Clone`, `PartialEq`, `Debug`, and the
+//! filter and edit walks elsewhere) recurse, bounded by `MAX_DEPTH` for
+//! anything that came from a peer.
 
-use std::fmt::Write as _;
+use std::collections::HashMap;
+use std::fmt::{self, Write as _};
+use std::ops::Deref;
+use std::sync::Arc;
 
 use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
@@ -14,11 +27,109 @@ use quick_xml::Reader;
 /// The NETCONF base namespace.
 pub const NC_NS: &str = "urn:ietf:params:xml:ns:netconf:base:1.0";
 
+const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
+
+/// How deeply elements may nest in one document (the root is level 1).
+///
+/// Our YANG data is less than ten levels deep; the `<rpc>` envelope, the
+/// operation, `<config>` or `<filter>` add three. 128 leaves room for any
+/// module we may add while keeping the recursive walks over a parsed tree
+/// (clone, compare, filter matching) a few hundred kilobytes of stack at most,
+/// well inside a tokio worker's 2 MiB: a 100,000-deep `<edit-config>` used
+/// to overflow it and take DHCP and VRRP down with the process.
+pub const MAX_DEPTH: usize = 128;
+
+/// A namespace URI. Shared, not copied: every element of a document that is
+/// in one namespace points at one allocation, so a long URI declared once
+/// and used by many elements costs its length once (a copy per element let
+/// a message of a few megabytes ask for gigabytes).
+#[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Ns(Arc<str>);
+
+impl Ns {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for Ns {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Ns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for Ns {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Ns {
+    fn from(s: &str) -> Ns {
+        Ns(Arc::from(s))
+    }
+}
+
+impl From<String> for Ns {
+    fn from(s: String) -> Ns {
+        Ns(Arc::from(s))
+    }
+}
+
+impl From<Ns> for String {
+    fn from(ns: Ns) -> String {
+        ns.0.to_string()
+    }
+}
+
+impl PartialEq<str> for Ns {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Ns {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for Ns {
+    fn eq(&self, other: &String) -> bool {
+        *self.0 == **other
+    }
+}
+
+impl PartialEq<Ns> for str {
+    fn eq(&self, other: &Ns) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<Ns> for &str {
+    fn eq(&self, other: &Ns) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<Ns> for String {
+    fn eq(&self, other: &Ns) -> bool {
+        **self == *other.0
+    }
+}
+
 /// One element: its resolved namespace, local name, attributes and children.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Element {
     /// Namespace URI the element's prefix (or the default namespace) resolves to.
-    pub ns: String,
+    pub ns: Ns,
     /// Local name, without prefix.
     pub name: String,
     /// Attributes other than namespace declarations.
@@ -33,7 +144,7 @@ pub struct Element {
 /// An attribute with its resolved namespace (unprefixed attributes have none).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Attr {
-    pub ns: Option<String>,
+    pub ns: Option<Ns>,
     /// Qualified name as written (kept so that replies can copy it).
     pub qname: String,
     pub name: String,
@@ -58,14 +169,39 @@ pub enum XmlError {
     Empty,
     #[error("content after the root element")]
     TrailingContent,
+    #[error("document nesting deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Dropping is a loop: the derived drop recursed once per level, and a deep
+/// enough tree overflowed the stack of whatever task let go of it.
+impl Drop for Element {
+    fn drop(&mut self) {
+        if !self.has_elements() {
+            return;
+        }
+        let mut pending = vec![std::mem::take(&mut self.children)];
+        while let Some(mut children) = pending.pop() {
+            for child in children.drain(..) {
+                if let Node::Element(mut e) = child {
+                    if e.has_elements() {
+                        pending.push(std::mem::take(&mut e.children));
+                    }
+                    // `e` now has no child element: its drop returns at once
+                }
+            }
+        }
+    }
 }
 
 impl Element {
     pub fn new(ns: &str, name: &str) -> Element {
         Element {
-            ns: ns.to_string(),
+            ns: Ns::from(ns),
             name: name.to_string(),
-            ..Default::default()
+            attrs: Vec::new(),
+            ns_decls: Vec::new(),
+            children: Vec::new(),
         }
     }
 
@@ -137,48 +273,68 @@ impl Element {
     }
 
     /// Serialise with `parent_ns` as the default namespace in scope.
+    ///
+    /// A loop over an explicit stack of open elements (large trees are
+    /// serialised, and a recursion per level overflowed on deep ones).
     pub fn write_xml(&self, out: &mut String, parent_ns: &str) {
+        if !self.write_start_tag(out, parent_ns) {
+            return;
+        }
+        let mut open = vec![(self, self.children.iter())];
+        while let Some((el, children)) = open.last_mut() {
+            let el: &Element = el;
+            match children.next() {
+                Some(Node::Text(t)) => out.push_str(&escape_text(t)),
+                Some(Node::Element(c)) => {
+                    if c.write_start_tag(out, &el.ns) {
+                        open.push((c, c.children.iter()));
+                    }
+                }
+                None => {
+                    out.push_str("</");
+                    out.push_str(&el.name);
+                    out.push('>');
+                    open.pop();
+                }
+            }
+        }
+    }
+
+    /// Write the start tag, or the whole element when it is empty; returns
+    /// whether children and an end tag are to follow.
+    fn write_start_tag(&self, out: &mut String, parent_ns: &str) -> bool {
         out.push('<');
         out.push_str(&self.name);
         if self.ns != parent_ns {
             let _ = write!(out, " xmlns=\"{}\"", escape_attr(&self.ns));
         }
-        let mut prefixes: Vec<(String, &str)> = Vec::new();
+        // one generated prefix per attribute namespace, found by a map so
+        // that many namespaced attributes stay linear
+        let mut prefixes: Vec<&str> = Vec::new();
+        let mut prefix_of: HashMap<&str, usize> = HashMap::new();
         for a in &self.attrs {
             match &a.ns {
                 None => {
                     let _ = write!(out, " {}=\"{}\"", a.name, escape_attr(&a.value));
                 }
                 Some(ns) => {
-                    let idx = match prefixes.iter().position(|(_, u)| *u == ns.as_str()) {
-                        Some(i) => i,
-                        None => {
-                            prefixes.push((format!("a{}", prefixes.len()), ns.as_str()));
-                            prefixes.len() - 1
-                        }
-                    };
-                    let p = &prefixes[idx].0;
-                    let _ = write!(out, " {p}:{}=\"{}\"", a.name, escape_attr(&a.value));
+                    let idx = *prefix_of.entry(ns.as_str()).or_insert_with(|| {
+                        prefixes.push(ns.as_str());
+                        prefixes.len() - 1
+                    });
+                    let _ = write!(out, " a{idx}:{}=\"{}\"", a.name, escape_attr(&a.value));
                 }
             }
         }
-        for (p, u) in &prefixes {
-            let _ = write!(out, " xmlns:{p}=\"{}\"", escape_attr(u));
+        for (i, u) in prefixes.iter().enumerate() {
+            let _ = write!(out, " xmlns:a{i}=\"{}\"", escape_attr(u));
         }
         if self.children.is_empty() {
             out.push_str("/>");
-            return;
+            return false;
         }
         out.push('>');
-        for c in &self.children {
-            match c {
-                Node::Text(t) => out.push_str(&escape_text(t)),
-                Node::Element(e) => e.write_xml(out, &self.ns),
-            }
-        }
-        out.push_str("</");
-        out.push_str(&self.name);
-        out.push('>');
+        true
     }
 }
 
@@ -200,23 +356,77 @@ pub fn escape_attr(s: &str) -> String {
     escape_text(s).replace('"', "&quot;")
 }
 
-/// Namespace scope while parsing: one frame of declarations per open element.
+/// Namespace bindings in scope while parsing.
+///
+/// Each prefix maps to the stack of its bindings, innermost last: an element
+/// pushes the declarations it makes and pops them at its end tag, so
+/// resolving a prefix is one lookup however deep or wide the document is
+/// (walking every open element's declarations per element was quadratic).
 struct Scope {
-    frames: Vec<Vec<(Option<String>, String)>>,
+    /// `xmlns="..."` bindings.
+    default: Vec<Ns>,
+    /// `xmlns:p="..."` bindings.
+    prefixed: HashMap<String, Vec<Ns>>,
+    /// No namespace: one shared empty URI.
+    none: Ns,
+    xml: Ns,
 }
 
 impl Scope {
-    fn resolve(&self, prefix: Option<&str>) -> Option<String> {
-        for frame in self.frames.iter().rev() {
-            for (p, u) in frame.iter().rev() {
-                if p.as_deref() == prefix {
-                    return Some(u.clone());
+    fn new() -> Scope {
+        Scope {
+            default: Vec::new(),
+            prefixed: HashMap::new(),
+            none: Ns::default(),
+            xml: Ns::from(XML_NS),
+        }
+    }
+
+    fn declare(&mut self, decls: &[(Option<String>, String)]) {
+        for (p, u) in decls {
+            let u = Ns::from(u.as_str());
+            match p {
+                None => self.default.push(u),
+                Some(p) => self.prefixed.entry(p.clone()).or_default().push(u),
+            }
+        }
+    }
+
+    /// Undo `declare` at the element's end.
+    fn undeclare(&mut self, decls: &[(Option<String>, String)]) {
+        for (p, _) in decls {
+            match p {
+                None => {
+                    self.default.pop();
+                }
+                Some(p) => {
+                    if let Some(stack) = self.prefixed.get_mut(p.as_str()) {
+                        stack.pop();
+                        if stack.is_empty() {
+                            self.prefixed.remove(p.as_str());
+                        }
+                    }
                 }
             }
         }
+    }
+
+    fn resolve(&self, prefix: Option<&str>) -> Option<Ns> {
+        let bound = match prefix {
+            None => self.default.last(),
+            Some(p) => self.prefixed.get(p).and_then(|s| s.last()),
+        };
+        if let Some(u) = bound {
+            // `xmlns=""` undeclares the default namespace: back to none
+            return Some(if u.is_empty() {
+                self.none.clone()
+            } else {
+                u.clone()
+            });
+        }
         match prefix {
-            None => Some(String::new()),
-            Some("xml") => Some("http://www.w3.org/XML/1998/namespace".into()),
+            None => Some(self.none.clone()),
+            Some("xml") => Some(self.xml.clone()),
             Some(_) => None,
         }
     }
@@ -229,9 +439,12 @@ fn split_qname(q: &str) -> (Option<&str>, &str) {
     }
 }
 
+/// Build the element of a start (or empty) tag and declare its namespaces;
+/// the caller undeclares them at the element's end.
 fn open_element(start: &BytesStart<'_>, scope: &mut Scope) -> Result<Element, XmlError> {
     let mut decls = Vec::new();
     let mut raw_attrs = Vec::new();
+    // quick-xml's duplicate check is hashed past a few attributes: linear
     for a in start.attributes() {
         let a = a.map_err(|e| XmlError::Syntax(e.to_string()))?;
         let key = a.key.0.to_string();
@@ -247,7 +460,7 @@ fn open_element(start: &BytesStart<'_>, scope: &mut Scope) -> Result<Element, Xm
             raw_attrs.push((key, value));
         }
     }
-    scope.frames.push(decls.clone());
+    scope.declare(&decls);
     let qname = start.name().0.to_string();
     let (prefix, local) = split_qname(&qname);
     let ns = scope
@@ -291,10 +504,12 @@ fn push_text(stack: &mut [Element], text: &str) {
 }
 
 /// Parse one XML document into its root element.
+///
+/// Linear in the document; refuses one nested deeper than [`MAX_DEPTH`].
 pub fn parse(doc: &str) -> Result<Element, XmlError> {
     let mut reader = Reader::from_str(doc);
     reader.config_mut().check_end_names = true;
-    let mut scope = Scope { frames: Vec::new() };
+    let mut scope = Scope::new();
     let mut stack: Vec<Element> = Vec::new();
     let mut root: Option<Element> = None;
     loop {
@@ -306,6 +521,9 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 if root.is_some() {
                     return Err(XmlError::TrailingContent);
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
                 let el = open_element(&s, &mut scope)?;
                 stack.push(el);
             }
@@ -313,18 +531,21 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 if root.is_some() {
                     return Err(XmlError::TrailingContent);
                 }
+                if stack.len() >= MAX_DEPTH {
+                    return Err(XmlError::TooDeep);
+                }
                 let el = open_element(&s, &mut scope)?;
-                scope.frames.pop();
+                scope.undeclare(&el.ns_decls);
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(Node::Element(el)),
                     None => root = Some(el),
                 }
             }
             Event::End(_) => {
-                scope.frames.pop();
                 let el = stack
                     .pop()
                     .ok_or_else(|| XmlError::Syntax("unexpected end tag".into()))?;
+                scope.undeclare(&el.ns_decls);
                 match stack.last_mut() {
                     Some(parent) => parent.children.push(Node::Element(el)),
                     None => root = Some(el),
@@ -422,5 +643,172 @@ mod tests {
             r#"<a xmlns="urn:a"><b xmlns="urn:b">x&amp;y</b><c/></a>"#
         );
         assert_eq!(parse(&s).unwrap(), root);
+    }
+
+    /// `depth` nested `<a>` elements, closed or not.
+    fn nested(depth: usize, prefix: &str, closed: bool) -> String {
+        let mut doc = String::new();
+        if !prefix.is_empty() {
+            doc.push_str(&format!("<{prefix}:r xmlns:{prefix}=\"urn:r\">"));
+        }
+        let tag = if prefix.is_empty() {
+            "a".to_string()
+        } else {
+            format!("{prefix}:a")
+        };
+        for _ in 0..depth {
+            doc.push_str(&format!("<{tag}>"));
+        }
+        if closed {
+            for _ in 0..depth {
+                doc.push_str(&format!("</{tag}>"));
+            }
+            if !prefix.is_empty() {
+                doc.push_str(&format!("</{prefix}:r>"));
+            }
+        }
+        doc
+    }
+
+    /// Run `f` on a thread with a small stack: recursion per level of a deep
+    /// tree overflows it (and aborts the test binary) where a loop does not.
+    fn on_small_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap();
+    }
+
+    #[test]
+    fn deep_document_is_refused() {
+        on_small_stack(|| {
+            let err = parse(&nested(100_000, "", true)).unwrap_err();
+            assert!(
+                err.to_string().contains("nesting deeper than"),
+                "unexpected error: {err}"
+            );
+            let err = parse(&nested(100_000, "p", true)).unwrap_err();
+            assert!(err.to_string().contains("nesting deeper than"), "{err}");
+        });
+    }
+
+    #[test]
+    fn unclosed_elements_stop_at_the_depth_limit() {
+        // 300,000 unclosed <a> (0.9 MB): refused as too deep as soon as the
+        // limit is crossed, not after resolving every open element's scope.
+        let err = parse(&nested(300_000, "", false)).unwrap_err();
+        assert!(err.to_string().contains("nesting deeper than"), "{err}");
+    }
+
+    #[test]
+    fn drop_of_a_deep_tree_does_not_overflow_the_stack() {
+        on_small_stack(|| {
+            let mut root = Element::new("urn:a", "a");
+            for _ in 0..1_000_000 {
+                let mut parent = Element::new("urn:a", "a");
+                parent.children.push(Node::Text("x".into()));
+                parent.children.push(Node::Element(root));
+                root = parent;
+            }
+            drop(root);
+        });
+    }
+
+    #[test]
+    fn document_at_the_depth_limit_parses() {
+        for prefix in ["", "p"] {
+            // the prefixed form adds its root element
+            let depth = if prefix.is_empty() {
+                MAX_DEPTH
+            } else {
+                MAX_DEPTH - 1
+            };
+            let doc = nested(depth, prefix, true);
+            let root = parse(&doc).unwrap();
+            // the recursive walks that remain handle the deepest tree
+            assert!(root.clone() == root);
+            let again = parse(&root.to_xml()).unwrap();
+            assert!(again.to_xml() == root.to_xml());
+            assert!(format!("{root:?}").len() > depth);
+            assert!(matches!(
+                parse(&nested(depth + 1, prefix, true)),
+                Err(XmlError::TooDeep)
+            ));
+        }
+        // an empty element one level too deep counts too
+        let doc = format!(
+            "{}<b/>{}",
+            "<a>".repeat(MAX_DEPTH),
+            "</a>".repeat(MAX_DEPTH)
+        );
+        assert!(matches!(parse(&doc), Err(XmlError::TooDeep)));
+    }
+
+    #[test]
+    fn prefixes_are_scoped_to_their_element() {
+        let doc = r#"<p:r xmlns:p="urn:1" xmlns="urn:d">
+            <p:a xmlns:p="urn:2" p:x="1"><p:b/><c xmlns=""/></p:a>
+            <p:e p:y="2"/><f/>
+        </p:r>"#;
+        let root = parse(doc).unwrap();
+        assert_eq!(root.ns, "urn:1");
+        let a = root.child("urn:2", "a").unwrap();
+        assert_eq!(a.attr(Some("urn:2"), "x"), Some("1"));
+        assert!(a.child("urn:2", "b").is_some());
+        assert!(a.child("", "c").is_some());
+        // urn:2 and the empty default ended with <p:a>
+        let e = root.child("urn:1", "e").unwrap();
+        assert_eq!(e.attr(Some("urn:1"), "y"), Some("2"));
+        assert!(root.child("urn:d", "f").is_some());
+        // a prefix declared on an empty element ends with it
+        assert!(matches!(
+            parse(r#"<r><a xmlns:q="urn:q"/><q:b/></r>"#),
+            Err(XmlError::UnknownPrefix(p)) if p == "q"
+        ));
+    }
+
+    #[test]
+    fn a_namespace_is_shared_by_the_elements_in_it() {
+        let uri = format!("urn:{}", "x".repeat(100_000));
+        let doc = format!(r#"<r xmlns="{uri}">{}</r>"#, "<a/>".repeat(10_000));
+        let root = parse(&doc).unwrap();
+        assert!(root
+            .elements()
+            .all(|e| e.ns == uri.as_str() && Arc::ptr_eq(&e.ns.0, &root.ns.0)));
+    }
+
+    #[test]
+    fn many_attribute_namespaces_serialise() {
+        let n = 2_000;
+        let decls: String = (0..n)
+            .map(|i| format!(r#" xmlns:p{i}="urn:{i}""#))
+            .collect();
+        let attrs: String = (0..n).map(|i| format!(r#" p{i}:v="{i}""#)).collect();
+        let root = parse(&format!("<r{decls}{attrs}/>")).unwrap();
+        assert_eq!(root.attrs.len(), n);
+        assert_eq!(root.attr(Some("urn:1999"), "v"), Some("1999"));
+        let again = parse(&root.to_xml()).unwrap();
+        assert_eq!(again.attrs.len(), n);
+        assert_eq!(again.attr(Some("urn:1999"), "v"), Some("1999"));
+    }
+
+    #[test]
+    fn serialising_a_deep_tree_does_not_overflow_the_stack() {
+        on_small_stack(|| {
+            let depth = 1_000_000;
+            let mut root = Element::new("urn:a", "a");
+            for _ in 1..depth {
+                let mut parent = Element::new("urn:a", "a");
+                parent.children.push(Node::Element(root));
+                root = parent;
+            }
+            let xml = root.to_xml();
+            assert!(xml.starts_with(r#"<a xmlns="urn:a"><a><a>"#));
+            assert_eq!(xml.matches("<a").count(), depth);
+            assert_eq!(xml.matches("<a/>").count(), 1);
+            assert!(xml.ends_with(&"</a>".repeat(depth - 1)));
+        });
     }
 }

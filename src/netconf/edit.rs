@@ -73,10 +73,17 @@ pub fn apply(
     }
 }
 
-/// Whether any element of the subtree carries an `operation` attribute.
+/// Whether any element below `el` carries an `operation` attribute.
+/// A loop, not a recursion: the `<config>` comes from the peer.
 fn has_operations(el: &Element) -> bool {
-    el.elements()
-        .any(|c| c.attr(Some(NC_NS), "operation").is_some() || has_operations(c))
+    let mut pending: Vec<&Element> = el.elements().collect();
+    while let Some(e) = pending.pop() {
+        if e.attr(Some(NC_NS), "operation").is_some() {
+            return true;
+        }
+        pending.extend(e.elements());
+    }
+    false
 }
 
 /// A plain merge (or replace of everything) with no `operation` attribute

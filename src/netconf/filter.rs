@@ -17,7 +17,7 @@
 //! every data instance appears once and in data order, whatever the order of
 //! the filter.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::xml::{Element, Node};
 
@@ -219,13 +219,16 @@ fn select_siblings(filters: &[&Element], data: &[(usize, &Element)]) -> Option<S
 }
 
 /// Split the top-level filter nodes by namespace, keeping first-seen order.
+/// A map finds the group: a filter may have many roots in many namespaces.
 fn group_by_namespace<'f>(roots: &[&'f Element]) -> Vec<(&'f str, Vec<&'f Element>)> {
     let mut groups: Vec<(&str, Vec<&Element>)> = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for &r in roots {
-        match groups.iter_mut().find(|(ns, _)| *ns == r.ns) {
-            Some((_, members)) => members.push(r),
-            None => groups.push((r.ns.as_str(), vec![r])),
-        }
+        let i = *index.entry(r.ns.as_str()).or_insert_with(|| {
+            groups.push((r.ns.as_str(), Vec::new()));
+            groups.len() - 1
+        });
+        groups[i].1.push(r);
     }
     groups
 }
@@ -355,7 +358,7 @@ mod tests {
     fn keys(path: &[&Element]) -> Option<Vec<(String, String)>> {
         let e = path.last()?;
         match e.name.as_str() {
-            "user" | "interface" => Some(vec![(e.ns.clone(), "name".to_string())]),
+            "user" | "interface" => Some(vec![(e.ns.to_string(), "name".to_string())]),
             _ => None,
         }
     }

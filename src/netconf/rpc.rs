@@ -195,17 +195,28 @@ fn datastore_of(parent: &Element, what: &str, allow_url: bool) -> Result<Datasto
     }
 }
 
-fn source_of(parent: &Element) -> Result<Source, RpcError> {
+/// The `<source>` parameter; an inline `<config>` is moved out of the
+/// request, not copied.
+fn source_of(parent: &mut Element) -> Result<Source, RpcError> {
     let el = parent
-        .nc_child("source")
+        .children
+        .iter_mut()
+        .find_map(|c| match c {
+            Node::Element(e) if e.ns == NC_NS && e.name == "source" => Some(e),
+            _ => None,
+        })
         .ok_or_else(|| missing_element("source", "<source> is missing"))?;
-    if let Some(cfg) = el.nc_child("config") {
-        return Ok(Source::Config(cfg.clone()));
+    if let Some(cfg) = el.take_child(NC_NS, "config") {
+        return Ok(Source::Config(cfg));
     }
     datastore_of(parent, "source", true).map(Source::Datastore)
 }
 
-fn filter_of(op: &Element, scope: &[(Option<String>, String)]) -> Result<Option<Filter>, RpcError> {
+/// The `<filter>` parameter; a subtree filter is moved out of the request.
+fn filter_of(
+    op: &mut Element,
+    scope: &[(Option<String>, String)],
+) -> Result<Option<Filter>, RpcError> {
     let Some(f) = op.nc_child("filter") else {
         return Ok(None);
     };
@@ -216,7 +227,7 @@ fn filter_of(op: &Element, scope: &[(Option<String>, String)]) -> Result<Option<
         .map(|a| a.value.as_str())
         .unwrap_or("subtree");
     match ftype {
-        "subtree" => Ok(Some(Filter::Subtree(f.clone()))),
+        "subtree" => Ok(op.take_child(NC_NS, "filter").map(Filter::Subtree)),
         "xpath" => {
             let select = f
                 .attrs
@@ -228,17 +239,20 @@ fn filter_of(op: &Element, scope: &[(Option<String>, String)]) -> Result<Option<
                         .with_info("bad-attribute", "select")
                         .with_info("bad-element", "filter")
                 })?;
-            let mut namespaces: Vec<(String, String)> = Vec::new();
-            for (p, u) in scope
+            // The innermost declaration of each prefix wins; walking from
+            // the inside out and keeping the first seen is linear in the
+            // declarations (a retain per declaration was quadratic).
+            let mut seen = std::collections::HashSet::new();
+            let mut namespaces: Vec<(String, String)> = scope
                 .iter()
                 .chain(op.ns_decls.iter())
                 .chain(f.ns_decls.iter())
-            {
-                if let Some(p) = p {
-                    namespaces.retain(|(q, _)| q != p);
-                    namespaces.push((p.clone(), u.clone()));
-                }
-            }
+                .rev()
+                .filter_map(|(p, u)| Some((p.as_ref()?, u)))
+                .filter(|(p, _)| seen.insert(p.as_str()))
+                .map(|(p, u)| (p.clone(), u.clone()))
+                .collect();
+            namespaces.reverse();
             Ok(Some(Filter::XPath { select, namespaces }))
         }
         other => Err(RpcError::protocol(

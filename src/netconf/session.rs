@@ -16,7 +16,7 @@ use super::error::{ErrorTag, ErrorType, RpcError};
 use super::framing::{encode, Decoder, Framing};
 use super::rpc::{self, Operation};
 use crate::northbound::Handle;
-use crate::xml::{self, escape_text, NC_NS};
+use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
 
 pub const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
@@ -66,9 +66,8 @@ fn server_hello(session_id: u32) -> String {
 }
 
 /// Why a client hello is refused (the session is closed, RFC 6241 §8.1).
-fn check_client_hello(msg: &[u8]) -> Result<bool, String> {
-    let text = std::str::from_utf8(msg).map_err(|_| "hello is not UTF-8".to_string())?;
-    let root = xml::parse(text).map_err(|e| e.to_string())?;
+async fn check_client_hello(msg: Vec<u8>) -> Result<bool, String> {
+    let root = parse_message(msg).await?;
     if root.ns != NC_NS || root.name != "hello" {
         return Err(format!("expected <hello>, got <{}>", root.name));
     }
@@ -153,7 +152,7 @@ where
                 }
             };
             if !hello_done {
-                match check_client_hello(&msg) {
+                match check_client_hello(msg).await {
                     Ok(v11) => {
                         hello_done = true;
                         if v11 {
@@ -170,7 +169,7 @@ where
                 }
             }
             let base11 = decoder.framing() == Framing::Chunked;
-            let Some((reply, close)) = handle_message(&msg, nb, session_id, base11).await else {
+            let Some((reply, close)) = handle_message(msg, nb, session_id, base11).await else {
                 // malformed-message is base:1.1 only (RFC 6241 App. A): a
                 // base:1.0 peer that sends garbage loses the session.
                 warn!("malformed message on a base:1.0 session, closing");
@@ -194,10 +193,29 @@ where
     }
 }
 
+/// Messages larger than this are parsed on the blocking pool. Parsing is
+/// linear, but a message of tens of megabytes takes seconds, and a tokio
+/// worker busy for seconds stalls the other sessions and VRRP's timers.
+const PARSE_INLINE_MAX: usize = 256 * 1024;
+
+/// Parse one message (a document nested deeper than `xml::MAX_DEPTH` is
+/// refused like any other that cannot be parsed).
+async fn parse_message(msg: Vec<u8>) -> Result<Element, String> {
+    let text = String::from_utf8(msg).map_err(|_| "message is not UTF-8".to_string())?;
+    let parsed = if text.len() <= PARSE_INLINE_MAX {
+        xml::parse(&text)
+    } else {
+        tokio::task::spawn_blocking(move || xml::parse(&text))
+            .await
+            .map_err(|e| format!("message could not be parsed: {e}"))?
+    };
+    parsed.map_err(|e| e.to_string())
+}
+
 /// Handle one framed message; returns the reply and whether to close, or
 /// None when the message is malformed on a base:1.0 session.
 async fn handle_message(
-    msg: &[u8],
+    msg: Vec<u8>,
     nb: &Handle,
     session_id: u32,
     base11: bool,
@@ -208,12 +226,9 @@ async fn handle_message(
             (rpc::encode_reply("", &Err(vec![e])), false)
         })
     };
-    let Ok(text) = std::str::from_utf8(msg) else {
-        return malformed("message is not UTF-8".into());
-    };
-    let root = match xml::parse(text) {
+    let root = match parse_message(msg).await {
         Ok(r) => r,
-        Err(e) => return malformed(e.to_string()),
+        Err(e) => return malformed(e),
     };
     if root.ns != NC_NS || root.name != "rpc" {
         return malformed(format!("expected <rpc>, got <{}>", root.name));
@@ -231,26 +246,30 @@ async fn handle_message(
 mod tests {
     use super::*;
 
-    #[test]
-    fn hello_checks() {
+    #[tokio::test]
+    async fn hello_checks() {
         let h = |caps: &str| {
             format!("<hello xmlns=\"{NC_NS}\"><capabilities>{caps}</capabilities></hello>")
         };
+        let check = |s: String| check_client_hello(s.into_bytes());
         assert_eq!(
-            check_client_hello(h(&format!("<capability>{BASE_10}</capability>")).as_bytes()),
+            check(h(&format!("<capability>{BASE_10}</capability>"))).await,
             Ok(false)
         );
         assert_eq!(
-            check_client_hello(
-                h(&format!(
-                    "<capability>{BASE_10}</capability><capability>{BASE_11}</capability>"
-                ))
-                .as_bytes()
-            ),
+            check(h(&format!(
+                "<capability>{BASE_10}</capability><capability>{BASE_11}</capability>"
+            )))
+            .await,
             Ok(true)
         );
-        assert!(check_client_hello(h("<capability>urn:x</capability>").as_bytes()).is_err());
-        assert!(check_client_hello(b"<hello/>").is_err());
+        assert!(check(h("<capability>urn:x</capability>")).await.is_err());
+        assert!(check("<hello/>".into()).await.is_err());
+        // a hello large enough to be parsed off the worker, and too deep
+        let deep = format!("{}{}", "<a>".repeat(100_000), "</a>".repeat(100_000));
+        assert!(deep.len() > PARSE_INLINE_MAX);
+        let err = check(deep).await.unwrap_err();
+        assert!(err.contains("nesting deeper than"), "{err}");
         let hello = server_hello(7);
         assert!(xml::parse(&hello).is_ok());
         assert!(hello.contains("<session-id>7</session-id>"));
