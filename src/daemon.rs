@@ -77,14 +77,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         })
     };
 
-    let served = ssh::serve(
-        boot.netconf.listen,
-        host_key,
-        &boot.netconf.user,
-        handle,
-        shutdown.clone(),
-    )
-    .await;
+    let served = ssh::serve(&boot.netconf, host_key, handle, shutdown.clone()).await;
     shutdown.cancel();
     signals.abort();
     if tokio::time::timeout(Duration::from_secs(5), nb_task)
