@@ -15,7 +15,10 @@
 //! connections therefore only ever displaces its own, never a login in
 //! progress from another address, and a login needs its slot only for the
 //! handshake, not for the whole grace time. Logged-in connections are never
-//! displaced.
+//! displaced. A displaced connection is counted until its task has closed
+//! it, and at most `max-unauthenticated` of them may be closing at once: the
+//! connections held never exceed `max-connections + max-unauthenticated`,
+//! however fast newcomers arrive.
 //!
 //! Pure bookkeeping: the accept loop admits, the connection's handler
 //! reports the login, the connection task releases its slot when it ends,
@@ -55,10 +58,18 @@ pub struct Admitted {
     pub displaced: Option<IpAddr>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Authenticated,
+    /// Told to close; its descriptor is still open.
+    Displaced,
+}
+
 #[derive(Debug)]
 struct Conn {
     source: IpAddr,
-    authenticated: bool,
+    state: State,
     kill: CancellationToken,
 }
 
@@ -72,6 +83,8 @@ pub struct Admission {
     /// Unauthenticated connections per source, oldest first.
     pending: HashMap<IpAddr, VecDeque<u64>>,
     pending_total: usize,
+    /// Displaced connections not closed yet.
+    closing: usize,
 }
 
 impl Admission {
@@ -83,6 +96,7 @@ impl Admission {
             per_source: HashMap::new(),
             pending: HashMap::new(),
             pending_total: 0,
+            closing: 0,
         }
     }
 
@@ -101,10 +115,17 @@ impl Admission {
         };
         let mut displaced = None;
         if let Some(refused) = full {
+            if self.closing >= self.limits.max_unauthenticated {
+                return Err(refused);
+            }
             let victim = self.victim(source).ok_or(refused)?;
-            let conn = self.remove(victim).expect("victim is a pending connection");
+            let conn = self.conns.get_mut(&victim).expect("victim is open");
+            conn.state = State::Displaced;
             conn.kill.cancel();
-            displaced = Some(conn.source);
+            self.closing += 1;
+            let victim_source = conn.source;
+            self.unpend(victim_source, victim);
+            displaced = Some(victim_source);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -113,7 +134,7 @@ impl Admission {
             id,
             Conn {
                 source,
-                authenticated: false,
+                state: State::Pending,
                 kill: kill.clone(),
             },
         );
@@ -146,36 +167,41 @@ impl Admission {
         let Some(conn) = self.conns.get_mut(&id) else {
             return false;
         };
-        if !conn.authenticated {
-            conn.authenticated = true;
-            let source = conn.source;
-            self.unpend(source, id);
+        match conn.state {
+            State::Authenticated => true,
+            State::Displaced => false,
+            State::Pending => {
+                conn.state = State::Authenticated;
+                let source = conn.source;
+                self.unpend(source, id);
+                true
+            }
         }
-        true
     }
 
     /// Whether the connection has logged in.
     pub fn is_authenticated(&self, id: u64) -> bool {
-        self.conns.get(&id).is_some_and(|c| c.authenticated)
+        self.conns
+            .get(&id)
+            .is_some_and(|c| c.state == State::Authenticated)
     }
 
-    /// The connection ended (a no-op for a displaced one).
+    /// The connection ended and its descriptor is closed.
     pub fn release(&mut self, id: u64) {
-        self.remove(id);
-    }
-
-    fn remove(&mut self, id: u64) -> Option<Conn> {
-        let conn = self.conns.remove(&id)?;
+        let Some(conn) = self.conns.remove(&id) else {
+            return;
+        };
         if let Some(n) = self.per_source.get_mut(&conn.source) {
             *n -= 1;
             if *n == 0 {
                 self.per_source.remove(&conn.source);
             }
         }
-        if !conn.authenticated {
-            self.unpend(conn.source, id);
+        match conn.state {
+            State::Pending => self.unpend(conn.source, id),
+            State::Displaced => self.closing -= 1,
+            State::Authenticated => {}
         }
-        Some(conn)
     }
 
     fn unpend(&mut self, source: IpAddr, id: u64) {
@@ -272,7 +298,8 @@ mod tests {
         assert_eq!(login.displaced, Some(ip(1)));
         assert!(flood[0].kill.is_cancelled());
         assert!(!flood[1].kill.is_cancelled());
-        assert_eq!(a.counts(), (4, 4));
+        // the displaced one is open until its task closes it
+        assert_eq!(a.counts(), (5, 4));
         // the flood goes on: refused, the login in progress stays
         for _ in 0..10 {
             assert_eq!(a.admit(ip(1)).unwrap_err(), Refused::Unauthenticated);
@@ -280,10 +307,12 @@ mod tests {
         assert!(!login.kill.is_cancelled());
         assert!(a.authenticated(login.id));
         assert!(a.is_authenticated(login.id));
-        // the displaced connection's own release changes nothing
+        // a displaced connection cannot log in any more
+        assert!(!a.authenticated(flood[0].id));
         a.release(flood[0].id);
         assert_eq!(a.counts(), (4, 3));
-        assert!(!a.authenticated(flood[0].id));
+        a.release(flood[0].id);
+        assert_eq!(a.counts(), (4, 3));
     }
 
     #[test]
@@ -297,13 +326,32 @@ mod tests {
         a.release(ids[0]);
         // the whole budget full with two logged in and one pending: a
         // newcomer from another address takes the pending one's place
-        let pending = a.admit(ip(1)).unwrap();
-        let other = a.admit(ip(2)).unwrap();
-        assert_eq!(other.displaced, Some(ip(1)));
+        let pending = a.admit(ip(2)).unwrap();
+        let other = a.admit(ip(3)).unwrap();
+        assert_eq!(other.displaced, Some(ip(2)));
         assert!(pending.kill.is_cancelled());
         // an address never displaces its own to make room for itself
-        assert_eq!(a.admit(ip(2)).unwrap_err(), Refused::Connections);
+        assert_eq!(a.admit(ip(3)).unwrap_err(), Refused::Connections);
         assert!(!other.kill.is_cancelled());
+        a.release(pending.id);
+        assert_eq!(a.counts(), (3, 1));
+    }
+
+    #[test]
+    fn connections_being_closed_are_bounded() {
+        let mut a = limits(100, 100, 2);
+        let mut all = vec![a.admit(ip(1)).unwrap(), a.admit(ip(1)).unwrap()];
+        // newcomers from fresh addresses displace, until two are closing
+        all.push(a.admit(ip(2)).unwrap());
+        all.push(a.admit(ip(3)).unwrap());
+        assert!(all[0].kill.is_cancelled() && all[1].kill.is_cancelled());
+        assert_eq!(a.counts(), (4, 2));
+        assert_eq!(a.admit(ip(4)).unwrap_err(), Refused::Unauthenticated);
+        // one closed: room to displace one more
+        a.release(all[0].id);
+        let next = a.admit(ip(4)).unwrap();
+        assert_eq!(next.displaced, Some(ip(2)));
+        assert_eq!(a.admit(ip(5)).unwrap_err(), Refused::Unauthenticated);
     }
 
     #[test]
