@@ -231,3 +231,25 @@ def test_keepalive_drops_a_silent_peer_and_its_lock(daemon_factory):
         child.kill()
         os.kill(child.pid, signal.SIGCONT)
         child.wait(5)
+
+
+def test_accept_errors_are_rate_limited(daemon_factory):
+    """Caps set above the descriptor limit: accept() fails with EMFILE while
+    the flood is held.  The daemon logs that at most once a second (it
+    logged it 20 times a second), and serves again once the flood ends."""
+    d = daemon_factory(
+        nofile=48,
+        netconf_toml="max-unauthenticated = 200\nmax-per-source = 200\nmax-connections = 200",
+    )
+    flood = []
+    try:
+        for _ in range(60):
+            flood.append(open_idle(d.port, "127.0.0.2"))
+        time.sleep(3)
+        assert d.alive()
+    finally:
+        close_all(flood)
+    failed = count_lines(d, "accept failed")
+    assert 1 <= failed <= 5, f"{failed} 'accept failed' lines in 3 s"
+    m = d.connect(timeout=10)
+    assert m.get_config("running").ok
