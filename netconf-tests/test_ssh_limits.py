@@ -92,10 +92,11 @@ def test_banner_flood_does_not_lock_out_a_login(daemon_factory, creds):
         assert m2.get_config("running").ok
         took = time.monotonic() - t0
         fds = len(os.listdir(f"/proc/{d.proc.pid}/fd"))
-        assert fds < 100, f"the daemon holds {fds} descriptors under the flood"
+        # max-unauthenticated (128) of them, and the daemon's own
+        assert fds < 128 + 40, f"the daemon holds {fds} descriptors under the flood"
         # what the daemon does not hold it closed at once
         closed = sum(closed_by_server(s, 0.01) for s in flood)
-        assert closed >= 300 - 32, f"only {closed} of 300 flood connections closed"
+        assert closed >= 300 - 128, f"only {closed} of 300 flood connections closed"
         print(f"logins took {took:.2f} s, daemon holds {fds} fds, {closed} closed")
     finally:
         close_all(flood)

@@ -111,16 +111,19 @@ pub struct NetconfSettings {
     pub user: Vec<User>,
 }
 
+// One controller may hold 100 sessions and open them all at once (the
+// project's concurrency requirement); the caps still keep a flood far from
+// the 1,024 descriptors of a default soft limit.
 fn max_connections_by_default() -> usize {
-    100
+    256
 }
 
 fn max_per_source_by_default() -> usize {
-    32
+    128
 }
 
 fn max_unauthenticated_by_default() -> usize {
-    16
+    128
 }
 
 fn login_grace_time_by_default() -> u64 {
@@ -259,7 +262,7 @@ mod tests {
         );
         let b = Bootstrap::from_str(p, &ok).unwrap();
         assert_eq!(b.netconf.user[0].name, "admin");
-        assert_eq!(b.netconf.max_unauthenticated, 16);
+        assert_eq!(b.netconf.max_unauthenticated, 128);
         assert_eq!(b.netconf.login_grace_time, 30);
     }
 
