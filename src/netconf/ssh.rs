@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
-use super::admission::{Admission, Limits, LogLimiter};
+use super::admission::{Admission, Admitted, Limits, LogLimiter};
 use crate::bootstrap::{self, NetconfSettings};
 use crate::northbound::Handle;
 
@@ -73,15 +73,20 @@ struct Account {
     keys: Vec<PublicKey>,
 }
 
-/// What every connection's handler shares.
+/// What every connection shares.
 struct Shared {
     accounts: Arc<HashMap<String, Account>>,
     northbound: Handle,
     shutdown: CancellationToken,
+    config: Arc<russh::server::Config>,
     /// Held only for the few map operations of `Admission`, never across
     /// an await: the accept loop, the handlers (login) and the connection
     /// tasks (end) all update it, each in a few microseconds.
     admission: Arc<Mutex<Admission>>,
+    login_grace_time: Duration,
+    /// "login grace time over" of all connections (a flood ends them by the
+    /// hundred at once); held for one check, like `admission`.
+    grace_log: Mutex<LogLimiter>,
 }
 
 fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
@@ -295,20 +300,21 @@ pub async fn serve(
             source,
         })?;
     info!(listen = %settings.listen, "netconf over ssh listening");
-    let shared = Shared {
+    // A flood makes these lines by the thousand: one a second at most.
+    let second = Duration::from_secs(1);
+    let shared = Arc::new(Shared {
         accounts: Arc::new(accounts),
         northbound,
         shutdown: shutdown.clone(),
+        config: Arc::new(config),
         admission: Arc::new(Mutex::new(Admission::new(Limits {
             max_connections: settings.max_connections,
             max_per_source: settings.max_per_source,
             max_unauthenticated: settings.max_unauthenticated,
         }))),
-    };
-    let config = Arc::new(config);
-    let grace = Duration::from_secs(settings.login_grace_time);
-    // A flood makes these lines by the thousand: one a second at most.
-    let second = Duration::from_secs(1);
+        login_grace_time: Duration::from_secs(settings.login_grace_time),
+        grace_log: Mutex::new(LogLimiter::new(second)),
+    });
     let mut accept_failed = LogLimiter::new(second);
     let mut refused = LogLimiter::new(second);
     let mut displaced = LogLimiter::new(second);
@@ -349,50 +355,34 @@ pub async fn serve(
             }
         }
         let _ = socket.set_nodelay(true);
-        let handler = Connection {
-            accounts: shared.accounts.clone(),
-            northbound: shared.northbound.clone(),
-            shutdown: shared.shutdown.clone(),
-            admission: shared.admission.clone(),
-            id: admitted.id,
-            peer: Some(peer),
-            user: None,
-            channels: HashMap::new(),
-        };
-        let slot = Slot {
-            admission: shared.admission.clone(),
-            id: admitted.id,
-        };
-        tokio::spawn(connection(
-            config.clone(),
-            socket,
-            peer,
-            handler,
-            slot,
-            admitted.kill,
-            grace,
-            shutdown.clone(),
-        ));
+        tokio::spawn(connection(shared.clone(), socket, peer, admitted));
     }
     Ok(())
 }
 
 /// One connection from the first byte to the last: closed by the server
-/// when it has not logged in within `grace` or when `kill` fires
-/// (displaced); its slot is given back when it ends.
-#[allow(clippy::too_many_arguments)]
-async fn connection(
-    config: Arc<russh::server::Config>,
-    socket: TcpStream,
-    peer: SocketAddr,
-    handler: Connection,
-    slot: Slot,
-    kill: CancellationToken,
-    grace: Duration,
-    shutdown: CancellationToken,
-) {
+/// when it has not logged in within the login grace time or when it is
+/// displaced (`admitted.kill`); its slot is given back when it ends.
+async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    let slot = Slot {
+        admission: shared.admission.clone(),
+        id: admitted.id,
+    };
+    let handler = Connection {
+        accounts: shared.accounts.clone(),
+        northbound: shared.northbound.clone(),
+        shutdown: shared.shutdown.clone(),
+        admission: shared.admission.clone(),
+        id: admitted.id,
+        peer: Some(peer),
+        user: None,
+        channels: HashMap::new(),
+    };
+    let kill = admitted.kill;
+    let shutdown = &shared.shutdown;
     let stream = Severable::new(socket, &kill);
     let life = async {
+        let config = shared.config.clone();
         let session = match russh::server::run_stream(config, stream, handler).await {
             Ok(s) => s,
             Err(e) => {
@@ -417,11 +407,18 @@ async fn connection(
     tokio::pin!(life);
     tokio::select! {
         () = &mut life => return,
-        () = tokio::time::sleep(grace) => {}
+        () = tokio::time::sleep(shared.login_grace_time) => {}
     }
     if !lock(&slot.admission).is_authenticated(slot.id) {
-        info!(%peer, "login grace time over, closing");
         kill.cancel();
+        let allowed = shared
+            .grace_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        if let Some(suppressed) = allowed {
+            info!(%peer, suppressed, "login grace time over, closing");
+        }
     }
     life.await;
 }
