@@ -225,8 +225,9 @@ def test_keepalive_drops_a_silent_peer_and_its_lock(daemon_factory):
                 time.sleep(0.25)
         took = time.monotonic() - t0
         assert took >= 2, f"lock released after {took:.1f} s, before the keepalives ran out"
-        # the live session kept answering keepalives
-        time.sleep(3)
+        # the live idle session answers keepalives: it outlives them and the
+        # idle bound of interval x (count + 2) = 4 s
+        time.sleep(6)
         assert m.unlock("candidate").ok
     finally:
         child.kill()
