@@ -165,7 +165,14 @@ class Daemon:
     cmd_prefix: list = []
 
     def __init__(
-        self, workdir: Path, creds: dict, users=None, extra_toml: str = "", vrrp: bool = False
+        self,
+        workdir: Path,
+        creds: dict,
+        users=None,
+        extra_toml: str = "",
+        vrrp: bool = False,
+        netconf_toml: str = "",
+        nofile: int | None = None,
     ):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -189,6 +196,12 @@ class Daemon:
             ]
         self.users = users
         self.extra_toml = extra_toml
+        # more keys of the [netconf] table (it cannot be reopened after the
+        # [[netconf.user]] entries)
+        self.netconf_toml = netconf_toml
+        # RLIMIT_NOFILE (soft and hard) of the daemon, e.g. a small one to
+        # show what a connection flood does to its descriptors
+        self.nofile = nofile
         # The VRRP runtime would advertise on this host's real interfaces:
         # only the namespaced VRRP tests (test_vrrp.py) turn it on.
         self.vrrp = vrrp
@@ -200,6 +213,8 @@ class Daemon:
             f'listen = "127.0.0.1:{self.port}"',
             f"host-key = {toml_str(str(self.dir / 'ssh_host_ed25519_key'))}",
         ]
+        if self.netconf_toml:
+            lines.append(self.netconf_toml)
         for u in self.users:
             lines.append("[[netconf.user]]")
             for k, v in u.items():
@@ -230,6 +245,7 @@ class Daemon:
                 stdout=logf,
                 stderr=logf,
                 env={**os.environ, "RUST_BACKTRACE": "1"},
+                preexec_fn=self._limit_nofile if self.nofile else None,
             )
         self.expect_dead = False
         deadline = time.monotonic() + timeout
@@ -248,6 +264,11 @@ class Daemon:
                 pass
             time.sleep(0.05)
         raise AssertionError(f"hotleased did not listen on {self.port}:\n{self.stderr()}")
+
+    def _limit_nofile(self):
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -361,11 +382,26 @@ def _finish(request, daemons):
 
 @pytest.fixture
 def daemon_factory(binary, creds, tmp_path, request):
-    """Make daemons; ``make(start=True, users=None, extra_toml='')``."""
+    """Make daemons; ``make(start=True, users=None, extra_toml='')``, and
+    ``netconf_toml`` (keys of [netconf]), ``nofile`` (RLIMIT_NOFILE)."""
     made: list[Daemon] = []
 
-    def make(start: bool = True, users=None, extra_toml: str = "", name: str | None = None):
-        d = Daemon(tmp_path / (name or f"d{len(made)}"), creds, users, extra_toml)
+    def make(
+        start: bool = True,
+        users=None,
+        extra_toml: str = "",
+        name: str | None = None,
+        netconf_toml: str = "",
+        nofile: int | None = None,
+    ):
+        d = Daemon(
+            tmp_path / (name or f"d{len(made)}"),
+            creds,
+            users,
+            extra_toml,
+            netconf_toml=netconf_toml,
+            nofile=nofile,
+        )
         made.append(d)
         if start:
             d.start()

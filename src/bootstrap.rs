@@ -23,6 +23,8 @@ pub enum BootstrapError {
     UserWithoutCredentials { path: PathBuf, user: String },
     #[error("config file {path}: user '{user}': password-hash must be SHA-512 crypt ($6$...)")]
     BadHash { path: PathBuf, user: String },
+    #[error("config file {path}: [netconf] {key} must be at least 1")]
+    ZeroLimit { path: PathBuf, key: &'static str },
     #[error("config file {path}: user '{user}': bad authorized key: {message}")]
     BadKey {
         path: PathBuf,
@@ -80,8 +82,60 @@ impl Default for VrrpSettings {
 pub struct NetconfSettings {
     pub listen: SocketAddr,
     pub host_key: PathBuf,
+    /// SSH connections at once, logged in or not; beyond it a newcomer is
+    /// closed at once unless it can take a half-open connection's place.
+    #[serde(default = "max_connections_by_default")]
+    pub max_connections: usize,
+    /// SSH connections at once from one address, logged in or not.
+    #[serde(default = "max_per_source_by_default")]
+    pub max_per_source: usize,
+    /// Connections that have not logged in yet (OpenSSH's MaxStartups):
+    /// a flood of half-open connections holds at most this many
+    /// descriptors, and a login from another address displaces one of them
+    /// (`netconf::admission`).
+    #[serde(default = "max_unauthenticated_by_default")]
+    pub max_unauthenticated: usize,
+    /// Seconds a connection has to log in before it is closed (OpenSSH's
+    /// LoginGraceTime).
+    #[serde(default = "login_grace_time_by_default")]
+    pub login_grace_time: u64,
+    /// Seconds of silence from the client after which the server sends an
+    /// SSH keepalive (OpenSSH's ClientAliveInterval); 0 sends none.
+    #[serde(default = "keepalive_interval_by_default")]
+    pub keepalive_interval: u64,
+    /// Keepalives left unanswered before the connection is dropped, its
+    /// NETCONF sessions ended and their locks released (ClientAliveCountMax).
+    #[serde(default = "keepalive_count_by_default")]
+    pub keepalive_count: usize,
     #[serde(default)]
     pub user: Vec<User>,
+}
+
+// One controller may hold 100 sessions and open them all at once (the
+// project's concurrency requirement); the caps still keep a flood far from
+// the 1,024 descriptors of a default soft limit.
+fn max_connections_by_default() -> usize {
+    256
+}
+
+fn max_per_source_by_default() -> usize {
+    128
+}
+
+fn max_unauthenticated_by_default() -> usize {
+    128
+}
+
+fn login_grace_time_by_default() -> u64 {
+    30
+}
+
+fn keepalive_interval_by_default() -> u64 {
+    15
+}
+
+fn keepalive_count_by_default() -> usize {
+    3
 }
 
 /// `[[netconf.user]]`: one NETCONF user with a password hash and/or keys.
@@ -116,6 +170,21 @@ impl Bootstrap {
             path: path.to_path_buf(),
             message: e.message().replace('\n', " "),
         })?;
+        let n = &b.netconf;
+        for (key, value) in [
+            ("max-connections", n.max_connections as u64),
+            ("max-per-source", n.max_per_source as u64),
+            ("max-unauthenticated", n.max_unauthenticated as u64),
+            ("login-grace-time", n.login_grace_time),
+            ("keepalive-count", n.keepalive_count as u64),
+        ] {
+            if value == 0 {
+                return Err(BootstrapError::ZeroLimit {
+                    path: path.to_path_buf(),
+                    key,
+                });
+            }
+        }
         if b.netconf.user.is_empty() {
             return Err(BootstrapError::NoUsers {
                 path: path.to_path_buf(),
@@ -193,5 +262,48 @@ mod tests {
         );
         let b = Bootstrap::from_str(p, &ok).unwrap();
         assert_eq!(b.netconf.user[0].name, "admin");
+        assert_eq!(b.netconf.max_unauthenticated, 128);
+        assert_eq!(b.netconf.login_grace_time, 30);
     }
+
+    #[test]
+    fn connection_limits_are_read_and_checked() {
+        let p = Path::new("x.toml");
+        let file = |limits: &str| {
+            format!(
+                "[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\n{limits}\n\
+                 [[netconf.user]]\nname = \"admin\"\nauthorized-keys = [\"{KEY}\"]\n\
+                 [storage]\ndir = \"/tmp\"\n"
+            )
+        };
+        let b = Bootstrap::from_str(
+            p,
+            &file(
+                "max-connections = 10\nmax-per-source = 3\nmax-unauthenticated = 4\n\
+                 login-grace-time = 5\nkeepalive-interval = 0\nkeepalive-count = 2",
+            ),
+        )
+        .unwrap();
+        let n = &b.netconf;
+        assert_eq!(
+            (n.max_connections, n.max_per_source, n.max_unauthenticated),
+            (10, 3, 4)
+        );
+        assert_eq!(
+            (n.login_grace_time, n.keepalive_interval, n.keepalive_count),
+            (5, 0, 2)
+        );
+        let zero = Bootstrap::from_str(p, &file("max-unauthenticated = 0")).unwrap_err();
+        assert_eq!(
+            zero.to_string(),
+            "config file x.toml: [netconf] max-unauthenticated must be at least 1"
+        );
+        assert!(matches!(
+            Bootstrap::from_str(p, &file("login-grace-time = -1")),
+            Err(BootstrapError::Parse { .. })
+        ));
+    }
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjQgHuRBcORJhEtkkzYTqFySMzhoFrG01BmV7thEpJU a@b";
 }

@@ -128,14 +128,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         })
     };
 
-    let served = ssh::serve(
-        boot.netconf.listen,
-        host_key,
-        &boot.netconf.user,
-        handle,
-        shutdown.clone(),
-    )
-    .await;
+    let served = ssh::serve(&boot.netconf, host_key, handle, shutdown.clone()).await;
     if served.is_ok() && !shutdown.is_cancelled() {
         error!(
             actor = "ssh server",

@@ -51,6 +51,21 @@ fn hash_password() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Raise the soft descriptor limit to the hard one, as most daemons do (the
+/// usual soft default is 1,024): the SSH connection caps bound what clients
+/// can hold, and the rest stays for the lease store and the sockets.
+fn raise_nofile_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::debug!(from = soft, to = hard, "raised the descriptor limit"),
+            Err(e) => tracing::warn!(error = %e, soft, "cannot raise the descriptor limit"),
+        },
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "cannot read the descriptor limit"),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::HashPassword) = cli.command {
@@ -82,6 +97,7 @@ fn main() -> ExitCode {
         logs.init();
     }
     hotlease::daemon::abort_on_panic();
+    raise_nofile_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,21 +1,34 @@
 //! SSH transport (RFC 6242) on russh: password (SHA-512 crypt) and public-key
 //! authentication against the bootstrap users, and the `netconf` subsystem,
 //! whose channel is handed to a NETCONF session task.
+//!
+//! ```text
+//!  accept loop ──admit (admission: caps)──► connection task ─► russh session
+//!      │ refused: closed at once              │ login grace time, then cut
+//!      └ displaced: its token cut             └ slot given back at the end
+//! ```
+//! russh's keepalives drop a silent peer; its channels close, so the NETCONF
+//! session ends and the northbound releases its locks.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant};
 
 use russh::keys::{Algorithm, PrivateKey, PublicKey};
-use russh::server::{Auth, Msg, PublicKeyOffer, Server, Session, VerifiedPublicKey};
+use russh::server::{Auth, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, MethodKind, MethodSet};
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
-use crate::bootstrap::{self, User};
+use super::admission::{Admission, Admitted, Limits, LogLimiter};
+use crate::bootstrap::{self, NetconfSettings};
 use crate::northbound::Handle;
 
 /// Errors starting the SSH listener.
@@ -60,25 +73,37 @@ struct Account {
     keys: Vec<PublicKey>,
 }
 
-#[derive(Clone)]
-struct NetconfServer {
+/// What every connection shares.
+struct Shared {
     accounts: Arc<HashMap<String, Account>>,
     northbound: Handle,
     shutdown: CancellationToken,
+    config: Arc<russh::server::Config>,
+    /// Held only for the few map operations of `Admission`, never across
+    /// an await: the accept loop, the handlers (login) and the connection
+    /// tasks (end) all update it, each in a few microseconds.
+    admission: Arc<Mutex<Admission>>,
+    login_grace_time: Duration,
+    /// "login grace time over" of all connections (a flood ends them by the
+    /// hundred at once); held for one check, like `admission`.
+    grace_log: Mutex<LogLimiter>,
 }
 
-impl Server for NetconfServer {
-    type Handler = Connection;
+fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
+    // the bookkeeping stays consistent even if a holder panicked
+    admission.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            accounts: self.accounts.clone(),
-            northbound: self.northbound.clone(),
-            shutdown: self.shutdown.clone(),
-            peer,
-            user: None,
-            channels: HashMap::new(),
-        }
+/// A connection's place in the admission budgets, given back when its
+/// task ends.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    id: u64,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        lock(&self.admission).release(self.id);
     }
 }
 
@@ -87,6 +112,8 @@ struct Connection {
     accounts: Arc<HashMap<String, Account>>,
     northbound: Handle,
     shutdown: CancellationToken,
+    admission: Arc<Mutex<Admission>>,
+    id: u64,
     peer: Option<SocketAddr>,
     user: Option<String>,
     channels: HashMap<ChannelId, Channel<Msg>>,
@@ -100,6 +127,15 @@ impl Connection {
             )),
             partial_success: false,
         }
+    }
+
+    /// Accept the login unless the connection was displaced meanwhile.
+    fn accept(&mut self, user: &str) -> Auth {
+        if !lock(&self.admission).authenticated(self.id) {
+            return Self::reject();
+        }
+        self.user = Some(user.to_string());
+        Auth::Accept
     }
 
     fn key_allowed(&self, user: &str, key: &PublicKey) -> bool {
@@ -128,8 +164,7 @@ impl russh::server::Handler for Connection {
             .unwrap_or(false);
         if ok {
             info!(user, peer = ?self.peer, "password login");
-            self.user = Some(user.to_string());
-            Ok(Auth::Accept)
+            Ok(self.accept(user))
         } else {
             warn!(user, peer = ?self.peer, "password login refused");
             Ok(Self::reject())
@@ -155,8 +190,7 @@ impl russh::server::Handler for Connection {
     ) -> Result<Auth, Self::Error> {
         if self.key_allowed(user, key.public_key) {
             info!(user, peer = ?self.peer, "public key login");
-            self.user = Some(user.to_string());
-            Ok(Auth::Accept)
+            Ok(self.accept(user))
         } else {
             warn!(user, peer = ?self.peer, "public key login refused");
             Ok(Self::reject())
@@ -221,14 +255,13 @@ impl russh::server::Handler for Connection {
 
 /// Serve NETCONF over SSH until `shutdown` fires.
 pub async fn serve(
-    listen: SocketAddr,
+    settings: &NetconfSettings,
     host_key: PrivateKey,
-    users: &[User],
     northbound: Handle,
     shutdown: CancellationToken,
 ) -> Result<(), SshError> {
     let mut accounts = HashMap::new();
-    for u in users {
+    for u in &settings.user {
         let keys = u
             .authorized_keys
             .iter()
@@ -244,28 +277,47 @@ pub async fn serve(
             },
         );
     }
+    let keepalive =
+        (settings.keepalive_interval > 0).then(|| Duration::from_secs(settings.keepalive_interval));
     let config = russh::server::Config {
         keys: vec![host_key],
         auth_rejection_time: Duration::from_millis(300),
         auth_rejection_time_initial: Some(Duration::from_millis(0)),
-        inactivity_timeout: None,
+        keepalive_interval: keepalive,
+        keepalive_max: settings.keepalive_count,
+        // russh bounds a write to a peer that stops reading by this time
+        // only (not by keepalives): one interval more than it takes to drop
+        // a silent peer. Without keepalives an idle session may idle on.
+        inactivity_timeout: keepalive.map(|k| k * (settings.keepalive_count as u32 + 2)),
         nodelay: true,
         methods: MethodSet::from(&[MethodKind::Password, MethodKind::PublicKey][..]),
         ..Default::default()
     };
-    let listener = TcpListener::bind(listen)
+    let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| SshError::Listen {
-            addr: listen,
+            addr: settings.listen,
             source,
         })?;
-    info!(%listen, "netconf over ssh listening");
-    let mut server = NetconfServer {
+    info!(listen = %settings.listen, "netconf over ssh listening");
+    // A flood makes these lines by the thousand: one a second at most.
+    let second = Duration::from_secs(1);
+    let shared = Arc::new(Shared {
         accounts: Arc::new(accounts),
         northbound,
         shutdown: shutdown.clone(),
-    };
-    let config = Arc::new(config);
+        config: Arc::new(config),
+        admission: Arc::new(Mutex::new(Admission::new(Limits {
+            max_connections: settings.max_connections,
+            max_per_source: settings.max_per_source,
+            max_unauthenticated: settings.max_unauthenticated,
+        }))),
+        login_grace_time: Duration::from_secs(settings.login_grace_time),
+        grace_log: Mutex::new(LogLimiter::new(second)),
+    });
+    let mut accept_failed = LogLimiter::new(second);
+    let mut refused = LogLimiter::new(second);
+    let mut displaced = LogLimiter::new(second);
     // Our own accept loop: russh's `run_on_socket` returns on the first
     // accept() error (a client resetting before accept, EMFILE), which
     // would end the daemon. Here such errors are logged and survived.
@@ -274,7 +326,9 @@ pub async fn serve(
             r = listener.accept() => match r {
                 Ok(c) => c,
                 Err(e) => {
-                    warn!(error = %e, "accept failed");
+                    if let Some(suppressed) = accept_failed.allow(Instant::now()) {
+                        warn!(error = %e, suppressed, "accept failed");
+                    }
                     // EMFILE/ENFILE persist until sessions close: back off.
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
@@ -282,32 +336,158 @@ pub async fn serve(
             },
             _ = shutdown.cancelled() => break,
         };
-        let _ = socket.set_nodelay(true);
-        let handler = server.new_client(Some(peer));
-        let config = config.clone();
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let session = match russh::server::run_stream(config, socket, handler).await {
-                Ok(s) => s,
-                Err(e) => {
-                    debug!(%peer, error = %e, "ssh connection setup failed");
-                    return;
+        let admitted = lock(&shared.admission).admit(peer.ip());
+        let admitted = match admitted {
+            Ok(a) => a,
+            Err(reason) => {
+                // closed at once: a refused connection holds nothing
+                drop(socket);
+                if let Some(suppressed) = refused.allow(Instant::now()) {
+                    let (open, unauthenticated) = lock(&shared.admission).counts();
+                    warn!(%peer, %reason, open, unauthenticated, suppressed, "ssh connection refused");
                 }
-            };
-            let handle = session.handle();
-            tokio::select! {
-                r = session => {
-                    if let Err(e) = r {
-                        debug!(%peer, error = %e, "ssh connection closed with error");
-                    }
-                }
-                _ = shutdown.cancelled() => {
-                    let _ = handle
-                        .disconnect(russh::Disconnect::ByApplication, "shutting down".into(), "".into())
-                        .await;
-                }
+                continue;
             }
-        });
+        };
+        if let Some(source) = admitted.displaced {
+            if let Some(suppressed) = displaced.allow(Instant::now()) {
+                info!(%peer, %source, suppressed, "closed a connection not logged in to make room");
+            }
+        }
+        let _ = socket.set_nodelay(true);
+        tokio::spawn(connection(shared.clone(), socket, peer, admitted));
     }
     Ok(())
+}
+
+/// One connection from the first byte to the last: closed by the server
+/// when it has not logged in within the login grace time or when it is
+/// displaced (`admitted.kill`); its slot is given back when it ends.
+async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    let slot = Slot {
+        admission: shared.admission.clone(),
+        id: admitted.id,
+    };
+    let handler = Connection {
+        accounts: shared.accounts.clone(),
+        northbound: shared.northbound.clone(),
+        shutdown: shared.shutdown.clone(),
+        admission: shared.admission.clone(),
+        id: admitted.id,
+        peer: Some(peer),
+        user: None,
+        channels: HashMap::new(),
+    };
+    let kill = admitted.kill;
+    let shutdown = &shared.shutdown;
+    let stream = Severable::new(socket, &kill);
+    let life = async {
+        let config = shared.config.clone();
+        let session = match russh::server::run_stream(config, stream, handler).await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(%peer, error = %e, "ssh connection setup failed");
+                return;
+            }
+        };
+        let handle = session.handle();
+        tokio::select! {
+            r = session => {
+                if let Err(e) = r {
+                    debug!(%peer, error = %e, "ssh connection closed with error");
+                }
+            }
+            _ = shutdown.cancelled() => {
+                let _ = handle
+                    .disconnect(russh::Disconnect::ByApplication, "shutting down".into(), "".into())
+                    .await;
+            }
+        }
+    };
+    tokio::pin!(life);
+    tokio::select! {
+        () = &mut life => return,
+        () = tokio::time::sleep(shared.login_grace_time) => {}
+    }
+    if !lock(&slot.admission).is_authenticated(slot.id) {
+        kill.cancel();
+        let allowed = shared
+            .grace_log
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .allow(Instant::now());
+        if let Some(suppressed) = allowed {
+            info!(%peer, suppressed, "login grace time over, closing");
+        }
+    }
+    life.await;
+}
+
+/// A connection's TCP stream that fails every read and write once its
+/// token is cancelled. russh's session task owns the stream; the error
+/// ends that task and closes the socket whatever the handshake's state
+/// (a `disconnect` would wait for a key exchange the peer never sends).
+struct Severable<S> {
+    inner: S,
+    // one future per direction: each keeps its own waker (read and write
+    // are polled from different tasks of russh)
+    read_cut: Pin<Box<WaitForCancellationFutureOwned>>,
+    write_cut: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl<S> Severable<S> {
+    fn new(inner: S, token: &CancellationToken) -> Self {
+        Severable {
+            inner,
+            read_cut: Box::pin(token.clone().cancelled_owned()),
+            write_cut: Box::pin(token.clone().cancelled_owned()),
+        }
+    }
+}
+
+fn severed() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::ConnectionAborted,
+        "closed by the server",
+    )
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Severable<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.read_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(severed()));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Severable<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(severed()));
+        }
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
+        if self.write_cut.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(severed()));
+        }
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut TaskContext<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
