@@ -508,7 +508,7 @@ impl Default for WireCodec {
 }
 
 /// Decode one frame's payload (version byte + message).
-pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
+fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
     let (&version, body) = payload.split_first().ok_or(WireError::EmptyFrame)?;
     if version != PROTOCOL_VERSION {
         return Err(WireError::UnsupportedVersion { got: version });
@@ -521,7 +521,7 @@ pub fn decode_payload(payload: &[u8]) -> Result<Message, WireError> {
 }
 
 /// Encode `msg` as a frame payload (version byte + message).
-pub fn encode_payload(msg: &Message) -> Result<Vec<u8>, WireError> {
+fn encode_payload(msg: &Message) -> Result<Vec<u8>, WireError> {
     let payload = postcard::to_extend(msg, vec![PROTOCOL_VERSION]).map_err(WireError::Encode)?;
     if payload.len() > MAX_FRAME {
         return Err(WireError::TooLongToSend { len: payload.len() });
