@@ -12,6 +12,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_debug_implementations)]
 
+pub mod backup;
 pub mod bootstrap;
 pub mod config;
 pub mod daemon;

@@ -1,15 +1,24 @@
-//! Mutation fuzzing of DHCP decode + handling on stable Rust (cargo-fuzz
-//! needs nightly): well-formed requests of every type are mutated (bit
-//! flips, byte overwrites, truncation, growth, option splicing) by a small
-//! deterministic PRNG, then decoded and, when they decode, handled against
-//! a live lease table. Nothing may panic, and every reply must decode.
-//! `HOTLEASE_FUZZ_ITERS` raises the iteration count for longer runs.
+//! Mutation fuzzing of what peers send, on stable Rust (cargo-fuzz needs
+//! nightly), steered by a small deterministic PRNG:
+//! - DHCP: well-formed requests of every type are mutated (bit flips, byte
+//!   overwrites, truncation, growth, option splicing), then decoded and,
+//!   when they decode, handled against a live lease table. Nothing may
+//!   panic, and every reply must decode.
+//! - The hot-backup channel: valid frames of every message kind are
+//!   mutated the same way and also get lying length prefixes and are
+//!   glued into streams, then fed to `WireCodec` in random read sizes.
+//!   Nothing may panic, buffers stay bounded by the frame limit, and every
+//!   message that decodes encodes and decodes again to itself.
+//!
+//! `HOTLEASE_FUZZ_ITERS` raises the iteration counts for longer runs.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+use bytes::BytesMut;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::Encodable;
+use hotlease::backup::wire::{self, WireCodec, WireError, MAX_FRAME};
 use hotlease::config::{OptionValue, Pool};
 use hotlease::dhcp::handler::{decode, handle, raw_option, Ctx, Globals};
 use hotlease::dhcp::leases::LeaseTable;
@@ -91,6 +100,13 @@ fn seeds() -> Vec<Vec<u8>> {
     out
 }
 
+fn iterations(default: usize) -> usize {
+    std::env::var("HOTLEASE_FUZZ_ITERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn mutate(rng: &mut Rng, p: &mut Vec<u8>, corpus: &[Vec<u8>]) {
     for _ in 0..=rng.below(6) {
         match rng.below(7) {
@@ -140,10 +156,7 @@ fn mutate(rng: &mut Rng, p: &mut Vec<u8>, corpus: &[Vec<u8>]) {
 
 #[test]
 fn malformed_packets_never_panic() {
-    let iters: usize = std::env::var("HOTLEASE_FUZZ_ITERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(200_000);
+    let iters = iterations(200_000);
     let corpus = seeds();
     let pool = PoolRt::from(&pool());
     let mut table = LeaseTable::new();
@@ -180,4 +193,191 @@ fn malformed_packets_never_panic() {
     // the mutations must leave enough valid packets to reach the handler
     assert!(decoded > iters / 10, "decoded {decoded} of {iters}");
     assert!(replies > 0);
+}
+
+/// One valid frame of every backup message kind.
+fn backup_seeds() -> Vec<Vec<u8>> {
+    use tokio_util::codec::Encoder;
+    use wire::*;
+
+    let lease = WireLease {
+        ip: ip("10.9.0.11"),
+        pool: "fz".into(),
+        hw: vec![2, 0, 0, 0, 0, 5],
+        client_id: Some(vec![1, 2, 3]),
+        hostname: Some("host".into()),
+        state: WireState::Bound,
+        lifetime: 600,
+        expires: 1_800_000_000,
+        relay_agent: Some(vec![1, 4, 0, 0, 0, 9]),
+    };
+    let refusal = Refusal {
+        reason: Reason::UnsupportedVersion,
+        text: "version 2".into(),
+    };
+    let msgs = [
+        wire::Message::Hello(Hello {
+            source: ip("192.0.2.1"),
+            software: "0.1.0".into(),
+            unix_time: 1_800_000_000,
+            profiles: vec![ProfileHello {
+                backup_id: 10,
+                fingerprint: u64::MAX,
+                role: Role::Master,
+            }],
+        }),
+        wire::Message::HelloReply(HelloReply::Accepted {
+            profiles: vec![ProfileVerdict {
+                backup_id: 10,
+                status: ProfileStatus::FingerprintMismatch,
+            }],
+        }),
+        wire::Message::HelloReply(HelloReply::Refused(refusal.clone())),
+        wire::Message::Close(refusal),
+        wire::Message::Keepalive(Keepalive { stamp: 77 }),
+        wire::Message::KeepaliveReply(Keepalive { stamp: 77 }),
+        wire::Message::Role(ProfileRole {
+            backup_id: 10,
+            role: Role::Backup,
+        }),
+        wire::Message::LeaseBatch(LeaseBatch {
+            lsn: 1 << 40,
+            updates: vec![
+                LeaseUpdate::Upsert(lease.clone()),
+                LeaseUpdate::Remove {
+                    ip: ip("10.9.0.12"),
+                },
+            ],
+        }),
+        wire::Message::Ack(Ack { lsn: 1 << 40 }),
+        wire::Message::LeasesRefused(LeasesRefused {
+            lsn: 3,
+            leases: vec![RefusedLease {
+                ip: ip("10.9.0.13"),
+                pool: "zz".into(),
+                reason: LeaseRefusal::UnknownPool,
+            }],
+        }),
+        wire::Message::BatchRequest(BatchRequest {
+            batch: 1,
+            backup_ids: vec![10, 11],
+            after: Some(ip("10.9.0.11")),
+            max: 1000,
+        }),
+        wire::Message::BatchPage(BatchPage {
+            batch: 1,
+            leases: vec![lease.clone(), lease],
+            cursor: ip("10.9.0.11"),
+            more: false,
+        }),
+        wire::Message::BatchDone(BatchDone {
+            batch: 1,
+            counts: BatchCounts {
+                received: 2,
+                taken: 1,
+                sent: 1,
+                unchanged: 0,
+                refused: 0,
+            },
+        }),
+    ];
+    msgs.iter()
+        .map(|m| {
+            let mut out = BytesMut::new();
+            WireCodec::new().encode(m, &mut out).unwrap();
+            out.to_vec()
+        })
+        .collect()
+}
+
+/// Feed `stream` to a fresh codec in random read sizes, then end it.
+/// Returns the messages decoded and whether it ended in an error.
+fn feed(rng: &mut Rng, stream: &[u8]) -> (Vec<wire::Message>, Option<WireError>) {
+    use tokio_util::codec::Decoder;
+
+    let mut codec = WireCodec::new();
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    let mut at = 0;
+    loop {
+        let n = (1 + rng.below(64)).min(stream.len() - at);
+        buf.extend_from_slice(&stream[at..at + n]);
+        at += n;
+        let end = at == stream.len();
+        loop {
+            let r = if end {
+                codec.decode_eof(&mut buf)
+            } else {
+                codec.decode(&mut buf)
+            };
+            // what a frame can make the reader hold: its announced
+            // length (bounded) plus what was read ahead, doubled at worst
+            // by the buffer's growth
+            assert!(
+                buf.capacity() <= 2 * (MAX_FRAME + 4 + stream.len()),
+                "buffer grew to {}",
+                buf.capacity()
+            );
+            match r {
+                Ok(Some(m)) => out.push(m),
+                Ok(None) => break,
+                // a decode error ends the session
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        if end {
+            return (out, None);
+        }
+    }
+}
+
+#[test]
+fn malformed_backup_frames_never_panic() {
+    use tokio_util::codec::{Decoder, Encoder};
+
+    let iters = iterations(100_000);
+    let corpus = backup_seeds();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut decoded, mut errors, mut too_long) = (0usize, 0usize, 0usize);
+    for _ in 0..iters {
+        // one to three frames back to back, one of them mutated
+        let mut frames: Vec<Vec<u8>> = (0..1 + rng.below(3))
+            .map(|_| corpus[rng.below(corpus.len())].clone())
+            .collect();
+        let k = rng.below(frames.len());
+        let mut f = std::mem::take(&mut frames[k]);
+        mutate(&mut rng, &mut f, &corpus);
+        if f.len() >= 4 && rng.below(8) == 0 {
+            // a length prefix that lies, often beyond the limit
+            let len: u32 = match rng.below(4) {
+                0 => u32::MAX,
+                1 => MAX_FRAME as u32 + 1,
+                2 => MAX_FRAME as u32,
+                _ => rng.next() as u32,
+            };
+            f[..4].copy_from_slice(&len.to_be_bytes());
+        }
+        frames[k] = f;
+        let stream = frames.concat();
+
+        let (msgs, err) = feed(&mut rng, &stream);
+        decoded += msgs.len();
+        match err {
+            Some(WireError::FrameTooLong) => too_long += 1,
+            Some(_) => errors += 1,
+            None => {}
+        }
+        // whatever decoded is a message we can send and read back as is
+        for m in msgs {
+            let mut out = BytesMut::new();
+            WireCodec::new().encode(&m, &mut out).unwrap();
+            let again = WireCodec::new().decode_eof(&mut out).unwrap();
+            assert_eq!(again, Some(m));
+        }
+    }
+    // the mutations must leave both frames that decode and frames that
+    // do not, including refused lengths
+    assert!(decoded > iters / 4, "decoded {decoded} in {iters} streams");
+    assert!(errors > iters / 10, "{errors} errors in {iters} streams");
+    assert!(too_long > 0);
 }
