@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use yang2::data::{Data, DataNodeRef, DataTree};
 
-use crate::netconf::error::{xml_path, ErrorTag, RpcError};
+use crate::northbound::error::{ErrorTag, RpcError};
+use crate::yang::xml_path;
 
 /// The whole configuration of the daemon.
 #[derive(Debug, Clone, Default, PartialEq)]

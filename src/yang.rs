@@ -611,6 +611,66 @@ pub fn empty() -> DataTree<'static> {
     DataTree::new(context())
 }
 
+/// Convert a libyang JSON-form data path (`/hotlease-vrrp:vrrp/group[vrid='1']`)
+/// into the XML instance-identifier form with prefixes on every node
+/// (`/vrrp:vrrp/vrrp:group[vrrp:vrid='1']`).
+pub fn xml_path(json_path: &str) -> String {
+    let mut out = String::with_capacity(json_path.len() + 16);
+    let mut current = "";
+    let bytes = json_path.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = quote {
+            out.push(c as char);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            quote = Some(c);
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        if c == b'/' || c == b'[' {
+            out.push(c as char);
+            i += 1;
+            // read a node name (maybe module-prefixed) up to a delimiter
+            let start = i;
+            while i < bytes.len() && !b"/[]=' \"".contains(&bytes[i]) {
+                i += 1;
+            }
+            let name = &json_path[start..i];
+            if name.is_empty() || name == "." {
+                out.push_str(name);
+                continue;
+            }
+            let local = match name.split_once(':') {
+                Some((module, local)) => {
+                    current = module_by_name(module).map(|m| m.prefix).unwrap_or(module);
+                    local
+                }
+                None => name,
+            };
+            if current.is_empty() {
+                out.push_str(local);
+            } else {
+                out.push_str(current);
+                out.push(':');
+                out.push_str(local);
+            }
+            continue;
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,5 +721,17 @@ mod tests {
         let (trees, refused) =
             parse_state_entries("<dhcp-server xmlns=\"urn:hotlease:yang:dhcp-server\"><lease>");
         assert_eq!((trees.len(), refused.len()), (0, 1));
+    }
+
+    #[test]
+    fn json_path_to_xml_path() {
+        assert_eq!(
+            xml_path("/hotlease-vrrp:vrrp/group[interface='eth1'][vrid='1']/priority"),
+            "/vrrp:vrrp/vrrp:group[vrrp:interface='eth1'][vrrp:vrid='1']/vrrp:priority"
+        );
+        assert_eq!(
+            xml_path("/hotlease-dhcp-server:dhcp-server/ip-pool[name='a/b']"),
+            "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='a/b']"
+        );
     }
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::netconf::error::RpcError;
+use crate::northbound::error::RpcError;
 use crate::northbound::Subsystem;
 use crate::xml::escape_text;
 use leases::{Lease, LeaseEvent, StoreError};

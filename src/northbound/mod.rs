@@ -14,6 +14,10 @@
 //! startup write), so sessions only wait for each other's operations, never
 //! for each other's network.
 
+pub mod edit;
+pub mod error;
+pub mod filter;
+pub mod ops;
 pub mod store;
 pub mod validate;
 
@@ -30,14 +34,11 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::Config;
-use crate::netconf::edit::{self, find_child, top_schema};
-use crate::netconf::error::{ErrorTag, ErrorType, RpcError};
-use crate::netconf::filter;
-use crate::netconf::rpc::{
-    Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption,
-};
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
+use edit::{find_child, top_schema};
+use error::{ErrorTag, ErrorType, RpcError};
+use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption};
 use store::{PersistedConfirm, Store};
 
 type RpcResult = Result<Reply, Vec<RpcError>>;
@@ -1129,7 +1130,7 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
     }
     Ok(Reply::Raw(format!(
         "<data xmlns=\"{}\">{}</data>",
-        crate::netconf::rpc::MONITORING_NS,
+        ops::MONITORING_NS,
         escape_text(m.text)
     )))
 }

@@ -29,10 +29,10 @@ use yang2::data::{Data, DataNodeRef, DataTree};
 use yang2::ffi;
 use yang2::utils::Binding;
 
+use super::edit;
+use super::error::RpcError;
 use crate::config::Config;
 use crate::dhcp::NS as DHCP_NS;
-use crate::netconf::edit;
-use crate::netconf::error::RpcError;
 use crate::xml::{Element, NC_NS};
 use crate::yang::{self, context};
 

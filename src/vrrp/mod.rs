@@ -38,7 +38,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::bootstrap::VrrpSettings;
 use crate::config::{ChecksumMode, Config, VrrpGroup, VrrpVersion};
-use crate::netconf::error::{ErrorTag, RpcError};
+use crate::northbound::error::{ErrorTag, RpcError};
 use crate::xml::escape_text;
 use events::StateChange;
 use host::{AbortOnDrop, HostCmd, Link};

@@ -16,11 +16,11 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 use yang2::utils::Binding;
 
-use super::error::{from_ly, xml_path, ErrorTag, ErrorType, RpcError};
-use super::rpc::EditOp;
+use super::error::{from_ly, ErrorTag, ErrorType, RpcError};
+use super::ops::EditOp;
 use crate::dhcp::NS as DHCP_NS;
 use crate::xml::{Element, Node, NC_NS};
-use crate::yang::{self, context};
+use crate::yang::{self, context, xml_path};
 
 /// Data path of the DHCP server container, parent of the pools.
 const DHCP_CONTAINER: &str = "/hotlease-dhcp-server:dhcp-server";
