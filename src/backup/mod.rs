@@ -25,4 +25,5 @@
 //! - roles: each profile following its VRRP group, and preemption held
 //!   until the returning router's batch backup is complete.
 
+pub mod config;
 pub mod wire;

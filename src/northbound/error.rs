@@ -4,6 +4,7 @@
 //! (`config::ConfigError`). The northbound owns it because it decides the
 //! errors; `netconf::rpc` only prints them on the wire.
 
+use crate::config::{ConfigError, Refusal};
 use crate::yang::{xml_path, LyError};
 
 /// error-type (RFC 6241 §4.3).
@@ -176,4 +177,29 @@ pub fn from_ly(e: &LyError) -> RpcError {
         message: Some(e.message.clone()),
         info: Vec::new(),
     }
+}
+
+/// A subsystem's refusal as the `<rpc-error>` of the operation that brought
+/// the configuration: an unusable value is invalid-value, a rule or host
+/// refusing valid values is operation-failed (with its app-tag).
+impl From<ConfigError> for RpcError {
+    fn from(e: ConfigError) -> RpcError {
+        let tag = match e.kind {
+            Refusal::Invalid => ErrorTag::InvalidValue,
+            Refusal::Refused => ErrorTag::OperationFailed,
+        };
+        RpcError {
+            error_type: ErrorType::Application,
+            tag,
+            app_tag: e.app_tag,
+            path: Some(e.path),
+            message: Some(e.message),
+            info: Vec::new(),
+        }
+    }
+}
+
+/// Refusals of a configuration, as rpc-errors.
+pub fn from_config(errors: Vec<ConfigError>) -> Vec<RpcError> {
+    errors.into_iter().map(RpcError::from).collect()
 }

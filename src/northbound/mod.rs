@@ -33,7 +33,7 @@ use tracing::{error, info, warn};
 use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError};
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
 use edit::{find_child, top_schema};
@@ -49,7 +49,7 @@ type RpcResult = Result<Reply, Vec<RpcError>>;
 /// `apply` is called only when every subsystem prepared successfully.
 pub trait Subsystem: Send {
     fn name(&self) -> &'static str;
-    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>>;
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<ConfigError>>;
     fn apply(&mut self, old: &Config, new: &Config);
     /// Operational state as XML top-level elements of the subsystem's
     /// module (keys included so it merges into the configuration), empty
@@ -243,10 +243,7 @@ impl Northbound {
         }
         let running_config = Config::try_from(&running).map_err(|e| BootError::Invalid {
             what: "running",
-            message: e
-                .first()
-                .and_then(|e| e.message.clone())
-                .unwrap_or_default(),
+            message: e.message,
         })?;
         let mut nb = Northbound {
             candidate: yang::dup(&running),
@@ -270,11 +267,7 @@ impl Northbound {
             if let Err(e) = s.prepare(&empty, &running_config) {
                 return Err(BootError::Invalid {
                     what: "running",
-                    message: format!(
-                        "{}: {:?}",
-                        s.name(),
-                        e.first().and_then(|e| e.message.clone())
-                    ),
+                    message: format!("{}: {:?}", s.name(), e.first().map(|e| e.message.clone())),
                 });
             }
         }
@@ -896,7 +889,8 @@ impl Northbound {
     fn prepare(&mut self, new: &validate::Validated) -> Result<(), Vec<RpcError>> {
         if new.changed() {
             for s in self.subsystems.iter_mut() {
-                s.prepare(&self.running_config, &new.config)?;
+                s.prepare(&self.running_config, &new.config)
+                    .map_err(error::from_config)?;
             }
         }
         Ok(())
@@ -1157,12 +1151,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+        fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<ConfigError>> {
+            let refuse = |msg| vec![ConfigError::refused("/vrrp:vrrp".into(), msg)];
             if REFUSE_ALL.get() {
-                return Err(vec![RpcError::operation_failed("refusing everything")]);
+                return Err(refuse("refusing everything"));
             }
             if new.vrrp.values().any(|g| g.priority == 13) {
-                return Err(vec![RpcError::operation_failed("priority 13 is unlucky")]);
+                return Err(refuse("priority 13 is unlucky"));
             }
             Ok(())
         }

@@ -30,7 +30,7 @@ use yang2::ffi;
 use yang2::utils::Binding;
 
 use super::edit;
-use super::error::RpcError;
+use super::error::{self, RpcError};
 use crate::config::Config;
 use crate::dhcp::NS as DHCP_NS;
 use crate::xml::{Element, NC_NS};
@@ -115,7 +115,7 @@ pub struct Validated {
 impl Validated {
     /// A tree known to be valid (a rollback point), taken as is.
     pub fn whole(tree: DataTree<'static>) -> Result<Validated, Vec<RpcError>> {
-        let config = Config::try_from(&tree)?;
+        let config = Config::try_from(&tree).map_err(|e| vec![e.into()])?;
         Ok(Validated {
             config,
             build: Build::Whole(tree),
@@ -365,10 +365,13 @@ pub fn candidate(
     } else if scope.other {
         let mut tree = yang::dup(candidate);
         yang::validate(&mut tree).map_err(|e| edit::ly_errors(&e))?;
-        (Config::try_from(&tree)?, Build::Whole(tree))
+        let config = Config::try_from(&tree).map_err(|e| vec![e.into()])?;
+        (config, Build::Whole(tree))
     } else {
         let parts = validate_pools(candidate, &scope.pools)?;
-        let config = running.with_pools(&parts, &scope.pools)?;
+        let config = running
+            .with_pools(&parts, &scope.pools)
+            .map_err(|e| vec![e.into()])?;
         let build = Build::Pools {
             parts,
             pools: scope.pools.clone(),
@@ -376,7 +379,7 @@ pub fn candidate(
         (config, build)
     };
     let t_valid = t0.elapsed();
-    config.dhcp.check_cross_pool()?;
+    config.dhcp.check_cross_pool().map_err(error::from_config)?;
     debug!(
         pools = scope.pools.len(),
         whole = scope.other,
@@ -390,7 +393,7 @@ pub fn candidate(
 /// Validate a whole tree (startup, inline configuration).
 pub fn full(tree: &mut DataTree<'static>) -> Result<Config, Vec<RpcError>> {
     yang::validate(tree).map_err(|e| edit::ly_errors(&e))?;
-    let config = Config::try_from(&*tree)?;
-    config.dhcp.check_cross_pool()?;
+    let config = Config::try_from(&*tree).map_err(|e| vec![e.into()])?;
+    config.dhcp.check_cross_pool().map_err(error::from_config)?;
     Ok(config)
 }
