@@ -2,25 +2,28 @@
 //! into plain Rust values (`TryFrom<&DataTree>`), which the runtimes consume
 //! without knowing libyang. Each subsystem owns its part and how it is read
 //! from the tree (`dhcp::config`, `vrrp::config`, `backup::config`); this
-//! module puts them together, and holds what they share: the refusal of a
-//! configuration (`ConfigError`, which the northbound turns into an
-//! `<rpc-error>`) and the readers of validated data nodes.
+//! module puts them together, and holds the contract between the northbound
+//! and the subsystems: the `Subsystem` trait the northbound commits through,
+//! the refusal of a configuration (`ConfigError`, which the northbound turns
+//! into an `<rpc-error>`), the lists a commit handles entry by entry
+//! (`ENTRY_LISTS`), and the readers of validated data nodes the parts share.
+//! So the northbound never names a runtime, and no runtime imports the
+//! northbound or `netconf`.
 //!
 //! Defaults come from the YANG modules: libyang fills them in during
 //! validation, so every leaf with a default is present here and no default
 //! is repeated in Rust.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use yang2::data::{Data, DataNodeRef, DataTree};
 
 use crate::backup::config::BackupConfig;
 use crate::dhcp::config::DhcpConfig;
 use crate::vrrp::config::VrrpGroup;
-use crate::yang::xml_path;
+use crate::yang::{xml_path, Entry, EntryList};
 
 /// The whole configuration of the daemon.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -137,6 +140,24 @@ pub(crate) fn top<'a>(tree: &'a DataTree<'static>, path: &str) -> Vec<Node<'a>> 
         .unwrap_or_default()
 }
 
+/// A runtime that receives configuration from the northbound's commits
+/// (DHCP, VRRP, backup). The northbound drives it through this trait and
+/// never names a runtime; the daemon hands it the runtimes at start.
+///
+/// `prepare` checks the new configuration and must not change anything;
+/// `apply` is called only when every subsystem prepared successfully.
+pub trait Subsystem: Send {
+    fn name(&self) -> &'static str;
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<ConfigError>>;
+    fn apply(&mut self, old: &Config, new: &Config);
+    /// Operational state as XML top-level elements of the subsystem's
+    /// module (keys included so it merges into the configuration), empty
+    /// when there is none. Read from a snapshot: it must not block.
+    fn state_xml(&self) -> String {
+        String::new()
+    }
+}
+
 impl TryFrom<&DataTree<'static>> for Config {
     type Error = ConfigError;
 
@@ -151,26 +172,40 @@ impl TryFrom<&DataTree<'static>> for Config {
     }
 }
 
+/// The lists whose entries a commit converts (and the northbound parses and
+/// validates) one by one; see `yang::EntryList`. A subsystem lists one
+/// here when its YANG rules never compare two entries (it checks those
+/// rules itself, like `DhcpConfig::check_cross_pool`).
+pub const ENTRY_LISTS: &[EntryList] = &[crate::dhcp::config::POOLS];
+
 impl Config {
-    /// This configuration with the named pools replaced by those found in
-    /// `trees` (absent from all: deleted). Only those pools are converted, so a
-    /// commit touching one pool of thousands pays for that one.
-    pub fn with_pools(
+    /// The rules that compare list entries with each other, which YANG
+    /// does not check on a commit of `ENTRY_LISTS` entries (and checks too
+    /// slowly otherwise): each subsystem's own.
+    pub fn check(&self) -> Result<(), Vec<ConfigError>> {
+        self.dhcp.check_cross_pool()
+    }
+
+    /// This configuration with the named entries replaced by those found
+    /// in `trees` (absent from all: deleted). Only those entries are
+    /// converted, so a commit touching one pool of thousands pays for that
+    /// one.
+    pub fn with_entries(
         &self,
         trees: &[DataTree<'static>],
-        names: &std::collections::BTreeSet<String>,
+        entries: &BTreeSet<Entry>,
     ) -> Result<Config, ConfigError> {
         let mut cfg = self.clone();
-        for name in names {
-            cfg.dhcp.pools.remove(name);
-        }
-        for tree in trees {
-            for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
-                if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
-                    let pool = crate::dhcp::config::pool(&p)?;
-                    cfg.dhcp.pools.insert(pool.name.clone(), Arc::new(pool));
-                }
-            }
+        let keys = |list: &EntryList| -> BTreeSet<String> {
+            entries
+                .iter()
+                .filter(|e| e.list == *list)
+                .map(|e| e.key.clone())
+                .collect()
+        };
+        let pools = keys(&crate::dhcp::config::POOLS);
+        if !pools.is_empty() {
+            cfg.dhcp = cfg.dhcp.with_pools(trees, &pools)?;
         }
         Ok(cfg)
     }

@@ -84,6 +84,59 @@ pub const MODULES: &[Module] = &[
     },
 ];
 
+/// A list whose entries can be parsed and validated one by one: the direct
+/// entries, with a single key, of a top-level container, where no YANG rule
+/// of an entry reads another entry of the list (rules across entries are
+/// checked in Rust by the subsystem that declares the list). With thousands
+/// of entries, an edit of many is parsed in parts (`northbound::edit`) and a
+/// commit that changes only some validates only those
+/// (`northbound::validate`). Which lists qualify is the subsystems' word:
+/// `config::ENTRY_LISTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryList {
+    /// Module name, as in data paths.
+    pub module: &'static str,
+    /// Module namespace, as in XML.
+    pub namespace: &'static str,
+    /// The top-level container.
+    pub container: &'static str,
+    /// The list, a child of the container.
+    pub list: &'static str,
+    /// Its single key leaf.
+    pub key: &'static str,
+}
+
+impl EntryList {
+    /// Data path of the container (`/module:container`).
+    pub fn container_path(&self) -> String {
+        format!("/{}:{}", self.module, self.container)
+    }
+
+    /// Whether a top-level data node is the container.
+    pub fn is_container(&self, node: &yang2::data::DataNodeRef<'_, '_>) -> bool {
+        let s = node.schema();
+        s.name() == self.container && s.module().name() == self.module
+    }
+
+    /// Whether a child of the container is an entry of the list.
+    pub fn is_entry(&self, node: &yang2::data::DataNodeRef<'_, '_>) -> bool {
+        let s = node.schema();
+        s.name() == self.list && s.module().name() == self.module
+    }
+
+    /// The key value of an entry, as the tree holds it.
+    pub fn key_of(node: &yang2::data::DataNodeRef<'_, '_>) -> Option<String> {
+        node.list_keys().next().and_then(|k| k.value_canonical())
+    }
+}
+
+/// One entry of an `EntryList`, by its key value as the tree holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entry {
+    pub list: EntryList,
+    pub key: String,
+}
+
 /// Our own data modules (the ones whose configuration the daemon serves).
 pub fn data_modules() -> impl Iterator<Item = &'static Module> {
     MODULES.iter().filter(|m| m.name.starts_with("hotlease-"))

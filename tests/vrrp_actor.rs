@@ -9,8 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hotlease::bootstrap::VrrpSettings;
-use hotlease::config::Config;
-use hotlease::northbound::Subsystem;
+use hotlease::config::{Config, Subsystem};
 use hotlease::vrrp::config::{ChecksumMode, VrrpGroup, VrrpVersion};
 use hotlease::vrrp::events::StateChange;
 use hotlease::vrrp::instance::{Reason, State};

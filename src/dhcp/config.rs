@@ -2,13 +2,14 @@
 //! server leaves and the pools, read from a validated tree, and the rules
 //! that compare a pool with every other pool (`check_cross_pool`).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::sync::Arc;
 
 use yang2::data::DataTree;
 
 use crate::config::{addrs, bad, children, flag, leaf, parse, req, top, ConfigError, Node};
+use crate::yang::EntryList;
 
 /// `dhcp-server`.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -169,6 +170,41 @@ pub(crate) fn pool(p: &Node<'_>) -> Result<Pool, ConfigError> {
         static_binds,
         name,
     })
+}
+
+/// The pools, as a list whose entries are parsed, validated and converted
+/// one by one: no YANG rule of a pool reads another pool (those rules are
+/// `check_cross_pool`).
+pub const POOLS: EntryList = EntryList {
+    module: "hotlease-dhcp-server",
+    namespace: super::NS,
+    container: "dhcp-server",
+    list: "ip-pool",
+    key: "name",
+};
+
+impl DhcpConfig {
+    /// This configuration with the named pools replaced by those found in
+    /// `trees` (absent from all: deleted). Only those pools are converted.
+    pub fn with_pools(
+        &self,
+        trees: &[DataTree<'static>],
+        names: &BTreeSet<String>,
+    ) -> Result<DhcpConfig, ConfigError> {
+        let mut cfg = self.clone();
+        for name in names {
+            cfg.pools.remove(name);
+        }
+        for tree in trees {
+            for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
+                if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
+                    let pool = pool(&p)?;
+                    cfg.pools.insert(pool.name.clone(), Arc::new(pool));
+                }
+            }
+        }
+        Ok(cfg)
+    }
 }
 
 impl TryFrom<&DataTree<'static>> for DhcpConfig {

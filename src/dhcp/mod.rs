@@ -30,8 +30,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError};
-use crate::northbound::Subsystem;
+use crate::config::{Config, ConfigError, Subsystem};
 use crate::xml::escape_text;
 use leases::{Lease, LeaseEvent, StoreError};
 use server::{Command, Counters, DhcpServer, Shared, View};

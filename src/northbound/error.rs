@@ -203,3 +203,33 @@ impl From<ConfigError> for RpcError {
 pub fn from_config(errors: Vec<ConfigError>) -> Vec<RpcError> {
     errors.into_iter().map(RpcError::from).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_keep_their_tag_app_tag_path_and_message() {
+        let e = RpcError::from(ConfigError::invalid(
+            "/vrrp:vrrp".into(),
+            "vrid: cannot use value 'x'",
+        ));
+        assert_eq!(
+            (e.error_type, e.tag, e.app_tag.as_deref(), e.path.as_deref()),
+            (
+                ErrorType::Application,
+                ErrorTag::InvalidValue,
+                None,
+                Some("/vrrp:vrrp")
+            )
+        );
+        assert_eq!(e.message.as_deref(), Some("vrid: cannot use value 'x'"));
+        let e = RpcError::from(
+            ConfigError::refused("/dhcps:dhcp-server".into(), "overlap")
+                .with_app_tag("section-overlap-other-pool"),
+        );
+        assert_eq!(e.tag, ErrorTag::OperationFailed);
+        assert_eq!(e.app_tag.as_deref(), Some("section-overlap-other-pool"));
+        assert_eq!(e.path.as_deref(), Some("/dhcps:dhcp-server"));
+    }
+}

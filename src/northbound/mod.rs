@@ -33,7 +33,7 @@ use tracing::{error, info, warn};
 use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, Subsystem};
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
 use edit::{find_child, top_schema};
@@ -42,22 +42,6 @@ use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Sour
 use store::{PersistedConfirm, Store};
 
 type RpcResult = Result<Reply, Vec<RpcError>>;
-
-/// A runtime that receives configuration from commits (DHCP, VRRP, backup).
-///
-/// `prepare` checks the new configuration and must not change anything;
-/// `apply` is called only when every subsystem prepared successfully.
-pub trait Subsystem: Send {
-    fn name(&self) -> &'static str;
-    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<ConfigError>>;
-    fn apply(&mut self, old: &Config, new: &Config);
-    /// Operational state as XML top-level elements of the subsystem's
-    /// module (keys included so it merges into the configuration), empty
-    /// when there is none. Read from a snapshot: it must not block.
-    fn state_xml(&self) -> String {
-        String::new()
-    }
-}
 
 enum Request {
     Register {
@@ -593,8 +577,8 @@ impl Northbound {
         // copy); everything else is walked node by node on a copy. Either
         // way a failed edit changes nothing.
         let (work, edit_result) = match edit::fast_path(self.tree(target), config, default_op) {
-            Some((work, pools)) => {
-                scope_after.merge(edit_scope(config, default_op, pools));
+            Some((work, entries)) => {
+                scope_after.merge(edit_scope(config, default_op, entries));
                 (work, Ok(()))
             }
             None => {
@@ -606,14 +590,20 @@ impl Northbound {
                     yang::dup(self.tree(target))
                 };
                 let continue_on_error = error_option == ErrorOption::ContinueOnError;
-                let mut pools = BTreeSet::new();
-                let r = edit::apply(&mut work, config, default_op, continue_on_error, &mut pools);
+                let mut entries = BTreeSet::new();
+                let r = edit::apply(
+                    &mut work,
+                    config,
+                    default_op,
+                    continue_on_error,
+                    &mut entries,
+                );
                 if let Err(errors) = &r {
                     if !continue_on_error {
                         return Err(errors.clone());
                     }
                 }
-                scope_after.merge(edit_scope(config, default_op, pools));
+                scope_after.merge(edit_scope(config, default_op, entries));
                 (work, r)
             }
         };
@@ -917,12 +907,12 @@ impl Northbound {
 fn edit_scope(
     config: &Element,
     default_op: EditOp,
-    pools: impl IntoIterator<Item = String>,
+    entries: impl IntoIterator<Item = yang::Entry>,
 ) -> validate::Scope {
     if default_op == EditOp::Replace {
         validate::Scope::all()
     } else {
-        validate::Scope::of_edit(config, pools)
+        validate::Scope::of_edit(config, entries)
     }
 }
 
@@ -1132,6 +1122,7 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
     use std::sync::Mutex;
 
     thread_local! {
@@ -1308,7 +1299,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 1);
+        assert_eq!(nb.scope.entries.len(), 1);
         assert!(!nb.scope.other);
         nb.operation(1, Operation::Commit(Commit::default()))
             .unwrap();
@@ -1362,7 +1353,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 400);
+        assert_eq!(nb.scope.entries.len(), 400);
         let errors = nb
             .operation(1, Operation::Commit(Commit::default()))
             .unwrap_err();
@@ -1401,7 +1392,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 3);
+        assert_eq!(nb.scope.entries.len(), 3);
         assert!(!nb.scope.other);
         nb.operation(1, Operation::Commit(Commit::default()))
             .unwrap();

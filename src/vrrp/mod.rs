@@ -92,7 +92,7 @@ enum Command {
     Apply(BTreeMap<Key, VrrpGroup>),
 }
 
-/// The subsystem the northbound drives (see `northbound::Subsystem`).
+/// The subsystem the northbound drives (see `config::Subsystem`).
 #[derive(Debug)]
 pub struct Vrrp {
     enabled: bool,
@@ -208,7 +208,7 @@ fn group_path(key: &Key) -> String {
     )
 }
 
-impl crate::northbound::Subsystem for Vrrp {
+impl crate::config::Subsystem for Vrrp {
     fn name(&self) -> &'static str {
         "vrrp"
     }
@@ -967,7 +967,7 @@ fn instance_addresses_match(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::northbound::Subsystem;
+    use crate::config::Subsystem;
 
     fn group(ifname: &str, vrid: u8, priority: u8) -> VrrpGroup {
         VrrpGroup {
