@@ -2,7 +2,7 @@
 //! a typed value (RFC 6241 Appendix A), the mapping of libyang validation
 //! errors onto it (RFC 7950 §15), and of the subsystems' refusals
 //! (`config::ConfigError`). The northbound owns it because it decides the
-//! errors; `netconf::rpc` only prints them on the wire.
+//! errors; `netconf/rpc.rs` only prints them on the wire.
 
 use crate::config::{ConfigError, Refusal};
 use crate::yang::{xml_path, LyError};

@@ -13,6 +13,16 @@
 //! locks shared across tasks; each operation is short (no I/O but the atomic
 //! startup write), so sessions only wait for each other's operations, never
 //! for each other's network.
+//!
+//! The operations it runs are typed (`ops`, decoded from the wire by
+//! `netconf/rpc.rs`), and so are its answers (`error::RpcError`, printed by
+//! `netconf/rpc.rs`). It owns what works on datastores rather than on the
+//! wire: the edit-config engine (`edit`), subtree filters (`filter`),
+//! commit-time validation (`validate`) and storage (`store`). It drives the
+//! subsystems through `config::Subsystem` and maps their refusals
+//! (`config::ConfigError`) onto `<rpc-error>`s. Arrows run one way:
+//! netconf → northbound → subsystems; nothing here imports `netconf` or a
+//! runtime.
 
 pub mod edit;
 pub mod error;

@@ -1,5 +1,5 @@
 //! The operations the northbound executes, as typed values: what a
-//! NETCONF `<rpc>` asks of the datastores once `netconf::rpc` has decoded
+//! NETCONF `<rpc>` asks of the datastores once `netconf/rpc.rs` has decoded
 //! it (RFC 6241 §7, RFC 6243 with-defaults, RFC 6022 get-schema, the
 //! remote-backup `batch-backup` rpc), and what they answer. The
 //! configuration and filter payloads stay `xml::Element`s, interpreted
