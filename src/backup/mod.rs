@@ -2,7 +2,10 @@
 //! channel to the partner router) and the remote backup profile (RBP, which
 //! pools follow which VRRP group), as in `hotlease-remote-backup.yang`.
 //!
-//! What exists today is the first layer only:
+//! What exists today:
+//! - `config`: the typed configuration of SSL policies, services and
+//!   profiles, read from the validated tree (`TryFrom`), part of
+//!   `config::Config`; nothing consumes it yet;
 //! - `wire`: the pure protocol of the channel — the messages both routers
 //!   exchange, their compact binary encoding (serde + postcard), the frame
 //!   layout (`LengthDelimitedCodec`) and the version rule. It does no I/O
@@ -12,9 +15,7 @@
 //! Not built yet, and so not wired into the daemon: a pool bound to a
 //! profile still never serves, and nothing listens on a service's port.
 //! The layers still to come, split like `dhcp/` and `vrrp/`:
-//! - typed configuration of services and profiles (its part of today's
-//!   `config.rs`) and the northbound glue (prepare/apply, state, the
-//!   `batch-backup` rpc);
+//! - the northbound glue (prepare/apply, state, the `batch-backup` rpc);
 //! - the channel: one TCP (or mutual TLS) session per service, listen on
 //!   `source:port` and connect to `peer:port`, one session kept when both
 //!   connect at once, reconnect with backoff, keepalive and dead time;
@@ -25,4 +26,5 @@
 //! - roles: each profile following its VRRP group, and preemption held
 //!   until the returning router's batch backup is complete.
 
+pub mod config;
 pub mod wire;
