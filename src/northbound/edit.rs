@@ -18,6 +18,7 @@ use yang2::utils::Binding;
 
 use super::error::{from_ly, ErrorTag, ErrorType, RpcError};
 use super::ops::EditOp;
+use super::validate;
 use crate::config::ENTRY_LISTS;
 use crate::xml::{Element, Node, NC_NS};
 use crate::yang::{self, context, xml_path, Entry, EntryList};
@@ -87,17 +88,21 @@ fn has_operations(el: &Element) -> bool {
 
 /// A plain merge (or replace of everything) with no `operation` attribute
 /// is exactly libyang's merge: parse the whole `<config>` in one go and
-/// merge it, instead of walking it node by node. Returns the edited tree
-/// (a new one: `tree` is never touched, so an edit that fails half-way
-/// leaves the datastore as it was) and the entries of the `ENTRY_LISTS`
-/// the edit holds, keyed as in the parsed data (what libyang stores, not
-/// the XML text). None when it does not apply or libyang refuses the data; the
-/// node-by-node walk then reports the precise NETCONF errors.
+/// merge it, instead of walking it node by node. Returns the entries of the
+/// `ENTRY_LISTS` the edit holds, keyed as in the parsed data (what libyang
+/// stores, not the XML text). None, with `tree` untouched, when it does not
+/// apply or libyang refuses the data; the node-by-node walk then reports
+/// the precise NETCONF errors.
+///
+/// The merge is done on copies and swapped in only when it succeeded, so an
+/// edit that fails half-way leaves the datastore as it was. An edit of list
+/// entries only (the common one: a pool) copies just the entries it
+/// touches, so its cost follows the edit, not the datastore.
 pub fn fast_path(
-    tree: &DataTree<'static>,
+    tree: &mut DataTree<'static>,
     config: &Element,
     default_op: EditOp,
-) -> Option<(DataTree<'static>, Vec<Entry>)> {
+) -> Option<Vec<Entry>> {
     if !matches!(default_op, EditOp::Merge | EditOp::Replace)
         || has_operations(config)
         || has_unaddressable_text(config)
@@ -113,12 +118,33 @@ pub fn fast_path(
     // The parts become one tree first (nothing of `tree` is involved yet).
     let edit = merge_all(parsed.next().unwrap_or_else(yang::empty), parsed)?;
     let entries = entries_of(&edit);
-    let new = if default_op == EditOp::Replace {
-        edit
+    if default_op == EditOp::Replace {
+        *tree = edit;
+    } else if only_entries(&edit) {
+        let touched: BTreeSet<Entry> = entries.iter().cloned().collect();
+        let merged = merge_all(
+            validate::entries_copy(tree, &touched),
+            std::iter::once(edit),
+        )?;
+        validate::splice_entries(tree, merged, &touched);
     } else {
-        merge_all(yang::dup(tree), std::iter::once(edit))?
+        *tree = merge_all(yang::dup(tree), std::iter::once(edit))?;
+    }
+    Some(entries)
+}
+
+/// Whether a parsed edit holds nothing but entries of the `ENTRY_LISTS`
+/// (no other top-level node, no leaf of their containers).
+fn only_entries(edit: &DataTree<'static>) -> bool {
+    let Some(first) = edit.reference() else {
+        return false;
     };
-    Some((new, entries))
+    first.inclusive_siblings().all(|top| {
+        ENTRY_LISTS
+            .iter()
+            .find(|l| l.is_container(&top))
+            .is_some_and(|list| top.children().all(|c| list.is_entry(&c)))
+    })
 }
 
 /// Move every tree of `rest` into `target` (libyang merge, destructive:
@@ -633,4 +659,64 @@ fn data_missing(path: &str, name: &str) -> RpcError {
 /// Map a libyang error met while loading a whole config into an rpc-error.
 pub fn ly_errors(errs: &[yang::LyError]) -> Vec<RpcError> {
     errs.iter().map(from_ly).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(body: &str) -> Element {
+        crate::xml::parse(&format!(r#"<config xmlns="{NC_NS}">{body}</config>"#)).unwrap()
+    }
+
+    fn pool(name: &str, i: u32, lease: u32) -> String {
+        format!(
+            "<ip-pool><name>{name}</name><gateway>10.0.{i}.1</gateway><mask>255.255.255.0</mask>\
+             <lease-time>{lease}</lease-time></ip-pool>"
+        )
+    }
+
+    fn dhcp(body: &str) -> Element {
+        config(&format!(
+            r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server">{body}</dhcp-server>"#
+        ))
+    }
+
+    /// An edit of pools only is merged into copies of the pools it
+    /// touches, and gives the datastore a whole-tree merge would.
+    #[test]
+    fn entry_edits_merge_into_copies_of_what_they_touch() {
+        let mut tree = yang::empty();
+        let three: String = (1..=3).map(|i| pool(&format!("p{i}"), i, 3600)).collect();
+        fast_path(&mut tree, &dhcp(&three), EditOp::Merge).unwrap();
+        let vrrp = config(
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip></group></vrrp>"#,
+        );
+        fast_path(&mut tree, &vrrp, EditOp::Merge).unwrap();
+        let edit = dhcp(&(pool("p2", 2, 7200) + &pool("p4", 4, 60)));
+        let parsed = yang::parse_config_xml(&xml_parts(&edit).concat()).unwrap();
+        assert!(only_entries(&parsed), "a pool edit takes the entry path");
+        assert!(!only_entries(
+            &yang::parse_config_xml(&xml_parts(&vrrp).concat()).unwrap()
+        ));
+
+        let mut whole = yang::dup(&tree);
+        let reference = merge_all(yang::dup(&whole), std::iter::once(parsed)).unwrap();
+        let entries = fast_path(&mut whole, &edit, EditOp::Merge).unwrap();
+        assert_eq!(entries.len(), 2);
+        let (mut a, mut b) = (whole, reference);
+        yang::validate(&mut a).unwrap();
+        yang::validate(&mut b).unwrap();
+        assert_eq!(
+            crate::config::Config::try_from(&a).unwrap(),
+            crate::config::Config::try_from(&b).unwrap()
+        );
+        let printed = yang::print_xml(&a, yang::WithDefaults::Explicit);
+        assert!(printed.contains("<vrrp"), "{printed}");
+        assert_eq!(printed.matches("<ip-pool>").count(), 4, "{printed}");
+        assert!(
+            printed.contains("<lease-time>7200</lease-time>"),
+            "{printed}"
+        );
+    }
 }

@@ -583,13 +583,21 @@ impl Northbound {
         }
         self.check_lock(session, target)?;
         let mut scope_after = self.scope.clone();
-        // A plain merge is libyang's merge of the parsed <config> (into a
-        // copy); everything else is walked node by node on a copy. Either
-        // way a failed edit changes nothing.
-        let (work, edit_result) = match edit::fast_path(self.tree(target), config, default_op) {
-            Some((work, entries)) => {
+        // A plain merge is libyang's merge of the parsed <config>, done on
+        // copies (test-only: on a copy of the whole candidate); everything
+        // else is walked node by node on a copy. Either way a failed edit
+        // changes nothing.
+        let test_only = test_option == TestOption::TestOnly;
+        let mut copy = test_only.then(|| yang::dup(&self.candidate));
+        let fast = edit::fast_path(
+            copy.as_mut().unwrap_or(&mut self.candidate),
+            config,
+            default_op,
+        );
+        let (work, edit_result) = match fast {
+            Some(entries) => {
                 scope_after.merge(edit_scope(config, default_op, entries));
-                (work, Ok(()))
+                (copy, Ok(()))
             }
             None => {
                 // default-operation replace: the <config> is the whole
@@ -597,7 +605,7 @@ impl Northbound {
                 let mut work = if default_op == EditOp::Replace {
                     yang::empty()
                 } else {
-                    yang::dup(self.tree(target))
+                    copy.unwrap_or_else(|| yang::dup(&self.candidate))
                 };
                 let continue_on_error = error_option == ErrorOption::ContinueOnError;
                 let mut entries = BTreeSet::new();
@@ -614,14 +622,18 @@ impl Northbound {
                     }
                 }
                 scope_after.merge(edit_scope(config, default_op, entries));
-                (work, r)
+                (Some(work), r)
             }
         };
-        if test_option == TestOption::TestOnly {
-            validate::candidate(&self.running_config, &work, &scope_after)?;
+        if test_only {
+            // (a test-only edit always worked on a copy)
+            let edited = work.as_ref().unwrap_or(&self.candidate);
+            validate::candidate(&self.running_config, edited, &scope_after)?;
             return edit_result.map(|_| Reply::Ok);
         }
-        self.candidate = work;
+        if let Some(work) = work {
+            self.candidate = work;
+        }
         self.scope = scope_after;
         self.candidate_edited(session);
         edit_result.map(|_| Reply::Ok)
@@ -1016,11 +1028,10 @@ fn filtered(
 
 /// Turn an inline `<config>` into a tree (as a replace of everything).
 fn config_tree(cfg: &Element) -> Result<DataTree<'static>, Vec<RpcError>> {
-    let empty = yang::empty();
-    if let Some((tree, _)) = edit::fast_path(&empty, cfg, EditOp::Merge) {
+    let mut tree = yang::empty();
+    if edit::fast_path(&mut tree, cfg, EditOp::Merge).is_some() {
         return Ok(tree);
     }
-    let mut tree = empty;
     edit::apply(&mut tree, cfg, EditOp::Merge, false, &mut BTreeSet::new())?;
     Ok(tree)
 }

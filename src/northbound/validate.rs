@@ -226,6 +226,57 @@ fn reduced(candidate: &DataTree<'static>, entries: &BTreeSet<Entry>) -> DataTree
     unsafe { DataTree::from_raw(context(), head) }
 }
 
+/// The containers of the `ENTRY_LISTS` with copies of the named entries
+/// that `tree` holds (an edit merged into it touches nothing of `tree`).
+pub(super) fn entries_copy(
+    tree: &DataTree<'static>,
+    entries: &BTreeSet<Entry>,
+) -> DataTree<'static> {
+    let mut head: *mut ffi::lyd_node = std::ptr::null_mut();
+    if let Some(first) = tree.reference() {
+        for top in first.inclusive_siblings() {
+            let Some(list) = ENTRY_LISTS.iter().find(|l| l.is_container(&top)) else {
+                continue;
+            };
+            // SAFETY: nodes come from `tree`, alive for this call; the
+            // copies form a new tree rooted at `head`.
+            unsafe {
+                let container = dup_into(top.raw(), std::ptr::null_mut(), &mut head, true);
+                for child in top.children() {
+                    let named = list.is_entry(&child)
+                        && EntryList::key_of(&child)
+                            .is_some_and(|key| entries.contains(&Entry { list: *list, key }));
+                    if named {
+                        dup_into(child.raw(), container, &mut head, false);
+                    }
+                }
+            }
+        }
+    }
+    // SAFETY: `head` is the first sibling of the new tree, owned by nobody.
+    unsafe { DataTree::from_raw(context(), head) }
+}
+
+/// Move the named entries of `part` into `tree`, each replacing its
+/// namesake (an edit merged into `entries_copy`).
+pub(super) fn splice_entries(
+    tree: &mut DataTree<'static>,
+    part: DataTree<'static>,
+    entries: &BTreeSet<Entry>,
+) {
+    let parts = [part];
+    for list in ENTRY_LISTS {
+        let keys: BTreeSet<&str> = entries
+            .iter()
+            .filter(|e| e.list == *list)
+            .map(|e| e.key.as_str())
+            .collect();
+        if !keys.is_empty() {
+            splice(tree, &parts, list, &keys, true);
+        }
+    }
+}
+
 /// Replace the named entries of `list` in `tree` by the validated ones of
 /// `parts`, copied, or moved out of the parts when `take` (a named entry
 /// found in no part was deleted). Entries are matched through libyang's key
