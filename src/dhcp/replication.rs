@@ -1,0 +1,568 @@
+//! Replication of the lease log (issue 10, "real-time backup, with nothing
+//! lost"): the numbered sync batches go to the hot-backup partner in log
+//! order, and a DHCPACK of a pool bound to a remote-backup-profile leaves
+//! only when its batch is durable here *and* acknowledged by the partner.
+//!
+//! ```text
+//!  DHCP actor ──changes + ACKs──► lease writer (thread)
+//!                                   │ 1. append batch `lsn` (marker `B lsn` + changes)
+//!                                   │ 2. publish it: tail ──► Subscriber::next (backup actor) ──► partner
+//!                                   │ 3. fsync   (in parallel with 2's transfer)
+//!                                   │ 4. durable = lsn; ACKs of pools without a profile go out
+//!                                   ▼
+//!                      ACK release (thread) ◄── Gate::acknowledge / set_degraded (backup actor)
+//!                        ACKs of a profile go out when the partner's acked LSN covers
+//!                        their batch, or at once without a gate, or when the gate is degraded
+//! ```
+//!
+//! Ordering guarantees:
+//! - LSNs are strictly increasing, one per sync batch with changes, never
+//!   reused (the log records them, see `leases.rs`), across restarts and
+//!   compactions. A batch's content never changes after it is published: a
+//!   failed sync keeps its records and writes them again, under the same
+//!   marker, with the next sync (a long outage may drop records that a
+//!   later batch supersedes, never the later one).
+//! - A batch is published *before* its fsync, so that the transfer to the
+//!   partner and the local fsync run at the same time. The partner may thus
+//!   hold a batch this router loses in a crash before its fsync; no ACK of
+//!   that batch left, and the batch backup reconciles it.
+//! - An ACK is handed to the release stage only once its batch is durable
+//!   (a failed sync withholds it, as before); the release stage only waits
+//!   for the partner. Waiting for the partner never holds up the writer:
+//!   the writer only sends the release stage a message, and the tail drops
+//!   its oldest batches rather than wait for a slow subscriber.
+//! - A subscriber sees every batch after its starting point, in order,
+//!   without gaps: from the in-memory tail while it keeps up, else from the
+//!   log on disk (batches up to the durable LSN), and when the log was
+//!   compacted past it, from the compaction snapshot first.
+//! - Acknowledgements are cumulative: `acknowledge(n)` covers every batch up
+//!   to `n`. A gate that hears nothing for a published batch within its ack
+//!   timeout is degraded: its held ACKs go out on durability alone and it
+//!   counts the changes the partner has not acknowledged (`unsent`); it is
+//!   up again once the partner has acknowledged every published batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::leases::{Change, LogReader, Logged, StoreError};
+
+/// Errors of a replication subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The subscriber fell behind the in-memory tail and the store keeps no
+    /// log to catch up from.
+    #[error("replica fell behind and the lease store keeps no log")]
+    NoLog,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lease writer is gone")]
+    Closed,
+}
+
+/// What a subscriber receives, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    /// Sync batch `lsn`: every change of it, in order.
+    Batch { lsn: u64, changes: Arc<Vec<Change>> },
+    /// The leases as of batch `lsn`: the log was compacted past the
+    /// subscriber's position; batches after `lsn` follow.
+    Snapshot {
+        lsn: u64,
+        leases: Vec<super::leases::Lease>,
+    },
+}
+
+/// How many changes the in-memory tail keeps at most (it keeps at least
+/// the newest batch): beyond, a subscriber reads the log.
+const TAIL_CHANGES: usize = 64 * 1024;
+
+/// The newest published batches, shared by the writer (which appends) and
+/// the subscribers (which read). The lock is held to push or look up one
+/// batch, never across an `.await` or an I/O.
+#[derive(Debug)]
+struct Tail {
+    batches: Mutex<VecDeque<(u64, Arc<Vec<Change>>)>>,
+    max_changes: usize,
+    /// Last LSN published (handed out, maybe not durable yet).
+    published: watch::Sender<u64>,
+    /// Last LSN durable in the local store.
+    durable: watch::Sender<u64>,
+    log: Option<LogReader>,
+}
+
+/// Where a subscriber's next batch is.
+enum Lookup {
+    Found(Arc<Vec<Change>>),
+    /// Not published yet.
+    Ahead,
+    /// Dropped from the tail: in the log only.
+    Gone,
+}
+
+impl Tail {
+    fn lookup(&self, lsn: u64) -> Lookup {
+        let b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        match (b.front(), b.back()) {
+            (Some((first, _)), Some((last, _))) if lsn >= *first && lsn <= *last => {
+                Lookup::Found(b[(lsn - first) as usize].1.clone())
+            }
+            (Some((first, _)), _) if lsn < *first => Lookup::Gone,
+            _ if lsn > *self.published.borrow() => Lookup::Ahead,
+            _ => Lookup::Gone,
+        }
+    }
+}
+
+/// The writer's end: publishes batches and the durable position.
+#[derive(Debug, Clone)]
+pub(crate) struct Publisher {
+    tail: Arc<Tail>,
+}
+
+impl Publisher {
+    /// Hand batch `lsn` (the next LSN) to the subscribers. Never waits:
+    /// the oldest batches beyond the tail's bound are dropped (the log
+    /// has them).
+    pub(crate) fn publish(&self, lsn: u64, changes: Arc<Vec<Change>>) {
+        {
+            let mut b = self.tail.batches.lock().unwrap_or_else(|e| e.into_inner());
+            b.push_back((lsn, changes));
+            let mut total: usize = b.iter().map(|(_, c)| c.len()).sum();
+            while b.len() > 1 && total > self.tail.max_changes {
+                if let Some((_, c)) = b.pop_front() {
+                    total -= c.len();
+                }
+            }
+        }
+        self.tail.published.send_replace(lsn);
+    }
+
+    /// Every batch up to `lsn` is durable.
+    pub(crate) fn durable(&self, lsn: u64) {
+        self.tail.durable.send_replace(lsn);
+    }
+}
+
+/// Messages to the ACK release stage.
+#[derive(Debug)]
+pub(crate) enum ReleaseMsg<T> {
+    /// Batch `lsn` of `changes` changes was handed to the subscribers.
+    Published {
+        lsn: u64,
+        changes: u64,
+        at: Instant,
+    },
+    /// ACKs whose batches are durable, by profile (`lsn`: their batch).
+    Durable(Vec<(Arc<str>, u64, T)>),
+    Open {
+        profile: Arc<str>,
+        timeout: Duration,
+        stats: Arc<GateStats>,
+    },
+    Close(Arc<str>),
+    Acked(Arc<str>, u64),
+    Degraded(Arc<str>, bool),
+    Stop,
+}
+
+/// What a gate shows (read without the release stage).
+#[derive(Debug, Default)]
+pub struct GateStats {
+    pub acked: AtomicU64,
+    pub degraded: AtomicBool,
+    /// Changes of published batches the partner has not acknowledged.
+    pub unsent: AtomicU64,
+    /// ACKs released because the gate was degraded.
+    pub released_degraded: AtomicU64,
+}
+
+/// Unacknowledged batches a gate keeps apart; beyond, the two oldest are
+/// merged (the count stays exact, the timing uses the older one).
+const GATE_BATCHES: usize = 4096;
+
+#[derive(Debug)]
+struct GateState<T> {
+    timeout: Duration,
+    acked: u64,
+    degraded: bool,
+    /// Published batches above `acked`: (lsn, changes, published at).
+    batches: VecDeque<(u64, u64, Instant)>,
+    /// Durable ACKs waiting for the partner, in batch order.
+    held: VecDeque<(u64, T)>,
+    stats: Arc<GateStats>,
+}
+
+impl<T> GateState<T> {
+    fn show(&self) {
+        let unsent = self.batches.iter().map(|b| b.1).sum();
+        self.stats.unsent.store(unsent, Ordering::Relaxed);
+        self.stats.acked.store(self.acked, Ordering::Relaxed);
+        self.stats.degraded.store(self.degraded, Ordering::Relaxed);
+    }
+
+    /// The held ACKs the gate lets out now.
+    fn release(&mut self, out: &mut Vec<T>) {
+        if self.degraded {
+            let n = self.held.len() as u64;
+            self.stats.released_degraded.fetch_add(n, Ordering::Relaxed);
+            out.extend(self.held.drain(..).map(|(_, t)| t));
+            return;
+        }
+        while self.held.front().is_some_and(|(lsn, _)| *lsn <= self.acked) {
+            out.extend(self.held.pop_front().map(|(_, t)| t));
+        }
+    }
+}
+
+/// The ACK release logic (pure: the stage's thread feeds it and sends what
+/// it returns).
+#[derive(Debug)]
+pub(crate) struct Release<T> {
+    gates: HashMap<Arc<str>, GateState<T>>,
+    published: u64,
+}
+
+impl<T> Release<T> {
+    pub(crate) fn new(published: u64) -> Release<T> {
+        Release {
+            gates: HashMap::new(),
+            published,
+        }
+    }
+
+    /// Apply one message at `now`; the ACKs that may leave go to `out`.
+    pub(crate) fn handle(&mut self, msg: ReleaseMsg<T>, now: Instant, out: &mut Vec<T>) {
+        match msg {
+            ReleaseMsg::Published { lsn, changes, at } => {
+                self.published = self.published.max(lsn);
+                for g in self.gates.values_mut() {
+                    if lsn > g.acked {
+                        g.batches.push_back((lsn, changes, at));
+                        if g.batches.len() > GATE_BATCHES {
+                            let (_, n0, at0) = g.batches.pop_front().expect("over the bound");
+                            if let Some(b) = g.batches.front_mut() {
+                                b.1 += n0;
+                                b.2 = at0;
+                            }
+                        }
+                        g.show();
+                    }
+                }
+            }
+            ReleaseMsg::Durable(acks) => {
+                for (profile, lsn, t) in acks {
+                    match self.gates.get_mut(&profile) {
+                        Some(g) => g.held.push_back((lsn, t)),
+                        // no gate: durable is enough
+                        None => out.push(t),
+                    }
+                }
+                for g in self.gates.values_mut() {
+                    g.release(out);
+                }
+            }
+            ReleaseMsg::Open {
+                profile,
+                timeout,
+                stats,
+            } => {
+                // what was published before the gate opened is not its to
+                // wait for (the batch backup covers it)
+                let g = GateState {
+                    timeout,
+                    acked: self.published,
+                    degraded: false,
+                    batches: VecDeque::new(),
+                    held: VecDeque::new(),
+                    stats,
+                };
+                g.show();
+                if let Some(mut old) = self.gates.insert(profile, g) {
+                    old.degraded = true;
+                    old.release(out);
+                }
+            }
+            ReleaseMsg::Close(profile) => {
+                if let Some(mut g) = self.gates.remove(&profile) {
+                    g.degraded = true;
+                    g.release(out);
+                }
+            }
+            ReleaseMsg::Acked(profile, lsn) => {
+                if let Some(g) = self.gates.get_mut(&profile) {
+                    g.acked = g.acked.max(lsn);
+                    while g.batches.front().is_some_and(|b| b.0 <= g.acked) {
+                        g.batches.pop_front();
+                    }
+                    if g.degraded && g.acked >= self.published {
+                        // the partner caught up with everything
+                        g.degraded = false;
+                    }
+                    g.release(out);
+                    g.show();
+                }
+            }
+            ReleaseMsg::Degraded(profile, on) => {
+                if let Some(g) = self.gates.get_mut(&profile) {
+                    g.degraded = on;
+                    g.release(out);
+                    g.show();
+                }
+            }
+            ReleaseMsg::Stop => {}
+        }
+        self.poll(now, out);
+    }
+
+    /// Declare degraded the gates whose oldest unacknowledged batch is
+    /// older than their ack timeout.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Vec<T>) {
+        for g in self.gates.values_mut() {
+            let late = g
+                .batches
+                .front()
+                .is_some_and(|b| now.duration_since(b.2) >= g.timeout);
+            if !g.degraded && late {
+                g.degraded = true;
+                tracing::warn!(
+                    unsent = g.batches.iter().map(|b| b.1).sum::<u64>(),
+                    acked = g.acked,
+                    "hot backup: partner did not acknowledge in time, serving alone"
+                );
+                g.release(out);
+                g.show();
+            }
+        }
+    }
+
+    /// When `poll` has something to do next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.gates
+            .values()
+            .filter(|g| !g.degraded)
+            .filter_map(|g| g.batches.front().map(|b| b.2 + g.timeout))
+            .min()
+    }
+}
+
+/// The release stage's thread: applies messages, sends what they release
+/// with `send`, and declares gates degraded on time.
+pub(crate) fn release_stage<T>(
+    rx: std::sync::mpsc::Receiver<ReleaseMsg<T>>,
+    published: u64,
+    mut send: impl FnMut(Vec<T>),
+) {
+    let mut rel = Release::new(published);
+    let mut out = Vec::new();
+    loop {
+        let msg = match rel.deadline() {
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            },
+        };
+        match msg {
+            Some(ReleaseMsg::Stop) => break,
+            Some(m) => rel.handle(m, Instant::now(), &mut out),
+            None => rel.poll(Instant::now(), &mut out),
+        }
+        if !out.is_empty() {
+            send(std::mem::take(&mut out));
+        }
+    }
+    // closing: every held ACK is durable; nothing more will come from the
+    // partner, and no client is left without its answer
+    for (_, mut g) in rel.gates.drain() {
+        g.degraded = true;
+        g.release(&mut out);
+    }
+    if !out.is_empty() {
+        send(out);
+    }
+}
+
+/// The narrow handle the hot-backup subsystem uses (holo's `ibus` style):
+/// stream the lease log, and gate a profile's ACKs on the partner.
+#[derive(Debug, Clone)]
+pub struct ReplicationHandle<T> {
+    tail: Arc<Tail>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+}
+
+/// Build the writer's publisher and the handle around the stage's channel;
+/// `published` is the store's LSN.
+pub(crate) fn channel<T>(
+    published: u64,
+    log: Option<LogReader>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+) -> (Publisher, ReplicationHandle<T>) {
+    channel_bounded(published, log, release, TAIL_CHANGES)
+}
+
+fn channel_bounded<T>(
+    published: u64,
+    log: Option<LogReader>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+    max_changes: usize,
+) -> (Publisher, ReplicationHandle<T>) {
+    let tail = Arc::new(Tail {
+        batches: Mutex::new(VecDeque::new()),
+        max_changes,
+        published: watch::Sender::new(published),
+        durable: watch::Sender::new(published),
+        log,
+    });
+    (
+        Publisher { tail: tail.clone() },
+        ReplicationHandle { tail, release },
+    )
+}
+
+impl<T> ReplicationHandle<T> {
+    /// Every batch after `lsn` (the last one the partner holds), in order.
+    pub fn subscribe_from(&self, lsn: u64) -> Subscriber {
+        Subscriber {
+            tail: self.tail.clone(),
+            next: lsn + 1,
+            published: self.tail.published.subscribe(),
+            durable: self.tail.durable.subscribe(),
+            caught_up: VecDeque::new(),
+        }
+    }
+
+    /// The last LSN durable in the local store.
+    pub fn durable(&self) -> u64 {
+        *self.tail.durable.borrow()
+    }
+
+    /// Hold the ACKs of `profile`'s pools until the partner acknowledges
+    /// their batch (or the gate is degraded: no acknowledgement within
+    /// `ack_timeout`). Dropping the gate releases them on durability alone.
+    pub fn gate(&self, profile: &str, ack_timeout: Duration) -> Gate<T> {
+        let profile: Arc<str> = profile.into();
+        let stats = Arc::new(GateStats::default());
+        let _ = self.release.send(ReleaseMsg::Open {
+            profile: profile.clone(),
+            timeout: ack_timeout,
+            stats: stats.clone(),
+        });
+        Gate {
+            profile,
+            release: self.release.clone(),
+            stats,
+        }
+    }
+}
+
+/// A profile's ACK gate (see [`ReplicationHandle::gate`]).
+#[derive(Debug)]
+pub struct Gate<T> {
+    profile: Arc<str>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+    stats: Arc<GateStats>,
+}
+
+impl<T> Gate<T> {
+    /// The partner holds every batch up to `lsn` durably (cumulative).
+    pub fn acknowledge(&self, lsn: u64) {
+        let _ = self
+            .release
+            .send(ReleaseMsg::Acked(self.profile.clone(), lsn));
+    }
+
+    /// The channel is down (`true`: serve alone at once, without waiting
+    /// for the timeout) or up again.
+    pub fn set_degraded(&self, on: bool) {
+        let _ = self
+            .release
+            .send(ReleaseMsg::Degraded(self.profile.clone(), on));
+    }
+
+    pub fn stats(&self) -> &GateStats {
+        &self.stats
+    }
+}
+
+impl<T> Drop for Gate<T> {
+    fn drop(&mut self) {
+        let _ = self.release.send(ReleaseMsg::Close(self.profile.clone()));
+    }
+}
+
+/// A reader of the log's batches from a position on (see
+/// [`ReplicationHandle::subscribe_from`]).
+#[derive(Debug)]
+pub struct Subscriber {
+    tail: Arc<Tail>,
+    /// The LSN wanted next.
+    next: u64,
+    published: watch::Receiver<u64>,
+    durable: watch::Receiver<u64>,
+    /// What the last read of the log returned, not handed out yet.
+    caught_up: VecDeque<Replicated>,
+}
+
+impl Subscriber {
+    /// The next batch (or snapshot), waiting for it to be published.
+    pub async fn next(&mut self) -> Result<Replicated, ReplicationError> {
+        loop {
+            if let Some(r) = self.caught_up.pop_front() {
+                self.next = match &r {
+                    Replicated::Batch { lsn, .. } | Replicated::Snapshot { lsn, .. } => lsn + 1,
+                };
+                return Ok(r);
+            }
+            // seen before the look-up: a batch published after it wakes us
+            self.published.borrow_and_update();
+            match self.tail.lookup(self.next) {
+                Lookup::Found(changes) => {
+                    let lsn = self.next;
+                    self.next += 1;
+                    return Ok(Replicated::Batch { lsn, changes });
+                }
+                Lookup::Ahead => {
+                    self.published
+                        .changed()
+                        .await
+                        .map_err(|_| ReplicationError::Closed)?;
+                }
+                Lookup::Gone => {
+                    // the log holds it once it is durable
+                    let durable = *self.durable.borrow_and_update();
+                    if durable < self.next {
+                        self.durable
+                            .changed()
+                            .await
+                            .map_err(|_| ReplicationError::Closed)?;
+                        continue;
+                    }
+                    let log = self.tail.log.clone().ok_or(ReplicationError::NoLog)?;
+                    let after = self.next - 1;
+                    let read = tokio::task::spawn_blocking(move || log.read(after, durable))
+                        .await
+                        .map_err(|_| ReplicationError::Closed)??;
+                    self.caught_up.extend(read.into_iter().map(|l| match l {
+                        Logged::Batch { lsn, changes } => Replicated::Batch {
+                            lsn,
+                            changes: Arc::new(changes),
+                        },
+                        Logged::Snapshot { lsn, leases } => Replicated::Snapshot { lsn, leases },
+                    }));
+                    if self.caught_up.is_empty() {
+                        // nothing numbered there (a log of no batch yet)
+                        self.next = durable + 1;
+                    }
+                }
+            }
+        }
+    }
+}
