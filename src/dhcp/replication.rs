@@ -78,7 +78,7 @@ pub enum Replicated {
 
 /// How many changes the in-memory tail keeps at most (it keeps at least
 /// the newest batch): beyond, a subscriber reads the log.
-const TAIL_CHANGES: usize = 64 * 1024;
+pub(crate) const TAIL_CHANGES: usize = 64 * 1024;
 
 /// The newest published batches, shared by the writer (which appends) and
 /// the subscribers (which read). The lock is held to push or look up one
@@ -379,14 +379,15 @@ pub(crate) fn release_stage<T>(
             send(std::mem::take(&mut out));
         }
     }
-    // closing: every held ACK is durable; nothing more will come from the
-    // partner, and no client is left without its answer
-    for (_, mut g) in rel.gates.drain() {
-        g.degraded = true;
-        g.release(&mut out);
-    }
-    if !out.is_empty() {
-        send(out);
+    // closing: the ACKs still held wait for a partner that will not be
+    // heard any more; sending them now would grant leases the partner may
+    // lack just when this router stops: they stay unsent (fail closed)
+    let held: usize = rel.gates.values().map(|g| g.held.len()).sum();
+    if held > 0 {
+        tracing::info!(
+            held,
+            "ack release stopping: ACKs not acknowledged by the partner withheld"
+        );
     }
 }
 
@@ -399,16 +400,9 @@ pub struct ReplicationHandle<T> {
 }
 
 /// Build the writer's publisher and the handle around the stage's channel;
-/// `published` is the store's LSN.
+/// `published` is the store's LSN, `max_changes` the tail's bound
+/// ([`TAIL_CHANGES`]).
 pub(crate) fn channel<T>(
-    published: u64,
-    log: Option<LogReader>,
-    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
-) -> (Publisher, ReplicationHandle<T>) {
-    channel_bounded(published, log, release, TAIL_CHANGES)
-}
-
-fn channel_bounded<T>(
     published: u64,
     log: Option<LogReader>,
     release: std::sync::mpsc::Sender<ReleaseMsg<T>>,

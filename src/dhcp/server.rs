@@ -447,9 +447,11 @@ struct Stages {
 }
 
 impl Stages {
+    /// `tail`: how many changes the replication tail keeps in memory.
     fn start(
         store: Box<dyn LeaseStore>,
         counters: Arc<Counters>,
+        tail: usize,
     ) -> Result<Stages, super::leases::StoreError> {
         let spawn_err = |source| super::leases::StoreError::Io {
             path: "lease threads".into(),
@@ -457,7 +459,7 @@ impl Stages {
         };
         let lsn = store.lsn();
         let (rtx, rrx) = std::sync::mpsc::channel();
-        let (publisher, replication) = replication::channel(lsn, store.log(), rtx.clone());
+        let (publisher, replication) = replication::channel(lsn, store.log(), rtx.clone(), tail);
         let rc = counters.clone();
         let release_thread = std::thread::Builder::new()
             .name("lease-ack".into())
@@ -556,7 +558,7 @@ impl DhcpServer {
         table.expire(now);
         info!(leases = n, "lease store loaded");
         let counters = Arc::new(Counters::default());
-        let stages = Stages::start(store, counters.clone())?;
+        let stages = Stages::start(store, counters.clone(), replication::TAIL_CHANGES)?;
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let server = DhcpServer {
             cfg: Arc::new(DhcpConfig::default()),
@@ -1027,6 +1029,7 @@ mod tests {
     use crate::config::Pool;
     use crate::dhcp::leases::{MemStore, Origin};
     use crate::dhcp::replication::{Replicated, Subscriber};
+    use std::sync::atomic::AtomicBool;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -1360,5 +1363,316 @@ mod tests {
                 assert!(ok.unwrap().success());
             },
         );
+    }
+
+    /// Replies as they leave, each with what had happened by then: (its
+    /// ifindex, the syncs the store had completed, whether the test had
+    /// let the partner acknowledge).
+    #[derive(Debug)]
+    struct Recorder {
+        sent: std::sync::mpsc::Sender<(u32, u64, bool)>,
+        synced: Arc<AtomicU64>,
+        acked: Arc<AtomicBool>,
+    }
+
+    impl Outbox for Recorder {
+        fn send_replies(&self, replies: &mut dyn Iterator<Item = (&Reply, u32)>) -> usize {
+            for (_, i) in replies {
+                let state = (
+                    i,
+                    self.synced.load(Ordering::SeqCst),
+                    self.acked.load(Ordering::SeqCst),
+                );
+                let _ = self.sent.send(state);
+            }
+            0
+        }
+    }
+
+    /// A store in memory whose syncs are counted and, with `go`, each wait
+    /// for the test's word.
+    #[derive(Debug)]
+    struct Paced {
+        mem: MemStore,
+        go: Option<std::sync::mpsc::Receiver<()>>,
+        synced: Arc<AtomicU64>,
+    }
+
+    impl LeaseStore for Paced {
+        fn load(&mut self) -> Result<Vec<Lease>, crate::dhcp::leases::StoreError> {
+            self.mem.load()
+        }
+        fn append(&mut self, c: &[Change]) -> Result<(), crate::dhcp::leases::StoreError> {
+            self.mem.append(c)
+        }
+        fn begin(&mut self, lsn: u64) {
+            self.mem.begin(lsn)
+        }
+        fn lsn(&self) -> u64 {
+            self.mem.lsn()
+        }
+        fn sync(&mut self) -> Result<(), crate::dhcp::leases::StoreError> {
+            if let Some(go) = &self.go {
+                let _ = go.recv();
+            }
+            self.synced.fetch_add(1, Ordering::SeqCst);
+            self.mem.sync()
+        }
+        fn compact(&mut self, live: &[Lease]) -> Result<(), crate::dhcp::leases::StoreError> {
+            self.mem.compact(live)
+        }
+        fn records(&self) -> u64 {
+            self.mem.records()
+        }
+    }
+
+    /// The stages around `store`, a recorder of what they send, and the
+    /// flags it records.
+    struct Rig {
+        st: Stages,
+        out: Arc<dyn Outbox>,
+        sent: std::sync::mpsc::Receiver<(u32, u64, bool)>,
+        acked: Arc<AtomicBool>,
+    }
+
+    impl Rig {
+        fn new(store: Box<dyn LeaseStore>, synced: Arc<AtomicU64>, tail: usize) -> Rig {
+            let st = Stages::start(store, Arc::new(Counters::default()), tail).unwrap();
+            let acked = Arc::new(AtomicBool::new(false));
+            let (tx, sent) = std::sync::mpsc::channel();
+            let out = Arc::new(Recorder {
+                sent: tx,
+                synced,
+                acked: acked.clone(),
+            });
+            Rig {
+                st,
+                out,
+                sent,
+                acked,
+            }
+        }
+
+        /// One write job: `changes`, and an ACK on `ifindex` per entry of
+        /// `acks` for a pool of that profile.
+        fn write(&self, changes: Vec<Change>, acks: &[(u32, Option<&str>)]) {
+            let replies = acks
+                .iter()
+                .map(|(i, p)| (ack().0, *i, p.map(Arc::from)))
+                .collect();
+            let job = WriteJob::Batch {
+                changes,
+                replies,
+                tx: Some(self.out.clone()),
+            };
+            self.st.writer.send(job).unwrap();
+        }
+
+        fn sent(&self) -> (u32, u64, bool) {
+            self.sent
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an ACK sent")
+        }
+
+        fn stop(self) {
+            drop(self.st.writer);
+            self.st.writer_thread.join().unwrap();
+            let _ = self.st.release.send(ReleaseMsg::Stop);
+            self.st.release_thread.join().unwrap();
+        }
+    }
+
+    /// Issue 10: the batch reaches the replicator before its sync is done
+    /// (the two run in parallel), and an ACK of a gated profile leaves only
+    /// once its batch is both synced and acknowledged by the partner,
+    /// whichever comes last; without a profile, or without a gate, the
+    /// sync is enough.
+    #[tokio::test]
+    async fn a_gated_ack_waits_for_the_sync_and_the_partner() {
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: Some(go_rx),
+            synced: synced.clone(),
+        };
+        let rig = Rig::new(Box::new(store), synced.clone(), replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
+        let mut log = rig.st.replication.subscribe_from(0);
+        let x = lease("10.0.0.10", "a", 1);
+        let y = lease("10.0.0.11", "a", 2);
+        // replicated first, then durable
+        rig.write(vec![Change::Upsert(x.clone())], &[(1, Some("rbp"))]);
+        let b1 = next(&mut log).await;
+        assert_eq!(
+            synced.load(Ordering::SeqCst),
+            0,
+            "handed out before its sync"
+        );
+        assert_eq!(
+            b1,
+            Replicated::Batch {
+                lsn: 1,
+                changes: Arc::new(vec![Change::Upsert(x)])
+            }
+        );
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(1);
+        until("the partner's ack seen", || {
+            gate.stats().acked.load(Ordering::SeqCst) == 1
+        });
+        go.send(()).unwrap();
+        assert_eq!(rig.sent(), (1, 1, true), "sent after the sync");
+        // durable first, then replicated
+        rig.acked.store(false, Ordering::SeqCst);
+        rig.write(vec![Change::Upsert(y)], &[(2, Some("rbp"))]);
+        assert!(matches!(
+            next(&mut log).await,
+            Replicated::Batch { lsn: 2, .. }
+        ));
+        go.send(()).unwrap();
+        until("batch 2 durable", || rig.st.replication.durable() == 2);
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(2);
+        assert_eq!(rig.sent(), (2, 2, true), "sent after the partner's ack");
+        // no profile, or a profile without a gate: durable is enough
+        rig.acked.store(false, Ordering::SeqCst);
+        rig.write(
+            vec![Change::Delete(ip("10.0.0.10"))],
+            &[(3, None), (4, Some("other"))],
+        );
+        go.send(()).unwrap();
+        let mut got = [rig.sent(), rig.sent()];
+        got.sort();
+        assert_eq!(got, [(3, 3, false), (4, 3, false)]);
+        assert_eq!(gate.stats().unsent.load(Ordering::SeqCst), 1);
+        drop(go);
+        rig.stop();
+    }
+
+    /// Issue 10: a partner that does not acknowledge within the ack
+    /// timeout degrades the gate: its ACKs leave on the sync alone and the
+    /// changes it has not acknowledged are counted; its acknowledgement
+    /// of everything brings the gate back. The backup side can also
+    /// declare the channel degraded at once, and dropping a gate lets its
+    /// held ACKs go.
+    #[tokio::test]
+    async fn a_degraded_gate_serves_alone_and_counts_what_is_unsent() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
+        let three: Vec<Change> = (1..=3)
+            .map(|i| Change::Upsert(lease(&format!("10.0.0.{i}"), "a", i)))
+            .collect();
+        rig.write(three, &[(1, Some("rbp"))]);
+        assert_eq!(rig.sent(), (1, 1, false));
+        let st = gate.stats();
+        assert!(st.degraded.load(Ordering::SeqCst));
+        assert_eq!(st.unsent.load(Ordering::SeqCst), 3);
+        assert_eq!(st.released_degraded.load(Ordering::SeqCst), 1);
+        // the partner catches up
+        gate.acknowledge(1);
+        until("up again", || {
+            !st.degraded.load(Ordering::SeqCst) && st.unsent.load(Ordering::SeqCst) == 0
+        });
+        // declared degraded by the backup side: no waiting
+        let slow = rig.st.replication.gate("rbp2", Duration::from_secs(3600));
+        slow.set_degraded(true);
+        rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(5, Some("rbp2"))]);
+        assert_eq!(rig.sent().0, 5);
+        // up again: held; the gate dropped: let go
+        slow.set_degraded(false);
+        until("rbp2 up", || !slow.stats().degraded.load(Ordering::SeqCst));
+        rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(6, Some("rbp2"))]);
+        until("batch 3 durable", || rig.st.replication.durable() == 3);
+        drop(slow);
+        assert_eq!(rig.sent(), (6, 3, false));
+        drop(gate);
+        rig.stop();
+    }
+
+    /// Issue 10: a subscriber that reads nothing holds up no sync (the
+    /// writer goes on, the in-memory tail drops its old batches), then
+    /// catches up from the log, in order; after a compaction it gets the
+    /// snapshot, then the batches; LSNs go on across the compaction and a
+    /// restart.
+    #[tokio::test]
+    async fn a_replica_that_falls_behind_catches_up_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut store = file_store(d);
+        store.load().unwrap();
+        let rig = Rig::new(store, Arc::new(AtomicU64::new(0)), 2);
+        let mut idle = rig.st.replication.subscribe_from(0);
+        let leases: Vec<Lease> = (1..=250u8)
+            .map(|i| lease(&format!("10.0.1.{i}"), "a", i))
+            .collect();
+        let mut batch = 0u64;
+        let put = |rig: &Rig, batch: &mut u64| {
+            let l = &leases[*batch as usize];
+            *batch += 1;
+            rig.write(vec![Change::Upsert(l.clone())], &[]);
+            until("durable", || rig.st.replication.durable() == *batch);
+        };
+        for _ in 0..20 {
+            put(&rig, &mut batch);
+        }
+        for lsn in 1..=20u64 {
+            let want = Change::Upsert(leases[lsn as usize - 1].clone());
+            assert_eq!(
+                next(&mut idle).await,
+                Replicated::Batch {
+                    lsn,
+                    changes: Arc::new(vec![want])
+                }
+            );
+        }
+        // compaction: syncs go on until the new log is in place
+        rig.st.writer.send(WriteJob::Compact).unwrap();
+        let snapshot = |d: &Path| {
+            let log = std::fs::read(d.join("leases.log")).unwrap();
+            log.get(9..11) == Some(b"S ".as_slice())
+        };
+        while !snapshot(d) {
+            assert!(batch < 200, "compacted");
+            put(&rig, &mut batch);
+        }
+        let last = batch;
+        let mut late = rig.st.replication.subscribe_from(1);
+        let Replicated::Snapshot {
+            lsn: s,
+            leases: mut got,
+        } = next(&mut late).await
+        else {
+            panic!("a snapshot first");
+        };
+        assert!((20..last).contains(&s), "{s} {last}");
+        got.sort_by_key(|l| l.ip);
+        assert_eq!(got, leases[..s as usize]);
+        for lsn in s + 1..=last {
+            assert!(matches!(next(&mut late).await, Replicated::Batch { lsn: n, .. } if n == lsn));
+        }
+        rig.stop();
+        // a restart goes on from the last LSN
+        let mut store = file_store(d);
+        assert_eq!(store.load().unwrap().len(), last as usize);
+        assert_eq!(store.lsn(), last);
+        let rig = Rig::new(store, Arc::new(AtomicU64::new(0)), 2);
+        assert_eq!(rig.st.replication.durable(), last);
+        let mut after = rig.st.replication.subscribe_from(last);
+        rig.write(vec![Change::Delete(leases[0].ip)], &[]);
+        assert_eq!(
+            next(&mut after).await,
+            Replicated::Batch {
+                lsn: last + 1,
+                changes: Arc::new(vec![Change::Delete(leases[0].ip)])
+            }
+        );
+        rig.stop();
     }
 }
