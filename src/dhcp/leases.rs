@@ -2043,4 +2043,108 @@ pub(crate) mod tests {
         assert_eq!(ch, vec![Change::Delete(a.ip)]);
         assert!(t.is_empty());
     }
+
+    /// Issue 10: each sync batch is numbered in the log (`B lsn`); the
+    /// store's LSN is found again after a reload and after a compaction
+    /// (the snapshot carries it as `S lsn`), and a log written before the
+    /// markers loads as LSN 0 and takes them from then on.
+    #[test]
+    fn lsn_survives_reload_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // an old log: records, no marker
+        let a = log_of(d, &[5]).0.remove(0);
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        let c = lease("10.0.0.7", 6, LeaseState::Bound, 100);
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap(), vec![a.clone()]);
+        assert_eq!(s.lsn(), 0);
+        s.begin(1);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.begin(2);
+        s.append(&[Change::Upsert(c.clone())]).unwrap();
+        s.sync().unwrap();
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap().len(), 3);
+        assert_eq!(s.lsn(), 2);
+        // in the caller's thread
+        s.compact(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let log = std::fs::read(d.join(LOG)).unwrap();
+        assert_eq!(&log[9..12], b"S 2");
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap().len(), 3);
+        assert_eq!(s.lsn(), 2);
+        // in the background, with a batch synced meanwhile
+        s.begin(3);
+        s.append(&[Change::Delete(a.ip)]).unwrap();
+        s.sync().unwrap();
+        s.compact_start().unwrap();
+        s.begin(4);
+        s.append(&[Change::Delete(b.ip)]).unwrap();
+        s.sync().unwrap();
+        while !s.compact_poll().unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap(), vec![c.clone()]);
+        assert_eq!(s.lsn(), 4);
+        let log = std::fs::read(d.join(LOG)).unwrap();
+        assert_eq!(&log[9..12], b"S 3");
+        // what a replica reads: the snapshot when the log no longer goes
+        // back far enough, then the batches up to the bound
+        let r = s.log().unwrap();
+        let mut got = r.read(1, 4).unwrap();
+        if let Some(Logged::Snapshot { leases, .. }) = got.first_mut() {
+            leases.sort_by_key(|l| l.ip);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Logged::Snapshot {
+                    lsn: 3,
+                    leases: vec![b.clone(), c.clone()]
+                },
+                Logged::Batch {
+                    lsn: 4,
+                    changes: vec![Change::Delete(b.ip)]
+                }
+            ]
+        );
+        assert_eq!(r.read(3, 3).unwrap(), vec![]);
+        assert_eq!(r.read(4, 4).unwrap(), vec![]);
+    }
+
+    /// Issue 10: a batch whose sync failed is written again under its own
+    /// marker, before the next batch: the log never numbers a change
+    /// differently from what the replicas were handed.
+    #[test]
+    fn a_failed_sync_keeps_its_batch_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = lease("10.0.0.5", 4, LeaseState::Bound, 100);
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        let mut s = FileStore::new(d);
+        s.load().unwrap();
+        s.begin(1);
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.fail_fsync = true;
+        assert!(s.sync().is_err());
+        s.begin(2);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            s.log().unwrap().read(0, 2).unwrap(),
+            vec![
+                Logged::Batch {
+                    lsn: 1,
+                    changes: vec![Change::Upsert(a)]
+                },
+                Logged::Batch {
+                    lsn: 2,
+                    changes: vec![Change::Upsert(b)]
+                }
+            ]
+        );
+        assert!(copies(d).is_empty());
+    }
 }

@@ -560,3 +560,43 @@ impl Subscriber {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate kept unacknowledged for long (a partner gone, many batches)
+    /// keeps a bounded record of them, and its count of unsent changes
+    /// stays exact once the partner acknowledges past the merged ones.
+    #[test]
+    fn a_long_outage_costs_bounded_memory_and_counts_exactly() {
+        let mut rel: Release<u32> = Release::new(0);
+        let stats = Arc::new(GateStats::default());
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let open = ReleaseMsg::Open {
+            profile: "p".into(),
+            timeout: Duration::from_secs(3600),
+            stats: stats.clone(),
+        };
+        rel.handle(open, t0, &mut out);
+        for lsn in 1..=5000 {
+            let published = ReleaseMsg::Published {
+                lsn,
+                changes: 2,
+                at: t0,
+            };
+            rel.handle(published, t0, &mut out);
+        }
+        assert_eq!(rel.gates["p"].batches.len(), GATE_BATCHES);
+        assert_eq!(stats.unsent.load(Ordering::Relaxed), 10_000);
+        rel.handle(ReleaseMsg::Acked("p".into(), 4000), t0, &mut out);
+        assert_eq!(stats.unsent.load(Ordering::Relaxed), 2000);
+        // the timeout runs from the oldest unacknowledged batch
+        assert_eq!(rel.deadline(), Some(t0 + Duration::from_secs(3600)));
+        rel.poll(t0 + Duration::from_secs(3600), &mut out);
+        assert!(stats.degraded.load(Ordering::Relaxed));
+        assert_eq!(rel.deadline(), None);
+        assert!(out.is_empty());
+    }
+}
