@@ -61,6 +61,8 @@ pub enum ReplicationError {
     Store(#[from] StoreError),
     #[error("lease writer is gone")]
     Closed,
+    #[error("lease log reader failed")]
+    Reader,
 }
 
 /// What a subscriber receives, in log order.
@@ -77,21 +79,33 @@ pub enum Replicated {
 }
 
 /// How many changes the in-memory tail keeps at most (it keeps at least
-/// the newest batch): beyond, a subscriber reads the log.
-pub(crate) const TAIL_CHANGES: usize = 64 * 1024;
+/// the newest batch): a few seconds of changes at full load (a few MB),
+/// enough for a replica that keeps up; one that does not reads the log.
+pub(crate) const TAIL_CHANGES: usize = 16 * 1024;
 
 /// The newest published batches, shared by the writer (which appends) and
 /// the subscribers (which read). The lock is held to push or look up one
 /// batch, never across an `.await` or an I/O.
 #[derive(Debug)]
 struct Tail {
-    batches: Mutex<VecDeque<(u64, Arc<Vec<Change>>)>>,
+    batches: Mutex<Batches>,
     max_changes: usize,
-    /// Last LSN published (handed out, maybe not durable yet).
-    published: watch::Sender<u64>,
+    /// Last LSN published (handed out, maybe not durable yet); the writer
+    /// holds the sender, so subscribers learn when it is gone.
+    published: watch::Receiver<u64>,
     /// Last LSN durable in the local store.
-    durable: watch::Sender<u64>,
+    durable: watch::Receiver<u64>,
     log: Option<LogReader>,
+    /// Numbers the gates, so that a gate replaced by another of the same
+    /// profile no longer speaks for it.
+    gate_ids: AtomicU64,
+}
+
+/// Consecutive batches, and how many changes they hold.
+#[derive(Debug, Default)]
+struct Batches {
+    list: VecDeque<(u64, Arc<Vec<Change>>)>,
+    changes: usize,
 }
 
 /// Where a subscriber's next batch is.
@@ -106,6 +120,7 @@ enum Lookup {
 impl Tail {
     fn lookup(&self, lsn: u64) -> Lookup {
         let b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let b = &b.list;
         match (b.front(), b.back()) {
             (Some((first, _)), Some((last, _))) if lsn >= *first && lsn <= *last => {
                 Lookup::Found(b[(lsn - first) as usize].1.clone())
@@ -118,9 +133,11 @@ impl Tail {
 }
 
 /// The writer's end: publishes batches and the durable position.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct Publisher {
     tail: Arc<Tail>,
+    published: watch::Sender<u64>,
+    durable: watch::Sender<u64>,
 }
 
 impl Publisher {
@@ -128,22 +145,26 @@ impl Publisher {
     /// the oldest batches beyond the tail's bound are dropped (the log
     /// has them).
     pub(crate) fn publish(&self, lsn: u64, changes: Arc<Vec<Change>>) {
+        // dropped outside the lock
+        let mut gone = Vec::new();
         {
             let mut b = self.tail.batches.lock().unwrap_or_else(|e| e.into_inner());
-            b.push_back((lsn, changes));
-            let mut total: usize = b.iter().map(|(_, c)| c.len()).sum();
-            while b.len() > 1 && total > self.tail.max_changes {
-                if let Some((_, c)) = b.pop_front() {
-                    total -= c.len();
+            b.changes += changes.len();
+            b.list.push_back((lsn, changes));
+            while b.list.len() > 1 && b.changes > self.tail.max_changes {
+                if let Some((_, c)) = b.list.pop_front() {
+                    b.changes -= c.len();
+                    gone.push(c);
                 }
             }
         }
-        self.tail.published.send_replace(lsn);
+        self.published.send_replace(lsn);
+        drop(gone);
     }
 
     /// Every batch up to `lsn` is durable.
     pub(crate) fn durable(&self, lsn: u64) {
-        self.tail.durable.send_replace(lsn);
+        self.durable.send_replace(lsn);
     }
 }
 
@@ -159,14 +180,21 @@ pub(crate) enum ReleaseMsg<T> {
     /// ACKs whose batches are durable, by profile (`lsn`: their batch).
     Durable(Vec<(Arc<str>, u64, T)>),
     Open {
-        profile: Arc<str>,
+        gate: GateKey,
         timeout: Duration,
         stats: Arc<GateStats>,
     },
-    Close(Arc<str>),
-    Acked(Arc<str>, u64),
-    Degraded(Arc<str>, bool),
+    Close(GateKey),
+    Acked(GateKey, u64),
+    Degraded(GateKey, bool),
     Stop,
+}
+
+/// A gate: its profile, and which of the gates opened for it.
+#[derive(Debug, Clone)]
+pub(crate) struct GateKey {
+    profile: Arc<str>,
+    id: u64,
 }
 
 /// What a gate shows (read without the release stage).
@@ -186,11 +214,14 @@ const GATE_BATCHES: usize = 4096;
 
 #[derive(Debug)]
 struct GateState<T> {
+    id: u64,
     timeout: Duration,
     acked: u64,
     degraded: bool,
     /// Published batches above `acked`: (lsn, changes, published at).
     batches: VecDeque<(u64, u64, Instant)>,
+    /// Their changes.
+    unsent: u64,
     /// Durable ACKs waiting for the partner, in batch order.
     held: VecDeque<(u64, T)>,
     stats: Arc<GateStats>,
@@ -198,8 +229,7 @@ struct GateState<T> {
 
 impl<T> GateState<T> {
     fn show(&self) {
-        let unsent = self.batches.iter().map(|b| b.1).sum();
-        self.stats.unsent.store(unsent, Ordering::Relaxed);
+        self.stats.unsent.store(self.unsent, Ordering::Relaxed);
         self.stats.acked.store(self.acked, Ordering::Relaxed);
         self.stats.degraded.store(self.degraded, Ordering::Relaxed);
     }
@@ -234,6 +264,11 @@ impl<T> Release<T> {
         }
     }
 
+    /// The gate `key` names, unless another replaced it since.
+    fn gate(&mut self, key: &GateKey) -> Option<&mut GateState<T>> {
+        self.gates.get_mut(&key.profile).filter(|g| g.id == key.id)
+    }
+
     /// Apply one message at `now`; the ACKs that may leave go to `out`.
     pub(crate) fn handle(&mut self, msg: ReleaseMsg<T>, now: Instant, out: &mut Vec<T>) {
         match msg {
@@ -242,6 +277,7 @@ impl<T> Release<T> {
                 for g in self.gates.values_mut() {
                     if lsn > g.acked {
                         g.batches.push_back((lsn, changes, at));
+                        g.unsent += changes;
                         if g.batches.len() > GATE_BATCHES {
                             let (_, n0, at0) = g.batches.pop_front().expect("over the bound");
                             if let Some(b) = g.batches.front_mut() {
@@ -266,13 +302,15 @@ impl<T> Release<T> {
                 }
             }
             ReleaseMsg::Open {
-                profile,
+                gate,
                 timeout,
                 stats,
             } => {
                 // what was published before the gate opened is not its to
                 // wait for (the batch backup covers it)
                 let g = GateState {
+                    id: gate.id,
+                    unsent: 0,
                     timeout,
                     acked: self.published,
                     degraded: false,
@@ -281,24 +319,28 @@ impl<T> Release<T> {
                     stats,
                 };
                 g.show();
-                if let Some(mut old) = self.gates.insert(profile, g) {
+                if let Some(mut old) = self.gates.insert(gate.profile, g) {
                     old.degraded = true;
                     old.release(out);
                 }
             }
-            ReleaseMsg::Close(profile) => {
-                if let Some(mut g) = self.gates.remove(&profile) {
-                    g.degraded = true;
-                    g.release(out);
+            ReleaseMsg::Close(key) => {
+                if self.gate(&key).is_some() {
+                    if let Some(mut g) = self.gates.remove(&key.profile) {
+                        g.degraded = true;
+                        g.release(out);
+                    }
                 }
             }
-            ReleaseMsg::Acked(profile, lsn) => {
-                if let Some(g) = self.gates.get_mut(&profile) {
+            ReleaseMsg::Acked(key, lsn) => {
+                let published = self.published;
+                if let Some(g) = self.gate(&key) {
                     g.acked = g.acked.max(lsn);
-                    while g.batches.front().is_some_and(|b| b.0 <= g.acked) {
+                    while let Some(b) = g.batches.front().filter(|b| b.0 <= g.acked) {
+                        g.unsent -= b.1;
                         g.batches.pop_front();
                     }
-                    if g.degraded && g.acked >= self.published {
+                    if g.degraded && g.acked >= published {
                         // the partner caught up with everything
                         g.degraded = false;
                     }
@@ -306,8 +348,8 @@ impl<T> Release<T> {
                     g.show();
                 }
             }
-            ReleaseMsg::Degraded(profile, on) => {
-                if let Some(g) = self.gates.get_mut(&profile) {
+            ReleaseMsg::Degraded(key, on) => {
+                if let Some(g) = self.gate(&key) {
                     g.degraded = on;
                     g.release(out);
                     g.show();
@@ -329,7 +371,7 @@ impl<T> Release<T> {
             if !g.degraded && late {
                 g.degraded = true;
                 tracing::warn!(
-                    unsent = g.batches.iter().map(|b| b.1).sum::<u64>(),
+                    unsent = g.unsent,
                     acked = g.acked,
                     "hot backup: partner did not acknowledge in time, serving alone"
                 );
@@ -408,15 +450,22 @@ pub(crate) fn channel<T>(
     release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
     max_changes: usize,
 ) -> (Publisher, ReplicationHandle<T>) {
+    let (published_tx, published_rx) = watch::channel(published);
+    let (durable_tx, durable_rx) = watch::channel(published);
     let tail = Arc::new(Tail {
-        batches: Mutex::new(VecDeque::new()),
+        batches: Mutex::new(Batches::default()),
         max_changes,
-        published: watch::Sender::new(published),
-        durable: watch::Sender::new(published),
+        published: published_rx,
+        durable: durable_rx,
         log,
+        gate_ids: AtomicU64::new(0),
     });
     (
-        Publisher { tail: tail.clone() },
+        Publisher {
+            tail: tail.clone(),
+            published: published_tx,
+            durable: durable_tx,
+        },
         ReplicationHandle { tail, release },
     )
 }
@@ -427,8 +476,8 @@ impl<T> ReplicationHandle<T> {
         Subscriber {
             tail: self.tail.clone(),
             next: lsn + 1,
-            published: self.tail.published.subscribe(),
-            durable: self.tail.durable.subscribe(),
+            published: self.tail.published.clone(),
+            durable: self.tail.durable.clone(),
             caught_up: VecDeque::new(),
         }
     }
@@ -441,16 +490,21 @@ impl<T> ReplicationHandle<T> {
     /// Hold the ACKs of `profile`'s pools until the partner acknowledges
     /// their batch (or the gate is degraded: no acknowledgement within
     /// `ack_timeout`). Dropping the gate releases them on durability alone.
+    /// A second gate for the same profile replaces the first (whose held
+    /// ACKs leave then), and the first one's calls no longer count.
     pub fn gate(&self, profile: &str, ack_timeout: Duration) -> Gate<T> {
-        let profile: Arc<str> = profile.into();
+        let key = GateKey {
+            profile: profile.into(),
+            id: self.tail.gate_ids.fetch_add(1, Ordering::Relaxed),
+        };
         let stats = Arc::new(GateStats::default());
         let _ = self.release.send(ReleaseMsg::Open {
-            profile: profile.clone(),
+            gate: key.clone(),
             timeout: ack_timeout,
             stats: stats.clone(),
         });
         Gate {
-            profile,
+            key,
             release: self.release.clone(),
             stats,
         }
@@ -460,7 +514,7 @@ impl<T> ReplicationHandle<T> {
 /// A profile's ACK gate (see [`ReplicationHandle::gate`]).
 #[derive(Debug)]
 pub struct Gate<T> {
-    profile: Arc<str>,
+    key: GateKey,
     release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
     stats: Arc<GateStats>,
 }
@@ -468,9 +522,7 @@ pub struct Gate<T> {
 impl<T> Gate<T> {
     /// The partner holds every batch up to `lsn` durably (cumulative).
     pub fn acknowledge(&self, lsn: u64) {
-        let _ = self
-            .release
-            .send(ReleaseMsg::Acked(self.profile.clone(), lsn));
+        let _ = self.release.send(ReleaseMsg::Acked(self.key.clone(), lsn));
     }
 
     /// The channel is down (`true`: serve alone at once, without waiting
@@ -478,7 +530,7 @@ impl<T> Gate<T> {
     pub fn set_degraded(&self, on: bool) {
         let _ = self
             .release
-            .send(ReleaseMsg::Degraded(self.profile.clone(), on));
+            .send(ReleaseMsg::Degraded(self.key.clone(), on));
     }
 
     pub fn stats(&self) -> &GateStats {
@@ -488,7 +540,7 @@ impl<T> Gate<T> {
 
 impl<T> Drop for Gate<T> {
     fn drop(&mut self) {
-        let _ = self.release.send(ReleaseMsg::Close(self.profile.clone()));
+        let _ = self.release.send(ReleaseMsg::Close(self.key.clone()));
     }
 }
 
@@ -543,7 +595,7 @@ impl Subscriber {
                     let after = self.next - 1;
                     let read = tokio::task::spawn_blocking(move || log.read(after, durable))
                         .await
-                        .map_err(|_| ReplicationError::Closed)??;
+                        .map_err(|_| ReplicationError::Reader)??;
                     self.caught_up.extend(read.into_iter().map(|l| match l {
                         Logged::Batch { lsn, changes } => Replicated::Batch {
                             lsn,
@@ -574,8 +626,12 @@ mod tests {
         let stats = Arc::new(GateStats::default());
         let t0 = Instant::now();
         let mut out = Vec::new();
-        let open = ReleaseMsg::Open {
+        let p = GateKey {
             profile: "p".into(),
+            id: 0,
+        };
+        let open = ReleaseMsg::Open {
+            gate: p.clone(),
             timeout: Duration::from_secs(3600),
             stats: stats.clone(),
         };
@@ -590,7 +646,7 @@ mod tests {
         }
         assert_eq!(rel.gates["p"].batches.len(), GATE_BATCHES);
         assert_eq!(stats.unsent.load(Ordering::Relaxed), 10_000);
-        rel.handle(ReleaseMsg::Acked("p".into(), 4000), t0, &mut out);
+        rel.handle(ReleaseMsg::Acked(p, 4000), t0, &mut out);
         assert_eq!(stats.unsent.load(Ordering::Relaxed), 2000);
         // the timeout runs from the oldest unacknowledged batch
         assert_eq!(rel.deadline(), Some(t0 + Duration::from_secs(3600)));

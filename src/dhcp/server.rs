@@ -1,18 +1,26 @@
 //! The DHCP actor: owns the pools, the lease table and the sockets; turns
 //! received datagrams into replies with the pure handler; hands lease
-//! changes to the store writer, which makes them durable *before* it sends
-//! the ACKs that grant them (group commit: one `fdatasync` per batch).
+//! changes to the store writer, which makes them durable *before* the ACKs
+//! that grant them leave (group commit: one `fdatasync` per batch).
 //!
 //! ```text
 //!  UDP :67 readable ────►┐
 //!  commits / hooks ─Cmd─►│ DhcpServer (this actor) ──OFFER/NAK/INFORM──► Transmitter
 //!  1/4 s tick ──────────►┘        │ changes + ACKs
 //!                                 ▼
-//!                      store writer thread: append, fdatasync, then send ACKs
+//!                      store writer thread: append batch `lsn`, publish it
+//!                      (replication), fdatasync, then the ACKs of pools
+//!                      without a profile ──► Transmitter
+//!                                 │ ACKs of profiled pools (durable)
+//!                                 ▼
+//!                      ACK release thread: held until the partner's ack
+//!                      covers their batch (or no gate / degraded) ──► Transmitter
 //! ```
 //! The writer is a plain thread because `fdatasync` blocks; the actor keeps
 //! serving while a batch is being synced, and the next batch collects the
-//! requests that arrived meanwhile.
+//! requests that arrived meanwhile. Waiting for the hot-backup partner is
+//! the release thread's alone, so it never holds up a sync
+//! (`replication.rs` has the ordering guarantees).
 //!
 //! The writer fails closed: the ACKs of a batch whose sync fails, or that
 //! reach no writer, never leave; they are counted (`acks-withheld`) and
@@ -1674,5 +1682,43 @@ mod tests {
             }
         );
         rig.stop();
+    }
+
+    /// A gate opened again for a profile replaces the first: the first
+    /// one's held ACKs leave, and dropping it later leaves the new one in
+    /// place. A replica of a store that keeps no log cannot catch up (an
+    /// error, never a gap), and learns when the writer is gone.
+    #[tokio::test]
+    async fn a_reopened_gate_replaces_the_old_one() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+        };
+        let rig = Rig::new(Box::new(store), synced, 1);
+        let h = rig.st.replication.clone();
+        let old = h.gate("rbp", Duration::from_secs(3600));
+        rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(1, Some("rbp"))]);
+        until("batch 1 durable", || h.durable() == 1);
+        let new = h.gate("rbp", Duration::from_secs(3600));
+        assert_eq!(rig.sent(), (1, 1, false));
+        drop(old);
+        rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(2, Some("rbp"))]);
+        until("batch 2 durable", || h.durable() == 2);
+        rig.acked.store(true, Ordering::SeqCst);
+        new.acknowledge(2);
+        assert_eq!(rig.sent(), (2, 2, true), "held by the new gate");
+        let mut behind = h.subscribe_from(0);
+        assert!(matches!(
+            behind.next().await,
+            Err(replication::ReplicationError::NoLog)
+        ));
+        let mut ahead = h.subscribe_from(2);
+        rig.stop();
+        assert!(matches!(
+            ahead.next().await,
+            Err(replication::ReplicationError::Closed)
+        ));
     }
 }
