@@ -17,15 +17,19 @@
 //!
 //! Ordering guarantees:
 //! - LSNs are strictly increasing, one per sync batch with changes, never
-//!   reused (the log records them, see `leases.rs`), across restarts and
-//!   compactions. A batch's content never changes after it is published: a
-//!   failed sync keeps its records and writes them again, under the same
-//!   marker, with the next sync (a long outage may drop records that a
-//!   later batch supersedes, never the later one).
+//!   given to two batches (the log records them, see `leases.rs`), across
+//!   restarts and compactions. A batch's content never changes after it is
+//!   published: a failed sync keeps its records and writes them again,
+//!   under the same marker, with the next sync (a long outage may drop
+//!   records that a later batch supersedes, never the later one).
 //! - A batch is published *before* its fsync, so that the transfer to the
-//!   partner and the local fsync run at the same time. The partner may thus
-//!   hold a batch this router loses in a crash before its fsync; no ACK of
-//!   that batch left, and the batch backup reconciles it.
+//!   partner and the local fsync run at the same time. At most one batch is
+//!   ever published and not durable: the writer syncs one batch at a time,
+//!   and while the store fails, new changes gather in one batch published
+//!   once a sync works. The partner may thus hold one batch this router
+//!   loses in a crash before its fsync; no ACK of it left, the batch backup
+//!   reconciles it, and since each start skips one number, that batch's
+//!   number is never given to another.
 //! - An ACK is handed to the release stage only once its batch is durable
 //!   (a failed sync withholds it, as before); the release stage only waits
 //!   for the partner. Waiting for the partner never holds up the writer:
@@ -99,6 +103,8 @@ struct Tail {
     /// Numbers the gates, so that a gate replaced by another of the same
     /// profile no longer speaks for it.
     gate_ids: AtomicU64,
+    /// The number this start skipped (no batch has it).
+    skipped: u64,
 }
 
 /// Consecutive batches, and how many changes they hold.
@@ -442,8 +448,8 @@ pub struct ReplicationHandle<T> {
 }
 
 /// Build the writer's publisher and the handle around the stage's channel;
-/// `published` is the store's LSN, `max_changes` the tail's bound
-/// ([`TAIL_CHANGES`]).
+/// `published` is the number this start skipped (the store's LSN + 1),
+/// `max_changes` the tail's bound ([`TAIL_CHANGES`]).
 pub(crate) fn channel<T>(
     published: u64,
     log: Option<LogReader>,
@@ -459,6 +465,7 @@ pub(crate) fn channel<T>(
         durable: durable_rx,
         log,
         gate_ids: AtomicU64::new(0),
+        skipped: published,
     });
     (
         Publisher {
@@ -566,6 +573,9 @@ impl Subscriber {
                     Replicated::Batch { lsn, .. } | Replicated::Snapshot { lsn, .. } => lsn + 1,
                 };
                 return Ok(r);
+            }
+            if self.next == self.tail.skipped {
+                self.next += 1;
             }
             // seen before the look-up: a batch published after it wakes us
             self.published.borrow_and_update();

@@ -296,6 +296,9 @@ struct Writer {
     release: std::sync::mpsc::Sender<ReleaseMsg<Out>>,
     /// LSN of the last batch begun.
     lsn: u64,
+    /// Whether the last sync worked (a batch is handed out before its
+    /// sync only then).
+    healthy: bool,
     /// The changes of the batch being gathered (begun in the store).
     open: Option<Vec<Change>>,
     /// Replies waiting for the sync: (batch LSN, reply).
@@ -336,22 +339,22 @@ impl Writer {
     /// Publish the batch gathered (its transfer to the partner starts),
     /// sync it meanwhile, then let its ACKs go: at once for pools without
     /// a profile, through the release stage for the others.
+    ///
+    /// While the store fails, the batch is handed out only once a sync
+    /// succeeds, and the changes of the jobs meanwhile join it: at most
+    /// one batch is ever handed out and not durable.
     fn flush(&mut self) {
-        if let Some(changes) = self.open.take() {
-            let n = changes.len() as u64;
-            self.publisher.publish(self.lsn, Arc::new(changes));
-            let _ = self.release.send(ReleaseMsg::Published {
-                lsn: self.lsn,
-                changes: n,
-                at: Instant::now(),
-            });
+        if self.healthy {
+            self.publish();
         }
         let n = std::mem::take(&mut self.waiting);
         match self.store.sync() {
             Ok(()) => {
+                self.healthy = true;
                 if self.counters.store_failed.swap(false, Ordering::Relaxed) {
                     info!("lease store works again: ACKs go out");
                 }
+                self.publish();
                 self.publisher.durable(self.lsn);
                 let mut now = Vec::with_capacity(self.pending.len());
                 let mut gated = Vec::new();
@@ -372,9 +375,23 @@ impl Writer {
             Err(e) => {
                 // fail closed: the store keeps the records and writes them
                 // again with the next batch; the clients ask again
+                self.healthy = false;
                 self.counters.withhold(n, &e);
                 self.pending.clear();
             }
+        }
+    }
+
+    /// Hand the batch gathered to the subscribers and the release stage.
+    fn publish(&mut self) {
+        if let Some(changes) = self.open.take() {
+            let n = changes.len() as u64;
+            self.publisher.publish(self.lsn, Arc::new(changes));
+            let _ = self.release.send(ReleaseMsg::Published {
+                lsn: self.lsn,
+                changes: n,
+                at: Instant::now(),
+            });
         }
     }
 }
@@ -465,7 +482,9 @@ impl Stages {
             path: "lease threads".into(),
             source,
         };
-        let lsn = store.lsn();
+        // one number skipped at each start: the batch a crash may have
+        // caught handed out but not on disk keeps its number to itself
+        let lsn = store.lsn() + 1;
         let (rtx, rrx) = std::sync::mpsc::channel();
         let (publisher, replication) = replication::channel(lsn, store.log(), rtx.clone(), tail);
         let rc = counters.clone();
@@ -480,6 +499,7 @@ impl Stages {
             publisher,
             release: rtx.clone(),
             lsn,
+            healthy: true,
             open: None,
             pending: Vec::new(),
             waiting: 0,
@@ -1111,9 +1131,9 @@ mod tests {
         srv.apply_config(cfg(vec![a3]));
         assert_eq!(leases(&shared), vec![(ip("10.0.0.10"), Origin::Local)]);
         // the removals are the log's first batch (the commits before
-        // changed no lease)
+        // changed no lease; a start skips a number)
         let mut removed = match next(&mut log).await {
-            Replicated::Batch { lsn: 1, changes } => (*changes).clone(),
+            Replicated::Batch { lsn: 2, changes } => (*changes).clone(),
             r => panic!("{r:?}"),
         };
         removed.sort_by_key(|c| format!("{c:?}"));
@@ -1142,7 +1162,7 @@ mod tests {
         assert_eq!(
             next(&mut log).await,
             Replicated::Batch {
-                lsn: 2,
+                lsn: 3,
                 changes: Arc::new(vec![Change::Upsert(peer)])
             }
         );
@@ -1398,12 +1418,13 @@ mod tests {
     }
 
     /// A store in memory whose syncs are counted and, with `go`, each wait
-    /// for the test's word.
-    #[derive(Debug)]
+    /// for the test's word; they fail (EIO) while `fail` is set.
+    #[derive(Debug, Default)]
     struct Paced {
         mem: MemStore,
         go: Option<std::sync::mpsc::Receiver<()>>,
         synced: Arc<AtomicU64>,
+        fail: Arc<AtomicBool>,
     }
 
     impl LeaseStore for Paced {
@@ -1423,6 +1444,12 @@ mod tests {
             if let Some(go) = &self.go {
                 let _ = go.recv();
             }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(crate::dhcp::leases::StoreError::Io {
+                    path: "paced".into(),
+                    source: std::io::Error::from_raw_os_error(libc::EIO),
+                });
+            }
             self.synced.fetch_add(1, Ordering::SeqCst);
             self.mem.sync()
         }
@@ -1438,6 +1465,7 @@ mod tests {
     /// flags it records.
     struct Rig {
         st: Stages,
+        counters: Arc<Counters>,
         out: Arc<dyn Outbox>,
         sent: std::sync::mpsc::Receiver<(u32, u64, bool)>,
         acked: Arc<AtomicBool>,
@@ -1445,7 +1473,8 @@ mod tests {
 
     impl Rig {
         fn new(store: Box<dyn LeaseStore>, synced: Arc<AtomicU64>, tail: usize) -> Rig {
-            let st = Stages::start(store, Arc::new(Counters::default()), tail).unwrap();
+            let counters = Arc::new(Counters::default());
+            let st = Stages::start(store, counters.clone(), tail).unwrap();
             let acked = Arc::new(AtomicBool::new(false));
             let (tx, sent) = std::sync::mpsc::channel();
             let out = Arc::new(Recorder {
@@ -1455,6 +1484,7 @@ mod tests {
             });
             Rig {
                 st,
+                counters,
                 out,
                 sent,
                 acked,
@@ -1503,6 +1533,7 @@ mod tests {
             mem: MemStore::default(),
             go: Some(go_rx),
             synced: synced.clone(),
+            ..Default::default()
         };
         let rig = Rig::new(Box::new(store), synced.clone(), replication::TAIL_CHANGES);
         let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
@@ -1520,28 +1551,28 @@ mod tests {
         assert_eq!(
             b1,
             Replicated::Batch {
-                lsn: 1,
+                lsn: 2,
                 changes: Arc::new(vec![Change::Upsert(x)])
             }
         );
         rig.acked.store(true, Ordering::SeqCst);
-        gate.acknowledge(1);
+        gate.acknowledge(2);
         until("the partner's ack seen", || {
-            gate.stats().acked.load(Ordering::SeqCst) == 1
+            gate.stats().acked.load(Ordering::SeqCst) == 2
         });
         go.send(()).unwrap();
         assert_eq!(rig.sent(), (1, 1, true), "sent after the sync");
-        // durable first, then replicated
+        // durable first, then replicated (a start skipped number 1)
         rig.acked.store(false, Ordering::SeqCst);
         rig.write(vec![Change::Upsert(y)], &[(2, Some("rbp"))]);
         assert!(matches!(
             next(&mut log).await,
-            Replicated::Batch { lsn: 2, .. }
+            Replicated::Batch { lsn: 3, .. }
         ));
         go.send(()).unwrap();
-        until("batch 2 durable", || rig.st.replication.durable() == 2);
+        until("batch 3 durable", || rig.st.replication.durable() == 3);
         rig.acked.store(true, Ordering::SeqCst);
-        gate.acknowledge(2);
+        gate.acknowledge(3);
         assert_eq!(rig.sent(), (2, 2, true), "sent after the partner's ack");
         // no profile, or a profile without a gate: durable is enough
         rig.acked.store(false, Ordering::SeqCst);
@@ -1571,6 +1602,7 @@ mod tests {
             mem: MemStore::default(),
             go: None,
             synced: synced.clone(),
+            ..Default::default()
         };
         let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
         let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
@@ -1584,7 +1616,7 @@ mod tests {
         assert_eq!(st.unsent.load(Ordering::SeqCst), 3);
         assert_eq!(st.released_degraded.load(Ordering::SeqCst), 1);
         // the partner catches up
-        gate.acknowledge(1);
+        gate.acknowledge(2);
         until("up again", || {
             !st.degraded.load(Ordering::SeqCst) && st.unsent.load(Ordering::SeqCst) == 0
         });
@@ -1597,7 +1629,7 @@ mod tests {
         slow.set_degraded(false);
         until("rbp2 up", || !slow.stats().degraded.load(Ordering::SeqCst));
         rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(6, Some("rbp2"))]);
-        until("batch 3 durable", || rig.st.replication.durable() == 3);
+        until("batch 4 durable", || rig.st.replication.durable() == 4);
         drop(slow);
         assert_eq!(rig.sent(), (6, 3, false));
         drop(gate);
@@ -1621,17 +1653,18 @@ mod tests {
             .map(|i| lease(&format!("10.0.1.{i}"), "a", i))
             .collect();
         let mut batch = 0u64;
+        // batch n (from 2: a start skips a number) upserts leases[n - 2]
         let put = |rig: &Rig, batch: &mut u64| {
             let l = &leases[*batch as usize];
             *batch += 1;
             rig.write(vec![Change::Upsert(l.clone())], &[]);
-            until("durable", || rig.st.replication.durable() == *batch);
+            until("durable", || rig.st.replication.durable() == *batch + 1);
         };
         for _ in 0..20 {
             put(&rig, &mut batch);
         }
-        for lsn in 1..=20u64 {
-            let want = Change::Upsert(leases[lsn as usize - 1].clone());
+        for lsn in 2..=21u64 {
+            let want = Change::Upsert(leases[lsn as usize - 2].clone());
             assert_eq!(
                 next(&mut idle).await,
                 Replicated::Batch {
@@ -1650,7 +1683,7 @@ mod tests {
             assert!(batch < 200, "compacted");
             put(&rig, &mut batch);
         }
-        let last = batch;
+        let last = batch + 1;
         let mut late = rig.st.replication.subscribe_from(1);
         let Replicated::Snapshot {
             lsn: s,
@@ -1659,25 +1692,25 @@ mod tests {
         else {
             panic!("a snapshot first");
         };
-        assert!((20..last).contains(&s), "{s} {last}");
+        assert!((21..last).contains(&s), "{s} {last}");
         got.sort_by_key(|l| l.ip);
-        assert_eq!(got, leases[..s as usize]);
+        assert_eq!(got, leases[..s as usize - 1]);
         for lsn in s + 1..=last {
             assert!(matches!(next(&mut late).await, Replicated::Batch { lsn: n, .. } if n == lsn));
         }
         rig.stop();
         // a restart goes on from the last LSN
         let mut store = file_store(d);
-        assert_eq!(store.load().unwrap().len(), last as usize);
+        assert_eq!(store.load().unwrap().len(), last as usize - 1);
         assert_eq!(store.lsn(), last);
         let rig = Rig::new(store, Arc::new(AtomicU64::new(0)), 2);
-        assert_eq!(rig.st.replication.durable(), last);
+        assert_eq!(rig.st.replication.durable(), last + 1);
         let mut after = rig.st.replication.subscribe_from(last);
         rig.write(vec![Change::Delete(leases[0].ip)], &[]);
         assert_eq!(
             next(&mut after).await,
             Replicated::Batch {
-                lsn: last + 1,
+                lsn: last + 2,
                 changes: Arc::new(vec![Change::Delete(leases[0].ip)])
             }
         );
@@ -1695,30 +1728,87 @@ mod tests {
             mem: MemStore::default(),
             go: None,
             synced: synced.clone(),
+            ..Default::default()
         };
         let rig = Rig::new(Box::new(store), synced, 1);
         let h = rig.st.replication.clone();
         let old = h.gate("rbp", Duration::from_secs(3600));
         rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(1, Some("rbp"))]);
-        until("batch 1 durable", || h.durable() == 1);
+        until("batch 2 durable", || h.durable() == 2);
         let new = h.gate("rbp", Duration::from_secs(3600));
         assert_eq!(rig.sent(), (1, 1, false));
         drop(old);
         rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(2, Some("rbp"))]);
-        until("batch 2 durable", || h.durable() == 2);
+        until("batch 3 durable", || h.durable() == 3);
         rig.acked.store(true, Ordering::SeqCst);
-        new.acknowledge(2);
+        new.acknowledge(3);
         assert_eq!(rig.sent(), (2, 2, true), "held by the new gate");
         let mut behind = h.subscribe_from(0);
         assert!(matches!(
             behind.next().await,
             Err(replication::ReplicationError::NoLog)
         ));
-        let mut ahead = h.subscribe_from(2);
+        let mut ahead = h.subscribe_from(3);
         rig.stop();
         assert!(matches!(
             ahead.next().await,
             Err(replication::ReplicationError::Closed)
         ));
+    }
+
+    /// Issue 10: while the store fails, the changes written meanwhile
+    /// gather in one batch, handed out only once a sync works: at most one
+    /// batch is ever out and not durable (the one a crash may lose, whose
+    /// number the next start skips).
+    #[tokio::test]
+    async fn a_failing_store_hands_out_no_new_batch_until_it_works() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(AtomicBool::new(true));
+        let store = Paced {
+            synced: synced.clone(),
+            fail: fail.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let mut log = rig.st.replication.subscribe_from(0);
+        let (a, b, c) = (
+            Change::Delete(ip("10.0.0.1")),
+            Change::Delete(ip("10.0.0.2")),
+            Change::Delete(ip("10.0.0.3")),
+        );
+        rig.write(vec![a.clone()], &[(1, None)]);
+        // handed out before its sync, which fails
+        let b2 = next(&mut log).await;
+        assert_eq!(
+            b2,
+            Replicated::Batch {
+                lsn: 2,
+                changes: Arc::new(vec![a])
+            }
+        );
+        // each synced in vain, one after the other
+        let withheld = |n| {
+            until("withheld", || {
+                rig.counters.acks_withheld.load(Ordering::SeqCst) == n
+            })
+        };
+        rig.write(vec![b.clone()], &[(2, None)]);
+        withheld(2);
+        rig.write(vec![c.clone()], &[(3, None)]);
+        withheld(3);
+        fail.store(false, Ordering::SeqCst);
+        assert_eq!(
+            next(&mut log).await,
+            Replicated::Batch {
+                lsn: 3,
+                changes: Arc::new(vec![b, c])
+            }
+        );
+        until("durable", || rig.st.replication.durable() == 3);
+        assert!(
+            rig.sent.try_recv().is_err(),
+            "the failed batch's ACK withheld"
+        );
+        rig.stop();
     }
 }
