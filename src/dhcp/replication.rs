@@ -46,7 +46,7 @@
 //!   up again once the partner has acknowledged every published batch.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -105,6 +105,9 @@ struct Tail {
     gate_ids: AtomicU64,
     /// The number this start skipped (no batch has it).
     skipped: u64,
+    /// Gates open: without any, the writer tells the release stage
+    /// nothing about the batches (no wake-up of its thread per batch).
+    gates: AtomicUsize,
 }
 
 /// Consecutive batches, and how many changes they hold.
@@ -172,6 +175,12 @@ impl Publisher {
     pub(crate) fn durable(&self, lsn: u64) {
         self.durable.send_replace(lsn);
     }
+
+    /// Whether a gate is open (asked after `publish`): a gate opened
+    /// later counts the batches published before it as covered.
+    pub(crate) fn gated(&self) -> bool {
+        self.tail.gates.load(Ordering::SeqCst) > 0
+    }
 }
 
 /// Messages to the ACK release stage.
@@ -189,6 +198,8 @@ pub(crate) enum ReleaseMsg<T> {
         gate: GateKey,
         timeout: Duration,
         stats: Arc<GateStats>,
+        /// The last LSN published when the gate opened.
+        published: u64,
     },
     Close(GateKey),
     Acked(GateKey, u64),
@@ -311,9 +322,11 @@ impl<T> Release<T> {
                 gate,
                 timeout,
                 stats,
+                published,
             } => {
                 // what was published before the gate opened is not its to
                 // wait for (the batch backup covers it)
+                self.published = self.published.max(published);
                 let g = GateState {
                     id: gate.id,
                     unsent: 0,
@@ -466,6 +479,7 @@ pub(crate) fn channel<T>(
         log,
         gate_ids: AtomicU64::new(0),
         skipped: published,
+        gates: AtomicUsize::new(0),
     });
     (
         Publisher {
@@ -505,13 +519,18 @@ impl<T> ReplicationHandle<T> {
             id: self.tail.gate_ids.fetch_add(1, Ordering::Relaxed),
         };
         let stats = Arc::new(GateStats::default());
+        // counted before the position is read: a batch published after
+        // the read is announced to the release stage (see `gated`)
+        self.tail.gates.fetch_add(1, Ordering::SeqCst);
         let _ = self.release.send(ReleaseMsg::Open {
             gate: key.clone(),
             timeout: ack_timeout,
             stats: stats.clone(),
+            published: *self.tail.published.borrow(),
         });
         Gate {
             key,
+            tail: self.tail.clone(),
             release: self.release.clone(),
             stats,
         }
@@ -522,6 +541,7 @@ impl<T> ReplicationHandle<T> {
 #[derive(Debug)]
 pub struct Gate<T> {
     key: GateKey,
+    tail: Arc<Tail>,
     release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
     stats: Arc<GateStats>,
 }
@@ -548,6 +568,7 @@ impl<T> Gate<T> {
 impl<T> Drop for Gate<T> {
     fn drop(&mut self) {
         let _ = self.release.send(ReleaseMsg::Close(self.key.clone()));
+        self.tail.gates.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -641,6 +662,7 @@ mod tests {
             id: 0,
         };
         let open = ReleaseMsg::Open {
+            published: 0,
             gate: p.clone(),
             timeout: Duration::from_secs(3600),
             stats: stats.clone(),

@@ -387,11 +387,13 @@ impl Writer {
         if let Some(changes) = self.open.take() {
             let n = changes.len() as u64;
             self.publisher.publish(self.lsn, Arc::new(changes));
-            let _ = self.release.send(ReleaseMsg::Published {
-                lsn: self.lsn,
-                changes: n,
-                at: Instant::now(),
-            });
+            if self.publisher.gated() {
+                let _ = self.release.send(ReleaseMsg::Published {
+                    lsn: self.lsn,
+                    changes: n,
+                    at: Instant::now(),
+                });
+            }
         }
     }
 }
