@@ -1395,7 +1395,10 @@ pub struct LogReader {
 impl LogReader {
     /// The batches after `after` up to `upto` (batches past `upto` may be
     /// partly written: they are not read), or a snapshot first when the
-    /// log starts past `after`. Blocking: reads the whole log.
+    /// log starts past `after`. Records before the first batch marker of a
+    /// log that has no snapshot marker (written before markers existed)
+    /// belong to no batch and are not returned. Blocking: reads the whole
+    /// log.
     pub fn read(&self, after: u64, upto: u64) -> Result<Vec<Logged>, StoreError> {
         let err = |source| StoreError::Io {
             path: self.path.display().to_string(),

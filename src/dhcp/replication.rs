@@ -38,7 +38,9 @@
 //! - A subscriber sees every batch after its starting point, in order,
 //!   without gaps: from the in-memory tail while it keeps up, else from the
 //!   log on disk (batches up to the durable LSN), and when the log was
-//!   compacted past it, from the compaction snapshot first.
+//!   compacted past it, from the compaction snapshot first. (A number a
+//!   start skipped carries nothing; records written before the log had
+//!   markers belong to no batch and reach the partner by batch backup.)
 //! - Acknowledgements are cumulative: `acknowledge(n)` covers every batch up
 //!   to `n`. A gate that hears nothing for a published batch within its ack
 //!   timeout is degraded: its held ACKs go out on durability alone and it
