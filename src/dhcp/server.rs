@@ -301,7 +301,8 @@ struct Writer {
     healthy: bool,
     /// The changes of the batch being gathered (begun in the store).
     open: Option<Vec<Change>>,
-    /// Replies waiting for the sync: (batch LSN, reply).
+    /// Replies waiting for the sync: (batch LSN, profile of the pool,
+    /// reply).
     pending: Vec<(u64, Option<Arc<str>>, Out)>,
     /// How many replies wait, with the ones that have no socket.
     waiting: usize,
