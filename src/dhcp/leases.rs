@@ -6,6 +6,19 @@
 //! only a hold on an address, never persisted. The store is an append-only
 //! log of checksummed lines (`leases.log`) compacted by rewrite + rename.
 //!
+//! Format: one record per line, `CRC BODY\n` (CRC-32 of BODY in hex). A
+//! body is a lease change (`U ip pool hw client-id hostname state lifetime
+//! expires origin`, `D ip`) or, since hot backup (issue 10), a marker that
+//! numbers what follows: `B lsn` opens sync batch `lsn` (its changes follow
+//! it, up to the next marker), `S lsn` opens a compaction snapshot (the
+//! live leases as of batch `lsn`; only ever first in the log). Log sequence
+//! numbers (LSN) are strictly increasing and never reused: the store's LSN
+//! is the largest marker found, so numbering goes on across restarts and
+//! compactions. Logs written before markers existed load unchanged (their
+//! records belong to no batch: LSN 0); a daemon older than the markers
+//! reads a marker as a damaged record and skips it (the log is not
+//! downgrade-safe, its leases are).
+//!
 //! What the log looks like after each failure, and what the next load does:
 //! - a crash inside a write leaves a torn last line (no newline before the
 //!   zeros written ahead or the end of the file): cut off;
@@ -162,6 +175,15 @@ pub struct LeaseEvent {
 pub enum Change {
     Upsert(Lease),
     Delete(Ipv4Addr),
+}
+
+/// One line of the lease log: a change, or a marker numbering the changes
+/// that follow it (see the module header).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Record {
+    Change(Change),
+    Batch(u64),
+    Snapshot(u64),
 }
 
 /// Per-pool address usage.
@@ -502,6 +524,16 @@ pub trait LeaseStore: Send {
     /// Every lease stored, latest version of each.
     fn load(&mut self) -> Result<Vec<Lease>, StoreError>;
     fn append(&mut self, changes: &[Change]) -> Result<(), StoreError>;
+    /// The changes appended from now on up to the next `begin` are sync
+    /// batch `lsn` (larger than every LSN before it); durable with them.
+    fn begin(&mut self, lsn: u64);
+    /// The largest LSN stored (after `load`) or begun; 0 for none.
+    fn lsn(&self) -> u64;
+    /// A reader of the stored log for replicas that fell behind, if the
+    /// store keeps one.
+    fn log(&self) -> Option<LogReader> {
+        None
+    }
     fn sync(&mut self) -> Result<(), StoreError>;
     /// Replace the stored history by `live` (durably).
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError>;
@@ -527,6 +559,7 @@ pub struct MemStore {
     pub leases: HashMap<Ipv4Addr, Lease>,
     pub synced: u64,
     pub appended: u64,
+    pub lsn: u64,
 }
 
 impl LeaseStore for MemStore {
@@ -546,6 +579,12 @@ impl LeaseStore for MemStore {
             self.appended += 1;
         }
         Ok(())
+    }
+    fn begin(&mut self, lsn: u64) {
+        self.lsn = lsn;
+    }
+    fn lsn(&self) -> u64 {
+        self.lsn
     }
     fn sync(&mut self) -> Result<(), StoreError> {
         self.synced += 1;
@@ -572,6 +611,8 @@ pub struct FileStore {
     /// again, from `end`, by the next sync).
     buf: Vec<u8>,
     records: u64,
+    /// The largest LSN loaded or begun.
+    lsn: u64,
     /// End of the durable records (the file may be longer: zeros written
     /// ahead, or what a failed sync left, which the next sync overwrites).
     end: u64,
@@ -627,6 +668,7 @@ impl FileStore {
             file: None,
             buf: Vec::with_capacity(64 * 1024),
             records: 0,
+            lsn: 0,
             end: 0,
             alloc: 0,
             positioned: false,
@@ -844,6 +886,12 @@ pub fn encode_record_into(c: &Change, out: &mut Vec<u8>) {
             let _ = write!(out, "D {ip}");
         }
     }
+    seal(out, start, body);
+}
+
+/// Write the checksum of the body that starts at `body` into the field at
+/// `start`, and end the line.
+fn seal(out: &mut Vec<u8>, start: usize, body: usize) {
     let crc = crc32fast::hash(&out[body..]);
     for (i, d) in out[start..start + 8].iter_mut().enumerate() {
         *d = HEX[((crc >> (28 - 4 * i)) & 15) as usize];
@@ -851,14 +899,43 @@ pub fn encode_record_into(c: &Change, out: &mut Vec<u8>) {
     out.push(b'\n');
 }
 
-/// Parse one record line (without its newline); None when torn or corrupt.
+/// A marker line (`B lsn` or `S lsn`) appended to `out`.
+fn encode_marker_into(r: &Record, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    let start = out.len();
+    out.extend_from_slice(b"00000000 ");
+    let body = out.len();
+    let _ = match r {
+        Record::Batch(lsn) => write!(out, "B {lsn}"),
+        Record::Snapshot(lsn) => write!(out, "S {lsn}"),
+        Record::Change(c) => {
+            out.truncate(start);
+            encode_record_into(c, out);
+            return;
+        }
+    };
+    seal(out, start, body);
+}
+
+/// Parse one change record line (without its newline); None when torn or
+/// corrupt, or a marker.
 pub fn decode_record(line: &str) -> Option<Change> {
+    match decode_line(line)? {
+        Record::Change(c) => Some(c),
+        Record::Batch(_) | Record::Snapshot(_) => None,
+    }
+}
+
+/// Parse one line (without its newline); None when torn or corrupt.
+fn decode_line(line: &str) -> Option<Record> {
     let (crc, body) = line.split_once(' ')?;
     if u32::from_str_radix(crc, 16).ok()? != crc32fast::hash(body.as_bytes()) {
         return None;
     }
     let f: Vec<&str> = body.split(' ').collect();
-    match f.as_slice() {
+    let c = match f.as_slice() {
+        ["B", lsn] => return Some(Record::Batch(lsn.parse().ok()?)),
+        ["S", lsn] => return Some(Record::Snapshot(lsn.parse().ok()?)),
         ["D", ip] => Some(Change::Delete(ip.parse().ok()?)),
         ["U", ip, pool, hw, cid, host, state, life, exp, origin] => Some(Change::Upsert(Lease {
             ip: ip.parse().ok()?,
@@ -880,12 +957,13 @@ pub fn decode_record(line: &str) -> Option<Change> {
             },
         })),
         _ => None,
-    }
+    };
+    c.map(Record::Change)
 }
 
-/// [`decode_record`] of raw bytes (a damaged record need not be UTF-8).
-fn decode_bytes(line: &[u8]) -> Option<Change> {
-    decode_record(std::str::from_utf8(line).ok()?)
+/// [`decode_line`] of raw bytes (a damaged record need not be UTF-8).
+fn decode_bytes(line: &[u8]) -> Option<Record> {
+    decode_line(std::str::from_utf8(line).ok()?)
 }
 
 /// Whether `b` starts like a record: eight lower-case hex digits and a
@@ -914,7 +992,7 @@ struct Scan {
 /// Replay the records of `data` in order. Records are lines, so a damaged
 /// one costs only its line: the next record starts after the newline. A
 /// damaged newline joins two records in one line; [`resync`] finds them.
-fn scan(data: &[u8], mut apply: impl FnMut(Change)) -> Scan {
+fn scan(data: &[u8], mut apply: impl FnMut(Record)) -> Scan {
     let mut s = Scan::default();
     let mut pos = 0;
     while pos < data.len() {
@@ -955,7 +1033,7 @@ fn scan(data: &[u8], mut apply: impl FnMut(Change)) -> Scan {
 /// byte before it is the damaged newline, and so on towards the start.
 /// One pass: a line of many joined records costs no more than its length
 /// times the few record-like starts in each record.
-fn resync(line: &[u8], out: &mut Vec<Change>) {
+fn resync(line: &[u8], out: &mut Vec<Record>) {
     let first = out.len();
     let mut end = line.len();
     let mut i = end;
@@ -976,22 +1054,29 @@ fn resync(line: &[u8], out: &mut Vec<Change>) {
     out[first..].reverse();
 }
 
-/// Apply a replayed change to a map of the live leases.
-fn replay(map: &mut HashMap<Ipv4Addr, Lease>, c: Change) {
-    match c {
-        Change::Upsert(l) => {
+/// Apply a replayed record to a map of the live leases and the largest
+/// LSN seen.
+fn replay(map: &mut HashMap<Ipv4Addr, Lease>, lsn: &mut u64, r: Record) {
+    match r {
+        Record::Change(Change::Upsert(l)) => {
             map.insert(l.ip, l);
         }
-        Change::Delete(ip) => {
+        Record::Change(Change::Delete(ip)) => {
             map.remove(&ip);
         }
+        Record::Batch(n) | Record::Snapshot(n) => *lsn = (*lsn).max(n),
     }
 }
 
-/// The records of `leases`, and how many.
-fn encode_all<'a>(leases: impl Iterator<Item = &'a Lease>) -> (Vec<u8>, u64) {
+/// The records of `leases` as a snapshot of batch `lsn` (no marker for
+/// LSN 0: a log without markers is that), and how many.
+fn encode_all<'a>(leases: impl Iterator<Item = &'a Lease>, lsn: u64) -> (Vec<u8>, u64) {
     let mut data = Vec::new();
     let mut n = 0;
+    if lsn > 0 {
+        encode_marker_into(&Record::Snapshot(lsn), &mut data);
+        n += 1;
+    }
     for l in leases {
         encode_record_into(&Change::Upsert(l.clone()), &mut data);
         n += 1;
@@ -1007,9 +1092,10 @@ fn coalesce(buf: &[u8]) -> (Vec<u8>, u64) {
         .split_inclusive(|b| *b == b'\n')
         .map(|line| {
             let ip = match decode_bytes(line.strip_suffix(b"\n").unwrap_or(line)) {
-                Some(Change::Upsert(l)) => Some(l.ip),
-                Some(Change::Delete(ip)) => Some(ip),
-                None => None,
+                Some(Record::Change(Change::Upsert(l))) => Some(l.ip),
+                Some(Record::Change(Change::Delete(ip))) => Some(ip),
+                // markers stay where they are
+                Some(Record::Batch(_) | Record::Snapshot(_)) | None => None,
             };
             (ip, line)
         })
@@ -1045,7 +1131,9 @@ impl LeaseStore for FileStore {
             Err(e) => return Err(self.err(e)),
         };
         let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
-        let s = scan(&data, |c| replay(&mut map, c));
+        let mut lsn = 0;
+        let s = scan(&data, |r| replay(&mut map, &mut lsn, r));
+        self.lsn = lsn;
         self.buf.clear();
         self.dirty = 0;
         if !s.damaged.is_empty() {
@@ -1066,7 +1154,7 @@ impl LeaseStore for FileStore {
                 leases = map.len(),
                 "lease log has damaged records: skipped, copy kept, log rewritten"
             );
-            let (data, n) = encode_all(map.values());
+            let (data, n) = encode_all(map.values(), lsn);
             match self.rewrite(&data, n) {
                 // the new log is in place; the next sync retries
                 Err(e) if self.dir_sync_pending => {
@@ -1098,6 +1186,22 @@ impl LeaseStore for FileStore {
             self.records = s.records;
         }
         Ok(map.into_values().collect())
+    }
+
+    fn begin(&mut self, lsn: u64) {
+        encode_marker_into(&Record::Batch(lsn), &mut self.buf);
+        self.records += 1;
+        self.lsn = lsn;
+    }
+
+    fn lsn(&self) -> u64 {
+        self.lsn
+    }
+
+    fn log(&self) -> Option<LogReader> {
+        Some(LogReader {
+            path: self.path.clone(),
+        })
     }
 
     fn append(&mut self, changes: &[Change]) -> Result<(), StoreError> {
@@ -1186,7 +1290,7 @@ impl LeaseStore for FileStore {
 
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError> {
         self.sync()?;
-        let (data, n) = encode_all(live.iter());
+        let (data, n) = encode_all(live.iter(), self.lsn);
         self.rewrite(&data, n)
     }
 
@@ -1213,7 +1317,8 @@ impl LeaseStore for FileStore {
                 let mut log = Vec::with_capacity(upto as usize);
                 File::open(&path)?.take(upto).read_to_end(&mut log)?;
                 let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
-                let s = scan(&log, |c| replay(&mut map, c));
+                let mut lsn = 0;
+                let s = scan(&log, |r| replay(&mut map, &mut lsn, r));
                 if !s.damaged.is_empty() {
                     // the next start keeps a copy before it skips them
                     return Err(std::io::Error::other(format!(
@@ -1221,7 +1326,7 @@ impl LeaseStore for FileStore {
                         s.damaged.len()
                     )));
                 }
-                let (data, records) = encode_all(map.values());
+                let (data, records) = encode_all(map.values(), lsn);
                 let mut f = File::create(&tmp)?;
                 f.write_all(&data)?;
                 f.sync_all()?;
@@ -1268,6 +1373,81 @@ impl LeaseStore for FileStore {
         Ok(true)
     }
 }
+/// What a replica that fell behind gets from the log, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Logged {
+    /// Sync batch `lsn`: its changes, in order.
+    Batch { lsn: u64, changes: Vec<Change> },
+    /// The log no longer goes back far enough (it was compacted since):
+    /// every live lease as of batch `lsn`, to reconcile with, after which
+    /// the batches follow.
+    Snapshot { lsn: u64, leases: Vec<Lease> },
+}
+
+/// Reads the lease log of a [`FileStore`] from another thread (the file is
+/// replaced whole by a compaction, appended to otherwise, so any one read
+/// of it is a consistent log).
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    path: PathBuf,
+}
+
+impl LogReader {
+    /// The batches after `after` up to `upto` (batches past `upto` may be
+    /// partly written: they are not read), or a snapshot first when the
+    /// log starts past `after`. Records before the first batch marker of a
+    /// log that has no snapshot marker (written before markers existed)
+    /// belong to no batch and are not returned. Blocking: reads the whole
+    /// log.
+    pub fn read(&self, after: u64, upto: u64) -> Result<Vec<Logged>, StoreError> {
+        let err = |source| StoreError::Io {
+            path: self.path.display().to_string(),
+            source,
+        };
+        let data = std::fs::read(&self.path).map_err(err)?;
+        // the log's first section: a snapshot, or records of no batch
+        let mut base = 0;
+        let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
+        let mut out = Vec::new();
+        // the batch being read: whether it is sent, and its changes
+        let mut cur: Option<(u64, Vec<Change>)> = None;
+        let mut in_base = true;
+        scan(&data, |r| match r {
+            Record::Snapshot(n) => base = n,
+            Record::Batch(n) => {
+                in_base = false;
+                if let Some((lsn, changes)) = cur.take() {
+                    out.push(Logged::Batch { lsn, changes });
+                }
+                if n > after && n <= upto {
+                    cur = Some((n, Vec::new()));
+                }
+            }
+            Record::Change(c) => {
+                if in_base {
+                    let mut lsn = 0;
+                    replay(&mut map, &mut lsn, Record::Change(c));
+                } else if let Some((_, changes)) = &mut cur {
+                    changes.push(c);
+                }
+            }
+        });
+        if let Some((lsn, changes)) = cur.take() {
+            out.push(Logged::Batch { lsn, changes });
+        }
+        if after < base {
+            out.insert(
+                0,
+                Logged::Snapshot {
+                    lsn: base,
+                    leases: map.into_values().collect(),
+                },
+            );
+        }
+        Ok(out)
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1594,6 +1774,7 @@ pub(crate) mod tests {
         let nl: Vec<usize> = (0..data.len()).filter(|i| data[*i] == b'\n').collect();
         data[nl[0]] = b'#';
         data[nl[1]] = 0xff;
+        let recs: Vec<Record> = recs.into_iter().map(Record::Change).collect();
         let mut got = Vec::new();
         let s = scan(&data, |c| got.push(c));
         assert_eq!(got, recs);
@@ -1864,5 +2045,109 @@ pub(crate) mod tests {
         let (ch, _) = t.expire(200);
         assert_eq!(ch, vec![Change::Delete(a.ip)]);
         assert!(t.is_empty());
+    }
+
+    /// Issue 10: each sync batch is numbered in the log (`B lsn`); the
+    /// store's LSN is found again after a reload and after a compaction
+    /// (the snapshot carries it as `S lsn`), and a log written before the
+    /// markers loads as LSN 0 and takes them from then on.
+    #[test]
+    fn lsn_survives_reload_and_compaction() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // an old log: records, no marker
+        let a = log_of(d, &[5]).0.remove(0);
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        let c = lease("10.0.0.7", 6, LeaseState::Bound, 100);
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap(), vec![a.clone()]);
+        assert_eq!(s.lsn(), 0);
+        s.begin(1);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.begin(2);
+        s.append(&[Change::Upsert(c.clone())]).unwrap();
+        s.sync().unwrap();
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap().len(), 3);
+        assert_eq!(s.lsn(), 2);
+        // in the caller's thread
+        s.compact(&[a.clone(), b.clone(), c.clone()]).unwrap();
+        let log = std::fs::read(d.join(LOG)).unwrap();
+        assert_eq!(&log[9..12], b"S 2");
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap().len(), 3);
+        assert_eq!(s.lsn(), 2);
+        // in the background, with a batch synced meanwhile
+        s.begin(3);
+        s.append(&[Change::Delete(a.ip)]).unwrap();
+        s.sync().unwrap();
+        s.compact_start().unwrap();
+        s.begin(4);
+        s.append(&[Change::Delete(b.ip)]).unwrap();
+        s.sync().unwrap();
+        while !s.compact_poll().unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        let mut s = FileStore::new(d);
+        assert_eq!(s.load().unwrap(), vec![c.clone()]);
+        assert_eq!(s.lsn(), 4);
+        let log = std::fs::read(d.join(LOG)).unwrap();
+        assert_eq!(&log[9..12], b"S 3");
+        // what a replica reads: the snapshot when the log no longer goes
+        // back far enough, then the batches up to the bound
+        let r = s.log().unwrap();
+        let mut got = r.read(1, 4).unwrap();
+        if let Some(Logged::Snapshot { leases, .. }) = got.first_mut() {
+            leases.sort_by_key(|l| l.ip);
+        }
+        assert_eq!(
+            got,
+            vec![
+                Logged::Snapshot {
+                    lsn: 3,
+                    leases: vec![b.clone(), c.clone()]
+                },
+                Logged::Batch {
+                    lsn: 4,
+                    changes: vec![Change::Delete(b.ip)]
+                }
+            ]
+        );
+        assert_eq!(r.read(3, 3).unwrap(), vec![]);
+        assert_eq!(r.read(4, 4).unwrap(), vec![]);
+    }
+
+    /// Issue 10: a batch whose sync failed is written again under its own
+    /// marker, before the next batch: the log never numbers a change
+    /// differently from what the replicas were handed.
+    #[test]
+    fn a_failed_sync_keeps_its_batch_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let a = lease("10.0.0.5", 4, LeaseState::Bound, 100);
+        let b = lease("10.0.0.6", 5, LeaseState::Bound, 100);
+        let mut s = FileStore::new(d);
+        s.load().unwrap();
+        s.begin(1);
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.fail_fsync = true;
+        assert!(s.sync().is_err());
+        s.begin(2);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(
+            s.log().unwrap().read(0, 2).unwrap(),
+            vec![
+                Logged::Batch {
+                    lsn: 1,
+                    changes: vec![Change::Upsert(a)]
+                },
+                Logged::Batch {
+                    lsn: 2,
+                    changes: vec![Change::Upsert(b)]
+                }
+            ]
+        );
+        assert!(copies(d).is_empty());
     }
 }

@@ -4,12 +4,14 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
-//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; events (broadcast)
+//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
 //! - `handler`: the pure RFC 2131 §4.3 logic;
 //! - `leases`: the lease table and the crash-safe store;
+//! - `replication`: the numbered lease log streamed to the partner, and the
+//!   gates that hold ACKs until the partner has their batch;
 //! - `network`: the sockets;
 //! - `server`: the actor tying them together.
 
@@ -19,6 +21,7 @@ pub mod leases;
 pub mod network;
 mod os;
 pub mod pool;
+pub mod replication;
 pub mod server;
 
 use std::fmt::Write as _;
@@ -26,14 +29,14 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, Subsystem};
 use crate::xml::escape_text;
-use leases::{Lease, LeaseEvent, StoreError};
-use server::{Command, Counters, DhcpServer, Shared, View};
+use leases::{Lease, StoreError};
+use server::{Command, Counters, DhcpServer, Replication, Shared, View};
 
 pub const NS: &str = "urn:hotlease:yang:dhcp-server";
 
@@ -45,11 +48,11 @@ pub enum DhcpError {
 }
 
 /// What the hot-backup subsystem uses: the per-profile serving gate, the
-/// lease event stream and the insertion of the partner's leases.
+/// replication of the lease log and the insertion of the partner's leases.
 #[derive(Debug, Clone)]
 pub struct Hooks {
     cmd: mpsc::UnboundedSender<Command>,
-    events: broadcast::Sender<LeaseEvent>,
+    replication: Replication,
 }
 
 impl Hooks {
@@ -63,9 +66,10 @@ impl Hooks {
     }
 
     /// Every lease change (bound, renewed, released, declined, expired,
-    /// removed by configuration), in the order they happened.
-    pub fn subscribe(&self) -> broadcast::Receiver<LeaseEvent> {
-        self.events.subscribe()
+    /// removed by configuration) in log order, numbered by sync batch, and
+    /// the per-profile gates on ACKs (see `replication`).
+    pub fn replication(&self) -> &Replication {
+        &self.replication
     }
 
     /// Store leases learnt from the partner (origin `peer`); leases of
@@ -117,7 +121,7 @@ pub fn start(
     });
     let hooks = Hooks {
         cmd: cmd.clone(),
-        events: shared.events.clone(),
+        replication: shared.replication.clone(),
     };
     Ok((DhcpSubsystem { cmd, shared }, hooks, task))
 }

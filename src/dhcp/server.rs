@@ -1,18 +1,26 @@
 //! The DHCP actor: owns the pools, the lease table and the sockets; turns
 //! received datagrams into replies with the pure handler; hands lease
-//! changes to the store writer, which makes them durable *before* it sends
-//! the ACKs that grant them (group commit: one `fdatasync` per batch).
+//! changes to the store writer, which makes them durable *before* the ACKs
+//! that grant them leave (group commit: one `fdatasync` per batch).
 //!
 //! ```text
 //!  UDP :67 readable ────►┐
 //!  commits / hooks ─Cmd─►│ DhcpServer (this actor) ──OFFER/NAK/INFORM──► Transmitter
 //!  1/4 s tick ──────────►┘        │ changes + ACKs
 //!                                 ▼
-//!                      store writer thread: append, fdatasync, then send ACKs
+//!                      store writer thread: append batch `lsn`, publish it
+//!                      (replication), fdatasync, then the ACKs of pools
+//!                      without a profile ──► Transmitter
+//!                                 │ ACKs of profiled pools (durable)
+//!                                 ▼
+//!                      ACK release thread: held until the partner's ack
+//!                      covers their batch (or no gate / degraded) ──► Transmitter
 //! ```
 //! The writer is a plain thread because `fdatasync` blocks; the actor keeps
 //! serving while a batch is being synced, and the next batch collects the
-//! requests that arrived meanwhile.
+//! requests that arrived meanwhile. Waiting for the hot-backup partner is
+//! the release thread's alone, so it never holds up a sync
+//! (`replication.rs` has the ordering guarantees).
 //!
 //! The writer fails closed: the ACKs of a batch whose sync fails, or that
 //! reach no writer, never leave; they are counted (`acks-withheld`) and
@@ -36,17 +44,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::MessageType;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
-use super::leases::{
-    Change, EventKind, Lease, LeaseEvent, LeaseState, LeaseStore, LeaseTable, PoolStats,
-};
+use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, PoolStats};
 use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::pool::PoolRt;
+use super::replication::{self, Publisher, ReleaseMsg};
 
 /// Commands to the actor.
 #[derive(Debug)]
@@ -213,12 +220,51 @@ pub fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// Where released replies go: the sockets (a [`Transmitter`]), or a
+/// test's recorder. Returns how many could not be sent.
+pub trait Outbox: Send + Sync + std::fmt::Debug {
+    fn send_replies(&self, replies: &mut dyn Iterator<Item = (&Reply, u32)>) -> usize;
+}
+
+impl Outbox for Transmitter {
+    fn send_replies(&self, replies: &mut dyn Iterator<Item = (&Reply, u32)>) -> usize {
+        self.send_batch(replies)
+    }
+}
+
+/// A reply that waits for its lease to be durable (and replicated), with
+/// the receiving interface and where it goes out.
+pub type Out = (Reply, u32, Arc<dyn Outbox>);
+
+/// The replication handle as the hot-backup subsystem gets it.
+pub type Replication = super::replication::ReplicationHandle<Out>;
+
+/// Send `out`, one batch per run of replies for the same sockets.
+fn deliver(out: &[Out], counters: &Counters) {
+    let mut rest = out;
+    while let Some((_, _, tx)) = rest.first() {
+        let run = rest
+            .iter()
+            .take_while(|(_, _, t)| Arc::ptr_eq(t, tx))
+            .count();
+        let failed = tx.send_replies(&mut rest[..run].iter().map(|(r, i, _)| (r, *i)));
+        counters
+            .send_errors
+            .fetch_add(failed as u64, Ordering::Relaxed);
+        rest = &rest[run..];
+    }
+}
+
+/// A reply waiting for its lease to be durable, with the profile of its
+/// pool (None: a pool without hot backup).
+pub(crate) type Durable = (Reply, u32, Option<Arc<str>>);
+
 /// Work for the store writer.
 enum WriteJob {
     Batch {
         changes: Vec<Change>,
-        replies: Vec<(Reply, u32)>,
-        tx: Option<Arc<Transmitter>>,
+        replies: Vec<Durable>,
+        tx: Option<Arc<dyn Outbox>>,
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
@@ -242,55 +288,126 @@ const SYNC_INTERVAL: Duration = Duration::from_micros(500);
 /// working, without waiting for the next request.
 const RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// The writer thread: group commit of lease changes, then the ACKs.
-fn writer(
-    mut store: Box<dyn LeaseStore>,
-    rx: std::sync::mpsc::Receiver<WriteJob>,
+/// The store writer's state between jobs.
+struct Writer {
+    store: Box<dyn LeaseStore>,
     counters: Arc<Counters>,
-) {
-    // the replies waiting for the sync, and how many (with the ones that
-    // have no socket to go out on)
-    let mut pending: Vec<(Reply, u32, Arc<Transmitter>)> = Vec::new();
-    let mut waiting = 0usize;
-    let flush = |store: &mut Box<dyn LeaseStore>,
-                 pending: &mut Vec<(Reply, u32, Arc<Transmitter>)>,
-                 waiting: &mut usize| {
-        let n = std::mem::take(waiting);
-        match store.sync() {
+    publisher: Publisher,
+    release: std::sync::mpsc::Sender<ReleaseMsg<Out>>,
+    /// LSN of the last batch begun.
+    lsn: u64,
+    /// Whether the last sync worked (a batch is handed out before its
+    /// sync only then).
+    healthy: bool,
+    /// The changes of the batch being gathered (begun in the store).
+    open: Option<Vec<Change>>,
+    /// Replies waiting for the sync: (batch LSN, profile of the pool,
+    /// reply).
+    pending: Vec<(u64, Option<Arc<str>>, Out)>,
+    /// How many replies wait, with the ones that have no socket.
+    waiting: usize,
+}
+
+impl Writer {
+    fn batch(&mut self, changes: Vec<Change>, replies: Vec<Durable>, tx: Option<Arc<dyn Outbox>>) {
+        if !changes.is_empty() {
+            if self.open.is_none() {
+                self.lsn += 1;
+                self.store.begin(self.lsn);
+                self.open = Some(Vec::with_capacity(changes.len()));
+            }
+            if let Err(e) = self.store.append(&changes) {
+                // what they grant is not stored
+                self.counters.withhold(replies.len(), &e);
+                return;
+            }
+            if let Some(open) = &mut self.open {
+                open.extend(changes);
+            }
+        }
+        self.waiting += replies.len();
+        if let Some(tx) = tx {
+            // a reply is covered by the batches up to the current one
+            let lsn = self.lsn;
+            self.pending.extend(
+                replies
+                    .into_iter()
+                    .map(|(r, i, p)| (lsn, p, (r, i, tx.clone()))),
+            );
+        }
+    }
+
+    /// Publish the batch gathered (its transfer to the partner starts),
+    /// sync it meanwhile, then let its ACKs go: at once for pools without
+    /// a profile, through the release stage for the others.
+    ///
+    /// While the store fails, the batch is handed out only once a sync
+    /// succeeds, and the changes of the jobs meanwhile join it: at most
+    /// one batch is ever handed out and not durable.
+    fn flush(&mut self) {
+        if self.healthy {
+            self.publish();
+        }
+        let n = std::mem::take(&mut self.waiting);
+        match self.store.sync() {
             Ok(()) => {
-                if counters.store_failed.swap(false, Ordering::Relaxed) {
+                self.healthy = true;
+                if self.counters.store_failed.swap(false, Ordering::Relaxed) {
                     info!("lease store works again: ACKs go out");
                 }
-                // one sendmmsg per run of replies for the same sockets
-                let mut rest = &pending[..];
-                while let Some((_, _, tx)) = rest.first() {
-                    let run = rest
-                        .iter()
-                        .take_while(|(_, _, t)| Arc::ptr_eq(t, tx))
-                        .count();
-                    let failed = tx.send_batch(rest[..run].iter().map(|(r, i, _)| (r, *i)));
-                    counters
-                        .send_errors
-                        .fetch_add(failed as u64, Ordering::Relaxed);
-                    rest = &rest[run..];
+                self.publish();
+                self.publisher.durable(self.lsn);
+                let mut now = Vec::with_capacity(self.pending.len());
+                let mut gated = Vec::new();
+                for (lsn, profile, out) in self.pending.drain(..) {
+                    match profile {
+                        None => now.push(out),
+                        Some(p) => gated.push((p, lsn, out)),
+                    }
                 }
-                pending.clear();
+                deliver(&now, &self.counters);
+                if !gated.is_empty() {
+                    let k = gated.len();
+                    if self.release.send(ReleaseMsg::Durable(gated)).is_err() {
+                        self.counters.withhold(k, &"ack release stage is gone");
+                    }
+                }
             }
             Err(e) => {
                 // fail closed: the store keeps the records and writes them
                 // again with the next batch; the clients ask again
-                counters.withhold(n, &e);
-                pending.clear();
+                self.healthy = false;
+                self.counters.withhold(n, &e);
+                self.pending.clear();
             }
         }
-    };
+    }
+
+    /// Hand the batch gathered to the subscribers and the release stage.
+    fn publish(&mut self) {
+        if let Some(changes) = self.open.take() {
+            let n = changes.len() as u64;
+            self.publisher.publish(self.lsn, Arc::new(changes));
+            if self.publisher.gated() {
+                let _ = self.release.send(ReleaseMsg::Published {
+                    lsn: self.lsn,
+                    changes: n,
+                    at: Instant::now(),
+                });
+            }
+        }
+    }
+}
+
+/// The writer thread: group commit of lease changes, then the ACKs.
+fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
     let mut last_sync = std::time::Instant::now();
     loop {
-        let job = if counters.store_failed.load(Ordering::Relaxed) {
+        let job = if w.counters.store_failed.load(Ordering::Relaxed) {
             match rx.recv_timeout(RETRY_INTERVAL) {
                 Ok(job) => job,
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                    flush(&mut store, &mut pending, &mut waiting);
+                    w.flush();
                     continue;
                 }
                 Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
@@ -313,22 +430,11 @@ fn writer(
                         changes,
                         replies,
                         tx,
-                    } => {
-                        if let Err(e) = store.append(&changes) {
-                            // what they grant is not stored
-                            counters.withhold(replies.len(), &e);
-                        } else {
-                            waiting += replies.len();
-                            if let Some(tx) = tx {
-                                pending
-                                    .extend(replies.into_iter().map(|(r, i)| (r, i, tx.clone())));
-                            }
-                        }
-                    }
+                    } => w.batch(changes, replies, tx),
                     WriteJob::Compact => {
-                        flush(&mut store, &mut pending, &mut waiting);
+                        w.flush();
                         // written by a helper thread; syncs go on meanwhile
-                        if let Err(e) = store.compact_start() {
+                        if let Err(e) = w.store.compact_start() {
                             error!(error = %e, "lease store compaction failed");
                         }
                     }
@@ -345,16 +451,73 @@ fn writer(
             gathered = true;
             next = rx.try_recv().ok();
         }
-        flush(&mut store, &mut pending, &mut waiting);
+        w.flush();
         last_sync = std::time::Instant::now();
-        if let Err(e) = store.compact_poll() {
+        if let Err(e) = w.store.compact_poll() {
             error!(error = %e, "lease store compaction failed");
         }
     }
-    flush(&mut store, &mut pending, &mut waiting);
+    w.flush();
     // a compaction still being written finishes before the store closes
-    while let Ok(false) = store.compact_poll() {
+    while let Ok(false) = w.store.compact_poll() {
         std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// The two stages behind the actor: the store writer and the ACK release,
+/// each a thread; the actor holds their handles.
+struct Stages {
+    writer: std::sync::mpsc::Sender<WriteJob>,
+    writer_thread: std::thread::JoinHandle<()>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<Out>>,
+    release_thread: std::thread::JoinHandle<()>,
+    replication: Replication,
+}
+
+impl Stages {
+    /// `tail`: how many changes the replication tail keeps in memory.
+    fn start(
+        store: Box<dyn LeaseStore>,
+        counters: Arc<Counters>,
+        tail: usize,
+    ) -> Result<Stages, super::leases::StoreError> {
+        let spawn_err = |source| super::leases::StoreError::Io {
+            path: "lease threads".into(),
+            source,
+        };
+        // one number skipped at each start: the batch a crash may have
+        // caught handed out but not on disk keeps its number to itself
+        let lsn = store.lsn() + 1;
+        let (rtx, rrx) = std::sync::mpsc::channel();
+        let (publisher, replication) = replication::channel(lsn, store.log(), rtx.clone(), tail);
+        let rc = counters.clone();
+        let release_thread = std::thread::Builder::new()
+            .name("lease-ack".into())
+            .spawn(move || replication::release_stage(rrx, lsn, |out| deliver(&out, &rc)))
+            .map_err(spawn_err)?;
+        let (wtx, wrx) = std::sync::mpsc::channel();
+        let w = Writer {
+            store,
+            counters,
+            publisher,
+            release: rtx.clone(),
+            lsn,
+            healthy: true,
+            open: None,
+            pending: Vec::new(),
+            waiting: 0,
+        };
+        let writer_thread = std::thread::Builder::new()
+            .name("lease-writer".into())
+            .spawn(move || writer(w, wrx))
+            .map_err(spawn_err)?;
+        Ok(Stages {
+            writer: wtx,
+            writer_thread,
+            release: rtx,
+            release_thread,
+            replication,
+        })
     }
 }
 
@@ -377,7 +540,8 @@ pub struct DhcpServer {
     snapshot: Arc<Mutex<Snapshot>>,
     writer: Option<std::sync::mpsc::Sender<WriteJob>>,
     writer_thread: Option<std::thread::JoinHandle<()>>,
-    events: broadcast::Sender<LeaseEvent>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<Out>>,
+    release_thread: Option<std::thread::JoinHandle<()>>,
     sockets: Option<Sockets>,
     socket_retry_at: Option<Instant>,
     rx: network::RecvBuf,
@@ -401,11 +565,12 @@ impl std::fmt::Debug for DhcpServer {
 pub struct Shared {
     pub counters: Arc<Counters>,
     pub snapshot: Arc<Mutex<Snapshot>>,
-    pub events: broadcast::Sender<LeaseEvent>,
+    pub replication: Replication,
 }
 
 impl DhcpServer {
-    /// Load the stored leases and start the writer thread.
+    /// Load the stored leases and start the writer and ACK release
+    /// threads.
     pub fn new(
         mut store: Box<dyn LeaseStore>,
         port: u16,
@@ -424,16 +589,7 @@ impl DhcpServer {
         table.expire(now);
         info!(leases = n, "lease store loaded");
         let counters = Arc::new(Counters::default());
-        let (wtx, wrx) = std::sync::mpsc::channel();
-        let wc = counters.clone();
-        let thread = std::thread::Builder::new()
-            .name("lease-writer".into())
-            .spawn(move || writer(store, wrx, wc))
-            .map_err(|e| super::leases::StoreError::Io {
-                path: "writer thread".into(),
-                source: e,
-            })?;
-        let (events, _) = broadcast::channel(4096);
+        let stages = Stages::start(store, counters.clone(), replication::TAIL_CHANGES)?;
         let snapshot = Arc::new(Mutex::new(Snapshot::default()));
         let server = DhcpServer {
             cfg: Arc::new(DhcpConfig::default()),
@@ -445,9 +601,10 @@ impl DhcpServer {
             serving: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
-            writer: Some(wtx),
-            writer_thread: Some(thread),
-            events: events.clone(),
+            writer: Some(stages.writer),
+            writer_thread: Some(stages.writer_thread),
+            release: stages.release,
+            release_thread: Some(stages.release_thread),
             sockets: None,
             socket_retry_at: None,
             rx: network::RecvBuf::new(),
@@ -461,7 +618,7 @@ impl DhcpServer {
             Shared {
                 counters,
                 snapshot,
-                events,
+                replication: stages.replication,
             },
         ))
     }
@@ -496,10 +653,9 @@ impl DhcpServer {
                     if now != last_expire {
                         last_expire = now;
                         let started = Instant::now();
-                        let (changes, events) = self.table.expire(now);
+                        let (changes, _) = self.table.expire(now);
                         tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
                         if !changes.is_empty() {
-                            self.publish(events);
                             self.write(changes, Vec::new());
                         }
                         self.maybe_compact();
@@ -574,15 +730,23 @@ impl DhcpServer {
         if let Some(t) = self.writer_thread.take() {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
+        // after the writer's last ACKs (the handles outlive the actor)
+        let _ = self.release.send(ReleaseMsg::Stop);
+        if let Some(t) = self.release_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
         info!("dhcp server stopped");
     }
 
-    fn write(&mut self, changes: Vec<Change>, replies: Vec<(Reply, u32)>) {
+    fn write(&mut self, changes: Vec<Change>, replies: Vec<Durable>) {
         if changes.is_empty() && replies.is_empty() {
             return;
         }
         self.appended_since_compact += changes.len() as u64;
-        let tx = self.sockets.as_ref().map(|s| s.tx.clone());
+        let tx = self
+            .sockets
+            .as_ref()
+            .map(|s| s.tx.clone() as Arc<dyn Outbox>);
         let n = replies.len();
         let job = WriteJob::Batch {
             changes,
@@ -607,13 +771,6 @@ impl DhcpServer {
                 let _ = w.send(WriteJob::Compact);
             }
             self.appended_since_compact = 0;
-        }
-    }
-
-    fn publish(&self, events: Vec<LeaseEvent>) {
-        for e in events {
-            // no subscriber is fine
-            let _ = self.events.send(e);
         }
     }
 
@@ -665,15 +822,6 @@ impl DhcpServer {
             );
         }
         let changes = removed.iter().map(|l| Change::Delete(l.ip)).collect();
-        self.publish(
-            removed
-                .into_iter()
-                .map(|lease| LeaseEvent {
-                    kind: EventKind::Removed,
-                    lease,
-                })
-                .collect(),
-        );
         self.write(changes, Vec::new());
         self.table.reset_hints();
         let room: u64 = pools.values().map(|p| p.total()).sum();
@@ -759,7 +907,7 @@ impl DhcpServer {
         &mut self,
         inb: Inbound,
         changes: &mut Vec<Change>,
-        durable: &mut Vec<(Reply, u32)>,
+        durable: &mut Vec<Durable>,
         now_out: &mut Vec<(Reply, u32)>,
     ) {
         let c = self.counters.clone();
@@ -854,7 +1002,6 @@ impl DhcpServer {
             self.exhausted_logged.remove(&pool.name);
         }
         changes.extend(out.changes);
-        self.publish(out.events);
         if let Some(r) = out.reply {
             match r.kind {
                 MessageType::Offer => inc(&c.offer),
@@ -863,7 +1010,7 @@ impl DhcpServer {
                 _ => {}
             }
             if r.durable {
-                durable.push((r, inb.ifindex));
+                durable.push((r, inb.ifindex, pool.profile.as_deref().map(Arc::from)));
             } else {
                 now_out.push((r, inb.ifindex));
             }
@@ -912,6 +1059,8 @@ mod tests {
     use super::*;
     use crate::dhcp::config::Pool;
     use crate::dhcp::leases::{MemStore, Origin};
+    use crate::dhcp::replication::{Replicated, Subscriber};
+    use std::sync::atomic::AtomicBool;
 
     fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -969,7 +1118,7 @@ mod tests {
         }
         let (mut srv, shared) =
             DhcpServer::new(Box::new(store), 0, CancellationToken::new()).unwrap();
-        let mut events = shared.events.subscribe();
+        let mut log = shared.replication.subscribe_from(0);
         let a = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
         let b = pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.20");
         srv.apply_config(cfg(vec![a.clone(), b.clone()]));
@@ -979,20 +1128,29 @@ mod tests {
         a2.dns_servers = vec![ip("10.0.0.53")];
         srv.apply_config(cfg(vec![a2.clone(), b]));
         assert_eq!(leases(&shared).len(), 3);
-        assert!(events.try_recv().is_err());
         // shrink a (keeps .10, drops .50) and delete b
         let mut a3 = a2;
         a3.sections = vec![(ip("10.0.0.10"), ip("10.0.0.20"))];
         srv.apply_config(cfg(vec![a3]));
         assert_eq!(leases(&shared), vec![(ip("10.0.0.10"), Origin::Local)]);
-        let mut removed = [events.try_recv().unwrap(), events.try_recv().unwrap()];
-        removed.sort_by_key(|e| e.lease.ip);
-        assert!(removed.iter().all(|e| e.kind == EventKind::Removed));
-        assert_eq!(removed[0].lease.ip, ip("10.0.0.50"));
-        assert_eq!(removed[1].lease.ip, ip("10.1.0.10"));
+        // the removals are the log's first batch (the commits before
+        // changed no lease; a start skips a number)
+        let mut removed = match next(&mut log).await {
+            Replicated::Batch { lsn: 2, changes } => (*changes).clone(),
+            r => panic!("{r:?}"),
+        };
+        removed.sort_by_key(|c| format!("{c:?}"));
+        assert_eq!(
+            removed,
+            [
+                Change::Delete(ip("10.0.0.50")),
+                Change::Delete(ip("10.1.0.10"))
+            ]
+        );
         // leases from the partner land with origin peer; unknown pools are ignored
+        let mut peer = lease("10.0.0.11", "a", 4);
         srv.command(Command::InsertPeer(vec![
-            lease("10.0.0.11", "a", 4),
+            peer.clone(),
             lease("10.9.0.1", "zz", 5),
         ]));
         srv.sync_snapshot();
@@ -1003,6 +1161,22 @@ mod tests {
                 (ip("10.0.0.11"), Origin::Peer)
             ]
         );
+        peer.origin = Origin::Peer;
+        assert_eq!(
+            next(&mut log).await,
+            Replicated::Batch {
+                lsn: 3,
+                changes: Arc::new(vec![Change::Upsert(peer)])
+            }
+        );
+    }
+
+    /// The next batch of `log` (within a few seconds).
+    async fn next(log: &mut Subscriber) -> Replicated {
+        tokio::time::timeout(Duration::from_secs(10), log.next())
+            .await
+            .expect("a batch in time")
+            .unwrap()
     }
 
     /// A commit rebuilds the runtime of the pools it changed and keeps the
@@ -1094,7 +1268,7 @@ mod tests {
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
     }
 
-    fn ack() -> (Reply, u32) {
+    fn ack() -> Durable {
         let reply = Reply {
             kind: MessageType::Ack,
             bytes: vec![2; 300],
@@ -1102,7 +1276,7 @@ mod tests {
             from: ip("10.0.0.1"),
             durable: true,
         };
-        (reply, 1)
+        (reply, 1, None)
     }
 
     /// Wait (a few seconds at most) for the writer thread to do something.
@@ -1125,6 +1299,10 @@ mod tests {
         }
         fn append(&mut self, _: &[Change]) -> Result<(), crate::dhcp::leases::StoreError> {
             Ok(())
+        }
+        fn begin(&mut self, _: u64) {}
+        fn lsn(&self) -> u64 {
+            0
         }
         fn sync(&mut self) -> Result<(), crate::dhcp::leases::StoreError> {
             panic!("lease store bug (test)");
@@ -1202,7 +1380,8 @@ mod tests {
                 });
                 let log = std::fs::read(d.join("leases.log")).unwrap();
                 let rec = crate::dhcp::leases::encode_record(&Change::Upsert(x.clone()));
-                assert!(log.starts_with(rec.as_bytes()), "x stored");
+                let rec = rec.as_bytes();
+                assert!(log.windows(rec.len()).any(|w| w == rec), "x stored");
                 srv.write(vec![Change::Upsert(y.clone())], vec![ack()]);
                 assert_eq!(c.acks_withheld.load(Ordering::Relaxed), 1);
                 srv.writer = None;
@@ -1215,5 +1394,424 @@ mod tests {
                 assert!(ok.unwrap().success());
             },
         );
+    }
+
+    /// Replies as they leave, each with what had happened by then: (its
+    /// ifindex, the syncs the store had completed, whether the test had
+    /// let the partner acknowledge).
+    #[derive(Debug)]
+    struct Recorder {
+        sent: std::sync::mpsc::Sender<(u32, u64, bool)>,
+        synced: Arc<AtomicU64>,
+        acked: Arc<AtomicBool>,
+    }
+
+    impl Outbox for Recorder {
+        fn send_replies(&self, replies: &mut dyn Iterator<Item = (&Reply, u32)>) -> usize {
+            for (_, i) in replies {
+                let state = (
+                    i,
+                    self.synced.load(Ordering::SeqCst),
+                    self.acked.load(Ordering::SeqCst),
+                );
+                let _ = self.sent.send(state);
+            }
+            0
+        }
+    }
+
+    /// A store in memory whose syncs are counted and, with `go`, each wait
+    /// for the test's word; they fail (EIO) while `fail` is set.
+    #[derive(Debug, Default)]
+    struct Paced {
+        mem: MemStore,
+        go: Option<std::sync::mpsc::Receiver<()>>,
+        synced: Arc<AtomicU64>,
+        fail: Arc<AtomicBool>,
+    }
+
+    impl LeaseStore for Paced {
+        fn load(&mut self) -> Result<Vec<Lease>, crate::dhcp::leases::StoreError> {
+            self.mem.load()
+        }
+        fn append(&mut self, c: &[Change]) -> Result<(), crate::dhcp::leases::StoreError> {
+            self.mem.append(c)
+        }
+        fn begin(&mut self, lsn: u64) {
+            self.mem.begin(lsn)
+        }
+        fn lsn(&self) -> u64 {
+            self.mem.lsn()
+        }
+        fn sync(&mut self) -> Result<(), crate::dhcp::leases::StoreError> {
+            if let Some(go) = &self.go {
+                let _ = go.recv();
+            }
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(crate::dhcp::leases::StoreError::Io {
+                    path: "paced".into(),
+                    source: std::io::Error::from_raw_os_error(libc::EIO),
+                });
+            }
+            self.synced.fetch_add(1, Ordering::SeqCst);
+            self.mem.sync()
+        }
+        fn compact(&mut self, live: &[Lease]) -> Result<(), crate::dhcp::leases::StoreError> {
+            self.mem.compact(live)
+        }
+        fn records(&self) -> u64 {
+            self.mem.records()
+        }
+    }
+
+    /// The stages around `store`, a recorder of what they send, and the
+    /// flags it records.
+    struct Rig {
+        st: Stages,
+        counters: Arc<Counters>,
+        out: Arc<dyn Outbox>,
+        sent: std::sync::mpsc::Receiver<(u32, u64, bool)>,
+        acked: Arc<AtomicBool>,
+    }
+
+    impl Rig {
+        fn new(store: Box<dyn LeaseStore>, synced: Arc<AtomicU64>, tail: usize) -> Rig {
+            let counters = Arc::new(Counters::default());
+            let st = Stages::start(store, counters.clone(), tail).unwrap();
+            let acked = Arc::new(AtomicBool::new(false));
+            let (tx, sent) = std::sync::mpsc::channel();
+            let out = Arc::new(Recorder {
+                sent: tx,
+                synced,
+                acked: acked.clone(),
+            });
+            Rig {
+                st,
+                counters,
+                out,
+                sent,
+                acked,
+            }
+        }
+
+        /// One write job: `changes`, and an ACK on `ifindex` per entry of
+        /// `acks` for a pool of that profile.
+        fn write(&self, changes: Vec<Change>, acks: &[(u32, Option<&str>)]) {
+            let replies = acks
+                .iter()
+                .map(|(i, p)| (ack().0, *i, p.map(Arc::from)))
+                .collect();
+            let job = WriteJob::Batch {
+                changes,
+                replies,
+                tx: Some(self.out.clone()),
+            };
+            self.st.writer.send(job).unwrap();
+        }
+
+        fn sent(&self) -> (u32, u64, bool) {
+            self.sent
+                .recv_timeout(Duration::from_secs(10))
+                .expect("an ACK sent")
+        }
+
+        fn stop(self) {
+            drop(self.st.writer);
+            self.st.writer_thread.join().unwrap();
+            let _ = self.st.release.send(ReleaseMsg::Stop);
+            self.st.release_thread.join().unwrap();
+        }
+    }
+
+    /// Issue 10: the batch reaches the replicator before its sync is done
+    /// (the two run in parallel), and an ACK of a gated profile leaves only
+    /// once its batch is both synced and acknowledged by the partner,
+    /// whichever comes last; without a profile, or without a gate, the
+    /// sync is enough.
+    #[tokio::test]
+    async fn a_gated_ack_waits_for_the_sync_and_the_partner() {
+        let (go, go_rx) = std::sync::mpsc::channel();
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: Some(go_rx),
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced.clone(), replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
+        let mut log = rig.st.replication.subscribe_from(0);
+        let x = lease("10.0.0.10", "a", 1);
+        let y = lease("10.0.0.11", "a", 2);
+        // replicated first, then durable
+        rig.write(vec![Change::Upsert(x.clone())], &[(1, Some("rbp"))]);
+        let b1 = next(&mut log).await;
+        assert_eq!(
+            synced.load(Ordering::SeqCst),
+            0,
+            "handed out before its sync"
+        );
+        assert_eq!(
+            b1,
+            Replicated::Batch {
+                lsn: 2,
+                changes: Arc::new(vec![Change::Upsert(x)])
+            }
+        );
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(2);
+        until("the partner's ack seen", || {
+            gate.stats().acked.load(Ordering::SeqCst) == 2
+        });
+        go.send(()).unwrap();
+        assert_eq!(rig.sent(), (1, 1, true), "sent after the sync");
+        // durable first, then replicated (a start skipped number 1)
+        rig.acked.store(false, Ordering::SeqCst);
+        rig.write(vec![Change::Upsert(y)], &[(2, Some("rbp"))]);
+        assert!(matches!(
+            next(&mut log).await,
+            Replicated::Batch { lsn: 3, .. }
+        ));
+        go.send(()).unwrap();
+        until("batch 3 durable", || rig.st.replication.durable() == 3);
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(3);
+        assert_eq!(rig.sent(), (2, 2, true), "sent after the partner's ack");
+        // no profile, or a profile without a gate: durable is enough
+        rig.acked.store(false, Ordering::SeqCst);
+        rig.write(
+            vec![Change::Delete(ip("10.0.0.10"))],
+            &[(3, None), (4, Some("other"))],
+        );
+        go.send(()).unwrap();
+        let mut got = [rig.sent(), rig.sent()];
+        got.sort();
+        assert_eq!(got, [(3, 3, false), (4, 3, false)]);
+        assert_eq!(gate.stats().unsent.load(Ordering::SeqCst), 1);
+        drop(go);
+        rig.stop();
+    }
+
+    /// Issue 10: a partner that does not acknowledge within the ack
+    /// timeout degrades the gate: its ACKs leave on the sync alone and the
+    /// changes it has not acknowledged are counted; its acknowledgement
+    /// of everything brings the gate back. The backup side can also
+    /// declare the channel degraded at once, and dropping a gate lets its
+    /// held ACKs go.
+    #[tokio::test]
+    async fn a_degraded_gate_serves_alone_and_counts_what_is_unsent() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
+        let three: Vec<Change> = (1..=3)
+            .map(|i| Change::Upsert(lease(&format!("10.0.0.{i}"), "a", i)))
+            .collect();
+        rig.write(three, &[(1, Some("rbp"))]);
+        assert_eq!(rig.sent(), (1, 1, false));
+        let st = gate.stats();
+        assert!(st.degraded.load(Ordering::SeqCst));
+        assert_eq!(st.unsent.load(Ordering::SeqCst), 3);
+        assert_eq!(st.released_degraded.load(Ordering::SeqCst), 1);
+        // the partner catches up
+        gate.acknowledge(2);
+        until("up again", || {
+            !st.degraded.load(Ordering::SeqCst) && st.unsent.load(Ordering::SeqCst) == 0
+        });
+        // declared degraded by the backup side: no waiting
+        let slow = rig.st.replication.gate("rbp2", Duration::from_secs(3600));
+        slow.set_degraded(true);
+        rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(5, Some("rbp2"))]);
+        assert_eq!(rig.sent().0, 5);
+        // up again: held; the gate dropped: let go
+        slow.set_degraded(false);
+        until("rbp2 up", || !slow.stats().degraded.load(Ordering::SeqCst));
+        rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(6, Some("rbp2"))]);
+        until("batch 4 durable", || rig.st.replication.durable() == 4);
+        drop(slow);
+        assert_eq!(rig.sent(), (6, 3, false));
+        drop(gate);
+        rig.stop();
+    }
+
+    /// Issue 10: a subscriber that reads nothing holds up no sync (the
+    /// writer goes on, the in-memory tail drops its old batches), then
+    /// catches up from the log, in order; after a compaction it gets the
+    /// snapshot, then the batches; LSNs go on across the compaction and a
+    /// restart.
+    #[tokio::test]
+    async fn a_replica_that_falls_behind_catches_up_from_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut store = file_store(d);
+        store.load().unwrap();
+        let rig = Rig::new(store, Arc::new(AtomicU64::new(0)), 2);
+        let mut idle = rig.st.replication.subscribe_from(0);
+        let leases: Vec<Lease> = (1..=250u8)
+            .map(|i| lease(&format!("10.0.1.{i}"), "a", i))
+            .collect();
+        let mut batch = 0u64;
+        // batch n (from 2: a start skips a number) upserts leases[n - 2]
+        let put = |rig: &Rig, batch: &mut u64| {
+            let l = &leases[*batch as usize];
+            *batch += 1;
+            rig.write(vec![Change::Upsert(l.clone())], &[]);
+            until("durable", || rig.st.replication.durable() == *batch + 1);
+        };
+        for _ in 0..20 {
+            put(&rig, &mut batch);
+        }
+        for lsn in 2..=21u64 {
+            let want = Change::Upsert(leases[lsn as usize - 2].clone());
+            assert_eq!(
+                next(&mut idle).await,
+                Replicated::Batch {
+                    lsn,
+                    changes: Arc::new(vec![want])
+                }
+            );
+        }
+        // compaction: syncs go on until the new log is in place
+        rig.st.writer.send(WriteJob::Compact).unwrap();
+        let snapshot = |d: &Path| {
+            let log = std::fs::read(d.join("leases.log")).unwrap();
+            log.get(9..11) == Some(b"S ".as_slice())
+        };
+        while !snapshot(d) {
+            assert!(batch < 200, "compacted");
+            put(&rig, &mut batch);
+        }
+        let last = batch + 1;
+        let mut late = rig.st.replication.subscribe_from(1);
+        let Replicated::Snapshot {
+            lsn: s,
+            leases: mut got,
+        } = next(&mut late).await
+        else {
+            panic!("a snapshot first");
+        };
+        assert!((21..last).contains(&s), "{s} {last}");
+        got.sort_by_key(|l| l.ip);
+        assert_eq!(got, leases[..s as usize - 1]);
+        for lsn in s + 1..=last {
+            assert!(matches!(next(&mut late).await, Replicated::Batch { lsn: n, .. } if n == lsn));
+        }
+        rig.stop();
+        // a restart goes on from the last LSN
+        let mut store = file_store(d);
+        assert_eq!(store.load().unwrap().len(), last as usize - 1);
+        assert_eq!(store.lsn(), last);
+        let rig = Rig::new(store, Arc::new(AtomicU64::new(0)), 2);
+        assert_eq!(rig.st.replication.durable(), last + 1);
+        let mut after = rig.st.replication.subscribe_from(last);
+        rig.write(vec![Change::Delete(leases[0].ip)], &[]);
+        assert_eq!(
+            next(&mut after).await,
+            Replicated::Batch {
+                lsn: last + 2,
+                changes: Arc::new(vec![Change::Delete(leases[0].ip)])
+            }
+        );
+        rig.stop();
+    }
+
+    /// A gate opened again for a profile replaces the first: the first
+    /// one's held ACKs leave, and dropping it later leaves the new one in
+    /// place. A replica of a store that keeps no log cannot catch up (an
+    /// error, never a gap), and learns when the writer is gone.
+    #[tokio::test]
+    async fn a_reopened_gate_replaces_the_old_one() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, 1);
+        let h = rig.st.replication.clone();
+        let old = h.gate("rbp", Duration::from_secs(3600));
+        rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(1, Some("rbp"))]);
+        until("batch 2 durable", || h.durable() == 2);
+        let new = h.gate("rbp", Duration::from_secs(3600));
+        assert_eq!(rig.sent(), (1, 1, false));
+        drop(old);
+        rig.write(vec![Change::Delete(ip("10.0.0.2"))], &[(2, Some("rbp"))]);
+        until("batch 3 durable", || h.durable() == 3);
+        rig.acked.store(true, Ordering::SeqCst);
+        new.acknowledge(3);
+        assert_eq!(rig.sent(), (2, 2, true), "held by the new gate");
+        let mut behind = h.subscribe_from(0);
+        assert!(matches!(
+            behind.next().await,
+            Err(replication::ReplicationError::NoLog)
+        ));
+        let mut ahead = h.subscribe_from(3);
+        rig.stop();
+        assert!(matches!(
+            ahead.next().await,
+            Err(replication::ReplicationError::Closed)
+        ));
+    }
+
+    /// Issue 10: while the store fails, the changes written meanwhile
+    /// gather in one batch, handed out only once a sync works: at most one
+    /// batch is ever out and not durable (the one a crash may lose, whose
+    /// number the next start skips).
+    #[tokio::test]
+    async fn a_failing_store_hands_out_no_new_batch_until_it_works() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let fail = Arc::new(AtomicBool::new(true));
+        let store = Paced {
+            synced: synced.clone(),
+            fail: fail.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let mut log = rig.st.replication.subscribe_from(0);
+        let (a, b, c) = (
+            Change::Delete(ip("10.0.0.1")),
+            Change::Delete(ip("10.0.0.2")),
+            Change::Delete(ip("10.0.0.3")),
+        );
+        rig.write(vec![a.clone()], &[(1, None)]);
+        // handed out before its sync, which fails
+        let b2 = next(&mut log).await;
+        assert_eq!(
+            b2,
+            Replicated::Batch {
+                lsn: 2,
+                changes: Arc::new(vec![a])
+            }
+        );
+        // each synced in vain, one after the other
+        let withheld = |n| {
+            until("withheld", || {
+                rig.counters.acks_withheld.load(Ordering::SeqCst) == n
+            })
+        };
+        rig.write(vec![b.clone()], &[(2, None)]);
+        withheld(2);
+        rig.write(vec![c.clone()], &[(3, None)]);
+        withheld(3);
+        fail.store(false, Ordering::SeqCst);
+        assert_eq!(
+            next(&mut log).await,
+            Replicated::Batch {
+                lsn: 3,
+                changes: Arc::new(vec![b, c])
+            }
+        );
+        until("durable", || rig.st.replication.durable() == 3);
+        assert!(
+            rig.sent.try_recv().is_err(),
+            "the failed batch's ACK withheld"
+        );
+        rig.stop();
     }
 }

@@ -1,0 +1,692 @@
+//! Replication of the lease log (issue 10, "real-time backup, with nothing
+//! lost"): the numbered sync batches go to the hot-backup partner in log
+//! order, and a DHCPACK of a pool bound to a remote-backup-profile leaves
+//! only when its batch is durable here *and* acknowledged by the partner.
+//!
+//! ```text
+//!  DHCP actor ──changes + ACKs──► lease writer (thread)
+//!                                   │ 1. append batch `lsn` (marker `B lsn` + changes)
+//!                                   │ 2. publish it: tail ──► Subscriber::next (backup actor) ──► partner
+//!                                   │ 3. fsync   (in parallel with 2's transfer)
+//!                                   │ 4. durable = lsn; ACKs of pools without a profile go out
+//!                                   ▼
+//!                      ACK release (thread) ◄── Gate::acknowledge / set_degraded (backup actor)
+//!                        ACKs of a profile go out when the partner's acked LSN covers
+//!                        their batch, or at once without a gate, or when the gate is degraded
+//! ```
+//!
+//! Ordering guarantees:
+//! - LSNs are strictly increasing, one per sync batch with changes, never
+//!   given to two batches (the log records them, see `leases.rs`), across
+//!   restarts and compactions. A batch's content never changes after it is
+//!   published: a failed sync keeps its records and writes them again,
+//!   under the same marker, with the next sync (a long outage may drop
+//!   records that a later batch supersedes, never the later one).
+//! - A batch is published *before* its fsync, so that the transfer to the
+//!   partner and the local fsync run at the same time. At most one batch is
+//!   ever published and not durable: the writer syncs one batch at a time,
+//!   and while the store fails, new changes gather in one batch published
+//!   once a sync works. The partner may thus hold one batch this router
+//!   loses in a crash before its fsync; no ACK of it left, the batch backup
+//!   reconciles it, and since each start skips one number, that batch's
+//!   number is never given to another.
+//! - An ACK is handed to the release stage only once its batch is durable
+//!   (a failed sync withholds it, as before); the release stage only waits
+//!   for the partner. Waiting for the partner never holds up the writer:
+//!   the writer only sends the release stage a message, and the tail drops
+//!   its oldest batches rather than wait for a slow subscriber.
+//! - A subscriber sees every batch after its starting point, in order,
+//!   without gaps: from the in-memory tail while it keeps up, else from the
+//!   log on disk (batches up to the durable LSN), and when the log was
+//!   compacted past it, from the compaction snapshot first. (A number a
+//!   start skipped carries nothing; records written before the log had
+//!   markers belong to no batch and reach the partner by batch backup.)
+//! - Acknowledgements are cumulative: `acknowledge(n)` covers every batch up
+//!   to `n`. A gate that hears nothing for a published batch within its ack
+//!   timeout is degraded: its held ACKs go out on durability alone and it
+//!   counts the changes the partner has not acknowledged (`unsent`); it is
+//!   up again once the partner has acknowledged every published batch.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use super::leases::{Change, LogReader, Logged, StoreError};
+
+/// Errors of a replication subscriber.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicationError {
+    /// The subscriber fell behind the in-memory tail and the store keeps no
+    /// log to catch up from.
+    #[error("replica fell behind and the lease store keeps no log")]
+    NoLog,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("lease writer is gone")]
+    Closed,
+    #[error("lease log reader failed")]
+    Reader,
+}
+
+/// What a subscriber receives, in log order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replicated {
+    /// Sync batch `lsn`: every change of it, in order.
+    Batch { lsn: u64, changes: Arc<Vec<Change>> },
+    /// The leases as of batch `lsn`: the log was compacted past the
+    /// subscriber's position; batches after `lsn` follow.
+    Snapshot {
+        lsn: u64,
+        leases: Vec<super::leases::Lease>,
+    },
+}
+
+/// How many changes the in-memory tail keeps at most (it keeps at least
+/// the newest batch): a few seconds of changes at full load (a few MB),
+/// enough for a replica that keeps up; one that does not reads the log.
+pub(crate) const TAIL_CHANGES: usize = 16 * 1024;
+
+/// The newest published batches, shared by the writer (which appends) and
+/// the subscribers (which read). The lock is held to push or look up one
+/// batch, never across an `.await` or an I/O.
+#[derive(Debug)]
+struct Tail {
+    batches: Mutex<Batches>,
+    max_changes: usize,
+    /// Last LSN published (handed out, maybe not durable yet); the writer
+    /// holds the sender, so subscribers learn when it is gone.
+    published: watch::Receiver<u64>,
+    /// Last LSN durable in the local store.
+    durable: watch::Receiver<u64>,
+    log: Option<LogReader>,
+    /// Numbers the gates, so that a gate replaced by another of the same
+    /// profile no longer speaks for it.
+    gate_ids: AtomicU64,
+    /// The number this start skipped (no batch has it).
+    skipped: u64,
+    /// Gates open: without any, the writer tells the release stage
+    /// nothing about the batches (no wake-up of its thread per batch).
+    gates: AtomicUsize,
+}
+
+/// Consecutive batches, and how many changes they hold.
+#[derive(Debug, Default)]
+struct Batches {
+    list: VecDeque<(u64, Arc<Vec<Change>>)>,
+    changes: usize,
+}
+
+/// Where a subscriber's next batch is.
+enum Lookup {
+    Found(Arc<Vec<Change>>),
+    /// Not published yet.
+    Ahead,
+    /// Dropped from the tail: in the log only.
+    Gone,
+}
+
+impl Tail {
+    fn lookup(&self, lsn: u64) -> Lookup {
+        let b = self.batches.lock().unwrap_or_else(|e| e.into_inner());
+        let b = &b.list;
+        match (b.front(), b.back()) {
+            (Some((first, _)), Some((last, _))) if lsn >= *first && lsn <= *last => {
+                Lookup::Found(b[(lsn - first) as usize].1.clone())
+            }
+            (Some((first, _)), _) if lsn < *first => Lookup::Gone,
+            _ if lsn > *self.published.borrow() => Lookup::Ahead,
+            _ => Lookup::Gone,
+        }
+    }
+}
+
+/// The writer's end: publishes batches and the durable position.
+#[derive(Debug)]
+pub(crate) struct Publisher {
+    tail: Arc<Tail>,
+    published: watch::Sender<u64>,
+    durable: watch::Sender<u64>,
+}
+
+impl Publisher {
+    /// Hand batch `lsn` (the next LSN) to the subscribers. Never waits:
+    /// the oldest batches beyond the tail's bound are dropped (the log
+    /// has them).
+    pub(crate) fn publish(&self, lsn: u64, changes: Arc<Vec<Change>>) {
+        // dropped outside the lock
+        let mut gone = Vec::new();
+        {
+            let mut b = self.tail.batches.lock().unwrap_or_else(|e| e.into_inner());
+            b.changes += changes.len();
+            b.list.push_back((lsn, changes));
+            while b.list.len() > 1 && b.changes > self.tail.max_changes {
+                if let Some((_, c)) = b.list.pop_front() {
+                    b.changes -= c.len();
+                    gone.push(c);
+                }
+            }
+        }
+        self.published.send_replace(lsn);
+        drop(gone);
+    }
+
+    /// Every batch up to `lsn` is durable.
+    pub(crate) fn durable(&self, lsn: u64) {
+        self.durable.send_replace(lsn);
+    }
+
+    /// Whether a gate is open (asked after `publish`): a gate opened
+    /// later counts the batches published before it as covered.
+    pub(crate) fn gated(&self) -> bool {
+        self.tail.gates.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// Messages to the ACK release stage.
+#[derive(Debug)]
+pub(crate) enum ReleaseMsg<T> {
+    /// Batch `lsn` of `changes` changes was handed to the subscribers.
+    Published {
+        lsn: u64,
+        changes: u64,
+        at: Instant,
+    },
+    /// ACKs whose batches are durable, by profile (`lsn`: their batch).
+    Durable(Vec<(Arc<str>, u64, T)>),
+    Open {
+        gate: GateKey,
+        timeout: Duration,
+        stats: Arc<GateStats>,
+        /// The last LSN published when the gate opened.
+        published: u64,
+    },
+    Close(GateKey),
+    Acked(GateKey, u64),
+    Degraded(GateKey, bool),
+    Stop,
+}
+
+/// A gate: its profile, and which of the gates opened for it.
+#[derive(Debug, Clone)]
+pub(crate) struct GateKey {
+    profile: Arc<str>,
+    id: u64,
+}
+
+/// What a gate shows (read without the release stage).
+#[derive(Debug, Default)]
+pub struct GateStats {
+    pub acked: AtomicU64,
+    pub degraded: AtomicBool,
+    /// Changes of published batches the partner has not acknowledged.
+    pub unsent: AtomicU64,
+    /// ACKs released because the gate was degraded.
+    pub released_degraded: AtomicU64,
+}
+
+/// Unacknowledged batches a gate keeps apart; beyond, the two oldest are
+/// merged (the count stays exact, the timing uses the older one).
+const GATE_BATCHES: usize = 4096;
+
+#[derive(Debug)]
+struct GateState<T> {
+    id: u64,
+    timeout: Duration,
+    acked: u64,
+    degraded: bool,
+    /// Published batches above `acked`: (lsn, changes, published at).
+    batches: VecDeque<(u64, u64, Instant)>,
+    /// Their changes.
+    unsent: u64,
+    /// Durable ACKs waiting for the partner, in batch order.
+    held: VecDeque<(u64, T)>,
+    stats: Arc<GateStats>,
+}
+
+impl<T> GateState<T> {
+    fn show(&self) {
+        self.stats.unsent.store(self.unsent, Ordering::Relaxed);
+        self.stats.acked.store(self.acked, Ordering::Relaxed);
+        self.stats.degraded.store(self.degraded, Ordering::Relaxed);
+    }
+
+    /// The held ACKs the gate lets out now.
+    fn release(&mut self, out: &mut Vec<T>) {
+        if self.degraded {
+            let n = self.held.len() as u64;
+            self.stats.released_degraded.fetch_add(n, Ordering::Relaxed);
+            out.extend(self.held.drain(..).map(|(_, t)| t));
+            return;
+        }
+        while self.held.front().is_some_and(|(lsn, _)| *lsn <= self.acked) {
+            out.extend(self.held.pop_front().map(|(_, t)| t));
+        }
+    }
+}
+
+/// The ACK release logic (pure: the stage's thread feeds it and sends what
+/// it returns).
+#[derive(Debug)]
+pub(crate) struct Release<T> {
+    gates: HashMap<Arc<str>, GateState<T>>,
+    published: u64,
+}
+
+impl<T> Release<T> {
+    pub(crate) fn new(published: u64) -> Release<T> {
+        Release {
+            gates: HashMap::new(),
+            published,
+        }
+    }
+
+    /// The gate `key` names, unless another replaced it since.
+    fn gate(&mut self, key: &GateKey) -> Option<&mut GateState<T>> {
+        self.gates.get_mut(&key.profile).filter(|g| g.id == key.id)
+    }
+
+    /// Apply one message at `now`; the ACKs that may leave go to `out`.
+    pub(crate) fn handle(&mut self, msg: ReleaseMsg<T>, now: Instant, out: &mut Vec<T>) {
+        match msg {
+            ReleaseMsg::Published { lsn, changes, at } => {
+                self.published = self.published.max(lsn);
+                for g in self.gates.values_mut() {
+                    if lsn > g.acked {
+                        g.batches.push_back((lsn, changes, at));
+                        g.unsent += changes;
+                        if g.batches.len() > GATE_BATCHES {
+                            let (_, n0, at0) = g.batches.pop_front().expect("over the bound");
+                            if let Some(b) = g.batches.front_mut() {
+                                b.1 += n0;
+                                b.2 = at0;
+                            }
+                        }
+                        g.show();
+                    }
+                }
+            }
+            ReleaseMsg::Durable(acks) => {
+                for (profile, lsn, t) in acks {
+                    match self.gates.get_mut(&profile) {
+                        Some(g) => g.held.push_back((lsn, t)),
+                        // no gate: durable is enough
+                        None => out.push(t),
+                    }
+                }
+                for g in self.gates.values_mut() {
+                    g.release(out);
+                }
+            }
+            ReleaseMsg::Open {
+                gate,
+                timeout,
+                stats,
+                published,
+            } => {
+                // what was published before the gate opened is not its to
+                // wait for (the batch backup covers it)
+                self.published = self.published.max(published);
+                let g = GateState {
+                    id: gate.id,
+                    unsent: 0,
+                    timeout,
+                    acked: self.published,
+                    degraded: false,
+                    batches: VecDeque::new(),
+                    held: VecDeque::new(),
+                    stats,
+                };
+                g.show();
+                if let Some(mut old) = self.gates.insert(gate.profile, g) {
+                    old.degraded = true;
+                    old.release(out);
+                }
+            }
+            ReleaseMsg::Close(key) => {
+                if self.gate(&key).is_some() {
+                    if let Some(mut g) = self.gates.remove(&key.profile) {
+                        g.degraded = true;
+                        g.release(out);
+                    }
+                }
+            }
+            ReleaseMsg::Acked(key, lsn) => {
+                let published = self.published;
+                if let Some(g) = self.gate(&key) {
+                    g.acked = g.acked.max(lsn);
+                    while let Some(b) = g.batches.front().filter(|b| b.0 <= g.acked) {
+                        g.unsent -= b.1;
+                        g.batches.pop_front();
+                    }
+                    if g.degraded && g.acked >= published {
+                        // the partner caught up with everything
+                        g.degraded = false;
+                    }
+                    g.release(out);
+                    g.show();
+                }
+            }
+            ReleaseMsg::Degraded(key, on) => {
+                if let Some(g) = self.gate(&key) {
+                    g.degraded = on;
+                    g.release(out);
+                    g.show();
+                }
+            }
+            ReleaseMsg::Stop => {}
+        }
+        self.poll(now, out);
+    }
+
+    /// Declare degraded the gates whose oldest unacknowledged batch is
+    /// older than their ack timeout.
+    pub(crate) fn poll(&mut self, now: Instant, out: &mut Vec<T>) {
+        for g in self.gates.values_mut() {
+            let late = g
+                .batches
+                .front()
+                .is_some_and(|b| now.duration_since(b.2) >= g.timeout);
+            if !g.degraded && late {
+                g.degraded = true;
+                tracing::warn!(
+                    unsent = g.unsent,
+                    acked = g.acked,
+                    "hot backup: partner did not acknowledge in time, serving alone"
+                );
+                g.release(out);
+                g.show();
+            }
+        }
+    }
+
+    /// When `poll` has something to do next.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.gates
+            .values()
+            .filter(|g| !g.degraded)
+            .filter_map(|g| g.batches.front().map(|b| b.2 + g.timeout))
+            .min()
+    }
+}
+
+/// The release stage's thread: applies messages, sends what they release
+/// with `send`, and declares gates degraded on time.
+pub(crate) fn release_stage<T>(
+    rx: std::sync::mpsc::Receiver<ReleaseMsg<T>>,
+    published: u64,
+    mut send: impl FnMut(Vec<T>),
+) {
+    let mut rel = Release::new(published);
+    let mut out = Vec::new();
+    loop {
+        let msg = match rel.deadline() {
+            Some(d) => match rx.recv_timeout(d.saturating_duration_since(Instant::now())) {
+                Ok(m) => Some(m),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            },
+            None => match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            },
+        };
+        match msg {
+            Some(ReleaseMsg::Stop) => break,
+            Some(m) => rel.handle(m, Instant::now(), &mut out),
+            None => rel.poll(Instant::now(), &mut out),
+        }
+        if !out.is_empty() {
+            send(std::mem::take(&mut out));
+        }
+    }
+    // closing: the ACKs still held wait for a partner that will not be
+    // heard any more; sending them now would grant leases the partner may
+    // lack just when this router stops: they stay unsent (fail closed)
+    let held: usize = rel.gates.values().map(|g| g.held.len()).sum();
+    if held > 0 {
+        tracing::info!(
+            held,
+            "ack release stopping: ACKs not acknowledged by the partner withheld"
+        );
+    }
+}
+
+/// The narrow handle the hot-backup subsystem uses (holo's `ibus` style):
+/// stream the lease log, and gate a profile's ACKs on the partner.
+#[derive(Debug, Clone)]
+pub struct ReplicationHandle<T> {
+    tail: Arc<Tail>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+}
+
+/// Build the writer's publisher and the handle around the stage's channel;
+/// `published` is the number this start skipped (the store's LSN + 1),
+/// `max_changes` the tail's bound ([`TAIL_CHANGES`]).
+pub(crate) fn channel<T>(
+    published: u64,
+    log: Option<LogReader>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+    max_changes: usize,
+) -> (Publisher, ReplicationHandle<T>) {
+    let (published_tx, published_rx) = watch::channel(published);
+    let (durable_tx, durable_rx) = watch::channel(published);
+    let tail = Arc::new(Tail {
+        batches: Mutex::new(Batches::default()),
+        max_changes,
+        published: published_rx,
+        durable: durable_rx,
+        log,
+        gate_ids: AtomicU64::new(0),
+        skipped: published,
+        gates: AtomicUsize::new(0),
+    });
+    (
+        Publisher {
+            tail: tail.clone(),
+            published: published_tx,
+            durable: durable_tx,
+        },
+        ReplicationHandle { tail, release },
+    )
+}
+
+impl<T> ReplicationHandle<T> {
+    /// Every batch after `lsn` (the last one the partner holds), in order.
+    pub fn subscribe_from(&self, lsn: u64) -> Subscriber {
+        Subscriber {
+            tail: self.tail.clone(),
+            next: lsn + 1,
+            published: self.tail.published.clone(),
+            durable: self.tail.durable.clone(),
+            caught_up: VecDeque::new(),
+        }
+    }
+
+    /// The last LSN durable in the local store.
+    pub fn durable(&self) -> u64 {
+        *self.tail.durable.borrow()
+    }
+
+    /// Hold the ACKs of `profile`'s pools until the partner acknowledges
+    /// their batch (or the gate is degraded: no acknowledgement within
+    /// `ack_timeout`). Dropping the gate releases them on durability alone.
+    /// A second gate for the same profile replaces the first (whose held
+    /// ACKs leave then), and the first one's calls no longer count.
+    pub fn gate(&self, profile: &str, ack_timeout: Duration) -> Gate<T> {
+        let key = GateKey {
+            profile: profile.into(),
+            id: self.tail.gate_ids.fetch_add(1, Ordering::Relaxed),
+        };
+        let stats = Arc::new(GateStats::default());
+        // counted before the position is read: a batch published after
+        // the read is announced to the release stage (see `gated`)
+        self.tail.gates.fetch_add(1, Ordering::SeqCst);
+        let _ = self.release.send(ReleaseMsg::Open {
+            gate: key.clone(),
+            timeout: ack_timeout,
+            stats: stats.clone(),
+            published: *self.tail.published.borrow(),
+        });
+        Gate {
+            key,
+            tail: self.tail.clone(),
+            release: self.release.clone(),
+            stats,
+        }
+    }
+}
+
+/// A profile's ACK gate (see [`ReplicationHandle::gate`]).
+#[derive(Debug)]
+pub struct Gate<T> {
+    key: GateKey,
+    tail: Arc<Tail>,
+    release: std::sync::mpsc::Sender<ReleaseMsg<T>>,
+    stats: Arc<GateStats>,
+}
+
+impl<T> Gate<T> {
+    /// The partner holds every batch up to `lsn` durably (cumulative).
+    pub fn acknowledge(&self, lsn: u64) {
+        let _ = self.release.send(ReleaseMsg::Acked(self.key.clone(), lsn));
+    }
+
+    /// The channel is down (`true`: serve alone at once, without waiting
+    /// for the timeout) or up again.
+    pub fn set_degraded(&self, on: bool) {
+        let _ = self
+            .release
+            .send(ReleaseMsg::Degraded(self.key.clone(), on));
+    }
+
+    pub fn stats(&self) -> &GateStats {
+        &self.stats
+    }
+}
+
+impl<T> Drop for Gate<T> {
+    fn drop(&mut self) {
+        let _ = self.release.send(ReleaseMsg::Close(self.key.clone()));
+        self.tail.gates.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A reader of the log's batches from a position on (see
+/// [`ReplicationHandle::subscribe_from`]).
+#[derive(Debug)]
+pub struct Subscriber {
+    tail: Arc<Tail>,
+    /// The LSN wanted next.
+    next: u64,
+    published: watch::Receiver<u64>,
+    durable: watch::Receiver<u64>,
+    /// What the last read of the log returned, not handed out yet.
+    caught_up: VecDeque<Replicated>,
+}
+
+impl Subscriber {
+    /// The next batch (or snapshot), waiting for it to be published.
+    pub async fn next(&mut self) -> Result<Replicated, ReplicationError> {
+        loop {
+            if let Some(r) = self.caught_up.pop_front() {
+                self.next = match &r {
+                    Replicated::Batch { lsn, .. } | Replicated::Snapshot { lsn, .. } => lsn + 1,
+                };
+                return Ok(r);
+            }
+            if self.next == self.tail.skipped {
+                self.next += 1;
+            }
+            // seen before the look-up: a batch published after it wakes us
+            self.published.borrow_and_update();
+            match self.tail.lookup(self.next) {
+                Lookup::Found(changes) => {
+                    let lsn = self.next;
+                    self.next += 1;
+                    return Ok(Replicated::Batch { lsn, changes });
+                }
+                Lookup::Ahead => {
+                    self.published
+                        .changed()
+                        .await
+                        .map_err(|_| ReplicationError::Closed)?;
+                }
+                Lookup::Gone => {
+                    // the log holds it once it is durable
+                    let durable = *self.durable.borrow_and_update();
+                    if durable < self.next {
+                        self.durable
+                            .changed()
+                            .await
+                            .map_err(|_| ReplicationError::Closed)?;
+                        continue;
+                    }
+                    let log = self.tail.log.clone().ok_or(ReplicationError::NoLog)?;
+                    let after = self.next - 1;
+                    let read = tokio::task::spawn_blocking(move || log.read(after, durable))
+                        .await
+                        .map_err(|_| ReplicationError::Reader)??;
+                    self.caught_up.extend(read.into_iter().map(|l| match l {
+                        Logged::Batch { lsn, changes } => Replicated::Batch {
+                            lsn,
+                            changes: Arc::new(changes),
+                        },
+                        Logged::Snapshot { lsn, leases } => Replicated::Snapshot { lsn, leases },
+                    }));
+                    if self.caught_up.is_empty() {
+                        // nothing numbered there (a log of no batch yet)
+                        self.next = durable + 1;
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A gate kept unacknowledged for long (a partner gone, many batches)
+    /// keeps a bounded record of them, and its count of unsent changes
+    /// stays exact once the partner acknowledges past the merged ones.
+    #[test]
+    fn a_long_outage_costs_bounded_memory_and_counts_exactly() {
+        let mut rel: Release<u32> = Release::new(0);
+        let stats = Arc::new(GateStats::default());
+        let t0 = Instant::now();
+        let mut out = Vec::new();
+        let p = GateKey {
+            profile: "p".into(),
+            id: 0,
+        };
+        let open = ReleaseMsg::Open {
+            published: 0,
+            gate: p.clone(),
+            timeout: Duration::from_secs(3600),
+            stats: stats.clone(),
+        };
+        rel.handle(open, t0, &mut out);
+        for lsn in 1..=5000 {
+            let published = ReleaseMsg::Published {
+                lsn,
+                changes: 2,
+                at: t0,
+            };
+            rel.handle(published, t0, &mut out);
+        }
+        assert_eq!(rel.gates["p"].batches.len(), GATE_BATCHES);
+        assert_eq!(stats.unsent.load(Ordering::Relaxed), 10_000);
+        rel.handle(ReleaseMsg::Acked(p, 4000), t0, &mut out);
+        assert_eq!(stats.unsent.load(Ordering::Relaxed), 2000);
+        // the timeout runs from the oldest unacknowledged batch
+        assert_eq!(rel.deadline(), Some(t0 + Duration::from_secs(3600)));
+        rel.poll(t0 + Duration::from_secs(3600), &mut out);
+        assert!(stats.degraded.load(Ordering::Relaxed));
+        assert_eq!(rel.deadline(), None);
+        assert!(out.is_empty());
+    }
+}
