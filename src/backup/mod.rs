@@ -25,4 +25,6 @@
 //! - roles: each profile following its VRRP group, and preemption held
 //!   until the returning router's batch backup is complete.
 
+pub mod channel;
+pub mod tls;
 pub mod wire;
