@@ -416,7 +416,7 @@ impl Drop for Channel {
 impl Channel {
     /// Start the channel: bind the listener (now, so that the port is
     /// taken when this returns, or retried with backoff if it cannot be)
-    /// and start dialing. Must be called inside a tokio runtime.
+    /// and start the first dial. Must be called inside a tokio runtime.
     pub fn spawn(mut cfg: ChannelConfig) -> (Channel, mpsc::UnboundedReceiver<ChannelEvent>) {
         cfg.hello.source = cfg.source;
         let now = SystemTime::now();
@@ -471,7 +471,13 @@ impl Channel {
             refused_since_log: 0,
             span: span.clone(),
         };
-        span.in_scope(|| sup.bind());
+        // Listen and dial before the task first runs: when both routers
+        // start together, both dials are under way before either hello is
+        // read, and the arbitration keeps the arbiter's.
+        span.in_scope(|| {
+            sup.bind();
+            sup.dial();
+        });
         let task = tokio::spawn(sup.run(cancel.clone()).instrument(span));
         (
             Channel {
@@ -1339,3 +1345,7 @@ async fn session(
         }
     }
 }
+
+#[cfg(test)]
+#[path = "channel_tests.rs"]
+mod tests;
