@@ -93,7 +93,7 @@ use std::time::{Duration, SystemTime};
 use futures::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::codec::Framed;
@@ -110,8 +110,12 @@ use super::wire::{
 /// their source address (a scan or a misconfigured third router).
 pub const REFUSED_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// Arbiter: inbound connections held at most while its own dial resolves
+/// (more are duplicates at once).
+const MAX_HELD: usize = 4;
+
 /// Frames buffered between a session and its owner, each way.
-const SESSION_QUEUE: usize = 1024;
+pub const SESSION_QUEUE: usize = 1024;
 
 /// What a channel needs to know; built by the owner from the typed
 /// configuration of a remote-backup-service (and its profiles).
@@ -131,7 +135,9 @@ pub struct ChannelConfig {
     pub hello_timeout: Duration,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
-    /// What to say in the hello (its `source` is set to `source`).
+    /// What to say in the hello: its profiles (its `source` is set to
+    /// `source`, its `unix_time` to the clock at each connection). The
+    /// owner keeps it current with [`Channel::set_hello`].
     pub hello: Hello,
 }
 
@@ -369,6 +375,12 @@ pub struct SessionUp {
 /// The owner's end of an established session. Keepalives are the
 /// channel's business: `recv` yields every other message, in order.
 /// Dropping the `Session` (all its senders) closes the session.
+///
+/// The owner must keep reading: while its queue ([`SESSION_QUEUE`]
+/// frames) is full the session reads nothing more, so it answers no
+/// keepalive either, and the peer's dead timer ends the session. That is
+/// the backpressure: a stuck owner shows as a dead session, not as
+/// unbounded memory.
 #[derive(Debug)]
 pub struct Session {
     tx: mpsc::Sender<Message>,
@@ -403,6 +415,7 @@ impl Session {
 #[derive(Debug)]
 pub struct Channel {
     shared: Arc<Shared>,
+    hello: watch::Sender<Hello>,
     cancel: CancellationToken,
     task: tokio::task::JoinHandle<()>,
 }
@@ -419,6 +432,7 @@ impl Channel {
     /// and start the first dial. Must be called inside a tokio runtime.
     pub fn spawn(mut cfg: ChannelConfig) -> (Channel, mpsc::UnboundedReceiver<ChannelEvent>) {
         cfg.hello.source = cfg.source;
+        let (hello, _) = watch::channel(cfg.hello.clone());
         let now = SystemTime::now();
         let shared = Arc::new(Shared {
             state: Mutex::new(ChannelState {
@@ -451,6 +465,7 @@ impl Channel {
                 shared: shared.clone(),
                 reports: reports_tx,
                 base: Instant::now(),
+                hello: hello.clone(),
             },
             events: events_tx,
             reports: reports_rx,
@@ -482,11 +497,20 @@ impl Channel {
         (
             Channel {
                 shared,
+                hello,
                 cancel,
                 task,
             },
             events_rx,
         )
+    }
+
+    /// The hello of the connections made from now on (the profiles, and
+    /// their roles, as they are now); a session that is up is not touched
+    /// (role changes travel as `Message::Role`).
+    pub fn set_hello(&self, mut hello: Hello) {
+        hello.source = self.shared.with(|s| s.source);
+        self.hello.send_replace(hello);
     }
 
     /// The channel's state now (never waits for the channel's tasks).
@@ -514,6 +538,7 @@ struct Ctx {
     reports: mpsc::UnboundedSender<Report>,
     /// Origin of keepalive stamps.
     base: Instant,
+    hello: watch::Sender<Hello>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -614,7 +639,14 @@ impl Supervisor {
                 Wake::Cancelled => break,
                 Wake::Report(r) => self.on_report(r),
                 Wake::Accepted(Ok((tcp, from))) => self.on_accept(tcp, from),
-                Wake::Accepted(Err(e)) => debug!(error = %e, "accept failed"),
+                Wake::Accepted(Err(e)) => {
+                    // (out of descriptors, say): listen again after a pause
+                    // rather than spin on an accept that fails at once
+                    warn!(error = %e, "accept failed");
+                    self.listener = None;
+                    self.listen_retry = Instant::now() + jitter(self.listen_backoff);
+                    self.listen_backoff = (self.listen_backoff * 2).min(self.ctx.cfg.backoff_max);
+                }
                 Wake::Dial => self.dial(),
                 Wake::Bind => self.bind(),
                 Wake::Reaped => {}
@@ -771,7 +803,7 @@ impl Supervisor {
                     Decision::Accept
                 } else if self.up.is_some() || self.chosen.is_some() {
                     Decision::Duplicate
-                } else if dir == Dir::In && self.outbound.is_some() {
+                } else if dir == Dir::In && self.outbound.is_some() && self.held.len() < MAX_HELD {
                     debug!(id, "inbound hello held while our own dial is in progress");
                     self.held.push_back((id, decide));
                     return;
@@ -1173,7 +1205,11 @@ async fn connection_inner(
     let mut wire: Wire = Framed::new(stream, WireCodec::new());
 
     // Both hellos at once.
-    send(ctx, &mut wire, Message::Hello(cfg.hello.clone())).await?;
+    let mut hello = ctx.hello.borrow().clone();
+    hello.unix_time = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    send(ctx, &mut wire, Message::Hello(hello.clone())).await?;
     let peer_hello = match recv_within(ctx, &mut wire, Phase::Hello, cfg.hello_timeout).await? {
         Message::Hello(h) => h,
         Message::HelloReply(HelloReply::Refused(r)) | Message::Close(r) => {
@@ -1205,7 +1241,7 @@ async fn connection_inner(
         };
         return Err(refuse(ctx, &mut wire, Phase::Reply, r).await);
     }
-    let our_verdicts = verdicts(&cfg.hello.profiles, &peer_hello.profiles);
+    let our_verdicts = verdicts(&hello.profiles, &peer_hello.profiles);
     send(
         ctx,
         &mut wire,

@@ -488,3 +488,105 @@ async fn missing_tls_files_are_a_clear_failure() {
     assert!(r.text.contains("/nonexistent/router.crt"), "{r}");
     quiet(&mut a_ev);
 }
+
+// ------------------------------------------------- arbitration, shutdown
+
+#[tokio::test]
+async fn the_arbiter_refuses_a_second_connection_while_up() {
+    let port = free_port();
+    let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
+    let (b, mut b_ev) = Channel::spawn(cfg(B, A, port));
+    let _a_up = up(&mut a_ev).await;
+    let _b_up = up(&mut b_ev).await;
+    // a second connection to B from A's address, with A's hello
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::V4(SocketAddrV4::new(A, 0))).unwrap();
+    let tcp = s
+        .connect(SocketAddr::V4(SocketAddrV4::new(B, port)))
+        .await
+        .unwrap();
+    let mut second = Framed::new(tcp, WireCodec::new());
+    let mut h = hello();
+    h.source = A;
+    second.send(Message::Hello(h)).await.unwrap();
+    assert!(matches!(next_frame(&mut second).await, Message::Hello(_)));
+    match next_frame(&mut second).await {
+        Message::Close(r) => assert_eq!(r.reason, Reason::DuplicateSession),
+        m => panic!("expected a duplicate-session close, got {m:?}"),
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    quiet(&mut a_ev);
+    quiet(&mut b_ev);
+    let s = b.state();
+    assert_eq!(s.connection, Connection::Connected);
+    assert_eq!(s.counters.sessions_up, 1);
+    assert!(s.last_failure.is_none(), "{s:#?}");
+    assert_eq!(a.state().connection, Connection::Connected);
+}
+
+#[tokio::test]
+async fn the_other_router_follows_the_arbiter_to_a_newer_session() {
+    let port = free_port();
+    let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
+    let mut first = scripted_session(port).await;
+    let first_up = up(&mut a_ev).await;
+    // the arbiter (scripted B) accepts a new connection: A takes it
+    let _second = scripted_session(port).await;
+    match event(&mut a_ev).await {
+        ChannelEvent::Down { id, reason } => {
+            assert_eq!(id, first_up.id);
+            assert_eq!(reason.cause, Cause::Local(Reason::DuplicateSession));
+        }
+        e => panic!("expected the first session down, got {e:?}"),
+    }
+    let second_up = up(&mut a_ev).await;
+    assert_ne!(second_up.id, first_up.id);
+    let close = loop {
+        match next_frame(&mut first).await {
+            Message::Keepalive(_) => continue,
+            m => break m,
+        }
+    };
+    assert!(
+        matches!(&close, Message::Close(r) if r.reason == Reason::DuplicateSession),
+        "{close:?}"
+    );
+    let s = a.state();
+    assert_eq!(s.connection, Connection::Connected);
+    assert_eq!(s.session_local, Some(second_up.local));
+}
+
+#[tokio::test]
+async fn shutdown_tells_the_peer() {
+    let port = free_port();
+    let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
+    let (_b, mut b_ev) = Channel::spawn(cfg(B, A, port));
+    let _a_up = up(&mut a_ev).await;
+    let _b_up = up(&mut b_ev).await;
+    timeout(WITHIN, a.shutdown()).await.unwrap();
+    let reason = down(&mut b_ev).await;
+    assert_eq!(reason.cause, Cause::Peer(Reason::Shutdown), "{reason}");
+}
+
+#[tokio::test]
+async fn the_hello_says_what_the_owner_set_last() {
+    let port = free_port();
+    let (a, _a_ev) = Channel::spawn(cfg(A, B, port));
+    let mut h = hello();
+    h.profiles[0].backup_id = 11;
+    h.profiles[0].role = Role::Backup;
+    a.set_hello(h);
+    let mut peer = scripted_peer(port).await;
+    let got = match next_frame(&mut peer).await {
+        Message::Hello(h) => h,
+        m => panic!("expected a hello, got {m:?}"),
+    };
+    assert_eq!(got.source, A);
+    assert_eq!(got.profiles[0].backup_id, 11);
+    assert_eq!(got.profiles[0].role, Role::Backup);
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(got.unix_time.abs_diff(now) < 60, "{}", got.unix_time);
+}
