@@ -154,6 +154,16 @@ async fn two_channels_come_up_and_carry_frames() {
 
 #[tokio::test]
 async fn simultaneous_dial_keeps_one_session_the_arbiters() {
+    simultaneous_dial_rounds().await;
+}
+
+/// The same with the two channels' tasks on two threads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_dial_keeps_one_session_on_two_threads() {
+    simultaneous_dial_rounds().await;
+}
+
+async fn simultaneous_dial_rounds() {
     for round in 0..20 {
         let port = free_port();
         // Both listen and dial before either task runs.
