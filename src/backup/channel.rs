@@ -803,10 +803,14 @@ impl Supervisor {
                     Decision::Accept
                 } else if self.up.is_some() || self.chosen.is_some() {
                     Decision::Duplicate
-                } else if dir == Dir::In && self.outbound.is_some() && self.held.len() < MAX_HELD {
-                    debug!(id, "inbound hello held while our own dial is in progress");
-                    self.held.push_back((id, decide));
-                    return;
+                } else if dir == Dir::In && self.outbound.is_some() {
+                    if self.held.len() >= MAX_HELD {
+                        Decision::Duplicate
+                    } else {
+                        debug!(id, "inbound hello held while our own dial is in progress");
+                        self.held.push_back((id, decide));
+                        return;
+                    }
                 } else {
                     self.chosen = Some(id);
                     Decision::Accept
@@ -891,10 +895,11 @@ impl Supervisor {
         if self.up.is_some() || self.chosen.is_some() || self.outbound.is_some() {
             return;
         }
-        if let Some((id, d)) = self.held.pop_front() {
+        while let Some((id, d)) = self.held.pop_front() {
             if d.send(Decision::Accept).is_ok() {
                 debug!(id, "held inbound hello accepted");
                 self.chosen = Some(id);
+                return;
             }
         }
     }

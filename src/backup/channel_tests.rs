@@ -600,3 +600,41 @@ async fn the_hello_says_what_the_owner_set_last() {
         .as_secs();
     assert!(got.unix_time.abs_diff(now) < 60, "{}", got.unix_time);
 }
+
+#[tokio::test]
+async fn the_arbiter_takes_the_other_dial_when_its_own_fails() {
+    let port = free_port();
+    // A's address answers TCP but never says hello: B's own dial hangs
+    // until its hello timeout (1 s) while A's hello waits, held
+    let _silent = std::net::TcpListener::bind((A, port)).unwrap();
+    let (b, mut b_ev) = Channel::spawn(cfg(B, A, port));
+    let s = TcpSocket::new_v4().unwrap();
+    s.bind(SocketAddr::V4(SocketAddrV4::new(A, 0))).unwrap();
+    let tcp = s
+        .connect(SocketAddr::V4(SocketAddrV4::new(B, port)))
+        .await
+        .unwrap();
+    let mut a = Framed::new(tcp, WireCodec::new());
+    let mut h = hello();
+    h.source = A;
+    a.send(Message::Hello(h)).await.unwrap();
+    assert!(matches!(next_frame(&mut a).await, Message::Hello(_)));
+    let sent = Instant::now();
+    assert!(matches!(
+        next_frame(&mut a).await,
+        Message::HelloReply(HelloReply::Accepted { .. })
+    ));
+    // held until B's own dial gave up
+    assert!(sent.elapsed() >= Duration::from_millis(500));
+    a.send(Message::HelloReply(HelloReply::Accepted {
+        profiles: vec![],
+    }))
+    .await
+    .unwrap();
+    let b_up = up(&mut b_ev).await;
+    assert!(!b_up.initiated_here);
+    let s = b.state();
+    assert_eq!(s.connection, Connection::Connected);
+    let (_, failure) = s.last_failure.expect("B's own dial failed");
+    assert_eq!(failure.cause, Cause::Timeout, "{failure}");
+}
