@@ -638,3 +638,42 @@ async fn the_arbiter_takes_the_other_dial_when_its_own_fails() {
     let (_, failure) = s.last_failure.expect("B's own dial failed");
     assert_eq!(failure.cause, Cause::Timeout, "{failure}");
 }
+
+#[tokio::test]
+async fn without_trusted_ca_the_session_is_encrypted_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_a = ca("A's own CA");
+    let ca_b = ca("B's own CA");
+    let a_tls = TlsPaths {
+        trusted_ca: None,
+        ..router(dir.path(), "a", &ca_a, "router-a", A)
+    };
+    let b_tls = TlsPaths {
+        trusted_ca: None,
+        ..router(dir.path(), "b", &ca_b, "router-b", B)
+    };
+    let port = free_port();
+    let (_a, mut a_ev) = Channel::spawn(tls_cfg(A, B, port, a_tls));
+    let (_b, mut b_ev) = Channel::spawn(tls_cfg(B, A, port, b_tls));
+    let a_up = up(&mut a_ev).await;
+    let b_up = up(&mut b_ev).await;
+    assert_eq!(a_up.peer_certificate.as_deref(), Some("CN=router-b"));
+    assert_eq!(b_up.peer_certificate.as_deref(), Some("CN=router-a"));
+}
+
+#[tokio::test]
+async fn a_file_that_is_not_pem_is_a_clear_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = ca("hotlease test CA");
+    let tls = router(dir.path(), "a", &ca, "router-a", A);
+    std::fs::write(&tls.certificate, "not a certificate\n").unwrap();
+    let port = free_port();
+    let (a, _a_ev) = Channel::spawn(tls_cfg(A, B, port, tls));
+    let s = state_until(&a, |s| s.last_failure.is_some()).await;
+    let (_, r) = s.last_failure.unwrap();
+    assert_eq!(r.cause, Cause::TlsFiles);
+    assert!(
+        r.text.contains("a.crt") && r.text.contains("no CERTIFICATE"),
+        "{r}"
+    );
+}
