@@ -1,17 +1,29 @@
-//! Typed configuration: the validated YANG trees of the three modules turned
+//! Typed configuration, the whole of it: the validated YANG trees turned
 //! into plain Rust values (`TryFrom<&DataTree>`), which the runtimes consume
-//! without knowing libyang. Defaults come from the YANG modules: libyang
-//! fills them in during validation, so every leaf with a default is present
-//! here and no default is repeated in Rust.
+//! without knowing libyang. Each subsystem owns its part and how it is read
+//! from the tree (`dhcp::config`, `vrrp::config`, `backup::config`); this
+//! module puts them together, and holds the contract between the northbound
+//! and the subsystems: the `Subsystem` trait the northbound commits through,
+//! the refusal of a configuration (`ConfigError`, which the northbound turns
+//! into an `<rpc-error>`), the lists a commit handles entry by entry
+//! (`ENTRY_LISTS`), and the readers of validated data nodes the parts share.
+//! So the northbound never names a runtime, and no runtime imports the
+//! northbound or `netconf`.
+//!
+//! Defaults come from the YANG modules: libyang fills them in during
+//! validation, so every leaf with a default is present here and no default
+//! is repeated in Rust.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
-use std::sync::Arc;
 
 use yang2::data::{Data, DataNodeRef, DataTree};
 
-use crate::netconf::error::{xml_path, ErrorTag, RpcError};
+use crate::backup::config::BackupConfig;
+use crate::dhcp::config::DhcpConfig;
+use crate::vrrp::config::VrrpGroup;
+use crate::yang::{xml_path, Entry, EntryList};
 
 /// The whole configuration of the daemon.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,167 +33,80 @@ pub struct Config {
     pub backup: BackupConfig,
 }
 
+/// A configuration refused by a subsystem: the node at fault, as an XML
+/// instance-identifier (`/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='a']`),
+/// an optional machine-readable tag and a message for the operator. The
+/// northbound answers it as an `<rpc-error>` (error-path, error-app-tag,
+/// error-message); nothing here knows NETCONF.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ConfigError {
+    pub kind: Refusal,
+    pub path: String,
+    pub app_tag: Option<String>,
+    pub message: String,
+}
+
+/// Why a configuration is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum VrrpVersion {
-    V2,
-    V3,
+pub enum Refusal {
+    /// A value the subsystem cannot use (a bad range, a missing leaf).
+    Invalid,
+    /// Valid values that a rule or the host refuses (overlapping pools,
+    /// missing capabilities).
+    Refused,
 }
 
-/// `vrrp/group`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct VrrpGroup {
-    pub interface: String,
-    pub vrid: u8,
-    pub virtual_ips: Vec<Ipv4Addr>,
-    pub priority: u8,
-    pub preempt: bool,
-    pub preempt_delay_s: u32,
-    pub advertise_interval_ms: u32,
-    pub version: VrrpVersion,
-    pub checksum_mode: ChecksumMode,
-    pub use_virtual_mac: bool,
-}
-
-/// `vrrp/group/checksum-mode`: the VRRPv3 IPv4 checksum form sent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChecksumMode {
-    /// Preceded by the IPv4 pseudo-header (keepalived, FRR).
-    PseudoHeader,
-    /// The VRRP message alone (RFC 9568).
-    Rfc9568,
-}
-
-/// `dhcp-server`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct DhcpConfig {
-    pub all_interfaces: bool,
-    pub interfaces: Vec<String>,
-    pub decline_probation_s: u32,
-    pub echo_client_id: bool,
-    pub authoritative: bool,
-    /// Shared, so that copying a configuration of thousands of pools (each
-    /// commit does) costs a pointer per pool, and a runtime can tell an
-    /// unchanged pool by `Arc::ptr_eq`.
-    pub pools: BTreeMap<String, Arc<Pool>>,
-}
-
-/// A user-defined DHCP option value.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OptionValue {
-    Addresses(Vec<Ipv4Addr>),
-    Text(String),
-    Hex(Vec<u8>),
-}
-
-/// `dhcp-server/ip-pool`.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pool {
-    pub name: String,
-    pub gateways: Vec<Ipv4Addr>,
-    pub mask: Ipv4Addr,
-    /// Network address (from `network`, else the first gateway) and mask.
-    pub network: Ipv4Addr,
-    pub sections: Vec<(Ipv4Addr, Ipv4Addr)>,
-    pub excluded: Vec<(Ipv4Addr, Ipv4Addr)>,
-    pub dns_servers: Vec<Ipv4Addr>,
-    pub domain_name: Option<String>,
-    pub lease_time_s: u32,
-    pub renew_time_s: Option<u32>,
-    pub rebind_time_s: Option<u32>,
-    pub next_server: Option<Ipv4Addr>,
-    pub boot_file: Option<String>,
-    pub options: BTreeMap<u8, OptionValue>,
-    pub server_identifier: Option<Ipv4Addr>,
-    pub remote_backup_profile: Option<String>,
-    pub static_binds: BTreeMap<Ipv4Addr, String>,
-}
-
-#[cfg(test)]
-impl Pool {
-    /// A pool with only a name and a /24 network, for tests to fill in with
-    /// struct update syntax.
-    pub(crate) fn for_test(name: &str, network: &str) -> Pool {
-        Pool {
-            name: name.into(),
-            gateways: vec![],
-            mask: Ipv4Addr::new(255, 255, 255, 0),
-            network: network.parse().expect("test network"),
-            sections: vec![],
-            excluded: vec![],
-            dns_servers: vec![],
-            domain_name: None,
-            lease_time_s: 3600,
-            renew_time_s: None,
-            rebind_time_s: None,
-            next_server: None,
-            boot_file: None,
-            options: BTreeMap::new(),
-            server_identifier: None,
-            remote_backup_profile: None,
-            static_binds: BTreeMap::new(),
+impl ConfigError {
+    pub fn invalid(path: String, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            kind: Refusal::Invalid,
+            path,
+            app_tag: None,
+            message: message.into(),
         }
+    }
+
+    pub fn refused(path: String, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            kind: Refusal::Refused,
+            path,
+            app_tag: None,
+            message: message.into(),
+        }
+    }
+
+    pub fn with_app_tag(mut self, tag: &str) -> ConfigError {
+        self.app_tag = Some(tag.to_string());
+        self
     }
 }
 
-/// `remote-backup-service`, `remote-backup-profile`, `ssl-policy`.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BackupConfig {
-    pub ssl_policies: BTreeMap<String, SslPolicy>,
-    pub services: BTreeMap<String, BackupService>,
-    pub profiles: BTreeMap<String, BackupProfile>,
-}
+pub(crate) type Node<'a> = DataNodeRef<'a, 'static>;
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct SslPolicy {
-    pub name: String,
-    pub certificate: String,
-    pub private_key: String,
-    pub trusted_ca: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackupService {
-    pub name: String,
-    pub ssl_policy: Option<String>,
-    pub peer: Ipv4Addr,
-    pub source: Ipv4Addr,
-    pub port: u16,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct BackupProfile {
-    pub name: String,
-    pub vrrp_interface: String,
-    pub vrid: u8,
-    pub backup_id: u16,
-    pub service: String,
-    pub dhcp_server: bool,
-}
-
-type Node<'a> = DataNodeRef<'a, 'static>;
-
-fn children<'a>(n: &Node<'a>, name: &'a str) -> impl Iterator<Item = Node<'a>> + 'a {
+pub(crate) fn children<'a>(n: &Node<'a>, name: &'a str) -> impl Iterator<Item = Node<'a>> + 'a {
     n.children().filter(move |c| c.schema().name() == name)
 }
 
-fn leaf(n: &Node<'_>, name: &str) -> Option<String> {
+pub(crate) fn leaf(n: &Node<'_>, name: &str) -> Option<String> {
     n.children()
         .find(|c| c.schema().name() == name)
         .and_then(|c| c.value_canonical())
 }
 
-fn leaves(n: &Node<'_>, name: &str) -> Vec<String> {
+pub(crate) fn leaves(n: &Node<'_>, name: &str) -> Vec<String> {
     n.children()
         .filter(|c| c.schema().name() == name)
         .filter_map(|c| c.value_canonical())
         .collect()
 }
 
-fn bad(n: &Node<'_>, msg: String) -> RpcError {
-    RpcError::application(ErrorTag::InvalidValue, msg).with_path(Some(xml_path(&n.path())))
+/// A value of `n` that cannot be used.
+pub(crate) fn bad(n: &Node<'_>, msg: String) -> ConfigError {
+    ConfigError::invalid(xml_path(&n.path()), msg)
 }
 
-fn parse<T: FromStr>(n: &Node<'_>, name: &str) -> Result<Option<T>, RpcError> {
+pub(crate) fn parse<T: FromStr>(n: &Node<'_>, name: &str) -> Result<Option<T>, ConfigError> {
     match leaf(n, name) {
         None => Ok(None),
         Some(v) => v
@@ -191,11 +116,11 @@ fn parse<T: FromStr>(n: &Node<'_>, name: &str) -> Result<Option<T>, RpcError> {
     }
 }
 
-fn req<T: FromStr>(n: &Node<'_>, name: &str) -> Result<T, RpcError> {
+pub(crate) fn req<T: FromStr>(n: &Node<'_>, name: &str) -> Result<T, ConfigError> {
     parse(n, name)?.ok_or_else(|| bad(n, format!("{name} is missing")))
 }
 
-fn addrs(n: &Node<'_>, name: &str) -> Result<Vec<Ipv4Addr>, RpcError> {
+pub(crate) fn addrs(n: &Node<'_>, name: &str) -> Result<Vec<Ipv4Addr>, ConfigError> {
     leaves(n, name)
         .iter()
         .map(|v| {
@@ -205,449 +130,83 @@ fn addrs(n: &Node<'_>, name: &str) -> Result<Vec<Ipv4Addr>, RpcError> {
         .collect()
 }
 
-fn flag(n: &Node<'_>, name: &str) -> Result<bool, RpcError> {
+pub(crate) fn flag(n: &Node<'_>, name: &str) -> Result<bool, ConfigError> {
     Ok(parse::<bool>(n, name)?.unwrap_or(false))
 }
 
-fn top<'a>(tree: &'a DataTree<'static>, path: &str) -> Vec<Node<'a>> {
+pub(crate) fn top<'a>(tree: &'a DataTree<'static>, path: &str) -> Vec<Node<'a>> {
     tree.find_xpath(path)
         .map(|set| set.collect())
         .unwrap_or_default()
 }
 
-fn ranges(n: &Node<'_>, name: &str) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>, RpcError> {
-    let mut out = Vec::new();
-    for r in children(n, name) {
-        let start: Ipv4Addr = req(&r, "start")?;
-        let end: Ipv4Addr = parse(&r, "end")?.unwrap_or(start);
-        if u32::from(end) < u32::from(start) {
-            return Err(bad(
-                &r,
-                format!("range {start}-{end} ends before it starts"),
-            ));
-        }
-        out.push((start, end));
+/// A runtime that receives configuration from the northbound's commits
+/// (DHCP, VRRP, backup). The northbound drives it through this trait and
+/// never names a runtime; the daemon hands it the runtimes at start.
+///
+/// `prepare` checks the new configuration and must not change anything;
+/// `apply` is called only when every subsystem prepared successfully.
+pub trait Subsystem: Send {
+    fn name(&self) -> &'static str;
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<ConfigError>>;
+    fn apply(&mut self, old: &Config, new: &Config);
+    /// Operational state as XML top-level elements of the subsystem's
+    /// module (keys included so it merges into the configuration), empty
+    /// when there is none. Read from a snapshot: it must not block.
+    fn state_xml(&self) -> String {
+        String::new()
     }
-    Ok(out)
-}
-
-fn hex_bytes(n: &Node<'_>, s: &str) -> Result<Vec<u8>, RpcError> {
-    let digits: String = s.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-    if !digits.len().is_multiple_of(2) {
-        return Err(bad(
-            n,
-            format!("hex value '{s}' has an odd number of digits"),
-        ));
-    }
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&digits[i..i + 2], 16)
-                .map_err(|_| bad(n, format!("bad hex value '{s}'")))
-        })
-        .collect()
-}
-
-fn pool(p: &Node<'_>) -> Result<Pool, RpcError> {
-    let name: String = req(p, "name")?;
-    let gateways = addrs(p, "gateway")?;
-    let mask: Ipv4Addr = req(p, "mask")?;
-    let base: Ipv4Addr = match parse(p, "network")? {
-        Some(n) => n,
-        None => *gateways.first().ok_or_else(|| {
-            bad(
-                p,
-                format!("pool {name}: neither network nor gateway is set"),
-            )
-        })?,
-    };
-    let network = Ipv4Addr::from(u32::from(base) & u32::from(mask));
-    let mut options = BTreeMap::new();
-    for o in children(p, "option") {
-        let code: u8 = req(&o, "code")?;
-        let ips = addrs(&o, "ip-address")?;
-        let value = if !ips.is_empty() {
-            OptionValue::Addresses(ips)
-        } else if let Some(t) = leaf(&o, "text") {
-            OptionValue::Text(t)
-        } else if let Some(h) = leaf(&o, "hex") {
-            OptionValue::Hex(hex_bytes(&o, &h)?)
-        } else {
-            return Err(bad(&o, format!("option {code} has no value")));
-        };
-        options.insert(code, value);
-    }
-    let mut static_binds = BTreeMap::new();
-    for s in children(p, "static-bind") {
-        let ip: Ipv4Addr = req(&s, "ip-address")?;
-        let mac: String = req(&s, "mac-address")?;
-        static_binds.insert(ip, mac);
-    }
-    Ok(Pool {
-        gateways,
-        mask,
-        network,
-        sections: ranges(p, "section")?,
-        excluded: ranges(p, "excluded")?,
-        dns_servers: addrs(p, "dns-server")?,
-        domain_name: leaf(p, "domain-name"),
-        lease_time_s: req(p, "lease-time")?,
-        renew_time_s: parse(p, "renew-time")?,
-        rebind_time_s: parse(p, "rebind-time")?,
-        next_server: parse(p, "next-server")?,
-        boot_file: leaf(p, "boot-file"),
-        options,
-        server_identifier: parse(p, "server-identifier")?,
-        remote_backup_profile: leaf(p, "remote-backup-profile"),
-        static_binds,
-        name,
-    })
 }
 
 impl TryFrom<&DataTree<'static>> for Config {
-    type Error = Vec<RpcError>;
+    type Error = ConfigError;
 
     /// Build the typed configuration from a *validated* tree (defaults
     /// present). Errors name the offending node.
-    fn try_from(tree: &DataTree<'static>) -> Result<Config, Vec<RpcError>> {
-        let one = |e: RpcError| vec![e];
-        let mut cfg = Config::default();
-        for g in top(tree, "/hotlease-vrrp:vrrp/group") {
-            let preempt = g.children().find(|c| c.schema().name() == "preempt");
-            let group = VrrpGroup {
-                interface: req(&g, "interface").map_err(one)?,
-                vrid: req(&g, "vrid").map_err(one)?,
-                virtual_ips: addrs(&g, "virtual-ip").map_err(one)?,
-                priority: req(&g, "priority").map_err(one)?,
-                preempt: match &preempt {
-                    Some(p) => parse(p, "enabled").map_err(one)?.unwrap_or(true),
-                    None => true,
-                },
-                preempt_delay_s: match &preempt {
-                    Some(p) => parse(p, "delay").map_err(one)?.unwrap_or(0),
-                    None => 0,
-                },
-                advertise_interval_ms: req(&g, "advertise-interval").map_err(one)?,
-                version: match leaf(&g, "version").as_deref() {
-                    Some("v2") => VrrpVersion::V2,
-                    _ => VrrpVersion::V3,
-                },
-                checksum_mode: match leaf(&g, "checksum-mode").as_deref() {
-                    Some("rfc9568") => ChecksumMode::Rfc9568,
-                    _ => ChecksumMode::PseudoHeader,
-                },
-                use_virtual_mac: flag(&g, "use-virtual-mac").map_err(one)?,
-            };
-            cfg.vrrp
-                .insert((group.interface.clone(), group.vrid), group);
-        }
-        for d in top(tree, "/hotlease-dhcp-server:dhcp-server") {
-            cfg.dhcp.all_interfaces = flag(&d, "request-packet-all-interface").map_err(one)?;
-            cfg.dhcp.interfaces = children(&d, "interface")
-                .filter_map(|i| leaf(&i, "name"))
-                .collect();
-            cfg.dhcp.decline_probation_s =
-                parse(&d, "decline-probation").map_err(one)?.unwrap_or(0);
-            cfg.dhcp.echo_client_id = parse(&d, "echo-client-id").map_err(one)?.unwrap_or(true);
-            cfg.dhcp.authoritative = parse(&d, "authoritative").map_err(one)?.unwrap_or(true);
-            for p in children(&d, "ip-pool") {
-                let pool = pool(&p).map_err(one)?;
-                cfg.dhcp.pools.insert(pool.name.clone(), Arc::new(pool));
-            }
-        }
-        for s in top(tree, "/hotlease-remote-backup:ssl-policy") {
-            let p = SslPolicy {
-                name: req(&s, "name").map_err(one)?,
-                certificate: req(&s, "certificate").map_err(one)?,
-                private_key: req(&s, "private-key").map_err(one)?,
-                trusted_ca: leaf(&s, "trusted-ca"),
-            };
-            cfg.backup.ssl_policies.insert(p.name.clone(), p);
-        }
-        for s in top(tree, "/hotlease-remote-backup:remote-backup-service") {
-            let peer = s
-                .children()
-                .find(|c| c.schema().name() == "peer")
-                .ok_or_else(|| one(bad(&s, "peer is missing".into())))?;
-            let svc = BackupService {
-                name: req(&s, "name").map_err(one)?,
-                ssl_policy: leaf(&s, "ssl-policy"),
-                peer: req(&peer, "address").map_err(one)?,
-                source: req(&peer, "source").map_err(one)?,
-                port: req(&peer, "port").map_err(one)?,
-            };
-            cfg.backup.services.insert(svc.name.clone(), svc);
-        }
-        for p in top(tree, "/hotlease-remote-backup:remote-backup-profile") {
-            let vrrp = p
-                .children()
-                .find(|c| c.schema().name() == "vrrp")
-                .ok_or_else(|| one(bad(&p, "vrrp is missing".into())))?;
-            let prof = BackupProfile {
-                name: req(&p, "name").map_err(one)?,
-                vrrp_interface: req(&vrrp, "interface").map_err(one)?,
-                vrid: req(&vrrp, "vrid").map_err(one)?,
-                backup_id: req(&p, "backup-id").map_err(one)?,
-                service: req(&p, "remote-backup-service").map_err(one)?,
-                dhcp_server: leaves(&p, "service-type")
-                    .iter()
-                    .any(|t| t == "dhcp-server"),
-            };
-            cfg.backup.profiles.insert(prof.name.clone(), prof);
-        }
-        Ok(cfg)
+    fn try_from(tree: &DataTree<'static>) -> Result<Config, ConfigError> {
+        Ok(Config {
+            vrrp: crate::vrrp::config::groups(tree)?,
+            dhcp: DhcpConfig::try_from(tree)?,
+            backup: BackupConfig::try_from(tree)?,
+        })
     }
 }
+
+/// The lists whose entries a commit converts (and the northbound parses and
+/// validates) one by one; see `yang::EntryList`. A subsystem lists one
+/// here when its YANG rules never compare two entries (it checks those
+/// rules itself, like `DhcpConfig::check_cross_pool`).
+pub const ENTRY_LISTS: &[EntryList] = &[crate::dhcp::config::POOLS];
 
 impl Config {
-    /// This configuration with the named pools replaced by those found in
-    /// `trees` (absent from all: deleted). Only those pools are converted, so a
-    /// commit touching one pool of thousands pays for that one.
-    pub fn with_pools(
+    /// The rules that compare list entries with each other, which YANG
+    /// does not check on a commit of `ENTRY_LISTS` entries (and checks too
+    /// slowly otherwise): each subsystem's own.
+    pub fn check(&self) -> Result<(), Vec<ConfigError>> {
+        self.dhcp.check_cross_pool()
+    }
+
+    /// This configuration with the named entries replaced by those found
+    /// in `trees` (absent from all: deleted). Only those entries are
+    /// converted, so a commit touching one pool of thousands pays for that
+    /// one.
+    pub fn with_entries(
         &self,
         trees: &[DataTree<'static>],
-        names: &std::collections::BTreeSet<String>,
-    ) -> Result<Config, Vec<RpcError>> {
+        entries: &BTreeSet<Entry>,
+    ) -> Result<Config, ConfigError> {
         let mut cfg = self.clone();
-        for name in names {
-            cfg.dhcp.pools.remove(name);
-        }
-        for tree in trees {
-            for p in top(tree, "/hotlease-dhcp-server:dhcp-server/ip-pool") {
-                if leaf(&p, "name").is_some_and(|n| names.contains(&n)) {
-                    let pool = pool(&p).map_err(|e| vec![e])?;
-                    cfg.dhcp.pools.insert(pool.name.clone(), Arc::new(pool));
-                }
-            }
+        let keys = |list: &EntryList| -> BTreeSet<String> {
+            entries
+                .iter()
+                .filter(|e| e.list == *list)
+                .map(|e| e.key.clone())
+                .collect()
+        };
+        let pools = keys(&crate::dhcp::config::POOLS);
+        if !pools.is_empty() {
+            cfg.dhcp = cfg.dhcp.with_pools(trees, &pools)?;
         }
         Ok(cfg)
-    }
-}
-
-/// XML instance-identifier of a pool (and optionally a node in it).
-fn pool_path(pool: &str, rest: &str) -> String {
-    let q = crate::yang::xpath_literal(pool);
-    format!("/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name={q}]{rest}")
-}
-
-fn cross_pool_error(app_tag: &str, message: &str, path: String) -> RpcError {
-    RpcError::application(ErrorTag::OperationFailed, message)
-        .with_app_tag(app_tag)
-        .with_path(Some(path))
-}
-
-impl DhcpConfig {
-    /// Rules that compare a pool with every other pool. YANG states them,
-    /// but as `must` expressions libyang would evaluate them for every node
-    /// of every pool on each commit (quadratic in the number of pools); here
-    /// one sorted pass over all sections checks them in O(n log n).
-    /// Own-pool cases are caught by the YANG `must`s first.
-    pub fn check_cross_pool(&self) -> Result<(), Vec<RpcError>> {
-        let mut errors = Vec::new();
-        // (start, end, pool) for every dynamic section, by start address.
-        let mut sections: Vec<(u32, u32, &str)> = self
-            .pools
-            .values()
-            .flat_map(|p| {
-                p.sections
-                    .iter()
-                    .map(move |(s, e)| (u32::from(*s), u32::from(*e), p.name.as_str()))
-            })
-            .collect();
-        sections.sort_unstable();
-        // Sweep by start address, keeping the sections still open at the
-        // current start: any open one of another pool overlaps.
-        let mut flagged = std::collections::BTreeSet::new();
-        let mut open: Vec<(u32, u32, &str)> = Vec::new();
-        for &(start, end, pool) in &sections {
-            open.retain(|(_, e, _)| *e >= start);
-            for &(os, _, op) in &open {
-                if op != pool {
-                    flagged.insert((pool, start));
-                    flagged.insert((op, os));
-                }
-            }
-            open.push((start, end, pool));
-        }
-        for (pool, start) in flagged {
-            errors.push(cross_pool_error(
-                "section-overlap-other-pool",
-                "a section must not overlap a section of another pool",
-                pool_path(
-                    pool,
-                    &format!("/dhcps:section[dhcps:start='{}']", Ipv4Addr::from(start)),
-                ),
-            ));
-        }
-        // Whether another pool's section holds `addr`. Without overlaps (which
-        // are reported above) only the last section starting at or below the
-        // address can hold it.
-        let in_other_section = |addr: Ipv4Addr, own: &str| -> bool {
-            let a = u32::from(addr);
-            let idx = sections.partition_point(|(s, _, _)| *s <= a);
-            idx > 0 && {
-                let (_, e, p) = sections[idx - 1];
-                e >= a && p != own
-            }
-        };
-        let mut bound: BTreeMap<Ipv4Addr, Vec<&str>> = BTreeMap::new();
-        for p in self.pools.values() {
-            for g in &p.gateways {
-                if in_other_section(*g, &p.name) {
-                    errors.push(cross_pool_error(
-                        "gateway-in-section",
-                        "a gateway address cannot lie inside a dynamic section",
-                        pool_path(&p.name, &format!("/dhcps:gateway[.='{g}']")),
-                    ));
-                }
-            }
-            if let Some(sid) = p.server_identifier {
-                if in_other_section(sid, &p.name) {
-                    errors.push(cross_pool_error(
-                        "server-identifier-in-section",
-                        "the server-identifier cannot lie inside a dynamic section",
-                        pool_path(&p.name, "/dhcps:server-identifier"),
-                    ));
-                }
-            }
-            for ip in p.static_binds.keys() {
-                if in_other_section(*ip, &p.name) {
-                    errors.push(cross_pool_error(
-                        "static-bind-in-section",
-                        "a static-bind address cannot lie inside a dynamic section",
-                        pool_path(
-                            &p.name,
-                            &format!("/dhcps:static-bind[dhcps:ip-address='{ip}']"),
-                        ),
-                    ));
-                }
-                bound.entry(*ip).or_default().push(&p.name);
-            }
-        }
-        for (ip, pools) in bound {
-            if pools.len() > 1 {
-                for pool in pools {
-                    errors.push(cross_pool_error(
-                        "static-bind-duplicate",
-                        "an address can be statically bound in one pool only",
-                        pool_path(
-                            pool,
-                            &format!("/dhcps:static-bind[dhcps:ip-address='{ip}']"),
-                        ),
-                    ));
-                }
-            }
-        }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pool(name: &str, sections: &[(&str, &str)], gw: &str, binds: &[&str]) -> Pool {
-        Pool {
-            gateways: vec![gw.parse().unwrap()],
-            sections: sections
-                .iter()
-                .map(|(s, e)| (s.parse().unwrap(), e.parse().unwrap()))
-                .collect(),
-            static_binds: binds
-                .iter()
-                .map(|b| (b.parse().unwrap(), "02:00:00:00:00:01".to_string()))
-                .collect(),
-            ..Pool::for_test(name, gw)
-        }
-    }
-
-    fn dhcp(pools: Vec<Pool>) -> DhcpConfig {
-        DhcpConfig {
-            pools: pools
-                .into_iter()
-                .map(|p| (p.name.clone(), Arc::new(p)))
-                .collect(),
-            ..Default::default()
-        }
-    }
-
-    fn tags(r: Result<(), Vec<RpcError>>) -> Vec<(String, String)> {
-        r.err()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|e| (e.app_tag.unwrap_or_default(), e.path.unwrap_or_default()))
-            .collect()
-    }
-
-    #[test]
-    fn adjacent_sections_of_two_pools_are_fine() {
-        let d = dhcp(vec![
-            pool(
-                "a",
-                &[("10.1.1.10", "10.1.1.99")],
-                "10.1.1.1",
-                &["10.1.1.250"],
-            ),
-            pool(
-                "b",
-                &[("10.1.1.100", "10.1.1.200")],
-                "10.1.1.2",
-                &["10.1.1.251"],
-            ),
-        ]);
-        assert!(d.check_cross_pool().is_ok());
-    }
-
-    #[test]
-    fn overlaps_and_foreign_addresses_are_reported_on_the_right_nodes() {
-        let d = dhcp(vec![
-            pool(
-                "a",
-                &[("10.1.1.10", "10.1.1.100")],
-                "10.1.1.1",
-                &["10.1.1.250"],
-            ),
-            pool(
-                "b",
-                &[("10.1.1.50", "10.1.1.60")],
-                "10.1.1.20",
-                &["10.1.1.250", "10.1.1.55"],
-            ),
-        ]);
-        let t = tags(d.check_cross_pool());
-        let has = |tag: &str, path: &str| t.iter().any(|(a, p)| a == tag && p.contains(path));
-        assert!(has(
-            "section-overlap-other-pool",
-            "[dhcps:name='a']/dhcps:section[dhcps:start='10.1.1.10']"
-        ));
-        assert!(has(
-            "section-overlap-other-pool",
-            "[dhcps:name='b']/dhcps:section[dhcps:start='10.1.1.50']"
-        ));
-        assert!(has("gateway-in-section", "[dhcps:name='b']/dhcps:gateway"));
-        assert!(has(
-            "static-bind-duplicate",
-            "[dhcps:name='a']/dhcps:static-bind"
-        ));
-        assert!(has(
-            "static-bind-duplicate",
-            "[dhcps:name='b']/dhcps:static-bind"
-        ));
-    }
-
-    #[test]
-    fn five_thousand_disjoint_pools_pass() {
-        let pools: Vec<Pool> = (0..5000u32)
-            .map(|i| {
-                let b = format!("10.{}.{}", i / 256, i % 256);
-                let (s, e, g) = (format!("{b}.10"), format!("{b}.200"), format!("{b}.1"));
-                pool(&format!("p{i}"), &[(&s, &e)], &g, &[])
-            })
-            .collect();
-        assert!(dhcp(pools).check_cross_pool().is_ok());
     }
 }

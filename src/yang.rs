@@ -84,6 +84,59 @@ pub const MODULES: &[Module] = &[
     },
 ];
 
+/// A list whose entries can be parsed and validated one by one: the direct
+/// entries, with a single key, of a top-level container, where no YANG rule
+/// of an entry reads another entry of the list (rules across entries are
+/// checked in Rust by the subsystem that declares the list). With thousands
+/// of entries, an edit of many is parsed in parts (`northbound::edit`) and a
+/// commit that changes only some validates only those
+/// (`northbound::validate`). Which lists qualify is the subsystems' word:
+/// `config::ENTRY_LISTS`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryList {
+    /// Module name, as in data paths.
+    pub module: &'static str,
+    /// Module namespace, as in XML.
+    pub namespace: &'static str,
+    /// The top-level container.
+    pub container: &'static str,
+    /// The list, a child of the container.
+    pub list: &'static str,
+    /// Its single key leaf.
+    pub key: &'static str,
+}
+
+impl EntryList {
+    /// Data path of the container (`/module:container`).
+    pub fn container_path(&self) -> String {
+        format!("/{}:{}", self.module, self.container)
+    }
+
+    /// Whether a top-level data node is the container.
+    pub fn is_container(&self, node: &yang2::data::DataNodeRef<'_, '_>) -> bool {
+        let s = node.schema();
+        s.name() == self.container && s.module().name() == self.module
+    }
+
+    /// Whether a child of the container is an entry of the list.
+    pub fn is_entry(&self, node: &yang2::data::DataNodeRef<'_, '_>) -> bool {
+        let s = node.schema();
+        s.name() == self.list && s.module().name() == self.module
+    }
+
+    /// The key value of an entry, as the tree holds it.
+    pub fn key_of(node: &yang2::data::DataNodeRef<'_, '_>) -> Option<String> {
+        node.list_keys().next().and_then(|k| k.value_canonical())
+    }
+}
+
+/// One entry of an `EntryList`, by its key value as the tree holds it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Entry {
+    pub list: EntryList,
+    pub key: String,
+}
+
 /// Our own data modules (the ones whose configuration the daemon serves).
 pub fn data_modules() -> impl Iterator<Item = &'static Module> {
     MODULES.iter().filter(|m| m.name.starts_with("hotlease-"))
@@ -611,6 +664,66 @@ pub fn empty() -> DataTree<'static> {
     DataTree::new(context())
 }
 
+/// Convert a libyang JSON-form data path (`/hotlease-vrrp:vrrp/group[vrid='1']`)
+/// into the XML instance-identifier form with prefixes on every node
+/// (`/vrrp:vrrp/vrrp:group[vrrp:vrid='1']`).
+pub fn xml_path(json_path: &str) -> String {
+    let mut out = String::with_capacity(json_path.len() + 16);
+    let mut current = "";
+    let bytes = json_path.as_bytes();
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if let Some(q) = quote {
+            out.push(c as char);
+            if c == q {
+                quote = None;
+            }
+            i += 1;
+            continue;
+        }
+        if c == b'\'' || c == b'"' {
+            quote = Some(c);
+            out.push(c as char);
+            i += 1;
+            continue;
+        }
+        if c == b'/' || c == b'[' {
+            out.push(c as char);
+            i += 1;
+            // read a node name (maybe module-prefixed) up to a delimiter
+            let start = i;
+            while i < bytes.len() && !b"/[]=' \"".contains(&bytes[i]) {
+                i += 1;
+            }
+            let name = &json_path[start..i];
+            if name.is_empty() || name == "." {
+                out.push_str(name);
+                continue;
+            }
+            let local = match name.split_once(':') {
+                Some((module, local)) => {
+                    current = module_by_name(module).map(|m| m.prefix).unwrap_or(module);
+                    local
+                }
+                None => name,
+            };
+            if current.is_empty() {
+                out.push_str(local);
+            } else {
+                out.push_str(current);
+                out.push(':');
+                out.push_str(local);
+            }
+            continue;
+        }
+        out.push(c as char);
+        i += 1;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -661,5 +774,17 @@ mod tests {
         let (trees, refused) =
             parse_state_entries("<dhcp-server xmlns=\"urn:hotlease:yang:dhcp-server\"><lease>");
         assert_eq!((trees.len(), refused.len()), (0, 1));
+    }
+
+    #[test]
+    fn json_path_to_xml_path() {
+        assert_eq!(
+            xml_path("/hotlease-vrrp:vrrp/group[interface='eth1'][vrid='1']/priority"),
+            "/vrrp:vrrp/vrrp:group[vrrp:interface='eth1'][vrrp:vrid='1']/vrrp:priority"
+        );
+        assert_eq!(
+            xml_path("/hotlease-dhcp-server:dhcp-server/ip-pool[name='a/b']"),
+            "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='a/b']"
+        );
     }
 }

@@ -19,7 +19,7 @@ use bytes::BytesMut;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::Encodable;
 use hotlease::backup::wire::{self, WireCodec, WireError, MAX_FRAME};
-use hotlease::config::{OptionValue, Pool};
+use hotlease::dhcp::config::{OptionValue, Pool};
 use hotlease::dhcp::handler::{decode, handle, raw_option, Ctx, Globals};
 use hotlease::dhcp::leases::LeaseTable;
 use hotlease::dhcp::pool::PoolRt;

@@ -3,8 +3,8 @@
 //! once lost the whole `vrrp` tree on commit after `remote-backup-service`
 //! was added.
 
-use hotlease::netconf::edit;
-use hotlease::netconf::rpc::EditOp;
+use hotlease::northbound::edit;
+use hotlease::northbound::ops::EditOp;
 use hotlease::xml;
 use hotlease::yang::{self, WithDefaults};
 

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use hotlease::bootstrap::VrrpSettings;
-use hotlease::config::{ChecksumMode, Config, VrrpGroup, VrrpVersion};
-use hotlease::northbound::Subsystem;
+use hotlease::config::{Config, Subsystem};
+use hotlease::vrrp::config::{ChecksumMode, VrrpGroup, VrrpVersion};
 use hotlease::vrrp::events::StateChange;
 use hotlease::vrrp::instance::{Reason, State};
 use hotlease::vrrp::Vrrp;

@@ -186,7 +186,14 @@ async fn simultaneous_dial_rounds() {
             let s = ch.state();
             assert_eq!(s.connection, Connection::Connected, "round {round}");
             assert_eq!(s.counters.sessions_up, 1, "round {round}");
-            assert!(s.last_failure.is_none(), "round {round}: {s:#?}");
+            // on two threads A may dial before B listens (refused, then
+            // retried); no other failure, and the duplicate is not one
+            assert!(
+                s.last_failure
+                    .as_ref()
+                    .is_none_or(|(_, r)| r.cause == Cause::Connect),
+                "round {round}: {s:#?}"
+            );
         }
     }
 }
@@ -476,11 +483,13 @@ async fn a_certificate_for_another_address_is_refused() {
         Ipv4Addr::new(127, 0, 0, 9),
     );
     let (a, b) = refused_both_ways(a_tls, b_tls).await;
-    assert!(a.text.contains("NotValidForName"), "{a}");
-    assert!(
-        b.text.contains("alert") || b.text.contains("NotValidForName"),
-        "{b}"
-    );
+    // A refuses B's certificate as client (webpki names both addresses)
+    // or as server (the IP check of tls.rs); B hears A's alert
+    let wrong_name = |r: &DownReason| {
+        r.text.contains("NotValidForName") || r.text.contains("not valid for name")
+    };
+    assert!(wrong_name(&a), "{a}");
+    assert!(b.text.contains("alert") || wrong_name(&b), "{b}");
 }
 
 #[tokio::test]

@@ -3,6 +3,9 @@
 //! pools follow which VRRP group), as in `hotlease-remote-backup.yang`.
 //!
 //! What exists today, tested but not yet wired into the daemon:
+//! - `config`: the typed configuration of SSL policies, services and
+//!   profiles, read from the validated tree (`TryFrom`), part of
+//!   `config::Config`; nothing consumes it yet;
 //! - `wire`: the pure protocol of the channel — the messages both routers
 //!   exchange, their compact binary encoding (serde + postcard), the frame
 //!   layout (`LengthDelimitedCodec`) and the version rule. It does no I/O
@@ -29,9 +32,8 @@
 //! Not built yet: a pool bound to a profile still never serves, and the
 //! daemon starts no channel. The layers still to come, split like `dhcp/`
 //! and `vrrp/`:
-//! - typed configuration of services and profiles (its part of today's
-//!   `config.rs`) and the northbound glue (prepare/apply, state, the
-//!   `batch-backup` rpc), which maps a service onto a `ChannelConfig`
+//! - the northbound glue (prepare/apply, state, the `batch-backup` rpc),
+//!   which maps a service of `config` onto a `ChannelConfig`
 //!   (keepalive and dead time leaves still to add to the YANG) and its
 //!   state onto the YANG's;
 //! - the sync actor, owner of the channel's sessions: replication from the
@@ -45,5 +47,6 @@
 //!   router's batch backup is complete.
 
 pub mod channel;
+pub mod config;
 pub mod tls;
 pub mod wire;

@@ -706,7 +706,7 @@ pub(crate) mod tests {
     use dhcproto::v4::{DhcpOption, Flags, OptionCode};
 
     use super::*;
-    use crate::config::{OptionValue, Pool};
+    use crate::dhcp::config::{OptionValue, Pool};
 
     pub(crate) fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()

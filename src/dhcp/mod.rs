@@ -6,12 +6,14 @@
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
 //!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; events (broadcast)
 //! ```
+//! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
 //! - `handler`: the pure RFC 2131 §4.3 logic;
 //! - `leases`: the lease table and the crash-safe store;
 //! - `network`: the sockets;
 //! - `server`: the actor tying them together.
 
+pub mod config;
 pub mod handler;
 pub mod leases;
 pub mod network;
@@ -28,9 +30,7 @@ use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::Config;
-use crate::netconf::error::RpcError;
-use crate::northbound::Subsystem;
+use crate::config::{Config, ConfigError, Subsystem};
 use crate::xml::escape_text;
 use leases::{Lease, LeaseEvent, StoreError};
 use server::{Command, Counters, DhcpServer, Shared, View};
@@ -129,7 +129,7 @@ impl Subsystem for DhcpSubsystem {
 
     /// Everything the runtime needs is checked by YANG and
     /// `check_cross_pool`; nothing here can fail.
-    fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<RpcError>> {
+    fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
         Ok(())
     }
 

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 
-use crate::config::{OptionValue, Pool};
+use super::config::{OptionValue, Pool};
 
 /// Option codes the handler fills in itself.
 pub mod code {

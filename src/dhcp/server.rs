@@ -40,13 +40,13 @@ use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
 use super::leases::{
     Change, EventKind, Lease, LeaseEvent, LeaseState, LeaseStore, LeaseTable, PoolStats,
 };
 use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::pool::PoolRt;
-use crate::config::DhcpConfig;
 
 /// Commands to the actor.
 #[derive(Debug)]
@@ -910,7 +910,7 @@ pub fn file_store(dir: &Path) -> Box<dyn LeaseStore> {
 mod tests {
 
     use super::*;
-    use crate::config::Pool;
+    use crate::dhcp::config::Pool;
     use crate::dhcp::leases::{MemStore, Origin};
 
     fn ip(s: &str) -> Ipv4Addr {

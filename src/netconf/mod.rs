@@ -1,13 +1,12 @@
 //! The NETCONF server: SSH transport (`ssh`) and its connection caps
-//! (`admission`), RFC 6242 framing (`framing`),
-//! one task per session (`session`), request decoding (`rpc`), errors
-//! (`error`), and the pure helpers the northbound uses on payloads: the
-//! edit-config engine (`edit`) and subtree filtering (`filter`).
+//! (`admission`), RFC 6242 framing (`framing`), one task per session
+//! (`session`), and the rpc codec (`rpc`: `<rpc>` into the northbound's
+//! typed operations, replies and `<rpc-error>`s onto the wire).
+//!
+//! Arrows run one way: this module calls the northbound (`Handle`) and uses
+//! its operation and error types; nothing below it imports `netconf`.
 
 pub mod admission;
-pub mod edit;
-pub mod error;
-pub mod filter;
 pub mod framing;
 pub mod rpc;
 pub mod session;

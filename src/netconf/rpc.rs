@@ -1,5 +1,6 @@
-//! Decoding of `<rpc>` requests into typed operations (RFC 6241 §7, RFC
-//! 6243, RFC 6022 get-schema) and encoding of `<rpc-reply>`.
+//! The rpc codec: decoding of `<rpc>` requests into the northbound's typed
+//! operations (`northbound::ops`; RFC 6241 §7, RFC 6243, RFC 6022
+//! get-schema) and encoding of `<rpc-reply>` and `<rpc-error>`.
 //!
 //! Only the envelope and the operation parameters are read here; the
 //! configuration and filter payloads stay `xml::Element`s for the
@@ -7,154 +8,16 @@
 
 use std::fmt::Write as _;
 
-use super::error::{ErrorTag, ErrorType, RpcError};
-use crate::xml::{escape_attr, Element, Node, NC_NS};
+use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
+use crate::northbound::ops::{
+    Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption,
+    MONITORING_NS,
+};
+use crate::xml::{escape_attr, escape_text, Element, Node, NC_NS};
 use crate::yang::WithDefaults;
 
 pub const WD_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults";
-pub const MONITORING_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring";
 pub const RBK_NS: &str = "urn:hotlease:yang:remote-backup";
-
-/// A configuration datastore.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Datastore {
-    Running,
-    Candidate,
-    Startup,
-}
-
-impl Datastore {
-    pub fn name(self) -> &'static str {
-        match self {
-            Datastore::Running => "running",
-            Datastore::Candidate => "candidate",
-            Datastore::Startup => "startup",
-        }
-    }
-}
-
-/// Source of a copy-config or validate.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Source {
-    Datastore(Datastore),
-    /// Inline `<config>` element.
-    Config(Element),
-}
-
-/// A `<filter>`.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Filter {
-    /// The `<filter>` element; its children are the filter's top nodes.
-    Subtree(Element),
-    /// XPath 1.0 `select` with the namespace prefixes in scope.
-    XPath {
-        select: String,
-        namespaces: Vec<(String, String)>,
-    },
-}
-
-/// edit-config `operation` values (RFC 6241 §7.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EditOp {
-    Merge,
-    Replace,
-    Create,
-    Delete,
-    Remove,
-    None,
-}
-
-impl EditOp {
-    pub fn parse(s: &str) -> Option<EditOp> {
-        Some(match s {
-            "merge" => EditOp::Merge,
-            "replace" => EditOp::Replace,
-            "create" => EditOp::Create,
-            "delete" => EditOp::Delete,
-            "remove" => EditOp::Remove,
-            _ => return None,
-        })
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TestOption {
-    TestThenSet,
-    Set,
-    TestOnly,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorOption {
-    StopOnError,
-    ContinueOnError,
-    RollbackOnError,
-}
-
-/// Parameters of `<commit>`.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Commit {
-    pub confirmed: bool,
-    /// Seconds; RFC default 600.
-    pub confirm_timeout: u32,
-    pub persist: Option<String>,
-    pub persist_id: Option<String>,
-}
-
-/// One decoded operation.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Operation {
-    Get {
-        filter: Option<Filter>,
-        with_defaults: WithDefaults,
-    },
-    GetConfig {
-        source: Datastore,
-        filter: Option<Filter>,
-        with_defaults: WithDefaults,
-    },
-    EditConfig {
-        target: Datastore,
-        default_operation: EditOp,
-        test_option: TestOption,
-        error_option: ErrorOption,
-        config: Element,
-    },
-    CopyConfig {
-        target: Datastore,
-        source: Source,
-    },
-    DeleteConfig {
-        target: Datastore,
-    },
-    Lock {
-        target: Datastore,
-    },
-    Unlock {
-        target: Datastore,
-    },
-    CloseSession,
-    KillSession {
-        session_id: u32,
-    },
-    Commit(Commit),
-    CancelCommit {
-        persist_id: Option<String>,
-    },
-    DiscardChanges,
-    Validate {
-        source: Source,
-    },
-    GetSchema {
-        identifier: String,
-        version: Option<String>,
-        format: Option<String>,
-    },
-    BatchBackup {
-        service: String,
-        service_type: String,
-    },
-}
 
 /// A decoded `<rpc>`: what to copy into the reply, and the operation (or the
 /// errors that stop it).
@@ -559,14 +422,55 @@ impl RpcError {
     }
 }
 
-/// What an operation returns on success.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    Ok,
-    /// Inner content of `<data>` (already serialised XML).
-    Data(String),
-    /// A complete element placed in the reply as is (get-schema, RPC output).
-    Raw(String),
+/// Print an `<rpc-error>` (in the NETCONF namespace).
+pub fn write_error(e: &RpcError, out: &mut String) {
+    let _ = write!(out, "<rpc-error xmlns=\"{NC_NS}\">");
+    let _ = write!(out, "<error-type>{}</error-type>", e.error_type.as_str());
+    let _ = write!(out, "<error-tag>{}</error-tag>", e.tag.as_str());
+    out.push_str("<error-severity>error</error-severity>");
+    if let Some(t) = &e.app_tag {
+        let _ = write!(out, "<error-app-tag>{}</error-app-tag>", escape_text(t));
+    }
+    if let Some(p) = &e.path {
+        out.push_str("<error-path");
+        for (prefix, ns) in path_prefixes(p) {
+            let _ = write!(out, " xmlns:{prefix}=\"{}\"", escape_attr(ns));
+        }
+        let _ = write!(out, ">{}</error-path>", escape_text(p));
+    }
+    if let Some(m) = &e.message {
+        let _ = write!(
+            out,
+            "<error-message xml:lang=\"en\">{}</error-message>",
+            escape_text(m)
+        );
+    }
+    if !e.info.is_empty() {
+        out.push_str("<error-info>");
+        for (k, v) in &e.info {
+            let _ = write!(out, "<{k}>{}</{k}>", escape_text(v));
+        }
+        out.push_str("</error-info>");
+    }
+    out.push_str("</rpc-error>");
+}
+
+/// The prefixes an XML-form path uses, with their namespaces.
+fn path_prefixes(path: &str) -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for m in crate::yang::MODULES {
+        let needle = format!("{}:", m.prefix);
+        let used = path.match_indices(&needle).any(|(i, _)| {
+            i == 0 || {
+                let c = path.as_bytes()[i - 1];
+                c == b'/' || c == b'[' || c == b' ' || c == b'('
+            }
+        });
+        if used {
+            out.push((m.prefix, m.namespace));
+        }
+    }
+    out
 }
 
 /// Render an `<rpc-reply>`.
@@ -587,7 +491,7 @@ pub fn encode_reply(reply_attrs: &str, result: &Result<Reply, Vec<RpcError>>) ->
         Ok(Reply::Raw(r)) => out.push_str(r),
         Err(errors) => {
             for e in errors {
-                e.write_xml(&mut out);
+                write_error(e, &mut out);
             }
         }
     }
@@ -662,5 +566,17 @@ mod tests {
             })
         );
         assert!(op(r#"<rpc message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><frobnicate/></rpc>"#).is_err());
+    }
+
+    #[test]
+    fn error_xml_declares_prefixes() {
+        let e = RpcError::application(ErrorTag::InvalidValue, "bad <value>")
+            .with_path(Some("/vrrp:vrrp/vrrp:group".into()))
+            .with_info("bad-element", "group");
+        let mut s = String::new();
+        write_error(&e, &mut s);
+        assert!(s.contains("xmlns:vrrp=\"urn:hotlease:yang:vrrp\""));
+        assert!(s.contains("bad &lt;value&gt;"));
+        assert!(crate::xml::parse(&s).is_ok());
     }
 }

@@ -12,9 +12,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::error::{ErrorTag, ErrorType, RpcError};
 use super::framing::{encode, Decoder, Framing};
-use super::rpc::{self, Operation};
+use super::rpc;
+use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
+use crate::northbound::ops::{Operation, Reply};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
@@ -236,7 +237,7 @@ async fn handle_message(
     let req = rpc::decode(root);
     let (result, close) = match req.operation {
         Err(errors) => (Err(errors), false),
-        Ok(Operation::CloseSession) => (Ok(rpc::Reply::Ok), true),
+        Ok(Operation::CloseSession) => (Ok(Reply::Ok), true),
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
     Some((rpc::encode_reply(&req.reply_attrs, &result), close))

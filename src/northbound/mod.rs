@@ -13,7 +13,21 @@
 //! locks shared across tasks; each operation is short (no I/O but the atomic
 //! startup write), so sessions only wait for each other's operations, never
 //! for each other's network.
+//!
+//! The operations it runs are typed (`ops`, decoded from the wire by
+//! `netconf/rpc.rs`), and so are its answers (`error::RpcError`, printed by
+//! `netconf/rpc.rs`). It owns what works on datastores rather than on the
+//! wire: the edit-config engine (`edit`), subtree filters (`filter`),
+//! commit-time validation (`validate`) and storage (`store`). It drives the
+//! subsystems through `config::Subsystem` and maps their refusals
+//! (`config::ConfigError`) onto `<rpc-error>`s. Arrows run one way:
+//! netconf → northbound → subsystems; nothing here imports `netconf` or a
+//! runtime.
 
+pub mod edit;
+pub mod error;
+pub mod filter;
+pub mod ops;
 pub mod store;
 pub mod validate;
 
@@ -29,34 +43,15 @@ use tracing::{error, info, warn};
 use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
-use crate::config::Config;
-use crate::netconf::edit::{self, find_child, top_schema};
-use crate::netconf::error::{ErrorTag, ErrorType, RpcError};
-use crate::netconf::filter;
-use crate::netconf::rpc::{
-    Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption,
-};
+use crate::config::{Config, Subsystem};
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
+use edit::{find_child, top_schema};
+use error::{ErrorTag, ErrorType, RpcError};
+use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption};
 use store::{PersistedConfirm, Store};
 
 type RpcResult = Result<Reply, Vec<RpcError>>;
-
-/// A runtime that receives configuration from commits (DHCP, VRRP, backup).
-///
-/// `prepare` checks the new configuration and must not change anything;
-/// `apply` is called only when every subsystem prepared successfully.
-pub trait Subsystem: Send {
-    fn name(&self) -> &'static str;
-    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>>;
-    fn apply(&mut self, old: &Config, new: &Config);
-    /// Operational state as XML top-level elements of the subsystem's
-    /// module (keys included so it merges into the configuration), empty
-    /// when there is none. Read from a snapshot: it must not block.
-    fn state_xml(&self) -> String {
-        String::new()
-    }
-}
 
 enum Request {
     Register {
@@ -242,10 +237,7 @@ impl Northbound {
         }
         let running_config = Config::try_from(&running).map_err(|e| BootError::Invalid {
             what: "running",
-            message: e
-                .first()
-                .and_then(|e| e.message.clone())
-                .unwrap_or_default(),
+            message: e.message,
         })?;
         let mut nb = Northbound {
             candidate: yang::dup(&running),
@@ -269,11 +261,7 @@ impl Northbound {
             if let Err(e) = s.prepare(&empty, &running_config) {
                 return Err(BootError::Invalid {
                     what: "running",
-                    message: format!(
-                        "{}: {:?}",
-                        s.name(),
-                        e.first().and_then(|e| e.message.clone())
-                    ),
+                    message: format!("{}: {:?}", s.name(), e.first().map(|e| e.message.clone())),
                 });
             }
         }
@@ -599,8 +587,8 @@ impl Northbound {
         // copy); everything else is walked node by node on a copy. Either
         // way a failed edit changes nothing.
         let (work, edit_result) = match edit::fast_path(self.tree(target), config, default_op) {
-            Some((work, pools)) => {
-                scope_after.merge(edit_scope(config, default_op, pools));
+            Some((work, entries)) => {
+                scope_after.merge(edit_scope(config, default_op, entries));
                 (work, Ok(()))
             }
             None => {
@@ -612,14 +600,20 @@ impl Northbound {
                     yang::dup(self.tree(target))
                 };
                 let continue_on_error = error_option == ErrorOption::ContinueOnError;
-                let mut pools = BTreeSet::new();
-                let r = edit::apply(&mut work, config, default_op, continue_on_error, &mut pools);
+                let mut entries = BTreeSet::new();
+                let r = edit::apply(
+                    &mut work,
+                    config,
+                    default_op,
+                    continue_on_error,
+                    &mut entries,
+                );
                 if let Err(errors) = &r {
                     if !continue_on_error {
                         return Err(errors.clone());
                     }
                 }
-                scope_after.merge(edit_scope(config, default_op, pools));
+                scope_after.merge(edit_scope(config, default_op, entries));
                 (work, r)
             }
         };
@@ -895,7 +889,8 @@ impl Northbound {
     fn prepare(&mut self, new: &validate::Validated) -> Result<(), Vec<RpcError>> {
         if new.changed() {
             for s in self.subsystems.iter_mut() {
-                s.prepare(&self.running_config, &new.config)?;
+                s.prepare(&self.running_config, &new.config)
+                    .map_err(error::from_config)?;
             }
         }
         Ok(())
@@ -922,12 +917,12 @@ impl Northbound {
 fn edit_scope(
     config: &Element,
     default_op: EditOp,
-    pools: impl IntoIterator<Item = String>,
+    entries: impl IntoIterator<Item = yang::Entry>,
 ) -> validate::Scope {
     if default_op == EditOp::Replace {
         validate::Scope::all()
     } else {
-        validate::Scope::of_edit(config, pools)
+        validate::Scope::of_edit(config, entries)
     }
 }
 
@@ -1129,7 +1124,7 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
     }
     Ok(Reply::Raw(format!(
         "<data xmlns=\"{}\">{}</data>",
-        crate::netconf::rpc::MONITORING_NS,
+        ops::MONITORING_NS,
         escape_text(m.text)
     )))
 }
@@ -1137,6 +1132,7 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::ConfigError;
     use std::sync::Mutex;
 
     thread_local! {
@@ -1156,12 +1152,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "recorder"
         }
-        fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+        fn prepare(&mut self, _old: &Config, new: &Config) -> Result<(), Vec<ConfigError>> {
+            let refuse = |msg| vec![ConfigError::refused("/vrrp:vrrp".into(), msg)];
             if REFUSE_ALL.get() {
-                return Err(vec![RpcError::operation_failed("refusing everything")]);
+                return Err(refuse("refusing everything"));
             }
             if new.vrrp.values().any(|g| g.priority == 13) {
-                return Err(vec![RpcError::operation_failed("priority 13 is unlucky")]);
+                return Err(refuse("priority 13 is unlucky"));
             }
             Ok(())
         }
@@ -1312,7 +1309,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 1);
+        assert_eq!(nb.scope.entries.len(), 1);
         assert!(!nb.scope.other);
         nb.operation(1, Operation::Commit(Commit::default()))
             .unwrap();
@@ -1366,7 +1363,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 400);
+        assert_eq!(nb.scope.entries.len(), 400);
         let errors = nb
             .operation(1, Operation::Commit(Commit::default()))
             .unwrap_err();
@@ -1405,7 +1402,7 @@ mod tests {
             )),
         )
         .unwrap();
-        assert_eq!(nb.scope.pools.len(), 3);
+        assert_eq!(nb.scope.entries.len(), 3);
         assert!(!nb.scope.other);
         nb.operation(1, Operation::Commit(Commit::default()))
             .unwrap();

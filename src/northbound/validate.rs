@@ -1,21 +1,22 @@
 //! Commit-time validation whose cost follows the size of the change.
 //!
 //! libyang validates whole trees. The northbound records which parts of the
-//! candidate each edit touched (`Scope`). When a commit touches only DHCP pools
-//! (the common case at scale: thousands of pools, one edited), the pools
-//! that did not change were valid in running and no rule of another pool
-//! can make them invalid: every YANG rule of a pool reads only its own pool,
-//! the dhcp-server leaves and the small vrrp / remote-backup trees, and the
-//! rules that compare pools with each other are checked in Rust
-//! (`DhcpConfig::check_cross_pool`). So libyang is given a reduced tree —
-//! everything except the unchanged pools — and the validated copies of the
-//! changed pools are spliced into the new running tree. Any other change
-//! validates the whole candidate.
+//! candidate each edit touched (`Scope`). Some lists hold thousands of
+//! entries whose YANG rules read only their own entry, their container's
+//! leaves and the small trees of other modules, never another entry: the
+//! `config::ENTRY_LISTS` (today the DHCP pools), whose subsystems check the
+//! rules across entries in Rust (`Config::check`). When a commit touches
+//! only entries of such lists (the common case at scale: thousands of
+//! pools, one edited), the entries that did not change were valid in
+//! running and no rule of another entry can make them invalid. So libyang
+//! is given a reduced tree — everything except the unchanged entries — and
+//! the validated copies of the changed entries are spliced into the new
+//! running tree. Any other change validates the whole candidate.
 //!
-//! A large pool change (hundreds of pools: a controller pushing a site's
-//! configuration) is split into one reduced tree per CPU, validated on
-//! scoped threads (`yang::validate_parts`): each pool's rules read only that
-//! pool and the small trees every part carries, so the parts are
+//! A large change of entries (hundreds of pools: a controller pushing a
+//! site's configuration) is split into one reduced tree per CPU, validated
+//! on scoped threads (`yang::validate_parts`): each entry's rules read only
+//! that entry and the small trees every part carries, so the parts are
 //! independent.
 
 #![allow(unsafe_code)]
@@ -29,20 +30,17 @@ use yang2::data::{Data, DataNodeRef, DataTree};
 use yang2::ffi;
 use yang2::utils::Binding;
 
-use crate::config::Config;
-use crate::dhcp::NS as DHCP_NS;
-use crate::netconf::edit;
-use crate::netconf::error::RpcError;
+use super::edit;
+use super::error::{self, RpcError};
+use crate::config::{Config, ENTRY_LISTS};
 use crate::xml::{Element, NC_NS};
-use crate::yang::{self, context};
-
-const DHCP_MODULE: &str = "hotlease-dhcp-server";
+use crate::yang::{self, context, Entry, EntryList};
 
 /// What the edits since the last commit (or discard) may have changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
-    /// Pools (by name) whose subtree an edit touched.
-    pub pools: BTreeSet<String>,
+    /// Entries of the `ENTRY_LISTS` whose subtree an edit touched.
+    pub entries: BTreeSet<Entry>,
     /// Anything else: the whole candidate is validated.
     pub other: bool,
 }
@@ -51,39 +49,48 @@ impl Scope {
     /// Everything may have changed.
     pub fn all() -> Scope {
         Scope {
-            pools: BTreeSet::new(),
+            entries: BTreeSet::new(),
             other: true,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        !self.other && self.pools.is_empty()
+        !self.other && self.entries.is_empty()
     }
 
     pub fn merge(&mut self, other: Scope) {
         self.other |= other.other;
-        self.pools.extend(other.pools);
+        self.entries.extend(other.entries);
     }
 
-    /// The parts of the datastore an `<edit-config>` touches: `pools`, the
-    /// pools the edit engine reports (their names as the tree holds them,
-    /// never the XML text: libyang keeps a name's spaces), and whatever
-    /// the `<config>` holds that is not a pool of `<dhcp-server>`.
-    pub fn of_edit(config: &Element, pools: impl IntoIterator<Item = String>) -> Scope {
+    /// The parts of the datastore an `<edit-config>` touches: `entries`,
+    /// the list entries the edit engine reports (keyed as the tree holds
+    /// them, never as the XML text: libyang keeps a name's spaces), and
+    /// whatever the `<config>` holds that is not an entry of one of the
+    /// `ENTRY_LISTS` in its container.
+    pub fn of_edit(config: &Element, entries: impl IntoIterator<Item = Entry>) -> Scope {
         let mut scope = Scope {
-            pools: pools.into_iter().collect(),
+            entries: entries.into_iter().collect(),
             other: false,
         };
         for top in config.elements() {
-            let is_dhcp = top.ns == DHCP_NS && top.name == "dhcp-server";
-            if !is_dhcp || top.attr(Some(NC_NS), "operation").is_some() {
+            let list = ENTRY_LISTS
+                .iter()
+                .find(|l| top.ns == l.namespace && top.name == l.container);
+            let Some(list) = list else {
+                scope.other = true;
+                continue;
+            };
+            if top.attr(Some(NC_NS), "operation").is_some() {
                 scope.other = true;
                 continue;
             }
-            let only_pools = top.elements().all(|c| {
-                c.ns == DHCP_NS && c.name == "ip-pool" && c.child(DHCP_NS, "name").is_some()
+            let only_entries = top.elements().all(|c| {
+                c.ns == list.namespace
+                    && c.name == list.list
+                    && c.child(list.namespace, list.key).is_some()
             });
-            scope.other |= !only_pools;
+            scope.other |= !only_entries;
         }
         scope
     }
@@ -96,11 +103,11 @@ enum Build {
     Unchanged,
     /// The whole candidate, validated (with its defaults).
     Whole(DataTree<'static>),
-    /// The candidate with these pools replaced by their validated copies,
-    /// each found in one of `parts`.
-    Pools {
+    /// The candidate with these entries replaced by their validated
+    /// copies, each found in one of `parts`.
+    Entries {
         parts: Vec<DataTree<'static>>,
-        pools: BTreeSet<String>,
+        entries: BTreeSet<Entry>,
     },
 }
 
@@ -115,7 +122,7 @@ pub struct Validated {
 impl Validated {
     /// A tree known to be valid (a rollback point), taken as is.
     pub fn whole(tree: DataTree<'static>) -> Result<Validated, Vec<RpcError>> {
-        let config = Config::try_from(&tree)?;
+        let config = Config::try_from(&tree).map_err(|e| vec![e.into()])?;
         Ok(Validated {
             config,
             build: Build::Whole(tree),
@@ -127,9 +134,10 @@ impl Validated {
     }
 
     /// Make `running` the validated configuration and `candidate` equal to
-    /// it; returns the typed configuration. For a pool-only change both
-    /// trees get copies of the validated pools (the rest of them is already
-    /// equal), so the cost follows the change, not the datastore.
+    /// it; returns the typed configuration. For a change of list entries
+    /// only, both trees get copies of the validated entries (the rest of
+    /// them is already equal), so the cost follows the change, not the
+    /// datastore.
     pub fn install(
         self,
         running: &mut DataTree<'static>,
@@ -141,22 +149,22 @@ impl Validated {
                 *candidate = yang::dup(&tree);
                 *running = tree;
             }
-            Build::Pools { parts, pools } => {
-                splice_pools(candidate, &parts, &pools, false);
-                splice_pools(running, &parts, &pools, true);
+            Build::Entries { parts, entries } => {
+                for list in ENTRY_LISTS {
+                    let keys: BTreeSet<&str> = entries
+                        .iter()
+                        .filter(|e| e.list == *list)
+                        .map(|e| e.key.as_str())
+                        .collect();
+                    if !keys.is_empty() {
+                        splice(candidate, &parts, list, &keys, false);
+                        splice(running, &parts, list, &keys, true);
+                    }
+                }
             }
         }
         self.config
     }
-}
-
-fn is_pool(node: &DataNodeRef<'_, '_>) -> bool {
-    let s = node.schema();
-    s.name() == "ip-pool" && s.module().name() == DHCP_MODULE
-}
-
-fn pool_name(node: &DataNodeRef<'_, '_>) -> Option<String> {
-    node.list_keys().next().and_then(|k| k.value_canonical())
 }
 
 /// Duplicate `node` (recursively unless `shallow`) under `parent`, or as a
@@ -188,23 +196,25 @@ unsafe fn dup_into(
     copy
 }
 
-/// The candidate without the pools that did not change.
-fn reduced(candidate: &DataTree<'static>, pools: &BTreeSet<String>) -> DataTree<'static> {
+/// The candidate without the list entries that did not change (every
+/// entry of the `ENTRY_LISTS` not in `entries`).
+fn reduced(candidate: &DataTree<'static>, entries: &BTreeSet<Entry>) -> DataTree<'static> {
     let mut head: *mut ffi::lyd_node = std::ptr::null_mut();
     if let Some(first) = candidate.reference() {
         for top in first.inclusive_siblings() {
-            let is_dhcp = top.schema().module().name() == DHCP_MODULE;
+            let list = ENTRY_LISTS.iter().find(|l| l.is_container(&top));
             // SAFETY: nodes come from `candidate`, alive for this call; the
             // copies form a new tree rooted at `head`.
             unsafe {
-                if !is_dhcp {
+                let Some(list) = list else {
                     dup_into(top.raw(), std::ptr::null_mut(), &mut head, false);
                     continue;
-                }
+                };
                 let container = dup_into(top.raw(), std::ptr::null_mut(), &mut head, true);
                 for child in top.children() {
-                    let keep =
-                        !is_pool(&child) || pool_name(&child).is_some_and(|n| pools.contains(&n));
+                    let keep = !list.is_entry(&child)
+                        || EntryList::key_of(&child)
+                            .is_some_and(|key| entries.contains(&Entry { list: *list, key }));
                     if keep {
                         dup_into(child.raw(), container, &mut head, false);
                     }
@@ -216,17 +226,18 @@ fn reduced(candidate: &DataTree<'static>, pools: &BTreeSet<String>) -> DataTree<
     unsafe { DataTree::from_raw(context(), head) }
 }
 
-/// Replace the named pools of `tree` by the validated ones of `parts`,
-/// copied, or moved out of the parts when `take` (a named pool found in no
-/// part was deleted). Pools are matched through libyang's key hash, so the
-/// cost follows the number of changed pools.
-fn splice_pools(
+/// Replace the named entries of `list` in `tree` by the validated ones of
+/// `parts`, copied, or moved out of the parts when `take` (a named entry
+/// found in no part was deleted). Entries are matched through libyang's key
+/// hash, so the cost follows the number of changed entries.
+fn splice(
     tree: &mut DataTree<'static>,
     parts: &[DataTree<'static>],
-    pools: &BTreeSet<String>,
+    list: &EntryList,
+    keys: &BTreeSet<&str>,
     take: bool,
 ) {
-    let container_path = format!("/{DHCP_MODULE}:dhcp-server");
+    let container_path = list.container_path();
     if tree.find_path(&container_path).is_err() {
         let _ = tree.new_path(&container_path, None, false);
     }
@@ -234,27 +245,31 @@ fn splice_pools(
         return;
     };
     let container = container.raw();
-    // every pool of a part is a changed one (see `reduced`)
+    // Every entry of a part is a changed one (see `reduced`); a part holds
+    // the entries of every list in scope, so keep this list's named ones.
+    let named = |n: &DataNodeRef<'_, '_>| {
+        list.is_entry(n) && EntryList::key_of(n).is_some_and(|k| keys.contains(k.as_str()))
+    };
     let srcs: Vec<*mut ffi::lyd_node> = parts
         .iter()
         .filter_map(|part| part.find_path(&container_path).ok())
         .flat_map(|from| {
             from.children()
-                .filter(is_pool)
+                .filter(named)
                 .map(|n| n.raw())
                 .collect::<Vec<_>>()
         })
         .collect();
-    if srcs.len() < pools.len() {
-        // A named pool found in no part was deleted (matched by key value,
-        // not by a path: a name may hold any character).
+    if srcs.len() < keys.len() {
+        // A named entry found in no part was deleted (matched by key value,
+        // not by a path: a key may hold any character).
         let in_parts: BTreeSet<String> = parts
             .iter()
             .filter_map(|part| part.find_path(&container_path).ok())
             .flat_map(|from| {
                 from.children()
-                    .filter(is_pool)
-                    .filter_map(|n| pool_name(&n))
+                    .filter(named)
+                    .filter_map(|n| EntryList::key_of(&n))
                     .collect::<Vec<_>>()
             })
             .collect();
@@ -264,22 +279,20 @@ fn splice_pools(
             .into_iter()
             .flat_map(|c| c.children().collect::<Vec<_>>())
             .filter(|n| {
-                is_pool(n)
-                    && pool_name(n)
-                        .is_some_and(|name| pools.contains(&name) && !in_parts.contains(&name))
+                named(n) && EntryList::key_of(n).is_some_and(|key| !in_parts.contains(&key))
             })
             .map(|n| n.raw())
             .collect();
         for node in gone {
-            // SAFETY: `node` is a pool, a child of the container (never
-            // the tree's first top-level sibling), freed once.
+            // SAFETY: `node` is a list entry, a child of the container
+            // (never the tree's first top-level sibling), freed once.
             unsafe { ffi::lyd_free_tree(node) };
         }
     }
     for src in srcs {
         // SAFETY: `container` is a live inner node of `tree` and `src` a
-        // live pool of a part, both of our context. The old instance is
-        // freed before its replacement goes in; a moved pool is unlinked
+        // live entry of a part, both of our context. The old instance is
+        // freed before its replacement goes in; a moved entry is unlinked
         // from its part first, which keeps the part a valid tree (only
         // children of its container move).
         unsafe {
@@ -302,32 +315,32 @@ fn splice_pools(
     }
 }
 
-/// Changed pools per thread below which one thread validates them all
+/// Changed entries per thread below which one thread validates them all
 /// (a thread and a copy of the small trees cost little, but not nothing).
-const POOLS_PER_THREAD: usize = 100;
+const ENTRIES_PER_THREAD: usize = 100;
 
-/// Validate the changed pools (with the non-pool trees they may refer to),
+/// Validate the changed entries (with the other trees they may refer to),
 /// on as many threads as the change is large and CPUs allow. Returns the
-/// validated reduced trees, pools in name order across them; the errors of
-/// every part, in that order, when any is invalid.
-fn validate_pools(
+/// validated reduced trees, entries in key order across them; the errors
+/// of every part, in that order, when any is invalid.
+fn validate_entries(
     candidate: &DataTree<'static>,
-    pools: &BTreeSet<String>,
+    entries: &BTreeSet<Entry>,
 ) -> Result<Vec<DataTree<'static>>, Vec<RpcError>> {
-    let threads = match pools.len() / POOLS_PER_THREAD {
+    let threads = match entries.len() / ENTRIES_PER_THREAD {
         0 | 1 => 1,
         n => n.min(yang::cpus()),
     };
     if threads == 1 {
-        let mut part = reduced(candidate, pools);
+        let mut part = reduced(candidate, entries);
         yang::validate(&mut part).map_err(|e| edit::ly_errors(&e))?;
         return Ok(vec![part]);
     }
-    let names: Vec<&String> = pools.iter().collect();
-    let per = names.len().div_ceil(threads);
-    let parts: Vec<DataTree<'static>> = names
+    let all: Vec<&Entry> = entries.iter().collect();
+    let per = all.len().div_ceil(threads);
+    let parts: Vec<DataTree<'static>> = all
         .chunks(per)
-        .map(|c| reduced(candidate, &c.iter().map(|n| (*n).clone()).collect()))
+        .map(|c| reduced(candidate, &c.iter().map(|e| (*e).clone()).collect()))
         .collect();
     let results = yang::validate_parts(parts);
     let mut errors: Vec<RpcError> = Vec::new();
@@ -335,7 +348,7 @@ fn validate_pools(
     for (part, r) in results {
         match r {
             Ok(()) => trees.push(part),
-            // Every part carries the same non-pool trees: report an error
+            // Every part carries the same other trees: report an error
             // about them once.
             Err(e) => {
                 for err in edit::ly_errors(&e) {
@@ -365,20 +378,23 @@ pub fn candidate(
     } else if scope.other {
         let mut tree = yang::dup(candidate);
         yang::validate(&mut tree).map_err(|e| edit::ly_errors(&e))?;
-        (Config::try_from(&tree)?, Build::Whole(tree))
+        let config = Config::try_from(&tree).map_err(|e| vec![e.into()])?;
+        (config, Build::Whole(tree))
     } else {
-        let parts = validate_pools(candidate, &scope.pools)?;
-        let config = running.with_pools(&parts, &scope.pools)?;
-        let build = Build::Pools {
+        let parts = validate_entries(candidate, &scope.entries)?;
+        let config = running
+            .with_entries(&parts, &scope.entries)
+            .map_err(|e| vec![e.into()])?;
+        let build = Build::Entries {
             parts,
-            pools: scope.pools.clone(),
+            entries: scope.entries.clone(),
         };
         (config, build)
     };
     let t_valid = t0.elapsed();
-    config.dhcp.check_cross_pool()?;
+    config.check().map_err(error::from_config)?;
     debug!(
-        pools = scope.pools.len(),
+        entries = scope.entries.len(),
         whole = scope.other,
         validate_us = t_valid.as_micros() as u64,
         cross_us = (t0.elapsed() - t_valid).as_micros() as u64,
@@ -390,7 +406,7 @@ pub fn candidate(
 /// Validate a whole tree (startup, inline configuration).
 pub fn full(tree: &mut DataTree<'static>) -> Result<Config, Vec<RpcError>> {
     yang::validate(tree).map_err(|e| edit::ly_errors(&e))?;
-    let config = Config::try_from(&*tree)?;
-    config.dhcp.check_cross_pool()?;
+    let config = Config::try_from(&*tree).map_err(|e| vec![e.into()])?;
+    config.check().map_err(error::from_config)?;
     Ok(config)
 }

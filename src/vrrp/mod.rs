@@ -18,7 +18,11 @@
 //! version change restarts a group. On shutdown (the daemon's cancellation
 //! token) every master resigns with priority 0 and removes its addresses
 //! before the actor returns.
+//!
+//! `config` holds the typed configuration of the groups (read from the
+//! YANG tree); refusals in `prepare` are `config::ConfigError`s.
 
+pub mod config;
 pub mod events;
 pub mod host;
 pub mod instance;
@@ -37,9 +41,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::bootstrap::VrrpSettings;
-use crate::config::{ChecksumMode, Config, VrrpGroup, VrrpVersion};
-use crate::netconf::error::{ErrorTag, RpcError};
+use crate::config::{Config, ConfigError};
 use crate::xml::escape_text;
+use config::{ChecksumMode, VrrpGroup, VrrpVersion};
 use events::StateChange;
 use host::{AbortOnDrop, HostCmd, Link};
 use instance::{Action, Instance, Params, Reason, State, Stats};
@@ -88,7 +92,7 @@ enum Command {
     Apply(BTreeMap<Key, VrrpGroup>),
 }
 
-/// The subsystem the northbound drives (see `northbound::Subsystem`).
+/// The subsystem the northbound drives (see `config::Subsystem`).
 #[derive(Debug)]
 pub struct Vrrp {
     enabled: bool,
@@ -204,12 +208,12 @@ fn group_path(key: &Key) -> String {
     )
 }
 
-impl crate::northbound::Subsystem for Vrrp {
+impl crate::config::Subsystem for Vrrp {
     fn name(&self) -> &'static str {
         "vrrp"
     }
 
-    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<RpcError>> {
+    fn prepare(&mut self, old: &Config, new: &Config) -> Result<(), Vec<ConfigError>> {
         let booting = !self.booted;
         self.booted = true;
         let mut errors = Vec::new();
@@ -228,9 +232,8 @@ impl crate::northbound::Subsystem for Vrrp {
                             error!("{msg}");
                         } else {
                             errors.push(
-                                RpcError::application(ErrorTag::OperationFailed, msg)
-                                    .with_app_tag("vrrp-not-permitted")
-                                    .with_path(Some(group_path(key))),
+                                ConfigError::refused(group_path(key), msg)
+                                    .with_app_tag("vrrp-not-permitted"),
                             );
                         }
                     }
@@ -964,7 +967,7 @@ fn instance_addresses_match(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::northbound::Subsystem;
+    use crate::config::Subsystem;
 
     fn group(ifname: &str, vrid: u8, priority: u8) -> VrrpGroup {
         VrrpGroup {

@@ -16,14 +16,11 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 use yang2::utils::Binding;
 
-use super::error::{from_ly, xml_path, ErrorTag, ErrorType, RpcError};
-use super::rpc::EditOp;
-use crate::dhcp::NS as DHCP_NS;
+use super::error::{from_ly, ErrorTag, ErrorType, RpcError};
+use super::ops::EditOp;
+use crate::config::ENTRY_LISTS;
 use crate::xml::{Element, Node, NC_NS};
-use crate::yang::{self, context};
-
-/// Data path of the DHCP server container, parent of the pools.
-const DHCP_CONTAINER: &str = "/hotlease-dhcp-server:dhcp-server";
+use crate::yang::{self, context, xml_path, Entry, EntryList};
 
 /// Stop walking at the first error (stop-on-error / rollback-on-error).
 struct Stop;
@@ -33,29 +30,31 @@ struct Editor<'t> {
     tree: &'t mut DataTree<'static>,
     errors: Vec<RpcError>,
     continue_on_error: bool,
-    /// DHCP pools (key values as the tree holds them) the walk touched.
-    pools: &'t mut BTreeSet<String>,
+    /// Entries of the `ENTRY_LISTS` (key values as the tree holds them)
+    /// the walk touched.
+    entries: &'t mut BTreeSet<Entry>,
 }
 
 /// Apply `config` (the `<config>` element) to `tree`.
 ///
 /// With `continue_on_error` every failing node is reported and the rest is
 /// applied; otherwise the walk stops at the first error (the caller discards
-/// the tree copy, so a failed edit changes nothing). The names of the DHCP
-/// pools the edit touched are added to `pools`, as the tree holds them.
+/// the tree copy, so a failed edit changes nothing). The entries of the
+/// `ENTRY_LISTS` the edit touched are added to `entries`, keyed as the tree
+/// holds them.
 /// This is the node-by-node walk; try `fast_path` first.
 pub fn apply(
     tree: &mut DataTree<'static>,
     config: &Element,
     default_op: EditOp,
     continue_on_error: bool,
-    pools: &mut BTreeSet<String>,
+    entries: &mut BTreeSet<Entry>,
 ) -> Result<(), Vec<RpcError>> {
     let mut ed = Editor {
         tree,
         errors: Vec::new(),
         continue_on_error,
-        pools,
+        entries,
     };
     for el in config.elements() {
         let r = match top_schema(el) {
@@ -90,15 +89,15 @@ fn has_operations(el: &Element) -> bool {
 /// is exactly libyang's merge: parse the whole `<config>` in one go and
 /// merge it, instead of walking it node by node. Returns the edited tree
 /// (a new one: `tree` is never touched, so an edit that fails half-way
-/// leaves the datastore as it was) and the names of the pools the edit
-/// holds, read from the parsed data (what libyang stores, not the XML
-/// text). None when it does not apply or libyang refuses the data; the
+/// leaves the datastore as it was) and the entries of the `ENTRY_LISTS`
+/// the edit holds, keyed as in the parsed data (what libyang stores, not
+/// the XML text). None when it does not apply or libyang refuses the data; the
 /// node-by-node walk then reports the precise NETCONF errors.
 pub fn fast_path(
     tree: &DataTree<'static>,
     config: &Element,
     default_op: EditOp,
-) -> Option<(DataTree<'static>, Vec<String>)> {
+) -> Option<(DataTree<'static>, Vec<Entry>)> {
     if !matches!(default_op, EditOp::Merge | EditOp::Replace)
         || has_operations(config)
         || has_unaddressable_text(config)
@@ -113,13 +112,13 @@ pub fn fast_path(
     let mut parsed = parsed.into_iter();
     // The parts become one tree first (nothing of `tree` is involved yet).
     let edit = merge_all(parsed.next().unwrap_or_else(yang::empty), parsed)?;
-    let pools = pool_names(&edit);
+    let entries = entries_of(&edit);
     let new = if default_op == EditOp::Replace {
         edit
     } else {
         merge_all(yang::dup(tree), std::iter::once(edit))?
     };
-    Some((new, pools))
+    Some((new, entries))
 }
 
 /// Move every tree of `rest` into `target` (libyang merge, destructive:
@@ -156,18 +155,23 @@ fn merge_all(
     Some(tree)
 }
 
-/// Key values of the DHCP pools a parsed edit holds.
-fn pool_names(edit: &DataTree<'static>) -> Vec<String> {
+/// The entries of the `ENTRY_LISTS` a parsed edit holds.
+fn entries_of(edit: &DataTree<'static>) -> Vec<Entry> {
     let Some(first) = edit.reference() else {
         return Vec::new();
     };
-    first
-        .inclusive_siblings()
-        .filter(|top| top.schema().module().namespace() == DHCP_NS)
-        .flat_map(|top| top.children().collect::<Vec<_>>())
-        .filter(|c| c.schema().name() == "ip-pool")
-        .filter_map(|c| c.list_keys().next().and_then(|k| k.value_canonical()))
-        .collect()
+    let mut out = Vec::new();
+    for top in first.inclusive_siblings() {
+        for list in ENTRY_LISTS.iter().filter(|l| l.is_container(&top)) {
+            out.extend(
+                top.children()
+                    .filter(|c| list.is_entry(c))
+                    .filter_map(|c| EntryList::key_of(&c))
+                    .map(|key| Entry { list: *list, key }),
+            );
+        }
+    }
+    out
 }
 
 /// Whether some text of the edit holds both quote kinds: if it is a key or
@@ -187,45 +191,51 @@ fn has_unaddressable_text(config: &Element) -> bool {
     false
 }
 
-/// Pools per parsing thread below which one thread parses the whole edit.
-const POOLS_PER_PARSER: usize = 200;
+/// Entries per parsing thread below which one thread parses the whole edit.
+const ENTRIES_PER_PARSER: usize = 200;
 
 /// The `<config>` as XML documents for libyang: one, or for an edit of many
-/// pools one per CPU, the pools split between them (each in its own
-/// `<dhcp-server>`; everything else goes with the first), to be parsed in
-/// parallel and merged.
+/// entries of one of the `ENTRY_LISTS`, one per CPU, the entries split
+/// between them (each part in its own copy of the container; everything
+/// else goes with the first), to be parsed in parallel and merged.
 fn xml_parts(config: &Element) -> Vec<String> {
-    let is_pool = |c: &&Element| c.ns == DHCP_NS && c.name == "ip-pool";
-    let big = config.elements().find(|el| {
-        el.ns == DHCP_NS
-            && el.name == "dhcp-server"
-            && el.attrs.is_empty()
+    let is_entry = |list: &EntryList, c: &Element| c.ns == list.namespace && c.name == list.list;
+    let big = config.elements().find_map(|el| {
+        let list = ENTRY_LISTS
+            .iter()
+            .find(|l| el.ns == l.namespace && el.name == l.container)?;
+        let plain = el.attrs.is_empty()
             && el.children.iter().all(|c| match c {
                 Node::Text(t) => t.trim().is_empty(),
                 Node::Element(_) => true,
-            })
-            && el.elements().filter(is_pool).count() >= 2 * POOLS_PER_PARSER
+            });
+        let many = el.elements().filter(|c| is_entry(list, c)).count() >= 2 * ENTRIES_PER_PARSER;
+        (plain && many).then_some((el, list))
     });
-    let Some(big) = big else {
+    let Some((big, list)) = big else {
         let mut xml = String::new();
         for el in config.elements() {
             el.write_xml(&mut xml, "");
         }
         return vec![xml];
     };
-    let pools: Vec<&Element> = big.elements().filter(is_pool).collect();
-    let n = (pools.len() / POOLS_PER_PARSER).min(yang::cpus()).max(1);
-    let per = pools.len().div_ceil(n);
+    let ns = list.namespace;
+    let entries: Vec<&Element> = big.elements().filter(|c| is_entry(list, c)).collect();
+    let n = (entries.len() / ENTRIES_PER_PARSER)
+        .min(yang::cpus())
+        .max(1);
+    let per = entries.len().div_ceil(n);
     let open = format!(
-        "<dhcp-server xmlns=\"{}\">",
-        crate::xml::escape_attr(DHCP_NS)
+        "<{} xmlns=\"{}\">",
+        list.container,
+        crate::xml::escape_attr(ns)
     );
-    let mut parts: Vec<String> = pools
+    let mut parts: Vec<String> = entries
         .chunks(per)
         .map(|chunk| {
             let mut xml = open.clone();
-            for p in chunk {
-                p.write_xml(&mut xml, DHCP_NS);
+            for e in chunk {
+                e.write_xml(&mut xml, ns);
             }
             xml
         })
@@ -233,11 +243,11 @@ fn xml_parts(config: &Element) -> Vec<String> {
     // the first part: the other top-level nodes and the container's own
     // leaves and lists
     let first = &mut parts[0];
-    for c in big.elements().filter(|c| !is_pool(c)) {
-        c.write_xml(first, DHCP_NS);
+    for c in big.elements().filter(|c| !is_entry(list, c)) {
+        c.write_xml(first, ns);
     }
     for p in &mut parts {
-        p.push_str("</dhcp-server>");
+        p.push_str(&format!("</{}>", list.container));
     }
     for el in config.elements().filter(|el| !std::ptr::eq(*el, big)) {
         el.write_xml(&mut parts[0], "");
@@ -461,16 +471,24 @@ impl Editor<'_> {
                     path.push_str(&format!("[{}={q}]", k.name()));
                     keys.push(k.name().to_string());
                 }
-                // A pool's name as the tree holds it (before a delete,
-                // after a create), for the commit's scope.
-                let pool = parent == Some(DHCP_CONTAINER) && schema.name() == "ip-pool";
-                let before = if pool { self.key_at(&path) } else { None };
+                // An entry of an `ENTRY_LISTS` list, keyed as the tree holds
+                // it (before a delete, after a create), for the commit's
+                // scope.
+                let list = ENTRY_LISTS.iter().find(|l| {
+                    l.list == schema.name()
+                        && l.module == module.name()
+                        && parent.is_some_and(|p| p == l.container_path())
+                });
+                let before = if list.is_some() {
+                    self.key_at(&path)
+                } else {
+                    None
+                };
                 let r = self.inner(&path, el, &schema, op, &keys);
-                if let Some(name) = pool
-                    .then(|| before.or_else(|| self.key_at(&path)))
-                    .flatten()
-                {
-                    self.pools.insert(name);
+                if let Some(list) = list {
+                    if let Some(key) = before.or_else(|| self.key_at(&path)) {
+                        self.entries.insert(Entry { list: *list, key });
+                    }
                 }
                 r
             }

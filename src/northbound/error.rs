@@ -1,10 +1,11 @@
-//! `<rpc-error>` as a typed value (RFC 6241 Appendix A), and the mapping of
-//! libyang validation errors onto it (RFC 7950 §15).
+//! The error every northbound operation answers with: an `<rpc-error>` as
+//! a typed value (RFC 6241 Appendix A), the mapping of libyang validation
+//! errors onto it (RFC 7950 §15), and of the subsystems' refusals
+//! (`config::ConfigError`). The northbound owns it because it decides the
+//! errors; `netconf/rpc.rs` only prints them on the wire.
 
-use std::fmt::Write as _;
-
-use crate::xml::{escape_attr, escape_text, NC_NS};
-use crate::yang::{self, LyError};
+use crate::config::{ConfigError, Refusal};
+use crate::yang::{xml_path, LyError};
 
 /// error-type (RFC 6241 §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,7 +17,7 @@ pub enum ErrorType {
 }
 
 impl ErrorType {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             ErrorType::Transport => "transport",
             ErrorType::Rpc => "rpc",
@@ -134,119 +135,6 @@ impl RpcError {
     pub fn bad_element(error_type: ErrorType, tag: ErrorTag, element: &str, msg: &str) -> Self {
         RpcError::new(error_type, tag, msg).with_info("bad-element", element)
     }
-
-    /// Print as XML (`<rpc-error>` in the NETCONF namespace).
-    pub fn write_xml(&self, out: &mut String) {
-        let _ = write!(out, "<rpc-error xmlns=\"{NC_NS}\">");
-        let _ = write!(out, "<error-type>{}</error-type>", self.error_type.as_str());
-        let _ = write!(out, "<error-tag>{}</error-tag>", self.tag.as_str());
-        out.push_str("<error-severity>error</error-severity>");
-        if let Some(t) = &self.app_tag {
-            let _ = write!(out, "<error-app-tag>{}</error-app-tag>", escape_text(t));
-        }
-        if let Some(p) = &self.path {
-            out.push_str("<error-path");
-            for (prefix, ns) in path_prefixes(p) {
-                let _ = write!(out, " xmlns:{prefix}=\"{}\"", escape_attr(ns));
-            }
-            let _ = write!(out, ">{}</error-path>", escape_text(p));
-        }
-        if let Some(m) = &self.message {
-            let _ = write!(
-                out,
-                "<error-message xml:lang=\"en\">{}</error-message>",
-                escape_text(m)
-            );
-        }
-        if !self.info.is_empty() {
-            out.push_str("<error-info>");
-            for (k, v) in &self.info {
-                let _ = write!(out, "<{k}>{}</{k}>", escape_text(v));
-            }
-            out.push_str("</error-info>");
-        }
-        out.push_str("</rpc-error>");
-    }
-}
-
-/// The prefixes an XML-form path uses, with their namespaces.
-fn path_prefixes(path: &str) -> Vec<(&'static str, &'static str)> {
-    let mut out: Vec<(&str, &str)> = Vec::new();
-    for m in yang::MODULES {
-        let needle = format!("{}:", m.prefix);
-        let used = path.match_indices(&needle).any(|(i, _)| {
-            i == 0 || {
-                let c = path.as_bytes()[i - 1];
-                c == b'/' || c == b'[' || c == b' ' || c == b'('
-            }
-        });
-        if used {
-            out.push((m.prefix, m.namespace));
-        }
-    }
-    out
-}
-
-/// Convert a libyang JSON-form data path (`/hotlease-vrrp:vrrp/group[vrid='1']`)
-/// into the XML instance-identifier form with prefixes on every node
-/// (`/vrrp:vrrp/vrrp:group[vrrp:vrid='1']`).
-pub fn xml_path(json_path: &str) -> String {
-    let mut out = String::with_capacity(json_path.len() + 16);
-    let mut current = "";
-    let bytes = json_path.as_bytes();
-    let mut i = 0;
-    let mut quote: Option<u8> = None;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if let Some(q) = quote {
-            out.push(c as char);
-            if c == q {
-                quote = None;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'\'' || c == b'"' {
-            quote = Some(c);
-            out.push(c as char);
-            i += 1;
-            continue;
-        }
-        if c == b'/' || c == b'[' {
-            out.push(c as char);
-            i += 1;
-            // read a node name (maybe module-prefixed) up to a delimiter
-            let start = i;
-            while i < bytes.len() && !b"/[]=' \"".contains(&bytes[i]) {
-                i += 1;
-            }
-            let name = &json_path[start..i];
-            if name.is_empty() || name == "." {
-                out.push_str(name);
-                continue;
-            }
-            let local = match name.split_once(':') {
-                Some((module, local)) => {
-                    current = yang::module_by_name(module)
-                        .map(|m| m.prefix)
-                        .unwrap_or(module);
-                    local
-                }
-                None => name,
-            };
-            if current.is_empty() {
-                out.push_str(local);
-            } else {
-                out.push_str(current);
-                out.push(':');
-                out.push_str(local);
-            }
-            continue;
-        }
-        out.push(c as char);
-        i += 1;
-    }
-    out
 }
 
 /// Map one libyang validation error to an rpc-error (RFC 7950 §15).
@@ -291,31 +179,57 @@ pub fn from_ly(e: &LyError) -> RpcError {
     }
 }
 
+/// A subsystem's refusal as the `<rpc-error>` of the operation that brought
+/// the configuration: an unusable value is invalid-value, a rule or host
+/// refusing valid values is operation-failed (with its app-tag).
+impl From<ConfigError> for RpcError {
+    fn from(e: ConfigError) -> RpcError {
+        let tag = match e.kind {
+            Refusal::Invalid => ErrorTag::InvalidValue,
+            Refusal::Refused => ErrorTag::OperationFailed,
+        };
+        RpcError {
+            error_type: ErrorType::Application,
+            tag,
+            app_tag: e.app_tag,
+            path: Some(e.path),
+            message: Some(e.message),
+            info: Vec::new(),
+        }
+    }
+}
+
+/// Refusals of a configuration, as rpc-errors.
+pub fn from_config(errors: Vec<ConfigError>) -> Vec<RpcError> {
+    errors.into_iter().map(RpcError::from).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn json_path_to_xml_path() {
+    fn refusals_keep_their_tag_app_tag_path_and_message() {
+        let e = RpcError::from(ConfigError::invalid(
+            "/vrrp:vrrp".into(),
+            "vrid: cannot use value 'x'",
+        ));
         assert_eq!(
-            xml_path("/hotlease-vrrp:vrrp/group[interface='eth1'][vrid='1']/priority"),
-            "/vrrp:vrrp/vrrp:group[vrrp:interface='eth1'][vrrp:vrid='1']/vrrp:priority"
+            (e.error_type, e.tag, e.app_tag.as_deref(), e.path.as_deref()),
+            (
+                ErrorType::Application,
+                ErrorTag::InvalidValue,
+                None,
+                Some("/vrrp:vrrp")
+            )
         );
-        assert_eq!(
-            xml_path("/hotlease-dhcp-server:dhcp-server/ip-pool[name='a/b']"),
-            "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='a/b']"
+        assert_eq!(e.message.as_deref(), Some("vrid: cannot use value 'x'"));
+        let e = RpcError::from(
+            ConfigError::refused("/dhcps:dhcp-server".into(), "overlap")
+                .with_app_tag("section-overlap-other-pool"),
         );
-    }
-
-    #[test]
-    fn error_xml_declares_prefixes() {
-        let e = RpcError::application(ErrorTag::InvalidValue, "bad <value>")
-            .with_path(Some("/vrrp:vrrp/vrrp:group".into()))
-            .with_info("bad-element", "group");
-        let mut s = String::new();
-        e.write_xml(&mut s);
-        assert!(s.contains("xmlns:vrrp=\"urn:hotlease:yang:vrrp\""));
-        assert!(s.contains("bad &lt;value&gt;"));
-        assert!(crate::xml::parse(&s).is_ok());
+        assert_eq!(e.tag, ErrorTag::OperationFailed);
+        assert_eq!(e.app_tag.as_deref(), Some("section-overlap-other-pool"));
+        assert_eq!(e.path.as_deref(), Some("/dhcps:dhcp-server"));
     }
 }

@@ -1,0 +1,163 @@
+//! The operations the northbound executes, as typed values: what a
+//! NETCONF `<rpc>` asks of the datastores once `netconf/rpc.rs` has decoded
+//! it (RFC 6241 §7, RFC 6243 with-defaults, RFC 6022 get-schema, the
+//! remote-backup `batch-backup` rpc), and what they answer. The
+//! configuration and filter payloads stay `xml::Element`s, interpreted
+//! against the YANG schema by `edit` and `filter`.
+
+use crate::xml::Element;
+use crate::yang::WithDefaults;
+
+/// Namespace of ietf-netconf-monitoring (`<get-schema>` and its reply).
+pub const MONITORING_NS: &str = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring";
+
+/// A configuration datastore.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Datastore {
+    Running,
+    Candidate,
+    Startup,
+}
+
+impl Datastore {
+    pub fn name(self) -> &'static str {
+        match self {
+            Datastore::Running => "running",
+            Datastore::Candidate => "candidate",
+            Datastore::Startup => "startup",
+        }
+    }
+}
+
+/// Source of a copy-config or validate.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Datastore(Datastore),
+    /// Inline `<config>` element.
+    Config(Element),
+}
+
+/// A `<filter>`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Filter {
+    /// The `<filter>` element; its children are the filter's top nodes.
+    Subtree(Element),
+    /// XPath 1.0 `select` with the namespace prefixes in scope.
+    XPath {
+        select: String,
+        namespaces: Vec<(String, String)>,
+    },
+}
+
+/// edit-config `operation` values (RFC 6241 §7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EditOp {
+    Merge,
+    Replace,
+    Create,
+    Delete,
+    Remove,
+    None,
+}
+
+impl EditOp {
+    pub fn parse(s: &str) -> Option<EditOp> {
+        Some(match s {
+            "merge" => EditOp::Merge,
+            "replace" => EditOp::Replace,
+            "create" => EditOp::Create,
+            "delete" => EditOp::Delete,
+            "remove" => EditOp::Remove,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestOption {
+    TestThenSet,
+    Set,
+    TestOnly,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorOption {
+    StopOnError,
+    ContinueOnError,
+    RollbackOnError,
+}
+
+/// Parameters of `<commit>`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Commit {
+    pub confirmed: bool,
+    /// Seconds; RFC default 600.
+    pub confirm_timeout: u32,
+    pub persist: Option<String>,
+    pub persist_id: Option<String>,
+}
+
+/// One decoded operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Get {
+        filter: Option<Filter>,
+        with_defaults: WithDefaults,
+    },
+    GetConfig {
+        source: Datastore,
+        filter: Option<Filter>,
+        with_defaults: WithDefaults,
+    },
+    EditConfig {
+        target: Datastore,
+        default_operation: EditOp,
+        test_option: TestOption,
+        error_option: ErrorOption,
+        config: Element,
+    },
+    CopyConfig {
+        target: Datastore,
+        source: Source,
+    },
+    DeleteConfig {
+        target: Datastore,
+    },
+    Lock {
+        target: Datastore,
+    },
+    Unlock {
+        target: Datastore,
+    },
+    CloseSession,
+    KillSession {
+        session_id: u32,
+    },
+    Commit(Commit),
+    CancelCommit {
+        persist_id: Option<String>,
+    },
+    DiscardChanges,
+    Validate {
+        source: Source,
+    },
+    GetSchema {
+        identifier: String,
+        version: Option<String>,
+        format: Option<String>,
+    },
+    BatchBackup {
+        service: String,
+        service_type: String,
+    },
+}
+
+/// What an operation returns on success.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Ok,
+    /// Inner content of `<data>` (already serialised XML).
+    Data(String),
+    /// A complete element placed in the reply as is (get-schema, RPC output).
+    Raw(String),
+}
