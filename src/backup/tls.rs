@@ -30,9 +30,9 @@
 //! is not authenticated: any certificate is taken (its handshake
 //! signature still checked), and its subject is recorded all the same.
 //!
-//! The files are read whenever the channel (re)starts a connection
-//! attempt cycle, so a renewed certificate is picked up at the next
-//! reconnect. A file that is missing, not PEM, or holds nothing of the
+//! The files are read anew at each dial (connections accepted meanwhile
+//! use what the last read found), so a renewed certificate is picked up
+//! at the next reconnect without a configuration change. A file that is missing, not PEM, or holds nothing of the
 //! expected kind is a [`TlsError`] naming the file: the channel shows it
 //! as its failure reason and retries with backoff.
 
