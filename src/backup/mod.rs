@@ -2,7 +2,7 @@
 //! channel to the partner router) and the remote backup profile (RBP, which
 //! pools follow which VRRP group), as in `hotlease-remote-backup.yang`.
 //!
-//! What exists today:
+//! What exists today, tested but not yet wired into the daemon:
 //! - `config`: the typed configuration of SSL policies, services and
 //!   profiles, read from the validated tree (`TryFrom`), part of
 //!   `config::Config`; nothing consumes it yet;
@@ -11,20 +11,42 @@
 //!   layout (`LengthDelimitedCodec`) and the version rule. It does no I/O
 //!   and holds no state beyond one frame being read; it is tested with
 //!   byte vectors both ways and fuzzed (`tests/dhcp_fuzz.rs`).
+//! - `channel`: one session per service, configured by its own
+//!   `ChannelConfig` (source, peer, port, TLS files, keepalive interval,
+//!   dead time, the hello to send). It listens on `source:port`, dials
+//!   `peer:port` from `source`, closes and counts connections from any
+//!   other address, keeps exactly one session when both routers dial at
+//!   once (the higher source address arbitrates and keeps its own dial),
+//!   runs the `Hello`/`HelloReply` exchange (unknown versions refused with
+//!   the codec's reason), keepalive with round-trip time and dead timer,
+//!   reconnects with jittered backoff, and hands each session to its owner
+//!   as `ChannelEvent::Up { Session, peer hello, verdicts }` / `Down {
+//!   reason }`. Its state (connection, since, last up/down and reason,
+//!   last failed attempt, TLS peer subject, RTT, counters) is read without
+//!   waiting on it. Tests run two channels (or a scripted peer) over
+//!   127.0.0.1/127.0.0.2.
+//! - `tls`: the mutual TLS of a service with an ssl-policy (rustls,
+//!   aws-lc-rs, TLS 1.3): the peer certificate must chain to `trusted-ca`
+//!   and carry the peer address as an IP subjectAltName, both ways.
 //!
-//! Not built yet, and so not wired into the daemon: a pool bound to a
-//! profile still never serves, and nothing listens on a service's port.
-//! The layers still to come, split like `dhcp/` and `vrrp/`:
-//! - the northbound glue (prepare/apply, state, the `batch-backup` rpc);
-//! - the channel: one TCP (or mutual TLS) session per service, listen on
-//!   `source:port` and connect to `peer:port`, one session kept when both
-//!   connect at once, reconnect with backoff, keepalive and dead time;
-//!   it runs `Framed<_, wire::WireCodec>` and forwards decoded messages;
-//! - the sync actor: replication from the lease log in log order, the
-//!   cumulative acknowledgements that release held DHCPACKs, the degraded
-//!   mode, the paged batch backup, split-brain allocation and its healing;
-//! - roles: each profile following its VRRP group, and preemption held
-//!   until the returning router's batch backup is complete.
+//! Not built yet: a pool bound to a profile still never serves, and the
+//! daemon starts no channel. The layers still to come, split like `dhcp/`
+//! and `vrrp/`:
+//! - the northbound glue (prepare/apply, state, the `batch-backup` rpc),
+//!   which maps a service of `config` onto a `ChannelConfig`
+//!   (keepalive and dead time leaves still to add to the YANG) and its
+//!   state onto the YANG's;
+//! - the sync actor, owner of the channel's sessions: replication from the
+//!   lease log in log order, the cumulative acknowledgements that release
+//!   held DHCPACKs, the degraded mode, the paged batch backup, the clock
+//!   skew check on the peer's hello, profile verdicts into profile state,
+//!   split-brain allocation and its healing;
+//! - roles: each profile following its VRRP group (sent as
+//!   `Message::Role`, and kept current in the hello with
+//!   `Channel::set_hello`), and preemption held until the returning
+//!   router's batch backup is complete.
 
+pub mod channel;
 pub mod config;
+pub mod tls;
 pub mod wire;
