@@ -29,6 +29,11 @@
 //!   aws-lc-rs, TLS 1.3): the peer certificate must chain to `trusted-ca`
 //!   and carry the peer address as an IP subjectAltName, both ways.
 //!
+//! The DHCP side of replication exists in `dhcp::replication` (reached
+//! through `dhcp::Hooks::replication()`): log sequence numbers, a
+//! subscriber that streams the lease log's batches in order, and the
+//! per-profile gate that holds DHCPACKs until the partner acknowledges.
+//!
 //! Not built yet: a pool bound to a profile still never serves, and the
 //! daemon starts no channel. The layers still to come, split like `dhcp/`
 //! and `vrrp/`:
@@ -36,9 +41,10 @@
 //!   which maps a service of `config` onto a `ChannelConfig`
 //!   (keepalive and dead time leaves still to add to the YANG) and its
 //!   state onto the YANG's;
-//! - the sync actor, owner of the channel's sessions: replication from the
-//!   lease log in log order, the cumulative acknowledgements that release
-//!   held DHCPACKs, the degraded mode, the paged batch backup, the clock
+//! - the sync actor, owner of the channel's sessions: it subscribes to the
+//!   lease log and sends its batches, opens the profiles' gates and feeds
+//!   them the partner's cumulative acknowledgements, applies the partner's
+//!   batches (origin peer), the degraded mode, the paged batch backup, the clock
 //!   skew check on the peer's hello, profile verdicts into profile state,
 //!   split-brain allocation and its healing;
 //! - roles: each profile following its VRRP group (sent as
