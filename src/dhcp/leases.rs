@@ -1899,6 +1899,18 @@ pub(crate) mod tests {
         );
     }
 
+    /// Mount a 1 MiB tmpfs on `dir` (in an `in_child` test wrapped in
+    /// `unshare --mount`, so that it never shows outside): a disk that
+    /// really fills up.
+    pub(crate) fn mount_small_tmpfs(dir: &std::path::Path) {
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+            .arg(dir)
+            .status()
+            .unwrap();
+        assert!(ok.success(), "mount tmpfs");
+    }
+
     /// Item 9 of issue 9: the directory sync after the rename of a
     /// compacted log fails (a real EACCES: the child runs as root without
     /// CAP_DAC_OVERRIDE and the directory loses its read permission).
@@ -1973,12 +1985,7 @@ pub(crate) mod tests {
             || {
                 let dir = tempfile::tempdir().unwrap();
                 let d = dir.path();
-                let ok = std::process::Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-                    .arg(d)
-                    .status()
-                    .unwrap();
-                assert!(ok.success(), "mount tmpfs");
+                mount_small_tmpfs(d);
                 let x = lease("10.0.0.5", 4, LeaseState::Bound, 100);
                 let y = lease("10.0.0.6", 5, LeaseState::Bound, 100);
                 let mut s = FileStore::new(d);

@@ -1354,12 +1354,7 @@ mod tests {
                 use std::io::Write;
                 let dir = tempfile::tempdir().unwrap();
                 let d = dir.path();
-                let ok = std::process::Command::new("mount")
-                    .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-                    .arg(d)
-                    .status()
-                    .unwrap();
-                assert!(ok.success(), "mount tmpfs");
+                crate::dhcp::leases::tests::mount_small_tmpfs(d);
                 let mut f = std::fs::File::create(d.join("filler")).unwrap();
                 while f.write_all(&[1u8; 4096]).is_ok() {}
                 drop(f);

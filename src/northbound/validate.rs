@@ -150,16 +150,9 @@ impl Validated {
                 *running = tree;
             }
             Build::Entries { parts, entries } => {
-                for list in ENTRY_LISTS {
-                    let keys: BTreeSet<&str> = entries
-                        .iter()
-                        .filter(|e| e.list == *list)
-                        .map(|e| e.key.as_str())
-                        .collect();
-                    if !keys.is_empty() {
-                        splice(candidate, &parts, list, &keys, false);
-                        splice(running, &parts, list, &keys, true);
-                    }
+                for (list, keys) in by_list(&entries) {
+                    splice(candidate, &parts, list, &keys, false);
+                    splice(running, &parts, list, &keys, true);
                 }
             }
         }
@@ -265,16 +258,25 @@ pub(super) fn splice_entries(
     entries: &BTreeSet<Entry>,
 ) {
     let parts = [part];
-    for list in ENTRY_LISTS {
-        let keys: BTreeSet<&str> = entries
-            .iter()
-            .filter(|e| e.list == *list)
-            .map(|e| e.key.as_str())
-            .collect();
-        if !keys.is_empty() {
-            splice(tree, &parts, list, &keys, true);
-        }
+    for (list, keys) in by_list(entries) {
+        splice(tree, &parts, list, &keys, true);
     }
+}
+
+/// The keys of `entries`, per list of the `ENTRY_LISTS` that has some.
+fn by_list(entries: &BTreeSet<Entry>) -> Vec<(&'static EntryList, BTreeSet<&str>)> {
+    ENTRY_LISTS
+        .iter()
+        .map(|list| {
+            let keys = entries
+                .iter()
+                .filter(|e| e.list == *list)
+                .map(|e| e.key.as_str())
+                .collect::<BTreeSet<&str>>();
+            (list, keys)
+        })
+        .filter(|(_, keys)| !keys.is_empty())
+        .collect()
 }
 
 /// Replace the named entries of `list` in `tree` by the validated ones of
