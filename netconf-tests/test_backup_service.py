@@ -152,8 +152,15 @@ def test_two_routers_connect_go_down_with_a_reason_and_reconnect(routers):
     # re-added on A: connected again
     commit(ma, service(0))
     wait_connected(ma)
-    sb = wait_for(lambda: (s := rbs_state(mb)).get("connection") == "connected"
-                  and s.get("sessions-up") == "2" and s, 10, what="B connected again")
+    wait_for(lambda: (s := rbs_state(mb)).get("connection") == "connected"
+             and s.get("sessions-up") == "2" and s, 10, what="B connected again")
+
+    # A stops (SIGTERM): it closes the session with its reason and exits 0
+    down_before = rbs_state(mb)["last-down"]
+    assert a.stop() == 0, a.stderr()
+    sb = wait_for(lambda: (s := rbs_state(mb)).get("connection") != "connected"
+                  and s.get("last-down") != down_before and s, 10, what="B down after A stopped")
+    assert "Shutdown" in sb["last-down-reason"], sb
 
 
 # ------------------------------------------------------------------ TLS
