@@ -281,6 +281,22 @@ def test_service_source_port_unique(m):
     refused_at_commit(m, service(port=7000), "operation-failed", "data-not-unique")
 
 
+def test_service_dead_time_above_keepalive(m):
+    """dead-time must be longer than keepalive-interval, also when it keeps
+    its default (3000 ms)."""
+    for extra in (
+        "<keepalive-interval>2000</keepalive-interval><dead-time>2000</dead-time>",
+        "<keepalive-interval>5000</keepalive-interval>",
+    ):
+        refused_at_commit(
+            m,
+            service(extra=extra),
+            "operation-failed",
+            "dead-time-not-above-keepalive",
+            "/rbk:remote-backup-service[rbk:name='rbs2']",
+        )
+
+
 def test_service_missing_ssl_policy(m):
     refused_at_commit(
         m,

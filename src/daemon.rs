@@ -6,7 +6,8 @@
 //!  signals ─► CancellationToken ─┬─► ssh listener ─► session tasks (child tokens)
 //!                                ├─► northbound actor ─► subsystems (prepare/apply)
 //!                                ├─► vrrp actor (masters resign with priority 0)
-//!                                └─► dhcp actor (+ socket task, lease writer thread)
+//!                                ├─► dhcp actor (+ socket task, lease writer thread)
+//!                                └─► backup services (one channel each; sessions closed)
 //! ```
 //! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
 //! and `panic = "abort"` in release builds), and an actor that ends before
@@ -94,12 +95,16 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         shutdown.child_token(),
     )?;
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
-    let northbound = match Northbound::boot(store, vec![Box::new(vrrp), Box::new(dhcp)]) {
+    let (backup, backup_task) = crate::backup::service::start(shutdown.child_token());
+    let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
+        vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
+    let northbound = match Northbound::boot(store, subsystems) {
         Ok(nb) => nb,
         Err(e) => {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), vrrp_task).await;
             let _ = tokio::time::timeout(Duration::from_secs(2), dhcp_task).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), backup_task).await;
             return Err(e.into());
         }
     };
@@ -108,6 +113,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let nb_task = supervise("northbound", nb_task, &shutdown, &failed);
     let vrrp_task = supervise("vrrp", vrrp_task, &shutdown, &failed);
     let dhcp_task = supervise("dhcp", dhcp_task, &shutdown, &failed);
+    let backup_task = supervise("backup", backup_task, &shutdown, &failed);
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -157,6 +163,13 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("dhcp server did not stop within 5 s");
+    }
+    // each backup session is closed with a reason the peer shows
+    if tokio::time::timeout(Duration::from_secs(3), backup_task)
+        .await
+        .is_err()
+    {
+        warn!("backup services did not stop within 3 s");
     }
     served?;
     if let Some(actor) = failed.get() {

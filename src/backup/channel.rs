@@ -508,16 +508,23 @@ impl Channel {
     /// The hello of the connections made from now on (the profiles, and
     /// their roles, as they are now); a session that is up is not touched
     /// (role changes travel as `Message::Role`).
-    pub fn set_hello(&self, mut hello: Hello) {
-        hello.source = self.shared.with(|s| s.source);
-        self.hello.send_replace(hello);
+    pub fn set_hello(&self, hello: Hello) {
+        self.view().set_hello(hello);
     }
 
     /// The channel's state now (never waits for the channel's tasks).
     pub fn state(&self) -> ChannelState {
-        let mut s = self.shared.with(|s| s.clone());
-        s.counters = self.shared.counters.snapshot();
-        s
+        self.view().state()
+    }
+
+    /// A handle that reads the state and updates the hello without
+    /// owning the channel: the task that owns it (and alone may shut it
+    /// down) and the readers of its state are not the same.
+    pub fn view(&self) -> ChannelView {
+        ChannelView {
+            shared: self.shared.clone(),
+            hello: self.hello.clone(),
+        }
     }
 
     /// Close the session (if any) with `Close(Shutdown)` and stop, waiting
@@ -525,6 +532,29 @@ impl Channel {
     pub async fn shutdown(mut self) {
         self.cancel.cancel();
         let _ = (&mut self.task).await;
+    }
+}
+
+/// A channel's state and hello, shared with whoever shows them
+/// ([`Channel::view`]); it keeps no task alive.
+#[derive(Debug, Clone)]
+pub struct ChannelView {
+    shared: Arc<Shared>,
+    hello: watch::Sender<Hello>,
+}
+
+impl ChannelView {
+    /// See [`Channel::set_hello`].
+    pub fn set_hello(&self, mut hello: Hello) {
+        hello.source = self.shared.with(|s| s.source);
+        self.hello.send_replace(hello);
+    }
+
+    /// See [`Channel::state`].
+    pub fn state(&self) -> ChannelState {
+        let mut s = self.shared.with(|s| s.clone());
+        s.counters = self.shared.counters.snapshot();
+        s
     }
 }
 

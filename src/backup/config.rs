@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::time::Duration;
 
 use yang2::data::DataTree;
 
@@ -33,6 +34,10 @@ pub struct BackupService {
     pub peer: Ipv4Addr,
     pub source: Ipv4Addr,
     pub port: u16,
+    /// `keepalive-interval` (default 1 s in the YANG).
+    pub keepalive_interval: Duration,
+    /// `dead-time` (default 3 s), longer than the keepalive interval.
+    pub dead_time: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,6 +75,8 @@ impl TryFrom<&DataTree<'static>> for BackupConfig {
                 peer: req(&peer, "address")?,
                 source: req(&peer, "source")?,
                 port: req(&peer, "port")?,
+                keepalive_interval: Duration::from_millis(req(&s, "keepalive-interval")?),
+                dead_time: Duration::from_millis(req(&s, "dead-time")?),
             };
             cfg.services.insert(svc.name.clone(), svc);
         }

@@ -2,10 +2,15 @@
 //! channel to the partner router) and the remote backup profile (RBP, which
 //! pools follow which VRRP group), as in `hotlease-remote-backup.yang`.
 //!
-//! What exists today, tested but not yet wired into the daemon:
+//! What exists today:
+//! - `service`: the subsystem the daemon runs and the northbound commits
+//!   to: one channel per remote-backup-service, diffed by name on each
+//!   commit, and the service's state for `<get>` (connection, addresses,
+//!   TLS, last up/down and reasons, round-trip time, counters). It keeps
+//!   and drains the sessions until the sync actor takes them over;
 //! - `config`: the typed configuration of SSL policies, services and
 //!   profiles, read from the validated tree (`TryFrom`), part of
-//!   `config::Config`; nothing consumes it yet;
+//!   `config::Config`;
 //! - `wire`: the pure protocol of the channel — the messages both routers
 //!   exchange, their compact binary encoding (serde + postcard), the frame
 //!   layout (`LengthDelimitedCodec`) and the version rule. It does no I/O
@@ -34,13 +39,11 @@
 //! subscriber that streams the lease log's batches in order, and the
 //! per-profile gate that holds DHCPACKs until the partner acknowledges.
 //!
-//! Not built yet: a pool bound to a profile still never serves, and the
-//! daemon starts no channel. The layers still to come, split like `dhcp/`
+//! Not built yet: a pool bound to a profile still never serves, and no
+//! lease crosses the channel. The layers still to come, split like `dhcp/`
 //! and `vrrp/`:
-//! - the northbound glue (prepare/apply, state, the `batch-backup` rpc),
-//!   which maps a service of `config` onto a `ChannelConfig`
-//!   (keepalive and dead time leaves still to add to the YANG) and its
-//!   state onto the YANG's;
+//! - the rest of the northbound glue: the `batch-backup` rpc, the
+//!   profiles' state, the service's lease counters;
 //! - the sync actor, owner of the channel's sessions: it subscribes to the
 //!   lease log and sends its batches, opens the profiles' gates and feeds
 //!   them the partner's cumulative acknowledgements, applies the partner's
@@ -54,5 +57,6 @@
 
 pub mod channel;
 pub mod config;
+pub mod service;
 pub mod tls;
 pub mod wire;

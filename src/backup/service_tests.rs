@@ -1,0 +1,157 @@
+//! Actor tests of the backup subsystem: two subsystems (two routers) on
+//! 127.0.0.1 and 127.0.0.2, driven through `Subsystem::apply` and observed
+//! through their state.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use super::*;
+use crate::backup::config::BackupProfile;
+
+const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((A, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn service(name: &str, source: Ipv4Addr, peer: Ipv4Addr, port: u16) -> BackupService {
+    BackupService {
+        name: name.into(),
+        ssl_policy: None,
+        peer,
+        source,
+        port,
+        keepalive_interval: Duration::from_millis(200),
+        dead_time: Duration::from_millis(1000),
+    }
+}
+
+fn config(services: &[BackupService]) -> Config {
+    let mut c = Config::default();
+    for s in services {
+        c.backup.services.insert(s.name.clone(), s.clone());
+    }
+    c
+}
+
+fn state(sub: &BackupSubsystem, name: &str) -> Option<ChannelState> {
+    sub.services.get(name)?.view.get().map(|v| v.state())
+}
+
+async fn wait(what: &str, mut pred: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !pred() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn connected(sub: &BackupSubsystem, name: &str) -> bool {
+    state(sub, name).is_some_and(|s| s.connection == Connection::Connected)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let shutdown = CancellationToken::new();
+    let (mut a, a_task) = start(shutdown.child_token());
+    let (mut b, b_task) = start(shutdown.child_token());
+
+    let a1 = config(&[service("s1", A, B, p1), service("s2", A, B, p2)]);
+    let b1 = config(&[service("s1", B, A, p1)]);
+    a.prepare(&Config::default(), &a1).unwrap();
+    a.apply(&Config::default(), &a1);
+    b.apply(&Config::default(), &b1);
+    wait("s1 connected on both", || {
+        connected(&a, "s1") && connected(&b, "s1")
+    })
+    .await;
+    let xml = a.state_xml();
+    crate::yang::parse_state_xml(&xml).expect("the state is valid YANG");
+    assert!(
+        xml.contains("<name>s1</name><state><connection>connected</connection>")
+            && xml.contains("<name>s2</name>"),
+        "{xml}"
+    );
+
+    // s2 deleted, s3 added, a profile bound to s1 (its hello only): s1
+    // keeps its session
+    let mut a2 = config(&[service("s1", A, B, p1), service("s3", A, B, p3)]);
+    a2.backup.profiles.insert(
+        "rbp1".into(),
+        BackupProfile {
+            name: "rbp1".into(),
+            vrrp_interface: "eth0".into(),
+            vrid: 1,
+            backup_id: 7,
+            service: "s1".into(),
+            dhcp_server: true,
+        },
+    );
+    a.apply(&a1, &a2);
+    assert!(!a.services.contains_key("s2"));
+    assert!(a.services.contains_key("s3"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let s1 = state(&a, "s1").unwrap();
+    assert_eq!(s1.connection, Connection::Connected);
+    assert_eq!(s1.counters.sessions_up, 1, "{s1:?}");
+    assert!(s1.last_down.is_none(), "{s1:?}");
+    let hello = a.services["s1"].hello.borrow().clone();
+    assert_eq!(
+        hello
+            .profiles
+            .iter()
+            .map(|p| p.backup_id)
+            .collect::<Vec<_>>(),
+        [7]
+    );
+    let xml = a.state_xml();
+    assert!(!xml.contains("<name>s2</name>") && xml.contains("<name>s3</name>"));
+
+    // a timer of s1 changed: s1 restarts, the peer sees the session go
+    // down with our reason and comes back up
+    let mut a3 = a2.clone();
+    a3.backup.services.get_mut("s1").unwrap().keepalive_interval = Duration::from_millis(300);
+    a.apply(&a2, &a3);
+    wait("b sees s1 down", || {
+        state(&b, "s1").is_some_and(|s| s.last_down_reason.is_some())
+    })
+    .await;
+    let reason = state(&b, "s1").unwrap().last_down_reason.unwrap();
+    assert!(
+        reason.to_string().contains("Shutdown"),
+        "the peer's reason: {reason}"
+    );
+    wait("s1 up again", || {
+        connected(&a, "s1") && state(&b, "s1").is_some_and(|s| s.counters.sessions_up == 2)
+    })
+    .await;
+    // the new channel of s1 is not the old one
+    assert_eq!(state(&a, "s1").unwrap().counters.sessions_up, 1);
+
+    // everything deleted: no state; shutdown ends the runtimes' tasks
+    a.apply(&a3, &Config::default());
+    assert_eq!(a.state_xml(), "");
+    shutdown.cancel();
+    drop((a, b));
+    tokio::time::timeout(Duration::from_secs(5), async {
+        a_task.await.unwrap();
+        b_task.await.unwrap();
+    })
+    .await
+    .expect("the backup tasks end after shutdown");
+}
+
+#[test]
+fn outside_text_is_made_safe_for_the_state() {
+    assert_eq!(text("CN=a<b>\u{0}\u{FFFF}é"), "CN=a&lt;b&gt;??é");
+    assert_eq!(text(&"x".repeat(2000)).len(), MAX_TEXT);
+}
