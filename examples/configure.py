@@ -56,7 +56,8 @@ def main():
     ap.add_argument("--router", choices=sorted(ROUTERS), required=True)
     ap.add_argument("--port", type=int, default=8830)
     ap.add_argument("--vrrp-status", action="store_true",
-                    help="only print the VRRP group's state (from <get>)")
+                    help="only print the VRRP group's and the remote-backup-service's "
+                         "state (from <get>)")
     args = ap.parse_args()
     r = ROUTERS[args.router]
     if args.vrrp_status:
@@ -89,6 +90,15 @@ def vrrp_status(args):
                   f"{t('v:state')}, master {t('v:master-address')}, "
                   f"adverts sent {t('v:statistics/v:adverts-sent')} "
                   f"received {t('v:statistics/v:adverts-received')}")
+        rns = {"r": "urn:hotlease:yang:remote-backup"}
+        data = m.get(filter=("subtree",
+                             '<remote-backup-service xmlns="urn:hotlease:yang:remote-backup"/>')).data_ele
+        for s in data.iterfind("r:remote-backup-service", rns):
+            t = lambda n: s.findtext(n, default="-", namespaces=rns)  # noqa: E731
+            print(f"router {args.router}: remote-backup-service {t('r:name')}: "
+                  f"{t('r:state/r:connection')} to {t('r:state/r:peer-address')} "
+                  f"port {t('r:state/r:port')}, tls {t('r:state/r:tls')}, "
+                  f"round trip {t('r:state/r:round-trip-time')} us")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,8 @@ done
 ip netns exec hl-rtr-a "$venv/bin/python" "$here/configure.py" --router a
 ip netns exec hl-rtr-b "$venv/bin/python" "$here/configure.py" --router b
 
-# VRRP elects A (priority 120) once its Master_Down_Interval (3.6 s) passed.
+# VRRP elects A (priority 120) once its Master_Down_Interval (3.6 s) passed;
+# the remote-backup-service channel is up by then.
 for _ in $(seq 60); do
   ip netns exec hl-rtr-a ip -4 -o addr show dev eth1 | grep -q ' 10.1.1.1/' && break
   sleep 0.1
