@@ -405,6 +405,15 @@ async fn run_service(
                             ours: up.our_verdicts.clone(),
                         })
                     });
+                    // a transition between the hello the channel sent and
+                    // this hand-over would be lost: the roles now, once more
+                    for p in &hello.profiles {
+                        let m = Message::Role(ProfileRole {
+                            backup_id: p.backup_id,
+                            role: p.role,
+                        });
+                        let _ = up.session.sender().try_send(m);
+                    }
                     session = Some((up.id, up.session));
                 }
                 Some(ChannelEvent::Down { id, reason }) => {

@@ -162,3 +162,42 @@ fn outside_text_is_made_safe_for_the_state() {
     assert_eq!(text("CN=a<b>\u{0}\u{FFFF}é"), "CN=a&lt;b&gt;??é");
     assert_eq!(text(&"x".repeat(2000)).len(), MAX_TEXT);
 }
+
+#[test]
+fn peer_check_names_both_fingerprints_and_each_verdict() {
+    use crate::backup::wire::{ProfileHello, ProfileStatus, ProfileVerdict, Role};
+    let v = |status| {
+        vec![ProfileVerdict {
+            backup_id: 1,
+            status,
+        }]
+    };
+    let peer = |theirs, ours| Peer {
+        profiles: vec![ProfileHello {
+            backup_id: 1,
+            fingerprint: 0xab,
+            role: Role::Backup,
+        }],
+        theirs,
+        ours,
+    };
+    assert_eq!(peer_check(1, 0xcd, None).0, "not-connected");
+    let ok = peer(v(ProfileStatus::Accepted), v(ProfileStatus::Accepted));
+    assert_eq!(peer_check(1, 0xab, Some(&ok)).0, "accepted");
+    let bad = peer(
+        v(ProfileStatus::FingerprintMismatch),
+        v(ProfileStatus::FingerprintMismatch),
+    );
+    let (check, reason) = peer_check(1, 0xcd, Some(&bad));
+    assert_eq!(check, "fingerprint-mismatch");
+    assert!(
+        reason.contains("the pools bound to this profile differ from the peer's")
+            && reason.contains("fingerprint 00000000000000cd here, 00000000000000ab there"),
+        "{reason}"
+    );
+    // the peer lacks the backup-id (our verdict list has no entry for it)
+    let unknown = peer(v(ProfileStatus::UnknownBackupId), vec![]);
+    let (check, reason) = peer_check(1, 0xab, Some(&unknown));
+    assert_eq!(check, "unknown-backup-id");
+    assert!(reason.contains("backup-id 1"), "{reason}");
+}
