@@ -109,3 +109,20 @@ def test_profiles_accept_each_other_and_report_a_pool_mismatch(routers):
     sb = wait_check(mb, "accepted", "backup")
     assert sb["fingerprint"] == fp, sb
     assert sa.get("peer-role") == "backup" and sb.get("peer-role") == "master", (sa, sb)
+
+    # switchover (B preempts with a higher priority): the roles travel on
+    # the live session, which stays up
+    sessions = rbs_sessions(ma)
+    assert sessions and int(sessions) >= 1, sessions
+    commit(mb, group(250))
+    wait_for(lambda: (s := rbp_state(mb)).get("role") == "master"
+             and s.get("peer-role") == "backup" and s, 10, step=0.1, what="B master, A backup")
+    wait_for(lambda: (s := rbp_state(ma)).get("role") == "backup"
+             and s.get("peer-role") == "master" and s, 10, step=0.1, what="A backup, B master")
+    assert rbs_sessions(ma) == sessions
+    assert rbp_state(ma)["peer-check"] == "accepted"
+
+
+def rbs_sessions(m) -> str:
+    data = m.get(filter=("subtree", f'<remote-backup-service xmlns="{RBK_NS}"/>')).data_ele
+    return data.findtext("rbk:remote-backup-service/rbk:state/rbk:sessions-up", None, NS)
