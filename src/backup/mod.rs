@@ -57,6 +57,7 @@
 
 pub mod channel;
 pub mod config;
+pub mod fingerprint;
 pub mod service;
 pub mod tls;
 pub mod wire;

@@ -16,16 +16,21 @@
 //! `Close(Shutdown)`, so the peer shows that reason), a service whose own
 //! configuration changed (peer, source, port, timers, its ssl-policy or
 //! that policy's files) is restarted, and every other service keeps its
-//! session. A change of the profiles bound to a service only changes the
-//! hello of its next connections ([`Channel::set_hello`]). A restarted
+//! session. A change of the profiles bound to a service (or of their
+//! pools) changes its hello ([`Channel::set_hello`]) and renews its
+//! session, see below. A restarted
 //! service's new channel starts once the old one has released
 //! `source:port`.
 //!
-//! The hello carries, per profile bound to the service, its backup-id;
-//! its fingerprint is 0 and its role `Initialize` until the sync actor
-//! computes the fingerprint of the bound pools and follows the VRRP
-//! groups (issue 10), so today the peer's verdicts only compare
-//! backup-ids.
+//! The hello carries, per profile bound to the service, its backup-id,
+//! the fingerprint of its bound pools ([`fingerprint`](super::fingerprint))
+//! and its role, from its VRRP group ([`BackupSubsystem::follow_vrrp`]).
+//! The service task rebuilds the hello whenever a commit or a VRRP
+//! transition changes it; a role change also travels on the live session
+//! as `Message::Role`, and a change of the profiles or fingerprints ends
+//! the live session (the channel reconnects at once), so that both sides
+//! judge the new hellos. Each profile shows its role, the peer's role and
+//! both sides' verdicts (`peer-check`) in its state.
 //!
 //! Nobody consumes the sessions yet: the sync actor (lease batches,
 //! acknowledgements, batch backup) will own them. Until then the service
@@ -49,8 +54,9 @@ use super::channel::{
 };
 use super::config::{BackupConfig, BackupService};
 use super::tls::TlsPaths;
-use super::wire::{Hello, Message, ProfileHello, Role};
+use super::wire::{Hello, Message, ProfileHello, ProfileRole, ProfileStatus, ProfileVerdict, Role};
 use crate::config::{Config, ConfigError, Subsystem};
+use crate::vrrp::instance::State as VrrpState;
 use crate::xml::escape_text;
 
 pub const NS: &str = "urn:hotlease:yang:remote-backup";
@@ -97,34 +103,95 @@ impl Spec {
     }
 }
 
-/// The hello of service `name`: the backup-ids of the profiles bound to
-/// it (fingerprint 0 and role `Initialize` until the sync actor exists).
-fn hello_of(name: &str, cfg: &BackupConfig) -> Hello {
-    let mut profiles: Vec<ProfileHello> = cfg
+/// The role of every VRRP group, by (interface, vrid); a group missing
+/// is in initialize.
+pub type Roles = BTreeMap<(String, u8), Role>;
+
+fn role_of(s: VrrpState) -> Role {
+    match s {
+        VrrpState::Initialize => Role::Initialize,
+        VrrpState::Master => Role::Master,
+        VrrpState::Backup => Role::Backup,
+    }
+}
+
+fn role_str(r: Role) -> &'static str {
+    match r {
+        Role::Initialize => "initialize",
+        Role::Master => "master",
+        Role::Backup => "backup",
+    }
+}
+
+/// A profile as its service's hello needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProfileSpec {
+    name: String,
+    backup_id: u16,
+    group: (String, u8),
+    fingerprint: u64,
+}
+
+/// The profiles bound to service `name`, by backup-id, with the
+/// fingerprints of their pools.
+fn profiles_of(name: &str, cfg: &Config) -> Vec<ProfileSpec> {
+    let mut v: Vec<ProfileSpec> = cfg
+        .backup
         .profiles
         .values()
         .filter(|p| p.service == name)
-        .map(|p| ProfileHello {
+        .map(|p| ProfileSpec {
+            name: p.name.clone(),
             backup_id: p.backup_id,
-            fingerprint: 0,
-            role: Role::Initialize,
+            group: (p.vrrp_interface.clone(), p.vrid),
+            fingerprint: super::fingerprint::of_profile(&cfg.dhcp, &p.name),
         })
         .collect();
-    profiles.sort_by_key(|p| p.backup_id);
+    v.sort_by_key(|p| p.backup_id);
+    v
+}
+
+/// The hello of a service with these profiles and roles.
+fn hello_of(profiles: &[ProfileSpec], roles: &Roles) -> Hello {
     Hello {
         // set by the channel to its source address
         source: std::net::Ipv4Addr::UNSPECIFIED,
         software: env!("CARGO_PKG_VERSION").to_owned(),
         unix_time: 0,
-        profiles,
+        profiles: profiles
+            .iter()
+            .map(|p| ProfileHello {
+                backup_id: p.backup_id,
+                fingerprint: p.fingerprint,
+                role: roles.get(&p.group).copied().unwrap_or(Role::Initialize),
+            })
+            .collect(),
     }
+}
+
+/// What the current session of a service says about the peer.
+#[derive(Debug, Clone, Default)]
+struct Peer {
+    /// The peer's profiles (from its hello, roles kept current by its
+    /// `Role` messages).
+    profiles: Vec<ProfileHello>,
+    /// The peer's verdicts on our profiles, and ours on its.
+    theirs: Vec<ProfileVerdict>,
+    ours: Vec<ProfileVerdict>,
+}
+
+type PeerCell = Arc<std::sync::Mutex<Option<Peer>>>;
+
+fn set_peer(cell: &PeerCell, f: impl FnOnce(&mut Option<Peer>)) {
+    f(&mut cell.lock().unwrap_or_else(|p| p.into_inner()));
 }
 
 /// A configured service and its task.
 #[derive(Debug)]
 struct Service {
     spec: Spec,
-    hello: watch::Sender<Hello>,
+    profiles: watch::Sender<Vec<ProfileSpec>>,
+    peer: PeerCell,
     /// Set by the task once its channel runs (a restarted service first
     /// waits for its previous channel to stop).
     view: Arc<OnceLock<ChannelView>>,
@@ -150,6 +217,10 @@ pub struct BackupSubsystem {
     /// Held by every service task (and by this subsystem), so that the
     /// task of [`start`] knows when they have all ended.
     done: mpsc::Sender<()>,
+    /// The configured profiles, for their state.
+    profiles: Vec<super::config::BackupProfile>,
+    /// The VRRP groups' roles ([`BackupSubsystem::follow_vrrp`]).
+    roles: watch::Sender<Roles>,
 }
 
 /// Start the backup runtime (no service runs until a commit configures
@@ -168,21 +239,64 @@ pub fn start(shutdown: CancellationToken) -> (BackupSubsystem, JoinHandle<()>) {
             services: BTreeMap::new(),
             shutdown,
             done,
+            profiles: Vec::new(),
+            roles: watch::channel(Roles::new()).0,
         },
         task,
     )
 }
 
 impl BackupSubsystem {
-    fn spawn(&self, spec: Spec, hello: Hello, previous: Option<JoinHandle<()>>) -> Service {
-        let (hello_tx, hello_rx) = watch::channel(hello);
+    /// Follow the VRRP groups' states: each profile's role is its group's.
+    /// `states` reads every group's state now; `events` wakes us on each
+    /// transition (a lagging receiver just reads the states again).
+    pub fn follow_vrrp(
+        &self,
+        mut events: tokio::sync::broadcast::Receiver<crate::vrrp::events::StateChange>,
+        states: impl Fn() -> BTreeMap<(String, u8), VrrpState> + Send + Sync + 'static,
+    ) {
+        let roles = self.roles.clone();
+        let stop = self.shutdown.clone();
+        let read =
+            move || -> Roles { states().into_iter().map(|(k, s)| (k, role_of(s))).collect() };
+        roles.send_replace(read());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = stop.cancelled() => break,
+                    ev = events.recv() => {
+                        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev {
+                            break;
+                        }
+                        let now = read();
+                        roles.send_if_modified(|r| {
+                            let changed = *r != now;
+                            *r = now;
+                            changed
+                        });
+                    }
+                }
+            }
+        });
+    }
+
+    fn spawn(
+        &self,
+        spec: Spec,
+        profiles: Vec<ProfileSpec>,
+        previous: Option<JoinHandle<()>>,
+    ) -> Service {
+        let (profiles_tx, profiles_rx) = watch::channel(profiles);
+        let peer = PeerCell::default();
         let view = Arc::new(OnceLock::new());
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("backup_service", service = %spec.service.name);
         let task = tokio::spawn(
             run_service(
                 spec.clone(),
-                hello_rx,
+                profiles_rx,
+                self.roles.subscribe(),
+                peer.clone(),
                 view.clone(),
                 stop.clone(),
                 previous,
@@ -192,7 +306,8 @@ impl BackupSubsystem {
         );
         Service {
             spec,
-            hello: hello_tx,
+            profiles: profiles_tx,
+            peer,
             view,
             created: SystemTime::now(),
             stop,
@@ -203,9 +318,12 @@ impl BackupSubsystem {
 
 /// One service: run its channel until the service is deleted, replaced or
 /// the daemon stops; keep and drain the sessions it hands over.
+#[allow(clippy::too_many_arguments)]
 async fn run_service(
     spec: Spec,
-    mut hello: watch::Receiver<Hello>,
+    mut profiles: watch::Receiver<Vec<ProfileSpec>>,
+    mut roles: watch::Receiver<Roles>,
+    peer: PeerCell,
     view: Arc<OnceLock<ChannelView>>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
@@ -218,18 +336,58 @@ async fn run_service(
     if stop.is_cancelled() {
         return;
     }
-    let first = hello.borrow_and_update().clone();
-    let (channel, mut events) = Channel::spawn(spec.channel_config(first));
+    let mut ours = profiles.borrow_and_update().clone();
+    let mut hello = hello_of(&ours, &roles.borrow_and_update());
+    let (channel, mut events) = Channel::spawn(spec.channel_config(hello.clone()));
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
     let mut dropped: u64 = 0;
-    let mut hello_open = true;
+    let mut profiles_open = true;
+    let mut roles_open = true;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
-            changed = hello.changed(), if hello_open => match changed {
-                Ok(()) => channel.set_hello(hello.borrow_and_update().clone()),
-                Err(_) => hello_open = false,
+            changed = profiles.changed(), if profiles_open => match changed {
+                Ok(()) => {
+                    ours = profiles.borrow_and_update().clone();
+                    let next = hello_of(&ours, &roles.borrow());
+                    let judged = |h: &Hello| -> Vec<(u16, u64)> {
+                        h.profiles.iter().map(|p| (p.backup_id, p.fingerprint)).collect()
+                    };
+                    if judged(&next) != judged(&hello) && session.is_some() {
+                        // the verdicts of both sides are made on the hellos:
+                        // a new session exchanges the new ones
+                        info!("profiles or pool fingerprints changed: renewing the session");
+                        session = None;
+                        set_peer(&peer, |p| *p = None);
+                    }
+                    hello = next;
+                    channel.set_hello(hello.clone());
+                }
+                Err(_) => profiles_open = false,
+            },
+            changed = roles.changed(), if roles_open => match changed {
+                Ok(()) => {
+                    let next = hello_of(&ours, &roles.borrow_and_update());
+                    if let Some((_, s)) = &session {
+                        for (old, new) in hello.profiles.iter().zip(&next.profiles) {
+                            if old.role != new.role {
+                                let m = Message::Role(ProfileRole {
+                                    backup_id: new.backup_id,
+                                    role: new.role,
+                                });
+                                // a full queue: the session is stuck and its
+                                // dead timer ends it; the next hello has the role
+                                let _ = s.sender().try_send(m);
+                            }
+                        }
+                    }
+                    if next != hello {
+                        hello = next;
+                        channel.set_hello(hello.clone());
+                    }
+                }
+                Err(_) => roles_open = false,
             },
             ev = events.recv() => match ev {
                 Some(ChannelEvent::Up(up)) => {
@@ -239,23 +397,51 @@ async fn run_service(
                         profiles = up.peer_hello.profiles.len(),
                         "session handed over (no sync actor yet: its frames are dropped)"
                     );
+                    let up = *up;
+                    set_peer(&peer, |p| {
+                        *p = Some(Peer {
+                            profiles: up.peer_hello.profiles.clone(),
+                            theirs: up.peer_verdicts.clone(),
+                            ours: up.our_verdicts.clone(),
+                        })
+                    });
+                    // a transition between the hello the channel sent and
+                    // this hand-over would be lost: the roles now, once more
+                    for p in &hello.profiles {
+                        let m = Message::Role(ProfileRole {
+                            backup_id: p.backup_id,
+                            role: p.role,
+                        });
+                        let _ = up.session.sender().try_send(m);
+                    }
                     session = Some((up.id, up.session));
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
+                        set_peer(&peer, |p| *p = None);
                     }
                 }
                 None => break,
             },
             m = next_frame(&mut session) => match m {
+                Some(Message::Role(r)) => set_peer(&peer, |p| {
+                    if let Some(p) = p {
+                        for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
+                            x.role = r.role;
+                        }
+                    }
+                }),
                 Some(m) => {
                     dropped += 1;
                     debug!(dropped, kind = kind(&m), "frame dropped: no sync actor yet");
                 }
                 // the session ended; its Down event follows
-                None => session = None,
+                None => {
+                    session = None;
+                    set_peer(&peer, |p| *p = None);
+                }
             },
         }
     }
@@ -293,18 +479,19 @@ impl Subsystem for BackupSubsystem {
 
     fn apply(&mut self, _old: &Config, new: &Config) {
         let cfg = &new.backup;
+        self.profiles = cfg.profiles.values().cloned().collect();
         // deleted services stop (Service::drop)
         self.services
             .retain(|name, _| cfg.services.contains_key(name));
         for (name, svc) in &cfg.services {
             let spec = Spec::of(svc, cfg);
-            let hello = hello_of(name, cfg);
+            let profiles = profiles_of(name, new);
             match self.services.get_mut(name) {
                 Some(s) if s.spec == spec => {
-                    // profiles changed at most: the next connections say so
-                    s.hello.send_if_modified(|h| {
-                        let changed = *h != hello;
-                        *h = hello;
+                    // profiles changed at most: the hello says so
+                    s.profiles.send_if_modified(|p| {
+                        let changed = *p != profiles;
+                        *p = profiles;
                         changed
                     });
                 }
@@ -314,7 +501,7 @@ impl Subsystem for BackupSubsystem {
                         s.stop.cancel();
                         s.task.take()
                     });
-                    let s = self.spawn(spec, hello, previous);
+                    let s = self.spawn(spec, profiles, previous);
                     self.services.insert(name.clone(), s);
                 }
             }
@@ -335,8 +522,94 @@ impl Subsystem for BackupSubsystem {
             }
             x.push_str("</state></remote-backup-service>");
         }
+        let roles = self.roles.borrow().clone();
+        for p in &self.profiles {
+            let svc = self.services.get(&p.service);
+            let spec = svc.and_then(|s| {
+                s.profiles
+                    .borrow()
+                    .iter()
+                    .find(|x| x.name == p.name)
+                    .cloned()
+            });
+            let peer = svc.and_then(|s| s.peer.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            let _ = write!(
+                x,
+                "<remote-backup-profile xmlns=\"{NS}\"><name>{}</name><state>",
+                escape_text(&p.name)
+            );
+            render_profile(
+                &mut x,
+                p.backup_id,
+                &(p.vrrp_interface.clone(), p.vrid),
+                spec.as_ref(),
+                peer.as_ref(),
+                &roles,
+            );
+            x.push_str("</state></remote-backup-profile>");
+        }
         x
     }
+}
+
+/// A profile's verdict with the peer, and why in plain words.
+fn peer_check(backup_id: u16, fp: u64, peer: Option<&Peer>) -> (&'static str, String) {
+    let Some(peer) = peer else {
+        return (
+            "not-connected",
+            "the remote-backup-service is not connected".into(),
+        );
+    };
+    let status = |v: &[ProfileVerdict]| {
+        v.iter()
+            .find(|v| v.backup_id == backup_id)
+            .map(|v| v.status)
+    };
+    let theirs = peer.profiles.iter().find(|p| p.backup_id == backup_id);
+    let mismatch = || {
+        let there = theirs.map_or_else(
+            || "unknown".to_owned(),
+            |t| format!("{:016x}", t.fingerprint),
+        );
+        (
+            "fingerprint-mismatch",
+            format!(
+                "the pools bound to this profile differ from the peer's \
+                 (fingerprint {fp:016x} here, {there} there): this profile does not sync"
+            ),
+        )
+    };
+    match (status(&peer.theirs), status(&peer.ours)) {
+        (Some(ProfileStatus::FingerprintMismatch), _) | (_, Some(ProfileStatus::FingerprintMismatch)) => mismatch(),
+        (Some(ProfileStatus::UnknownBackupId), _) | (_, None) => (
+            "unknown-backup-id",
+            format!("the peer has no profile with backup-id {backup_id} on this remote-backup-service: this profile does not sync"),
+        ),
+        _ => ("accepted", "the peer has this backup-id with the same pool configuration".into()),
+    }
+}
+
+fn render_profile(
+    x: &mut String,
+    backup_id: u16,
+    group: &(String, u8),
+    spec: Option<&ProfileSpec>,
+    peer: Option<&Peer>,
+    roles: &Roles,
+) {
+    let role = roles.get(group).copied().unwrap_or(Role::Initialize);
+    let _ = write!(x, "<role>{}</role>", role_str(role));
+    if let Some(r) = peer.and_then(|p| p.profiles.iter().find(|p| p.backup_id == backup_id)) {
+        let _ = write!(x, "<peer-role>{}</peer-role>", role_str(r.role));
+    }
+    let Some(spec) = spec else { return };
+    let _ = write!(x, "<fingerprint>{:016x}</fingerprint>", spec.fingerprint);
+    let (check, reason) = peer_check(backup_id, spec.fingerprint, peer);
+    let _ = write!(
+        x,
+        "<peer-check>{check}</peer-check><peer-check-reason>{}</peer-check-reason>",
+        text(&reason)
+    );
 }
 
 fn connection_str(c: Connection) -> &'static str {

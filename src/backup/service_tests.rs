@@ -59,7 +59,7 @@ fn connected(sub: &BackupSubsystem, name: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
+async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_channel() {
     let (p1, p2, p3) = (free_port(), free_port(), free_port());
     let shutdown = CancellationToken::new();
     let (mut a, a_task) = start(shutdown.child_token());
@@ -82,8 +82,8 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
         "{xml}"
     );
 
-    // s2 deleted, s3 added, a profile bound to s1 (its hello only): s1
-    // keeps its session
+    // s2 deleted, s3 added, a profile bound to s1: s1 keeps its channel
+    // but renews its session, so that both sides judge the new hello
     let mut a2 = config(&[service("s1", A, B, p1), service("s3", A, B, p3)]);
     a2.backup.profiles.insert(
         "rbp1".into(),
@@ -99,22 +99,28 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
     a.apply(&a1, &a2);
     assert!(!a.services.contains_key("s2"));
     assert!(a.services.contains_key("s3"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let s1 = state(&a, "s1").unwrap();
-    assert_eq!(s1.connection, Connection::Connected);
-    assert_eq!(s1.counters.sessions_up, 1, "{s1:?}");
-    assert!(s1.last_down.is_none(), "{s1:?}");
-    let hello = a.services["s1"].hello.borrow().clone();
-    assert_eq!(
-        hello
-            .profiles
-            .iter()
-            .map(|p| p.backup_id)
-            .collect::<Vec<_>>(),
-        [7]
-    );
+    wait("s1 up again with the new hello", || {
+        state(&a, "s1")
+            .is_some_and(|s| s.connection == Connection::Connected && s.counters.sessions_up == 2)
+    })
+    .await;
+    let ids: Vec<u16> = a.services["s1"]
+        .profiles
+        .borrow()
+        .iter()
+        .map(|p| p.backup_id)
+        .collect();
+    assert_eq!(ids, [7]);
     let xml = a.state_xml();
     assert!(!xml.contains("<name>s2</name>") && xml.contains("<name>s3</name>"));
+    crate::yang::parse_state_xml(&xml).expect("the state is valid YANG");
+    // b has no profile 7: a says so once the session is back
+    wait("rbp1 judged", || {
+        a.state_xml()
+            .contains("<peer-check>unknown-backup-id</peer-check>")
+    })
+    .await;
+    assert!(a.state_xml().contains("<role>initialize</role>"));
 
     // a timer of s1 changed: s1 restarts, the peer sees the session go
     // down with our reason and comes back up
@@ -131,7 +137,8 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
         "the peer's reason: {reason}"
     );
     wait("s1 up again", || {
-        connected(&a, "s1") && state(&b, "s1").is_some_and(|s| s.counters.sessions_up == 2)
+        // b: the first session, the renewed one, and this one
+        connected(&a, "s1") && state(&b, "s1").is_some_and(|s| s.counters.sessions_up == 3)
     })
     .await;
     // the new channel of s1 is not the old one
@@ -154,4 +161,43 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_session() {
 fn outside_text_is_made_safe_for_the_state() {
     assert_eq!(text("CN=a<b>\u{0}\u{FFFF}é"), "CN=a&lt;b&gt;??é");
     assert_eq!(text(&"x".repeat(2000)).len(), MAX_TEXT);
+}
+
+#[test]
+fn peer_check_names_both_fingerprints_and_each_verdict() {
+    use crate::backup::wire::{ProfileHello, ProfileStatus, ProfileVerdict, Role};
+    let v = |status| {
+        vec![ProfileVerdict {
+            backup_id: 1,
+            status,
+        }]
+    };
+    let peer = |theirs, ours| Peer {
+        profiles: vec![ProfileHello {
+            backup_id: 1,
+            fingerprint: 0xab,
+            role: Role::Backup,
+        }],
+        theirs,
+        ours,
+    };
+    assert_eq!(peer_check(1, 0xcd, None).0, "not-connected");
+    let ok = peer(v(ProfileStatus::Accepted), v(ProfileStatus::Accepted));
+    assert_eq!(peer_check(1, 0xab, Some(&ok)).0, "accepted");
+    let bad = peer(
+        v(ProfileStatus::FingerprintMismatch),
+        v(ProfileStatus::FingerprintMismatch),
+    );
+    let (check, reason) = peer_check(1, 0xcd, Some(&bad));
+    assert_eq!(check, "fingerprint-mismatch");
+    assert!(
+        reason.contains("the pools bound to this profile differ from the peer's")
+            && reason.contains("fingerprint 00000000000000cd here, 00000000000000ab there"),
+        "{reason}"
+    );
+    // the peer lacks the backup-id (our verdict list has no entry for it)
+    let unknown = peer(v(ProfileStatus::UnknownBackupId), vec![]);
+    let (check, reason) = peer_check(1, 0xab, Some(&unknown));
+    assert_eq!(check, "unknown-backup-id");
+    assert!(reason.contains("backup-id 1"), "{reason}");
 }

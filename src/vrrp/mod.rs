@@ -195,6 +195,21 @@ impl Vrrp {
         self.events.subscribe()
     }
 
+    /// A reader of every configured group's state now, for subsystems
+    /// that follow the groups: read it at start and after each event of
+    /// [`Vrrp::subscribe`] (the snapshot is updated before the event is
+    /// sent, and a lagging subscriber loses events, not states).
+    pub fn state_reader(&self) -> impl Fn() -> BTreeMap<Key, State> + Send + Sync + 'static {
+        let snapshot = self.snapshot.clone();
+        move || {
+            let snap = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            snap.groups
+                .iter()
+                .map(|(k, g)| (k.clone(), g.state))
+                .collect()
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
     }
