@@ -99,6 +99,13 @@ def vrrp_status(args):
                   f"{t('r:state/r:connection')} to {t('r:state/r:peer-address')} "
                   f"port {t('r:state/r:port')}, tls {t('r:state/r:tls')}, "
                   f"round trip {t('r:state/r:round-trip-time')} us")
+        data = m.get(filter=("subtree",
+                             '<remote-backup-profile xmlns="urn:hotlease:yang:remote-backup"/>')).data_ele
+        for p in data.iterfind("r:remote-backup-profile", rns):
+            t = lambda n: p.findtext(n, default="-", namespaces=rns)  # noqa: E731
+            print(f"router {args.router}: remote-backup-profile {t('r:name')}: "
+                  f"role {t('r:state/r:role')}, peer {t('r:state/r:peer-role')}, "
+                  f"pools {t('r:state/r:peer-check')} (fingerprint {t('r:state/r:fingerprint')})")
 
 
 if __name__ == "__main__":
