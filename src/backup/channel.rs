@@ -1214,12 +1214,7 @@ async fn connection_inner(
             .await
             .map_err(handshake_timeout)?
             .map_err(|e| DownReason::io(&e))?;
-            let subject = s
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(tls::subject);
+            let subject = tls::peer_subject(s.get_ref().1);
             (Box::new(s), subject)
         }
         (Some(t), Dir::In) => {
@@ -1228,12 +1223,7 @@ async fn connection_inner(
                 .await
                 .map_err(handshake_timeout)?
                 .map_err(|e| DownReason::io(&e))?;
-            let subject = s
-                .get_ref()
-                .1
-                .peer_certificates()
-                .and_then(|c| c.first())
-                .map(tls::subject);
+            let subject = tls::peer_subject(s.get_ref().1);
             (Box::new(s), subject)
         }
     };

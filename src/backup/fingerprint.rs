@@ -164,7 +164,6 @@ impl Enc {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
 
     fn pool(name: &str, net: &str) -> Pool {
         Pool {
@@ -178,13 +177,7 @@ mod tests {
     }
 
     fn cfg(pools: Vec<Pool>) -> DhcpConfig {
-        DhcpConfig {
-            pools: pools
-                .into_iter()
-                .map(|p| (p.name.clone(), Arc::new(p)))
-                .collect(),
-            ..Default::default()
-        }
+        DhcpConfig::for_test(pools)
     }
 
     #[test]

@@ -214,6 +214,14 @@ impl TlsSetup {
     }
 }
 
+/// Subject of the certificate the peer presented on a TLS connection
+/// (either end), if any.
+pub fn peer_subject(conn: &rustls::CommonState) -> Option<String> {
+    conn.peer_certificates()
+        .and_then(|c| c.first())
+        .map(subject)
+}
+
 /// The subject of a DER certificate, as RFC 4514 text (for the state).
 pub fn subject(cert: &CertificateDer<'_>) -> String {
     match x509_parser::parse_x509_certificate(cert.as_ref()) {

@@ -83,6 +83,20 @@ impl Pool {
     }
 }
 
+impl DhcpConfig {
+    /// These pools and the defaults of everything else, for tests.
+    #[cfg(test)]
+    pub(crate) fn for_test(pools: Vec<Pool>) -> DhcpConfig {
+        DhcpConfig {
+            pools: pools
+                .into_iter()
+                .map(|p| (p.name.clone(), Arc::new(p)))
+                .collect(),
+            ..Default::default()
+        }
+    }
+}
+
 fn ranges(n: &Node<'_>, name: &str) -> Result<Vec<(Ipv4Addr, Ipv4Addr)>, ConfigError> {
     let mut out = Vec::new();
     for r in children(n, name) {
@@ -369,13 +383,7 @@ mod tests {
     }
 
     fn dhcp(pools: Vec<Pool>) -> DhcpConfig {
-        DhcpConfig {
-            pools: pools
-                .into_iter()
-                .map(|p| (p.name.clone(), Arc::new(p)))
-                .collect(),
-            ..Default::default()
-        }
+        DhcpConfig::for_test(pools)
     }
 
     fn tags(r: Result<(), Vec<ConfigError>>) -> Vec<(String, String)> {

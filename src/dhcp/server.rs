@@ -1089,15 +1089,11 @@ mod tests {
 
     fn cfg(pools: Vec<Pool>) -> Arc<DhcpConfig> {
         Arc::new(DhcpConfig {
-            pools: pools
-                .into_iter()
-                .map(|p| (p.name.clone(), Arc::new(p)))
-                .collect(),
             decline_probation_s: 86400,
             echo_client_id: true,
             authoritative: true,
             // no interface: the actor opens no socket
-            ..Default::default()
+            ..DhcpConfig::for_test(pools)
         })
     }
 
