@@ -62,6 +62,21 @@ def got_banner(s: socket.socket, timeout: float = 5) -> bool:
         return False
 
 
+def wait_released(port: int, timeout: float = 5.0) -> None:
+    """Wait until the daemon has closed every connection its peer closed
+    (no socket of *port* left in CLOSE-WAIT): the start-up probe of the
+    fixture is gone and does not hold a slot of a budget under test."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            rows = [line.split() for line in f.readlines()[1:]]
+        # columns: sl local_address rem_address st ...; 08 = CLOSE_WAIT
+        if not any(r[1].endswith(f":{port:04X}") and r[3] == "08" for r in rows):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"the daemon kept a closed connection on port {port}")
+
+
 def count_lines(daemon, text: str) -> int:
     return sum(text in line for line in daemon.stderr(tail=100000).splitlines())
 
@@ -109,6 +124,7 @@ def test_unauthenticated_cap_keeps_room_for_a_login(daemon_factory, creds):
     flooding address is closed at once; one from another address takes the
     place of the flood's oldest connection and logs in."""
     d = daemon_factory(netconf_toml="max-unauthenticated = 4\nmax-per-source = 50")
+    wait_released(d.port)
     flood = [open_idle(d.port, "127.0.0.2") for _ in range(4)]
     try:
         assert all(got_banner(s) for s in flood)

@@ -364,23 +364,26 @@ pub async fn serve(
 /// when it has not logged in within the login grace time or when it is
 /// displaced (`admitted.kill`); its slot is given back when it ends.
 async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, admitted: Admitted) {
+    let id = admitted.id;
     let slot = Slot {
         admission: shared.admission.clone(),
-        id: admitted.id,
+        id,
     };
     let handler = Connection {
         accounts: shared.accounts.clone(),
         northbound: shared.northbound.clone(),
         shutdown: shared.shutdown.clone(),
         admission: shared.admission.clone(),
-        id: admitted.id,
+        id,
         peer: Some(peer),
         user: None,
         channels: HashMap::new(),
     };
     let kill = admitted.kill;
     let shutdown = &shared.shutdown;
-    let stream = Severable::new(socket, &kill);
+    // the slot goes with the stream, before its socket closes: a peer that
+    // sees the close finds its place free again
+    let stream = Severable::new(socket, &kill, slot);
     let life = async {
         let config = shared.config.clone();
         let session = match russh::server::run_stream(config, stream, handler).await {
@@ -409,7 +412,7 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
         () = &mut life => return,
         () = tokio::time::sleep(shared.login_grace_time) => {}
     }
-    if !lock(&slot.admission).is_authenticated(slot.id) {
+    if !lock(&shared.admission).is_authenticated(id) {
         kill.cancel();
         let allowed = shared
             .grace_log
@@ -428,6 +431,8 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
 /// ends that task and closes the socket whatever the handshake's state
 /// (a `disconnect` would wait for a key exchange the peer never sends).
 struct Severable<S> {
+    // dropped first: the admission slot is free before the socket closes
+    _slot: Slot,
     inner: S,
     // one future per direction: each keeps its own waker (read and write
     // are polled from different tasks of russh)
@@ -436,8 +441,9 @@ struct Severable<S> {
 }
 
 impl<S> Severable<S> {
-    fn new(inner: S, token: &CancellationToken) -> Self {
+    fn new(inner: S, token: &CancellationToken, slot: Slot) -> Self {
         Severable {
+            _slot: slot,
             inner,
             read_cut: Box::pin(token.clone().cancelled_owned()),
             write_cut: Box::pin(token.clone().cancelled_owned()),
