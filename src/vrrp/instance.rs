@@ -207,27 +207,26 @@ impl Instance {
     pub fn set_hold(&mut self, now: Instant, hold: Option<String>) {
         let was_held = self.hold.is_some();
         self.hold = hold;
-        match (was_held, self.hold.is_some()) {
-            (false, true) => {
-                self.preempt_at = None;
-                if self.state == State::Backup && self.down_reason == Reason::Preempt {
-                    // Preempt delay 0: the master down timer was about to
-                    // preempt a live lower-priority master whose adverts
-                    // were discarded. Follow it instead, from its last one.
-                    if let Some((src, at)) = self.lower_master {
-                        self.master_down_at = Some(at + self.master_down_interval());
-                        self.master_address = Some(src);
-                    }
-                    self.down_reason = Reason::MasterDownTimer;
+        let held = self.hold.is_some();
+        if held && !was_held {
+            self.preempt_at = None;
+            if self.state == State::Backup && self.down_reason == Reason::Preempt {
+                // Preempt delay 0: the master down timer was about to
+                // preempt a live lower-priority master whose adverts were
+                // discarded. Follow it instead, from its last one.
+                if let Some((src, at)) = self.lower_master {
+                    self.master_down_at = Some(at + self.master_down_interval());
+                    self.master_address = Some(src);
                 }
+                self.down_reason = Reason::MasterDownTimer;
             }
-            (true, false) => {
-                if self.state == State::Backup && self.params.preempt && self.lower_master.is_some()
-                {
-                    self.preempt_at = Some(now + self.params.preempt_delay);
-                }
-            }
-            _ => {}
+        } else if was_held
+            && !held
+            && self.state == State::Backup
+            && self.params.preempt
+            && self.lower_master.is_some()
+        {
+            self.preempt_at = Some(now + self.params.preempt_delay);
         }
     }
 
