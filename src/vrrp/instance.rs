@@ -950,7 +950,7 @@ mod tests {
         while t < from + dur {
             t += ms(1);
             let since = t - from;
-            if since <= adverts_until && (since.as_millis() % every.as_millis()) == 0 {
+            if since <= adverts_until && since.as_millis().is_multiple_of(every.as_millis()) {
                 let a = i.on_advert(t, &rx(PEER, prio, Version::V3, 10)).unwrap();
                 if let Some((s, r)) = changed(&a) {
                     return Some((since, s, r));
