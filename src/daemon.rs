@@ -96,7 +96,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     )?;
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
     let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);
+    let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
+    backup.hold_preemption(vrrp.preempt_holds());
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {

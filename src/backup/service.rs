@@ -60,6 +60,7 @@ use crate::config::{Config, ConfigError, Rpc, RpcFailure, RpcFuture, Subsystem};
 use crate::dhcp::peer::Applied;
 use crate::dhcp::replication::{Replicated, Subscriber};
 use crate::dhcp::Hooks;
+use crate::vrrp::hold::PreemptHolds;
 use crate::vrrp::instance::State as VrrpState;
 use crate::xml::escape_text;
 
@@ -147,6 +148,7 @@ impl ProfileSpec {
         SyncProfile {
             name: self.name.clone(),
             backup_id: self.backup_id,
+            group: self.group.clone(),
             pools: self.pools.clone(),
             nets: self.nets.clone(),
         }
@@ -262,6 +264,8 @@ pub struct BackupSubsystem {
     /// The VRRP groups' roles ([`BackupSubsystem::follow_vrrp`]).
     roles: watch::Sender<Roles>,
     hooks: Hooks,
+    /// VRRP's preemption holds ([`BackupSubsystem::hold_preemption`]).
+    holds: Option<PreemptHolds>,
 }
 
 /// Start the backup runtime (no service runs until a commit configures
@@ -283,6 +287,7 @@ pub fn start(shutdown: CancellationToken, hooks: Hooks) -> (BackupSubsystem, Joi
             profiles: Vec::new(),
             roles: watch::channel(Roles::new()).0,
             hooks,
+            holds: None,
         },
         task,
     )
@@ -322,6 +327,13 @@ impl BackupSubsystem {
         });
     }
 
+    /// Hold each profile's VRRP group from preempting until this router
+    /// holds every lease of the peer (its batch backup from the peer is
+    /// complete); services configured from now on use `holds`.
+    pub fn hold_preemption(&mut self, holds: PreemptHolds) {
+        self.holds = Some(holds);
+    }
+
     fn spawn(
         &self,
         spec: Spec,
@@ -344,6 +356,7 @@ impl BackupSubsystem {
                 view: view.clone(),
                 sync_view: sync.clone(),
                 hooks: self.hooks.clone(),
+                holds: self.holds.clone(),
                 cmds: cmds_rx,
                 stop: stop.clone(),
                 previous,
@@ -381,6 +394,7 @@ struct Task {
     view: Arc<OnceLock<ChannelView>>,
     sync_view: Arc<SyncView>,
     hooks: Hooks,
+    holds: Option<PreemptHolds>,
     cmds: mpsc::Receiver<ServiceCmd>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
@@ -397,6 +411,17 @@ fn accepted(ours: &[ProfileSpec], up: &SessionUp) -> Vec<SyncProfile> {
         .filter(|p| ok(&up.peer_verdicts, p.backup_id) && ok(&up.our_verdicts, p.backup_id))
         .map(ProfileSpec::sync)
         .collect()
+}
+
+/// The profiles of this service the session does not sync (not accepted
+/// by both sides) keep their groups held, with the reason in plain words.
+fn hold_refused(holds: Option<&PreemptHolds>, ours: &[ProfileSpec], agreed: &[SyncProfile], peer: &PeerCell) {
+    let Some(h) = holds else { return };
+    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for p in ours.iter().filter(|p| !agreed.iter().any(|a| a.name == p.name)) {
+        let (_, reason) = peer_check(p.backup_id, p.fingerprint, peer.as_ref());
+        h.set(&p.group.0, p.group.1, Some(reason));
+    }
 }
 
 /// Open or close each profile's pools for serving: they serve while the
@@ -419,6 +444,7 @@ async fn run_service(t: Task) {
         view,
         sync_view,
         hooks,
+        holds,
         mut cmds,
         stop,
         previous,
@@ -539,8 +565,10 @@ async fn run_service(t: Task) {
                         });
                         let _ = up.session.sender().try_send(m);
                     }
+                    hold_refused(holds.as_ref(), &ours, &agreed, &peer);
                     let (s, log) = SyncSession::start(
                         hooks.clone(),
+                        holds.clone(),
                         sync_view.clone(),
                         up.session.sender(),
                         agreed,

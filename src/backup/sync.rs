@@ -57,6 +57,7 @@ use crate::dhcp::peer::{Applied, PeerRefusal, PeerUpdate};
 use crate::dhcp::replication::{GateStats, Replicated, Subscriber};
 use crate::dhcp::server::Out;
 use crate::dhcp::Hooks;
+use crate::vrrp::hold::PreemptHolds;
 
 /// Frames sent and not acknowledged at most: beyond, the log waits (the
 /// in-memory tail, then the log on disk, keep what is not sent yet).
@@ -65,6 +66,12 @@ const MAX_IN_FLIGHT: usize = 256;
 /// Batches of the peer being applied at most: beyond, its frames wait in
 /// the session's queue.
 const MAX_APPLYING: usize = 256;
+
+/// Why a profile's VRRP group may not preempt: the peer's leases are not
+/// all here yet.
+pub const HOLD_PULLING: &str = "batch backup from the peer in progress";
+pub const HOLD_DOWN: &str =
+    "the remote-backup-service is not connected: the peer's leases may be missing here";
 
 /// Leases per batch-backup page asked for.
 pub const PAGE: u32 = MAX_UPDATES as u32;
@@ -78,6 +85,8 @@ const TABLE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct SyncProfile {
     pub name: String,
     pub backup_id: u16,
+    /// Its VRRP group (interface, vrid).
+    pub group: (String, u8),
     pub pools: Vec<String>,
     /// (network, mask) of each pool.
     pub nets: Vec<(u32, u32)>,
@@ -213,6 +222,14 @@ impl SyncView {
         }
     }
 
+    /// Whether every one of `names` is synchronized.
+    fn profiles_synchronized(&self, names: &[String]) -> bool {
+        let v = self.lock();
+        names
+            .iter()
+            .all(|n| v.profiles.get(n) == Some(&SyncState::Synchronized))
+    }
+
     fn set_state(&self, names: &[String], s: SyncState) {
         let mut v = self.lock();
         for n in names {
@@ -264,6 +281,7 @@ pub type InviteReply = oneshot::Sender<Result<u64, String>>;
 /// The state of one session.
 pub struct SyncSession {
     hooks: Hooks,
+    holds: Option<PreemptHolds>,
     view: Arc<SyncView>,
     tx: mpsc::Sender<Message>,
     /// The profiles both sides accepted.
@@ -303,6 +321,7 @@ impl SyncSession {
     /// service task polls.
     pub async fn start(
         hooks: Hooks,
+        holds: Option<PreemptHolds>,
         view: Arc<SyncView>,
         tx: mpsc::Sender<Message>,
         profiles: Vec<SyncProfile>,
@@ -329,6 +348,7 @@ impl SyncSession {
         }
         let mut s = SyncSession {
             hooks,
+            holds,
             view,
             tx,
             names,
@@ -608,6 +628,11 @@ impl SyncSession {
             };
         let names = names_of(&self.profiles);
         self.view.set_state(&names, SyncState::BatchBackup);
+        if self.view.profiles_synchronized(&names) {
+            // an invited batch on a synchronized session: still in sync
+        } else {
+            self.hold(Some(HOLD_PULLING));
+        }
         let ids = self.profiles.iter().map(|p| p.backup_id).collect();
         let pull = Pull {
             batch,
@@ -708,6 +733,8 @@ impl SyncSession {
             "batch backup done: the peer's leases are durable here"
         );
         self.view.set_state(&p.names, SyncState::Synchronized);
+        // this router holds every lease of the peer: VRRP may preempt
+        self.hold(None);
         self.view.lock().pulled = Some(PullRecord {
             time: p.started,
             result: "success",
@@ -847,8 +874,18 @@ impl SyncSession {
         &self.names
     }
 
+    /// Hold (or release) preemption of the accepted profiles' groups.
+    fn hold(&self, reason: Option<&str>) {
+        if let Some(h) = &self.holds {
+            for p in &self.profiles {
+                h.set(&p.group.0, p.group.1, reason.map(str::to_owned));
+            }
+        }
+    }
+
     /// The session ended: what was in progress failed.
     pub fn end(mut self) {
+        self.hold(Some(HOLD_DOWN));
         let names = names_of(&self.profiles);
         self.view.set_state(&names, SyncState::NotSynchronized);
         if let Some(p) = self.pull.take() {
