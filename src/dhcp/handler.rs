@@ -15,7 +15,8 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
 use dhcproto::{Decodable, Decoder, Encodable};
 
 use super::leases::{
-    Change, ClientKey, EventKind, Lease, LeaseEvent, LeaseState, LeaseTable, Origin,
+    infinite_expiry, Change, ClientKey, EventKind, Lease, LeaseEvent, LeaseState, LeaseTable,
+    Origin,
 };
 use super::pool::{code, PoolRt};
 
@@ -344,7 +345,7 @@ impl Handler<'_> {
 
     fn expiry(&self, lifetime: u32) -> u64 {
         if lifetime == u32::MAX {
-            u64::MAX
+            infinite_expiry(self.ctx.now)
         } else {
             self.ctx.now + u64::from(lifetime)
         }
@@ -999,6 +1000,28 @@ pub(crate) mod tests {
         let mut r = msg(MessageType::Request, 3);
         r.set_ciaddr(y);
         assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+    }
+
+    /// An infinite lease never expires and still tells when it was granted:
+    /// its renewal is a newer version for the hot-backup merge.
+    #[test]
+    fn an_infinite_lease_keeps_its_grant_time() {
+        let mut t = T::new();
+        let mut p = cfg_pool();
+        p.lease_time_s = u32::MAX;
+        t.pool = PoolRt::from(&p);
+        let y = t.dora(1);
+        let first = t.table.get(y).unwrap().clone();
+        assert_eq!(first.lifetime, u32::MAX);
+        assert_eq!(first.changed_at(), t.now);
+        t.now += 100_000;
+        assert!(t.table.expire(t.now).0.is_empty(), "never expires");
+        let mut r = msg(MessageType::Request, 1);
+        r.set_ciaddr(y);
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Ack);
+        let renewed = t.table.get(y).unwrap().clone();
+        assert_eq!(renewed.changed_at(), t.now);
+        assert!(crate::dhcp::leases::peer_wins(&first, &renewed));
     }
 
     #[test]
