@@ -433,7 +433,7 @@ impl Handler<'_> {
             return if self.grantable(table, ip) {
                 self.bind(table, ip)
             } else {
-                self.nak_if(authoritative)
+                self.nak_if(authoritative || self.anothers(table, ip))
             };
         }
         // RENEWING (unicast) or REBINDING (broadcast): extend ciaddr
@@ -443,8 +443,20 @@ impl Handler<'_> {
         if self.grantable(table, ciaddr) {
             self.bind(table, ciaddr)
         } else {
-            self.nak_if(authoritative)
+            self.nak_if(authoritative || self.anothers(table, ciaddr))
         }
+    }
+
+    /// Whether the table holds `ip` as another client's lease. The server
+    /// then knows the client's notion of its address is wrong, and RFC
+    /// 2131 §4.3.2 says it SHOULD NAK (INIT-REBOOT; RENEWING and REBINDING
+    /// "check 'ciaddr' for correctness"): it stays silent only when it has
+    /// no record. Not being authoritative covers addresses this server
+    /// knows nothing of; this one it knows. It is how the loser of a hot
+    /// backup merge (the partner's binding of the address won) learns it
+    /// lost, instead of keeping an address another client holds.
+    fn anothers(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        table.get(ip).is_some_and(|l| !l.is_client(self.key()))
     }
 
     fn nak_if(&self, authoritative: bool) -> Outcome {
@@ -708,6 +720,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::dhcp::config::{OptionValue, Pool};
+    use crate::dhcp::leases::Merge;
 
     pub(crate) fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -1000,6 +1013,66 @@ pub(crate) mod tests {
         let mut r = msg(MessageType::Request, 3);
         r.set_ciaddr(y);
         assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+    }
+
+    /// Hot backup: the partner's binding of `x` (client 2) won the merge
+    /// over ours (client 1). Client 1's RENEWING (unicast, ciaddr), its
+    /// REBINDING (broadcast, ciaddr) and its INIT-REBOOT (requested `x`)
+    /// are each NAKed, authoritative or not: never an ACK, never a
+    /// silence that leaves it on an address client 2 holds.
+    #[test]
+    fn the_loser_of_a_merge_is_naked() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            let x = t.dora(1);
+            let mut theirs = t.table.get(x).unwrap().clone();
+            theirs.hw = vec![2, 0, 0, 0, 0, 2];
+            theirs.hostname = None;
+            theirs.expires += 10;
+            theirs.origin = Origin::Peer;
+            assert_eq!(t.table.merge_peer(theirs.clone()).0, Merge::Taken);
+            t.now += 1800;
+            let renewing = {
+                let mut r = msg(MessageType::Request, 1);
+                r.set_ciaddr(x);
+                r
+            };
+            let rebinding = {
+                let mut r = renewing.clone();
+                r.set_flags(Flags::default().set_broadcast());
+                r
+            };
+            let init_reboot = {
+                let mut r = msg(MessageType::Request, 1);
+                r.opts_mut().insert(DhcpOption::RequestedIpAddress(x));
+                r
+            };
+            for (what, m) in [
+                ("renewing", renewing),
+                ("rebinding", rebinding),
+                ("init-reboot", init_reboot),
+            ] {
+                let out = t.run(&m);
+                let r = out.reply.unwrap_or_else(|| panic!("{what}: no reply"));
+                assert_eq!(
+                    r.kind,
+                    MessageType::Nak,
+                    "{what} authoritative {authoritative}"
+                );
+                assert_eq!(r.to, Delivery::Broadcast);
+                assert!(out.changes.is_empty());
+                assert_eq!(t.table.get(x), Some(&theirs), "{what}");
+            }
+            // the winner renews here (after a switchover): ACK, and the
+            // lease is now this router's
+            let mut r = msg(MessageType::Request, 2);
+            r.set_ciaddr(x);
+            let out = t.run(&r);
+            assert_eq!(out.reply.unwrap().kind, MessageType::Ack);
+            assert_eq!(out.events[0].kind, EventKind::Renewed);
+            assert_eq!(t.table.get(x).unwrap().origin, Origin::Local);
+        }
     }
 
     /// An infinite lease never expires and still tells when it was granted:
