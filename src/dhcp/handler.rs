@@ -362,8 +362,13 @@ impl Handler<'_> {
             let previous = table
                 .client_ip(key)
                 .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
-            let requested = requested_ip(self.req)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
+            // in a split, a new client's wish is honoured in this side's
+            // half only: the other side hands out the other half
+            let requested = requested_ip(self.req).filter(|ip| {
+                self.pool.dynamic(*ip)
+                    && table.available(*ip, key, now)
+                    && self.pool.split.is_none_or(|h| h.contains(*ip))
+            });
             previous
                 .or(requested)
                 .or_else(|| table.allocate(self.pool, key, now))
@@ -1073,6 +1078,32 @@ pub(crate) mod tests {
             assert_eq!(out.events[0].kind, EventKind::Renewed);
             assert_eq!(t.table.get(x).unwrap().origin, Origin::Local);
         }
+    }
+
+    /// Split brain: a new client asking for an address of the other
+    /// side's half is offered one of this side's; one of this half it
+    /// gets; a known client keeps its own address whatever its half.
+    #[test]
+    fn a_split_pool_honours_requests_in_its_own_half_only() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        let half = crate::dhcp::pool::Half::of(y).other();
+        t.pool.split = Some(half);
+        let want = |t: &mut T, mac: u8, ip: Ipv4Addr| {
+            let mut d = msg(MessageType::Discover, mac);
+            d.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+            reply(&t.run(&d).reply.unwrap()).yiaddr()
+        };
+        let (even_odd_a, even_odd_b) = (ip("10.0.0.13"), ip("10.0.0.14"));
+        let (theirs, ours) = if half.contains(even_odd_a) {
+            (even_odd_b, even_odd_a)
+        } else {
+            (even_odd_a, even_odd_b)
+        };
+        let got = want(&mut t, 2, theirs);
+        assert!(half.contains(got), "{got}");
+        assert_eq!(want(&mut t, 3, ours), ours);
+        assert_eq!(want(&mut t, 1, theirs), y, "its own address");
     }
 
     /// An infinite lease never expires and still tells when it was granted:

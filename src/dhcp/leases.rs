@@ -36,7 +36,7 @@
 //! The store sits behind [`LeaseStore`] (as in dora's `Storage` trait) so the
 //! actor and its tests do not depend on the file format.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -44,7 +44,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::pool::PoolRt;
+use super::pool::{Half, PoolRt};
+
+/// The [`LeaseTable::fresh_full`] bits of a half (both for no split).
+fn full_bits(half: Option<Half>) -> u8 {
+    match half {
+        Some(Half::Even) => 1,
+        Some(Half::Odd) => 2,
+        None => 3,
+    }
+}
 
 /// State of a lease (the YANG `lease-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -338,8 +347,9 @@ pub struct LeaseTable {
     offer_by_client: HashMap<ClientKey, Ipv4Addr>,
     /// Allocation cursor per pool (last address handed out).
     cursor: HashMap<String, u32>,
-    /// Pools whose never-used addresses are all taken: skip the fresh scan.
-    fresh_full: HashSet<String>,
+    /// Pools whose never-used addresses are all taken, per half (bit 1:
+    /// even, bit 2: odd): skip the fresh scan.
+    fresh_full: HashMap<String, u8>,
     /// Addresses whose lease or offer changed since `take_touched`.
     touched: Vec<Ipv4Addr>,
 }
@@ -590,42 +600,83 @@ impl LeaseTable {
 
     /// Find an address to offer a new client in `pool`: first one never
     /// used (cursor scan, amortised O(1)), else the longest-unused released
-    /// or expired one.
+    /// or expired one. With a split ([`PoolRt::split`]) both from the
+    /// pool's own half first, then both from the other half.
     pub fn allocate(&mut self, pool: &PoolRt, key: &ClientKey, now: u64) -> Option<Ipv4Addr> {
-        if !self.fresh_full.contains(&pool.name) {
-            let total = pool.total();
-            let start = self
-                .cursor
-                .get(&pool.name)
-                .copied()
-                .or_else(|| pool.sections.first().map(|(s, _)| s.wrapping_sub(1)))?;
-            let mut a = start;
-            // every section address once (total plus the skipped ones)
-            let span: u64 = pool
-                .sections
-                .iter()
-                .map(|(s, e)| u64::from(e - s) + 1)
-                .sum();
-            let mut seen = 0u64;
-            while seen < span && total > 0 {
-                a = pool.next_in_sections(a)?;
-                seen += 1;
-                let ip = Ipv4Addr::from(a);
-                if pool.dynamic(ip) && !self.by_ip.contains_key(&ip) && {
+        match pool.split {
+            None => self
+                .fresh(pool, key, now, None)
+                .or_else(|| self.reuse(pool, key, now, None)),
+            Some(h) => self
+                .fresh(pool, key, now, Some(h))
+                .or_else(|| self.reuse(pool, key, now, Some(h)))
+                .or_else(|| self.fresh(pool, key, now, Some(h.other())))
+                .or_else(|| self.reuse(pool, key, now, Some(h.other()))),
+        }
+    }
+
+    /// The next never-used address of `half` (any when `None`) after the
+    /// pool's cursor; remembers when there is none.
+    fn fresh(
+        &mut self,
+        pool: &PoolRt,
+        key: &ClientKey,
+        now: u64,
+        half: Option<Half>,
+    ) -> Option<Ipv4Addr> {
+        let bits = full_bits(half);
+        if self.fresh_full.get(&pool.name).copied().unwrap_or(0) & bits == bits {
+            return None;
+        }
+        let total = pool.total();
+        let start = self
+            .cursor
+            .get(&pool.name)
+            .copied()
+            .or_else(|| pool.sections.first().map(|(s, _)| s.wrapping_sub(1)))?;
+        let mut a = start;
+        // every section address once (total plus the skipped ones)
+        let span: u64 = pool
+            .sections
+            .iter()
+            .map(|(s, e)| u64::from(e - s) + 1)
+            .sum();
+        let mut seen = 0u64;
+        while seen < span && total > 0 {
+            a = pool.next_in_sections(a)?;
+            seen += 1;
+            let ip = Ipv4Addr::from(a);
+            if half.is_none_or(|h| h.contains(ip))
+                && pool.dynamic(ip)
+                && !self.by_ip.contains_key(&ip)
+                && {
                     match self.offers.get(&ip) {
                         None => true,
                         Some(o) => o.expires <= now || o.is_client(key),
                     }
-                } {
-                    self.cursor.insert(pool.name.clone(), a);
-                    return Some(ip);
                 }
+            {
+                self.cursor.insert(pool.name.clone(), a);
+                return Some(ip);
             }
-            self.fresh_full.insert(pool.name.clone());
         }
+        *self.fresh_full.entry(pool.name.clone()).or_insert(0) |= bits;
+        None
+    }
+
+    /// The longest-unused released or expired address of `half` (any when
+    /// `None`), or a lapsed quarantine.
+    fn reuse(
+        &self,
+        pool: &PoolRt,
+        key: &ClientKey,
+        now: u64,
+        half: Option<Half>,
+    ) -> Option<Ipv4Addr> {
         self.by_ip
             .values()
             .filter(|l| l.pool == pool.name && pool.dynamic(l.ip))
+            .filter(|l| half.is_none_or(|h| h.contains(l.ip)))
             .filter(|l| match l.state {
                 LeaseState::Released | LeaseState::Expired => true,
                 LeaseState::Declined | LeaseState::Bound | LeaseState::Offered => l.expires <= now,
@@ -2679,6 +2730,112 @@ pub(crate) mod tests {
         t.merge_peer(r.clone());
         assert_eq!(t.remove_peer(r.ip, 1100), Some(Change::Delete(r.ip)));
         assert!(t.is_empty());
+    }
+
+    /// A pool of .10-.49 without .20 (39 addresses: 19 even, 20 odd)
+    /// split to `half`.
+    fn split_pool(half: Option<Half>) -> PoolRt {
+        let mut p = PoolRt::from(&crate::dhcp::config::Pool {
+            sections: vec![(ip4("10.0.0.10"), ip4("10.0.0.49"))],
+            excluded: vec![(ip4("10.0.0.20"), ip4("10.0.0.20"))],
+            ..crate::dhcp::config::Pool::for_test("p 1%", "10.0.0.0")
+        });
+        p.split = half;
+        p
+    }
+
+    /// Allocate for client `id` and bind it (what DISCOVER + REQUEST do).
+    fn grant(t: &mut LeaseTable, pool: &PoolRt, id: u16, now: u64) -> Option<Ipv4Addr> {
+        let hw = [2, 0, 0, 0, (id >> 8) as u8, id as u8];
+        let ip = t.allocate(pool, &ClientKey::new(None, &hw), now)?;
+        t.insert(Lease {
+            ip,
+            pool: pool.name.clone(),
+            hw: hw.to_vec(),
+            client_id: None,
+            hostname: None,
+            state: LeaseState::Bound,
+            lifetime: 3600,
+            expires: now + 3600,
+            origin: Origin::Local,
+        });
+        Some(ip)
+    }
+
+    /// Split brain: two routers with the same table, cut from each other,
+    /// give new clients addresses from opposite halves and never the same
+    /// one while their halves have room; a side whose half is used up
+    /// takes from the other half, never-used addresses and released ones
+    /// alike.
+    #[test]
+    fn split_halves_never_collide_and_fall_back_when_exhausted() {
+        let now = 1000;
+        let (even, odd) = (split_pool(Some(Half::Even)), split_pool(Some(Half::Odd)));
+        // the history both routers share before the cut
+        let mut a = LeaseTable::new();
+        let mut b = LeaseTable::new();
+        for id in 1..=5 {
+            let ip = grant(&mut a, &split_pool(None), id, now).unwrap();
+            b.merge_peer(a.get(ip).unwrap().clone());
+        }
+        // the cut: 2 * 7 new clients on each side
+        let mut got_a = Vec::new();
+        let mut got_b = Vec::new();
+        for id in 0..14 {
+            got_a.push(grant(&mut a, &even, 100 + id, now).unwrap());
+            got_b.push(grant(&mut b, &odd, 200 + id, now).unwrap());
+        }
+        assert!(got_a.iter().all(|ip| Half::Even.contains(*ip)), "{got_a:?}");
+        assert!(got_b.iter().all(|ip| Half::Odd.contains(*ip)), "{got_b:?}");
+        assert!(got_a.iter().all(|ip| !got_b.contains(ip)));
+        // shared .10-.14, then 14 of the 16 other even addresses: two left
+        for id in 150..152 {
+            assert!(Half::Even.contains(grant(&mut a, &even, id, now).unwrap()));
+        }
+        // the even half is used up: the odd half, never-used first
+        let fallback = grant(&mut a, &even, 152, now).unwrap();
+        assert!(Half::Odd.contains(fallback), "{fallback}");
+        // an even address released comes before the odd fresh ones
+        let mut r = a.get(got_a[3]).unwrap().clone();
+        r.state = LeaseState::Released;
+        r.expires = now;
+        a.insert(r);
+        assert_eq!(grant(&mut a, &even, 153, now), Some(got_a[3]));
+        // use up the odd fresh addresses too, then release an odd one: the
+        // other half's reuse
+        let mut id = 300;
+        while let Some(ip) = grant(&mut a, &even, id, now) {
+            assert!(Half::Odd.contains(ip));
+            id += 1;
+        }
+        let mut r = a.get(fallback).unwrap().clone();
+        r.state = LeaseState::Expired;
+        a.insert(r);
+        assert_eq!(grant(&mut a, &even, 400, now + 1), Some(fallback));
+        assert_eq!(a.len(), 39);
+        // the split over (healed): no half, no address left
+        assert_eq!(grant(&mut a, &split_pool(None), 401, now), None);
+    }
+
+    /// The fresh scan remembers a used-up half, not the whole pool.
+    #[test]
+    fn a_used_up_half_leaves_the_other_to_the_scan() {
+        let mut t = LeaseTable::new();
+        let even = split_pool(Some(Half::Even));
+        let mut evens = 0;
+        while let Some(ip) = grant(&mut t, &even, evens, 0) {
+            if !Half::Even.contains(ip) {
+                break;
+            }
+            evens += 1;
+        }
+        assert_eq!(evens, 19, "19 even addresses, then an odd one");
+        let free_odd = grant(&mut t, &split_pool(None), 1000, 0).unwrap();
+        assert!(Half::Odd.contains(free_odd));
+        assert_eq!(
+            grant(&mut t, &split_pool(Some(Half::Odd)), 1001, 0).map(Half::of),
+            Some(Half::Odd)
+        );
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
-//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; replication (lease log, ACK gates)
+//!  backup subsystem ──Hooks──► Command::Serving / Split / InsertPeer; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
@@ -62,6 +62,17 @@ impl Hooks {
         let _ = self.cmd.send(Command::Serving {
             profile: profile.to_string(),
             master,
+        });
+    }
+
+    /// Split brain (the channel to the partner down while `profile` is
+    /// master here, maybe there too): its pools take new addresses from
+    /// `half` first, from the other half only when it has none left;
+    /// `None` ends the split. Survives configuration commits.
+    pub fn set_split(&self, profile: &str, half: Option<pool::Half>) {
+        let _ = self.cmd.send(Command::Split {
+            profile: profile.to_string(),
+            half,
         });
     }
 
