@@ -537,13 +537,17 @@ impl LeaseTable {
 
     /// The partner deleted its lease on `ip` (a quarantine over, a decline
     /// with probation 0, a pool removed or shrunk by configuration): delete
-    /// ours too, unless it is a binding not yet expired at `now` (an active
-    /// binding is never erased by a remote deletion: if the partner's
-    /// configuration dropped the address, ours drops it with the same
-    /// commit). Returns the deletion to log.
+    /// ours too, unless it is a binding or a quarantine still running at
+    /// `now`. A deletion carries no time, so it cannot say it is newer: an
+    /// active binding is never erased by it, nor a quarantine (a decline
+    /// here after the partner's, or a clock a little behind the
+    /// partner's); each ends on this router's clock, which deletes the
+    /// quarantine itself, and the configuration that dropped an address
+    /// there drops it here with the same commit. Returns the deletion to
+    /// log.
     pub fn remove_peer(&mut self, ip: Ipv4Addr, now: u64) -> Option<Change> {
         let l = self.by_ip.get(&ip)?;
-        if l.state == LeaseState::Bound && l.expires > now {
+        if matches!(l.state, LeaseState::Bound | LeaseState::Declined) && l.expires > now {
             return None;
         }
         self.remove(ip);
@@ -2708,7 +2712,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// The partner's deletion applies to anything but an active binding.
+    /// The partner's deletion applies to anything but an active binding or
+    /// a running quarantine.
     #[test]
     fn remove_peer_never_erases_an_active_binding() {
         let mut t = LeaseTable::new();
@@ -2725,7 +2730,8 @@ pub(crate) mod tests {
         d.lifetime = 600;
         d.expires = 1600;
         t.merge_peer(d.clone());
-        assert_eq!(t.remove_peer(d.ip, 1100), Some(Change::Delete(d.ip)));
+        assert_eq!(t.remove_peer(d.ip, 1100), None, "quarantine running");
+        assert_eq!(t.remove_peer(d.ip, 1600), Some(Change::Delete(d.ip)));
         let r = ver("10.0.0.3", 3, LeaseState::Released, 1000);
         t.merge_peer(r.clone());
         assert_eq!(t.remove_peer(r.ip, 1100), Some(Change::Delete(r.ip)));
