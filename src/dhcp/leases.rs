@@ -3,8 +3,14 @@
 //!
 //! The table indexes leases by address and by client (option 61, else the
 //! hardware address) and keeps the short-lived offers apart: an offer is
-//! only a hold on an address, never persisted. The store is an append-only
-//! log of checksummed lines (`leases.log`) compacted by rewrite + rename.
+//! only a hold on an address, never persisted. The hot-backup partner's
+//! leases are merged in by [`LeaseTable::merge_peer`]: newest wins, in a
+//! total order of versions both routers share ([`cmp_versions`]), so that
+//! they end with the same binding of every address. With a split
+//! ([`PoolRt::split`]) allocation takes its own half of a pool first.
+//!
+//! The store is an append-only log of checksummed lines (`leases.log`)
+//! compacted by rewrite + rename.
 //!
 //! Format: one record per line, `CRC BODY\n` (CRC-32 of BODY in hex). A
 //! body is a lease change (`U ip pool hw client-id hostname state lifetime
@@ -203,7 +209,7 @@ fn rank(s: LeaseState) -> u8 {
 }
 
 /// The total order of lease versions both routers apply: newer
-/// [`Lease::changed_at`] first, then [`rank`], then the client key, then
+/// [`Lease::changed_at`] first, then `rank`, then the client key, then
 /// every other field (the address last), so that two different leases
 /// never compare equal. `origin` is left out: the same lease is equal on
 /// both routers.
@@ -469,7 +475,7 @@ impl LeaseTable {
     /// - A client uses the address it was given last. When the client's
     ///   binding here (the client index) is on another address and older
     ///   (strictly, in `changed_at`) than the partner's binding, ours goes:
-    ///   it becomes released ([`left`]), not deleted, because a deletion
+    ///   it becomes released (`left`), not deleted, because a deletion
     ///   would lose to any older version of the address that arrives later
     ///   (a batch-backup page, a retransmission), while the released record
     ///   beats the binding it replaces on both routers, and the address is

@@ -1,6 +1,7 @@
 //! Runtime form of an `ip-pool`: the typed configuration reduced to what the
 //! handler needs on every packet (integer ranges, pre-encoded options, the
-//! static bindings indexed by hardware address). Built once per commit.
+//! static bindings indexed by hardware address). Built once per commit;
+//! the split-brain [`Half`] is set on it by the actor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
