@@ -326,7 +326,30 @@ impl Handler<'_> {
         if let Some(s) = self.static_ip() {
             return s == ip;
         }
-        self.pool.dynamic(ip) && table.available(ip, self.key(), self.ctx.now)
+        self.pool.dynamic(ip)
+            && table.available(ip, self.key(), self.ctx.now)
+            && self.mine_in_split(table, ip)
+    }
+
+    /// In a split (both routers may be serving, cut from each other),
+    /// whether this side may give `ip` to the client: an address of its own
+    /// half, or one the client holds here already (an active binding, or
+    /// this side's offer, which may come from the other half once this
+    /// one is used up). A free address of the other half, released or
+    /// expired ones included, is the other side's to hand out: giving it
+    /// back to its old client here could give it twice.
+    fn mine_in_split(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        let Some(half) = self.pool.split else {
+            return true;
+        };
+        let (key, now) = (self.key(), self.ctx.now);
+        half.contains(ip)
+            || table.get(ip).is_some_and(|l| {
+                l.state == LeaseState::Bound && l.is_client(key) && l.expires > now
+            })
+            || table
+                .offer(ip)
+                .is_some_and(|o| o.is_client(key) && o.expires > now)
     }
 
     fn lease(&self, ip: Ipv4Addr, state: LeaseState, lifetime: u32, expires: u64) -> Lease {
@@ -359,16 +382,13 @@ impl Handler<'_> {
         let ip = if let Some(s) = self.static_ip() {
             Some(s)
         } else {
-            let previous = table
-                .client_ip(key)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
-            // in a split, a new client's wish is honoured in this side's
-            // half only: the other side hands out the other half
-            let requested = requested_ip(self.req).filter(|ip| {
+            let free = |ip: &Ipv4Addr| {
                 self.pool.dynamic(*ip)
                     && table.available(*ip, key, now)
-                    && self.pool.split.is_none_or(|h| h.contains(*ip))
-            });
+                    && self.mine_in_split(table, *ip)
+            };
+            let previous = table.client_ip(key).filter(free);
+            let requested = requested_ip(self.req).filter(free);
             previous
                 .or(requested)
                 .or_else(|| table.allocate(self.pool, key, now))
@@ -1104,6 +1124,47 @@ pub(crate) mod tests {
         assert!(half.contains(got), "{got}");
         assert_eq!(want(&mut t, 3, ours), ours);
         assert_eq!(want(&mut t, 1, theirs), y, "its own address");
+    }
+
+    /// Split brain: a free address of the other half goes to nobody here,
+    /// not even its old client (the other side may have given it away):
+    /// not offered, and its INIT-REBOOT is NAKed; an active binding in the
+    /// other half is still renewed.
+    #[test]
+    fn a_split_pool_gives_no_free_address_of_the_other_half_back() {
+        let mut t = T::new();
+        let old = t.dora(1);
+        t.dora(2);
+        let active = t.dora(3);
+        let mut r = msg(MessageType::Release, 1);
+        r.set_ciaddr(old);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        t.run(&r);
+        assert_eq!(
+            t.table.client_ip(&t.table.get(old).unwrap().key()),
+            Some(old)
+        );
+        let half = crate::dhcp::pool::Half::of(old).other();
+        assert!(!half.contains(active), "{old} {active}: both odd");
+        t.pool.split = Some(half);
+        let o = reply(&t.run(&msg(MessageType::Discover, 1)).reply.unwrap()).yiaddr();
+        assert!(half.contains(o), "{o}");
+        let mut ir = msg(MessageType::Request, 1);
+        ir.opts_mut().insert(DhcpOption::RequestedIpAddress(old));
+        let out = t.run(&ir);
+        assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+        assert_eq!(t.table.get(old).unwrap().state, LeaseState::Released);
+        // the offered address (own half) binds; so would a fallback offer
+        let mut sel = msg(MessageType::Request, 1);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.opts_mut().insert(DhcpOption::RequestedIpAddress(o));
+        assert_eq!(t.run(&sel).reply.unwrap().kind, MessageType::Ack);
+        let mut rn = msg(MessageType::Request, 3);
+        rn.set_ciaddr(active);
+        assert_eq!(t.run(&rn).reply.unwrap().kind, MessageType::Ack);
+        // the even half is used up (.12, .14): a new client is offered the
+        // released odd one and may take it
+        assert_eq!(t.dora(4), old);
     }
 
     /// An infinite lease never expires and still tells when it was granted:
