@@ -58,6 +58,7 @@ use super::tls::TlsPaths;
 use super::wire::{Hello, Message, ProfileHello, ProfileRole, ProfileStatus, ProfileVerdict, Role};
 use crate::config::{Config, ConfigError, Rpc, RpcFailure, RpcFuture, Subsystem};
 use crate::dhcp::peer::Applied;
+use crate::dhcp::pool::Half;
 use crate::dhcp::replication::{Replicated, Subscriber};
 use crate::dhcp::Hooks;
 use crate::vrrp::hold::PreemptHolds;
@@ -415,12 +416,50 @@ fn accepted(ours: &[ProfileSpec], up: &SessionUp) -> Vec<SyncProfile> {
 
 /// The profiles of this service the session does not sync (not accepted
 /// by both sides) keep their groups held, with the reason in plain words.
-fn hold_refused(holds: Option<&PreemptHolds>, ours: &[ProfileSpec], agreed: &[SyncProfile], peer: &PeerCell) {
+fn hold_refused(
+    holds: Option<&PreemptHolds>,
+    ours: &[ProfileSpec],
+    agreed: &[SyncProfile],
+    peer: &PeerCell,
+) {
     let Some(h) = holds else { return };
     let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for p in ours.iter().filter(|p| !agreed.iter().any(|a| a.name == p.name)) {
+    for p in ours
+        .iter()
+        .filter(|p| !agreed.iter().any(|a| a.name == p.name))
+    {
         let (_, reason) = peer_check(p.backup_id, p.fingerprint, peer.as_ref());
         h.set(&p.group.0, p.group.1, Some(reason));
+    }
+}
+
+/// Split brain: a profile that is master here while its peer may be
+/// master too (no session syncs it, or the peer says it is master) takes
+/// new addresses from this router's half first; the router with the lower
+/// source address takes the even addresses. Otherwise no split.
+fn split(
+    hooks: &Hooks,
+    spec: &Spec,
+    ours: &[ProfileSpec],
+    roles: &Roles,
+    synced: &[String],
+    peer: &PeerCell,
+) {
+    let half = if spec.service.source < spec.service.peer {
+        Half::Even
+    } else {
+        Half::Odd
+    };
+    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for p in ours {
+        let master = roles.get(&p.group) == Some(&Role::Master);
+        let peer_master = peer.as_ref().is_some_and(|x| {
+            x.profiles
+                .iter()
+                .any(|h| h.backup_id == p.backup_id && h.role == Role::Master)
+        });
+        let alone = !synced.contains(&p.name) || peer_master;
+        hooks.set_split(&p.name, (master && alone).then_some(half));
     }
 }
 
@@ -477,7 +516,29 @@ async fn run_service(t: Task) {
         *sub = None;
         set_peer(peer, |p| *p = None);
     };
+    let mut last_split = None;
     loop {
+        // the split follows roles, the session and the peer's roles
+        let now = (
+            roles.borrow().clone(),
+            sync.as_ref().map(|s| s.names().to_vec()),
+            peer.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .as_ref()
+                .map(|p| p.profiles.clone()),
+            ours.clone(),
+        );
+        if last_split.as_ref() != Some(&now) {
+            split(
+                &hooks,
+                &spec,
+                &ours,
+                &now.0,
+                now.1.as_deref().unwrap_or(&[]),
+                &peer,
+            );
+            last_split = Some(now);
+        }
         let wants_batches = sync.as_ref().is_some_and(SyncSession::wants_batches);
         let wants_frames = sync.as_ref().is_none_or(SyncSession::wants_frames);
         tokio::select! {
