@@ -1119,3 +1119,7 @@ fn render_not_started(x: &mut String, s: &Service) {
 #[cfg(test)]
 #[path = "service_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod sync_tests;
