@@ -517,27 +517,33 @@ async fn run_service(t: Task) {
         set_peer(peer, |p| *p = None);
     };
     let mut last_split = None;
+    // set by every branch that may change the split (not by the lease
+    // traffic, the hot path)
+    let mut recheck = true;
     loop {
         // the split follows roles, the session and the peer's roles
-        let now = (
-            roles.borrow().clone(),
-            sync.as_ref().map(|s| s.names().to_vec()),
-            peer.lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .as_ref()
-                .map(|p| p.profiles.clone()),
-            ours.clone(),
-        );
-        if last_split.as_ref() != Some(&now) {
-            split(
-                &hooks,
-                &spec,
-                &ours,
-                &now.0,
-                now.1.as_deref().unwrap_or(&[]),
-                &peer,
+        if recheck {
+            let now = (
+                roles.borrow().clone(),
+                sync.as_ref().map(|s| s.names().to_vec()),
+                peer.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|p| p.profiles.clone()),
+                ours.clone(),
             );
-            last_split = Some(now);
+            if last_split.as_ref() != Some(&now) {
+                split(
+                    &hooks,
+                    &spec,
+                    &ours,
+                    &now.0,
+                    now.1.as_deref().unwrap_or(&[]),
+                    &peer,
+                );
+                last_split = Some(now);
+            }
+            recheck = false;
         }
         let wants_batches = sync.as_ref().is_some_and(SyncSession::wants_batches);
         let wants_frames = sync.as_ref().is_none_or(SyncSession::wants_frames);
@@ -545,6 +551,7 @@ async fn run_service(t: Task) {
             _ = stop.cancelled() => break,
             changed = profiles.changed(), if profiles_open => match changed {
                 Ok(()) => {
+                    recheck = true;
                     ours = profiles.borrow_and_update().clone();
                     serve(&hooks, &ours, &roles.borrow());
                     let next = hello_of(&ours, &roles.borrow());
@@ -557,6 +564,7 @@ async fn run_service(t: Task) {
                         info!("profiles or pool fingerprints changed: renewing the session");
                         session = None;
                         end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                     }
                     hello = next;
                     channel.set_hello(hello.clone());
@@ -565,6 +573,7 @@ async fn run_service(t: Task) {
             },
             changed = roles.changed(), if roles_open => match changed {
                 Ok(()) => {
+                    recheck = true;
                     serve(&hooks, &ours, &roles.borrow_and_update());
                     let next = hello_of(&ours, &roles.borrow());
                     if let Some((_, s)) = &session {
@@ -601,6 +610,7 @@ async fn run_service(t: Task) {
             },
             ev = events.recv() => match ev {
                 Some(ChannelEvent::Up(up)) => {
+                    recheck = true;
                     end(&mut sync, &mut sub, &peer);
                     let up = *up;
                     let agreed = accepted(&ours, &up);
@@ -645,6 +655,7 @@ async fn run_service(t: Task) {
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
                         end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                     }
                 }
                 None => break,
@@ -658,6 +669,7 @@ async fn run_service(t: Task) {
                     warn!(reason = %v, "ending the session");
                     session = None;
                     end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                 }
             },
             a = next_applied(&mut sync) => {
@@ -670,16 +682,20 @@ async fn run_service(t: Task) {
                     warn!(reason = %v, "ending the session");
                     session = None;
                     end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                 }
             },
             m = next_frame(&mut session), if wants_frames => match m {
-                Some(Message::Role(r)) => set_peer(&peer, |p| {
-                    if let Some(p) = p {
-                        for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
-                            x.role = r.role;
+                Some(Message::Role(r)) => {
+                    recheck = true;
+                    set_peer(&peer, |p| {
+                        if let Some(p) = p {
+                            for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
+                                x.role = r.role;
+                            }
                         }
-                    }
-                }),
+                    })
+                }
                 Some(m) => {
                     let r = match sync.as_mut() {
                         Some(s) => s.on_frame(m).await,
@@ -689,12 +705,14 @@ async fn run_service(t: Task) {
                         warn!(reason = %v, "the peer broke the protocol: ending the session");
                         session = None;
                         end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                     }
                 }
                 // the session ended; its Down event follows
                 None => {
                     session = None;
                     end(&mut sync, &mut sub, &peer);
+                        recheck = true;
                 }
             },
         }
