@@ -627,12 +627,12 @@ impl SyncSession {
                 _ => Arc::new(Vec::new()),
             };
         let names = names_of(&self.profiles);
-        self.view.set_state(&names, SyncState::BatchBackup);
-        if self.view.profiles_synchronized(&names) {
-            // an invited batch on a synchronized session: still in sync
-        } else {
+        // an invited batch on a synchronized session keeps the profiles in
+        // sync (real time goes on meanwhile): VRRP stays free to preempt
+        if !self.view.profiles_synchronized(&names) {
             self.hold(Some(HOLD_PULLING));
         }
+        self.view.set_state(&names, SyncState::BatchBackup);
         let ids = self.profiles.iter().map(|p| p.backup_id).collect();
         let pull = Pull {
             batch,
