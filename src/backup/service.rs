@@ -889,15 +889,32 @@ impl Subsystem for BackupSubsystem {
                 peer.as_ref(),
                 &roles,
             );
+            let hold = self
+                .holds
+                .as_ref()
+                .map(|h| h.get(&p.vrrp_interface, p.vrid));
             if let Some(v) = sync {
                 let _ = write!(
                     x,
-                    "<sync-state>{}</sync-state><leases-in-sync>{}</leases-in-sync>\
-                     <backup-mode>{}</backup-mode><unsent-updates>{}</unsent-updates>",
+                    "<sync-state>{}</sync-state><leases-in-sync>{}</leases-in-sync>",
                     v.state.as_str(),
                     v.leases_in_sync.min(u64::from(u32::MAX)),
-                    v.mode,
-                    v.unsent
+                );
+                match hold {
+                    Some(Some(r)) => {
+                        let _ = write!(
+                            x,
+                            "<preempt-hold>true</preempt-hold><preempt-hold-reason>{}</preempt-hold-reason>",
+                            text(&r)
+                        );
+                    }
+                    Some(None) => x.push_str("<preempt-hold>false</preempt-hold>"),
+                    None => {}
+                }
+                let _ = write!(
+                    x,
+                    "<backup-mode>{}</backup-mode><unsent-updates>{}</unsent-updates>",
+                    v.mode, v.unsent
                 );
             }
             x.push_str("</state></remote-backup-profile>");
