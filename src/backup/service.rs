@@ -501,19 +501,21 @@ async fn run_service(t: Task) {
     let mut hello = hello_of(&ours, &roles.borrow_and_update());
     serve(&hooks, &ours, &roles.borrow());
     let (channel, mut events) = Channel::spawn(spec.channel_config(hello.clone()));
+    let rep = hooks.replication();
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
     let mut sync: Option<SyncSession> = None;
-    let mut sub: Option<Subscriber> = None;
+    // counts what the peer misses until a session takes it over
+    let mut sub: Option<Subscriber> = Some(rep.subscribe_from(rep.published()));
     let mut profiles_open = true;
     let mut roles_open = true;
     let mut cmds_open = true;
     // ends the session's sync (what was in progress failed)
-    let end = |sync: &mut Option<SyncSession>, sub: &mut Option<Subscriber>, peer: &PeerCell| {
+    // (the subscriber stays: it counts what the peer misses meanwhile)
+    let end = |sync: &mut Option<SyncSession>, peer: &PeerCell| {
         if let Some(s) = sync.take() {
             s.end();
         }
-        *sub = None;
         set_peer(peer, |p| *p = None);
     };
     let mut last_split = None;
@@ -545,7 +547,8 @@ async fn run_service(t: Task) {
             }
             recheck = false;
         }
-        let wants_batches = sync.as_ref().is_some_and(SyncSession::wants_batches);
+        // without a session the log is only counted (unsent updates)
+        let wants_batches = sync.as_ref().is_none_or(SyncSession::wants_batches);
         let wants_frames = sync.as_ref().is_none_or(SyncSession::wants_frames);
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -563,7 +566,7 @@ async fn run_service(t: Task) {
                         // a new session exchanges the new ones
                         info!("profiles or pool fingerprints changed: renewing the session");
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
                         recheck = true;
                     }
                     hello = next;
@@ -611,7 +614,7 @@ async fn run_service(t: Task) {
             ev = events.recv() => match ev {
                 Some(ChannelEvent::Up(up)) => {
                     recheck = true;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
                     let up = *up;
                     let agreed = accepted(&ours, &up);
                     info!(
@@ -647,28 +650,40 @@ async fn run_service(t: Task) {
                     )
                     .await;
                     sync = Some(s);
-                    sub = log;
+                    if log.is_some() {
+                        sub = log;
+                    }
                     session = Some((up.id, up.session));
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
                         recheck = true;
                     }
                 }
                 None => break,
             },
             r = next_batch(&mut sub), if wants_batches => {
-                let r = match r {
-                    Ok(r) => sync.as_mut().map(|s| s.outgoing(r)),
-                    Err(e) => Some(Err(Violation(format!("lease log: {e}")))),
+                let r = match (r, sync.as_mut()) {
+                    (Ok(r), Some(s)) => Some(s.outgoing(r)),
+                    (Ok(r), None) => {
+                        let profiles: Vec<SyncProfile> = ours.iter().map(ProfileSpec::sync).collect();
+                        sync_view.count_unsent(&profiles, &r);
+                        None
+                    }
+                    (Err(e), None) => {
+                        warn!(error = %e, "lease log: unsent updates are no longer counted");
+                        sub = None;
+                        None
+                    }
+                    (Err(e), Some(_)) => Some(Err(Violation(format!("lease log: {e}")))),
                 };
                 if let Some(Err(v)) = r {
                     warn!(reason = %v, "ending the session");
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
                         recheck = true;
                 }
             },
@@ -681,7 +696,7 @@ async fn run_service(t: Task) {
                 if let Err(v) = r {
                     warn!(reason = %v, "ending the session");
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
                         recheck = true;
                 }
             },
@@ -704,21 +719,21 @@ async fn run_service(t: Task) {
                     if let Err(v) = r {
                         warn!(reason = %v, "the peer broke the protocol: ending the session");
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
                         recheck = true;
                     }
                 }
                 // the session ended; its Down event follows
                 None => {
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
                         recheck = true;
                 }
             },
         }
     }
     drop(session);
-    end(&mut sync, &mut sub, &peer);
+    end(&mut sync, &peer);
     channel.shutdown().await;
 }
 
