@@ -439,15 +439,21 @@ impl SyncSession {
             return Ok(());
         }
         let n = updates.len();
-        let mut chunks = updates.chunks(MAX_UPDATES).peekable();
-        while let Some(c) = chunks.next() {
-            let more = chunks.peek().is_some();
+        let mut rest = updates;
+        loop {
+            let tail = rest.split_off(rest.len().min(MAX_UPDATES));
+            let more = !tail.is_empty();
+            let k = rest.len() as u64;
             self.send(Message::LeaseBatch(LeaseBatch {
                 lsn,
-                updates: c.to_vec(),
+                updates: rest,
                 more,
             }))?;
-            self.in_flight.push_back((lsn, more, c.len() as u64));
+            self.in_flight.push_back((lsn, more, k));
+            if !more {
+                break;
+            }
+            rest = tail;
         }
         self.view.leases_sent.fetch_add(n as u64, Ordering::Relaxed);
         self.view.in_flight.fetch_add(n as u64, Ordering::Relaxed);

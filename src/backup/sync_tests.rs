@@ -14,7 +14,7 @@ use crate::backup::wire::{
     WireLease,
 };
 use crate::dhcp::config::{DhcpConfig, Pool};
-use crate::dhcp::leases::{Lease, LeaseState, Origin};
+use crate::dhcp::leases::{Change, Lease, LeaseState, Origin};
 
 const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
@@ -331,4 +331,80 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     }
     b.shutdown().await;
     shutdown.cancel();
+}
+
+/// A log batch longer than a frame holds goes in parts with one LSN,
+/// `more` on all but the last; the peer's ack of that LSN covers them all
+/// and nothing is left in flight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_log_batch_goes_in_parts_acknowledged_once() {
+    let shutdown = CancellationToken::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut dhcp, hooks, _task) =
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+    // the DHCP actor answers once it has its first configuration
+    dhcp.apply(&Config::default(), &config(free_port()));
+    let view = Arc::new(SyncView::default());
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    let profile = crate::backup::sync::SyncProfile {
+        name: "rbp1".into(),
+        backup_id: 1,
+        group: ("eth0".into(), 1),
+        pools: vec!["p1".into()],
+        nets: vec![(u32::from(ip("10.9.0.0")), 0xffff_0000)],
+    };
+    let (mut s, _sub) = SyncSession::start(
+        hooks,
+        None,
+        view.clone(),
+        tx,
+        vec![profile],
+        Duration::from_millis(300),
+    )
+    .await;
+    assert!(matches!(
+        recv_within(&mut rx).await,
+        Some(Message::BatchRequest(_))
+    ));
+    let n = crate::backup::wire::MAX_UPDATES + 10;
+    let changes: Vec<Change> = (0..n)
+        .map(|i| {
+            let mut l = Lease::try_from(lease("10.9.0.1", "p1")).unwrap();
+            l.ip = Ipv4Addr::from(u32::from(ip("10.9.16.0")) + i as u32);
+            // a lease this router granted (one from the peer is not echoed)
+            l.origin = Origin::Local;
+            Change::Upsert(l)
+        })
+        .collect();
+    s.outgoing(crate::dhcp::replication::Replicated::Batch {
+        lsn: 9,
+        changes: Arc::new(changes),
+    })
+    .unwrap();
+    let parts: Vec<(u64, usize, bool)> = [recv_within(&mut rx).await, recv_within(&mut rx).await]
+        .into_iter()
+        .map(|m| match m {
+            Some(Message::LeaseBatch(b)) => (b.lsn, b.updates.len(), b.more),
+            m => panic!("{m:?}"),
+        })
+        .collect();
+    assert_eq!(
+        parts,
+        [(9, crate::backup::wire::MAX_UPDATES, true), (9, 10, false)]
+    );
+    assert_eq!(view.unsent(), n as u64);
+    s.on_frame(Message::Ack(Ack { lsn: 9 })).await.unwrap();
+    assert_eq!(view.unsent(), 0);
+    assert_eq!(
+        view.leases_acknowledged
+            .load(std::sync::atomic::Ordering::Relaxed),
+        n as u64
+    );
+    shutdown.cancel();
+}
+
+async fn recv_within(rx: &mut tokio::sync::mpsc::Receiver<Message>) -> Option<Message> {
+    tokio::time::timeout(WITHIN, rx.recv())
+        .await
+        .expect("a frame in time")
 }
