@@ -12,6 +12,7 @@ and the tests run the same procedure.
     configure.py --router a --status     VRRP group, service, profile (from <get>)
     configure.py --router a --leases     the lease table
     configure.py --router a --batch-backup   'batch-backup service-type dhcp-server now'
+    configure.py --router a --wait vrrp.state=master rbp.sync-state=synchronized
 """
 from __future__ import annotations
 
@@ -134,32 +135,58 @@ def leaves(el) -> dict:
     return out
 
 
-def status(m, router: str):
+def snapshot(m) -> dict:
+    """{'vrrp': group leaves, 'rbs': service state, 'rbp': profile state}
+    of the (first) VRRP group, service and profile, from one <get> each."""
     ns = {"v": VRRP_NS, "r": RBK_NS}
     data = m.get(filter=("subtree", f'<vrrp xmlns="{VRRP_NS}"/>')).data_ele
-    for g in data.iterfind("v:vrrp/v:group", ns):
-        t = leaves(g).get
-        hold = (f", preemption held: {t('preempt-hold-reason')}"
-                if t("preempt-hold") == "true" else "")
-        print(f"router {router}: vrrp {t('interface')}/{t('vrid')}: {t('state', '-')}, "
-              f"priority {t('priority', '-')}, master {t('master-address', '-')}{hold}")
-    data = m.get(filter=("subtree", f'<remote-backup-service xmlns="{RBK_NS}"/>')).data_ele
-    for s in data.iterfind("r:remote-backup-service", ns):
-        t = leaves(s.find("r:state", ns)).get
-        print(f"router {router}: remote-backup-service {s.findtext('r:name', namespaces=ns)}: "
-              f"{t('connection', '-')} to {t('peer-address', '-')} port {t('port', '-')}, "
-              f"tls {t('tls', '-')}, round trip {t('round-trip-time', '-')} us, "
-              f"leases sent {t('leases-sent', '-')} received {t('leases-received', '-')} "
-              f"acknowledged {t('leases-acknowledged', '-')}, unsent {t('unsent-updates', '-')}, "
-              f"last batch backup {t('last-batch-backup/result', '-')} "
-              f"({t('last-batch-backup/leases-sent', '-')} leases)")
-    data = m.get(filter=("subtree", f'<remote-backup-profile xmlns="{RBK_NS}"/>')).data_ele
-    for p in data.iterfind("r:remote-backup-profile", ns):
-        t = leaves(p.find("r:state", ns)).get
-        print(f"router {router}: remote-backup-profile {p.findtext('r:name', namespaces=ns)}: "
-              f"role {t('role', '-')}, peer {t('peer-role', '-')}, "
-              f"pools {t('peer-check', '-')}, sync {t('sync-state', '-')}, "
-              f"leases in sync {t('leases-in-sync', '-')}")
+    out = {"vrrp": leaves(data.find("v:vrrp/v:group", ns))}
+    for key, lst in (("rbs", "remote-backup-service"), ("rbp", "remote-backup-profile")):
+        data = m.get(filter=("subtree", f'<{lst} xmlns="{RBK_NS}"/>')).data_ele
+        out[key] = leaves(data.find(f"r:{lst}/r:state", ns))
+    return out
+
+
+def status(m, router: str):
+    snap = snapshot(m)
+    t = snap["vrrp"].get
+    hold = f", preemption held: {t('preempt-hold-reason')}" if t("preempt-hold") == "true" else ""
+    print(f"router {router}: vrrp {t('interface')}/{t('vrid')}: {t('state', '-')}, "
+          f"priority {t('priority', '-')}, master {t('master-address', '-')}{hold}")
+    t = snap["rbs"].get
+    print(f"router {router}: remote-backup-service rbs1: "
+          f"{t('connection', '-')} to {t('peer-address', '-')} port {t('port', '-')}, "
+          f"tls {t('tls', '-')}, round trip {t('round-trip-time', '-')} us, "
+          f"leases sent {t('leases-sent', '-')} received {t('leases-received', '-')} "
+          f"acknowledged {t('leases-acknowledged', '-')}, unsent {t('unsent-updates', '-')}, "
+          f"last batch backup {t('last-batch-backup/result', '-')} "
+          f"({t('last-batch-backup/leases-sent', '-')} leases)")
+    t = snap["rbp"].get
+    print(f"router {router}: remote-backup-profile rbp1: "
+          f"role {t('role', '-')}, peer {t('peer-role', '-')}, "
+          f"pools {t('peer-check', '-')}, sync {t('sync-state', '-')}, "
+          f"leases in sync {t('leases-in-sync', '-')}")
+
+
+def wait(m, router: str, conditions: list[str], timeout: float):
+    """Poll until every 'part.leaf=value' (part vrrp, rbs or rbp) holds."""
+    import time
+
+    want = []
+    for c in conditions:
+        key, _, value = c.partition("=")
+        part, _, leaf = key.partition(".")
+        want.append((part, leaf, value))
+    deadline = time.monotonic() + timeout
+    while True:
+        snap = snapshot(m)
+        if all(snap.get(p, {}).get(leaf) == v for p, leaf, v in want):
+            return
+        if time.monotonic() > deadline:
+            now = ", ".join(f"{p}.{leaf}={snap.get(p, {}).get(leaf, '-')}" for p, leaf, _ in want)
+            raise SystemExit(f"router {router}: waited {timeout:.0f} s for "
+                             f"{' '.join(conditions)}; now {now}")
+        time.sleep(0.05)
 
 
 def lease_table(m, router: str):
@@ -185,6 +212,10 @@ def main():
     what.add_argument("--leases", action="store_true", help="print the lease table")
     what.add_argument("--batch-backup", action="store_true",
                       help="batch-backup service-type dhcp-server now (rpc)")
+    what.add_argument("--wait", nargs="+", metavar="PART.LEAF=VALUE",
+                      help="wait until the state says so, e.g. vrrp.state=master "
+                           "rbp.sync-state=synchronized (parts: vrrp, rbs, rbp)")
+    ap.add_argument("--timeout", type=float, default=30)
     args = ap.parse_args()
     with manager.connect(host="127.0.0.1", port=args.port, username="admin",
                          password="lab", hostkey_verify=False,
@@ -193,6 +224,8 @@ def main():
             return status(m, args.router)
         if args.leases:
             return lease_table(m, args.router)
+        if args.wait:
+            return wait(m, args.router, args.wait, args.timeout)
         if args.batch_backup:
             n = batch_backup(m)
             print(f"router {args.router}: batch backup done, {n} lease(s) sent")
