@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import time
 
 import pytest
 from ncclient.operations.rpc import RPCError
 
-from conftest import _finish
+from conftest import RBK_NS, _finish
 from hblab import (ACK, ADVERT_MS, DECLINE, DISCOVER, HB, LEASE, NAK, REQUEST, VIP, Dhclient,
                    HbLab, Router, T1, Udhcpc, dhcp_packets, instant, rfc_bound_s, show)
 from test_backup_service import commit, make_ca, make_router_cert, ssl_policy
@@ -124,7 +125,7 @@ def test_switchover_keeps_every_client_and_the_master_returns_only_in_sync(pair)
                5, "leases acknowledged")
     assert int(s["leases-sent"]) >= 2 and s["unsent-updates"] == "0", s
     assert int(b.rbs()["leases-received"]) >= 2
-    assert int(a.rbp()["leases-in-sync"]) >= 2, a.rbp()
+    assert a.rbp()["backup-mode"] == "hot", a.rbp()
 
     # 2. A fails (kill -9, links down): B owns the VIP within the VRRP bound
     vcap = lab.capture(lab.tmp / "vrrp.pcap")
@@ -230,6 +231,10 @@ def test_batch_backup_rpc_over_mutual_tls_and_a_wrong_ca_refused(pair):
     s = a.wait(lambda: (s := a.rbs()).get("last-batch-backup/result") == "success"
                and s.get("last-batch-backup/time") != before and s, 5, "batch backup success")
     assert s["last-batch-backup/leases-sent"] == "2", s
+    # B had both already (real time): unchanged, none refused
+    assert s.get("last-batch-backup/leases-unchanged") == "2", s
+    assert s.get("last-batch-backup/leases-refused") == "0", s
+    assert a.rbp()["leases-in-sync"] == "2", a.rbp()
     assert {ev["ip"] for ev in got} <= set(bound(b))
 
     # B trusts another CA only: A's certificate is refused, the profile
@@ -244,18 +249,20 @@ def test_batch_backup_rpc_over_mutual_tls_and_a_wrong_ca_refused(pair):
         a.batch_backup()
     assert "connected" in str(e.value), e.value
 
-    # A serves alone; the partner has not seen the new lease, and says so
+    # A serves alone; the partner has not seen the new lease
+    assert a.rbp()["backup-mode"] == "alone", a.rbp()
     ev = Udhcpc(lab, 2, lab.tmp / "c2.log").once()
     a.wait_lease(ev["ip"], 2, state="bound", origin="local")
     assert ev["ip"] not in b.leases()
-    a.wait(lambda: int(a.rbs().get("unsent-updates") or 0) >= 1, 5, "unsent updates counted")
 
-    # the right CA again: up, and the batch backup brings B the lease
+    # the right CA again: up, and B's batch backup brings it the lease
     commit(b.m, ssl_policy("tls", certs[1][0], certs[1][1], ca[2]))
     b.wait_lease(ev["ip"], 10, state="bound", origin="peer")
-    a.wait(lambda: a.rbs().get("unsent-updates") == "0", 5, "nothing unsent")
     for r in (a, b):
         r.wait(lambda r=r: r.rbp().get("sync-state") == "synchronized", 5, "synchronized again")
+    assert b.rbs().get("last-batch-received/result") == "success", b.rbs()
+    a.wait(lambda: (s := a.rbp()).get("backup-mode") == "hot" and s.get("unsent-updates") == "0",
+           5, "hot backup again, nothing unsent")
 
 
 def test_a_pool_mismatch_is_reported_and_stops_the_profile_sync(pair):
@@ -272,6 +279,7 @@ def test_a_pool_mismatch_is_reported_and_stops_the_profile_sync(pair):
         assert "pools bound to this profile differ" in s["peer-check-reason"], s
         assert s.get("sync-state") != "synchronized", s
     received = int(b.rbs().get("leases-received") or 0)
+    assert a.rbp()["backup-mode"] == "alone", a.rbp()
 
     # A, master, serves alone; nothing of it reaches B
     ev2 = Udhcpc(lab, 1, lab.tmp / "c1.log").once()
@@ -286,6 +294,49 @@ def test_a_pool_mismatch_is_reported_and_stops_the_profile_sync(pair):
         r.wait(lambda r=r: r.rbp().get("peer-check") == "accepted", 10, "accepted again")
         r.wait(lambda r=r: r.rbp().get("sync-state") == "synchronized", 10, "synchronized again")
     b.wait_lease(ev2["ip"], 5, state="bound", origin="peer")
+
+
+def req_to_ack(pkts: list[dict]) -> float:
+    """Seconds from the client's last REQUEST to the ACK of its first bind."""
+    ack = next(p for p in pkts if p["type"] == ACK)
+    req = [p for p in pkts if p["type"] == REQUEST and p["t"] <= ack["t"]][-1]
+    return ack["t"] - req["t"]
+
+
+def test_a_silent_partner_holds_the_ack_for_the_ack_timeout_then_the_master_serves_alone(pair):
+    lab, a, b = pair
+    up(a, b)
+    # a long dead time: B frozen for a while keeps its session
+    for r in (a, b):
+        commit(r.m, f'<remote-backup-service xmlns="{RBK_NS}"><name>rbs1</name>'
+                    "<dead-time>10000</dead-time></remote-backup-service>")
+    for r in (a, b):
+        r.wait(lambda r=r: r.rbs().get("connection") == "connected"
+               and r.rbp().get("sync-state") == "synchronized", 10, "synchronized")
+    caps = [lab.client_capture(0), lab.client_capture(1)]
+    ev0 = Udhcpc(lab, 0, lab.tmp / "c0.log").once()
+    mirrored(a, b, ev0, lab.mac(0))
+
+    # B freezes: the session stays up but B acknowledges nothing; A's ACK
+    # waits for it ack-timeout (300 ms), then A serves alone and counts
+    os.kill(b.d.proc.pid, signal.SIGSTOP)
+    try:
+        ev1 = Udhcpc(lab, 1, lab.tmp / "c1.log").once()
+        a.wait_lease(ev1["ip"], 2, state="bound", origin="local")
+        s = a.rbp()
+        assert s["backup-mode"] == "degraded" and int(s["unsent-updates"]) >= 1, s
+        assert int(a.rbs()["unsent-updates"]) >= 1, a.rbs()
+    finally:
+        os.kill(b.d.proc.pid, signal.SIGCONT)
+    # B wakes up: it catches up, A goes back to hot backup
+    b.wait_lease(ev1["ip"], 5, state="bound", origin="peer")
+    a.wait(lambda: (s := a.rbp()).get("backup-mode") == "hot" and s.get("unsent-updates") == "0"
+           and a.rbs().get("unsent-updates") == "0", 5, "hot backup, nothing unsent")
+    assert a.rbs()["connection"] == "connected"
+    # on the wire: the frozen partner held client 1's ACK for the ack-timeout
+    held = req_to_ack(dhcp_packets(caps[1], lab.mac(1)))
+    assert held >= 0.29, f"ACK {held * 1000:.0f} ms after the REQUEST, ack-timeout 300 ms"
+    assert req_to_ack(dhcp_packets(caps[0], lab.mac(0))) < held
 
 
 @pytest.mark.parametrize("reach", ["clients-reach-both", "clients-reach-one"])
