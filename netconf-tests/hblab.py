@@ -318,6 +318,8 @@ def dhcp_packets(cap: Capture, mac: str) -> list[dict]:
     for r in rows:
         p = dict(zip(names, r))
         p["t"] = float(p["t"])
+        # dhcp.hw.mac_addr is chaddr, then the client-id's hardware address
+        p["chaddr"] = p["chaddr"].split(",")[0]
         if p["chaddr"] == mac:
             out.append(p)
     return out

@@ -411,10 +411,13 @@ def test_restart_of_either_router_keeps_its_leases_and_resyncs(pair):
     lab.link(0, "hb", False)
     a.start()
     a.wait(lambda: {ev0["ip"], ev1["ip"]} <= set(bound(a)), 5, "own leases after restart")
+    a.wait(lambda: (s := a.vrrp()).get("state") == "backup" and s.get("preempt-hold") == "true",
+           10, "backup, preemption held")
     ev2 = Udhcpc(lab, 2, lab.tmp / "c2.log").once()
     b.wait_lease(ev2["ip"], 2, state="bound", origin="local")
     assert ev2["ip"] not in a.leases()
-    assert a.vrrp()["state"] == "backup"
+    s = a.vrrp()
+    assert s["state"] == "backup" and s["preempt-hold"] == "true", s
     lab.link(0, "hb", True)
     a.wait_lease(ev2["ip"], 10, state="bound", origin="peer")
     a.wait(lambda: a.vrrp().get("state") == "master", 10, "master again")
