@@ -13,6 +13,7 @@
 # Usage (as root, fresh Debian 12 is fine: it installs what it needs):
 #   examples/lab.sh          run the story and tear everything down
 #   KEEP=1 examples/lab.sh   leave the lab running at the end (then: examples/lab.sh down)
+#   HOTLEASED=/path/to/hotleased examples/lab.sh   use that daemon, build nothing
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -50,9 +51,13 @@ if ! command -v cargo >/dev/null; then
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
   . "$HOME/.cargo/env"
 fi
-step "building hotleased"
-(cd "$top" && cargo build -q)
-bin="$top/target/debug/hotleased"
+if [ -n "${HOTLEASED:-}" ]; then
+  bin=$HOTLEASED   # a daemon built elsewhere
+else
+  step "building hotleased"
+  (cd "$top" && cargo build -q)
+  bin="$top/target/debug/hotleased"
+fi
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
@@ -92,6 +97,7 @@ start_router() {
   local n=$1
   ip netns exec "$n" "$bin" --config "$work/$n/hotleased.toml" 2>>"$work/$n/hotleased.log" &
   echo $! > "$work/$n/pid"
+  disown $!   # its kill -9 below is part of the story, not news from the shell
   for _ in $(seq 100); do
     ip netns exec "$n" bash -c '</dev/tcp/127.0.0.1/8830' 2>/dev/null && return 0
     sleep 0.1
@@ -143,6 +149,7 @@ chmod +x "$work/udhcpc.sh"
 : > "$work/client.events"
 ip netns exec hl-client udhcpc -i eth1 -f -t 5 -T 1 -s "$work/udhcpc.sh" >"$work/udhcpc.log" 2>&1 &
 echo $! > "$work/udhcpc.pid"
+disown $!
 wait_event() {  # wait_event WORD: the client's log has a line WORD beyond line $2
   for _ in $(seq 300); do
     tail -n +"$(($2 + 1))" "$work/client.events" | grep -q "^$1 " && return 0
@@ -169,7 +176,7 @@ until vip_on b; do
   [ $(( $(now_ms) - t0 )) -lt 10000 ] || { echo "lab.sh: B did not take over" >&2; exit 1; }
   sleep 0.01
 done
-say "B owns 10.1.1.1 $(( $(now_ms) - t0 )) ms later (VRRP Master_Down_Interval 3.6 s with 1 s adverts)"
+say "B owns 10.1.1.1 $(( $(now_ms) - t0 )) ms later (VRRP: at most 3.6 s after A's last advert, with 1 s adverts)"
 cfg b --wait vrrp.state=master rbp.role=master
 cfg b --status
 
