@@ -4,7 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
-//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; replication (lease log, ACK gates)
+//!  backup subsystem ──Hooks──► Command::Serving / Split / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
@@ -20,6 +20,7 @@ pub mod handler;
 pub mod leases;
 pub mod network;
 mod os;
+pub mod peer;
 pub mod pool;
 pub mod replication;
 pub mod server;
@@ -65,6 +66,17 @@ impl Hooks {
         });
     }
 
+    /// Split brain (the channel to the partner down while `profile` is
+    /// master here, maybe there too): its pools take new addresses from
+    /// `half` first, from the other half only when it has none left;
+    /// `None` ends the split. Survives configuration commits.
+    pub fn set_split(&self, profile: &str, half: Option<pool::Half>) {
+        let _ = self.cmd.send(Command::Split {
+            profile: profile.to_string(),
+            half,
+        });
+    }
+
     /// Every lease change (bound, renewed, released, declined, expired,
     /// removed by configuration) in log order, numbered by sync batch, and
     /// the per-profile gates on ACKs (see `replication`).
@@ -72,10 +84,33 @@ impl Hooks {
         &self.replication
     }
 
-    /// Store leases learnt from the partner (origin `peer`); leases of
-    /// unknown pools or addresses are ignored.
-    pub fn insert_peer_leases(&self, leases: Vec<Lease>) {
-        let _ = self.cmd.send(Command::InsertPeer(leases));
+    /// Merge the partner's updates into the pools bound to `profiles`
+    /// (newest lease wins; leases taken have origin peer). The answer comes
+    /// once every change made is durable; it never comes when the server
+    /// is gone or cannot write.
+    pub fn apply_peer(
+        &self,
+        updates: Vec<peer::PeerUpdate>,
+        profiles: Arc<[String]>,
+    ) -> tokio::sync::oneshot::Receiver<peer::Applied> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let _ = self.cmd.send(Command::ApplyPeer {
+            updates,
+            profiles,
+            done,
+        });
+        rx
+    }
+
+    /// The leases of the pools bound to `profiles`, in address order (a
+    /// copy of pointers: cheap), for a batch backup.
+    pub fn peer_leases(
+        &self,
+        profiles: Arc<[String]>,
+    ) -> tokio::sync::oneshot::Receiver<Vec<Arc<Lease>>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let _ = self.cmd.send(Command::PeerLeases { profiles, reply });
+        rx
     }
 }
 
@@ -278,6 +313,46 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lease learnt from the partner shows `origin peer` (the YANG
+    /// `lease-origin`), and an infinite lease, whose expiry carries its
+    /// grant, the largest date; libyang takes both.
+    #[test]
+    fn peer_and_infinite_leases_render_valid_state() {
+        use leases::{infinite_expiry, LeaseState, Origin};
+        let peer = Lease {
+            ip: "10.0.0.5".parse().unwrap(),
+            pool: "lan".into(),
+            hw: vec![2, 0, 0, 0, 0, 1],
+            client_id: None,
+            hostname: None,
+            state: LeaseState::Bound,
+            lifetime: u32::MAX,
+            expires: infinite_expiry(1_800_000_000),
+            origin: Origin::Peer,
+        };
+        let local = Lease {
+            ip: "10.0.0.6".parse().unwrap(),
+            lifetime: 3600,
+            expires: 1_800_003_600,
+            origin: Origin::Local,
+            ..peer.clone()
+        };
+        let view = View {
+            leases: vec![Arc::new(peer), Arc::new(local)],
+            pools: Vec::new(),
+        };
+        let x = render_state(&view, &Counters::default());
+        assert!(x.contains(
+            "<ip-address>10.0.0.5</ip-address><pool>lan</pool><mac-address>02:00:00:00:00:01</mac-address>\
+<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59Z</expires><origin>peer</origin>"
+        ), "{x}");
+        assert!(
+            x.contains("<expires>2027-01-15T09:00:00Z</expires><origin>local</origin>"),
+            "{x}"
+        );
+        crate::yang::parse_state_xml(&x).expect("valid state");
+    }
 
     /// Issue 9 item 2: U+FFFF passed, and libyang refused the whole state.
     #[test]

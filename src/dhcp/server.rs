@@ -44,15 +44,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::MessageType;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
-use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, PoolStats};
+use super::leases::{
+    Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge, PoolStats,
+};
 use super::network::{self, IfInfo, Inbound, Transmitter};
-use super::pool::PoolRt;
+use super::peer::{Applied, PeerRefusal, PeerUpdate};
+use super::pool::{Half, PoolRt};
 use super::replication::{self, Publisher, ReleaseMsg};
 
 /// Commands to the actor.
@@ -62,8 +65,22 @@ pub enum Command {
     Config(Arc<DhcpConfig>),
     /// A remote-backup-profile became master (`true`) or stopped being it.
     Serving { profile: String, master: bool },
-    /// Leases learnt from the hot-backup partner.
-    InsertPeer(Vec<Lease>),
+    /// Apply the hot-backup partner's updates to the pools bound to
+    /// `profiles`; `done` gets the outcome once it is durable.
+    ApplyPeer {
+        updates: Vec<PeerUpdate>,
+        profiles: Arc<[String]>,
+        done: oneshot::Sender<Applied>,
+    },
+    /// The leases (no offers) of the pools bound to `profiles`, in address
+    /// order.
+    PeerLeases {
+        profiles: Arc<[String]>,
+        reply: oneshot::Sender<Vec<Arc<Lease>>>,
+    },
+    /// Split brain: the pools of `profile` take new addresses from `half`
+    /// first (`None`: no split).
+    Split { profile: String, half: Option<Half> },
 }
 
 /// Packet counters, shared with the northbound (atomics: read without the
@@ -268,6 +285,9 @@ enum WriteJob {
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
+    /// Run this once everything written before it is durable (a failed
+    /// sync keeps it until a sync works).
+    Notify(Box<dyn FnOnce() + Send>),
 }
 
 /// Shortest time between two receive wake-ups of the actor under load
@@ -306,6 +326,8 @@ struct Writer {
     pending: Vec<(u64, Option<Arc<str>>, Out)>,
     /// How many replies wait, with the ones that have no socket.
     waiting: usize,
+    /// Notifications waiting for the next sync that works.
+    notify: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Writer {
@@ -366,6 +388,9 @@ impl Writer {
                     }
                 }
                 deliver(&now, &self.counters);
+                for f in self.notify.drain(..) {
+                    f();
+                }
                 if !gated.is_empty() {
                     let k = gated.len();
                     if self.release.send(ReleaseMsg::Durable(gated)).is_err() {
@@ -431,6 +456,7 @@ fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         replies,
                         tx,
                     } => w.batch(changes, replies, tx),
+                    WriteJob::Notify(f) => w.notify.push(f),
                     WriteJob::Compact => {
                         w.flush();
                         // written by a helper thread; syncs go on meanwhile
@@ -506,6 +532,7 @@ impl Stages {
             open: None,
             pending: Vec::new(),
             waiting: 0,
+            notify: Vec::new(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("lease-writer".into())
@@ -536,6 +563,9 @@ pub struct DhcpServer {
     ifaces: HashMap<u32, IfInfo>,
     ifaces_at: Instant,
     serving: HashMap<String, bool>,
+    /// Per profile, the half its pools allocate from first (split brain);
+    /// kept here so that it survives a configuration re-apply.
+    split: HashMap<String, Half>,
     counters: Arc<Counters>,
     snapshot: Arc<Mutex<Snapshot>>,
     writer: Option<std::sync::mpsc::Sender<WriteJob>>,
@@ -599,6 +629,7 @@ impl DhcpServer {
             ifaces: HashMap::new(),
             ifaces_at: Instant::now() - Duration::from_secs(3600),
             serving: HashMap::new(),
+            split: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
             writer: Some(stages.writer),
@@ -781,19 +812,94 @@ impl DhcpServer {
                 info!(%profile, master, "dhcp serving gate");
                 self.serving.insert(profile, master);
             }
-            Command::InsertPeer(leases) => {
-                let mut changes = Vec::with_capacity(leases.len());
-                for mut l in leases {
-                    if !self.pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)) {
+            Command::Split { profile, half } => {
+                info!(%profile, ?half, "dhcp split-brain allocation");
+                match half {
+                    Some(h) => self.split.insert(profile.clone(), h),
+                    None => self.split.remove(&profile),
+                };
+                for p in self.pools.values_mut() {
+                    if p.profile.as_deref() == Some(profile.as_str()) {
+                        p.split = half;
+                    }
+                }
+            }
+            Command::ApplyPeer {
+                updates,
+                profiles,
+                done,
+            } => self.apply_peer(updates, &profiles, done),
+            Command::PeerLeases { profiles, reply } => {
+                let mut v: Vec<Arc<Lease>> = self
+                    .table
+                    .shared()
+                    .filter(|l| {
+                        self.pools
+                            .get(&l.pool)
+                            .and_then(|p| p.profile.as_ref())
+                            .is_some_and(|p| profiles.contains(p))
+                    })
+                    .cloned()
+                    .collect();
+                v.sort_unstable_by_key(|l| u32::from(l.ip));
+                let _ = reply.send(v);
+            }
+        }
+    }
+
+    /// Merge the partner's updates (see `dhcp::peer`), log what changed,
+    /// and answer once it is durable: behind the changes in the writer's
+    /// queue, so after every earlier change too.
+    fn apply_peer(
+        &mut self,
+        updates: Vec<PeerUpdate>,
+        profiles: &[String],
+        done: oneshot::Sender<Applied>,
+    ) {
+        let mut out = Applied::default();
+        let mut changes = Vec::new();
+        let now = now_unix();
+        let in_profile = |p: &PoolRt| p.profile.as_ref().is_some_and(|x| profiles.contains(x));
+        for u in updates {
+            match u {
+                PeerUpdate::Upsert(mut l) => {
+                    let Some(pool) = self.pools.get(&l.pool) else {
+                        out.refused.push((l.ip, l.pool, PeerRefusal::UnknownPool));
+                        continue;
+                    };
+                    if !in_profile(pool) || !pool.owns(l.ip) {
+                        out.refused.push((l.ip, l.pool, PeerRefusal::NotInProfile));
                         continue;
                     }
                     l.origin = super::leases::Origin::Peer;
-                    self.table.insert(l.clone());
-                    changes.push(Change::Upsert(l));
+                    let (merge, mut c) = self.table.merge_peer(l);
+                    match merge {
+                        Merge::Taken => out.taken += 1,
+                        Merge::Unchanged => out.unchanged += 1,
+                        Merge::KeptOurs => out.kept += 1,
+                    }
+                    changes.append(&mut c);
                 }
-                self.write(changes, Vec::new());
-                self.sync_snapshot();
+                PeerUpdate::Remove(ip) => {
+                    if !self.pools.values().any(|p| in_profile(p) && p.owns(ip)) {
+                        out.refused
+                            .push((ip, String::new(), PeerRefusal::NotInProfile));
+                        continue;
+                    }
+                    out.removed += 1;
+                    changes.extend(self.table.remove_peer(ip, now));
+                }
             }
+        }
+        self.write(changes, Vec::new());
+        self.sync_snapshot();
+        let notify = WriteJob::Notify(Box::new(move || {
+            let _ = done.send(out);
+        }));
+        // without a writer nothing becomes durable: `done` is dropped and
+        // the sync actor acknowledges nothing
+        if let Some(w) = &self.writer {
+            let _ = w.send(notify);
         }
     }
 
@@ -805,10 +911,15 @@ impl DhcpServer {
             .iter()
             .map(|(n, p)| {
                 let same = self.cfg.pools.get(n).is_some_and(|o| Arc::ptr_eq(o, p));
-                let rt = match old.remove(n) {
+                let mut rt = match old.remove(n) {
                     Some(rt) if same => rt,
                     _ => PoolRt::from(&**p),
                 };
+                rt.split = rt
+                    .profile
+                    .as_ref()
+                    .and_then(|pr| self.split.get(pr))
+                    .copied();
                 (n.clone(), rt)
             })
             .collect();
@@ -1143,12 +1254,40 @@ mod tests {
                 Change::Delete(ip("10.1.0.10"))
             ]
         );
-        // leases from the partner land with origin peer; unknown pools are ignored
+        // leases from the partner land with origin peer; unknown pools
+        // and pools outside the profiles are refused; the answer comes
+        // once the change is durable
         let mut peer = lease("10.0.0.11", "a", 4);
-        srv.command(Command::InsertPeer(vec![
-            peer.clone(),
-            lease("10.9.0.1", "zz", 5),
-        ]));
+        let (done, applied) = oneshot::channel();
+        srv.command(Command::ApplyPeer {
+            updates: vec![
+                PeerUpdate::Upsert(peer.clone()),
+                PeerUpdate::Upsert(lease("10.9.0.1", "zz", 5)),
+            ],
+            profiles: Arc::from(vec![]),
+            done,
+        });
+        let out = tokio::time::timeout(Duration::from_secs(10), applied)
+            .await
+            .expect("applied in time")
+            .expect("applied");
+        assert_eq!(out.taken, 0);
+        assert_eq!(
+            out.refused,
+            vec![
+                (ip("10.0.0.11"), "a".into(), PeerRefusal::NotInProfile),
+                (ip("10.9.0.1"), "zz".into(), PeerRefusal::UnknownPool)
+            ]
+        );
+        srv.pools.get_mut("a").unwrap().profile = Some("rbp".into());
+        let (done, applied) = oneshot::channel();
+        srv.command(Command::ApplyPeer {
+            updates: vec![PeerUpdate::Upsert(peer.clone())],
+            profiles: Arc::from(vec!["rbp".to_string()]),
+            done,
+        });
+        let out = applied.await.expect("applied");
+        assert_eq!((out.taken, out.refused.len()), (1, 0));
         srv.sync_snapshot();
         assert_eq!(
             leases(&shared),
@@ -1262,6 +1401,92 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    /// Split brain: `Command::Split` makes the pools of its profile (and
+    /// only those) offer from its half, also after a commit rebuilt them,
+    /// until the split ends.
+    #[tokio::test]
+    async fn a_split_survives_a_commit_and_steers_offers() {
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut a = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
+        a.remote_backup_profile = Some("rbp".into());
+        // commits without interfaces (no socket); the packets are handed
+        // to `process` as if received on every interface
+        let mut c = (*cfg(vec![a, pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.60")])).clone();
+        let on_all = |srv: &mut DhcpServer| {
+            let mut served = (*srv.cfg).clone();
+            served.all_interfaces = true;
+            srv.cfg = Arc::new(served);
+        };
+        srv.apply_config(Arc::new(c.clone()));
+        srv.command(Command::Serving {
+            profile: "rbp".into(),
+            master: true,
+        });
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: Some(Half::Odd),
+        });
+        assert_eq!(srv.pools["a"].split, Some(Half::Odd));
+        assert_eq!(srv.pools["b"].split, None);
+        // a commit that rebuilds pool a
+        Arc::make_mut(c.pools.get_mut("a").unwrap()).lease_time_s = 600;
+        srv.apply_config(Arc::new(c.clone()));
+        assert_eq!(srv.pools["a"].lease_time, 600);
+        assert_eq!(srv.pools["a"].split, Some(Half::Odd));
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("10.0.0.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        on_all(&mut srv);
+        let offers = |srv: &mut DhcpServer, macs: std::ops::Range<u8>| -> Vec<Ipv4Addr> {
+            let (mut ch, mut du, mut now_out) = (Vec::new(), Vec::new(), Vec::new());
+            for mac in macs {
+                let mut m = dhcproto::v4::Message::default();
+                m.set_chaddr(&[2, 0, 0, 0, 0, mac]);
+                m.opts_mut()
+                    .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Discover));
+                let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+                srv.process(
+                    Inbound {
+                        msg: handler::decode(&raw),
+                        raw,
+                        ifindex: 1,
+                        src: std::net::SocketAddrV4::new(ip("0.0.0.0"), 68),
+                        dst: ip("255.255.255.255"),
+                    },
+                    &mut ch,
+                    &mut du,
+                    &mut now_out,
+                );
+            }
+            now_out
+                .iter()
+                .map(|(r, _)| {
+                    dhcproto::Decodable::decode(&mut dhcproto::Decoder::new(&r.bytes))
+                        .map(|m: dhcproto::v4::Message| m.yiaddr())
+                        .unwrap()
+                })
+                .collect()
+        };
+        let got = offers(&mut srv, 1..6);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|ip| Half::Odd.contains(*ip)), "{got:?}");
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: None,
+        });
+        srv.apply_config(Arc::new(c));
+        on_all(&mut srv);
+        assert_eq!(srv.pools["a"].split, None);
+        let got = offers(&mut srv, 10..14);
+        assert!(got.iter().any(|ip| Half::Even.contains(*ip)), "{got:?}");
     }
 
     fn ack() -> Durable {
