@@ -249,8 +249,15 @@ class Client:
         return [e for e in self.events() if float(e.get("t", 0)) > t]
 
     def wait_event(self, kinds: tuple[str, ...], timeout: float, since: float = 0) -> dict:
-        return wait_for(lambda: next((e for e in self.after(since) if e["event"] in kinds), None),
-                        timeout, step=0.1, what=f"{self.name} {kinds} after {since:.1f}")
+        try:
+            return wait_for(lambda: next((e for e in self.after(since) if e["event"] in kinds), None),
+                            timeout, step=0.1, what=f"{self.name} {kinds} after {since:.1f}")
+        except AssertionError as e:
+            out = self.log.with_suffix(".out")
+            tail = out.read_text(errors="replace").splitlines()[-12:] if out.exists() else []
+            events = [f"{x['event']} {x.get('ip', '')}" for x in self.events()]
+            raise AssertionError(f"{e}\n{self.name} events: {events}\n{self.name} said:\n"
+                                 + "\n".join(tail)) from None
 
     def wait_bound(self, timeout: float = 20) -> dict:
         return self.wait_event(("bound",), timeout)
