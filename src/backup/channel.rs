@@ -117,6 +117,12 @@ const MAX_HELD: usize = 4;
 /// Frames buffered between a session and its owner, each way.
 pub const SESSION_QUEUE: usize = 1024;
 
+/// Largest difference between the two routers' clocks a session accepts:
+/// leases carry absolute times, and the partner's lease wins a conflict
+/// when it changed later, so two clocks further apart would pick the wrong
+/// one (and expire the other's leases early or late). Routers run NTP.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
 /// What a channel needs to know; built by the owner from the typed
 /// configuration of a remote-backup-service (and its profiles).
 #[derive(Debug, Clone)]
@@ -1245,6 +1251,18 @@ async fn connection_inner(
             return Err(refuse(ctx, &mut wire, Phase::Hello, r).await);
         }
     };
+    let skew = peer_hello.unix_time.abs_diff(hello.unix_time);
+    if skew > MAX_CLOCK_SKEW.as_secs() {
+        let r = Refusal {
+            reason: Reason::ClockSkew,
+            text: format!(
+                "the two clocks differ by {skew} s (at most {} s): leases carry absolute times; \
+                 check NTP on both routers",
+                MAX_CLOCK_SKEW.as_secs()
+            ),
+        };
+        return Err(refuse(ctx, &mut wire, Phase::Hello, r).await);
+    }
     if peer_hello.source != cfg.peer {
         let r = Refusal {
             reason: Reason::UnexpectedPeer,

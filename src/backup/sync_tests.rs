@@ -116,8 +116,23 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     let port = free_port();
     let cfg = config(port);
     dhcp.apply(&Config::default(), &cfg);
+    let vrrp_settings = crate::bootstrap::VrrpSettings {
+        enabled: false,
+        realtime_priority: 0,
+    };
+    let (mut vrrp, _v_task) = crate::vrrp::Vrrp::start(&vrrp_settings, shutdown.child_token());
+    vrrp.apply(&Config::default(), &cfg);
     let (mut a, _a_task) = start(shutdown.child_token(), hooks.clone());
+    a.hold_preemption(vrrp.preempt_holds());
     a.apply(&Config::default(), &cfg);
+    // held from the start: this router lacks the peer's leases
+    let xml = a.state_xml();
+    assert!(
+        xml.contains(
+            "<preempt-hold>true</preempt-hold><preempt-hold-reason>waiting for the batch backup"
+        ),
+        "{xml}"
+    );
 
     // B: same pools (same fingerprint), master of backup-id 1
     let hello = Hello {
@@ -155,6 +170,8 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     let Message::BatchDone(done) = frame(&mut s).await else {
         panic!("no BatchDone")
     };
+    // every lease of the peer is here: VRRP may preempt
+    assert!(a.state_xml().contains("<preempt-hold>false</preempt-hold>"));
     assert_eq!(
         (done.batch, done.counts),
         (
@@ -304,6 +321,13 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
         Some(ChannelEvent::Down { .. }) => {}
         Some(ChannelEvent::Up(_)) => panic!("up again before down"),
         None => panic!("channel gone"),
+    }
+    // held again until the next batch backup (the channel reconnects at
+    // once: the reason may already be the new pull in progress)
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    while !a.state_xml().contains("<preempt-hold>true</preempt-hold>") {
+        assert!(tokio::time::Instant::now() < deadline, "{}", a.state_xml());
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     b.shutdown().await;
     shutdown.cancel();
