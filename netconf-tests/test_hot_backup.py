@@ -313,7 +313,7 @@ def test_a_silent_partner_holds_the_ack_for_the_ack_timeout_then_the_master_serv
     for r in (a, b):
         r.wait(lambda r=r: r.rbs().get("connection") == "connected"
                and r.rbp().get("sync-state") == "synchronized", 10, "synchronized")
-    caps = [lab.client_capture(0), lab.client_capture(1)]
+    cap = lab.client_capture(1)
     ev0 = Udhcpc(lab, 0, lab.tmp / "c0.log").once()
     mirrored(a, b, ev0, lab.mac(0))
 
@@ -334,9 +334,9 @@ def test_a_silent_partner_holds_the_ack_for_the_ack_timeout_then_the_master_serv
            and a.rbs().get("unsent-updates") == "0", 5, "hot backup, nothing unsent")
     assert a.rbs()["connection"] == "connected"
     # on the wire: the frozen partner held client 1's ACK for the ack-timeout
-    held = req_to_ack(dhcp_packets(caps[1], lab.mac(1)))
-    assert held >= 0.29, f"ACK {held * 1000:.0f} ms after the REQUEST, ack-timeout 300 ms"
-    assert req_to_ack(dhcp_packets(caps[0], lab.mac(0))) < held
+    pkts = dhcp_packets(cap, lab.mac(1))
+    held = req_to_ack(pkts)
+    assert held >= 0.29, f"ACK {held * 1000:.0f} ms after the REQUEST, ack-timeout 300 ms:\n{show(pkts)}"
 
 
 @pytest.mark.parametrize("reach", ["clients-reach-both", "clients-reach-one"])
