@@ -1088,6 +1088,49 @@ async fn send(ctx: &Ctx, wire: &mut Wire, msg: Message) -> Result<(), DownReason
     }
 }
 
+/// Most frames written with one flush (one write to the socket under
+/// load instead of one per frame).
+const COALESCE: usize = 64;
+
+/// Send `first` and the frames queued behind it (at most [`COALESCE`]),
+/// flushed once.
+async fn send_queued(
+    ctx: &Ctx,
+    wire: &mut Wire,
+    first: Message,
+    out_rx: &mut mpsc::Receiver<Message>,
+) -> Result<(), DownReason> {
+    let mut n = 0u64;
+    let feed = async {
+        wire.feed(first).await?;
+        n += 1;
+        while n < COALESCE as u64 {
+            match out_rx.try_recv() {
+                Ok(m) => {
+                    wire.feed(m).await?;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        SinkExt::<Message>::flush(wire).await
+    };
+    match timeout(ctx.cfg.dead_time, feed).await {
+        Err(_) => Err(DownReason::new(
+            Cause::Local(Reason::DeadTimer),
+            format!("the peer read nothing for {:?}", ctx.cfg.dead_time),
+        )),
+        Ok(Err(e)) => Err(match e {
+            WireError::Io(e) => DownReason::io(&e),
+            e => DownReason::new(Cause::ConnectionLost, e.to_string()),
+        }),
+        Ok(Ok(())) => {
+            Counters::bump(&ctx.shared.counters.frames_out, n);
+            Ok(())
+        }
+    }
+}
+
 /// Send a last frame, without caring whether it arrives.
 async fn last_word(ctx: &Ctx, wire: &mut Wire, msg: Message) {
     let _ = timeout(Duration::from_millis(500), send(ctx, wire, msg)).await;
@@ -1380,7 +1423,7 @@ async fn session(
                 return refuse(ctx, wire, Phase::Session, r).await;
             }
             Ev::Tick => send(ctx, wire, Message::Keepalive(Keepalive { stamp: stamp() })).await,
-            Ev::Out(Some(m)) => send(ctx, wire, m).await,
+            Ev::Out(Some(m)) => send_queued(ctx, wire, m, &mut out_rx).await,
             Ev::Out(None) => {
                 let r = Refusal {
                     reason: Reason::Shutdown,

@@ -864,6 +864,10 @@ impl Subsystem for BackupSubsystem {
         }))
     }
 
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[NS]
+    }
+
     fn state_xml(&self) -> String {
         let mut x = String::new();
         for (name, s) in &self.services {

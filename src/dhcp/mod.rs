@@ -178,6 +178,10 @@ impl Subsystem for DhcpSubsystem {
         }
     }
 
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[NS]
+    }
+
     fn state_xml(&self) -> String {
         // the lock is held for one pass over the leases (shared pointers);
         // the XML is written after it is released

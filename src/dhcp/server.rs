@@ -328,6 +328,8 @@ struct Writer {
     waiting: usize,
     /// Notifications waiting for the next sync that works.
     notify: Vec<Box<dyn FnOnce() + Send>>,
+    /// Batches published that the release stage has not heard of yet.
+    announced: Vec<ReleaseMsg<Out>>,
 }
 
 impl Writer {
@@ -379,6 +381,7 @@ impl Writer {
                 }
                 self.publish();
                 self.publisher.durable(self.lsn);
+                self.announce();
                 let mut now = Vec::with_capacity(self.pending.len());
                 let mut gated = Vec::new();
                 for (lsn, profile, out) in self.pending.drain(..) {
@@ -404,22 +407,36 @@ impl Writer {
                 self.healthy = false;
                 self.counters.withhold(n, &e);
                 self.pending.clear();
+                // the partner may have it: the gates count it unsent
+                self.announce();
             }
         }
     }
 
-    /// Hand the batch gathered to the subscribers and the release stage.
+    /// Hand the batch gathered to the subscribers (its transfer to the
+    /// partner starts) and note it for the release stage, which hears of it
+    /// with the batch's durability (`announce`): one wake-up of that thread
+    /// per batch, not two. An acknowledgement of the partner that overtakes
+    /// the announcement covers the batch already (the stage ignores a batch
+    /// at or below a gate's acknowledged position).
     fn publish(&mut self) {
         if let Some(changes) = self.open.take() {
             let n = changes.len() as u64;
             self.publisher.publish(self.lsn, Arc::new(changes));
             if self.publisher.gated() {
-                let _ = self.release.send(ReleaseMsg::Published {
+                self.announced.push(ReleaseMsg::Published {
                     lsn: self.lsn,
                     changes: n,
                     at: Instant::now(),
                 });
             }
+        }
+    }
+
+    /// Tell the release stage of the batches published.
+    fn announce(&mut self) {
+        for m in self.announced.drain(..) {
+            let _ = self.release.send(m);
         }
     }
 }
@@ -533,6 +550,7 @@ impl Stages {
             pending: Vec::new(),
             waiting: 0,
             notify: Vec::new(),
+            announced: Vec::new(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("lease-writer".into())
