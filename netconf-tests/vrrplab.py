@@ -89,16 +89,21 @@ class NsDaemon(Daemon):
 
 
 class Capture:
-    """tshark on the lab's bridge, writing a pcap; fields read afterwards."""
+    """tshark on the lab's bridge, writing a pcap; fields read afterwards.
 
-    def __init__(self, lab: "Lab", path: Path):
+    *ns*, *iface* and *bpf* capture elsewhere (e.g. DHCP in a client's
+    namespace); *prog* ``dumpcap`` captures without loading the dissectors,
+    which are only needed to read the file."""
+
+    def __init__(self, lab: "Lab", path: Path, ns: str | None = None, iface: str = "br0",
+                 bpf: str = "ip proto 112 or arp", prog: str = "tshark"):
         self.path = path
         self.proc = subprocess.Popen(
-            ["ip", "netns", "exec", lab.switch, "tshark", "-q", "-n", "-i", "br0",
-             "-f", "ip proto 112 or arp", "-w", str(path)],
+            ["ip", "netns", "exec", ns or lab.switch, prog, "-q", "-n", "-i", iface,
+             "-f", bpf, "-w", str(path)],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
         )
-        # tshark says "Capturing on 'br0'" once it is ready
+        # tshark (dumpcap) says "Capturing on 'br0'" once it is ready
         deadline = time.monotonic() + 15
         buf = b""
         while time.monotonic() < deadline and b"Capturing on" not in buf:
