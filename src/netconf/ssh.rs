@@ -246,8 +246,17 @@ impl russh::server::Handler for Connection {
         let nb = self.northbound.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let stream = channel.into_stream();
-            super::session::run(stream, nb, user, shutdown).await;
+            let mut channel = channel;
+            let writer = channel.make_writer();
+            let stream = tokio::io::join(channel.make_reader(), writer);
+            let reason = super::session::run(stream, nb, user, shutdown).await;
+            // As OpenSSH's own subsystems end (sftp-server): exit-status,
+            // EOF, close. Without the status the OpenSSH client exits 255
+            // ("Exit status -1") after a clean <close-session>.
+            let status = u32::from(!matches!(reason, "close-session" | "client left"));
+            let _ = channel.exit_status(status).await;
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
         });
         Ok(())
     }
