@@ -262,9 +262,20 @@ impl russh::server::Handler for Connection {
     }
 }
 
-/// Serve NETCONF over SSH until `shutdown` fires.
+/// Bind the NETCONF listening socket. The daemon does it before any
+/// runtime touches an interface, so that a busy port refuses the start
+/// with nothing changed on the box.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, SshError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SshError::Listen { addr, source })
+}
+
+/// Serve NETCONF over SSH on `listener` (from [`bind`]) until `shutdown`
+/// fires.
 pub async fn serve(
     settings: &NetconfSettings,
+    listener: TcpListener,
     host_key: PrivateKey,
     northbound: Handle,
     shutdown: CancellationToken,
@@ -302,12 +313,6 @@ pub async fn serve(
         methods: MethodSet::from(&[MethodKind::Password, MethodKind::PublicKey][..]),
         ..Default::default()
     };
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| SshError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
     info!(listen = %settings.listen, "netconf over ssh listening");
     // A flood makes these lines by the thousand: one a second at most.
     let second = Duration::from_secs(1);
