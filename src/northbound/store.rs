@@ -69,6 +69,7 @@ impl StorageLock {
             source,
         };
         create_private_dir(dir).map_err(io)?;
+        warn_if_open(dir).map_err(io)?;
         let path = dir.join(LOCK_FILE);
         let mut file = std::fs::OpenOptions::new()
             .read(true)
@@ -106,17 +107,20 @@ impl StorageLock {
 }
 
 /// Create `dir` (and missing parents) with mode 0700 for `dir` itself;
-/// an existing directory keeps its mode (the package's is 0750), with a
-/// warning when others may read it.
+/// an existing directory keeps its mode (the package's is 0750).
 fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => return Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        Err(e) => return Err(e),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
     }
+}
+
+/// Warn when others may read the storage directory (the daemon does not
+/// change the mode of a directory it did not create).
+fn warn_if_open(dir: &Path) -> std::io::Result<()> {
     let meta = std::fs::metadata(dir)?;
     if !meta.is_dir() {
         return Err(std::io::Error::new(
@@ -159,6 +163,13 @@ fn tighten_files(dir: &Path) -> std::io::Result<()> {
 }
 
 impl Store {
+    /// The files of `dir`, for reading (`hotleased check`): creates nothing.
+    pub fn at(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn new(dir: &Path) -> std::io::Result<Store> {
         create_private_dir(dir)?;
         Ok(Store {
