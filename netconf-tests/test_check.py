@@ -9,8 +9,12 @@ systemd does not restart it in a loop (RestartPreventExitStatus=78).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from conftest import HOTLEASED, Daemon
 
@@ -131,3 +135,61 @@ def test_bootstrap_problems_are_all_listed(binary, tmp_path, creds):
     assert r.returncode == EX_CONFIG
     assert all(w in r.stderr for w in want), r.stderr
     assert not d.storage.exists()
+
+
+# --------------------------------------------------------------------------
+# the yang-tests files as startup datastores: what yanglint and the daemon's
+# commit refuse, check refuses with the same error; what they accept, it does
+# --------------------------------------------------------------------------
+
+YANG_TESTS = Path(__file__).resolve().parent.parent / "yang-tests"
+
+
+def headers(path: Path) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for line in path.read_text().splitlines():
+        m = re.fullmatch(r"<!-- ([a-z-]+): (.*) -->", line.strip())
+        if m:
+            out.setdefault(m.group(1), []).append(m.group(2).strip())
+    return out
+
+
+def body(path: Path) -> str:
+    return re.sub(r"<!--.*?-->", "", path.read_text(), flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def checker(binary, tmp_path_factory, creds):
+    d = Daemon(tmp_path_factory.mktemp("check"), creds)
+
+    def run(xml: str) -> subprocess.CompletedProcess:
+        (d.storage / "startup.xml").write_text(xml)
+        return check(d)
+
+    run.startup = d.storage / "startup.xml"
+    return run
+
+
+@pytest.mark.parametrize("name", ["valid.xml", "valid-extra.xml"])
+def test_valid_files_pass(checker, name):
+    r = checker(body(YANG_TESTS / name))
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((YANG_TESTS / "invalid").glob("*.xml")) + sorted((YANG_TESTS / "daemon").glob("*.xml")),
+    ids=lambda p: f"{p.parent.name}/{p.name}",
+)
+def test_invalid_files_are_refused_with_their_error(checker, path):
+    h = headers(path)
+    r = checker(body(path))
+    assert r.returncode == EX_CONFIG, r.stderr
+    problems = [line for line in r.stderr.splitlines() if line.startswith(f"{checker.startup}: ")]
+    assert problems, r.stderr
+    for want in h.get("expect-error", []):
+        assert any(want in p for p in problems), (want, problems)
+    for want in h.get("expect-path", []):
+        # a leaf-list's path may end in its value's predicate
+        assert any(re.match(re.escape(f"{checker.startup}: {want}") + r"(\[[^]]*\])?: ", p)
+                   for p in problems), (want, problems)

@@ -88,10 +88,7 @@ fn check(path: &std::path::Path) -> ExitCode {
         println!("configuration OK: {}", files.join(", "));
         ExitCode::SUCCESS
     } else {
-        eprintln!(
-            "hotleased: {} problem(s) found: the daemon would not start, or not with this configuration",
-            report.problems.len()
-        );
+        eprintln!("hotleased: {} problem(s) found", report.problems.len());
         ExitCode::from(EX_CONFIG)
     }
 }
