@@ -26,10 +26,12 @@ enum Command {
     /// Read a password on stdin and print its SHA-512 crypt hash
     /// (for `password-hash` in the bootstrap file).
     HashPassword,
-    /// Check the bootstrap file (--config), the host key and the startup
-    /// datastore against the YANG modules and the daemon's rules without
-    /// starting: every problem is printed with its file and path; the exit
-    /// status is 78 (EX_CONFIG) when there is one.
+    /// Check the configuration without starting: every problem, exit 78 if any
+    ///
+    /// The bootstrap file (--config), the SSH host key when it exists, and
+    /// the startup datastore (and a pending confirmed commit) against the
+    /// YANG modules and the daemon's rules. Each problem is printed on
+    /// stderr with its file and path; nothing is written.
     Check,
 }
 
