@@ -16,7 +16,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::bootstrap::Bootstrap;
+use crate::bootstrap::{Bootstrap, BootstrapError};
 use crate::northbound::error::RpcError;
 use crate::northbound::{edit, store::Store, validate};
 use crate::yang;
@@ -60,7 +60,10 @@ pub fn check(config: &Path) -> Report {
                 .map(|e| Problem {
                     file: config.to_path_buf(),
                     path: None,
-                    message: strip_file(&e.to_string(), config),
+                    message: match e {
+                        BootstrapError::Read { source, .. } => format!("cannot read: {source}"),
+                        e => strip_file(&e.to_string(), config),
+                    },
                 })
                 .collect();
             return report;
@@ -183,6 +186,19 @@ mod tests {
 
     fn lines(r: &Report) -> Vec<String> {
         r.problems.iter().map(|p| p.to_string()).collect()
+    }
+
+    #[test]
+    fn a_missing_file_is_one_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("nope.toml");
+        assert_eq!(
+            lines(&check(&file)),
+            vec![format!(
+                "{}: cannot read: No such file or directory (os error 2)",
+                file.display()
+            )]
+        );
     }
 
     #[test]
