@@ -298,6 +298,21 @@ printf '%s\n' "$status" | grep -Eq '^Uid:[[:space:]]+'"$uid"'[[:space:]]' || fai
 printf '%s\n' "$status" | grep -Eq '^NoNewPrivs:[[:space:]]+1$' || fail "NoNewPrivs is not set"
 printf '%s\n' "$status" | grep -Eq '^Seccomp:[[:space:]]+2$' || fail "no seccomp filter"
 ok "daemon runs as hotlease with net_admin net_raw net_bind_service only, no_new_privs, seccomp"
+
+# issue 14: the check command as the service user, and a second daemon on
+# the running one's storage dir (refused by its lock, naming its pid)
+expect_stat /var/lib/hotlease/hotleased.lock "600 hotlease:hotlease"
+out="$(in_ct runuser -u hotlease -- hotleased check --config /etc/hotlease/hotleased.toml 2>&1)" \
+    || fail "hotleased check refused the installed configuration: $out"
+rc=0
+out="$(in_ct runuser -u hotlease -- hotleased --config /etc/hotlease/hotleased.toml 2>&1)" || rc=$?
+[ "$rc" -ne 0 ] || fail "a second daemon on /var/lib/hotlease started"
+case "$out" in
+*"in use by hotleased pid $pid "*) ;;
+*) fail "the second daemon does not name pid $pid: $out" ;;
+esac
+[ "$(unit_state MainPID)" = "$pid" ] || fail "the service's daemon changed after the second start"
+ok "hotleased check passes as the service user; a second daemon is refused with the holder's pid $pid"
 log="$(daemon_log)"
 printf '%s\n' "$log" | grep -q 'netconf over ssh listening' || fail "no 'listening' line in the journal"
 if printf '%s\n' "$log" | grep -Eq '^[0-9]{4}-[0-9]{2}-[0-9]{2}T'; then
@@ -322,9 +337,10 @@ ok "systemd-analyze verify clean, security exposure under 3.0"
 
 # --- 8. upgrade --------------------------------------------------------------------
 step "dpkg -i again (upgrade): config and state kept"
+# (the lock's content is the running daemon's pid: it changes with it)
 snapshot() {
     in_ct sh -c 'cd / && find etc/hotlease var/lib/hotlease -exec stat -c "%a %U:%G %n" {} + | sort &&
-        find etc/hotlease var/lib/hotlease -type f -exec sha256sum {} + | sort -k2'
+        find etc/hotlease var/lib/hotlease -type f ! -name hotleased.lock -exec sha256sum {} + | sort -k2'
 }
 before="$(snapshot)"
 in_ct dpkg -i /root/hotlease.deb

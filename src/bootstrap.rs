@@ -157,19 +157,44 @@ pub struct StorageSettings {
 
 impl Bootstrap {
     /// Read and check the file; every error is one line for the operator.
+    /// The daemon stops at the first (see [`Bootstrap::check`] for all).
     pub fn load(path: &Path) -> Result<Bootstrap, BootstrapError> {
-        let text = std::fs::read_to_string(path).map_err(|source| BootstrapError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        Self::from_str(path, &text)
+        Self::check(path).map_err(|mut errors| errors.swap_remove(0))
     }
 
-    fn from_str(path: &Path, text: &str) -> Result<Bootstrap, BootstrapError> {
-        let b: Bootstrap = toml::from_str(text).map_err(|e| BootstrapError::Parse {
-            path: path.to_path_buf(),
-            message: e.message().replace('\n', " "),
+    /// Read and check the file, reporting every problem found
+    /// (`hotleased check`). A file that is not TOML, or not the shape of a
+    /// bootstrap file, has only that one problem.
+    pub fn check(path: &Path) -> Result<Bootstrap, Vec<BootstrapError>> {
+        let text = std::fs::read_to_string(path).map_err(|source| {
+            vec![BootstrapError::Read {
+                path: path.to_path_buf(),
+                source,
+            }]
         })?;
+        Self::problems(path, &text)
+    }
+
+    #[cfg(test)]
+    fn from_str(path: &Path, text: &str) -> Result<Bootstrap, BootstrapError> {
+        Self::problems(path, text).map_err(|mut errors| errors.swap_remove(0))
+    }
+
+    fn problems(path: &Path, text: &str) -> Result<Bootstrap, Vec<BootstrapError>> {
+        let b: Bootstrap = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let message = e.message().replace('\n', " ");
+            vec![BootstrapError::Parse {
+                path: path.to_path_buf(),
+                message: match line {
+                    Some(line) => format!("line {line}: {message}"),
+                    None => message,
+                },
+            }]
+        })?;
+        let mut errors = Vec::new();
         let n = &b.netconf;
         for (key, value) in [
             ("max-connections", n.max_connections as u64),
@@ -179,42 +204,49 @@ impl Bootstrap {
             ("keepalive-count", n.keepalive_count as u64),
         ] {
             if value == 0 {
-                return Err(BootstrapError::ZeroLimit {
+                errors.push(BootstrapError::ZeroLimit {
                     path: path.to_path_buf(),
                     key,
                 });
             }
         }
         if b.netconf.user.is_empty() {
-            return Err(BootstrapError::NoUsers {
+            errors.push(BootstrapError::NoUsers {
                 path: path.to_path_buf(),
             });
         }
         for u in &b.netconf.user {
             if u.password_hash.is_none() && u.authorized_keys.is_empty() {
-                return Err(BootstrapError::UserWithoutCredentials {
+                errors.push(BootstrapError::UserWithoutCredentials {
                     path: path.to_path_buf(),
                     user: u.name.clone(),
                 });
             }
             if let Some(h) = &u.password_hash {
                 if !h.starts_with("$6$") {
-                    return Err(BootstrapError::BadHash {
+                    errors.push(BootstrapError::BadHash {
                         path: path.to_path_buf(),
                         user: u.name.clone(),
                     });
                 }
             }
             for k in &u.authorized_keys {
-                russh::keys::parse_public_key_base64(k.split_whitespace().nth(1).unwrap_or(""))
-                    .map_err(|e| BootstrapError::BadKey {
+                if let Err(e) =
+                    russh::keys::parse_public_key_base64(k.split_whitespace().nth(1).unwrap_or(""))
+                {
+                    errors.push(BootstrapError::BadKey {
                         path: path.to_path_buf(),
                         user: u.name.clone(),
                         message: e.to_string(),
-                    })?;
+                    });
+                }
             }
         }
-        Ok(b)
+        if errors.is_empty() {
+            Ok(b)
+        } else {
+            Err(errors)
+        }
     }
 }
 

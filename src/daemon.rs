@@ -25,13 +25,16 @@ use tracing::{error, info, warn};
 
 use crate::bootstrap::Bootstrap;
 use crate::netconf::ssh;
-use crate::northbound::{store::Store, Northbound};
+use crate::northbound::store::{StorageLock, Store};
+use crate::northbound::Northbound;
 
 /// Errors that stop the daemon from starting.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("storage dir {dir}: {source}")]
     Storage { dir: String, source: std::io::Error },
+    #[error(transparent)]
+    Lock(#[from] crate::northbound::store::LockError),
     #[error(transparent)]
     Boot(#[from] crate::northbound::BootError),
     #[error(transparent)]
@@ -79,12 +82,23 @@ fn supervise(
 }
 
 /// Run until SIGTERM or SIGINT.
+///
+/// Everything that can refuse the start is acquired first, in this order:
+/// the storage directory's lock, the host key, the NETCONF listening
+/// socket, the lease store. Only then does the startup configuration reach
+/// the runtimes, which add and remove addresses and send packets: a daemon
+/// that cannot start leaves the box as it found it (a second daemon on the
+/// same storage dir or port does not take the first one's virtual
+/// addresses away).
 pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
+    // held until run() returns; the kernel releases it however we exit
+    let _lock = StorageLock::acquire(&boot.storage.dir)?;
     let store = Store::new(&boot.storage.dir).map_err(|source| DaemonError::Storage {
         dir: boot.storage.dir.display().to_string(),
         source,
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
+    let listener = ssh::bind(boot.netconf.listen).await?;
     crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
@@ -137,7 +151,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         })
     };
 
-    let served = ssh::serve(&boot.netconf, host_key, handle, shutdown.clone()).await;
+    let served = ssh::serve(&boot.netconf, listener, host_key, handle, shutdown.clone()).await;
     if served.is_ok() && !shutdown.is_cancelled() {
         error!(
             actor = "ssh server",

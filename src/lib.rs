@@ -14,6 +14,7 @@
 
 pub mod backup;
 pub mod bootstrap;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use hotlease::bootstrap::{self, Bootstrap};
+use hotlease::daemon::DaemonError;
+use hotlease::northbound::BootError;
 
 /// NETCONF-managed DHCPv4 server with VRRP and dual-device hot backup.
 #[derive(Parser, Debug)]
@@ -13,7 +15,7 @@ use hotlease::bootstrap::{self, Bootstrap};
 struct Cli {
     /// Bootstrap TOML file: NETCONF listen address, SSH host key, users,
     /// storage directory. Everything else is configured over NETCONF.
-    #[arg(long, short = 'c', value_name = "FILE")]
+    #[arg(long, short = 'c', value_name = "FILE", global = true)]
     config: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
@@ -24,6 +26,13 @@ enum Command {
     /// Read a password on stdin and print its SHA-512 crypt hash
     /// (for `password-hash` in the bootstrap file).
     HashPassword,
+    /// Check the configuration without starting: every problem, exit 78 if any
+    ///
+    /// The bootstrap file (--config), the SSH host key when it exists, and
+    /// the startup datastore (and a pending confirmed commit) against the
+    /// YANG modules and the daemon's rules. Each problem is printed on
+    /// stderr with its file and path; nothing is written.
+    Check,
 }
 
 /// Exit status for a bad bootstrap file (sysexits.h `EX_CONFIG`): the systemd
@@ -66,6 +75,26 @@ fn raise_nofile_limit() {
     }
 }
 
+/// `hotleased check`: problems on stderr, one a line; a summary on stdout.
+fn check(path: &std::path::Path) -> ExitCode {
+    let report = hotlease::check::check(path);
+    for p in &report.problems {
+        eprintln!("{p}");
+    }
+    if report.problems.is_empty() {
+        let files: Vec<String> = report
+            .checked
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect();
+        println!("configuration OK: {}", files.join(", "));
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("hotleased: {} problem(s) found", report.problems.len());
+        ExitCode::from(EX_CONFIG)
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::HashPassword) = cli.command {
@@ -75,10 +104,16 @@ fn main() -> ExitCode {
         eprintln!("hotleased: --config FILE is required (see hotleased --help)");
         return ExitCode::from(2);
     };
-    let boot = match Bootstrap::load(&path) {
+    if let Some(Command::Check) = cli.command {
+        return check(&path);
+    }
+    let boot = match Bootstrap::check(&path) {
         Ok(b) => b,
-        Err(e) => {
-            eprintln!("hotleased: {e}");
+        Err(errors) => {
+            // every problem at once: one edit fixes them all
+            for e in errors {
+                eprintln!("hotleased: {e}");
+            }
             return ExitCode::from(EX_CONFIG);
         }
     };
@@ -110,6 +145,19 @@ fn main() -> ExitCode {
     };
     match rt.block_on(hotlease::daemon::run(boot)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(DaemonError::Boot(e @ BootError::Invalid { .. })) => {
+            // The startup configuration is refused before it reached a
+            // runtime. Restarting cannot fix it (EX_CONFIG stops systemd's
+            // restarts); list every problem, as `hotleased check` does.
+            let report = hotlease::check::check(&path);
+            if report.problems.is_empty() {
+                eprintln!("hotleased: {e}");
+            }
+            for p in &report.problems {
+                eprintln!("hotleased: {p}");
+            }
+            ExitCode::from(EX_CONFIG)
+        }
         Err(e) => {
             eprintln!("hotleased: {e}");
             ExitCode::FAILURE

@@ -321,6 +321,40 @@ pub fn parse_config_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
     })
 }
 
+/// Parse and validate a whole configuration in one pass, reporting every
+/// error (values out of range included, which a parse without validation
+/// stops at): for `hotleased check`, which lists all problems of a file.
+pub fn parse_config_xml_all_errors(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
+    clear_errors();
+    let data = format!("{xml}\0");
+    let parsed = DataTree::parse_string(
+        context(),
+        data.as_bytes(),
+        DataFormat::XML,
+        DataParserFlags::STRICT | DataParserFlags::NO_STATE,
+        DataValidationFlags::NO_STATE
+            | DataValidationFlags::from_bits_retain(ffi::LYD_VALIDATE_MULTI_ERROR),
+    );
+    match parsed {
+        Ok(mut tree) => {
+            rewind(&mut tree);
+            Ok(tree)
+        }
+        Err(e) => {
+            let mut errs = take_errors();
+            if errs.is_empty() {
+                errs.push(LyError {
+                    vecode: 0,
+                    message: e.msg.unwrap_or_default(),
+                    path: e.path,
+                    apptag: e.apptag,
+                });
+            }
+            Err(errs)
+        }
+    }
+}
+
 /// Parse operational data (config false nodes allowed) reported by a
 /// subsystem, to be merged with the running configuration for `<get>`.
 pub fn parse_state_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {

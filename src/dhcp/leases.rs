@@ -46,6 +46,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -954,6 +955,22 @@ const PENDING_MAX: usize = 1 << 20;
 
 const LOG: &str = "leases.log";
 
+/// Create (or truncate) a file readable by the daemon only: leases are
+/// personal data (MAC addresses, host names). The mode is set again on
+/// the open file, since `mode()` does not apply to a file left over by a
+/// crash, and the file becomes the log by a rename.
+fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(f)
+}
+
 impl FileStore {
     pub fn new(dir: &Path) -> FileStore {
         FileStore {
@@ -987,6 +1004,7 @@ impl FileStore {
                 .truncate(false)
                 .read(true)
                 .write(true)
+                .mode(0o600)
                 .open(&self.path)
                 .map_err(|e| self.err(e))?;
             let len = f.metadata().map_err(|e| self.err(e))?.len();
@@ -1033,7 +1051,7 @@ impl FileStore {
     fn rewrite(&mut self, data: &[u8], records: u64) -> Result<(), StoreError> {
         let tmp = self.path.with_extension("log.tmp");
         let write = || -> std::io::Result<()> {
-            let mut f = File::create(&tmp)?;
+            let mut f = create_private(&tmp)?;
             f.write_all(data)?;
             f.sync_all()
         };
@@ -1620,7 +1638,7 @@ impl LeaseStore for FileStore {
                     )));
                 }
                 let (data, records) = encode_all(map.values(), lsn);
-                let mut f = File::create(&tmp)?;
+                let mut f = create_private(&tmp)?;
                 f.write_all(&data)?;
                 f.sync_all()?;
                 Ok((data.len() as u64, records))
@@ -1938,6 +1956,35 @@ pub(crate) mod tests {
         s.sync().unwrap();
         let mut s = FileStore::new(dir.path());
         assert_eq!(s.load().unwrap().len(), 3);
+    }
+
+    /// Leases are personal data: the log is 0600 whatever the umask, when
+    /// created, rewritten, and compacted in the background (the rename
+    /// makes the temporary file the log, with its mode), even over a
+    /// temporary file a crash left open to others.
+    #[test]
+    fn lease_log_is_private_through_every_rewrite() {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(LOG);
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        let a = lease("10.0.0.5", 4, LeaseState::Bound, 100);
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(mode(&path), 0o600, "created");
+        s.compact(std::slice::from_ref(&a)).unwrap();
+        assert_eq!(mode(&path), 0o600, "rewritten");
+        let tmp = path.with_extension("log.tmp");
+        std::fs::write(&tmp, b"left by a crash").unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644)).unwrap();
+        s.compact_start().unwrap();
+        while !s.compact_poll().unwrap() {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(mode(&path), 0o600, "compacted");
+        assert_eq!(FileStore::new(dir.path()).load().unwrap(), vec![a]);
     }
 
     #[test]

@@ -107,22 +107,31 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 }
 
 /// Run a session on a byte stream until the client leaves, closes the
-/// session, is killed, or the daemon shuts down.
-pub async fn run<S>(stream: S, northbound: Handle, user: String, shutdown: CancellationToken)
+/// session, is killed, or the daemon shuts down; returns why it ended
+/// ("close-session", "client left", ...), which the SSH layer turns into
+/// the channel's exit status.
+pub async fn run<S>(
+    stream: S,
+    northbound: Handle,
+    user: String,
+    shutdown: CancellationToken,
+) -> &'static str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let kill = shutdown.child_token();
     let session_id = northbound.register(user.clone(), kill.clone()).await;
     let span = info_span!("session", session_id, user = %user);
-    async {
+    let reason = async {
         info!("session started");
         let reason = serve(stream, &northbound, session_id, &kill).await;
         info!(reason, "session ended");
+        reason
     }
     .instrument(span)
     .await;
     northbound.unregister(session_id).await;
+    reason
 }
 
 async fn serve<S>(stream: S, nb: &Handle, session_id: u32, kill: &CancellationToken) -> &'static str

@@ -246,16 +246,36 @@ impl russh::server::Handler for Connection {
         let nb = self.northbound.clone();
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let stream = channel.into_stream();
-            super::session::run(stream, nb, user, shutdown).await;
+            let mut channel = channel;
+            let writer = channel.make_writer();
+            let stream = tokio::io::join(channel.make_reader(), writer);
+            let reason = super::session::run(stream, nb, user, shutdown).await;
+            // As OpenSSH's own subsystems end (sftp-server): exit-status,
+            // EOF, close. Without the status the OpenSSH client exits 255
+            // ("Exit status -1") after a clean <close-session>.
+            let status = u32::from(!matches!(reason, "close-session" | "client left"));
+            let _ = channel.exit_status(status).await;
+            let _ = channel.eof().await;
+            let _ = channel.close().await;
         });
         Ok(())
     }
 }
 
-/// Serve NETCONF over SSH until `shutdown` fires.
+/// Bind the NETCONF listening socket. The daemon does it before any
+/// runtime touches an interface, so that a busy port refuses the start
+/// with nothing changed on the box.
+pub async fn bind(addr: SocketAddr) -> Result<TcpListener, SshError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| SshError::Listen { addr, source })
+}
+
+/// Serve NETCONF over SSH on `listener` (from [`bind`]) until `shutdown`
+/// fires.
 pub async fn serve(
     settings: &NetconfSettings,
+    listener: TcpListener,
     host_key: PrivateKey,
     northbound: Handle,
     shutdown: CancellationToken,
@@ -293,12 +313,6 @@ pub async fn serve(
         methods: MethodSet::from(&[MethodKind::Password, MethodKind::PublicKey][..]),
         ..Default::default()
     };
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| SshError::Listen {
-            addr: settings.listen,
-            source,
-        })?;
     info!(listen = %settings.listen, "netconf over ssh listening");
     // A flood makes these lines by the thousand: one a second at most.
     let second = Duration::from_secs(1);

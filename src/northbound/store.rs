@@ -2,9 +2,16 @@
 //! persisted confirmed commit. Every write is atomic (temp file, fsync,
 //! rename, fsync of the directory), so a crash leaves the old or the new
 //! file, never a torn one.
+//!
+//! The directory itself is [`StorageLock`]ed for the daemon's life: two
+//! daemons on one storage dir would share a lease log and a startup file,
+//! and fight over the same interfaces. Its files hold personal data (MAC
+//! addresses, host names) and secrets: each is 0600, and a directory the
+//! daemon creates is 0700 (the package makes it 0750).
 
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -27,9 +34,144 @@ pub struct PersistedConfirm {
     pub pending_xml: String,
 }
 
+/// Why the storage directory cannot be locked.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("storage dir {dir} is in use by hotleased pid {pid} (lock {lock}): stop that daemon first, or give this one another [storage] dir")]
+    Held {
+        dir: String,
+        pid: String,
+        lock: String,
+    },
+    #[error("storage dir {dir}: {source}")]
+    Io { dir: String, source: std::io::Error },
+}
+
+/// The storage directory, locked (`flock`) by this process until dropped;
+/// the lock file holds the holder's pid, for the error of a second daemon.
+/// The kernel drops the lock when the process ends, however it ends: a
+/// stale lock file from a crash never blocks a start.
+#[derive(Debug)]
+pub struct StorageLock {
+    _file: File,
+}
+
+/// Name of the lock file in the storage directory.
+pub const LOCK_FILE: &str = "hotleased.lock";
+
+impl StorageLock {
+    /// Create the directory when missing (0700), lock it, write our pid,
+    /// and tighten files of the directory that are open to others (from
+    /// older versions that created the lease log 0644).
+    pub fn acquire(dir: &Path) -> Result<StorageLock, LockError> {
+        let io = |source| LockError::Io {
+            dir: dir.display().to_string(),
+            source,
+        };
+        create_private_dir(dir).map_err(io)?;
+        warn_if_open(dir).map_err(io)?;
+        let path = dir.join(LOCK_FILE);
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = file.read_to_string(&mut pid);
+                let pid = pid.trim();
+                return Err(LockError::Held {
+                    dir: dir.display().to_string(),
+                    // the holder may not have written it yet
+                    pid: if pid.is_empty() {
+                        "unknown".into()
+                    } else {
+                        pid.into()
+                    },
+                    lock: path.display().to_string(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        file.set_len(0).map_err(io)?;
+        file.rewind().map_err(io)?;
+        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        tighten_files(dir).map_err(io)?;
+        Ok(StorageLock { _file: file })
+    }
+}
+
+/// Create `dir` (and missing parents) with mode 0700 for `dir` itself;
+/// an existing directory keeps its mode (the package's is 0750).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        r => r,
+    }
+}
+
+/// Warn when others may read the storage directory (the daemon does not
+/// change the mode of a directory it did not create).
+fn warn_if_open(dir: &Path) -> std::io::Result<()> {
+    let meta = std::fs::metadata(dir)?;
+    if !meta.is_dir() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::NotADirectory,
+            "not a directory",
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o007 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format_args!("{mode:04o}"),
+            "storage dir is open to other users (it holds lease data and secrets): chmod 0700"
+        );
+    }
+    Ok(())
+}
+
+/// Make every regular file directly in `dir` private (0600 at most).
+fn tighten_files(dir: &Path) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        // symlink_metadata: a link is neither followed nor changed
+        let Ok(meta) = entry.path().symlink_metadata() else {
+            continue;
+        };
+        let mode = meta.permissions().mode() & 0o777;
+        if meta.is_file() && mode & 0o077 != 0 {
+            let private = mode & 0o600;
+            std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(private))?;
+            tracing::info!(
+                file = %entry.path().display(),
+                from = format_args!("{mode:04o}"),
+                to = format_args!("{private:04o}"),
+                "made a storage file private"
+            );
+        }
+    }
+    Ok(())
+}
+
 impl Store {
+    /// The files of `dir`, for reading (`hotleased check`): creates nothing.
+    pub fn at(dir: &Path) -> Store {
+        Store {
+            dir: dir.to_path_buf(),
+        }
+    }
+
     pub fn new(dir: &Path) -> std::io::Result<Store> {
-        std::fs::create_dir_all(dir)?;
+        create_private_dir(dir)?;
         Ok(Store {
             dir: dir.to_path_buf(),
         })
@@ -134,5 +276,56 @@ mod tests {
         assert_eq!(s.read_confirm().unwrap(), Some(c));
         s.delete_confirm().unwrap();
         assert_eq!(s.read_confirm().unwrap(), None);
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn lock_is_exclusive_names_the_holder_and_dies_with_it() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path().join("a/storage");
+        let held = StorageLock::acquire(&dir).unwrap();
+        // created private, parents too
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join(LOCK_FILE)), 0o600);
+        // flock is per open file: a second open in this process conflicts
+        // just as another process's would
+        let err = StorageLock::acquire(&dir).unwrap_err();
+        let line = err.to_string();
+        let pid = std::process::id().to_string();
+        assert!(
+            matches!(&err, LockError::Held { pid: p, .. } if *p == pid),
+            "{line}"
+        );
+        assert!(line.contains(&format!("pid {pid}")), "{line}");
+        drop(held);
+        let _again = StorageLock::acquire(&dir).unwrap();
+    }
+
+    #[test]
+    fn lock_makes_the_files_private_and_keeps_the_dir_mode() {
+        let top = tempfile::tempdir().unwrap();
+        let dir = top.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750)).unwrap();
+        let log = dir.join("leases.log");
+        std::fs::write(&log, b"x").unwrap();
+        std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let sub = dir.join("sub");
+        std::fs::create_dir(&sub).unwrap();
+        std::fs::set_permissions(&sub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let _held = StorageLock::acquire(dir).unwrap();
+        assert_eq!(mode(&log), 0o600);
+        // the package's 0750 stays; only files are changed
+        assert_eq!(mode(dir), 0o750);
+        assert_eq!(mode(&sub), 0o755);
+        // a file in the way of the directory is an error, not a panic
+        let file = dir.join("file");
+        std::fs::write(&file, b"").unwrap();
+        assert!(matches!(
+            StorageLock::acquire(&file),
+            Err(LockError::Io { .. })
+        ));
     }
 }
