@@ -24,6 +24,7 @@
 //! netconf → northbound → subsystems; nothing here imports `netconf` or a
 //! runtime.
 
+pub mod allowed;
 pub mod edit;
 pub mod error;
 pub mod filter;
