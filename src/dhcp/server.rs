@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::activity::{Activity, DropReason, Place};
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
 use super::leases::{
@@ -576,6 +577,8 @@ pub struct DhcpServer {
     socket_retry_at: Option<Instant>,
     rx: network::RecvBuf,
     exhausted_logged: HashMap<String, bool>,
+    /// The log lines of drops and lease changes, and their summary.
+    activity: Activity,
     cancel: CancellationToken,
     port: u16,
     appended_since_compact: u64,
@@ -640,6 +643,7 @@ impl DhcpServer {
             socket_retry_at: None,
             rx: network::RecvBuf::new(),
             exhausted_logged: HashMap::new(),
+            activity: Activity::new(Instant::now()),
             cancel,
             port,
             appended_since_compact: records,
@@ -684,12 +688,16 @@ impl DhcpServer {
                     if now != last_expire {
                         last_expire = now;
                         let started = Instant::now();
-                        let (changes, _) = self.table.expire(now);
+                        let (changes, events) = self.table.expire(now);
                         tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
+                        for ev in &events {
+                            self.activity.lease(ev);
+                        }
                         if !changes.is_empty() {
                             self.write(changes, Vec::new());
                         }
                         self.maybe_compact();
+                        self.activity.tick(Instant::now());
                     }
                     if self.sockets.is_none()
                         && self.socket_retry_at.is_some_and(|t| Instant::now() >= t)
@@ -1023,20 +1031,39 @@ impl DhcpServer {
     ) {
         let c = self.counters.clone();
         inc(&c.received);
+        let at = Instant::now();
+        self.refresh_ifaces(inb.ifindex);
+        let ifname = |ifaces: &HashMap<u32, IfInfo>| {
+            ifaces
+                .get(&inb.ifindex)
+                .map(|i| i.name.clone())
+                .unwrap_or_else(|| format!("ifindex {}", inb.ifindex))
+        };
         let msg = match inb.msg {
             Ok(m) => m,
-            Err(_) => {
+            Err(e) => {
                 inc(&c.malformed);
+                let place = Place::Interface(ifname(&self.ifaces));
+                self.activity
+                    .dropped(at, place, DropReason::Malformed, &e, None);
                 return;
             }
         };
-        self.refresh_ifaces(inb.ifindex);
+        let hw = handler::hw_of(&msg);
         let Some(iface) = self.ifaces.get(&inb.ifindex) else {
             inc(&c.wrong_interface);
+            let place = Place::Interface(ifname(&self.ifaces));
+            let why = "the interface is gone";
+            self.activity
+                .dropped(at, place, DropReason::Interface, &why, Some(&hw));
             return;
         };
         if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
             inc(&c.wrong_interface);
+            let place = Place::Interface(iface.name.clone());
+            let why = "the dhcp server is not enabled on this interface";
+            self.activity
+                .dropped(at, place, DropReason::Interface, &why, Some(&hw));
             return;
         }
         match msg.opts().msg_type() {
@@ -1048,6 +1075,10 @@ impl DhcpServer {
             Some(_) => inc(&c.other),
             None => {
                 inc(&c.malformed);
+                let place = Place::Interface(iface.name.clone());
+                let why = "no dhcp message type";
+                self.activity
+                    .dropped(at, place, DropReason::Malformed, &why, Some(&hw));
                 return;
             }
         }
@@ -1061,11 +1092,23 @@ impl DhcpServer {
         };
         let Some(pool) = pool else {
             inc(&c.no_pool);
+            let place = Place::Interface(iface.name.clone());
+            let why = if giaddr.is_unspecified() {
+                format!("no pool's subnet holds an address of {}", iface.name)
+            } else {
+                format!("no pool's subnet holds the relay address {giaddr}")
+            };
+            self.activity
+                .dropped(at, place, DropReason::NoPool, &why, Some(&hw));
             return;
         };
         if let Some(profile) = &pool.profile {
             if !self.serving.get(profile).copied().unwrap_or(false) {
                 inc(&c.not_serving);
+                let why = format!("remote-backup-profile {profile} is not master");
+                let place = Place::Pool(pool.name.clone());
+                self.activity
+                    .dropped(at, place, DropReason::NotServing, &why, Some(&hw));
                 return;
             }
         }
@@ -1089,6 +1132,30 @@ impl DhcpServer {
             globals: &self.globals,
         };
         let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        let dropped = match out.silence {
+            Some(Silence::Malformed) => Some((DropReason::Malformed, "not a valid request")),
+            Some(Silence::Unexpected) => Some((
+                DropReason::Unexpected,
+                "a message type servers do not answer",
+            )),
+            Some(Silence::OtherServer) => {
+                Some((DropReason::OtherServer, "the client chose another server"))
+            }
+            // counted for the summary; the pool has a warning of its own
+            // below, once until an address frees up
+            Some(Silence::Exhausted) => {
+                self.activity.count(DropReason::Exhausted);
+                None
+            }
+            Some(Silence::Nothing) | None => None,
+        };
+        if let Some((reason, why)) = dropped {
+            let place = Place::Pool(pool.name.clone());
+            self.activity.dropped(at, place, reason, &why, Some(&hw));
+        }
+        for ev in &out.events {
+            self.activity.lease(ev);
+        }
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
             Some(Silence::Exhausted) => {
