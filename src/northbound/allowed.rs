@@ -17,8 +17,9 @@
 use std::ffi::CStr;
 use std::os::raw::c_char;
 
+use yang2::data::{Data, DataTree};
 use yang2::ffi;
-use yang2::schema::{DataValueType, SchemaLeafType, SchemaNode};
+use yang2::schema::{DataValueType, SchemaLeafType, SchemaNode, SchemaPathFormat};
 use yang2::utils::Binding;
 
 use crate::yang::context;
@@ -49,6 +50,51 @@ pub fn value_message(schema: &SchemaNode<'_>, value: &str, ly_message: &str) -> 
         schema.name(),
         shown(value)
     )
+}
+
+/// Most existing values a reference error lists.
+const TARGETS_SHOWN: usize = 10;
+
+/// A leafref of `tree` at `data_path` whose target does not exist (RFC
+/// 7950 instance-required), in the words of the value errors: "vrid must
+/// be the vrid of an existing group (1, 2), not "9"". None when the node
+/// is not a leafref.
+pub fn reference_message(tree: &DataTree<'static>, data_path: &str) -> Option<String> {
+    let node = tree.find_path(data_path).ok()?;
+    let schema = node.schema();
+    if schema.leaf_type()?.base_type() != DataValueType::LeafRef {
+        return None;
+    }
+    let value = node.value_canonical()?;
+    // SAFETY: a leafref's live schema node; libyang returns its target's
+    // compiled node (of the same context) or null.
+    let target = unsafe { ffi::lysc_node_lref_target(schema.as_raw()) };
+    if target.is_null() {
+        return None;
+    }
+    // SAFETY: a live schema node of the context.
+    let target = unsafe { SchemaNode::from_raw(context(), target as *mut ffi::lysc_node) };
+    let whose = match target.ancestors().next() {
+        Some(list) => format!("the {} of an existing {}", target.name(), list.name()),
+        None => format!("an existing {}", target.name()),
+    };
+    let path = target.path(SchemaPathFormat::DATA);
+    let mut existing: Vec<std::string::String> = tree
+        .find_xpath(&path)
+        .map(|set| set.filter_map(|n| n.value_canonical()).collect())
+        .unwrap_or_default();
+    let mut seen = std::collections::HashSet::new();
+    existing.retain(|v| seen.insert(v.clone()));
+    let known = match existing.len() {
+        0 => "there is none".to_string(),
+        n if n <= TARGETS_SHOWN => existing.join(", "),
+        n => format!("{}, … ({n} in all)", existing[..TARGETS_SHOWN].join(", ")),
+    };
+    Some(format!(
+        "{} must be {whose} ({known}), not \"{}\"",
+        schema.name(),
+        shown(&value)
+    ))
 }
 
 /// Whether libyang refuses `value` for `schema` (a leaf or leaf-list) by

@@ -727,9 +727,24 @@ fn data_missing(path: &str, name: &str) -> RpcError {
         .with_info("bad-element", name)
 }
 
-/// Map a libyang error met while loading a whole config into an rpc-error.
-pub fn ly_errors(errs: &[yang::LyError]) -> Vec<RpcError> {
-    errs.iter().map(from_ly).collect()
+/// The rpc-errors of validating `tree`: a reference to nothing also says
+/// what exists (`allowed::reference_message`).
+pub fn validation_errors(tree: &DataTree<'static>, errs: &[yang::LyError]) -> Vec<RpcError> {
+    errs.iter()
+        .map(|e| {
+            let mut err = from_ly(e);
+            if err.app_tag.as_deref() == Some("instance-required") {
+                if let Some(m) = e
+                    .path
+                    .as_deref()
+                    .and_then(|p| allowed::reference_message(tree, p))
+                {
+                    err.message = Some(m);
+                }
+            }
+            err
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -863,6 +878,33 @@ mod tests {
         assert_eq!(
             e[0].info,
             vec![("bad-element".to_string(), "bogus".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_reference_to_nothing_lists_what_exists() {
+        let mut tree = yang::parse_config_xml(
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth0</interface><vrid>1</vrid><virtual-ip>10.0.0.1</virtual-ip></group><group><interface>eth0</interface><vrid>2</vrid><virtual-ip>10.0.0.2</virtual-ip></group></vrrp>
+               <remote-backup-profile xmlns="urn:hotlease:yang:remote-backup"><name>p</name><peer-backup>hot</peer-backup><vrrp><vrid>9</vrid><interface>eth0</interface></vrrp><backup-id>1</backup-id><remote-backup-service>ghost</remote-backup-service><service-type>dhcp-server</service-type></remote-backup-profile>"#,
+        )
+        .unwrap();
+        let errs = yang::validate(&mut tree).unwrap_err();
+        let messages: Vec<String> = validation_errors(&tree, &errs)
+            .into_iter()
+            .filter(|e| e.app_tag.as_deref() == Some("instance-required"))
+            .filter_map(|e| e.message)
+            .collect();
+        assert!(
+            messages.contains(
+                &"vrid must be the vrid of an existing group (1, 2), not \"9\"".to_string()
+            ),
+            "{messages:?}"
+        );
+        assert!(
+            messages.contains(
+                &"remote-backup-service must be the name of an existing remote-backup-service (there is none), not \"ghost\"".to_string()
+            ),
+            "{messages:?}"
         );
     }
 }
