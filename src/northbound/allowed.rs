@@ -52,6 +52,40 @@ pub fn value_message(schema: &SchemaNode<'_>, value: &str, ly_message: &str) -> 
     )
 }
 
+/// A value error libyang met while parsing data (a startup file, a
+/// datastore copy), phrased as the edit's: libyang names the node by its
+/// data path and gives the value only inside its message, as the first
+/// quoted text; that text is taken only when libyang refuses it for the
+/// node, else the message stays libyang's.
+pub fn parse_error_message(data_path: &str, ly_message: &str) -> Option<String> {
+    let schema = context().find_path(&without_predicates(data_path)).ok()?;
+    let value = ly_message.split('"').nth(1)?;
+    if !refuses(&schema, value) {
+        return None;
+    }
+    Some(value_message(&schema, value, ly_message))
+}
+
+/// A data path without its predicates (`/m:a/b[k='x/y']/c` is `/m:a/b/c`):
+/// the schema node's path.
+fn without_predicates(path: &str) -> std::string::String {
+    let mut out = std::string::String::with_capacity(path.len());
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    for c in path.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') if depth > 0 => quote = Some(c),
+            (None, '[') => depth += 1,
+            (None, ']') => depth = depth.saturating_sub(1),
+            (None, c) if depth == 0 => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Most existing values a reference error lists.
 const TARGETS_SHOWN: usize = 10;
 
@@ -485,6 +519,30 @@ mod tests {
                 "name must be a string of 1..64 characters, not \"{}… (65 characters)\"",
                 "x".repeat(48)
             )
+        );
+    }
+
+    #[test]
+    fn parse_errors_are_phrased_like_edit_errors() {
+        let errs = crate::yang::parse_config_xml(
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>e[']0</interface><vrid>1</vrid><priority>255</priority></group></vrrp>"#,
+        )
+        .unwrap_err();
+        let e = &errs[0];
+        let m = parse_error_message(e.path.as_deref().unwrap(), &e.message);
+        assert_eq!(
+            m.as_deref(),
+            Some("priority must be 1..254, not \"255\""),
+            "{e:?}"
+        );
+        // a message whose quoted text is not the refused value stays
+        assert_eq!(
+            parse_error_message("/hotlease-vrrp:vrrp/group/priority", "Invalid \"100\" here"),
+            None
+        );
+        assert_eq!(
+            without_predicates("/m:a/b[k='x/]y'][j=\"]\"]/c"),
+            "/m:a/b/c"
         );
     }
 
