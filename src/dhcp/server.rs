@@ -1031,7 +1031,6 @@ impl DhcpServer {
     ) {
         let c = self.counters.clone();
         inc(&c.received);
-        let at = Instant::now();
         self.refresh_ifaces(inb.ifindex);
         let ifname = |ifaces: &HashMap<u32, IfInfo>| {
             ifaces
@@ -1045,25 +1044,37 @@ impl DhcpServer {
                 inc(&c.malformed);
                 let place = Place::Interface(ifname(&self.ifaces));
                 self.activity
-                    .dropped(at, place, DropReason::Malformed, &e, None);
+                    .dropped(Instant::now(), place, DropReason::Malformed, &e, None);
                 return;
             }
         };
-        let hw = handler::hw_of(&msg);
+        // the client of a dropped request (computed for drops only: this
+        // is the per-packet path)
+        let hw = || Some(handler::hw_of(&msg));
         let Some(iface) = self.ifaces.get(&inb.ifindex) else {
             inc(&c.wrong_interface);
             let place = Place::Interface(ifname(&self.ifaces));
             let why = "the interface is gone";
-            self.activity
-                .dropped(at, place, DropReason::Interface, &why, Some(&hw));
+            self.activity.dropped(
+                Instant::now(),
+                place,
+                DropReason::Interface,
+                &why,
+                hw().as_deref(),
+            );
             return;
         };
         if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
             inc(&c.wrong_interface);
             let place = Place::Interface(iface.name.clone());
             let why = "the dhcp server is not enabled on this interface";
-            self.activity
-                .dropped(at, place, DropReason::Interface, &why, Some(&hw));
+            self.activity.dropped(
+                Instant::now(),
+                place,
+                DropReason::Interface,
+                &why,
+                hw().as_deref(),
+            );
             return;
         }
         match msg.opts().msg_type() {
@@ -1077,8 +1088,13 @@ impl DhcpServer {
                 inc(&c.malformed);
                 let place = Place::Interface(iface.name.clone());
                 let why = "no dhcp message type";
-                self.activity
-                    .dropped(at, place, DropReason::Malformed, &why, Some(&hw));
+                self.activity.dropped(
+                    Instant::now(),
+                    place,
+                    DropReason::Malformed,
+                    &why,
+                    hw().as_deref(),
+                );
                 return;
             }
         }
@@ -1098,8 +1114,13 @@ impl DhcpServer {
             } else {
                 format!("no pool's subnet holds the relay address {giaddr}")
             };
-            self.activity
-                .dropped(at, place, DropReason::NoPool, &why, Some(&hw));
+            self.activity.dropped(
+                Instant::now(),
+                place,
+                DropReason::NoPool,
+                &why,
+                hw().as_deref(),
+            );
             return;
         };
         if let Some(profile) = &pool.profile {
@@ -1107,8 +1128,13 @@ impl DhcpServer {
                 inc(&c.not_serving);
                 let why = format!("remote-backup-profile {profile} is not master");
                 let place = Place::Pool(pool.name.clone());
-                self.activity
-                    .dropped(at, place, DropReason::NotServing, &why, Some(&hw));
+                self.activity.dropped(
+                    Instant::now(),
+                    place,
+                    DropReason::NotServing,
+                    &why,
+                    hw().as_deref(),
+                );
                 return;
             }
         }
@@ -1151,7 +1177,8 @@ impl DhcpServer {
         };
         if let Some((reason, why)) = dropped {
             let place = Place::Pool(pool.name.clone());
-            self.activity.dropped(at, place, reason, &why, Some(&hw));
+            self.activity
+                .dropped(Instant::now(), place, reason, &why, hw().as_deref());
         }
         for ev in &out.events {
             self.activity.lease(ev);
