@@ -46,6 +46,11 @@ pub enum DropReason {
     Unexpected,
     /// Addressed to another DHCP server (its server identifier).
     OtherServer,
+    /// Nothing to answer, as RFC 2131 wants: no record of the client or
+    /// its address (INIT-REBOOT), a NAK a non-authoritative server does
+    /// not send, a RELEASE or DECLINE of an address that is not the
+    /// client's.
+    Ignored,
 }
 
 impl DropReason {
@@ -58,6 +63,7 @@ impl DropReason {
             DropReason::Exhausted => "exhausted",
             DropReason::Unexpected => "unexpected-type",
             DropReason::OtherServer => "other-server",
+            DropReason::Ignored => "ignored",
         }
     }
 }
@@ -198,10 +204,16 @@ impl Activity {
         match reason {
             DropReason::Malformed | DropReason::NoPool | DropReason::Exhausted => line!(warn),
             DropReason::Interface | DropReason::NotServing | DropReason::Unexpected => line!(info),
-            // every client of another server on the segment: normal
-            DropReason::OtherServer => line!(debug),
+            // every client of another server on the segment, and what
+            // RFC 2131 says to ignore: normal
+            DropReason::OtherServer | DropReason::Ignored => line!(debug),
         }
         Some(unlogged)
+    }
+
+    /// The counts of the period so far.
+    pub fn period(&self) -> &Summary {
+        &self.period
     }
 
     /// A drop logged elsewhere, counted for the summary only.

@@ -1173,6 +1173,12 @@ impl DhcpServer {
                 self.activity.count(DropReason::Exhausted);
                 None
             }
+            // a RELEASE or DECLINE done has its lease line
+            Some(Silence::Nothing) if out.events.is_empty() => Some((
+                DropReason::Ignored,
+                "nothing to answer (RFC 2131: no record of the client or its address, \
+                 not authoritative, or not the client's address)",
+            )),
             Some(Silence::Nothing) | None => None,
         };
         if let Some((reason, why)) = dropped {
@@ -1495,6 +1501,89 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    /// Every request that gets no reply is counted (and logged) with its
+    /// reason: the pool not serving, a message type servers do not
+    /// answer, a REQUEST for another server, one RFC 2131 leaves
+    /// unanswered; a DISCOVER answered is no drop.
+    #[tokio::test]
+    async fn requests_without_a_reply_are_recorded_with_their_reason() {
+        use crate::dhcp::activity::DropReason;
+        use dhcproto::v4::DhcpOption;
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut held = pool("held", "10.1.0.0", "10.1.0.10", "10.1.0.60");
+        held.remote_backup_profile = Some("rbp".into());
+        let mut c = (*cfg(vec![pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60"), held])).clone();
+        c.all_interfaces = true;
+        srv.cfg = Arc::new(c.clone());
+        srv.pools = c
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(&**p)))
+            .collect();
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        let send = |srv: &mut DhcpServer, relay: &str, opts: Vec<DhcpOption>| {
+            let mut m = dhcproto::v4::Message::default();
+            m.set_chaddr(&[2, 0, 0, 0, 0, 1]).set_giaddr(ip(relay));
+            for o in opts {
+                m.opts_mut().insert(o);
+            }
+            let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+            let inb = Inbound {
+                msg: handler::decode(&raw),
+                raw,
+                ifindex: 1,
+                src: std::net::SocketAddrV4::new(ip(relay), 67),
+                dst: ip("192.0.2.1"),
+            };
+            let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+            srv.process(inb, &mut ch, &mut du, &mut no);
+        };
+        let kind = DhcpOption::MessageType;
+        send(&mut srv, "10.0.0.1", vec![kind(MessageType::Discover)]);
+        assert!(
+            srv.activity.period().dropped.is_empty(),
+            "an OFFER went out"
+        );
+        send(&mut srv, "10.1.0.1", vec![kind(MessageType::Discover)]);
+        send(&mut srv, "10.9.0.1", vec![kind(MessageType::Discover)]);
+        send(&mut srv, "10.0.0.1", vec![kind(MessageType::Offer)]);
+        send(
+            &mut srv,
+            "10.0.0.1",
+            vec![
+                kind(MessageType::Request),
+                DhcpOption::ServerIdentifier(ip("10.0.0.254")),
+                DhcpOption::RequestedIpAddress(ip("10.0.0.11")),
+            ],
+        );
+        // INIT-REBOOT for an address nobody holds: RFC 2131 silence
+        send(
+            &mut srv,
+            "10.0.0.1",
+            vec![
+                kind(MessageType::Request),
+                DhcpOption::RequestedIpAddress(ip("10.0.0.40")),
+            ],
+        );
+        let got = &srv.activity.period().dropped;
+        let want = BTreeMap::from([
+            (DropReason::NotServing, 1),
+            (DropReason::NoPool, 1),
+            (DropReason::Unexpected, 1),
+            (DropReason::OtherServer, 1),
+            (DropReason::Ignored, 1),
+        ]);
+        assert_eq!(*got, want);
     }
 
     /// Split brain: `Command::Split` makes the pools of its profile (and
