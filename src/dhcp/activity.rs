@@ -76,10 +76,10 @@ impl fmt::Display for DropReason {
 
 /// Where a request was dropped: its pool, or the interface it came in on
 /// when it was dropped before a pool was chosen.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Place {
-    Pool(String),
-    Interface(String),
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Place<'a> {
+    Pool(&'a str),
+    Interface(&'a str),
 }
 
 /// A hardware address as `aa:bb:cc:dd:ee:ff`.
@@ -138,7 +138,10 @@ struct Limit {
 /// The log lines' state, owned by the DHCP actor.
 #[derive(Debug)]
 pub struct Activity {
-    limits: HashMap<(Place, DropReason), Limit>,
+    /// Per reason and kind of place (pool: `true`), per pool or interface
+    /// name: looked up by `&str`, so that a drop that is not logged (most
+    /// of a flood) allocates nothing.
+    limits: HashMap<(DropReason, bool), HashMap<String, Limit>>,
     period: Summary,
     period_start: Instant,
 }
@@ -153,41 +156,50 @@ impl Activity {
     }
 
     /// A request dropped at `place` for `reason`; `why` says more (which
-    /// profile is not master, which server the client chose), `client` is
-    /// its hardware address when it was decoded. Logs unless `place` and
-    /// `reason` were logged less than `LOG_EVERY` ago; returns whether it
-    /// did, with the drops that were not logged since the last line.
+    /// profile is not master, which server the client chose), `client`
+    /// gives its hardware address when it was decoded (both are only
+    /// rendered for a line). Logs unless `place` and `reason` were logged
+    /// less than `LOG_EVERY` ago; returns whether it did, with the drops
+    /// that were not logged since the last line.
     pub fn dropped(
         &mut self,
         now: Instant,
-        place: Place,
+        place: Place<'_>,
         reason: DropReason,
         why: &dyn fmt::Display,
-        client: Option<&[u8]>,
+        client: impl FnOnce() -> Option<Vec<u8>>,
     ) -> Option<u64> {
         *self.period.dropped.entry(reason).or_default() += 1;
-        let key = (place, reason);
-        let unlogged = match self.limits.get_mut(&key) {
+        let (name, is_pool) = match place {
+            Place::Pool(p) => (p, true),
+            Place::Interface(i) => (i, false),
+        };
+        let names = self.limits.entry((reason, is_pool)).or_default();
+        let unlogged = match names.get_mut(name) {
             Some(l) if now.duration_since(l.logged) < LOG_EVERY => {
                 l.since += 1;
                 return None;
             }
-            Some(l) => std::mem::take(&mut l.since),
-            None => 0,
+            Some(l) => {
+                l.logged = now;
+                std::mem::take(&mut l.since)
+            }
+            None => {
+                let first = Limit {
+                    logged: now,
+                    since: 0,
+                };
+                names.insert(name.to_string(), first);
+                0
+            }
         };
-        self.limits.insert(
-            key.clone(),
-            Limit {
-                logged: now,
-                since: 0,
-            },
-        );
-        let (place, reason) = key;
-        let (pool, iface) = match &place {
-            Place::Pool(p) => (Some(p.as_str()), None),
-            Place::Interface(i) => (None, Some(i.as_str())),
+        let (pool, iface) = if is_pool {
+            (Some(name), None)
+        } else {
+            (None, Some(name))
         };
-        let client = client.map(Hw);
+        let hw = client();
+        let client = hw.as_deref().map(Hw);
         macro_rules! line {
             ($level:ident) => {
                 $level!(
@@ -255,8 +267,9 @@ impl Activity {
         self.period_start = now;
         // places whose line is old and that dropped nothing since start
         // afresh (memory stays bounded by the places dropping now)
-        self.limits
-            .retain(|_, l| now.duration_since(l.logged) < LOG_EVERY || l.since > 0);
+        for names in self.limits.values_mut() {
+            names.retain(|_, l| now.duration_since(l.logged) < LOG_EVERY || l.since > 0);
+        }
         let s = std::mem::take(&mut self.period);
         if s.is_empty() {
             return None;
@@ -279,8 +292,12 @@ mod tests {
     use super::*;
     use crate::dhcp::leases::{Lease, LeaseState, Origin};
 
-    fn pool(p: &str) -> Place {
-        Place::Pool(p.into())
+    fn pool(p: &str) -> Place<'_> {
+        Place::Pool(p)
+    }
+
+    fn none() -> Option<Vec<u8>> {
+        None
     }
 
     #[test]
@@ -288,49 +305,27 @@ mod tests {
         let t0 = Instant::now();
         let mut a = Activity::new(t0);
         let why = "profile rbp1 is not master";
-        let hw: &[u8] = &[2, 0, 0, 0, 0, 1];
-        assert_eq!(
-            a.dropped(t0, pool("p1"), DropReason::NotServing, &why, Some(hw)),
-            Some(0)
-        );
+        let not_serving = DropReason::NotServing;
+        let hw = || Some(vec![2, 0, 0, 0, 0, 1]);
+        assert_eq!(a.dropped(t0, pool("p1"), not_serving, &why, hw), Some(0));
+        let soon = t0 + Duration::from_secs(1);
         for _ in 0..5 {
-            assert_eq!(
-                a.dropped(
-                    t0 + Duration::from_secs(1),
-                    pool("p1"),
-                    DropReason::NotServing,
-                    &why,
-                    None
-                ),
-                None
-            );
+            assert_eq!(a.dropped(soon, pool("p1"), not_serving, &why, none), None);
         }
-        // another pool, another reason: lines of their own
+        // another pool, another reason, an interface: lines of their own
+        assert!(a.dropped(t0, pool("p2"), not_serving, &why, none).is_some());
         assert!(a
-            .dropped(t0, pool("p2"), DropReason::NotServing, &why, None)
+            .dropped(t0, pool("p1"), DropReason::Ignored, &"", none)
             .is_some());
-        assert!(a
-            .dropped(t0, pool("p1"), DropReason::Exhausted, &"", None)
-            .is_some());
-        assert!(a
-            .dropped(
-                t0,
-                Place::Interface("lan".into()),
-                DropReason::NoPool,
-                &"",
-                None
-            )
-            .is_some());
+        let lan = Place::Interface("lan");
+        assert!(a.dropped(t0, lan, DropReason::NoPool, &"", none).is_some());
         // after the period: a line again, with what was not logged
         let later = t0 + LOG_EVERY;
         assert_eq!(
-            a.dropped(later, pool("p1"), DropReason::NotServing, &why, None),
+            a.dropped(later, pool("p1"), not_serving, &why, none),
             Some(5)
         );
-        assert_eq!(
-            a.dropped(later, pool("p1"), DropReason::NotServing, &why, None),
-            None
-        );
+        assert_eq!(a.dropped(later, pool("p1"), not_serving, &why, none), None);
     }
 
     fn event(kind: EventKind) -> LeaseEvent {
@@ -358,8 +353,8 @@ mod tests {
         a.lease(&event(EventKind::Bound));
         a.lease(&event(EventKind::Released));
         a.lease(&event(EventKind::Removed));
-        a.dropped(t0, pool("p1"), DropReason::NotServing, &"", None);
-        a.dropped(t0, pool("p1"), DropReason::NotServing, &"", None);
+        a.dropped(t0, pool("p1"), DropReason::NotServing, &"", none);
+        a.dropped(t0, pool("p1"), DropReason::NotServing, &"", none);
         assert_eq!(
             a.tick(t0 + Duration::from_secs(59)),
             None,

@@ -1032,49 +1032,34 @@ impl DhcpServer {
         let c = self.counters.clone();
         inc(&c.received);
         self.refresh_ifaces(inb.ifindex);
-        let ifname = |ifaces: &HashMap<u32, IfInfo>| {
-            ifaces
-                .get(&inb.ifindex)
-                .map(|i| i.name.clone())
-                .unwrap_or_else(|| format!("ifindex {}", inb.ifindex))
-        };
         let msg = match inb.msg {
             Ok(m) => m,
             Err(e) => {
                 inc(&c.malformed);
-                let place = Place::Interface(ifname(&self.ifaces));
+                let name = self.ifaces.get(&inb.ifindex).map(|i| i.name.as_str());
+                let place = Place::Interface(name.unwrap_or("unknown"));
                 self.activity
-                    .dropped(Instant::now(), place, DropReason::Malformed, &e, None);
+                    .dropped(Instant::now(), place, DropReason::Malformed, &e, || None);
                 return;
             }
         };
-        // the client of a dropped request (computed for drops only: this
-        // is the per-packet path)
+        // the client of a dropped request (rendered for a log line only:
+        // this is the per-packet path)
         let hw = || Some(handler::hw_of(&msg));
         let Some(iface) = self.ifaces.get(&inb.ifindex) else {
             inc(&c.wrong_interface);
-            let place = Place::Interface(ifname(&self.ifaces));
-            let why = "the interface is gone";
-            self.activity.dropped(
-                Instant::now(),
-                place,
-                DropReason::Interface,
-                &why,
-                hw().as_deref(),
-            );
+            let why = format_args!("no interface has index {}", inb.ifindex);
+            let place = Place::Interface("unknown");
+            self.activity
+                .dropped(Instant::now(), place, DropReason::Interface, &why, hw);
             return;
         };
         if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
             inc(&c.wrong_interface);
-            let place = Place::Interface(iface.name.clone());
+            let place = Place::Interface(&iface.name);
             let why = "the dhcp server is not enabled on this interface";
-            self.activity.dropped(
-                Instant::now(),
-                place,
-                DropReason::Interface,
-                &why,
-                hw().as_deref(),
-            );
+            self.activity
+                .dropped(Instant::now(), place, DropReason::Interface, &why, hw);
             return;
         }
         match msg.opts().msg_type() {
@@ -1086,15 +1071,10 @@ impl DhcpServer {
             Some(_) => inc(&c.other),
             None => {
                 inc(&c.malformed);
-                let place = Place::Interface(iface.name.clone());
+                let place = Place::Interface(&iface.name);
                 let why = "no dhcp message type";
-                self.activity.dropped(
-                    Instant::now(),
-                    place,
-                    DropReason::Malformed,
-                    &why,
-                    hw().as_deref(),
-                );
+                self.activity
+                    .dropped(Instant::now(), place, DropReason::Malformed, &why, hw);
                 return;
             }
         }
@@ -1108,33 +1088,24 @@ impl DhcpServer {
         };
         let Some(pool) = pool else {
             inc(&c.no_pool);
-            let place = Place::Interface(iface.name.clone());
-            let why = if giaddr.is_unspecified() {
-                format!("no pool's subnet holds an address of {}", iface.name)
+            let place = Place::Interface(&iface.name);
+            let (of, at): (&str, &dyn std::fmt::Display) = if giaddr.is_unspecified() {
+                ("an address of", &iface.name)
             } else {
-                format!("no pool's subnet holds the relay address {giaddr}")
+                ("the relay address", &giaddr)
             };
-            self.activity.dropped(
-                Instant::now(),
-                place,
-                DropReason::NoPool,
-                &why,
-                hw().as_deref(),
-            );
+            let why = format_args!("no pool's subnet holds {of} {at}");
+            self.activity
+                .dropped(Instant::now(), place, DropReason::NoPool, &why, hw);
             return;
         };
         if let Some(profile) = &pool.profile {
             if !self.serving.get(profile).copied().unwrap_or(false) {
                 inc(&c.not_serving);
-                let why = format!("remote-backup-profile {profile} is not master");
-                let place = Place::Pool(pool.name.clone());
-                self.activity.dropped(
-                    Instant::now(),
-                    place,
-                    DropReason::NotServing,
-                    &why,
-                    hw().as_deref(),
-                );
+                let why = format_args!("remote-backup-profile {profile} is not master");
+                let place = Place::Pool(&pool.name);
+                self.activity
+                    .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
                 return;
             }
         }
@@ -1182,9 +1153,9 @@ impl DhcpServer {
             Some(Silence::Nothing) | None => None,
         };
         if let Some((reason, why)) = dropped {
-            let place = Place::Pool(pool.name.clone());
+            let place = Place::Pool(&pool.name);
             self.activity
-                .dropped(Instant::now(), place, reason, &why, hw().as_deref());
+                .dropped(Instant::now(), place, reason, &why, hw);
         }
         for ev in &out.events {
             self.activity.lease(ev);
