@@ -29,7 +29,7 @@ import pytest
 from lxml import etree
 from ncclient import manager
 
-from conftest import DHCPS_NS, HOTLEASED, NS, PASSWORD, USER, Daemon, config
+from conftest import DHCPS_NS, HOTLEASED, NS, PASSWORD, RBK_NS, USER, VRRP_NS, Daemon, config
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -674,3 +674,98 @@ def test_requests_on_other_interfaces_are_ignored_and_counted(topo, dhcpd):
     m.commit()
     r = udhcpc(topo, topo.C, "lan", topo.tmp / "b.log")
     assert "lease of 10.77.0.10 obtained" in r.stderr, r.stderr
+
+
+# ------------------------------------------------- what the log says (issue 14)
+
+VIP = "10.77.0.254"
+
+
+def drop_lines(d) -> list[str]:
+    return [line for line in d.log.read_text(errors="replace").splitlines() if "dhcp request dropped" in line]
+
+
+def test_requests_a_pool_does_not_serve_are_logged_with_pool_and_reason(topo, dhcpd):
+    """A pool bound to a remote-backup-profile whose VRRP group is backup
+    drops every DISCOVER (its partner serves): one log line names the pool,
+    the reason and the profile, and says nothing more for the next ones
+    (rate-limited), while the counter counts them all."""
+    d = dhcpd()
+    m = d.connect()
+    # the test daemons run no VRRP (conftest's bootstrap): the group never
+    # becomes master, so neither does the profile (and with VRRP on, the
+    # longest advertisement interval keeps it backup for two minutes)
+    group = (
+        f'<vrrp xmlns="{VRRP_NS}"><group><interface>lan</interface><vrid>51</vrid>'
+        f"<virtual-ip>{VIP}</virtual-ip><priority>100</priority>"
+        "<advertise-interval>40950</advertise-interval></group></vrrp>"
+    )
+    service = (
+        f'<remote-backup-service xmlns="{RBK_NS}"><name>rbs1</name>'
+        "<peer><address>10.77.0.2</address><source>10.77.0.1</source><port>7070</port></peer>"
+        "</remote-backup-service>"
+    )
+    profile = (
+        f'<remote-backup-profile xmlns="{RBK_NS}"><name>rbp1</name><peer-backup>hot</peer-backup>'
+        "<vrrp><vrid>51</vrid><interface>lan</interface></vrrp>"
+        "<backup-id>1</backup-id><remote-backup-service>rbs1</remote-backup-service>"
+        "<service-type>dhcp-server</service-type></remote-backup-profile>"
+    )
+    bound = pool("hb", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")], sid=VIP).replace(
+        "</ip-pool>", "<remote-backup-profile>rbp1</remote-backup-profile></ip-pool>")
+    commit(m, group + service + profile + dhcp(bound))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:0e:01")
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-t", "3")
+    assert "obtained" not in r.stderr, r.stderr
+    st = settled(m, lambda s: s["stats"].get("dropped-not-serving", 0) >= 3)
+    assert st["stats"]["dropped-not-serving"] >= 3, st["stats"]
+    lines = wait_for(lambda: drop_lines(d), 5)
+    assert len(lines) == 1, f"one line for the pool and reason, not one per request: {lines}"
+    line = lines[0]
+    assert re.search(r'pool="?hb"?', line), line
+    assert "reason=not-serving" in line, line
+    assert "remote-backup-profile rbp1 is not master" in line, line
+    assert "client=02:00:00:00:0e:01" in line, line
+    assert " INFO " in line, line
+
+
+def test_requests_without_a_pool_are_logged_with_interface_and_reason(topo, dhcpd):
+    """A request on an enabled interface whose subnet no pool covers."""
+    d = dhcpd()
+    m = d.connect()
+    commit(m, dhcp(pool("relayed", "10.79.0.1", sections=[("10.79.0.100", "10.79.0.110")])))
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log", "-t", "2")
+    assert "obtained" not in r.stderr, r.stderr
+    settled(m, lambda s: s["stats"].get("dropped-no-pool", 0) >= 2)
+    lines = wait_for(lambda: drop_lines(d), 5)
+    assert len(lines) == 1, lines
+    assert re.search(r'interface="?lan"?', lines[0]) and "reason=no-pool" in lines[0], lines
+    assert "no pool's subnet holds an address of lan" in lines[0], lines
+
+
+def test_grants_and_releases_have_debug_lines(topo, dhcpd, monkeypatch):
+    monkeypatch.setenv("HOTLEASE_LOG", "info,hotlease::dhcp::activity=debug")
+    d = dhcpd()
+    m = d.connect()
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")])))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:0e:02")
+    log = topo.tmp / "udhcpc.log"
+    script = write_exec(topo.tmp / "udhcpc.sh", UDHCPC_SCRIPT)
+    # in the foreground; releases its lease on SIGTERM (-R)
+    p = topo.spawn(topo.C, "udhcpc", "-i", "lan", "-f", "-R", "-t", "4", "-T", "1",
+                   "-s", str(script), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "DHLOG": str(log)})
+    assert wait_for(lambda: any(e["event"] == "bound" for e in events(log)), 15), events(log)
+    p.terminate()
+    p.wait(10)
+    assert wait_for(lambda: state(m)["leases"]["10.77.0.10"]["state"] == "released", 5)
+
+    def lines(what):
+        return [line for line in d.log.read_text(errors="replace").splitlines() if what in line]
+
+    granted = wait_for(lambda: lines("lease granted"), 5)
+    released = wait_for(lambda: lines("lease released"), 5)
+    for line in granted + released:
+        assert " DEBUG " in line and "10.77.0.10" in line and "client=02:00:00:00:0e:02" in line, line
+        assert re.search(r'pool="?lan"?', line), line
+    assert len(granted) == 1 and len(released) == 1, (granted, released)

@@ -15,6 +15,7 @@ from conftest import (
     error_info,
     get_groups,
     group,
+    inline_source,
     vrrp,
 )
 
@@ -441,6 +442,93 @@ def test_error_path_dhcps_prefix(nc):
     with pytest.raises(RPCError) as ei:
         nc.edit_config(target="candidate", config=config(pool(extra="<lease-time>10</lease-time>")))
     assert_rpc_error(ei, "invalid-value", "application", path="/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p1']/dhcps:lease-time")
+
+
+# --- value errors name the node, the value and what is allowed -----------------
+# (the allowed values come from the YANG types through libyang: range, length,
+# enumeration, typedef; a restriction's own error-message is kept)
+
+
+def edit_error(nc, body, tag="invalid-value", path=None, app_tag=None):
+    with pytest.raises(RPCError) as ei:
+        nc.edit_config(target="candidate", config=config(body))
+    return assert_rpc_error(ei, tag, "application", app_tag=app_tag, path=path)
+
+
+def test_range_error_says_what_is_allowed(m):
+    for value in ("255", "300", "abc"):
+        e = edit_error(
+            m,
+            vrrp(group(vrid=1, vips=(), priority=value)),
+            path="/vrrp:vrrp/vrrp:group[vrrp:interface='eth0'][vrrp:vrid='1']/vrrp:priority",
+        )
+        assert e.message == f'priority must be 1..254, not "{value}"'
+        assert error_info(e).get("bad-element") == "priority"
+
+
+def test_range_error_of_a_key_names_the_key(m):
+    e = edit_error(m, vrrp(group(vrid=0)))
+    assert e.message == 'vrid must be 1..255, not "0"'
+
+
+def test_range_error_keeps_the_units_and_max(nc):
+    e = edit_error(
+        nc,
+        pool(extra="<lease-time>10</lease-time>"),
+        path="/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p1']/dhcps:lease-time",
+    )
+    assert e.message == 'lease-time must be 60..4294967295 seconds, not "10"'
+    e = edit_error(
+        nc,
+        f'<remote-backup-service xmlns="{RBK_NS}"><name>s1</name>'
+        "<peer><address>10.0.0.2</address><source>10.0.0.1</source><port>70000</port></peer>"
+        "</remote-backup-service>",
+        path="/rbk:remote-backup-service[rbk:name='s1']/rbk:peer/rbk:port",
+    )
+    assert e.message == 'port must be 1..65535, not "70000"'
+
+
+def test_bad_ipv4_address_names_its_type_not_a_regex(m):
+    e = edit_error(m, vrrp(group(vrid=3, vips=("192.0.2.300",))))
+    assert e.message == 'virtual-ip must be an ipv4-address-no-zone, not "192.0.2.300"'
+    e = edit_error(m, pool(extra="<dns-server>10.0.0.256</dns-server>"))
+    assert e.message == 'dns-server must be an ipv4-address-no-zone, not "10.0.0.256"'
+
+
+def test_enum_and_length_errors_list_what_is_allowed(m):
+    e = edit_error(m, vrrp(group(vrid=3, version="v4")))
+    assert e.message == 'version must be one of v2, v3, not "v4"'
+    e = edit_error(m, pool(name="p" * 65))
+    assert e.message.startswith("name must be a string of 1..64 characters, not "), e.message
+    assert "(65 characters)" in e.message
+
+
+def test_restriction_with_its_own_message_keeps_it(m):
+    """hotlease-vrrp's interface pattern has an error-message and app-tag."""
+    e = edit_error(m, vrrp(group(interface="eth/0", vrid=3)), app_tag="invalid-interface-name")
+    assert "must be a string" not in e.message and "does not conform" not in e.message, e.message
+
+
+def test_value_error_through_copy_config(nc):
+    with pytest.raises(RPCError) as ei:
+        nc.copy_config(source=inline_source(config(vrrp(group(vrid=1, priority=255)))), target="candidate")
+    e = assert_rpc_error(ei, "invalid-value", "application")
+    assert e.message == 'priority must be 1..254, not "255"'
+
+
+def test_unknown_element_carries_the_parents_error_path(m):
+    with pytest.raises(RPCError) as ei:
+        m.edit_config(
+            target="candidate",
+            config=config(vrrp("<group><interface>eth0</interface><vrid>1</vrid><preempt><bogus>1</bogus></preempt></group>")),
+        )
+    e = assert_rpc_error(
+        ei,
+        "unknown-element",
+        "application",
+        path="/vrrp:vrrp/vrrp:group[vrrp:interface='eth0'][vrrp:vrid='1']/vrrp:preempt",
+    )
+    assert error_info(e).get("bad-element") == "bogus"
 
 
 def test_edit_config_without_config(nc):

@@ -80,3 +80,20 @@ def test_startup_written_atomically(daemon):
         m.copy_config(source="running", target="startup")
     leftovers = [p.name for p in daemon.storage.iterdir() if p.name.endswith((".tmp", "~")) or p.name.startswith(".tmp")]
     assert not leftovers, leftovers
+
+
+def test_a_bad_value_in_startup_says_what_is_allowed(daemon_factory):
+    """A startup file with a value its YANG type refuses: the daemon does
+    not start and says which node, which value and what is allowed, like an
+    edit-config would (issue 14: errors that say what is allowed)."""
+    import pytest
+
+    d = daemon_factory(start=False)
+    (d.storage / "startup.xml").write_text(vrrp(group(vrid=1, priority=255)))
+    with pytest.raises(AssertionError) as ei:
+        d.start(timeout=15)
+    d.expect_dead = True
+    log = d.stderr()
+    assert d.proc.returncode != 0, log
+    assert 'priority must be 1..254, not "255"' in log, str(ei.value)
+    assert "/vrrp:vrrp/vrrp:group[vrrp:interface='eth0'][vrrp:vrid='1']/vrrp:priority" in log, log

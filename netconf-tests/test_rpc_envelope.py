@@ -113,6 +113,12 @@ def test_unknown_parameter_in_operation(raw):
     assert err.findtext("nc:error-tag", namespaces=NS) == "unknown-element"
     info = err.find("nc:error-info", NS)
     assert info is not None and info.findtext("nc:bad-element", namespaces=NS) == "frob"
+    # error-path: the unknown element's parent, the operation
+    path = err.find("nc:error-path", NS)
+    assert path is not None, etree.tostring(err).decode()
+    prefix, _, rest = path.text.partition(":")
+    assert path.text == f"/{prefix[1:]}:rpc/{prefix[1:]}:get-config", path.text
+    assert path.nsmap[prefix[1:]] == BASE_NS
 
 
 def test_ok_reply_shape(raw):

@@ -263,6 +263,21 @@ def test_profile_with_nonexistent_service(m):
     )
 
 
+def test_reference_to_nothing_says_what_exists(m):
+    """A leafref without its target names the node, the value and the
+    values that exist (issue 14: errors that say what is allowed)."""
+    m.edit_config(target="candidate", config=config(profile(service="nope")), test_option="set")
+    for rpc in (lambda: m.validate("candidate"), m.commit):
+        with pytest.raises(RPCError) as ei:
+            rpc()
+        hits = [e for e in errors_of(ei.value) if e.app_tag == "instance-required"]
+        assert hits, [(e.tag, e.app_tag, e.message) for e in errors_of(ei.value)]
+        assert hits[0].message == (
+            'remote-backup-service must be the name of an existing remote-backup-service (rbs1), not "nope"'
+        ), hits[0].message
+    m.discard_changes()
+
+
 def test_profile_backup_id_unique_per_service(m):
     refused_at_commit(m, profile(backup_id=1), "operation-failed", "data-not-unique")
 

@@ -6,7 +6,7 @@
 //! subsystem (`dhcp`, `vrrp`, `backup`) receives typed configuration from it.
 
 // `unsafe` only where libyang's C API must be called directly (yang.rs,
-// northbound/edit.rs, northbound/validate.rs) and for AF_PACKET addresses
+// northbound/edit.rs, northbound/validate.rs, northbound/allowed.rs) and for AF_PACKET addresses
 // and setpriority (dhcp/network.rs, dhcp/os.rs), each with a SAFETY comment.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]

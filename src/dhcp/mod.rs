@@ -14,7 +14,10 @@
 //!   gates that hold ACKs until the partner has their batch;
 //! - `network`: the sockets;
 //! - `server`: the actor tying them together.
+//! - `activity`: the log lines of dropped requests and lease changes,
+//!   rate-limited, and their per-minute summary.
 
+pub mod activity;
 pub mod config;
 pub mod handler;
 pub mod leases;

@@ -48,6 +48,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
+use super::activity::{Activity, DropReason, Place};
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
 use super::leases::{
@@ -594,6 +595,8 @@ pub struct DhcpServer {
     socket_retry_at: Option<Instant>,
     rx: network::RecvBuf,
     exhausted_logged: HashMap<String, bool>,
+    /// The log lines of drops and lease changes, and their summary.
+    activity: Activity,
     cancel: CancellationToken,
     port: u16,
     appended_since_compact: u64,
@@ -658,6 +661,7 @@ impl DhcpServer {
             socket_retry_at: None,
             rx: network::RecvBuf::new(),
             exhausted_logged: HashMap::new(),
+            activity: Activity::new(Instant::now()),
             cancel,
             port,
             appended_since_compact: records,
@@ -702,12 +706,16 @@ impl DhcpServer {
                     if now != last_expire {
                         last_expire = now;
                         let started = Instant::now();
-                        let (changes, _) = self.table.expire(now);
+                        let (changes, events) = self.table.expire(now);
                         tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
+                        for ev in &events {
+                            self.activity.lease(ev);
+                        }
                         if !changes.is_empty() {
                             self.write(changes, Vec::new());
                         }
                         self.maybe_compact();
+                        self.activity.tick(Instant::now());
                     }
                     if self.sockets.is_none()
                         && self.socket_retry_at.is_some_and(|t| Instant::now() >= t)
@@ -1041,20 +1049,35 @@ impl DhcpServer {
     ) {
         let c = self.counters.clone();
         inc(&c.received);
+        self.refresh_ifaces(inb.ifindex);
         let msg = match inb.msg {
             Ok(m) => m,
-            Err(_) => {
+            Err(e) => {
                 inc(&c.malformed);
+                let name = self.ifaces.get(&inb.ifindex).map(|i| i.name.as_str());
+                let place = Place::Interface(name.unwrap_or("unknown"));
+                self.activity
+                    .dropped(Instant::now(), place, DropReason::Malformed, &e, || None);
                 return;
             }
         };
-        self.refresh_ifaces(inb.ifindex);
+        // the client of a dropped request (rendered for a log line only:
+        // this is the per-packet path)
+        let hw = || Some(handler::hw_of(&msg));
         let Some(iface) = self.ifaces.get(&inb.ifindex) else {
             inc(&c.wrong_interface);
+            let why = format_args!("no interface has index {}", inb.ifindex);
+            let place = Place::Interface("unknown");
+            self.activity
+                .dropped(Instant::now(), place, DropReason::Interface, &why, hw);
             return;
         };
         if !self.cfg.all_interfaces && !self.cfg.interfaces.contains(&iface.name) {
             inc(&c.wrong_interface);
+            let place = Place::Interface(&iface.name);
+            let why = "the dhcp server is not enabled on this interface";
+            self.activity
+                .dropped(Instant::now(), place, DropReason::Interface, &why, hw);
             return;
         }
         match msg.opts().msg_type() {
@@ -1066,6 +1089,10 @@ impl DhcpServer {
             Some(_) => inc(&c.other),
             None => {
                 inc(&c.malformed);
+                let place = Place::Interface(&iface.name);
+                let why = "no dhcp message type";
+                self.activity
+                    .dropped(Instant::now(), place, DropReason::Malformed, &why, hw);
                 return;
             }
         }
@@ -1079,11 +1106,24 @@ impl DhcpServer {
         };
         let Some(pool) = pool else {
             inc(&c.no_pool);
+            let place = Place::Interface(&iface.name);
+            let (of, at): (&str, &dyn std::fmt::Display) = if giaddr.is_unspecified() {
+                ("an address of", &iface.name)
+            } else {
+                ("the relay address", &giaddr)
+            };
+            let why = format_args!("no pool's subnet holds {of} {at}");
+            self.activity
+                .dropped(Instant::now(), place, DropReason::NoPool, &why, hw);
             return;
         };
         if let Some(profile) = &pool.profile {
             if !self.serving.get(profile).copied().unwrap_or(false) {
                 inc(&c.not_serving);
+                let why = format_args!("remote-backup-profile {profile} is not master");
+                let place = Place::Pool(&pool.name);
+                self.activity
+                    .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
                 return;
             }
         }
@@ -1107,6 +1147,37 @@ impl DhcpServer {
             globals: &self.globals,
         };
         let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        let dropped = match out.silence {
+            Some(Silence::Malformed) => Some((DropReason::Malformed, "not a valid request")),
+            Some(Silence::Unexpected) => Some((
+                DropReason::Unexpected,
+                "a message type servers do not answer",
+            )),
+            Some(Silence::OtherServer) => {
+                Some((DropReason::OtherServer, "the client chose another server"))
+            }
+            // counted for the summary; the pool has a warning of its own
+            // below, once until an address frees up
+            Some(Silence::Exhausted) => {
+                self.activity.count(DropReason::Exhausted);
+                None
+            }
+            // a RELEASE or DECLINE done has its lease line
+            Some(Silence::Nothing) if out.events.is_empty() => Some((
+                DropReason::Ignored,
+                "nothing to answer (RFC 2131: no record of the client or its address, \
+                 not authoritative, or not the client's address)",
+            )),
+            Some(Silence::Nothing) | None => None,
+        };
+        if let Some((reason, why)) = dropped {
+            let place = Place::Pool(&pool.name);
+            self.activity
+                .dropped(Instant::now(), place, reason, &why, hw);
+        }
+        for ev in &out.events {
+            self.activity.lease(ev);
+        }
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
             Some(Silence::Exhausted) => {
@@ -1419,6 +1490,89 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    /// Every request that gets no reply is counted (and logged) with its
+    /// reason: the pool not serving, a message type servers do not
+    /// answer, a REQUEST for another server, one RFC 2131 leaves
+    /// unanswered; a DISCOVER answered is no drop.
+    #[tokio::test]
+    async fn requests_without_a_reply_are_recorded_with_their_reason() {
+        use crate::dhcp::activity::DropReason;
+        use dhcproto::v4::DhcpOption;
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut held = pool("held", "10.1.0.0", "10.1.0.10", "10.1.0.60");
+        held.remote_backup_profile = Some("rbp".into());
+        let mut c = (*cfg(vec![pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60"), held])).clone();
+        c.all_interfaces = true;
+        srv.cfg = Arc::new(c.clone());
+        srv.pools = c
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(&**p)))
+            .collect();
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        let send = |srv: &mut DhcpServer, relay: &str, opts: Vec<DhcpOption>| {
+            let mut m = dhcproto::v4::Message::default();
+            m.set_chaddr(&[2, 0, 0, 0, 0, 1]).set_giaddr(ip(relay));
+            for o in opts {
+                m.opts_mut().insert(o);
+            }
+            let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+            let inb = Inbound {
+                msg: handler::decode(&raw),
+                raw,
+                ifindex: 1,
+                src: std::net::SocketAddrV4::new(ip(relay), 67),
+                dst: ip("192.0.2.1"),
+            };
+            let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+            srv.process(inb, &mut ch, &mut du, &mut no);
+        };
+        let kind = DhcpOption::MessageType;
+        send(&mut srv, "10.0.0.1", vec![kind(MessageType::Discover)]);
+        assert!(
+            srv.activity.period().dropped.is_empty(),
+            "an OFFER went out"
+        );
+        send(&mut srv, "10.1.0.1", vec![kind(MessageType::Discover)]);
+        send(&mut srv, "10.9.0.1", vec![kind(MessageType::Discover)]);
+        send(&mut srv, "10.0.0.1", vec![kind(MessageType::Offer)]);
+        send(
+            &mut srv,
+            "10.0.0.1",
+            vec![
+                kind(MessageType::Request),
+                DhcpOption::ServerIdentifier(ip("10.0.0.254")),
+                DhcpOption::RequestedIpAddress(ip("10.0.0.11")),
+            ],
+        );
+        // INIT-REBOOT for an address nobody holds: RFC 2131 silence
+        send(
+            &mut srv,
+            "10.0.0.1",
+            vec![
+                kind(MessageType::Request),
+                DhcpOption::RequestedIpAddress(ip("10.0.0.40")),
+            ],
+        );
+        let got = &srv.activity.period().dropped;
+        let want = BTreeMap::from([
+            (DropReason::NotServing, 1),
+            (DropReason::NoPool, 1),
+            (DropReason::Unexpected, 1),
+            (DropReason::OtherServer, 1),
+            (DropReason::Ignored, 1),
+        ]);
+        assert_eq!(*got, want);
     }
 
     /// Split brain: `Command::Split` makes the pools of its profile (and

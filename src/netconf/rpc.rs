@@ -198,12 +198,14 @@ fn check_parameters(op: &Element) -> Result<(), RpcError> {
         let known = allowed.contains(&p.name.as_str())
             && (p.ns == NC_NS || (p.name == "with-defaults" && p.ns == WD_NS));
         if !known {
+            // error-path: the operation, the unknown element's parent
             return Err(RpcError::bad_element(
                 ErrorType::Protocol,
                 ErrorTag::UnknownElement,
                 &p.name,
                 &format!("<{}> is not a parameter of <{}>", p.name, op.name),
-            ));
+            )
+            .with_path(Some(format!("/nc:rpc/nc:{}", op.name))));
         }
     }
     Ok(())

@@ -16,6 +16,7 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::{DataValueType, SchemaNode, SchemaNodeKind};
 use yang2::utils::Binding;
 
+use super::allowed;
 use super::error::{from_ly, ErrorTag, ErrorType, RpcError};
 use super::ops::EditOp;
 use super::validate;
@@ -25,6 +26,10 @@ use crate::yang::{self, context, xml_path, Entry, EntryList};
 
 /// Stop walking at the first error (stop-on-error / rollback-on-error).
 struct Stop;
+
+/// A value an edit sets (a leaf's, a leaf-list's, a list key's), named by
+/// its schema node: a refused value's error says what the node allows.
+type Subject<'a> = (SchemaNode<'static>, &'a str);
 
 /// Walks one `<config>` onto a tree, collecting errors.
 struct Editor<'t> {
@@ -292,16 +297,49 @@ pub fn top_schema(el: &Element) -> Result<SchemaNode<'static>, RpcError> {
         .with_info("bad-element", el.name.clone())
         .with_info("bad-namespace", el.ns.clone()));
     };
-    find_child(module.data(), el).ok_or_else(|| unknown_element(el))
+    find_child(module.data(), el).ok_or_else(|| unknown_element(el, "/".to_string()))
 }
 
-fn unknown_element(el: &Element) -> RpcError {
+/// An element the schema does not have under its parent; the error-path is
+/// the parent's (`/` for a top-level element: the datastore's root), the
+/// element itself is named in error-info (RFC 6241 Appendix A).
+fn unknown_element(el: &Element, parent: String) -> RpcError {
     RpcError::bad_element(
         ErrorType::Application,
         ErrorTag::UnknownElement,
         &el.name,
         &format!("unknown element <{}>", el.name),
     )
+    .with_path(Some(parent))
+}
+
+/// The name of the last node of a data path (`/m:a/b[k='x/y']/c` is `c`).
+fn last_name(path: &str) -> &str {
+    let mut start = 0;
+    let mut depth = 0;
+    let mut quote: Option<char> = None;
+    let mut end = path.len();
+    for (i, c) in path.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') if depth > 0 => quote = Some(c),
+            (None, '[') => {
+                if depth == 0 && end == path.len() {
+                    end = i;
+                }
+                depth += 1;
+            }
+            (None, ']') => depth -= 1,
+            (None, '/') if depth == 0 => {
+                start = i + 1;
+                end = path.len();
+            }
+            _ => {}
+        }
+    }
+    let step = &path[start..end.max(start)];
+    step.rsplit(':').next().unwrap_or(step)
 }
 
 /// Find the schema child matching an element, looking through choices and
@@ -394,7 +432,15 @@ impl Editor<'_> {
         self.tree.find_path(path).is_ok()
     }
 
-    fn set(&mut self, path: &str, value: Option<&str>, name: &str) -> Result<(), Stop> {
+    /// Create `path` (with `value`); `subjects` are the values the path
+    /// carries, for the error when libyang refuses one.
+    fn set(
+        &mut self,
+        path: &str,
+        value: Option<&str>,
+        name: &str,
+        subjects: &[Subject<'_>],
+    ) -> Result<(), Stop> {
         yang::clear_errors();
         match self.tree.new_path(path, value, false) {
             Ok(_) => Ok(()),
@@ -405,10 +451,19 @@ impl Editor<'_> {
                 }
                 let ly = yang::take_errors();
                 let first = ly.first();
-                let msg = first
+                let mut msg = first
                     .map(|l| l.message.clone())
                     .or(e.msg)
                     .unwrap_or_else(|| "invalid value".into());
+                // libyang names no node for a value given in a path: the
+                // refused one is the value libyang refuses for its node
+                let at = first.and_then(|l| l.path.as_deref()).map(last_name);
+                let subject = subjects
+                    .iter()
+                    .find(|(s, v)| at.is_none_or(|at| at == s.name()) && allowed::refuses(s, v));
+                if let Some((schema, value)) = subject {
+                    msg = allowed::value_message(schema, value, &msg);
+                }
                 let mut err = RpcError::application(ErrorTag::InvalidValue, msg)
                     .with_path(Some(xml_path(path)))
                     .with_info("bad-element", name);
@@ -463,19 +518,25 @@ impl Editor<'_> {
                     .leaf_type()
                     .is_some_and(|t| t.base_type() == DataValueType::Empty);
                 let value = if empty_type { None } else { Some(value) };
-                self.leaf(&step, value.as_deref(), el, op)
+                let subjects: Vec<Subject<'_>> = value
+                    .as_deref()
+                    .map(|v| (schema.clone(), v))
+                    .into_iter()
+                    .collect();
+                self.leaf(&step, value.as_deref(), el, op, &subjects)
             }
             SchemaNodeKind::LeafList => {
                 let value = leaf_value(&schema, el);
                 let Some(q) = yang::path_literal(&value) else {
                     return self.fail(unaddressable(&step, &el.name));
                 };
-                self.leaf(&format!("{step}[.={q}]"), None, el, op)
+                let subjects = [(schema.clone(), value.as_str())];
+                self.leaf(&format!("{step}[.={q}]"), None, el, op, &subjects)
             }
             SchemaNodeKind::Container => self.inner(&step, el, &schema, op, &[]),
             SchemaNodeKind::List => {
                 let mut path = step;
-                let mut keys = Vec::new();
+                let mut keys: Vec<(SchemaNode<'static>, String)> = Vec::new();
                 for k in schema.list_keys() {
                     let Some(kel) = el
                         .elements()
@@ -491,11 +552,12 @@ impl Editor<'_> {
                             .with_path(Some(xml_path(&path))),
                         );
                     };
-                    let Some(q) = yang::path_literal(&leaf_value(&k, kel)) else {
+                    let value = leaf_value(&k, kel);
+                    let Some(q) = yang::path_literal(&value) else {
                         return self.fail(unaddressable(&path, k.name()));
                     };
                     path.push_str(&format!("[{}={q}]", k.name()));
-                    keys.push(k.name().to_string());
+                    keys.push((k, value));
                 }
                 // An entry of an `ENTRY_LISTS` list, keyed as the tree holds
                 // it (before a delete, after a create), for the commit's
@@ -533,15 +595,16 @@ impl Editor<'_> {
         value: Option<&str>,
         el: &Element,
         op: EditOp,
+        subjects: &[Subject<'_>],
     ) -> Result<(), Stop> {
         match op {
             EditOp::None => Ok(()),
-            EditOp::Merge | EditOp::Replace => self.set(path, value, &el.name),
+            EditOp::Merge | EditOp::Replace => self.set(path, value, &el.name, subjects),
             EditOp::Create => {
                 if self.exists(path) {
                     self.fail(data_exists(path, &el.name))
                 } else {
-                    self.set(path, value, &el.name)
+                    self.set(path, value, &el.name, subjects)
                 }
             }
             EditOp::Delete => {
@@ -567,25 +630,25 @@ impl Editor<'_> {
         el: &Element,
         schema: &SchemaNode<'static>,
         op: EditOp,
-        keys: &[String],
+        keys: &[(SchemaNode<'static>, String)],
     ) -> Result<(), Stop> {
         let child_op = match op {
             EditOp::Create => {
                 if self.exists(path) {
                     return self.fail(data_exists(path, &el.name));
                 }
-                self.ensure(path, &el.name)?;
+                self.ensure(path, &el.name, keys)?;
                 EditOp::Merge
             }
             EditOp::Merge => {
-                self.ensure(path, &el.name)?;
+                self.ensure(path, &el.name, keys)?;
                 EditOp::Merge
             }
             EditOp::Replace => {
                 if self.exists_any(path) {
                     remove_path(self.tree, path);
                 }
-                self.ensure(path, &el.name)?;
+                self.ensure(path, &el.name, keys)?;
                 EditOp::Merge
             }
             EditOp::Delete => {
@@ -612,11 +675,11 @@ impl Editor<'_> {
             }
         };
         for child in el.elements() {
-            if keys.contains(&child.name) {
+            if keys.iter().any(|(k, _)| k.name() == child.name) {
                 continue;
             }
             let Some(cs) = find_child(schema.children(), child) else {
-                self.fail(unknown_element(child))?;
+                self.fail(unknown_element(child, xml_path(path)))?;
                 continue;
             };
             self.edit(Some(path), child, cs, child_op)?;
@@ -624,12 +687,20 @@ impl Editor<'_> {
         Ok(())
     }
 
-    /// Make sure an inner node exists (creating a list entry creates its keys).
-    fn ensure(&mut self, path: &str, name: &str) -> Result<(), Stop> {
+    /// Make sure an inner node exists (creating a list entry creates its
+    /// `keys`).
+    fn ensure(
+        &mut self,
+        path: &str,
+        name: &str,
+        keys: &[(SchemaNode<'static>, String)],
+    ) -> Result<(), Stop> {
         if self.exists_any(path) {
             return Ok(());
         }
-        self.set(path, None, name)
+        let subjects: Vec<Subject<'_>> =
+            keys.iter().map(|(k, v)| (k.clone(), v.as_str())).collect();
+        self.set(path, None, name, &subjects)
     }
 }
 
@@ -656,9 +727,24 @@ fn data_missing(path: &str, name: &str) -> RpcError {
         .with_info("bad-element", name)
 }
 
-/// Map a libyang error met while loading a whole config into an rpc-error.
-pub fn ly_errors(errs: &[yang::LyError]) -> Vec<RpcError> {
-    errs.iter().map(from_ly).collect()
+/// The rpc-errors of validating `tree`: a reference to nothing also says
+/// what exists (`allowed::reference_message`).
+pub fn validation_errors(tree: &DataTree<'static>, errs: &[yang::LyError]) -> Vec<RpcError> {
+    errs.iter()
+        .map(|e| {
+            let mut err = from_ly(e);
+            if err.app_tag.as_deref() == Some("instance-required") {
+                if let Some(m) = e
+                    .path
+                    .as_deref()
+                    .and_then(|p| allowed::reference_message(tree, p))
+                {
+                    err.message = Some(m);
+                }
+            }
+            err
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -717,6 +803,108 @@ mod tests {
         assert!(
             printed.contains("<lease-time>7200</lease-time>"),
             "{printed}"
+        );
+    }
+
+    #[test]
+    fn the_last_name_of_a_path_skips_predicates_and_prefixes() {
+        assert_eq!(
+            last_name("/hotlease-vrrp:vrrp/group[interface='eth0']/vrid"),
+            "vrid"
+        );
+        assert_eq!(last_name("/m:a/b[k='x/y'][j=\"]/\"]"), "b");
+        assert_eq!(last_name("/m:a/ll[.='1']"), "ll");
+        assert_eq!(last_name("/m:a"), "a");
+    }
+
+    /// A refused value names the node, the value and what is allowed,
+    /// also when it is a list key; the error-path stays the node's.
+    #[test]
+    fn value_errors_say_what_is_allowed() {
+        let edit = |body: &str| {
+            let mut tree = yang::empty();
+            let cfg = config(&format!(
+                r#"<vrrp xmlns="urn:hotlease:yang:vrrp">{body}</vrrp>"#
+            ));
+            apply(&mut tree, &cfg, EditOp::Merge, false, &mut BTreeSet::new()).unwrap_err()
+        };
+        let e = edit(
+            "<group><interface>eth0</interface><vrid>1</vrid><priority>255</priority></group>",
+        );
+        assert_eq!(e[0].tag, ErrorTag::InvalidValue);
+        assert_eq!(
+            e[0].message.as_deref(),
+            Some("priority must be 1..254, not \"255\"")
+        );
+        assert_eq!(
+            e[0].path.as_deref(),
+            Some("/vrrp:vrrp/vrrp:group[vrrp:interface='eth0'][vrrp:vrid='1']/vrrp:priority")
+        );
+        let e = edit("<group><interface>eth0</interface><vrid>0</vrid></group>");
+        assert_eq!(
+            e[0].message.as_deref(),
+            Some("vrid must be 1..255, not \"0\"")
+        );
+        let e = edit("<group><interface>eth0</interface><vrid>1</vrid><virtual-ip>10.0.0.300</virtual-ip></group>");
+        assert_eq!(
+            e[0].message.as_deref(),
+            Some("virtual-ip must be an ipv4-address-no-zone, not \"10.0.0.300\"")
+        );
+        // the module's own error-message stays
+        let e = edit("<group><interface>a/b</interface><vrid>1</vrid></group>");
+        assert_eq!(e[0].app_tag.as_deref(), Some("invalid-interface-name"));
+        assert!(
+            !e[0]
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("must be a string"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_element_carries_its_parents_path() {
+        let mut tree = yang::empty();
+        let cfg = config(
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth0</interface><vrid>1</vrid><bogus/></group></vrrp>"#,
+        );
+        let e = apply(&mut tree, &cfg, EditOp::Merge, false, &mut BTreeSet::new()).unwrap_err();
+        assert_eq!(e[0].tag, ErrorTag::UnknownElement);
+        assert_eq!(
+            e[0].path.as_deref(),
+            Some("/vrrp:vrrp/vrrp:group[vrrp:interface='eth0'][vrrp:vrid='1']")
+        );
+        assert_eq!(
+            e[0].info,
+            vec![("bad-element".to_string(), "bogus".to_string())]
+        );
+    }
+
+    #[test]
+    fn a_reference_to_nothing_lists_what_exists() {
+        let mut tree = yang::parse_config_xml(
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth0</interface><vrid>1</vrid><virtual-ip>10.0.0.1</virtual-ip></group><group><interface>eth0</interface><vrid>2</vrid><virtual-ip>10.0.0.2</virtual-ip></group></vrrp>
+               <remote-backup-profile xmlns="urn:hotlease:yang:remote-backup"><name>p</name><peer-backup>hot</peer-backup><vrrp><vrid>9</vrid><interface>eth0</interface></vrrp><backup-id>1</backup-id><remote-backup-service>ghost</remote-backup-service><service-type>dhcp-server</service-type></remote-backup-profile>"#,
+        )
+        .unwrap();
+        let errs = yang::validate(&mut tree).unwrap_err();
+        let messages: Vec<String> = validation_errors(&tree, &errs)
+            .into_iter()
+            .filter(|e| e.app_tag.as_deref() == Some("instance-required"))
+            .filter_map(|e| e.message)
+            .collect();
+        assert!(
+            messages.contains(
+                &"vrid must be the vrid of an existing group (1, 2), not \"9\"".to_string()
+            ),
+            "{messages:?}"
+        );
+        assert!(
+            messages.contains(
+                &"remote-backup-service must be the name of an existing remote-backup-service (there is none), not \"ghost\"".to_string()
+            ),
+            "{messages:?}"
         );
     }
 }

@@ -4,6 +4,7 @@
 //! (`config::ConfigError`). The northbound owns it because it decides the
 //! errors; `netconf/rpc.rs` only prints them on the wire.
 
+use super::allowed;
 use crate::config::{ConfigError, Refusal};
 use crate::yang::{xml_path, LyError};
 
@@ -169,12 +170,17 @@ pub fn from_ly(e: &LyError) -> RpcError {
             }
         }
     };
+    // a value libyang refused while parsing says what is allowed
+    let message = match (tag, e.path.as_deref()) {
+        (ErrorTag::InvalidValue, Some(at)) => allowed::parse_error_message(at, &e.message),
+        _ => None,
+    };
     RpcError {
         error_type: ErrorType::Application,
         tag,
         app_tag: app_tag.map(str::to_string),
         path,
-        message: Some(e.message.clone()),
+        message: Some(message.unwrap_or_else(|| e.message.clone())),
         info: Vec::new(),
     }
 }

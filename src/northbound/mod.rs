@@ -24,6 +24,7 @@
 //! netconf → northbound → subsystems; nothing here imports `netconf` or a
 //! runtime.
 
+pub mod allowed;
 pub mod edit;
 pub mod error;
 pub mod filter;
@@ -192,14 +193,20 @@ fn now_unix_ms() -> u64 {
 }
 
 fn parse_tree(xml: &str, what: &'static str) -> Result<DataTree<'static>, BootError> {
-    let mut tree = yang::parse_config_xml(xml).map_err(|e| BootError::Invalid {
+    // the first error, phrased as the northbound answers it, with its path
+    let invalid = |e: Option<RpcError>| BootError::Invalid {
         what,
-        message: e.first().map(|e| e.message.clone()).unwrap_or_default(),
-    })?;
-    yang::validate(&mut tree).map_err(|e| BootError::Invalid {
-        what,
-        message: e.first().map(|e| e.message.clone()).unwrap_or_default(),
-    })?;
+        message: e
+            .map(|e| match e.path {
+                Some(at) => format!("{} (at {at})", e.message.unwrap_or_default()),
+                None => e.message.unwrap_or_default(),
+            })
+            .unwrap_or_default(),
+    };
+    let mut tree =
+        yang::parse_config_xml(xml).map_err(|e| invalid(e.first().map(error::from_ly)))?;
+    yang::validate(&mut tree)
+        .map_err(|e| invalid(edit::validation_errors(&tree, &e).into_iter().next()))?;
     Ok(tree)
 }
 

@@ -386,7 +386,7 @@ fn validate_entries(
     };
     if threads == 1 {
         let mut part = reduced(candidate, entries);
-        yang::validate(&mut part).map_err(|e| edit::ly_errors(&e))?;
+        yang::validate(&mut part).map_err(|e| edit::validation_errors(&part, &e))?;
         return Ok(vec![part]);
     }
     let all: Vec<&Entry> = entries.iter().collect();
@@ -404,7 +404,7 @@ fn validate_entries(
             // Every part carries the same other trees: report an error
             // about them once.
             Err(e) => {
-                for err in edit::ly_errors(&e) {
+                for err in edit::validation_errors(&part, &e) {
                     if !errors.contains(&err) {
                         errors.push(err);
                     }
@@ -430,7 +430,7 @@ pub fn candidate(
         (running.clone(), Build::Unchanged)
     } else if scope.other {
         let mut tree = yang::dup(candidate);
-        yang::validate(&mut tree).map_err(|e| edit::ly_errors(&e))?;
+        yang::validate(&mut tree).map_err(|e| edit::validation_errors(&tree, &e))?;
         let config = Config::try_from(&tree).map_err(|e| vec![e.into()])?;
         (config, Build::Whole(tree))
     } else {
@@ -458,7 +458,7 @@ pub fn candidate(
 
 /// Validate a whole tree (startup, inline configuration).
 pub fn full(tree: &mut DataTree<'static>) -> Result<Config, Vec<RpcError>> {
-    yang::validate(tree).map_err(|e| edit::ly_errors(&e))?;
+    yang::validate(tree).map_err(|e| edit::validation_errors(tree, &e))?;
     let config = Config::try_from(&*tree).map_err(|e| vec![e.into()])?;
     config.check().map_err(error::from_config)?;
     Ok(config)
