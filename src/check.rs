@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bootstrap::{Bootstrap, BootstrapError};
 use crate::northbound::error::RpcError;
-use crate::northbound::{edit, store::Store, validate};
+use crate::northbound::{store::Store, validate};
 use crate::yang;
 
 /// One problem found: the file, the node at fault when known, the reason.
@@ -137,7 +137,7 @@ fn strip_file(line: &str, config: &Path) -> String {
 /// Parse and validate one configuration as the daemon loads it.
 fn check_tree(xml: &str, file: &Path, what: &str, report: &mut Report) {
     let errors = match yang::parse_config_xml_all_errors(xml) {
-        Err(e) => edit::ly_errors(&e),
+        Err(e) => e.iter().map(crate::northbound::error::from_ly).collect(),
         Ok(mut tree) => match validate::full(&mut tree) {
             Ok(_) => Vec::new(),
             Err(e) => e,

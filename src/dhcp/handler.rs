@@ -431,6 +431,9 @@ impl Handler<'_> {
             };
             return if self.grantable(table, ip) {
                 self.bind(table, ip)
+            } else if !self.mine_in_split(table, ip) && !self.anothers(table, ip) {
+                table.drop_offer(key);
+                Outcome::silent(Silence::OtherServer)
             } else {
                 self.nak()
             };
@@ -1165,6 +1168,39 @@ pub(crate) mod tests {
         // the even half is used up (.12, .14): a new client is offered the
         // released odd one and may take it
         assert_eq!(t.dora(4), old);
+    }
+
+    /// Split brain with clients reaching both routers: both use the VIP as
+    /// server identifier, so a client selecting the other side's offer (an
+    /// address of the other half, free here) also asks this side. This side
+    /// stays silent (a NAK would beat the other side's ACK and the client
+    /// would never bind), and forgets its own offer; an address another
+    /// client holds here is still NAKed.
+    #[test]
+    fn a_split_pool_leaves_the_other_sides_offer_alone() {
+        let mut t = T::new();
+        let held = t.dora(1);
+        let half = crate::dhcp::pool::Half::of(held);
+        t.pool.split = Some(half);
+        let o = reply(&t.run(&msg(MessageType::Discover, 2)).reply.unwrap()).yiaddr();
+        assert!(half.contains(o), "{o}");
+        let theirs = (10..200)
+            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+            .find(|a| !half.contains(*a) && t.table.get(*a).is_none())
+            .unwrap();
+        let mut sel = msg(MessageType::Request, 2);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(theirs));
+        let out = t.run(&sel);
+        assert!(out.reply.is_none(), "{:?}", out.reply.map(|r| r.kind));
+        assert!(t.table.offer(o).is_none(), "its own offer is forgotten");
+        assert!(t.table.get(theirs).is_none());
+        // another client's address is NAKed as before
+        let mut sel = msg(MessageType::Request, 3);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.opts_mut().insert(DhcpOption::RequestedIpAddress(held));
+        assert_eq!(t.run(&sel).reply.unwrap().kind, MessageType::Nak);
     }
 
     /// An infinite lease never expires and still tells when it was granted:
