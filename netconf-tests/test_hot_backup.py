@@ -300,9 +300,11 @@ def test_a_pool_mismatch_is_reported_and_stops_the_profile_sync(pair):
 
 
 def req_to_ack(pkts: list[dict]) -> float:
-    """Seconds from the client's last REQUEST to the ACK of its first bind."""
+    """Seconds from the client's first REQUEST to the ACK of its first bind
+    (a held ACK answers the first REQUEST; the client may ask again while
+    it waits, and the retransmission is answered with it)."""
     ack = next(p for p in pkts if p["type"] == ACK)
-    req = [p for p in pkts if p["type"] == REQUEST and p["t"] <= ack["t"]][-1]
+    req = [p for p in pkts if p["type"] == REQUEST and p["t"] <= ack["t"]][0]
     return ack["t"] - req["t"]
 
 

@@ -58,6 +58,12 @@ pub fn value_message(schema: &SchemaNode<'_>, value: &str, ly_message: &str) -> 
 /// quoted text; that text is taken only when libyang refuses it for the
 /// node, else the message stays libyang's.
 pub fn parse_error_message(data_path: &str, ly_message: &str) -> Option<String> {
+    // only a value error quotes the value first ("Unsatisfied range -
+    // value "0" ...", "Invalid enumeration value "x"."); "Unexpected data
+    // state node "state"" quotes a node name
+    if !(ly_message.starts_with("Unsatisfied ") || ly_message.starts_with("Invalid ")) {
+        return None;
+    }
     let schema = context().find_path(&without_predicates(data_path)).ok()?;
     let value = ly_message.split('"').nth(1)?;
     if !refuses(&schema, value) {
