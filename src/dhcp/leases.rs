@@ -357,6 +357,13 @@ pub struct LeaseTable {
     /// Pools whose never-used addresses are all taken, per half (bit 1:
     /// even, bit 2: odd): skip the fresh scan.
     fresh_full: HashMap<String, u8>,
+    /// Pools with no released, expired or lapsed address to reuse, per
+    /// half (the same bits), as of a scan in second `.1`: skip the scan
+    /// (O(leases)) in that second until an address of the pool is freed
+    /// (a lease lapsing with the clock is seen the next second). A pool
+    /// whose never-used addresses are gone (or, in a split, its own
+    /// half's) would otherwise scan the whole table at every DISCOVER.
+    reuse_none: HashMap<String, (u8, u64)>,
     /// Addresses whose lease or offer changed since `take_touched`.
     touched: Vec<Ipv4Addr>,
 }
@@ -440,15 +447,26 @@ impl LeaseTable {
                 if prev != lease.ip {
                     // the client moved: its old address keeps its record but
                     // is no longer its own
-                    self.fresh_full.remove(&lease.pool);
+                    self.freed(&lease.pool);
                 }
             }
             if let Some(oip) = self.offer_by_client.get(&key).copied() {
                 self.drop_offer_at(oip);
             }
         }
+        if lease.state != LeaseState::Bound {
+            // released, expired, declined: reusable now or later
+            self.freed(&lease.pool);
+        }
         self.touched.push(lease.ip);
         self.by_ip.insert(lease.ip, Arc::new(lease));
+    }
+
+    /// An address of `pool` may have become free: the allocation hints
+    /// that say there is none are dropped.
+    fn freed(&mut self, pool: &str) {
+        self.fresh_full.remove(pool);
+        self.reuse_none.remove(pool);
     }
 
     /// Remove the lease on `ip`.
@@ -459,7 +477,7 @@ impl LeaseTable {
         if self.by_client.get(&k) == Some(&ip) {
             self.by_client.remove(&k);
         }
-        self.fresh_full.remove(&l.pool);
+        self.freed(&l.pool);
         Some(l)
     }
 
@@ -580,7 +598,7 @@ impl LeaseTable {
             if self.offer_by_client.get(&k) == Some(&ip) {
                 self.offer_by_client.remove(&k);
             }
-            self.fresh_full.remove(&o.pool);
+            self.freed(&o.pool);
         }
     }
 
@@ -678,6 +696,30 @@ impl LeaseTable {
     /// The longest-unused released or expired address of `half` (any when
     /// `None`), or a lapsed quarantine.
     fn reuse(
+        &mut self,
+        pool: &PoolRt,
+        key: &ClientKey,
+        now: u64,
+        half: Option<Half>,
+    ) -> Option<Ipv4Addr> {
+        let bits = full_bits(half);
+        if let Some((none, at)) = self.reuse_none.get(&pool.name) {
+            if *at == now && none & bits == bits {
+                return None;
+            }
+        }
+        let found = self.scan_reusable(pool, key, now, half);
+        if found.is_none() {
+            let e = self.reuse_none.entry(pool.name.clone()).or_insert((0, now));
+            if e.1 != now {
+                *e = (0, now);
+            }
+            e.0 |= bits;
+        }
+        found
+    }
+
+    fn scan_reusable(
         &self,
         pool: &PoolRt,
         key: &ClientKey,
@@ -731,7 +773,7 @@ impl LeaseTable {
             } else {
                 l.state = LeaseState::Expired;
                 let l = l.clone();
-                self.fresh_full.remove(&l.pool);
+                self.freed(&l.pool);
                 changes.push(Change::Upsert(l.clone()));
                 events.push(LeaseEvent {
                     kind: EventKind::Expired,
@@ -795,6 +837,7 @@ impl LeaseTable {
     pub fn reset_hints(&mut self) {
         self.cursor.clear();
         self.fresh_full.clear();
+        self.reuse_none.clear();
     }
 }
 
@@ -2874,6 +2917,33 @@ pub(crate) mod tests {
         assert_eq!(a.len(), 39);
         // the split over (healed): no half, no address left
         assert_eq!(grant(&mut a, &split_pool(None), 401, now), None);
+    }
+
+    /// A full pool remembers, within a second, that nothing can be reused
+    /// (no scan of the table per DISCOVER), and forgets it as soon as an
+    /// address is freed, or the next second (a lease lapsing with the
+    /// clock).
+    #[test]
+    fn a_full_pool_skips_the_reuse_scan_until_an_address_is_freed() {
+        let mut t = LeaseTable::new();
+        let p = split_pool(None);
+        let mut got = Vec::new();
+        while let Some(ip) = grant(&mut t, &p, got.len() as u16, 10) {
+            got.push(ip);
+        }
+        assert_eq!(got.len(), 39);
+        assert_eq!(t.reuse_none.get(&p.name), Some(&(full_bits(None), 10)));
+        let mut r = t.get(got[5]).unwrap().clone();
+        r.state = LeaseState::Released;
+        t.insert(r);
+        assert_eq!(grant(&mut t, &p, 500, 10), Some(got[5]));
+        assert_eq!(grant(&mut t, &p, 501, 10), None);
+        // a lease that lapsed with the clock: the next second sees it
+        let mut l = t.get(got[7]).unwrap().clone();
+        l.expires = 10;
+        t.by_ip.insert(l.ip, Arc::new(l));
+        assert_eq!(grant(&mut t, &p, 502, 10), None, "remembered this second");
+        assert_eq!(grant(&mut t, &p, 502, 11), Some(got[7]));
     }
 
     /// The fresh scan remembers a used-up half, not the whole pool.
