@@ -463,6 +463,28 @@ fn split(
     }
 }
 
+/// The profiles that became master here (from `old` to `new` hello) while
+/// the peer's last word was that it was master of them.
+fn took_over(ours: &[ProfileSpec], old: &Hello, new: &Hello, peer: &PeerCell) -> Vec<String> {
+    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let peer_master = |id: u16| {
+        peer.as_ref().is_some_and(|p| {
+            p.profiles
+                .iter()
+                .any(|h| h.backup_id == id && h.role == Role::Master)
+        })
+    };
+    old.profiles
+        .iter()
+        .zip(&new.profiles)
+        .filter(|(o, n)| {
+            o.role != Role::Master && n.role == Role::Master && peer_master(n.backup_id)
+        })
+        .filter_map(|(_, n)| ours.iter().find(|p| p.backup_id == n.backup_id))
+        .map(|p| p.name.clone())
+        .collect()
+}
+
 /// Open or close each profile's pools for serving: they serve while the
 /// profile's VRRP group is master here.
 fn serve(hooks: &Hooks, ours: &[ProfileSpec], roles: &Roles) {
@@ -579,6 +601,12 @@ async fn run_service(t: Task) {
                     recheck = true;
                     serve(&hooks, &ours, &roles.borrow_and_update());
                     let next = hello_of(&ours, &roles.borrow());
+                    if let Some(s) = &sync {
+                        let taken = took_over(&ours, &hello, &next, &peer);
+                        if !taken.is_empty() {
+                            s.took_over(&taken);
+                        }
+                    }
                     if let Some((_, s)) = &session {
                         for (old, new) in hello.profiles.iter().zip(&next.profiles) {
                             if old.role != new.role {

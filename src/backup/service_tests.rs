@@ -212,3 +212,44 @@ fn peer_check_names_both_fingerprints_and_each_verdict() {
     assert_eq!(check, "unknown-backup-id");
     assert!(reason.contains("backup-id 1"), "{reason}");
 }
+
+/// A profile that becomes master here while the peer said it was master
+/// is a takeover (its gate serves alone at once); one whose peer was
+/// backup, or that stays master, is not.
+#[test]
+fn a_takeover_is_a_role_turning_master_while_the_peer_was() {
+    let spec = |name: &str, id: u16| ProfileSpec {
+        name: name.into(),
+        backup_id: id,
+        group: ("eth0".into(), id as u8),
+        fingerprint: 1,
+        pools: vec![],
+        nets: vec![],
+    };
+    let ours = vec![spec("rbp1", 1), spec("rbp2", 2), spec("rbp3", 3)];
+    let hello = |roles: [Role; 3]| Hello {
+        source: A,
+        software: String::new(),
+        unix_time: 0,
+        profiles: (1..=3)
+            .zip(roles)
+            .map(|(id, role)| ProfileHello {
+                backup_id: id,
+                fingerprint: 1,
+                role,
+            })
+            .collect(),
+    };
+    let peer = PeerCell::default();
+    set_peer(&peer, |p| {
+        *p = Some(Peer {
+            profiles: hello([Role::Master, Role::Backup, Role::Master]).profiles,
+            ..Peer::default()
+        })
+    });
+    let old = hello([Role::Backup, Role::Backup, Role::Master]);
+    let new = hello([Role::Master, Role::Master, Role::Master]);
+    assert_eq!(took_over(&ours, &old, &new, &peer), ["rbp1"]);
+    set_peer(&peer, |p| *p = None);
+    assert!(took_over(&ours, &old, &new, &peer).is_empty());
+}

@@ -897,6 +897,21 @@ impl SyncSession {
         &self.names
     }
 
+    /// This router took over `names` from a peer that was master: the peer
+    /// stopped advertising, so it is most likely dead and its session only
+    /// waits for the dead timer. Those profiles serve alone at once instead
+    /// of holding their first ACKs for the ack-timeout; they are hot again
+    /// as soon as the peer acknowledges everything (a peer that only
+    /// resigned does).
+    pub fn took_over(&self, names: &[String]) {
+        for (p, g) in self.profiles.iter().zip(&self.gates) {
+            if names.contains(&p.name) {
+                info!(profile = %p.name, "took over from a master: serving alone until the peer acknowledges");
+                g.set_degraded(true);
+            }
+        }
+    }
+
     /// Hold (or release) preemption of the accepted profiles' groups.
     fn hold(&self, reason: Option<&str>) {
         if let Some(h) = &self.holds {
