@@ -330,7 +330,7 @@ impl Northbound {
                     return;
                 }
                 let t0 = std::time::Instant::now();
-                let r = self.operation(session, *op);
+                let r = blocking(|| self.operation(session, *op));
                 tracing::debug!(
                     session,
                     us = t0.elapsed().as_micros() as u64,
@@ -1196,6 +1196,18 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
     )))
 }
 
+/// Run an operation of the actor (a large `<get>`, the validation of a big
+/// commit: up to seconds of CPU) without holding up the other tasks of
+/// the runtime's worker: the backup channels' keepalives, the NETCONF
+/// sessions. `block_in_place` hands the worker's queued tasks to another
+/// worker first (a current-thread runtime, in tests, just runs it).
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// The namespaces a `<get>` filter selects at its top: a subtree filter
 /// names each top node's namespace (a node without one selects every
 /// namespace, RFC 6241 §6.2.1); an XPath filter is not analysed (`None`:
@@ -1271,6 +1283,64 @@ mod tests {
             error_option: ErrorOption::StopOnError,
             config: cfg,
         }
+    }
+
+    /// A subsystem whose state takes long to produce (100,000 leases).
+    struct Slow;
+
+    impl Subsystem for Slow {
+        fn name(&self) -> &'static str {
+            "slow"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {}
+        fn state_xml(&self) -> String {
+            std::thread::sleep(std::time::Duration::from_millis(1500));
+            String::new()
+        }
+    }
+
+    /// A long `<get>` does not hold up the runtime's other tasks (a backup
+    /// channel's keepalives, other sessions), even on a runtime with a
+    /// single worker.
+    #[test]
+    fn a_long_get_does_not_stall_the_other_tasks() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let nb =
+                Northbound::boot(Store::new(dir.path()).unwrap(), vec![Box::new(Slow)]).unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let ticker = tokio::spawn(async move {
+                let mut worst = std::time::Duration::ZERO;
+                let mut last = std::time::Instant::now();
+                for _ in 0..40 {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    worst = worst.max(last.elapsed());
+                    last = std::time::Instant::now();
+                }
+                worst
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let get = Operation::Get {
+                filter: None,
+                with_defaults: WithDefaults::Explicit,
+            };
+            handle.rpc(1, get).await.unwrap();
+            let worst = ticker.await.unwrap();
+            assert!(
+                worst < std::time::Duration::from_millis(700),
+                "a 50 ms ticker waited {worst:?} during the get"
+            );
+            stop.cancel();
+        });
     }
 
     fn booted() -> (Northbound, Arc<Mutex<Vec<usize>>>, tempfile::TempDir) {
