@@ -14,6 +14,7 @@ credentials (examples/configure.py applies the seed's steps 1-4 first).
   leases         the lease table from <get>: one "ip mac origin" line a lease
   count          the number of leases in <get>
   state          the remote-backup service and profile state, one JSON line
+  raw            the same state as <get> returns it (XML)
   wait-sync      poll the service and profile state until the profile is
                  synchronized (or --timeout s); print one JSON line with the
                  last state and the wall-clock time it was first seen
@@ -78,11 +79,16 @@ def lease_table(m):
                lease.findtext("d:state", namespaces=ns))
 
 
+# one <get> for both lists: a whole <filter> element (ncclient's
+# ("subtree", text) form takes a single root)
+STATE_FILTER = (f'<filter xmlns="{NC}" type="subtree">'
+                f'<remote-backup-service xmlns="{RBK}"><state/></remote-backup-service>'
+                f'<remote-backup-profile xmlns="{RBK}"><state/></remote-backup-profile></filter>')
+
+
 def backup_state(m):
     ns = {"r": RBK}
-    flt = (f'<remote-backup-service xmlns="{RBK}"><state/></remote-backup-service>'
-           f'<remote-backup-profile xmlns="{RBK}"><state/></remote-backup-profile>')
-    data = m.get(filter=("subtree", flt)).data_ele
+    data = m.get(filter=STATE_FILTER).data_ele
     out = {}
     s = data.find("r:remote-backup-service/r:state", ns)
     if s is not None:
@@ -119,7 +125,7 @@ def wait_sync(m, timeout, interval):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["widen", "unbind", "leases", "count", "state", "wait-sync"])
+    ap.add_argument("cmd", choices=["widen", "unbind", "leases", "count", "state", "raw", "wait-sync"])
     ap.add_argument("--port", type=int, default=8830)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--interval", type=float, default=0.005)
@@ -134,6 +140,8 @@ def main():
                 print(*row)
         elif args.cmd == "count":
             print(sum(1 for _ in lease_table(m)))
+        elif args.cmd == "raw":
+            print(m.get(filter=STATE_FILTER).data_xml)
         elif args.cmd == "state":
             print(json.dumps(backup_state(m)))
         elif args.cmd == "wait-sync":

@@ -565,6 +565,8 @@ if has pair; then
     # bounded wait for the profile to be synchronized before loading
     hb_py b wait-sync --timeout 30 --interval 0.2 >"$OUT/pair-initial-sync.json" || true
     echo "  initial state of b: $(cat "$OUT/pair-initial-sync.json")" >&2
+    hb_py a raw >"$OUT/pair-initial-a.xml" 2>&1 || true
+    hb_py b raw >"$OUT/pair-initial-b.xml" 2>&1 || true
     RES[pair,rate]="$(steps pair pair)"
     RES[pair,ack]="$(ack_delay pair pair)"
     echo "==> hotleased pair: device failure of the master at $FAIL_RATE/s" >&2
