@@ -67,9 +67,11 @@ FILL_LEASES="${FILL_LEASES:-100000}"
 FILL_RATE="${FILL_RATE:-4000}"
 SYNC_BUDGET="${SYNC_BUDGET:-full}"
 SYNC_LOAD_RATE="${SYNC_LOAD_RATE:-500}"
+KEA_FILL_RATE="${KEA_FILL_RATE:-1500}"
+KEA_SYNC_SECS="${KEA_SYNC_SECS:-25}"
 SERVER_CPUS="${SERVER_CPUS:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
-PHASES="${PHASES:-kea alone pair sync}"
+PHASES="${PHASES:-kea keasync alone pair sync}"
 
 [ "$(id -u)" = 0 ] || { echo "run as root (network namespaces, cgroups)" >&2; exit 1; }
 pkgs=()
@@ -327,18 +329,20 @@ EOF
 
 kea_state() { kea_cmd "$1" ha-heartbeat 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["arguments"]["state"])' 2>/dev/null || echo "-"; }
 
+# start_kea ROUTER: a fresh kea-dhcp4 (empty lease file), a primary, b standby
+start_kea() {
+    local r="$1"
+    rm -rf "$WK/kea-$r"
+    mkdir -p "$WK/kea-$r"
+    if [ "$r" = a ]; then kea_conf a server1; else kea_conf b server2; fi >"$WK/kea-$r/kea.json"
+    KEA_PIDFILE_DIR="$WK/kea-$r" KEA_LOCKFILE_DIR="$WK/kea-$r" in_cg "$r" kea-dhcp4 -c "$WK/kea-$r/kea.json" >"$WK/kea-$r/stdout" 2>&1 &
+    PID[$r]=$!
+}
+
 start_kea_pair() {
-    local r i
-    for r in a b; do
-        rm -rf "$WK/kea-$r"
-        mkdir -p "$WK/kea-$r"
-    done
-    kea_conf a server1 >"$WK/kea-a/kea.json"
-    kea_conf b server2 >"$WK/kea-b/kea.json"
-    for r in a b; do
-        KEA_PIDFILE_DIR="$WK/kea-$r" KEA_LOCKFILE_DIR="$WK/kea-$r" in_cg "$r" kea-dhcp4 -c "$WK/kea-$r/kea.json" >"$WK/kea-$r/stdout" 2>&1 &
-        PID[$r]=$!
-    done
+    local i
+    start_kea a
+    start_kea b
     for i in $(seq 1 120); do
         if [ "$(kea_state a)" = hot-standby ] && [ "$(kea_state b)" = hot-standby ]; then return 0; fi
         kill -0 "${PID[a]}" 2>/dev/null && kill -0 "${PID[b]}" 2>/dev/null || break
@@ -543,6 +547,61 @@ if has kea; then
     cp "$WK/kea-b/kea.log" "$OUT/kea-b.log" 2>/dev/null || true
 fi
 
+if has keasync; then
+    echo "==> Kea anchor for the batch backup: primary alone fills $FILL_LEASES leases, the standby starts under load" >&2
+    budget_both "$SYNC_BUDGET"
+    start_kea a
+    for i in $(seq 1 120); do
+        st="$(kea_state a)"
+        [ "$st" = partner-down ] && break
+        kill -0 "${PID[a]}" 2>/dev/null || break
+        sleep 0.5
+    done
+    [ "$st" = partner-down ] || die "Kea primary alone did not reach partner-down (state $st)"
+    perf "$OUT/keasync-fill.txt" "$KEA_FILL_RATE" 900 all -R 10000000 -n "$FILL_LEASES"
+    KNA="$(kea_leases a | wc -l)"
+    echo "  Kea primary holds $KNA leases after the fill ($(rate_of "$OUT/keasync-fill.txt")/s)" >&2
+    [ "$KNA" -gt 0 ] || die "keasync: the Kea primary holds no lease after the fill"
+    capture_start "$OUT/keasync.pcap"
+    perf "$OUT/keasync-load.txt" "$SYNC_LOAD_RATE" "$KEA_SYNC_SECS" all -R 10000000 -b mac=00:0c:01:00:00:00 &
+    LP=$!
+    sleep 3
+    T_START="$(date +%s.%N)"
+    start_kea b
+    T_HS=""
+    for i in $(seq 1 1200); do
+        if [ "$(kea_state b)" = hot-standby ]; then T_HS="$(date +%s.%N)"; break; fi
+        kill -0 "${PID[b]}" 2>/dev/null || break
+        sleep 0.05
+    done
+    wait "$LP" || true
+    sleep 0.5
+    capture_stop
+    acks "$OUT/keasync.pcap" >"$OUT/keasync-acks.txt"
+    KNB="$(kea_leases b | wc -l)"
+    cp "$WK/kea-b/kea.log" "$OUT/keasync-b.log"
+    cp "$WK/kea-a/kea.log" "$OUT/keasync-a.log"
+    # Kea logs its own sync: HA_SYNC_START ... HA_SYNC_SUCCESSFUL (local time, ms)
+    RES[keasync]="$(python3 - "$OUT/keasync-b.log" "$OUT/keasync-acks.txt" "$T_START" "${T_HS:-}" "$KNA" "$KNB" <<'EOF'
+import sys
+from datetime import datetime
+def when(pat):
+    for line in open(sys.argv[1]):
+        if pat in line:
+            return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    return None
+start, done = when("HA_SYNC_START"), when("HA_SYNC_SUCCESSFUL")
+acks = [float(l.split()[0]) for l in open(sys.argv[2]) if l.strip()]
+during = sum(1 for t in acks if start and done and start <= t <= done)
+t0 = float(sys.argv[3]); hs = float(sys.argv[4]) if sys.argv[4] else None
+print(f"{done - start:.3f}" if start and done else "-", during,
+      f"{hs - t0:.3f}" if hs else "-", sys.argv[5], sys.argv[6])
+EOF
+)"
+    echo "  Kea: ${RES[keasync]}" >&2
+    stop_all
+fi
+
 if has alone; then
     echo "==> hotleased alone (router a, pool without profile), $BUDGET % of one core" >&2
     budget_both "$BUDGET"
@@ -662,8 +721,14 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
     fi
     if has sync; then
         sd="$(get sync 1)"
-        echo "| 4. batch backup of $(get sync 3) leases: b's last-up → synchronized (s) | $sd | | | < 1 s | $(verdict "$sd" "x < 1") |"
-        echo "| 4. ACKs sent by a during that window (load $SYNC_LOAD_RATE/s) | $(get sync 2) | | | > 0 | $(verdict "$(get sync 2)" "x > 0") |"
+        ks="-"
+        kd="-"
+        if has keasync; then
+            ks="Kea standby's start-up sync of $(get keasync 4) leases $(get keasync 1) (its log; start → hot-standby $(get keasync 3))"
+            kd="Kea $(get keasync 2)"
+        fi
+        echo "| 4. batch backup of $(get sync 3) leases: b's last-up → synchronized (s) | $sd | $ks | $(ratio "$sd" "$(get keasync 1)") | < 1 s | $(verdict "$sd" "x < 1") |"
+        echo "| 4. ACKs the master sent during that window (load $SYNC_LOAD_RATE/s) | $(get sync 2) | $kd | | > 0 | $(verdict "$(get sync 2)" "x > 0") |"
     fi
     echo
     for k in kea alone pair; do
@@ -674,6 +739,9 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
         has "$k" || continue
         echo "- $k failover: $(get $k,fail 1) ACKs by the master, $(get $k,fail 2) of their leases missing on the survivor (which holds $(get $k,fail 4) leases), first survivor ACK $(get $k,fail 3) s after the failure, R-A drops over the run $(get $k,fail 5) %."
     done
+    if has keasync; then
+        echo "- Kea anchor of the batch backup: primary filled with $(get keasync 4) leases, standby started under $SYNC_LOAD_RATE/s: HA_SYNC_START → HA_SYNC_SUCCESSFUL $(get keasync 1) s with $(get keasync 2) ACKs on the wire meanwhile (the standby disables the primary's DHCP while it syncs), start → hot-standby $(get keasync 3) s; the standby then held $(get keasync 5) leases."
+    fi
     if has sync; then
         echo "- batch backup: a held $(get sync 3) leases, b $(get sync 4) after the run; a's last batch: $(get sync 5) leases sent, $(get sync 6); b's last-up $(get sync 7) s after the link came up; $(get sync 8) polls."
     fi
