@@ -5,7 +5,7 @@ against the hotleased listening on 127.0.0.1:8830 there, with the lab's
 credentials (examples/configure.py applies the seed's steps 1-4 first).
 
   widen          pool p1 of the seed (a /24, 191 addresses) grows to
-                 10.0.0.0/15 with two more sections (130,000 addresses in all)
+                 10.0.0.0/15 with two more sections (130,750 addresses in all)
                  so that perfdhcp's clients and 100,000 leases fit; one
                  edit-config (merge) + commit, both routers get the same
                  change, so the profile's pool fingerprints still match
