@@ -156,7 +156,34 @@ pub trait Subsystem: Send {
     fn state_xml(&self) -> String {
         String::new()
     }
+    /// Carry out a YANG rpc of the subsystem's module, if it is one: the
+    /// answer comes later, so that the northbound goes on meanwhile.
+    fn call(&mut self, _rpc: &Rpc) -> Option<RpcFuture> {
+        None
+    }
 }
+
+/// A YANG rpc of a subsystem's module, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rpc {
+    /// `hotlease-remote-backup:batch-backup`.
+    BatchBackup {
+        service: String,
+        service_type: String,
+    },
+}
+
+/// Why an rpc failed: the input element at fault (an `invalid-value`),
+/// or the operation itself (`operation-failed`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RpcFailure {
+    pub element: Option<&'static str>,
+    pub message: String,
+}
+
+/// The outcome of an rpc: its output as XML elements of the module.
+pub type RpcFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<String, RpcFailure>> + Send>>;
 
 impl TryFrom<&DataTree<'static>> for Config {
     type Error = ConfigError;

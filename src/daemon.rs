@@ -89,14 +89,16 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
     // running configuration
-    let (dhcp, _dhcp_hooks, dhcp_task) = crate::dhcp::start(
+    let (dhcp, dhcp_hooks, dhcp_task) = crate::dhcp::start(
         &boot.storage.dir,
         crate::dhcp::network::SERVER_PORT,
         shutdown.child_token(),
     )?;
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
-    let (backup, backup_task) = crate::backup::service::start(shutdown.child_token());
+    let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);
+    let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
+    backup.hold_preemption(vrrp.preempt_holds());
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {

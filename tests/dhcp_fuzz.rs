@@ -248,7 +248,9 @@ fn backup_seeds() -> Vec<Vec<u8>> {
                     ip: ip("10.9.0.12"),
                 },
             ],
+            more: false,
         }),
+        wire::Message::BatchInvite(wire::BatchInvite { batch: 7 }),
         wire::Message::Ack(Ack { lsn: 1 << 40 }),
         wire::Message::LeasesRefused(LeasesRefused {
             lsn: 3,

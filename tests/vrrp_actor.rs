@@ -172,3 +172,149 @@ async fn run(ns: String) {
         .state_xml()
         .contains("<priority-zero-sent>1</priority-zero-sent>"));
 }
+
+/// The VRRP group's `<preempt-hold>` and `<state>` in `xml`.
+fn hold_and_state(xml: &str) -> (bool, String) {
+    let state = xml
+        .split_once("<state>")
+        .and_then(|(_, r)| r.split_once("</state>"))
+        .map(|(s, _)| s.to_string())
+        .unwrap_or_default();
+    (xml.contains("<preempt-hold>true</preempt-hold>"), state)
+}
+
+fn enter(ns: &str) {
+    let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
+    // SAFETY: a valid namespace descriptor, for the calling thread only.
+    assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
+}
+
+fn held_group(priority: u8) -> Config {
+    let group = VrrpGroup {
+        interface: "v0".into(),
+        vrid: 9,
+        virtual_ips: vec!["10.79.1.100".parse::<Ipv4Addr>().unwrap()],
+        priority,
+        preempt: true,
+        preempt_delay_s: 0,
+        advertise_interval_ms: 100,
+        version: VrrpVersion::V3,
+        checksum_mode: ChecksumMode::PseudoHeader,
+        use_virtual_mac: false,
+    };
+    Config {
+        vrrp: [(("v0".to_string(), 9), group)].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// Two runtimes in two namespaces joined by a veth pair: B (priority 100)
+/// is master; A (priority 200, preempt, delay 0) comes up with a
+/// remote-backup-profile following its group. A stays backup while held
+/// (whatever the backup subsystem said before the group existed) and
+/// preempts as soon as the hold is released.
+#[test]
+fn a_held_group_preempts_only_when_released() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || output(&["ip", "-V"]).is_empty() {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    }
+    let a = Netns(format!("vr{}ha", std::process::id()));
+    let b = Netns(format!("vr{}hb", std::process::id()));
+    assert!(sh(&["ip", "netns", "add", &a.0]));
+    assert!(sh(&["ip", "netns", "add", &b.0]));
+    assert!(sh(&[
+        "ip", "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v0", "netns", &b.0
+    ]));
+    for (ns, addr) in [(&a, "10.79.1.1/24"), (&b, "10.79.1.2/24")] {
+        assert!(sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", "v0"]));
+    }
+    for ns in [&a, &b] {
+        assert!(sh(&["ip", "-n", &ns.0, "link", "set", "v0", "up"]));
+    }
+    let (na, nb) = (a.0.clone(), b.0.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(held(na, nb));
+    })
+    .join()
+    .unwrap();
+}
+
+async fn held(na: String, nb: String) {
+    let settings = VrrpSettings {
+        enabled: true,
+        realtime_priority: 0,
+    };
+    let shutdown = CancellationToken::new();
+    // Each runtime's thread is spawned in the namespace this thread is in.
+    enter(&nb);
+    let (mut vb, task_b) = Vrrp::start(&settings, shutdown.clone());
+    let mut eb = vb.subscribe();
+    vb.apply(&Config::default(), &held_group(100));
+    assert_eq!(next(&mut eb).await.new, State::Backup);
+    assert_eq!(next(&mut eb).await.new, State::Master);
+
+    enter(&na);
+    let (mut va, task_a) = Vrrp::start(&settings, shutdown.clone());
+    let mut ea = va.subscribe();
+    let holds = va.preempt_holds();
+    // said before the group and its profile exist: kept
+    holds.set("v0", 9, Some("batch backup running".into()));
+    let mut cfg = held_group(200);
+    cfg.backup.profiles.insert(
+        "rbp1".into(),
+        hotlease::backup::config::BackupProfile {
+            name: "rbp1".into(),
+            vrrp_interface: "v0".into(),
+            vrid: 9,
+            backup_id: 1,
+            service: "rbs1".into(),
+            dhcp_server: true,
+        },
+    );
+    va.apply(&Config::default(), &cfg);
+    let up = next(&mut ea).await;
+    assert_eq!((up.new, up.reason), (State::Backup, Reason::Startup));
+    // 15 Master_Down_Intervals of the lower master: no preemption
+    let quiet = tokio::time::timeout(Duration::from_millis(5000), ea.recv()).await;
+    assert!(quiet.is_err(), "a held router changed state: {quiet:?}");
+    let xml = va.state_xml();
+    assert_eq!(hold_and_state(&xml), (true, "backup".into()), "{xml}");
+    assert!(
+        xml.contains("<preempt-hold-reason>batch backup running</preempt-hold-reason>")
+            && xml.contains("<master-address>10.79.1.2</master-address>"),
+        "{xml}"
+    );
+    assert_eq!(hold_and_state(&vb.state_xml()), (false, "master".into()));
+    assert!(eb.try_recv().is_err(), "B stayed master");
+
+    holds.set("v0", 9, None);
+    let released = std::time::SystemTime::now();
+    let took = next(&mut ea).await;
+    assert_eq!(
+        (took.old, took.new, took.reason),
+        (State::Backup, State::Master, Reason::Preempt)
+    );
+    // delay 0: at once (the actor's next turn), not a Master_Down_Interval later
+    let after = took.at.duration_since(released).unwrap_or_default();
+    assert!(after < Duration::from_millis(200), "{after:?}");
+    let gave = next(&mut eb).await;
+    assert_eq!(
+        (gave.new, gave.reason),
+        (State::Backup, Reason::HigherPriority)
+    );
+    assert_eq!(hold_and_state(&va.state_xml()), (false, "master".into()));
+
+    shutdown.cancel();
+    for task in [task_a, task_b] {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the runtime stops in time")
+            .unwrap();
+    }
+}

@@ -38,6 +38,9 @@ pub struct BackupService {
     pub keepalive_interval: Duration,
     /// `dead-time` (default 3 s), longer than the keepalive interval.
     pub dead_time: Duration,
+    /// `ack-timeout` (default 300 ms): the peer's acknowledgements come
+    /// within it, or the profiles are degraded.
+    pub ack_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +80,7 @@ impl TryFrom<&DataTree<'static>> for BackupConfig {
                 port: req(&peer, "port")?,
                 keepalive_interval: Duration::from_millis(req(&s, "keepalive-interval")?),
                 dead_time: Duration::from_millis(req(&s, "dead-time")?),
+                ack_timeout: Duration::from_millis(req(&s, "ack-timeout")?),
             };
             cfg.services.insert(svc.name.clone(), svc);
         }

@@ -59,5 +59,6 @@ pub mod channel;
 pub mod config;
 pub mod fingerprint;
 pub mod service;
+pub mod sync;
 pub mod tls;
 pub mod wire;

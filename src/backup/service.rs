@@ -44,18 +44,23 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, Instrument};
+use tracing::{debug, info, warn, Instrument};
 
 use super::channel::{
-    Channel, ChannelConfig, ChannelEvent, ChannelState, ChannelView, Connection, Session,
+    Channel, ChannelConfig, ChannelEvent, ChannelState, ChannelView, Connection, Session, SessionUp,
 };
 use super::config::{BackupConfig, BackupService};
+use super::sync::{InviteReply, SyncProfile, SyncSession, SyncView, Tag, Violation};
 use super::tls::TlsPaths;
 use super::wire::{Hello, Message, ProfileHello, ProfileRole, ProfileStatus, ProfileVerdict, Role};
-use crate::config::{Config, ConfigError, Subsystem};
+use crate::config::{Config, ConfigError, Rpc, RpcFailure, RpcFuture, Subsystem};
+use crate::dhcp::peer::Applied;
+use crate::dhcp::replication::{Replicated, Subscriber};
+use crate::dhcp::Hooks;
+use crate::vrrp::hold::PreemptHolds;
 use crate::vrrp::instance::State as VrrpState;
 use crate::xml::escape_text;
 
@@ -64,6 +69,9 @@ pub const NS: &str = "urn:hotlease:yang:remote-backup";
 /// How long a restarted service waits for its previous channel to let
 /// `source:port` go (`Channel::shutdown` takes about a second at most).
 const PREVIOUS_STOP: Duration = Duration::from_secs(3);
+
+/// How long the `batch-backup` rpc waits for the peer's batch to be done.
+const BATCH_RPC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Longest text of a reason or certificate subject shown in the state.
 const MAX_TEXT: usize = 512;
@@ -130,6 +138,21 @@ struct ProfileSpec {
     backup_id: u16,
     group: (String, u8),
     fingerprint: u64,
+    /// Its pools, and their networks.
+    pools: Vec<String>,
+    nets: Vec<(u32, u32)>,
+}
+
+impl ProfileSpec {
+    fn sync(&self) -> SyncProfile {
+        SyncProfile {
+            name: self.name.clone(),
+            backup_id: self.backup_id,
+            group: self.group.clone(),
+            pools: self.pools.clone(),
+            nets: self.nets.clone(),
+        }
+    }
 }
 
 /// The profiles bound to service `name`, by backup-id, with the
@@ -145,6 +168,23 @@ fn profiles_of(name: &str, cfg: &Config) -> Vec<ProfileSpec> {
             backup_id: p.backup_id,
             group: (p.vrrp_interface.clone(), p.vrid),
             fingerprint: super::fingerprint::of_profile(&cfg.dhcp, &p.name),
+            pools: cfg
+                .dhcp
+                .pools
+                .values()
+                .filter(|x| x.remote_backup_profile.as_deref() == Some(p.name.as_str()))
+                .map(|x| x.name.clone())
+                .collect(),
+            nets: cfg
+                .dhcp
+                .pools
+                .values()
+                .filter(|x| x.remote_backup_profile.as_deref() == Some(p.name.as_str()))
+                .map(|x| {
+                    let m = u32::from(x.mask);
+                    (u32::from(x.network) & m, m)
+                })
+                .collect(),
         })
         .collect();
     v.sort_by_key(|p| p.backup_id);
@@ -197,6 +237,8 @@ struct Service {
     view: Arc<OnceLock<ChannelView>>,
     /// When the service was (re)configured: `since` until the channel runs.
     created: SystemTime,
+    sync: Arc<SyncView>,
+    cmds: mpsc::Sender<ServiceCmd>,
     stop: CancellationToken,
     task: Option<JoinHandle<()>>,
 }
@@ -221,12 +263,15 @@ pub struct BackupSubsystem {
     profiles: Vec<super::config::BackupProfile>,
     /// The VRRP groups' roles ([`BackupSubsystem::follow_vrrp`]).
     roles: watch::Sender<Roles>,
+    hooks: Hooks,
+    /// VRRP's preemption holds ([`BackupSubsystem::hold_preemption`]).
+    holds: Option<PreemptHolds>,
 }
 
 /// Start the backup runtime (no service runs until a commit configures
 /// one). The task ends once `shutdown` is cancelled and every service
 /// task has closed its session; the daemon supervises and awaits it.
-pub fn start(shutdown: CancellationToken) -> (BackupSubsystem, JoinHandle<()>) {
+pub fn start(shutdown: CancellationToken, hooks: Hooks) -> (BackupSubsystem, JoinHandle<()>) {
     let (done, mut all_done) = mpsc::channel::<()>(1);
     let token = shutdown.clone();
     let task = tokio::spawn(async move {
@@ -241,6 +286,8 @@ pub fn start(shutdown: CancellationToken) -> (BackupSubsystem, JoinHandle<()>) {
             done,
             profiles: Vec::new(),
             roles: watch::channel(Roles::new()).0,
+            hooks,
+            holds: None,
         },
         task,
     )
@@ -280,6 +327,13 @@ impl BackupSubsystem {
         });
     }
 
+    /// Hold each profile's VRRP group from preempting until this router
+    /// holds every lease of the peer (its batch backup from the peer is
+    /// complete); services configured from now on use `holds`.
+    pub fn hold_preemption(&mut self, holds: PreemptHolds) {
+        self.holds = Some(holds);
+    }
+
     fn spawn(
         &self,
         spec: Spec,
@@ -289,19 +343,25 @@ impl BackupSubsystem {
         let (profiles_tx, profiles_rx) = watch::channel(profiles);
         let peer = PeerCell::default();
         let view = Arc::new(OnceLock::new());
+        let sync = Arc::new(SyncView::default());
+        let (cmds, cmds_rx) = mpsc::channel(8);
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("backup_service", service = %spec.service.name);
         let task = tokio::spawn(
-            run_service(
-                spec.clone(),
-                profiles_rx,
-                self.roles.subscribe(),
-                peer.clone(),
-                view.clone(),
-                stop.clone(),
+            run_service(Task {
+                spec: spec.clone(),
+                profiles: profiles_rx,
+                roles: self.roles.subscribe(),
+                peer: peer.clone(),
+                view: view.clone(),
+                sync_view: sync.clone(),
+                hooks: self.hooks.clone(),
+                holds: self.holds.clone(),
+                cmds: cmds_rx,
+                stop: stop.clone(),
                 previous,
-                self.done.clone(),
-            )
+                _done: self.done.clone(),
+            })
             .instrument(span),
         );
         Service {
@@ -310,25 +370,86 @@ impl BackupSubsystem {
             peer,
             view,
             created: SystemTime::now(),
+            sync,
+            cmds,
             stop,
             task: Some(task),
         }
     }
 }
 
-/// One service: run its channel until the service is deleted, replaced or
-/// the daemon stops; keep and drain the sessions it hands over.
-#[allow(clippy::too_many_arguments)]
-async fn run_service(
+/// What a service task is told besides its configuration.
+#[derive(Debug)]
+pub(crate) enum ServiceCmd {
+    /// The `batch-backup` rpc.
+    BatchBackup(InviteReply),
+}
+
+/// What a service task works with.
+struct Task {
     spec: Spec,
-    mut profiles: watch::Receiver<Vec<ProfileSpec>>,
-    mut roles: watch::Receiver<Roles>,
+    profiles: watch::Receiver<Vec<ProfileSpec>>,
+    roles: watch::Receiver<Roles>,
     peer: PeerCell,
     view: Arc<OnceLock<ChannelView>>,
+    sync_view: Arc<SyncView>,
+    hooks: Hooks,
+    holds: Option<PreemptHolds>,
+    cmds: mpsc::Receiver<ServiceCmd>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
     _done: mpsc::Sender<()>,
-) {
+}
+
+/// The profiles both sides accepted on this session.
+fn accepted(ours: &[ProfileSpec], up: &SessionUp) -> Vec<SyncProfile> {
+    let ok = |v: &[ProfileVerdict], id: u16| {
+        v.iter()
+            .any(|v| v.backup_id == id && v.status == ProfileStatus::Accepted)
+    };
+    ours.iter()
+        .filter(|p| ok(&up.peer_verdicts, p.backup_id) && ok(&up.our_verdicts, p.backup_id))
+        .map(ProfileSpec::sync)
+        .collect()
+}
+
+/// The profiles of this service the session does not sync (not accepted
+/// by both sides) keep their groups held, with the reason in plain words.
+fn hold_refused(holds: Option<&PreemptHolds>, ours: &[ProfileSpec], agreed: &[SyncProfile], peer: &PeerCell) {
+    let Some(h) = holds else { return };
+    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for p in ours.iter().filter(|p| !agreed.iter().any(|a| a.name == p.name)) {
+        let (_, reason) = peer_check(p.backup_id, p.fingerprint, peer.as_ref());
+        h.set(&p.group.0, p.group.1, Some(reason));
+    }
+}
+
+/// Open or close each profile's pools for serving: they serve while the
+/// profile's VRRP group is master here.
+fn serve(hooks: &Hooks, ours: &[ProfileSpec], roles: &Roles) {
+    for p in ours {
+        let master = roles.get(&p.group) == Some(&Role::Master);
+        hooks.set_serving(&p.name, master);
+    }
+}
+
+/// One service: run its channel until the service is deleted, replaced or
+/// the daemon stops; run the sync on each session it hands over.
+async fn run_service(t: Task) {
+    let Task {
+        spec,
+        mut profiles,
+        mut roles,
+        peer,
+        view,
+        sync_view,
+        hooks,
+        holds,
+        mut cmds,
+        stop,
+        previous,
+        _done,
+    } = t;
     if let Some(prev) = previous {
         // the previous channel of this service releases source:port first
         let _ = tokio::time::timeout(PREVIOUS_STOP, prev).await;
@@ -336,20 +457,35 @@ async fn run_service(
     if stop.is_cancelled() {
         return;
     }
+    let ack_timeout = spec.service.ack_timeout;
     let mut ours = profiles.borrow_and_update().clone();
     let mut hello = hello_of(&ours, &roles.borrow_and_update());
+    serve(&hooks, &ours, &roles.borrow());
     let (channel, mut events) = Channel::spawn(spec.channel_config(hello.clone()));
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
-    let mut dropped: u64 = 0;
+    let mut sync: Option<SyncSession> = None;
+    let mut sub: Option<Subscriber> = None;
     let mut profiles_open = true;
     let mut roles_open = true;
+    let mut cmds_open = true;
+    // ends the session's sync (what was in progress failed)
+    let end = |sync: &mut Option<SyncSession>, sub: &mut Option<Subscriber>, peer: &PeerCell| {
+        if let Some(s) = sync.take() {
+            s.end();
+        }
+        *sub = None;
+        set_peer(peer, |p| *p = None);
+    };
     loop {
+        let wants_batches = sync.as_ref().is_some_and(SyncSession::wants_batches);
+        let wants_frames = sync.as_ref().is_none_or(SyncSession::wants_frames);
         tokio::select! {
             _ = stop.cancelled() => break,
             changed = profiles.changed(), if profiles_open => match changed {
                 Ok(()) => {
                     ours = profiles.borrow_and_update().clone();
+                    serve(&hooks, &ours, &roles.borrow());
                     let next = hello_of(&ours, &roles.borrow());
                     let judged = |h: &Hello| -> Vec<(u16, u64)> {
                         h.profiles.iter().map(|p| (p.backup_id, p.fingerprint)).collect()
@@ -359,7 +495,7 @@ async fn run_service(
                         // a new session exchanges the new ones
                         info!("profiles or pool fingerprints changed: renewing the session");
                         session = None;
-                        set_peer(&peer, |p| *p = None);
+                        end(&mut sync, &mut sub, &peer);
                     }
                     hello = next;
                     channel.set_hello(hello.clone());
@@ -368,7 +504,8 @@ async fn run_service(
             },
             changed = roles.changed(), if roles_open => match changed {
                 Ok(()) => {
-                    let next = hello_of(&ours, &roles.borrow_and_update());
+                    serve(&hooks, &ours, &roles.borrow_and_update());
+                    let next = hello_of(&ours, &roles.borrow());
                     if let Some((_, s)) = &session {
                         for (old, new) in hello.profiles.iter().zip(&next.profiles) {
                             if old.role != new.role {
@@ -389,15 +526,29 @@ async fn run_service(
                 }
                 Err(_) => roles_open = false,
             },
+            cmd = cmds.recv(), if cmds_open => match cmd {
+                Some(ServiceCmd::BatchBackup(reply)) => match sync.as_mut() {
+                    Some(s) if !s.names().is_empty() => s.invite(reply),
+                    Some(_) => {
+                        let _ = reply.send(Err("no remote-backup-profile of this service is accepted by both routers".into()));
+                    }
+                    None => {
+                        let _ = reply.send(Err("the remote-backup-service is not connected".into()));
+                    }
+                },
+                None => cmds_open = false,
+            },
             ev = events.recv() => match ev {
                 Some(ChannelEvent::Up(up)) => {
+                    end(&mut sync, &mut sub, &peer);
+                    let up = *up;
+                    let agreed = accepted(&ours, &up);
                     info!(
                         id = up.id,
                         peer_software = %up.peer_hello.software,
-                        profiles = up.peer_hello.profiles.len(),
-                        "session handed over (no sync actor yet: its frames are dropped)"
+                        accepted = ?agreed.iter().map(|p| &p.name).collect::<Vec<_>>(),
+                        "session up: syncing"
                     );
-                    let up = *up;
                     set_peer(&peer, |p| {
                         *p = Some(Peer {
                             profiles: up.peer_hello.profiles.clone(),
@@ -414,18 +565,53 @@ async fn run_service(
                         });
                         let _ = up.session.sender().try_send(m);
                     }
+                    hold_refused(holds.as_ref(), &ours, &agreed, &peer);
+                    let (s, log) = SyncSession::start(
+                        hooks.clone(),
+                        holds.clone(),
+                        sync_view.clone(),
+                        up.session.sender(),
+                        agreed,
+                        ack_timeout,
+                    )
+                    .await;
+                    sync = Some(s);
+                    sub = log;
                     session = Some((up.id, up.session));
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
-                        set_peer(&peer, |p| *p = None);
+                        end(&mut sync, &mut sub, &peer);
                     }
                 }
                 None => break,
             },
-            m = next_frame(&mut session) => match m {
+            r = next_batch(&mut sub), if wants_batches => {
+                let r = match r {
+                    Ok(r) => sync.as_mut().map(|s| s.outgoing(r)),
+                    Err(e) => Some(Err(Violation(format!("lease log: {e}")))),
+                };
+                if let Some(Err(v)) = r {
+                    warn!(reason = %v, "ending the session");
+                    session = None;
+                    end(&mut sync, &mut sub, &peer);
+                }
+            },
+            a = next_applied(&mut sync) => {
+                let r = match (sync.as_mut(), a) {
+                    (Some(s), Some((tag, Ok(applied)))) => s.on_applied(tag, applied),
+                    (Some(s), Some((_, Err(_)))) => Err(s.applied_lost()),
+                    _ => Ok(()),
+                };
+                if let Err(v) = r {
+                    warn!(reason = %v, "ending the session");
+                    session = None;
+                    end(&mut sync, &mut sub, &peer);
+                }
+            },
+            m = next_frame(&mut session), if wants_frames => match m {
                 Some(Message::Role(r)) => set_peer(&peer, |p| {
                     if let Some(p) = p {
                         for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
@@ -434,18 +620,26 @@ async fn run_service(
                     }
                 }),
                 Some(m) => {
-                    dropped += 1;
-                    debug!(dropped, kind = kind(&m), "frame dropped: no sync actor yet");
+                    let r = match sync.as_mut() {
+                        Some(s) => s.on_frame(m).await,
+                        None => Ok(()),
+                    };
+                    if let Err(v) = r {
+                        warn!(reason = %v, "the peer broke the protocol: ending the session");
+                        session = None;
+                        end(&mut sync, &mut sub, &peer);
+                    }
                 }
                 // the session ended; its Down event follows
                 None => {
                     session = None;
-                    set_peer(&peer, |p| *p = None);
+                    end(&mut sync, &mut sub, &peer);
                 }
             },
         }
     }
     drop(session);
+    end(&mut sync, &mut sub, &peer);
     channel.shutdown().await;
 }
 
@@ -457,10 +651,30 @@ async fn next_frame(session: &mut Option<(u64, Session)>) -> Option<Message> {
     }
 }
 
-/// The variant name of a message, for logs.
-fn kind(m: &Message) -> String {
-    let s = format!("{m:?}");
-    s.split(['(', ' ', '{']).next().unwrap_or("?").to_owned()
+/// The next batch of the lease log (pending without a subscriber).
+async fn next_batch(
+    sub: &mut Option<Subscriber>,
+) -> Result<Replicated, crate::dhcp::replication::ReplicationError> {
+    match sub {
+        Some(s) => s.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The front application of the peer's updates, once done (pending
+/// while there is none).
+async fn next_applied(
+    sync: &mut Option<SyncSession>,
+) -> Option<(Tag, Result<Applied, oneshot::error::RecvError>)> {
+    let Some(s) = sync.as_mut() else {
+        return std::future::pending().await;
+    };
+    let Some((_, rx)) = s.applying.front_mut() else {
+        return std::future::pending().await;
+    };
+    let r = rx.await;
+    let (tag, _) = s.applying.pop_front()?;
+    Some((tag, r))
 }
 
 impl Subsystem for BackupSubsystem {
@@ -508,6 +722,54 @@ impl Subsystem for BackupSubsystem {
         }
     }
 
+    /// `batch-backup`: the peer pulls this router's leases of the
+    /// service's profiles now; answers with how many were sent once the
+    /// peer has made them durable.
+    fn call(&mut self, rpc: &Rpc) -> Option<RpcFuture> {
+        let Rpc::BatchBackup {
+            service,
+            service_type,
+        } = rpc;
+        let failure = |element, message: String| -> Option<RpcFuture> {
+            Some(Box::pin(std::future::ready(Err(RpcFailure {
+                element,
+                message,
+            }))))
+        };
+        if service_type != "dhcp-server" {
+            return failure(
+                Some("service-type"),
+                format!("unknown service-type '{service_type}'"),
+            );
+        }
+        let Some(s) = self.services.get(service) else {
+            return failure(
+                Some("service"),
+                format!("no remote-backup-service '{service}'"),
+            );
+        };
+        let cmds = s.cmds.clone();
+        Some(Box::pin(async move {
+            let failed = |m: &str| RpcFailure {
+                element: None,
+                message: m.to_owned(),
+            };
+            let (tx, rx) = oneshot::channel();
+            cmds.send(ServiceCmd::BatchBackup(tx))
+                .await
+                .map_err(|_| failed("the remote-backup-service is stopping"))?;
+            match tokio::time::timeout(BATCH_RPC_TIMEOUT, rx).await {
+                Ok(Ok(Ok(sent))) => Ok(format!(
+                    "<leases-sent xmlns=\"{NS}\">{}</leases-sent>",
+                    sent.min(u64::from(u32::MAX))
+                )),
+                Ok(Ok(Err(m))) => Err(failed(&m)),
+                Ok(Err(_)) => Err(failed("the remote-backup-service stopped")),
+                Err(_) => Err(failed("the peer did not complete the batch backup in time")),
+            }
+        }))
+    }
+
     fn state_xml(&self) -> String {
         let mut x = String::new();
         for (name, s) in &self.services {
@@ -520,6 +782,7 @@ impl Subsystem for BackupSubsystem {
                 Some(v) => render_state(&mut x, &v.state()),
                 None => render_not_started(&mut x, s),
             }
+            render_sync(&mut x, &s.sync);
             x.push_str("</state></remote-backup-service>");
         }
         let roles = self.roles.borrow().clone();
@@ -533,6 +796,7 @@ impl Subsystem for BackupSubsystem {
                     .cloned()
             });
             let peer = svc.and_then(|s| s.peer.lock().unwrap_or_else(|e| e.into_inner()).clone());
+            let sync = svc.map(|s| s.sync.profile(&p.name));
             let _ = write!(
                 x,
                 "<remote-backup-profile xmlns=\"{NS}\"><name>{}</name><state>",
@@ -546,6 +810,17 @@ impl Subsystem for BackupSubsystem {
                 peer.as_ref(),
                 &roles,
             );
+            if let Some(v) = sync {
+                let _ = write!(
+                    x,
+                    "<sync-state>{}</sync-state><leases-in-sync>{}</leases-in-sync>\
+                     <backup-mode>{}</backup-mode><unsent-updates>{}</unsent-updates>",
+                    v.state.as_str(),
+                    v.leases_in_sync.min(u64::from(u32::MAX)),
+                    v.mode,
+                    v.unsent
+                );
+            }
             x.push_str("</state></remote-backup-profile>");
         }
         x
@@ -704,6 +979,65 @@ fn render_state(x: &mut String, st: &ChannelState) {
         c.bytes_in,
         c.undecodable_frames
     );
+}
+
+fn counts_xml(x: &mut String, c: &super::wire::BatchCounts) {
+    let _ = write!(
+        x,
+        "<leases-taken>{}</leases-taken><leases-unchanged>{}</leases-unchanged>\
+         <leases-kept>{}</leases-kept><leases-refused>{}</leases-refused>",
+        c.taken, c.unchanged, c.sent, c.refused
+    );
+}
+
+/// The service's replication figures and its last batch backups.
+fn render_sync(x: &mut String, v: &SyncView) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let _ = write!(
+        x,
+        "<leases-sent>{}</leases-sent><leases-received>{}</leases-received>\
+         <leases-acknowledged>{}</leases-acknowledged><unsent-updates>{}</unsent-updates>\
+         <leases-refused-here>{}</leases-refused-here>\
+         <leases-refused-by-peer>{}</leases-refused-by-peer>",
+        v.leases_sent.load(Relaxed),
+        v.leases_received.load(Relaxed),
+        v.leases_acknowledged.load(Relaxed),
+        v.unsent(),
+        v.refused_here.load(Relaxed),
+        v.refused_there.load(Relaxed),
+    );
+    if let Some(b) = v.served() {
+        let _ = write!(
+            x,
+            "<last-batch-backup><time>{}</time><result>{}</result><leases-sent>{}</leases-sent>",
+            date_time(b.time),
+            b.result,
+            b.leases_sent.min(u64::from(u32::MAX))
+        );
+        if let Some(c) = &b.counts {
+            counts_xml(x, c);
+        }
+        x.push_str("</last-batch-backup>");
+    }
+    if let Some(p) = v.pulled() {
+        let _ = write!(
+            x,
+            "<last-batch-received><time>{}</time><result>{}</result>\
+             <leases-received>{}</leases-received>",
+            date_time(p.time),
+            p.result,
+            p.counts.received
+        );
+        counts_xml(x, &p.counts);
+        if let Some(d) = p.duration {
+            let _ = write!(
+                x,
+                "<duration>{}</duration>",
+                u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+            );
+        }
+        x.push_str("</last-batch-received>");
+    }
 }
 
 /// A restarted service whose previous channel is still stopping.

@@ -28,7 +28,16 @@ fn service(name: &str, source: Ipv4Addr, peer: Ipv4Addr, port: u16) -> BackupSer
         port,
         keepalive_interval: Duration::from_millis(200),
         dead_time: Duration::from_millis(1000),
+        ack_timeout: Duration::from_millis(300),
     }
+}
+
+/// A DHCP runtime of its own (a lease store in a temporary directory, no
+/// interface) for a subsystem's hooks.
+fn dhcp(shutdown: &CancellationToken) -> (Hooks, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let (_sub, hooks, _task) = crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+    (hooks, dir)
 }
 
 fn config(services: &[BackupService]) -> Config {
@@ -62,8 +71,10 @@ fn connected(sub: &BackupSubsystem, name: &str) -> bool {
 async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_channel() {
     let (p1, p2, p3) = (free_port(), free_port(), free_port());
     let shutdown = CancellationToken::new();
-    let (mut a, a_task) = start(shutdown.child_token());
-    let (mut b, b_task) = start(shutdown.child_token());
+    let (ha, _da) = dhcp(&shutdown);
+    let (hb, _db) = dhcp(&shutdown);
+    let (mut a, a_task) = start(shutdown.child_token(), ha);
+    let (mut b, b_task) = start(shutdown.child_token(), hb);
 
     let a1 = config(&[service("s1", A, B, p1), service("s2", A, B, p2)]);
     let b1 = config(&[service("s1", B, A, p1)]);

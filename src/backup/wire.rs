@@ -150,6 +150,10 @@ pub enum Message {
     BatchPage(BatchPage),
     /// Batch backup: the requester is done, with the outcome.
     BatchDone(BatchDone),
+    /// Batch backup on demand (the `batch-backup` rpc): the sender asks
+    /// the peer to run a batch backup from it now, with this batch
+    /// number; the peer's `BatchDone` for it ends the rpc.
+    BatchInvite(BatchInvite),
 }
 
 /// The first frame each side sends.
@@ -278,6 +282,9 @@ pub struct LeaseBatch {
     /// batches with nothing for this service are not sent).
     pub lsn: u64,
     pub updates: Vec<LeaseUpdate>,
+    /// True on every part of a log batch split over several frames but
+    /// its last: the receiver acknowledges `lsn` only after the last part.
+    pub more: bool,
 }
 
 /// One lease change, exactly as the lease log records it.
@@ -395,6 +402,17 @@ pub struct BatchDone {
     pub batch: u32,
     pub counts: BatchCounts,
 }
+
+/// See [`Message::BatchInvite`]. Numbers the inviter chooses have the
+/// high bit set ([`INVITED`]), the requester's own never: the two kinds of
+/// batch never share a number on a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchInvite {
+    pub batch: u32,
+}
+
+/// The bit that marks a batch number chosen by an inviter.
+pub const INVITED: u32 = 1 << 31;
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchCounts {
@@ -785,7 +803,9 @@ mod tests {
                     LeaseUpdate::Upsert(full.clone()),
                     LeaseUpdate::Remove { ip: ip("10.0.0.8") },
                 ],
+                more: true,
             }),
+            Message::BatchInvite(BatchInvite { batch: INVITED | 3 }),
             Message::Ack(Ack { lsn: 41 }),
             Message::LeasesRefused(LeasesRefused {
                 lsn: 41,
@@ -880,10 +900,11 @@ mod tests {
         let msg = Message::LeaseBatch(LeaseBatch {
             lsn: 5,
             updates: vec![LeaseUpdate::Upsert(wire_lease())],
+            more: false,
         });
         #[rustfmt::skip]
         let bytes = [
-            0, 0, 0, 32,              // payload length
+            0, 0, 0, 33,              // payload length
             1,                        // protocol version
             6,                        // Message::LeaseBatch
             5,                        // lsn
@@ -898,6 +919,7 @@ mod tests {
             0x90, 0x1c,               // lifetime 3600
             0x80, 0xa4, 0xa7, 0xda, 0x06, // expires 1,800,000,000
             0,                        // relay_agent: None
+            0,                        // more: false
         ];
         assert_eq!(&frame(&msg)[..], &bytes);
         assert_eq!(decode_all(&bytes).unwrap(), vec![msg]);
@@ -1014,6 +1036,7 @@ mod tests {
         let msg = Message::LeaseBatch(LeaseBatch {
             lsn: 1,
             updates: vec![LeaseUpdate::Upsert(big)],
+            more: false,
         });
         let mut out = BytesMut::new();
         let err = WireCodec::new().encode(&msg, &mut out).unwrap_err();

@@ -4,7 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
-//!  backup subsystem ──Hooks──► Command::Serving / Command::InsertPeer; replication (lease log, ACK gates)
+//!  backup subsystem ──Hooks──► Command::Serving / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
@@ -20,6 +20,7 @@ pub mod handler;
 pub mod leases;
 pub mod network;
 mod os;
+pub mod peer;
 pub mod pool;
 pub mod replication;
 pub mod server;
@@ -72,10 +73,33 @@ impl Hooks {
         &self.replication
     }
 
-    /// Store leases learnt from the partner (origin `peer`); leases of
-    /// unknown pools or addresses are ignored.
-    pub fn insert_peer_leases(&self, leases: Vec<Lease>) {
-        let _ = self.cmd.send(Command::InsertPeer(leases));
+    /// Merge the partner's updates into the pools bound to `profiles`
+    /// (newest lease wins; leases taken have origin peer). The answer comes
+    /// once every change made is durable; it never comes when the server
+    /// is gone or cannot write.
+    pub fn apply_peer(
+        &self,
+        updates: Vec<peer::PeerUpdate>,
+        profiles: Arc<[String]>,
+    ) -> tokio::sync::oneshot::Receiver<peer::Applied> {
+        let (done, rx) = tokio::sync::oneshot::channel();
+        let _ = self.cmd.send(Command::ApplyPeer {
+            updates,
+            profiles,
+            done,
+        });
+        rx
+    }
+
+    /// The leases of the pools bound to `profiles`, in address order (a
+    /// copy of pointers: cheap), for a batch backup.
+    pub fn peer_leases(
+        &self,
+        profiles: Arc<[String]>,
+    ) -> tokio::sync::oneshot::Receiver<Vec<Arc<Lease>>> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let _ = self.cmd.send(Command::PeerLeases { profiles, reply });
+        rx
     }
 }
 

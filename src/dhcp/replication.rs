@@ -505,6 +505,11 @@ impl<T> ReplicationHandle<T> {
         }
     }
 
+    /// The last LSN published (handed to the subscribers).
+    pub fn published(&self) -> u64 {
+        *self.tail.published.borrow()
+    }
+
     /// The last LSN durable in the local store.
     pub fn durable(&self) -> u64 {
         *self.tail.durable.borrow()
@@ -564,6 +569,11 @@ impl<T> Gate<T> {
 
     pub fn stats(&self) -> &GateStats {
         &self.stats
+    }
+
+    /// The gate's figures, to read after the gate is gone.
+    pub fn shared_stats(&self) -> Arc<GateStats> {
+        self.stats.clone()
     }
 }
 

@@ -44,7 +44,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dhcproto::v4::MessageType;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
@@ -52,6 +52,7 @@ use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
 use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, PoolStats};
 use super::network::{self, IfInfo, Inbound, Transmitter};
+use super::peer::{Applied, PeerRefusal, PeerUpdate};
 use super::pool::PoolRt;
 use super::replication::{self, Publisher, ReleaseMsg};
 
@@ -62,8 +63,19 @@ pub enum Command {
     Config(Arc<DhcpConfig>),
     /// A remote-backup-profile became master (`true`) or stopped being it.
     Serving { profile: String, master: bool },
-    /// Leases learnt from the hot-backup partner.
-    InsertPeer(Vec<Lease>),
+    /// Apply the hot-backup partner's updates to the pools bound to
+    /// `profiles`; `done` gets the outcome once it is durable.
+    ApplyPeer {
+        updates: Vec<PeerUpdate>,
+        profiles: Arc<[String]>,
+        done: oneshot::Sender<Applied>,
+    },
+    /// The leases (no offers) of the pools bound to `profiles`, in address
+    /// order.
+    PeerLeases {
+        profiles: Arc<[String]>,
+        reply: oneshot::Sender<Vec<Arc<Lease>>>,
+    },
 }
 
 /// Packet counters, shared with the northbound (atomics: read without the
@@ -259,6 +271,33 @@ fn deliver(out: &[Out], counters: &Counters) {
 /// pool (None: a pool without hot backup).
 pub(crate) type Durable = (Reply, u32, Option<Arc<str>>);
 
+/// What a merge of the partner's lease did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Merge {
+    Taken,
+    Unchanged,
+    KeptOurs,
+}
+
+// INTERIM (replaced by LeaseTable::merge_peer / remove_peer before this
+// lands): the partner's lease is taken unless ours is the same.
+fn interim_merge(table: &mut LeaseTable, l: Lease) -> (Merge, Vec<Change>) {
+    if table.get(l.ip).is_some_and(|o| *o == l) {
+        return (Merge::Unchanged, Vec::new());
+    }
+    table.insert(l.clone());
+    (Merge::Taken, vec![Change::Upsert(l)])
+}
+
+fn interim_remove(table: &mut LeaseTable, ip: Ipv4Addr, now: u64) -> Option<Change> {
+    let l = table.get(ip)?;
+    if l.state == LeaseState::Bound && l.expires > now {
+        return None;
+    }
+    table.remove(ip);
+    Some(Change::Delete(ip))
+}
+
 /// Work for the store writer.
 enum WriteJob {
     Batch {
@@ -268,6 +307,9 @@ enum WriteJob {
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
+    /// Run this once everything written before it is durable (a failed
+    /// sync keeps it until a sync works).
+    Notify(Box<dyn FnOnce() + Send>),
 }
 
 /// Shortest time between two receive wake-ups of the actor under load
@@ -306,6 +348,8 @@ struct Writer {
     pending: Vec<(u64, Option<Arc<str>>, Out)>,
     /// How many replies wait, with the ones that have no socket.
     waiting: usize,
+    /// Notifications waiting for the next sync that works.
+    notify: Vec<Box<dyn FnOnce() + Send>>,
 }
 
 impl Writer {
@@ -366,6 +410,9 @@ impl Writer {
                     }
                 }
                 deliver(&now, &self.counters);
+                for f in self.notify.drain(..) {
+                    f();
+                }
                 if !gated.is_empty() {
                     let k = gated.len();
                     if self.release.send(ReleaseMsg::Durable(gated)).is_err() {
@@ -431,6 +478,7 @@ fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         replies,
                         tx,
                     } => w.batch(changes, replies, tx),
+                    WriteJob::Notify(f) => w.notify.push(f),
                     WriteJob::Compact => {
                         w.flush();
                         // written by a helper thread; syncs go on meanwhile
@@ -506,6 +554,7 @@ impl Stages {
             open: None,
             pending: Vec::new(),
             waiting: 0,
+            notify: Vec::new(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("lease-writer".into())
@@ -781,19 +830,82 @@ impl DhcpServer {
                 info!(%profile, master, "dhcp serving gate");
                 self.serving.insert(profile, master);
             }
-            Command::InsertPeer(leases) => {
-                let mut changes = Vec::with_capacity(leases.len());
-                for mut l in leases {
-                    if !self.pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)) {
+            Command::ApplyPeer {
+                updates,
+                profiles,
+                done,
+            } => self.apply_peer(updates, &profiles, done),
+            Command::PeerLeases { profiles, reply } => {
+                let mut v: Vec<Arc<Lease>> = self
+                    .table
+                    .shared()
+                    .filter(|l| {
+                        self.pools
+                            .get(&l.pool)
+                            .and_then(|p| p.profile.as_ref())
+                            .is_some_and(|p| profiles.contains(p))
+                    })
+                    .cloned()
+                    .collect();
+                v.sort_unstable_by_key(|l| u32::from(l.ip));
+                let _ = reply.send(v);
+            }
+        }
+    }
+
+    /// Merge the partner's updates (see `dhcp::peer`), log what changed,
+    /// and answer once it is durable: behind the changes in the writer's
+    /// queue, so after every earlier change too.
+    fn apply_peer(
+        &mut self,
+        updates: Vec<PeerUpdate>,
+        profiles: &[String],
+        done: oneshot::Sender<Applied>,
+    ) {
+        let mut out = Applied::default();
+        let mut changes = Vec::new();
+        let now = now_unix();
+        let in_profile = |p: &PoolRt| p.profile.as_ref().is_some_and(|x| profiles.contains(x));
+        for u in updates {
+            match u {
+                PeerUpdate::Upsert(mut l) => {
+                    let Some(pool) = self.pools.get(&l.pool) else {
+                        out.refused.push((l.ip, l.pool, PeerRefusal::UnknownPool));
+                        continue;
+                    };
+                    if !in_profile(pool) || !pool.owns(l.ip) {
+                        out.refused.push((l.ip, l.pool, PeerRefusal::NotInProfile));
                         continue;
                     }
                     l.origin = super::leases::Origin::Peer;
-                    self.table.insert(l.clone());
-                    changes.push(Change::Upsert(l));
+                    let (merge, mut c) = interim_merge(&mut self.table, l);
+                    match merge {
+                        Merge::Taken => out.taken += 1,
+                        Merge::Unchanged => out.unchanged += 1,
+                        Merge::KeptOurs => out.kept += 1,
+                    }
+                    changes.append(&mut c);
                 }
-                self.write(changes, Vec::new());
-                self.sync_snapshot();
+                PeerUpdate::Remove(ip) => {
+                    if !self.pools.values().any(|p| in_profile(p) && p.owns(ip)) {
+                        out.refused
+                            .push((ip, String::new(), PeerRefusal::NotInProfile));
+                        continue;
+                    }
+                    out.removed += 1;
+                    changes.extend(interim_remove(&mut self.table, ip, now));
+                }
             }
+        }
+        self.write(changes, Vec::new());
+        self.sync_snapshot();
+        let notify = WriteJob::Notify(Box::new(move || {
+            let _ = done.send(out);
+        }));
+        // without a writer nothing becomes durable: `done` is dropped and
+        // the sync actor acknowledges nothing
+        if let Some(w) = &self.writer {
+            let _ = w.send(notify);
         }
     }
 
@@ -1143,12 +1255,40 @@ mod tests {
                 Change::Delete(ip("10.1.0.10"))
             ]
         );
-        // leases from the partner land with origin peer; unknown pools are ignored
+        // leases from the partner land with origin peer; unknown pools
+        // and pools outside the profiles are refused; the answer comes
+        // once the change is durable
         let mut peer = lease("10.0.0.11", "a", 4);
-        srv.command(Command::InsertPeer(vec![
-            peer.clone(),
-            lease("10.9.0.1", "zz", 5),
-        ]));
+        let (done, applied) = oneshot::channel();
+        srv.command(Command::ApplyPeer {
+            updates: vec![
+                PeerUpdate::Upsert(peer.clone()),
+                PeerUpdate::Upsert(lease("10.9.0.1", "zz", 5)),
+            ],
+            profiles: Arc::from(vec![]),
+            done,
+        });
+        let out = tokio::time::timeout(Duration::from_secs(10), applied)
+            .await
+            .expect("applied in time")
+            .expect("applied");
+        assert_eq!(out.taken, 0);
+        assert_eq!(
+            out.refused,
+            vec![
+                (ip("10.0.0.11"), "a".into(), PeerRefusal::NotInProfile),
+                (ip("10.9.0.1"), "zz".into(), PeerRefusal::UnknownPool)
+            ]
+        );
+        srv.pools.get_mut("a").unwrap().profile = Some("rbp".into());
+        let (done, applied) = oneshot::channel();
+        srv.command(Command::ApplyPeer {
+            updates: vec![PeerUpdate::Upsert(peer.clone())],
+            profiles: Arc::from(vec!["rbp".to_string()]),
+            done,
+        });
+        let out = applied.await.expect("applied");
+        assert_eq!((out.taken, out.refused.len()), (1, 0));
         srv.sync_snapshot();
         assert_eq!(
             leases(&shared),

@@ -310,6 +310,18 @@ impl Northbound {
             }
             Request::Unregister { session } => self.session_ended(session),
             Request::Rpc { session, op, reply } => {
+                if let Operation::BatchBackup {
+                    service,
+                    service_type,
+                } = *op
+                {
+                    let rpc = crate::config::Rpc::BatchBackup {
+                        service,
+                        service_type,
+                    };
+                    self.call(session, &rpc, reply);
+                    return;
+                }
                 let t0 = std::time::Instant::now();
                 let r = self.operation(session, *op);
                 tracing::debug!(
@@ -321,6 +333,34 @@ impl Northbound {
                 let _ = reply.send(r);
             }
         }
+    }
+
+    /// An rpc a subsystem carries out: its answer is awaited in a task of
+    /// its own, so that the other sessions go on meanwhile.
+    fn call(&mut self, session: u32, rpc: &crate::config::Rpc, reply: oneshot::Sender<RpcResult>) {
+        let fut = self.subsystems.iter_mut().find_map(|s| s.call(rpc));
+        let Some(fut) = fut else {
+            let _ = reply.send(Err(vec![RpcError::operation_failed(format!(
+                "no subsystem carries out {rpc:?}"
+            ))]));
+            return;
+        };
+        info!(session, ?rpc, "rpc");
+        tokio::spawn(async move {
+            let r = match fut.await {
+                Ok(xml) => Ok(Reply::Raw(xml)),
+                Err(f) => Err(vec![match f.element {
+                    Some(e) => RpcError::bad_element(
+                        ErrorType::Application,
+                        ErrorTag::InvalidValue,
+                        e,
+                        &f.message,
+                    ),
+                    None => RpcError::operation_failed(f.message),
+                }]),
+            };
+            let _ = reply.send(r);
+        });
     }
 
     /// RFC 6241 §7.5/§8.4: what a session's end releases.
@@ -518,8 +558,9 @@ impl Northbound {
                 version,
                 format,
             } => get_schema(&identifier, version.as_deref(), format.as_deref()),
+            // carried out by its subsystem (see `call`)
             Operation::BatchBackup { service, .. } => Err(vec![RpcError::operation_failed(
-                format!("remote-backup-service '{service}': the hot-backup runtime is not running in this build"),
+                format!("remote-backup-service '{service}': batch-backup is not an operation on the datastores"),
             )]),
         }
     }

@@ -6,6 +6,21 @@
 //! (`vrrp::actor`) carries out. Its timers are deadlines that the actor
 //! sleeps until ([`Instance::next_deadline`]). That keeps the protocol
 //! testable with made-up instants and packets.
+//!
+//! A group can be *held* ([`Instance::set_hold`]): the hot backup holds
+//! the group of a remote-backup-profile until this router's batch backup
+//! from the current master is complete, so that a returning router with a
+//! higher priority does not take over before it holds every lease the
+//! other one granted. While held, a backup follows a lower-priority master
+//! as it would follow a higher one (no preemption, `preempt_at` is never
+//! set); it still becomes master when the master goes silent or resigns
+//! (the master down timer is not preemption: a dead master is replaced
+//! within the RFC bound whatever the hold), and a master stays master.
+//! When the hold is lifted, the configured preempt delay counts from the
+//! release if a lower-priority master is being followed then (a delay of
+//! 0 preempts at once), else from the first lower-priority advertisement
+//! heard afterwards, as without a hold: the delay always gives a quiet
+//! time after the backup became complete, whatever the sync took.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -149,7 +164,13 @@ pub struct Instance {
     master_down_at: Option<Instant>,
     adver_at: Option<Instant>,
     /// A lower-priority master was seen: preempt it at this instant.
+    /// Never set while held.
     preempt_at: Option<Instant>,
+    /// Preemption held, with the reason shown in the group's state.
+    hold: Option<String>,
+    /// The last advertisement came from a lower-priority master that we
+    /// would preempt: its source and when it was heard (backup only).
+    lower_master: Option<(Ipv4Addr, Instant)>,
     /// Reason to report when the master down timer fires.
     down_reason: Reason,
     master_address: Option<Ipv4Addr>,
@@ -167,9 +188,45 @@ impl Instance {
             master_down_at: None,
             adver_at: None,
             preempt_at: None,
+            hold: None,
+            lower_master: None,
             down_reason: Reason::MasterDownTimer,
             master_address: None,
             stats: Stats::default(),
+        }
+    }
+
+    /// Why preemption is held, when it is.
+    pub fn preempt_hold(&self) -> Option<&str> {
+        self.hold.as_deref()
+    }
+
+    /// Hold preemption (`Some(reason)`) or lift the hold (`None`). Setting
+    /// the same hold again, or a new reason for a held group, changes
+    /// nothing but the reason. See the module header for the rules.
+    pub fn set_hold(&mut self, now: Instant, hold: Option<String>) {
+        let was_held = self.hold.is_some();
+        self.hold = hold;
+        let held = self.hold.is_some();
+        if held && !was_held {
+            self.preempt_at = None;
+            if self.state == State::Backup && self.down_reason == Reason::Preempt {
+                // Preempt delay 0: the master down timer was about to
+                // preempt a live lower-priority master whose adverts were
+                // discarded. Follow it instead, from its last one.
+                if let Some((src, at)) = self.lower_master {
+                    self.master_down_at = Some(at + self.master_down_interval());
+                    self.master_address = Some(src);
+                }
+                self.down_reason = Reason::MasterDownTimer;
+            }
+        } else if was_held
+            && !held
+            && self.state == State::Backup
+            && self.params.preempt
+            && self.lower_master.is_some()
+        {
+            self.preempt_at = Some(now + self.params.preempt_delay);
         }
     }
 
@@ -263,6 +320,7 @@ impl Instance {
     fn change(&mut self, new: State, reason: Reason, out: &mut Vec<Action>) {
         let old = self.state;
         self.state = new;
+        self.lower_master = None;
         if new == State::Master {
             self.stats.master_transitions += 1;
         }
@@ -304,6 +362,17 @@ impl Instance {
         self.down_reason = Reason::MasterDownTimer;
         self.master_down_at = Some(now + self.master_down_interval());
         self.change(State::Backup, reason, out);
+    }
+
+    /// Accept `rx`'s sender as the working master: restart the master
+    /// down timer (version 3 learns its interval first).
+    fn follow(&mut self, now: Instant, rx: &Received) {
+        if rx.advert.version == Version::V3 {
+            self.master_adver_interval = Duration::from_millis(u64::from(rx.advert.interval_ms()));
+        }
+        self.master_down_at = Some(now + self.master_down_interval());
+        self.down_reason = Reason::MasterDownTimer;
+        self.master_address = Some(rx.src);
     }
 
     /// Startup event: the interface is up with `primary` as its address.
@@ -422,29 +491,25 @@ impl Instance {
                     self.master_down_at = Some(now + self.skew_time());
                     self.down_reason = Reason::PriorityZero;
                     self.master_address = None;
+                    self.lower_master = None;
                 } else if !self.params.preempt || adv.priority >= ours {
-                    if adv.version == Version::V3 {
-                        self.master_adver_interval =
-                            Duration::from_millis(u64::from(adv.interval_ms()));
-                    }
-                    self.master_down_at = Some(now + self.master_down_interval());
-                    self.down_reason = Reason::MasterDownTimer;
-                    self.master_address = Some(rx.src);
+                    self.follow(now, rx);
+                    self.lower_master = None;
                     self.preempt_at = None;
+                } else if self.hold.is_some() {
+                    // Held: the lower-priority master is a working master.
+                    self.lower_master = Some((rx.src, now));
+                    self.follow(now, rx);
                 } else if self.params.preempt_delay.is_zero() {
                     // RFC 5798 6.4.2: discard it; the master down timer will
                     // make us master.
+                    self.lower_master = Some((rx.src, now));
                     self.down_reason = Reason::Preempt;
                 } else {
                     // Preempt after the configured delay; meanwhile the
                     // lower-priority master is a working master.
-                    if adv.version == Version::V3 {
-                        self.master_adver_interval =
-                            Duration::from_millis(u64::from(adv.interval_ms()));
-                    }
-                    self.master_down_at = Some(now + self.master_down_interval());
-                    self.down_reason = Reason::MasterDownTimer;
-                    self.master_address = Some(rx.src);
+                    self.lower_master = Some((rx.src, now));
+                    self.follow(now, rx);
                     if self.preempt_at.is_none() {
                         self.preempt_at = Some(now + self.params.preempt_delay);
                     }
@@ -868,5 +933,181 @@ mod tests {
         assert_eq!(i.stats.priority_zero_sent, 1);
         assert_eq!(i.next_deadline(), None);
         assert!(i.shutdown().is_empty());
+    }
+    /// Step the clock 1 ms at a time from `from` for `dur`: `PEER`
+    /// advertises with `prio` every `every` (from `from + every`, while
+    /// `adverts_until` has not passed), the timers run. Returns the first
+    /// state change: when (from `from`), the new state and the reason.
+    fn drive(
+        i: &mut Instance,
+        from: Instant,
+        dur: Duration,
+        prio: u8,
+        every: Duration,
+        adverts_until: Duration,
+    ) -> Option<(Duration, State, Reason)> {
+        let mut t = from;
+        while t < from + dur {
+            t += ms(1);
+            let since = t - from;
+            if since <= adverts_until && since.as_millis().is_multiple_of(every.as_millis()) {
+                let a = i.on_advert(t, &rx(PEER, prio, Version::V3, 10)).unwrap();
+                if let Some((s, r)) = changed(&a) {
+                    return Some((since, s, r));
+                }
+            }
+            if let Some((s, r)) = changed(&i.on_timer(t)) {
+                return Some((since, s, r));
+            }
+        }
+        None
+    }
+
+    const HOLD: &str = "waiting for the batch backup from the peer";
+
+    fn held(prio: u8, delay: Duration, t0: Instant) -> Instance {
+        let mut p = params(prio, Version::V3, 100);
+        p.preempt_delay = delay;
+        let mut i = Instance::new(p);
+        i.set_hold(t0, Some(HOLD.into()));
+        i.startup(t0, ME, false);
+        i
+    }
+
+    #[test]
+    fn a_held_backup_follows_a_lower_master_then_replaces_it_when_it_dies() {
+        for delay in [Duration::ZERO, Duration::from_secs(2)] {
+            let t0 = Instant::now();
+            let mut i = held(200, delay, t0);
+            assert_eq!(i.preempt_hold(), Some(HOLD));
+            // 10 s of a lower-priority master, then silence from 10 s on
+            let c = drive(
+                &mut i,
+                t0,
+                Duration::from_secs(20),
+                100,
+                ms(100),
+                ms(10_000),
+            );
+            // Master_Down_Interval of a 100 ms master at priority 200:
+            // 300 + 56/256 × 100 = 321.9 ms after its last advert
+            assert_eq!(
+                c,
+                Some((ms(10_322), State::Master, Reason::MasterDownTimer)),
+                "delay {delay:?}"
+            );
+            assert_eq!(i.stats.master_transitions, 1);
+            assert_eq!(i.preempt_hold(), Some(HOLD), "the hold stays until lifted");
+        }
+    }
+
+    #[test]
+    fn a_held_backup_follows_the_lower_master_it_heard() {
+        let t0 = Instant::now();
+        let mut i = held(200, Duration::ZERO, t0);
+        assert!(drive(&mut i, t0, ms(1000), 100, ms(100), ms(1000)).is_none());
+        assert_eq!(i.state(), State::Backup);
+        assert_eq!(i.master_address(), Some(PEER));
+        assert_eq!(i.master_adver_interval(), ms(100));
+        // a resigning master is replaced after Skew_Time, held or not
+        i.on_advert(t0 + ms(1050), &rx(PEER, 0, Version::V3, 10))
+            .unwrap();
+        let (at, a) = run_until(&mut i, t0 + ms(1050), ms(1000)).unwrap();
+        assert_eq!(at, ms(22), "skew = 56/256 × 100 ms");
+        assert_eq!(changed(&a), Some((State::Master, Reason::PriorityZero)));
+    }
+
+    #[test]
+    fn release_preempts_after_the_delay_counted_from_the_release() {
+        for (delay, want) in [(0, 5_000), (2_000, 7_000)] {
+            let t0 = Instant::now();
+            let mut i = held(200, ms(delay), t0);
+            assert!(drive(&mut i, t0, ms(5_000), 100, ms(100), ms(60_000)).is_none());
+            i.set_hold(t0 + ms(5_000), None);
+            assert_eq!(i.preempt_hold(), None);
+            let c = drive(&mut i, t0 + ms(4_999), ms(60_000), 100, ms(100), ms(60_000));
+            assert_eq!(
+                c.map(|(at, s, r)| (at + ms(4_999), s, r)),
+                Some((ms(want), State::Master, Reason::Preempt)),
+                "delay {delay} ms"
+            );
+        }
+    }
+
+    #[test]
+    fn release_without_a_lower_master_leaves_the_normal_rules() {
+        // a higher-priority master: the release changes nothing
+        let t0 = Instant::now();
+        let mut i = held(100, ms(2_000), t0);
+        assert!(drive(&mut i, t0, ms(1_000), 200, ms(100), ms(60_000)).is_none());
+        i.set_hold(t0 + ms(1_000), None);
+        assert!(drive(&mut i, t0 + ms(1_000), ms(5_000), 200, ms(100), ms(60_000)).is_none());
+        assert_eq!(i.master_address(), Some(PEER));
+        // released before any master spoke: the delay runs from the first
+        // lower-priority advert, as without a hold
+        let t0 = Instant::now();
+        let mut i = held(200, ms(2_000), t0);
+        i.set_hold(t0 + ms(50), None);
+        let c = drive(&mut i, t0, ms(5_000), 100, ms(100), ms(60_000));
+        assert_eq!(c, Some((ms(2_100), State::Master, Reason::Preempt)));
+    }
+
+    #[test]
+    fn a_hold_set_while_a_preemption_is_pending_cancels_it() {
+        // delay 2 s: the preemption scheduled at 2.1 s does not happen
+        let t0 = Instant::now();
+        let mut p = params(200, Version::V3, 100);
+        p.preempt_delay = ms(2_000);
+        let mut i = Instance::new(p);
+        i.startup(t0, ME, false);
+        assert!(drive(&mut i, t0, ms(1_000), 100, ms(100), ms(60_000)).is_none());
+        i.set_hold(t0 + ms(1_000), Some(HOLD.into()));
+        assert!(drive(&mut i, t0 + ms(1_000), ms(10_000), 100, ms(100), ms(60_000)).is_none());
+        assert_eq!(
+            i.next_deadline(),
+            Some(t0 + ms(11_000) + i.master_down_interval())
+        );
+        // delay 0: the master down timer was counting down on a live
+        // lower master (its adverts discarded); held, it follows it
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(200, Version::V3, 100));
+        i.startup(t0, ME, false);
+        assert!(drive(&mut i, t0, ms(250), 100, ms(100), ms(60_000)).is_none());
+        i.set_hold(t0 + ms(250), Some(HOLD.into()));
+        assert_eq!(i.master_address(), Some(PEER));
+        assert_eq!(
+            i.next_deadline(),
+            Some(t0 + ms(200) + i.master_down_interval()),
+            "master down from the last advert heard"
+        );
+        assert!(drive(&mut i, t0 + ms(250), ms(10_000), 100, ms(100), ms(60_000)).is_none());
+        assert_eq!(i.state(), State::Backup);
+    }
+
+    #[test]
+    fn a_held_master_stays_master() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(200, Version::V3, 100));
+        i.startup(t0, ME, false);
+        run_until(&mut i, t0, ms(1000)).unwrap();
+        assert_eq!(i.state(), State::Master);
+        i.set_hold(t0 + ms(400), Some(HOLD.into()));
+        assert!(drive(&mut i, t0 + ms(400), ms(5_000), 100, ms(100), ms(60_000)).is_none());
+        assert_eq!(i.state(), State::Master);
+        assert!(i.stats.adverts_sent > 40);
+    }
+
+    #[test]
+    fn without_preempt_a_release_preempts_nothing() {
+        let t0 = Instant::now();
+        let mut p = params(200, Version::V3, 100);
+        p.preempt = false;
+        let mut i = Instance::new(p);
+        i.set_hold(t0, Some(HOLD.into()));
+        i.startup(t0, ME, false);
+        assert!(drive(&mut i, t0, ms(1_000), 100, ms(100), ms(60_000)).is_none());
+        i.set_hold(t0 + ms(1_000), None);
+        assert!(drive(&mut i, t0 + ms(1_000), ms(5_000), 100, ms(100), ms(60_000)).is_none());
+        assert_eq!(i.state(), State::Backup);
     }
 }

@@ -21,9 +21,16 @@
 //!
 //! `config` holds the typed configuration of the groups (read from the
 //! YANG tree); refusals in `prepare` are `config::ConfigError`s.
+//!
+//! `hold` holds the preemption of the groups that remote-backup-profiles
+//! follow until the hot backup releases them ([`Vrrp::preempt_holds`]):
+//! `apply` records which groups are followed, the backup subsystem says
+//! which are released, and the actor, woken by a `Notify`, hands each
+//! group's hold to its state machine.
 
 pub mod config;
 pub mod events;
+pub mod hold;
 pub mod host;
 pub mod instance;
 pub mod network;
@@ -35,7 +42,7 @@ use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
@@ -45,6 +52,7 @@ use crate::config::{Config, ConfigError};
 use crate::xml::escape_text;
 use config::{ChecksumMode, VrrpGroup, VrrpVersion};
 use events::StateChange;
+use hold::{Holds, PreemptHolds};
 use host::{AbortOnDrop, HostCmd, Link};
 use instance::{Action, Instance, Params, Reason, State, Stats};
 use network::Inbound;
@@ -72,6 +80,8 @@ pub struct Snapshot {
     pub discontinuity: String,
     pub vrid_errors: u64,
     pub malformed: u64,
+    /// Preemption holds (see `hold`).
+    pub holds: Holds,
 }
 
 fn now_text() -> String {
@@ -103,6 +113,8 @@ pub struct Vrrp {
     commands: mpsc::UnboundedSender<Command>,
     snapshot: Arc<Mutex<Snapshot>>,
     events: broadcast::Sender<StateChange>,
+    /// Wakes the actor when the preemption holds changed.
+    holds_changed: Arc<Notify>,
 }
 
 impl Vrrp {
@@ -120,10 +132,12 @@ impl Vrrp {
             ..Default::default()
         }));
         let events = events::channel();
+        let holds_changed = Arc::new(Notify::new());
         let task = if enabled {
             Self::spawn_thread(
                 snapshot.clone(),
                 events.clone(),
+                holds_changed.clone(),
                 rx,
                 shutdown,
                 settings.realtime_priority,
@@ -139,6 +153,7 @@ impl Vrrp {
             commands,
             snapshot,
             events,
+            holds_changed,
         };
         (vrrp, task)
     }
@@ -150,6 +165,7 @@ impl Vrrp {
     fn spawn_thread(
         snapshot: Arc<Mutex<Snapshot>>,
         events: broadcast::Sender<StateChange>,
+        holds_changed: Arc<Notify>,
         rx: mpsc::UnboundedReceiver<Command>,
         shutdown: CancellationToken,
         realtime_priority: u8,
@@ -172,7 +188,7 @@ impl Vrrp {
                 {
                     Ok(rt) => rt.block_on(
                         async move {
-                            let actor = Actor::new(snapshot, events);
+                            let actor = Actor::new(snapshot, events, holds_changed);
                             actor.run(rx, shutdown).await;
                         }
                         .instrument(info_span!("vrrp")),
@@ -207,6 +223,15 @@ impl Vrrp {
                 .iter()
                 .map(|(k, g)| (k.clone(), g.state))
                 .collect()
+        }
+    }
+
+    /// The handle with which the hot backup holds and releases the
+    /// preemption of the groups its profiles follow (see `hold`).
+    pub fn preempt_holds(&self) -> PreemptHolds {
+        PreemptHolds {
+            snapshot: self.snapshot.clone(),
+            changed: self.holds_changed.clone(),
         }
     }
 
@@ -271,6 +296,14 @@ impl crate::config::Subsystem for Vrrp {
             for k in new.vrrp.keys() {
                 snap.groups.entry(k.clone()).or_insert_with(fresh_state);
             }
+            // Before the actor hears of a new group: it starts held.
+            snap.holds.set_bound(
+                new.backup
+                    .profiles
+                    .values()
+                    .map(|p| (p.vrrp_interface.clone(), p.vrid))
+                    .collect(),
+            );
         }
         if self.enabled {
             let _ = self.commands.send(Command::Apply(new.vrrp.clone()));
@@ -294,6 +327,15 @@ impl crate::config::Subsystem for Vrrp {
             }
             if let Some(t) = &g.last_change {
                 x += &format!("<last-change>{t}</last-change>");
+            }
+            match snap.holds.get(&(ifname.clone(), *vrid)) {
+                Some(why) => {
+                    x += &format!(
+                        "<preempt-hold>true</preempt-hold><preempt-hold-reason>{}</preempt-hold-reason>",
+                        escape_text(&why)
+                    )
+                }
+                None => x += "<preempt-hold>false</preempt-hold>",
             }
             let s = &g.stats;
             x += &format!(
@@ -387,10 +429,15 @@ struct Actor {
     inbound_tx: mpsc::Sender<Inbound>,
     inbound_rx: mpsc::Receiver<Inbound>,
     timer: timer::Timer,
+    holds_changed: Arc<Notify>,
 }
 
 impl Actor {
-    fn new(snapshot: Arc<Mutex<Snapshot>>, events: broadcast::Sender<StateChange>) -> Actor {
+    fn new(
+        snapshot: Arc<Mutex<Snapshot>>,
+        events: broadcast::Sender<StateChange>,
+        holds_changed: Arc<Notify>,
+    ) -> Actor {
         let (host, host_rx) = mpsc::unbounded_channel();
         let host_task = tokio::spawn(
             async move {
@@ -424,6 +471,7 @@ impl Actor {
             inbound_tx,
             inbound_rx,
             timer: timer::Timer::new(),
+            holds_changed,
         }
     }
 
@@ -453,6 +501,7 @@ impl Actor {
                     None => break,
                 },
                 Some((name, link)) = self.iface_rx.recv() => self.iface_event(name, link),
+                _ = self.holds_changed.notified() => self.refresh_holds(Instant::now()),
             }
         }
         self.stop().await;
@@ -524,7 +573,8 @@ impl Actor {
             match self.groups.get_mut(&key) {
                 None => {
                     info!(ifname = %key.0, vrid = key.1, priority = cfg.priority, "group added");
-                    let inst = Instance::new(params(&cfg));
+                    let mut inst = Instance::new(params(&cfg));
+                    inst.set_hold(now, self.hold_of(&key));
                     self.groups.insert(
                         key.clone(),
                         Group {
@@ -557,7 +607,9 @@ impl Actor {
                         self.drop_vmac(&key);
                         if let Some(g) = self.groups.get_mut(&key) {
                             let stats = std::mem::take(&mut g.inst.stats);
+                            let hold = g.inst.preempt_hold().map(str::to_string);
                             g.inst = Instance::new(p);
+                            g.inst.set_hold(now, hold);
                             g.inst.stats = stats;
                         }
                         self.try_start(&key, now);
@@ -580,7 +632,39 @@ impl Actor {
         let wanted = self.interface_names();
         self.ifaces.retain(|name, _| wanted.contains(name));
         self.publish_watch();
+        // profiles added or removed for groups that did not change
+        self.refresh_holds(now);
         self.sync_all();
+    }
+
+    /// The preemption hold a group must run with now.
+    fn hold_of(&self, key: &Key) -> Option<String> {
+        let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snap.holds.get(key)
+    }
+
+    /// Hand every group the hold it must run with.
+    fn refresh_holds(&mut self, now: Instant) {
+        let holds: Vec<(Key, Option<String>)> = {
+            let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            self.groups
+                .keys()
+                .map(|k| (k.clone(), snap.holds.get(k)))
+                .collect()
+        };
+        for (key, hold) in holds {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            if g.inst.preempt_hold() == hold.as_deref() {
+                continue;
+            }
+            match &hold {
+                Some(why) => info!(ifname = %key.0, vrid = key.1, reason = %why, "preemption held"),
+                None => info!(ifname = %key.0, vrid = key.1, "preemption hold lifted"),
+            }
+            g.inst.set_hold(now, hold);
+        }
     }
 
     /// Whether a virtual address of `key` is an address of the interface
@@ -1035,6 +1119,100 @@ mod tests {
         );
         v.apply(&two, &Config::default());
         assert_eq!(v.state_xml(), "");
+    }
+
+    fn with_profile(mut cfg: Config, name: &str, ifname: &str, vrid: u8) -> Config {
+        cfg.backup.profiles.insert(
+            name.into(),
+            crate::backup::config::BackupProfile {
+                name: name.into(),
+                vrrp_interface: ifname.into(),
+                vrid,
+                backup_id: 1,
+                service: "rbs1".into(),
+                dhcp_server: true,
+            },
+        );
+        cfg
+    }
+
+    /// (preempt-hold, preempt-hold-reason) of a group in `<get>`.
+    fn hold_in_state(v: &Vrrp, vrid: u8) -> (bool, Option<String>) {
+        let xml = v.state_xml();
+        crate::yang::parse_state_xml(&xml).expect("state parses against the module");
+        let g = xml
+            .split("<group>")
+            .find(|g| g.contains(&format!("<vrid>{vrid}</vrid>")))
+            .unwrap_or_else(|| panic!("group {vrid} in {xml}"));
+        let held = g.contains("<preempt-hold>true</preempt-hold>");
+        assert!(
+            held || g.contains("<preempt-hold>false</preempt-hold>"),
+            "{g}"
+        );
+        let reason = g
+            .split_once("<preempt-hold-reason>")
+            .and_then(|(_, r)| r.split_once("</preempt-hold-reason>"))
+            .map(|(r, _)| r.to_string());
+        (held, reason)
+    }
+
+    #[tokio::test]
+    async fn a_followed_group_is_held_from_its_configuration_until_released() {
+        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
+        let holds = v.preempt_holds();
+        let plain = config(&[group("eth1", 1, 200), group("eth1", 2, 200)]);
+        let followed = with_profile(plain.clone(), "rbp1", "eth1", 1);
+        v.apply(&Config::default(), &followed);
+        let waiting = Some(hold::WAITING.to_string());
+        assert_eq!(hold_in_state(&v, 1), (true, waiting.clone()));
+        assert_eq!(hold_in_state(&v, 2), (false, None), "no profile follows it");
+        assert_eq!(holds.get("eth1", 1), waiting);
+        holds.set("eth1", 1, Some("batch backup: 300 of 1000 leases".into()));
+        holds.set("eth1", 2, Some("batch backup <b>".into()));
+        assert_eq!(
+            hold_in_state(&v, 1),
+            (true, Some("batch backup: 300 of 1000 leases".into()))
+        );
+        assert_eq!(hold_in_state(&v, 2), (false, None));
+        holds.clone().set("eth1", 1, None);
+        assert_eq!(hold_in_state(&v, 1), (false, None));
+        assert_eq!(holds.get("eth1", 1), None);
+        // removing the profile releases; adding it again holds again
+        let followed2 = with_profile(plain.clone(), "rbp2", "eth1", 2);
+        v.apply(&followed, &followed2);
+        assert_eq!(hold_in_state(&v, 1), (false, None));
+        assert_eq!(
+            hold_in_state(&v, 2),
+            (true, Some("batch backup &lt;b&gt;".into())),
+            "escaped in the XML"
+        );
+        v.apply(&followed2, &plain);
+        assert_eq!(hold_in_state(&v, 2), (false, None));
+        v.apply(&plain, &followed);
+        assert_eq!(hold_in_state(&v, 1), (true, waiting));
+    }
+
+    #[tokio::test]
+    async fn a_release_said_before_the_configuration_is_kept() {
+        // the hot backup may speak before VRRP applied the boot config
+        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
+        v.preempt_holds().set("eth1", 1, None);
+        v.preempt_holds()
+            .set("eth1", 2, Some("channel down".into()));
+        let boot = with_profile(
+            with_profile(
+                config(&[group("eth1", 1, 200), group("eth1", 2, 200)]),
+                "a",
+                "eth1",
+                1,
+            ),
+            "b",
+            "eth1",
+            2,
+        );
+        v.apply(&Config::default(), &boot);
+        assert_eq!(hold_in_state(&v, 1), (false, None));
+        assert_eq!(hold_in_state(&v, 2), (true, Some("channel down".into())));
     }
 
     #[test]
