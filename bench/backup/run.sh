@@ -450,9 +450,9 @@ ack_delay() {
     echo "$(field "$out" REQUEST-ACK "avg delay") $(field "$out" REQUEST-ACK "max delay") $(field "$out" REQUEST-ACK "drops ratio")"
 }
 
-# capture_start PCAP / capture_stop: DHCP on the client side
+# capture_start PCAP / capture_stop: DHCP and VRRP on the client side
 capture_start() {
-    ip netns exec "${NS[c]}" dumpcap -q -i eth1 -f 'udp and (port 67 or port 68)' -B 64 -w "$1" 2>"$1.log" &
+    ip netns exec "${NS[c]}" dumpcap -q -i eth1 -f '(udp and (port 67 or port 68)) or ip proto 112' -B 64 -w "$1" 2>"$1.log" &
     CAP_PID=$!
     local i
     for i in $(seq 1 50); do
@@ -480,6 +480,12 @@ restore_links() {
     ip -n "${NS[$1]}" link set hb up
 }
 
+# last_advert PCAP SRC BEFORE: time of SRC's last VRRP advertisement before BEFORE
+last_advert() {
+    tshark -r "$1" -Y vrrp -T fields -E separator=' ' -e frame.time_epoch -e ip.src 2>/dev/null |
+        awk -v s="$2" -v b="$3" '$2 == s && $1 < b { t = $1 } END { print (t == "" ? "-" : t) }'
+}
+
 # device_failure ROUTER: every process of its namespace frozen, its links
 # down, then SIGKILL; prints the failure time (before the freeze)
 device_failure() {
@@ -495,7 +501,8 @@ device_failure() {
 }
 
 # failover NAME KIND: FAIL_RATE/s for FAIL_SECS s, device failure of router
-# a at FAIL_AT s; prints "acks_by_a lost first_ack_after_s survivor_leases drops_R-A"
+# a at FAIL_AT s; prints "acks_by_a lost first_ack_after_s survivor_leases drops_R-A
+# first_ack_after_last_advert_s" (the last: from a's last VRRP advertisement)
 failover() {
     local name="$1" kind="$2" pcap="$OUT/$1-failover.pcap" out="$OUT/$1-failover.txt" tfail lp
     budget_both "$FAIL_BUDGET"
@@ -514,14 +521,15 @@ failover() {
     restore_links a
     [ "$(awk -v m="${MAC[a]}" '$2 == m' "$OUT/$name-failover-acks.txt" | wc -l)" -gt 0 ] ||
         die "$name: no DHCPACK from the master before its failure (see $pcap)"
-    awk -v tf="$tfail" -v ma="${MAC[a]}" -v mb="${MAC[b]}" -v drops="$(field "$out" REQUEST-ACK "drops ratio")" '
+    awk -v tf="$tfail" -v la="$(last_advert "$pcap" 10.1.1.2 "$tfail")" -v ma="${MAC[a]}" -v mb="${MAC[b]}" -v drops="$(field "$out" REQUEST-ACK "drops ratio")" '
         FNR == NR { have[$1 " " $2] = 1; nl++; next }
         $2 == ma { na++; if (!(($3 " " tolower($4)) in have)) { lost++; print "lost: " $0 > "/dev/stderr" } }
         $2 == mb && $1 >= tf && (first == "" || $1 < first) { first = $1 }
         $2 != ma && $2 != mb { other++ }
         END {
             if (other) print "ACKs from an unknown MAC: " other > "/dev/stderr"
-            printf "%d %d %s %d %s\n", na, lost + 0, (first == "" ? "-" : sprintf("%.3f", first - tf)), nl, drops }' \
+            printf "%d %d %s %d %s %s\n", na, lost + 0, (first == "" ? "-" : sprintf("%.3f", first - tf)), nl, drops,
+                (first == "" || la == "-" ? "-" : sprintf("%.4f", first - la)) }' \
         "$OUT/$name-failover-survivor-leases.txt" "$OUT/$name-failover-acks.txt"
 }
 
@@ -665,7 +673,7 @@ if has sync; then
     sleep 1
     NA2="$(hb_py a count)"
     NB2="$(hb_py b count)"
-    RES[sync]="$(python3 - "$OUT/sync-b.json" "$OUT/sync-a.json" "$OUT/sync-acks.txt" "$T_LINK" "$NA2" "$NB2" <<'EOF'
+    RES[sync]="$(python3 - "$OUT/sync-b.json" "$OUT/sync-a.json" "$OUT/sync-acks.txt" "$T_LINK" "$NA2" "$NB2" "$NA" <<'EOF'
 import json, sys
 from datetime import datetime
 b = json.load(open(sys.argv[1])); a = json.load(open(sys.argv[2]))
@@ -675,7 +683,7 @@ dur = f"{seen - up:.3f}" if up and seen else "-"
 acks = [float(l.split()[0]) for l in open(sys.argv[3]) if l.strip()]
 during = sum(1 for t in acks if up and seen and up <= t <= seen)
 print(dur, during, sys.argv[5], sys.argv[6], a.get("batch_leases_sent") or "-", a.get("batch_result") or "-",
-      f"{up - float(sys.argv[4]):.3f}" if up else "-", b.get("polls", "-"))
+      f"{up - float(sys.argv[4]):.3f}" if up else "-", b.get("polls", "-"), sys.argv[7])
 EOF
 )"
     stop_all
@@ -718,6 +726,8 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
         pf="$(get pair,fail 3)"
         x="$(ratio "$pf" "$(get kea,fail 3)")"
         echo "| 3. failure → survivor's first ACK (s), $FAIL_RATE/s load | $pf | Kea HA $(get kea,fail 3) (anchor 10.6) | $x | ≤ VRRP bound $BOUND_MS ms + 50 ms | $(verdict "$pf" "x * 1000 <= $BOUND_MS + 50") |"
+        pv="$(get pair,fail 6)"
+        echo "| 3. master's last VRRP advertisement → survivor's first ACK (s) | $pv | | | ≤ $BOUND_MS ms + 50 ms | $(verdict "$pv" "x * 1000 <= $BOUND_MS + 50") |"
     fi
     if has sync; then
         sd="$(get sync 1)"
@@ -727,7 +737,7 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
             ks="Kea standby's start-up sync of $(get keasync 4) leases $(get keasync 1) (its log; start → hot-standby $(get keasync 3))"
             kd="Kea $(get keasync 2)"
         fi
-        echo "| 4. batch backup of $(get sync 3) leases: b's last-up → synchronized (s) | $sd | $ks | $(ratio "$sd" "$(get keasync 1)") | < 1 s | $(verdict "$sd" "x < 1") |"
+        echo "| 4. batch backup of $(get sync 5) leases (a's last batch): b's last-up → synchronized (s) | $sd | $ks | $(ratio "$sd" "$(get keasync 1)") | < 1 s | $(verdict "$sd" "x < 1") |"
         echo "| 4. ACKs the master sent during that window (load $SYNC_LOAD_RATE/s) | $(get sync 2) | $kd | | > 0 | $(verdict "$(get sync 2)" "x > 0") |"
     fi
     echo
@@ -737,13 +747,13 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
     done
     for k in kea pair; do
         has "$k" || continue
-        echo "- $k failover: $(get $k,fail 1) ACKs by the master, $(get $k,fail 2) of their leases missing on the survivor (which holds $(get $k,fail 4) leases), first survivor ACK $(get $k,fail 3) s after the failure, R-A drops over the run $(get $k,fail 5) %."
+        echo "- $k failover: $(get $k,fail 1) ACKs by the master, $(get $k,fail 2) of their leases missing on the survivor (which holds $(get $k,fail 4) leases), first survivor ACK $(get $k,fail 3) s after the failure ($(get $k,fail 6) s after the master's last VRRP advertisement), R-A drops over the run $(get $k,fail 5) %."
     done
     if has keasync; then
         echo "- Kea anchor of the batch backup: primary filled with $(get keasync 4) leases, standby started under $SYNC_LOAD_RATE/s: HA_SYNC_START → HA_SYNC_SUCCESSFUL $(get keasync 1) s with $(get keasync 2) ACKs on the wire meanwhile (the standby disables the primary's DHCP while it syncs), start → hot-standby $(get keasync 3) s; the standby then held $(get keasync 5) leases."
     fi
     if has sync; then
-        echo "- batch backup: a held $(get sync 3) leases, b $(get sync 4) after the run; a's last batch: $(get sync 5) leases sent, $(get sync 6); b's last-up $(get sync 7) s after the link came up; $(get sync 8) polls."
+        echo "- batch backup: a held $(get sync 9) leases after the fill, $(get sync 3) after the run, b $(get sync 4); a's last batch: $(get sync 5) leases sent, $(get sync 6); b's last-up $(get sync 7) s after the link came up; $(get sync 8) polls."
     fi
     echo
     echo "Machine: $(nproc) cores ($CPU), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $KEA_V, perfdhcp $PERF_V; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
