@@ -94,6 +94,7 @@ def backup_state(m):
     if s is not None:
         t = lambda n: s.findtext(n, namespaces=ns)  # noqa: E731
         out.update(connection=t("r:connection"), last_up=t("r:last-up"),
+                   sessions_up=t("r:sessions-up"),
                    last_down=t("r:last-down"), last_down_reason=t("r:last-down-reason"),
                    leases_sent=t("r:leases-sent"), leases_received=t("r:leases-received"),
                    batch_time=t("r:last-batch-backup/r:time"),
@@ -108,18 +109,28 @@ def backup_state(m):
 
 
 def wait_sync(m, timeout, interval):
+    """Poll until synchronized. `first_up` is the first last-up seen (the
+    session that started the sync; a later last-up means it was replaced),
+    `max_poll` the slowest <get> (the resolution of `seen`)."""
     deadline = time.time() + timeout
     polls = 0
     st = {}
+    first_up = first_sessions = None
+    max_poll = 0.0
     while time.time() < deadline:
         t0 = time.time()
         st = backup_state(m)
         polls += 1
+        max_poll = max(max_poll, time.time() - t0)
+        if first_up is None and st.get("last_up"):
+            first_up, first_sessions = st["last_up"], st.get("sessions_up")
         if st.get("sync_state") == "synchronized":
-            st.update(seen=t0, polls=polls, poll_rtt=time.time() - t0)
+            st.update(seen=t0, seen_end=time.time(), polls=polls, max_poll=max_poll, first_up=first_up,
+                      first_sessions_up=first_sessions)
             return st
         time.sleep(interval)
-    st.update(seen=None, polls=polls)
+    st.update(seen=None, polls=polls, max_poll=max_poll, first_up=first_up,
+              first_sessions_up=first_sessions)
     return st
 
 
