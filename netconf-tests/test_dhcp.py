@@ -488,6 +488,49 @@ def test_init_reboot_on_a_wrong_subnet_is_naked(topo, dhcpd):
     topo.run(topo.C, "dhclient", "-x", "-pf", str(topo.tmp / "p.pid"))
 
 
+def test_an_address_held_for_another_client_is_naked_even_when_not_authoritative(topo, dhcpd):
+    """Issue 10: the loser of a hot-backup merge must be NAKed at its next
+    request, whatever `authoritative` says. Here the other client's lease
+    is granted by this router: a dhclient remembering that address (INIT-
+    REBOOT) gets a DHCPNAK at once and binds another one."""
+    d = dhcpd()
+    m = d.connect()
+    xml = dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.60", "10.77.0.70")]))
+    xml = xml.replace("<interface>", "<authoritative>false</authoritative><interface>", 1)
+    commit(m, xml)
+    set_mac(topo, topo.C, "lan", "02:00:00:00:04:05")
+    r = udhcpc(topo, topo.C, "lan", topo.tmp / "first.log")
+    assert "lease of 10.77.0.60 obtained" in r.stderr, r.stderr
+    # another client (another MAC, client id from it) remembers .60
+    set_mac(topo, topo.C, "lan", "02:00:00:00:04:06")
+    log = topo.tmp / "dhclient.events"
+    script = write_exec(topo.tmp / "dhclient.sh", DHCLIENT_SCRIPT.replace("LOGFILE", str(log)))
+    conf = topo.tmp / "dhclient.conf"
+    conf.write_text(DHCLIENT_CONF)
+    leases = topo.tmp / "dhclient.leases"
+    leases.write_text("""lease {
+  interface "lan";
+  fixed-address 10.77.0.60;
+  option subnet-mask 255.255.255.0;
+  option dhcp-server-identifier 10.77.0.1;
+  option dhcp-lease-time 86400;
+  renew 4 2037/01/01 00:00:00;
+  rebind 4 2037/01/01 00:00:00;
+  expire 4 2037/01/01 00:00:00;
+}
+""")
+    r = topo.run(topo.C, "dhclient", "-1", "-v", "-cf", str(conf), "-lf", str(leases), "-pf", str(topo.tmp / "p.pid"),
+                 "-sf", str(script), "lan", timeout=40)
+    out = r.stderr + r.stdout
+    assert "DHCPREQUEST for 10.77.0.60" in out, out
+    assert "DHCPNAK from 10.77.0.1" in out, out
+    assert "bound to 10.77.0.61" in out, out
+    st = settled(m, lambda s: s["stats"]["sent/nak"] >= 1 and "10.77.0.61" in s["leases"])
+    assert st["leases"]["10.77.0.60"]["mac-address"] == "02:00:00:00:04:05"
+    assert st["leases"]["10.77.0.60"]["state"] == "bound"
+    topo.run(topo.C, "dhclient", "-x", "-pf", str(topo.tmp / "p.pid"))
+
+
 def test_relayed_client_gets_an_address_of_its_subnet(topo, dhcpd):
     d = dhcpd()
     m = d.connect()

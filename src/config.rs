@@ -156,6 +156,12 @@ pub trait Subsystem: Send {
     fn state_xml(&self) -> String {
         String::new()
     }
+    /// The namespaces of the top-level nodes `state_xml` produces: a
+    /// `<get>` whose filter selects none of them does not ask for it.
+    /// Empty: unknown, always asked.
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[]
+    }
     /// Carry out a YANG rpc of the subsystem's module, if it is one: the
     /// answer comes later, so that the northbound goes on meanwhile.
     fn call(&mut self, _rpc: &Rpc) -> Option<RpcFuture> {

@@ -117,6 +117,12 @@ const MAX_HELD: usize = 4;
 /// Frames buffered between a session and its owner, each way.
 pub const SESSION_QUEUE: usize = 1024;
 
+/// Largest difference between the two routers' clocks a session accepts:
+/// leases carry absolute times, and the partner's lease wins a conflict
+/// when it changed later, so two clocks further apart would pick the wrong
+/// one (and expire the other's leases early or late). Routers run NTP.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
 /// What a channel needs to know; built by the owner from the typed
 /// configuration of a remote-backup-service (and its profiles).
 #[derive(Debug, Clone)]
@@ -1082,6 +1088,49 @@ async fn send(ctx: &Ctx, wire: &mut Wire, msg: Message) -> Result<(), DownReason
     }
 }
 
+/// Most frames written with one flush (one write to the socket under
+/// load instead of one per frame).
+const COALESCE: usize = 64;
+
+/// Send `first` and the frames queued behind it (at most [`COALESCE`]),
+/// flushed once.
+async fn send_queued(
+    ctx: &Ctx,
+    wire: &mut Wire,
+    first: Message,
+    out_rx: &mut mpsc::Receiver<Message>,
+) -> Result<(), DownReason> {
+    let mut n = 0u64;
+    let feed = async {
+        wire.feed(first).await?;
+        n += 1;
+        while n < COALESCE as u64 {
+            match out_rx.try_recv() {
+                Ok(m) => {
+                    wire.feed(m).await?;
+                    n += 1;
+                }
+                Err(_) => break,
+            }
+        }
+        SinkExt::<Message>::flush(wire).await
+    };
+    match timeout(ctx.cfg.dead_time, feed).await {
+        Err(_) => Err(DownReason::new(
+            Cause::Local(Reason::DeadTimer),
+            format!("the peer read nothing for {:?}", ctx.cfg.dead_time),
+        )),
+        Ok(Err(e)) => Err(match e {
+            WireError::Io(e) => DownReason::io(&e),
+            e => DownReason::new(Cause::ConnectionLost, e.to_string()),
+        }),
+        Ok(Ok(())) => {
+            Counters::bump(&ctx.shared.counters.frames_out, n);
+            Ok(())
+        }
+    }
+}
+
 /// Send a last frame, without caring whether it arrives.
 async fn last_word(ctx: &Ctx, wire: &mut Wire, msg: Message) {
     let _ = timeout(Duration::from_millis(500), send(ctx, wire, msg)).await;
@@ -1245,6 +1294,18 @@ async fn connection_inner(
             return Err(refuse(ctx, &mut wire, Phase::Hello, r).await);
         }
     };
+    let skew = peer_hello.unix_time.abs_diff(hello.unix_time);
+    if skew > MAX_CLOCK_SKEW.as_secs() {
+        let r = Refusal {
+            reason: Reason::ClockSkew,
+            text: format!(
+                "the two clocks differ by {skew} s (at most {} s): leases carry absolute times; \
+                 check NTP on both routers",
+                MAX_CLOCK_SKEW.as_secs()
+            ),
+        };
+        return Err(refuse(ctx, &mut wire, Phase::Hello, r).await);
+    }
     if peer_hello.source != cfg.peer {
         let r = Refusal {
             reason: Reason::UnexpectedPeer,
@@ -1362,7 +1423,7 @@ async fn session(
                 return refuse(ctx, wire, Phase::Session, r).await;
             }
             Ev::Tick => send(ctx, wire, Message::Keepalive(Keepalive { stamp: stamp() })).await,
-            Ev::Out(Some(m)) => send(ctx, wire, m).await,
+            Ev::Out(Some(m)) => send_queued(ctx, wire, m, &mut out_rx).await,
             Ev::Out(None) => {
                 let r = Refusal {
                     reason: Reason::Shutdown,

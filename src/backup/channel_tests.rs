@@ -30,7 +30,10 @@ fn hello() -> Hello {
     Hello {
         source: Ipv4Addr::UNSPECIFIED,
         software: "test".into(),
-        unix_time: 1_800_000_000,
+        unix_time: SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
         profiles: vec![ProfileHello {
             backup_id: 10,
             fingerprint: 0xfeed,
@@ -281,6 +284,30 @@ async fn scripted_session(port: u16) -> Framed<TcpStream, WireCodec> {
         Message::HelloReply(HelloReply::Accepted { .. })
     ));
     peer
+}
+
+/// A peer whose clock is too far from ours is refused with the skew.
+#[tokio::test]
+async fn a_peer_clock_too_far_off_is_refused_with_the_skew() {
+    let port = free_port();
+    let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
+    let mut peer = scripted_peer(port).await;
+    let mut h = hello();
+    h.source = B;
+    h.unix_time -= 3600;
+    peer.send(Message::Hello(h)).await.unwrap();
+    assert!(matches!(next_frame(&mut peer).await, Message::Hello(_)));
+    match next_frame(&mut peer).await {
+        Message::HelloReply(HelloReply::Refused(r)) | Message::Close(r) => {
+            assert_eq!(r.reason, Reason::ClockSkew);
+            assert!(r.text.contains("differ by 3600 s"), "{}", r.text);
+        }
+        m => panic!("{m:?}"),
+    }
+    let st = state_until(&a, |s| s.last_failure.is_some()).await;
+    let (_, why) = st.last_failure.unwrap();
+    assert!(why.to_string().contains("3600 s"), "{why}");
+    quiet(&mut a_ev);
 }
 
 #[tokio::test]

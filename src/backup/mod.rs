@@ -2,15 +2,27 @@
 //! channel to the partner router) and the remote backup profile (RBP, which
 //! pools follow which VRRP group), as in `hotlease-remote-backup.yang`.
 //!
-//! What exists today:
+//! The layers, split like `dhcp/` and `vrrp/`:
 //! - `service`: the subsystem the daemon runs and the northbound commits
-//!   to: one channel per remote-backup-service, diffed by name on each
-//!   commit, and the service's state for `<get>` (connection, addresses,
-//!   TLS, last up/down and reasons, round-trip time, counters). It keeps
-//!   and drains the sessions until the sync actor takes them over;
+//!   to: one task per remote-backup-service, diffed by name on each
+//!   commit, owning the service's channel and, per session, its sync; the
+//!   state for `<get>` (connection, addresses, TLS, last up/down and
+//!   reasons, round-trip time, lease counters, last batch backups, and per
+//!   profile role, peer role, peer check, sync state, backup mode); the
+//!   `batch-backup` rpc (`Subsystem::call`). It also drives the DHCP
+//!   server's per-profile gates: a profile's pools serve while its VRRP
+//!   group is master here, and take new addresses from this router's half
+//!   while the peer may be master too (split brain);
 //! - `config`: the typed configuration of SSL policies, services and
 //!   profiles, read from the validated tree (`TryFrom`), part of
 //!   `config::Config`;
+//! - `sync`: the sync state machine of one session, owned by the service
+//!   task: the lease log's batches to the peer (acknowledged once durable
+//!   there; the profiles' ACK gates fed from the acks), the peer's batches
+//!   applied (newest lease wins, origin peer) and acknowledged once
+//!   durable here, the paged batch backup both ways when the session comes
+//!   up and on invitation, the preemption hold of each profile's VRRP
+//!   group until this router holds every lease of the peer;
 //! - `wire`: the pure protocol of the channel — the messages both routers
 //!   exchange, their compact binary encoding (serde + postcard), the frame
 //!   layout (`LengthDelimitedCodec`) and the version rule. It does no I/O
@@ -33,27 +45,14 @@
 //! - `tls`: the mutual TLS of a service with an ssl-policy (rustls,
 //!   aws-lc-rs, TLS 1.3): the peer certificate must chain to `trusted-ca`
 //!   and carry the peer address as an IP subjectAltName, both ways.
+//! - `fingerprint`: the hash of a profile's pool configuration both
+//!   routers compare in the hello.
 //!
-//! The DHCP side of replication exists in `dhcp::replication` (reached
-//! through `dhcp::Hooks::replication()`): log sequence numbers, a
-//! subscriber that streams the lease log's batches in order, and the
-//! per-profile gate that holds DHCPACKs until the partner acknowledges.
-//!
-//! Not built yet: a pool bound to a profile still never serves, and no
-//! lease crosses the channel. The layers still to come, split like `dhcp/`
-//! and `vrrp/`:
-//! - the rest of the northbound glue: the `batch-backup` rpc, the
-//!   profiles' state, the service's lease counters;
-//! - the sync actor, owner of the channel's sessions: it subscribes to the
-//!   lease log and sends its batches, opens the profiles' gates and feeds
-//!   them the partner's cumulative acknowledgements, applies the partner's
-//!   batches (origin peer), the degraded mode, the paged batch backup, the clock
-//!   skew check on the peer's hello, profile verdicts into profile state,
-//!   split-brain allocation and its healing;
-//! - roles: each profile following its VRRP group (sent as
-//!   `Message::Role`, and kept current in the hello with
-//!   `Channel::set_hello`), and preemption held until the returning
-//!   router's batch backup is complete.
+//! The DHCP side is reached through `dhcp::Hooks`: the lease log's
+//! numbered batches and the per-profile ACK gates (`dhcp::replication`),
+//! the merge of the peer's leases (`dhcp::peer`, `LeaseTable::merge_peer`),
+//! the serving gate and the split-brain half. The VRRP side through
+//! `vrrp::hold::PreemptHolds`.
 
 pub mod channel;
 pub mod config;

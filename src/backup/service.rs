@@ -58,6 +58,7 @@ use super::tls::TlsPaths;
 use super::wire::{Hello, Message, ProfileHello, ProfileRole, ProfileStatus, ProfileVerdict, Role};
 use crate::config::{Config, ConfigError, Rpc, RpcFailure, RpcFuture, Subsystem};
 use crate::dhcp::peer::Applied;
+use crate::dhcp::pool::Half;
 use crate::dhcp::replication::{Replicated, Subscriber};
 use crate::dhcp::Hooks;
 use crate::vrrp::hold::PreemptHolds;
@@ -415,12 +416,50 @@ fn accepted(ours: &[ProfileSpec], up: &SessionUp) -> Vec<SyncProfile> {
 
 /// The profiles of this service the session does not sync (not accepted
 /// by both sides) keep their groups held, with the reason in plain words.
-fn hold_refused(holds: Option<&PreemptHolds>, ours: &[ProfileSpec], agreed: &[SyncProfile], peer: &PeerCell) {
+fn hold_refused(
+    holds: Option<&PreemptHolds>,
+    ours: &[ProfileSpec],
+    agreed: &[SyncProfile],
+    peer: &PeerCell,
+) {
     let Some(h) = holds else { return };
     let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    for p in ours.iter().filter(|p| !agreed.iter().any(|a| a.name == p.name)) {
+    for p in ours
+        .iter()
+        .filter(|p| !agreed.iter().any(|a| a.name == p.name))
+    {
         let (_, reason) = peer_check(p.backup_id, p.fingerprint, peer.as_ref());
         h.set(&p.group.0, p.group.1, Some(reason));
+    }
+}
+
+/// Split brain: a profile that is master here while its peer may be
+/// master too (no session syncs it, or the peer says it is master) takes
+/// new addresses from this router's half first; the router with the lower
+/// source address takes the even addresses. Otherwise no split.
+fn split(
+    hooks: &Hooks,
+    spec: &Spec,
+    ours: &[ProfileSpec],
+    roles: &Roles,
+    synced: &[String],
+    peer: &PeerCell,
+) {
+    let half = if spec.service.source < spec.service.peer {
+        Half::Even
+    } else {
+        Half::Odd
+    };
+    let peer = peer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    for p in ours {
+        let master = roles.get(&p.group) == Some(&Role::Master);
+        let peer_master = peer.as_ref().is_some_and(|x| {
+            x.profiles
+                .iter()
+                .any(|h| h.backup_id == p.backup_id && h.role == Role::Master)
+        });
+        let alone = !synced.contains(&p.name) || peer_master;
+        hooks.set_split(&p.name, (master && alone).then_some(half));
     }
 }
 
@@ -462,28 +501,60 @@ async fn run_service(t: Task) {
     let mut hello = hello_of(&ours, &roles.borrow_and_update());
     serve(&hooks, &ours, &roles.borrow());
     let (channel, mut events) = Channel::spawn(spec.channel_config(hello.clone()));
+    let rep = hooks.replication();
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
     let mut sync: Option<SyncSession> = None;
-    let mut sub: Option<Subscriber> = None;
+    // counts what the peer misses until a session takes it over
+    let mut sub: Option<Subscriber> = Some(rep.subscribe_from(rep.published()));
     let mut profiles_open = true;
     let mut roles_open = true;
     let mut cmds_open = true;
     // ends the session's sync (what was in progress failed)
-    let end = |sync: &mut Option<SyncSession>, sub: &mut Option<Subscriber>, peer: &PeerCell| {
+    // (the subscriber stays: it counts what the peer misses meanwhile)
+    let end = |sync: &mut Option<SyncSession>, peer: &PeerCell| {
         if let Some(s) = sync.take() {
             s.end();
         }
-        *sub = None;
         set_peer(peer, |p| *p = None);
     };
+    let mut last_split = None;
+    // set by every branch that may change the split (not by the lease
+    // traffic, the hot path)
+    let mut recheck = true;
     loop {
-        let wants_batches = sync.as_ref().is_some_and(SyncSession::wants_batches);
+        // the split follows roles, the session and the peer's roles
+        if recheck {
+            let now = (
+                roles.borrow().clone(),
+                sync.as_ref().map(|s| s.names().to_vec()),
+                peer.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|p| p.profiles.clone()),
+                ours.clone(),
+            );
+            if last_split.as_ref() != Some(&now) {
+                split(
+                    &hooks,
+                    &spec,
+                    &ours,
+                    &now.0,
+                    now.1.as_deref().unwrap_or(&[]),
+                    &peer,
+                );
+                last_split = Some(now);
+            }
+            recheck = false;
+        }
+        // without a session the log is only counted (unsent updates)
+        let wants_batches = sync.as_ref().is_none_or(SyncSession::wants_batches);
         let wants_frames = sync.as_ref().is_none_or(SyncSession::wants_frames);
         tokio::select! {
             _ = stop.cancelled() => break,
             changed = profiles.changed(), if profiles_open => match changed {
                 Ok(()) => {
+                    recheck = true;
                     ours = profiles.borrow_and_update().clone();
                     serve(&hooks, &ours, &roles.borrow());
                     let next = hello_of(&ours, &roles.borrow());
@@ -495,7 +566,8 @@ async fn run_service(t: Task) {
                         // a new session exchanges the new ones
                         info!("profiles or pool fingerprints changed: renewing the session");
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
+                        recheck = true;
                     }
                     hello = next;
                     channel.set_hello(hello.clone());
@@ -504,6 +576,7 @@ async fn run_service(t: Task) {
             },
             changed = roles.changed(), if roles_open => match changed {
                 Ok(()) => {
+                    recheck = true;
                     serve(&hooks, &ours, &roles.borrow_and_update());
                     let next = hello_of(&ours, &roles.borrow());
                     if let Some((_, s)) = &session {
@@ -540,7 +613,8 @@ async fn run_service(t: Task) {
             },
             ev = events.recv() => match ev {
                 Some(ChannelEvent::Up(up)) => {
-                    end(&mut sync, &mut sub, &peer);
+                    recheck = true;
+                    end(&mut sync, &peer);
                     let up = *up;
                     let agreed = accepted(&ours, &up);
                     info!(
@@ -576,27 +650,41 @@ async fn run_service(t: Task) {
                     )
                     .await;
                     sync = Some(s);
-                    sub = log;
+                    if log.is_some() {
+                        sub = log;
+                    }
                     session = Some((up.id, up.session));
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
+                        recheck = true;
                     }
                 }
                 None => break,
             },
             r = next_batch(&mut sub), if wants_batches => {
-                let r = match r {
-                    Ok(r) => sync.as_mut().map(|s| s.outgoing(r)),
-                    Err(e) => Some(Err(Violation(format!("lease log: {e}")))),
+                let r = match (r, sync.as_mut()) {
+                    (Ok(r), Some(s)) => Some(s.outgoing(r)),
+                    (Ok(r), None) => {
+                        let profiles: Vec<SyncProfile> = ours.iter().map(ProfileSpec::sync).collect();
+                        sync_view.count_unsent(&profiles, &r);
+                        None
+                    }
+                    (Err(e), None) => {
+                        warn!(error = %e, "lease log: unsent updates are no longer counted");
+                        sub = None;
+                        None
+                    }
+                    (Err(e), Some(_)) => Some(Err(Violation(format!("lease log: {e}")))),
                 };
                 if let Some(Err(v)) = r {
                     warn!(reason = %v, "ending the session");
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
+                        recheck = true;
                 }
             },
             a = next_applied(&mut sync) => {
@@ -608,17 +696,21 @@ async fn run_service(t: Task) {
                 if let Err(v) = r {
                     warn!(reason = %v, "ending the session");
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
+                        recheck = true;
                 }
             },
             m = next_frame(&mut session), if wants_frames => match m {
-                Some(Message::Role(r)) => set_peer(&peer, |p| {
-                    if let Some(p) = p {
-                        for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
-                            x.role = r.role;
+                Some(Message::Role(r)) => {
+                    recheck = true;
+                    set_peer(&peer, |p| {
+                        if let Some(p) = p {
+                            for x in p.profiles.iter_mut().filter(|x| x.backup_id == r.backup_id) {
+                                x.role = r.role;
+                            }
                         }
-                    }
-                }),
+                    })
+                }
                 Some(m) => {
                     let r = match sync.as_mut() {
                         Some(s) => s.on_frame(m).await,
@@ -627,19 +719,21 @@ async fn run_service(t: Task) {
                     if let Err(v) = r {
                         warn!(reason = %v, "the peer broke the protocol: ending the session");
                         session = None;
-                        end(&mut sync, &mut sub, &peer);
+                        end(&mut sync, &peer);
+                        recheck = true;
                     }
                 }
                 // the session ended; its Down event follows
                 None => {
                     session = None;
-                    end(&mut sync, &mut sub, &peer);
+                    end(&mut sync, &peer);
+                        recheck = true;
                 }
             },
         }
     }
     drop(session);
-    end(&mut sync, &mut sub, &peer);
+    end(&mut sync, &peer);
     channel.shutdown().await;
 }
 
@@ -770,6 +864,10 @@ impl Subsystem for BackupSubsystem {
         }))
     }
 
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[NS]
+    }
+
     fn state_xml(&self) -> String {
         let mut x = String::new();
         for (name, s) in &self.services {
@@ -810,15 +908,32 @@ impl Subsystem for BackupSubsystem {
                 peer.as_ref(),
                 &roles,
             );
+            let hold = self
+                .holds
+                .as_ref()
+                .map(|h| h.get(&p.vrrp_interface, p.vrid));
             if let Some(v) = sync {
                 let _ = write!(
                     x,
-                    "<sync-state>{}</sync-state><leases-in-sync>{}</leases-in-sync>\
-                     <backup-mode>{}</backup-mode><unsent-updates>{}</unsent-updates>",
+                    "<sync-state>{}</sync-state><leases-in-sync>{}</leases-in-sync>",
                     v.state.as_str(),
                     v.leases_in_sync.min(u64::from(u32::MAX)),
-                    v.mode,
-                    v.unsent
+                );
+                match hold {
+                    Some(Some(r)) => {
+                        let _ = write!(
+                            x,
+                            "<preempt-hold>true</preempt-hold><preempt-hold-reason>{}</preempt-hold-reason>",
+                            text(&r)
+                        );
+                    }
+                    Some(None) => x.push_str("<preempt-hold>false</preempt-hold>"),
+                    None => {}
+                }
+                let _ = write!(
+                    x,
+                    "<backup-mode>{}</backup-mode><unsent-updates>{}</unsent-updates>",
+                    v.mode, v.unsent
                 );
             }
             x.push_str("</state></remote-backup-profile>");
@@ -1058,3 +1173,7 @@ fn render_not_started(x: &mut String, s: &Service) {
 #[cfg(test)]
 #[path = "service_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "sync_tests.rs"]
+mod sync_tests;

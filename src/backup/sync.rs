@@ -154,6 +154,10 @@ pub struct SyncView {
     pub refused_there: AtomicU64,
     /// Updates sent and not acknowledged yet.
     pub in_flight: AtomicU64,
+    /// Changes of the profiles' pools made while no session synced them
+    /// (and those in flight when the last one ended): the peer gets them
+    /// with its next batch backup from this router.
+    pub unsent_down: AtomicU64,
     inner: Mutex<ViewInner>,
 }
 
@@ -202,7 +206,21 @@ impl SyncView {
             .map(|(_, g)| g.unsent.load(Ordering::Relaxed))
             .max()
             .unwrap_or(0);
-        gates.max(self.in_flight.load(Ordering::Relaxed))
+        gates.max(self.in_flight.load(Ordering::Relaxed)) + self.unsent_down.load(Ordering::Relaxed)
+    }
+
+    /// Count what a batch of the log holds for the peer while no session
+    /// syncs it.
+    pub fn count_unsent(&self, profiles: &[SyncProfile], r: &Replicated) {
+        let n = match r {
+            Replicated::Batch { changes, .. } => changes
+                .iter()
+                .filter(|c| !matches!(c, Change::Upsert(l) if l.origin == Origin::Peer))
+                .filter(|c| profiles.iter().any(|p| p.has(c)))
+                .count(),
+            Replicated::Snapshot { .. } => 0,
+        };
+        self.unsent_down.fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn profile(&self, name: &str) -> ProfileView {
@@ -447,7 +465,9 @@ impl SyncSession {
         }
     }
 
-    fn on_ack(&mut self, lsn: u64) -> Result<(), Violation> {
+    /// The peer holds every batch up to `lsn` (it acknowledges a split
+    /// batch after its last part only).
+    fn on_ack(&mut self, lsn: u64) {
         let mut n = 0;
         while let Some(&(l, _, k)) = self.in_flight.front() {
             if l > lsn {
@@ -456,17 +476,11 @@ impl SyncSession {
             self.in_flight.pop_front();
             n += k;
         }
-        // an ack of a part of a split batch would be out of place: the
-        // peer acknowledges a batch after its last part only
-        if self.in_flight.front().is_some_and(|&(l, _, _)| l == lsn) {
-            return Err(Violation(format!("ack of {lsn} before its last part")));
-        }
         self.view
             .leases_acknowledged
             .fetch_add(n, Ordering::Relaxed);
         self.view.in_flight.fetch_sub(n, Ordering::Relaxed);
         self.advance_gates();
-        Ok(())
     }
 
     // ------------------------------------------------------- incoming
@@ -500,7 +514,7 @@ impl SyncSession {
                     }))?;
                 }
             }
-            Message::Ack(Ack { lsn }) => self.on_ack(lsn)?,
+            Message::Ack(Ack { lsn }) => self.on_ack(lsn),
             Message::LeasesRefused(r) => {
                 self.view
                     .refused_there
@@ -627,12 +641,12 @@ impl SyncSession {
                 _ => Arc::new(Vec::new()),
             };
         let names = names_of(&self.profiles);
-        self.view.set_state(&names, SyncState::BatchBackup);
-        if self.view.profiles_synchronized(&names) {
-            // an invited batch on a synchronized session: still in sync
-        } else {
+        // an invited batch on a synchronized session keeps the profiles in
+        // sync (real time goes on meanwhile): VRRP stays free to preempt
+        if !self.view.profiles_synchronized(&names) {
             self.hold(Some(HOLD_PULLING));
         }
+        self.view.set_state(&names, SyncState::BatchBackup);
         let ids = self.profiles.iter().map(|p| p.backup_id).collect();
         let pull = Pull {
             batch,
@@ -825,6 +839,9 @@ impl SyncSession {
             }
         };
         info!(batch = d.batch, sent, counts = ?d.counts, "the peer's batch backup from here is done");
+        // the peer holds everything this router had when the batch began;
+        // what changed since went in real time
+        self.view.unsent_down.store(0, Ordering::Relaxed);
         self.record_served(d.batch, sent, "success", Some(d.counts));
         {
             let mut v = self.view.lock();
@@ -904,8 +921,10 @@ impl SyncSession {
                 "the session went down before the batch backup completed".into(),
             ));
         }
+        // what the peer did not acknowledge waits for its next batch backup
         let inflight: u64 = self.in_flight.iter().map(|x| x.2).sum();
         self.view.in_flight.fetch_sub(inflight, Ordering::Relaxed);
+        self.view.unsent_down.fetch_add(inflight, Ordering::Relaxed);
         // the gates go: held ACKs leave on durability alone (serve alone)
         self.view.lock().gates.clear();
     }

@@ -15,7 +15,8 @@ use dhcproto::v4::{DhcpOption, Message, MessageType, Opcode};
 use dhcproto::{Decodable, Decoder, Encodable};
 
 use super::leases::{
-    Change, ClientKey, EventKind, Lease, LeaseEvent, LeaseState, LeaseTable, Origin,
+    infinite_expiry, Change, ClientKey, EventKind, Lease, LeaseEvent, LeaseState, LeaseTable,
+    Origin,
 };
 use super::pool::{code, PoolRt};
 
@@ -325,7 +326,30 @@ impl Handler<'_> {
         if let Some(s) = self.static_ip() {
             return s == ip;
         }
-        self.pool.dynamic(ip) && table.available(ip, self.key(), self.ctx.now)
+        self.pool.dynamic(ip)
+            && table.available(ip, self.key(), self.ctx.now)
+            && self.mine_in_split(table, ip)
+    }
+
+    /// In a split (both routers may be serving, cut from each other),
+    /// whether this side may give `ip` to the client: an address of its own
+    /// half, or one the client holds here already (an active binding, or
+    /// this side's offer, which may come from the other half once this
+    /// one is used up). A free address of the other half, released or
+    /// expired ones included, is the other side's to hand out: giving it
+    /// back to its old client here could give it twice.
+    fn mine_in_split(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        let Some(half) = self.pool.split else {
+            return true;
+        };
+        let (key, now) = (self.key(), self.ctx.now);
+        half.contains(ip)
+            || table.get(ip).is_some_and(|l| {
+                l.state == LeaseState::Bound && l.is_client(key) && l.expires > now
+            })
+            || table
+                .offer(ip)
+                .is_some_and(|o| o.is_client(key) && o.expires > now)
     }
 
     fn lease(&self, ip: Ipv4Addr, state: LeaseState, lifetime: u32, expires: u64) -> Lease {
@@ -344,7 +368,7 @@ impl Handler<'_> {
 
     fn expiry(&self, lifetime: u32) -> u64 {
         if lifetime == u32::MAX {
-            u64::MAX
+            infinite_expiry(self.ctx.now)
         } else {
             self.ctx.now + u64::from(lifetime)
         }
@@ -358,11 +382,13 @@ impl Handler<'_> {
         let ip = if let Some(s) = self.static_ip() {
             Some(s)
         } else {
-            let previous = table
-                .client_ip(key)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
-            let requested = requested_ip(self.req)
-                .filter(|ip| self.pool.dynamic(*ip) && table.available(*ip, key, now));
+            let free = |ip: &Ipv4Addr| {
+                self.pool.dynamic(*ip)
+                    && table.available(*ip, key, now)
+                    && self.mine_in_split(table, *ip)
+            };
+            let previous = table.client_ip(key).filter(free);
+            let requested = requested_ip(self.req).filter(free);
             previous
                 .or(requested)
                 .or_else(|| table.allocate(self.pool, key, now))
@@ -432,7 +458,7 @@ impl Handler<'_> {
             return if self.grantable(table, ip) {
                 self.bind(table, ip)
             } else {
-                self.nak_if(authoritative)
+                self.nak_if(authoritative || self.anothers(table, ip))
             };
         }
         // RENEWING (unicast) or REBINDING (broadcast): extend ciaddr
@@ -442,8 +468,20 @@ impl Handler<'_> {
         if self.grantable(table, ciaddr) {
             self.bind(table, ciaddr)
         } else {
-            self.nak_if(authoritative)
+            self.nak_if(authoritative || self.anothers(table, ciaddr))
         }
+    }
+
+    /// Whether the table holds `ip` as another client's lease. The server
+    /// then knows the client's notion of its address is wrong, and RFC
+    /// 2131 §4.3.2 says it SHOULD NAK (INIT-REBOOT; RENEWING and REBINDING
+    /// "check 'ciaddr' for correctness"): it stays silent only when it has
+    /// no record. Not being authoritative covers addresses this server
+    /// knows nothing of; this one it knows. It is how the loser of a hot
+    /// backup merge (the partner's binding of the address won) learns it
+    /// lost, instead of keeping an address another client holds.
+    fn anothers(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        table.get(ip).is_some_and(|l| !l.is_client(self.key()))
     }
 
     fn nak_if(&self, authoritative: bool) -> Outcome {
@@ -707,6 +745,7 @@ pub(crate) mod tests {
 
     use super::*;
     use crate::dhcp::config::{OptionValue, Pool};
+    use crate::dhcp::leases::Merge;
 
     pub(crate) fn ip(s: &str) -> Ipv4Addr {
         s.parse().unwrap()
@@ -999,6 +1038,155 @@ pub(crate) mod tests {
         let mut r = msg(MessageType::Request, 3);
         r.set_ciaddr(y);
         assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak);
+    }
+
+    /// Hot backup: the partner's binding of `x` (client 2) won the merge
+    /// over ours (client 1). Client 1's RENEWING (unicast, ciaddr), its
+    /// REBINDING (broadcast, ciaddr) and its INIT-REBOOT (requested `x`)
+    /// are each NAKed, authoritative or not: never an ACK, never a
+    /// silence that leaves it on an address client 2 holds.
+    #[test]
+    fn the_loser_of_a_merge_is_naked() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            let x = t.dora(1);
+            let mut theirs = t.table.get(x).unwrap().clone();
+            theirs.hw = vec![2, 0, 0, 0, 0, 2];
+            theirs.hostname = None;
+            theirs.expires += 10;
+            theirs.origin = Origin::Peer;
+            assert_eq!(t.table.merge_peer(theirs.clone()).0, Merge::Taken);
+            t.now += 1800;
+            let renewing = {
+                let mut r = msg(MessageType::Request, 1);
+                r.set_ciaddr(x);
+                r
+            };
+            let rebinding = {
+                let mut r = renewing.clone();
+                r.set_flags(Flags::default().set_broadcast());
+                r
+            };
+            let init_reboot = {
+                let mut r = msg(MessageType::Request, 1);
+                r.opts_mut().insert(DhcpOption::RequestedIpAddress(x));
+                r
+            };
+            for (what, m) in [
+                ("renewing", renewing),
+                ("rebinding", rebinding),
+                ("init-reboot", init_reboot),
+            ] {
+                let out = t.run(&m);
+                let r = out.reply.unwrap_or_else(|| panic!("{what}: no reply"));
+                assert_eq!(
+                    r.kind,
+                    MessageType::Nak,
+                    "{what} authoritative {authoritative}"
+                );
+                assert_eq!(r.to, Delivery::Broadcast);
+                assert!(out.changes.is_empty());
+                assert_eq!(t.table.get(x), Some(&theirs), "{what}");
+            }
+            // the winner renews here (after a switchover): ACK, and the
+            // lease is now this router's
+            let mut r = msg(MessageType::Request, 2);
+            r.set_ciaddr(x);
+            let out = t.run(&r);
+            assert_eq!(out.reply.unwrap().kind, MessageType::Ack);
+            assert_eq!(out.events[0].kind, EventKind::Renewed);
+            assert_eq!(t.table.get(x).unwrap().origin, Origin::Local);
+        }
+    }
+
+    /// Split brain: a new client asking for an address of the other
+    /// side's half is offered one of this side's; one of this half it
+    /// gets; a known client keeps its own address whatever its half.
+    #[test]
+    fn a_split_pool_honours_requests_in_its_own_half_only() {
+        let mut t = T::new();
+        let y = t.dora(1);
+        let half = crate::dhcp::pool::Half::of(y).other();
+        t.pool.split = Some(half);
+        let want = |t: &mut T, mac: u8, ip: Ipv4Addr| {
+            let mut d = msg(MessageType::Discover, mac);
+            d.opts_mut().insert(DhcpOption::RequestedIpAddress(ip));
+            reply(&t.run(&d).reply.unwrap()).yiaddr()
+        };
+        let (even_odd_a, even_odd_b) = (ip("10.0.0.13"), ip("10.0.0.14"));
+        let (theirs, ours) = if half.contains(even_odd_a) {
+            (even_odd_b, even_odd_a)
+        } else {
+            (even_odd_a, even_odd_b)
+        };
+        let got = want(&mut t, 2, theirs);
+        assert!(half.contains(got), "{got}");
+        assert_eq!(want(&mut t, 3, ours), ours);
+        assert_eq!(want(&mut t, 1, theirs), y, "its own address");
+    }
+
+    /// Split brain: a free address of the other half goes to nobody here,
+    /// not even its old client (the other side may have given it away):
+    /// not offered, and its INIT-REBOOT is NAKed; an active binding in the
+    /// other half is still renewed.
+    #[test]
+    fn a_split_pool_gives_no_free_address_of_the_other_half_back() {
+        let mut t = T::new();
+        let old = t.dora(1);
+        t.dora(2);
+        let active = t.dora(3);
+        let mut r = msg(MessageType::Release, 1);
+        r.set_ciaddr(old);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        t.run(&r);
+        assert_eq!(
+            t.table.client_ip(&t.table.get(old).unwrap().key()),
+            Some(old)
+        );
+        let half = crate::dhcp::pool::Half::of(old).other();
+        assert!(!half.contains(active), "{old} {active}: both odd");
+        t.pool.split = Some(half);
+        let o = reply(&t.run(&msg(MessageType::Discover, 1)).reply.unwrap()).yiaddr();
+        assert!(half.contains(o), "{o}");
+        let mut ir = msg(MessageType::Request, 1);
+        ir.opts_mut().insert(DhcpOption::RequestedIpAddress(old));
+        let out = t.run(&ir);
+        assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+        assert_eq!(t.table.get(old).unwrap().state, LeaseState::Released);
+        // the offered address (own half) binds; so would a fallback offer
+        let mut sel = msg(MessageType::Request, 1);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.opts_mut().insert(DhcpOption::RequestedIpAddress(o));
+        assert_eq!(t.run(&sel).reply.unwrap().kind, MessageType::Ack);
+        let mut rn = msg(MessageType::Request, 3);
+        rn.set_ciaddr(active);
+        assert_eq!(t.run(&rn).reply.unwrap().kind, MessageType::Ack);
+        // the even half is used up (.12, .14): a new client is offered the
+        // released odd one and may take it
+        assert_eq!(t.dora(4), old);
+    }
+
+    /// An infinite lease never expires and still tells when it was granted:
+    /// its renewal is a newer version for the hot-backup merge.
+    #[test]
+    fn an_infinite_lease_keeps_its_grant_time() {
+        let mut t = T::new();
+        let mut p = cfg_pool();
+        p.lease_time_s = u32::MAX;
+        t.pool = PoolRt::from(&p);
+        let y = t.dora(1);
+        let first = t.table.get(y).unwrap().clone();
+        assert_eq!(first.lifetime, u32::MAX);
+        assert_eq!(first.changed_at(), t.now);
+        t.now += 100_000;
+        assert!(t.table.expire(t.now).0.is_empty(), "never expires");
+        let mut r = msg(MessageType::Request, 1);
+        r.set_ciaddr(y);
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Ack);
+        let renewed = t.table.get(y).unwrap().clone();
+        assert_eq!(renewed.changed_at(), t.now);
+        assert!(crate::dhcp::leases::peer_wins(&first, &renewed));
     }
 
     #[test]

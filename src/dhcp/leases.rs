@@ -3,8 +3,14 @@
 //!
 //! The table indexes leases by address and by client (option 61, else the
 //! hardware address) and keeps the short-lived offers apart: an offer is
-//! only a hold on an address, never persisted. The store is an append-only
-//! log of checksummed lines (`leases.log`) compacted by rewrite + rename.
+//! only a hold on an address, never persisted. The hot-backup partner's
+//! leases are merged in by [`LeaseTable::merge_peer`]: newest wins, in a
+//! total order of versions both routers share ([`cmp_versions`]), so that
+//! they end with the same binding of every address. With a split
+//! ([`PoolRt::split`]) allocation takes its own half of a pool first.
+//!
+//! The store is an append-only log of checksummed lines (`leases.log`)
+//! compacted by rewrite + rename.
 //!
 //! Format: one record per line, `CRC BODY\n` (CRC-32 of BODY in hex). A
 //! body is a lease change (`U ip pool hw client-id hostname state lifetime
@@ -36,7 +42,7 @@
 //! The store sits behind [`LeaseStore`] (as in dora's `Storage` trait) so the
 //! actor and its tests do not depend on the file format.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -44,7 +50,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use super::pool::PoolRt;
+use super::pool::{Half, PoolRt};
+
+/// The [`LeaseTable::fresh_full`] bits of a half (both for no split).
+fn full_bits(half: Option<Half>) -> u8 {
+    match half {
+        Some(Half::Even) => 1,
+        Some(Half::Odd) => 2,
+        None => 3,
+    }
+}
 
 /// State of a lease (the YANG `lease-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -126,6 +141,135 @@ impl Lease {
             _ => key.0.first() == Some(&1) && key.0[1..] == *self.hw,
         }
     }
+
+    /// The unix second of the lease's last change, derived from the fields
+    /// the log and the wire carry (neither records it):
+    /// - bound, declined, expired (and offered): the grant, `expires -
+    ///   lifetime` (for a decline the lifetime is the probation, so this is
+    ///   the decline). An expired lease keeps the grant it came from, not
+    ///   the moment it ran out: a renewal the partner granted before that
+    ///   moment (the link between the routers cut, the client renewing
+    ///   there) is then newer than this router's expiry of the old grant,
+    ///   and the binding the client really holds survives the merge;
+    /// - an infinite lease (`lifetime` `u32::MAX`) never runs out, so its
+    ///   `expires` carries the grant instead: [`infinite_expiry`]. One
+    ///   stored before that rule (`u64::MAX`) has no known grant: 0;
+    /// - released: `expires`, which the release sets to its own time.
+    pub fn changed_at(&self) -> u64 {
+        match self.state {
+            LeaseState::Released => self.expires,
+            _ if self.lifetime == u32::MAX && self.expires >= INFINITE => {
+                if self.expires == u64::MAX {
+                    0
+                } else {
+                    self.expires - INFINITE
+                }
+            }
+            _ => self.expires.saturating_sub(u64::from(self.lifetime)),
+        }
+    }
+
+    /// Whether `self` and `other` are the same lease, whichever router
+    /// granted it.
+    pub fn same_as(&self, other: &Lease) -> bool {
+        self.ip == other.ip
+            && self.pool == other.pool
+            && self.hw == other.hw
+            && self.client_id == other.client_id
+            && self.hostname == other.hostname
+            && self.state == other.state
+            && self.lifetime == other.lifetime
+            && self.expires == other.expires
+    }
+}
+
+/// Bit 63 of `expires` marks an infinite lease: see [`infinite_expiry`].
+pub const INFINITE: u64 = 1 << 63;
+
+/// The `expires` of an infinite lease granted at `granted` (unix seconds):
+/// past any clock, so it never expires, and still telling when it was
+/// granted, which [`Lease::changed_at`] needs to order two versions of it
+/// (a renewal, a release after it). Shown as the largest `date-and-time`.
+pub fn infinite_expiry(granted: u64) -> u64 {
+    INFINITE | granted
+}
+
+/// Rank of a state among versions of an address changed in the same
+/// second. A decline first (the address is in use by someone else: it
+/// stays quarantined whoever bound it), then a binding (an address a client
+/// may be using is never freed by a tie), then the free states.
+fn rank(s: LeaseState) -> u8 {
+    match s {
+        LeaseState::Declined => 4,
+        LeaseState::Bound => 3,
+        LeaseState::Released => 2,
+        LeaseState::Expired => 1,
+        LeaseState::Offered => 0,
+    }
+}
+
+/// The total order of lease versions both routers apply: newer
+/// [`Lease::changed_at`] first, then `rank`, then the client key, then
+/// every other field (the address last), so that two different leases
+/// never compare equal. `origin` is left out: the same lease is equal on
+/// both routers.
+pub fn cmp_versions(a: &Lease, b: &Lease) -> std::cmp::Ordering {
+    a.changed_at()
+        .cmp(&b.changed_at())
+        .then(rank(a.state).cmp(&rank(b.state)))
+        .then_with(|| a.key().0.cmp(&b.key().0))
+        .then(a.expires.cmp(&b.expires))
+        .then(a.lifetime.cmp(&b.lifetime))
+        .then_with(|| a.hostname.cmp(&b.hostname))
+        .then_with(|| a.pool.cmp(&b.pool))
+        .then_with(|| a.hw.cmp(&b.hw))
+        .then_with(|| a.client_id.cmp(&b.client_id))
+        .then(u32::from(a.ip).cmp(&u32::from(b.ip)))
+}
+
+/// Whether the partner's version of an address beats ours: newest lease
+/// wins, ties broken by [`cmp_versions`]. The same answer on both routers
+/// (`peer_wins(a, b) == !peer_wins(b, a)` for different leases), false for
+/// the same lease.
+pub fn peer_wins(ours: &Lease, theirs: &Lease) -> bool {
+    cmp_versions(theirs, ours) == std::cmp::Ordering::Greater
+}
+
+/// The record of a binding whose client took a newer one on another
+/// address: released one second after its grant. It must beat the binding
+/// it replaces in [`cmp_versions`] on both routers whatever else they saw,
+/// so it is a function of that binding alone; and it must never beat a
+/// later grant of the address to another client, which comes after the
+/// client's newer binding, itself at least a second after this one (only a
+/// strictly newer binding displaces one).
+fn left(l: &Lease) -> Lease {
+    Lease {
+        state: LeaseState::Released,
+        expires: l.changed_at() + 1,
+        ..l.clone()
+    }
+}
+
+/// Whether `newer` (a binding of the client of `older`) displaces `older`,
+/// the client's binding of another address: a client uses the address it
+/// was given last.
+fn displaces(newer: &Lease, older: &Lease) -> bool {
+    newer.state == LeaseState::Bound
+        && older.state == LeaseState::Bound
+        && older.changed_at() < newer.changed_at()
+}
+
+/// What [`LeaseTable::merge_peer`] did with the partner's lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Merge {
+    /// Stored (as it came, or as released when its client holds a newer
+    /// binding here).
+    Taken,
+    /// The table holds the same lease already (an offer, never a lease on
+    /// the wire, is also left alone).
+    Unchanged,
+    /// Ours is newer: the partner should take ours.
+    KeptOurs,
 }
 
 /// Client identity (RFC 2131 §4.2): option 61 when present, else chaddr.
@@ -209,8 +353,9 @@ pub struct LeaseTable {
     offer_by_client: HashMap<ClientKey, Ipv4Addr>,
     /// Allocation cursor per pool (last address handed out).
     cursor: HashMap<String, u32>,
-    /// Pools whose never-used addresses are all taken: skip the fresh scan.
-    fresh_full: HashSet<String>,
+    /// Pools whose never-used addresses are all taken, per half (bit 1:
+    /// even, bit 2: odd): skip the fresh scan.
+    fresh_full: HashMap<String, u8>,
     /// Addresses whose lease or offer changed since `take_touched`.
     touched: Vec<Ipv4Addr>,
 }
@@ -267,6 +412,13 @@ impl LeaseTable {
 
     /// Insert or replace the lease on `lease.ip`, keeping the indexes right.
     pub fn insert(&mut self, lease: Lease) {
+        self.put(lease, true, true);
+    }
+
+    /// Insert or replace the lease on `lease.ip`. `claim`: it becomes its
+    /// client's address (the client index points to it, the client's offer
+    /// elsewhere goes); `hold_off`: an offer on the address goes.
+    fn put(&mut self, lease: Lease, claim: bool, hold_off: bool) {
         let key = lease.key();
         if let Some(old) = self.by_ip.get(&lease.ip) {
             let ok = old.key();
@@ -274,13 +426,15 @@ impl LeaseTable {
                 self.by_client.remove(&ok);
             }
         }
-        self.drop_offer_at(lease.ip);
+        if hold_off {
+            self.drop_offer_at(lease.ip);
+        }
         if lease.state == LeaseState::Declined {
             // a declining client must not get the address back
             if self.by_client.get(&key) == Some(&lease.ip) {
                 self.by_client.remove(&key);
             }
-        } else {
+        } else if claim {
             if let Some(prev) = self.by_client.insert(key.clone(), lease.ip) {
                 if prev != lease.ip {
                     // the client moved: its old address keeps its record but
@@ -306,6 +460,104 @@ impl LeaseTable {
         }
         self.fresh_full.remove(&l.pool);
         Some(l)
+    }
+
+    /// Merge a lease learnt from the partner (its `origin` already `Peer`)
+    /// into the table, so that both routers end with the same binding for
+    /// every address whatever the order they see the versions in. Returns
+    /// the changes to write to the lease log (nothing when not taken and
+    /// no other binding went).
+    ///
+    /// - The lease is taken when the table has none on its address or
+    ///   [`peer_wins`]. Taking a binding or a decline drops an offer this
+    ///   router made on the address (to another client: the address is no
+    ///   longer free); a free state leaves the offer be.
+    /// - A client uses the address it was given last. When the client's
+    ///   binding here (the client index) is on another address and older
+    ///   (strictly, in `changed_at`) than the partner's binding, ours goes:
+    ///   it becomes released (`left`), not deleted, because a deletion
+    ///   would lose to any older version of the address that arrives later
+    ///   (a batch-backup page, a retransmission), while the released record
+    ///   beats the binding it replaces on both routers, and the address is
+    ///   free for the next client at once. This holds whether or not the
+    ///   partner's binding wins its own address (it may lose there to a
+    ///   newer lease: the client still moved). Conversely when the client's
+    ///   binding here is the newer one, the partner's binding is taken
+    ///   released, and the client index stays on the newer one.
+    ///
+    /// Convergence: merging the same set of leases in any order ends with
+    /// the same table, except when a client's binding is displaced on its
+    /// address by another client's newer lease before the client's older
+    /// binding arrives (the table no longer knows the client moved). Every
+    /// lease this merge writes is in the log, so the partner receives it
+    /// and both tables end equal after they exchange their changes (the
+    /// real-time batches, the batch backup).
+    pub fn merge_peer(&mut self, lease: Lease) -> (Merge, Vec<Change>) {
+        if lease.state == LeaseState::Offered {
+            return (Merge::Unchanged, Vec::new());
+        }
+        let key = lease.key();
+        let other: Option<Arc<Lease>> = self
+            .by_client
+            .get(&key)
+            .filter(|ip| **ip != lease.ip)
+            .and_then(|ip| self.by_ip.get(ip))
+            .cloned();
+        let mut changes = Vec::new();
+        let ours = self.by_ip.get(&lease.ip);
+        if let Some(o) = ours.filter(|o| !peer_wins(o, &lease)) {
+            let m = if o.same_as(&lease) {
+                Merge::Unchanged
+            } else {
+                Merge::KeptOurs
+            };
+            if let Some(other) = other.filter(|other| displaces(&lease, other)) {
+                changes.push(self.leave(&other));
+            }
+            return (m, changes);
+        }
+        let mut stored = lease;
+        let mut claim = true;
+        if let Some(other) = &other {
+            if displaces(other, &stored) {
+                stored = left(&stored);
+                claim = false;
+            } else if displaces(&stored, other) {
+                changes.push(self.leave(other));
+            } else if cmp_versions(other, &stored).is_gt() {
+                claim = false;
+            }
+        }
+        let occupies = matches!(stored.state, LeaseState::Bound | LeaseState::Declined);
+        changes.insert(0, Change::Upsert(stored.clone()));
+        self.put(stored, claim, occupies);
+        (Merge::Taken, changes)
+    }
+
+    /// Replace a binding its client left (see [`left`]); the change to log.
+    fn leave(&mut self, l: &Lease) -> Change {
+        let gone = left(l);
+        self.put(gone.clone(), false, false);
+        Change::Upsert(gone)
+    }
+
+    /// The partner deleted its lease on `ip` (a quarantine over, a decline
+    /// with probation 0, a pool removed or shrunk by configuration): delete
+    /// ours too, unless it is a binding or a quarantine still running at
+    /// `now`. A deletion carries no time, so it cannot say it is newer: an
+    /// active binding is never erased by it, nor a quarantine (a decline
+    /// here after the partner's, or a clock a little behind the
+    /// partner's); each ends on this router's clock, which deletes the
+    /// quarantine itself, and the configuration that dropped an address
+    /// there drops it here with the same commit. Returns the deletion to
+    /// log.
+    pub fn remove_peer(&mut self, ip: Ipv4Addr, now: u64) -> Option<Change> {
+        let l = self.by_ip.get(&ip)?;
+        if matches!(l.state, LeaseState::Bound | LeaseState::Declined) && l.expires > now {
+            return None;
+        }
+        self.remove(ip);
+        Some(Change::Delete(ip))
     }
 
     /// Hold `ip` for a client until `offer.expires`.
@@ -358,42 +610,83 @@ impl LeaseTable {
 
     /// Find an address to offer a new client in `pool`: first one never
     /// used (cursor scan, amortised O(1)), else the longest-unused released
-    /// or expired one.
+    /// or expired one. With a split ([`PoolRt::split`]) both from the
+    /// pool's own half first, then both from the other half.
     pub fn allocate(&mut self, pool: &PoolRt, key: &ClientKey, now: u64) -> Option<Ipv4Addr> {
-        if !self.fresh_full.contains(&pool.name) {
-            let total = pool.total();
-            let start = self
-                .cursor
-                .get(&pool.name)
-                .copied()
-                .or_else(|| pool.sections.first().map(|(s, _)| s.wrapping_sub(1)))?;
-            let mut a = start;
-            // every section address once (total plus the skipped ones)
-            let span: u64 = pool
-                .sections
-                .iter()
-                .map(|(s, e)| u64::from(e - s) + 1)
-                .sum();
-            let mut seen = 0u64;
-            while seen < span && total > 0 {
-                a = pool.next_in_sections(a)?;
-                seen += 1;
-                let ip = Ipv4Addr::from(a);
-                if pool.dynamic(ip) && !self.by_ip.contains_key(&ip) && {
+        match pool.split {
+            None => self
+                .fresh(pool, key, now, None)
+                .or_else(|| self.reuse(pool, key, now, None)),
+            Some(h) => self
+                .fresh(pool, key, now, Some(h))
+                .or_else(|| self.reuse(pool, key, now, Some(h)))
+                .or_else(|| self.fresh(pool, key, now, Some(h.other())))
+                .or_else(|| self.reuse(pool, key, now, Some(h.other()))),
+        }
+    }
+
+    /// The next never-used address of `half` (any when `None`) after the
+    /// pool's cursor; remembers when there is none.
+    fn fresh(
+        &mut self,
+        pool: &PoolRt,
+        key: &ClientKey,
+        now: u64,
+        half: Option<Half>,
+    ) -> Option<Ipv4Addr> {
+        let bits = full_bits(half);
+        if self.fresh_full.get(&pool.name).copied().unwrap_or(0) & bits == bits {
+            return None;
+        }
+        let total = pool.total();
+        let start = self
+            .cursor
+            .get(&pool.name)
+            .copied()
+            .or_else(|| pool.sections.first().map(|(s, _)| s.wrapping_sub(1)))?;
+        let mut a = start;
+        // every section address once (total plus the skipped ones)
+        let span: u64 = pool
+            .sections
+            .iter()
+            .map(|(s, e)| u64::from(e - s) + 1)
+            .sum();
+        let mut seen = 0u64;
+        while seen < span && total > 0 {
+            a = pool.next_in_sections(a)?;
+            seen += 1;
+            let ip = Ipv4Addr::from(a);
+            if half.is_none_or(|h| h.contains(ip))
+                && pool.dynamic(ip)
+                && !self.by_ip.contains_key(&ip)
+                && {
                     match self.offers.get(&ip) {
                         None => true,
                         Some(o) => o.expires <= now || o.is_client(key),
                     }
-                } {
-                    self.cursor.insert(pool.name.clone(), a);
-                    return Some(ip);
                 }
+            {
+                self.cursor.insert(pool.name.clone(), a);
+                return Some(ip);
             }
-            self.fresh_full.insert(pool.name.clone());
         }
+        *self.fresh_full.entry(pool.name.clone()).or_insert(0) |= bits;
+        None
+    }
+
+    /// The longest-unused released or expired address of `half` (any when
+    /// `None`), or a lapsed quarantine.
+    fn reuse(
+        &self,
+        pool: &PoolRt,
+        key: &ClientKey,
+        now: u64,
+        half: Option<Half>,
+    ) -> Option<Ipv4Addr> {
         self.by_ip
             .values()
             .filter(|l| l.pool == pool.name && pool.dynamic(l.ip))
+            .filter(|l| half.is_none_or(|h| h.contains(l.ip)))
             .filter(|l| match l.state {
                 LeaseState::Released | LeaseState::Expired => true,
                 LeaseState::Declined | LeaseState::Bound | LeaseState::Offered => l.expires <= now,
@@ -2026,6 +2319,534 @@ pub(crate) mod tests {
                 let ok = std::process::Command::new("umount").arg(d).status();
                 assert!(ok.unwrap().success());
             },
+        );
+    }
+
+    /// A lease of client `mac` on `ip` granted (or changed, for a
+    /// release) at `at`, as the partner sends it.
+    fn ver(ip: &str, mac: u8, state: LeaseState, at: u64) -> Lease {
+        let mut l = lease(ip, mac, state, 0);
+        l.origin = Origin::Peer;
+        l.expires = match state {
+            LeaseState::Released => at,
+            _ => at + u64::from(l.lifetime),
+        };
+        l
+    }
+
+    #[test]
+    fn changed_at_is_the_grant_or_the_release() {
+        let b = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        assert_eq!(b.expires, 4600);
+        assert_eq!(b.changed_at(), 1000);
+        // an expired lease keeps its grant, a release its own time
+        assert_eq!(
+            ver("10.0.0.1", 1, LeaseState::Expired, 1000).changed_at(),
+            1000
+        );
+        assert_eq!(
+            ver("10.0.0.1", 1, LeaseState::Released, 1700).changed_at(),
+            1700
+        );
+        // a decline: its lifetime is the probation
+        let mut d = lease("10.0.0.1", 1, LeaseState::Declined, 2600);
+        d.lifetime = 600;
+        assert_eq!(d.changed_at(), 2000);
+        // infinite: the grant rides in `expires`, which never comes
+        let mut inf = b.clone();
+        inf.lifetime = u32::MAX;
+        inf.expires = infinite_expiry(1234);
+        assert_eq!(inf.changed_at(), 1234);
+        assert!(inf.expires > u64::from(u32::MAX) * 1000);
+        inf.expires = u64::MAX;
+        assert_eq!(inf.changed_at(), 0, "stored before the rule: oldest");
+        // a quarantine of u32::MAX seconds is not an infinite lease
+        d.lifetime = u32::MAX;
+        d.expires = 2000 + u64::from(u32::MAX);
+        assert_eq!(d.changed_at(), 2000);
+    }
+
+    /// Versions of one address: every state, clients with and without
+    /// option 61, the same second, infinite ones, fields differing one by
+    /// one.
+    fn versions() -> Vec<Lease> {
+        let mut v = Vec::new();
+        for state in [
+            LeaseState::Bound,
+            LeaseState::Released,
+            LeaseState::Declined,
+            LeaseState::Expired,
+        ] {
+            for mac in [1u8, 2, 3, 4] {
+                for at in [1000u64, 1001, 5000] {
+                    v.push(ver("10.0.0.9", mac, state, at));
+                }
+            }
+        }
+        let base = ver("10.0.0.9", 1, LeaseState::Bound, 1000);
+        let mut l = base.clone();
+        l.hostname = None;
+        v.push(l);
+        let mut l = base.clone();
+        l.lifetime = 1800;
+        l.expires = 2800;
+        v.push(l);
+        let mut l = base.clone();
+        l.pool = "other".into();
+        v.push(l);
+        let mut l = base.clone();
+        l.client_id = Some(Vec::new());
+        v.push(l);
+        let mut l = base.clone();
+        l.lifetime = u32::MAX;
+        l.expires = infinite_expiry(1000);
+        v.push(l.clone());
+        l.expires = u64::MAX;
+        v.push(l);
+        v
+    }
+
+    /// `peer_wins` is a strict total order of versions, the same seen from
+    /// either router: exactly one of two different leases wins, the same
+    /// lease (whatever its origin) never does, and it is transitive (so
+    /// the winner of a set does not depend on the order it arrives in).
+    #[test]
+    fn peer_wins_is_a_total_order() {
+        let v = versions();
+        for a in &v {
+            for b in &v {
+                let mut b_local = b.clone();
+                b_local.origin = Origin::Local;
+                if a.same_as(b) {
+                    assert!(!peer_wins(a, &b_local) && !peer_wins(&b_local, a));
+                } else {
+                    assert_ne!(peer_wins(a, b), peer_wins(b, a), "{a:?} {b:?}");
+                    assert_eq!(peer_wins(a, b), peer_wins(a, &b_local));
+                }
+            }
+        }
+        let mut sorted = v.clone();
+        sorted.sort_by(cmp_versions);
+        for i in 0..sorted.len() {
+            for j in i + 1..sorted.len() {
+                assert!(peer_wins(&sorted[i], &sorted[j]), "{i} {j}");
+            }
+        }
+        // newest wins; on the same second a decline, then a binding
+        let at = |st, mac, t| ver("10.0.0.9", mac, st, t);
+        assert!(peer_wins(
+            &at(LeaseState::Bound, 1, 1000),
+            &at(LeaseState::Bound, 2, 1001)
+        ));
+        assert!(peer_wins(
+            &at(LeaseState::Released, 1, 1000),
+            &at(LeaseState::Bound, 2, 1000)
+        ));
+        assert!(peer_wins(
+            &at(LeaseState::Bound, 1, 1000),
+            &at(LeaseState::Declined, 1, 1000)
+        ));
+        assert!(!peer_wins(
+            &at(LeaseState::Bound, 1, 1000),
+            &at(LeaseState::Expired, 1, 1000)
+        ));
+    }
+
+    #[test]
+    fn merge_takes_the_newer_lease_and_keeps_ours_when_newer() {
+        let mut t = LeaseTable::new();
+        let a = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        assert_eq!(
+            t.merge_peer(a.clone()),
+            (Merge::Taken, vec![Change::Upsert(a.clone())])
+        );
+        assert_eq!(t.get(a.ip).unwrap().origin, Origin::Peer);
+        assert_eq!(t.merge_peer(a.clone()), (Merge::Unchanged, vec![]));
+        // ours local, the same lease: unchanged
+        let mut local = a.clone();
+        local.origin = Origin::Local;
+        t.insert(local.clone());
+        assert_eq!(t.merge_peer(a.clone()), (Merge::Unchanged, vec![]));
+        assert_eq!(t.get(a.ip).unwrap().origin, Origin::Local);
+        // a renewal there
+        let r = ver("10.0.0.1", 1, LeaseState::Bound, 2800);
+        assert_eq!(t.merge_peer(r.clone()).0, Merge::Taken);
+        // the older version again (a batch-backup page): ours is newer
+        assert_eq!(t.merge_peer(a.clone()), (Merge::KeptOurs, vec![]));
+        assert_eq!(t.get(a.ip), Some(&r));
+        // released there, then a new client there
+        let rel = ver("10.0.0.1", 1, LeaseState::Released, 3000);
+        assert_eq!(t.merge_peer(rel.clone()).0, Merge::Taken);
+        assert_eq!(t.client_ip(&rel.key()), Some(rel.ip));
+        let b = ver("10.0.0.1", 2, LeaseState::Bound, 3500);
+        assert_eq!(t.merge_peer(b.clone()).0, Merge::Taken);
+        assert_eq!(t.client_ip(&rel.key()), None);
+        assert_eq!(t.client_ip(&b.key()), Some(b.ip));
+        // an offer is never a lease from the partner
+        let o = ver("10.0.0.2", 3, LeaseState::Offered, 3500);
+        assert_eq!(t.merge_peer(o), (Merge::Unchanged, vec![]));
+        assert!(t.get(ip4("10.0.0.2")).is_none());
+    }
+
+    fn ip4(s: &str) -> Ipv4Addr {
+        s.parse().unwrap()
+    }
+
+    /// The link between the routers cut: this router expires its copy
+    /// of the client's lease while the client renews on the partner. The
+    /// renewal is the binding the client holds: it wins, both ways.
+    #[test]
+    fn a_renewal_there_beats_the_expiry_here_of_the_older_grant() {
+        let mut t = LeaseTable::new();
+        let mut old = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        old.origin = Origin::Local;
+        t.insert(old.clone());
+        t.expire(old.expires);
+        assert_eq!(t.get(old.ip).unwrap().state, LeaseState::Expired);
+        let renewed = ver("10.0.0.1", 1, LeaseState::Bound, 4000);
+        assert!(renewed.expires > old.expires);
+        assert_eq!(t.merge_peer(renewed.clone()).0, Merge::Taken);
+        assert_eq!(t.get(old.ip).unwrap().state, LeaseState::Bound);
+        // the partner receiving our expiry keeps its renewal
+        let mut there = LeaseTable::new();
+        there.merge_peer(renewed);
+        let mut expired = old.clone();
+        expired.state = LeaseState::Expired;
+        assert_eq!(there.merge_peer(expired).0, Merge::KeptOurs);
+    }
+
+    #[test]
+    fn a_binding_taken_drops_our_offer_to_another_client() {
+        let mut t = LeaseTable::new();
+        let mut offer = ver("10.0.0.1", 2, LeaseState::Offered, 1000);
+        offer.origin = Origin::Local;
+        offer.expires = 1030;
+        t.hold(offer.clone());
+        // a release there leaves the hold be
+        let rel = ver("10.0.0.1", 1, LeaseState::Released, 990);
+        t.merge_peer(rel);
+        assert!(t.offer(offer.ip).is_some());
+        let b = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        assert_eq!(t.merge_peer(b.clone()).0, Merge::Taken);
+        assert!(t.offer(offer.ip).is_none());
+        assert_eq!(t.client_ip(&offer.key()), None);
+        assert!(!t.available(b.ip, &offer.key(), 1010));
+    }
+
+    /// A client uses the address it was given last: its older binding on
+    /// another address becomes released, whichever arrives first, and
+    /// whether ours or the partner's is the older.
+    #[test]
+    fn a_client_keeps_only_its_newest_binding() {
+        let old = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        let new = ver("10.0.0.2", 1, LeaseState::Bound, 2000);
+        let gone = left(&old);
+        assert_eq!(gone.state, LeaseState::Released);
+        assert_eq!(gone.expires, 1001);
+        assert!(peer_wins(&old, &gone));
+        for order in [[&old, &new], [&new, &old]] {
+            let mut t = LeaseTable::new();
+            let (m0, _) = t.merge_peer(order[0].clone());
+            let (m1, ch) = t.merge_peer(order[1].clone());
+            assert_eq!((m0, m1), (Merge::Taken, Merge::Taken));
+            assert_eq!(t.get(old.ip), Some(&gone));
+            assert_eq!(t.get(new.ip), Some(&new));
+            assert_eq!(t.client_ip(&old.key()), Some(new.ip));
+            assert!(ch.contains(&Change::Upsert(gone.clone())), "{ch:?}");
+            // the old binding again changes nothing
+            assert_eq!(t.merge_peer(old.clone()), (Merge::KeptOurs, vec![]));
+            // and the freed address goes to the next client
+            let pool = PoolRt::from(&crate::dhcp::config::Pool {
+                sections: vec![(old.ip, new.ip)],
+                ..crate::dhcp::config::Pool::for_test("p 1%", "10.0.0.0")
+            });
+            let k = ClientKey::new(None, &[7]);
+            assert_eq!(t.allocate(&pool, &k, 3000), Some(old.ip));
+        }
+        // ours local and older; the partner's binding loses on its own
+        // address to a newer lease of another client: the client moved
+        // all the same
+        let mut t = LeaseTable::new();
+        let mut mine = old.clone();
+        mine.origin = Origin::Local;
+        t.insert(mine);
+        let other = ver("10.0.0.2", 3, LeaseState::Bound, 2500);
+        t.merge_peer(other.clone());
+        let (m, ch) = t.merge_peer(new.clone());
+        assert_eq!(m, Merge::KeptOurs);
+        let mut gone_local = gone.clone();
+        gone_local.origin = Origin::Local;
+        assert_eq!(ch, vec![Change::Upsert(gone_local.clone())]);
+        assert_eq!(t.get(old.ip), Some(&gone_local));
+        // the same second: no binding displaces the other
+        let mut t = LeaseTable::new();
+        let same = ver("10.0.0.2", 1, LeaseState::Bound, 1000);
+        t.merge_peer(old.clone());
+        t.merge_peer(same.clone());
+        assert_eq!(t.get(old.ip).unwrap().state, LeaseState::Bound);
+        assert_eq!(t.get(same.ip).unwrap().state, LeaseState::Bound);
+    }
+
+    /// What one table holds: its leases (sorted) and each client's
+    /// address.
+    fn contents(t: &LeaseTable, clients: &[ClientKey]) -> (Vec<Lease>, Vec<Option<Ipv4Addr>>) {
+        let mut l: Vec<Lease> = t.leases().cloned().collect();
+        l.sort_by_key(|l| u32::from(l.ip));
+        (l, clients.iter().map(|k| t.client_ip(k)).collect())
+    }
+
+    /// Deterministic shuffles for the order tests (xorshift).
+    fn shuffled<T: Clone>(v: &[T], seed: u64) -> Vec<T> {
+        let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut out = v.to_vec();
+        for i in (1..out.len()).rev() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        out
+    }
+
+    /// The same history merged in any order gives the same table: renewals,
+    /// releases, an address going to a new client, a client moving, two
+    /// clients on one address (split brain), a decline, an expiry against
+    /// a renewal, infinite leases.
+    #[test]
+    fn merge_converges_whatever_the_order() {
+        use LeaseState::*;
+        let mut inf = ver("10.0.0.8", 7, Bound, 100);
+        inf.lifetime = u32::MAX;
+        inf.expires = infinite_expiry(100);
+        let mut inf_renewed = inf.clone();
+        inf_renewed.expires = infinite_expiry(200);
+        let mut inf_released = inf.clone();
+        inf_released.state = Released;
+        inf_released.expires = 300;
+        let mut declined = ver("10.0.0.5", 4, Declined, 200);
+        declined.hostname = None;
+        let set = vec![
+            ver("10.0.0.1", 1, Bound, 100),
+            ver("10.0.0.1", 1, Bound, 400),
+            ver("10.0.0.1", 1, Released, 700),
+            ver("10.0.0.1", 2, Bound, 800),
+            ver("10.0.0.2", 3, Bound, 100),
+            ver("10.0.0.3", 3, Bound, 500),
+            ver("10.0.0.3", 3, Bound, 900),
+            ver("10.0.0.4", 4, Bound, 100),
+            ver("10.0.0.4", 5, Bound, 150),
+            declined,
+            ver("10.0.0.6", 1, Expired, 100),
+            ver("10.0.0.6", 2, Bound, 300),
+            ver("10.0.0.7", 6, Expired, 100),
+            ver("10.0.0.7", 6, Bound, 200),
+            inf,
+            inf_renewed,
+            inf_released,
+        ];
+        let clients: Vec<ClientKey> = (1..=7u8)
+            .map(|m| ver("10.0.0.1", m, Bound, 0).key())
+            .collect();
+        let mut reference = LeaseTable::new();
+        for l in &set {
+            reference.merge_peer(l.clone());
+        }
+        let want = contents(&reference, &clients);
+        // spot checks of the outcome
+        let at = |s: &str| want.0.iter().find(|l| l.ip == ip4(s)).unwrap().clone();
+        assert_eq!(at("10.0.0.1"), set[3]);
+        assert_eq!(at("10.0.0.2"), left(&set[4]), "client 3 moved to .3");
+        assert_eq!(at("10.0.0.3"), set[6]);
+        assert_eq!(at("10.0.0.4"), set[8], "the newer of two clients");
+        assert_eq!(at("10.0.0.6"), left(&set[11]), "client 2 moved to .1");
+        assert_eq!(at("10.0.0.7"), set[13]);
+        assert_eq!(at("10.0.0.8"), set[16]);
+        assert_eq!(want.1[1], Some(ip4("10.0.0.1")));
+        assert_eq!(want.1[2], Some(ip4("10.0.0.3")));
+        for seed in 1..=300u64 {
+            let mut t = LeaseTable::new();
+            for l in shuffled(&set, seed) {
+                t.merge_peer(l);
+            }
+            assert_eq!(contents(&t, &clients), want, "order {seed}");
+        }
+    }
+
+    /// Any history, merged in two orders by two routers that then exchange
+    /// their tables (what the batch backup does; the real-time batches
+    /// carry the same changes): both end with the same leases.
+    #[test]
+    fn two_tables_converge_after_exchanging_what_they_hold() {
+        use LeaseState::*;
+        let states = [Bound, Bound, Bound, Released, Declined, Expired];
+        for seed in 1..=200u64 {
+            let picks = shuffled(&(0..2000u64).collect::<Vec<_>>(), seed);
+            let set: Vec<Lease> = picks
+                .chunks(4)
+                .take(24)
+                .map(|c| {
+                    let ip = format!("10.0.0.{}", 1 + c[0] % 5);
+                    ver(
+                        &ip,
+                        1 + (c[1] % 4) as u8,
+                        states[(c[2] % 6) as usize],
+                        100 + c[3] % 50,
+                    )
+                })
+                .collect();
+            let mut a = LeaseTable::new();
+            let mut b = LeaseTable::new();
+            for l in shuffled(&set, seed + 1000) {
+                a.merge_peer(l);
+            }
+            for l in shuffled(&set, seed + 2000) {
+                b.merge_peer(l);
+            }
+            let mut rounds = 0;
+            while contents(&a, &[]) != contents(&b, &[]) {
+                rounds += 1;
+                assert!(rounds <= 4, "no convergence: seed {seed}");
+                let from_a: Vec<Lease> = a.leases().cloned().collect();
+                let from_b: Vec<Lease> = b.leases().cloned().collect();
+                for l in from_b {
+                    a.merge_peer(l);
+                }
+                for l in from_a {
+                    b.merge_peer(l);
+                }
+            }
+        }
+    }
+
+    /// The partner's deletion applies to anything but an active binding or
+    /// a running quarantine.
+    #[test]
+    fn remove_peer_never_erases_an_active_binding() {
+        let mut t = LeaseTable::new();
+        let b = ver("10.0.0.1", 1, LeaseState::Bound, 1000);
+        t.merge_peer(b.clone());
+        assert_eq!(t.remove_peer(b.ip, 1000), None);
+        assert_eq!(t.get(b.ip), Some(&b));
+        // once expired it goes
+        assert_eq!(t.remove_peer(b.ip, b.expires), Some(Change::Delete(b.ip)));
+        assert!(t.get(b.ip).is_none());
+        assert_eq!(t.client_ip(&b.key()), None);
+        assert_eq!(t.remove_peer(b.ip, 1000), None, "nothing to delete");
+        let mut d = ver("10.0.0.2", 2, LeaseState::Declined, 1000);
+        d.lifetime = 600;
+        d.expires = 1600;
+        t.merge_peer(d.clone());
+        assert_eq!(t.remove_peer(d.ip, 1100), None, "quarantine running");
+        assert_eq!(t.remove_peer(d.ip, 1600), Some(Change::Delete(d.ip)));
+        let r = ver("10.0.0.3", 3, LeaseState::Released, 1000);
+        t.merge_peer(r.clone());
+        assert_eq!(t.remove_peer(r.ip, 1100), Some(Change::Delete(r.ip)));
+        assert!(t.is_empty());
+    }
+
+    /// A pool of .10-.49 without .20 (39 addresses: 19 even, 20 odd)
+    /// split to `half`.
+    fn split_pool(half: Option<Half>) -> PoolRt {
+        let mut p = PoolRt::from(&crate::dhcp::config::Pool {
+            sections: vec![(ip4("10.0.0.10"), ip4("10.0.0.49"))],
+            excluded: vec![(ip4("10.0.0.20"), ip4("10.0.0.20"))],
+            ..crate::dhcp::config::Pool::for_test("p 1%", "10.0.0.0")
+        });
+        p.split = half;
+        p
+    }
+
+    /// Allocate for client `id` and bind it (what DISCOVER + REQUEST do).
+    fn grant(t: &mut LeaseTable, pool: &PoolRt, id: u16, now: u64) -> Option<Ipv4Addr> {
+        let hw = [2, 0, 0, 0, (id >> 8) as u8, id as u8];
+        let ip = t.allocate(pool, &ClientKey::new(None, &hw), now)?;
+        t.insert(Lease {
+            ip,
+            pool: pool.name.clone(),
+            hw: hw.to_vec(),
+            client_id: None,
+            hostname: None,
+            state: LeaseState::Bound,
+            lifetime: 3600,
+            expires: now + 3600,
+            origin: Origin::Local,
+        });
+        Some(ip)
+    }
+
+    /// Split brain: two routers with the same table, cut from each other,
+    /// give new clients addresses from opposite halves and never the same
+    /// one while their halves have room; a side whose half is used up
+    /// takes from the other half, never-used addresses and released ones
+    /// alike.
+    #[test]
+    fn split_halves_never_collide_and_fall_back_when_exhausted() {
+        let now = 1000;
+        let (even, odd) = (split_pool(Some(Half::Even)), split_pool(Some(Half::Odd)));
+        // the history both routers share before the cut
+        let mut a = LeaseTable::new();
+        let mut b = LeaseTable::new();
+        for id in 1..=5 {
+            let ip = grant(&mut a, &split_pool(None), id, now).unwrap();
+            b.merge_peer(a.get(ip).unwrap().clone());
+        }
+        // the cut: 2 * 7 new clients on each side
+        let mut got_a = Vec::new();
+        let mut got_b = Vec::new();
+        for id in 0..14 {
+            got_a.push(grant(&mut a, &even, 100 + id, now).unwrap());
+            got_b.push(grant(&mut b, &odd, 200 + id, now).unwrap());
+        }
+        assert!(got_a.iter().all(|ip| Half::Even.contains(*ip)), "{got_a:?}");
+        assert!(got_b.iter().all(|ip| Half::Odd.contains(*ip)), "{got_b:?}");
+        assert!(got_a.iter().all(|ip| !got_b.contains(ip)));
+        // shared .10-.14, then 14 of the 16 other even addresses: two left
+        for id in 150..152 {
+            assert!(Half::Even.contains(grant(&mut a, &even, id, now).unwrap()));
+        }
+        // the even half is used up: the odd half, never-used first
+        let fallback = grant(&mut a, &even, 152, now).unwrap();
+        assert!(Half::Odd.contains(fallback), "{fallback}");
+        // an even address released comes before the odd fresh ones
+        let mut r = a.get(got_a[3]).unwrap().clone();
+        r.state = LeaseState::Released;
+        r.expires = now;
+        a.insert(r);
+        assert_eq!(grant(&mut a, &even, 153, now), Some(got_a[3]));
+        // use up the odd fresh addresses too, then release an odd one: the
+        // other half's reuse
+        let mut id = 300;
+        while let Some(ip) = grant(&mut a, &even, id, now) {
+            assert!(Half::Odd.contains(ip));
+            id += 1;
+        }
+        let mut r = a.get(fallback).unwrap().clone();
+        r.state = LeaseState::Expired;
+        a.insert(r);
+        assert_eq!(grant(&mut a, &even, 400, now + 1), Some(fallback));
+        assert_eq!(a.len(), 39);
+        // the split over (healed): no half, no address left
+        assert_eq!(grant(&mut a, &split_pool(None), 401, now), None);
+    }
+
+    /// The fresh scan remembers a used-up half, not the whole pool.
+    #[test]
+    fn a_used_up_half_leaves_the_other_to_the_scan() {
+        let mut t = LeaseTable::new();
+        let even = split_pool(Some(Half::Even));
+        let mut evens = 0;
+        while let Some(ip) = grant(&mut t, &even, evens, 0) {
+            if !Half::Even.contains(ip) {
+                break;
+            }
+            evens += 1;
+        }
+        assert_eq!(evens, 19, "19 even addresses, then an odd one");
+        let free_odd = grant(&mut t, &split_pool(None), 1000, 0).unwrap();
+        assert!(Half::Odd.contains(free_odd));
+        assert_eq!(
+            grant(&mut t, &split_pool(Some(Half::Odd)), 1001, 0).map(Half::of),
+            Some(Half::Odd)
         );
     }
 

@@ -4,7 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
-//!  backup subsystem ──Hooks──► Command::Serving / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
+//!  backup subsystem ──Hooks──► Command::Serving / Split / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
 //! - `pool`: a configured pool reduced for serving;
@@ -63,6 +63,17 @@ impl Hooks {
         let _ = self.cmd.send(Command::Serving {
             profile: profile.to_string(),
             master,
+        });
+    }
+
+    /// Split brain (the channel to the partner down while `profile` is
+    /// master here, maybe there too): its pools take new addresses from
+    /// `half` first, from the other half only when it has none left;
+    /// `None` ends the split. Survives configuration commits.
+    pub fn set_split(&self, profile: &str, half: Option<pool::Half>) {
+        let _ = self.cmd.send(Command::Split {
+            profile: profile.to_string(),
+            half,
         });
     }
 
@@ -165,6 +176,10 @@ impl Subsystem for DhcpSubsystem {
         if old.dhcp != new.dhcp || old == &Config::default() {
             let _ = self.cmd.send(Command::Config(Arc::new(new.dhcp.clone())));
         }
+    }
+
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[NS]
     }
 
     fn state_xml(&self) -> String {
@@ -302,6 +317,46 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A lease learnt from the partner shows `origin peer` (the YANG
+    /// `lease-origin`), and an infinite lease, whose expiry carries its
+    /// grant, the largest date; libyang takes both.
+    #[test]
+    fn peer_and_infinite_leases_render_valid_state() {
+        use leases::{infinite_expiry, LeaseState, Origin};
+        let peer = Lease {
+            ip: "10.0.0.5".parse().unwrap(),
+            pool: "lan".into(),
+            hw: vec![2, 0, 0, 0, 0, 1],
+            client_id: None,
+            hostname: None,
+            state: LeaseState::Bound,
+            lifetime: u32::MAX,
+            expires: infinite_expiry(1_800_000_000),
+            origin: Origin::Peer,
+        };
+        let local = Lease {
+            ip: "10.0.0.6".parse().unwrap(),
+            lifetime: 3600,
+            expires: 1_800_003_600,
+            origin: Origin::Local,
+            ..peer.clone()
+        };
+        let view = View {
+            leases: vec![Arc::new(peer), Arc::new(local)],
+            pools: Vec::new(),
+        };
+        let x = render_state(&view, &Counters::default());
+        assert!(x.contains(
+            "<ip-address>10.0.0.5</ip-address><pool>lan</pool><mac-address>02:00:00:00:00:01</mac-address>\
+<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59Z</expires><origin>peer</origin>"
+        ), "{x}");
+        assert!(
+            x.contains("<expires>2027-01-15T09:00:00Z</expires><origin>local</origin>"),
+            "{x}"
+        );
+        crate::yang::parse_state_xml(&x).expect("valid state");
+    }
 
     /// Issue 9 item 2: U+FFFF passed, and libyang refused the whole state.
     #[test]

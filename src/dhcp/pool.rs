@@ -1,6 +1,7 @@
 //! Runtime form of an `ip-pool`: the typed configuration reduced to what the
 //! handler needs on every packet (integer ranges, pre-encoded options, the
-//! static bindings indexed by hardware address). Built once per commit.
+//! static bindings indexed by hardware address). Built once per commit;
+//! the split-brain [`Half`] is set on it by the actor.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
@@ -24,6 +25,45 @@ pub mod code {
     pub const CLIENT_ID: u8 = 61;
     pub const RELAY_AGENT_INFO: u8 = 82;
     pub const END: u8 = 255;
+}
+
+/// One of two halves of a pool's addresses, for split-brain allocation:
+/// while the channel to the partner is down and both routers may be
+/// master, each takes new addresses from its own half first (the sync
+/// actor decides which side is which).
+///
+/// The halves are the even and the odd address values. Both routers
+/// compute them alike from the address alone (no configuration, no
+/// table); parity splits every section, excluded range and run of free
+/// addresses about evenly, which a split of the range in two does not (a
+/// pool whose low addresses are used or excluded would leave one side with
+/// far fewer); and the cursor scan stays amortised O(1), stepping over one
+/// address of the other half per address of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Half {
+    Even,
+    Odd,
+}
+
+impl Half {
+    pub fn of(ip: Ipv4Addr) -> Half {
+        if u32::from(ip) % 2 == 0 {
+            Half::Even
+        } else {
+            Half::Odd
+        }
+    }
+
+    pub fn contains(self, ip: Ipv4Addr) -> bool {
+        Half::of(ip) == self
+    }
+
+    pub fn other(self) -> Half {
+        match self {
+            Half::Even => Half::Odd,
+            Half::Odd => Half::Even,
+        }
+    }
 }
 
 /// A pool ready for serving.
@@ -52,6 +92,10 @@ pub struct PoolRt {
     /// Static bindings: address → hardware address.
     pub static_by_ip: BTreeMap<Ipv4Addr, String>,
     pub profile: Option<String>,
+    /// Split brain: new addresses from this half first, from the other
+    /// only when it has none left (`None`: no split). Set by the actor
+    /// from its profile, not by configuration.
+    pub split: Option<Half>,
 }
 
 impl From<&Pool> for PoolRt {
@@ -124,6 +168,7 @@ impl From<&Pool> for PoolRt {
                 .map(|(ip, mac)| (*ip, mac.to_ascii_lowercase()))
                 .collect(),
             profile: p.remote_backup_profile.clone(),
+            split: None,
         }
     }
 }

@@ -50,10 +50,12 @@ use tracing::{error, info, warn};
 
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
-use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, PoolStats};
+use super::leases::{
+    Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge, PoolStats,
+};
 use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::peer::{Applied, PeerRefusal, PeerUpdate};
-use super::pool::PoolRt;
+use super::pool::{Half, PoolRt};
 use super::replication::{self, Publisher, ReleaseMsg};
 
 /// Commands to the actor.
@@ -76,6 +78,9 @@ pub enum Command {
         profiles: Arc<[String]>,
         reply: oneshot::Sender<Vec<Arc<Lease>>>,
     },
+    /// Split brain: the pools of `profile` take new addresses from `half`
+    /// first (`None`: no split).
+    Split { profile: String, half: Option<Half> },
 }
 
 /// Packet counters, shared with the northbound (atomics: read without the
@@ -271,33 +276,6 @@ fn deliver(out: &[Out], counters: &Counters) {
 /// pool (None: a pool without hot backup).
 pub(crate) type Durable = (Reply, u32, Option<Arc<str>>);
 
-/// What a merge of the partner's lease did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Merge {
-    Taken,
-    Unchanged,
-    KeptOurs,
-}
-
-// INTERIM (replaced by LeaseTable::merge_peer / remove_peer before this
-// lands): the partner's lease is taken unless ours is the same.
-fn interim_merge(table: &mut LeaseTable, l: Lease) -> (Merge, Vec<Change>) {
-    if table.get(l.ip).is_some_and(|o| *o == l) {
-        return (Merge::Unchanged, Vec::new());
-    }
-    table.insert(l.clone());
-    (Merge::Taken, vec![Change::Upsert(l)])
-}
-
-fn interim_remove(table: &mut LeaseTable, ip: Ipv4Addr, now: u64) -> Option<Change> {
-    let l = table.get(ip)?;
-    if l.state == LeaseState::Bound && l.expires > now {
-        return None;
-    }
-    table.remove(ip);
-    Some(Change::Delete(ip))
-}
-
 /// Work for the store writer.
 enum WriteJob {
     Batch {
@@ -350,6 +328,8 @@ struct Writer {
     waiting: usize,
     /// Notifications waiting for the next sync that works.
     notify: Vec<Box<dyn FnOnce() + Send>>,
+    /// Batches published that the release stage has not heard of yet.
+    announced: Vec<ReleaseMsg<Out>>,
 }
 
 impl Writer {
@@ -401,6 +381,7 @@ impl Writer {
                 }
                 self.publish();
                 self.publisher.durable(self.lsn);
+                self.announce();
                 let mut now = Vec::with_capacity(self.pending.len());
                 let mut gated = Vec::new();
                 for (lsn, profile, out) in self.pending.drain(..) {
@@ -426,22 +407,36 @@ impl Writer {
                 self.healthy = false;
                 self.counters.withhold(n, &e);
                 self.pending.clear();
+                // the partner may have it: the gates count it unsent
+                self.announce();
             }
         }
     }
 
-    /// Hand the batch gathered to the subscribers and the release stage.
+    /// Hand the batch gathered to the subscribers (its transfer to the
+    /// partner starts) and note it for the release stage, which hears of it
+    /// with the batch's durability (`announce`): one wake-up of that thread
+    /// per batch, not two. An acknowledgement of the partner that overtakes
+    /// the announcement covers the batch already (the stage ignores a batch
+    /// at or below a gate's acknowledged position).
     fn publish(&mut self) {
         if let Some(changes) = self.open.take() {
             let n = changes.len() as u64;
             self.publisher.publish(self.lsn, Arc::new(changes));
             if self.publisher.gated() {
-                let _ = self.release.send(ReleaseMsg::Published {
+                self.announced.push(ReleaseMsg::Published {
                     lsn: self.lsn,
                     changes: n,
                     at: Instant::now(),
                 });
             }
+        }
+    }
+
+    /// Tell the release stage of the batches published.
+    fn announce(&mut self) {
+        for m in self.announced.drain(..) {
+            let _ = self.release.send(m);
         }
     }
 }
@@ -555,6 +550,7 @@ impl Stages {
             pending: Vec::new(),
             waiting: 0,
             notify: Vec::new(),
+            announced: Vec::new(),
         };
         let writer_thread = std::thread::Builder::new()
             .name("lease-writer".into())
@@ -585,6 +581,9 @@ pub struct DhcpServer {
     ifaces: HashMap<u32, IfInfo>,
     ifaces_at: Instant,
     serving: HashMap<String, bool>,
+    /// Per profile, the half its pools allocate from first (split brain);
+    /// kept here so that it survives a configuration re-apply.
+    split: HashMap<String, Half>,
     counters: Arc<Counters>,
     snapshot: Arc<Mutex<Snapshot>>,
     writer: Option<std::sync::mpsc::Sender<WriteJob>>,
@@ -648,6 +647,7 @@ impl DhcpServer {
             ifaces: HashMap::new(),
             ifaces_at: Instant::now() - Duration::from_secs(3600),
             serving: HashMap::new(),
+            split: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
             writer: Some(stages.writer),
@@ -830,6 +830,18 @@ impl DhcpServer {
                 info!(%profile, master, "dhcp serving gate");
                 self.serving.insert(profile, master);
             }
+            Command::Split { profile, half } => {
+                info!(%profile, ?half, "dhcp split-brain allocation");
+                match half {
+                    Some(h) => self.split.insert(profile.clone(), h),
+                    None => self.split.remove(&profile),
+                };
+                for p in self.pools.values_mut() {
+                    if p.profile.as_deref() == Some(profile.as_str()) {
+                        p.split = half;
+                    }
+                }
+            }
             Command::ApplyPeer {
                 updates,
                 profiles,
@@ -878,7 +890,7 @@ impl DhcpServer {
                         continue;
                     }
                     l.origin = super::leases::Origin::Peer;
-                    let (merge, mut c) = interim_merge(&mut self.table, l);
+                    let (merge, mut c) = self.table.merge_peer(l);
                     match merge {
                         Merge::Taken => out.taken += 1,
                         Merge::Unchanged => out.unchanged += 1,
@@ -893,7 +905,7 @@ impl DhcpServer {
                         continue;
                     }
                     out.removed += 1;
-                    changes.extend(interim_remove(&mut self.table, ip, now));
+                    changes.extend(self.table.remove_peer(ip, now));
                 }
             }
         }
@@ -917,10 +929,15 @@ impl DhcpServer {
             .iter()
             .map(|(n, p)| {
                 let same = self.cfg.pools.get(n).is_some_and(|o| Arc::ptr_eq(o, p));
-                let rt = match old.remove(n) {
+                let mut rt = match old.remove(n) {
                     Some(rt) if same => rt,
                     _ => PoolRt::from(&**p),
                 };
+                rt.split = rt
+                    .profile
+                    .as_ref()
+                    .and_then(|pr| self.split.get(pr))
+                    .copied();
                 (n.clone(), rt)
             })
             .collect();
@@ -1402,6 +1419,92 @@ mod tests {
         });
         srv.process(inbound(), &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
+    }
+
+    /// Split brain: `Command::Split` makes the pools of its profile (and
+    /// only those) offer from its half, also after a commit rebuilt them,
+    /// until the split ends.
+    #[tokio::test]
+    async fn a_split_survives_a_commit_and_steers_offers() {
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut a = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
+        a.remote_backup_profile = Some("rbp".into());
+        // commits without interfaces (no socket); the packets are handed
+        // to `process` as if received on every interface
+        let mut c = (*cfg(vec![a, pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.60")])).clone();
+        let on_all = |srv: &mut DhcpServer| {
+            let mut served = (*srv.cfg).clone();
+            served.all_interfaces = true;
+            srv.cfg = Arc::new(served);
+        };
+        srv.apply_config(Arc::new(c.clone()));
+        srv.command(Command::Serving {
+            profile: "rbp".into(),
+            master: true,
+        });
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: Some(Half::Odd),
+        });
+        assert_eq!(srv.pools["a"].split, Some(Half::Odd));
+        assert_eq!(srv.pools["b"].split, None);
+        // a commit that rebuilds pool a
+        Arc::make_mut(c.pools.get_mut("a").unwrap()).lease_time_s = 600;
+        srv.apply_config(Arc::new(c.clone()));
+        assert_eq!(srv.pools["a"].lease_time, 600);
+        assert_eq!(srv.pools["a"].split, Some(Half::Odd));
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("10.0.0.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        on_all(&mut srv);
+        let offers = |srv: &mut DhcpServer, macs: std::ops::Range<u8>| -> Vec<Ipv4Addr> {
+            let (mut ch, mut du, mut now_out) = (Vec::new(), Vec::new(), Vec::new());
+            for mac in macs {
+                let mut m = dhcproto::v4::Message::default();
+                m.set_chaddr(&[2, 0, 0, 0, 0, mac]);
+                m.opts_mut()
+                    .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Discover));
+                let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+                srv.process(
+                    Inbound {
+                        msg: handler::decode(&raw),
+                        raw,
+                        ifindex: 1,
+                        src: std::net::SocketAddrV4::new(ip("0.0.0.0"), 68),
+                        dst: ip("255.255.255.255"),
+                    },
+                    &mut ch,
+                    &mut du,
+                    &mut now_out,
+                );
+            }
+            now_out
+                .iter()
+                .map(|(r, _)| {
+                    dhcproto::Decodable::decode(&mut dhcproto::Decoder::new(&r.bytes))
+                        .map(|m: dhcproto::v4::Message| m.yiaddr())
+                        .unwrap()
+                })
+                .collect()
+        };
+        let got = offers(&mut srv, 1..6);
+        assert_eq!(got.len(), 5);
+        assert!(got.iter().all(|ip| Half::Odd.contains(*ip)), "{got:?}");
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: None,
+        });
+        srv.apply_config(Arc::new(c));
+        on_all(&mut srv);
+        assert_eq!(srv.pools["a"].split, None);
+        let got = offers(&mut srv, 10..14);
+        assert!(got.iter().any(|ip| Half::Even.contains(*ip)), "{got:?}");
     }
 
     fn ack() -> Durable {

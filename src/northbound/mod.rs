@@ -440,7 +440,7 @@ impl Northbound {
                 filter,
                 with_defaults,
             } => {
-                let tree = self.operational();
+                let tree = self.operational(selected_namespaces(filter.as_ref()).as_ref());
                 filtered(&tree, filter.as_ref(), with_defaults, None)
             }
             Operation::GetConfig {
@@ -568,7 +568,9 @@ impl Northbound {
     /// Running configuration merged with every subsystem's state. An
     /// entry libyang refuses (one lease with text the schema cannot hold)
     /// is left out alone; the rest of the subsystem's state is shown.
-    fn operational(&self) -> DataTree<'static> {
+    /// Running merged with the state of the subsystems `selected` names a
+    /// namespace of (every subsystem when `None`).
+    fn operational(&self, selected: Option<&BTreeSet<String>>) -> DataTree<'static> {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if crate::fault::armed("northbound-panic") {
@@ -576,6 +578,12 @@ impl Northbound {
         }
         let mut tree = yang::dup(&self.running);
         for s in &self.subsystems {
+            let ns = s.namespaces();
+            if let Some(sel) = selected {
+                if !ns.is_empty() && !ns.iter().any(|n| sel.contains(*n)) {
+                    continue;
+                }
+            }
             let xml = s.state_xml();
             if xml.is_empty() {
                 continue;
@@ -1181,6 +1189,23 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
     )))
 }
 
+/// The namespaces a `<get>` filter selects at its top: a subtree filter
+/// names each top node's namespace (a node without one selects every
+/// namespace, RFC 6241 §6.2.1); an XPath filter is not analysed (`None`:
+/// every namespace).
+fn selected_namespaces(filter: Option<&Filter>) -> Option<BTreeSet<String>> {
+    match filter? {
+        Filter::Subtree(top) => top
+            .elements()
+            .map(|e| {
+                let ns = e.ns.as_str();
+                (!ns.is_empty()).then(|| ns.to_owned())
+            })
+            .collect(),
+        Filter::XPath { .. } => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1191,6 +1216,7 @@ mod tests {
         /// Makes `Recorder` refuse every configuration (a runtime that
         /// cannot take a change for a while); per test thread.
         static REFUSE_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+        static STATE_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
     }
 
     /// A subsystem that records what it was asked to apply, refuses any
@@ -1217,7 +1243,11 @@ mod tests {
         fn apply(&mut self, _old: &Config, new: &Config) {
             self.applied.lock().unwrap().push(new.vrrp.len());
         }
+        fn namespaces(&self) -> &'static [&'static str] {
+            &[crate::vrrp::NS]
+        }
         fn state_xml(&self) -> String {
+            STATE_READS.set(STATE_READS.get() + 1);
             r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
         }
     }
@@ -1561,6 +1591,50 @@ mod tests {
             assert_eq!(get(&mut nb), after);
         }
         assert_eq!(get(&mut nb).matches("<ip-pool>").count(), 2);
+    }
+
+    /// A `<get>` asks only the subsystems whose namespaces its subtree
+    /// filter selects (a reply of another module costs them nothing).
+    #[test]
+    fn get_asks_only_the_selected_subsystems_for_state() {
+        let (mut nb, _, _dir) = booted();
+        let get = |nb: &mut Northbound, f: Option<&str>| {
+            let filter = f.map(|f| {
+                Filter::Subtree(
+                    xml::parse(&format!(
+                        r#"<filter xmlns="{NC_NS}" type="subtree">{f}</filter>"#
+                    ))
+                    .unwrap(),
+                )
+            });
+            let before = STATE_READS.get();
+            let d = data(nb.operation(
+                1,
+                Operation::Get {
+                    filter,
+                    with_defaults: WithDefaults::Explicit,
+                },
+            ));
+            (STATE_READS.get() - before, d)
+        };
+        let (reads, d) = get(
+            &mut nb,
+            Some(r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server"/>"#),
+        );
+        assert_eq!(reads, 0, "{d}");
+        let (reads, d) = get(&mut nb, Some(r#"<vrrp xmlns="urn:hotlease:yang:vrrp"/>"#));
+        assert_eq!(reads, 1);
+        assert!(d.contains("<state>master</state>"), "{d}");
+        // a top node without a namespace selects every module
+        let (reads, d) = get(&mut nb, Some(r#"<vrrp xmlns=""/>"#));
+        assert_eq!(reads, 1);
+        assert!(d.contains("<state>master</state>"), "{d}");
+        assert_eq!(get(&mut nb, None).0, 1);
+        assert_eq!(
+            get(&mut nb, Some("")).0,
+            0,
+            "an empty filter selects nothing"
+        );
     }
 
     #[test]

@@ -98,6 +98,9 @@ fn fresh_state() -> GroupState {
     }
 }
 
+/// The namespace of `hotlease-vrrp`.
+pub const NS: &str = "urn:hotlease:yang:vrrp";
+
 enum Command {
     Apply(BTreeMap<Key, VrrpGroup>),
 }
@@ -310,12 +313,16 @@ impl crate::config::Subsystem for Vrrp {
         }
     }
 
+    fn namespaces(&self) -> &'static [&'static str] {
+        &[NS]
+    }
+
     fn state_xml(&self) -> String {
         let snap = self.lock();
         if snap.groups.is_empty() {
             return String::new();
         }
-        let mut x = String::from("<vrrp xmlns=\"urn:hotlease:yang:vrrp\">");
+        let mut x = format!("<vrrp xmlns=\"{NS}\">");
         for ((ifname, vrid), g) in &snap.groups {
             x += &format!(
                 "<group><interface>{}</interface><vrid>{vrid}</vrid><state>{}</state>",
