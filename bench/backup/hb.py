@@ -5,7 +5,9 @@ against the hotleased listening on 127.0.0.1:8830 there, with the lab's
 credentials (examples/configure.py applies the seed's steps 1-4 first).
 
   widen          pool p1 of the seed (a /24, 191 addresses) grows to
-                 10.0.0.0/15 with two more sections (130,750 addresses in all)
+                 10.0.0.0/14 with two more sections (261,822 addresses in all:
+                 while the channel is down a router allocates from its own
+                 half, which must hold the 100,000 leases of the fill)
                  so that perfdhcp's clients and 100,000 leases fit; one
                  edit-config (merge) + commit, both routers get the same
                  change, so the profile's pool fingerprints still match
@@ -36,8 +38,8 @@ RBK = "urn:hotlease:yang:remote-backup"
 nc_session.TICK = 0.002
 
 # the sections added to the seed's pool p1 (its own 10.1.1.10-200 stays)
-WIDE_SECTIONS = [("10.0.1.0", "10.1.0.255"), ("10.1.2.0", "10.1.255.254")]
-WIDE_MASK = "255.254.0.0"
+WIDE_SECTIONS = [("10.0.1.0", "10.1.0.255"), ("10.1.2.0", "10.3.255.254")]
+WIDE_MASK = "255.252.0.0"
 
 
 def connect(port):

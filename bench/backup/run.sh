@@ -10,7 +10,7 @@
 # hotleased: each router runs its own daemon, configured over NETCONF with
 # the seed's steps 1-4 (examples/configure.py: VRRP vrid 1 VIP 10.1.1.1 on
 # eth1, remote-backup-service over hb, profile, pool p1 bound to it, server
-# identifier = VIP), then pool p1 widened to 10.0.0.0/15 (hb.py widen) so
+# identifier = VIP), then pool p1 widened to 10.0.0.0/14 (hb.py widen) so
 # that 100,000 leases fit. perfdhcp relays to the VIP. "Alone": router A
 # only, the same configuration with the pool's profile binding removed.
 # Kea: primary in A, standby in B, HA over hb (http://10.0.0.x:8001, the
@@ -278,9 +278,9 @@ kea_conf() { # ROUTER NAME
     "authoritative": true,
     "subnet4": [ {
         "id": 1,
-        "subnet": "10.0.0.0/15",
+        "subnet": "10.0.0.0/14",
         "pools": [ { "pool": "10.0.1.0 - 10.1.0.255" }, { "pool": "10.1.1.10 - 10.1.1.200" },
-                   { "pool": "10.1.2.0 - 10.1.255.254" } ],
+                   { "pool": "10.1.2.0 - 10.3.255.254" } ],
         "option-data": [
             { "name": "routers", "data": "10.1.1.1" },
             { "name": "domain-name-servers", "data": "10.1.1.1" } ]
