@@ -246,6 +246,18 @@ impl Northbound {
             what: "running",
             message: e.message,
         })?;
+        // the rules between entries that a commit checks too (a startup
+        // file written by hand, or by an older version, may break them)
+        running_config
+            .check()
+            .map_err(|errors| BootError::Invalid {
+                what: "running",
+                message: errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.path, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            })?;
         let mut nb = Northbound {
             candidate: yang::dup(&running),
             running,
@@ -1282,6 +1294,33 @@ mod tests {
             test_option: TestOption::TestThenSet,
             error_option: ErrorOption::StopOnError,
             config: cfg,
+        }
+    }
+
+    /// A startup datastore that breaks a rule between entries (two pools
+    /// with overlapping sections: what a commit refuses) is refused at
+    /// boot too, with the rule's message.
+    #[test]
+    fn boot_refuses_a_startup_that_breaks_a_rule_between_pools() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        let xml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/yang-tests/daemon/dhcp-section-overlap-other-pool.xml"
+        ))
+        .unwrap();
+        let body = xml
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("<!--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        store.write_startup(&body).unwrap();
+        match Northbound::boot(store, vec![]) {
+            Err(BootError::Invalid { message, .. }) => {
+                assert!(message.contains("overlap"), "{message}")
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("booted with overlapping pools"),
         }
     }
 
