@@ -263,18 +263,7 @@ pub fn validate(tree: &mut DataTree<'static>) -> Result<(), Vec<LyError>> {
     rewind(tree);
     match r {
         Ok(()) => Ok(()),
-        Err(e) => {
-            let mut errs = take_errors();
-            if errs.is_empty() {
-                errs.push(LyError {
-                    vecode: 0,
-                    message: e.msg.unwrap_or_else(|| "validation failed".into()),
-                    path: e.path,
-                    apptag: e.apptag,
-                });
-            }
-            Err(errs)
-        }
+        Err(e) => Err(errors_of(e, "validation failed")),
     }
 }
 
@@ -307,18 +296,22 @@ pub fn parse_config_xml(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
         DataParserFlags::NO_VALIDATION | DataParserFlags::STRICT | DataParserFlags::NO_STATE,
         DataValidationFlags::empty(),
     )
-    .map_err(|e| {
-        let mut errs = take_errors();
-        if errs.is_empty() {
-            errs.push(LyError {
-                vecode: 0,
-                message: e.msg.unwrap_or_default(),
-                path: e.path,
-                apptag: e.apptag,
-            });
-        }
-        errs
-    })
+    .map_err(|e| errors_of(e, ""))
+}
+
+/// The errors libyang logged for a failed call, or the call's own error
+/// when it logged none (`message` when that has no text either).
+fn errors_of(e: yang2::Error, message: &str) -> Vec<LyError> {
+    let mut errs = take_errors();
+    if errs.is_empty() {
+        errs.push(LyError {
+            vecode: 0,
+            message: e.msg.unwrap_or_else(|| message.into()),
+            path: e.path,
+            apptag: e.apptag,
+        });
+    }
+    errs
 }
 
 /// Parse and validate a whole configuration in one pass, reporting every
@@ -340,18 +333,7 @@ pub fn parse_config_xml_all_errors(xml: &str) -> Result<DataTree<'static>, Vec<L
             rewind(&mut tree);
             Ok(tree)
         }
-        Err(e) => {
-            let mut errs = take_errors();
-            if errs.is_empty() {
-                errs.push(LyError {
-                    vecode: 0,
-                    message: e.msg.unwrap_or_default(),
-                    path: e.path,
-                    apptag: e.apptag,
-                });
-            }
-            Err(errs)
-        }
+        Err(e) => Err(errors_of(e, "")),
     }
 }
 

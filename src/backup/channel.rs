@@ -1072,7 +1072,17 @@ pub fn verdicts(ours: &[ProfileHello], theirs: &[ProfileHello]) -> Vec<ProfileVe
 }
 
 async fn send(ctx: &Ctx, wire: &mut Wire, msg: Message) -> Result<(), DownReason> {
-    match timeout(ctx.cfg.dead_time, wire.send(msg)).await {
+    let r = timeout(ctx.cfg.dead_time, wire.send(msg)).await;
+    written(ctx, r, 1)
+}
+
+/// What a write of `n` frames within the dead time came to.
+fn written(
+    ctx: &Ctx,
+    r: Result<Result<(), WireError>, tokio::time::error::Elapsed>,
+    n: u64,
+) -> Result<(), DownReason> {
+    match r {
         Err(_) => Err(DownReason::new(
             Cause::Local(Reason::DeadTimer),
             format!("the peer read nothing for {:?}", ctx.cfg.dead_time),
@@ -1082,7 +1092,7 @@ async fn send(ctx: &Ctx, wire: &mut Wire, msg: Message) -> Result<(), DownReason
             e => DownReason::new(Cause::ConnectionLost, e.to_string()),
         }),
         Ok(Ok(())) => {
-            Counters::bump(&ctx.shared.counters.frames_out, 1);
+            Counters::bump(&ctx.shared.counters.frames_out, n);
             Ok(())
         }
     }
@@ -1115,20 +1125,8 @@ async fn send_queued(
         }
         SinkExt::<Message>::flush(wire).await
     };
-    match timeout(ctx.cfg.dead_time, feed).await {
-        Err(_) => Err(DownReason::new(
-            Cause::Local(Reason::DeadTimer),
-            format!("the peer read nothing for {:?}", ctx.cfg.dead_time),
-        )),
-        Ok(Err(e)) => Err(match e {
-            WireError::Io(e) => DownReason::io(&e),
-            e => DownReason::new(Cause::ConnectionLost, e.to_string()),
-        }),
-        Ok(Ok(())) => {
-            Counters::bump(&ctx.shared.counters.frames_out, n);
-            Ok(())
-        }
-    }
+    let r = timeout(ctx.cfg.dead_time, feed).await;
+    written(ctx, r, n)
 }
 
 /// Send a last frame, without caring whether it arrives.

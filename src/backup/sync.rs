@@ -104,6 +104,12 @@ impl SyncProfile {
     }
 }
 
+/// Whether a change of the local log goes to the peer: a change of the
+/// pools of `profiles`, and not a lease learnt from the peer (no echo).
+fn for_peer(profiles: &[SyncProfile], c: &Change) -> bool {
+    !matches!(c, Change::Upsert(l) if l.origin == Origin::Peer) && profiles.iter().any(|p| p.has(c))
+}
+
 /// Synchronization of a profile with the peer (YANG `sync-state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SyncState {
@@ -213,11 +219,9 @@ impl SyncView {
     /// syncs it.
     pub fn count_unsent(&self, profiles: &[SyncProfile], r: &Replicated) {
         let n = match r {
-            Replicated::Batch { changes, .. } => changes
-                .iter()
-                .filter(|c| !matches!(c, Change::Upsert(l) if l.origin == Origin::Peer))
-                .filter(|c| profiles.iter().any(|p| p.has(c)))
-                .count(),
+            Replicated::Batch { changes, .. } => {
+                changes.iter().filter(|c| for_peer(profiles, c)).count()
+            }
             Replicated::Snapshot { .. } => 0,
         };
         self.unsent_down.fetch_add(n as u64, Ordering::Relaxed);
@@ -412,8 +416,7 @@ impl SyncSession {
             Replicated::Batch { lsn, changes } => {
                 let u: Vec<LeaseUpdate> = changes
                     .iter()
-                    .filter(|c| !matches!(c, Change::Upsert(l) if l.origin == Origin::Peer))
-                    .filter(|c| self.profiles.iter().any(|p| p.has(c)))
+                    .filter(|c| for_peer(&self.profiles, c))
                     .filter_map(|c| LeaseUpdate::try_from(c).ok())
                     .collect();
                 (lsn, u)
@@ -424,9 +427,8 @@ impl SyncSession {
                 // peer's next batch backup drops it)
                 let u = leases
                     .iter()
-                    .filter(|l| l.origin != Origin::Peer)
                     .map(|l| Change::Upsert(l.clone()))
-                    .filter(|c| self.profiles.iter().any(|p| p.has(c)))
+                    .filter(|c| for_peer(&self.profiles, c))
                     .filter_map(|c| LeaseUpdate::try_from(&c).ok())
                     .collect();
                 (lsn, u)
@@ -788,7 +790,7 @@ impl SyncSession {
                     }
                 };
             if let Some(old) = self.serving.take() {
-                self.record_served(old.batch, old.sent, "failure", None);
+                self.record_served(old.sent, "failure", None);
             }
             self.serving = Some(Serving {
                 batch: r.batch,
@@ -848,7 +850,7 @@ impl SyncSession {
         // the peer holds everything this router had when the batch began;
         // what changed since went in real time
         self.view.unsent_down.store(0, Ordering::Relaxed);
-        self.record_served(d.batch, sent, "success", Some(d.counts));
+        self.record_served(sent, "success", Some(d.counts));
         {
             let mut v = self.view.lock();
             for p in &self.profiles {
@@ -861,13 +863,7 @@ impl SyncSession {
         }
     }
 
-    fn record_served(
-        &self,
-        _batch: u32,
-        sent: u64,
-        result: &'static str,
-        counts: Option<BatchCounts>,
-    ) {
+    fn record_served(&self, sent: u64, result: &'static str, counts: Option<BatchCounts>) {
         let mut v = self.view.lock();
         let time = v.served.as_ref().map_or_else(SystemTime::now, |b| b.time);
         v.served = Some(BatchRecord {
@@ -935,7 +931,7 @@ impl SyncSession {
             });
         }
         if let Some(s) = self.serving.take() {
-            self.record_served(s.batch, s.sent, "failure", None);
+            self.record_served(s.sent, "failure", None);
         }
         for (_, r) in self.invites.drain() {
             let _ = r.send(Err(
