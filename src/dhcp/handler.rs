@@ -569,7 +569,10 @@ impl Handler<'_> {
         }
         let mut l = l.clone();
         l.state = LeaseState::Released;
-        l.expires = self.ctx.now;
+        // a release is newer than the grant it ends, also within the
+        // grant's second: the partner orders versions by their second
+        // (`leases::cmp_versions`) and would keep the binding on a tie
+        l.expires = self.ctx.now.max(l.changed_at() + 1);
         table.insert(l.clone());
         Outcome {
             reply: None,
@@ -1127,6 +1130,27 @@ pub(crate) mod tests {
         assert!(half.contains(got), "{got}");
         assert_eq!(want(&mut t, 3, ours), ours);
         assert_eq!(want(&mut t, 1, theirs), y, "its own address");
+    }
+
+    /// A release in the second of its grant reaches the partner as newer
+    /// than the grant: the partner, which holds the binding, takes it.
+    #[test]
+    fn a_release_in_the_grants_second_beats_the_grant_on_the_partner() {
+        let mut t = T::new();
+        let a = t.dora(1);
+        let bound = t.table.get(a).unwrap().clone();
+        let mut partner = LeaseTable::new();
+        partner.merge_peer(bound.clone());
+        let mut r = msg(MessageType::Release, 1);
+        r.set_ciaddr(a);
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        let out = t.run(&r);
+        let released = t.table.get(a).unwrap().clone();
+        assert_eq!(released.state, LeaseState::Released);
+        assert_eq!(out.changes, vec![Change::Upsert(released.clone())]);
+        assert!(crate::dhcp::leases::peer_wins(&bound, &released));
+        partner.merge_peer(released.clone());
+        assert_eq!(partner.get(a).unwrap().state, LeaseState::Released);
     }
 
     /// Split brain: a free address of the other half goes to nobody here,

@@ -391,11 +391,24 @@ impl<T> Release<T> {
                 .is_some_and(|b| now.duration_since(b.2) >= g.timeout);
             if !g.degraded && late {
                 g.degraded = true;
-                tracing::warn!(
-                    unsent = g.unsent,
-                    acked = g.acked,
-                    "hot backup: partner did not acknowledge in time, serving alone"
-                );
+                // a warning when a client's ACK was waiting; without one
+                // (a backup router writing the partner's own leases, whose
+                // batches the partner acknowledges only as "nothing for
+                // me") nobody was served alone
+                if g.held.is_empty() {
+                    tracing::debug!(
+                        unsent = g.unsent,
+                        acked = g.acked,
+                        "hot backup: partner acknowledgement late, no ACK held"
+                    );
+                } else {
+                    tracing::warn!(
+                        unsent = g.unsent,
+                        acked = g.acked,
+                        held = g.held.len(),
+                        "hot backup: partner did not acknowledge in time, serving alone"
+                    );
+                }
                 g.release(out);
                 g.show();
             }
@@ -659,6 +672,71 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Warnings logged while `f` runs.
+    fn warnings_of(f: impl FnOnce()) -> String {
+        #[derive(Clone, Default)]
+        struct Buf(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Buf {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let buf = Buf::default();
+        let w = buf.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::WARN)
+            .with_writer(move || w.clone())
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        let out = buf.0.lock().unwrap().clone();
+        String::from_utf8(out).unwrap()
+    }
+
+    /// A late acknowledgement is a warning only when a client's ACK was
+    /// waiting for it (a backup router writing its partner's leases holds
+    /// none, and serves nobody alone).
+    #[test]
+    fn a_late_partner_warns_only_when_an_ack_was_held() {
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_secs(1);
+        let p = GateKey {
+            profile: "p".into(),
+            id: 0,
+        };
+        let opened = |rel: &mut Release<u32>, out: &mut Vec<u32>| {
+            let open = ReleaseMsg::Open {
+                published: 0,
+                gate: p.clone(),
+                timeout: Duration::from_millis(300),
+                stats: Arc::new(GateStats::default()),
+            };
+            rel.handle(open, t0, out);
+            let published = ReleaseMsg::Published {
+                lsn: 1,
+                changes: 3,
+                at: t0,
+            };
+            rel.handle(published, t0, out);
+        };
+        let mut out = Vec::new();
+        let mut rel: Release<u32> = Release::new(0);
+        opened(&mut rel, &mut out);
+        let quiet = warnings_of(|| rel.poll(late, &mut out));
+        assert!(rel.gates["p"].degraded);
+        assert_eq!(quiet, "", "nothing was held");
+        let mut rel: Release<u32> = Release::new(0);
+        opened(&mut rel, &mut out);
+        rel.handle(ReleaseMsg::Durable(vec![("p".into(), 1, 7)]), t0, &mut out);
+        assert!(out.is_empty(), "held for the partner");
+        let loud = warnings_of(|| rel.poll(late, &mut out));
+        assert_eq!(out, vec![7]);
+        assert!(loud.contains("serving alone"), "{loud}");
+    }
 
     /// A gate kept unacknowledged for long (a partner gone, many batches)
     /// keeps a bounded record of them, and its count of unsent changes
