@@ -109,6 +109,8 @@ def test_second_daemon_on_a_busy_netconf_port_changes_nothing(lab, master, creds
     shutil.copy(first.storage / "startup.xml", storage / "startup.xml")
     r = second(lab, creds, tmp_path / "second", storage=storage, port=first.port)
     assert r.returncode != 0, r.stderr
+    # nothing left behind either: the port is taken before a host key is made
+    assert not (tmp_path / "second" / "ssh_host_ed25519_key").exists()
     assert f"cannot listen on 127.0.0.1:{first.port}" in r.stderr, r.stderr
     assert "Address already in use" in r.stderr or "address in use" in r.stderr.lower(), r.stderr
     assert "vrrp" not in r.stderr, r.stderr

@@ -84,8 +84,8 @@ fn supervise(
 /// Run until SIGTERM or SIGINT.
 ///
 /// Everything that can refuse the start is acquired first, in this order:
-/// the storage directory's lock, the host key, the NETCONF listening
-/// socket, the lease store. Only then does the startup configuration reach
+/// the storage directory's lock, the NETCONF listening socket, the host
+/// key, the lease store. Only then does the startup configuration reach
 /// the runtimes, which add and remove addresses and send packets: a daemon
 /// that cannot start leaves the box as it found it (a second daemon on the
 /// same storage dir or port does not take the first one's virtual
@@ -97,8 +97,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         dir: boot.storage.dir.display().to_string(),
         source,
     })?;
-    let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
+    // the port before the host key: a start refused on a busy port leaves
+    // no new key file behind
     let listener = ssh::bind(boot.netconf.listen).await?;
+    let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
     crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
