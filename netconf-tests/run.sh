@@ -18,15 +18,17 @@ step() { printf '\n==> %s\n' "$*"; }
 # keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
 # and util-linux (setpriv) for its namespaces and the capability test;
 # udhcpc, dhclient and dhcrelay: the DHCP clients of test_dhcp.py; nftables:
-# the split brain of test_hot_backup.py (a bridge filter between the routers).
+# the split brain of test_hot_backup.py (a bridge filter between the routers);
+# curl: rustup, when there is no cargo yet.
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
-          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables)
+          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables
+          curl ca-certificates)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    step "apt-get install ${missing[*]}"
+    step "apt-get install ${missing[*]} (from the Debian mirrors)"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
@@ -40,7 +42,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
 stamp="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
-    step "python venv ($VENV)"
+    step "python venv ($VENV): the test tools from PyPI"
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
@@ -48,11 +50,18 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
 fi
 
 # --- rust ------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    step "installing Rust (rustup from sh.rustup.rs, minimal profile; rust-toolchain.toml picks the toolchain)"
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
+    . "$HOME/.cargo/env"
+fi
 step "cargo fmt --check"
 cargo fmt --check
-step "cargo clippy --all-targets -- -D warnings"
+# The first run compiles every dependency here (several minutes on 2 cores);
+# cargo prints a line per crate meanwhile.
+step "cargo clippy --all-targets -- -D warnings (the first time: several minutes, compiling the dependencies)"
 cargo clippy --all-targets -- -D warnings
-step "cargo build"
+step "cargo build (the first time: a few minutes more)"
 cargo build
 step "cargo test"
 cargo test
