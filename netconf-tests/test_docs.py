@@ -304,3 +304,22 @@ def test_packaged_bootstrap_file_shows_every_key(binary, tmp_path):
         + f'\n[[netconf.user]]\nname = "admin"\npassword-hash = "{hash_}"\n')
     r = check(f)
     assert r.returncode == 0, r.stderr
+
+
+def test_man_page_documents_every_command_and_option(binary):
+    # from the daemon's own --help (clap), so that a new command or option
+    # must reach the man page
+    out = subprocess.run([HOTLEASED, "--help"], capture_output=True, text=True,
+                         timeout=30).stdout
+    commands = re.findall(r"^  ([a-z][\w-]*)  ", out.split("Commands:")[1].split("Options:")[0],
+                          flags=re.M)
+    options = re.findall(r"--([a-z][\w-]*)", out.split("Options:")[1])
+    assert "check" in commands and "config" in options, out
+    man = man_text()
+    sections = {m.group(1): m.group(2) for m in re.finditer(
+        r"^\.SH (\w[\w ]*)\n(.*?)(?=^\.SH |\Z)", man, flags=re.M | re.S)}
+    missing = [f"command {c}" for c in commands
+               if c != "help" and not re.search(rf"^\.BI? \"?{c}\b", sections.get("COMMANDS", ""), flags=re.M)]
+    missing += [f"option --{o}" for o in options
+                if not re.search(rf"--{o}\b", sections.get("OPTIONS", ""))]
+    assert not missing, f"packaging/hotleased.8 does not document: {missing}"
