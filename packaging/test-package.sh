@@ -13,8 +13,9 @@
 #      fails with one line saying how to add a user (exit 78), systemd
 #      tries 5 times (StartLimitBurst=) and the unit ends failed, not in a
 #      restart loop
-#   6. the README's steps add a user, reset-failed, systemctl restart, then a
-#      NETCONF session with ncclient: edit, commit, copy to startup
+#   6. the README's own steps (extracted from README.md) add a user,
+#      check, reset-failed, restart; then a NETCONF session with ncclient:
+#      edit, commit, copy to startup
 #   7. owners and modes, the host key, the capabilities and SCHED_RR of the
 #      running daemon, the installed files; a broken startup datastore makes
 #      a restart end failed (start limit) with the check's problems in
@@ -43,7 +44,7 @@ ROOT_TARBALL="$CACHE/bookworm-minbase-${ROOT_INCLUDE//,/-}.tar.zst"
 PW="pk-secret-$RANDOM$RANDOM"
 # starts systemd makes of a unit whose ExecStartPre= check fails, before it gives up
 BURST="$(sed -n 's/^StartLimitBurst=//p' packaging/hotleased.service)"
-NETCONF_USER=pk-admin
+NETCONF_USER=admin   # the README's
 
 T0=$SECONDS
 step() { printf '\n==> [package %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
@@ -221,13 +222,14 @@ esac
 ok "installed and enabled; first start without a user: the check's one line, exit 78, $BURST tries, then failed (start limit)"
 
 # --- 6. the README's steps, then NETCONF ---------------------------------------------
-step "add a user as the README says, systemctl restart hotleased"
-# shellcheck disable=SC2016 # expanded by the container's shell
-in_ct sh -ec '
-    hash=$(printf "%s\n" "$1" | hotleased hash-password)
-    printf "\n[[netconf.user]]\nname = \"%s\"\npassword-hash = \"%s\"\n" "$2" "$hash" >> /etc/hotlease/hotleased.toml
-    systemctl reset-failed hotleased
-    systemctl restart hotleased' sh "$PW" "$NETCONF_USER"
+step "add a user with the README's own commands (Install on a router)"
+# The README's block from "apt install ./hotlease_..." on, as written (the
+# install itself was the dpkg -i above); the password typed on stdin.
+readme_steps="$(awk '/^```sh$/ { inb = 1; blk = ""; next }
+    inb && /^```$/ { inb = 0; if (blk ~ /apt install \.\/hotlease_/) printf "%s", blk; next }
+    inb { blk = blk $0 "\n" }' README.md | grep -v '^apt install ')"
+[ -n "$readme_steps" ] || fail "README.md has no sh block with 'apt install ./hotlease_...'"
+printf '%s\n' "$PW" | in_ct sh -ec "$readme_steps" || fail "the README's steps failed"
 wait_listening() {
     for _ in $(seq 150); do
         [ -n "$(ip netns exec "$NS" ss -Hltn 'sport = :830')" ] && return 0
