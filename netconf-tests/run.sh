@@ -18,11 +18,9 @@ step() { printf '\n==> %s\n' "$*"; }
 # keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
 # and util-linux (setpriv) for its namespaces and the capability test;
 # udhcpc, dhclient and dhcrelay: the DHCP clients of test_dhcp.py; nftables:
-# the split brain of test_hot_backup.py (a bridge filter between the routers);
-# curl: rustup, when there is no cargo yet.
+# the split brain of test_hot_backup.py (a bridge filter between the routers).
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
-          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables
-          curl ca-certificates)
+          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,6 +50,7 @@ fi
 # --- rust ------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
     step "installing Rust (rustup from sh.rustup.rs, minimal profile; rust-toolchain.toml picks the toolchain)"
+    command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
     . "$HOME/.cargo/env"
 fi
