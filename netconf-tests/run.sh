@@ -50,7 +50,7 @@ fi
 # --- rust ------------------------------------------------------------------
 if ! command -v cargo >/dev/null; then
     step "installing Rust (rustup from sh.rustup.rs, minimal profile; rust-toolchain.toml picks the toolchain)"
-    command -v curl >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null
+    command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null; }
     curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
     . "$HOME/.cargo/env"
 fi
