@@ -42,24 +42,28 @@ for p in cmake pkg-config libpcre2-dev python3-venv iproute2 udhcpc curl ca-cert
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
 done
 if [ ${#need[@]} -gt 0 ]; then
-  step "installing ${need[*]}"
+  step "installing ${need[*]} (apt-get, from the Debian mirrors)"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 [ -f "$HOME/.cargo/env" ] && . "$HOME/.cargo/env"
 if ! command -v cargo >/dev/null; then
-  step "installing Rust (rustup, minimal profile)"
+  step "installing Rust (rustup from sh.rustup.rs, minimal profile; the toolchain comes with the build)"
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
   . "$HOME/.cargo/env"
 fi
 if [ -n "${HOTLEASED:-}" ]; then
   bin=$HOTLEASED   # a daemon built elsewhere
 else
-  step "building hotleased"
-  (cd "$top" && cargo build -q)
+  # cargo's own progress goes to the terminal (a line per crate when it is
+  # not one): a first build compiles every dependency and would otherwise
+  # look like a hang.
+  step "building hotleased (target/debug; the first time: about 5 minutes on 2 cores, cargo shows its progress)"
+  (cd "$top" && cargo build)
   bin="$top/target/debug/hotleased"
 fi
 venv="$here/.venv"
 if [ ! -x "$venv/bin/python" ]; then
+  step "python venv $venv: ncclient from PyPI"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q ncclient==0.7.1
 fi

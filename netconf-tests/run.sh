@@ -26,7 +26,7 @@ for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
-    step "apt-get install ${missing[*]}"
+    step "apt-get install ${missing[*]} (from the Debian mirrors)"
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
@@ -40,7 +40,7 @@ PY=/usr/bin/python3
 [ -x "$PY" ] || PY="$(command -v python3)"
 stamp="$(sha256sum "$REQ" | cut -d' ' -f1)"
 if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$stamp" ]; then
-    step "python venv ($VENV)"
+    step "python venv ($VENV): the test tools from PyPI"
     rm -rf "$VENV"
     "$PY" -m venv "$VENV"
     "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
@@ -48,11 +48,19 @@ if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/n
 fi
 
 # --- rust ------------------------------------------------------------------
+if ! command -v cargo >/dev/null; then
+    step "installing Rust (rustup from sh.rustup.rs, minimal profile; rust-toolchain.toml picks the toolchain)"
+    command -v curl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl ca-certificates >/dev/null; }
+    curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal --default-toolchain none >/dev/null
+    . "$HOME/.cargo/env"
+fi
 step "cargo fmt --check"
 cargo fmt --check
-step "cargo clippy --all-targets -- -D warnings"
+# The first run compiles every dependency here (several minutes on 2 cores);
+# cargo prints a line per crate meanwhile.
+step "cargo clippy --all-targets -- -D warnings (the first time: several minutes, compiling the dependencies)"
 cargo clippy --all-targets -- -D warnings
-step "cargo build"
+step "cargo build (the first time: a few minutes more)"
 cargo build
 step "cargo test"
 cargo test

@@ -9,12 +9,17 @@
 #      (a router boots with it), kept as a tarball in $HOTLEASE_TEST_CACHE
 #      (default /var/cache/hotlease-test) for the next run
 #   4. boot it with systemd-nspawn inside a network namespace pk<suffix>
-#   5. dpkg -i: the unit is enabled and started, and fails at once with one
-#      line saying how to add a user (exit 78, no restart loop)
-#   6. the README's steps add a user, systemctl restart, then a NETCONF
-#      session with ncclient: edit, commit, copy to startup
-#   7. owners and modes, the host key, the capabilities of the running
-#      daemon, the installed files
+#   5. dpkg -i: the unit is enabled and started; its ExecStartPre= check
+#      fails with one line saying how to add a user (exit 78), systemd
+#      tries 5 times (StartLimitBurst=) and the unit ends failed, not in a
+#      restart loop
+#   6. the README's own steps (extracted from README.md) add a user,
+#      check, reset-failed, restart; then a NETCONF session with ncclient:
+#      edit, commit, copy to startup
+#   7. owners and modes, the host key, the capabilities and SCHED_RR of the
+#      running daemon, the installed files; a broken startup datastore makes
+#      a restart end failed (start limit) with the check's problems in
+#      the journal, the daemon never started on it
 #   8. dpkg -i again (upgrade): config and state kept, service restarted,
 #      startup datastore loaded, same host key
 #   9. dpkg --remove keeps config and state, dpkg --purge deletes them
@@ -37,7 +42,9 @@ CARGO_DEB_VERSION=3.8.0
 ROOT_INCLUDE=systemd,systemd-sysv,dbus
 ROOT_TARBALL="$CACHE/bookworm-minbase-${ROOT_INCLUDE//,/-}.tar.zst"
 PW="pk-secret-$RANDOM$RANDOM"
-NETCONF_USER=pk-admin
+# starts systemd makes of a unit whose ExecStartPre= check fails, before it gives up
+BURST="$(sed -n 's/^StartLimitBurst=//p' packaging/hotleased.service)"
+NETCONF_USER=admin   # the README's
 
 T0=$SECONDS
 step() { printf '\n==> [package %3ds] %s\n' "$((SECONDS - T0))" "$*"; }
@@ -177,32 +184,52 @@ echo "container booted: $state"
 
 # --- 5. install, first start without a user -------------------------------------
 step "dpkg -i $(basename "$DEB")"
+since="$(in_ct date '+%Y-%m-%d %H:%M:%S')"
 in_ct dpkg -i /root/hotlease.deb
 [ "$(in_ct systemctl is-enabled hotleased)" = enabled ] || fail "hotleased.service not enabled"
 unit_state() { in_ct systemctl show hotleased --value -p "$1"; }
-for _ in $(seq 100); do [ "$(unit_state ActiveState)" = failed ] && break; sleep 0.1; done
-[ "$(unit_state ActiveState)" = failed ] || fail "without a user the first start should fail, unit is $(unit_state ActiveState)"
-[ "$(unit_state ExecMainStatus)" = 78 ] || fail "exit status $(unit_state ExecMainStatus), expected 78 (EX_CONFIG)"
-sleep 3 # RestartSec=2s: would it come back?
-[ "$(unit_state NRestarts)" = 0 ] || fail "restarted $(unit_state NRestarts) times on a config error"
-daemon_log() { in_ct journalctl --no-pager -o cat _SYSTEMD_UNIT=hotleased.service; }
-for _ in $(seq 50); do [ -n "$(daemon_log)" ] && break; sleep 0.1; done
+# gave_up WHAT SINCE: the unit ends failed after StartLimitBurst= starts whose
+# ExecStartPre= check refused the configuration (RestartSec=2s apart), and
+# stays so; the daemon itself never ran. (systemd 252 keeps Result=exit-code
+# and logs "Start request repeated too quickly"; newer ones say
+# start-limit-hit.)
+gave_up() {
+    for _ in $(seq 300); do
+        in_ct journalctl --no-pager -o cat -u hotleased --since "$2" | grep 'Start request repeated too quickly' >/dev/null && break
+        sleep 0.1
+    done
+    [ "$(unit_state ActiveState) $(unit_state NRestarts)" = "failed $BURST" ] \
+        && in_ct journalctl --no-pager -o cat -u hotleased --since "$2" | grep 'Start request repeated too quickly' >/dev/null \
+        || { in_ct systemctl status --no-pager -n 20 hotleased >&2 || true; false; } \
+        || fail "$1: unit is $(unit_state ActiveState) after $(unit_state NRestarts) restarts, expected failed after $BURST (start limit)"
+    [ "$(unit_state ExecMainPID)" = 0 ] || fail "$1: the daemon ran (pid $(unit_state ExecMainPID)) although the check failed"
+    sleep 3 # RestartSec=2s: would it come back?
+    [ "$(unit_state ActiveState) $(unit_state NRestarts)" = "failed $BURST" ] \
+        || fail "$1: systemd still restarts it ($(unit_state ActiveState), $(unit_state NRestarts) restarts)"
+}
+# what the daemon and its check print (SyslogIdentifier=hotleased), not systemd
+daemon_log() { in_ct journalctl --no-pager -o cat -t hotleased; }
+gave_up "without a user" "$since"
 err="$(daemon_log)"
-echo "first start: $err"
-[ "$(printf '%s\n' "$err" | grep -c .)" = 1 ] || fail "expected one error line, got: $err"
-case "$err" in
+echo "first start ($BURST tries): $err"
+problem="$(printf '%s\n' "$err" | grep -v -x 'hotleased: 1 problem(s) found' | sort -u)"
+[ "$(printf '%s\n' "$problem" | grep -c .)" = 1 ] || fail "expected one problem line, got: $err"
+case "$problem" in
 *"/etc/hotlease/hotleased.toml"*"[[netconf.user]]"*"hotleased hash-password"*) ;;
-*) fail "the error line does not say how to add a user: $err" ;;
+*) fail "the problem line does not say how to add a user: $problem" ;;
 esac
-ok "installed and enabled; first start without a user: one line, exit 78, no restart"
+[ "$(printf '%s\n' "$err" | grep -c -F "$problem")" = "$BURST" ] || fail "expected the check's line once per start ($BURST): $err"
+ok "installed and enabled; first start without a user: the check's one line, exit 78, $BURST tries, then failed (start limit)"
 
 # --- 6. the README's steps, then NETCONF ---------------------------------------------
-step "add a user as the README says, systemctl restart hotleased"
-# shellcheck disable=SC2016 # expanded by the container's shell
-in_ct sh -ec '
-    hash=$(printf "%s\n" "$1" | hotleased hash-password)
-    printf "\n[[netconf.user]]\nname = \"%s\"\npassword-hash = \"%s\"\n" "$2" "$hash" >> /etc/hotlease/hotleased.toml
-    systemctl restart hotleased' sh "$PW" "$NETCONF_USER"
+step "add a user with the README's own commands (Install on a router)"
+# The README's block from "apt install ./hotlease_..." on, as written (the
+# install itself was the dpkg -i above); the password typed on stdin.
+readme_steps="$(awk '/^```sh$/ { inb = 1; blk = ""; next }
+    inb && /^```$/ { inb = 0; if (blk ~ /apt install \.\/hotlease_/) printf "%s", blk; next }
+    inb { blk = blk $0 "\n" }' README.md | grep -v '^apt install ')"
+[ -n "$readme_steps" ] || fail "README.md has no sh block with 'apt install ./hotlease_...'"
+printf '%s\n' "$PW" | in_ct sh -ec "$readme_steps" || fail "the README's steps failed"
 wait_listening() {
     for _ in $(seq 150); do
         [ -n "$(ip netns exec "$NS" ss -Hltn 'sport = :830')" ] && return 0
@@ -323,6 +350,50 @@ if printf '%s\n' "$log" | grep -Eq 'WARN|ERROR'; then
     fail "the daemon logged warnings under the sandbox"
 fi
 ok "journal: no warnings, no second timestamp"
+
+# [vrrp] realtime-priority 10 (the default) within the unit's LimitRTPRIO=10:
+# the kernel's view of the daemon's vrrp thread (stat fields 40 rt_priority
+# and 41 policy; 2 is SCHED_RR). Only where systemd could set that limit: a
+# host that denies the container CAP_SYS_RESOURCE leaves it 0 (the daemon
+# then says so in an info line and runs normally).
+rtprio="$(in_ct awk '/^Max realtime priority/ { print $4 }' "/proc/$pid/limits")"
+# shellcheck disable=SC2016 # expanded by the container's shell
+policy="$(in_ct sh -c 'for t in /proc/$1/task/*; do
+    [ "$(cat "$t/comm")" = vrrp ] && sed "s/.*) //" "$t/stat" | cut -d" " -f38,39; done; true' sh "$pid")"
+if [ "$rtprio" = 10 ]; then
+    [ "$policy" = "10 2" ] || fail "the vrrp thread's rt_priority and policy are '$policy', expected '10 2' (SCHED_RR 10)"
+    ok "the vrrp thread runs SCHED_RR at priority 10 under the unit"
+else
+    [ "$policy" = "0 0" ] || fail "the vrrp thread's rt_priority and policy are '$policy' with RLIMIT_RTPRIO $rtprio"
+    daemon_log | grep 'vrrp thread keeps the normal scheduler' >/dev/null || fail "no info line about the normal scheduler"
+    echo "note: RLIMIT_RTPRIO of the daemon is $rtprio here (this host denies the container CAP_SYS_RESOURCE):"
+    echo "      SCHED_RR not checked; the vrrp thread runs normally and says so"
+fi
+
+step "a broken startup datastore: ExecStartPre= check, $BURST tries, failed"
+# priority 255 is outside the YANG range: the check names the node and what is allowed
+in_ct cp -p /var/lib/hotlease/startup.xml /root/startup.xml.good
+in_ct systemctl stop hotleased
+in_ct sh -c 'cat > /var/lib/hotlease/startup.xml' <<'EOF'
+<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>42</vrid><priority>255</priority><virtual-ip>192.0.2.1</virtual-ip></group></vrrp>
+EOF
+since="$(in_ct date '+%Y-%m-%d %H:%M:%S')"
+sleep 1
+# the start limit counts every start in its interval, the README's restart above too
+in_ct systemctl reset-failed hotleased
+if in_ct systemctl start hotleased; then fail "systemctl start succeeded with a broken startup datastore"; fi
+gave_up "broken startup.xml" "$since"
+err="$(in_ct journalctl --no-pager -o cat -t hotleased --since "$since")"
+printf '%s\n' "$err" | sort | uniq -c
+printf '%s\n' "$err" | grep -F '/var/lib/hotlease/startup.xml' | grep -F 'priority must be 1..254' >/dev/null \
+    || fail "the journal lacks the check's problem (file, path, what is allowed): $err"
+[ -z "$(ip netns exec "$NS" ss -Hltn 'sport = :830')" ] || fail "something listens on 830 with a broken startup datastore"
+in_ct sh -c 'cat /root/startup.xml.good > /var/lib/hotlease/startup.xml'
+in_ct systemctl reset-failed hotleased
+in_ct systemctl start hotleased
+wait_listening
+pid="$(unit_state MainPID)"
+ok "broken startup.xml: the check's problem (file, node, what is allowed) in the journal, $BURST tries, failed (start limit); fixed, reset-failed, started"
 
 step "systemd-analyze verify, security"
 # verify exits 0 on unknown keys and bad values: any output is a failure.
