@@ -160,6 +160,8 @@ def test_netconf_state_sessions_datastores_statistics(module_daemon):
         assert int(sa.findtext("mon:out-rpc-errors", namespaces=N)) == 0
         assert int(sb.findtext("mon:in-rpcs", namespaces=N)) >= 1
         assert int(sb.findtext("mon:out-rpc-errors", namespaces=N)) == 1
+        assert int(sb.findtext("mon:in-bad-rpcs", namespaces=N)) == 1
+        assert int(sa.findtext("mon:in-bad-rpcs", namespaces=N)) == 0
         ds = {d.findtext("mon:name", namespaces=N): d for d in st.findall("mon:datastores/mon:datastore", N)}
         assert set(ds) == {"running", "candidate", "startup"}
         assert ds["candidate"].findtext("mon:locks/mon:global-lock/mon:locked-by-session", namespaces=N) == str(a.session_id)
@@ -199,3 +201,45 @@ def test_get_config_carries_no_discovery_state(m):
     m.commit()
     xml = m.get_config("running").xml
     assert "netconf-state" not in xml and "yang-library" not in xml
+
+
+def test_statistics_count_sessions_bad_hellos_and_dropped_sessions(daemon):
+    from conftest import BASE10, EOM, hello_xml
+
+    m = daemon.connect()
+
+    def stats():
+        data = get_data(m, f'<netconf-state xmlns="{MON_NS}"><statistics/></netconf-state>')
+        st = data.find("mon:netconf-state/mon:statistics", N)
+        return {e.tag.split("}")[1]: e.text for e in st}
+
+    s0 = stats()
+    assert s0["in-sessions"] == "1" and s0["in-bad-hellos"] == "0" and s0["dropped-sessions"] == "0"
+    # a hello without a common base: the session is dropped as a bad hello
+    r = daemon.raw()
+    r.read_eom()
+    r.send(hello_xml(("urn:ietf:params:netconf:base:9.9",)) + EOM)
+    with pytest.raises(EOFError):
+        while True:
+            r._more()
+    r.close()
+    # a good base:1.0 session that sends a message that is no <rpc>, then leaves
+    r = daemon.raw()
+    r.read_eom()
+    r.send(hello_xml((BASE10,)) + EOM)
+    r.send(b'<rpc message-id="1" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><get/></rpc>' + EOM)
+    r.read_eom()
+    r.close()
+    polls = 0
+    for _ in range(100):
+        s = stats()
+        polls += 1
+        if s["dropped-sessions"] == "1":
+            break
+        time.sleep(0.05)
+    assert s["in-sessions"] == "3", s
+    assert s["in-bad-hellos"] == "1", s
+    assert s["dropped-sessions"] == "1", s
+    # the raw session's <get> and our own polls (each <get> counts itself)
+    assert int(s["in-rpcs"]) == int(s0["in-rpcs"]) + 1 + polls, (s0, s, polls)
+    m.close_session()
