@@ -743,7 +743,13 @@ pub fn yang_library() -> DataTree<'static> {
 /// Module capabilities of the hello (RFC 6241 §8, RFC 6020 §5.6.4): each
 /// implemented module but libyang's own, with its revision and, as the
 /// YANG library lists them, its enabled features and its deviations.
-pub fn module_capabilities() -> Vec<String> {
+/// Built once: every session's hello carries them.
+pub fn module_capabilities() -> &'static [String] {
+    static CAPS: OnceLock<Vec<String>> = OnceLock::new();
+    CAPS.get_or_init(build_module_capabilities)
+}
+
+fn build_module_capabilities() -> Vec<String> {
     let own: std::collections::HashSet<String> = context()
         .modules(true)
         .map(|m| m.name().to_string())

@@ -8,6 +8,8 @@
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
 
+use std::sync::atomic::Ordering;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -20,14 +22,13 @@ use crate::northbound::ops::{Operation, Reply};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
-use std::sync::atomic::Ordering;
 
 pub const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
 pub const BASE_11: &str = "urn:ietf:params:netconf:base:1.1";
 const YANG_LIBRARY_10: &str = "urn:ietf:params:netconf:capability:yang-library:1.0";
 const YANG_LIBRARY_11: &str = "urn:ietf:params:netconf:capability:yang-library:1.1";
 
-/// The capabilities we announce (RFC 6241 §8, RFC 6243, RFC 6022).
+/// The capabilities we announce (RFC 6241 §8, RFC 6243, RFC 6022, RFC 8526).
 pub fn capabilities() -> Vec<String> {
     let mut caps: Vec<String> = [
         BASE_10,
@@ -54,7 +55,7 @@ pub fn capabilities() -> Vec<String> {
     caps.push(format!(
         "{YANG_LIBRARY_11}?revision=2019-01-04&content-id={id}"
     ));
-    caps.extend(yang::module_capabilities());
+    caps.extend(yang::module_capabilities().iter().cloned());
     caps
 }
 
