@@ -700,12 +700,24 @@ pub fn xpath_literal(v: &str) -> String {
 }
 
 /// The YANG library's content id (RFC 8525 `content-id`, RFC 7895
-/// `module-set-id`, and the yang-library capabilities): libyang's hash of
-/// the module set (names, revisions, enabled features), so it changes
-/// with the set, from one build to the next, never within one process.
+/// `module-set-id`, and the yang-library capabilities): a checksum of
+/// libyang's hash of the module set (names, revisions, enabled features)
+/// and of the text of the modules we ship, so that it changes whenever a
+/// build changes a module, even one whose revision stayed the same, and
+/// never within one process.
 pub fn content_id() -> String {
-    // SAFETY: reads a hash of the process-wide context.
-    unsafe { ffi::ly_ctx_get_modules_hash(ctx_raw(context())) }.to_string()
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        // SAFETY: reads a hash of the process-wide context.
+        let set = unsafe { ffi::ly_ctx_get_modules_hash(ctx_raw(context())) };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&set.to_be_bytes());
+        for m in MODULES {
+            crc.update(m.text.as_bytes());
+        }
+        crc.finalize().to_string()
+    })
+    .clone()
 }
 
 /// RFC 8525 `yang-library` and RFC 7895 `modules-state` of the context,
