@@ -127,6 +127,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
             return Err(e.into());
         }
     };
+    let northbound = northbound.with_capabilities(crate::netconf::session::capabilities());
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
     let failed = Arc::new(OnceLock::new());
     let nb_task = supervise("northbound", nb_task, &shutdown, &failed);

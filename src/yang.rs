@@ -51,6 +51,14 @@ pub const MODULES: &[Module] = &[
         implemented: true,
     },
     Module {
+        name: "ietf-netconf-monitoring",
+        revision: "2010-10-04",
+        namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring",
+        prefix: "ncm",
+        text: include_str!("../yang/ietf/ietf-netconf-monitoring@2010-10-04.yang"),
+        implemented: true,
+    },
+    Module {
         name: "ietf-netconf-with-defaults",
         revision: "2011-06-01",
         namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-with-defaults",
@@ -82,6 +90,18 @@ pub const MODULES: &[Module] = &[
         text: include_str!("../yang/hotlease-dhcp-server.yang"),
         implemented: true,
     },
+];
+
+/// The features of ietf-netconf the server implements (RFC 6241 §8: the
+/// capabilities it announces; no :writable-running, no :url). Enabled in
+/// the context, so that the YANG library and the hello list them.
+pub const NETCONF_FEATURES: &[&str] = &[
+    "candidate",
+    "confirmed-commit",
+    "rollback-on-error",
+    "validate",
+    "startup",
+    "xpath",
 ];
 
 /// A list whose entries can be parsed and validated one by one: the direct
@@ -172,18 +192,22 @@ fn build_context() -> Result<Context, yang2::Error> {
         }
         map
     });
-    let mut ctx = Context::new(
-        ContextFlags::NO_YANGLIBRARY
-            | ContextFlags::DISABLE_SEARCHDIRS
-            | ContextFlags::DISABLE_SEARCHDIR_CWD,
-    )?;
+    // With ietf-yang-library (and ietf-datastores): libyang reports the
+    // module set itself (`yang_library`).
+    let mut ctx =
+        Context::new(ContextFlags::DISABLE_SEARCHDIRS | ContextFlags::DISABLE_SEARCHDIR_CWD)?;
     // SAFETY: plain setter of a global libyang option. Store every error so a
     // multi-error validation reports them all, and never print to stderr.
     // It must come after the first Context::new, which sets LY_LOSTORE_LAST.
     unsafe { ffi::ly_log_options(ffi::LY_LOSTORE) };
     ctx.set_embedded_modules(embedded);
     for m in MODULES.iter().filter(|m| m.implemented) {
-        ctx.load_module(m.name, Some(m.revision), &[])?;
+        let features = if m.name == "ietf-netconf" {
+            NETCONF_FEATURES
+        } else {
+            &[]
+        };
+        ctx.load_module(m.name, Some(m.revision), features)?;
     }
     Ok(ctx)
 }
@@ -673,6 +697,174 @@ pub fn xpath_literal(v: &str) -> String {
     }
     let parts: Vec<String> = v.split('\'').map(|piece| format!("'{piece}'")).collect();
     format!("concat({})", parts.join(", \"'\", "))
+}
+
+/// The YANG library's content id (RFC 8525 `content-id`, RFC 7895
+/// `module-set-id`, and the yang-library capabilities): a checksum of
+/// libyang's hash of the module set (names, revisions, enabled features)
+/// and of the text of the modules we ship, so that it changes whenever a
+/// build changes a module, even one whose revision stayed the same, and
+/// never within one process.
+pub fn content_id() -> String {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        // SAFETY: reads a hash of the process-wide context.
+        let set = unsafe { ffi::ly_ctx_get_modules_hash(ctx_raw(context())) };
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&set.to_be_bytes());
+        for m in MODULES {
+            crc.update(m.text.as_bytes());
+        }
+        crc.finalize().to_string()
+    })
+    .clone()
+}
+
+/// RFC 8525 `yang-library` and RFC 7895 `modules-state` of the context,
+/// as libyang builds them (every module loaded, implemented or imported,
+/// with revision, namespace, features and deviations), plus the
+/// datastores we serve, all with the one complete schema.
+pub fn yang_library() -> DataTree<'static> {
+    use yang2::utils::Binding;
+    let ctx = context();
+    let Ok(id) = std::ffi::CString::new(content_id()) else {
+        return empty();
+    };
+    let mut root: *mut ffi::lyd_node = std::ptr::null_mut();
+    // SAFETY: the format takes one string argument, given; on success
+    // `root` is a new tree that we own and hand to a DataTree.
+    let rc = unsafe {
+        ffi::ly_ctx_get_yanglib_data(ctx_raw(ctx), &mut root, c"%s".as_ptr(), id.as_ptr())
+    };
+    if rc != ffi::LY_ERR::LY_SUCCESS || root.is_null() {
+        clear_errors();
+        return empty();
+    }
+    // SAFETY: see above.
+    let mut tree = unsafe { DataTree::from_raw(ctx, root) };
+    for ds in ["running", "candidate", "startup", "operational"] {
+        let path = format!(
+            "/ietf-yang-library:yang-library/datastore[name='ietf-datastores:{ds}']/schema"
+        );
+        let _ = tree.new_path(&path, Some("complete"), false);
+    }
+    rewind(&mut tree);
+    tree
+}
+
+/// Module capabilities of the hello (RFC 6241 §8, RFC 6020 §5.6.4): each
+/// implemented module but libyang's own, with its revision and, as the
+/// YANG library lists them, its enabled features and its deviations.
+/// Built once: every session's hello carries them.
+pub fn module_capabilities() -> &'static [String] {
+    static CAPS: OnceLock<Vec<String>> = OnceLock::new();
+    CAPS.get_or_init(build_module_capabilities)
+}
+
+fn build_module_capabilities() -> Vec<String> {
+    let own: std::collections::HashSet<String> = context()
+        .modules(true)
+        .map(|m| m.name().to_string())
+        .collect();
+    let tree = yang_library();
+    let Ok(set) = tree.find_xpath("/ietf-yang-library:yang-library/module-set/module") else {
+        return Vec::new();
+    };
+    let mut caps = Vec::new();
+    for module in set {
+        let (mut name, mut revision, mut ns) = (String::new(), String::new(), String::new());
+        let (mut features, mut deviations) = (Vec::new(), Vec::new());
+        for leaf in module.children() {
+            let value = leaf.value_canonical().unwrap_or_default();
+            match leaf.schema().name() {
+                "name" => name = value,
+                "revision" => revision = value,
+                "namespace" => ns = value,
+                "feature" => features.push(value),
+                "deviation" => deviations.push(value),
+                _ => {}
+            }
+        }
+        if !own.contains(&name) {
+            continue;
+        }
+        let mut cap = format!("{ns}?module={name}");
+        if !revision.is_empty() {
+            cap.push_str(&format!("&revision={revision}"));
+        }
+        if !features.is_empty() {
+            cap.push_str(&format!("&features={}", features.join(",")));
+        }
+        if !deviations.is_empty() {
+            cap.push_str(&format!("&deviations={}", deviations.join(",")));
+        }
+        caps.push(cap);
+    }
+    caps
+}
+
+/// A module of the context, for RFC 6022 `schemas`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaInfo {
+    pub name: String,
+    /// Its latest revision ("" when it has none).
+    pub revision: String,
+    pub namespace: String,
+}
+
+/// Every module of the context, libyang's own included: every one that
+/// the YANG library lists, each obtainable with `schema_text`.
+pub fn schemas() -> Vec<SchemaInfo> {
+    context()
+        .modules(false)
+        .map(|m| SchemaInfo {
+            name: m.name().to_string(),
+            revision: m.revision().unwrap_or_default().to_string(),
+            namespace: m.namespace().to_string(),
+        })
+        .collect()
+}
+
+/// Source formats of `schema_text` (RFC 6022 `schema-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaFormat {
+    Yang,
+    Yin,
+}
+
+/// The text of a module of the context (RFC 6022 get-schema), the latest
+/// revision when none is given: in YANG the module as shipped when it is
+/// one of ours (`MODULES`), otherwise, and in YIN, as libyang prints it
+/// from its parsed form.
+pub fn schema_text(name: &str, revision: Option<&str>, format: SchemaFormat) -> Option<String> {
+    use yang2::schema::{SchemaOutputFormat, SchemaPrinterFlags};
+    let ctx = context();
+    let module = match revision {
+        Some(r) if !r.is_empty() => ctx.get_module(name, Some(r)),
+        _ => ctx.get_module_latest(name),
+    }?;
+    if format == SchemaFormat::Yang {
+        let shipped = MODULES
+            .iter()
+            .find(|m| m.name == name && Some(m.revision) == module.revision());
+        if let Some(m) = shipped {
+            return Some(m.text.to_string());
+        }
+    }
+    let out = match format {
+        SchemaFormat::Yang => SchemaOutputFormat::YANG,
+        SchemaFormat::Yin => SchemaOutputFormat::YIN,
+    };
+    let text = module.print_string(out, SchemaPrinterFlags::empty());
+    clear_errors();
+    text.ok()
+}
+
+/// The name of the module of the context with namespace `ns`.
+pub fn module_name_by_ns(ns: &str) -> Option<String> {
+    context()
+        .get_module_latest_ns(ns)
+        .map(|m| m.name().to_string())
 }
 
 /// Empty tree.

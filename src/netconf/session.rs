@@ -8,6 +8,8 @@
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
 
+use std::sync::atomic::Ordering;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -15,6 +17,7 @@ use tracing::{debug, info, info_span, warn, Instrument};
 use super::framing::{encode, Decoder, Framing};
 use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
+use crate::northbound::monitoring::SessionCounters;
 use crate::northbound::ops::{Operation, Reply};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
@@ -22,8 +25,10 @@ use crate::yang;
 
 pub const BASE_10: &str = "urn:ietf:params:netconf:base:1.0";
 pub const BASE_11: &str = "urn:ietf:params:netconf:base:1.1";
+const YANG_LIBRARY_10: &str = "urn:ietf:params:netconf:capability:yang-library:1.0";
+const YANG_LIBRARY_11: &str = "urn:ietf:params:netconf:capability:yang-library:1.1";
 
-/// The capabilities we announce (RFC 6241 §8, RFC 6243, RFC 6022).
+/// The capabilities we announce (RFC 6241 §8, RFC 6243, RFC 6022, RFC 8526).
 pub fn capabilities() -> Vec<String> {
     let mut caps: Vec<String> = [
         BASE_10,
@@ -37,17 +42,20 @@ pub fn capabilities() -> Vec<String> {
         "urn:ietf:params:netconf:capability:startup:1.0",
         "urn:ietf:params:netconf:capability:xpath:1.0",
         "urn:ietf:params:netconf:capability:with-defaults:1.0?basic-mode=explicit&also-supported=report-all,report-all-tagged,trim",
-        "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
-    for m in yang::data_modules() {
-        caps.push(format!(
-            "{}?module={}&revision={}",
-            m.namespace, m.name, m.revision
-        ));
-    }
+    // RFC 8525 §2 / RFC 7950 §5.6.4 (1.1 for NMDA-aware clients, 1.0 and
+    // modules-state for the others), then every module we implement.
+    let id = yang::content_id();
+    caps.push(format!(
+        "{YANG_LIBRARY_10}?revision=2019-01-04&module-set-id={id}"
+    ));
+    caps.push(format!(
+        "{YANG_LIBRARY_11}?revision=2019-01-04&content-id={id}"
+    ));
+    caps.extend(yang::module_capabilities().iter().cloned());
     caps
 }
 
@@ -114,27 +122,37 @@ pub async fn run<S>(
     stream: S,
     northbound: Handle,
     user: String,
+    source: Option<std::net::IpAddr>,
     shutdown: CancellationToken,
 ) -> &'static str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let kill = shutdown.child_token();
-    let session_id = northbound.register(user.clone(), kill.clone()).await;
+    let (session_id, counters) = northbound
+        .register(user.clone(), source, kill.clone())
+        .await;
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
-        let reason = serve(stream, &northbound, session_id, &kill).await;
+        let reason = serve(stream, &northbound, session_id, &counters, &kill).await;
         info!(reason, "session ended");
         reason
     }
     .instrument(span)
     .await;
-    northbound.unregister(session_id).await;
+    let dropped = !matches!(reason, "close-session" | "killed");
+    northbound.unregister(session_id, dropped).await;
     reason
 }
 
-async fn serve<S>(stream: S, nb: &Handle, session_id: u32, kill: &CancellationToken) -> &'static str
+async fn serve<S>(
+    stream: S,
+    nb: &Handle,
+    session_id: u32,
+    counters: &SessionCounters,
+    kill: &CancellationToken,
+) -> &'static str
 where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -174,12 +192,14 @@ where
                     }
                     Err(e) => {
                         warn!(error = %e, "bad client hello, closing session");
+                        counters.bad_hello.store(true, Ordering::Relaxed);
                         return "bad hello";
                     }
                 }
             }
             let base11 = decoder.framing() == Framing::Chunked;
-            let Some((reply, close)) = handle_message(msg, nb, session_id, base11).await else {
+            let Some((reply, close)) = handle_message(msg, nb, session_id, counters, base11).await
+            else {
                 // malformed-message is base:1.1 only (RFC 6241 App. A): a
                 // base:1.0 peer that sends garbage loses the session.
                 warn!("malformed message on a base:1.0 session, closing");
@@ -228,10 +248,13 @@ async fn handle_message(
     msg: Vec<u8>,
     nb: &Handle,
     session_id: u32,
+    counters: &SessionCounters,
     base11: bool,
 ) -> Option<(String, bool)> {
     let malformed = |m: String| {
+        SessionCounters::bump(&counters.in_bad_rpcs);
         base11.then(|| {
+            SessionCounters::bump(&counters.out_rpc_errors);
             let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
             (rpc::encode_reply("", &Err(vec![e])), false)
         })
@@ -244,11 +267,19 @@ async fn handle_message(
         return malformed(format!("expected <rpc>, got <{}>", root.name));
     }
     let req = rpc::decode(root);
+    SessionCounters::bump(if req.operation.is_ok() {
+        &counters.in_rpcs
+    } else {
+        &counters.in_bad_rpcs
+    });
     let (result, close) = match req.operation {
         Err(errors) => (Err(errors), false),
         Ok(Operation::CloseSession) => (Ok(Reply::Ok), true),
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
+    if result.is_err() {
+        SessionCounters::bump(&counters.out_rpc_errors);
+    }
     Some((rpc::encode_reply(&req.reply_attrs, &result), close))
 }
 

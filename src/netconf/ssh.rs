@@ -244,12 +244,13 @@ impl russh::server::Handler for Connection {
         session.channel_success(id)?;
         let user = self.user.clone().unwrap_or_default();
         let nb = self.northbound.clone();
+        let source = self.peer.map(|p| p.ip());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
             let mut channel = channel;
             let writer = channel.make_writer();
             let stream = tokio::io::join(channel.make_reader(), writer);
-            let reason = super::session::run(stream, nb, user, shutdown).await;
+            let reason = super::session::run(stream, nb, user, source, shutdown).await;
             // As OpenSSH's own subsystems end (sftp-server): exit-status,
             // EOF, close. Without the status the OpenSSH client exits 255
             // ("Exit status -1") after a clean <close-session>.

@@ -28,11 +28,13 @@ pub mod allowed;
 pub mod edit;
 pub mod error;
 pub mod filter;
+pub mod monitoring;
 pub mod ops;
 pub mod store;
 pub mod validate;
 
 use std::collections::{BTreeSet, HashMap};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -49,6 +51,7 @@ use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
 use edit::{find_child, top_schema};
 use error::{ErrorTag, ErrorType, RpcError};
+use monitoring::{SessionCounters, Totals};
 use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption};
 use store::{PersistedConfirm, Store};
 
@@ -57,11 +60,16 @@ type RpcResult = Result<Reply, Vec<RpcError>>;
 enum Request {
     Register {
         user: String,
+        source: Option<IpAddr>,
+        counters: Arc<SessionCounters>,
         kill: CancellationToken,
         reply: oneshot::Sender<u32>,
     },
     Unregister {
         session: u32,
+        /// Ended abnormally (RFC 6022 dropped-sessions): not by
+        /// close-session or kill-session.
+        dropped: bool,
     },
     Rpc {
         session: u32,
@@ -78,23 +86,36 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Register a new session; returns its session-id.
-    pub async fn register(&self, user: String, kill: CancellationToken) -> u32 {
+    /// Register a new session of `user` from `source`; returns its
+    /// session-id and the counters its task keeps (RFC 6022).
+    pub async fn register(
+        &self,
+        user: String,
+        source: Option<IpAddr>,
+        kill: CancellationToken,
+    ) -> (u32, Arc<SessionCounters>) {
+        let counters = Arc::new(SessionCounters::default());
         let (reply, rx) = oneshot::channel();
-        if self
-            .tx
-            .send(Request::Register { user, kill, reply })
-            .await
-            .is_err()
-        {
-            return self.next_id.fetch_add(1, Ordering::Relaxed);
-        }
-        rx.await
-            .unwrap_or_else(|_| self.next_id.fetch_add(1, Ordering::Relaxed))
+        let req = Request::Register {
+            user,
+            source,
+            counters: counters.clone(),
+            kill,
+            reply,
+        };
+        let id = if self.tx.send(req).await.is_err() {
+            self.next_id.fetch_add(1, Ordering::Relaxed)
+        } else {
+            rx.await
+                .unwrap_or_else(|_| self.next_id.fetch_add(1, Ordering::Relaxed))
+        };
+        (id, counters)
     }
 
-    pub async fn unregister(&self, session: u32) {
-        let _ = self.tx.send(Request::Unregister { session }).await;
+    /// The session ended; `dropped` when not by close-session or
+    /// kill-session.
+    pub async fn unregister(&self, session: u32, dropped: bool) {
+        let _ = self.tx.send(Request::Unregister { session, dropped }).await;
     }
 
     pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
@@ -129,6 +150,9 @@ pub enum BootError {
 struct SessionInfo {
     user: String,
     kill: CancellationToken,
+    source: Option<IpAddr>,
+    login_time: String,
+    counters: Arc<SessionCounters>,
 }
 
 /// After a refused rollback of a confirmed commit, how long until it is
@@ -174,6 +198,14 @@ pub struct Northbound {
     store: Store,
     subsystems: Vec<Box<dyn Subsystem>>,
     next_id: Arc<AtomicU32>,
+    /// The capabilities the sessions announce (`netconf-state`).
+    capabilities: Vec<String>,
+    /// When each lock in `locks` was taken (RFC 6022 locked-time).
+    locked_at: HashMap<Datastore, String>,
+    /// RFC 6022 statistics of the sessions that ended, and the session
+    /// counts.
+    totals: Totals,
+    start_time: String,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -274,6 +306,10 @@ impl Northbound {
             store,
             subsystems,
             next_id: Arc::new(AtomicU32::new(1)),
+            capabilities: Vec::new(),
+            locked_at: HashMap::new(),
+            totals: Totals::default(),
+            start_time: monitoring::date_time(SystemTime::now()),
         };
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
@@ -289,6 +325,13 @@ impl Northbound {
         }
         nb.running_config = running_config;
         Ok(nb)
+    }
+
+    /// The capabilities the sessions announce, for `netconf-state` (the
+    /// NETCONF layer owns them; arrows run netconf → northbound).
+    pub fn with_capabilities(mut self, capabilities: Vec<String>) -> Self {
+        self.capabilities = capabilities;
+        self
     }
 
     /// Start the actor; it runs until `shutdown` fires.
@@ -322,12 +365,38 @@ impl Northbound {
 
     fn handle(&mut self, req: Request) {
         match req {
-            Request::Register { user, kill, reply } => {
+            Request::Register {
+                user,
+                source,
+                counters,
+                kill,
+                reply,
+            } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-                self.sessions.insert(id, SessionInfo { user, kill });
+                let login_time = monitoring::date_time(SystemTime::now());
+                self.totals.in_sessions = self.totals.in_sessions.wrapping_add(1);
+                self.sessions.insert(
+                    id,
+                    SessionInfo {
+                        user,
+                        kill,
+                        source,
+                        login_time,
+                        counters,
+                    },
+                );
                 let _ = reply.send(id);
             }
-            Request::Unregister { session } => self.session_ended(session),
+            Request::Unregister { session, dropped } => {
+                if let Some(info) = self.sessions.get(&session) {
+                    if info.counters.bad_hello.load(Ordering::Relaxed) {
+                        self.totals.in_bad_hellos = self.totals.in_bad_hellos.wrapping_add(1);
+                    } else if dropped {
+                        self.totals.dropped_sessions = self.totals.dropped_sessions.wrapping_add(1);
+                    }
+                }
+                self.session_ended(session)
+            }
             Request::Rpc { session, op, reply } => {
                 if let Operation::BatchBackup {
                     service,
@@ -384,7 +453,9 @@ impl Northbound {
 
     /// RFC 6241 §7.5/§8.4: what a session's end releases.
     fn session_ended(&mut self, session: u32) {
-        self.sessions.remove(&session);
+        if let Some(info) = self.sessions.remove(&session) {
+            self.totals.add(&info.counters);
+        }
         let held: Vec<Datastore> = self
             .locks
             .iter()
@@ -459,7 +530,9 @@ impl Northbound {
                 filter,
                 with_defaults,
             } => {
-                let tree = self.operational(selected_namespaces(filter.as_ref()).as_ref());
+                let selected = selected_namespaces(filter.as_ref());
+                let mut tree = self.operational(selected.as_ref());
+                self.add_discovery(&mut tree, selected.as_ref());
                 filtered(&tree, filter.as_ref(), with_defaults, None)
             }
             Operation::GetConfig {
@@ -625,6 +698,74 @@ impl Northbound {
         tree
     }
 
+    /// Add the discovery state to a `<get>` tree, when the filter selects
+    /// its namespace: the YANG library and `netconf-state`.
+    fn add_discovery(&self, tree: &mut DataTree<'static>, selected: Option<&BTreeSet<String>>) {
+        let wanted = |ns: &str| selected.is_none_or(|sel| sel.contains(ns));
+        if wanted(monitoring::YANG_LIBRARY_NS) {
+            if tree.merge(&yang::yang_library()).is_err() {
+                warn!("cannot merge the yang library");
+            }
+            yang::rewind(tree);
+        }
+        if wanted(monitoring::NS) {
+            let xml = self.netconf_state();
+            match yang::parse_state_xml(&xml) {
+                Ok(state) => {
+                    if tree.merge(&state).is_err() {
+                        warn!("cannot merge netconf-state");
+                    }
+                    yang::rewind(tree);
+                }
+                Err(e) => warn!(error = ?e.first(), "netconf-state refused by libyang"),
+            }
+        }
+    }
+
+    /// The RFC 6022 `netconf-state` document.
+    fn netconf_state(&self) -> String {
+        let datastores: Vec<monitoring::DatastoreView<'_>> =
+            [Datastore::Running, Datastore::Candidate, Datastore::Startup]
+                .into_iter()
+                .map(|d| monitoring::DatastoreView {
+                    name: d.name(),
+                    lock: self.locks.get(&d).map(|s| {
+                        (
+                            *s,
+                            self.locked_at
+                                .get(&d)
+                                .map(String::as_str)
+                                .unwrap_or_default(),
+                        )
+                    }),
+                })
+                .collect();
+        let mut ids: Vec<&u32> = self.sessions.keys().collect();
+        ids.sort();
+        let mut totals = self.totals;
+        let sessions: Vec<monitoring::SessionView<'_>> = ids
+            .into_iter()
+            .map(|id| {
+                let s = &self.sessions[id];
+                totals.add(&s.counters);
+                monitoring::SessionView {
+                    id: *id,
+                    user: &s.user,
+                    source: s.source,
+                    login_time: &s.login_time,
+                    counters: &s.counters,
+                }
+            })
+            .collect();
+        monitoring::netconf_state(
+            &self.capabilities,
+            &datastores,
+            &sessions,
+            &self.start_time,
+            &totals,
+        )
+    }
+
     fn edit_config(
         &mut self,
         session: u32,
@@ -782,6 +923,8 @@ impl Northbound {
                 .with_info("session-id", other.copied().unwrap_or(0).to_string())]);
         }
         self.locks.insert(target, session);
+        self.locked_at
+            .insert(target, monitoring::date_time(SystemTime::now()));
         Ok(Reply::Ok)
     }
 
@@ -1158,7 +1301,7 @@ fn translate_xpath(select: &str, namespaces: &[(String, String)]) -> Result<Stri
                     .rev()
                     .find(|(p, _)| p == word)
                     .map(|(_, u)| u.as_str());
-                let module = ns.and_then(yang::module_by_ns).ok_or_else(|| {
+                let module = ns.and_then(yang::module_name_by_ns).ok_or_else(|| {
                     vec![RpcError::bad_element(
                         ErrorType::Application,
                         ErrorTag::InvalidValue,
@@ -1166,7 +1309,7 @@ fn translate_xpath(select: &str, namespaces: &[(String, String)]) -> Result<Stri
                         &format!("XPath prefix '{word}' is not bound to a known module namespace"),
                     )]
                 })?;
-                out.push_str(module.name);
+                out.push_str(&module);
             } else {
                 out.push_str(word);
             }
@@ -1177,7 +1320,8 @@ fn translate_xpath(select: &str, namespaces: &[(String, String)]) -> Result<Stri
     Ok(out)
 }
 
-/// RFC 6022 get-schema for our embedded modules.
+/// RFC 6022 get-schema, for every module of the context (the ones
+/// `netconf-state/schemas` and the YANG library list).
 fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> RpcResult {
     let invalid = |m: String| {
         vec![RpcError::bad_element(
@@ -1187,24 +1331,23 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
             &m,
         )]
     };
-    let Some(m) = yang::module_by_name(identifier) else {
-        return Err(invalid(format!("no schema '{identifier}'")));
+    let format = match format.map(|f| f.rsplit(':').next().unwrap_or(f)) {
+        None | Some("yang") => yang::SchemaFormat::Yang,
+        Some("yin") => yang::SchemaFormat::Yin,
+        Some(f) => return Err(invalid(format!("schema format '{f}' is not available"))),
     };
-    if let Some(v) = version {
-        if !v.is_empty() && v != m.revision {
-            return Err(invalid(format!("no revision {v} of '{identifier}'")));
-        }
-    }
-    if let Some(f) = format {
-        let f = f.rsplit(':').next().unwrap_or(f);
-        if f != "yang" {
-            return Err(invalid(format!("schema format '{f}' is not available")));
-        }
-    }
+    let Some(text) = yang::schema_text(identifier, version, format) else {
+        return Err(invalid(match version {
+            Some(v) if !v.is_empty() && yang::schema_text(identifier, None, format).is_some() => {
+                format!("no revision {v} of '{identifier}'")
+            }
+            _ => format!("no schema '{identifier}'"),
+        }));
+    };
     Ok(Reply::Raw(format!(
         "<data xmlns=\"{}\">{}</data>",
         ops::MONITORING_NS,
-        escape_text(m.text)
+        escape_text(&text)
     )))
 }
 

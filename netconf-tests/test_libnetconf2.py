@@ -1,0 +1,60 @@
+"""A C client on libnetconf2 (clients/nc2_client.c), the strictest client
+here: it starts with an empty schema search path, so libyang must load
+every module from hotleased (hello, YANG library, get-schema), and it
+parses every reply against those schemas (issue 12)."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import MODULES, PASSWORD, USER, group, vrrp
+
+SRC = Path(__file__).resolve().parent / "clients" / "nc2_client.c"
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    if not shutil.which("pkg-config") or subprocess.run(["pkg-config", "--exists", "libnetconf2"]).returncode:
+        pytest.fail("libnetconf2-dev is not installed (netconf-tests/run.sh installs it)")
+    exe = tmp_path_factory.mktemp("nc2") / "nc2_client"
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libnetconf2", "libyang"], capture_output=True, text=True, check=True).stdout.split()
+    r = subprocess.run(["gcc", "-Wall", "-Wextra", "-Werror", "-o", str(exe), str(SRC), *flags, "-lssh"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return exe
+
+
+def test_libnetconf2_client_with_an_empty_schema_dir(client, daemon, tmp_path):
+    empty = tmp_path / "schemas"
+    empty.mkdir()
+    edit = vrrp(group(interface="eth0", vrid=7, priority=120))
+    check = "/hotlease-vrrp:vrrp/group[interface='eth0'][vrid='7']/priority"
+    r = subprocess.run(
+        [str(client), "127.0.0.1", str(daemon.port), USER, PASSWORD, str(empty), edit, check],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = r.stdout
+    assert r.returncode == 0, out + r.stderr + daemon.stderr(40)
+    modules = {line.split()[1].split("@")[0]: line.split()[2] for line in out.splitlines() if line.startswith("MODULE ")}
+    for name in [*MODULES, "ietf-netconf-monitoring", "ietf-netconf-with-defaults"]:
+        assert modules.get(name) == "implemented", (name, out)
+    for step in ["connect", "get", "get-config", "lock", "edit-config", "validate", "commit", "unlock", "get-config-after", "done"]:
+        assert f"OK {step}\n" in out, out
+    # the dir was empty: libnetconf2 stored there what get-schema gave it,
+    # our modules as shipped
+    from conftest import YANG_DIR
+
+    for name in MODULES:
+        got = empty / f"{name}@2026-11-25.yang"
+        assert got.read_text().strip() == (YANG_DIR / f"{name}.yang").read_text().strip(), name
+    # and libnetconf2 never had to complain about a reply. Its one expected
+    # error: seeing yang-library:1.1 it probes ietf-netconf-nmda (for
+    # <get-data>), which we do not implement, and logs the refused
+    # get-schema; it then reads the YANG library with <get> (XPath
+    # /yanglib:*).
+    errors = [line for line in r.stderr.splitlines() if line.startswith("libnetconf2[0]")]
+    probe = "libnetconf2[0]: Failed to receive a reply to <get-schema>."
+    assert errors.count(probe) <= 1 and all(e == probe for e in errors), r.stderr
