@@ -39,6 +39,8 @@ pub enum DaemonError {
     Boot(#[from] crate::northbound::BootError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("dhcp: {0}")]
     Dhcp(#[from] crate::dhcp::DhcpError),
     #[error("the {0} actor ended unexpectedly")]
@@ -85,8 +87,9 @@ fn supervise(
 ///
 /// Everything that can refuse the start is acquired first, in this order:
 /// the storage directory's lock, the host key, the NETCONF listening
-/// socket, the lease store. Only then does the startup configuration reach
-/// the runtimes, which add and remove addresses and send packets: a daemon
+/// socket, the metrics socket (`[metrics]`), the lease store. Only then
+/// does the startup configuration reach the runtimes, which add and remove
+/// addresses and send packets: a daemon
 /// that cannot start leaves the box as it found it (a second daemon on the
 /// same storage dir or port does not take the first one's virtual
 /// addresses away).
@@ -99,6 +102,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
     let listener = ssh::bind(boot.netconf.listen).await?;
+    let metrics_listener = match &boot.metrics {
+        Some(m) => Some(crate::metrics::bind(m.listen).await?),
+        None => None,
+    };
     crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
@@ -113,6 +120,11 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
     backup.hold_preemption(vrrp.preempt_holds());
+    let metrics_sources = (
+        dhcp.metrics(),
+        Box::new(vrrp.metrics_reader()) as crate::metrics::VrrpReader,
+        backup.metrics(),
+    );
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {
@@ -131,6 +143,17 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let vrrp_task = supervise("vrrp", vrrp_task, &shutdown, &failed);
     let dhcp_task = supervise("dhcp", dhcp_task, &shutdown, &failed);
     let backup_task = supervise("backup", backup_task, &shutdown, &failed);
+    let metrics_task = metrics_listener.map(|listener| {
+        let (dhcp, vrrp, backup) = metrics_sources;
+        let registry = crate::metrics::registry(crate::metrics::Sources {
+            dhcp,
+            vrrp,
+            backup,
+            netconf: handle.stats().clone(),
+        });
+        let task = tokio::spawn(crate::metrics::serve(listener, registry, shutdown.clone()));
+        supervise("metrics", task, &shutdown, &failed)
+    });
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -187,6 +210,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("backup services did not stop within 3 s");
+    }
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     served?;
     if let Some(actor) = failed.get() {

@@ -117,6 +117,30 @@ impl Hooks {
     }
 }
 
+/// What the metrics endpoint reads (`crate::metrics`): the packet
+/// counters and the per-pool statistics of the `<get>` mirror, neither
+/// through the actor.
+#[derive(Debug, Clone)]
+pub struct MetricsReader {
+    counters: Arc<Counters>,
+    snapshot: Arc<std::sync::Mutex<server::Snapshot>>,
+}
+
+impl MetricsReader {
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Per pool: name and statistics now (the mirror's lock is held for
+    /// one pass over the leases, as for `<get>`).
+    pub fn pools(&self) -> Vec<(String, leases::PoolStats)> {
+        self.snapshot
+            .lock()
+            .map(|g| g.pool_stats(server::now_unix()))
+            .unwrap_or_default()
+    }
+}
+
 /// The DHCP subsystem as the northbound sees it.
 #[derive(Debug)]
 pub struct DhcpSubsystem {
@@ -162,6 +186,15 @@ pub fn start(
         replication: shared.replication.clone(),
     };
     Ok((DhcpSubsystem { cmd, shared }, hooks, task))
+}
+
+impl DhcpSubsystem {
+    pub fn metrics(&self) -> MetricsReader {
+        MetricsReader {
+            counters: self.shared.counters.clone(),
+            snapshot: self.shared.snapshot.clone(),
+        }
+    }
 }
 
 impl Subsystem for DhcpSubsystem {

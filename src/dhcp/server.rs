@@ -108,6 +108,11 @@ pub struct Counters {
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
     pub acks_withheld: AtomicU64,
+    /// From reading a request to sending its ACK, for the ACKs that wait
+    /// for their lease to be durable (the lease-log sync and, with hot
+    /// backup, the partner's acknowledgement): observed where they leave
+    /// (`deliver`).
+    pub ack_latency: crate::metrics::histogram::Histogram,
     /// The last sync failed, or the writer is gone: no ACK goes out.
     pub store_failed: AtomicBool,
 }
@@ -153,6 +158,16 @@ pub struct View {
 impl Snapshot {
     /// Leases and per-pool statistics at `now`.
     pub fn view(&self, now: u64) -> View {
+        self.scan(now, true)
+    }
+
+    /// Per-pool statistics at `now`, without the leases (the metrics
+    /// scrape: one pass, nothing copied).
+    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
+        self.scan(now, false).pools
+    }
+
+    fn scan(&self, now: u64, with_leases: bool) -> View {
         let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
             .pools
             .iter()
@@ -169,11 +184,17 @@ impl Snapshot {
                 )
             })
             .collect();
-        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
+        let mut leases = Vec::with_capacity(if with_leases {
+            self.leases.len() + self.offers.len()
+        } else {
+            0
+        });
         let mut last: Option<&str> = None;
         let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
         for l in self.leases.values() {
-            leases.push(l.clone());
+            if with_leases {
+                leases.push(l.clone());
+            }
             if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
                 continue;
             }
@@ -207,7 +228,7 @@ impl Snapshot {
             if held {
                 continue;
             }
-            if lease.is_none() {
+            if lease.is_none() && with_leases {
                 leases.push(o.clone());
             }
             if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
@@ -269,6 +290,14 @@ fn deliver(out: &[Out], counters: &Counters) {
         counters
             .send_errors
             .fetch_add(failed as u64, Ordering::Relaxed);
+        let sent = Instant::now();
+        for (r, _, _) in &rest[..run] {
+            if let (MessageType::Ack, Some(at)) = (r.kind, r.received) {
+                counters
+                    .ack_latency
+                    .observe(sent.saturating_duration_since(at));
+            }
+        }
         rest = &rest[run..];
     }
 }
@@ -752,6 +781,9 @@ impl DhcpServer {
                     let mut durable = Vec::new();
                     for inb in batch.drain(..) {
                         self.process(inb, &mut changes, &mut durable, &mut now_out);
+                    }
+                    for (r, _, _) in &mut durable {
+                        r.received = Some(woke);
                     }
                     // the ACKs to the writer first: their sync starts
                     // while the OFFERs and NAKs go out
@@ -1668,6 +1700,7 @@ mod tests {
             to: handler::Delivery::Broadcast,
             from: ip("10.0.0.1"),
             durable: true,
+            received: Some(Instant::now()),
         };
         (reply, 1, None)
     }

@@ -121,6 +121,7 @@ where
 {
     let kill = shutdown.child_token();
     let session_id = northbound.register(user.clone(), kill.clone()).await;
+    northbound.stats().session_started();
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
@@ -131,6 +132,7 @@ where
     .instrument(span)
     .await;
     northbound.unregister(session_id).await;
+    northbound.stats().session_ended();
     reason
 }
 
@@ -243,12 +245,19 @@ async fn handle_message(
     if root.ns != NC_NS || root.name != "rpc" {
         return malformed(format!("expected <rpc>, got <{}>", root.name));
     }
+    // the operation's name for the counters, before decoding consumes it
+    let name = root
+        .elements()
+        .next()
+        .map(|op| op.name.clone())
+        .unwrap_or_default();
     let req = rpc::decode(root);
     let (result, close) = match req.operation {
         Err(errors) => (Err(errors), false),
         Ok(Operation::CloseSession) => (Ok(Reply::Ok), true),
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
+    nb.stats().rpc(&name, result.is_err());
     Some((rpc::encode_reply(&req.reply_attrs, &result), close))
 }
 

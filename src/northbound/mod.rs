@@ -29,6 +29,7 @@ pub mod edit;
 pub mod error;
 pub mod filter;
 pub mod ops;
+pub mod stats;
 pub mod store;
 pub mod validate;
 
@@ -75,9 +76,15 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU32>,
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl Handle {
+    /// The NETCONF activity counters (sessions count themselves in).
+    pub fn stats(&self) -> &Arc<stats::NetconfStats> {
+        &self.stats
+    }
+
     /// Register a new session; returns its session-id.
     pub async fn register(&self, user: String, kill: CancellationToken) -> u32 {
         let (reply, rx) = oneshot::channel();
@@ -174,6 +181,8 @@ pub struct Northbound {
     store: Store,
     subsystems: Vec<Box<dyn Subsystem>>,
     next_id: Arc<AtomicU32>,
+    /// NETCONF activity for the metrics endpoint (commit durations here).
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -274,6 +283,7 @@ impl Northbound {
             store,
             subsystems,
             next_id: Arc::new(AtomicU32::new(1)),
+            stats: Arc::default(),
         };
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
@@ -297,6 +307,7 @@ impl Northbound {
         let handle = Handle {
             tx,
             next_id: self.next_id.clone(),
+            stats: self.stats.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -551,7 +562,12 @@ impl Northbound {
                 self.session_ended(session_id);
                 Ok(Reply::Ok)
             }
-            Operation::Commit(c) => self.commit(session, c),
+            Operation::Commit(c) => {
+                let started = std::time::Instant::now();
+                let r = self.commit(session, c);
+                self.stats.commit_duration.observe(started.elapsed());
+                r
+            }
             Operation::CancelCommit { persist_id } => self.cancel_commit(session, persist_id),
             Operation::DiscardChanges => {
                 self.check_lock(session, Datastore::Candidate)?;
