@@ -386,7 +386,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                e.contains("line 8")
+                e.contains("line 10")
                     && e.contains("[metrics] listen must be an IP address and a port")
                     && e.contains(&format!("got \"{bad}\"")),
                 "{e}"

@@ -127,6 +127,10 @@ pub struct MetricsReader {
 }
 
 impl MetricsReader {
+    pub fn new(counters: Arc<Counters>, snapshot: Arc<std::sync::Mutex<server::Snapshot>>) -> Self {
+        MetricsReader { counters, snapshot }
+    }
+
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
@@ -190,10 +194,7 @@ pub fn start(
 
 impl DhcpSubsystem {
     pub fn metrics(&self) -> MetricsReader {
-        MetricsReader {
-            counters: self.shared.counters.clone(),
-            snapshot: self.shared.snapshot.clone(),
-        }
+        MetricsReader::new(self.shared.counters.clone(), self.shared.snapshot.clone())
     }
 }
 

@@ -2013,6 +2013,43 @@ mod tests {
         rig.stop();
     }
 
+    /// Issue 14: the ACK latency runs from reading the request to sending
+    /// the ACK, the wait for the partner's acknowledgement included; an
+    /// ACK that did not leave is not observed.
+    #[tokio::test]
+    async fn the_ack_latency_includes_the_partners_acknowledgement() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
+        rig.write(
+            vec![Change::Upsert(lease("10.0.0.10", "a", 1))],
+            &[(1, Some("rbp"))],
+        );
+        until("batch durable", || rig.st.replication.durable() == 2);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(rig.counters.ack_latency.snapshot().count, 0, "held");
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(2);
+        assert_eq!(rig.sent().0, 1);
+        let h = rig.counters.ack_latency.snapshot();
+        assert_eq!(h.count, 1);
+        assert!(h.sum >= 0.03, "{h:?}");
+        // the observation is in the first bucket at or above 30 ms
+        assert!(
+            h.buckets
+                .iter()
+                .all(|(le, n)| *n == u64::from(*le >= h.sum)),
+            "{h:?}"
+        );
+        rig.stop();
+    }
+
     /// Issue 10: a partner that does not acknowledge within the ack
     /// timeout degrades the gate: its ACKs leave on the sync alone and the
     /// changes it has not acknowledged are counted; its acknowledgement

@@ -540,3 +540,160 @@ impl Collector for Netconf {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dhcp::leases::{Lease, LeaseState, Origin};
+    use crate::dhcp::server::{Counters, Snapshot};
+    use std::sync::atomic::Ordering::Relaxed;
+    use std::sync::Mutex;
+
+    fn lease(ip: &str, pool: &str, state: LeaseState) -> Arc<Lease> {
+        Arc::new(Lease {
+            ip: ip.parse().unwrap(),
+            pool: pool.into(),
+            hw: vec![2, 0, 0, 0, 0, 1],
+            client_id: None,
+            hostname: None,
+            state,
+            lifetime: 3600,
+            expires: u64::MAX / 2,
+            origin: Origin::Local,
+        })
+    }
+
+    /// The registry over counters and mirrors set by hand; the NETCONF
+    /// stats are returned to be bumped.
+    fn rig() -> (
+        Registry,
+        Arc<Counters>,
+        Arc<crate::northbound::stats::NetconfStats>,
+    ) {
+        let counters = Arc::new(Counters::default());
+        let mut snap = Snapshot::default();
+        snap.pools.push(("lan".into(), 11, Vec::new()));
+        for (ip, st) in [
+            ("10.0.0.10", LeaseState::Bound),
+            ("10.0.0.11", LeaseState::Bound),
+            ("10.0.0.12", LeaseState::Released),
+        ] {
+            snap.leases
+                .insert(ip.parse().unwrap(), lease(ip, "lan", st));
+        }
+        let netconf = Arc::new(crate::northbound::stats::NetconfStats::default());
+        let registry = registry(Sources {
+            dhcp: crate::dhcp::MetricsReader::new(counters.clone(), Arc::new(Mutex::new(snap))),
+            vrrp: Box::new(|| {
+                vec![
+                    (("eth1".into(), 7), VrrpState::Master, 3),
+                    (("eth2".into(), 8), VrrpState::Backup, 0),
+                ]
+            }),
+            backup: crate::backup::service::MetricsReader::default(),
+            netconf: netconf.clone(),
+        });
+        (registry, counters, netconf)
+    }
+
+    fn has(text: &str, line: &str) -> bool {
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn the_scrape_reads_the_existing_counters() {
+        let (registry, c, nc) = rig();
+        c.discover.fetch_add(2, Relaxed);
+        c.ack.fetch_add(1, Relaxed);
+        c.not_serving.fetch_add(5, Relaxed);
+        c.ack_latency.observe(Duration::from_millis(3));
+        nc.rpc("commit", false);
+        nc.rpc("edit-config", true);
+        nc.commit_duration.observe(Duration::from_millis(40));
+        let t = render(&registry);
+        for line in [
+            "# TYPE hotlease_dhcp_received_messages_total counter",
+            "hotlease_dhcp_received_messages_total{type=\"discover\"} 2",
+            "hotlease_dhcp_received_messages_total{type=\"request\"} 0",
+            "hotlease_dhcp_sent_messages_total{type=\"ack\"} 1",
+            "hotlease_dhcp_dropped_requests_total{reason=\"not-serving\"} 5",
+            "hotlease_dhcp_pool_addresses_total{pool=\"lan\"} 11",
+            "hotlease_dhcp_pool_addresses_used{pool=\"lan\"} 2",
+            "hotlease_dhcp_pool_addresses_free{pool=\"lan\"} 9",
+            "# TYPE hotlease_dhcp_ack_latency_seconds histogram",
+            "hotlease_dhcp_ack_latency_seconds_bucket{le=\"0.002\"} 0",
+            "hotlease_dhcp_ack_latency_seconds_bucket{le=\"0.005\"} 1",
+            "hotlease_dhcp_ack_latency_seconds_bucket{le=\"+Inf\"} 1",
+            "hotlease_dhcp_ack_latency_seconds_count 1",
+            "hotlease_vrrp_state{interface=\"eth1\",group=\"7\",state=\"master\"} 1",
+            "hotlease_vrrp_state{interface=\"eth1\",group=\"7\",state=\"backup\"} 0",
+            "hotlease_vrrp_state{interface=\"eth2\",group=\"8\",state=\"backup\"} 1",
+            "hotlease_vrrp_master_transitions_total{interface=\"eth1\",group=\"7\"} 3",
+            "# TYPE hotlease_backup_records_unsent gauge",
+            "hotlease_netconf_rpcs_total{operation=\"commit\"} 1",
+            "hotlease_netconf_rpc_errors_total{operation=\"edit-config\"} 1",
+            "hotlease_netconf_rpc_errors_total{operation=\"commit\"} 0",
+            "hotlease_netconf_commit_duration_seconds_bucket{le=\"0.05\"} 1",
+            "hotlease_netconf_sessions 0",
+        ] {
+            assert!(has(&t, line), "{line} missing from:\n{t}");
+        }
+        // a scrape changes nothing: the same text again
+        assert_eq!(render(&registry), t);
+    }
+
+    #[test]
+    fn only_get_metrics_is_routed() {
+        let (registry, _, _) = rig();
+        let route = |head: &str| route(head.as_bytes(), &registry).0;
+        assert_eq!(route("GET /metrics HTTP/1.1\r\n\r\n"), "200 OK");
+        assert_eq!(route("GET /metrics?a=b HTTP/1.1\r\n\r\n"), "200 OK");
+        assert_eq!(route("GET / HTTP/1.1\r\n\r\n"), "404 Not Found");
+        assert_eq!(
+            route("POST /metrics HTTP/1.1\r\n\r\n"),
+            "405 Method Not Allowed"
+        );
+        assert_eq!(route("\r\n\r\n"), "405 Method Not Allowed");
+    }
+
+    #[tokio::test]
+    async fn serves_a_scrape_over_tcp_and_stops_on_shutdown() {
+        let (registry, c, _) = rig();
+        c.offer.fetch_add(4, Relaxed);
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(listener, registry, stop.clone()));
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let mut reply = String::new();
+        s.read_to_string(&mut reply).await.unwrap();
+        let (head, body) = reply.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(
+            head.contains(&format!("Content-Length: {}", body.len())),
+            "{head}"
+        );
+        assert!(
+            head.contains("Content-Type: text/plain; version=0.0.4"),
+            "{head}"
+        );
+        assert!(has(
+            body,
+            "hotlease_dhcp_sent_messages_total{type=\"offer\"} 4"
+        ));
+        // a second daemon cannot take the port
+        let busy = bind(addr).await.unwrap_err().to_string();
+        assert!(
+            busy.starts_with(&format!("[metrics] listen {addr}: ")),
+            "{busy}"
+        );
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+}
