@@ -24,8 +24,8 @@ import urllib.request
 
 import pytest
 
-from conftest import HOTLEASED, free_port
-from test_dhcp import NsDaemon, Topo, commit, dhcp, ns_socket, pool, set_mac, udhcpc
+from conftest import HOTLEASED, config, free_port, group, vrrp
+from test_dhcp import NsDaemon, Topo, dhcp, ns_socket, pool, set_mac, udhcpc
 
 SERIES = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
 
@@ -96,7 +96,8 @@ def test_a_dhcp_exchange_is_counted_in_the_scrape(topo, creds, tmp_path, request
     from conftest import _finish
 
     mport = 9417
-    d = NsDaemon(topo.S, tmp_path / "d", creds, extra_toml=f'[metrics]\nlisten = "127.0.0.1:{mport}"\n')
+    d = NsDaemon(topo.S, tmp_path / "d", creds, vrrp=True,
+                 extra_toml=f'[metrics]\nlisten = "127.0.0.1:{mport}"\n')
     try:
         d.start()
         scrape = lambda: get(ns_socket(topo.S, "127.0.0.1", mport, 5))  # noqa: E731
@@ -108,7 +109,12 @@ def test_a_dhcp_exchange_is_counted_in_the_scrape(topo, creds, tmp_path, request
         assert value(before, "hotlease_dhcp_ack_latency_seconds_count") == 0
 
         m = d.connect()
-        commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")], lease=600)))
+        # a VRRP group alone on its link, too: it becomes master
+        m.edit_config(target="candidate", config=config(
+            dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")], lease=600)),
+            vrrp(group("lan", 9, vips=("10.77.0.254",), advertise_interval=100)),
+        ))
+        m.commit()
         set_mac(topo, topo.C, "lan", "02:00:00:00:0e:01")
         r = udhcpc(topo, topo.C, "lan", topo.tmp / "udhcpc.log")
         assert "lease of 10.77.0.10 obtained" in r.stderr, r.stderr
@@ -135,6 +141,15 @@ def test_a_dhcp_exchange_is_counted_in_the_scrape(topo, creds, tmp_path, request
         assert value(after, "hotlease_netconf_rpcs_total", operation="commit") >= 1
         assert value(after, "hotlease_netconf_commit_duration_seconds_count") >= 1
         assert value(after, "hotlease_netconf_sessions") == 1
+
+        def master():
+            s = parse(scrape()[2])
+            return s if value(s, "hotlease_vrrp_state", interface="lan", group="9", state="master") == 1 else None
+
+        vr = wait_for(master, 10)
+        assert vr, scrape()[2]
+        assert value(vr, "hotlease_vrrp_state", interface="lan", group="9", state="backup") == 0
+        assert value(vr, "hotlease_vrrp_master_transitions_total", interface="lan", group="9") == 1
     finally:
         _finish(request, [d])
 
