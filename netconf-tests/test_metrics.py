@@ -21,6 +21,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -195,6 +196,20 @@ def test_a_real_prometheus_scrapes_hotleased(daemon_factory, tmp_path):
         # the histogram arrives whole: a quantile over it is a number
         lat = wait_for(lambda: query("hotlease_dhcp_ack_latency_seconds_bucket"), 10, 0.5)
         assert lat and any(s["metric"]["le"] == "+Inf" for s in lat), lat
+        # the Grafana dashboard: every expression is PromQL this Prometheus
+        # accepts, and names only metrics the daemon exposes
+        exposed = {
+            line.split()[2]
+            for line in get(socket.create_connection(("127.0.0.1", mport), timeout=5))[2].splitlines()
+            if line.startswith("# TYPE ")
+        }
+        for expr in dashboard_exprs():
+            q = expr.replace("$instance", ".*").replace("$__rate_interval", "1m")
+            with urllib.request.urlopen(f"{api}/query?query={urllib.parse.quote(q)}", timeout=5) as r:
+                assert json.load(r)["status"] == "success", q
+            for name in re.findall(r"\bhotlease_[a-z_]+", expr):
+                base = re.sub(r"_(bucket|count|sum)$", "", name)
+                assert name in exposed or base in exposed, f"{name} of the dashboard is not exposed"
     finally:
         p.terminate()
         try:
@@ -203,6 +218,18 @@ def test_a_real_prometheus_scrapes_hotleased(daemon_factory, tmp_path):
             p.kill()
             p.wait(5)
         log.close()
+
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "packaging" / "grafana-hotlease.json"
+
+
+def dashboard_exprs() -> list[str]:
+    d = json.loads(DASHBOARD.read_text())
+    exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"].removeprefix("label_values(").split(",")[0]
+              for v in d["templating"]["list"] if v["type"] == "query"]
+    assert len(exprs) > 10
+    return exprs
 
 
 # ---------------------------------------------------------------- refusals

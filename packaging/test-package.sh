@@ -14,7 +14,7 @@
 #   6. the README's steps add a user, systemctl restart, then a NETCONF
 #      session with ncclient: edit, commit, copy to startup
 #   7. owners and modes, the host key, the capabilities of the running
-#      daemon, the installed files
+#      daemon, the installed files (the Grafana dashboard among them)
 #   8. dpkg -i again (upgrade): config and state kept, service restarted,
 #      startup datastore loaded, same host key
 #   9. dpkg --remove keeps config and state, dpkg --purge deletes them
@@ -269,6 +269,9 @@ expect_stat() { # path "mode owner:group"
 expect_stat /usr/sbin/hotleased "755 root:root"
 expect_stat /usr/lib/systemd/system/hotleased.service "644 root:root"
 expect_stat /usr/share/man/man8/hotleased.8.gz "644 root:root"
+expect_stat /usr/share/hotlease/grafana-hotlease.json "644 root:root"
+in_ct cat /usr/share/hotlease/grafana-hotlease.json | cmp -s - packaging/grafana-hotlease.json \
+    || fail "/usr/share/hotlease/grafana-hotlease.json differs from packaging/"
 expect_stat /etc/hotlease "755 root:root"
 expect_stat /etc/hotlease/hotleased.toml "640 root:hotlease"
 expect_stat /var/lib/hotlease "750 hotlease:hotlease"
