@@ -269,3 +269,61 @@ def test_only_get_metrics_is_served(daemon_factory):
     # a client that sends a request head without end is cut off, not served
     status, _, _ = http(conn(), b"GET /metrics HTTP/1.1\r\n" + b"X-Pad: " + b"a" * 9000 + b"\r\n")
     assert status == 431
+
+
+# ---------------------------------------------------------------- hot backup
+
+
+@needs_ns
+def test_the_hot_backup_pair_in_the_scrape(creds, tmp_path, request):
+    """Both routers of the hot-backup lab (hblab.py) scraped: A master and
+    B backup, the channel connected on both, A's lease update sent and
+    acknowledged, nothing unsent, and A's ACK latency observed (it waited
+    for B's acknowledgement)."""
+    from conftest import _finish
+    from hblab import HbLab, Router, Udhcpc
+    from test_hot_backup import up
+
+    mport = 9417
+    lab = HbLab(tmp_path, clients=1)
+    routers: list[Router] = []
+    try:
+        for i in (0, 1):
+            r = Router(lab, i, creds, tmp_path)
+            r.d.extra_toml = f'[metrics]\nlisten = "127.0.0.1:{mport}"\n'
+            r.d.write_config()
+            routers.append(r)
+            r.start()
+        a, b = routers
+        up(a, b)
+        scrape = lambda r: parse(get(ns_socket(r.ns, "127.0.0.1", mport, 5))[2])  # noqa: E731
+        bound = Udhcpc(lab, 0, tmp_path / "c0.log").once()
+        assert bound["ip"].startswith("10.77.0."), bound
+
+        def settled():
+            sa = scrape(a)
+            done = (value(sa, "hotlease_backup_records_acknowledged_total", service="rbs1") or 0) >= 1
+            return sa if done and value(sa, "hotlease_backup_records_unsent", service="rbs1") == 0 else None
+
+        sa = wait_for(settled, 10)
+        assert sa, get(ns_socket(a.ns, "127.0.0.1", mport, 5))[2]
+        sb = scrape(b)
+        vrrp = dict(interface="eth0", group="51")
+        assert value(sa, "hotlease_vrrp_state", state="master", **vrrp) == 1
+        assert value(sb, "hotlease_vrrp_state", state="backup", **vrrp) == 1
+        for s in (sa, sb):
+            assert value(s, "hotlease_backup_channel_state", service="rbs1", state="connected") == 1
+            assert value(s, "hotlease_backup_channel_state", service="rbs1", state="down") == 0
+        assert value(sa, "hotlease_backup_records_sent_total", service="rbs1") >= 1
+        count = value(sa, "hotlease_dhcp_ack_latency_seconds_count")
+        assert count >= 1
+        mean_ms = 1000 * value(sa, "hotlease_dhcp_ack_latency_seconds_sum") / count
+        print(f"A's ACK latency with hot backup: {count:.0f} ACKs, mean {mean_ms:.2f} ms")
+        # B serves nothing while A is master: its ACK histogram is empty
+        assert value(sb, "hotlease_dhcp_ack_latency_seconds_count") == 0
+        assert value(sb, "hotlease_dhcp_sent_messages_total", type="ack") == 0
+    finally:
+        try:
+            _finish(request, [r.d for r in routers])
+        finally:
+            lab.close()
