@@ -7,7 +7,8 @@
 //!                                ├─► northbound actor ─► subsystems (prepare/apply)
 //!                                ├─► vrrp actor (masters resign with priority 0)
 //!                                ├─► dhcp actor (+ socket task, lease writer thread)
-//!                                └─► backup services (one channel each; sessions closed)
+//!                                ├─► backup services (one channel each; sessions closed)
+//!                                └─► metrics endpoint (`[metrics]`: GET /metrics, reads the others' counters)
 //! ```
 //! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
 //! and `panic = "abort"` in release builds), and an actor that ends before

@@ -4,6 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
+//!  metrics scrape ──MetricsReader──► the same Snapshot (pool statistics only) + Counters
 //!  backup subsystem ──Hooks──► Command::Serving / Split / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
