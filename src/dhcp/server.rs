@@ -2015,7 +2015,7 @@ mod tests {
 
     /// Issue 14: the ACK latency runs from reading the request to sending
     /// the ACK, the wait for the partner's acknowledgement included; an
-    /// ACK that did not leave is not observed.
+    /// ACK still held is not observed yet.
     #[tokio::test]
     async fn the_ack_latency_includes_the_partners_acknowledgement() {
         let synced = Arc::new(AtomicU64::new(0));
