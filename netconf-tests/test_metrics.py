@@ -93,6 +93,7 @@ def topo(tmp_path):
 
 
 @needs_ns
+@pytest.mark.vrrp
 def test_a_dhcp_exchange_is_counted_in_the_scrape(topo, creds, tmp_path, request):
     from conftest import _finish
 
@@ -275,6 +276,7 @@ def test_only_get_metrics_is_served(daemon_factory):
 
 
 @needs_ns
+@pytest.mark.vrrp
 def test_the_hot_backup_pair_in_the_scrape(creds, tmp_path, request):
     """Both routers of the hot-backup lab (hblab.py) scraped: A master and
     B backup, the channel connected on both, A's lease update sent and
