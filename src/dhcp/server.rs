@@ -36,7 +36,7 @@
 //! load it also wakes at most once per `RX_INTERVAL` (1 ms): on the
 //! benchmark VM a wake-up cost more CPU than the packets it served.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -138,13 +138,26 @@ fn inc(c: &AtomicU64) {
 /// current after every batch (only the addresses that changed are copied,
 /// as shared pointers), so the northbound never waits for the actor and the
 /// actor never copies the whole table. Reading it (`Snapshot::view`) holds
-/// the lock for one pass over the leases.
+/// the lock for one pass over the leases; the pool statistics alone
+/// (`Snapshot::pool_stats`, a metrics scrape) cost a pass over the offers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
-    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
+    leases: HashMap<Ipv4Addr, Arc<Lease>>,
+    offers: HashMap<Ipv4Addr, Arc<Lease>>,
     /// Per pool: name, addresses it can hand out, its static bindings.
-    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    /// Every pool's static addresses (pools do not overlap).
+    statics: HashSet<Ipv4Addr>,
+    /// Per pool: bound and declined leases on dynamic addresses, kept as
+    /// the mirror changes. A lease past its expiry counts until the
+    /// actor's expiry scan (every second) changes it.
+    held: HashMap<String, Held>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    used: u64,
+    declined: u64,
 }
 
 /// The state one `<get>` reports.
@@ -158,16 +171,6 @@ pub struct View {
 impl Snapshot {
     /// Leases and per-pool statistics at `now`.
     pub fn view(&self, now: u64) -> View {
-        self.scan(now, true)
-    }
-
-    /// Per-pool statistics at `now`, without the leases (the metrics
-    /// scrape: one pass, nothing copied).
-    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
-        self.scan(now, false).pools
-    }
-
-    fn scan(&self, now: u64, with_leases: bool) -> View {
         let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
             .pools
             .iter()
@@ -184,17 +187,11 @@ impl Snapshot {
                 )
             })
             .collect();
-        let mut leases = Vec::with_capacity(if with_leases {
-            self.leases.len() + self.offers.len()
-        } else {
-            0
-        });
+        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
         let mut last: Option<&str> = None;
         let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
         for l in self.leases.values() {
-            if with_leases {
-                leases.push(l.clone());
-            }
+            leases.push(l.clone());
             if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
                 continue;
             }
@@ -228,7 +225,7 @@ impl Snapshot {
             if held {
                 continue;
             }
-            if lease.is_none() && with_leases {
+            if lease.is_none() {
                 leases.push(o.clone());
             }
             if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
@@ -249,6 +246,98 @@ impl Snapshot {
             leases.sort_by_key(|l| u32::from(l.ip));
         }
         View { leases, pools }
+    }
+
+    /// Per-pool statistics at `now`, as `view` counts them but from the
+    /// counts kept as the mirror changes (a metrics scrape: a pass over the
+    /// offers, none over the leases).
+    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
+        let mut offered: HashMap<&str, u64> = HashMap::new();
+        for o in self.offers.values() {
+            if o.expires <= now || self.statics.contains(&o.ip) {
+                continue;
+            }
+            let held = self.leases.get(&o.ip).is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if !held {
+                *offered.entry(o.pool.as_str()).or_default() += 1;
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = self
+            .pools
+            .iter()
+            .map(|(name, total, _)| {
+                let h = self.held.get(name).copied().unwrap_or_default();
+                let offered = offered.get(name.as_str()).copied().unwrap_or(0);
+                let s = PoolStats {
+                    total: *total,
+                    used: h.used,
+                    declined: h.declined,
+                    offered,
+                    free: total.saturating_sub(h.used + offered + h.declined),
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        pools
+    }
+
+    /// The lease on `ip` is now `lease` (None: no lease).
+    pub fn set_lease(&mut self, ip: Ipv4Addr, lease: Option<&Arc<Lease>>) {
+        let old = match lease {
+            Some(l) => self.leases.insert(ip, l.clone()),
+            None => self.leases.remove(&ip),
+        };
+        if let Some(old) = old {
+            self.count(&old, false);
+        }
+        if let Some(l) = lease {
+            self.count(l, true);
+        }
+    }
+
+    /// The offer on `ip` is now `offer` (None: no offer).
+    pub fn set_offer(&mut self, ip: Ipv4Addr, offer: Option<&Arc<Lease>>) {
+        match offer {
+            Some(o) => self.offers.insert(ip, o.clone()),
+            None => self.offers.remove(&ip),
+        };
+    }
+
+    /// The configured pools: name, addresses it can hand out, its static
+    /// bindings. The counts are made again (a pass over the leases; a
+    /// commit that changed the pools).
+    pub fn set_pools(&mut self, pools: Vec<(String, u64, Vec<Ipv4Addr>)>) {
+        self.statics = pools.iter().flat_map(|p| p.2.iter().copied()).collect();
+        self.pools = pools;
+        self.held.clear();
+        let leases = std::mem::take(&mut self.leases);
+        for l in leases.values() {
+            self.count(l, true);
+        }
+        self.leases = leases;
+    }
+
+    /// Add (or take away) what `l` counts in its pool's `held`.
+    fn count(&mut self, l: &Lease, add: bool) {
+        if !matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            || self.statics.contains(&l.ip)
+        {
+            return;
+        }
+        // no String made for a pool already counted (the per-ACK path)
+        let h = match self.held.get_mut(l.pool.as_str()) {
+            Some(h) => h,
+            None => self.held.entry(l.pool.clone()).or_default(),
+        };
+        let n = if l.state == LeaseState::Bound {
+            &mut h.used
+        } else {
+            &mut h.declined
+        };
+        *n = if add { *n + 1 } else { n.saturating_sub(1) };
     }
 }
 
@@ -1002,16 +1091,18 @@ impl DhcpServer {
             ..Globals::default()
         };
         if let Ok(mut g) = self.snapshot.lock() {
-            g.pools = pools
-                .values()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        p.total(),
-                        p.static_by_ip.keys().copied().collect(),
-                    )
-                })
-                .collect();
+            g.set_pools(
+                pools
+                    .values()
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            p.total(),
+                            p.static_by_ip.keys().copied().collect(),
+                        )
+                    })
+                    .collect(),
+            );
         }
         self.pools = pools;
         self.exhausted_logged.clear();
@@ -1260,22 +1351,8 @@ impl DhcpServer {
             return;
         };
         for ip in touched {
-            match self.table.get_shared(ip) {
-                Some(l) => {
-                    g.leases.insert(ip, l.clone());
-                }
-                None => {
-                    g.leases.remove(&ip);
-                }
-            }
-            match self.table.offer_shared(ip) {
-                Some(o) => {
-                    g.offers.insert(ip, o.clone());
-                }
-                None => {
-                    g.offers.remove(&ip);
-                }
-            }
+            g.set_lease(ip, self.table.get_shared(ip));
+            g.set_offer(ip, self.table.offer_shared(ip));
         }
     }
 }
@@ -2013,6 +2090,67 @@ mod tests {
         rig.stop();
     }
 
+    /// Issue 14: the pool statistics a metrics scrape reads, kept as the
+    /// mirror changes, are the ones `<get>` counts in a pass over the
+    /// leases: through grants, declines, releases, static bindings, offers,
+    /// a lease moving between states, and a commit that changes the
+    /// statics.
+    #[test]
+    fn pool_stats_kept_as_the_mirror_changes_match_a_full_count() {
+        let now = 1_000;
+        let at = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
+        let mk = |i: u32, pool: &str, state: LeaseState, expires: u64| {
+            Arc::new(Lease {
+                state,
+                expires,
+                ..lease(&at(i).to_string(), pool, i as u8)
+            })
+        };
+        let mut snap = Snapshot::default();
+        let pools = |statics: Vec<Ipv4Addr>| {
+            vec![
+                ("a".to_string(), 100, statics),
+                ("b".to_string(), 50, Vec::new()),
+            ]
+        };
+        snap.set_pools(pools(vec![at(3)]));
+        let same = |snap: &Snapshot| {
+            assert_eq!(snap.pool_stats(now), snap.view(now).pools, "{snap:?}");
+        };
+        let states = [
+            LeaseState::Bound,
+            LeaseState::Declined,
+            LeaseState::Released,
+            LeaseState::Expired,
+        ];
+        // a deterministic walk over 40 addresses of two pools
+        let mut x: u32 = 7;
+        for step in 0..2_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let i = (x >> 8) % 40;
+            let pool = if i < 30 { "a" } else { "b" };
+            match (x >> 20) % 5 {
+                0 => snap.set_lease(at(i), None),
+                1 => snap.set_offer(at(i), Some(&mk(i, pool, LeaseState::Offered, now + 30))),
+                2 => snap.set_offer(at(i), None),
+                _ => {
+                    let st = states[((x >> 24) % 4) as usize];
+                    snap.set_lease(at(i), Some(&mk(i, pool, st, now + 60)));
+                }
+            }
+            if step == 1_000 {
+                // a commit: another static binding
+                snap.set_pools(pools(vec![at(3), at(5)]));
+            }
+            if step % 97 == 0 {
+                same(&snap);
+            }
+        }
+        same(&snap);
+        let a = &snap.pool_stats(now)[0].1;
+        assert!(a.used > 0 && a.declined > 0 && a.offered > 0, "{a:?}");
+    }
+
     /// Issue 14: the ACK latency runs from reading the request to sending
     /// the ACK, the wait for the partner's acknowledgement included; an
     /// ACK still held is not observed yet.
@@ -2037,8 +2175,11 @@ mod tests {
         rig.acked.store(true, Ordering::SeqCst);
         gate.acknowledge(2);
         assert_eq!(rig.sent().0, 1);
+        // observed once the sockets took it (the recorder hears it first)
+        until("the ACK observed", || {
+            rig.counters.ack_latency.snapshot().count == 1
+        });
         let h = rig.counters.ack_latency.snapshot();
-        assert_eq!(h.count, 1);
         assert!(h.sum >= 0.03, "{h:?}");
         // the observation is in the first bucket at or above 30 ms
         assert!(

@@ -572,14 +572,13 @@ mod tests {
     ) {
         let counters = Arc::new(Counters::default());
         let mut snap = Snapshot::default();
-        snap.pools.push(("lan".into(), 11, Vec::new()));
+        snap.set_pools(vec![("lan".into(), 11, Vec::new())]);
         for (ip, st) in [
             ("10.0.0.10", LeaseState::Bound),
             ("10.0.0.11", LeaseState::Bound),
             ("10.0.0.12", LeaseState::Released),
         ] {
-            snap.leases
-                .insert(ip.parse().unwrap(), lease(ip, "lan", st));
+            snap.set_lease(ip.parse().unwrap(), Some(&lease(ip, "lan", st)));
         }
         let netconf = Arc::new(crate::northbound::stats::NetconfStats::default());
         let registry = registry(Sources {
