@@ -75,6 +75,9 @@ pub struct Reply {
     pub from: Ipv4Addr,
     /// Must not leave before the lease changes are durable (an ACK).
     pub durable: bool,
+    /// When the server read the request (set by the server, not by this
+    /// pure handler): the ACK latency histogram measures from here.
+    pub received: Option<std::time::Instant>,
 }
 
 /// Why a request got no reply (for counters and logs).
@@ -653,6 +656,7 @@ impl Handler<'_> {
             to,
             from: self.sid,
             durable: kind == MessageType::Ack && with_lease,
+            received: None,
         }
     }
 

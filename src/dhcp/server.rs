@@ -40,7 +40,7 @@
 //! client sees at ordinary rates is the fsync's and the partner's, not a
 //! wait in the socket), above it the wake-ups are paced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -112,6 +112,11 @@ pub struct Counters {
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
     pub acks_withheld: AtomicU64,
+    /// From reading a request to sending its ACK, for the ACKs that wait
+    /// for their lease to be durable (the lease-log sync and, with hot
+    /// backup, the partner's acknowledgement): observed where they leave
+    /// (`deliver`).
+    pub ack_latency: crate::metrics::histogram::Histogram,
     /// The last sync failed, or the writer is gone: no ACK goes out.
     pub store_failed: AtomicBool,
 }
@@ -137,13 +142,26 @@ fn inc(c: &AtomicU64) {
 /// current after every batch (only the addresses that changed are copied,
 /// as shared pointers), so the northbound never waits for the actor and the
 /// actor never copies the whole table. Reading it (`Snapshot::view`) holds
-/// the lock for one pass over the leases.
+/// the lock for one pass over the leases; the pool statistics alone
+/// (`Snapshot::pool_stats`, a metrics scrape) cost a pass over the offers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
-    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
+    leases: HashMap<Ipv4Addr, Arc<Lease>>,
+    offers: HashMap<Ipv4Addr, Arc<Lease>>,
     /// Per pool: name, addresses it can hand out, its static bindings.
-    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    /// Every pool's static addresses (pools do not overlap).
+    statics: HashSet<Ipv4Addr>,
+    /// Per pool: bound and declined leases on dynamic addresses, kept as
+    /// the mirror changes. A lease past its expiry counts until the
+    /// actor's expiry scan (every second) changes it.
+    held: HashMap<String, Held>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    used: u64,
+    declined: u64,
 }
 
 /// The state one `<get>` reports.
@@ -233,6 +251,98 @@ impl Snapshot {
         }
         View { leases, pools }
     }
+
+    /// Per-pool statistics at `now`, as `view` counts them but from the
+    /// counts kept as the mirror changes (a metrics scrape: a pass over the
+    /// offers, none over the leases).
+    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
+        let mut offered: HashMap<&str, u64> = HashMap::new();
+        for o in self.offers.values() {
+            if o.expires <= now || self.statics.contains(&o.ip) {
+                continue;
+            }
+            let held = self.leases.get(&o.ip).is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if !held {
+                *offered.entry(o.pool.as_str()).or_default() += 1;
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = self
+            .pools
+            .iter()
+            .map(|(name, total, _)| {
+                let h = self.held.get(name).copied().unwrap_or_default();
+                let offered = offered.get(name.as_str()).copied().unwrap_or(0);
+                let s = PoolStats {
+                    total: *total,
+                    used: h.used,
+                    declined: h.declined,
+                    offered,
+                    free: total.saturating_sub(h.used + offered + h.declined),
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        pools
+    }
+
+    /// The lease on `ip` is now `lease` (None: no lease).
+    pub fn set_lease(&mut self, ip: Ipv4Addr, lease: Option<&Arc<Lease>>) {
+        let old = match lease {
+            Some(l) => self.leases.insert(ip, l.clone()),
+            None => self.leases.remove(&ip),
+        };
+        if let Some(old) = old {
+            self.count(&old, false);
+        }
+        if let Some(l) = lease {
+            self.count(l, true);
+        }
+    }
+
+    /// The offer on `ip` is now `offer` (None: no offer).
+    pub fn set_offer(&mut self, ip: Ipv4Addr, offer: Option<&Arc<Lease>>) {
+        match offer {
+            Some(o) => self.offers.insert(ip, o.clone()),
+            None => self.offers.remove(&ip),
+        };
+    }
+
+    /// The configured pools: name, addresses it can hand out, its static
+    /// bindings. The counts are made again (a pass over the leases; a
+    /// commit that changed the pools).
+    pub fn set_pools(&mut self, pools: Vec<(String, u64, Vec<Ipv4Addr>)>) {
+        self.statics = pools.iter().flat_map(|p| p.2.iter().copied()).collect();
+        self.pools = pools;
+        self.held.clear();
+        let leases = std::mem::take(&mut self.leases);
+        for l in leases.values() {
+            self.count(l, true);
+        }
+        self.leases = leases;
+    }
+
+    /// Add (or take away) what `l` counts in its pool's `held`.
+    fn count(&mut self, l: &Lease, add: bool) {
+        if !matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            || self.statics.contains(&l.ip)
+        {
+            return;
+        }
+        // no String made for a pool already counted (the per-ACK path)
+        let h = match self.held.get_mut(l.pool.as_str()) {
+            Some(h) => h,
+            None => self.held.entry(l.pool.clone()).or_default(),
+        };
+        let n = if l.state == LeaseState::Bound {
+            &mut h.used
+        } else {
+            &mut h.declined
+        };
+        *n = if add { *n + 1 } else { n.saturating_sub(1) };
+    }
 }
 
 pub fn now_unix() -> u64 {
@@ -273,6 +383,14 @@ fn deliver(out: &[Out], counters: &Counters) {
         counters
             .send_errors
             .fetch_add(failed as u64, Ordering::Relaxed);
+        let sent = Instant::now();
+        for (r, _, _) in &rest[..run] {
+            if let (MessageType::Ack, Some(at)) = (r.kind, r.received) {
+                counters
+                    .ack_latency
+                    .observe(sent.saturating_duration_since(at));
+            }
+        }
         rest = &rest[run..];
     }
 }
@@ -814,6 +932,9 @@ impl DhcpServer {
                     for inb in batch.drain(..) {
                         self.process(inb, &mut changes, &mut durable, &mut now_out);
                     }
+                    for (r, _, _) in &mut durable {
+                        r.received = Some(woke);
+                    }
                     // the ACKs to the writer first: their sync starts
                     // while the OFFERs and NAKs go out
                     self.write(changes, durable);
@@ -1031,16 +1152,18 @@ impl DhcpServer {
             ..Globals::default()
         };
         if let Ok(mut g) = self.snapshot.lock() {
-            g.pools = pools
-                .values()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        p.total(),
-                        p.static_by_ip.keys().copied().collect(),
-                    )
-                })
-                .collect();
+            g.set_pools(
+                pools
+                    .values()
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            p.total(),
+                            p.static_by_ip.keys().copied().collect(),
+                        )
+                    })
+                    .collect(),
+            );
         }
         self.pools = pools;
         self.exhausted_logged.clear();
@@ -1289,22 +1412,8 @@ impl DhcpServer {
             return;
         };
         for ip in touched {
-            match self.table.get_shared(ip) {
-                Some(l) => {
-                    g.leases.insert(ip, l.clone());
-                }
-                None => {
-                    g.leases.remove(&ip);
-                }
-            }
-            match self.table.offer_shared(ip) {
-                Some(o) => {
-                    g.offers.insert(ip, o.clone());
-                }
-                None => {
-                    g.offers.remove(&ip);
-                }
-            }
+            g.set_lease(ip, self.table.get_shared(ip));
+            g.set_offer(ip, self.table.offer_shared(ip));
         }
     }
 }
@@ -1764,6 +1873,7 @@ mod tests {
             to: handler::Delivery::Broadcast,
             from: ip("10.0.0.1"),
             durable: true,
+            received: Some(Instant::now()),
         };
         (reply, 1, None)
     }
@@ -2073,6 +2183,107 @@ mod tests {
         assert_eq!(got, [(3, 3, false), (4, 3, false)]);
         assert_eq!(gate.stats().unsent.load(Ordering::SeqCst), 1);
         drop(go);
+        rig.stop();
+    }
+
+    /// Issue 14: the pool statistics a metrics scrape reads, kept as the
+    /// mirror changes, are the ones `<get>` counts in a pass over the
+    /// leases: through grants, declines, releases, static bindings, offers,
+    /// a lease moving between states, and a commit that changes the
+    /// statics.
+    #[test]
+    fn pool_stats_kept_as_the_mirror_changes_match_a_full_count() {
+        let now = 1_000;
+        let at = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
+        let mk = |i: u32, pool: &str, state: LeaseState, expires: u64| {
+            Arc::new(Lease {
+                state,
+                expires,
+                ..lease(&at(i).to_string(), pool, i as u8)
+            })
+        };
+        let mut snap = Snapshot::default();
+        let pools = |statics: Vec<Ipv4Addr>| {
+            vec![
+                ("a".to_string(), 100, statics),
+                ("b".to_string(), 50, Vec::new()),
+            ]
+        };
+        snap.set_pools(pools(vec![at(3)]));
+        let same = |snap: &Snapshot| {
+            assert_eq!(snap.pool_stats(now), snap.view(now).pools, "{snap:?}");
+        };
+        let states = [
+            LeaseState::Bound,
+            LeaseState::Declined,
+            LeaseState::Released,
+            LeaseState::Expired,
+        ];
+        // a deterministic walk over 40 addresses of two pools
+        let mut x: u32 = 7;
+        for step in 0..2_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let i = (x >> 8) % 40;
+            let pool = if i < 30 { "a" } else { "b" };
+            match (x >> 20) % 5 {
+                0 => snap.set_lease(at(i), None),
+                1 => snap.set_offer(at(i), Some(&mk(i, pool, LeaseState::Offered, now + 30))),
+                2 => snap.set_offer(at(i), None),
+                _ => {
+                    let st = states[((x >> 24) % 4) as usize];
+                    snap.set_lease(at(i), Some(&mk(i, pool, st, now + 60)));
+                }
+            }
+            if step == 1_000 {
+                // a commit: another static binding
+                snap.set_pools(pools(vec![at(3), at(5)]));
+            }
+            if step % 97 == 0 {
+                same(&snap);
+            }
+        }
+        same(&snap);
+        let a = &snap.pool_stats(now)[0].1;
+        assert!(a.used > 0 && a.declined > 0 && a.offered > 0, "{a:?}");
+    }
+
+    /// Issue 14: the ACK latency runs from reading the request to sending
+    /// the ACK, the wait for the partner's acknowledgement included; an
+    /// ACK still held is not observed yet.
+    #[tokio::test]
+    async fn the_ack_latency_includes_the_partners_acknowledgement() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
+        rig.write(
+            vec![Change::Upsert(lease("10.0.0.10", "a", 1))],
+            &[(1, Some("rbp"))],
+        );
+        until("batch durable", || rig.st.replication.durable() == 2);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(rig.counters.ack_latency.snapshot().count, 0, "held");
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(2);
+        assert_eq!(rig.sent().0, 1);
+        // observed once the sockets took it (the recorder hears it first)
+        until("the ACK observed", || {
+            rig.counters.ack_latency.snapshot().count == 1
+        });
+        let h = rig.counters.ack_latency.snapshot();
+        assert!(h.sum >= 0.03, "{h:?}");
+        // the observation is in the first bucket at or above 30 ms
+        assert!(
+            h.buckets
+                .iter()
+                .all(|(le, n)| *n == u64::from(*le >= h.sum)),
+            "{h:?}"
+        );
         rig.stop();
     }
 

@@ -30,6 +30,7 @@ pub mod error;
 pub mod filter;
 pub mod monitoring;
 pub mod ops;
+pub mod stats;
 pub mod store;
 pub mod validate;
 
@@ -83,9 +84,15 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU32>,
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl Handle {
+    /// The NETCONF activity counters (sessions count themselves in).
+    pub fn stats(&self) -> &Arc<stats::NetconfStats> {
+        &self.stats
+    }
+
     /// Register a new session of `user` from `source`; returns its
     /// session-id and the counters its task keeps (RFC 6022).
     pub async fn register(
@@ -206,6 +213,8 @@ pub struct Northbound {
     /// counts.
     totals: Totals,
     start_time: String,
+    /// NETCONF activity for the metrics endpoint (commit durations here).
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -310,6 +319,7 @@ impl Northbound {
             locked_at: HashMap::new(),
             totals: Totals::default(),
             start_time: monitoring::date_time(SystemTime::now()),
+            stats: Arc::default(),
         };
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
@@ -340,6 +350,7 @@ impl Northbound {
         let handle = Handle {
             tx,
             next_id: self.next_id.clone(),
+            stats: self.stats.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -624,7 +635,12 @@ impl Northbound {
                 self.session_ended(session_id);
                 Ok(Reply::Ok)
             }
-            Operation::Commit(c) => self.commit(session, c),
+            Operation::Commit(c) => {
+                let started = std::time::Instant::now();
+                let r = self.commit(session, c);
+                self.stats.commit_duration.observe(started.elapsed());
+                r
+            }
             Operation::CancelCommit { persist_id } => self.cancel_commit(session, persist_id),
             Operation::DiscardChanges => {
                 self.check_lock(session, Datastore::Candidate)?;
