@@ -49,6 +49,11 @@ pub struct Ctx<'a> {
     /// Server identifier when the pool configures none: the address the
     /// request was received on.
     pub default_sid: Ipv4Addr,
+    /// The request came straight from the client's link (no relay) and its
+    /// `ciaddr` is on the receiving interface's subnet: a reply to `ciaddr`
+    /// can go to the client's hardware address without ARP. A unicast
+    /// renewal routed to the server has its `ciaddr` elsewhere.
+    pub ciaddr_on_link: bool,
     pub globals: &'a Globals,
 }
 
@@ -90,6 +95,9 @@ pub enum Silence {
     Exhausted,
     /// Nothing to answer (no record, release/decline done, ...).
     Nothing,
+    /// A DHCPINFORM without `ciaddr`: RFC 2131 §4.3.5 answers to
+    /// `ciaddr`, and there is none.
+    InformNoAddress,
 }
 
 /// The handler's result.
@@ -99,6 +107,10 @@ pub struct Outcome {
     pub silence: Option<Silence>,
     pub changes: Vec<Change>,
     pub events: Vec<LeaseEvent>,
+    /// A SELECTING or INIT-REBOOT REQUEST without the requested address
+    /// (option 50, a MUST for the client in RFC 2131 §4.3.2) answered for
+    /// `ciaddr` or the client's pending offer or binding (counted).
+    pub lenient: bool,
 }
 
 impl Outcome {
@@ -107,6 +119,11 @@ impl Outcome {
             silence: Some(s),
             ..Default::default()
         }
+    }
+
+    fn lenient(mut self, lenient: bool) -> Outcome {
+        self.lenient = lenient;
+        self
     }
 }
 
@@ -418,18 +435,16 @@ impl Handler<'_> {
     fn request(&self, table: &mut LeaseTable) -> Outcome {
         let key = self.key();
         let ciaddr = self.req.ciaddr();
-        let authoritative = self.ctx.globals.authoritative;
         if let Some(sid) = server_id_opt(self.req) {
             // SELECTING
             if sid != self.sid {
                 table.drop_offer(key);
                 return Outcome::silent(Silence::OtherServer);
             }
-            let Some(ip) = requested_ip(self.req).or((!ciaddr.is_unspecified()).then_some(ciaddr))
-            else {
+            let Some((ip, lenient)) = self.requested(table) else {
                 return Outcome::silent(Silence::Malformed);
             };
-            return if self.grantable(table, ip) {
+            let out = if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
                 self.bind(table, ip)
             } else if !self.mine_in_split(table, ip) && !self.anothers(table, ip) {
                 table.drop_offer(key);
@@ -437,42 +452,96 @@ impl Handler<'_> {
             } else {
                 self.nak()
             };
+            return out.lenient(lenient);
         }
         if ciaddr.is_unspecified() {
             // INIT-REBOOT: the client checks its remembered address
-            let Some(ip) = requested_ip(self.req) else {
+            let Some((ip, lenient)) = self.requested(table) else {
                 return Outcome::silent(Silence::Malformed);
             };
-            if !self.pool.in_subnet(ip) {
-                return self.nak_if(authoritative);
-            }
-            // RFC 2131 §4.3.2: with no record of this client (nor of the
-            // address) the server MUST remain silent: another server on the
-            // wire may own it. In hot backup the partner's leases are
-            // records too. A known address that is not this client's is
-            // NAKed below.
-            let known = table.get(ip).is_some()
-                || table.client_ip(self.key()).is_some()
-                || self.static_ip().is_some()
-                || self.pool.static_by_mac.values().any(|s| *s == ip);
-            if !known {
-                return Outcome::silent(Silence::Nothing);
-            }
-            return if self.grantable(table, ip) {
-                self.bind(table, ip)
-            } else {
-                self.nak_if(authoritative || self.anothers(table, ip))
-            };
+            return self.verify(table, ip, true).lenient(lenient);
         }
         // RENEWING (unicast) or REBINDING (broadcast): extend ciaddr
-        if !self.pool.in_subnet(ciaddr) {
-            return self.nak_if(authoritative);
+        self.verify(table, ciaddr, false)
+    }
+
+    /// The address a SELECTING or INIT-REBOOT request asks for: option 50;
+    /// without it (a client MUST send it, some do not, and relays have
+    /// been seen to strip it), `ciaddr`, else the client's pending offer,
+    /// else its binding in this pool. The flag says the leniency was used.
+    fn requested(&self, table: &LeaseTable) -> Option<(Ipv4Addr, bool)> {
+        if let Some(ip) = requested_ip(self.req) {
+            return Some((ip, false));
         }
-        if self.grantable(table, ciaddr) {
-            self.bind(table, ciaddr)
+        let ciaddr = self.req.ciaddr();
+        let ip = if !ciaddr.is_unspecified() {
+            Some(ciaddr)
         } else {
-            self.nak_if(authoritative || self.anothers(table, ciaddr))
+            table
+                .client_offer(self.key())
+                .filter(|ip| table.offer(*ip).is_some_and(|o| o.expires > self.ctx.now))
+                .or_else(|| self.binding(table).map(|l| l.ip))
+        };
+        ip.map(|ip| (ip, true))
+    }
+
+    /// INIT-REBOOT, RENEWING and REBINDING: the client says it has `ip`;
+    /// check it (§4.3.2).
+    ///
+    /// An address on the wrong network is NAKed, whoever asks. A client
+    /// the server has a record of in this pool (a lease, an offer, a static
+    /// binding) gets its own address and a NAK for any other: another
+    /// client's, one outside the pool, or a free one while it holds a
+    /// binding here (one client, one binding per subnet). `authoritative`
+    /// governs only clients without a record: for an address it has no
+    /// record of either, an INIT-REBOOT gets silence (§4.3.2 MUST: another
+    /// server on the wire may own it); an address it knows as another
+    /// client's is NAKed anyway (in hot backup, the partner's leases are
+    /// records too).
+    fn verify(&self, table: &mut LeaseTable, ip: Ipv4Addr, init_reboot: bool) -> Outcome {
+        if !self.pool.in_subnet(ip) {
+            return self.nak();
         }
+        if self.known(table) {
+            return if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
+                self.bind(table, ip)
+            } else {
+                self.nak()
+            };
+        }
+        let address_known =
+            table.get(ip).is_some() || self.pool.static_by_mac.values().any(|s| *s == ip);
+        if init_reboot && !address_known {
+            return Outcome::silent(Silence::Nothing);
+        }
+        if self.grantable(table, ip) {
+            self.bind(table, ip)
+        } else {
+            self.nak_if(self.ctx.globals.authoritative || self.anothers(table, ip))
+        }
+    }
+
+    /// The client's lease in this pool (any state), if the table has one.
+    fn binding<'t>(&self, table: &'t LeaseTable) -> Option<&'t Lease> {
+        table
+            .client_lease(self.key())
+            .filter(|l| l.pool == self.pool.name)
+    }
+
+    /// Whether the server has a record of the client in this pool: a
+    /// lease or an offer on its subnet, or a static binding.
+    fn known(&self, table: &LeaseTable) -> bool {
+        self.static_ip().is_some()
+            || table
+                .client_ip(self.key())
+                .is_some_and(|a| self.pool.in_subnet(a))
+    }
+
+    /// Whether the client holds an active binding in this pool on an
+    /// address other than `ip`: granting `ip` would give it two.
+    fn bound_elsewhere(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        self.binding(table)
+            .is_some_and(|l| l.ip != ip && l.state == LeaseState::Bound && l.expires > self.ctx.now)
     }
 
     /// Whether the table holds `ip` as another client's lease. The server
@@ -515,6 +584,7 @@ impl Handler<'_> {
                 },
                 lease,
             }],
+            lenient: false,
         }
     }
 
@@ -579,11 +649,16 @@ impl Handler<'_> {
                 kind: EventKind::Released,
                 lease: l,
             }],
+            lenient: false,
         }
     }
 
-    /// §4.3.5: configuration only, no lease.
+    /// §4.3.5: configuration only, no lease, sent to `ciaddr`; without
+    /// one there is nowhere to send it.
     fn inform(&self) -> Outcome {
+        if self.req.ciaddr().is_unspecified() {
+            return Outcome::silent(Silence::InformNoAddress);
+        }
         Outcome {
             reply: Some(self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false)),
             ..Default::default()
@@ -635,7 +710,17 @@ impl Handler<'_> {
         } else if nak {
             Delivery::Broadcast
         } else if !req.ciaddr().is_unspecified() {
-            Delivery::Unicast(req.ciaddr())
+            // unicast to ciaddr (§4.1); on the client's own link straight
+            // to its hardware address: no ARP to wait for (a client slow
+            // to answer it, a new master's cold cache after a takeover)
+            if self.ctx.ciaddr_on_link && self.hw.len() == 6 {
+                Delivery::Hardware {
+                    ip: req.ciaddr(),
+                    hw: self.hw.clone(),
+                }
+            } else {
+                Delivery::Unicast(req.ciaddr())
+            }
         } else if req.flags().broadcast() || yiaddr.is_unspecified() || self.hw.len() != 6 {
             Delivery::Broadcast
         } else {
@@ -776,6 +861,8 @@ pub(crate) mod tests {
         pub pool: PoolRt,
         pub g: Globals,
         pub now: u64,
+        /// `Ctx::ciaddr_on_link`.
+        pub on_link: bool,
     }
 
     impl T {
@@ -785,6 +872,7 @@ pub(crate) mod tests {
                 pool: PoolRt::from(&cfg_pool()),
                 g: Globals::default(),
                 now: 1_000_000,
+                on_link: false,
             }
         }
         pub(crate) fn run(&mut self, m: &Message) -> Outcome {
@@ -792,6 +880,7 @@ pub(crate) mod tests {
             let ctx = Ctx {
                 now: self.now,
                 default_sid: ip(SID),
+                ciaddr_on_link: self.on_link,
                 globals: &self.g,
             };
             handle(&mut self.table, &self.pool, &ctx, m, &raw)
@@ -1010,13 +1099,163 @@ pub(crate) mod tests {
             out.reply.is_none(),
             "RFC 2131 §4.3.2: no record, remain silent"
         );
-        // not authoritative: silent
+        // the wrong network is NAKed authoritative or not, known client
+        // or not
         t.g.authoritative = false;
+        for mac in [1, 3] {
+            let mut r = msg(MessageType::Request, mac);
+            r.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
+            assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak, "{mac}");
+        }
+    }
+
+    fn init_reboot(mac: u8, want: Ipv4Addr) -> Message {
+        let mut r = msg(MessageType::Request, mac);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(want));
+        r
+    }
+
+    /// Issue 13 item 1: one client, one binding per subnet. A client bound
+    /// to `y` asking (INIT-REBOOT) for another free address is NAKed, and
+    /// keeps its one lease; so is a SELECTING or RENEWING request for one.
+    #[test]
+    fn a_bound_client_gets_no_second_address() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            let y = t.dora(1);
+            let free = ip("10.0.0.13");
+            assert_ne!(y, free);
+            let out = t.run(&init_reboot(1, free));
+            assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+            assert!(out.changes.is_empty());
+            let mut sel = init_reboot(1, free);
+            sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            assert_eq!(t.run(&sel).reply.unwrap().kind, MessageType::Nak);
+            let mut ren = msg(MessageType::Request, 1);
+            ren.set_ciaddr(free);
+            assert_eq!(t.run(&ren).reply.unwrap().kind, MessageType::Nak);
+            assert!(t.table.get(free).is_none());
+            assert_eq!(t.table.client_ip(&t.table.get(y).unwrap().key()), Some(y));
+            // its own address it keeps
+            assert_eq!(
+                t.run(&init_reboot(1, y)).reply.unwrap().kind,
+                MessageType::Ack
+            );
+            // released, it may move
+            let mut rel = msg(MessageType::Release, 1);
+            rel.set_ciaddr(y);
+            t.run(&rel);
+            assert_eq!(
+                t.run(&init_reboot(1, free)).reply.unwrap().kind,
+                MessageType::Ack
+            );
+        }
+    }
+
+    /// Issue 13 item 2: `authoritative` governs only clients without a
+    /// record. A known client asking for another client's address, one
+    /// outside the pool, or one of another network is NAKed either way;
+    /// an unknown client asking for an address without a record gets
+    /// silence (§4.3.2 MUST).
+    #[test]
+    fn a_known_client_with_a_wrong_address_is_naked_whatever_authoritative() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            t.dora(1);
+            let other = t.dora(2);
+            for want in [other, ip("10.0.0.77"), ip("10.0.0.10"), ip("192.168.1.7")] {
+                let out = t.run(&init_reboot(1, want));
+                assert_eq!(
+                    out.reply.map(|r| r.kind),
+                    Some(MessageType::Nak),
+                    "{want} authoritative {authoritative}"
+                );
+            }
+            let out = t.run(&init_reboot(3, ip("10.0.0.77")));
+            assert!(out.reply.is_none(), "unknown client, unknown address");
+            let out = t.run(&init_reboot(3, ip("192.168.1.7")));
+            assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+            // an unknown client renewing an address outside the pool:
+            // authoritative decides
+            let mut ren = msg(MessageType::Request, 3);
+            ren.set_ciaddr(ip("10.0.0.77"));
+            let out = t.run(&ren);
+            assert_eq!(out.reply.is_some(), authoritative);
+        }
+    }
+
+    /// Issue 13 item 3: a reply to `ciaddr` on the client's own link goes
+    /// to its hardware address (no ARP); routed (not on the link), by IP.
+    #[test]
+    fn a_renewal_on_the_link_is_answered_at_the_hardware_address() {
+        let mut t = T::new();
+        let y = t.dora(1);
         let mut r = msg(MessageType::Request, 1);
-        r.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
-        let out = t.run(&r);
+        r.set_ciaddr(y);
+        t.on_link = true;
+        let a = t.run(&r).reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(
+            a.to,
+            Delivery::Hardware {
+                ip: y,
+                hw: vec![2, 0, 0, 0, 0, 1]
+            }
+        );
+        let mut i = msg(MessageType::Inform, 5);
+        i.set_ciaddr(ip("10.0.0.77"));
+        assert!(matches!(
+            t.run(&i).reply.unwrap().to,
+            Delivery::Hardware { .. }
+        ));
+        t.on_link = false;
+        assert_eq!(t.run(&r).reply.unwrap().to, Delivery::Unicast(y));
+    }
+
+    /// Issue 13 item 4: a SELECTING or INIT-REBOOT request without option
+    /// 50 is answered for ciaddr, else the pending offer, else the binding,
+    /// and counted as lenient; with none of them it stays malformed.
+    #[test]
+    fn a_request_without_option_50_uses_ciaddr_or_the_offer() {
+        let mut t = T::new();
+        let o = reply(&t.run(&msg(MessageType::Discover, 1)).reply.unwrap()).yiaddr();
+        let mut sel = msg(MessageType::Request, 1);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        let out = t.run(&sel);
+        assert!(out.lenient);
+        let a = out.reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(reply(&a).yiaddr(), o);
+        // INIT-REBOOT without option 50: its binding
+        let out = t.run(&msg(MessageType::Request, 1));
+        assert!(out.lenient);
+        assert_eq!(reply(&out.reply.unwrap()).yiaddr(), o);
+        // SELECTING with ciaddr
+        let mut sel = msg(MessageType::Request, 2);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.set_ciaddr(ip("10.0.0.13"));
+        let out = t.run(&sel);
+        assert!(out.lenient);
+        assert_eq!(reply(&out.reply.unwrap()).yiaddr(), ip("10.0.0.13"));
+        // nothing to go by
+        let out = t.run(&msg(MessageType::Request, 3));
+        assert_eq!(out.silence, Some(Silence::Malformed));
+        assert!(!out.lenient);
+        // with option 50: not lenient
+        let out = t.run(&init_reboot(1, o));
+        assert!(!out.lenient && out.reply.is_some());
+    }
+
+    /// Issue 13 item 5: a DHCPINFORM without ciaddr has nowhere to go.
+    #[test]
+    fn an_inform_without_ciaddr_is_dropped() {
+        let mut t = T::new();
+        let out = t.run(&msg(MessageType::Inform, 1));
         assert!(out.reply.is_none());
+        assert_eq!(out.silence, Some(Silence::InformNoAddress));
     }
 
     #[test]

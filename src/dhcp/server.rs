@@ -104,6 +104,11 @@ pub struct Counters {
     pub ack: AtomicU64,
     pub nak: AtomicU64,
     pub send_errors: AtomicU64,
+    /// SELECTING / INIT-REBOOT requests without option 50, answered for
+    /// `ciaddr` or the client's offer or binding.
+    pub lenient: AtomicU64,
+    /// DHCPINFORMs dropped for want of a `ciaddr` to answer.
+    pub inform_no_address: AtomicU64,
     /// ACKs not sent because the leases they grant could not be made
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
@@ -1097,8 +1102,24 @@ impl DhcpServer {
             }
         }
         let giaddr = msg.giaddr();
+        let ciaddr = msg.ciaddr();
+        let on_link = |ip: Ipv4Addr| {
+            iface
+                .addrs
+                .iter()
+                .any(|(a, m)| u32::from(*a) & u32::from(*m) == u32::from(ip) & u32::from(*m))
+        };
+        let ciaddr_on_link = giaddr.is_unspecified() && !ciaddr.is_unspecified() && on_link(ciaddr);
+        // a renewal unicast by a client behind a relay reaches the server
+        // routed, without giaddr: its pool is the one of its address
+        let routed = giaddr.is_unspecified()
+            && !ciaddr.is_unspecified()
+            && !ciaddr_on_link
+            && iface.addrs.iter().any(|(a, _)| *a == inb.dst);
         let pool = if !giaddr.is_unspecified() {
             self.pools.values().find(|p| p.in_subnet(giaddr))
+        } else if routed {
+            self.pools.values().find(|p| p.in_subnet(ciaddr))
         } else {
             self.pools
                 .values()
@@ -1144,6 +1165,7 @@ impl DhcpServer {
         let ctx = Ctx {
             now: now_unix(),
             default_sid,
+            ciaddr_on_link,
             globals: &self.globals,
         };
         let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
@@ -1169,6 +1191,10 @@ impl DhcpServer {
                  not authoritative, or not the client's address)",
             )),
             Some(Silence::Nothing) | None => None,
+            Some(Silence::InformNoAddress) => Some((
+                DropReason::Malformed,
+                "a DHCPINFORM without ciaddr: no address to answer (RFC 2131 §4.3.5)",
+            )),
         };
         if let Some((reason, why)) = dropped {
             let place = Place::Pool(&pool.name);
@@ -1178,8 +1204,12 @@ impl DhcpServer {
         for ev in &out.events {
             self.activity.lease(ev);
         }
+        if out.lenient {
+            inc(&c.lenient);
+        }
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
+            Some(Silence::InformNoAddress) => inc(&c.inform_no_address),
             Some(Silence::Exhausted) => {
                 inc(&c.exhausted);
                 let logged = self
