@@ -178,6 +178,7 @@ fn malformed_packets_never_panic() {
         let ctx = Ctx {
             now,
             default_sid: ip("10.9.0.1"),
+            ciaddr_on_link: i % 3 == 0,
             globals: &g,
         };
         let out = handle(&mut table, &pool, &ctx, &m, &p);
