@@ -619,3 +619,63 @@ def test_4_4_5_t1_and_t2_are_sent_and_ordered(lab):
     t1, t2, lease = o.u32(58), o.u32(59), o.u32(51)
     assert 0 < t1 < t2 < lease
     assert t1 == lease // 2 and t2 == lease * 7 // 8
+
+
+# ---------------------------------------------------------------- relay agents
+
+
+RELAY = "10.78.0.2"
+
+
+def relayed(lab, mac, kind, opts=(), info: bytes | None = None, giaddr=RELAY):
+    """A request as a relay agent in R forwards it (option 82 last); the reply to the relay."""
+    xid = next(_xid)
+    items = list(opts) + ([(82, info)] if info is not None else [])
+    lab.r.send(dhcp(mac, kind, xid, items, giaddr=giaddr, hops=1, src=RELAY, dst="10.78.0.1",
+                    eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67))
+    return lab.r.reply(xid, port=67)
+
+
+def test_rfc3046_option_82_is_echoed_to_the_relay_only(lab):
+    info = bytes([1, 4]) + b"eth7" + bytes([2, 3]) + b"sw1"
+    o = relayed(lab, new_mac(), DISCOVER, info=info)
+    assert o is not None and o.kind == OFFER
+    assert o.opts[82] == info and o.codes[-1] == 82
+    # the same option from a client on the link (no giaddr) is not echoed
+    d = lab.ask(new_mac(), DISCOVER, [(82, info)])
+    assert d is not None and 82 not in d.codes
+
+
+def test_rfc3527_link_selection_chooses_the_pool(lab):
+    """The relay's giaddr (10.78.0.2) is on the uplink; sub-option 5 names
+    the client's subnet 10.79.0.0/24: the address comes from there, the
+    reply still goes to giaddr, the sub-option is echoed."""
+    mac = new_mac()
+    info = bytes([1, 2]) + b"d1" + bytes([5, 4]) + ipb("10.79.0.0")
+    o = relayed(lab, mac, DISCOVER, info=info)
+    assert o is not None and o.kind == OFFER
+    assert o.yiaddr.startswith("10.79.0.") and o.ip_dst == RELAY and o.giaddr == RELAY
+    assert o.opts[82] == info
+    a = relayed(lab, mac, REQUEST, [(54, ipb(o.ip_opt(54))), (50, ipb(o.yiaddr))], info=info)
+    assert a is not None and a.kind == ACK and a.yiaddr == o.yiaddr
+    lease = settled(lab.m, lambda s: o.yiaddr in s["leases"])["leases"][o.yiaddr]
+    assert lease["pool"] == "far"
+
+
+def test_rfc5107_server_identifier_override(lab):
+    """Sub-option 11: the client is told the relay's address as server
+    identifier (so its renewals go through the relay); its REQUEST naming
+    that address is for this server; the replies leave from the server's
+    own address."""
+    mac, over = new_mac(), "10.79.0.1"
+    info = bytes([1, 2]) + b"d1" + bytes([5, 4]) + ipb("10.79.0.0") + bytes([11, 4]) + ipb(over)
+    o = relayed(lab, mac, DISCOVER, info=info)
+    assert o is not None and o.ip_opt(54) == over and o.ip_src == "10.78.0.1"
+    a = relayed(lab, mac, REQUEST, [(54, ipb(over)), (50, ipb(o.yiaddr))], info=info)
+    assert a is not None and a.kind == ACK and a.ip_opt(54) == over
+    # a renewal the relay forwards (ciaddr set, giaddr its own)
+    xid = next(_xid)
+    lab.r.send(dhcp(mac, REQUEST, xid, [(82, info)], ciaddr=o.yiaddr, giaddr=RELAY, src=RELAY, dst="10.78.0.1",
+                    eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67))
+    r = lab.r.reply(xid, port=67)
+    assert r is not None and r.kind == ACK and r.yiaddr == o.yiaddr

@@ -230,6 +230,37 @@ pub fn raw_option(packet: &[u8], want: u8) -> Option<&[u8]> {
     None
 }
 
+/// Relay agent information sub-options (RFC 3046 §2.0) the server reads.
+pub mod relay {
+    /// RFC 3527: the subnet the client is on, when `giaddr` is not.
+    pub const LINK_SELECTION: u8 = 5;
+    /// RFC 5107: the address the client must use as server identifier.
+    pub const SERVER_ID_OVERRIDE: u8 = 11;
+}
+
+/// The value of sub-option `want` of the relay agent information
+/// (option 82) of a relayed packet, as an address (both sub-options the
+/// server reads are one). `None` when the packet has no `giaddr`: only a
+/// relay agent adds these, and a client cannot steer the server with them.
+pub fn relay_address(packet: &[u8], want: u8) -> Option<Ipv4Addr> {
+    if packet.get(24..28)? == [0, 0, 0, 0] {
+        return None;
+    }
+    let info = raw_option(packet, code::RELAY_AGENT_INFO)?;
+    let mut i = 0;
+    while i + 1 < info.len() {
+        let (c, n) = (info[i], info[i + 1] as usize);
+        let v = info.get(i + 2..i + 2 + n)?;
+        if c == want {
+            let a: [u8; 4] = v.try_into().ok()?;
+            let ip = Ipv4Addr::from(a);
+            return (!ip.is_unspecified()).then_some(ip);
+        }
+        i += 2 + n;
+    }
+    None
+}
+
 fn mac_string(hw: &[u8]) -> String {
     let mut s = String::with_capacity(hw.len() * 3);
     for (i, b) in hw.iter().enumerate() {
@@ -293,12 +324,14 @@ pub fn handle(
     let hw = hw_of(req);
     let cid = client_id(req);
     let key = ClientKey::new(cid.as_deref(), &hw);
+    let src = pool.server_id.unwrap_or(ctx.default_sid);
     let h = Handler {
         pool,
         ctx,
         req,
         raw,
-        sid: pool.server_id.unwrap_or(ctx.default_sid),
+        sid: relay_address(raw, relay::SERVER_ID_OVERRIDE).unwrap_or(src),
+        src,
         hw,
         cid,
         key,
@@ -318,7 +351,13 @@ struct Handler<'a> {
     ctx: &'a Ctx<'a>,
     req: &'a Message,
     raw: &'a [u8],
+    /// The server identifier the client sees (option 54): the pool's, or
+    /// the relay agent's override (RFC 5107), which the client then uses
+    /// in its requests.
     sid: Ipv4Addr,
+    /// Source address of the replies: the pool's server identifier (an
+    /// override names the relay agent's address, not one of the server's).
+    src: Ipv4Addr,
     hw: Vec<u8>,
     cid: Option<Vec<u8>>,
     /// The client's identity, computed once per request.
@@ -733,7 +772,7 @@ impl Handler<'_> {
             kind,
             bytes,
             to,
-            from: self.sid,
+            from: self.src,
             durable: kind == MessageType::Ack && with_lease,
         }
     }
@@ -758,8 +797,12 @@ impl Handler<'_> {
                 tail.push((code::CLIENT_ID, c.clone()));
             }
         }
-        if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
-            tail.push((code::RELAY_AGENT_INFO, r.to_vec()));
+        // RFC 3046 §2.2: echoed to the relay agent, which strips it; a
+        // reply that goes to the client directly carries none
+        if !req.giaddr().is_unspecified() {
+            if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
+                tail.push((code::RELAY_AGENT_INFO, r.to_vec()));
+            }
         }
         let tail_len: usize = tail.iter().map(|(_, v)| v.len() + 2).sum();
         let push = |out: &mut Vec<u8>, c: u8, v: &[u8], budget: usize| -> bool {
@@ -1007,6 +1050,49 @@ pub(crate) mod tests {
             Some(&[1, 3, b'e', b't', b'h'][..])
         );
         assert_eq!(reply(&r).giaddr(), ip("10.0.0.254"));
+    }
+
+    fn with_relay_info(m: &mut Message, info: Vec<u8>) {
+        m.opts_mut()
+            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                OptionCode::RelayAgentInformation,
+                info,
+            )));
+    }
+
+    /// RFC 3046 §2.2: option 82 goes back to the relay agent only; RFC
+    /// 5107: the relay's server identifier override is the option 54 of
+    /// the replies and is accepted in the client's requests, while the
+    /// replies leave from the server's own address; a client (no giaddr)
+    /// can override nothing.
+    #[test]
+    fn relay_information_echo_and_server_identifier_override() {
+        let mut t = T::new();
+        let mut d = msg(MessageType::Discover, 1);
+        with_relay_info(&mut d, vec![1, 2, b'e', b'0']);
+        let r = t.run(&d).reply.unwrap();
+        assert!(!codes(&r).contains(&82), "not echoed to the client");
+        let over = ip("10.0.0.250");
+        let info = vec![1, 2, b'e', b'0', 11, 4, 10, 0, 0, 250];
+        let mut d = msg(MessageType::Discover, 2);
+        d.set_giaddr(ip("10.0.0.254"));
+        with_relay_info(&mut d, info.clone());
+        let o = t.run(&d).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 82), Some(&info[..]));
+        assert_eq!(raw_option(&o.bytes, 54), Some(&over.octets()[..]));
+        assert_eq!(o.from, ip(SID));
+        let mut r = msg(MessageType::Request, 2);
+        r.set_giaddr(ip("10.0.0.254"));
+        with_relay_info(&mut r, info.clone());
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(over));
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
+        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Ack);
+        // without giaddr the sub-option is not the relay's: ignored
+        let mut d = msg(MessageType::Discover, 3);
+        with_relay_info(&mut d, info);
+        let o = t.run(&d).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 54), Some(&ip(SID).octets()[..]));
     }
 
     #[test]

@@ -1116,7 +1116,12 @@ impl DhcpServer {
             && !ciaddr.is_unspecified()
             && !ciaddr_on_link
             && iface.addrs.iter().any(|(a, _)| *a == inb.dst);
-        let pool = if !giaddr.is_unspecified() {
+        // RFC 3527: a relay agent names the client's subnet when giaddr
+        // (its address towards the server) is not on it
+        let link = handler::relay_address(&inb.raw, handler::relay::LINK_SELECTION);
+        let pool = if let Some(link) = link {
+            self.pools.values().find(|p| p.in_subnet(link))
+        } else if !giaddr.is_unspecified() {
             self.pools.values().find(|p| p.in_subnet(giaddr))
         } else if routed {
             self.pools.values().find(|p| p.in_subnet(ciaddr))
