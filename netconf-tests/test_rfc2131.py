@@ -679,3 +679,39 @@ def test_rfc5107_server_identifier_override(lab):
                     eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67))
     r = lab.r.reply(xid, port=67)
     assert r is not None and r.kind == ACK and r.yiaddr == o.yiaddr
+
+
+# ---------------------------------------------------------------- client identity and names
+
+
+def test_rfc4702_client_fqdn_is_answered_without_dns_updates(lab):
+    """The server does no DNS updates: N set, S clear, O set (the client
+    asked for S), E echoed, RCODEs 255, the name echoed; the lease is named
+    after the FQDN."""
+    mac = new_mac()
+    name = b"\x05probe\x03lab\x04test\x00"
+    fq = (81, bytes([0x05, 0, 0]) + name)
+    o = lab.ask(mac, DISCOVER, [fq])
+    assert o.opts[81] == bytes([0x0e, 255, 255]) + name
+    a = lab.ask(mac, REQUEST, [(54, ipb(SID)), (50, ipb(o.yiaddr)), fq])
+    assert a.kind == ACK and a.opts[81][0] == 0x0e
+    lease = settled(lab.m, lambda s: o.yiaddr in s["leases"])["leases"][o.yiaddr]
+    assert lease["hostname"] == "probe.lab.test"
+
+
+def test_rfc4361_node_specific_client_id_is_the_identity(lab):
+    """Type 255 client identifiers (IAID + DUID): the identifier, not the
+    hardware address, names the client: the same identifier behind two
+    interfaces is one client, two IAIDs on one interface are two, and the
+    identifier is echoed (RFC 6842)."""
+    duid = bytes([0, 4]) + bytes(range(16))
+    cid1 = (61, bytes([255, 0, 0, 0, 1]) + duid)
+    cid2 = (61, bytes([255, 0, 0, 0, 2]) + duid)
+    mac_a, mac_b = new_mac(), new_mac()
+    y1 = lab.bind(mac_a, [cid1])
+    o = lab.ask(mac_b, DISCOVER, [cid1])
+    assert o.yiaddr == y1 and o.opts[61] == cid1[1]
+    y2 = lab.bind(mac_a, [cid2])
+    assert y2 != y1
+    st = state(lab.m)["leases"]
+    assert st[y1]["state"] == st[y2]["state"] == "bound"

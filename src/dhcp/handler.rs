@@ -299,6 +299,47 @@ fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// The client FQDN option (81, RFC 4702 §2): its flags and domain name
+/// bytes (the deprecated RCODE fields skipped).
+fn client_fqdn(raw: &[u8]) -> Option<(u8, &[u8])> {
+    let v = raw_option(raw, code::CLIENT_FQDN)?;
+    (v.len() >= 3).then(|| (v[0], &v[3..]))
+}
+
+/// The name of a client FQDN option as text, for the lease: labels
+/// joined by dots (canonical wire format, E bit set) or the ASCII form
+/// without its trailing dot; None when empty or malformed.
+fn fqdn_text(flags: u8, name: &[u8]) -> Option<String> {
+    let text = if flags & fqdn::E != 0 {
+        let mut labels = Vec::new();
+        let mut i = 0;
+        while i < name.len() {
+            let n = name[i] as usize;
+            if n == 0 {
+                break;
+            }
+            labels.push(std::str::from_utf8(name.get(i + 1..i + 1 + n)?).ok()?);
+            i += 1 + n;
+        }
+        labels.join(".")
+    } else {
+        std::str::from_utf8(name).ok()?.trim_end_matches('.').to_string()
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// Client FQDN flags (RFC 4702 §2.1).
+mod fqdn {
+    /// The server performs the A RR updates.
+    pub const S: u8 = 0x01;
+    /// The server overrode the client's S bit.
+    pub const O: u8 = 0x02;
+    /// Canonical wire format of the name.
+    pub const E: u8 = 0x04;
+    /// No DNS updates at all.
+    pub const N: u8 = 0x08;
+}
+
 fn hostname(req: &Message) -> Option<String> {
     match req.opts().get(dhcproto::v4::OptionCode::Hostname) {
         Some(DhcpOption::Hostname(h)) if !h.is_empty() => Some(h.clone()),
@@ -414,7 +455,9 @@ impl Handler<'_> {
             pool: self.pool.name.clone(),
             hw: self.hw.clone(),
             client_id: self.cid.clone(),
-            hostname: hostname(self.req),
+            hostname: hostname(self.req).or_else(|| {
+                client_fqdn(self.raw).and_then(|(flags, name)| fqdn_text(flags, name))
+            }),
             state,
             lifetime,
             expires,
@@ -792,6 +835,18 @@ impl Handler<'_> {
         // byte for the end option.
         let limit = max_msg.saturating_sub(28).min(1472) - 1;
         let mut tail: Vec<(u8, Vec<u8>)> = Vec::new();
+        // RFC 4702 §4: a server that updates no DNS answers the client
+        // FQDN option with N set, S clear, O set when the client asked for
+        // S, E as the client's, RCODEs 255, and the client's name
+        if let Some((flags, name)) = client_fqdn(self.raw).filter(|_| kind != MessageType::Nak) {
+            let mut f = fqdn::N | (flags & fqdn::E);
+            if flags & fqdn::S != 0 {
+                f |= fqdn::O;
+            }
+            let mut v = vec![f, 255, 255];
+            v.extend_from_slice(name);
+            tail.push((code::CLIENT_FQDN, v));
+        }
         if self.ctx.globals.echo_client_id {
             if let Some(c) = &self.cid {
                 tail.push((code::CLIENT_ID, c.clone()));
@@ -1093,6 +1148,52 @@ pub(crate) mod tests {
         with_relay_info(&mut d, info);
         let o = t.run(&d).reply.unwrap();
         assert_eq!(raw_option(&o.bytes, 54), Some(&ip(SID).octets()[..]));
+    }
+
+    /// RFC 4702: the FQDN option is answered as a server without DNS
+    /// updates must (N set, S clear, O set when the client asked for S,
+    /// E echoed, RCODEs 255, the name echoed), not in a NAK; its name is
+    /// the lease's host name when the client sends no option 12.
+    #[test]
+    fn client_fqdn_is_echoed_without_updates_and_named_in_the_lease() {
+        let mut t = T::new();
+        let wire = b"\x06laptop\x07example\x03com\x00".to_vec();
+        for (flags, name, want_flags) in [
+            (0x05u8, wire.clone(), 0x0e_u8),
+            (0x00, b"laptop.example.com.".to_vec(), 0x08),
+        ] {
+            let mut v = vec![flags, 0, 0];
+            v.extend_from_slice(&name);
+            let mut d = msg(MessageType::Discover, 1);
+            d.opts_mut()
+                .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                    OptionCode::Unknown(81),
+                    v.clone(),
+                )));
+            let o = t.run(&d).reply.unwrap();
+            let echo = raw_option(&o.bytes, 81).unwrap();
+            assert_eq!(echo[..3], [want_flags, 255, 255]);
+            assert_eq!(&echo[3..], &name[..]);
+            let mut r = d.clone();
+            r.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
+            r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            r.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
+            let out = t.run(&r);
+            let Change::Upsert(l) = &out.changes[0] else {
+                panic!()
+            };
+            assert_eq!(l.hostname.as_deref(), Some("laptop.example.com"));
+            // a NAK carries none
+            let mut n = r.clone();
+            n.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.1")));
+            n.opts_mut().remove(OptionCode::ServerIdentifier);
+            let nak = t.run(&n).reply.unwrap();
+            assert_eq!(nak.kind, MessageType::Nak);
+            assert!(raw_option(&nak.bytes, 81).is_none());
+        }
+        assert_eq!(fqdn_text(fqdn::E, b"\x03a"), None, "label past the end");
     }
 
     #[test]

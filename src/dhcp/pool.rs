@@ -23,6 +23,7 @@ pub mod code {
     pub const RENEWAL_TIME: u8 = 58;
     pub const REBINDING_TIME: u8 = 59;
     pub const CLIENT_ID: u8 = 61;
+    pub const CLIENT_FQDN: u8 = 81;
     pub const RELAY_AGENT_INFO: u8 = 82;
     pub const END: u8 = 255;
 }
