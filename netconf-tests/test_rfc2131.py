@@ -715,3 +715,48 @@ def test_rfc4361_node_specific_client_id_is_the_identity(lab):
     assert y2 != y1
     st = state(lab.m)["leases"]
     assert st[y1]["state"] == st[y2]["state"] == "bound"
+
+
+# ---------------------------------------------------------------- option encoding
+
+
+def test_rfc2131_4_1_option_overload_and_rfc3396_long_options_are_read(lab):
+    """Option 52 puts options in 'file' (1) and 'sname' (2): the host name
+    is in 'file'; the client identifier is split over three instances
+    (RFC 3396), one of them in 'sname'. The lease gets both, whole."""
+    mac = new_mac()
+    cid = bytes([0xff, 0, 0, 0, 9]) + bytes(range(40, 60))
+    raw = options((53, bytes([DISCOVER])), (52, b"\x03"), (61, cid[:10]), (61, cid[10:20]))
+    file = bytes([12, 6]) + b"loaded" + b"\xff"
+    sname = bytes([61, len(cid) - 20]) + cid[20:] + b"\xff"
+    xid = next(_xid)
+    lab.c.send(dhcp(mac, None, xid, raw_opts=raw, file=file, sname=sname))
+    o = lab.c.reply(xid)
+    assert o is not None and o.kind == OFFER
+    assert o.opts[61] == cid
+    raw = options((53, bytes([REQUEST])), (52, b"\x01"), (54, ipb(SID)), (50, ipb(o.yiaddr)), (61, cid[:7]), (61, cid[7:]))
+    xid = next(_xid)
+    lab.c.send(dhcp(mac, None, xid, raw_opts=raw, file=file))
+    a = lab.c.reply(xid)
+    assert a is not None and a.kind == ACK
+    lease = settled(lab.m, lambda s: o.yiaddr in s["leases"])["leases"][o.yiaddr]
+    assert lease["hostname"] == "loaded"
+    assert lease["client-id"] == ":".join(f"{b:02x}" for b in cid)
+
+
+def test_rfc3396_a_long_relay_option_is_echoed_split(lab):
+    """A 300-byte relay agent information option (two instances) comes
+    back to the relay split into 255 + 45 bytes, the same value."""
+    info = b""
+    for i in range(10):
+        info += bytes([9, 28]) + bytes([0, 0, 0, 9]) + bytes([i]) * 24  # vendor-specific sub-options
+    info = info[:300]
+    mac, xid = new_mac(), next(_xid)
+    raw = options((53, bytes([DISCOVER])), (57, struct.pack("!H", 1500)), (82, info[:150]), (82, info[150:]))
+    lab.r.send(dhcp(mac, None, xid, raw_opts=raw, giaddr=RELAY, hops=1, src=RELAY, dst="10.78.0.1",
+                    eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67))
+    o = lab.r.reply(xid, port=67)
+    assert o is not None and o.kind == OFFER
+    pieces = [v for c, v in o.options if c == 82]
+    assert [len(p) for p in pieces] == [255, 45]
+    assert b"".join(pieces) == info

@@ -143,11 +143,12 @@ const READ_OPTIONS: [(u8, usize); 7] = [
 ///
 /// `dhcproto` trusts option lengths in a few places (debug assertions,
 /// subtractions that underflow, an `unwrap` on option 121), and stops at
-/// the first option it cannot read. So the option area is walked here
-/// first, and only the options the server reads, with valid lengths, are
-/// passed on: no hostile packet can make the decoder panic, and a bad
-/// option cannot hide the message type behind it. Option 82 is echoed from
-/// the raw bytes (`raw_option`), never re-encoded.
+/// the first option it cannot read. So the option areas are walked here
+/// first (`each_option`: option overload and long options), and only the
+/// options the server reads, with valid lengths, are passed on: no hostile
+/// packet can make the decoder panic, and a bad option cannot hide the
+/// message type behind it. Option 82 is echoed from the raw bytes
+/// (`raw_option`), never re-encoded.
 pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
     use dhcproto::error::DecodeError;
     if bytes.len() < 240 {
@@ -159,42 +160,37 @@ pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
             "hlen above 16",
         ));
     }
-    if bytes[236..240] != [99, 130, 83, 99] {
+    if bytes[236..240] != MAGIC {
         return Err(DecodeError::InvalidData(0, "no DHCP magic cookie"));
     }
-    let mut found: [Option<&[u8]>; READ_OPTIONS.len()] = [None; READ_OPTIONS.len()];
-    let mut i = 240;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == code::END {
-            break;
-        }
-        if c == 0 {
-            i += 1;
-            continue;
-        }
-        let Some(&len) = bytes.get(i + 1) else { break };
-        let Some(v) = bytes.get(i + 2..i + 2 + len as usize) else {
-            break;
-        };
+    // fixed-length options: the first valid instance; the others: every
+    // instance, concatenated (RFC 3396)
+    let mut found: [Option<Vec<u8>>; READ_OPTIONS.len()] = Default::default();
+    let overload = each_option(bytes, &mut |c, v| {
         if let Some(k) = READ_OPTIONS.iter().position(|(rc, _)| *rc == c) {
-            let want = READ_OPTIONS[k].1;
-            let ok = if want == 0 {
-                !v.is_empty()
-            } else {
-                v.len() == want
-            };
-            let ok = ok && (c != code::HOSTNAME || std::str::from_utf8(v).is_ok());
-            if ok && found[k].is_none() {
-                found[k] = Some(v);
+            match (READ_OPTIONS[k].1, &mut found[k]) {
+                (0, Some(have)) => have.extend_from_slice(v),
+                (0, slot) => *slot = Some(v.to_vec()),
+                (want, slot @ None) if v.len() == want => *slot = Some(v.to_vec()),
+                _ => {}
             }
         }
-        i += 2 + len as usize;
-    }
+    });
     let mut clean = Vec::with_capacity(320);
     clean.extend_from_slice(&bytes[..240]);
+    // fields that hold options are no names
+    if overload & OVERLOAD_FILE != 0 {
+        clean[108..236].fill(0);
+    }
+    if overload & OVERLOAD_SNAME != 0 {
+        clean[44..108].fill(0);
+    }
     for (k, v) in found.iter().enumerate() {
-        if let Some(v) = v {
+        let Some(v) = v else { continue };
+        let ok = !v.is_empty()
+            && v.len() <= 255
+            && (READ_OPTIONS[k].0 != code::HOSTNAME || std::str::from_utf8(v).is_ok());
+        if ok {
             clean.push(READ_OPTIONS[k].0);
             clean.push(v.len() as u8);
             clean.extend_from_slice(v);
@@ -204,30 +200,67 @@ pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
     Message::decode(&mut Decoder::new(&clean))
 }
 
-/// The raw value of option `code` in a packet (first occurrence), for
-/// options echoed byte for byte (82).
-pub fn raw_option(packet: &[u8], want: u8) -> Option<&[u8]> {
-    let mut i = 240;
-    if packet.len() < i || packet[236..240] != [99, 130, 83, 99] {
-        return None;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+/// Option overload (option 52, RFC 2132 §9.3) values: bits.
+const OVERLOAD_FILE: u8 = 1;
+const OVERLOAD_SNAME: u8 = 2;
+
+/// Call `f` for every option of a packet, in the order RFC 2131 §4.1
+/// reads them: the options field, then `file`, then `sname` when the
+/// option overload (52) says they hold options. Returns the overload
+/// value. A walk stops at the end option or at an option whose length
+/// runs past its field.
+pub fn each_option(packet: &[u8], f: &mut dyn FnMut(u8, &[u8])) -> u8 {
+    if packet.len() < 240 || packet[236..240] != MAGIC {
+        return 0;
     }
-    while i < packet.len() {
-        let c = packet[i];
+    let mut overload = 0;
+    walk(&packet[240..], &mut |c, v| {
+        if c == code::OVERLOAD && v.len() == 1 && v[0] <= 3 {
+            overload = v[0];
+        }
+        f(c, v)
+    });
+    if overload & OVERLOAD_FILE != 0 {
+        walk(&packet[108..236], f);
+    }
+    if overload & OVERLOAD_SNAME != 0 {
+        walk(&packet[44..108], f);
+    }
+    overload
+}
+
+fn walk(area: &[u8], f: &mut dyn FnMut(u8, &[u8])) {
+    let mut i = 0;
+    while i < area.len() {
+        let c = area[i];
         if c == code::END {
-            return None;
+            break;
         }
         if c == 0 {
             i += 1;
             continue;
         }
-        let len = *packet.get(i + 1)? as usize;
-        let v = packet.get(i + 2..i + 2 + len)?;
-        if c == want {
-            return Some(v);
-        }
-        i += 2 + len;
+        let Some(&len) = area.get(i + 1) else { break };
+        let Some(v) = area.get(i + 2..i + 2 + len as usize) else {
+            break;
+        };
+        f(c, v);
+        i += 2 + len as usize;
     }
-    None
+}
+
+/// The raw value of option `want` in a packet, every instance
+/// concatenated (RFC 3396), for options read or echoed byte for byte
+/// (81, 82).
+pub fn raw_option(packet: &[u8], want: u8) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    each_option(packet, &mut |c, v| {
+        if c == want {
+            out.get_or_insert_with(Vec::new).extend_from_slice(v);
+        }
+    });
+    out
 }
 
 /// Relay agent information sub-options (RFC 3046 §2.0) the server reads.
@@ -301,9 +334,9 @@ fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
 
 /// The client FQDN option (81, RFC 4702 §2): its flags and domain name
 /// bytes (the deprecated RCODE fields skipped).
-fn client_fqdn(raw: &[u8]) -> Option<(u8, &[u8])> {
+fn client_fqdn(raw: &[u8]) -> Option<(u8, Vec<u8>)> {
     let v = raw_option(raw, code::CLIENT_FQDN)?;
-    (v.len() >= 3).then(|| (v[0], &v[3..]))
+    (v.len() >= 3).then(|| (v[0], v[3..].to_vec()))
 }
 
 /// The name of a client FQDN option as text, for the lease: labels
@@ -323,7 +356,10 @@ fn fqdn_text(flags: u8, name: &[u8]) -> Option<String> {
         }
         labels.join(".")
     } else {
-        std::str::from_utf8(name).ok()?.trim_end_matches('.').to_string()
+        std::str::from_utf8(name)
+            .ok()?
+            .trim_end_matches('.')
+            .to_string()
     };
     (!text.is_empty()).then_some(text)
 }
@@ -456,7 +492,7 @@ impl Handler<'_> {
             hw: self.hw.clone(),
             client_id: self.cid.clone(),
             hostname: hostname(self.req).or_else(|| {
-                client_fqdn(self.raw).and_then(|(flags, name)| fqdn_text(flags, name))
+                client_fqdn(self.raw).and_then(|(flags, name)| fqdn_text(flags, &name))
             }),
             state,
             lifetime,
@@ -844,7 +880,7 @@ impl Handler<'_> {
                 f |= fqdn::O;
             }
             let mut v = vec![f, 255, 255];
-            v.extend_from_slice(name);
+            v.extend_from_slice(&name);
             tail.push((code::CLIENT_FQDN, v));
         }
         if self.ctx.globals.echo_client_id {
@@ -856,17 +892,28 @@ impl Handler<'_> {
         // reply that goes to the client directly carries none
         if !req.giaddr().is_unspecified() {
             if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
-                tail.push((code::RELAY_AGENT_INFO, r.to_vec()));
+                tail.push((code::RELAY_AGENT_INFO, r));
             }
         }
-        let tail_len: usize = tail.iter().map(|(_, v)| v.len() + 2).sum();
+        let tail_len: usize = tail
+            .iter()
+            .map(|(_, v)| v.len() + 2 * v.len().div_ceil(255).max(1))
+            .sum();
+        // a value longer than 255 bytes goes out as consecutive instances
+        // (RFC 3396 §5), all of them or none
         let push = |out: &mut Vec<u8>, c: u8, v: &[u8], budget: usize| -> bool {
-            if v.len() > 255 || out.len() + 2 + v.len() > budget {
+            let pieces = v.len().div_ceil(255).max(1);
+            if out.len() + 2 * pieces + v.len() > budget {
                 return false;
             }
-            out.push(c);
-            out.push(v.len() as u8);
-            out.extend_from_slice(v);
+            if v.is_empty() {
+                out.extend_from_slice(&[c, 0]);
+            }
+            for piece in v.chunks(255) {
+                out.push(c);
+                out.push(piece.len() as u8);
+                out.extend_from_slice(piece);
+            }
             true
         };
         let mut t = Vec::with_capacity(16);
@@ -975,6 +1022,25 @@ pub(crate) mod tests {
         }
         pub(crate) fn run(&mut self, m: &Message) -> Outcome {
             let raw = m.to_vec().unwrap();
+            let ctx = Ctx {
+                now: self.now,
+                default_sid: ip(SID),
+                ciaddr_on_link: self.on_link,
+                globals: &self.g,
+            };
+            handle(&mut self.table, &self.pool, &ctx, m, &raw)
+        }
+        /// Like `run`, with raw options added at the end of the option
+        /// area (dhcproto encodes an option 82 twice).
+        pub(crate) fn run_with(&mut self, m: &Message, extra: &[u8]) -> Outcome {
+            let mut raw = m.to_vec().unwrap();
+            let mut end = 240;
+            while raw[end] != 255 {
+                end += 2 + raw[end + 1] as usize;
+            }
+            raw.truncate(end);
+            raw.extend_from_slice(extra);
+            raw.push(255);
             let ctx = Ctx {
                 now: self.now,
                 default_sid: ip(SID),
@@ -1092,27 +1158,20 @@ pub(crate) mod tests {
         let mut d = msg(MessageType::Discover, 2);
         d.set_giaddr(ip("10.0.0.254"));
         // relay agent information, echoed byte for byte, last
-        d.opts_mut()
-            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
-                OptionCode::RelayAgentInformation,
-                vec![1, 3, b'e', b't', b'h'],
-            )));
-        let r = t.run(&d).reply.unwrap();
+        let r = t
+            .run_with(&d, &[82, 5, 1, 3, b'e', b't', b'h'])
+            .reply
+            .unwrap();
         assert_eq!(r.to, Delivery::Relay(ip("10.0.0.254")));
         assert_eq!(*codes(&r).last().unwrap(), 82);
-        assert_eq!(
-            raw_option(&r.bytes, 82),
-            Some(&[1, 3, b'e', b't', b'h'][..])
-        );
+        assert_eq!(raw_option(&r.bytes, 82), Some(vec![1, 3, b'e', b't', b'h']));
         assert_eq!(reply(&r).giaddr(), ip("10.0.0.254"));
     }
 
-    fn with_relay_info(m: &mut Message, info: Vec<u8>) {
-        m.opts_mut()
-            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
-                OptionCode::RelayAgentInformation,
-                info,
-            )));
+    fn relay_info(info: &[u8]) -> Vec<u8> {
+        let mut v = vec![82, info.len() as u8];
+        v.extend_from_slice(info);
+        v
     }
 
     /// RFC 3046 §2.2: option 82 goes back to the relay agent only; RFC
@@ -1123,31 +1182,31 @@ pub(crate) mod tests {
     #[test]
     fn relay_information_echo_and_server_identifier_override() {
         let mut t = T::new();
-        let mut d = msg(MessageType::Discover, 1);
-        with_relay_info(&mut d, vec![1, 2, b'e', b'0']);
-        let r = t.run(&d).reply.unwrap();
+        let d = msg(MessageType::Discover, 1);
+        let r = t
+            .run_with(&d, &relay_info(&[1, 2, b'e', b'0']))
+            .reply
+            .unwrap();
         assert!(!codes(&r).contains(&82), "not echoed to the client");
         let over = ip("10.0.0.250");
         let info = vec![1, 2, b'e', b'0', 11, 4, 10, 0, 0, 250];
         let mut d = msg(MessageType::Discover, 2);
         d.set_giaddr(ip("10.0.0.254"));
-        with_relay_info(&mut d, info.clone());
-        let o = t.run(&d).reply.unwrap();
-        assert_eq!(raw_option(&o.bytes, 82), Some(&info[..]));
-        assert_eq!(raw_option(&o.bytes, 54), Some(&over.octets()[..]));
+        let o = t.run_with(&d, &relay_info(&info)).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 82), Some(info.clone()));
+        assert_eq!(raw_option(&o.bytes, 54), Some(over.octets().to_vec()));
         assert_eq!(o.from, ip(SID));
         let mut r = msg(MessageType::Request, 2);
         r.set_giaddr(ip("10.0.0.254"));
-        with_relay_info(&mut r, info.clone());
         r.opts_mut().insert(DhcpOption::ServerIdentifier(over));
         r.opts_mut()
             .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
-        assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Ack);
+        let a = t.run_with(&r, &relay_info(&info)).reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
         // without giaddr the sub-option is not the relay's: ignored
-        let mut d = msg(MessageType::Discover, 3);
-        with_relay_info(&mut d, info);
-        let o = t.run(&d).reply.unwrap();
-        assert_eq!(raw_option(&o.bytes, 54), Some(&ip(SID).octets()[..]));
+        let d = msg(MessageType::Discover, 3);
+        let o = t.run_with(&d, &relay_info(&info)).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 54), Some(ip(SID).octets().to_vec()));
     }
 
     /// RFC 4702: the FQDN option is answered as a server without DNS
@@ -1175,7 +1234,8 @@ pub(crate) mod tests {
             assert_eq!(echo[..3], [want_flags, 255, 255]);
             assert_eq!(&echo[3..], &name[..]);
             let mut r = d.clone();
-            r.opts_mut().insert(DhcpOption::MessageType(MessageType::Request));
+            r.opts_mut()
+                .insert(DhcpOption::MessageType(MessageType::Request));
             r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
             r.opts_mut()
                 .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
@@ -1194,6 +1254,48 @@ pub(crate) mod tests {
             assert!(raw_option(&nak.bytes, 81).is_none());
         }
         assert_eq!(fqdn_text(fqdn::E, b"\x03a"), None, "label past the end");
+    }
+
+    /// RFC 2131 §4.1 / RFC 2132 §9.3: options in `file` and `sname` when
+    /// option 52 says so; RFC 3396: an option split over instances is
+    /// their concatenation, and a value over 255 bytes is sent split.
+    #[test]
+    fn overloaded_fields_and_long_options_are_read_and_sent() {
+        let mut t = T::new();
+        let mut raw = msg(MessageType::Discover, 1).to_vec().unwrap();
+        raw.truncate(243); // the header and the message type
+        raw.extend_from_slice(&[52, 1, 3]);
+        raw.extend_from_slice(&[61, 3, 0xff, 1, 2, 61, 2, 3, 4]);
+        raw.push(255);
+        // file: the host name; sname: the end of the client id
+        raw[108..116].copy_from_slice(&[12, 5, b'p', b'r', b'o', b'b', b'e', 255]);
+        raw[44..49].copy_from_slice(&[61, 2, 5, 6, 255]);
+        let m = decode(&raw).unwrap();
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![0xff, 1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("probe".into()))
+        );
+        assert!(m.fname().unwrap_or_default().is_empty());
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+        // a relay agent information of 300 bytes over two instances comes
+        // back as 255 + 45, concatenated the same
+        let info: Vec<u8> = (0..300).map(|i| (i % 250) as u8).collect();
+        let mut extra = vec![82, 200];
+        extra.extend_from_slice(&info[..200]);
+        extra.extend_from_slice(&[82, 100]);
+        extra.extend_from_slice(&info[200..]);
+        let mut d = msg(MessageType::Discover, 2);
+        d.set_giaddr(ip("10.0.0.254"));
+        d.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+        let r = t.run_with(&d, &extra).reply.unwrap();
+        assert_eq!(raw_option(&r.bytes, 82), Some(info));
+        let c = codes(&r);
+        assert_eq!(c[c.len() - 2..], [82, 82]);
+        assert!(decode(&r.bytes).is_ok());
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod code {
     pub const DOMAIN_NAME: u8 = 15;
     pub const REQUESTED_IP: u8 = 50;
     pub const LEASE_TIME: u8 = 51;
+    pub const OVERLOAD: u8 = 52;
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;
     pub const MESSAGE: u8 = 56;
