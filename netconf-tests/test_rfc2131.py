@@ -760,3 +760,53 @@ def test_rfc3396_a_long_relay_option_is_echoed_split(lab):
     pieces = [v for c, v in o.options if c == 82]
     assert [len(p) for p in pieces] == [255, 45]
     assert b"".join(pieces) == info
+
+
+# ---------------------------------------------------------------- shared networks
+
+
+def shared(xml: str, name: str) -> str:
+    return xml.replace("</ip-pool>", f"<shared-network>{name}</shared-network></ip-pool>")
+
+
+def test_shared_network_second_pool_serves_when_the_first_is_exhausted(fresh):
+    """Two subnets on one link: the interface holds 10.77.0.1/24 and
+    10.80.0.1/24; the first pool has one address. The second client gets
+    an address of the second subnet, with its router and mask and the
+    server's address there as identifier; both renew in their own pool.
+    Behind a relay the same needs the pools named one shared network."""
+    lab = fresh
+    sh("ip", "-n", lab.topo.S, "addr", "add", "10.80.0.1/24", "dev", "lan")
+    sh("ip", "-n", lab.topo.S, "addr", "add", "10.81.0.1/24", "dev", "uplk")
+    commit(lab.m, dhcp_server(
+        pool("a-lan", SID, sections=[("10.77.0.10", "10.77.0.10")]),
+        pool("b-lan", "10.80.0.1", sections=[("10.80.0.10", "10.80.0.20")], mask="255.255.255.0"),
+        shared(pool("c-up", "10.78.0.1", sections=[("10.78.0.10", "10.78.0.10")]), "uplink"),
+        shared(pool("d-up", "10.81.0.1", sections=[("10.81.0.10", "10.81.0.20")]), "uplink"),
+    ))
+    lab.c.drain()
+    m1, m2 = new_mac(), new_mac()
+    assert lab.bind(m1) == "10.77.0.10"
+    o = lab.ask(m2, DISCOVER, [(55, bytes([1, 3]))])
+    assert o is not None and o.yiaddr == "10.80.0.10"
+    assert o.ip_opt(3) == "10.80.0.1" and o.ip_opt(1) == "255.255.255.0" and o.ip_opt(54) == "10.80.0.1"
+    a = lab.ask(m2, REQUEST, [(54, ipb("10.80.0.1")), (50, ipb(o.yiaddr))])
+    assert a is not None and a.kind == ACK and a.yiaddr == "10.80.0.10"
+    # INIT-REBOOT in each pool
+    assert lab.ask(m1, REQUEST, [(50, ipb("10.77.0.10"))]).kind == ACK
+    assert lab.ask(m2, REQUEST, [(50, ipb("10.80.0.10"))]).kind == ACK
+    # the client of the second pool is offered its address again
+    assert lab.ask(m2, DISCOVER).yiaddr == "10.80.0.10"
+    leases = settled(lab.m, lambda s: "10.80.0.10" in s["leases"])["leases"]
+    assert leases["10.80.0.10"]["pool"] == "b-lan" and leases["10.77.0.10"]["pool"] == "a-lan"
+    # relayed: giaddr in c-up, the shared network continues in d-up
+    lab.r.drain()
+    got = []
+    for _ in range(2):
+        mac = new_mac()
+        o = relayed(lab, mac, DISCOVER)
+        assert o is not None and o.kind == OFFER
+        a = relayed(lab, mac, REQUEST, [(54, ipb(o.ip_opt(54))), (50, ipb(o.yiaddr))])
+        assert a is not None and a.kind == ACK
+        got.append(a.yiaddr)
+    assert got == ["10.78.0.10", "10.81.0.10"]

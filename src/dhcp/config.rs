@@ -54,6 +54,8 @@ pub struct Pool {
     pub server_identifier: Option<Ipv4Addr>,
     pub remote_backup_profile: Option<String>,
     pub static_binds: BTreeMap<Ipv4Addr, String>,
+    /// Pools of one link (a multi-netted segment behind one relay).
+    pub shared_network: Option<String>,
 }
 
 #[cfg(test)]
@@ -79,6 +81,7 @@ impl Pool {
             server_identifier: None,
             remote_backup_profile: None,
             static_binds: BTreeMap::new(),
+            shared_network: None,
         }
     }
 }
@@ -182,6 +185,7 @@ pub(crate) fn pool(p: &Node<'_>) -> Result<Pool, ConfigError> {
         server_identifier: parse(p, "server-identifier")?,
         remote_backup_profile: leaf(p, "remote-backup-profile"),
         static_binds,
+        shared_network: leaf(p, "shared-network"),
         name,
     })
 }

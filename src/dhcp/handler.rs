@@ -311,6 +311,12 @@ pub fn hw_of(req: &Message) -> Vec<u8> {
     req.chaddr()[..n.min(req.chaddr().len())].to_vec()
 }
 
+/// The client's identity in the lease table (client identifier, else
+/// hardware address).
+pub fn client_key(req: &Message) -> ClientKey {
+    ClientKey::new(client_id(req).as_deref(), &hw_of(req))
+}
+
 fn client_id(req: &Message) -> Option<Vec<u8>> {
     match req.opts().get(dhcproto::v4::OptionCode::ClientIdentifier) {
         Some(DhcpOption::ClientIdentifier(c)) if !c.is_empty() => Some(c.clone()),

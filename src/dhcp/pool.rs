@@ -94,6 +94,8 @@ pub struct PoolRt {
     /// Static bindings: address → hardware address.
     pub static_by_ip: BTreeMap<Ipv4Addr, String>,
     pub profile: Option<String>,
+    /// Pools with the same name serve one link.
+    pub shared_network: Option<String>,
     /// Split brain: new addresses from this half first, from the other
     /// only when it has none left (`None`: no split). Set by the actor
     /// from its profile, not by configuration.
@@ -158,6 +160,7 @@ impl From<&Pool> for PoolRt {
             t2,
             siaddr: p.next_server,
             boot_file: p.boot_file.clone(),
+            shared_network: p.shared_network.clone(),
             options,
             static_by_mac: p
                 .static_binds

@@ -236,6 +236,41 @@ impl Snapshot {
     }
 }
 
+/// The pools of one link in the order a request tries them: a request
+/// naming an address (option 50, else ciaddr) the pool whose subnet holds
+/// it; a DISCOVER the pool of the client's current address first, then
+/// the others in name order (the next one when a pool is exhausted);
+/// anything else the first.
+fn shared_order<'p>(
+    pools: &[&'p PoolRt],
+    msg: &dhcproto::v4::Message,
+    table: &LeaseTable,
+) -> Vec<&'p PoolRt> {
+    if pools.len() < 2 {
+        return pools.to_vec();
+    }
+    let named = match msg
+        .opts()
+        .get(dhcproto::v4::OptionCode::RequestedIpAddress)
+        .cloned()
+    {
+        Some(dhcproto::v4::DhcpOption::RequestedIpAddress(ip)) if !ip.is_unspecified() => Some(ip),
+        _ => (!msg.ciaddr().is_unspecified()).then(|| msg.ciaddr()),
+    };
+    if msg.opts().msg_type() != Some(MessageType::Discover) {
+        let p = named
+            .and_then(|a| pools.iter().find(|p| p.in_subnet(a)))
+            .unwrap_or(&pools[0]);
+        return vec![*p];
+    }
+    let key = handler::client_key(msg);
+    let mine = table.client_ip(&key);
+    let mut out = pools.to_vec();
+    // stable: the client's pool first, the others keep name order
+    out.sort_by_key(|p| !mine.is_some_and(|a| p.in_subnet(a)));
+    out
+}
+
 pub fn now_unix() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -1119,7 +1154,7 @@ impl DhcpServer {
         // RFC 3527: a relay agent names the client's subnet when giaddr
         // (its address towards the server) is not on it
         let link = handler::relay_address(&inb.raw, handler::relay::LINK_SELECTION);
-        let pool = if let Some(link) = link {
+        let first = if let Some(link) = link {
             self.pools.values().find(|p| p.in_subnet(link))
         } else if !giaddr.is_unspecified() {
             self.pools.values().find(|p| p.in_subnet(giaddr))
@@ -1130,7 +1165,7 @@ impl DhcpServer {
                 .values()
                 .find(|p| iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
         };
-        let Some(pool) = pool else {
+        let Some(first) = first else {
             inc(&c.no_pool);
             let place = Place::Interface(&iface.name);
             let (of, at): (&str, &dyn std::fmt::Display) = if giaddr.is_unspecified() {
@@ -1143,37 +1178,71 @@ impl DhcpServer {
                 .dropped(Instant::now(), place, DropReason::NoPool, &why, hw);
             return;
         };
-        if let Some(profile) = &pool.profile {
-            if !self.serving.get(profile).copied().unwrap_or(false) {
-                inc(&c.not_serving);
-                let why = format_args!("remote-backup-profile {profile} is not master");
-                let place = Place::Pool(&pool.name);
-                self.activity
-                    .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
-                return;
+        // the pools of the link, in name order: a shared network, or the
+        // subnets of the receiving interface's addresses
+        let direct = link.is_none() && giaddr.is_unspecified() && !routed;
+        let link_pools: Vec<&PoolRt> = if first.shared_network.is_none()
+            && !(direct && iface.addrs.len() > 1)
+        {
+            vec![first]
+        } else {
+            self.pools
+                .values()
+                .filter(|p| {
+                    std::ptr::eq(*p, first)
+                        || (p.shared_network.is_some() && p.shared_network == first.shared_network)
+                        || (direct && iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
+                })
+                .collect()
+        };
+        let order = shared_order(&link_pools, &msg, &self.table);
+        let now = now_unix();
+        let mut served = None;
+        for (i, pool) in order.iter().enumerate() {
+            if let Some(profile) = &pool.profile {
+                if !self.serving.get(profile).copied().unwrap_or(false) {
+                    if i + 1 < order.len() {
+                        continue;
+                    }
+                    if served.is_some() {
+                        break;
+                    }
+                    inc(&c.not_serving);
+                    let why = format_args!("remote-backup-profile {profile} is not master");
+                    let place = Place::Pool(&pool.name);
+                    self.activity
+                        .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
+                    return;
+                }
+            }
+            let default_sid = if !inb.dst.is_unspecified()
+                && !inb.dst.is_broadcast()
+                && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
+            {
+                inb.dst
+            } else {
+                iface
+                    .addrs
+                    .iter()
+                    .find(|(a, _)| pool.in_subnet(*a))
+                    .or(iface.addrs.first())
+                    .map(|(a, _)| *a)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED)
+            };
+            let ctx = Ctx {
+                now,
+                default_sid,
+                ciaddr_on_link,
+                globals: &self.globals,
+            };
+            let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+            let exhausted = out.silence == Some(Silence::Exhausted);
+            served = Some((*pool, out));
+            if !exhausted {
+                break;
             }
         }
-        let default_sid = if !inb.dst.is_unspecified()
-            && !inb.dst.is_broadcast()
-            && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
-        {
-            inb.dst
-        } else {
-            iface
-                .addrs
-                .iter()
-                .find(|(a, _)| pool.in_subnet(*a))
-                .or(iface.addrs.first())
-                .map(|(a, _)| *a)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED)
-        };
-        let ctx = Ctx {
-            now: now_unix(),
-            default_sid,
-            ciaddr_on_link,
-            globals: &self.globals,
-        };
-        let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        let Some((pool, out)) = served else { return };
         let dropped = match out.silence {
             Some(Silence::Malformed) => Some((DropReason::Malformed, "not a valid request")),
             Some(Silence::Unexpected) => Some((
