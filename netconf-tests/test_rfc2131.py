@@ -242,8 +242,9 @@ class Lab:
         self.s_lan = link_mac(topo.S, "lan")
         self.s_uplk = link_mac(topo.S, "uplk")
 
-    def configure(self, authoritative=True):
-        commit(self.m, dhcp_server(LAN_POOL, UP_POOL, FAR_POOL, authoritative=authoritative))
+    def configure(self, authoritative=True, bootp="ignore"):
+        commit(self.m, dhcp_server(LAN_POOL, UP_POOL, FAR_POOL, authoritative=authoritative,
+                                   extra=f"<bootp>{bootp}</bootp>"))
 
     def stats(self) -> dict:
         return state(self.m)["stats"]
@@ -810,3 +811,29 @@ def test_shared_network_second_pool_serves_when_the_first_is_exhausted(fresh):
         assert a is not None and a.kind == ACK
         got.append(a.yiaddr)
     assert got == ["10.78.0.10", "10.81.0.10"]
+
+
+# ---------------------------------------------------------------- BOOTP
+
+
+def test_rfc1534_bootp_is_ignored_and_counted_or_served_from_static_bindings(lab):
+    """bootp ignore (the default): a BOOTREQUEST without a message type
+    gets nothing and is counted. bootp static-bindings: a client with a
+    static binding gets a BOOTREPLY with its address and the pool's
+    options, without DHCP's; one without a binding is still dropped."""
+    static = "02:00:00:aa:00:99"
+    before = lab.stats()
+    assert lab.ask(static, None, timeout=1) is None
+    st = settled(lab.m, lambda s: s["stats"].get("dropped-bootp", 0) > before.get("dropped-bootp", 0))["stats"]
+    assert st["dropped-bootp"] == before.get("dropped-bootp", 0) + 1
+    assert st["dropped-malformed"] == before["dropped-malformed"]
+    lab.configure(bootp="static-bindings")
+    b = lab.ask(static, None)
+    assert b is not None and b.op == 2
+    assert b.yiaddr == "10.77.0.200" and b.eth_dst == static and b.ip_dst == "10.77.0.200"
+    assert b.ip_opt(1) == "255.255.255.0" and b.ip_opt(3) == SID
+    assert not set(b.codes) & {53, 54, 51, 58, 59}
+    assert lab.ask(new_mac(), None, timeout=1) is None
+    st = settled(lab.m, lambda s: s["stats"].get("bootp-replies", 0) >= 1)["stats"]
+    assert st["bootp-replies"] == before.get("bootp-replies", 0) + 1
+    assert st["dropped-bootp"] == before.get("dropped-bootp", 0) + 2

@@ -19,6 +19,9 @@ pub struct DhcpConfig {
     pub decline_probation_s: u32,
     pub echo_client_id: bool,
     pub authoritative: bool,
+    /// BOOTP requests (no message type) are answered from static bindings
+    /// (RFC 1534) instead of dropped.
+    pub bootp_static: bool,
     /// Shared, so that copying a configuration of thousands of pools (each
     /// commit does) costs a pointer per pool, and a runtime can tell an
     /// unchanged pool by `Arc::ptr_eq`.
@@ -238,6 +241,7 @@ impl TryFrom<&DataTree<'static>> for DhcpConfig {
             cfg.decline_probation_s = parse(&d, "decline-probation")?.unwrap_or(0);
             cfg.echo_client_id = parse(&d, "echo-client-id")?.unwrap_or(true);
             cfg.authoritative = parse(&d, "authoritative")?.unwrap_or(true);
+            cfg.bootp_static = leaf(&d, "bootp").as_deref() == Some("static-bindings");
             for p in children(&d, "ip-pool") {
                 let pool = pool(&p)?;
                 cfg.pools.insert(pool.name.clone(), Arc::new(pool));

@@ -28,6 +28,8 @@ pub struct Globals {
     pub authoritative: bool,
     /// How long an offered address stays reserved for its client.
     pub offer_hold: u32,
+    /// Answer BOOTP requests from static bindings (RFC 1534).
+    pub bootp_static: bool,
 }
 
 impl Default for Globals {
@@ -37,6 +39,7 @@ impl Default for Globals {
             echo_client_id: true,
             authoritative: true,
             offer_hold: 30,
+            bootp_static: false,
         }
     }
 }
@@ -98,6 +101,9 @@ pub enum Silence {
     /// A DHCPINFORM without `ciaddr`: RFC 2131 §4.3.5 answers to
     /// `ciaddr`, and there is none.
     InformNoAddress,
+    /// A BOOTP request (no message type) the server does not answer: BOOTP
+    /// is off, or the client has no static binding.
+    Bootp,
 }
 
 /// The handler's result.
@@ -401,9 +407,10 @@ pub fn handle(
     if req.opcode() != Opcode::BootRequest || req.hlen() > 16 {
         return Outcome::silent(Silence::Malformed);
     }
-    let Some(kind) = req.opts().msg_type() else {
-        return Outcome::silent(Silence::Malformed);
-    };
+    let kind = req.opts().msg_type();
+    if kind.is_none() && !ctx.globals.bootp_static {
+        return Outcome::silent(Silence::Bootp);
+    }
     let hw = hw_of(req);
     let cid = client_id(req);
     let key = ClientKey::new(cid.as_deref(), &hw);
@@ -420,11 +427,12 @@ pub fn handle(
         key,
     };
     match kind {
-        MessageType::Discover => h.discover(table),
-        MessageType::Request => h.request(table),
-        MessageType::Decline => h.decline(table),
-        MessageType::Release => h.release(table),
-        MessageType::Inform => h.inform(),
+        None => h.bootp(),
+        Some(MessageType::Discover) => h.discover(table),
+        Some(MessageType::Request) => h.request(table),
+        Some(MessageType::Decline) => h.decline(table),
+        Some(MessageType::Release) => h.release(table),
+        Some(MessageType::Inform) => h.inform(),
         _ => Outcome::silent(Silence::Unexpected),
     }
 }
@@ -777,6 +785,19 @@ impl Handler<'_> {
         }
     }
 
+    /// RFC 1534 §2: a BOOTP client gets its static binding, for good (no
+    /// lease to record: the binding is configuration), in a BOOTREPLY
+    /// without DHCP options; a client without one gets nothing.
+    fn bootp(&self) -> Outcome {
+        let Some(ip) = self.static_ip() else {
+            return Outcome::silent(Silence::Bootp);
+        };
+        Outcome {
+            reply: Some(self.reply(MessageType::Ack, ip, false)),
+            ..Default::default()
+        }
+    }
+
     /// §4.3.5: configuration only, no lease, sent to `ciaddr`; without
     /// one there is nowhere to send it.
     fn inform(&self) -> Outcome {
@@ -922,12 +943,16 @@ impl Handler<'_> {
             }
             true
         };
-        let mut t = Vec::with_capacity(16);
-        DhcpOption::MessageType(kind)
-            .encode(&mut dhcproto::Encoder::new(&mut t))
-            .ok();
-        out.extend_from_slice(&t);
-        push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        // a BOOTREPLY (RFC 1534) has the configuration options only
+        let bootp = req.opts().msg_type().is_none();
+        if !bootp {
+            let mut t = Vec::with_capacity(16);
+            DhcpOption::MessageType(kind)
+                .encode(&mut dhcproto::Encoder::new(&mut t))
+                .ok();
+            out.extend_from_slice(&t);
+            push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        }
         let nak = kind == MessageType::Nak;
         if with_lease {
             push(
@@ -1904,6 +1929,32 @@ pub(crate) mod tests {
         assert_eq!(t.run(&m).silence, Some(Silence::Malformed));
         let mut n = Message::default();
         n.set_chaddr(&[1, 2, 3, 4, 5, 6]);
-        assert_eq!(t.run(&n).silence, Some(Silence::Malformed));
+        assert_eq!(t.run(&n).silence, Some(Silence::Bootp));
+    }
+
+    /// RFC 1534: with `bootp static-bindings` a BOOTP client (no message
+    /// type) with a static binding gets a BOOTREPLY for it, with the
+    /// pool's options and none of DHCP's; one without gets nothing, and
+    /// neither does anyone with `bootp ignore`.
+    #[test]
+    fn bootp_clients_get_their_static_binding_when_enabled() {
+        let mut t = T::new();
+        let mut b = Message::default();
+        b.set_chaddr(&[2, 0, 0, 0, 0, 0x99]).set_xid(77);
+        assert_eq!(t.run(&b).silence, Some(Silence::Bootp));
+        t.g.bootp_static = true;
+        let r = t.run(&b).reply.unwrap();
+        let m = reply(&r);
+        assert_eq!(m.opcode(), Opcode::BootReply);
+        assert_eq!(m.yiaddr(), ip("10.0.0.200"));
+        assert_eq!(m.xid(), 77);
+        let c = codes(&r);
+        assert!(c.contains(&1) && c.contains(&3), "{c:?}");
+        for dhcp_only in [53, 54, 51, 58, 59] {
+            assert!(!c.contains(&dhcp_only), "{c:?}");
+        }
+        assert!(!r.durable && t.table.is_empty());
+        b.set_chaddr(&[2, 0, 0, 0, 0, 0x98]);
+        assert_eq!(t.run(&b).silence, Some(Silence::Bootp));
     }
 }

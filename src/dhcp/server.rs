@@ -109,6 +109,10 @@ pub struct Counters {
     pub lenient: AtomicU64,
     /// DHCPINFORMs dropped for want of a `ciaddr` to answer.
     pub inform_no_address: AtomicU64,
+    /// BOOTP requests dropped (bootp ignore, or no static binding).
+    pub bootp_dropped: AtomicU64,
+    /// BOOTREPLYs sent from static bindings.
+    pub bootp_replies: AtomicU64,
     /// ACKs not sent because the leases they grant could not be made
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
@@ -1007,6 +1011,7 @@ impl DhcpServer {
             decline_probation: cfg.decline_probation_s,
             echo_client_id: cfg.echo_client_id,
             authoritative: cfg.authoritative,
+            bootp_static: cfg.bootp_static,
             ..Globals::default()
         };
         if let Ok(mut g) = self.snapshot.lock() {
@@ -1127,12 +1132,13 @@ impl DhcpServer {
             Some(MessageType::Release) => inc(&c.release),
             Some(MessageType::Inform) => inc(&c.inform),
             Some(_) => inc(&c.other),
+            None if self.globals.bootp_static => {}
             None => {
-                inc(&c.malformed);
+                inc(&c.bootp_dropped);
                 let place = Place::Interface(&iface.name);
-                let why = "no dhcp message type";
+                let why = "a BOOTP request (no dhcp message type): bootp is ignore";
                 self.activity
-                    .dropped(Instant::now(), place, DropReason::Malformed, &why, hw);
+                    .dropped(Instant::now(), place, DropReason::Ignored, &why, hw);
                 return;
             }
         }
@@ -1265,6 +1271,10 @@ impl DhcpServer {
                  not authoritative, or not the client's address)",
             )),
             Some(Silence::Nothing) | None => None,
+            Some(Silence::Bootp) => Some((
+                DropReason::Ignored,
+                "a BOOTP request of a client without a static binding",
+            )),
             Some(Silence::InformNoAddress) => Some((
                 DropReason::Malformed,
                 "a DHCPINFORM without ciaddr: no address to answer (RFC 2131 §4.3.5)",
@@ -1284,6 +1294,7 @@ impl DhcpServer {
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
             Some(Silence::InformNoAddress) => inc(&c.inform_no_address),
+            Some(Silence::Bootp) => inc(&c.bootp_dropped),
             Some(Silence::Exhausted) => {
                 inc(&c.exhausted);
                 let logged = self
@@ -1308,6 +1319,7 @@ impl DhcpServer {
         changes.extend(out.changes);
         if let Some(r) = out.reply {
             match r.kind {
+                _ if msg.opts().msg_type().is_none() => inc(&c.bootp_replies),
                 MessageType::Offer => inc(&c.offer),
                 MessageType::Ack => inc(&c.ack),
                 MessageType::Nak => inc(&c.nak),
