@@ -837,3 +837,24 @@ def test_rfc1534_bootp_is_ignored_and_counted_or_served_from_static_bindings(lab
     st = settled(lab.m, lambda s: s["stats"].get("bootp-replies", 0) >= 1)["stats"]
     assert st["bootp-replies"] == before.get("bootp-replies", 0) + 1
     assert st["dropped-bootp"] == before.get("dropped-bootp", 0) + 2
+
+
+def test_rfc2131_4_1_options_that_do_not_fit_overload_file_and_sname(fresh):
+    """A pool whose options overflow the 576-byte reply a client without a
+    maximum message size accepts: the overflow goes to 'file' and 'sname'
+    (no boot file configured) with option 52, and the reply stays within
+    576 bytes of IP datagram."""
+    lab = fresh
+    big = "".join(f"<option><code>{c}</code><hex>{':'.join([f'{c:02x}'] * n)}</hex></option>"
+                  for c, n in ((200, 100), (201, 120), (202, 110), (203, 40)))
+    commit(lab.m, dhcp_server(pool("lan", SID, sections=[("10.77.0.10", "10.77.0.20")]).replace("</ip-pool>", big + "</ip-pool>")))
+    lab.c.drain()
+    o = lab.ask(new_mac(), DISCOVER)
+    assert o is not None and o.kind == OFFER
+    assert len(o.raw) + 28 <= 576
+    assert o.opts[52] == b"\x03"
+    found = dict(o.options)
+    found.update(parse_options(o.file))
+    found.update(parse_options(o.sname))
+    for c, n in ((200, 100), (201, 120), (202, 110), (203, 40)):
+        assert found.get(c) == bytes([c]) * n, c

@@ -967,8 +967,21 @@ impl Handler<'_> {
             }
         }
         if !nak {
-            let budget = limit.saturating_sub(tail_len);
+            // what does not fit in the options field goes to 'file' and
+            // 'sname' when the reply leaves them empty (option overload,
+            // RFC 2131 §4.1, RFC 2132 §9.3); 3 bytes kept for option 52
+            let mut areas: Vec<(usize, usize, u8)> = Vec::new();
+            if !bootp {
+                if self.pool.boot_file.is_none() {
+                    areas.push((108, 236, OVERLOAD_FILE));
+                }
+                areas.push((44, 108, OVERLOAD_SNAME));
+            }
+            let room = if areas.is_empty() { 0 } else { 3 };
+            let budget = limit.saturating_sub(tail_len).saturating_sub(room);
+            let mut overflow: Vec<(u8, &[u8])> = Vec::new();
             let mut sent = [false; 256];
+            let mut order: Vec<(u8, &[u8])> = Vec::with_capacity(self.pool.options.len());
             if let Some(DhcpOption::ParameterRequestList(prl)) = req
                 .opts()
                 .get(dhcproto::v4::OptionCode::ParameterRequestList)
@@ -980,14 +993,47 @@ impl Handler<'_> {
                     }
                     if let Some(v) = self.pool.options.get(&c) {
                         sent[c as usize] = true;
-                        push(out, c, v, budget);
+                        order.push((c, v));
                     }
                 }
             }
             for (c, v) in &self.pool.options {
                 if !sent[*c as usize] {
-                    push(out, *c, v, budget);
+                    order.push((*c, v));
                 }
+            }
+            for (c, v) in order {
+                if !push(out, c, v, budget) {
+                    overflow.push((c, v));
+                }
+            }
+            let mut overload = 0;
+            let mut at: Vec<usize> = areas.iter().map(|a| a.0).collect();
+            for (c, v) in overflow {
+                // whole options only, each area closed by an end option
+                let fits = areas
+                    .iter()
+                    .zip(at.iter())
+                    .position(|((_, end, _), pos)| pos + 2 + v.len() < *end);
+                if let Some(k) = fits.filter(|_| v.len() <= 255) {
+                    let p = at[k];
+                    out[p] = c;
+                    out[p + 1] = v.len() as u8;
+                    out[p + 2..p + 2 + v.len()].copy_from_slice(v);
+                    at[k] = p + 2 + v.len();
+                    overload |= areas[k].2;
+                }
+            }
+            if overload != 0 {
+                for (k, (start, end, bit)) in areas.iter().enumerate() {
+                    if overload & bit != 0 {
+                        out[at[k]] = code::END;
+                        out[at[k] + 1..*end].fill(0);
+                    } else {
+                        debug_assert!(out[*start..*end].iter().all(|b| *b == 0));
+                    }
+                }
+                push(out, code::OVERLOAD, &[overload], usize::MAX);
             }
         }
         for (c, v) in &tail {
@@ -1918,6 +1964,40 @@ pub(crate) mod tests {
         // a bigger maximum lets it in
         d.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
         assert!(codes(&t.run(&d).reply.unwrap()).contains(&200));
+    }
+
+    /// RFC 2131 §4.1 / RFC 2132 §9.3: options that do not fit the
+    /// options field of a 576-byte reply go to 'file' and 'sname' when
+    /// the reply leaves them empty, with option 52 saying which; whole
+    /// options only, each field closed by an end option.
+    #[test]
+    fn options_that_do_not_fit_overload_file_and_sname() {
+        let mut t = T::new();
+        let mut p = cfg_pool();
+        p.boot_file = None;
+        for (c, n) in [(200u8, 100usize), (201, 120), (202, 110), (203, 40)] {
+            p.options.insert(c, OptionValue::Hex(vec![c; n]));
+        }
+        t.pool = PoolRt::from(&p);
+        let r = t.run(&msg(MessageType::Discover, 1)).reply.unwrap();
+        assert!(r.bytes.len() <= 576 - 28, "{}", r.bytes.len());
+        let mut seen = Vec::new();
+        let overload = each_option(&r.bytes, &mut |c, v| seen.push((c, v.len())));
+        assert_eq!(overload, 3);
+        for (c, n) in [(200u8, 100usize), (201, 120), (202, 110), (203, 40)] {
+            assert!(seen.contains(&(c, n)), "{c} missing: {seen:?}");
+        }
+        assert!(seen.contains(&(52, 1)));
+        assert_eq!(r.bytes[108], 202, "the first that did not fit, in file");
+        // with a boot file only 'sname' is free: what fits there goes
+        let mut p2 = p.clone();
+        p2.boot_file = Some("pxe.0".into());
+        t.pool = PoolRt::from(&p2);
+        let r = t.run(&msg(MessageType::Discover, 2)).reply.unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(each_option(&r.bytes, &mut |c, _| seen.push(c)), 2);
+        assert!(seen.contains(&203) && !seen.contains(&202));
+        assert_eq!(&r.bytes[108..114], b"pxe.0\0");
     }
 
     #[test]
