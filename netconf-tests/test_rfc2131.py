@@ -858,3 +858,21 @@ def test_rfc2131_4_1_options_that_do_not_fit_overload_file_and_sname(fresh):
     found.update(parse_options(o.sname))
     for c, n in ((200, 100), (201, 120), (202, 110), (203, 40)):
         assert found.get(c) == bytes([c]) * n, c
+
+
+def test_4_3_2_a_routed_renewal_is_served_from_the_pool_of_ciaddr(lab):
+    """A client behind a relay renews by unicast to the server: the request
+    arrives routed, without giaddr, on an interface of another subnet. It
+    is served from the pool of its address (not NAKed as a wrong network)
+    and answered through IP routing, not at the hardware address."""
+    mac = new_mac()
+    info = bytes([5, 4]) + ipb("10.79.0.0")
+    o = relayed(lab, mac, DISCOVER, info=info)
+    a = relayed(lab, mac, REQUEST, [(54, ipb(o.ip_opt(54))), (50, ipb(o.yiaddr))], info=info)
+    assert a is not None and a.kind == ACK and a.yiaddr.startswith("10.79.0.")
+    xid = next(_xid)
+    lab.r.send(dhcp(mac, REQUEST, xid, ciaddr=a.yiaddr, src=a.yiaddr, dst="10.78.0.1",
+                    eth_src=lab.r.mac, eth_dst=lab.s_uplk))
+    r = lab.r.reply(xid)
+    assert r is not None and r.kind == ACK and r.yiaddr == a.yiaddr
+    assert r.ip_dst == a.yiaddr and r.eth_dst == lab.r.mac
