@@ -463,8 +463,11 @@ def test_4_3_2_selecting_another_server_is_silent_and_frees_the_offer(lab):
 
 def test_4_3_2_selecting_a_taken_address_is_naked(lab):
     taken = lab.bind(new_mac())
-    n = lab.ask(new_mac(), REQUEST, [(54, ipb(SID)), (50, ipb(taken))])
+    cid = (61, b"\x01" + mac_bytes(new_mac()))
+    n = lab.ask(new_mac(), REQUEST, [(54, ipb(SID)), (50, ipb(taken)), cid])
     assert n.kind == NAK
+    # RFC 6842: the client identifier comes back in a NAK too
+    assert n.opts[61] == cid[1]
     # table 3: a NAK has no addresses and no lease options
     assert n.yiaddr == "0.0.0.0" and n.ciaddr == "0.0.0.0" and n.siaddr == "0.0.0.0"
     assert 51 not in n.codes and 58 not in n.codes and n.ip_opt(54) == SID
