@@ -621,8 +621,8 @@ impl Handler<'_> {
     /// check it (§4.3.2).
     ///
     /// An address on the wrong network is NAKed, whoever asks. A client
-    /// the server has a record of in this pool (a lease, an offer, a static
-    /// binding) gets its own address and a NAK for any other: another
+    /// the server has a live record of in this pool (a binding, an offer,
+    /// a static binding) gets its own address and a NAK for any other: another
     /// client's, one outside the pool, or a free one while it holds a
     /// binding here (one client, one binding per subnet). `authoritative`
     /// governs only clients without a record: for an address it has no
@@ -660,13 +660,19 @@ impl Handler<'_> {
             .filter(|l| l.pool == self.pool.name)
     }
 
-    /// Whether the server has a record of the client in this pool: a
-    /// lease or an offer on its subnet, or a static binding.
+    /// Whether the server has a live record of the client in this pool: a
+    /// binding or an offer not lapsed, or a static binding. A released or
+    /// expired lease does not count: the client may since have been bound
+    /// by another server sharing the subnet, which a NAK would disturb.
     fn known(&self, table: &LeaseTable) -> bool {
+        let now = self.ctx.now;
         self.static_ip().is_some()
-            || table
-                .client_ip(self.key())
-                .is_some_and(|a| self.pool.in_subnet(a))
+            || self
+                .binding(table)
+                .is_some_and(|l| l.state == LeaseState::Bound && l.expires > now)
+            || table.client_offer(self.key()).is_some_and(|ip| {
+                self.pool.in_subnet(ip) && table.offer(ip).is_some_and(|o| o.expires > now)
+            })
     }
 
     /// Whether the client holds an active binding in this pool on an
@@ -1509,12 +1515,15 @@ pub(crate) mod tests {
                 t.run(&init_reboot(1, y)).reply.unwrap().kind,
                 MessageType::Ack
             );
-            // released, it may move
+            // released, it is no longer known: an address without a
+            // record gets silence (§4.3.2 MUST), its old one an ACK
             let mut rel = msg(MessageType::Release, 1);
             rel.set_ciaddr(y);
             t.run(&rel);
+            let out = t.run(&init_reboot(1, free));
+            assert!(out.reply.is_none(), "{:?}", out.reply.map(|r| r.kind));
             assert_eq!(
-                t.run(&init_reboot(1, free)).reply.unwrap().kind,
+                t.run(&init_reboot(1, y)).reply.unwrap().kind,
                 MessageType::Ack
             );
         }
@@ -1542,6 +1551,17 @@ pub(crate) mod tests {
             }
             let out = t.run(&init_reboot(3, ip("10.0.0.77")));
             assert!(out.reply.is_none(), "unknown client, unknown address");
+            // a released lease is no live record: another server sharing
+            // the subnet may have bound the client since
+            let y4 = t.dora(4);
+            let mut rel = msg(MessageType::Release, 4);
+            rel.set_ciaddr(y4);
+            t.run(&rel);
+            let out = t.run(&init_reboot(4, ip("10.0.0.77")));
+            assert!(
+                out.reply.is_none(),
+                "released client, address outside the pool"
+            );
             let out = t.run(&init_reboot(3, ip("192.168.1.7")));
             assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
             // an unknown client renewing an address outside the pool:
