@@ -17,14 +17,15 @@ step() { printf '\n==> %s\n' "$*"; }
 # --- system packages --------------------------------------------------------
 # keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
 # and util-linux (setpriv) for its namespaces and the capability test;
-# udhcpc, dhclient and dhcrelay: the DHCP clients of test_dhcp.py; nftables:
-# the split brain of test_hot_backup.py (a bridge filter between the routers);
-# gcc, libnetconf2-dev and libssh-dev: the C client of test_libnetconf2.py;
-# yangcli: the yuma123 client of test_yangcli.py; prometheus: the real
-# scraper of test_metrics.py.
+# udhcpc, dhclient, dhcpcd (dhcpcd-base: the binary without the service that
+# would manage the host's interfaces) and dhcrelay: the DHCP clients of
+# test_dhcp.py; nftables: the split brain of test_hot_backup.py (a bridge
+# filter between the routers); gcc, libnetconf2-dev and libssh-dev: the C
+# client of test_libnetconf2.py; yangcli: the yuma123 client of
+# test_yangcli.py; prometheus: the real scraper of test_metrics.py.
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
-          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables
-          gcc libnetconf2-dev libssh-dev yangcli prometheus)
+          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client dhcpcd-base isc-dhcp-relay
+          nftables gcc libnetconf2-dev libssh-dev yangcli prometheus)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -325,7 +325,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
         x,
-        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld>\
+        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld><dropped-inform-no-address>{}</dropped-inform-no-address><dropped-bootp>{}</dropped-bootp><bootp-replies>{}</bootp-replies><lenient-requests>{}</lenient-requests>\
 <received><discover>{}</discover><request>{}</request><decline>{}</decline><release>{}</release><inform>{}</inform><other>{}</other></received>\
 <sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>\
 <lease-store-failed>{}</lease-store-failed>",
@@ -337,6 +337,10 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.exhausted),
         g(&c.send_errors),
         g(&c.acks_withheld),
+        g(&c.inform_no_address),
+        g(&c.bootp_dropped),
+        g(&c.bootp_replies),
+        g(&c.lenient),
         g(&c.discover),
         g(&c.request),
         g(&c.decline),

@@ -108,6 +108,15 @@ pub struct Counters {
     pub ack: AtomicU64,
     pub nak: AtomicU64,
     pub send_errors: AtomicU64,
+    /// SELECTING / INIT-REBOOT requests without option 50, answered for
+    /// `ciaddr` or the client's offer or binding.
+    pub lenient: AtomicU64,
+    /// DHCPINFORMs dropped for want of a `ciaddr` to answer.
+    pub inform_no_address: AtomicU64,
+    /// BOOTP requests dropped (bootp ignore, or no static binding).
+    pub bootp_dropped: AtomicU64,
+    /// BOOTREPLYs sent from static bindings.
+    pub bootp_replies: AtomicU64,
     /// ACKs not sent because the leases they grant could not be made
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
@@ -343,6 +352,41 @@ impl Snapshot {
         };
         *n = if add { *n + 1 } else { n.saturating_sub(1) };
     }
+}
+
+/// The pools of one link in the order a request tries them: a request
+/// naming an address (option 50, else ciaddr) the pool whose subnet holds
+/// it; a DISCOVER the pool of the client's current address first, then
+/// the others in name order (the next one when a pool is exhausted);
+/// anything else the first.
+fn shared_order<'p>(
+    pools: &[&'p PoolRt],
+    msg: &dhcproto::v4::Message,
+    table: &LeaseTable,
+) -> Vec<&'p PoolRt> {
+    if pools.len() < 2 {
+        return pools.to_vec();
+    }
+    let named = match msg
+        .opts()
+        .get(dhcproto::v4::OptionCode::RequestedIpAddress)
+        .cloned()
+    {
+        Some(dhcproto::v4::DhcpOption::RequestedIpAddress(ip)) if !ip.is_unspecified() => Some(ip),
+        _ => (!msg.ciaddr().is_unspecified()).then(|| msg.ciaddr()),
+    };
+    if msg.opts().msg_type() != Some(MessageType::Discover) {
+        let p = named
+            .and_then(|a| pools.iter().find(|p| p.in_subnet(a)))
+            .unwrap_or(&pools[0]);
+        return vec![*p];
+    }
+    let key = handler::client_key(msg);
+    let mine = table.client_ip(&key);
+    let mut out = pools.to_vec();
+    // stable: the client's pool first, the others keep name order
+    out.sort_by_key(|p| !mine.is_some_and(|a| p.in_subnet(a)));
+    out
 }
 
 pub fn now_unix() -> u64 {
@@ -1149,6 +1193,7 @@ impl DhcpServer {
             decline_probation: cfg.decline_probation_s,
             echo_client_id: cfg.echo_client_id,
             authoritative: cfg.authoritative,
+            bootp_static: cfg.bootp_static,
             ..Globals::default()
         };
         if let Ok(mut g) = self.snapshot.lock() {
@@ -1271,24 +1316,46 @@ impl DhcpServer {
             Some(MessageType::Release) => inc(&c.release),
             Some(MessageType::Inform) => inc(&c.inform),
             Some(_) => inc(&c.other),
+            None if self.globals.bootp_static => {}
             None => {
-                inc(&c.malformed);
+                inc(&c.bootp_dropped);
                 let place = Place::Interface(&iface.name);
-                let why = "no dhcp message type";
+                let why = "a BOOTP request (no dhcp message type): bootp is ignore";
                 self.activity
-                    .dropped(Instant::now(), place, DropReason::Malformed, &why, hw);
+                    .dropped(Instant::now(), place, DropReason::Ignored, &why, hw);
                 return;
             }
         }
         let giaddr = msg.giaddr();
-        let pool = if !giaddr.is_unspecified() {
+        let ciaddr = msg.ciaddr();
+        let on_link = |ip: Ipv4Addr| {
+            iface
+                .addrs
+                .iter()
+                .any(|(a, m)| u32::from(*a) & u32::from(*m) == u32::from(ip) & u32::from(*m))
+        };
+        let ciaddr_on_link = giaddr.is_unspecified() && !ciaddr.is_unspecified() && on_link(ciaddr);
+        // a renewal unicast by a client behind a relay reaches the server
+        // routed, without giaddr: its pool is the one of its address
+        let routed = giaddr.is_unspecified()
+            && !ciaddr.is_unspecified()
+            && !ciaddr_on_link
+            && iface.addrs.iter().any(|(a, _)| *a == inb.dst);
+        // RFC 3527: a relay agent names the client's subnet when giaddr
+        // (its address towards the server) is not on it
+        let link = handler::relay_address(&inb.raw, handler::relay::LINK_SELECTION);
+        let first = if let Some(link) = link {
+            self.pools.values().find(|p| p.in_subnet(link))
+        } else if !giaddr.is_unspecified() {
             self.pools.values().find(|p| p.in_subnet(giaddr))
+        } else if routed {
+            self.pools.values().find(|p| p.in_subnet(ciaddr))
         } else {
             self.pools
                 .values()
                 .find(|p| iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
         };
-        let Some(pool) = pool else {
+        let Some(first) = first else {
             inc(&c.no_pool);
             let place = Place::Interface(&iface.name);
             let (of, at): (&str, &dyn std::fmt::Display) = if giaddr.is_unspecified() {
@@ -1301,36 +1368,71 @@ impl DhcpServer {
                 .dropped(Instant::now(), place, DropReason::NoPool, &why, hw);
             return;
         };
-        if let Some(profile) = &pool.profile {
-            if !self.serving.get(profile).copied().unwrap_or(false) {
-                inc(&c.not_serving);
-                let why = format_args!("remote-backup-profile {profile} is not master");
-                let place = Place::Pool(&pool.name);
-                self.activity
-                    .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
-                return;
+        // the pools of the link, in name order: a shared network, or the
+        // subnets of the receiving interface's addresses
+        let direct = link.is_none() && giaddr.is_unspecified() && !routed;
+        let link_pools: Vec<&PoolRt> = if first.shared_network.is_none()
+            && !(direct && iface.addrs.len() > 1)
+        {
+            vec![first]
+        } else {
+            self.pools
+                .values()
+                .filter(|p| {
+                    std::ptr::eq(*p, first)
+                        || (p.shared_network.is_some() && p.shared_network == first.shared_network)
+                        || (direct && iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
+                })
+                .collect()
+        };
+        let order = shared_order(&link_pools, &msg, &self.table);
+        let now = now_unix();
+        let mut served = None;
+        for (i, pool) in order.iter().enumerate() {
+            if let Some(profile) = &pool.profile {
+                if !self.serving.get(profile).copied().unwrap_or(false) {
+                    if i + 1 < order.len() {
+                        continue;
+                    }
+                    if served.is_some() {
+                        break;
+                    }
+                    inc(&c.not_serving);
+                    let why = format_args!("remote-backup-profile {profile} is not master");
+                    let place = Place::Pool(&pool.name);
+                    self.activity
+                        .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
+                    return;
+                }
+            }
+            let default_sid = if !inb.dst.is_unspecified()
+                && !inb.dst.is_broadcast()
+                && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
+            {
+                inb.dst
+            } else {
+                iface
+                    .addrs
+                    .iter()
+                    .find(|(a, _)| pool.in_subnet(*a))
+                    .or(iface.addrs.first())
+                    .map(|(a, _)| *a)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED)
+            };
+            let ctx = Ctx {
+                now,
+                default_sid,
+                ciaddr_on_link,
+                globals: &self.globals,
+            };
+            let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+            let exhausted = out.silence == Some(Silence::Exhausted);
+            served = Some((*pool, out));
+            if !exhausted {
+                break;
             }
         }
-        let default_sid = if !inb.dst.is_unspecified()
-            && !inb.dst.is_broadcast()
-            && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
-        {
-            inb.dst
-        } else {
-            iface
-                .addrs
-                .iter()
-                .find(|(a, _)| pool.in_subnet(*a))
-                .or(iface.addrs.first())
-                .map(|(a, _)| *a)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED)
-        };
-        let ctx = Ctx {
-            now: now_unix(),
-            default_sid,
-            globals: &self.globals,
-        };
-        let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        let Some((pool, out)) = served else { return };
         let dropped = match out.silence {
             Some(Silence::Malformed) => Some((DropReason::Malformed, "not a valid request")),
             Some(Silence::Unexpected) => Some((
@@ -1353,6 +1455,14 @@ impl DhcpServer {
                  not authoritative, or not the client's address)",
             )),
             Some(Silence::Nothing) | None => None,
+            Some(Silence::Bootp) => Some((
+                DropReason::Ignored,
+                "a BOOTP request of a client without a static binding",
+            )),
+            Some(Silence::InformNoAddress) => Some((
+                DropReason::Malformed,
+                "a DHCPINFORM without ciaddr: no address to answer (RFC 2131 §4.3.5)",
+            )),
         };
         if let Some((reason, why)) = dropped {
             let place = Place::Pool(&pool.name);
@@ -1362,8 +1472,13 @@ impl DhcpServer {
         for ev in &out.events {
             self.activity.lease(ev);
         }
+        if out.lenient {
+            inc(&c.lenient);
+        }
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
+            Some(Silence::InformNoAddress) => inc(&c.inform_no_address),
+            Some(Silence::Bootp) => inc(&c.bootp_dropped),
             Some(Silence::Exhausted) => {
                 inc(&c.exhausted);
                 let logged = self
@@ -1388,6 +1503,7 @@ impl DhcpServer {
         changes.extend(out.changes);
         if let Some(r) = out.reply {
             match r.kind {
+                _ if msg.opts().msg_type().is_none() => inc(&c.bootp_replies),
                 MessageType::Offer => inc(&c.offer),
                 MessageType::Ack => inc(&c.ack),
                 MessageType::Nak => inc(&c.nak),
