@@ -1042,14 +1042,24 @@ impl FileStore {
 
     fn open(&mut self) -> Result<&mut File, StoreError> {
         if self.file.is_none() {
-            let f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .mode(0o600)
-                .open(&self.path)
-                .map_err(|e| self.err(e))?;
+            let mut opts = OpenOptions::new();
+            opts.read(true).write(true).mode(0o600);
+            let f = match opts.open(&self.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    let f = opts
+                        .create_new(true)
+                        .open(&self.path)
+                        .map_err(|e| self.err(e))?;
+                    // the new log's name is durable only with its
+                    // directory (an fsync of the file does not sync the
+                    // entry naming it): a power cut could otherwise take
+                    // away the log with every batch synced into it
+                    self.dir_sync_pending = true;
+                    f
+                }
+                Err(e) => return Err(self.err(e)),
+            };
             let len = f.metadata().map_err(|e| self.err(e))?.len();
             // without a load, the records end where the file ends
             if !self.positioned {
@@ -1581,6 +1591,10 @@ impl LeaseStore for FileStore {
             return Ok(());
         }
         self.open()?;
+        if self.dir_sync_pending {
+            // the log was created just now
+            self.sync_dir()?;
+        }
         let (end, alloc, dirty) = (self.end, self.alloc, self.dirty);
         #[cfg(test)]
         let fail_fsync = std::mem::take(&mut self.fail_fsync);
