@@ -133,7 +133,7 @@ fn workload(dir: &Path, marks: &Path, batches: usize) {
     let mut mark = |line: String| marks.write_all(line.as_bytes()).unwrap();
     let pool = PoolRt::from(&pool());
     let g = Globals::default();
-    let mut rng = Rng(0x5eed_0f_c7a5);
+    let mut rng = Rng(0x005e_ed0f_c7a5);
     let clients = 64;
     let mut now = 1_800_000_000u64;
     let mut store = FileStore::new(dir);

@@ -1014,6 +1014,17 @@ fn create_private(path: &Path) -> std::io::Result<File> {
     Ok(f)
 }
 
+/// Remove the new log of a compaction that failed: on a full disk it
+/// holds the room the log itself needs to go on (its next stretch of
+/// zeros), until the next compaction would truncate it.
+fn discard(tmp: &Path) {
+    if let Err(e) = std::fs::remove_file(tmp) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %tmp.display(), error = %e, "lease log of a failed compaction not removed");
+        }
+    }
+}
+
 impl FileStore {
     pub fn new(dir: &Path) -> FileStore {
         FileStore {
@@ -1089,7 +1100,10 @@ impl FileStore {
     /// went there would be lost at the next start. A directory sync that
     /// fails is retried by the next `sync`, which fails until it succeeds.
     fn install(&mut self, tmp: &Path, len: u64, records: u64) -> Result<(), StoreError> {
-        std::fs::rename(tmp, &self.path).map_err(|e| self.err(e))?;
+        std::fs::rename(tmp, &self.path).map_err(|e| {
+            discard(tmp);
+            self.err(e)
+        })?;
         self.file = None;
         self.end = len;
         self.alloc = len;
@@ -1108,7 +1122,10 @@ impl FileStore {
             f.write_all(data)?;
             f.sync_all()
         };
-        write().map_err(|e| self.err(e))?;
+        write().map_err(|e| {
+            discard(&tmp);
+            self.err(e)
+        })?;
         self.install(&tmp, data.len() as u64, records)
     }
 
@@ -1695,9 +1712,12 @@ impl LeaseStore for FileStore {
                     )));
                 }
                 let (data, records) = encode_all(map.values(), lsn);
-                let mut f = create_private(&tmp)?;
-                f.write_all(&data)?;
-                f.sync_all()?;
+                let write = || -> std::io::Result<()> {
+                    let mut f = create_private(&tmp)?;
+                    f.write_all(&data)?;
+                    f.sync_all()
+                };
+                write().inspect_err(|_| discard(&tmp))?;
                 Ok((data.len() as u64, records))
             })
             .map_err(|e| self.err(e))?;
@@ -1722,7 +1742,10 @@ impl LeaseStore for FileStore {
         let (len, live_records) = match c.task.join() {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => return Err(self.err(e)),
-            Err(_) => return Err(self.err(std::io::Error::other("compaction thread panicked"))),
+            Err(_) => {
+                discard(&tmp);
+                return Err(self.err(std::io::Error::other("compaction thread panicked")));
+            }
         };
         // the records synced meanwhile follow the snapshot, then the new
         // log replaces the old one in one rename
@@ -1732,7 +1755,10 @@ impl LeaseStore for FileStore {
             f.write_all_at(&c.since, len)?;
             f.sync_all()
         };
-        finish().map_err(|e| self.err(e))?;
+        finish().map_err(|e| {
+            discard(&tmp);
+            self.err(e)
+        })?;
         self.install(
             &tmp,
             len + c.since.len() as u64,
