@@ -18,9 +18,11 @@ step() { printf '\n==> %s\n' "$*"; }
 # keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
 # and util-linux (setpriv) for its namespaces and the capability test;
 # udhcpc, dhclient and dhcrelay: the DHCP clients of test_dhcp.py; nftables:
-# the split brain of test_hot_backup.py (a bridge filter between the routers).
+# the split brain of test_hot_backup.py (a bridge filter between the routers);
+# strace: the recorder of the lease store crash checker (tests/crash_consistency.rs).
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
-          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables)
+          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables
+          strace)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

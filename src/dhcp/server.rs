@@ -2098,6 +2098,11 @@ mod tests {
                     !rig.counters.store_failed.load(Ordering::SeqCst)
                 });
                 assert_eq!(serve(20, &mut acked), 20, "ACKs again");
+                println!(
+                    "served {written}: {} ACKed ({full} before the disk was full), {} withheld",
+                    acked.len(),
+                    withheld()
+                );
                 let total = written;
                 // the writer waits for the compaction before it ends
                 rig.stop();
