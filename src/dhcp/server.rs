@@ -263,6 +263,11 @@ pub type Replication = super::replication::ReplicationHandle<Out>;
 
 /// Send `out`, one batch per run of replies for the same sockets.
 fn deliver(out: &[Out], counters: &Counters) {
+    let acks = out
+        .iter()
+        .filter(|(r, _, _)| r.kind == MessageType::Ack)
+        .count();
+    counters.ack.fetch_add(acks as u64, Ordering::Relaxed);
     let mut rest = out;
     while let Some((_, _, tx)) = rest.first() {
         let run = rest
@@ -1266,7 +1271,9 @@ impl DhcpServer {
         if let Some(r) = out.reply {
             match r.kind {
                 MessageType::Offer => inc(&c.offer),
-                MessageType::Ack => inc(&c.ack),
+                // an ACK that waits for its lease to be durable is counted
+                // when it leaves (`deliver`): a withheld one never does
+                MessageType::Ack if !r.durable => inc(&c.ack),
                 MessageType::Nak => inc(&c.nak),
                 _ => {}
             }
@@ -2098,6 +2105,11 @@ mod tests {
                     !rig.counters.store_failed.load(Ordering::SeqCst)
                 });
                 assert_eq!(serve(20, &mut acked), 20, "ACKs again");
+                assert_eq!(
+                    rig.counters.ack.load(Ordering::SeqCst),
+                    acked.len() as u64,
+                    "sent ACKs counted as they leave, withheld ones not"
+                );
                 println!(
                     "served {written}: {} ACKed ({full} before the disk was full), {} withheld",
                     acked.len(),
