@@ -50,6 +50,7 @@ use hotlease::dhcp::leases::{
 use hotlease::dhcp::pool::PoolRt;
 
 const CHILD: &str = "HOTLEASE_CRASH_CHILD";
+const FULL: &str = "HOTLEASE_CRASH_FULL";
 const SECTOR: u64 = 512;
 
 /// xorshift64*: deterministic choices for the workload and the sampling.
@@ -128,7 +129,11 @@ fn request(
 
 /// The recorded run: clients served, the store driven as the server's
 /// writer drives it, every promise marked in `marks`.
-fn workload(dir: &Path, marks: &Path, batches: usize) {
+/// `filler`: where a file fills the disk after the restart, for four
+/// batches (the storage is a small tmpfs then): their syncs fail, as the
+/// server's writer does the store keeps their records and the next sync
+/// writes them; no ACK leaves meanwhile.
+fn workload(dir: &Path, marks: &Path, batches: usize, filler: Option<&Path>) {
     let mut marks = std::fs::File::create(marks).unwrap();
     let mut mark = |line: String| marks.write_all(line.as_bytes()).unwrap();
     let pool = PoolRt::from(&pool());
@@ -141,10 +146,17 @@ fn workload(dir: &Path, marks: &Path, batches: usize) {
     let mut bound: Vec<Option<Ipv4Addr>> = vec![None; clients];
     store.load().unwrap();
     let mut lsn = store.lsn() + 1;
+    // a batch begun and not yet synced (the writer's `open`)
+    let mut open = false;
+    let mut failed = 0;
+    let may_fail = |r: Result<_, hotlease::dhcp::leases::StoreError>| match r {
+        Ok(_) => {}
+        Err(e) => assert!(filler.is_some(), "{e}"),
+    };
     for b in 0..batches {
         if b == batches / 2 {
             // a clean restart: the load cuts the zeros written ahead
-            while !store.compact_poll().unwrap() {
+            while !matches!(store.compact_poll(), Ok(true) | Err(_)) {
                 std::thread::sleep(std::time::Duration::from_millis(1));
             }
             store = FileStore::new(dir);
@@ -153,6 +165,18 @@ fn workload(dir: &Path, marks: &Path, batches: usize) {
                 table.insert(l);
             }
             lsn = store.lsn() + 1;
+            if let Some(f) = filler {
+                // the next sync needs a new stretch of zeros: 16 KiB of
+                // room left (no `stat -f` here: a process started now
+                // would share descriptor numbers with the recorded ones)
+                let mut file = std::fs::File::create(f).unwrap();
+                let block = vec![1u8; 4096];
+                let mut len = 0u64;
+                while file.write_all(&block).is_ok() {
+                    len += 4096;
+                }
+                file.set_len(len - (16 << 10)).unwrap();
+            }
         }
         now += 1 + rng.below(3) as u64;
         let ctx = Ctx {
@@ -200,23 +224,39 @@ fn workload(dir: &Path, marks: &Path, batches: usize) {
         if changes.is_empty() {
             continue;
         }
-        store.begin(lsn);
+        if !open {
+            store.begin(lsn);
+            open = true;
+        }
         for c in &changes {
             mark(format!("C {lsn} {}", encode_record(c)));
         }
         store.append(&changes).unwrap();
-        store.sync().unwrap();
+        if let Err(e) = store.sync() {
+            // fail closed: no ACK; the records stay pending
+            assert!(filler.is_some(), "{e}");
+            failed += 1;
+            if failed == 4 {
+                std::fs::remove_file(filler.unwrap()).unwrap();
+            }
+            if b % 11 == 10 {
+                may_fail(store.compact_start());
+            }
+            continue;
+        }
+        open = false;
         mark(format!("S {lsn}\n"));
         for a in acks {
             mark(format!("A {lsn} {}", encode_record(&Change::Upsert(a))));
         }
         lsn += 1;
         if b % 11 == 10 {
-            store.compact_start().unwrap();
+            may_fail(store.compact_start());
         }
-        store.compact_poll().unwrap();
+        may_fail(store.compact_poll().map(|_| ()));
     }
-    while !store.compact_poll().unwrap() {
+    assert!(filler.is_none() || failed >= 4, "the disk filled up");
+    while !matches!(store.compact_poll(), Ok(true) | Err(_)) {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
@@ -897,7 +937,16 @@ fn check_trace(evs: &[Ev], scratch: &Path, samples: usize) -> Tally {
                     t.distinct += 1;
                     start_on(scratch, &state)
                 });
-                let what = format!("event {i} ({ev:.60?}), names {p}/{}", ns_pending.len());
+                let what = format!(
+                    "event {i} ({}), names {p}/{}",
+                    match ev {
+                        Ev::Data(ino, DataOp::Write { off, data }) => {
+                            format!("write {} at {off} to file {ino}", data.len())
+                        }
+                        e => format!("{e:?}").chars().take(80).collect(),
+                    },
+                    ns_pending.len()
+                );
                 promises.check(found, &mut t, &what);
             }
         }
@@ -929,23 +978,58 @@ fn every_crash_state_keeps_every_synced_lease() {
     let batches = knob("HOTLEASE_CRASH_BATCHES", 60);
     if let Ok(d) = std::env::var(CHILD) {
         let d = PathBuf::from(d);
-        workload(&d.join("store"), &d.join("marks"), batches);
+        if std::env::var_os(FULL).is_some() {
+            // a 1 MiB tmpfs in the private mount namespace `unshare`
+            // gave this process: gone with it
+            let fs = d.join("fs");
+            let ok = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
+                .arg(&fs)
+                .status()
+                .unwrap();
+            assert!(ok.success(), "mount tmpfs");
+            std::fs::create_dir(fs.join("store")).unwrap();
+            workload(
+                &fs.join("store"),
+                &d.join("marks"),
+                batches,
+                Some(&fs.join("filler")),
+            );
+        } else {
+            workload(&d.join("store"), &d.join("marks"), batches, None);
+        }
         return;
     }
     let samples = knob("HOTLEASE_CRASH_SAMPLES", 12);
     let work = tempfile::tempdir().unwrap();
-    let dir = work.path().join("store");
+    // as root the recorded run also fills its disk (a tmpfs in a mount
+    // namespace of its own) for a while
+    use std::os::unix::fs::MetadataExt;
+    let root = std::fs::metadata("/proc/self").map(|m| m.uid()).ok() == Some(0);
+    let dir = if root {
+        std::fs::create_dir(work.path().join("fs")).unwrap();
+        work.path().join("fs").join("store")
+    } else {
+        eprintln!("not root: the recorded run's disk does not fill up");
+        let d = work.path().join("store");
+        std::fs::create_dir(&d).unwrap();
+        d
+    };
     let marks = work.path().join("marks");
-    std::fs::create_dir(&dir).unwrap();
     let trace = work.path().join("trace");
-    let out = std::process::Command::new("strace")
-        .args(["-f", "-qq", "-xx", "-s", "16777216", "-o"])
+    let mut cmd = std::process::Command::new("strace");
+    cmd.args(["-f", "-qq", "-xx", "-s", "16777216", "-o"])
         .arg(&trace)
         .args([
             "-e",
             "trace=openat,open,close,write,pwrite64,fsync,fdatasync,ftruncate,\
              rename,renameat,renameat2,link,linkat,unlink,unlinkat",
-        ])
+        ]);
+    if root {
+        cmd.args(["unshare", "--mount", "--propagation", "private"])
+            .env(FULL, "1");
+    }
+    let out = cmd
         .arg(std::env::current_exe().unwrap())
         .args([
             "every_crash_state_keeps_every_synced_lease",
@@ -963,6 +1047,10 @@ fn every_crash_state_keeps_every_synced_lease() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = std::fs::read_to_string(&trace).unwrap();
+    let enospc = text.lines().filter(|l| l.contains("= -1 ENOSPC")).count();
+    if root {
+        assert!(enospc > 0, "the recorded run's disk filled up");
+    }
     let evs = parse_trace(&text, &dir, &marks);
     let count = |f: &dyn Fn(&Ev) -> bool| evs.iter().filter(|e| f(e)).count();
     let syncs = count(&|e| matches!(e, Ev::Sync(_)));
@@ -982,7 +1070,7 @@ fn every_crash_state_keeps_every_synced_lease() {
     eprintln!(
         "crash states: {} checked ({} distinct, {} torn) at {} crash points; \
          trace: {} events, {syncs} file syncs, {renames} renames, {dir_syncs} directory syncs, \
-         {} ACKs; ACKed leases lost {}, synced versions lost {}, invented {}",
+         {} ACKs, {enospc} calls failed with ENOSPC; ACKed leases lost {}, synced versions lost {}, invented {}",
         t.states,
         t.distinct,
         t.torn,
