@@ -37,7 +37,14 @@
 //!   pending and the next sync writes them again from the same offset,
 //!   so no later batch is ever followed by the rest of an earlier one;
 //! - a compaction that fails after its rename still switches to the new
-//!   log; until the directory is synced, no sync succeeds.
+//!   log; until the directory is synced, no sync succeeds; one that fails
+//!   before removes its file (on a full disk it would hold the room the
+//!   log needs);
+//! - a log created anew is named durably (its directory synced) before a
+//!   batch in it counts as durable.
+//!
+//! `tests/crash_consistency.rs` checks these promises on every state a
+//! power cut can leave (torn sectors, unsynced writes and renames).
 //!
 //! The store sits behind [`LeaseStore`] (as in dora's `Storage` trait) so the
 //! actor and its tests do not depend on the file format.
