@@ -1064,6 +1064,11 @@ fn filtered(
                     continue;
                 }
                 let node_xml = yang::print_node(&top, wd);
+                if node_xml.trim().is_empty() {
+                    // a node of defaults only prints as nothing outside
+                    // report-all: nothing to select from
+                    continue;
+                }
                 let root = xml::parse(&node_xml)
                     .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
                 for e in filter::apply(&matching, std::slice::from_ref(&root), &keys_of) {
@@ -1074,6 +1079,9 @@ fn filtered(
         }
         Some(Filter::XPath { select, namespaces }) => {
             let expr = translate_xpath(select, namespaces)?;
+            // defaults are added before selecting, so that they are
+            // selected like any node (and only where the XPath points)
+            let tree = yang::printable(tree, wd);
             yang::clear_errors();
             let set = tree.find_xpath(&expr).map_err(|e| {
                 vec![RpcError::bad_element(
@@ -1089,7 +1097,7 @@ fn filtered(
                     let _ = result.merge(&d);
                 }
             }
-            Ok(Reply::Data(yang::print_xml(&result, wd)))
+            Ok(Reply::Data(yang::print_selected(&result, wd)))
         }
     }
 }
