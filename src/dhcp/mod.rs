@@ -27,6 +27,7 @@ pub mod peer;
 pub mod pool;
 pub mod replication;
 pub mod server;
+pub mod snapshot;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -188,12 +189,28 @@ impl Subsystem for DhcpSubsystem {
     fn state_xml(&self) -> String {
         // the lock is held for one pass over the leases (shared pointers);
         // the XML is written after it is released
-        let view = self
-            .shared
-            .snapshot
-            .lock()
-            .map(|g| g.view(server::now_unix()))
-            .unwrap_or_default();
+        self.state_for(&snapshot::Query::all())
+    }
+}
+
+impl DhcpSubsystem {
+    /// The state `q` selects: key lookups under the snapshot's lock, or,
+    /// for the whole table, its chunks taken under the lock and walked
+    /// after it is released (the actor is never held for a pass).
+    fn state_for(&self, q: &snapshot::Query) -> String {
+        let now = server::now_unix();
+        let (selected, frozen) = match self.shared.snapshot.lock() {
+            Ok(g) => match g.select(q, now) {
+                Some(v) => (Some(v), None),
+                None => (None, Some(g.frozen())),
+            },
+            Err(_) => (Some(View::default()), None),
+        };
+        let view = match (selected, frozen) {
+            (Some(v), _) => v,
+            (None, Some(f)) => f.view(now),
+            (None, None) => View::default(),
+        };
         render_state(&view, &self.shared.counters)
     }
 }

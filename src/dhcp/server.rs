@@ -51,9 +51,7 @@ use tracing::{error, info, warn};
 use super::activity::{Activity, DropReason, Place};
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
-use super::leases::{
-    Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge, PoolStats,
-};
+use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge};
 use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::peer::{Applied, PeerRefusal, PeerUpdate};
 use super::pool::{Half, PoolRt};
@@ -129,107 +127,7 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What `<get>` shows: a mirror of the lease table that the actor keeps
-/// current after every batch (only the addresses that changed are copied,
-/// as shared pointers), so the northbound never waits for the actor and the
-/// actor never copies the whole table. Reading it (`Snapshot::view`) holds
-/// the lock for one pass over the leases.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
-    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
-    /// Per pool: name, addresses it can hand out, its static bindings.
-    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
-}
-
-/// The state one `<get>` reports.
-#[derive(Debug, Default)]
-pub struct View {
-    /// Leases, then offers on addresses without a lease.
-    pub leases: Vec<Arc<Lease>>,
-    pub pools: Vec<(String, PoolStats)>,
-}
-
-impl Snapshot {
-    /// Leases and per-pool statistics at `now`.
-    pub fn view(&self, now: u64) -> View {
-        let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
-            .pools
-            .iter()
-            .map(|(n, total, statics)| {
-                (
-                    n.as_str(),
-                    (
-                        PoolStats {
-                            total: *total,
-                            ..Default::default()
-                        },
-                        statics.as_slice(),
-                    ),
-                )
-            })
-            .collect();
-        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
-        let mut last: Option<&str> = None;
-        let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
-        for l in self.leases.values() {
-            leases.push(l.clone());
-            if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
-                continue;
-            }
-            // leases of one pool come in runs: look the pool up once per run
-            if last != Some(l.pool.as_str()) {
-                last = Some(l.pool.as_str());
-                cur = stats.get_mut(l.pool.as_str());
-            }
-            let Some((s, statics)) = cur.as_deref_mut() else {
-                continue;
-            };
-            // every lease is on an address its pool owns: dynamic unless
-            // statically bound
-            if statics.contains(&l.ip) {
-                continue;
-            }
-            if l.state == LeaseState::Bound {
-                s.used += 1;
-            } else {
-                s.declined += 1;
-            }
-        }
-        for o in self.offers.values() {
-            if o.expires <= now {
-                continue;
-            }
-            let lease = self.leases.get(&o.ip);
-            let held = lease.is_some_and(|l| {
-                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
-            });
-            if held {
-                continue;
-            }
-            if lease.is_none() {
-                leases.push(o.clone());
-            }
-            if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
-                if !statics.contains(&o.ip) {
-                    s.offered += 1;
-                }
-            }
-        }
-        let mut pools: Vec<(String, PoolStats)> = stats
-            .into_iter()
-            .map(|(n, (mut s, _))| {
-                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
-                (n.to_string(), s)
-            })
-            .collect();
-        pools.sort_by(|a, b| a.0.cmp(&b.0));
-        if leases.len() <= 5000 {
-            leases.sort_by_key(|l| u32::from(l.ip));
-        }
-        View { leases, pools }
-    }
-}
+pub use super::snapshot::{Snapshot, View};
 
 pub fn now_unix() -> u64 {
     SystemTime::now()
@@ -969,17 +867,18 @@ impl DhcpServer {
             authoritative: cfg.authoritative,
             ..Globals::default()
         };
-        if let Ok(mut g) = self.snapshot.lock() {
-            g.pools = pools
+        self.table.set_statics(
+            pools
                 .values()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        p.total(),
-                        p.static_by_ip.keys().copied().collect(),
-                    )
-                })
-                .collect();
+                .flat_map(|p| p.static_by_ip.keys().copied())
+                .collect(),
+        );
+        if let Ok(mut g) = self.snapshot.lock() {
+            g.set_pools(
+                pools
+                    .values()
+                    .map(|p| (p.name.clone(), p.total(), self.table.counts(&p.name))),
+            );
         }
         self.pools = pools;
         self.exhausted_logged.clear();
@@ -1217,33 +1116,23 @@ impl DhcpServer {
         }
     }
 
-    /// Bring the `<get>` mirror up to date with what changed.
+    /// Bring the `<get>` mirror up to date with what changed: the
+    /// addresses touched and the counts of their pools (a few map updates
+    /// each, under the lock).
     fn sync_snapshot(&mut self) {
         let touched = self.table.take_touched();
-        if touched.is_empty() {
+        let counted = self.table.take_counted();
+        if touched.is_empty() && counted.is_empty() {
             return;
         }
-        // held for a few map updates per changed address
         let Ok(mut g) = self.snapshot.lock() else {
             return;
         };
         for ip in touched {
-            match self.table.get_shared(ip) {
-                Some(l) => {
-                    g.leases.insert(ip, l.clone());
-                }
-                None => {
-                    g.leases.remove(&ip);
-                }
-            }
-            match self.table.offer_shared(ip) {
-                Some(o) => {
-                    g.offers.insert(ip, o.clone());
-                }
-                None => {
-                    g.offers.remove(&ip);
-                }
-            }
+            g.set(ip, self.table.get_shared(ip), self.table.offer_shared(ip));
+        }
+        for pool in counted {
+            g.set_counts(&pool, self.table.counts(&pool));
         }
     }
 }
@@ -1298,7 +1187,7 @@ mod tests {
     }
 
     fn leases(shared: &Shared) -> Vec<(Ipv4Addr, Origin)> {
-        let v = shared.snapshot.lock().unwrap().view(now_unix());
+        let v = shared.snapshot.lock().unwrap().frozen().view(now_unix());
         v.leases.iter().map(|l| (l.ip, l.origin)).collect()
     }
 
