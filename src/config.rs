@@ -156,6 +156,14 @@ pub trait Subsystem: Send {
     fn state_xml(&self) -> String {
         String::new()
     }
+    /// The state of the children of the module's top node that a read
+    /// selects (`None`: everything, as `state_xml`), for a subsystem to
+    /// answer with key lookups. It may hold more than selected (the filter
+    /// is applied to it), never less.
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        let _ = selected;
+        self.state_xml()
+    }
     /// The namespaces of the top-level nodes `state_xml` produces: a
     /// `<get>` whose filter selects none of them does not ask for it.
     /// Empty: unknown, always asked.
@@ -167,6 +175,15 @@ pub trait Subsystem: Send {
     fn call(&mut self, _rpc: &Rpc) -> Option<RpcFuture> {
         None
     }
+}
+
+/// A child of a module's top node that a read selects, with the values
+/// its leaves must have (a subtree filter's content matches, an XPath
+/// filter's `[leaf='value']` predicates; all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    pub matches: Vec<(String, String)>,
 }
 
 /// A YANG rpc of a subsystem's module, decoded.

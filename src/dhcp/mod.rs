@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Subsystem};
+use crate::config::{Config, ConfigError, Selected, Subsystem};
 use crate::xml::escape_text;
 use leases::{Lease, StoreError};
 use server::{Command, Counters, DhcpServer, Replication, Shared, View};
@@ -191,6 +191,69 @@ impl Subsystem for DhcpSubsystem {
         // the XML is written after it is released
         self.state_for(&snapshot::Query::all())
     }
+
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        match selected {
+            None => self.state_xml(),
+            Some(sel) => self.state_for(&query(sel)),
+        }
+    }
+}
+
+/// The snapshot lookups that answer a read selecting `sel` under
+/// `dhcp-server`: a lease by its address, hardware address, client-id or
+/// pool (the first of those the read requires), a pool's statistics by
+/// its name. A value that does not parse selects nothing: the data holds
+/// canonical values only, which such a value never equals.
+fn query(sel: &[Selected]) -> snapshot::Query {
+    use snapshot::{LeaseQuery, PoolQuery};
+    let mut q = snapshot::Query::default();
+    for s in sel {
+        let m = |leaf: &str| {
+            s.matches
+                .iter()
+                .find(|(n, _)| n == leaf)
+                .map(|(_, v)| v.as_str())
+        };
+        match s.name.as_str() {
+            "lease" => {
+                let lookup = if let Some(v) = m("ip-address") {
+                    v.parse().ok().map(LeaseQuery::Ip)
+                } else if let Some(v) = m("mac-address") {
+                    unhex_colon(v)
+                        .and_then(|b| <[u8; 6]>::try_from(b).ok())
+                        .map(LeaseQuery::Hw)
+                } else if let Some(v) = m("client-id") {
+                    unhex_colon(v).map(LeaseQuery::ClientId)
+                } else if let Some(v) = m("pool") {
+                    Some(LeaseQuery::Pool(v.to_string()))
+                } else {
+                    Some(LeaseQuery::All)
+                };
+                q.leases.extend(lookup);
+            }
+            "ip-pool" => q.pools.push(match m("name") {
+                Some(n) => PoolQuery::Named(n.to_string()),
+                None => PoolQuery::All,
+            }),
+            // the counters are always written; other children have no state
+            _ => {}
+        }
+    }
+    q
+}
+
+/// `02:0a:ff` as bytes (the YANG `hex-string` / `mac-address` forms).
+fn unhex_colon(s: &str) -> Option<Vec<u8>> {
+    s.split(':')
+        .map(|b| {
+            if b.len() == 2 {
+                u8::from_str_radix(b, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect()
 }
 
 impl DhcpSubsystem {
@@ -227,10 +290,7 @@ fn hex_colon(b: &[u8]) -> String {
 }
 
 fn mac6(hw: &[u8]) -> String {
-    let mut m = [0u8; 6];
-    let n = hw.len().min(6);
-    m[..n].copy_from_slice(&hw[..n]);
-    hex_colon(&m)
+    hex_colon(&snapshot::mac_key(hw))
 }
 
 fn date_time(unix: u64) -> String {
@@ -376,6 +436,59 @@ mod tests {
             "{x}"
         );
         crate::yang::parse_state_xml(&x).expect("valid state");
+    }
+
+    /// A read's selection becomes snapshot lookups: the first key the
+    /// read requires, a value that cannot be in the data selects nothing,
+    /// a lease without any of the indexed leaves is the whole table.
+    #[test]
+    fn selections_become_lookups() {
+        use snapshot::{LeaseQuery, PoolQuery, Query};
+        let sel = |name: &str, m: &[(&str, &str)]| Selected {
+            name: name.into(),
+            matches: m
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        };
+        assert_eq!(
+            query(&[
+                sel(
+                    "lease",
+                    &[("state", "bound"), ("mac-address", "02:00:00:00:0a:ff")]
+                ),
+                sel(
+                    "lease",
+                    &[("client-id", "01:02"), ("ip-address", "10.0.0.1")]
+                ),
+                sel("lease", &[("client-id", "ff:00:0b")]),
+                sel("lease", &[("pool", "lan")]),
+                sel("ip-pool", &[("name", "lan")]),
+                sel("statistics", &[]),
+            ]),
+            Query {
+                leases: vec![
+                    LeaseQuery::Hw([2, 0, 0, 0, 0x0a, 0xff]),
+                    LeaseQuery::Ip("10.0.0.1".parse().unwrap()),
+                    LeaseQuery::ClientId(vec![0xff, 0, 0x0b]),
+                    LeaseQuery::Pool("lan".into()),
+                ],
+                pools: vec![PoolQuery::Named("lan".into())],
+            }
+        );
+        for bad in [
+            ("mac-address", "02:00:00:00:0a"),
+            ("mac-address", "zz:00:00:00:00:00"),
+            ("ip-address", "10.0.0.300"),
+            ("client-id", "1:2"),
+        ] {
+            assert_eq!(query(&[sel("lease", &[bad])]), Query::default(), "{bad:?}");
+        }
+        assert_eq!(
+            query(&[sel("lease", &[("state", "bound")]), sel("ip-pool", &[])]),
+            Query::all()
+        );
+        assert_eq!(query(&[sel("interface", &[])]), Query::default());
     }
 
     /// Issue 9 item 2: U+FFFF passed, and libyang refused the whole state.

@@ -39,7 +39,7 @@ type Chunk = HashMap<Ipv4Addr, Slot>;
 #[derive(Debug)]
 pub struct Snapshot {
     chunks: Vec<Arc<Chunk>>,
-    by_hw: HashMap<Vec<u8>, Vec<Ipv4Addr>>,
+    by_hw: HashMap<[u8; 6], Vec<Ipv4Addr>>,
     by_client_id: HashMap<Vec<u8>, Vec<Ipv4Addr>>,
     by_pool: HashMap<String, HashSet<Ipv4Addr>>,
     /// Configured pools: dynamic addresses, kept counts.
@@ -63,8 +63,8 @@ impl Default for Snapshot {
 pub enum LeaseQuery {
     All,
     Ip(Ipv4Addr),
-    /// Hardware address (`mac-address`).
-    Hw(Vec<u8>),
+    /// Hardware address as `mac-address` shows it (its first six bytes).
+    Hw([u8; 6]),
     ClientId(Vec<u8>),
     Pool(String),
 }
@@ -74,7 +74,7 @@ impl LeaseQuery {
         match self {
             LeaseQuery::All => true,
             LeaseQuery::Ip(ip) => l.ip == *ip,
-            LeaseQuery::Hw(hw) => l.hw == *hw,
+            LeaseQuery::Hw(hw) => mac_key(&l.hw) == *hw,
             LeaseQuery::ClientId(c) => l.client_id.as_ref() == Some(c),
             LeaseQuery::Pool(p) => l.pool == *p,
         }
@@ -158,17 +158,26 @@ fn chunk_of(ip: Ipv4Addr) -> usize {
     ((a ^ (a >> 8)) as usize) % CHUNKS
 }
 
-fn unindex(map: &mut HashMap<Vec<u8>, Vec<Ipv4Addr>>, key: &[u8], ip: Ipv4Addr) {
-    if let Some(v) = map.get_mut(key) {
+/// The `mac-address` of a hardware address: its first six bytes (a
+/// shorter one padded with zeros).
+pub fn mac_key(hw: &[u8]) -> [u8; 6] {
+    let mut m = [0u8; 6];
+    let n = hw.len().min(6);
+    m[..n].copy_from_slice(&hw[..n]);
+    m
+}
+
+fn unindex<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Ipv4Addr>>, key: K, ip: Ipv4Addr) {
+    if let Some(v) = map.get_mut(&key) {
         v.retain(|a| *a != ip);
         if v.is_empty() {
-            map.remove(key);
+            map.remove(&key);
         }
     }
 }
 
-fn index(map: &mut HashMap<Vec<u8>, Vec<Ipv4Addr>>, key: &[u8], ip: Ipv4Addr) {
-    let v = map.entry(key.to_vec()).or_default();
+fn index<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<Ipv4Addr>>, key: K, ip: Ipv4Addr) {
+    let v = map.entry(key).or_default();
     if !v.contains(&ip) {
         v.push(ip);
     }
@@ -187,9 +196,9 @@ impl Snapshot {
             offer: offer.cloned(),
         };
         for l in slot.lease.iter().chain(slot.offer.iter()) {
-            index(&mut self.by_hw, &l.hw, ip);
+            index(&mut self.by_hw, mac_key(&l.hw), ip);
             if let Some(c) = &l.client_id {
-                index(&mut self.by_client_id, c, ip);
+                index(&mut self.by_client_id, c.clone(), ip);
             }
             self.by_pool.entry(l.pool.clone()).or_default().insert(ip);
         }
@@ -199,9 +208,9 @@ impl Snapshot {
     }
 
     fn unindex(&mut self, l: &Lease) {
-        unindex(&mut self.by_hw, &l.hw, l.ip);
+        unindex(&mut self.by_hw, mac_key(&l.hw), l.ip);
         if let Some(c) = &l.client_id {
-            unindex(&mut self.by_client_id, c, l.ip);
+            unindex(&mut self.by_client_id, c.clone(), l.ip);
         }
         if let Some(s) = self.by_pool.get_mut(&l.pool) {
             s.remove(&l.ip);
@@ -365,7 +374,7 @@ mod tests {
         };
         for hw in [0u8, 3, 6, 99, 100] {
             assert_eq!(
-                q(LeaseQuery::Hw(vec![2, 0, 0, 0, 0, hw])),
+                q(LeaseQuery::Hw([2, 0, 0, 0, 0, hw])),
                 by(&|l| l.hw[5] == hw),
                 "hw {hw}"
             );

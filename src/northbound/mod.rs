@@ -29,6 +29,7 @@ pub mod edit;
 pub mod error;
 pub mod filter;
 pub mod ops;
+pub mod select;
 pub mod store;
 pub mod validate;
 
@@ -459,7 +460,7 @@ impl Northbound {
                 filter,
                 with_defaults,
             } => {
-                let tree = self.operational(selected_namespaces(filter.as_ref()).as_ref());
+                let tree = self.operational(&select::Plan::of(filter.as_ref()));
                 filtered(&tree, filter.as_ref(), with_defaults, None)
             }
             Operation::GetConfig {
@@ -476,20 +477,23 @@ impl Northbound {
                 Ok(Reply::Data(xml.clone()))
             }
             Operation::GetConfig {
-                source: Datastore::Running,
-                filter,
-                with_defaults,
-            } => filtered(
-                &self.running,
-                filter.as_ref(),
-                with_defaults,
-                Some(&mut self.running_nodes),
-            ),
-            Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
-            } => filtered(self.tree(source), filter.as_ref(), with_defaults, None),
+            } => {
+                // a keyed selection copies its entries alone (libyang's
+                // key lookup), not the whole datastore
+                if let Some(part) = select::Plan::of(filter.as_ref()).narrow(self.tree(source)) {
+                    return filtered(&part, filter.as_ref(), with_defaults, None);
+                }
+                let prints = (source == Datastore::Running).then_some(&mut self.running_nodes);
+                let tree = match source {
+                    Datastore::Running => &self.running,
+                    Datastore::Candidate => &self.candidate,
+                    Datastore::Startup => &self.startup,
+                };
+                filtered(tree, filter.as_ref(), with_defaults, prints)
+            }
             Operation::EditConfig {
                 target,
                 default_operation,
@@ -584,26 +588,33 @@ impl Northbound {
         }
     }
 
-    /// Running configuration merged with every subsystem's state. An
-    /// entry libyang refuses (one lease with text the schema cannot hold)
-    /// is left out alone; the rest of the subsystem's state is shown.
-    /// Running merged with the state of the subsystems `selected` names a
-    /// namespace of (every subsystem when `None`).
-    fn operational(&self, selected: Option<&BTreeSet<String>>) -> DataTree<'static> {
+    /// Running merged with the state of the subsystems whose namespaces
+    /// `plan` selects, each asked only for what it selects; of running, a
+    /// keyed selection copies its entries alone. An entry libyang refuses
+    /// (one lease with text the schema cannot hold) is left out alone; the
+    /// rest of the subsystem's state is shown.
+    fn operational(&self, plan: &select::Plan) -> DataTree<'static> {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         if crate::fault::armed("northbound-panic") {
             panic!("fault point northbound-panic");
         }
-        let mut tree = yang::dup(&self.running);
+        let mut tree = plan
+            .narrow(&self.running)
+            .unwrap_or_else(|| yang::dup(&self.running));
+        let selected = plan.namespaces();
         for s in &self.subsystems {
             let ns = s.namespaces();
-            if let Some(sel) = selected {
+            if let Some(sel) = &selected {
                 if !ns.is_empty() && !ns.iter().any(|n| sel.contains(*n)) {
                     continue;
                 }
             }
-            let xml = s.state_xml();
+            let xml = if ns.is_empty() {
+                s.state_xml()
+            } else {
+                s.state_xml_of(plan.state_of(ns).as_deref())
+            };
             if xml.is_empty() {
                 continue;
             }
@@ -1228,23 +1239,6 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The namespaces a `<get>` filter selects at its top: a subtree filter
-/// names each top node's namespace (a node without one selects every
-/// namespace, RFC 6241 §6.2.1); an XPath filter is not analysed (`None`:
-/// every namespace).
-fn selected_namespaces(filter: Option<&Filter>) -> Option<BTreeSet<String>> {
-    match filter? {
-        Filter::Subtree(top) => top
-            .elements()
-            .map(|e| {
-                let ns = e.ns.as_str();
-                (!ns.is_empty()).then(|| ns.to_owned())
-            })
-            .collect(),
-        Filter::XPath { .. } => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1256,6 +1250,9 @@ mod tests {
         /// cannot take a change for a while); per test thread.
         static REFUSE_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         static STATE_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// What `Recorder` was last asked state for.
+        static STATE_ASKED: std::cell::RefCell<Option<Option<Vec<crate::config::Selected>>>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// A subsystem that records what it was asked to apply, refuses any
@@ -1289,6 +1286,72 @@ mod tests {
             STATE_READS.set(STATE_READS.get() + 1);
             r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
         }
+        fn state_xml_of(&self, selected: Option<&[crate::config::Selected]>) -> String {
+            STATE_ASKED.with(|a| *a.borrow_mut() = Some(selected.map(|s| s.to_vec())));
+            self.state_xml()
+        }
+    }
+
+    /// A `<get>` tells the subsystem what its filter selects (the list
+    /// entry and its key values), from a subtree or a plain XPath filter;
+    /// one it cannot analyse asks for everything.
+    #[test]
+    fn get_passes_the_selection_to_the_subsystem() {
+        let (mut nb, _, _dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let vrrp = crate::vrrp::NS;
+        let get = |nb: &mut Northbound, filter: Filter| {
+            let d = data(nb.operation(
+                1,
+                Operation::Get {
+                    filter: Some(filter),
+                    with_defaults: WithDefaults::Explicit,
+                },
+            ));
+            (
+                STATE_ASKED.with(|a| a.borrow_mut().take()).expect("asked"),
+                d,
+            )
+        };
+        let keyed = vec![crate::config::Selected {
+            name: "group".into(),
+            matches: vec![
+                ("interface".into(), "eth1".into()),
+                ("vrid".into(), "1".into()),
+            ],
+        }];
+        let f = xml::parse(&format!(
+            r#"<filter xmlns="{NC_NS}"><vrrp xmlns="{vrrp}"><group><interface>eth1</interface><vrid>1</vrid><state/></group></vrrp></filter>"#
+        ))
+        .unwrap();
+        let (asked, d) = get(&mut nb, Filter::Subtree(f));
+        assert_eq!(asked, Some(keyed.clone()));
+        assert!(
+            d.contains("<state>master</state>") && !d.contains("priority"),
+            "{d}"
+        );
+        let (asked, d) = get(
+            &mut nb,
+            Filter::XPath {
+                select: "/v:vrrp/v:group[v:interface='eth1'][v:vrid='1']".into(),
+                namespaces: vec![("v".into(), vrrp.into())],
+            },
+        );
+        assert_eq!(asked, Some(keyed));
+        assert!(
+            d.contains("<state>master</state>") && d.contains("<priority>120</priority>"),
+            "{d}"
+        );
+        let (asked, _) = get(
+            &mut nb,
+            Filter::XPath {
+                select: "/v:vrrp/v:group[v:priority > 100]".into(),
+                namespaces: vec![("v".into(), vrrp.into())],
+            },
+        );
+        assert_eq!(asked, None);
     }
 
     fn group_edit(prio: u8) -> Operation {
