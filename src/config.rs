@@ -164,6 +164,13 @@ pub trait Subsystem: Send {
         let _ = selected;
         self.state_xml()
     }
+    /// A handle that reads the subsystem's state from any thread (its
+    /// snapshot), so that a `<get>` is answered off the northbound actor
+    /// and never holds up another session's commit. `None`: the state is
+    /// read on the actor (`state_xml_of`), which suits a small one.
+    fn state_reader(&self) -> Option<std::sync::Arc<dyn StateReader>> {
+        None
+    }
     /// The namespaces of the top-level nodes `state_xml` produces: a
     /// `<get>` whose filter selects none of them does not ask for it.
     /// Empty: unknown, always asked.
@@ -174,6 +181,17 @@ pub trait Subsystem: Send {
     /// answer comes later, so that the northbound goes on meanwhile.
     fn call(&mut self, _rpc: &Rpc) -> Option<RpcFuture> {
         None
+    }
+}
+
+/// A subsystem's state as any thread reads it (see
+/// [`Subsystem::state_reader`]); the same answer as `state_xml_of`.
+pub trait StateReader: Send + Sync + std::fmt::Debug {
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String;
+    /// Whether reading `selected` walks a large table (it is then read on
+    /// a background thread; a key lookup is answered at once).
+    fn costly(&self, selected: Option<&[Selected]>) -> bool {
+        selected.is_none()
     }
 }
 

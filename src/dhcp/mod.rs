@@ -22,7 +22,7 @@ pub mod config;
 pub mod handler;
 pub mod leases;
 pub mod network;
-mod os;
+pub(crate) mod os;
 pub mod peer;
 pub mod pool;
 pub mod replication;
@@ -38,7 +38,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Selected, Subsystem};
+use crate::config::{Config, ConfigError, Selected, StateReader, Subsystem};
 use crate::xml::escape_text;
 use leases::{Lease, StoreError};
 use server::{Command, Counters, DhcpServer, Replication, Shared, View};
@@ -187,16 +187,32 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
-        // the lock is held for one pass over the leases (shared pointers);
-        // the XML is written after it is released
-        self.state_for(&snapshot::Query::all())
+        state_for(&self.shared, &snapshot::Query::all())
     }
 
     fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        Reader(self.shared.clone()).state_xml_of(selected)
+    }
+
+    fn state_reader(&self) -> Option<Arc<dyn StateReader>> {
+        Some(Arc::new(Reader(self.shared.clone())))
+    }
+}
+
+/// The DHCP state as any thread reads it: from the snapshot.
+#[derive(Debug)]
+struct Reader(Shared);
+
+impl StateReader for Reader {
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
         match selected {
-            None => self.state_xml(),
-            Some(sel) => self.state_for(&query(sel)),
+            None => state_for(&self.0, &snapshot::Query::all()),
+            Some(sel) => state_for(&self.0, &query(sel)),
         }
+    }
+
+    fn costly(&self, selected: Option<&[Selected]>) -> bool {
+        selected.is_none_or(|sel| query(sel).leases.contains(&snapshot::LeaseQuery::All))
     }
 }
 
@@ -256,26 +272,24 @@ fn unhex_colon(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-impl DhcpSubsystem {
-    /// The state `q` selects: key lookups under the snapshot's lock, or,
-    /// for the whole table, its chunks taken under the lock and walked
-    /// after it is released (the actor is never held for a pass).
-    fn state_for(&self, q: &snapshot::Query) -> String {
-        let now = server::now_unix();
-        let (selected, frozen) = match self.shared.snapshot.lock() {
-            Ok(g) => match g.select(q, now) {
-                Some(v) => (Some(v), None),
-                None => (None, Some(g.frozen())),
-            },
-            Err(_) => (Some(View::default()), None),
-        };
-        let view = match (selected, frozen) {
-            (Some(v), _) => v,
-            (None, Some(f)) => f.view(now),
-            (None, None) => View::default(),
-        };
-        render_state(&view, &self.shared.counters)
-    }
+/// The state `q` selects: key lookups under the snapshot's lock, or, for
+/// the whole table, its chunks taken under the lock and walked after it is
+/// released (the actor is never held for a pass).
+fn state_for(shared: &Shared, q: &snapshot::Query) -> String {
+    let now = server::now_unix();
+    let (selected, frozen) = match shared.snapshot.lock() {
+        Ok(g) => match g.select(q, now) {
+            Some(v) => (Some(v), None),
+            None => (None, Some(g.frozen())),
+        },
+        Err(_) => (Some(View::default()), None),
+    };
+    let view = match (selected, frozen) {
+        (Some(v), _) => v,
+        (None, Some(f)) => f.view(now),
+        (None, None) => View::default(),
+    };
+    render_state(&view, &shared.counters)
 }
 
 fn hex_colon(b: &[u8]) -> String {

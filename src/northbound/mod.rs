@@ -342,8 +342,26 @@ impl Northbound {
                     self.call(session, &rpc, reply);
                     return;
                 }
+                let op = match *op {
+                    Operation::Get {
+                        filter,
+                        with_defaults,
+                    } => {
+                        let t0 = std::time::Instant::now();
+                        let job = blocking(|| self.get_job(filter, with_defaults));
+                        if job.costly() {
+                            job.spawn(reply);
+                            return;
+                        }
+                        let r = blocking(|| job.run());
+                        tracing::debug!(session, us = t0.elapsed().as_micros() as u64, "get");
+                        let _ = reply.send(r);
+                        return;
+                    }
+                    op => op,
+                };
                 let t0 = std::time::Instant::now();
-                let r = blocking(|| self.operation(session, *op));
+                let r = blocking(|| self.operation(session, op));
                 tracing::debug!(
                     session,
                     us = t0.elapsed().as_micros() as u64,
@@ -459,10 +477,7 @@ impl Northbound {
             Operation::Get {
                 filter,
                 with_defaults,
-            } => {
-                let tree = self.operational(&select::Plan::of(filter.as_ref()));
-                filtered(&tree, filter.as_ref(), with_defaults, None)
-            }
+            } => self.get_job(filter, with_defaults).run(),
             Operation::GetConfig {
                 source: Datastore::Running,
                 filter: None,
@@ -588,21 +603,21 @@ impl Northbound {
         }
     }
 
-    /// Running merged with the state of the subsystems whose namespaces
-    /// `plan` selects, each asked only for what it selects; of running, a
-    /// keyed selection copies its entries alone. An entry libyang refuses
-    /// (one lease with text the schema cannot hold) is left out alone; the
-    /// rest of the subsystem's state is shown.
-    fn operational(&self, plan: &select::Plan) -> DataTree<'static> {
-        // the same bad entry is refused at every <get>: warn once, then debug
-        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    /// What a `<get>` reads, taken on the actor: running (or, for a keyed
+    /// selection, its selected entries), the state of the subsystems read
+    /// on the actor, and the handles of those read off it
+    /// (`Subsystem::state_reader`), each with what the filter selects of
+    /// it.
+    fn get_job(&self, filter: Option<Filter>, wd: WithDefaults) -> GetJob {
         if crate::fault::armed("northbound-panic") {
             panic!("fault point northbound-panic");
         }
-        let mut tree = plan
+        let plan = select::Plan::of(filter.as_ref());
+        let tree = plan
             .narrow(&self.running)
             .unwrap_or_else(|| yang::dup(&self.running));
         let selected = plan.namespaces();
+        let mut states = Vec::new();
         for s in &self.subsystems {
             let ns = s.namespaces();
             if let Some(sel) = &selected {
@@ -610,30 +625,23 @@ impl Northbound {
                     continue;
                 }
             }
-            let xml = if ns.is_empty() {
-                s.state_xml()
+            let sel = if ns.is_empty() {
+                None
             } else {
-                s.state_xml_of(plan.state_of(ns).as_deref())
+                plan.state_of(ns)
             };
-            if xml.is_empty() {
-                continue;
-            }
-            let (parts, refused) = yang::parse_state_entries(&xml);
-            for state in &parts {
-                if tree.merge(state).is_err() {
-                    warn!(subsystem = s.name(), "cannot merge operational state");
-                }
-                yang::rewind(&mut tree);
-            }
-            if let Some(e) = refused.first() {
-                if WARNED.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
-                } else {
-                    warn!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
-                }
-            }
+            let state = match s.state_reader() {
+                Some(r) => State::Reader(r, sel),
+                None => State::Xml(s.state_xml_of(sel.as_deref())),
+            };
+            states.push((s.name(), state));
         }
-        tree
+        GetJob {
+            tree,
+            states,
+            filter,
+            wd,
+        }
     }
 
     fn edit_config(
@@ -1113,6 +1121,92 @@ fn filtered(
     }
 }
 
+/// A subsystem's part of a `<get>`: its state, or the handle to read it.
+enum State {
+    Xml(String),
+    Reader(
+        Arc<dyn crate::config::StateReader>,
+        Option<Vec<crate::config::Selected>>,
+    ),
+}
+
+/// A `<get>` whose inputs the actor has taken ([`Northbound::get_job`]):
+/// the rest (reading the subsystems' snapshots, libyang's parse and merge,
+/// the filter, the print) needs nothing of the actor, so a large one runs
+/// on a thread of its own while the actor serves the other sessions.
+struct GetJob {
+    tree: DataTree<'static>,
+    states: Vec<(&'static str, State)>,
+    filter: Option<Filter>,
+    wd: WithDefaults,
+}
+
+impl GetJob {
+    fn costly(&self) -> bool {
+        self.states.iter().any(|(_, s)| match s {
+            State::Reader(r, sel) => r.costly(sel.as_deref()),
+            State::Xml(_) => false,
+        })
+    }
+
+    /// Running merged with the subsystems' state, filtered. An entry
+    /// libyang refuses (one lease with text the schema cannot hold) is
+    /// left out alone; the rest of the subsystem's state is shown.
+    fn run(self) -> RpcResult {
+        // the same bad entry is refused at every <get>: warn once, then debug
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let mut tree = self.tree;
+        for (name, state) in &self.states {
+            let read;
+            let xml = match state {
+                State::Xml(x) => x,
+                State::Reader(r, sel) => {
+                    read = r.state_xml_of(sel.as_deref());
+                    &read
+                }
+            };
+            if xml.is_empty() {
+                continue;
+            }
+            let (parts, refused) = yang::parse_state_entries(xml);
+            for part in &parts {
+                if tree.merge(part).is_err() {
+                    warn!(subsystem = name, "cannot merge operational state");
+                }
+                yang::rewind(&mut tree);
+            }
+            if let Some(e) = refused.first() {
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
+                } else {
+                    warn!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
+                }
+            }
+        }
+        filtered(&tree, self.filter.as_ref(), self.wd, None)
+    }
+
+    /// Run on a thread of its own at the lowest priority (a whole lease
+    /// table takes seconds of CPU: DHCP serving and the other sessions go
+    /// first), answering on `reply`.
+    fn spawn(self, reply: oneshot::Sender<RpcResult>) {
+        let spawned = std::thread::Builder::new()
+            .name("get".into())
+            .spawn(move || {
+                crate::dhcp::os::background_priority();
+                let t0 = std::time::Instant::now();
+                let r = self.run();
+                tracing::debug!(us = t0.elapsed().as_micros() as u64, "get off the actor");
+                let _ = reply.send(r);
+            });
+        if let Err(e) = spawned {
+            // the reply went with the closure: the session answers
+            // operation-failed
+            error!(error = %e, "cannot start a thread for a <get>");
+        }
+    }
+}
+
 /// Turn an inline `<config>` into a tree (as a replace of everything).
 fn config_tree(cfg: &Element) -> Result<DataTree<'static>, Vec<RpcError>> {
     let mut tree = yang::empty();
@@ -1393,6 +1487,106 @@ mod tests {
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("booted with overlapping pools"),
         }
+    }
+
+    /// A subsystem whose state is read from a handle that waits for the
+    /// test to let it go (a whole lease table being read).
+    struct Gated(Arc<GateReader>);
+
+    #[derive(Debug)]
+    struct GateReader {
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl crate::config::StateReader for GateReader {
+        fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            if let Some(tx) = self.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(20));
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
+        }
+    }
+
+    impl Subsystem for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {}
+        fn namespaces(&self) -> &'static [&'static str] {
+            &[crate::vrrp::NS]
+        }
+        fn state_reader(&self) -> Option<Arc<dyn crate::config::StateReader>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A `<get>` that reads a large state runs off the actor: another
+    /// session's edit and commit complete while it is still reading, and
+    /// it then answers with that state.
+    #[test]
+    fn a_large_get_does_not_hold_up_a_commit() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (entered_tx, entered) = std::sync::mpsc::channel();
+            let (release, release_rx) = std::sync::mpsc::channel();
+            let reader = Arc::new(GateReader {
+                entered: Mutex::new(Some(entered_tx)),
+                release: Mutex::new(release_rx),
+            });
+            let nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(Gated(reader))],
+            )
+            .unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let h = handle.clone();
+            let get = tokio::spawn(async move {
+                h.rpc(
+                    1,
+                    Operation::Get {
+                        filter: None,
+                        with_defaults: WithDefaults::Explicit,
+                    },
+                )
+                .await
+            });
+            tokio::task::spawn_blocking(move || {
+                entered.recv_timeout(std::time::Duration::from_secs(10))
+            })
+            .await
+            .unwrap()
+            .expect("the get reads the state");
+            let commit = async {
+                handle.rpc(2, group_edit(120)).await.unwrap();
+                handle
+                    .rpc(2, Operation::Commit(Commit::default()))
+                    .await
+                    .unwrap();
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), commit)
+                .await
+                .expect("the commit completes while the get reads");
+            assert!(!get.is_finished(), "the get is still reading");
+            release.send(()).unwrap();
+            let d = data(get.await.unwrap());
+            assert!(d.contains("<state>master</state>"), "{d}");
+            stop.cancel();
+        });
     }
 
     /// A subsystem whose state takes long to produce (100,000 leases).
