@@ -175,6 +175,12 @@ def netconf(a) -> int:
     fig("whole-get-rss-growth-kb", peak - rss0, "kB")
     if a.table_kb:
         fig("whole-get-rss-growth-x-table", f"{(peak - rss0) / a.table_kb:.2f}", "x")
+    # the kept statistics against the table just read
+    for st in ("bound", "offered", "declined", "released", "expired"):
+        fig(f"whole-get-{st}", len(re.findall(rb"<(?:\w+:)?state>%s<" % st.encode(), r)), "leases")
+    r2, _ = s.rpc(get("<ip-pool><name>bench</name><statistics/></ip-pool>"), "pool statistics")
+    for k in ("used", "offered", "declined", "free"):
+        fig(f"stats-after-get-{k}", field(r2, k), "addresses")
     fig("commit-during-get-median-ms", median_ms(commits) if commits else "-", "ms")
     fig("commit-during-get-max-ms", f"{max(commits):.1f}" if commits else "-", "ms")
     fig("commits-during-get", len(commits), "commits")

@@ -166,7 +166,7 @@ ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" n
 
 echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table <get>s" >&2
 perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
-ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
+timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
     --key "$W/client_key" --secs $((ACK_SECS + 3)) >"$OUT/getloop.txt" &
 LOOP=$!
 sleep 1

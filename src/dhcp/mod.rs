@@ -22,7 +22,7 @@ pub mod config;
 pub mod handler;
 pub mod leases;
 pub mod network;
-pub(crate) mod os;
+mod os;
 pub mod peer;
 pub mod pool;
 pub mod replication;

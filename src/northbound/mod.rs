@@ -1186,14 +1186,16 @@ impl GetJob {
         filtered(&tree, self.filter.as_ref(), self.wd, None)
     }
 
-    /// Run on a thread of its own at the lowest priority (a whole lease
-    /// table takes seconds of CPU: DHCP serving and the other sessions go
-    /// first), answering on `reply`.
+    /// Run on a thread of its own (a whole lease table takes seconds of
+    /// CPU), answering on `reply`. At the normal priority: at nice 19 on
+    /// a busy machine a 100,000-lease read took 508 s, and commits still
+    /// stalled up to 7.7 s meanwhile (most likely waiting for a lock the
+    /// starved thread held, libyang's dictionary: not confirmed); the DHCP
+    /// actor has a thread of its own.
     fn spawn(self, reply: oneshot::Sender<RpcResult>) {
         let spawned = std::thread::Builder::new()
             .name("get".into())
             .spawn(move || {
-                crate::dhcp::os::background_priority();
                 let t0 = std::time::Instant::now();
                 let r = self.run();
                 tracing::debug!(us = t0.elapsed().as_micros() as u64, "get off the actor");
