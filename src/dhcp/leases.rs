@@ -418,6 +418,8 @@ pub struct LeaseTable {
     /// Statically bound addresses: not counted as used, offered or
     /// declined (a pool's `total` leaves them out).
     statics: HashSet<Ipv4Addr>,
+    /// Passes `retain` made over the table (configuration commits).
+    retain_passes: u64,
 }
 
 impl LeaseTable {
@@ -943,6 +945,7 @@ impl LeaseTable {
     /// Keep only leases that `keep` accepts (pool edits); returns the
     /// removed ones.
     pub fn retain(&mut self, mut keep: impl FnMut(&Lease) -> bool) -> Vec<Lease> {
+        self.retain_passes += 1;
         let drop: Vec<Ipv4Addr> = self
             .by_ip
             .values()
@@ -959,6 +962,11 @@ impl LeaseTable {
             self.drop_offer_at(ip);
         }
         drop.into_iter().filter_map(|ip| self.remove(ip)).collect()
+    }
+
+    /// How many passes over the table `retain` made.
+    pub fn retain_passes(&self) -> u64 {
+        self.retain_passes
     }
 
     /// Addresses whose lease or offer changed since the last call, each

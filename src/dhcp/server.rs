@@ -830,6 +830,9 @@ impl DhcpServer {
     fn apply_config(&mut self, cfg: Arc<DhcpConfig>) {
         // a pool the commit did not touch is the same Arc: keep its runtime
         let mut old = std::mem::take(&mut self.pools);
+        let old_empty = old.is_empty();
+        // pools replaced by this commit, as they were
+        let mut changed: Vec<(String, PoolRt)> = Vec::new();
         let pools: BTreeMap<String, PoolRt> = cfg
             .pools
             .iter()
@@ -837,7 +840,11 @@ impl DhcpServer {
                 let same = self.cfg.pools.get(n).is_some_and(|o| Arc::ptr_eq(o, p));
                 let mut rt = match old.remove(n) {
                     Some(rt) if same => rt,
-                    _ => PoolRt::from(&**p),
+                    Some(before) => {
+                        changed.push((n.clone(), before));
+                        PoolRt::from(&**p)
+                    }
+                    None => PoolRt::from(&**p),
                 };
                 rt.split = rt
                     .profile
@@ -847,9 +854,21 @@ impl DhcpServer {
                 (n.clone(), rt)
             })
             .collect();
-        let removed = self
-            .table
-            .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)));
+        // a pass over the leases only when an address may have left its
+        // pool: a pool removed, or one whose addresses changed (a commit
+        // of a lease time or an option must not cost a pass over 100,000
+        // leases); the first configuration checks what the store held
+        let passes = old_empty
+            || !old.is_empty()
+            || changed
+                .iter()
+                .any(|(n, before)| pools.get(n).is_none_or(|p| !p.same_addresses(before)));
+        let removed = if passes {
+            self.table
+                .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)))
+        } else {
+            Vec::new()
+        };
         if !removed.is_empty() {
             info!(
                 removed = removed.len(),
@@ -1208,11 +1227,30 @@ mod tests {
         let b = pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.20");
         srv.apply_config(cfg(vec![a.clone(), b.clone()]));
         assert_eq!(leases(&shared).len(), 3);
-        // an option edit of pool a keeps everything
+        // an option edit of pool a keeps everything, without a pass over
+        // the leases
+        let passes = srv.table.retain_passes();
         let mut a2 = a.clone();
         a2.dns_servers = vec![ip("10.0.0.53")];
-        srv.apply_config(cfg(vec![a2.clone(), b]));
+        a2.lease_time_s = 600;
+        srv.apply_config(cfg(vec![a2.clone(), b.clone()]));
         assert_eq!(leases(&shared).len(), 3);
+        assert_eq!(
+            srv.table.retain_passes(),
+            passes,
+            "no pass for an option edit"
+        );
+        // a pool added: no pass either; an excluded range: a pass
+        let c = pool("c", "10.2.0.0", "10.2.0.10", "10.2.0.20");
+        srv.apply_config(cfg(vec![a2.clone(), b.clone(), c]));
+        assert_eq!(srv.table.retain_passes(), passes);
+        let mut a2x = a2.clone();
+        a2x.excluded = vec![(ip("10.0.0.55"), ip("10.0.0.55"))];
+        srv.apply_config(cfg(vec![a2x, b.clone()]));
+        assert_eq!(srv.table.retain_passes(), passes + 1);
+        assert_eq!(leases(&shared).len(), 3);
+        a2.excluded = vec![];
+        srv.apply_config(cfg(vec![a2.clone(), b.clone()]));
         // shrink a (keeps .10, drops .50) and delete b
         let mut a3 = a2;
         a3.sections = vec![(ip("10.0.0.10"), ip("10.0.0.20"))];
