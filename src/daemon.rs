@@ -7,7 +7,8 @@
 //!                                ├─► northbound actor ─► subsystems (prepare/apply)
 //!                                ├─► vrrp actor (masters resign with priority 0)
 //!                                ├─► dhcp actor (+ socket task, lease writer thread)
-//!                                └─► backup services (one channel each; sessions closed)
+//!                                ├─► backup services (one channel each; sessions closed)
+//!                                └─► notification pump (runtimes' events ─► subscribed sessions)
 //! ```
 //! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
 //! and `panic = "abort"` in release builds), and an actor that ends before
@@ -25,6 +26,7 @@ use tracing::{error, info, warn};
 
 use crate::bootstrap::Bootstrap;
 use crate::netconf::ssh;
+use crate::northbound::notify::Bus;
 use crate::northbound::store::{StorageLock, Store};
 use crate::northbound::Northbound;
 
@@ -97,6 +99,13 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         dir: boot.storage.dir.display().to_string(),
         source,
     })?;
+    let (notifications, pump) =
+        Bus::open(Some(&boot.storage.dir), boot.netconf.notification_replay).map_err(|source| {
+            DaemonError::Storage {
+                dir: boot.storage.dir.display().to_string(),
+                source,
+            }
+        })?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
     let listener = ssh::bind(boot.netconf.listen).await?;
     crate::fault::announce();
@@ -108,7 +117,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         crate::dhcp::network::SERVER_PORT,
         shutdown.child_token(),
     )?;
+    let pump_task = tokio::spawn(pump.run(shutdown.child_token()));
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
+    vrrp.report_events(notifications.sink(), shutdown.child_token());
     let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
@@ -116,7 +127,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {
-        Ok(nb) => nb,
+        Ok(mut nb) => {
+            nb.set_notifications(notifications);
+            nb
+        }
         Err(e) => {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), vrrp_task).await;
@@ -131,6 +145,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let vrrp_task = supervise("vrrp", vrrp_task, &shutdown, &failed);
     let dhcp_task = supervise("dhcp", dhcp_task, &shutdown, &failed);
     let backup_task = supervise("backup", backup_task, &shutdown, &failed);
+    let _pump_task = supervise("notifications", pump_task, &shutdown, &failed);
 
     let signals = {
         let shutdown = shutdown.clone();

@@ -28,6 +28,7 @@ pub mod allowed;
 pub mod edit;
 pub mod error;
 pub mod filter;
+pub mod notify;
 pub mod ops;
 pub mod store;
 pub mod validate;
@@ -45,6 +46,7 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::{Config, Subsystem};
+use crate::event::Event;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
 use edit::{find_child, top_schema};
@@ -62,6 +64,7 @@ enum Request {
     },
     Unregister {
         session: u32,
+        reason: &'static str,
     },
     Rpc {
         session: u32,
@@ -75,6 +78,7 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU32>,
+    bus: notify::Bus,
 }
 
 impl Handle {
@@ -93,8 +97,15 @@ impl Handle {
             .unwrap_or_else(|_| self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    pub async fn unregister(&self, session: u32) {
-        let _ = self.tx.send(Request::Unregister { session }).await;
+    /// The session ended; `reason` as the session task returns it
+    /// ("close-session", "client left", ...), for netconf-session-end.
+    pub async fn unregister(&self, session: u32, reason: &'static str) {
+        let _ = self.tx.send(Request::Unregister { session, reason }).await;
+    }
+
+    /// The notification bus (create-subscription).
+    pub fn notifications(&self) -> &notify::Bus {
+        &self.bus
     }
 
     pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
@@ -174,6 +185,8 @@ pub struct Northbound {
     store: Store,
     subsystems: Vec<Box<dyn Subsystem>>,
     next_id: Arc<AtomicU32>,
+    /// Where the RFC 6470 notifications go.
+    bus: notify::Bus,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -274,6 +287,7 @@ impl Northbound {
             store,
             subsystems,
             next_id: Arc::new(AtomicU32::new(1)),
+            bus: notify::Bus::memory(),
         };
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
@@ -291,12 +305,19 @@ impl Northbound {
         Ok(nb)
     }
 
+    /// Send notifications to `bus` (the daemon's; a booted northbound has
+    /// one that nobody reads).
+    pub fn set_notifications(&mut self, bus: notify::Bus) {
+        self.bus = bus;
+    }
+
     /// Start the actor; it runs until `shutdown` fires.
     pub fn spawn(self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
         let handle = Handle {
             tx,
             next_id: self.next_id.clone(),
+            bus: self.bus.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -313,7 +334,9 @@ impl Northbound {
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
-                    let _ = self.rollback_pending();
+                    if self.rollback_pending(&None).is_ok() {
+                        self.confirmed_commit_event("timeout", &None, None);
+                    }
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -324,10 +347,23 @@ impl Northbound {
         match req {
             Request::Register { user, kill, reply } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                self.bus.emit(
+                    Event::new("/ietf-netconf-notifications:netconf-session-start")
+                        .leaf("username", &user)
+                        .leaf("session-id", id),
+                );
                 self.sessions.insert(id, SessionInfo { user, kill });
                 let _ = reply.send(id);
             }
-            Request::Unregister { session } => self.session_ended(session),
+            Request::Unregister { session, reason } => {
+                let reason = match reason {
+                    "close-session" => "closed",
+                    "client left" | "write failed" => "dropped",
+                    "bad hello" => "bad-hello",
+                    _ => "other",
+                };
+                self.session_ended(session, reason, None)
+            }
             Request::Rpc { session, op, reply } => {
                 if let Operation::BatchBackup {
                     service,
@@ -382,9 +418,20 @@ impl Northbound {
         });
     }
 
-    /// RFC 6241 §7.5/§8.4: what a session's end releases.
-    fn session_ended(&mut self, session: u32) {
-        self.sessions.remove(&session);
+    /// RFC 6241 §7.5/§8.4: what a session's end releases; RFC 6470
+    /// netconf-session-end says why it ended.
+    fn session_ended(&mut self, session: u32, reason: &str, killed_by: Option<u32>) {
+        let who = self.who(session);
+        if let Some(info) = self.sessions.remove(&session) {
+            let mut e = Event::new("/ietf-netconf-notifications:netconf-session-end")
+                .leaf("username", &info.user)
+                .leaf("session-id", session)
+                .leaf("termination-reason", reason);
+            if let Some(by) = killed_by {
+                e = e.leaf("killed-by", by);
+            }
+            self.bus.emit(e);
+        }
         let held: Vec<Datastore> = self
             .locks
             .iter()
@@ -414,7 +461,9 @@ impl Northbound {
                 "session of an unconfirmed commit ended: rolling back"
             );
             // a refusal is logged and retried
-            let _ = self.rollback_pending();
+            if self.rollback_pending(&who).is_ok() {
+                self.confirmed_commit_event("cancel", &who, None);
+            }
         }
     }
 
@@ -548,7 +597,7 @@ impl Northbound {
                 };
                 info.kill.cancel();
                 info!(session, killed = session_id, user = %info.user, "kill-session");
-                self.session_ended(session_id);
+                self.session_ended(session_id, "killed", Some(session));
                 Ok(Reply::Ok)
             }
             Operation::Commit(c) => self.commit(session, c),
@@ -577,6 +626,9 @@ impl Northbound {
                 version,
                 format,
             } => get_schema(&identifier, version.as_deref(), format.as_deref()),
+            Operation::CreateSubscription(_) => Err(vec![RpcError::operation_failed(
+                "create-subscription is carried out by the session",
+            )]),
             // carried out by its subsystem (see `call`)
             Operation::BatchBackup { service, .. } => Err(vec![RpcError::operation_failed(
                 format!("remote-backup-service '{service}': batch-backup is not an operation on the datastores"),
@@ -596,6 +648,15 @@ impl Northbound {
             panic!("fault point northbound-panic");
         }
         let mut tree = yang::dup(&self.running);
+        if selected.is_none_or(|sel| sel.contains(notify::STREAMS_NS)) {
+            let (parts, _) = yang::parse_state_entries(&self.bus.streams_xml());
+            for state in &parts {
+                if tree.merge(state).is_err() {
+                    warn!("cannot merge the notification streams");
+                }
+                yang::rewind(&mut tree);
+            }
+        }
         for s in &self.subsystems {
             let ns = s.namespaces();
             if let Some(sel) = selected {
@@ -841,6 +902,11 @@ impl Northbound {
                 };
                 self.store.write_confirm(&rec).map_err(io_error)?;
             }
+            let event = if self.pending.is_some() {
+                "extend"
+            } else {
+                "start"
+            };
             let p = match self.pending.take() {
                 Some(mut p) => {
                     p.deadline = deadline;
@@ -861,7 +927,9 @@ impl Northbound {
                     persist: c.persist.clone(),
                 },
             };
-            self.apply(new);
+            let who = self.who(session);
+            self.apply(new, &who);
+            self.confirmed_commit_event(event, &who, Some(c.confirm_timeout));
             info!(
                 session,
                 timeout = c.confirm_timeout,
@@ -873,11 +941,13 @@ impl Northbound {
             if p.persist.is_some() {
                 self.store.delete_confirm().map_err(io_error)?;
             }
-            self.apply(new);
+            let who = self.who(session);
+            self.apply(new, &who);
             self.pending = None;
+            self.confirmed_commit_event("complete", &who, None);
             info!(session, "confirmed commit confirmed");
         } else {
-            self.apply(new);
+            self.apply(new, &self.who(session));
             info!(session, "commit");
         }
         Ok(Reply::Ok)
@@ -917,7 +987,9 @@ impl Northbound {
                 }
             }
         }
-        self.rollback_pending()?;
+        let who = self.who(session);
+        self.rollback_pending(&who)?;
+        self.confirmed_commit_event("cancel", &who, None);
         Ok(Reply::Ok)
     }
 
@@ -925,7 +997,7 @@ impl Northbound {
     /// The rollback is installed before the persisted record goes, so that
     /// a refused rollback leaves the commit pending (and retried after
     /// `ROLLBACK_RETRY`), never the unconfirmed configuration forever.
-    fn rollback_pending(&mut self) -> Result<(), Vec<RpcError>> {
+    fn rollback_pending(&mut self, by: &Who) -> Result<(), Vec<RpcError>> {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
@@ -959,7 +1031,7 @@ impl Northbound {
                 error!(error = %e, "cannot remove the persisted confirmed commit");
             }
         }
-        self.apply(rollback);
+        self.apply(rollback, by);
         info!("confirmed commit rolled back");
         self.discard_candidate();
         Ok(())
@@ -978,7 +1050,10 @@ impl Northbound {
 
     /// Make a validated and prepared candidate the running configuration:
     /// apply on every subsystem, then install the trees.
-    fn apply(&mut self, new: validate::Validated) {
+    /// `by` made the change (None: the server itself), for the RFC 6470
+    /// netconf-config-change sent when running changed.
+    fn apply(&mut self, new: validate::Validated, by: &Who) {
+        let before = new.changed().then(|| yang::dup(&self.running));
         if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
@@ -987,11 +1062,75 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
+        if let Some(before) = before {
+            self.config_change_event(&before, by);
+        }
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
     }
 }
+
+impl Northbound {
+    /// A session and its user, for the RFC 6470 session parameters.
+    fn who(&self, session: u32) -> Who {
+        self.sessions
+            .get(&session)
+            .map(|i| (session, i.user.clone()))
+    }
+
+    /// RFC 6470 netconf-config-change: the edits that turned `before`
+    /// into running, from libyang's diff (the top node of each created,
+    /// deleted or replaced subtree).
+    fn config_change_event(&self, before: &DataTree<'static>, by: &Who) {
+        let diff = match before.diff(&self.running, yang2::data::DataDiffFlags::empty()) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = ?e, "no config-change notification: diff failed");
+                return;
+            }
+        };
+        let mut e = Event::new("/ietf-netconf-notifications:netconf-config-change");
+        e = match by {
+            Some((session, user)) => e
+                .leaf("changed-by/username", user)
+                .leaf("changed-by/session-id", session),
+            None => e.flag("changed-by/server"),
+        };
+        e = e.leaf("datastore", "running");
+        let mut edits = 0usize;
+        for (op, node) in diff.iter() {
+            edits += 1;
+            let op = match op {
+                yang2::data::DataDiffOp::Create => "create",
+                yang2::data::DataDiffOp::Delete => "delete",
+                yang2::data::DataDiffOp::Replace => "replace",
+            };
+            e = e
+                .leaf(format!("edit[{edits}]/target"), node.path())
+                .leaf(format!("edit[{edits}]/operation"), op);
+        }
+        if edits > 0 {
+            self.bus.emit(e);
+        }
+    }
+
+    /// RFC 6470 netconf-confirmed-commit; `by` is None for a timeout.
+    fn confirmed_commit_event(&self, event: &str, by: &Who, timeout: Option<u32>) {
+        let mut e = Event::new("/ietf-netconf-notifications:netconf-confirmed-commit");
+        if let Some((session, user)) = by {
+            e = e.leaf("username", user).leaf("session-id", session);
+        }
+        e = e.leaf("confirm-event", event);
+        if let Some(t) = timeout {
+            e = e.leaf("timeout", t);
+        }
+        self.bus.emit(e);
+    }
+}
+
+/// A session and its user; None is the server itself.
+type Who = Option<(u32, String)>;
 
 /// What an edit touched, for the next commit's validation.
 fn edit_scope(
@@ -1921,7 +2060,7 @@ mod tests {
             },
         )
         .unwrap();
-        nb.session_ended(1);
+        nb.session_ended(1, "dropped", None);
         let err = nb.operation(2, lock.clone()).unwrap_err();
         assert_eq!(err[0].tag, ErrorTag::LockDenied);
         nb.operation(2, Operation::DiscardChanges).unwrap();
