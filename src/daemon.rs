@@ -124,6 +124,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
     backup.hold_preemption(vrrp.preempt_holds());
+    backup.report_events(notifications.sink());
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {

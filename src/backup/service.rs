@@ -44,6 +44,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::event::{Event, EventSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -267,6 +268,8 @@ pub struct BackupSubsystem {
     hooks: Hooks,
     /// VRRP's preemption holds ([`BackupSubsystem::hold_preemption`]).
     holds: Option<PreemptHolds>,
+    /// Where the services report their sessions ([`BackupSubsystem::report_events`]).
+    events: EventSink,
 }
 
 /// Start the backup runtime (no service runs until a commit configures
@@ -289,12 +292,19 @@ pub fn start(shutdown: CancellationToken, hooks: Hooks) -> (BackupSubsystem, Joi
             roles: watch::channel(Roles::new()).0,
             hooks,
             holds: None,
+            events: EventSink::discard(),
         },
         task,
     )
 }
 
 impl BackupSubsystem {
+    /// Report each service's session going up or down as the
+    /// `channel-state-change` notification (services configured later).
+    pub fn report_events(&mut self, sink: EventSink) {
+        self.events = sink;
+    }
+
     /// Follow the VRRP groups' states: each profile's role is its group's.
     /// `states` reads every group's state now; `events` wakes us on each
     /// transition (a lagging receiver just reads the states again).
@@ -361,6 +371,7 @@ impl BackupSubsystem {
                 cmds: cmds_rx,
                 stop: stop.clone(),
                 previous,
+                events: self.events.clone(),
                 _done: self.done.clone(),
             })
             .instrument(span),
@@ -399,6 +410,7 @@ struct Task {
     cmds: mpsc::Receiver<ServiceCmd>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
+    events: EventSink,
     _done: mpsc::Sender<()>,
 }
 
@@ -509,6 +521,7 @@ async fn run_service(t: Task) {
         mut cmds,
         stop,
         previous,
+        events: sink,
         _done,
     } = t;
     if let Some(prev) = previous {
@@ -644,6 +657,12 @@ async fn run_service(t: Task) {
                     recheck = true;
                     end(&mut sync, &peer);
                     let up = *up;
+                    sink.emit(
+                        Event::new("/hotlease-remote-backup:channel-state-change")
+                            .leaf("service", &spec.service.name)
+                            .leaf("state", "up")
+                            .leaf("peer", up.remote.ip()),
+                    );
                     let agreed = accepted(&ours, &up);
                     info!(
                         id = up.id,
@@ -686,6 +705,13 @@ async fn run_service(t: Task) {
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
+                        sink.emit(
+                            Event::new("/hotlease-remote-backup:channel-state-change")
+                                .leaf("service", &spec.service.name)
+                                .leaf("state", "down")
+                                .leaf("peer", spec.service.peer)
+                                .leaf("reason", &reason),
+                        );
                         session = None;
                         end(&mut sync, &peer);
                         recheck = true;
