@@ -118,6 +118,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         shutdown.child_token(),
     )?;
     let pump_task = tokio::spawn(pump.run(shutdown.child_token()));
+    dhcp.report_events(notifications.sink());
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
     vrrp.report_events(notifications.sink(), shutdown.child_token());
     let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);

@@ -62,6 +62,7 @@ fn pool() -> Pool {
         server_identifier: Some(ip("10.9.0.1")),
         remote_backup_profile: None,
         static_binds: BTreeMap::from([(ip("10.9.0.200"), "02:00:00:00:00:07".to_string())]),
+        utilization_threshold: 90,
     }
 }
 

@@ -120,6 +120,8 @@ impl Enc {
             server_identifier,
             remote_backup_profile: _,
             static_binds,
+            // a local alarm setting: the partners may differ
+            utilization_threshold: _,
         } = p;
         self.str(name);
         self.addrs(gateways);

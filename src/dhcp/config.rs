@@ -54,6 +54,8 @@ pub struct Pool {
     pub server_identifier: Option<Ipv4Addr>,
     pub remote_backup_profile: Option<String>,
     pub static_binds: BTreeMap<Ipv4Addr, String>,
+    /// `utilization-threshold`, percent (pool-utilization notification).
+    pub utilization_threshold: u8,
 }
 
 #[cfg(test)]
@@ -79,6 +81,7 @@ impl Pool {
             server_identifier: None,
             remote_backup_profile: None,
             static_binds: BTreeMap::new(),
+            utilization_threshold: 90,
         }
     }
 }
@@ -182,6 +185,7 @@ pub(crate) fn pool(p: &Node<'_>) -> Result<Pool, ConfigError> {
         server_identifier: parse(p, "server-identifier")?,
         remote_backup_profile: leaf(p, "remote-backup-profile"),
         static_binds,
+        utilization_threshold: req(p, "utilization-threshold")?,
         name,
     })
 }

@@ -366,6 +366,10 @@ pub struct LeaseTable {
     reuse_none: HashMap<String, (u8, u64)>,
     /// Addresses whose lease or offer changed since `take_touched`.
     touched: Vec<Ipv4Addr>,
+    /// Leases in state bound, per pool (whatever their expiry: `expire`
+    /// turns them expired), kept as leases change: the pool-utilization
+    /// notification reads it at every change without a scan.
+    bound: HashMap<String, u64>,
 }
 
 impl LeaseTable {
@@ -429,6 +433,15 @@ impl LeaseTable {
     fn put(&mut self, lease: Lease, claim: bool, hold_off: bool) {
         let key = lease.key();
         if let Some(old) = self.by_ip.get(&lease.ip) {
+            if old.state == LeaseState::Bound {
+                let pool = old.pool.clone();
+                self.unbind(&pool);
+            }
+        }
+        if lease.state == LeaseState::Bound {
+            *self.bound.entry(lease.pool.clone()).or_default() += 1;
+        }
+        if let Some(old) = self.by_ip.get(&lease.ip) {
             let ok = old.key();
             if ok != key && self.by_client.get(&ok) == Some(&lease.ip) {
                 self.by_client.remove(&ok);
@@ -469,9 +482,26 @@ impl LeaseTable {
         self.reuse_none.remove(pool);
     }
 
+    fn unbind(&mut self, pool: &str) {
+        if let Some(n) = self.bound.get_mut(pool) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.bound.remove(pool);
+            }
+        }
+    }
+
+    /// Leases of `pool` in state bound.
+    pub fn bound(&self, pool: &str) -> u64 {
+        self.bound.get(pool).copied().unwrap_or(0)
+    }
+
     /// Remove the lease on `ip`.
     pub fn remove(&mut self, ip: Ipv4Addr) -> Option<Lease> {
         let l = Arc::unwrap_or_clone(self.by_ip.remove(&ip)?);
+        if l.state == LeaseState::Bound {
+            self.unbind(&l.pool);
+        }
         self.touched.push(ip);
         let k = l.key();
         if self.by_client.get(&k) == Some(&ip) {
@@ -773,6 +803,7 @@ impl LeaseTable {
             } else {
                 l.state = LeaseState::Expired;
                 let l = l.clone();
+                self.unbind(&l.pool);
                 self.freed(&l.pool);
                 changes.push(Change::Upsert(l.clone()));
                 events.push(LeaseEvent {
@@ -2422,6 +2453,32 @@ pub(crate) mod tests {
             _ => at + u64::from(l.lifetime),
         };
         l
+    }
+
+    #[test]
+    fn bound_leases_are_counted_per_pool_as_they_change() {
+        let mut t = LeaseTable::new();
+        let a = lease("10.0.0.1", 1, LeaseState::Bound, 100);
+        let mut b = lease("10.0.0.2", 2, LeaseState::Bound, 100);
+        t.insert(a.clone());
+        t.insert(b.clone());
+        assert_eq!(t.bound(&a.pool), 2);
+        // a renewal replaces the lease: still one
+        t.insert(a.clone());
+        assert_eq!(t.bound(&a.pool), 2);
+        b.state = LeaseState::Released;
+        t.insert(b.clone());
+        assert_eq!(t.bound(&a.pool), 1);
+        t.remove(b.ip);
+        assert_eq!(t.bound(&a.pool), 1);
+        let (_, events) = t.expire(a.expires);
+        assert_eq!(events.len(), 1);
+        assert_eq!(t.bound(&a.pool), 0);
+        // the partner's binding counts too
+        t.merge_peer(ver("10.0.0.3", 3, LeaseState::Bound, 1000));
+        assert_eq!(t.bound(&a.pool), 1);
+        t.remove(a.ip);
+        assert_eq!(t.bound(&a.pool), 1);
     }
 
     #[test]
