@@ -355,6 +355,7 @@ impl BackupSubsystem {
         let peer = PeerCell::default();
         let view = Arc::new(OnceLock::new());
         let sync = Arc::new(SyncView::default());
+        sync.report_to(&spec.service.name, self.events.clone());
         let (cmds, cmds_rx) = mpsc::channel(8);
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("backup_service", service = %spec.service.name);
