@@ -507,6 +507,18 @@ fn serve(hooks: &Hooks, ours: &[ProfileSpec], roles: &Roles) {
     }
 }
 
+/// A `channel-state-change` of `spec`'s service.
+fn channel_event(spec: &Spec, state: &str, reason: Option<&str>) -> Event {
+    let e = Event::new("/hotlease-remote-backup:channel-state-change")
+        .leaf("service", &spec.service.name)
+        .leaf("state", state)
+        .leaf("peer", spec.service.peer);
+    match reason {
+        Some(r) => e.leaf("reason", r),
+        None => e,
+    }
+}
+
 /// One service: run its channel until the service is deleted, replaced or
 /// the daemon stops; run the sync on each session it hands over.
 async fn run_service(t: Task) {
@@ -540,6 +552,8 @@ async fn run_service(t: Task) {
     let rep = hooks.replication();
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
+    // the session whose channel-state-change up was sent
+    let mut announced: Option<u64> = None;
     let mut sync: Option<SyncSession> = None;
     // counts what the peer misses until a session takes it over
     let mut sub: Option<Subscriber> = Some(rep.subscribe_from(rep.published()));
@@ -658,12 +672,12 @@ async fn run_service(t: Task) {
                     recheck = true;
                     end(&mut sync, &peer);
                     let up = *up;
-                    sink.emit(
-                        Event::new("/hotlease-remote-backup:channel-state-change")
-                            .leaf("service", &spec.service.name)
-                            .leaf("state", "up")
-                            .leaf("peer", up.remote.ip()),
-                    );
+                    if announced.take().is_some() {
+                        // its own Down has not arrived yet
+                        sink.emit(channel_event(&spec, "down", Some("replaced by a new session")));
+                    }
+                    sink.emit(channel_event(&spec, "up", None));
+                    announced = Some(up.id);
                     let agreed = accepted(&ours, &up);
                     info!(
                         id = up.id,
@@ -705,14 +719,13 @@ async fn run_service(t: Task) {
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
+                    // (a session this task ended itself is already None
+                    // here; the notification waits for the channel's word)
+                    if announced == Some(id) {
+                        announced = None;
+                        sink.emit(channel_event(&spec, "down", Some(&reason.to_string())));
+                    }
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
-                        sink.emit(
-                            Event::new("/hotlease-remote-backup:channel-state-change")
-                                .leaf("service", &spec.service.name)
-                                .leaf("state", "down")
-                                .leaf("peer", spec.service.peer)
-                                .leaf("reason", &reason),
-                        );
                         session = None;
                         end(&mut sync, &peer);
                         recheck = true;

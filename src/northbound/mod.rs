@@ -1053,7 +1053,20 @@ impl Northbound {
     /// `by` made the change (None: the server itself), for the RFC 6470
     /// netconf-config-change sent when running changed.
     fn apply(&mut self, new: validate::Validated, by: &Who) {
-        let before = new.changed().then(|| yang::dup(&self.running));
+        // what running held where it changes: the changed entries only
+        // when the commit changes only entries (a commit of one pool of
+        // thousands pays for that one)
+        let before = if !new.changed() {
+            None
+        } else if let Some(entries) = new.entries() {
+            let old: Vec<(yang::Entry, Option<EntryCopy>)> = entries
+                .iter()
+                .map(|e| (e.clone(), entry_copy(&self.running, e)))
+                .collect();
+            Some(Before::Entries(old))
+        } else {
+            Some(Before::Whole(yang::dup(&self.running)))
+        };
         if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
@@ -1062,9 +1075,20 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
-        if let Some(before) = before {
-            self.config_change_event(&before, by);
-        }
+        let edits = match before {
+            None => return,
+            Some(Before::Whole(old)) => diff_edits(&old, &self.running),
+            Some(Before::Entries(old)) => old
+                .into_iter()
+                .flat_map(|(e, old)| match (old, entry_copy(&self.running, &e)) {
+                    (None, None) => Vec::new(),
+                    (None, Some(new)) => vec![(new.path, "create")],
+                    (Some(old), None) => vec![(old.path, "delete")],
+                    (Some(old), Some(new)) => diff_edits(&old.tree, &new.tree),
+                })
+                .collect(),
+        };
+        self.config_change_event(edits, by);
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
@@ -1079,17 +1103,12 @@ impl Northbound {
             .map(|i| (session, i.user.clone()))
     }
 
-    /// RFC 6470 netconf-config-change: the edits that turned `before`
-    /// into running, from libyang's diff (the top node of each created,
-    /// deleted or replaced subtree).
-    fn config_change_event(&self, before: &DataTree<'static>, by: &Who) {
-        let diff = match before.diff(&self.running, yang2::data::DataDiffFlags::empty()) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = ?e, "no config-change notification: diff failed");
-                return;
-            }
-        };
+    /// RFC 6470 netconf-config-change: the edits (target path, edit
+    /// operation) of a change of running, when there are any.
+    fn config_change_event(&self, edits: Vec<(String, &'static str)>, by: &Who) {
+        if edits.is_empty() {
+            return;
+        }
         let mut e = Event::new("/ietf-netconf-notifications:netconf-config-change");
         e = match by {
             Some((session, user)) => e
@@ -1098,21 +1117,12 @@ impl Northbound {
             None => e.flag("changed-by/server"),
         };
         e = e.leaf("datastore", "running");
-        let mut edits = 0usize;
-        for (op, node) in diff.iter() {
-            edits += 1;
-            let op = match op {
-                yang2::data::DataDiffOp::Create => "create",
-                yang2::data::DataDiffOp::Delete => "delete",
-                yang2::data::DataDiffOp::Replace => "replace",
-            };
+        for (i, (target, op)) in edits.into_iter().enumerate() {
             e = e
-                .leaf(format!("edit[{edits}]/target"), node.path())
-                .leaf(format!("edit[{edits}]/operation"), op);
+                .leaf(format!("edit[{}]/target", i + 1), target)
+                .leaf(format!("edit[{}]/operation", i + 1), op);
         }
-        if edits > 0 {
-            self.bus.emit(e);
-        }
+        self.bus.emit(e);
     }
 
     /// RFC 6470 netconf-confirmed-commit; `by` is None for a timeout.
@@ -1126,6 +1136,59 @@ impl Northbound {
             e = e.leaf("timeout", t);
         }
         self.bus.emit(e);
+    }
+}
+
+/// Running before a change, as much as the change needs to be described.
+enum Before {
+    Whole(DataTree<'static>),
+    /// Each changed entry as it was (None: absent).
+    Entries(Vec<(yang::Entry, Option<EntryCopy>)>),
+}
+
+/// One list entry copied out of a tree (with its parents), and its path.
+struct EntryCopy {
+    path: String,
+    tree: DataTree<'static>,
+}
+
+fn entry_copy(tree: &DataTree<'static>, e: &yang::Entry) -> Option<EntryCopy> {
+    let key = yang::path_literal(&e.key)?;
+    let path = format!(
+        "{}/{}[{}={key}]",
+        e.list.container_path(),
+        e.list.list,
+        e.list.key
+    );
+    let node = tree.find_path(&path).ok()?;
+    Some(EntryCopy {
+        path: node.path(),
+        tree: node.duplicate(true).ok()?,
+    })
+}
+
+/// The edits that turn `before` into `after`, from libyang's diff: the
+/// top node of each created, deleted or replaced subtree.
+fn diff_edits(
+    before: &DataTree<'static>,
+    after: &DataTree<'static>,
+) -> Vec<(String, &'static str)> {
+    match before.diff(after, yang2::data::DataDiffFlags::empty()) {
+        Ok(d) => d
+            .iter()
+            .map(|(op, node)| {
+                let op = match op {
+                    yang2::data::DataDiffOp::Create => "create",
+                    yang2::data::DataDiffOp::Delete => "delete",
+                    yang2::data::DataDiffOp::Replace => "replace",
+                };
+                (node.path(), op)
+            })
+            .collect(),
+        Err(e) => {
+            warn!(error = ?e, "no config-change notification: diff failed");
+            Vec::new()
+        }
     }
 }
 
@@ -1668,6 +1731,120 @@ mod tests {
     /// A change of many pools is validated in parts on several threads
     /// (when the machine has several CPUs): the errors of every part are
     /// reported, and the committed result equals whole-tree validation.
+    /// netconf-config-change names what a commit changed, from the
+    /// changed entries alone on a commit of pools, from the whole tree
+    /// otherwise.
+    #[test]
+    fn config_change_names_each_edit() {
+        let (mut nb, _, _dir) = booted();
+        let (bus, mut pump) = notify::Bus::open(None, 0).unwrap();
+        let mut sub = bus
+            .subscribe(&notify::SubscribeRequest {
+                stream: notify::STREAM.into(),
+                filter: None,
+                start: None,
+                stop: None,
+            })
+            .unwrap();
+        nb.set_notifications(bus);
+        nb.sessions.insert(
+            1,
+            SessionInfo {
+                user: "ops".into(),
+                kill: CancellationToken::new(),
+            },
+        );
+        let mut commit = |nb: &mut Northbound, body: String| -> Vec<(String, String)> {
+            nb.operation(1, edit(&body)).unwrap();
+            nb.operation(1, Operation::Commit(Commit::default()))
+                .unwrap();
+            pump.drain();
+            let n = sub
+                .live
+                .as_mut()
+                .unwrap()
+                .try_recv()
+                .expect("a config change");
+            assert!(
+                sub.live.as_mut().unwrap().try_recv().is_err(),
+                "one per commit"
+            );
+            let root = xml::parse(&n.xml).unwrap();
+            assert_eq!(root.name, "netconf-config-change");
+            let by = root.elements().find(|e| e.name == "changed-by").unwrap();
+            assert_eq!(
+                by.elements().map(|e| e.text_trimmed()).collect::<Vec<_>>(),
+                ["ops", "1"]
+            );
+            root.elements()
+                .filter(|e| e.name == "edit")
+                .map(|e| {
+                    let f = |n: &str| e.elements().find(|c| c.name == n).unwrap().text_trimmed();
+                    (f("target"), f("operation"))
+                })
+                .collect()
+        };
+        let pools: String = (1..=3).map(|i| pool_xml(i, "")).collect();
+        let edits = commit(
+            &mut nb,
+            format!(r#"<dhcp-server xmlns="{DHCP}">{pools}</dhcp-server>"#),
+        );
+        let want: Vec<(String, String)> = (1..=3)
+            .map(|i| {
+                (
+                    format!("/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p{i}']"),
+                    "create".to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(edits, want);
+        // one pool's leaf, another pool added: two edits, nothing else
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}">{}{}</dhcp-server>"#,
+            pool_xml(2, "<lease-time>600</lease-time>"),
+            pool_xml(9, "")
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [
+                // a value set over the default is created (libyang's diff)
+                (
+                    "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p2']/dhcps:lease-time"
+                        .to_string(),
+                    "create".to_string()
+                ),
+                (
+                    "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p9']".to_string(),
+                    "create".to_string()
+                )
+            ]
+        );
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+            pool_xml(2, "<lease-time>700</lease-time>"),
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [(
+                "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p2']/dhcps:lease-time".to_string(),
+                "replace".to_string()
+            )]
+        );
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}" xmlns:nc="{NC_NS}"><ip-pool nc:operation="delete"><name>p1</name></ip-pool></dhcp-server>"#
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [(
+                "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p1']".to_string(),
+                "delete".to_string()
+            )]
+        );
+    }
+
     #[test]
     fn large_pool_commits_validate_in_parts() {
         let (mut nb, _, _dir) = booted();

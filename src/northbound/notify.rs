@@ -299,6 +299,16 @@ impl Pump {
     }
 }
 
+#[cfg(test)]
+impl Pump {
+    /// Publish every event queued so far (tests drive the pump by hand).
+    pub fn drain(&mut self) {
+        while let Ok(e) = self.rx.try_recv() {
+            self.bus.publish(&e);
+        }
+    }
+}
+
 /// What a `create-subscription` asks for, decoded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubscribeRequest {
@@ -396,7 +406,8 @@ impl Bus {
         Ok((bus.clone(), Pump { rx, bus }))
     }
 
-    /// A bus without a pump or a file (tests, `hotleased check`).
+    /// A bus without a pump or a file: what a northbound booted outside
+    /// the daemon (tests) sends to.
     pub fn memory() -> Bus {
         Bus::open(None, 0).expect("no file to open").0
     }
@@ -631,7 +642,6 @@ mod tests {
     fn rfc6470_notifications_validate() {
         let (bus, _pump) = Bus::open(None, 10).unwrap();
         let mut sub = bus.subscribe(&req(None, None)).unwrap();
-        let n = "/ietf-netconf-notifications:";
         let events = [
             Event::new("/ietf-netconf-notifications:netconf-config-change")
                 .leaf("changed-by/username", "admin")
@@ -679,7 +689,6 @@ mod tests {
                 assert!(got.xml.contains("<target xmlns:"), "{}", got.xml);
             }
         }
-        let _ = n;
     }
 
     #[test]
