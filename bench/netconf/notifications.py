@@ -171,12 +171,35 @@ def measure(probe: Session, peer_sock: socket.socket, n: int) -> list[float]:
     return lat
 
 
+def hold(ns: str, n: int) -> int:
+    """Open *n* subscribed sessions, say ready, keep them until stdin
+    closes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def subscriber(_):
+        s = Session(in_netns(ns, lambda: socket.create_connection(("127.0.0.1", 8830), timeout=60)))
+        s.subscribe()
+        return s
+
+    with ThreadPoolExecutor(16) as pool:
+        held = list(pool.map(subscriber, range(n)))
+    print("ready", flush=True)
+    sys.stdin.read()
+    for s in held:
+        s.close()
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hotleased", default=str(ROOT / "target" / "release" / "hotleased"))
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--transitions", type=int, default=200)
+    ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--netns", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.hold is not None:
+        return hold(args.netns, args.hold)
     if os.geteuid() != 0:
         print("run as root (network namespaces)", file=sys.stderr)
         return 2
@@ -184,6 +207,7 @@ def main() -> int:
     r, p = f"{tag}r", f"{tag}p"
     tmp = Path(tempfile.mkdtemp(prefix="hl-notif-bench-"))
     proc = None
+    holder = None
     sessions: list[Session] = []
     try:
         sh("ip", "netns", "add", r)
@@ -244,17 +268,16 @@ def main() -> int:
         # the others subscribe before the probe, which must be last
         probe.close()
         sessions.remove(probe)
+        # in a process of their own: their transport threads must not
+        # compete with the probe's for this interpreter
         t0 = time.monotonic()
-
-        def subscriber(_):
-            s = Session(connect())
-            s.subscribe()
-            return s
-
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(16) as pool:
-            sessions.extend(pool.map(subscriber, range(args.subscribers - 1)))
+        holder = subprocess.Popen(
+            [sys.executable, __file__, "--hold", str(args.subscribers - 1), "--netns", r],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        ready = holder.stdout.readline()
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"subscribers not ready: {ready!r}")
         opened = time.monotonic() - t0
         probe = Session(connect())
         sessions.append(probe)
@@ -266,8 +289,12 @@ def main() -> int:
         for k, v in results.items():
             print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}")
         print(f"# daemon alive: {proc.poll() is None}")
+        holder.stdin.close()
+        holder.wait(60)
         return 0
     finally:
+        if holder is not None and holder.poll() is None:
+            holder.kill()
         for s in sessions:
             try:
                 s.close()
