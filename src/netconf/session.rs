@@ -246,7 +246,7 @@ where
                 let active = sub.as_ref().expect("guarded");
                 let in_time = active.stop.is_none_or(|s| n.time <= s);
                 if in_time && active.filter.matches(&n) {
-                    if let Err(why) = send_or_stop(&mut writer, &n.message(), kill, &overflow).await {
+                    if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
                         return why;
                     }
                 }
@@ -254,7 +254,7 @@ where
             }
             _ = tokio::time::sleep(stop.map(until).unwrap_or_default()), if stop.is_some() => {
                 sub = None;
-                let done = notify::marker("notificationComplete").message();
+                let done = notify::marker("notificationComplete").message().to_string();
                 if let Err(why) = send_or_stop(&mut writer, &done, kill, &overflow).await {
                     return why;
                 }
@@ -354,10 +354,10 @@ fn subscribe(
         s.replay
             .iter()
             .filter(|n| s.filter.matches(n))
-            .map(|n| n.message()),
+            .map(|n| n.message().to_string()),
     );
     if s.replaying {
-        out.push(notify::marker("replayComplete").message());
+        out.push(notify::marker("replayComplete").message().to_string());
     }
     match s.live {
         Some(live) => {
@@ -368,7 +368,7 @@ fn subscribe(
                 live,
             });
         }
-        None => out.push(notify::marker("notificationComplete").message()),
+        None => out.push(notify::marker("notificationComplete").message().to_string()),
     }
     out
 }

@@ -54,20 +54,40 @@ pub struct Notification {
     pub time: DateTime<Utc>,
     /// The notification's element (content of `<notification>`).
     pub xml: String,
+    /// The whole `<notification>` message, printed once for every
+    /// session that sends it.
+    message: String,
+    /// `xml` parsed, once, by the first subtree filter that needs it.
+    parsed: std::sync::OnceLock<Option<Element>>,
 }
 
 impl Notification {
+    pub fn new(time: DateTime<Utc>, xml: String) -> Notification {
+        let message = format!(
+            "<notification xmlns=\"{NOTIF_NS}\"><eventTime>{}</eventTime>{xml}</notification>",
+            time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        );
+        Notification {
+            time,
+            xml,
+            message,
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
     fn event_time(&self) -> String {
         self.time.to_rfc3339_opts(SecondsFormat::Micros, true)
     }
 
     /// The `<notification>` message.
-    pub fn message(&self) -> String {
-        format!(
-            "<notification xmlns=\"{NOTIF_NS}\"><eventTime>{}</eventTime>{}</notification>",
-            self.event_time(),
-            self.xml
-        )
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn parsed(&self) -> Option<&Element> {
+        self.parsed
+            .get_or_init(|| xml::parse(&self.xml).ok())
+            .as_ref()
     }
 }
 
@@ -78,10 +98,7 @@ pub fn marker(name: &str) -> Notification {
         yang::notification_xml(&format!("/nc-notifications:{name}"), &[]).unwrap_or_else(|_| {
             format!("<{name} xmlns=\"urn:ietf:params:xml:ns:netmod:notification\"/>")
         });
-    Notification {
-        time: Utc::now(),
-        xml,
-    }
+    Notification::new(Utc::now(), xml)
 }
 
 /// The replay log: the last `cap` notifications, in memory and in a file
@@ -171,10 +188,10 @@ impl ReplayLog {
                     }
                     let parsed = line.split_once('\t').and_then(|(t, x)| {
                         let time = DateTime::parse_from_rfc3339(t).ok()?;
-                        Some(Notification {
-                            time: time.with_timezone(&Utc),
-                            xml: unescape_line(x),
-                        })
+                        Some(Notification::new(
+                            time.with_timezone(&Utc),
+                            unescape_line(x),
+                        ))
                     });
                     match parsed {
                         Some(n) => {
@@ -334,11 +351,11 @@ impl NotifFilter {
         match self {
             NotifFilter::All => true,
             NotifFilter::Subtree(f) => {
-                let Ok(root) = xml::parse(&n.xml) else {
+                let Some(root) = n.parsed() else {
                     return false;
                 };
                 let tops: Vec<&Element> = f.elements().collect();
-                !super::filter::apply(&tops, std::slice::from_ref(&root), &|_| None).is_empty()
+                !super::filter::apply(&tops, std::slice::from_ref(root), &|_| None).is_empty()
             }
             NotifFilter::XPath(expr) => match yang::parse_notification(&n.xml) {
                 Ok(tree) => {
@@ -438,10 +455,7 @@ impl Bus {
                 return;
             }
         };
-        let n = Arc::new(Notification {
-            time: DateTime::<Utc>::from(e.at),
-            xml,
-        });
+        let n = Arc::new(Notification::new(DateTime::<Utc>::from(e.at), xml));
         let mut st = self.state();
         st.log.push(n.clone());
         st.subs.retain(|s| match s.tx.try_send(n.clone()) {
@@ -634,8 +648,7 @@ mod tests {
         );
         assert!(n.xml.contains("<vrid>7</vrid>"));
         assert!(sub.live.as_mut().unwrap().try_recv().is_err());
-        let msg = n.message();
-        assert!(xml::parse(&msg).is_ok());
+        assert!(xml::parse(n.message()).is_ok());
     }
 
     #[test]
