@@ -17,9 +17,11 @@ process, one monotonic clock). The peer then falls silent and hotleased
 takes the group back after Master_Down_Interval (not measured).
 
 The probe is the last session to subscribe (the bus fans out in
-subscription order: the worst place). The other sessions subscribe and are
-never read during the run (their SSH windows hold the few notifications
-sent). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
+subscription order: the worst place). The other sessions live in a second
+process, which is stopped (SIGSTOP) while the probe measures: their SSH
+windows (2 MB) hold the few notifications sent, and 999 paramiko threads
+decrypting each one in Python would otherwise take the two CPUs from the
+daemon (--holders-run leaves them running). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import ctypes
 import ipaddress
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -195,6 +198,8 @@ def main() -> int:
     ap.add_argument("--hotleased", default=str(ROOT / "target" / "release" / "hotleased"))
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--transitions", type=int, default=200)
+    ap.add_argument("--holders-run", action="store_true",
+                    help="leave the other subscribers' process running while measuring")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--netns", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -279,10 +284,16 @@ def main() -> int:
         if ready.strip() != b"ready":
             raise RuntimeError(f"subscribers not ready: {ready!r}")
         opened = time.monotonic() - t0
+        # stopped while measuring: 999 paramiko transport threads decrypting
+        # every notification in Python would take the CPUs from the daemon
+        # (the daemon's writes go to their SSH windows, 2 MB each)
+        if not args.holders_run:
+            holder.send_signal(signal.SIGSTOP)
         probe = Session(connect())
         sessions.append(probe)
         probe.subscribe()
         results[args.subscribers] = measure(probe, peer_sock, args.transitions)
+        holder.send_signal(signal.SIGCONT)
         print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
         print("subscribers  p50_ms  p99_ms  max_ms")
@@ -294,6 +305,7 @@ def main() -> int:
         return 0
     finally:
         if holder is not None and holder.poll() is None:
+            holder.send_signal(signal.SIGCONT)
             holder.kill()
         for s in sessions:
             try:
