@@ -131,6 +131,11 @@ pub struct NetconfSettings {
     /// NETCONF sessions ended and their locks released (ClientAliveCountMax).
     #[serde(default = "keepalive_count_by_default")]
     pub keepalive_count: usize,
+    /// Notifications of the NETCONF stream kept for replay (RFC 5277
+    /// startTime), in the storage directory across restarts; 0 keeps none
+    /// (the stream then announces no replay support).
+    #[serde(default = "notification_replay_by_default")]
+    pub notification_replay: usize,
     #[serde(default)]
     pub user: Vec<User>,
 }
@@ -160,6 +165,12 @@ fn keepalive_interval_by_default() -> u64 {
 
 fn keepalive_count_by_default() -> usize {
     3
+}
+
+// A day of a busy router's state changes and commits; a record is a few
+// hundred bytes, the log at most twice this many records on disk.
+fn notification_replay_by_default() -> usize {
+    10_000
 }
 
 /// `[[netconf.user]]`: one NETCONF user with a password hash and/or keys.
@@ -320,6 +331,7 @@ mod tests {
         assert_eq!(b.netconf.user[0].name, "admin");
         assert_eq!(b.netconf.max_unauthenticated, 128);
         assert_eq!(b.netconf.login_grace_time, 30);
+        assert_eq!(b.netconf.notification_replay, 10_000);
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!                                ├─► dhcp actor (+ socket task, lease writer thread)
 //!                                ├─► backup services (one channel each; sessions closed)
 //!                                └─► metrics endpoint (`[metrics]`: GET /metrics, reads the others' counters)
+//!                                └─► notification pump (runtimes' events ─► subscribed sessions)
 //! ```
 //! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
 //! and `panic = "abort"` in release builds), and an actor that ends before
@@ -26,6 +27,7 @@ use tracing::{error, info, warn};
 
 use crate::bootstrap::Bootstrap;
 use crate::netconf::ssh;
+use crate::northbound::notify::Bus;
 use crate::northbound::store::{StorageLock, Store};
 use crate::northbound::Northbound;
 
@@ -109,6 +111,13 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         Some(m) => Some(crate::metrics::bind(m.listen).await?),
         None => None,
     };
+    let (notifications, pump) =
+        Bus::open(Some(&boot.storage.dir), boot.netconf.notification_replay).map_err(|source| {
+            DaemonError::Storage {
+                dir: boot.storage.dir.display().to_string(),
+                source,
+            }
+        })?;
     crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
@@ -118,7 +127,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         crate::dhcp::network::SERVER_PORT,
         shutdown.child_token(),
     )?;
+    let pump_task = tokio::spawn(pump.run(shutdown.child_token()));
+    dhcp.report_events(notifications.sink());
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
+    vrrp.report_events(notifications.sink(), shutdown.child_token());
     let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
@@ -128,10 +140,14 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         Box::new(vrrp.metrics_reader()) as crate::metrics::VrrpReader,
         backup.metrics(),
     );
+    backup.report_events(notifications.sink());
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {
-        Ok(nb) => nb,
+        Ok(mut nb) => {
+            nb.set_notifications(notifications);
+            nb
+        }
         Err(e) => {
             shutdown.cancel();
             let _ = tokio::time::timeout(Duration::from_secs(2), vrrp_task).await;
@@ -158,6 +174,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         let task = tokio::spawn(crate::metrics::serve(listener, registry, shutdown.clone()));
         supervise("metrics", task, &shutdown, &failed)
     });
+    let _pump_task = supervise("notifications", pump_task, &shutdown, &failed);
 
     let signals = {
         let shutdown = shutdown.clone();

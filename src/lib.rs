@@ -18,6 +18,7 @@ pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod dhcp;
+pub mod event;
 pub mod fault;
 pub mod metrics;
 pub mod netconf;

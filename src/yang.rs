@@ -90,6 +90,33 @@ pub const MODULES: &[Module] = &[
         text: include_str!("../yang/hotlease-dhcp-server.yang"),
         implemented: true,
     },
+    // RFC 5277 (create-subscription, the stream list) and RFC 6470 (the
+    // base notifications): the notifications we send are built and
+    // validated against them (`notification_xml`).
+    Module {
+        name: "notifications",
+        revision: "2008-07-14",
+        namespace: "urn:ietf:params:xml:ns:netconf:notification:1.0",
+        prefix: "ncEvent",
+        text: include_str!("../yang/ietf/notifications@2008-07-14.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "nc-notifications",
+        revision: "2008-07-14",
+        namespace: "urn:ietf:params:xml:ns:netmod:notification",
+        prefix: "manageEvent",
+        text: include_str!("../yang/ietf/nc-notifications@2008-07-14.yang"),
+        implemented: true,
+    },
+    Module {
+        name: "ietf-netconf-notifications",
+        revision: "2012-02-06",
+        namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-notifications",
+        prefix: "ncn",
+        text: include_str!("../yang/ietf/ietf-netconf-notifications@2012-02-06.yang"),
+        implemented: true,
+    },
 ];
 
 /// The features of ietf-netconf the server implements (RFC 6241 §8: the
@@ -306,6 +333,87 @@ pub fn rewind(tree: &mut DataTree<'static>) {
         };
         *tree = DataTree::from_raw(context(), first);
     }
+}
+
+/// Build a notification with libyang: `path` is `/module:name`, `leaves`
+/// are paths relative to it with their values (JSON-form values, as
+/// libyang takes them: an instance-identifier names modules, not XML
+/// prefixes); the result is validated as a notification (mandatory leaves,
+/// `when`, types) and printed as one XML element on one line.
+pub fn notification_xml(
+    path: &str,
+    leaves: &[(String, Option<String>)],
+) -> Result<String, Vec<LyError>> {
+    clear_errors();
+    let mut tree = DataTree::new(context());
+    tree.new_path(path, None, false)
+        .map_err(|e| errors_of(e, "bad notification path"))?;
+    for (leaf, value) in leaves {
+        tree.new_path(&format!("{path}/{leaf}"), value.as_deref(), false)
+            .map_err(|e| errors_of(e, "bad notification leaf"))?;
+    }
+    rewind(&mut tree);
+    // An instance-identifier (RFC 6470's edit targets) must name an
+    // instance of the data tree given to the validation; a notification
+    // about a deletion names one that no longer exists. Such leaves are
+    // checked against the schema when created (new_path above), and the
+    // rest of the notification is validated without them.
+    let mut check = dup(&tree);
+    let instance_ids: Vec<String> = check
+        .traverse()
+        .filter(|n| {
+            n.schema().leaf_type().map(|t| t.base_type())
+                == Some(yang2::schema::DataValueType::InstanceId)
+        })
+        .map(|n| n.path())
+        .collect();
+    for p in &instance_ids {
+        let _ = check.remove(p);
+    }
+    // SAFETY: `check` owns a live notification tree; validation only reads
+    // it and may add default nodes to it (diff output not requested).
+    let rc = unsafe {
+        ffi::lyd_validate_op(
+            check.raw(),
+            std::ptr::null(),
+            ffi::lyd_type::LYD_TYPE_NOTIF_YANG,
+            std::ptr::null_mut(),
+        )
+    };
+    if rc != ffi::LY_ERR::LY_SUCCESS {
+        let mut errs = take_errors();
+        if errs.is_empty() {
+            errs.push(LyError {
+                vecode: 0,
+                message: format!("notification {path} is invalid"),
+                path: None,
+                apptag: None,
+            });
+        }
+        return Err(errs);
+    }
+    Ok(tree
+        .print_string(
+            DataFormat::XML,
+            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default())
+}
+
+/// Parse a notification printed by `notification_xml` back into a tree
+/// (for XPath filters of subscriptions).
+pub fn parse_notification(xml: &str) -> Result<DataTree<'static>, Vec<LyError>> {
+    clear_errors();
+    let data = format!("{xml}\0");
+    DataTree::parse_op_string(
+        context(),
+        data.as_bytes(),
+        DataFormat::XML,
+        yang2::data::DataOperation::NotificationYang,
+    )
+    .map_err(|e| errors_of(e, "notification cannot be parsed"))
 }
 
 /// Parse XML configuration data (no validation: the caller validates the

@@ -93,6 +93,7 @@ fn pool() -> Pool {
         sections: vec![(ip("10.9.0.10"), ip("10.9.0.250"))],
         excluded: Vec::new(),
         shared_network: None,
+        utilization_threshold: 90,
         dns_servers: vec![ip("10.9.0.53")],
         domain_name: None,
         lease_time_s: 600,

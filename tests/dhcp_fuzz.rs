@@ -63,6 +63,7 @@ fn pool() -> Pool {
         remote_backup_profile: None,
         static_binds: BTreeMap::from([(ip("10.9.0.200"), "02:00:00:00:00:07".to_string())]),
         shared_network: None,
+        utilization_threshold: 90,
     }
 }
 

@@ -121,6 +121,8 @@ impl Enc {
             remote_backup_profile: _,
             static_binds,
             shared_network,
+            // a local alarm setting: the partners may differ
+            utilization_threshold: _,
         } = p;
         self.str(name);
         self.addrs(gateways);

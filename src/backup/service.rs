@@ -44,6 +44,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
+use crate::event::{Event, EventSink};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -269,6 +270,8 @@ pub struct BackupSubsystem {
     holds: Option<PreemptHolds>,
     /// The services as the metrics endpoint reads them.
     metrics: MetricsReader,
+    /// Where the services report their sessions ([`BackupSubsystem::report_events`]).
+    events: EventSink,
 }
 
 /// One service's channel and sync figures, as the metrics endpoint reads
@@ -341,6 +344,7 @@ pub fn start(shutdown: CancellationToken, hooks: Hooks) -> (BackupSubsystem, Joi
             hooks,
             holds: None,
             metrics: MetricsReader::default(),
+            events: EventSink::discard(),
         },
         task,
     )
@@ -350,6 +354,12 @@ impl BackupSubsystem {
     /// The services as the metrics endpoint reads them.
     pub fn metrics(&self) -> MetricsReader {
         self.metrics.clone()
+    }
+
+    /// Report each service's session going up or down as the
+    /// `channel-state-change` notification (services configured later).
+    pub fn report_events(&mut self, sink: EventSink) {
+        self.events = sink;
     }
 
     /// Follow the VRRP groups' states: each profile's role is its group's.
@@ -402,6 +412,7 @@ impl BackupSubsystem {
         let peer = PeerCell::default();
         let view = Arc::new(OnceLock::new());
         let sync = Arc::new(SyncView::default());
+        sync.report_to(&spec.service.name, self.events.clone());
         let (cmds, cmds_rx) = mpsc::channel(8);
         let stop = self.shutdown.child_token();
         let span = tracing::info_span!("backup_service", service = %spec.service.name);
@@ -418,6 +429,7 @@ impl BackupSubsystem {
                 cmds: cmds_rx,
                 stop: stop.clone(),
                 previous,
+                events: self.events.clone(),
                 _done: self.done.clone(),
             })
             .instrument(span),
@@ -456,6 +468,7 @@ struct Task {
     cmds: mpsc::Receiver<ServiceCmd>,
     stop: CancellationToken,
     previous: Option<JoinHandle<()>>,
+    events: EventSink,
     _done: mpsc::Sender<()>,
 }
 
@@ -551,6 +564,18 @@ fn serve(hooks: &Hooks, ours: &[ProfileSpec], roles: &Roles) {
     }
 }
 
+/// A `channel-state-change` of `spec`'s service.
+fn channel_event(spec: &Spec, state: &str, reason: Option<&str>) -> Event {
+    let e = Event::new("/hotlease-remote-backup:channel-state-change")
+        .leaf("service", &spec.service.name)
+        .leaf("state", state)
+        .leaf("peer", spec.service.peer);
+    match reason {
+        Some(r) => e.leaf("reason", r),
+        None => e,
+    }
+}
+
 /// One service: run its channel until the service is deleted, replaced or
 /// the daemon stops; run the sync on each session it hands over.
 async fn run_service(t: Task) {
@@ -566,6 +591,7 @@ async fn run_service(t: Task) {
         mut cmds,
         stop,
         previous,
+        events: sink,
         _done,
     } = t;
     if let Some(prev) = previous {
@@ -583,6 +609,8 @@ async fn run_service(t: Task) {
     let rep = hooks.replication();
     let _ = view.set(channel.view());
     let mut session: Option<(u64, Session)> = None;
+    // the session whose channel-state-change up was sent
+    let mut announced: Option<u64> = None;
     let mut sync: Option<SyncSession> = None;
     // counts what the peer misses until a session takes it over
     let mut sub: Option<Subscriber> = Some(rep.subscribe_from(rep.published()));
@@ -701,6 +729,12 @@ async fn run_service(t: Task) {
                     recheck = true;
                     end(&mut sync, &peer);
                     let up = *up;
+                    if announced.take().is_some() {
+                        // its own Down has not arrived yet
+                        sink.emit(channel_event(&spec, "down", Some("replaced by a new session")));
+                    }
+                    sink.emit(channel_event(&spec, "up", None));
+                    announced = Some(up.id);
                     let agreed = accepted(&ours, &up);
                     info!(
                         id = up.id,
@@ -742,6 +776,12 @@ async fn run_service(t: Task) {
                 }
                 Some(ChannelEvent::Down { id, reason }) => {
                     debug!(id, %reason, "session gone");
+                    // (a session this task ended itself is already None
+                    // here; the notification waits for the channel's word)
+                    if announced == Some(id) {
+                        announced = None;
+                        sink.emit(channel_event(&spec, "down", Some(&reason.to_string())));
+                    }
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
                         end(&mut sync, &peer);

@@ -269,3 +269,47 @@ fn a_takeover_is_a_role_turning_master_while_the_peer_was() {
     set_peer(&peer, |p| *p = None);
     assert!(took_over(&ours, &old, &new, &peer).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_up_and_down_are_reported_as_notifications() {
+    let port = free_port();
+    let shutdown = CancellationToken::new();
+    let (ha, _da) = dhcp(&shutdown);
+    let (hb, _db) = dhcp(&shutdown);
+    let (mut a, _a_task) = start(shutdown.child_token(), ha);
+    let (mut b, _b_task) = start(shutdown.child_token(), hb);
+    let (sink, mut events) = EventSink::channel();
+    a.report_events(sink);
+    let a1 = config(&[service("s1", A, B, port)]);
+    let b1 = config(&[service("s1", B, A, port)]);
+    a.apply(&Config::default(), &a1);
+    b.apply(&Config::default(), &b1);
+    let up = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("an up event")
+        .unwrap();
+    let leaf = |e: &Event, name: &str| {
+        e.leaves
+            .iter()
+            .find(|(p, _)| p == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(
+        up.notification,
+        "/hotlease-remote-backup:channel-state-change"
+    );
+    assert_eq!(leaf(&up, "service").as_deref(), Some("s1"));
+    assert_eq!(leaf(&up, "state").as_deref(), Some("up"));
+    assert_eq!(leaf(&up, "peer").as_deref(), Some("127.0.0.2"));
+    crate::yang::notification_xml(up.notification, &up.leaves).expect("valid YANG");
+    // the peer's service goes away: down, with the reason
+    b.apply(&b1, &Config::default());
+    let down = tokio::time::timeout(Duration::from_secs(10), events.recv())
+        .await
+        .expect("a down event")
+        .unwrap();
+    assert_eq!(leaf(&down, "state").as_deref(), Some("down"));
+    assert!(leaf(&down, "reason").is_some_and(|r| !r.is_empty()));
+    crate::yang::notification_xml(down.notification, &down.leaves).expect("valid YANG");
+    shutdown.cancel();
+}

@@ -57,6 +57,7 @@ use crate::dhcp::peer::{Applied, PeerRefusal, PeerUpdate};
 use crate::dhcp::replication::{GateStats, Replicated, Subscriber};
 use crate::dhcp::server::Out;
 use crate::dhcp::Hooks;
+use crate::event::{Event, EventSink};
 use crate::vrrp::hold::PreemptHolds;
 
 /// Frames sent and not acknowledged at most: beyond, the log waits (the
@@ -165,6 +166,9 @@ pub struct SyncView {
     /// with its next batch backup from this router.
     pub unsent_down: AtomicU64,
     inner: Mutex<ViewInner>,
+    /// The service's name and where its batch-backup-done goes (set once
+    /// by the service task).
+    report: std::sync::OnceLock<(String, EventSink)>,
 }
 
 #[derive(Debug, Default)]
@@ -190,6 +194,33 @@ pub struct ProfileView {
 }
 
 impl SyncView {
+    /// Report this service's completed batch backups to `sink`.
+    pub fn report_to(&self, service: &str, sink: EventSink) {
+        let _ = self.report.set((service.to_string(), sink));
+    }
+
+    /// The `batch-backup-done` notification.
+    fn batch_done(&self, profiles: &[String], counts: &BatchCounts, took: Duration) {
+        let Some((service, sink)) = self.report.get() else {
+            return;
+        };
+        let mut e =
+            Event::new("/hotlease-remote-backup:batch-backup-done").leaf("service", service);
+        for (i, p) in profiles.iter().enumerate() {
+            e = e.leaf(format!("profile[{}]", i + 1), p);
+        }
+        sink.emit(
+            e.leaf("received", counts.received)
+                .leaf("taken", counts.taken)
+                .leaf("sent", counts.sent)
+                .leaf("refused", counts.refused)
+                .leaf(
+                    "duration",
+                    u32::try_from(took.as_millis()).unwrap_or(u32::MAX),
+                ),
+        );
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ViewInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -763,6 +794,7 @@ impl SyncSession {
             counts: p.counts,
             duration: Some(took),
         });
+        self.view.batch_done(&p.names, &p.counts, took);
         self.send(Message::BatchDone(BatchDone {
             batch: p.batch,
             counts: p.counts,

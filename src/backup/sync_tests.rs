@@ -124,6 +124,8 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     vrrp.apply(&Config::default(), &cfg);
     let (mut a, _a_task) = start(shutdown.child_token(), hooks.clone());
     a.hold_preemption(vrrp.preempt_holds());
+    let (sink, mut notifications) = crate::event::EventSink::channel();
+    a.report_events(sink);
     a.apply(&Config::default(), &cfg);
     // held from the start: this router lacks the peer's leases
     let xml = a.state_xml();
@@ -172,6 +174,31 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     };
     // every lease of the peer is here: VRRP may preempt
     assert!(a.state_xml().contains("<preempt-hold>false</preempt-hold>"));
+    // and the batch-backup-done notification says so (after the
+    // session's channel-state-change up)
+    let done_event = loop {
+        let e = tokio::time::timeout(WITHIN, notifications.recv())
+            .await
+            .expect("a notification")
+            .unwrap();
+        crate::yang::notification_xml(e.notification, &e.leaves).expect("valid YANG");
+        if e.notification == "/hotlease-remote-backup:batch-backup-done" {
+            break e;
+        }
+    };
+    let leaf = |name: &str| {
+        done_event
+            .leaves
+            .iter()
+            .find(|(p, _)| p == name)
+            .and_then(|(_, v)| v.clone())
+    };
+    assert_eq!(leaf("service").as_deref(), Some("s1"));
+    assert_eq!(leaf("profile[1]").as_deref(), Some("rbp1"));
+    assert_eq!(
+        (leaf("received"), leaf("taken"), leaf("refused")),
+        (Some("2".into()), Some("1".into()), Some("1".into()))
+    );
     assert_eq!(
         (done.batch, done.counts),
         (

@@ -59,6 +59,8 @@ pub struct Pool {
     pub static_binds: BTreeMap<Ipv4Addr, String>,
     /// Pools of one link (a multi-netted segment behind one relay).
     pub shared_network: Option<String>,
+    /// `utilization-threshold`, percent (pool-utilization notification).
+    pub utilization_threshold: u8,
 }
 
 #[cfg(test)]
@@ -85,6 +87,7 @@ impl Pool {
             remote_backup_profile: None,
             static_binds: BTreeMap::new(),
             shared_network: None,
+            utilization_threshold: 90,
         }
     }
 }
@@ -189,6 +192,7 @@ pub(crate) fn pool(p: &Node<'_>) -> Result<Pool, ConfigError> {
         remote_backup_profile: leaf(p, "remote-backup-profile"),
         static_binds,
         shared_network: leaf(p, "shared-network"),
+        utilization_threshold: req(p, "utilization-threshold")?,
         name,
     })
 }

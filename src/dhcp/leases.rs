@@ -620,6 +620,12 @@ impl LeaseTable {
         self.reuse_none.remove(pool);
     }
 
+    /// Leases of `pool` in state bound (whatever their expiry: `expire`
+    /// turns them expired), from the kept counts.
+    pub fn bound(&self, pool: &str) -> u64 {
+        self.counts(pool).states[LeaseState::Bound.index()]
+    }
+
     /// Remove the lease on `ip`.
     pub fn remove(&mut self, ip: Ipv4Addr) -> Option<Lease> {
         if !self.by_ip.contains_key(&ip) {
@@ -2647,6 +2653,32 @@ pub(crate) mod tests {
             _ => at + u64::from(l.lifetime),
         };
         l
+    }
+
+    #[test]
+    fn bound_leases_are_counted_per_pool_as_they_change() {
+        let mut t = LeaseTable::new();
+        let a = lease("10.0.0.1", 1, LeaseState::Bound, 100);
+        let mut b = lease("10.0.0.2", 2, LeaseState::Bound, 100);
+        t.insert(a.clone());
+        t.insert(b.clone());
+        assert_eq!(t.bound(&a.pool), 2);
+        // a renewal replaces the lease: still one
+        t.insert(a.clone());
+        assert_eq!(t.bound(&a.pool), 2);
+        b.state = LeaseState::Released;
+        t.insert(b.clone());
+        assert_eq!(t.bound(&a.pool), 1);
+        t.remove(b.ip);
+        assert_eq!(t.bound(&a.pool), 1);
+        let (_, events) = t.expire(a.expires);
+        assert_eq!(events.len(), 1);
+        assert_eq!(t.bound(&a.pool), 0);
+        // the partner's binding counts too
+        t.merge_peer(ver("10.0.0.3", 3, LeaseState::Bound, 1000));
+        assert_eq!(t.bound(&a.pool), 1);
+        t.remove(a.ip);
+        assert_eq!(t.bound(&a.pool), 1);
     }
 
     #[test]

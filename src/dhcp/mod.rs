@@ -40,6 +40,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, ConfigError, Selected, StateReader, Subsystem};
+use crate::event::{Event, EventSink};
 use crate::xml::escape_text;
 use leases::{Lease, StoreError};
 use server::{Command, Counters, DhcpServer, Replication, Shared, View};
@@ -198,6 +199,39 @@ impl DhcpSubsystem {
     pub fn metrics(&self) -> MetricsReader {
         MetricsReader::new(self.shared.counters.clone(), self.shared.snapshot.clone())
     }
+
+    /// Report pool exhaustion, utilization-threshold crossings and lease
+    /// conflicts after a split brain as notifications to `sink`.
+    pub fn report_events(&self, sink: EventSink) {
+        let _ = self.cmd.send(Command::ReportEvents(sink));
+    }
+}
+
+/// `pool-exhausted`.
+fn pool_exhausted_event(pool: &str, total: u64) -> Event {
+    Event::new("/hotlease-dhcp-server:pool-exhausted")
+        .leaf("pool", pool)
+        .leaf("total", total.min(u64::from(u32::MAX)))
+}
+
+/// `pool-utilization`: `above` is a rising crossing.
+fn pool_utilization_event(pool: &str, above: bool, used: u64, total: u64, threshold: u8) -> Event {
+    Event::new("/hotlease-dhcp-server:pool-utilization")
+        .leaf("pool", pool)
+        .leaf("direction", if above { "rising" } else { "falling" })
+        .leaf("used", used.min(u64::from(u32::MAX)))
+        .leaf("total", total.min(u64::from(u32::MAX)))
+        .leaf("threshold", threshold)
+}
+
+/// `lease-conflict`: `kept` keeps the address, `lost`'s client loses it.
+fn lease_conflict_event(kept: &Lease, lost: &Lease) -> Event {
+    Event::new("/hotlease-dhcp-server:lease-conflict")
+        .leaf("pool", &kept.pool)
+        .leaf("ip-address", kept.ip)
+        .leaf("kept-mac-address", mac6(&kept.hw))
+        .leaf("lost-mac-address", mac6(&lost.hw))
+        .leaf("kept-origin", kept.origin.as_str())
 }
 
 impl Subsystem for DhcpSubsystem {

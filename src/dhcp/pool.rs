@@ -100,6 +100,8 @@ pub struct PoolRt {
     /// only when it has none left (`None`: no split). Set by the actor
     /// from its profile, not by configuration.
     pub split: Option<Half>,
+    /// `utilization-threshold`, percent.
+    pub threshold: u8,
 }
 
 impl From<&Pool> for PoolRt {
@@ -174,6 +176,7 @@ impl From<&Pool> for PoolRt {
                 .collect(),
             profile: p.remote_backup_profile.clone(),
             split: None,
+            threshold: p.utilization_threshold,
         }
     }
 }

@@ -40,7 +40,7 @@
 //! client sees at ordinary rates is the fsync's and the partner's, not a
 //! wait in the socket), above it the wake-ups are paced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -60,6 +60,7 @@ use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::peer::{Applied, PeerRefusal, PeerUpdate};
 use super::pool::{Half, PoolRt};
 use super::replication::{self, Publisher, ReleaseMsg};
+use crate::event::EventSink;
 
 /// Commands to the actor.
 #[derive(Debug)]
@@ -84,6 +85,9 @@ pub enum Command {
     /// Split brain: the pools of `profile` take new addresses from `half`
     /// first (`None`: no split).
     Split { profile: String, half: Option<Half> },
+    /// Report pool exhaustion, utilization crossings and lease conflicts
+    /// as notifications to `sink`.
+    ReportEvents(EventSink),
 }
 
 /// Packet counters, shared with the northbound (atomics: read without the
@@ -617,6 +621,11 @@ pub struct DhcpServer {
     socket_retry_at: Option<Instant>,
     rx: network::RecvBuf,
     exhausted_logged: HashMap<String, bool>,
+    /// Where notifications go ([`Command::ReportEvents`]).
+    events: EventSink,
+    /// Pools whose bound share is at or above their utilization-threshold
+    /// (as last reported).
+    above_threshold: HashSet<String>,
     /// The log lines of drops and lease changes, and their summary.
     activity: Activity,
     cancel: CancellationToken,
@@ -683,6 +692,8 @@ impl DhcpServer {
             socket_retry_at: None,
             rx: network::RecvBuf::new(),
             exhausted_logged: HashMap::new(),
+            events: EventSink::discard(),
+            above_threshold: HashSet::new(),
             activity: Activity::new(Instant::now()),
             cancel,
             port,
@@ -732,6 +743,9 @@ impl DhcpServer {
                         tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
                         for ev in &events {
                             self.activity.lease(ev);
+                        }
+                        if !events.is_empty() {
+                            self.check_utilization_all();
                         }
                         if !changes.is_empty() {
                             self.write(changes, Vec::new());
@@ -879,6 +893,10 @@ impl DhcpServer {
                 profiles,
                 done,
             } => self.apply_peer(updates, &profiles, done),
+            Command::ReportEvents(sink) => {
+                self.events = sink;
+                self.check_utilization_all();
+            }
             Command::PeerLeases { profiles, reply } => {
                 let mut v: Vec<Arc<Lease>> = self
                     .table
@@ -922,11 +940,33 @@ impl DhcpServer {
                         continue;
                     }
                     l.origin = super::leases::Origin::Peer;
+                    // both routers bound the address, to different
+                    // clients (a split brain): one of them loses it
+                    let conflict = self
+                        .table
+                        .get(l.ip)
+                        .filter(|o| {
+                            o.state == LeaseState::Bound
+                                && o.expires > now
+                                && l.state == LeaseState::Bound
+                                && l.expires > now
+                                && o.key() != l.key()
+                        })
+                        .cloned()
+                        .map(|o| (o, l.clone()));
                     let (merge, mut c) = self.table.merge_peer(l);
                     match merge {
                         Merge::Taken => out.taken += 1,
                         Merge::Unchanged => out.unchanged += 1,
                         Merge::KeptOurs => out.kept += 1,
+                    }
+                    if let Some((ours, theirs)) = conflict {
+                        let (kept, lost) = match merge {
+                            Merge::Taken => (&theirs, &ours),
+                            _ => (&ours, &theirs),
+                        };
+                        warn!(ip = %kept.ip, pool = %kept.pool, kept = ?kept.origin, "lease conflict after a split brain");
+                        self.events.emit(super::lease_conflict_event(kept, lost));
                     }
                     changes.append(&mut c);
                 }
@@ -943,6 +983,7 @@ impl DhcpServer {
         }
         self.write(changes, Vec::new());
         self.sync_snapshot();
+        self.check_utilization_all();
         let notify = WriteJob::Notify(Box::new(move || {
             let _ = done.send(out);
         }));
@@ -1031,6 +1072,7 @@ impl DhcpServer {
         self.cfg = cfg;
         self.sockets_follow_config();
         self.sync_snapshot();
+        self.check_utilization_all();
     }
 
     /// Open the sockets when there is something to serve, close them when
@@ -1304,6 +1346,8 @@ impl DhcpServer {
                 if !*logged {
                     *logged = true;
                     warn!(pool = %pool.name, "pool exhausted: no address to offer");
+                    self.events
+                        .emit(super::pool_exhausted_event(&pool.name, pool.total()));
                 }
             }
             _ => {}
@@ -1332,6 +1376,47 @@ impl DhcpServer {
             } else {
                 now_out.push((r, inb.ifindex));
             }
+        }
+        if !out.events.is_empty() {
+            let name = pool.name.clone();
+            self.check_utilization(&name);
+        }
+    }
+
+    /// Report a crossing of `pool`'s utilization-threshold (a lookup and
+    /// a comparison: its bound leases are counted as they change).
+    fn check_utilization(&mut self, name: &str) {
+        let Some(pool) = self.pools.get(name) else {
+            self.above_threshold.remove(name);
+            return;
+        };
+        let total = pool.total() + pool.static_by_ip.len() as u64;
+        let used = self.table.bound(name);
+        let above = total > 0 && used * 100 >= u64::from(pool.threshold) * total;
+        let was = self.above_threshold.contains(name);
+        if above == was {
+            return;
+        }
+        if above {
+            self.above_threshold.insert(name.to_string());
+        } else {
+            self.above_threshold.remove(name);
+        }
+        info!(pool = %name, used, total, threshold = pool.threshold, above, "pool utilization crossed its threshold");
+        self.events.emit(super::pool_utilization_event(
+            name,
+            above,
+            used,
+            total,
+            pool.threshold,
+        ));
+    }
+
+    fn check_utilization_all(&mut self) {
+        let names: Vec<String> = self.pools.keys().cloned().collect();
+        self.above_threshold.retain(|n| names.contains(n));
+        for n in names {
+            self.check_utilization(&n);
         }
     }
 
@@ -1438,6 +1523,129 @@ mod tests {
             // no interface: the actor opens no socket
             ..DhcpConfig::for_test(pools)
         })
+    }
+
+    /// Pool exhaustion, threshold crossings both ways and a lease
+    /// conflict with the partner are reported as notifications.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pool_and_conflict_events_are_reported() {
+        use dhcproto::v4::DhcpOption;
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut p = pool("p", "10.0.0.0", "10.0.0.10", "10.0.0.13");
+        p.remote_backup_profile = Some("rbp".into());
+        p.utilization_threshold = 50;
+        let mut c = (*cfg(vec![p])).clone();
+        c.all_interfaces = true;
+        srv.apply_config(Arc::new(c));
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        srv.command(Command::Serving {
+            profile: "rbp".into(),
+            master: true,
+        });
+        let (sink, mut events) = EventSink::channel();
+        srv.command(Command::ReportEvents(sink));
+        let mut next = || {
+            events.try_recv().ok().map(|e| {
+                let leaves: std::collections::BTreeMap<String, String> = e
+                    .leaves
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone().unwrap_or_default()))
+                    .collect();
+                crate::yang::notification_xml(e.notification, &e.leaves).expect("valid YANG");
+                (e.notification, leaves)
+            })
+        };
+        assert_eq!(next(), None, "an empty pool is below its threshold");
+        async fn peer(srv: &mut DhcpServer, leases: Vec<Lease>) {
+            let (done, applied) = oneshot::channel();
+            srv.command(Command::ApplyPeer {
+                updates: leases.into_iter().map(PeerUpdate::Upsert).collect(),
+                profiles: Arc::from(vec!["rbp".to_string()]),
+                done,
+            });
+            tokio::time::timeout(Duration::from_secs(10), applied)
+                .await
+                .expect("applied in time")
+                .expect("applied");
+        }
+        // a local binding of .10, then the partner's newer one of the same
+        // address to another client: a conflict the partner wins
+        srv.table.insert(lease("10.0.0.10", "p", 9));
+        let mut theirs = lease("10.0.0.10", "p", 1);
+        theirs.expires += 10;
+        peer(&mut srv, vec![theirs, lease("10.0.0.11", "p", 2)]).await;
+        let (n, l) = next().expect("a conflict");
+        assert_eq!(n, "/hotlease-dhcp-server:lease-conflict");
+        assert_eq!(l["ip-address"], "10.0.0.10");
+        assert_eq!(l["kept-mac-address"], "02:00:00:00:00:01");
+        assert_eq!(l["lost-mac-address"], "02:00:00:00:00:09");
+        assert_eq!(l["kept-origin"], "peer");
+        // two of four addresses bound: 50 % reached
+        let (n, l) = next().expect("a crossing");
+        assert_eq!(n, "/hotlease-dhcp-server:pool-utilization");
+        assert_eq!(
+            (
+                l["direction"].as_str(),
+                l["used"].as_str(),
+                l["total"].as_str()
+            ),
+            ("rising", "2", "4")
+        );
+        assert_eq!(next(), None);
+        // the pool full: a new client's DISCOVER finds nothing
+        peer(
+            &mut srv,
+            vec![lease("10.0.0.12", "p", 3), lease("10.0.0.13", "p", 4)],
+        )
+        .await;
+        assert_eq!(next(), None, "still above: no second rising");
+        let mut m = dhcproto::v4::Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, 77])
+            .set_giaddr(ip("10.0.0.1"));
+        m.opts_mut()
+            .insert(DhcpOption::MessageType(MessageType::Discover));
+        let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+        for _ in 0..2 {
+            let inb = Inbound {
+                msg: handler::decode(&raw),
+                raw: raw.clone(),
+                ifindex: 1,
+                src: std::net::SocketAddrV4::new(ip("10.0.0.1"), 67),
+                dst: ip("192.0.2.1"),
+            };
+            let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+            srv.process(inb, &mut ch, &mut du, &mut no);
+        }
+        let (n, l) = next().expect("exhausted");
+        assert_eq!(n, "/hotlease-dhcp-server:pool-exhausted");
+        assert_eq!((l["pool"].as_str(), l["total"].as_str()), ("p", "4"));
+        assert_eq!(next(), None, "reported once");
+        // three released: below again
+        let released: Vec<Lease> = ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+            .iter()
+            .zip([2u8, 3, 4])
+            .map(|(a, mac)| {
+                let mut l = lease(a, "p", mac);
+                l.state = LeaseState::Released;
+                l.expires = now_unix() + 20;
+                l
+            })
+            .collect();
+        peer(&mut srv, released).await;
+        let (n, l) = next().expect("a falling crossing");
+        assert_eq!(n, "/hotlease-dhcp-server:pool-utilization");
+        assert_eq!(
+            (l["direction"].as_str(), l["used"].as_str()),
+            ("falling", "1")
+        );
     }
 
     fn leases(shared: &Shared) -> Vec<(Ipv4Addr, Origin)> {

@@ -9,6 +9,7 @@
 use std::fmt::Write as _;
 
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
+use crate::northbound::notify::{self, SubscribeRequest, NOTIF_NS};
 use crate::northbound::ops::{
     Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption,
     MONITORING_NS,
@@ -80,7 +81,17 @@ fn filter_of(
     op: &mut Element,
     scope: &[(Option<String>, String)],
 ) -> Result<Option<Filter>, RpcError> {
-    let Some(f) = op.nc_child("filter") else {
+    filter_in(op, scope, NC_NS)
+}
+
+/// The `<filter>` parameter in namespace `ns` (create-subscription's is
+/// in the notification namespace; clients also send the base one).
+fn filter_in(
+    op: &mut Element,
+    scope: &[(Option<String>, String)],
+    ns: &str,
+) -> Result<Option<Filter>, RpcError> {
+    let Some(f) = op.child(ns, "filter") else {
         return Ok(None);
     };
     let ftype = f
@@ -90,7 +101,7 @@ fn filter_of(
         .map(|a| a.value.as_str())
         .unwrap_or("subtree");
     match ftype {
-        "subtree" => Ok(op.take_child(NC_NS, "filter").map(Filter::Subtree)),
+        "subtree" => Ok(op.take_child(ns, "filter").map(Filter::Subtree)),
         "xpath" => {
             let select = f
                 .attrs
@@ -242,6 +253,9 @@ fn decode_operation(
             format: op.child(MONITORING_NS, "format").map(Element::text_trimmed),
         });
     }
+    if op.ns == NOTIF_NS && op.name == "create-subscription" {
+        return create_subscription(op, scope);
+    }
     if op.ns != NC_NS {
         return Err(RpcError::protocol(
             ErrorTag::OperationNotSupported,
@@ -369,6 +383,40 @@ fn decode_operation(
             ))
         }
     })
+}
+
+/// RFC 5277 §2.1.1: stream, filter, startTime, stopTime (the times are
+/// checked by the bus, which knows the log).
+fn create_subscription(
+    op: &mut Element,
+    scope: &[(Option<String>, String)],
+) -> Result<Operation, RpcError> {
+    for p in op.elements() {
+        let known = matches!(
+            p.name.as_str(),
+            "stream" | "filter" | "startTime" | "stopTime"
+        ) && (p.ns == NOTIF_NS || (p.name == "filter" && p.ns == NC_NS));
+        if !known {
+            return Err(RpcError::bad_element(
+                ErrorType::Protocol,
+                ErrorTag::UnknownElement,
+                &p.name,
+                &format!("<{}> is not a parameter of <create-subscription>", p.name),
+            ));
+        }
+    }
+    let text = |name: &str| op.child(NOTIF_NS, name).map(Element::text_trimmed);
+    let (stream, start, stop) = (text("stream"), text("startTime"), text("stopTime"));
+    let filter = match filter_in(op, scope, NOTIF_NS)? {
+        Some(f) => Some(f),
+        None => filter_in(op, scope, NC_NS)?,
+    };
+    Ok(Operation::CreateSubscription(SubscribeRequest {
+        stream: stream.unwrap_or_else(|| notify::STREAM.to_string()),
+        filter,
+        start,
+        stop,
+    }))
 }
 
 /// Decode a parsed message whose root is `<rpc>`.

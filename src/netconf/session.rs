@@ -9,8 +9,12 @@
 //! wait for each other except through the northbound's locks.
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -18,6 +22,7 @@ use super::framing::{encode, Decoder, Framing};
 use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
 use crate::northbound::monitoring::SessionCounters;
+use crate::northbound::notify::{self, NotifFilter, Notification, SubscribeRequest};
 use crate::northbound::ops::{Operation, Reply};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
@@ -41,6 +46,8 @@ pub fn capabilities() -> Vec<String> {
         "urn:ietf:params:netconf:capability:rollback-on-error:1.0",
         "urn:ietf:params:netconf:capability:startup:1.0",
         "urn:ietf:params:netconf:capability:xpath:1.0",
+        "urn:ietf:params:netconf:capability:notification:1.0",
+        "urn:ietf:params:netconf:capability:interleave:1.0",
         "urn:ietf:params:netconf:capability:with-defaults:1.0?basic-mode=explicit&also-supported=report-all,report-all-tagged,trim",
     ]
     .iter()
@@ -114,6 +121,34 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
+/// The session's subscription (RFC 5277): one at a time.
+struct Active {
+    filter: NotifFilter,
+    stop: Option<DateTime<Utc>>,
+    live: mpsc::Receiver<Arc<Notification>>,
+}
+
+/// How long until `stop` (now when it has passed).
+fn until(stop: DateTime<Utc>) -> Duration {
+    (stop - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// Why a write did not complete: a client that does not read blocks the
+/// write, and the session must still end when it is killed or cannot
+/// keep up with its notifications.
+async fn send_or_stop<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    msg: &str,
+    kill: &CancellationToken,
+    overflow: &CancellationToken,
+) -> Result<(), &'static str> {
+    tokio::select! {
+        r = writer.send(msg) => r.map_err(|_| "write failed"),
+        _ = kill.cancelled() => Err("killed"),
+        _ = overflow.cancelled() => Err("notification overflow"),
+    }
+}
+
 /// Run a session on a byte stream until the client leaves, closes the
 /// session, is killed, or the daemon shuts down; returns why it ended
 /// ("close-session", "client left", ...), which the SSH layer turns into
@@ -142,8 +177,7 @@ where
     }
     .instrument(span)
     .await;
-    let dropped = !matches!(reason, "close-session" | "killed");
-    northbound.unregister(session_id, dropped).await;
+    northbound.unregister(session_id, reason).await;
     northbound.stats().session_ended();
     reason
 }
@@ -169,6 +203,9 @@ where
     }
     let mut decoder = Decoder::default();
     let mut hello_done = false;
+    let mut sub: Option<Active> = None;
+    // cancelled by the bus when `sub`'s queue overflows
+    let mut overflow = CancellationToken::new();
     let mut readbuf = vec![0u8; 64 * 1024];
     loop {
         // Drain every complete message already buffered.
@@ -200,22 +237,60 @@ where
                 }
             }
             let base11 = decoder.framing() == Framing::Chunked;
-            let Some((reply, close)) = handle_message(msg, nb, session_id, counters, base11).await
+            let Some((replies, close)) = handle_message(
+                msg,
+                nb,
+                session_id,
+                counters,
+                base11,
+                &mut sub,
+                &mut overflow,
+            )
+            .await
             else {
                 // malformed-message is base:1.1 only (RFC 6241 App. A): a
                 // base:1.0 peer that sends garbage loses the session.
                 warn!("malformed message on a base:1.0 session, closing");
                 return "malformed message";
             };
-            if writer.send(&reply).await.is_err() {
-                return "write failed";
+            for reply in &replies {
+                if let Err(why) = send_or_stop(&mut writer, reply, kill, &overflow).await {
+                    return why;
+                }
             }
             if close {
                 return "close-session";
             }
         }
+        let stop = sub.as_ref().and_then(|s| s.stop);
         let n = tokio::select! {
             n = r.read(&mut readbuf) => n,
+            n = async { sub.as_mut().expect("guarded").live.recv().await }, if sub.is_some() => {
+                let Some(n) = n else {
+                    sub = None;
+                    continue;
+                };
+                let active = sub.as_ref().expect("guarded");
+                let in_time = active.stop.is_none_or(|s| n.time <= s);
+                if in_time && active.filter.matches(&n) {
+                    if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
+                        return why;
+                    }
+                }
+                continue;
+            }
+            _ = tokio::time::sleep(stop.map(until).unwrap_or_default()), if stop.is_some() => {
+                sub = None;
+                let done = notify::marker("notificationComplete").message().to_string();
+                if let Err(why) = send_or_stop(&mut writer, &done, kill, &overflow).await {
+                    return why;
+                }
+                continue;
+            }
+            _ = overflow.cancelled() => {
+                warn!("notifications not read fast enough: closing the session");
+                return "notification overflow";
+            }
             _ = kill.cancelled() => return "killed",
         };
         match n {
@@ -244,7 +319,8 @@ async fn parse_message(msg: Vec<u8>) -> Result<Element, String> {
     parsed.map_err(|e| e.to_string())
 }
 
-/// Handle one framed message; returns the reply and whether to close, or
+/// Handle one framed message; returns what to send (the reply, then the
+/// replayed notifications of a new subscription) and whether to close, or
 /// None when the message is malformed on a base:1.0 session.
 async fn handle_message(
     msg: Vec<u8>,
@@ -252,13 +328,15 @@ async fn handle_message(
     session_id: u32,
     counters: &SessionCounters,
     base11: bool,
-) -> Option<(String, bool)> {
+    sub: &mut Option<Active>,
+    overflow: &mut CancellationToken,
+) -> Option<(Vec<String>, bool)> {
     let malformed = |m: String| {
         SessionCounters::bump(&counters.in_bad_rpcs);
         base11.then(|| {
             SessionCounters::bump(&counters.out_rpc_errors);
             let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
-            (rpc::encode_reply("", &Err(vec![e])), false)
+            (vec![rpc::encode_reply("", &Err(vec![e]))], false)
         })
     };
     let root = match parse_message(msg).await {
@@ -283,13 +361,63 @@ async fn handle_message(
     let (result, close) = match req.operation {
         Err(errors) => (Err(errors), false),
         Ok(Operation::CloseSession) => (Ok(Reply::Ok), true),
+        Ok(Operation::CreateSubscription(r)) => {
+            let replies = subscribe(nb, &req.reply_attrs, &r, sub, overflow);
+            nb.stats().rpc(&name, sub.is_none());
+            return Some((replies, false));
+        }
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
     if result.is_err() {
         SessionCounters::bump(&counters.out_rpc_errors);
     }
     nb.stats().rpc(&name, result.is_err());
-    Some((rpc::encode_reply(&req.reply_attrs, &result), close))
+    Some((vec![rpc::encode_reply(&req.reply_attrs, &result)], close))
+}
+
+/// RFC 5277 create-subscription: the reply, the replayed notifications
+/// that pass the filter, `replayComplete` after a replay and
+/// `notificationComplete` when the stop time has passed already.
+fn subscribe(
+    nb: &Handle,
+    reply_attrs: &str,
+    r: &SubscribeRequest,
+    sub: &mut Option<Active>,
+    overflow: &mut CancellationToken,
+) -> Vec<String> {
+    if sub.is_some() {
+        let e = RpcError::protocol(
+            ErrorTag::InUse,
+            "this session has a subscription already (one per session, RFC 5277)",
+        );
+        return vec![rpc::encode_reply(reply_attrs, &Err(vec![e]))];
+    }
+    let s = match nb.notifications().subscribe(r) {
+        Ok(s) => s,
+        Err(e) => return vec![rpc::encode_reply(reply_attrs, &Err(vec![e]))],
+    };
+    let mut out = vec![rpc::encode_reply(reply_attrs, &Ok(Reply::Ok))];
+    out.extend(
+        s.replay
+            .iter()
+            .filter(|n| s.filter.matches(n))
+            .map(|n| n.message().to_string()),
+    );
+    if s.replaying {
+        out.push(notify::marker("replayComplete").message().to_string());
+    }
+    match s.live {
+        Some(live) => {
+            *overflow = s.overflow;
+            *sub = Some(Active {
+                filter: s.filter,
+                stop: s.stop,
+                live,
+            });
+        }
+        None => out.push(notify::marker("notificationComplete").message().to_string()),
+    }
+    out
 }
 
 #[cfg(test)]

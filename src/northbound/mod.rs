@@ -29,6 +29,7 @@ pub mod edit;
 pub mod error;
 pub mod filter;
 pub mod monitoring;
+pub mod notify;
 pub mod ops;
 pub mod select;
 pub mod stats;
@@ -49,6 +50,7 @@ use yang2::data::{Data, DataTree};
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::{Config, Subsystem};
+use crate::event::Event;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang::{self, WithDefaults};
 use edit::{find_child, top_schema};
@@ -69,9 +71,7 @@ enum Request {
     },
     Unregister {
         session: u32,
-        /// Ended abnormally (RFC 6022 dropped-sessions): not by
-        /// close-session or kill-session.
-        dropped: bool,
+        reason: &'static str,
     },
     Rpc {
         session: u32,
@@ -86,6 +86,7 @@ pub struct Handle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU32>,
     stats: Arc<stats::NetconfStats>,
+    bus: notify::Bus,
 }
 
 impl Handle {
@@ -120,10 +121,15 @@ impl Handle {
         (id, counters)
     }
 
-    /// The session ended; `dropped` when not by close-session or
-    /// kill-session.
-    pub async fn unregister(&self, session: u32, dropped: bool) {
-        let _ = self.tx.send(Request::Unregister { session, dropped }).await;
+    /// The session ended; `reason` as the session task returns it
+    /// ("close-session", "client left", ...), for netconf-session-end.
+    pub async fn unregister(&self, session: u32, reason: &'static str) {
+        let _ = self.tx.send(Request::Unregister { session, reason }).await;
+    }
+
+    /// The notification bus (create-subscription).
+    pub fn notifications(&self) -> &notify::Bus {
+        &self.bus
     }
 
     pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
@@ -216,6 +222,8 @@ pub struct Northbound {
     start_time: String,
     /// NETCONF activity for the metrics endpoint (commit durations here).
     stats: Arc<stats::NetconfStats>,
+    /// Where the RFC 6470 notifications go.
+    bus: notify::Bus,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -321,6 +329,7 @@ impl Northbound {
             totals: Totals::default(),
             start_time: monitoring::date_time(SystemTime::now()),
             stats: Arc::default(),
+            bus: notify::Bus::memory(),
         };
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
@@ -345,6 +354,12 @@ impl Northbound {
         self
     }
 
+    /// Send notifications to `bus` (the daemon's; a booted northbound has
+    /// one that nobody reads).
+    pub fn set_notifications(&mut self, bus: notify::Bus) {
+        self.bus = bus;
+    }
+
     /// Start the actor; it runs until `shutdown` fires.
     pub fn spawn(self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
@@ -352,6 +367,7 @@ impl Northbound {
             tx,
             next_id: self.next_id.clone(),
             stats: self.stats.clone(),
+            bus: self.bus.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -368,7 +384,9 @@ impl Northbound {
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
-                    let _ = self.rollback_pending();
+                    if self.rollback_pending(&None).is_ok() {
+                        self.confirmed_commit_event("timeout", &None, None);
+                    }
                 }
                 _ = shutdown.cancelled() => break,
             }
@@ -385,6 +403,13 @@ impl Northbound {
                 reply,
             } => {
                 let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+                let mut start = Event::new("/ietf-netconf-notifications:netconf-session-start")
+                    .leaf("username", &user)
+                    .leaf("session-id", id);
+                if let Some(ip) = source {
+                    start = start.leaf("source-host", ip);
+                }
+                self.bus.emit(start);
                 let login_time = monitoring::date_time(SystemTime::now());
                 self.totals.in_sessions = self.totals.in_sessions.wrapping_add(1);
                 self.sessions.insert(
@@ -399,15 +424,23 @@ impl Northbound {
                 );
                 let _ = reply.send(id);
             }
-            Request::Unregister { session, dropped } => {
+            Request::Unregister { session, reason } => {
                 if let Some(info) = self.sessions.get(&session) {
                     if info.counters.bad_hello.load(Ordering::Relaxed) {
                         self.totals.in_bad_hellos = self.totals.in_bad_hellos.wrapping_add(1);
-                    } else if dropped {
+                    } else if !matches!(reason, "close-session" | "killed") {
+                        // RFC 6022 dropped-sessions: not by close-session
+                        // or kill-session
                         self.totals.dropped_sessions = self.totals.dropped_sessions.wrapping_add(1);
                     }
                 }
-                self.session_ended(session)
+                let reason = match reason {
+                    "close-session" => "closed",
+                    "client left" | "write failed" => "dropped",
+                    "bad hello" => "bad-hello",
+                    _ => "other",
+                };
+                self.session_ended(session, reason, None)
             }
             Request::Rpc { session, op, reply } => {
                 if let Operation::BatchBackup {
@@ -481,9 +514,22 @@ impl Northbound {
         });
     }
 
-    /// RFC 6241 §7.5/§8.4: what a session's end releases.
-    fn session_ended(&mut self, session: u32) {
+    /// RFC 6241 §7.5/§8.4: what a session's end releases; RFC 6470
+    /// netconf-session-end says why it ended.
+    fn session_ended(&mut self, session: u32, reason: &str, killed_by: Option<u32>) {
+        let who = self.who(session);
         if let Some(info) = self.sessions.remove(&session) {
+            let mut e = Event::new("/ietf-netconf-notifications:netconf-session-end")
+                .leaf("username", &info.user)
+                .leaf("session-id", session)
+                .leaf("termination-reason", reason);
+            if let Some(ip) = info.source {
+                e = e.leaf("source-host", ip);
+            }
+            if let Some(by) = killed_by {
+                e = e.leaf("killed-by", by);
+            }
+            self.bus.emit(e);
             self.totals.add(&info.counters);
         }
         let held: Vec<Datastore> = self
@@ -515,7 +561,9 @@ impl Northbound {
                 "session of an unconfirmed commit ended: rolling back"
             );
             // a refusal is logged and retried
-            let _ = self.rollback_pending();
+            if self.rollback_pending(&who).is_ok() {
+                self.confirmed_commit_event("cancel", &who, None);
+            }
         }
     }
 
@@ -649,7 +697,7 @@ impl Northbound {
                 };
                 info.kill.cancel();
                 info!(session, killed = session_id, user = %info.user, "kill-session");
-                self.session_ended(session_id);
+                self.session_ended(session_id, "killed", Some(session));
                 Ok(Reply::Ok)
             }
             Operation::Commit(c) => {
@@ -683,6 +731,9 @@ impl Northbound {
                 version,
                 format,
             } => get_schema(&identifier, version.as_deref(), format.as_deref()),
+            Operation::CreateSubscription(_) => Err(vec![RpcError::operation_failed(
+                "create-subscription is carried out by the session",
+            )]),
             // carried out by its subsystem (see `call`)
             Operation::BatchBackup { service, .. } => Err(vec![RpcError::operation_failed(
                 format!("remote-backup-service '{service}': batch-backup is not an operation on the datastores"),
@@ -705,6 +756,18 @@ impl Northbound {
             .unwrap_or_else(|| yang::dup(&self.running));
         let selected = plan.namespaces();
         self.add_discovery(&mut tree, selected.as_ref());
+        if selected
+            .as_ref()
+            .is_none_or(|sel| sel.contains(notify::STREAMS_NS))
+        {
+            let (parts, _) = yang::parse_state_entries(&self.bus.streams_xml());
+            for state in &parts {
+                if tree.merge(state).is_err() {
+                    warn!("cannot merge the notification streams");
+                }
+                yang::rewind(&mut tree);
+            }
+        }
         let mut states = Vec::new();
         for s in &self.subsystems {
             let ns = s.namespaces();
@@ -1018,6 +1081,11 @@ impl Northbound {
                 };
                 self.store.write_confirm(&rec).map_err(io_error)?;
             }
+            let event = if self.pending.is_some() {
+                "extend"
+            } else {
+                "start"
+            };
             let p = match self.pending.take() {
                 Some(mut p) => {
                     p.deadline = deadline;
@@ -1038,7 +1106,9 @@ impl Northbound {
                     persist: c.persist.clone(),
                 },
             };
-            self.apply(new);
+            let who = self.who(session);
+            self.apply(new, &who);
+            self.confirmed_commit_event(event, &who, Some(c.confirm_timeout));
             info!(
                 session,
                 timeout = c.confirm_timeout,
@@ -1050,11 +1120,13 @@ impl Northbound {
             if p.persist.is_some() {
                 self.store.delete_confirm().map_err(io_error)?;
             }
-            self.apply(new);
+            let who = self.who(session);
+            self.apply(new, &who);
             self.pending = None;
+            self.confirmed_commit_event("complete", &who, None);
             info!(session, "confirmed commit confirmed");
         } else {
-            self.apply(new);
+            self.apply(new, &self.who(session));
             info!(session, "commit");
         }
         Ok(Reply::Ok)
@@ -1094,7 +1166,9 @@ impl Northbound {
                 }
             }
         }
-        self.rollback_pending()?;
+        let who = self.who(session);
+        self.rollback_pending(&who)?;
+        self.confirmed_commit_event("cancel", &who, None);
         Ok(Reply::Ok)
     }
 
@@ -1102,7 +1176,7 @@ impl Northbound {
     /// The rollback is installed before the persisted record goes, so that
     /// a refused rollback leaves the commit pending (and retried after
     /// `ROLLBACK_RETRY`), never the unconfirmed configuration forever.
-    fn rollback_pending(&mut self) -> Result<(), Vec<RpcError>> {
+    fn rollback_pending(&mut self, by: &Who) -> Result<(), Vec<RpcError>> {
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
@@ -1136,7 +1210,7 @@ impl Northbound {
                 error!(error = %e, "cannot remove the persisted confirmed commit");
             }
         }
-        self.apply(rollback);
+        self.apply(rollback, by);
         info!("confirmed commit rolled back");
         self.discard_candidate();
         Ok(())
@@ -1155,7 +1229,23 @@ impl Northbound {
 
     /// Make a validated and prepared candidate the running configuration:
     /// apply on every subsystem, then install the trees.
-    fn apply(&mut self, new: validate::Validated) {
+    /// `by` made the change (None: the server itself), for the RFC 6470
+    /// netconf-config-change sent when running changed.
+    fn apply(&mut self, new: validate::Validated, by: &Who) {
+        // what running held where it changes: the changed entries only
+        // when the commit changes only entries (a commit of one pool of
+        // thousands pays for that one)
+        let before = if !new.changed() {
+            None
+        } else if let Some(entries) = new.entries() {
+            let old: Vec<(yang::Entry, Option<EntryCopy>)> = entries
+                .iter()
+                .map(|e| (e.clone(), entry_copy(&self.running, e)))
+                .collect();
+            Some(Before::Entries(old))
+        } else {
+            Some(Before::Whole(yang::dup(&self.running)))
+        };
         if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
@@ -1164,11 +1254,125 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
+        let edits = match before {
+            None => return,
+            Some(Before::Whole(old)) => diff_edits(&old, &self.running),
+            Some(Before::Entries(old)) => old
+                .into_iter()
+                .flat_map(|(e, old)| match (old, entry_copy(&self.running, &e)) {
+                    (None, None) => Vec::new(),
+                    (None, Some(new)) => vec![(new.path, "create")],
+                    (Some(old), None) => vec![(old.path, "delete")],
+                    (Some(old), Some(new)) => diff_edits(&old.tree, &new.tree),
+                })
+                .collect(),
+        };
+        self.config_change_event(edits, by);
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
     }
 }
+
+impl Northbound {
+    /// A session and its user, for the RFC 6470 session parameters.
+    fn who(&self, session: u32) -> Who {
+        self.sessions
+            .get(&session)
+            .map(|i| (session, i.user.clone()))
+    }
+
+    /// RFC 6470 netconf-config-change: the edits (target path, edit
+    /// operation) of a change of running, when there are any.
+    fn config_change_event(&self, edits: Vec<(String, &'static str)>, by: &Who) {
+        if edits.is_empty() {
+            return;
+        }
+        let mut e = Event::new("/ietf-netconf-notifications:netconf-config-change");
+        e = match by {
+            Some((session, user)) => e
+                .leaf("changed-by/username", user)
+                .leaf("changed-by/session-id", session),
+            None => e.flag("changed-by/server"),
+        };
+        e = e.leaf("datastore", "running");
+        for (i, (target, op)) in edits.into_iter().enumerate() {
+            e = e
+                .leaf(format!("edit[{}]/target", i + 1), target)
+                .leaf(format!("edit[{}]/operation", i + 1), op);
+        }
+        self.bus.emit(e);
+    }
+
+    /// RFC 6470 netconf-confirmed-commit; `by` is None for a timeout.
+    fn confirmed_commit_event(&self, event: &str, by: &Who, timeout: Option<u32>) {
+        let mut e = Event::new("/ietf-netconf-notifications:netconf-confirmed-commit");
+        if let Some((session, user)) = by {
+            e = e.leaf("username", user).leaf("session-id", session);
+        }
+        e = e.leaf("confirm-event", event);
+        if let Some(t) = timeout {
+            e = e.leaf("timeout", t);
+        }
+        self.bus.emit(e);
+    }
+}
+
+/// Running before a change, as much as the change needs to be described.
+enum Before {
+    Whole(DataTree<'static>),
+    /// Each changed entry as it was (None: absent).
+    Entries(Vec<(yang::Entry, Option<EntryCopy>)>),
+}
+
+/// One list entry copied out of a tree (with its parents), and its path.
+struct EntryCopy {
+    path: String,
+    tree: DataTree<'static>,
+}
+
+fn entry_copy(tree: &DataTree<'static>, e: &yang::Entry) -> Option<EntryCopy> {
+    let key = yang::path_literal(&e.key)?;
+    let path = format!(
+        "{}/{}[{}={key}]",
+        e.list.container_path(),
+        e.list.list,
+        e.list.key
+    );
+    let node = tree.find_path(&path).ok()?;
+    Some(EntryCopy {
+        path: node.path(),
+        tree: node.duplicate(true).ok()?,
+    })
+}
+
+/// The edits that turn `before` into `after`, from libyang's diff: the
+/// top node of each created, deleted or replaced subtree.
+fn diff_edits(
+    before: &DataTree<'static>,
+    after: &DataTree<'static>,
+) -> Vec<(String, &'static str)> {
+    match before.diff(after, yang2::data::DataDiffFlags::empty()) {
+        Ok(d) => d
+            .iter()
+            .map(|(op, node)| {
+                let op = match op {
+                    yang2::data::DataDiffOp::Create => "create",
+                    yang2::data::DataDiffOp::Delete => "delete",
+                    yang2::data::DataDiffOp::Replace => "replace",
+                };
+                (node.path(), op)
+            })
+            .collect(),
+        Err(e) => {
+            warn!(error = ?e, "no config-change notification: diff failed");
+            Vec::new()
+        }
+    }
+}
+
+/// A session and its user; None is the server itself.
+type Who = Option<(u32, String)>;
 
 /// What an edit touched, for the next commit's validation.
 fn edit_scope(
@@ -1954,6 +2158,123 @@ mod tests {
     /// A change of many pools is validated in parts on several threads
     /// (when the machine has several CPUs): the errors of every part are
     /// reported, and the committed result equals whole-tree validation.
+    /// netconf-config-change names what a commit changed, from the
+    /// changed entries alone on a commit of pools, from the whole tree
+    /// otherwise.
+    #[test]
+    fn config_change_names_each_edit() {
+        let (mut nb, _, _dir) = booted();
+        let (bus, mut pump) = notify::Bus::open(None, 0).unwrap();
+        let mut sub = bus
+            .subscribe(&notify::SubscribeRequest {
+                stream: notify::STREAM.into(),
+                filter: None,
+                start: None,
+                stop: None,
+            })
+            .unwrap();
+        nb.set_notifications(bus);
+        nb.sessions.insert(
+            1,
+            SessionInfo {
+                user: "ops".into(),
+                kill: CancellationToken::new(),
+                source: None,
+                login_time: String::new(),
+                counters: Arc::default(),
+            },
+        );
+        let mut commit = |nb: &mut Northbound, body: String| -> Vec<(String, String)> {
+            nb.operation(1, edit(&body)).unwrap();
+            nb.operation(1, Operation::Commit(Commit::default()))
+                .unwrap();
+            pump.drain();
+            let n = sub
+                .live
+                .as_mut()
+                .unwrap()
+                .try_recv()
+                .expect("a config change");
+            assert!(
+                sub.live.as_mut().unwrap().try_recv().is_err(),
+                "one per commit"
+            );
+            let root = xml::parse(&n.xml).unwrap();
+            assert_eq!(root.name, "netconf-config-change");
+            let by = root.elements().find(|e| e.name == "changed-by").unwrap();
+            assert_eq!(
+                by.elements().map(|e| e.text_trimmed()).collect::<Vec<_>>(),
+                ["ops", "1"]
+            );
+            root.elements()
+                .filter(|e| e.name == "edit")
+                .map(|e| {
+                    let f = |n: &str| e.elements().find(|c| c.name == n).unwrap().text_trimmed();
+                    (f("target"), f("operation"))
+                })
+                .collect()
+        };
+        let pools: String = (1..=3).map(|i| pool_xml(i, "")).collect();
+        let edits = commit(
+            &mut nb,
+            format!(r#"<dhcp-server xmlns="{DHCP}">{pools}</dhcp-server>"#),
+        );
+        let want: Vec<(String, String)> = (1..=3)
+            .map(|i| {
+                (
+                    format!("/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p{i}']"),
+                    "create".to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(edits, want);
+        // one pool's leaf, another pool added: two edits, nothing else
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}">{}{}</dhcp-server>"#,
+            pool_xml(2, "<lease-time>600</lease-time>"),
+            pool_xml(9, "")
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [
+                // a value set over the default is created (libyang's diff)
+                (
+                    "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p2']/dhcps:lease-time"
+                        .to_string(),
+                    "create".to_string()
+                ),
+                (
+                    "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p9']".to_string(),
+                    "create".to_string()
+                )
+            ]
+        );
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}">{}</dhcp-server>"#,
+            pool_xml(2, "<lease-time>700</lease-time>"),
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [(
+                "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p2']/dhcps:lease-time".to_string(),
+                "replace".to_string()
+            )]
+        );
+        let body = format!(
+            r#"<dhcp-server xmlns="{DHCP}" xmlns:nc="{NC_NS}"><ip-pool nc:operation="delete"><name>p1</name></ip-pool></dhcp-server>"#
+        );
+        let edits = commit(&mut nb, body);
+        assert_eq!(
+            edits,
+            [(
+                "/dhcps:dhcp-server/dhcps:ip-pool[dhcps:name='p1']".to_string(),
+                "delete".to_string()
+            )]
+        );
+    }
+
     #[test]
     fn large_pool_commits_validate_in_parts() {
         let (mut nb, _, _dir) = booted();
@@ -2346,7 +2667,7 @@ mod tests {
             },
         )
         .unwrap();
-        nb.session_ended(1);
+        nb.session_ended(1, "dropped", None);
         let err = nb.operation(2, lock.clone()).unwrap_err();
         assert_eq!(err[0].tag, ErrorTag::LockDenied);
         nb.operation(2, Operation::DiscardChanges).unwrap();

@@ -150,6 +150,9 @@ pub enum Operation {
         service: String,
         service_type: String,
     },
+    /// RFC 5277 create-subscription: carried out by the session itself
+    /// (it changes what the session sends), with the notification bus.
+    CreateSubscription(super::notify::SubscribeRequest),
 }
 
 /// What an operation returns on success.

@@ -133,6 +133,15 @@ impl Validated {
         !matches!(self.build, Build::Unchanged)
     }
 
+    /// The list entries this change replaces, when it changes only those
+    /// (otherwise None: the whole tree may differ).
+    pub fn entries(&self) -> Option<&BTreeSet<Entry>> {
+        match &self.build {
+            Build::Entries { entries, .. } => Some(entries),
+            _ => None,
+        }
+    }
+
     /// Make `running` the validated configuration and `candidate` equal to
     /// it; returns the typed configuration. For a change of list entries
     /// only, both trees get copies of the validated entries (the rest of

@@ -49,6 +49,7 @@ use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::bootstrap::VrrpSettings;
 use crate::config::{Config, ConfigError};
+use crate::event::{Event, EventSink};
 use crate::xml::escape_text;
 use config::{ChecksumMode, VrrpGroup, VrrpVersion};
 use events::StateChange;
@@ -212,6 +213,28 @@ impl Vrrp {
     /// Follow the state changes of every group.
     pub fn subscribe(&self) -> broadcast::Receiver<StateChange> {
         self.events.subscribe()
+    }
+
+    /// Report every state change as the `state-change` notification, from
+    /// a task of the caller's runtime (not the VRRP thread) that ends with
+    /// `shutdown`; a burst beyond the broadcast's room is logged as lost.
+    pub fn report_events(&self, sink: EventSink, shutdown: CancellationToken) {
+        let mut rx = self.subscribe();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    c = rx.recv() => c,
+                    _ = shutdown.cancelled() => return,
+                };
+                match change {
+                    Ok(c) => sink.emit(state_change_event(&c)),
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        warn!(lost = n, "state-change notifications lost in a burst")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
     }
 
     /// A reader of every configured group's state now, for subsystems
@@ -1082,6 +1105,17 @@ impl Actor {
 
 fn instance_addresses_match(a: &[Ipv4Addr], b: &[Ipv4Addr]) -> bool {
     a.len() == b.len() && a.iter().all(|x| b.contains(x))
+}
+
+/// The YANG notification `state-change` of one transition.
+pub fn state_change_event(c: &StateChange) -> Event {
+    Event::new("/hotlease-vrrp:state-change")
+        .leaf("interface", &c.interface)
+        .leaf("vrid", c.vrid)
+        .leaf("old-state", c.old.as_str())
+        .leaf("new-state", c.new.as_str())
+        .leaf("reason", c.reason.as_str())
+        .at(c.at)
 }
 
 #[cfg(test)]

@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Notification latency: a VRRP transition on the wire to the state-change
+notification at a subscribed NETCONF client, with 1 and with N subscribed
+sessions.
+
+    sudo bench/netconf/notifications.py [--hotleased target/release/hotleased]
+                                        [--subscribers 1000] [--transitions 200]
+
+Two network namespaces joined by a veth pair (removed on exit, also on
+failure): hotleased in one (VRRP group eth0/51, priority 100, 100 ms
+adverts), a scripted peer in the other. Each measured transition: the peer
+sends one VRRPv3 advertisement with priority 255 from a raw socket; the
+master hotleased turns backup at once (reason
+higher-priority-advertisement); the time runs from just before sendto() to
+the moment the probe client has read the whole <notification> (one Python
+process, one monotonic clock). The peer then falls silent and hotleased
+takes the group back after Master_Down_Interval (not measured).
+
+The probe is the last session to subscribe (the bus fans out in
+subscription order: the worst place). The other sessions live in a second
+process, which is stopped (SIGSTOP) while the probe measures: their SSH
+windows (2 MB) hold the few notifications sent, and 999 paramiko threads
+decrypting each one in Python would otherwise take the two CPUs from the
+daemon (--holders-run leaves them running). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import ipaddress
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import paramiko
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE_NS = "urn:ietf:params:xml:ns:netconf:base:1.0"
+NOTIF_NS = "urn:ietf:params:xml:ns:netconf:notification:1.0"
+VRRP_NS = "urn:hotlease:yang:vrrp"
+EOM = b"]]>]]>"
+PASSWORD = "bench-password-1"
+VIP = "10.88.0.100"
+VRID = 51
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, timeout=30)
+
+
+def in_netns(ns: str, fn):
+    """fn() in a thread that entered netns *ns* (sockets keep their netns)."""
+    out: dict = {}
+
+    def run():
+        fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+        try:
+            if _libc.setns(fd, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns")
+            out["v"] = fn()
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            out["e"] = e
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=run)
+    t.start()
+    t.join()
+    if "e" in out:
+        raise out["e"]
+    return out["v"]
+
+
+def csum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    while s > 0xFFFF:
+        s = (s & 0xFFFF) + (s >> 16)
+    return ~s & 0xFFFF
+
+
+def advert(src: str, prio: int) -> bytes:
+    """A VRRPv3 advertisement (IPv4 header included), 100 ms interval."""
+    s = ipaddress.IPv4Address(src).packed
+    d = ipaddress.IPv4Address("224.0.0.18").packed
+    body = bytes([0x31, VRID, prio, 1]) + (10).to_bytes(2, "big") + b"\0\0"
+    body += ipaddress.IPv4Address(VIP).packed
+    ph = s + d + bytes([0, 112]) + len(body).to_bytes(2, "big")
+    c = csum(ph + body)
+    body = body[:6] + c.to_bytes(2, "big") + body[8:]
+    hdr = bytes([0x45, 0xC0]) + (20 + len(body)).to_bytes(2, "big") + b"\0\0\0\0"
+    return hdr + bytes([255, 112]) + b"\0\0" + s + d + body
+
+
+class Session:
+    """A NETCONF session over paramiko, base:1.0 (end-of-message framing)."""
+
+    def __init__(self, sock: socket.socket):
+        self.t = paramiko.Transport(sock)
+        self.t.connect(username="admin", password=PASSWORD)
+        self.ch = self.t.open_session()
+        self.ch.invoke_subsystem("netconf")
+        self.buf = b""
+        self.read()  # server hello
+        self.ch.sendall(
+            f'<hello xmlns="{BASE_NS}"><capabilities><capability>'
+            f"urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>".encode()
+            + EOM
+        )
+
+    def read(self) -> bytes:
+        while EOM not in self.buf:
+            d = self.ch.recv(1 << 16)
+            if not d:
+                raise EOFError("session closed")
+            self.buf += d
+        msg, self.buf = self.buf.split(EOM, 1)
+        return msg
+
+    def rpc(self, body: str) -> bytes:
+        self.ch.sendall(f'<rpc message-id="1" xmlns="{BASE_NS}">{body}</rpc>'.encode() + EOM)
+        while True:
+            m = self.read()
+            if b"<rpc-reply" in m:
+                if b"<ok/>" not in m:
+                    raise RuntimeError(m.decode())
+                return m
+
+    def subscribe(self):
+        self.rpc(
+            f'<create-subscription xmlns="{NOTIF_NS}"><filter type="subtree">'
+            f'<state-change xmlns="{VRRP_NS}"/></filter></create-subscription>'
+        )
+
+    def close(self):
+        self.t.close()
+
+
+def wait_state(probe: Session, state: str, timeout: float) -> float:
+    """Read notifications until a state-change to *state*; its read time."""
+    probe.ch.settimeout(timeout)
+    while True:
+        m = probe.read()
+        if f"<new-state>{state}</new-state>".encode() in m:
+            return time.perf_counter()
+
+
+def pct(v: list[float], p: float) -> float:
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
+
+
+def measure(probe: Session, peer_sock: socket.socket, n: int) -> list[float]:
+    lat = []
+    pkt = advert("10.88.0.2", 255)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        peer_sock.sendto(pkt, ("224.0.0.18", 0))
+        t1 = wait_state(probe, "backup", 5)
+        lat.append((t1 - t0) * 1000)
+        wait_state(probe, "master", 5)
+    return lat
+
+
+def hold(ns: str, n: int) -> int:
+    """Open *n* subscribed sessions, say ready, keep them until stdin
+    closes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def subscriber(_):
+        s = Session(in_netns(ns, lambda: socket.create_connection(("127.0.0.1", 8830), timeout=60)))
+        s.subscribe()
+        return s
+
+    with ThreadPoolExecutor(16) as pool:
+        held = list(pool.map(subscriber, range(n)))
+    print("ready", flush=True)
+    sys.stdin.read()
+    for s in held:
+        s.close()
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--hotleased", default=str(ROOT / "target" / "release" / "hotleased"))
+    ap.add_argument("--subscribers", type=int, default=1000)
+    ap.add_argument("--transitions", type=int, default=200)
+    ap.add_argument("--holders-run", action="store_true",
+                    help="leave the other subscribers' process running while measuring")
+    ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--netns", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.hold is not None:
+        return hold(args.netns, args.hold)
+    if os.geteuid() != 0:
+        print("run as root (network namespaces)", file=sys.stderr)
+        return 2
+    tag = f"nb{os.getpid() % 100000}"
+    r, p = f"{tag}r", f"{tag}p"
+    tmp = Path(tempfile.mkdtemp(prefix="hl-notif-bench-"))
+    proc = None
+    holder = None
+    sessions: list[Session] = []
+    try:
+        sh("ip", "netns", "add", r)
+        sh("ip", "netns", "add", p)
+        sh("ip", "-n", r, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", p)
+        for ns, addr in ((r, "10.88.0.1"), (p, "10.88.0.2")):
+            sh("ip", "-n", ns, "link", "set", "lo", "up")
+            sh("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+        hashed = subprocess.run([args.hotleased, "hash-password"], input=PASSWORD.encode(),
+                                capture_output=True, check=True).stdout.decode().strip()
+        n = args.subscribers + 10
+        (tmp / "storage").mkdir()
+        (tmp / "hotleased.toml").write_text(
+            f'[netconf]\nlisten = "127.0.0.1:8830"\nhost-key = "{tmp}/key"\n'
+            f"max-connections = {n}\nmax-per-source = {n}\nmax-unauthenticated = {n}\n"
+            f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
+            f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = true\n'
+        )
+        log = open(tmp / "hotleased.stderr", "wb")
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", r, args.hotleased, "--config", str(tmp / "hotleased.toml")],
+            stderr=log, stdout=subprocess.DEVNULL,
+        )
+        connect = lambda: in_netns(r, lambda: socket.create_connection(("127.0.0.1", 8830), timeout=30))  # noqa: E731
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                ctl = Session(connect())
+                break
+            except (OSError, paramiko.SSHException, EOFError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        sessions.append(ctl)
+
+        def raw():
+            s = socket.socket(socket.AF_INET, socket.SOCK_RAW, 112)
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, b"eth0")
+            return s
+
+        peer_sock = in_netns(p, raw)
+        probe = Session(connect())
+        sessions.append(probe)
+        probe.subscribe()
+        ctl.rpc(
+            f'<edit-config><target><candidate/></target><config><vrrp xmlns="{VRRP_NS}">'
+            f"<group><interface>eth0</interface><vrid>{VRID}</vrid><virtual-ip>{VIP}</virtual-ip>"
+            f"<priority>100</priority><advertise-interval>100</advertise-interval></group>"
+            f"</vrrp></config></edit-config>"
+        )
+        ctl.rpc("<commit/>")
+        wait_state(probe, "master", 10)
+        results = {}
+        one = measure(probe, peer_sock, args.transitions)
+        results[1] = one
+        # the others subscribe before the probe, which must be last
+        probe.close()
+        sessions.remove(probe)
+        # in a process of their own: their transport threads must not
+        # compete with the probe's for this interpreter
+        t0 = time.monotonic()
+        holder = subprocess.Popen(
+            [sys.executable, __file__, "--hold", str(args.subscribers - 1), "--netns", r],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        )
+        ready = holder.stdout.readline()
+        if ready.strip() != b"ready":
+            raise RuntimeError(f"subscribers not ready: {ready!r}")
+        opened = time.monotonic() - t0
+        # stopped while measuring: 999 paramiko transport threads decrypting
+        # every notification in Python would take the CPUs from the daemon
+        # (the daemon's writes go to their SSH windows, 2 MB each)
+        if not args.holders_run:
+            holder.send_signal(signal.SIGSTOP)
+        probe = Session(connect())
+        sessions.append(probe)
+        probe.subscribe()
+        results[args.subscribers] = measure(probe, peer_sock, args.transitions)
+        holder.send_signal(signal.SIGCONT)
+        print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; "
+              f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
+        print("subscribers  p50_ms  p99_ms  max_ms")
+        for k, v in results.items():
+            print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}")
+        print(f"# daemon alive: {proc.poll() is None}")
+        holder.stdin.close()
+        holder.wait(60)
+        return 0
+    finally:
+        if holder is not None and holder.poll() is None:
+            holder.send_signal(signal.SIGCONT)
+            holder.kill()
+        for s in sessions:
+            try:
+                s.close()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                pass
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for ns in (r, p):
+            for pid in sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                try:
+                    os.kill(int(pid), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+            sh("ip", "netns", "del", ns, check=False)
+        if os.environ.get("KEEP"):
+            print(f"# kept {tmp}")
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

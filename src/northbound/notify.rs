@@ -1,0 +1,813 @@
+//! NETCONF notifications (RFC 5277): the bus that carries events from the
+//! runtimes and the northbound to the subscribed sessions, the replay log
+//! kept in the storage directory, and what a subscription selects.
+//!
+//! ```text
+//!  runtimes, northbound ──EventSink (bounded, try_send)──► Pump task
+//!                                                            │ libyang builds + validates
+//!                                                            │ replay log (memory + file)
+//!                                                            ▼
+//!                         per-session queue (bounded, try_send) ──► session task
+//! ```
+//! Nobody waits for a subscriber: a session whose queue is full (its
+//! client reads slower than events come) loses its subscription and is
+//! told by its overflow token; the session then closes. The bus state is
+//! behind a std `Mutex` held only to append a record and fan it out, never
+//! across an `.await`: subscribing must see the log and the live stream
+//! with no gap and no duplicate between them.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use yang2::data::Data;
+
+use super::error::{ErrorTag, ErrorType, RpcError};
+use super::ops::Filter;
+use crate::event::{Event, EventSink};
+use crate::xml::{self, Element};
+use crate::yang;
+
+/// The RFC 5277 notification namespace (envelope and create-subscription).
+pub const NOTIF_NS: &str = "urn:ietf:params:xml:ns:netconf:notification:1.0";
+/// Namespace of nc-notifications (`netconf/streams`).
+pub const STREAMS_NS: &str = "urn:ietf:params:xml:ns:netmod:notification";
+/// The only stream: every notification the server sends.
+pub const STREAM: &str = "NETCONF";
+/// Notifications queued per subscribed session before it counts as
+/// unable to keep up.
+pub const SESSION_QUEUE: usize = 512;
+/// Name of the replay log in the storage directory.
+pub const REPLAY_FILE: &str = "notifications.log";
+
+/// One notification, built and validated.
+#[derive(Debug)]
+pub struct Notification {
+    pub time: DateTime<Utc>,
+    /// The notification's element (content of `<notification>`).
+    pub xml: String,
+    /// The whole `<notification>` message, printed once for every
+    /// session that sends it.
+    message: String,
+    /// `xml` parsed, once, by the first subtree filter that needs it.
+    parsed: std::sync::OnceLock<Option<Element>>,
+}
+
+impl Notification {
+    pub fn new(time: DateTime<Utc>, xml: String) -> Notification {
+        let message = format!(
+            "<notification xmlns=\"{NOTIF_NS}\"><eventTime>{}</eventTime>{xml}</notification>",
+            time.to_rfc3339_opts(SecondsFormat::Micros, true),
+        );
+        Notification {
+            time,
+            xml,
+            message,
+            parsed: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn event_time(&self) -> String {
+        self.time.to_rfc3339_opts(SecondsFormat::Micros, true)
+    }
+
+    /// The `<notification>` message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    fn parsed(&self) -> Option<&Element> {
+        self.parsed
+            .get_or_init(|| xml::parse(&self.xml).ok())
+            .as_ref()
+    }
+}
+
+/// Build a notification of the `nc-notifications` module with no leaves
+/// (`replayComplete`, `notificationComplete`).
+pub fn marker(name: &str) -> Notification {
+    let xml =
+        yang::notification_xml(&format!("/nc-notifications:{name}"), &[]).unwrap_or_else(|_| {
+            format!("<{name} xmlns=\"urn:ietf:params:xml:ns:netmod:notification\"/>")
+        });
+    Notification::new(Utc::now(), xml)
+}
+
+/// The replay log: the last `cap` notifications, in memory and in a file
+/// of the storage directory (0600) that a restart reads back. Appends are
+/// not fsynced (a notification is not a lease); the file is rewritten
+/// with the newest `cap` records when it holds twice that many.
+#[derive(Debug)]
+struct ReplayLog {
+    cap: usize,
+    records: VecDeque<Arc<Notification>>,
+    created: DateTime<Utc>,
+    file: Option<(PathBuf, File)>,
+    on_disk: usize,
+}
+
+fn escape_line(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn unescape_line(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some(o) => out.push(o),
+                None => {}
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+const HEADER: &str = "hotlease-notification-log 1";
+
+fn open_private(path: &Path, append: bool) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(append)
+        .write(true)
+        .truncate(!append)
+        .mode(0o600)
+        .open(path)
+}
+
+impl ReplayLog {
+    fn memory(cap: usize) -> ReplayLog {
+        ReplayLog {
+            cap,
+            records: VecDeque::new(),
+            created: Utc::now(),
+            file: None,
+            on_disk: 0,
+        }
+    }
+
+    /// Read the log back (records that do not parse are skipped and
+    /// counted in the log), keep the newest `cap`, and rewrite the file.
+    fn open(dir: &Path, cap: usize) -> std::io::Result<ReplayLog> {
+        let path = dir.join(REPLAY_FILE);
+        let mut log = ReplayLog::memory(cap);
+        if cap == 0 {
+            let _ = std::fs::remove_file(&path);
+            return Ok(log);
+        }
+        match File::open(&path) {
+            Ok(f) => {
+                let mut skipped = 0usize;
+                for (i, line) in BufReader::new(f).lines().enumerate() {
+                    let line = line?;
+                    if i == 0 {
+                        match line.strip_prefix(HEADER).map(str::trim) {
+                            Some(t) => {
+                                if let Ok(t) = DateTime::parse_from_rfc3339(t) {
+                                    log.created = t.with_timezone(&Utc);
+                                }
+                            }
+                            None => skipped += 1,
+                        }
+                        continue;
+                    }
+                    let parsed = line.split_once('\t').and_then(|(t, x)| {
+                        let time = DateTime::parse_from_rfc3339(t).ok()?;
+                        Some(Notification::new(
+                            time.with_timezone(&Utc),
+                            unescape_line(x),
+                        ))
+                    });
+                    match parsed {
+                        Some(n) => {
+                            log.records.push_back(Arc::new(n));
+                            if log.records.len() > cap {
+                                log.records.pop_front();
+                            }
+                        }
+                        None => skipped += 1,
+                    }
+                }
+                if skipped > 0 {
+                    warn!(skipped, file = %path.display(), "replay log: unreadable records skipped");
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        log.file = Some((path.clone(), open_private(&path, false)?));
+        log.rewrite()?;
+        Ok(log)
+    }
+
+    fn write_record(f: &mut File, n: &Notification) -> std::io::Result<()> {
+        writeln!(f, "{}\t{}", n.event_time(), escape_line(&n.xml))
+    }
+
+    /// Write the header and the records held to a new file, then put it
+    /// in place of the old one.
+    fn rewrite(&mut self) -> std::io::Result<()> {
+        let Some((path, _)) = &self.file else {
+            return Ok(());
+        };
+        let tmp = path.with_extension("log.tmp");
+        let mut f = open_private(&tmp, false)?;
+        let mut buf = std::io::BufWriter::new(&mut f);
+        writeln!(
+            buf,
+            "{HEADER} {}",
+            self.created.to_rfc3339_opts(SecondsFormat::Micros, true)
+        )?;
+        for n in &self.records {
+            ReplayLog::write_record(buf.get_mut(), n)?;
+        }
+        buf.flush()?;
+        drop(buf);
+        std::fs::rename(&tmp, path)?;
+        let path = path.clone();
+        self.file = Some((path.clone(), open_private(&path, true)?));
+        self.on_disk = self.records.len();
+        Ok(())
+    }
+
+    fn push(&mut self, n: Arc<Notification>) {
+        if self.cap == 0 {
+            return;
+        }
+        self.records.push_back(n.clone());
+        if self.records.len() > self.cap {
+            self.records.pop_front();
+        }
+        let r = if self.on_disk + 1 >= 2 * self.cap {
+            self.rewrite()
+        } else if let Some((_, f)) = &mut self.file {
+            self.on_disk += 1;
+            ReplayLog::write_record(f, &n)
+        } else {
+            return;
+        };
+        if let Err(e) = r {
+            warn!(error = %e, "replay log cannot be written");
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Sub {
+    id: u64,
+    tx: mpsc::Sender<Arc<Notification>>,
+    overflow: CancellationToken,
+}
+
+#[derive(Debug)]
+struct State {
+    log: ReplayLog,
+    subs: Vec<Sub>,
+    next_id: u64,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    refused: AtomicU64,
+    overflowed: AtomicU64,
+}
+
+/// The notification bus; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+    sink: EventSink,
+}
+
+/// Receives the events and publishes them; run it as a task.
+#[derive(Debug)]
+pub struct Pump {
+    rx: mpsc::Receiver<Event>,
+    bus: Bus,
+}
+
+impl Pump {
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        loop {
+            tokio::select! {
+                e = self.rx.recv() => match e {
+                    Some(e) => self.bus.publish(&e),
+                    None => break,
+                },
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+impl Pump {
+    /// Publish every event queued so far (tests drive the pump by hand).
+    pub fn drain(&mut self) {
+        while let Ok(e) = self.rx.try_recv() {
+            self.bus.publish(&e);
+        }
+    }
+}
+
+/// What a `create-subscription` asks for, decoded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubscribeRequest {
+    pub stream: String,
+    pub filter: Option<Filter>,
+    pub start: Option<String>,
+    pub stop: Option<String>,
+}
+
+/// A subscription's filter, checked at subscribe time.
+#[derive(Debug, Clone)]
+pub enum NotifFilter {
+    All,
+    Subtree(Element),
+    /// libyang XPath (module-name prefixes).
+    XPath(String),
+}
+
+impl NotifFilter {
+    /// Whether the notification passes (RFC 5277 §3.6: the filter is
+    /// applied to the notification content, as a `<get>` filter to data).
+    pub fn matches(&self, n: &Notification) -> bool {
+        match self {
+            NotifFilter::All => true,
+            NotifFilter::Subtree(f) => {
+                let Some(root) = n.parsed() else {
+                    return false;
+                };
+                let tops: Vec<&Element> = f.elements().collect();
+                !super::filter::apply(&tops, std::slice::from_ref(root), &|_| None).is_empty()
+            }
+            NotifFilter::XPath(expr) => match yang::parse_notification(&n.xml) {
+                Ok(tree) => {
+                    yang::clear_errors();
+                    tree.find_xpath(expr)
+                        .is_ok_and(|mut set| set.next().is_some())
+                }
+                Err(_) => false,
+            },
+        }
+    }
+}
+
+/// A subscription: what the log holds for it, then the live queue.
+#[derive(Debug)]
+pub struct Subscription {
+    pub replay: Vec<Arc<Notification>>,
+    /// A startTime was given: `replayComplete` follows the replay.
+    pub replaying: bool,
+    pub stop: Option<DateTime<Utc>>,
+    pub filter: NotifFilter,
+    /// None when the stop time has passed already.
+    pub live: Option<mpsc::Receiver<Arc<Notification>>>,
+    /// Cancelled when the session's queue overflowed.
+    pub overflow: CancellationToken,
+}
+
+fn bad_element(tag: ErrorTag, name: &str, msg: &str) -> RpcError {
+    RpcError::bad_element(ErrorType::Protocol, tag, name, msg)
+}
+
+fn parse_time(name: &str, v: &str) -> Result<DateTime<Utc>, RpcError> {
+    DateTime::parse_from_rfc3339(v)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|_| {
+            bad_element(
+                ErrorTag::InvalidValue,
+                name,
+                &format!("{name} '{v}' is not a yang:date-and-time"),
+            )
+        })
+}
+
+impl Bus {
+    /// A bus with a replay log of `replay` notifications in `dir` (none:
+    /// kept in memory only), and its pump.
+    pub fn open(dir: Option<&Path>, replay: usize) -> std::io::Result<(Bus, Pump)> {
+        let log = match dir {
+            Some(d) => ReplayLog::open(d, replay)?,
+            None => ReplayLog::memory(replay),
+        };
+        let (sink, rx) = EventSink::channel();
+        let bus = Bus {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State {
+                    log,
+                    subs: Vec::new(),
+                    next_id: 1,
+                }),
+                refused: AtomicU64::new(0),
+                overflowed: AtomicU64::new(0),
+            }),
+            sink,
+        };
+        Ok((bus.clone(), Pump { rx, bus }))
+    }
+
+    /// A bus without a pump or a file: what a northbound booted outside
+    /// the daemon (tests) sends to.
+    pub fn memory() -> Bus {
+        Bus::open(None, 0).expect("no file to open").0
+    }
+
+    /// Where events go.
+    pub fn sink(&self) -> EventSink {
+        self.sink.clone()
+    }
+
+    /// Queue an event (never waits).
+    pub fn emit(&self, e: Event) {
+        self.sink.emit(e)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.shared.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Build, log and fan out one event. An event libyang refuses (a
+    /// runtime's bug) is logged and dropped.
+    pub fn publish(&self, e: &Event) {
+        let xml = match yang::notification_xml(e.notification, &e.leaves) {
+            Ok(x) => x,
+            Err(errs) => {
+                if self.shared.refused.fetch_add(1, Ordering::Relaxed) < 10 {
+                    warn!(notification = e.notification, error = ?errs.first(), "notification refused by its YANG module");
+                }
+                return;
+            }
+        };
+        let n = Arc::new(Notification::new(DateTime::<Utc>::from(e.at), xml));
+        let mut st = self.state();
+        st.log.push(n.clone());
+        st.subs.retain(|s| match s.tx.try_send(n.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    subscription = s.id,
+                    queue = SESSION_QUEUE,
+                    "subscriber cannot keep up: subscription ended"
+                );
+                s.overflow.cancel();
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    /// Subscriptions that ended because their session could not keep up.
+    pub fn overflowed(&self) -> u64 {
+        self.shared.overflowed.load(Ordering::Relaxed)
+    }
+
+    /// RFC 5277 §2.1.1 create-subscription.
+    pub fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, RpcError> {
+        if req.stream != STREAM {
+            return Err(bad_element(
+                ErrorTag::InvalidValue,
+                "stream",
+                &format!("no stream '{}' (the only stream is {STREAM})", req.stream),
+            ));
+        }
+        let now = Utc::now();
+        let start = req
+            .start
+            .as_deref()
+            .map(|v| parse_time("startTime", v))
+            .transpose()?;
+        let stop = req
+            .stop
+            .as_deref()
+            .map(|v| parse_time("stopTime", v))
+            .transpose()?;
+        match (start, stop) {
+            (None, Some(_)) => {
+                return Err(bad_element(
+                    ErrorTag::MissingElement,
+                    "startTime",
+                    "stopTime needs a startTime",
+                ))
+            }
+            (Some(s), _) if s > now => {
+                return Err(bad_element(
+                    ErrorTag::BadElement,
+                    "startTime",
+                    "startTime is in the future",
+                ))
+            }
+            (Some(s), Some(e)) if e < s => {
+                return Err(bad_element(
+                    ErrorTag::BadElement,
+                    "stopTime",
+                    "stopTime is earlier than startTime",
+                ))
+            }
+            _ => {}
+        }
+        let filter = match &req.filter {
+            None => NotifFilter::All,
+            Some(Filter::Subtree(f)) => NotifFilter::Subtree(f.clone()),
+            Some(Filter::XPath { select, namespaces }) => {
+                let expr =
+                    super::translate_xpath(select, namespaces).map_err(|mut e| e.remove(0))?;
+                // compiled once against a notification: a syntax error is
+                // the subscriber's, now, not a silent mismatch later
+                let probe = marker("replayComplete");
+                let tree = yang::parse_notification(&probe.xml)
+                    .map_err(|_| RpcError::operation_failed("cannot check the XPath filter"))?;
+                yang::clear_errors();
+                if let Err(e) = tree.find_xpath(&expr) {
+                    return Err(RpcError::bad_element(
+                        ErrorType::Application,
+                        ErrorTag::InvalidValue,
+                        "filter",
+                        &format!("bad XPath: {}", e.msg.unwrap_or_default()),
+                    ));
+                }
+                NotifFilter::XPath(expr)
+            }
+        };
+        let mut st = self.state();
+        if start.is_some() && st.log.cap == 0 {
+            return Err(RpcError::protocol(
+                ErrorTag::OperationFailed,
+                "the NETCONF stream keeps no replay log ([netconf] notification-replay = 0)",
+            ));
+        }
+        let replay: Vec<Arc<Notification>> = match start {
+            None => Vec::new(),
+            Some(s) => st
+                .log
+                .records
+                .iter()
+                .filter(|n| n.time >= s && stop.is_none_or(|e| n.time <= e))
+                .cloned()
+                .collect(),
+        };
+        let overflow = CancellationToken::new();
+        let live = if stop.is_some_and(|e| e <= now) {
+            None
+        } else {
+            let (tx, rx) = mpsc::channel(SESSION_QUEUE);
+            let id = st.next_id;
+            st.next_id += 1;
+            st.subs.push(Sub {
+                id,
+                tx,
+                overflow: overflow.clone(),
+            });
+            debug!(subscription = id, replay = replay.len(), "subscribed");
+            Some(rx)
+        };
+        Ok(Subscription {
+            replay,
+            replaying: start.is_some(),
+            stop,
+            filter,
+            live,
+            overflow,
+        })
+    }
+
+    /// `netconf/streams` of nc-notifications, for `<get>`.
+    pub fn streams_xml(&self) -> String {
+        let st = self.state();
+        let replay = st.log.cap > 0;
+        let mut out = format!(
+            "<netconf xmlns=\"{STREAMS_NS}\"><streams><stream>\
+             <name>{STREAM}</name><description>every notification of hotleased: RFC 6470 \
+             base notifications and the events of the hotlease modules</description>\
+             <replaySupport>{replay}</replaySupport>"
+        );
+        if replay {
+            out.push_str(&format!(
+                "<replayLogCreationTime>{}</replayLogCreationTime>",
+                st.log.created.to_rfc3339_opts(SecondsFormat::Micros, true)
+            ));
+        }
+        out.push_str("</stream></streams></netconf>");
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vrrp_event(vrid: u8, new: &str) -> Event {
+        Event::new("/hotlease-vrrp:state-change")
+            .leaf("interface", "eth0")
+            .leaf("vrid", vrid)
+            .leaf("old-state", "backup")
+            .leaf("new-state", new)
+            .leaf("reason", "master-down-timer")
+    }
+
+    fn req(start: Option<&str>, stop: Option<&str>) -> SubscribeRequest {
+        SubscribeRequest {
+            stream: STREAM.into(),
+            filter: None,
+            start: start.map(Into::into),
+            stop: stop.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn events_are_built_by_libyang_and_refused_when_invalid() {
+        let (bus, _pump) = Bus::open(None, 10).unwrap();
+        let mut sub = bus.subscribe(&req(None, None)).unwrap();
+        bus.publish(&vrrp_event(7, "master"));
+        // a leaf the module does not have, and a value out of range
+        bus.publish(&vrrp_event(7, "master").leaf("bogus", "1"));
+        bus.publish(&vrrp_event(0, "master"));
+        let n = sub.live.as_mut().unwrap().try_recv().unwrap();
+        assert!(
+            n.xml
+                .starts_with("<state-change xmlns=\"urn:hotlease:yang:vrrp\">"),
+            "{}",
+            n.xml
+        );
+        assert!(n.xml.contains("<vrid>7</vrid>"));
+        assert!(sub.live.as_mut().unwrap().try_recv().is_err());
+        assert!(xml::parse(n.message()).is_ok());
+    }
+
+    #[test]
+    fn rfc6470_notifications_validate() {
+        let (bus, _pump) = Bus::open(None, 10).unwrap();
+        let mut sub = bus.subscribe(&req(None, None)).unwrap();
+        let events = [
+            Event::new("/ietf-netconf-notifications:netconf-config-change")
+                .leaf("changed-by/username", "admin")
+                .leaf("changed-by/session-id", 3)
+                .leaf("datastore", "running")
+                .leaf(
+                    "edit[1]/target",
+                    "/hotlease-vrrp:vrrp/group[interface='eth0'][vrid='7']/priority",
+                )
+                .leaf("edit[1]/operation", "replace")
+                .leaf("edit[2]/target", "/hotlease-dhcp-server:dhcp-server")
+                .leaf("edit[2]/operation", "create"),
+            Event::new("/ietf-netconf-notifications:netconf-config-change")
+                .flag("changed-by/server")
+                .leaf("edit[1]/target", "/hotlease-dhcp-server:dhcp-server")
+                .leaf("edit[1]/operation", "delete"),
+            Event::new("/ietf-netconf-notifications:netconf-session-start")
+                .leaf("username", "admin")
+                .leaf("session-id", 3),
+            Event::new("/ietf-netconf-notifications:netconf-session-end")
+                .leaf("username", "admin")
+                .leaf("session-id", 3)
+                .leaf("killed-by", 4)
+                .leaf("termination-reason", "killed"),
+            Event::new("/ietf-netconf-notifications:netconf-confirmed-commit")
+                .leaf("username", "admin")
+                .leaf("session-id", 3)
+                .leaf("confirm-event", "start")
+                .leaf("timeout", 30),
+            Event::new("/ietf-netconf-notifications:netconf-confirmed-commit")
+                .leaf("confirm-event", "timeout"),
+        ];
+        for e in &events {
+            if let Err(errs) = yang::notification_xml(e.notification, &e.leaves) {
+                panic!("{e:?}: {errs:?}");
+            }
+            bus.publish(e);
+            let got = sub.live.as_mut().unwrap().try_recv();
+            assert!(got.is_ok(), "{e:?} refused");
+            let got = got.unwrap();
+            assert!(got
+                .xml
+                .contains("urn:ietf:params:xml:ns:yang:ietf-netconf-notifications"));
+            if e.leaves.iter().any(|(p, _)| p == "edit[1]/target") {
+                assert!(got.xml.contains("<target xmlns:"), "{}", got.xml);
+            }
+        }
+    }
+
+    #[test]
+    fn filters_select_on_the_content() {
+        let (bus, _pump) = Bus::open(None, 10).unwrap();
+        bus.publish(&vrrp_event(7, "master"));
+        bus.publish(&vrrp_event(8, "backup"));
+        let sub = bus
+            .subscribe(&req(Some("2000-01-01T00:00:00Z"), None))
+            .unwrap();
+        assert_eq!(sub.replay.len(), 2);
+        let subtree = xml::parse(
+            r#"<filter xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><state-change xmlns="urn:hotlease:yang:vrrp"><new-state>master</new-state></state-change></filter>"#,
+        )
+        .unwrap();
+        let f = NotifFilter::Subtree(subtree);
+        assert!(f.matches(&sub.replay[0]));
+        assert!(!f.matches(&sub.replay[1]));
+        let x = NotifFilter::XPath("/hotlease-vrrp:state-change[vrid=8]".into());
+        assert!(!x.matches(&sub.replay[0]));
+        assert!(x.matches(&sub.replay[1]));
+    }
+
+    #[test]
+    fn replay_survives_a_restart_and_stays_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let (bus, _pump) = Bus::open(Some(dir.path()), 3).unwrap();
+            for v in 1..=10 {
+                bus.publish(&vrrp_event(v, "master"));
+            }
+        }
+        let path = dir.path().join(REPLAY_FILE);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let lines = std::fs::read_to_string(&path).unwrap().lines().count();
+        assert!(lines <= 1 + 2 * 3, "{lines} lines");
+        let (bus, _pump) = Bus::open(Some(dir.path()), 3).unwrap();
+        let sub = bus
+            .subscribe(&req(Some("2000-01-01T00:00:00Z"), None))
+            .unwrap();
+        let vrids: Vec<bool> = sub
+            .replay
+            .iter()
+            .map(|n| {
+                n.xml.contains("<vrid>8</vrid>")
+                    || n.xml.contains("<vrid>9</vrid>")
+                    || n.xml.contains("<vrid>10</vrid>")
+            })
+            .collect();
+        assert_eq!(vrids, vec![true, true, true]);
+        assert!(bus
+            .streams_xml()
+            .contains("<replaySupport>true</replaySupport>"));
+    }
+
+    #[test]
+    fn subscribe_checks_its_parameters() {
+        let bus = Bus::memory();
+        let e = bus
+            .subscribe(&req(None, Some("2000-01-01T00:00:00Z")))
+            .unwrap_err();
+        assert_eq!(e.tag, ErrorTag::MissingElement);
+        let e = bus
+            .subscribe(&req(Some("2000-01-01T00:00:00Z"), None))
+            .unwrap_err();
+        assert_eq!(e.tag, ErrorTag::OperationFailed, "no replay log");
+        let (bus, _pump) = Bus::open(None, 5).unwrap();
+        let e = bus
+            .subscribe(&req(Some("2999-01-01T00:00:00Z"), None))
+            .unwrap_err();
+        assert_eq!(e.tag, ErrorTag::BadElement);
+        let e = bus
+            .subscribe(&req(
+                Some("2001-01-01T00:00:00Z"),
+                Some("2000-01-01T00:00:00Z"),
+            ))
+            .unwrap_err();
+        assert_eq!(e.tag, ErrorTag::BadElement);
+        let e = bus.subscribe(&req(Some("yesterday"), None)).unwrap_err();
+        assert_eq!(e.tag, ErrorTag::InvalidValue);
+        let mut r = req(None, None);
+        r.stream = "other".into();
+        assert_eq!(bus.subscribe(&r).unwrap_err().tag, ErrorTag::InvalidValue);
+        // a stop time already past: replay only, nothing live
+        let s = bus
+            .subscribe(&req(
+                Some("2000-01-01T00:00:00Z"),
+                Some("2001-01-01T00:00:00Z"),
+            ))
+            .unwrap();
+        assert!(s.live.is_none() && s.replaying);
+    }
+
+    #[test]
+    fn a_full_queue_ends_that_subscription_only() {
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let slow = bus.subscribe(&req(None, None)).unwrap();
+        let mut fast = bus.subscribe(&req(None, None)).unwrap();
+        for i in 0..SESSION_QUEUE + 1 {
+            bus.publish(&vrrp_event(1 + (i % 200) as u8, "master"));
+            while fast.live.as_mut().unwrap().try_recv().is_ok() {}
+        }
+        assert!(slow.overflow.is_cancelled());
+        assert!(!fast.overflow.is_cancelled());
+        assert_eq!(bus.overflowed(), 1);
+    }
+}
