@@ -117,12 +117,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
 /// Run a session on a byte stream until the client leaves, closes the
 /// session, is killed, or the daemon shuts down; returns why it ended
 /// ("close-session", "client left", ...), which the SSH layer turns into
-/// the channel's exit status.
+/// the channel's exit status. With `idle`, a session that sends no
+/// complete message for that long is closed ("idle timeout").
 pub async fn run<S>(
     stream: S,
     northbound: Handle,
     user: String,
     source: Option<std::net::IpAddr>,
+    idle: Option<std::time::Duration>,
     shutdown: CancellationToken,
 ) -> &'static str
 where
@@ -136,7 +138,7 @@ where
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
-        let reason = serve(stream, &northbound, session_id, &counters, &kill).await;
+        let reason = serve(stream, &northbound, session_id, &counters, idle, &kill).await;
         info!(reason, "session ended");
         reason
     }
@@ -153,6 +155,7 @@ async fn serve<S>(
     nb: &Handle,
     session_id: u32,
     counters: &SessionCounters,
+    idle: Option<std::time::Duration>,
     kill: &CancellationToken,
 ) -> &'static str
 where
@@ -170,6 +173,9 @@ where
     let mut decoder = Decoder::default();
     let mut hello_done = false;
     let mut readbuf = vec![0u8; 64 * 1024];
+    // the last complete message: partial bytes (a message that never ends)
+    // do not keep a session from its idle timeout
+    let mut last_message = tokio::time::Instant::now();
     loop {
         // Drain every complete message already buffered.
         loop {
@@ -181,6 +187,7 @@ where
                     return "framing error";
                 }
             };
+            last_message = tokio::time::Instant::now();
             if !hello_done {
                 match check_client_hello(msg).await {
                     Ok(v11) => {
@@ -217,6 +224,10 @@ where
         let n = tokio::select! {
             n = r.read(&mut readbuf) => n,
             _ = kill.cancelled() => return "killed",
+            _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
+                info!("no message within the idle timeout, closing");
+                return "idle timeout";
+            }
         };
         match n {
             Ok(0) | Err(_) => return "client left",
