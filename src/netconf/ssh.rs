@@ -213,6 +213,7 @@ impl russh::server::Handler for Connection {
                 }
                 Turn::Refuse => {
                     stats.login_throttled();
+                    stats.login_failed();
                     if let Some(suppressed) = may_log(&shared.throttle_log) {
                         warn!(peer = %ip, suppressed,
                             "login attempt refused unchecked: repeated failed logins from this address");
