@@ -54,8 +54,8 @@ def metric(port: int, name: str) -> float:
 
 
 class BruteForce:
-    """*total* wrong passwords from *source* over *parallel* connections
-    (russh ends a connection after 10 failures: the worker reconnects)."""
+    """*total* wrong passwords from *source*, one per connection, over
+    *parallel* connections at a time."""
 
     def __init__(self, port: int, source: str, total: int, parallel: int):
         self.port, self.source, self.total = port, source, total
@@ -83,7 +83,7 @@ class BruteForce:
                     return
                 continue
             try:
-                while t.is_active():
+                if t.is_active():
                     if not self.take():
                         return
                     try:
@@ -96,7 +96,6 @@ class BruteForce:
                     except Exception:  # noqa: BLE001 - connection ended mid-attempt
                         with self.lock:
                             self.started -= 1
-                        break
             finally:
                 t.close()
 
@@ -112,28 +111,37 @@ class BruteForce:
         self.stop.set()
 
 
-def test_brute_force_of_1000_passwords_is_slowed_counted_and_logged(daemon_factory):
-    """1,000 wrong passwords from one address over 32 parallel connections:
-    after 5 free failures the attempts take turns at least login-delay-max
-    (20 ms here) apart, whatever the connection, so the run takes at least
-    ~19 s (unthrottled, russh's 0.3 s rejection time per connection lets 32
-    connections try ~100 a second). Every failure is counted, and the log
-    holds at most one refusal line a second, each with the number held back."""
+# wrong passwords of the brute-force run (HOTLEASE_BRUTE_FORCE=1000 for the
+# issue's figure: about 4 minutes at 0.25 s a turn)
+BRUTE_FORCE = int(os.environ.get("HOTLEASE_BRUTE_FORCE", "200"))
+
+
+@pytest.mark.timeout(BRUTE_FORCE * 0.25 * 2 + 120)
+def test_brute_force_is_slowed_counted_and_logged(daemon_factory):
+    """Wrong passwords from one address, one per connection, 32 connections
+    at a time: after 5 free failures the attempts take turns at least
+    login-delay-max (0.25 s here) apart, whatever the connection, so 200
+    take at least ~41 s (unthrottled, 32 connections here try about 10 a
+    second, limited by the client's key exchanges). Every failure is
+    counted, and the log holds at most one refusal line a second, each with
+    the number held back."""
     mport = free_port()
-    d = daemon_factory(netconf_toml="login-throttle-after = 5\nlogin-delay-max = 0.02",
+    d = daemon_factory(netconf_toml="login-throttle-after = 5\nlogin-delay-max = 0.25",
                        extra_toml=f'[metrics]\nlisten = "127.0.0.1:{mport}"\n')
-    total, parallel, delay = 1000, 32, 0.02
+    total, parallel, delay = BRUTE_FORCE, 32, 0.25
     t0 = time.monotonic()
     bf = BruteForce(d.port, "127.0.0.1", total, parallel).start()
-    bf.join(600)
+    bf.join(total * delay * 2 + 60)
     elapsed = time.monotonic() - t0
+    print(f"{total} wrong passwords in {elapsed:.1f} s")
     assert bf.accepted == 0
     assert bf.failed == total, (bf.failed, bf.started)
     # the throttle's bound: one attempt per turn once 5 have failed (at most
     # `parallel` more were already in flight then)
     assert elapsed >= (total - 5 - parallel) * delay * 0.98, elapsed
     assert metric(mport, "hotlease_netconf_login_failures_total") == total
-    assert metric(mport, "hotlease_netconf_logins_throttled_total") >= total / 2
+    throttled = metric(mport, "hotlease_netconf_logins_throttled_total")
+    assert throttled >= total / 2, throttled
     lines = [l for l in d.stderr(tail=100000).splitlines() if "password login refused" in l]
     assert 1 <= len(lines) <= elapsed + 2, len(lines)
     reported = sum(1 + int(re.search(r"suppressed=(\d+)", l).group(1)) for l in lines)
