@@ -309,3 +309,27 @@ def test_never_ending_message_is_cut_at_the_limit(daemon, framing):
     assert p.growth_mb < 2.5 * MAX_MESSAGE / MB, p.growth_mb
     assert other.get_config("running").ok
     assert daemon.alive()
+
+
+@pytest.mark.timeout(300)
+def test_too_many_elements_get_too_big_with_bounded_memory(daemon):
+    """8 MB of empty <a/> siblings (2 million elements) in a filter: a
+    parsed element costs ~40 times its 4 bytes, so the message would take
+    ~330 MB parsed. Past xml::MAX_ELEMENTS (1,000,000) the parse stops with
+    too-big (RFC 6241 App. A, error-type rpc), on a base:1.0 session as
+    well, and the session goes on."""
+    other = daemon.connect()
+    for base in ("1.1", "1.0"):
+        r = daemon.raw(timeout=120)
+        r.hello() if base == "1.1" else r.hello((BASE10,))
+        body = '<get><filter type="subtree"><x xmlns="urn:hostile">' + "<a/>" * 2_000_000 + "</x></filter></get>"
+        with Peak(daemon) as p:
+            reply = r.rpc(body, message_id="wide")
+        err = reply.find("nc:rpc-error", NS)
+        assert err is not None, reply
+        assert err.findtext("nc:error-type", namespaces=NS) == "rpc"
+        assert err.findtext("nc:error-tag", namespaces=NS) == "too-big"
+        assert "more than 1000000 elements" in err.findtext("nc:error-message", namespaces=NS)
+        assert p.growth_mb < 250, p.growth_mb
+        assert r.rpc(GET_CONFIG, message_id="after").find("nc:data", NS) is not None
+    assert other.get_config("running").ok

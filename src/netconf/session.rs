@@ -76,7 +76,7 @@ fn server_hello(session_id: u32) -> String {
 
 /// Why a client hello is refused (the session is closed, RFC 6241 §8.1).
 async fn check_client_hello(msg: Vec<u8>) -> Result<bool, String> {
-    let root = parse_message(msg).await?;
+    let root = parse_message(msg).await.map_err(|(_, m)| m)?;
     if root.ns != NC_NS || root.name != "hello" {
         return Err(format!("expected <hello>, got <{}>", root.name));
     }
@@ -241,18 +241,33 @@ where
 /// worker busy for seconds stalls the other sessions and VRRP's timers.
 const PARSE_INLINE_MAX: usize = 256 * 1024;
 
-/// Parse one message (a document nested deeper than `xml::MAX_DEPTH` is
-/// refused like any other that cannot be parsed).
-async fn parse_message(msg: Vec<u8>) -> Result<Element, String> {
-    let text = String::from_utf8(msg).map_err(|_| "message is not UTF-8".to_string())?;
+/// Large messages parsed at once, all sessions together: each may peak at
+/// `xml::MAX_ELEMENTS` parsed elements (~160 MB), so the daemon's memory
+/// stays bounded however many sessions send one at the same time. A
+/// process-wide semaphore rather than a northbound message: parsing
+/// happens before anything reaches the actor.
+static LARGE_PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Why a message could not be parsed: `too-big` for one over
+/// `xml::MAX_ELEMENTS`, `malformed-message` for everything else (a
+/// document nested deeper than `xml::MAX_DEPTH` included).
+type ParseFailure = (ErrorTag, String);
+
+async fn parse_message(msg: Vec<u8>) -> Result<Element, ParseFailure> {
+    let malformed = |m: String| (ErrorTag::MalformedMessage, m);
+    let text = String::from_utf8(msg).map_err(|_| malformed("message is not UTF-8".into()))?;
     let parsed = if text.len() <= PARSE_INLINE_MAX {
         xml::parse(&text)
     } else {
+        let _permit = LARGE_PARSES.acquire().await.expect("never closed");
         tokio::task::spawn_blocking(move || xml::parse(&text))
             .await
-            .map_err(|e| format!("message could not be parsed: {e}"))?
+            .map_err(|e| malformed(format!("message could not be parsed: {e}")))?
     };
-    parsed.map_err(|e| e.to_string())
+    parsed.map_err(|e| match e {
+        xml::XmlError::TooManyElements => (ErrorTag::TooBig, e.to_string()),
+        e => malformed(e.to_string()),
+    })
 }
 
 /// Handle one framed message; returns the reply and whether to close, or
@@ -264,20 +279,25 @@ async fn handle_message(
     counters: &SessionCounters,
     base11: bool,
 ) -> Option<(String, bool)> {
-    let malformed = |m: String| {
+    let refuse = |tag: ErrorTag, m: String| {
         SessionCounters::bump(&counters.in_bad_rpcs);
-        base11.then(|| {
+        // too-big is an rpc-error of base:1.0 as well; malformed-message
+        // is base:1.1 only (RFC 6241 App. A)
+        (base11 || tag != ErrorTag::MalformedMessage).then(|| {
             SessionCounters::bump(&counters.out_rpc_errors);
-            let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
+            let e = RpcError::new(ErrorType::Rpc, tag, m);
             (rpc::encode_reply("", &Err(vec![e])), false)
         })
     };
     let root = match parse_message(msg).await {
         Ok(r) => r,
-        Err(e) => return malformed(e),
+        Err((tag, e)) => return refuse(tag, e),
     };
     if root.ns != NC_NS || root.name != "rpc" {
-        return malformed(format!("expected <rpc>, got <{}>", root.name));
+        return refuse(
+            ErrorTag::MalformedMessage,
+            format!("expected <rpc>, got <{}>", root.name),
+        );
     }
     // the operation's name for the counters, before decoding consumes it
     let name = root
