@@ -25,6 +25,8 @@ pub enum BootstrapError {
     BadHash { path: PathBuf, user: String },
     #[error("config file {path}: [netconf] {key} must be at least 1")]
     ZeroLimit { path: PathBuf, key: &'static str },
+    #[error("config file {path}: [netconf] login-delay-max must be a number of seconds from 0.001 to 3600")]
+    BadLoginDelay { path: PathBuf },
     #[error("config file {path}: user '{user}': bad authorized key: {message}")]
     BadKey {
         path: PathBuf,
@@ -136,6 +138,27 @@ pub struct NetconfSettings {
     /// (the stream then announces no replay support).
     #[serde(default = "notification_replay_by_default")]
     pub notification_replay: usize,
+    /// Failed logins from one address (IPv6: one /64) before its login
+    /// attempts are spaced out (`netconf::throttle`); 0 throttles from the
+    /// first failure.
+    #[serde(default = "login_throttle_after_by_default")]
+    pub login_throttle_after: u32,
+    /// Seconds (fractions allowed): the longest spacing between two login
+    /// attempts of a throttled address; the spacing doubles from 0.5 s
+    /// (or this, if smaller) with each further failure.
+    #[serde(default = "login_delay_max_by_default")]
+    pub login_delay_max: f64,
+    /// NETCONF sessions at once, all users together (a connection may
+    /// carry several); beyond it the subsystem request is refused.
+    #[serde(default = "max_sessions_by_default")]
+    pub max_sessions: usize,
+    /// NETCONF sessions at once of one user.
+    #[serde(default = "max_sessions_per_user_by_default")]
+    pub max_sessions_per_user: usize,
+    /// Seconds without a complete message from the client after which its
+    /// NETCONF session is closed; 0 (the default) never closes one.
+    #[serde(default)]
+    pub idle_timeout: u64,
     #[serde(default)]
     pub user: Vec<User>,
 }
@@ -171,6 +194,22 @@ fn keepalive_count_by_default() -> usize {
 // hundred bytes, the log at most twice this many records on disk.
 fn notification_replay_by_default() -> usize {
     10_000
+}
+
+fn login_throttle_after_by_default() -> u32 {
+    5
+}
+
+fn login_delay_max_by_default() -> f64 {
+    30.0
+}
+
+fn max_sessions_by_default() -> usize {
+    256
+}
+
+fn max_sessions_per_user_by_default() -> usize {
+    128
 }
 
 /// `[[netconf.user]]`: one NETCONF user with a password hash and/or keys.
@@ -237,6 +276,8 @@ impl Bootstrap {
             ("max-unauthenticated", n.max_unauthenticated as u64),
             ("login-grace-time", n.login_grace_time),
             ("keepalive-count", n.keepalive_count as u64),
+            ("max-sessions", n.max_sessions as u64),
+            ("max-sessions-per-user", n.max_sessions_per_user as u64),
         ] {
             if value == 0 {
                 errors.push(BootstrapError::ZeroLimit {
@@ -244,6 +285,11 @@ impl Bootstrap {
                     key,
                 });
             }
+        }
+        if !(0.001..=3600.0).contains(&n.login_delay_max) {
+            errors.push(BootstrapError::BadLoginDelay {
+                path: path.to_path_buf(),
+            });
         }
         if b.netconf.user.is_empty() {
             errors.push(BootstrapError::NoUsers {
@@ -332,6 +378,12 @@ mod tests {
         assert_eq!(b.netconf.max_unauthenticated, 128);
         assert_eq!(b.netconf.login_grace_time, 30);
         assert_eq!(b.netconf.notification_replay, 10_000);
+        let n = &b.netconf;
+        assert_eq!((n.login_throttle_after, n.login_delay_max), (5, 30.0));
+        assert_eq!(
+            (n.max_sessions, n.max_sessions_per_user, n.idle_timeout),
+            (256, 128, 0)
+        );
     }
 
     #[test]
@@ -370,6 +422,30 @@ mod tests {
             Bootstrap::from_str(p, &file("login-grace-time = -1")),
             Err(BootstrapError::Parse { .. })
         ));
+        let b = Bootstrap::from_str(
+            p,
+            &file(
+                "login-throttle-after = 0\nlogin-delay-max = 0.05\nmax-sessions = 4\n\
+                 max-sessions-per-user = 2\nidle-timeout = 60",
+            ),
+        )
+        .unwrap();
+        let n = &b.netconf;
+        assert_eq!((n.login_throttle_after, n.login_delay_max), (0, 0.05));
+        assert_eq!(
+            (n.max_sessions, n.max_sessions_per_user, n.idle_timeout),
+            (4, 2, 60)
+        );
+        for bad in ["0", "0.0", "-1.0", "nan", "inf", "3601.0"] {
+            let e = Bootstrap::from_str(p, &file(&format!("login-delay-max = {bad}")))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("login-delay-max must be"), "{bad}: {e}");
+        }
+        let zero = Bootstrap::from_str(p, &file("max-sessions-per-user = 0")).unwrap_err();
+        assert!(zero
+            .to_string()
+            .contains("max-sessions-per-user must be at least 1"));
     }
 
     #[test]

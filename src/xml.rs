@@ -39,6 +39,13 @@ const XML_NS: &str = "http://www.w3.org/XML/1998/namespace";
 /// to overflow it and take DHCP and VRRP down with the process.
 pub const MAX_DEPTH: usize = 128;
 
+/// The most elements one document may hold. A parsed element costs about
+/// 160 bytes, 40 times the 4 bytes of an empty `<a/>`: without a cap a
+/// message within the 64 MiB framing limit could take gigabytes. A million
+/// elements (about 160 MB while parsed) is some 200,000 pool or
+/// reservation entries in one `<edit-config>`.
+pub const MAX_ELEMENTS: usize = 1_000_000;
+
 /// A namespace URI. Shared, not copied: every element of a document that is
 /// in one namespace points at one allocation, so a long URI declared once
 /// and used by many elements costs its length once (a copy per element let
@@ -171,6 +178,8 @@ pub enum XmlError {
     TrailingContent,
     #[error("document nesting deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    #[error("document has more than {MAX_ELEMENTS} elements")]
+    TooManyElements,
 }
 
 /// Dropping is a loop: the derived drop recursed once per level, and a deep
@@ -505,8 +514,10 @@ fn push_text(stack: &mut [Element], text: &str) {
 
 /// Parse one XML document into its root element.
 ///
-/// Linear in the document; refuses one nested deeper than [`MAX_DEPTH`].
+/// Linear in the document; refuses one nested deeper than [`MAX_DEPTH`]
+/// or with more than [`MAX_ELEMENTS`] elements.
 pub fn parse(doc: &str) -> Result<Element, XmlError> {
+    let mut elements = 0usize;
     let mut reader = Reader::from_str(doc);
     reader.config_mut().check_end_names = true;
     let mut scope = Scope::new();
@@ -524,6 +535,10 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
                 }
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(XmlError::TooManyElements);
+                }
                 let el = open_element(&s, &mut scope)?;
                 stack.push(el);
             }
@@ -533,6 +548,10 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 }
                 if stack.len() >= MAX_DEPTH {
                     return Err(XmlError::TooDeep);
+                }
+                elements += 1;
+                if elements > MAX_ELEMENTS {
+                    return Err(XmlError::TooManyElements);
                 }
                 let el = open_element(&s, &mut scope)?;
                 scope.undeclare(&el.ns_decls);
@@ -679,6 +698,15 @@ mod tests {
             .unwrap()
             .join()
             .unwrap();
+    }
+
+    #[test]
+    fn documents_over_max_elements_are_refused() {
+        // the root and MAX_ELEMENTS - 1 children: at the limit
+        let at = format!("<r>{}</r>", "<a/>".repeat(MAX_ELEMENTS - 1));
+        assert_eq!(parse(&at).unwrap().elements().count(), MAX_ELEMENTS - 1);
+        let over = format!("<r>{}<b></b></r>", "<a/>".repeat(MAX_ELEMENTS - 1));
+        assert!(matches!(parse(&over), Err(XmlError::TooManyElements)));
     }
 
     #[test]

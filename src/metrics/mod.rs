@@ -515,6 +515,25 @@ impl Collector for Netconf {
             "NETCONF sessions started",
             total,
         )?;
+        let (failures, throttled, refused) = self.0.refusals();
+        counter(
+            &mut e,
+            "netconf_login_failures",
+            "SSH password logins refused (wrong password or unknown user)",
+            failures,
+        )?;
+        counter(
+            &mut e,
+            "netconf_logins_throttled",
+            "SSH login attempts delayed or refused by the per-address throttle",
+            throttled,
+        )?;
+        counter(
+            &mut e,
+            "netconf_sessions_refused",
+            "NETCONF sessions refused by max-sessions or max-sessions-per-user",
+            refused,
+        )?;
         let ops: Vec<_> = self.0.operations().collect();
         family(
             &mut e,

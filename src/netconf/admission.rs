@@ -222,6 +222,62 @@ impl Admission {
     }
 }
 
+/// The NETCONF session budgets (`max-sessions`, `max-sessions-per-user`):
+/// a login is not a licence to hold unbounded sessions, each with its
+/// buffers and its place in the northbound.
+#[derive(Debug)]
+pub struct Sessions {
+    max: usize,
+    max_per_user: usize,
+    total: usize,
+    per_user: HashMap<String, usize>,
+}
+
+/// Why a NETCONF session was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum SessionRefused {
+    #[error("max-sessions reached")]
+    Total,
+    #[error("max-sessions-per-user reached")]
+    User,
+}
+
+impl Sessions {
+    pub fn new(max: usize, max_per_user: usize) -> Sessions {
+        Sessions {
+            max,
+            max_per_user,
+            total: 0,
+            per_user: HashMap::new(),
+        }
+    }
+
+    /// Take a session for `user`, or say which budget is full.
+    pub fn open(&mut self, user: &str) -> Result<(), SessionRefused> {
+        if self.total >= self.max {
+            return Err(SessionRefused::Total);
+        }
+        let n = self.per_user.entry(user.to_string()).or_default();
+        if *n >= self.max_per_user {
+            return Err(SessionRefused::User);
+        }
+        *n += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    /// A session of `user` ended.
+    pub fn close(&mut self, user: &str) {
+        if let Some(n) = self.per_user.get_mut(user) {
+            *n -= 1;
+            self.total -= 1;
+            if *n == 0 {
+                self.per_user.remove(user);
+            }
+        }
+    }
+}
+
 /// Lets a repeated log line through at most once per `every`, counting the
 /// ones held back so that the next line can say how many there were.
 #[derive(Debug)]
@@ -364,6 +420,25 @@ mod tests {
         assert!(first.kill.is_cancelled());
         assert!(!second.kill.is_cancelled() && !third.kill.is_cancelled());
         assert_eq!(newcomer.displaced, Some(ip(1)));
+    }
+
+    #[test]
+    fn session_budgets_per_user_and_in_total() {
+        let mut s = Sessions::new(3, 2);
+        assert_eq!(s.open("a"), Ok(()));
+        assert_eq!(s.open("a"), Ok(()));
+        assert_eq!(s.open("a"), Err(SessionRefused::User));
+        assert_eq!(s.open("b"), Ok(()));
+        assert_eq!(s.open("c"), Err(SessionRefused::Total));
+        s.close("a");
+        assert_eq!(s.open("c"), Ok(()));
+        assert_eq!(s.open("a"), Err(SessionRefused::Total));
+        s.close("b");
+        s.close("nobody");
+        assert_eq!(s.open("a"), Ok(()));
+        s.close("c");
+        assert_eq!(s.open("a"), Err(SessionRefused::User));
+        assert_eq!(s.open("b"), Ok(()));
     }
 
     #[test]

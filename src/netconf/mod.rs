@@ -1,5 +1,5 @@
 //! The NETCONF server: SSH transport (`ssh`) and its connection caps
-//! (`admission`), RFC 6242 framing (`framing`), one task per session
+//! (`admission`), failed-login throttling (`throttle`), RFC 6242 framing (`framing`), one task per session
 //! (`session`), and the rpc codec (`rpc`: `<rpc>` into the northbound's
 //! typed operations, replies and `<rpc-error>`s onto the wire).
 //!
@@ -11,3 +11,4 @@ pub mod framing;
 pub mod rpc;
 pub mod session;
 pub mod ssh;
+pub mod throttle;

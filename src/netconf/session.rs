@@ -83,7 +83,7 @@ fn server_hello(session_id: u32) -> String {
 
 /// Why a client hello is refused (the session is closed, RFC 6241 §8.1).
 async fn check_client_hello(msg: Vec<u8>) -> Result<bool, String> {
-    let root = parse_message(msg).await?;
+    let root = parse_message(msg).await.map_err(|(_, m)| m)?;
     if root.ns != NC_NS || root.name != "hello" {
         return Err(format!("expected <hello>, got <{}>", root.name));
     }
@@ -152,12 +152,14 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
 /// Run a session on a byte stream until the client leaves, closes the
 /// session, is killed, or the daemon shuts down; returns why it ended
 /// ("close-session", "client left", ...), which the SSH layer turns into
-/// the channel's exit status.
+/// the channel's exit status. With `idle`, a session that sends no
+/// complete message for that long is closed ("idle timeout").
 pub async fn run<S>(
     stream: S,
     northbound: Handle,
     user: String,
     source: Option<std::net::IpAddr>,
+    idle: Option<std::time::Duration>,
     shutdown: CancellationToken,
 ) -> &'static str
 where
@@ -171,7 +173,7 @@ where
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
-        let reason = serve(stream, &northbound, session_id, &counters, &kill).await;
+        let reason = serve(stream, &northbound, session_id, &counters, idle, &kill).await;
         info!(reason, "session ended");
         reason
     }
@@ -187,6 +189,7 @@ async fn serve<S>(
     nb: &Handle,
     session_id: u32,
     counters: &SessionCounters,
+    idle: Option<std::time::Duration>,
     kill: &CancellationToken,
 ) -> &'static str
 where
@@ -207,6 +210,9 @@ where
     // cancelled by the bus when `sub`'s queue overflows
     let mut overflow = CancellationToken::new();
     let mut readbuf = vec![0u8; 64 * 1024];
+    // the last complete message: partial bytes (a message that never ends)
+    // do not keep a session from its idle timeout
+    let mut last_message = tokio::time::Instant::now();
     loop {
         // Drain every complete message already buffered.
         loop {
@@ -218,6 +224,7 @@ where
                     return "framing error";
                 }
             };
+            last_message = tokio::time::Instant::now();
             if !hello_done {
                 match check_client_hello(msg).await {
                     Ok(v11) => {
@@ -292,6 +299,10 @@ where
                 return "notification overflow";
             }
             _ = kill.cancelled() => return "killed",
+            _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
+                info!("no message within the idle timeout, closing");
+                return "idle timeout";
+            }
         };
         match n {
             Ok(0) | Err(_) => return "client left",
@@ -305,18 +316,33 @@ where
 /// worker busy for seconds stalls the other sessions and VRRP's timers.
 const PARSE_INLINE_MAX: usize = 256 * 1024;
 
-/// Parse one message (a document nested deeper than `xml::MAX_DEPTH` is
-/// refused like any other that cannot be parsed).
-async fn parse_message(msg: Vec<u8>) -> Result<Element, String> {
-    let text = String::from_utf8(msg).map_err(|_| "message is not UTF-8".to_string())?;
+/// Large messages parsed at once, all sessions together: each may peak at
+/// `xml::MAX_ELEMENTS` parsed elements (~160 MB), so the daemon's memory
+/// stays bounded however many sessions send one at the same time. A
+/// process-wide semaphore rather than a northbound message: parsing
+/// happens before anything reaches the actor.
+static LARGE_PARSES: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(1);
+
+/// Why a message could not be parsed: `too-big` for one over
+/// `xml::MAX_ELEMENTS`, `malformed-message` for everything else (a
+/// document nested deeper than `xml::MAX_DEPTH` included).
+type ParseFailure = (ErrorTag, String);
+
+async fn parse_message(msg: Vec<u8>) -> Result<Element, ParseFailure> {
+    let malformed = |m: String| (ErrorTag::MalformedMessage, m);
+    let text = String::from_utf8(msg).map_err(|_| malformed("message is not UTF-8".into()))?;
     let parsed = if text.len() <= PARSE_INLINE_MAX {
         xml::parse(&text)
     } else {
+        let _permit = LARGE_PARSES.acquire().await.expect("never closed");
         tokio::task::spawn_blocking(move || xml::parse(&text))
             .await
-            .map_err(|e| format!("message could not be parsed: {e}"))?
+            .map_err(|e| malformed(format!("message could not be parsed: {e}")))?
     };
-    parsed.map_err(|e| e.to_string())
+    parsed.map_err(|e| match e {
+        xml::XmlError::TooManyElements => (ErrorTag::TooBig, e.to_string()),
+        e => malformed(e.to_string()),
+    })
 }
 
 /// Handle one framed message; returns what to send (the reply, then the
@@ -331,20 +357,25 @@ async fn handle_message(
     sub: &mut Option<Active>,
     overflow: &mut CancellationToken,
 ) -> Option<(Vec<String>, bool)> {
-    let malformed = |m: String| {
+    let refuse = |tag: ErrorTag, m: String| {
         SessionCounters::bump(&counters.in_bad_rpcs);
-        base11.then(|| {
+        // too-big is an rpc-error of base:1.0 as well; malformed-message
+        // is base:1.1 only (RFC 6241 App. A)
+        (base11 || tag != ErrorTag::MalformedMessage).then(|| {
             SessionCounters::bump(&counters.out_rpc_errors);
-            let e = RpcError::new(ErrorType::Rpc, ErrorTag::MalformedMessage, m);
+            let e = RpcError::new(ErrorType::Rpc, tag, m);
             (vec![rpc::encode_reply("", &Err(vec![e]))], false)
         })
     };
     let root = match parse_message(msg).await {
         Ok(r) => r,
-        Err(e) => return malformed(e),
+        Err((tag, e)) => return refuse(tag, e),
     };
     if root.ns != NC_NS || root.name != "rpc" {
-        return malformed(format!("expected <rpc>, got <{}>", root.name));
+        return refuse(
+            ErrorTag::MalformedMessage,
+            format!("expected <rpc>, got <{}>", root.name),
+        );
     }
     // the operation's name for the counters, before decoding consumes it
     let name = root

@@ -9,6 +9,13 @@
 //! ```
 //! russh's keepalives drop a silent peer; its channels close, so the NETCONF
 //! session ends and the northbound releases its locks.
+//!
+//! Password attempts from an address that keeps failing wait for their turn
+//! (`throttle`); NETCONF sessions are bounded in total and per user
+//! (`admission::Sessions`). Only the `netconf` subsystem is served: shell,
+//! exec, agent and X11 requests get a channel failure, and port forwarding
+//! (local, remote, stream-local) is refused by russh's defaults, which this
+//! handler keeps; the connection goes on after each refusal.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,7 +34,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tracing::{debug, info, warn};
 
-use super::admission::{Admission, Admitted, Limits, LogLimiter};
+use super::admission::{Admission, Admitted, Limits, LogLimiter, Sessions};
+use super::throttle::{Throttle, Turn};
 use crate::bootstrap::{self, NetconfSettings};
 use crate::northbound::Handle;
 
@@ -87,6 +95,40 @@ struct Shared {
     /// "login grace time over" of all connections (a flood ends them by the
     /// hundred at once); held for one check, like `admission`.
     grace_log: Mutex<LogLimiter>,
+    /// Failed logins per address; held for one lookup, never across an
+    /// await (the wait for a turn happens after the lock is dropped).
+    throttle: Mutex<Throttle>,
+    /// NETCONF sessions per user; held for one update.
+    sessions: Mutex<Sessions>,
+    /// A brute force makes these lines by the thousand: rate-limited.
+    login_log: Mutex<LogLimiter>,
+    throttle_log: Mutex<LogLimiter>,
+    session_log: Mutex<LogLimiter>,
+    idle_timeout: Option<Duration>,
+}
+
+/// Lock one of the short-lived shared sections (poisoning ignored: each
+/// leaves its state consistent between statements).
+fn hold<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// `Some(lines held back)` when a rate-limited line may be logged now.
+fn may_log(limiter: &Mutex<LogLimiter>) -> Option<u64> {
+    hold(limiter).allow(Instant::now())
+}
+
+/// A NETCONF session's place in the session budgets, given back when its
+/// task ends.
+struct SessionSlot {
+    shared: Arc<Shared>,
+    user: String,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        hold(&self.shared.sessions).close(&self.user);
+    }
 }
 
 fn lock(admission: &Mutex<Admission>) -> MutexGuard<'_, Admission> {
@@ -107,8 +149,13 @@ impl Drop for Slot {
     }
 }
 
+/// Session channels a connection may hold open before asking for the
+/// netconf subsystem (a client opens one, then asks).
+const MAX_PENDING_CHANNELS: usize = 4;
+
 /// One SSH connection.
 struct Connection {
+    shared: Arc<Shared>,
     accounts: Arc<HashMap<String, Account>>,
     northbound: Handle,
     shutdown: CancellationToken,
@@ -149,26 +196,65 @@ impl russh::server::Handler for Connection {
     type Error = russh::Error;
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let Some(hash) = self
+        let shared = self.shared.clone();
+        let stats = self.northbound.stats();
+        let source = self.peer.map(|p| p.ip());
+        if let Some(ip) = source {
+            let turn = hold(&shared.throttle).turn(ip, Instant::now());
+            match turn {
+                Turn::After(wait) if wait.is_zero() => {}
+                Turn::After(wait) => {
+                    stats.login_throttled();
+                    if let Some(suppressed) = may_log(&shared.throttle_log) {
+                        info!(peer = %ip, wait_ms = wait.as_millis() as u64, suppressed,
+                            "login attempt delayed: repeated failed logins from this address");
+                    }
+                    tokio::time::sleep(wait).await;
+                }
+                Turn::Refuse => {
+                    stats.login_throttled();
+                    stats.login_failed();
+                    if let Some(suppressed) = may_log(&shared.throttle_log) {
+                        warn!(peer = %ip, suppressed,
+                            "login attempt refused unchecked: repeated failed logins from this address");
+                    }
+                    return Ok(Self::reject());
+                }
+            }
+        }
+        let hash = self
             .accounts
             .get(user)
-            .and_then(|a| a.password_hash.clone())
-        else {
-            warn!(user, peer = ?self.peer, "password login refused: unknown user");
-            return Ok(Self::reject());
+            .and_then(|a| a.password_hash.clone());
+        let known = hash.is_some();
+        let ok = match hash {
+            Some(hash) => {
+                let pw = password.to_string();
+                // SHA-512 crypt costs milliseconds: keep it off the async workers.
+                tokio::task::spawn_blocking(move || bootstrap::verify_password(&pw, &hash))
+                    .await
+                    .unwrap_or(false)
+            }
+            None => false,
         };
-        let pw = password.to_string();
-        // SHA-512 crypt costs milliseconds: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || bootstrap::verify_password(&pw, &hash))
-            .await
-            .unwrap_or(false);
         if ok {
+            if let Some(ip) = source {
+                hold(&shared.throttle).succeeded(ip);
+            }
             info!(user, peer = ?self.peer, "password login");
-            Ok(self.accept(user))
-        } else {
-            warn!(user, peer = ?self.peer, "password login refused");
-            Ok(Self::reject())
+            return Ok(self.accept(user));
         }
+        stats.login_failed();
+        let failures = source.map(|ip| hold(&shared.throttle).failed(ip, Instant::now()));
+        if let Some(suppressed) = may_log(&shared.login_log) {
+            let reason = if known {
+                "wrong password"
+            } else {
+                "unknown user"
+            };
+            warn!(user, peer = ?self.peer, reason, failures, suppressed, "password login refused");
+        }
+        Ok(Self::reject())
     }
 
     async fn auth_publickey_offered(
@@ -203,6 +289,11 @@ impl russh::server::Handler for Connection {
         reply: russh::server::ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
+        if self.channels.len() >= MAX_PENDING_CHANNELS {
+            // the handle dropped unused refuses the channel
+            debug!(peer = ?self.peer, "session channel refused: too many without a subsystem");
+            return Ok(());
+        }
         self.channels.insert(channel.id(), channel);
         reply.accept().await;
         Ok(())
@@ -241,8 +332,21 @@ impl russh::server::Handler for Connection {
                 return Ok(());
             }
         };
-        session.channel_success(id)?;
         let user = self.user.clone().unwrap_or_default();
+        if let Err(reason) = hold(&self.shared.sessions).open(&user) {
+            self.northbound.stats().session_refused();
+            if let Some(suppressed) = may_log(&self.shared.session_log) {
+                warn!(user, peer = ?self.peer, %reason, suppressed, "netconf session refused");
+            }
+            session.channel_failure(id)?;
+            return Ok(());
+        }
+        let slot = SessionSlot {
+            shared: self.shared.clone(),
+            user: user.clone(),
+        };
+        session.channel_success(id)?;
+        let idle = self.shared.idle_timeout;
         let nb = self.northbound.clone();
         let source = self.peer.map(|p| p.ip());
         let shutdown = self.shutdown.clone();
@@ -250,7 +354,8 @@ impl russh::server::Handler for Connection {
             let mut channel = channel;
             let writer = channel.make_writer();
             let stream = tokio::io::join(channel.make_reader(), writer);
-            let reason = super::session::run(stream, nb, user, source, shutdown).await;
+            let reason = super::session::run(stream, nb, user, source, idle, shutdown).await;
+            drop(slot);
             // As OpenSSH's own subsystems end (sftp-server): exit-status,
             // EOF, close. Without the status the OpenSSH client exits 255
             // ("Exit status -1") after a clean <close-session>.
@@ -329,6 +434,20 @@ pub async fn serve(
         }))),
         login_grace_time: Duration::from_secs(settings.login_grace_time),
         grace_log: Mutex::new(LogLimiter::new(second)),
+        throttle: Mutex::new(Throttle::new(
+            settings.login_throttle_after,
+            Duration::from_secs_f64(settings.login_delay_max),
+            Duration::from_secs(settings.login_grace_time),
+        )),
+        sessions: Mutex::new(Sessions::new(
+            settings.max_sessions,
+            settings.max_sessions_per_user,
+        )),
+        login_log: Mutex::new(LogLimiter::new(second)),
+        throttle_log: Mutex::new(LogLimiter::new(second)),
+        session_log: Mutex::new(LogLimiter::new(second)),
+        idle_timeout: (settings.idle_timeout > 0)
+            .then(|| Duration::from_secs(settings.idle_timeout)),
     });
     let mut accept_failed = LogLimiter::new(second);
     let mut refused = LogLimiter::new(second);
@@ -385,6 +504,7 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
         id,
     };
     let handler = Connection {
+        shared: shared.clone(),
         accounts: shared.accounts.clone(),
         northbound: shared.northbound.clone(),
         shutdown: shared.shutdown.clone(),

@@ -31,6 +31,13 @@ pub const OPERATIONS: &[&str] = &[
 pub struct NetconfStats {
     sessions_open: AtomicU64,
     sessions_total: AtomicU64,
+    /// Password logins refused (wrong password or unknown user).
+    login_failures: AtomicU64,
+    /// Login attempts delayed or refused unchecked by the per-address
+    /// throttle (`netconf::throttle`).
+    logins_throttled: AtomicU64,
+    /// NETCONF sessions refused by max-sessions / max-sessions-per-user.
+    sessions_refused: AtomicU64,
     rpcs: Box<[AtomicU64]>,
     errors: Box<[AtomicU64]>,
     /// How long the northbound took over each `<commit>` (validation, the
@@ -44,6 +51,9 @@ impl Default for NetconfStats {
         NetconfStats {
             sessions_open: AtomicU64::new(0),
             sessions_total: AtomicU64::new(0),
+            login_failures: AtomicU64::new(0),
+            logins_throttled: AtomicU64::new(0),
+            sessions_refused: AtomicU64::new(0),
             rpcs: zeros(),
             errors: zeros(),
             commit_duration: Histogram::default(),
@@ -68,6 +78,27 @@ impl NetconfStats {
         (
             self.sessions_open.load(Ordering::Relaxed),
             self.sessions_total.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn login_failed(&self) {
+        self.login_failures.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn login_throttled(&self) {
+        self.logins_throttled.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn session_refused(&self) {
+        self.sessions_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Failed logins, throttled login attempts, refused sessions.
+    pub fn refusals(&self) -> (u64, u64, u64) {
+        (
+            self.login_failures.load(Ordering::Relaxed),
+            self.logins_throttled.load(Ordering::Relaxed),
+            self.sessions_refused.load(Ordering::Relaxed),
         )
     }
 
