@@ -23,6 +23,8 @@ pub enum BootstrapError {
     UserWithoutCredentials { path: PathBuf, user: String },
     #[error("config file {path}: user '{user}': password-hash must be SHA-512 crypt ($6$...)")]
     BadHash { path: PathBuf, user: String },
+    #[error("config file {path}: [netconf] recovery-user '{user}' is not a [[netconf.user]]")]
+    UnknownRecoveryUser { path: PathBuf, user: String },
     #[error("config file {path}: [netconf] {key} must be at least 1")]
     ZeroLimit { path: PathBuf, key: &'static str },
     #[error("config file {path}: user '{user}': bad authorized key: {message}")]
@@ -107,6 +109,11 @@ pub struct NetconfSettings {
     /// NETCONF sessions ended and their locks released (ClientAliveCountMax).
     #[serde(default = "keepalive_count_by_default")]
     pub keepalive_count: usize,
+    /// RFC 8341 §2.5 recovery session: this user (one of `user`) is never
+    /// restricted by NACM, so that a wrong rule cannot lock every operator
+    /// out. Absent: every user is under NACM.
+    #[serde(default)]
+    pub recovery_user: Option<String>,
     #[serde(default)]
     pub user: Vec<User>,
 }
@@ -215,6 +222,14 @@ impl Bootstrap {
                 path: path.to_path_buf(),
             });
         }
+        if let Some(r) = &b.netconf.recovery_user {
+            if !b.netconf.user.iter().any(|u| &u.name == r) {
+                errors.push(BootstrapError::UnknownRecoveryUser {
+                    path: path.to_path_buf(),
+                    user: r.clone(),
+                });
+            }
+        }
         for u in &b.netconf.user {
             if u.password_hash.is_none() && u.authorized_keys.is_empty() {
                 errors.push(BootstrapError::UserWithoutCredentials {
@@ -271,6 +286,16 @@ mod tests {
         assert!(h.starts_with("$6$"));
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("other", &h));
+    }
+
+    #[test]
+    fn recovery_user_must_be_a_user() {
+        let p = Path::new("x.toml");
+        let text = |r: &str| format!("[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\nrecovery-user = \"{r}\"\n[[netconf.user]]\nname = \"admin\"\npassword-hash = \"$6$x$y\"\n[storage]\ndir = \"/tmp\"\n");
+        let b = Bootstrap::from_str(p, &text("admin")).expect("valid");
+        assert_eq!(b.netconf.recovery_user.as_deref(), Some("admin"));
+        let e = Bootstrap::from_str(p, &text("root")).unwrap_err();
+        assert!(matches!(e, BootstrapError::UnknownRecoveryUser { .. }), "{e}");
     }
 
     #[test]

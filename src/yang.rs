@@ -40,7 +40,7 @@ pub const MODULES: &[Module] = &[
         namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-acm",
         prefix: "nacm",
         text: include_str!("../yang/ietf/ietf-netconf-acm@2018-02-14.yang"),
-        implemented: false,
+        implemented: true,
     },
     Module {
         name: "ietf-netconf",
@@ -210,6 +210,89 @@ fn build_context() -> Result<Context, yang2::Error> {
         ctx.load_module(m.name, Some(m.revision), features)?;
     }
     Ok(ctx)
+}
+
+/// RFC 8341 §3.5.1: what a `nacm:default-deny-*` extension on a schema
+/// node (or one of its ancestors) says when no rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultDeny {
+    None,
+    Write,
+    All,
+}
+
+/// The `nacm:default-deny-*` extension in force at a schema node: its own
+/// or an ancestor's (`default-deny-all` on `/nacm` covers its groups too),
+/// as libyang compiled the modules.
+pub fn default_deny(node: &yang2::schema::SchemaNode<'_>) -> DefaultDeny {
+    let mut out = DefaultDeny::None;
+    let mut raw = node.as_raw() as *const ffi::lysc_node;
+    // SAFETY: compiled schema nodes, their `exts` sized arrays (count in
+    // the LY_ARRAY_COUNT_TYPE before the first item) and extension
+    // definitions live as long as the process-wide context.
+    unsafe {
+        while !raw.is_null() {
+            let exts = (*raw).exts;
+            let count = if exts.is_null() {
+                0
+            } else {
+                *(exts as *const u64).sub(1)
+            };
+            for i in 0..count as usize {
+                let def = (*exts.add(i)).def;
+                if def.is_null() || (*def).module.is_null() {
+                    continue;
+                }
+                let module = opt_cstr((*(*def).module).name);
+                if module.as_deref() != Some("ietf-netconf-acm") {
+                    continue;
+                }
+                match opt_cstr((*def).name).as_deref() {
+                    Some("default-deny-all") => return DefaultDeny::All,
+                    Some("default-deny-write") => out = DefaultDeny::Write,
+                    _ => {}
+                }
+            }
+            raw = (*raw).parent;
+        }
+    }
+    out
+}
+
+/// The extension of an RPC (`/module:rpc`), `None` when the schema has no
+/// such RPC.
+pub fn rpc_default_deny(module: &str, rpc: &str) -> DefaultDeny {
+    match context().find_path(&format!("/{module}:{rpc}")) {
+        Ok(node) => default_deny(&node),
+        Err(_) => DefaultDeny::None,
+    }
+}
+
+/// Free `nodes` (none inside another) from `tree`, keeping the tree's
+/// handle on its first remaining top-level node.
+pub fn remove_nodes(tree: &mut DataTree<'static>, nodes: &[*mut ffi::lyd_node]) {
+    use yang2::utils::Binding;
+    if nodes.is_empty() {
+        return;
+    }
+    let raw = std::mem::replace(tree, empty()).into_raw();
+    // SAFETY: `raw` is the tree we own; `nodes` are distinct nodes of it,
+    // none a descendant of another, so each is freed once. The new head is
+    // a top-level sibling that stays.
+    unsafe {
+        let mut first = if raw.is_null() {
+            raw
+        } else {
+            ffi::lyd_first_sibling(raw)
+        };
+        while !first.is_null() && nodes.contains(&first) {
+            first = (*first).next;
+        }
+        for n in nodes {
+            ffi::lyd_free_tree(*n);
+        }
+        *tree = DataTree::from_raw(context(), first);
+    }
 }
 
 /// One libyang error, as stored in the context.

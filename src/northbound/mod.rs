@@ -29,6 +29,7 @@ pub mod edit;
 pub mod error;
 pub mod filter;
 pub mod monitoring;
+pub mod nacm;
 pub mod ops;
 pub mod store;
 pub mod validate;
@@ -206,6 +207,11 @@ pub struct Northbound {
     /// counts.
     totals: Totals,
     start_time: String,
+    /// The NACM configuration of running (rebuilt when running changes).
+    nacm: Arc<nacm::Config>,
+    nacm_counters: Arc<nacm::Counters>,
+    /// The bootstrap file's `recovery-user`: NACM never restricts it.
+    recovery_user: Option<String>,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -310,7 +316,11 @@ impl Northbound {
             locked_at: HashMap::new(),
             totals: Totals::default(),
             start_time: monitoring::date_time(SystemTime::now()),
+            nacm: Arc::new(nacm::Config::default()),
+            nacm_counters: Arc::default(),
+            recovery_user: None,
         };
+        nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
             if let Err(e) = s.prepare(&empty, &running_config) {
@@ -332,6 +342,101 @@ impl Northbound {
     pub fn with_capabilities(mut self, capabilities: Vec<String>) -> Self {
         self.capabilities = capabilities;
         self
+    }
+
+    /// The bootstrap file's `recovery-user` (RFC 8341 §2.5), whom NACM
+    /// never restricts.
+    pub fn with_recovery_user(mut self, user: Option<String>) -> Self {
+        self.recovery_user = user;
+        self
+    }
+
+    /// The NACM counters, for whoever filters notifications.
+    pub fn nacm_counters(&self) -> Arc<nacm::Counters> {
+        self.nacm_counters.clone()
+    }
+
+    /// The NACM configuration and user name that a session's operations
+    /// are checked against; `None` (no check at all, no per-node work)
+    /// when NACM is disabled, for the recovery user, and for the daemon's
+    /// own calls (no session).
+    fn nacm_for(&self, session: u32) -> Option<(Arc<nacm::Config>, String)> {
+        if !self.nacm.enabled {
+            return None;
+        }
+        let user = &self.sessions.get(&session)?.user;
+        if self.recovery_user.as_deref() == Some(user.as_str()) {
+            return None;
+        }
+        Some((self.nacm.clone(), user.clone()))
+    }
+
+    /// RFC 8341 §3.4.4: the exec check before an operation runs.
+    fn check_exec(&self, session: u32, op: &Operation) -> Result<(), Vec<RpcError>> {
+        let Some((cfg, user)) = self.nacm_for(session) else {
+            return Ok(());
+        };
+        let (module, rpc) = op.rpc_name();
+        let rules = cfg.rules_for(&user);
+        let (allowed, rule) = rules.exec(module, rpc);
+        if allowed {
+            return Ok(());
+        }
+        self.nacm_counters
+            .denied_operations
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(session, %user, rpc = %format!("{module}:{rpc}"), rule, "access denied: operation");
+        let prefix = yang::module_by_name(module).map_or("nc", |m| m.prefix);
+        Err(vec![RpcError::protocol(
+            ErrorTag::AccessDenied,
+            format!("access denied: the {rpc} operation"),
+        )
+        .with_path(Some(format!("/nc:rpc/{prefix}:{rpc}")))])
+    }
+
+    /// RFC 8341 §3.4.5: the write check of a change of a datastore from
+    /// `old` to `new` by `session` (nothing to do without NACM rules).
+    fn check_writes(
+        &self,
+        session: u32,
+        old: &DataTree<'static>,
+        new: &DataTree<'static>,
+    ) -> Result<(), Vec<RpcError>> {
+        let Some((cfg, user)) = self.nacm_for(session) else {
+            return Ok(());
+        };
+        let rules = cfg.rules_for(&user);
+        let Err(denied) = rules.check_writes(old, new) else {
+            return Ok(());
+        };
+        self.nacm_counters
+            .denied_operations
+            .fetch_add(1, Ordering::Relaxed);
+        self.nacm_counters
+            .denied_data_writes
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(session, %user, path = %denied.path, op = denied.op, rule = denied.rule, "access denied: write");
+        // the path of a node the user may not read is not told (a delete
+        // of it may come from a replace of its parent)
+        let tree = if denied.op == "delete" { old } else { new };
+        let path = rules
+            .may_read(tree, &denied.path)
+            .then(|| yang::xml_path(&denied.path));
+        let message = match path {
+            Some(_) => format!("access denied: {} of this node", denied.op),
+            None => "access denied: a change of data this user may not write".to_string(),
+        };
+        Err(vec![RpcError::application(ErrorTag::AccessDenied, message).with_path(path)])
+    }
+
+    /// Remove from `tree` what the session's user may not read.
+    fn prune_reads(&self, session: u32, tree: &mut DataTree<'static>) {
+        if let Some((cfg, user)) = self.nacm_for(session) {
+            let n = cfg.rules_for(&user).prune_reads(tree);
+            if n > 0 {
+                tracing::debug!(session, %user, subtrees = n, "read access: omitted");
+            }
+        }
     }
 
     /// Start the actor; it runs until `shutdown` fires.
@@ -398,6 +503,10 @@ impl Northbound {
                 self.session_ended(session)
             }
             Request::Rpc { session, op, reply } => {
+                if let Err(e) = self.check_exec(session, &op) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 if let Operation::BatchBackup {
                     service,
                     service_type,
@@ -533,6 +642,17 @@ impl Northbound {
                 let selected = selected_namespaces(filter.as_ref());
                 let mut tree = self.operational(selected.as_ref());
                 self.add_discovery(&mut tree, selected.as_ref());
+                self.prune_reads(session, &mut tree);
+                filtered(&tree, filter.as_ref(), with_defaults, None)
+            }
+            Operation::GetConfig {
+                source,
+                filter,
+                with_defaults,
+            } if self.nacm_for(session).is_some() => {
+                // the user's view: no cached print of running
+                let mut tree = yang::dup(self.tree(source));
+                self.prune_reads(session, &mut tree);
                 filtered(&tree, filter.as_ref(), with_defaults, None)
             }
             Operation::GetConfig {
@@ -574,6 +694,7 @@ impl Northbound {
             Operation::DeleteConfig { target } => match target {
                 Datastore::Startup => {
                     self.check_lock(session, target)?;
+                    self.check_writes(session, &self.startup, &yang::empty())?;
                     self.store.delete_startup().map_err(io_error)?;
                     self.startup = yang::empty();
                     Ok(Reply::Ok)
@@ -669,6 +790,17 @@ impl Northbound {
             panic!("fault point northbound-panic");
         }
         let mut tree = yang::dup(&self.running);
+        if selected.is_none_or(|sel| sel.contains(nacm::NS)) {
+            match yang::parse_state_xml(&self.nacm_counters.state_xml()) {
+                Ok(state) => {
+                    if tree.merge(&state).is_err() {
+                        warn!("cannot merge the nacm counters");
+                    }
+                    yang::rewind(&mut tree);
+                }
+                Err(e) => warn!(error = ?e.first(), "nacm counters refused by libyang"),
+            }
+        }
         for s in &self.subsystems {
             let ns = s.namespaces();
             if let Some(sel) = selected {
@@ -797,7 +929,10 @@ impl Northbound {
         // else is walked node by node on a copy. Either way a failed edit
         // changes nothing.
         let test_only = test_option == TestOption::TestOnly;
-        let mut copy = test_only.then(|| yang::dup(&self.candidate));
+        // A user NACM restricts edits a copy, checked before it replaces
+        // the candidate.
+        let checked = self.nacm_for(session).is_some();
+        let mut copy = (test_only || checked).then(|| yang::dup(&self.candidate));
         let fast = edit::fast_path(
             copy.as_mut().unwrap_or(&mut self.candidate),
             config,
@@ -834,6 +969,10 @@ impl Northbound {
                 (Some(work), r)
             }
         };
+        if checked {
+            let edited = work.as_ref().unwrap_or(&self.candidate);
+            self.check_writes(session, &self.candidate, edited)?;
+        }
         if test_only {
             // (a test-only edit always worked on a copy)
             let edited = work.as_ref().unwrap_or(&self.candidate);
@@ -870,6 +1009,7 @@ impl Northbound {
                 "running is not writable (no :writable-running): copy to the candidate and commit",
             )]),
             Datastore::Candidate => {
+                self.check_writes(session, &self.candidate, &tree)?;
                 self.candidate = tree;
                 self.scope = validate::Scope::all();
                 self.candidate_edited(session);
@@ -877,6 +1017,7 @@ impl Northbound {
             }
             Datastore::Startup => {
                 validate::full(&mut tree)?;
+                self.check_writes(session, &self.startup, &tree)?;
                 self.store
                     .write_startup(&yang::print_xml(&tree, WithDefaults::Explicit))
                     .map_err(io_error)?;
@@ -960,6 +1101,9 @@ impl Northbound {
                 "no confirmed commit is pending",
             )]);
         }
+        // RFC 8341 §3.2.8: the commit writes the candidate's changes to
+        // running; each must be writable by this user.
+        self.check_writes(session, &self.running, &self.candidate)?;
         let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
         self.prepare(&new)?;
         // What the confirmed-commit file must say once this commit is in
@@ -1130,6 +1274,7 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
+        self.nacm = Arc::new(nacm::Config::from_tree(&self.running));
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
