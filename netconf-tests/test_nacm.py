@@ -254,3 +254,51 @@ def test_refused_commit_changes_nothing(d):
     admin.commit()
     r = admin.get_config("running").xml
     assert "<priority>140</priority>" in r and "<name>p3</name>" in r
+
+
+def test_hidden_leases_in_a_real_dhcp_exchange(tmp_path, creds, request):
+    """carol may not read lease entries: after udhcpc got a lease, the
+    admin sees it, carol sees the pool's statistics but no lease."""
+    from conftest import _finish
+    from test_dhcp import NsDaemon, Topo, commit, set_mac, settled, state, udhcpc
+    from test_dhcp import dhcp as dhcp_server
+    from test_dhcp import pool as dhcp_pool
+
+    from ncclient import manager
+    from test_dhcp import ns_socket
+
+    class UsersNsDaemon(NsDaemon):
+        def connect(self, user=USER, password=PASSWORD, **_kw):
+            m = manager.connect(host="127.0.0.1", port=self.port, sock=ns_socket(self.ns, "127.0.0.1", self.port, 10),
+                                username=user, password=password, hostkey_verify=False, allow_agent=False,
+                                look_for_keys=False, timeout=30)
+            self.sessions.append(m)
+            return m
+
+    topo = Topo(tmp_path)
+    made = []
+    try:
+        d = UsersNsDaemon(topo.S, tmp_path / "d", creds, users=users(creds))
+        made.append(d)
+        d.start()
+        admin = d.connect()
+        commit(admin, dhcp_server(dhcp_pool("lan", "10.77.0.1", sections=[("10.77.0.10", "10.77.0.20")])))
+        admin.edit_config(target="candidate", config=config(RULES))
+        admin.commit()
+        set_mac(topo, topo.C, "lan", "02:00:00:00:0a:0a")
+        r = udhcpc(topo, topo.C, "lan", topo.tmp / "a.log")
+        assert "lease of 10.77.0.10 obtained" in r.stderr, r.stderr
+        st = settled(admin, lambda s: len(s["leases"]) == 1)
+        assert st["leases"]["10.77.0.10"]["state"] == "bound"
+        carol = d.connect(user="carol", password=PASSWORD)
+        cs = state(carol)
+        assert cs["leases"] == {} and cs["pools"]["lan"]["used"] == 1, cs
+        sel = ({"dhcps": DHCPS_NS}, "/dhcps:dhcp-server/dhcps:lease")
+        assert carol.get(filter=("xpath", sel)).data_ele.find("d:dhcp-server/d:lease", N) is None
+        assert admin.get(filter=("xpath", sel)).data_ele.find("d:dhcp-server/d:lease", N) is not None
+        # alice (read-all) sees it
+        alice = d.connect(user="alice", password=PASSWORD)
+        assert "10.77.0.10" in state(alice)["leases"]
+    finally:
+        _finish(request, made)
+        topo.close()

@@ -291,11 +291,16 @@ mod tests {
     #[test]
     fn recovery_user_must_be_a_user() {
         let p = Path::new("x.toml");
-        let text = |r: &str| format!("[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\nrecovery-user = \"{r}\"\n[[netconf.user]]\nname = \"admin\"\npassword-hash = \"$6$x$y\"\n[storage]\ndir = \"/tmp\"\n");
+        let text = |r: &str| {
+            format!("[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\nrecovery-user = \"{r}\"\n[[netconf.user]]\nname = \"admin\"\npassword-hash = \"$6$x$y\"\n[storage]\ndir = \"/tmp\"\n")
+        };
         let b = Bootstrap::from_str(p, &text("admin")).expect("valid");
         assert_eq!(b.netconf.recovery_user.as_deref(), Some("admin"));
         let e = Bootstrap::from_str(p, &text("root")).unwrap_err();
-        assert!(matches!(e, BootstrapError::UnknownRecoveryUser { .. }), "{e}");
+        assert!(
+            matches!(e, BootstrapError::UnknownRecoveryUser { .. }),
+            "{e}"
+        );
     }
 
     #[test]

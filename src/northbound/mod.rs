@@ -426,7 +426,9 @@ impl Northbound {
             Some(_) => format!("access denied: {} of this node", denied.op),
             None => "access denied: a change of data this user may not write".to_string(),
         };
-        Err(vec![RpcError::application(ErrorTag::AccessDenied, message).with_path(path)])
+        Err(vec![
+            RpcError::application(ErrorTag::AccessDenied, message).with_path(path)
+        ])
     }
 
     /// Remove from `tree` what the session's user may not read.

@@ -161,8 +161,7 @@ impl Config {
                         name: child_value(&r, "name").unwrap_or_default(),
                         module: child_value(&r, "module-name").unwrap_or_else(|| "*".into()),
                         target,
-                        ops: child_value(&r, "access-operations")
-                            .map_or(ALL, |v| parse_ops(&v)),
+                        ops: child_value(&r, "access-operations").map_or(ALL, |v| parse_ops(&v)),
                         permit: child_value(&r, "action").as_deref() == Some("permit"),
                     }
                 })
@@ -413,9 +412,8 @@ impl UserRules<'_> {
             return false;
         };
         let sets = self.node_sets(tree, READ);
-        node.inclusive_ancestors().all(|a| {
-            self.readable(&a, &sets) && a.list_keys().all(|k| self.readable(&k, &sets))
-        })
+        node.inclusive_ancestors()
+            .all(|a| self.readable(&a, &sets) && a.list_keys().all(|k| self.readable(&k, &sets)))
     }
 
     /// RFC 8341 §3.4.5 for a change of a datastore from `old` to `new`:
@@ -492,7 +490,8 @@ mod tests {
         t
     }
 
-    const GROUPS: &str = "<groups><group><name>ops</name><user-name>alice</user-name></group></groups>";
+    const GROUPS: &str =
+        "<groups><group><name>ops</name><user-name>alice</user-name></group></groups>";
 
     fn ip_pool(i: u32) -> String {
         format!(
@@ -546,9 +545,13 @@ mod tests {
         // with the container already there, only the pool is created
         let with_a = tree(&rules, &pools(&[1]));
         let with_b = tree(&rules, &pools(&[1, 2]));
-        alice.check_writes(&with_a, &with_b).expect("pools writable");
+        alice
+            .check_writes(&with_a, &with_b)
+            .expect("pools writable");
         assert!(c.rules_for("bob").check_writes(&with_a, &with_b).is_err());
         // no change, nothing to check
-        c.rules_for("bob").check_writes(&with_a, &with_a).expect("no change");
+        c.rules_for("bob")
+            .check_writes(&with_a, &with_a)
+            .expect("no change");
     }
 }
