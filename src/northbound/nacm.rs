@@ -292,6 +292,22 @@ impl UserRules<'_> {
         }
     }
 
+    /// RFC 8341 §3.4.6 for one notification, parsed (its top node is the
+    /// notification): sent only when the notification may be received and
+    /// every data node in it may be read (a notification is never sent in
+    /// part).
+    pub fn notification_allowed(&self, tree: &DataTree<'static>) -> bool {
+        let Some(top) = tree.reference() else {
+            return false;
+        };
+        let schema = top.schema();
+        if !self.notification(schema.module().name(), schema.name()) {
+            return false;
+        }
+        let sets = self.node_sets(tree, READ);
+        top.traverse().skip(1).all(|n| self.readable(&n, &sets))
+    }
+
     /// Whether any rule or default can deny a read: when none can, a reply
     /// needs no pruning but of `default-deny-all` nodes.
     fn path_rules(&self, op: u8) -> impl Iterator<Item = (usize, &str)> {
@@ -520,6 +536,41 @@ mod tests {
         let mut t2 = yang::dup(&t);
         assert_eq!(u.prune_reads(&mut t2), 1);
         assert!(t2.find_path(ROOT).is_err());
+    }
+
+    #[test]
+    fn notifications_follow_notification_and_read_rules() {
+        let rules = format!(
+            "<groups><group><name>g</name><user-name>carol</user-name><user-name>dave</user-name></group>\
+             <group><name>d</name><user-name>dave</user-name><user-name>erin</user-name></group></groups>\
+             <rule-list><name>d</name><group>d</group>\
+             <rule><name>no-hostnames</name><module-name>*</module-name><path xmlns:d=\"urn:hotlease:yang:dhcp-server\">/d:lease-event/d:hostname</path><access-operations>read</access-operations><action>deny</action></rule></rule-list>\
+             <rule-list><name>g</name><group>g</group>\
+             <rule><name>no-lease-events</name><module-name>hotlease-dhcp-server</module-name><notification-name>lease-event</notification-name><access-operations>read</access-operations><action>deny</action></rule>\
+             </rule-list>"
+        );
+        let c = Config::from_tree(&tree(&rules, ""));
+        let parse = |xml: &str| {
+            let data = format!("{xml}\0");
+            DataTree::parse_op_string(
+                yang::context(),
+                data.as_bytes(),
+                yang2::data::DataFormat::XML,
+                yang2::data::DataOperation::NotificationYang,
+            )
+            .expect("notification parses")
+        };
+        let lease = parse("<lease-event xmlns=\"urn:hotlease:yang:dhcp-server\"><event>bound</event><ip-address>10.0.0.5</ip-address><hostname>h</hostname></lease-event>");
+        let vrrp = parse("<state-change xmlns=\"urn:hotlease:yang:vrrp\"><interface>eth0</interface><vrid>1</vrid><new-state>master</new-state></state-change>");
+        assert!(!c.rules_for("carol").notification_allowed(&lease));
+        assert!(c.rules_for("carol").notification_allowed(&vrrp));
+        // dave: in both groups; carol's rule-list denies the notification
+        assert!(!c.rules_for("dave").notification_allowed(&lease));
+        assert!(c.rules_for("bob").notification_allowed(&lease));
+        // erin may receive lease-events, not one that carries a hostname
+        assert!(!c.rules_for("erin").notification_allowed(&lease));
+        let anonymous = parse("<lease-event xmlns=\"urn:hotlease:yang:dhcp-server\"><event>bound</event><ip-address>10.0.0.5</ip-address></lease-event>");
+        assert!(c.rules_for("erin").notification_allowed(&anonymous));
     }
 
     #[test]
