@@ -540,7 +540,7 @@ mod tests {
 
     #[test]
     fn notifications_follow_notification_and_read_rules() {
-        let rules = format!(
+        let rules = concat!(
             "<groups><group><name>g</name><user-name>carol</user-name><user-name>dave</user-name></group>\
              <group><name>d</name><user-name>dave</user-name><user-name>erin</user-name></group></groups>\
              <rule-list><name>d</name><group>d</group>\
