@@ -540,16 +540,14 @@ mod tests {
 
     #[test]
     fn notifications_follow_notification_and_read_rules() {
-        let rules = concat!(
-            "<groups><group><name>g</name><user-name>carol</user-name><user-name>dave</user-name></group>\
+        let rules = "<groups><group><name>g</name><user-name>carol</user-name><user-name>dave</user-name></group>\
              <group><name>d</name><user-name>dave</user-name><user-name>erin</user-name></group></groups>\
              <rule-list><name>d</name><group>d</group>\
              <rule><name>no-hostnames</name><module-name>*</module-name><path xmlns:d=\"urn:hotlease:yang:dhcp-server\">/d:lease-event/d:hostname</path><access-operations>read</access-operations><action>deny</action></rule></rule-list>\
              <rule-list><name>g</name><group>g</group>\
              <rule><name>no-lease-events</name><module-name>hotlease-dhcp-server</module-name><notification-name>lease-event</notification-name><access-operations>read</access-operations><action>deny</action></rule>\
-             </rule-list>"
-        );
-        let c = Config::from_tree(&tree(&rules, ""));
+             </rule-list>";
+        let c = Config::from_tree(&tree(rules, ""));
         let parse = |xml: &str| {
             let data = format!("{xml}\0");
             DataTree::parse_op_string(
