@@ -308,8 +308,7 @@ impl UserRules<'_> {
         top.traverse().skip(1).all(|n| self.readable(&n, &sets))
     }
 
-    /// Whether any rule or default can deny a read: when none can, a reply
-    /// needs no pruning but of `default-deny-all` nodes.
+    /// The path rules (index, path) about one of the operations `op`.
     fn path_rules(&self, op: u8) -> impl Iterator<Item = (usize, &str)> {
         self.rules
             .iter()
