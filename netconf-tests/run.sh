@@ -17,13 +17,15 @@ step() { printf '\n==> %s\n' "$*"; }
 # --- system packages --------------------------------------------------------
 # keepalived and tshark: the VRRP peer and wire checks of test_vrrp.py; iproute2
 # and util-linux (setpriv) for its namespaces and the capability test;
-# udhcpc, dhclient and dhcrelay: the DHCP clients of test_dhcp.py; nftables:
-# the split brain of test_hot_backup.py (a bridge filter between the routers);
-# gcc, libnetconf2-dev and libssh-dev: the C client of test_libnetconf2.py;
-# yangcli: the yuma123 client of test_yangcli.py.
+# udhcpc, dhclient, dhcpcd (dhcpcd-base: the binary without the service that
+# would manage the host's interfaces) and dhcrelay: the DHCP clients of
+# test_dhcp.py; nftables: the split brain of test_hot_backup.py (a bridge
+# filter between the routers); gcc, libnetconf2-dev and libssh-dev: the C
+# client of test_libnetconf2.py; yangcli: the yuma123 client of
+# test_yangcli.py; prometheus: the real scraper of test_metrics.py.
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
-          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client isc-dhcp-relay nftables
-          gcc libnetconf2-dev libssh-dev yangcli)
+          keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client dhcpcd-base isc-dhcp-relay
+          nftables gcc libnetconf2-dev libssh-dev yangcli prometheus)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -34,6 +36,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+    # the package starts a Prometheus of its own (and a node exporter): the
+    # test runs its own on loopback, so the package's ones are stopped
+    if [[ " ${missing[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+        $SUDO systemctl disable --now prometheus prometheus-node-exporter >/dev/null 2>&1 || true
+    fi
 fi
 
 # --- python venv ---------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Black-box tests of the DHCP server: a real hotleased in a network
 namespace, configured over NETCONF, serving real clients (busybox udhcpc,
-ISC dhclient) directly and through ISC dhcrelay.
+ISC dhclient, dhcpcd) directly and through ISC dhcrelay.
 
 Topology, built per test and always torn down (namespaces named dh<pid><n>*):
 
@@ -424,6 +424,67 @@ def test_dhclient_binds_renews_and_releases(topo, dhcpd):
     r = topo.run(topo.C, "dhclient", "-r", "-v", *common, "lan", timeout=30)
     assert "DHCPRELEASE of 10.77.0.30" in r.stderr, r.stderr
     assert wait_for(lambda: state(m)["leases"]["10.77.0.30"]["state"] == "released", 5)
+
+
+DHCPCD_SCRIPT = """#!/bin/sh
+case "$reason" in
+  BOUND|RENEW|REBIND|REBOOT|RELEASE|STOP|EXPIRE|NAK)
+    echo "$reason ip=$new_ip_address mask=$new_subnet_mask routers=$new_routers dns=$new_domain_name_servers domain=$new_domain_name ntp=$new_ntp_servers" >> LOGFILE ;;
+esac
+exit 0
+"""
+
+DHCPCD_CONF = """ipv4only
+noipv4ll
+duid
+iaid 7
+nohook resolv.conf, timesyncd, hostname, ntp
+hostname dhcpcd-probe
+option subnet_mask, routers, domain_name_servers, domain_name, ntp_servers
+release
+script SCRIPT
+"""
+
+
+@pytest.mark.skipif(not shutil.which("dhcpcd"), reason="dhcpcd is needed (netconf-tests/run.sh installs dhcpcd-base)")
+def test_dhcpcd_binds_renews_and_releases(topo, dhcpd):
+    """dhcpcd, the third real client: it identifies itself with an RFC 4361
+    client identifier (type 255, IAID + DUID) and sends its host name;
+    binds, renews at T1 (unicast to the server, answered without ARP
+    wait), and releases on exit."""
+    d = dhcpd()
+    m = d.connect()
+    commit(m, dhcp(pool("lan", "10.77.0.1", sections=[("10.77.0.60", "10.77.0.70")], dns=["10.77.0.53"],
+                        domain="lab.test", lease=60, renew=3, rebind=50, options=[(42, ["10.77.0.123"])])))
+    set_mac(topo, topo.C, "lan", "02:00:00:00:04:04")
+    log = topo.tmp / "dhcpcd.events"
+    script = write_exec(topo.tmp / "dhcpcd.sh", DHCPCD_SCRIPT.replace("LOGFILE", str(log)))
+    conf = topo.tmp / "dhcpcd.conf"
+    conf.write_text(DHCPCD_CONF.replace("SCRIPT", str(script)))
+    out = open(topo.tmp / "dhcpcd.out", "wb")
+    p = topo.spawn(topo.C, "dhcpcd", "-f", str(conf), "-B", "-d", "-4", "-t", "20", "lan",
+                   stdout=out, stderr=subprocess.STDOUT)
+
+    def evs():
+        return [line.split(" ", 1) for line in (log.read_text().splitlines() if log.exists() else [])]
+
+    assert wait_for(lambda: any(e[0] == "RENEW" for e in evs()), 25), (topo.tmp / "dhcpcd.out").read_text()
+    bound = [e[1] for e in evs() if e[0] in ("BOUND", "REBOOT")][0]
+    assert "ip=10.77.0.60 " in bound and "mask=255.255.255.0" in bound, bound
+    assert "routers=10.77.0.1" in bound and "dns=10.77.0.53" in bound
+    assert "domain=lab.test" in bound and "ntp=10.77.0.123" in bound
+    renew = [e[1] for e in evs() if e[0] == "RENEW"][0]
+    assert "ip=10.77.0.60 " in renew
+    st = settled(m, lambda s: s["stats"].get("sent/ack", 0) >= 2)
+    lease = st["leases"]["10.77.0.60"]
+    assert lease["state"] == "bound" and lease["mac-address"] == "02:00:00:00:04:04"
+    assert lease.get("client-id", "").startswith("ff:00:00:00:07:"), lease
+    assert lease["hostname"] == "dhcpcd-probe"
+    assert st["stats"].get("lenient-requests", 0) == 0
+    p.terminate()
+    p.wait(15)
+    assert wait_for(lambda: state(m)["leases"]["10.77.0.60"]["state"] == "released", 5), \
+        (topo.tmp / "dhcpcd.out").read_text()
 
 
 def test_static_binding_exclusion_and_exhaustion(topo, dhcpd):

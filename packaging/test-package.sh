@@ -19,7 +19,8 @@
 #   7. owners and modes, the host key, the capabilities and SCHED_RR of the
 #      running daemon, the installed files; a broken startup datastore makes
 #      a restart end failed (start limit) with the check's problems in
-#      the journal, the daemon never started on it
+#      the journal, the daemon never started on it; the Grafana dashboard
+#      among the installed files
 #   8. dpkg -i again (upgrade): config and state kept, service restarted,
 #      startup datastore loaded, same host key
 #   9. dpkg --remove keeps config and state, dpkg --purge deletes them
@@ -296,6 +297,9 @@ expect_stat() { # path "mode owner:group"
 expect_stat /usr/sbin/hotleased "755 root:root"
 expect_stat /usr/lib/systemd/system/hotleased.service "644 root:root"
 expect_stat /usr/share/man/man8/hotleased.8.gz "644 root:root"
+expect_stat /usr/share/hotlease/grafana-hotlease.json "644 root:root"
+in_ct cat /usr/share/hotlease/grafana-hotlease.json | cmp -s - packaging/grafana-hotlease.json \
+    || fail "/usr/share/hotlease/grafana-hotlease.json differs from packaging/"
 expect_stat /etc/hotlease "755 root:root"
 expect_stat /etc/hotlease/hotleased.toml "640 root:hotlease"
 expect_stat /var/lib/hotlease "750 hotlease:hotlease"

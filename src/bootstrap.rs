@@ -43,6 +43,30 @@ pub struct Bootstrap {
     pub storage: StorageSettings,
     #[serde(default)]
     pub vrrp: VrrpSettings,
+    /// `[metrics]`: absent, no metrics endpoint.
+    pub metrics: Option<MetricsSettings>,
+}
+
+/// `[metrics]`: the Prometheus endpoint (`crate::metrics`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where `GET /metrics` is served: an IP address and a port.
+    #[serde(deserialize_with = "metrics_listen")]
+    pub listen: SocketAddr,
+}
+
+/// `listen` as an operator can read the refusal: what is allowed, and
+/// what was given.
+fn metrics_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    match text.parse::<SocketAddr>() {
+        Ok(a) if a.port() != 0 => Ok(a),
+        _ => Err(serde::de::Error::custom(format!(
+            "[metrics] listen must be an IP address and a port 1..65535, \
+             as \"127.0.0.1:9417\" or \"[::1]:9417\"; got \"{text}\""
+        ))),
+    }
 }
 
 /// `[vrrp]`: how the VRRP runtime runs.
@@ -364,6 +388,44 @@ mod tests {
             Bootstrap::from_str(p, &file("login-grace-time = -1")),
             Err(BootstrapError::Parse { .. })
         ));
+    }
+
+    #[test]
+    fn metrics_listen_is_optional_and_checked() {
+        let p = Path::new("x.toml");
+        let file = |metrics: &str| {
+            format!(
+                "[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\n\
+                 [[netconf.user]]\nname = \"admin\"\nauthorized-keys = [\"{KEY}\"]\n\
+                 [storage]\ndir = \"/tmp\"\n{metrics}"
+            )
+        };
+        assert!(Bootstrap::from_str(p, &file("")).unwrap().metrics.is_none());
+        let b = Bootstrap::from_str(p, &file("[metrics]\nlisten = \"127.0.0.1:9417\"\n")).unwrap();
+        assert_eq!(
+            b.metrics.unwrap().listen,
+            "127.0.0.1:9417".parse::<SocketAddr>().unwrap()
+        );
+        for bad in [
+            "localhost:9417",
+            "127.0.0.1",
+            "127.0.0.1:0",
+            "127.0.0.1:70000",
+        ] {
+            let e = Bootstrap::from_str(p, &file(&format!("[metrics]\nlisten = \"{bad}\"\n")))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("line 10")
+                    && e.contains("[metrics] listen must be an IP address and a port")
+                    && e.contains(&format!("got \"{bad}\"")),
+                "{e}"
+            );
+        }
+        let e = Bootstrap::from_str(p, &file("[metrics]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("listen"), "{e}");
     }
 
     const KEY: &str =

@@ -7,7 +7,8 @@
 //!                                ├─► northbound actor ─► subsystems (prepare/apply)
 //!                                ├─► vrrp actor (masters resign with priority 0)
 //!                                ├─► dhcp actor (+ socket task, lease writer thread)
-//!                                └─► backup services (one channel each; sessions closed)
+//!                                ├─► backup services (one channel each; sessions closed)
+//!                                └─► metrics endpoint (`[metrics]`: GET /metrics, reads the others' counters)
 //! ```
 //! Failing loudly: a panic anywhere aborts the process (`abort_on_panic`,
 //! and `panic = "abort"` in release builds), and an actor that ends before
@@ -39,6 +40,8 @@ pub enum DaemonError {
     Boot(#[from] crate::northbound::BootError),
     #[error(transparent)]
     Ssh(#[from] ssh::SshError),
+    #[error(transparent)]
+    Metrics(#[from] crate::metrics::MetricsError),
     #[error("dhcp: {0}")]
     Dhcp(#[from] crate::dhcp::DhcpError),
     #[error("the {0} actor ended unexpectedly")]
@@ -85,8 +88,9 @@ fn supervise(
 ///
 /// Everything that can refuse the start is acquired first, in this order:
 /// the storage directory's lock, the NETCONF listening socket, the host
-/// key, the lease store. Only then does the startup configuration reach
-/// the runtimes, which add and remove addresses and send packets: a daemon
+/// key, the metrics socket (`[metrics]`), the lease store. Only then does
+/// the startup configuration reach the runtimes, which add and remove
+/// addresses and send packets: a daemon
 /// that cannot start leaves the box as it found it (a second daemon on the
 /// same storage dir or port does not take the first one's virtual
 /// addresses away).
@@ -101,6 +105,10 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     // no new key file behind
     let listener = ssh::bind(boot.netconf.listen).await?;
     let host_key = ssh::load_or_create_host_key(&boot.netconf.host_key)?;
+    let metrics_listener = match &boot.metrics {
+        Some(m) => Some(crate::metrics::bind(m.listen).await?),
+        None => None,
+    };
     crate::fault::announce();
     let shutdown = CancellationToken::new();
     // the DHCP runtime loads its leases before the northbound hands it the
@@ -115,6 +123,11 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());
     backup.hold_preemption(vrrp.preempt_holds());
+    let metrics_sources = (
+        dhcp.metrics(),
+        Box::new(vrrp.metrics_reader()) as crate::metrics::VrrpReader,
+        backup.metrics(),
+    );
     let subsystems: Vec<Box<dyn crate::config::Subsystem>> =
         vec![Box::new(vrrp), Box::new(dhcp), Box::new(backup)];
     let northbound = match Northbound::boot(store, subsystems) {
@@ -136,6 +149,17 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     let vrrp_task = supervise("vrrp", vrrp_task, &shutdown, &failed);
     let dhcp_task = supervise("dhcp", dhcp_task, &shutdown, &failed);
     let backup_task = supervise("backup", backup_task, &shutdown, &failed);
+    let metrics_task = metrics_listener.map(|listener| {
+        let (dhcp, vrrp, backup) = metrics_sources;
+        let registry = crate::metrics::registry(crate::metrics::Sources {
+            dhcp,
+            vrrp,
+            backup,
+            netconf: handle.stats().clone(),
+        });
+        let task = tokio::spawn(crate::metrics::serve(listener, registry, shutdown.clone()));
+        supervise("metrics", task, &shutdown, &failed)
+    });
 
     let signals = {
         let shutdown = shutdown.clone();
@@ -192,6 +216,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         .is_err()
     {
         warn!("backup services did not stop within 3 s");
+    }
+    if let Some(task) = metrics_task {
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
     }
     served?;
     if let Some(actor) = failed.get() {

@@ -19,6 +19,7 @@ pub mod config;
 pub mod daemon;
 pub mod dhcp;
 pub mod fault;
+pub mod metrics;
 pub mod netconf;
 pub mod northbound;
 pub mod vrrp;

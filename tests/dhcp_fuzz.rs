@@ -62,6 +62,7 @@ fn pool() -> Pool {
         server_identifier: Some(ip("10.9.0.1")),
         remote_backup_profile: None,
         static_binds: BTreeMap::from([(ip("10.9.0.200"), "02:00:00:00:00:07".to_string())]),
+        shared_network: None,
     }
 }
 
@@ -178,6 +179,7 @@ fn malformed_packets_never_panic() {
         let ctx = Ctx {
             now,
             default_sid: ip("10.9.0.1"),
+            ciaddr_on_link: i % 3 == 0,
             globals: &g,
         };
         let out = handle(&mut table, &pool, &ctx, &m, &p);

@@ -120,6 +120,7 @@ impl Enc {
             server_identifier,
             remote_backup_profile: _,
             static_binds,
+            shared_network,
         } = p;
         self.str(name);
         self.addrs(gateways);
@@ -157,6 +158,12 @@ impl Enc {
         for (a, mac) in static_binds {
             self.addr(*a);
             self.str(mac);
+        }
+        // added later: only when set, so that the fingerprint of a
+        // configuration without it stays what it was
+        if let Some(s) = shared_network {
+            self.0.push(b'S');
+            self.str(s);
         }
     }
 }

@@ -267,6 +267,57 @@ pub struct BackupSubsystem {
     hooks: Hooks,
     /// VRRP's preemption holds ([`BackupSubsystem::hold_preemption`]).
     holds: Option<PreemptHolds>,
+    /// The services as the metrics endpoint reads them.
+    metrics: MetricsReader,
+}
+
+/// One service's channel and sync figures, as the metrics endpoint reads
+/// them.
+type MetricsSource = (String, Arc<OnceLock<ChannelView>>, Arc<SyncView>);
+
+/// What the metrics endpoint reads of the services (`crate::metrics`):
+/// their list, refreshed by each commit, whose channel state and sync
+/// figures are read without the service tasks. A std mutex, held to copy
+/// the list.
+#[derive(Debug, Clone, Default)]
+pub struct MetricsReader {
+    services: Arc<std::sync::Mutex<Vec<MetricsSource>>>,
+}
+
+/// One service's figures for a scrape.
+#[derive(Debug, Clone)]
+pub struct ServiceMetrics {
+    pub name: String,
+    pub connection: Connection,
+    pub leases_sent: u64,
+    pub leases_acknowledged: u64,
+    pub unsent: u64,
+    /// How long the last batch backup received from the peer took.
+    pub last_batch_duration: Option<Duration>,
+}
+
+impl MetricsReader {
+    pub fn read(&self) -> Vec<ServiceMetrics> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let services = self
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        services
+            .into_iter()
+            .map(|(name, view, sync)| ServiceMetrics {
+                name,
+                connection: view
+                    .get()
+                    .map_or(Connection::Down, |v| v.state().connection),
+                leases_sent: sync.leases_sent.load(Relaxed),
+                leases_acknowledged: sync.leases_acknowledged.load(Relaxed),
+                unsent: sync.unsent(),
+                last_batch_duration: sync.pulled().and_then(|p| p.duration),
+            })
+            .collect()
+    }
 }
 
 /// Start the backup runtime (no service runs until a commit configures
@@ -289,12 +340,18 @@ pub fn start(shutdown: CancellationToken, hooks: Hooks) -> (BackupSubsystem, Joi
             roles: watch::channel(Roles::new()).0,
             hooks,
             holds: None,
+            metrics: MetricsReader::default(),
         },
         task,
     )
 }
 
 impl BackupSubsystem {
+    /// The services as the metrics endpoint reads them.
+    pub fn metrics(&self) -> MetricsReader {
+        self.metrics.clone()
+    }
+
     /// Follow the VRRP groups' states: each profile's role is its group's.
     /// `states` reads every group's state now; `events` wakes us on each
     /// transition (a lagging receiver just reads the states again).
@@ -842,6 +899,15 @@ impl Subsystem for BackupSubsystem {
                 }
             }
         }
+        *self
+            .metrics
+            .services
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = self
+            .services
+            .iter()
+            .map(|(n, s)| (n.clone(), s.view.clone(), s.sync.clone()))
+            .collect();
     }
 
     /// `batch-backup`: the peer pulls this router's leases of the

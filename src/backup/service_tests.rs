@@ -63,6 +63,15 @@ async fn wait(what: &str, mut pred: impl FnMut() -> bool) {
     }
 }
 
+/// The services as a metrics scrape reads them: (name, connection).
+fn scraped(sub: &BackupSubsystem) -> Vec<(String, Connection)> {
+    sub.metrics()
+        .read()
+        .into_iter()
+        .map(|s| (s.name, s.connection))
+        .collect()
+}
+
 fn connected(sub: &BackupSubsystem, name: &str) -> bool {
     state(sub, name).is_some_and(|s| s.connection == Connection::Connected)
 }
@@ -92,6 +101,10 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_channel() {
             && xml.contains("<name>s2</name>"),
         "{xml}"
     );
+    // the metrics read the same channels (s2 has no peer listening)
+    let m = scraped(&a);
+    assert_eq!(m[0], ("s1".into(), Connection::Connected), "{m:?}");
+    assert!(m[1].0 == "s2" && m[1].1 != Connection::Connected, "{m:?}");
 
     // s2 deleted, s3 added, a profile bound to s1: s1 keeps its channel
     // but renews its session, so that both sides judge the new hello
@@ -110,6 +123,8 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_channel() {
     a.apply(&a1, &a2);
     assert!(!a.services.contains_key("s2"));
     assert!(a.services.contains_key("s3"));
+    let names: Vec<String> = scraped(&a).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["s1", "s3"]);
     wait("s1 up again with the new hello", || {
         state(&a, "s1")
             .is_some_and(|s| s.connection == Connection::Connected && s.counters.sessions_up == 2)
@@ -158,6 +173,7 @@ async fn apply_diffs_services_by_name_and_unchanged_ones_keep_their_channel() {
     // everything deleted: no state; shutdown ends the runtimes' tasks
     a.apply(&a3, &Config::default());
     assert_eq!(a.state_xml(), "");
+    assert!(scraped(&a).is_empty());
     shutdown.cancel();
     drop((a, b));
     tokio::time::timeout(Duration::from_secs(5), async {

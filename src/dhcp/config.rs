@@ -19,6 +19,9 @@ pub struct DhcpConfig {
     pub decline_probation_s: u32,
     pub echo_client_id: bool,
     pub authoritative: bool,
+    /// BOOTP requests (no message type) are answered from static bindings
+    /// (RFC 1534) instead of dropped.
+    pub bootp_static: bool,
     /// Shared, so that copying a configuration of thousands of pools (each
     /// commit does) costs a pointer per pool, and a runtime can tell an
     /// unchanged pool by `Arc::ptr_eq`.
@@ -54,6 +57,8 @@ pub struct Pool {
     pub server_identifier: Option<Ipv4Addr>,
     pub remote_backup_profile: Option<String>,
     pub static_binds: BTreeMap<Ipv4Addr, String>,
+    /// Pools of one link (a multi-netted segment behind one relay).
+    pub shared_network: Option<String>,
 }
 
 #[cfg(test)]
@@ -79,6 +84,7 @@ impl Pool {
             server_identifier: None,
             remote_backup_profile: None,
             static_binds: BTreeMap::new(),
+            shared_network: None,
         }
     }
 }
@@ -182,6 +188,7 @@ pub(crate) fn pool(p: &Node<'_>) -> Result<Pool, ConfigError> {
         server_identifier: parse(p, "server-identifier")?,
         remote_backup_profile: leaf(p, "remote-backup-profile"),
         static_binds,
+        shared_network: leaf(p, "shared-network"),
         name,
     })
 }
@@ -234,6 +241,7 @@ impl TryFrom<&DataTree<'static>> for DhcpConfig {
             cfg.decline_probation_s = parse(&d, "decline-probation")?.unwrap_or(0);
             cfg.echo_client_id = parse(&d, "echo-client-id")?.unwrap_or(true);
             cfg.authoritative = parse(&d, "authoritative")?.unwrap_or(true);
+            cfg.bootp_static = leaf(&d, "bootp").as_deref() == Some("static-bindings");
             for p in children(&d, "ip-pool") {
                 let pool = pool(&p)?;
                 cfg.pools.insert(pool.name.clone(), Arc::new(pool));

@@ -28,6 +28,8 @@ pub struct Globals {
     pub authoritative: bool,
     /// How long an offered address stays reserved for its client.
     pub offer_hold: u32,
+    /// Answer BOOTP requests from static bindings (RFC 1534).
+    pub bootp_static: bool,
 }
 
 impl Default for Globals {
@@ -37,6 +39,7 @@ impl Default for Globals {
             echo_client_id: true,
             authoritative: true,
             offer_hold: 30,
+            bootp_static: false,
         }
     }
 }
@@ -49,6 +52,11 @@ pub struct Ctx<'a> {
     /// Server identifier when the pool configures none: the address the
     /// request was received on.
     pub default_sid: Ipv4Addr,
+    /// The request came straight from the client's link (no relay) and its
+    /// `ciaddr` is on the receiving interface's subnet: a reply to `ciaddr`
+    /// can go to the client's hardware address without ARP. A unicast
+    /// renewal routed to the server has its `ciaddr` elsewhere.
+    pub ciaddr_on_link: bool,
     pub globals: &'a Globals,
 }
 
@@ -75,6 +83,9 @@ pub struct Reply {
     pub from: Ipv4Addr,
     /// Must not leave before the lease changes are durable (an ACK).
     pub durable: bool,
+    /// When the server read the request (set by the server, not by this
+    /// pure handler): the ACK latency histogram measures from here.
+    pub received: Option<std::time::Instant>,
 }
 
 /// Why a request got no reply (for counters and logs).
@@ -90,6 +101,12 @@ pub enum Silence {
     Exhausted,
     /// Nothing to answer (no record, release/decline done, ...).
     Nothing,
+    /// A DHCPINFORM without `ciaddr`: RFC 2131 §4.3.5 answers to
+    /// `ciaddr`, and there is none.
+    InformNoAddress,
+    /// A BOOTP request (no message type) the server does not answer: BOOTP
+    /// is off, or the client has no static binding.
+    Bootp,
 }
 
 /// The handler's result.
@@ -99,6 +116,10 @@ pub struct Outcome {
     pub silence: Option<Silence>,
     pub changes: Vec<Change>,
     pub events: Vec<LeaseEvent>,
+    /// A SELECTING or INIT-REBOOT REQUEST without the requested address
+    /// (option 50, a MUST for the client in RFC 2131 §4.3.2) answered for
+    /// `ciaddr` or the client's pending offer or binding (counted).
+    pub lenient: bool,
 }
 
 impl Outcome {
@@ -107,6 +128,11 @@ impl Outcome {
             silence: Some(s),
             ..Default::default()
         }
+    }
+
+    fn lenient(mut self, lenient: bool) -> Outcome {
+        self.lenient = lenient;
+        self
     }
 }
 
@@ -126,11 +152,12 @@ const READ_OPTIONS: [(u8, usize); 7] = [
 ///
 /// `dhcproto` trusts option lengths in a few places (debug assertions,
 /// subtractions that underflow, an `unwrap` on option 121), and stops at
-/// the first option it cannot read. So the option area is walked here
-/// first, and only the options the server reads, with valid lengths, are
-/// passed on: no hostile packet can make the decoder panic, and a bad
-/// option cannot hide the message type behind it. Option 82 is echoed from
-/// the raw bytes (`raw_option`), never re-encoded.
+/// the first option it cannot read. So the option areas are walked here
+/// first (`each_option`: option overload and long options), and only the
+/// options the server reads, with valid lengths, are passed on: no hostile
+/// packet can make the decoder panic, and a bad option cannot hide the
+/// message type behind it. Option 82 is echoed from the raw bytes
+/// (`raw_option`), never re-encoded.
 pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
     use dhcproto::error::DecodeError;
     if bytes.len() < 240 {
@@ -142,42 +169,37 @@ pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
             "hlen above 16",
         ));
     }
-    if bytes[236..240] != [99, 130, 83, 99] {
+    if bytes[236..240] != MAGIC {
         return Err(DecodeError::InvalidData(0, "no DHCP magic cookie"));
     }
-    let mut found: [Option<&[u8]>; READ_OPTIONS.len()] = [None; READ_OPTIONS.len()];
-    let mut i = 240;
-    while i < bytes.len() {
-        let c = bytes[i];
-        if c == code::END {
-            break;
-        }
-        if c == 0 {
-            i += 1;
-            continue;
-        }
-        let Some(&len) = bytes.get(i + 1) else { break };
-        let Some(v) = bytes.get(i + 2..i + 2 + len as usize) else {
-            break;
-        };
+    // fixed-length options: the first valid instance; the others: every
+    // instance, concatenated (RFC 3396)
+    let mut found: [Option<Vec<u8>>; READ_OPTIONS.len()] = Default::default();
+    let overload = each_option(bytes, &mut |c, v| {
         if let Some(k) = READ_OPTIONS.iter().position(|(rc, _)| *rc == c) {
-            let want = READ_OPTIONS[k].1;
-            let ok = if want == 0 {
-                !v.is_empty()
-            } else {
-                v.len() == want
-            };
-            let ok = ok && (c != code::HOSTNAME || std::str::from_utf8(v).is_ok());
-            if ok && found[k].is_none() {
-                found[k] = Some(v);
+            match (READ_OPTIONS[k].1, &mut found[k]) {
+                (0, Some(have)) => have.extend_from_slice(v),
+                (0, slot) => *slot = Some(v.to_vec()),
+                (want, slot @ None) if v.len() == want => *slot = Some(v.to_vec()),
+                _ => {}
             }
         }
-        i += 2 + len as usize;
-    }
+    });
     let mut clean = Vec::with_capacity(320);
     clean.extend_from_slice(&bytes[..240]);
+    // fields that hold options are no names
+    if overload & OVERLOAD_FILE != 0 {
+        clean[108..236].fill(0);
+    }
+    if overload & OVERLOAD_SNAME != 0 {
+        clean[44..108].fill(0);
+    }
     for (k, v) in found.iter().enumerate() {
-        if let Some(v) = v {
+        let Some(v) = v else { continue };
+        let ok = !v.is_empty()
+            && v.len() <= 255
+            && (READ_OPTIONS[k].0 != code::HOSTNAME || std::str::from_utf8(v).is_ok());
+        if ok {
             clean.push(READ_OPTIONS[k].0);
             clean.push(v.len() as u8);
             clean.extend_from_slice(v);
@@ -187,28 +209,96 @@ pub fn decode(bytes: &[u8]) -> Result<Message, dhcproto::error::DecodeError> {
     Message::decode(&mut Decoder::new(&clean))
 }
 
-/// The raw value of option `code` in a packet (first occurrence), for
-/// options echoed byte for byte (82).
-pub fn raw_option(packet: &[u8], want: u8) -> Option<&[u8]> {
-    let mut i = 240;
-    if packet.len() < i || packet[236..240] != [99, 130, 83, 99] {
-        return None;
+const MAGIC: [u8; 4] = [99, 130, 83, 99];
+/// Option overload (option 52, RFC 2132 §9.3) values: bits.
+const OVERLOAD_FILE: u8 = 1;
+const OVERLOAD_SNAME: u8 = 2;
+
+/// Call `f` for every option of a packet, in the order RFC 2131 §4.1
+/// reads them: the options field, then `file`, then `sname` when the
+/// option overload (52) says they hold options. Returns the overload
+/// value. A walk stops at the end option or at an option whose length
+/// runs past its field.
+pub fn each_option(packet: &[u8], f: &mut dyn FnMut(u8, &[u8])) -> u8 {
+    if packet.len() < 240 || packet[236..240] != MAGIC {
+        return 0;
     }
-    while i < packet.len() {
-        let c = packet[i];
+    let mut overload = 0;
+    walk(&packet[240..], &mut |c, v| {
+        if c == code::OVERLOAD && v.len() == 1 && v[0] <= 3 {
+            overload = v[0];
+        }
+        f(c, v)
+    });
+    if overload & OVERLOAD_FILE != 0 {
+        walk(&packet[108..236], f);
+    }
+    if overload & OVERLOAD_SNAME != 0 {
+        walk(&packet[44..108], f);
+    }
+    overload
+}
+
+fn walk(area: &[u8], f: &mut dyn FnMut(u8, &[u8])) {
+    let mut i = 0;
+    while i < area.len() {
+        let c = area[i];
         if c == code::END {
-            return None;
+            break;
         }
         if c == 0 {
             i += 1;
             continue;
         }
-        let len = *packet.get(i + 1)? as usize;
-        let v = packet.get(i + 2..i + 2 + len)?;
+        let Some(&len) = area.get(i + 1) else { break };
+        let Some(v) = area.get(i + 2..i + 2 + len as usize) else {
+            break;
+        };
+        f(c, v);
+        i += 2 + len as usize;
+    }
+}
+
+/// The raw value of option `want` in a packet, every instance
+/// concatenated (RFC 3396), for options read or echoed byte for byte
+/// (81, 82).
+pub fn raw_option(packet: &[u8], want: u8) -> Option<Vec<u8>> {
+    let mut out: Option<Vec<u8>> = None;
+    each_option(packet, &mut |c, v| {
         if c == want {
-            return Some(v);
+            out.get_or_insert_with(Vec::new).extend_from_slice(v);
         }
-        i += 2 + len;
+    });
+    out
+}
+
+/// Relay agent information sub-options (RFC 3046 §2.0) the server reads.
+pub mod relay {
+    /// RFC 3527: the subnet the client is on, when `giaddr` is not.
+    pub const LINK_SELECTION: u8 = 5;
+    /// RFC 5107: the address the client must use as server identifier.
+    pub const SERVER_ID_OVERRIDE: u8 = 11;
+}
+
+/// The value of sub-option `want` of the relay agent information
+/// (option 82) of a relayed packet, as an address (both sub-options the
+/// server reads are one). `None` when the packet has no `giaddr`: only a
+/// relay agent adds these, and a client cannot steer the server with them.
+pub fn relay_address(packet: &[u8], want: u8) -> Option<Ipv4Addr> {
+    if packet.get(24..28)? == [0, 0, 0, 0] {
+        return None;
+    }
+    let info = raw_option(packet, code::RELAY_AGENT_INFO)?;
+    let mut i = 0;
+    while i + 1 < info.len() {
+        let (c, n) = (info[i], info[i + 1] as usize);
+        let v = info.get(i + 2..i + 2 + n)?;
+        if c == want {
+            let a: [u8; 4] = v.try_into().ok()?;
+            let ip = Ipv4Addr::from(a);
+            return (!ip.is_unspecified()).then_some(ip);
+        }
+        i += 2 + n;
     }
     None
 }
@@ -228,6 +318,12 @@ fn mac_string(hw: &[u8]) -> String {
 pub fn hw_of(req: &Message) -> Vec<u8> {
     let n = (req.hlen() as usize).min(16);
     req.chaddr()[..n.min(req.chaddr().len())].to_vec()
+}
+
+/// The client's identity in the lease table (client identifier, else
+/// hardware address).
+pub fn client_key(req: &Message) -> ClientKey {
+    ClientKey::new(client_id(req).as_deref(), &hw_of(req))
 }
 
 fn client_id(req: &Message) -> Option<Vec<u8>> {
@@ -251,6 +347,50 @@ fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// The client FQDN option (81, RFC 4702 §2): its flags and domain name
+/// bytes (the deprecated RCODE fields skipped).
+fn client_fqdn(raw: &[u8]) -> Option<(u8, Vec<u8>)> {
+    let v = raw_option(raw, code::CLIENT_FQDN)?;
+    (v.len() >= 3).then(|| (v[0], v[3..].to_vec()))
+}
+
+/// The name of a client FQDN option as text, for the lease: labels
+/// joined by dots (canonical wire format, E bit set) or the ASCII form
+/// without its trailing dot; None when empty or malformed.
+fn fqdn_text(flags: u8, name: &[u8]) -> Option<String> {
+    let text = if flags & fqdn::E != 0 {
+        let mut labels = Vec::new();
+        let mut i = 0;
+        while i < name.len() {
+            let n = name[i] as usize;
+            if n == 0 {
+                break;
+            }
+            labels.push(std::str::from_utf8(name.get(i + 1..i + 1 + n)?).ok()?);
+            i += 1 + n;
+        }
+        labels.join(".")
+    } else {
+        std::str::from_utf8(name)
+            .ok()?
+            .trim_end_matches('.')
+            .to_string()
+    };
+    (!text.is_empty()).then_some(text)
+}
+
+/// Client FQDN flags (RFC 4702 §2.1).
+mod fqdn {
+    /// The server performs the A RR updates.
+    pub const S: u8 = 0x01;
+    /// The server overrode the client's S bit.
+    pub const O: u8 = 0x02;
+    /// Canonical wire format of the name.
+    pub const E: u8 = 0x04;
+    /// No DNS updates at all.
+    pub const N: u8 = 0x08;
+}
+
 fn hostname(req: &Message) -> Option<String> {
     match req.opts().get(dhcproto::v4::OptionCode::Hostname) {
         Some(DhcpOption::Hostname(h)) if !h.is_empty() => Some(h.clone()),
@@ -270,28 +410,32 @@ pub fn handle(
     if req.opcode() != Opcode::BootRequest || req.hlen() > 16 {
         return Outcome::silent(Silence::Malformed);
     }
-    let Some(kind) = req.opts().msg_type() else {
-        return Outcome::silent(Silence::Malformed);
-    };
+    let kind = req.opts().msg_type();
+    if kind.is_none() && !ctx.globals.bootp_static {
+        return Outcome::silent(Silence::Bootp);
+    }
     let hw = hw_of(req);
     let cid = client_id(req);
     let key = ClientKey::new(cid.as_deref(), &hw);
+    let src = pool.server_id.unwrap_or(ctx.default_sid);
     let h = Handler {
         pool,
         ctx,
         req,
         raw,
-        sid: pool.server_id.unwrap_or(ctx.default_sid),
+        sid: relay_address(raw, relay::SERVER_ID_OVERRIDE).unwrap_or(src),
+        src,
         hw,
         cid,
         key,
     };
     match kind {
-        MessageType::Discover => h.discover(table),
-        MessageType::Request => h.request(table),
-        MessageType::Decline => h.decline(table),
-        MessageType::Release => h.release(table),
-        MessageType::Inform => h.inform(),
+        None => h.bootp(),
+        Some(MessageType::Discover) => h.discover(table),
+        Some(MessageType::Request) => h.request(table),
+        Some(MessageType::Decline) => h.decline(table),
+        Some(MessageType::Release) => h.release(table),
+        Some(MessageType::Inform) => h.inform(),
         _ => Outcome::silent(Silence::Unexpected),
     }
 }
@@ -301,7 +445,13 @@ struct Handler<'a> {
     ctx: &'a Ctx<'a>,
     req: &'a Message,
     raw: &'a [u8],
+    /// The server identifier the client sees (option 54): the pool's, or
+    /// the relay agent's override (RFC 5107), which the client then uses
+    /// in its requests.
     sid: Ipv4Addr,
+    /// Source address of the replies: the pool's server identifier (an
+    /// override names the relay agent's address, not one of the server's).
+    src: Ipv4Addr,
     hw: Vec<u8>,
     cid: Option<Vec<u8>>,
     /// The client's identity, computed once per request.
@@ -358,7 +508,9 @@ impl Handler<'_> {
             pool: self.pool.name.clone(),
             hw: self.hw.clone(),
             client_id: self.cid.clone(),
-            hostname: hostname(self.req),
+            hostname: hostname(self.req).or_else(|| {
+                client_fqdn(self.raw).and_then(|(flags, name)| fqdn_text(flags, &name))
+            }),
             state,
             lifetime,
             expires,
@@ -418,18 +570,16 @@ impl Handler<'_> {
     fn request(&self, table: &mut LeaseTable) -> Outcome {
         let key = self.key();
         let ciaddr = self.req.ciaddr();
-        let authoritative = self.ctx.globals.authoritative;
         if let Some(sid) = server_id_opt(self.req) {
             // SELECTING
             if sid != self.sid {
                 table.drop_offer(key);
                 return Outcome::silent(Silence::OtherServer);
             }
-            let Some(ip) = requested_ip(self.req).or((!ciaddr.is_unspecified()).then_some(ciaddr))
-            else {
+            let Some((ip, lenient)) = self.requested(table) else {
                 return Outcome::silent(Silence::Malformed);
             };
-            return if self.grantable(table, ip) {
+            let out = if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
                 self.bind(table, ip)
             } else if !self.mine_in_split(table, ip) && !self.anothers(table, ip) {
                 table.drop_offer(key);
@@ -437,42 +587,102 @@ impl Handler<'_> {
             } else {
                 self.nak()
             };
+            return out.lenient(lenient);
         }
         if ciaddr.is_unspecified() {
             // INIT-REBOOT: the client checks its remembered address
-            let Some(ip) = requested_ip(self.req) else {
+            let Some((ip, lenient)) = self.requested(table) else {
                 return Outcome::silent(Silence::Malformed);
             };
-            if !self.pool.in_subnet(ip) {
-                return self.nak_if(authoritative);
-            }
-            // RFC 2131 §4.3.2: with no record of this client (nor of the
-            // address) the server MUST remain silent: another server on the
-            // wire may own it. In hot backup the partner's leases are
-            // records too. A known address that is not this client's is
-            // NAKed below.
-            let known = table.get(ip).is_some()
-                || table.client_ip(self.key()).is_some()
-                || self.static_ip().is_some()
-                || self.pool.static_by_mac.values().any(|s| *s == ip);
-            if !known {
-                return Outcome::silent(Silence::Nothing);
-            }
-            return if self.grantable(table, ip) {
-                self.bind(table, ip)
-            } else {
-                self.nak_if(authoritative || self.anothers(table, ip))
-            };
+            return self.verify(table, ip, true).lenient(lenient);
         }
         // RENEWING (unicast) or REBINDING (broadcast): extend ciaddr
-        if !self.pool.in_subnet(ciaddr) {
-            return self.nak_if(authoritative);
+        self.verify(table, ciaddr, false)
+    }
+
+    /// The address a SELECTING or INIT-REBOOT request asks for: option 50;
+    /// without it (a client MUST send it, some do not, and relays have
+    /// been seen to strip it), `ciaddr`, else the client's pending offer,
+    /// else its binding in this pool. The flag says the leniency was used.
+    fn requested(&self, table: &LeaseTable) -> Option<(Ipv4Addr, bool)> {
+        if let Some(ip) = requested_ip(self.req) {
+            return Some((ip, false));
         }
-        if self.grantable(table, ciaddr) {
-            self.bind(table, ciaddr)
+        let ciaddr = self.req.ciaddr();
+        let ip = if !ciaddr.is_unspecified() {
+            Some(ciaddr)
         } else {
-            self.nak_if(authoritative || self.anothers(table, ciaddr))
+            table
+                .client_offer(self.key())
+                .filter(|ip| table.offer(*ip).is_some_and(|o| o.expires > self.ctx.now))
+                .or_else(|| self.binding(table).map(|l| l.ip))
+        };
+        ip.map(|ip| (ip, true))
+    }
+
+    /// INIT-REBOOT, RENEWING and REBINDING: the client says it has `ip`;
+    /// check it (§4.3.2).
+    ///
+    /// An address on the wrong network is NAKed, whoever asks. A client
+    /// the server has a live record of in this pool (a binding, an offer,
+    /// a static binding) gets its own address and a NAK for any other: another
+    /// client's, one outside the pool, or a free one while it holds a
+    /// binding here (one client, one binding per subnet). `authoritative`
+    /// governs only clients without a record: for an address it has no
+    /// record of either, an INIT-REBOOT gets silence (§4.3.2 MUST: another
+    /// server on the wire may own it); an address it knows as another
+    /// client's is NAKed anyway (in hot backup, the partner's leases are
+    /// records too).
+    fn verify(&self, table: &mut LeaseTable, ip: Ipv4Addr, init_reboot: bool) -> Outcome {
+        if !self.pool.in_subnet(ip) {
+            return self.nak();
         }
+        if self.known(table) {
+            return if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
+                self.bind(table, ip)
+            } else {
+                self.nak()
+            };
+        }
+        let address_known =
+            table.get(ip).is_some() || self.pool.static_by_mac.values().any(|s| *s == ip);
+        if init_reboot && !address_known {
+            return Outcome::silent(Silence::Nothing);
+        }
+        if self.grantable(table, ip) {
+            self.bind(table, ip)
+        } else {
+            self.nak_if(self.ctx.globals.authoritative || self.anothers(table, ip))
+        }
+    }
+
+    /// The client's lease in this pool (any state), if the table has one.
+    fn binding<'t>(&self, table: &'t LeaseTable) -> Option<&'t Lease> {
+        table
+            .client_lease(self.key())
+            .filter(|l| l.pool == self.pool.name)
+    }
+
+    /// Whether the server has a live record of the client in this pool: a
+    /// binding or an offer not lapsed, or a static binding. A released or
+    /// expired lease does not count: the client may since have been bound
+    /// by another server sharing the subnet, which a NAK would disturb.
+    fn known(&self, table: &LeaseTable) -> bool {
+        let now = self.ctx.now;
+        self.static_ip().is_some()
+            || self
+                .binding(table)
+                .is_some_and(|l| l.state == LeaseState::Bound && l.expires > now)
+            || table.client_offer(self.key()).is_some_and(|ip| {
+                self.pool.in_subnet(ip) && table.offer(ip).is_some_and(|o| o.expires > now)
+            })
+    }
+
+    /// Whether the client holds an active binding in this pool on an
+    /// address other than `ip`: granting `ip` would give it two.
+    fn bound_elsewhere(&self, table: &LeaseTable, ip: Ipv4Addr) -> bool {
+        self.binding(table)
+            .is_some_and(|l| l.ip != ip && l.state == LeaseState::Bound && l.expires > self.ctx.now)
     }
 
     /// Whether the table holds `ip` as another client's lease. The server
@@ -515,6 +725,7 @@ impl Handler<'_> {
                 },
                 lease,
             }],
+            lenient: false,
         }
     }
 
@@ -582,11 +793,29 @@ impl Handler<'_> {
                 kind: EventKind::Released,
                 lease: l,
             }],
+            lenient: false,
         }
     }
 
-    /// §4.3.5: configuration only, no lease.
+    /// RFC 1534 §2: a BOOTP client gets its static binding, for good (no
+    /// lease to record: the binding is configuration), in a BOOTREPLY
+    /// without DHCP options; a client without one gets nothing.
+    fn bootp(&self) -> Outcome {
+        let Some(ip) = self.static_ip() else {
+            return Outcome::silent(Silence::Bootp);
+        };
+        Outcome {
+            reply: Some(self.reply(MessageType::Ack, ip, false)),
+            ..Default::default()
+        }
+    }
+
+    /// §4.3.5: configuration only, no lease, sent to `ciaddr`; without
+    /// one there is nowhere to send it.
     fn inform(&self) -> Outcome {
+        if self.req.ciaddr().is_unspecified() {
+            return Outcome::silent(Silence::InformNoAddress);
+        }
         Outcome {
             reply: Some(self.reply(MessageType::Ack, Ipv4Addr::UNSPECIFIED, false)),
             ..Default::default()
@@ -638,7 +867,17 @@ impl Handler<'_> {
         } else if nak {
             Delivery::Broadcast
         } else if !req.ciaddr().is_unspecified() {
-            Delivery::Unicast(req.ciaddr())
+            // unicast to ciaddr (§4.1); on the client's own link straight
+            // to its hardware address: no ARP to wait for (a client slow
+            // to answer it, a new master's cold cache after a takeover)
+            if self.ctx.ciaddr_on_link && self.hw.len() == 6 {
+                Delivery::Hardware {
+                    ip: req.ciaddr(),
+                    hw: self.hw.clone(),
+                }
+            } else {
+                Delivery::Unicast(req.ciaddr())
+            }
         } else if req.flags().broadcast() || yiaddr.is_unspecified() || self.hw.len() != 6 {
             Delivery::Broadcast
         } else {
@@ -651,8 +890,9 @@ impl Handler<'_> {
             kind,
             bytes,
             to,
-            from: self.sid,
+            from: self.src,
             durable: kind == MessageType::Ack && with_lease,
+            received: None,
         }
     }
 
@@ -671,30 +911,61 @@ impl Handler<'_> {
         // byte for the end option.
         let limit = max_msg.saturating_sub(28).min(1472) - 1;
         let mut tail: Vec<(u8, Vec<u8>)> = Vec::new();
+        // RFC 4702 §4: a server that updates no DNS answers the client
+        // FQDN option with N set, S clear, O set when the client asked for
+        // S, E as the client's, RCODEs 255, and the client's name
+        if let Some((flags, name)) = client_fqdn(self.raw).filter(|_| kind != MessageType::Nak) {
+            let mut f = fqdn::N | (flags & fqdn::E);
+            if flags & fqdn::S != 0 {
+                f |= fqdn::O;
+            }
+            let mut v = vec![f, 255, 255];
+            v.extend_from_slice(&name);
+            tail.push((code::CLIENT_FQDN, v));
+        }
         if self.ctx.globals.echo_client_id {
             if let Some(c) = &self.cid {
                 tail.push((code::CLIENT_ID, c.clone()));
             }
         }
-        if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
-            tail.push((code::RELAY_AGENT_INFO, r.to_vec()));
+        // RFC 3046 §2.2: echoed to the relay agent, which strips it; a
+        // reply that goes to the client directly carries none
+        if !req.giaddr().is_unspecified() {
+            if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
+                tail.push((code::RELAY_AGENT_INFO, r));
+            }
         }
-        let tail_len: usize = tail.iter().map(|(_, v)| v.len() + 2).sum();
+        let tail_len: usize = tail
+            .iter()
+            .map(|(_, v)| v.len() + 2 * v.len().div_ceil(255).max(1))
+            .sum();
+        // a value longer than 255 bytes goes out as consecutive instances
+        // (RFC 3396 §5), all of them or none
         let push = |out: &mut Vec<u8>, c: u8, v: &[u8], budget: usize| -> bool {
-            if v.len() > 255 || out.len() + 2 + v.len() > budget {
+            let pieces = v.len().div_ceil(255).max(1);
+            if out.len() + 2 * pieces + v.len() > budget {
                 return false;
             }
-            out.push(c);
-            out.push(v.len() as u8);
-            out.extend_from_slice(v);
+            if v.is_empty() {
+                out.extend_from_slice(&[c, 0]);
+            }
+            for piece in v.chunks(255) {
+                out.push(c);
+                out.push(piece.len() as u8);
+                out.extend_from_slice(piece);
+            }
             true
         };
-        let mut t = Vec::with_capacity(16);
-        DhcpOption::MessageType(kind)
-            .encode(&mut dhcproto::Encoder::new(&mut t))
-            .ok();
-        out.extend_from_slice(&t);
-        push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        // a BOOTREPLY (RFC 1534) has the configuration options only
+        let bootp = req.opts().msg_type().is_none();
+        if !bootp {
+            let mut t = Vec::with_capacity(16);
+            DhcpOption::MessageType(kind)
+                .encode(&mut dhcproto::Encoder::new(&mut t))
+                .ok();
+            out.extend_from_slice(&t);
+            push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        }
         let nak = kind == MessageType::Nak;
         if with_lease {
             push(
@@ -709,8 +980,21 @@ impl Handler<'_> {
             }
         }
         if !nak {
-            let budget = limit.saturating_sub(tail_len);
+            // what does not fit in the options field goes to 'file' and
+            // 'sname' when the reply leaves them empty (option overload,
+            // RFC 2131 §4.1, RFC 2132 §9.3); 3 bytes kept for option 52
+            let mut areas: Vec<(usize, usize, u8)> = Vec::new();
+            if !bootp {
+                if self.pool.boot_file.is_none() {
+                    areas.push((108, 236, OVERLOAD_FILE));
+                }
+                areas.push((44, 108, OVERLOAD_SNAME));
+            }
+            let room = if areas.is_empty() { 0 } else { 3 };
+            let budget = limit.saturating_sub(tail_len).saturating_sub(room);
+            let mut overflow: Vec<(u8, &[u8])> = Vec::new();
             let mut sent = [false; 256];
+            let mut order: Vec<(u8, &[u8])> = Vec::with_capacity(self.pool.options.len());
             if let Some(DhcpOption::ParameterRequestList(prl)) = req
                 .opts()
                 .get(dhcproto::v4::OptionCode::ParameterRequestList)
@@ -722,14 +1006,47 @@ impl Handler<'_> {
                     }
                     if let Some(v) = self.pool.options.get(&c) {
                         sent[c as usize] = true;
-                        push(out, c, v, budget);
+                        order.push((c, v));
                     }
                 }
             }
             for (c, v) in &self.pool.options {
                 if !sent[*c as usize] {
-                    push(out, *c, v, budget);
+                    order.push((*c, v));
                 }
+            }
+            for (c, v) in order {
+                if !push(out, c, v, budget) {
+                    overflow.push((c, v));
+                }
+            }
+            let mut overload = 0;
+            let mut at: Vec<usize> = areas.iter().map(|a| a.0).collect();
+            for (c, v) in overflow {
+                // whole options only, each area closed by an end option
+                let fits = areas
+                    .iter()
+                    .zip(at.iter())
+                    .position(|((_, end, _), pos)| pos + 2 + v.len() < *end);
+                if let Some(k) = fits.filter(|_| v.len() <= 255) {
+                    let p = at[k];
+                    out[p] = c;
+                    out[p + 1] = v.len() as u8;
+                    out[p + 2..p + 2 + v.len()].copy_from_slice(v);
+                    at[k] = p + 2 + v.len();
+                    overload |= areas[k].2;
+                }
+            }
+            if overload != 0 {
+                for (k, (start, end, bit)) in areas.iter().enumerate() {
+                    if overload & bit != 0 {
+                        out[at[k]] = code::END;
+                        out[at[k] + 1..*end].fill(0);
+                    } else {
+                        debug_assert!(out[*start..*end].iter().all(|b| *b == 0));
+                    }
+                }
+                push(out, code::OVERLOAD, &[overload], usize::MAX);
             }
         }
         for (c, v) in &tail {
@@ -779,6 +1096,8 @@ pub(crate) mod tests {
         pub pool: PoolRt,
         pub g: Globals,
         pub now: u64,
+        /// `Ctx::ciaddr_on_link`.
+        pub on_link: bool,
     }
 
     impl T {
@@ -788,6 +1107,7 @@ pub(crate) mod tests {
                 pool: PoolRt::from(&cfg_pool()),
                 g: Globals::default(),
                 now: 1_000_000,
+                on_link: false,
             }
         }
         pub(crate) fn run(&mut self, m: &Message) -> Outcome {
@@ -795,6 +1115,26 @@ pub(crate) mod tests {
             let ctx = Ctx {
                 now: self.now,
                 default_sid: ip(SID),
+                ciaddr_on_link: self.on_link,
+                globals: &self.g,
+            };
+            handle(&mut self.table, &self.pool, &ctx, m, &raw)
+        }
+        /// Like `run`, with raw options added at the end of the option
+        /// area (dhcproto encodes an option 82 twice).
+        pub(crate) fn run_with(&mut self, m: &Message, extra: &[u8]) -> Outcome {
+            let mut raw = m.to_vec().unwrap();
+            let mut end = 240;
+            while raw[end] != 255 {
+                end += 2 + raw[end + 1] as usize;
+            }
+            raw.truncate(end);
+            raw.extend_from_slice(extra);
+            raw.push(255);
+            let ctx = Ctx {
+                now: self.now,
+                default_sid: ip(SID),
+                ciaddr_on_link: self.on_link,
                 globals: &self.g,
             };
             handle(&mut self.table, &self.pool, &ctx, m, &raw)
@@ -908,19 +1248,144 @@ pub(crate) mod tests {
         let mut d = msg(MessageType::Discover, 2);
         d.set_giaddr(ip("10.0.0.254"));
         // relay agent information, echoed byte for byte, last
-        d.opts_mut()
-            .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
-                OptionCode::RelayAgentInformation,
-                vec![1, 3, b'e', b't', b'h'],
-            )));
-        let r = t.run(&d).reply.unwrap();
+        let r = t
+            .run_with(&d, &[82, 5, 1, 3, b'e', b't', b'h'])
+            .reply
+            .unwrap();
         assert_eq!(r.to, Delivery::Relay(ip("10.0.0.254")));
         assert_eq!(*codes(&r).last().unwrap(), 82);
-        assert_eq!(
-            raw_option(&r.bytes, 82),
-            Some(&[1, 3, b'e', b't', b'h'][..])
-        );
+        assert_eq!(raw_option(&r.bytes, 82), Some(vec![1, 3, b'e', b't', b'h']));
         assert_eq!(reply(&r).giaddr(), ip("10.0.0.254"));
+    }
+
+    fn relay_info(info: &[u8]) -> Vec<u8> {
+        let mut v = vec![82, info.len() as u8];
+        v.extend_from_slice(info);
+        v
+    }
+
+    /// RFC 3046 §2.2: option 82 goes back to the relay agent only; RFC
+    /// 5107: the relay's server identifier override is the option 54 of
+    /// the replies and is accepted in the client's requests, while the
+    /// replies leave from the server's own address; a client (no giaddr)
+    /// can override nothing.
+    #[test]
+    fn relay_information_echo_and_server_identifier_override() {
+        let mut t = T::new();
+        let d = msg(MessageType::Discover, 1);
+        let r = t
+            .run_with(&d, &relay_info(&[1, 2, b'e', b'0']))
+            .reply
+            .unwrap();
+        assert!(!codes(&r).contains(&82), "not echoed to the client");
+        let over = ip("10.0.0.250");
+        let info = vec![1, 2, b'e', b'0', 11, 4, 10, 0, 0, 250];
+        let mut d = msg(MessageType::Discover, 2);
+        d.set_giaddr(ip("10.0.0.254"));
+        let o = t.run_with(&d, &relay_info(&info)).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 82), Some(info.clone()));
+        assert_eq!(raw_option(&o.bytes, 54), Some(over.octets().to_vec()));
+        assert_eq!(o.from, ip(SID));
+        let mut r = msg(MessageType::Request, 2);
+        r.set_giaddr(ip("10.0.0.254"));
+        r.opts_mut().insert(DhcpOption::ServerIdentifier(over));
+        r.opts_mut()
+            .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
+        let a = t.run_with(&r, &relay_info(&info)).reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        // without giaddr the sub-option is not the relay's: ignored
+        let d = msg(MessageType::Discover, 3);
+        let o = t.run_with(&d, &relay_info(&info)).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 54), Some(ip(SID).octets().to_vec()));
+    }
+
+    /// RFC 4702: the FQDN option is answered as a server without DNS
+    /// updates must (N set, S clear, O set when the client asked for S,
+    /// E echoed, RCODEs 255, the name echoed), not in a NAK; its name is
+    /// the lease's host name when the client sends no option 12.
+    #[test]
+    fn client_fqdn_is_echoed_without_updates_and_named_in_the_lease() {
+        let mut t = T::new();
+        let wire = b"\x06laptop\x07example\x03com\x00".to_vec();
+        for (flags, name, want_flags) in [
+            (0x05u8, wire.clone(), 0x0e_u8),
+            (0x00, b"laptop.example.com.".to_vec(), 0x08),
+        ] {
+            let mut v = vec![flags, 0, 0];
+            v.extend_from_slice(&name);
+            let mut d = msg(MessageType::Discover, 1);
+            d.opts_mut()
+                .insert(DhcpOption::Unknown(dhcproto::v4::UnknownOption::new(
+                    OptionCode::Unknown(81),
+                    v.clone(),
+                )));
+            let o = t.run(&d).reply.unwrap();
+            let echo = raw_option(&o.bytes, 81).unwrap();
+            assert_eq!(echo[..3], [want_flags, 255, 255]);
+            assert_eq!(&echo[3..], &name[..]);
+            let mut r = d.clone();
+            r.opts_mut()
+                .insert(DhcpOption::MessageType(MessageType::Request));
+            r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            r.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(reply(&o).yiaddr()));
+            let out = t.run(&r);
+            let Change::Upsert(l) = &out.changes[0] else {
+                panic!()
+            };
+            assert_eq!(l.hostname.as_deref(), Some("laptop.example.com"));
+            // a NAK carries none
+            let mut n = r.clone();
+            n.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(ip("192.168.0.1")));
+            n.opts_mut().remove(OptionCode::ServerIdentifier);
+            let nak = t.run(&n).reply.unwrap();
+            assert_eq!(nak.kind, MessageType::Nak);
+            assert!(raw_option(&nak.bytes, 81).is_none());
+        }
+        assert_eq!(fqdn_text(fqdn::E, b"\x03a"), None, "label past the end");
+    }
+
+    /// RFC 2131 §4.1 / RFC 2132 §9.3: options in `file` and `sname` when
+    /// option 52 says so; RFC 3396: an option split over instances is
+    /// their concatenation, and a value over 255 bytes is sent split.
+    #[test]
+    fn overloaded_fields_and_long_options_are_read_and_sent() {
+        let mut t = T::new();
+        let mut raw = msg(MessageType::Discover, 1).to_vec().unwrap();
+        raw.truncate(243); // the header and the message type
+        raw.extend_from_slice(&[52, 1, 3]);
+        raw.extend_from_slice(&[61, 3, 0xff, 1, 2, 61, 2, 3, 4]);
+        raw.push(255);
+        // file: the host name; sname: the end of the client id
+        raw[108..116].copy_from_slice(&[12, 5, b'p', b'r', b'o', b'b', b'e', 255]);
+        raw[44..49].copy_from_slice(&[61, 2, 5, 6, 255]);
+        let m = decode(&raw).unwrap();
+        assert_eq!(
+            m.opts().get(OptionCode::ClientIdentifier),
+            Some(&DhcpOption::ClientIdentifier(vec![0xff, 1, 2, 3, 4, 5, 6]))
+        );
+        assert_eq!(
+            m.opts().get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("probe".into()))
+        );
+        assert!(m.fname().unwrap_or_default().is_empty());
+        assert_eq!(m.opts().msg_type(), Some(MessageType::Discover));
+        // a relay agent information of 300 bytes over two instances comes
+        // back as 255 + 45, concatenated the same
+        let info: Vec<u8> = (0..300).map(|i| (i % 250) as u8).collect();
+        let mut extra = vec![82, 200];
+        extra.extend_from_slice(&info[..200]);
+        extra.extend_from_slice(&[82, 100]);
+        extra.extend_from_slice(&info[200..]);
+        let mut d = msg(MessageType::Discover, 2);
+        d.set_giaddr(ip("10.0.0.254"));
+        d.opts_mut().insert(DhcpOption::MaxMessageSize(1500));
+        let r = t.run_with(&d, &extra).reply.unwrap();
+        assert_eq!(raw_option(&r.bytes, 82), Some(info));
+        let c = codes(&r);
+        assert_eq!(c[c.len() - 2..], [82, 82]);
+        assert!(decode(&r.bytes).is_ok());
     }
 
     #[test]
@@ -1013,13 +1478,177 @@ pub(crate) mod tests {
             out.reply.is_none(),
             "RFC 2131 §4.3.2: no record, remain silent"
         );
-        // not authoritative: silent
+        // the wrong network is NAKed authoritative or not, known client
+        // or not
         t.g.authoritative = false;
+        for mac in [1, 3] {
+            let mut r = msg(MessageType::Request, mac);
+            r.opts_mut()
+                .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
+            assert_eq!(t.run(&r).reply.unwrap().kind, MessageType::Nak, "{mac}");
+        }
+    }
+
+    fn init_reboot(mac: u8, want: Ipv4Addr) -> Message {
+        let mut r = msg(MessageType::Request, mac);
+        r.opts_mut().insert(DhcpOption::RequestedIpAddress(want));
+        r
+    }
+
+    /// Issue 13 item 1: one client, one binding per subnet. A client bound
+    /// to `y` asking (INIT-REBOOT) for another free address is NAKed, and
+    /// keeps its one lease; so is a SELECTING or RENEWING request for one.
+    #[test]
+    fn a_bound_client_gets_no_second_address() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            let y = t.dora(1);
+            let free = ip("10.0.0.13");
+            assert_ne!(y, free);
+            let out = t.run(&init_reboot(1, free));
+            assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+            assert!(out.changes.is_empty());
+            let mut sel = init_reboot(1, free);
+            sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            assert_eq!(t.run(&sel).reply.unwrap().kind, MessageType::Nak);
+            let mut ren = msg(MessageType::Request, 1);
+            ren.set_ciaddr(free);
+            assert_eq!(t.run(&ren).reply.unwrap().kind, MessageType::Nak);
+            assert!(t.table.get(free).is_none());
+            assert_eq!(t.table.client_ip(&t.table.get(y).unwrap().key()), Some(y));
+            // its own address it keeps
+            assert_eq!(
+                t.run(&init_reboot(1, y)).reply.unwrap().kind,
+                MessageType::Ack
+            );
+            // released, it is no longer known: an address without a
+            // record gets silence (§4.3.2 MUST), its old one an ACK
+            let mut rel = msg(MessageType::Release, 1);
+            rel.set_ciaddr(y);
+            t.run(&rel);
+            let out = t.run(&init_reboot(1, free));
+            assert!(out.reply.is_none(), "{:?}", out.reply.map(|r| r.kind));
+            assert_eq!(
+                t.run(&init_reboot(1, y)).reply.unwrap().kind,
+                MessageType::Ack
+            );
+        }
+    }
+
+    /// Issue 13 item 2: `authoritative` governs only clients without a
+    /// record. A known client asking for another client's address, one
+    /// outside the pool, or one of another network is NAKed either way;
+    /// an unknown client asking for an address without a record gets
+    /// silence (§4.3.2 MUST).
+    #[test]
+    fn a_known_client_with_a_wrong_address_is_naked_whatever_authoritative() {
+        for authoritative in [true, false] {
+            let mut t = T::new();
+            t.g.authoritative = authoritative;
+            t.dora(1);
+            let other = t.dora(2);
+            for want in [other, ip("10.0.0.77"), ip("10.0.0.10"), ip("192.168.1.7")] {
+                let out = t.run(&init_reboot(1, want));
+                assert_eq!(
+                    out.reply.map(|r| r.kind),
+                    Some(MessageType::Nak),
+                    "{want} authoritative {authoritative}"
+                );
+            }
+            let out = t.run(&init_reboot(3, ip("10.0.0.77")));
+            assert!(out.reply.is_none(), "unknown client, unknown address");
+            // a released lease is no live record: another server sharing
+            // the subnet may have bound the client since
+            let y4 = t.dora(4);
+            let mut rel = msg(MessageType::Release, 4);
+            rel.set_ciaddr(y4);
+            t.run(&rel);
+            let out = t.run(&init_reboot(4, ip("10.0.0.77")));
+            assert!(
+                out.reply.is_none(),
+                "released client, address outside the pool"
+            );
+            let out = t.run(&init_reboot(3, ip("192.168.1.7")));
+            assert_eq!(out.reply.unwrap().kind, MessageType::Nak);
+            // an unknown client renewing an address outside the pool:
+            // authoritative decides
+            let mut ren = msg(MessageType::Request, 3);
+            ren.set_ciaddr(ip("10.0.0.77"));
+            let out = t.run(&ren);
+            assert_eq!(out.reply.is_some(), authoritative);
+        }
+    }
+
+    /// Issue 13 item 3: a reply to `ciaddr` on the client's own link goes
+    /// to its hardware address (no ARP); routed (not on the link), by IP.
+    #[test]
+    fn a_renewal_on_the_link_is_answered_at_the_hardware_address() {
+        let mut t = T::new();
+        let y = t.dora(1);
         let mut r = msg(MessageType::Request, 1);
-        r.opts_mut()
-            .insert(DhcpOption::RequestedIpAddress(ip("192.168.77.5")));
-        let out = t.run(&r);
+        r.set_ciaddr(y);
+        t.on_link = true;
+        let a = t.run(&r).reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(
+            a.to,
+            Delivery::Hardware {
+                ip: y,
+                hw: vec![2, 0, 0, 0, 0, 1]
+            }
+        );
+        let mut i = msg(MessageType::Inform, 5);
+        i.set_ciaddr(ip("10.0.0.77"));
+        assert!(matches!(
+            t.run(&i).reply.unwrap().to,
+            Delivery::Hardware { .. }
+        ));
+        t.on_link = false;
+        assert_eq!(t.run(&r).reply.unwrap().to, Delivery::Unicast(y));
+    }
+
+    /// Issue 13 item 4: a SELECTING or INIT-REBOOT request without option
+    /// 50 is answered for ciaddr, else the pending offer, else the binding,
+    /// and counted as lenient; with none of them it stays malformed.
+    #[test]
+    fn a_request_without_option_50_uses_ciaddr_or_the_offer() {
+        let mut t = T::new();
+        let o = reply(&t.run(&msg(MessageType::Discover, 1)).reply.unwrap()).yiaddr();
+        let mut sel = msg(MessageType::Request, 1);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        let out = t.run(&sel);
+        assert!(out.lenient);
+        let a = out.reply.unwrap();
+        assert_eq!(a.kind, MessageType::Ack);
+        assert_eq!(reply(&a).yiaddr(), o);
+        // INIT-REBOOT without option 50: its binding
+        let out = t.run(&msg(MessageType::Request, 1));
+        assert!(out.lenient);
+        assert_eq!(reply(&out.reply.unwrap()).yiaddr(), o);
+        // SELECTING with ciaddr
+        let mut sel = msg(MessageType::Request, 2);
+        sel.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+        sel.set_ciaddr(ip("10.0.0.13"));
+        let out = t.run(&sel);
+        assert!(out.lenient);
+        assert_eq!(reply(&out.reply.unwrap()).yiaddr(), ip("10.0.0.13"));
+        // nothing to go by
+        let out = t.run(&msg(MessageType::Request, 3));
+        assert_eq!(out.silence, Some(Silence::Malformed));
+        assert!(!out.lenient);
+        // with option 50: not lenient
+        let out = t.run(&init_reboot(1, o));
+        assert!(!out.lenient && out.reply.is_some());
+    }
+
+    /// Issue 13 item 5: a DHCPINFORM without ciaddr has nowhere to go.
+    #[test]
+    fn an_inform_without_ciaddr_is_dropped() {
+        let mut t = T::new();
+        let out = t.run(&msg(MessageType::Inform, 1));
         assert!(out.reply.is_none());
+        assert_eq!(out.silence, Some(Silence::InformNoAddress));
     }
 
     #[test]
@@ -1385,6 +2014,40 @@ pub(crate) mod tests {
         assert!(codes(&t.run(&d).reply.unwrap()).contains(&200));
     }
 
+    /// RFC 2131 §4.1 / RFC 2132 §9.3: options that do not fit the
+    /// options field of a 576-byte reply go to 'file' and 'sname' when
+    /// the reply leaves them empty, with option 52 saying which; whole
+    /// options only, each field closed by an end option.
+    #[test]
+    fn options_that_do_not_fit_overload_file_and_sname() {
+        let mut t = T::new();
+        let mut p = cfg_pool();
+        p.boot_file = None;
+        for (c, n) in [(200u8, 100usize), (201, 120), (202, 110), (203, 40)] {
+            p.options.insert(c, OptionValue::Hex(vec![c; n]));
+        }
+        t.pool = PoolRt::from(&p);
+        let r = t.run(&msg(MessageType::Discover, 1)).reply.unwrap();
+        assert!(r.bytes.len() <= 576 - 28, "{}", r.bytes.len());
+        let mut seen = Vec::new();
+        let overload = each_option(&r.bytes, &mut |c, v| seen.push((c, v.len())));
+        assert_eq!(overload, 3);
+        for (c, n) in [(200u8, 100usize), (201, 120), (202, 110), (203, 40)] {
+            assert!(seen.contains(&(c, n)), "{c} missing: {seen:?}");
+        }
+        assert!(seen.contains(&(52, 1)));
+        assert_eq!(r.bytes[108], 202, "the first that did not fit, in file");
+        // with a boot file only 'sname' is free: what fits there goes
+        let mut p2 = p.clone();
+        p2.boot_file = Some("pxe.0".into());
+        t.pool = PoolRt::from(&p2);
+        let r = t.run(&msg(MessageType::Discover, 2)).reply.unwrap();
+        let mut seen = Vec::new();
+        assert_eq!(each_option(&r.bytes, &mut |c, _| seen.push(c)), 2);
+        assert!(seen.contains(&203) && !seen.contains(&202));
+        assert_eq!(&r.bytes[108..114], b"pxe.0\0");
+    }
+
     #[test]
     fn malformed_and_unexpected_are_silent() {
         let mut t = T::new();
@@ -1394,6 +2057,32 @@ pub(crate) mod tests {
         assert_eq!(t.run(&m).silence, Some(Silence::Malformed));
         let mut n = Message::default();
         n.set_chaddr(&[1, 2, 3, 4, 5, 6]);
-        assert_eq!(t.run(&n).silence, Some(Silence::Malformed));
+        assert_eq!(t.run(&n).silence, Some(Silence::Bootp));
+    }
+
+    /// RFC 1534: with `bootp static-bindings` a BOOTP client (no message
+    /// type) with a static binding gets a BOOTREPLY for it, with the
+    /// pool's options and none of DHCP's; one without gets nothing, and
+    /// neither does anyone with `bootp ignore`.
+    #[test]
+    fn bootp_clients_get_their_static_binding_when_enabled() {
+        let mut t = T::new();
+        let mut b = Message::default();
+        b.set_chaddr(&[2, 0, 0, 0, 0, 0x99]).set_xid(77);
+        assert_eq!(t.run(&b).silence, Some(Silence::Bootp));
+        t.g.bootp_static = true;
+        let r = t.run(&b).reply.unwrap();
+        let m = reply(&r);
+        assert_eq!(m.opcode(), Opcode::BootReply);
+        assert_eq!(m.yiaddr(), ip("10.0.0.200"));
+        assert_eq!(m.xid(), 77);
+        let c = codes(&r);
+        assert!(c.contains(&1) && c.contains(&3), "{c:?}");
+        for dhcp_only in [53, 54, 51, 58, 59] {
+            assert!(!c.contains(&dhcp_only), "{c:?}");
+        }
+        assert!(!r.durable && t.table.is_empty());
+        b.set_chaddr(&[2, 0, 0, 0, 0, 0x98]);
+        assert_eq!(t.run(&b).silence, Some(Silence::Bootp));
     }
 }

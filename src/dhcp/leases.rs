@@ -410,6 +410,11 @@ impl LeaseTable {
             .copied()
     }
 
+    /// The address offered to a client and still held for it.
+    pub fn client_offer(&self, key: &ClientKey) -> Option<Ipv4Addr> {
+        self.offer_by_client.get(key).copied()
+    }
+
     /// The lease of a client, if it still holds a record.
     pub fn client_lease(&self, key: &ClientKey) -> Option<&Lease> {
         self.by_client

@@ -4,6 +4,7 @@
 //! ```text
 //!  northbound actor ──prepare/apply──► DhcpSubsystem ──Command::Config──► server::DhcpServer (actor)
 //!  northbound <get> ──state_xml──► Snapshot (Arc swapped by the actor) + Counters (atomics)
+//!  metrics scrape ──MetricsReader──► the same Snapshot (pool statistics only) + Counters
 //!  backup subsystem ──Hooks──► Command::Serving / Split / ApplyPeer / PeerLeases; replication (lease log, ACK gates)
 //! ```
 //! - `config`: the typed configuration, read from the YANG tree;
@@ -117,6 +118,34 @@ impl Hooks {
     }
 }
 
+/// What the metrics endpoint reads (`crate::metrics`): the packet
+/// counters and the per-pool statistics of the `<get>` mirror, neither
+/// through the actor.
+#[derive(Debug, Clone)]
+pub struct MetricsReader {
+    counters: Arc<Counters>,
+    snapshot: Arc<std::sync::Mutex<server::Snapshot>>,
+}
+
+impl MetricsReader {
+    pub fn new(counters: Arc<Counters>, snapshot: Arc<std::sync::Mutex<server::Snapshot>>) -> Self {
+        MetricsReader { counters, snapshot }
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+
+    /// Per pool: name and statistics now (the mirror's lock is held for
+    /// one pass over the leases, as for `<get>`).
+    pub fn pools(&self) -> Vec<(String, leases::PoolStats)> {
+        self.snapshot
+            .lock()
+            .map(|g| g.pool_stats(server::now_unix()))
+            .unwrap_or_default()
+    }
+}
+
 /// The DHCP subsystem as the northbound sees it.
 #[derive(Debug)]
 pub struct DhcpSubsystem {
@@ -162,6 +191,12 @@ pub fn start(
         replication: shared.replication.clone(),
     };
     Ok((DhcpSubsystem { cmd, shared }, hooks, task))
+}
+
+impl DhcpSubsystem {
+    pub fn metrics(&self) -> MetricsReader {
+        MetricsReader::new(self.shared.counters.clone(), self.shared.snapshot.clone())
+    }
 }
 
 impl Subsystem for DhcpSubsystem {
@@ -290,7 +325,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
         x,
-        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld>\
+        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld><dropped-inform-no-address>{}</dropped-inform-no-address><dropped-bootp>{}</dropped-bootp><bootp-replies>{}</bootp-replies><lenient-requests>{}</lenient-requests>\
 <received><discover>{}</discover><request>{}</request><decline>{}</decline><release>{}</release><inform>{}</inform><other>{}</other></received>\
 <sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>\
 <lease-store-failed>{}</lease-store-failed>",
@@ -302,6 +337,10 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.exhausted),
         g(&c.send_errors),
         g(&c.acks_withheld),
+        g(&c.inform_no_address),
+        g(&c.bootp_dropped),
+        g(&c.bootp_replies),
+        g(&c.lenient),
         g(&c.discover),
         g(&c.request),
         g(&c.decline),

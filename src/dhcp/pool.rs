@@ -17,12 +17,14 @@ pub mod code {
     pub const DOMAIN_NAME: u8 = 15;
     pub const REQUESTED_IP: u8 = 50;
     pub const LEASE_TIME: u8 = 51;
+    pub const OVERLOAD: u8 = 52;
     pub const MESSAGE_TYPE: u8 = 53;
     pub const SERVER_ID: u8 = 54;
     pub const MESSAGE: u8 = 56;
     pub const RENEWAL_TIME: u8 = 58;
     pub const REBINDING_TIME: u8 = 59;
     pub const CLIENT_ID: u8 = 61;
+    pub const CLIENT_FQDN: u8 = 81;
     pub const RELAY_AGENT_INFO: u8 = 82;
     pub const END: u8 = 255;
 }
@@ -92,6 +94,8 @@ pub struct PoolRt {
     /// Static bindings: address → hardware address.
     pub static_by_ip: BTreeMap<Ipv4Addr, String>,
     pub profile: Option<String>,
+    /// Pools with the same name serve one link.
+    pub shared_network: Option<String>,
     /// Split brain: new addresses from this half first, from the other
     /// only when it has none left (`None`: no split). Set by the actor
     /// from its profile, not by configuration.
@@ -156,6 +160,7 @@ impl From<&Pool> for PoolRt {
             t2,
             siaddr: p.next_server,
             boot_file: p.boot_file.clone(),
+            shared_network: p.shared_network.clone(),
             options,
             static_by_mac: p
                 .static_binds

@@ -40,7 +40,7 @@
 //! client sees at ordinary rates is the fsync's and the partner's, not a
 //! wait in the socket), above it the wake-ups are paced.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -108,10 +108,24 @@ pub struct Counters {
     pub ack: AtomicU64,
     pub nak: AtomicU64,
     pub send_errors: AtomicU64,
+    /// SELECTING / INIT-REBOOT requests without option 50, answered for
+    /// `ciaddr` or the client's offer or binding.
+    pub lenient: AtomicU64,
+    /// DHCPINFORMs dropped for want of a `ciaddr` to answer.
+    pub inform_no_address: AtomicU64,
+    /// BOOTP requests dropped (bootp ignore, or no static binding).
+    pub bootp_dropped: AtomicU64,
+    /// BOOTREPLYs sent from static bindings.
+    pub bootp_replies: AtomicU64,
     /// ACKs not sent because the leases they grant could not be made
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
     pub acks_withheld: AtomicU64,
+    /// From reading a request to sending its ACK, for the ACKs that wait
+    /// for their lease to be durable (the lease-log sync and, with hot
+    /// backup, the partner's acknowledgement): observed where they leave
+    /// (`deliver`).
+    pub ack_latency: crate::metrics::histogram::Histogram,
     /// The last sync failed, or the writer is gone: no ACK goes out.
     pub store_failed: AtomicBool,
 }
@@ -137,13 +151,26 @@ fn inc(c: &AtomicU64) {
 /// current after every batch (only the addresses that changed are copied,
 /// as shared pointers), so the northbound never waits for the actor and the
 /// actor never copies the whole table. Reading it (`Snapshot::view`) holds
-/// the lock for one pass over the leases.
+/// the lock for one pass over the leases; the pool statistics alone
+/// (`Snapshot::pool_stats`, a metrics scrape) cost a pass over the offers.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    pub leases: HashMap<Ipv4Addr, Arc<Lease>>,
-    pub offers: HashMap<Ipv4Addr, Arc<Lease>>,
+    leases: HashMap<Ipv4Addr, Arc<Lease>>,
+    offers: HashMap<Ipv4Addr, Arc<Lease>>,
     /// Per pool: name, addresses it can hand out, its static bindings.
-    pub pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
+    /// Every pool's static addresses (pools do not overlap).
+    statics: HashSet<Ipv4Addr>,
+    /// Per pool: bound and declined leases on dynamic addresses, kept as
+    /// the mirror changes. A lease past its expiry counts until the
+    /// actor's expiry scan (every second) changes it.
+    held: HashMap<String, Held>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    used: u64,
+    declined: u64,
 }
 
 /// The state one `<get>` reports.
@@ -233,6 +260,133 @@ impl Snapshot {
         }
         View { leases, pools }
     }
+
+    /// Per-pool statistics at `now`, as `view` counts them but from the
+    /// counts kept as the mirror changes (a metrics scrape: a pass over the
+    /// offers, none over the leases).
+    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
+        let mut offered: HashMap<&str, u64> = HashMap::new();
+        for o in self.offers.values() {
+            if o.expires <= now || self.statics.contains(&o.ip) {
+                continue;
+            }
+            let held = self.leases.get(&o.ip).is_some_and(|l| {
+                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            });
+            if !held {
+                *offered.entry(o.pool.as_str()).or_default() += 1;
+            }
+        }
+        let mut pools: Vec<(String, PoolStats)> = self
+            .pools
+            .iter()
+            .map(|(name, total, _)| {
+                let h = self.held.get(name).copied().unwrap_or_default();
+                let offered = offered.get(name.as_str()).copied().unwrap_or(0);
+                let s = PoolStats {
+                    total: *total,
+                    used: h.used,
+                    declined: h.declined,
+                    offered,
+                    free: total.saturating_sub(h.used + offered + h.declined),
+                };
+                (name.clone(), s)
+            })
+            .collect();
+        pools.sort_by(|a, b| a.0.cmp(&b.0));
+        pools
+    }
+
+    /// The lease on `ip` is now `lease` (None: no lease).
+    pub fn set_lease(&mut self, ip: Ipv4Addr, lease: Option<&Arc<Lease>>) {
+        let old = match lease {
+            Some(l) => self.leases.insert(ip, l.clone()),
+            None => self.leases.remove(&ip),
+        };
+        if let Some(old) = old {
+            self.count(&old, false);
+        }
+        if let Some(l) = lease {
+            self.count(l, true);
+        }
+    }
+
+    /// The offer on `ip` is now `offer` (None: no offer).
+    pub fn set_offer(&mut self, ip: Ipv4Addr, offer: Option<&Arc<Lease>>) {
+        match offer {
+            Some(o) => self.offers.insert(ip, o.clone()),
+            None => self.offers.remove(&ip),
+        };
+    }
+
+    /// The configured pools: name, addresses it can hand out, its static
+    /// bindings. The counts are made again (a pass over the leases; a
+    /// commit that changed the pools).
+    pub fn set_pools(&mut self, pools: Vec<(String, u64, Vec<Ipv4Addr>)>) {
+        self.statics = pools.iter().flat_map(|p| p.2.iter().copied()).collect();
+        self.pools = pools;
+        self.held.clear();
+        let leases = std::mem::take(&mut self.leases);
+        for l in leases.values() {
+            self.count(l, true);
+        }
+        self.leases = leases;
+    }
+
+    /// Add (or take away) what `l` counts in its pool's `held`.
+    fn count(&mut self, l: &Lease, add: bool) {
+        if !matches!(l.state, LeaseState::Bound | LeaseState::Declined)
+            || self.statics.contains(&l.ip)
+        {
+            return;
+        }
+        // no String made for a pool already counted (the per-ACK path)
+        let h = match self.held.get_mut(l.pool.as_str()) {
+            Some(h) => h,
+            None => self.held.entry(l.pool.clone()).or_default(),
+        };
+        let n = if l.state == LeaseState::Bound {
+            &mut h.used
+        } else {
+            &mut h.declined
+        };
+        *n = if add { *n + 1 } else { n.saturating_sub(1) };
+    }
+}
+
+/// The pools of one link in the order a request tries them: a request
+/// naming an address (option 50, else ciaddr) the pool whose subnet holds
+/// it; a DISCOVER the pool of the client's current address first, then
+/// the others in name order (the next one when a pool is exhausted);
+/// anything else the first.
+fn shared_order<'p>(
+    pools: &[&'p PoolRt],
+    msg: &dhcproto::v4::Message,
+    table: &LeaseTable,
+) -> Vec<&'p PoolRt> {
+    if pools.len() < 2 {
+        return pools.to_vec();
+    }
+    let named = match msg
+        .opts()
+        .get(dhcproto::v4::OptionCode::RequestedIpAddress)
+        .cloned()
+    {
+        Some(dhcproto::v4::DhcpOption::RequestedIpAddress(ip)) if !ip.is_unspecified() => Some(ip),
+        _ => (!msg.ciaddr().is_unspecified()).then(|| msg.ciaddr()),
+    };
+    if msg.opts().msg_type() != Some(MessageType::Discover) {
+        let p = named
+            .and_then(|a| pools.iter().find(|p| p.in_subnet(a)))
+            .unwrap_or(&pools[0]);
+        return vec![*p];
+    }
+    let key = handler::client_key(msg);
+    let mine = table.client_ip(&key);
+    let mut out = pools.to_vec();
+    // stable: the client's pool first, the others keep name order
+    out.sort_by_key(|p| !mine.is_some_and(|a| p.in_subnet(a)));
+    out
 }
 
 pub fn now_unix() -> u64 {
@@ -273,6 +427,14 @@ fn deliver(out: &[Out], counters: &Counters) {
         counters
             .send_errors
             .fetch_add(failed as u64, Ordering::Relaxed);
+        let sent = Instant::now();
+        for (r, _, _) in &rest[..run] {
+            if let (MessageType::Ack, Some(at)) = (r.kind, r.received) {
+                counters
+                    .ack_latency
+                    .observe(sent.saturating_duration_since(at));
+            }
+        }
         rest = &rest[run..];
     }
 }
@@ -814,6 +976,9 @@ impl DhcpServer {
                     for inb in batch.drain(..) {
                         self.process(inb, &mut changes, &mut durable, &mut now_out);
                     }
+                    for (r, _, _) in &mut durable {
+                        r.received = Some(woke);
+                    }
                     // the ACKs to the writer first: their sync starts
                     // while the OFFERs and NAKs go out
                     self.write(changes, durable);
@@ -1028,19 +1193,22 @@ impl DhcpServer {
             decline_probation: cfg.decline_probation_s,
             echo_client_id: cfg.echo_client_id,
             authoritative: cfg.authoritative,
+            bootp_static: cfg.bootp_static,
             ..Globals::default()
         };
         if let Ok(mut g) = self.snapshot.lock() {
-            g.pools = pools
-                .values()
-                .map(|p| {
-                    (
-                        p.name.clone(),
-                        p.total(),
-                        p.static_by_ip.keys().copied().collect(),
-                    )
-                })
-                .collect();
+            g.set_pools(
+                pools
+                    .values()
+                    .map(|p| {
+                        (
+                            p.name.clone(),
+                            p.total(),
+                            p.static_by_ip.keys().copied().collect(),
+                        )
+                    })
+                    .collect(),
+            );
         }
         self.pools = pools;
         self.exhausted_logged.clear();
@@ -1148,24 +1316,46 @@ impl DhcpServer {
             Some(MessageType::Release) => inc(&c.release),
             Some(MessageType::Inform) => inc(&c.inform),
             Some(_) => inc(&c.other),
+            None if self.globals.bootp_static => {}
             None => {
-                inc(&c.malformed);
+                inc(&c.bootp_dropped);
                 let place = Place::Interface(&iface.name);
-                let why = "no dhcp message type";
+                let why = "a BOOTP request (no dhcp message type): bootp is ignore";
                 self.activity
-                    .dropped(Instant::now(), place, DropReason::Malformed, &why, hw);
+                    .dropped(Instant::now(), place, DropReason::Ignored, &why, hw);
                 return;
             }
         }
         let giaddr = msg.giaddr();
-        let pool = if !giaddr.is_unspecified() {
+        let ciaddr = msg.ciaddr();
+        let on_link = |ip: Ipv4Addr| {
+            iface
+                .addrs
+                .iter()
+                .any(|(a, m)| u32::from(*a) & u32::from(*m) == u32::from(ip) & u32::from(*m))
+        };
+        let ciaddr_on_link = giaddr.is_unspecified() && !ciaddr.is_unspecified() && on_link(ciaddr);
+        // a renewal unicast by a client behind a relay reaches the server
+        // routed, without giaddr: its pool is the one of its address
+        let routed = giaddr.is_unspecified()
+            && !ciaddr.is_unspecified()
+            && !ciaddr_on_link
+            && iface.addrs.iter().any(|(a, _)| *a == inb.dst);
+        // RFC 3527: a relay agent names the client's subnet when giaddr
+        // (its address towards the server) is not on it
+        let link = handler::relay_address(&inb.raw, handler::relay::LINK_SELECTION);
+        let first = if let Some(link) = link {
+            self.pools.values().find(|p| p.in_subnet(link))
+        } else if !giaddr.is_unspecified() {
             self.pools.values().find(|p| p.in_subnet(giaddr))
+        } else if routed {
+            self.pools.values().find(|p| p.in_subnet(ciaddr))
         } else {
             self.pools
                 .values()
                 .find(|p| iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
         };
-        let Some(pool) = pool else {
+        let Some(first) = first else {
             inc(&c.no_pool);
             let place = Place::Interface(&iface.name);
             let (of, at): (&str, &dyn std::fmt::Display) = if giaddr.is_unspecified() {
@@ -1178,36 +1368,71 @@ impl DhcpServer {
                 .dropped(Instant::now(), place, DropReason::NoPool, &why, hw);
             return;
         };
-        if let Some(profile) = &pool.profile {
-            if !self.serving.get(profile).copied().unwrap_or(false) {
-                inc(&c.not_serving);
-                let why = format_args!("remote-backup-profile {profile} is not master");
-                let place = Place::Pool(&pool.name);
-                self.activity
-                    .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
-                return;
+        // the pools of the link, in name order: a shared network, or the
+        // subnets of the receiving interface's addresses
+        let direct = link.is_none() && giaddr.is_unspecified() && !routed;
+        let link_pools: Vec<&PoolRt> = if first.shared_network.is_none()
+            && !(direct && iface.addrs.len() > 1)
+        {
+            vec![first]
+        } else {
+            self.pools
+                .values()
+                .filter(|p| {
+                    std::ptr::eq(*p, first)
+                        || (p.shared_network.is_some() && p.shared_network == first.shared_network)
+                        || (direct && iface.addrs.iter().any(|(a, _)| p.in_subnet(*a)))
+                })
+                .collect()
+        };
+        let order = shared_order(&link_pools, &msg, &self.table);
+        let now = now_unix();
+        let mut served = None;
+        for (i, pool) in order.iter().enumerate() {
+            if let Some(profile) = &pool.profile {
+                if !self.serving.get(profile).copied().unwrap_or(false) {
+                    if i + 1 < order.len() {
+                        continue;
+                    }
+                    if served.is_some() {
+                        break;
+                    }
+                    inc(&c.not_serving);
+                    let why = format_args!("remote-backup-profile {profile} is not master");
+                    let place = Place::Pool(&pool.name);
+                    self.activity
+                        .dropped(Instant::now(), place, DropReason::NotServing, &why, hw);
+                    return;
+                }
+            }
+            let default_sid = if !inb.dst.is_unspecified()
+                && !inb.dst.is_broadcast()
+                && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
+            {
+                inb.dst
+            } else {
+                iface
+                    .addrs
+                    .iter()
+                    .find(|(a, _)| pool.in_subnet(*a))
+                    .or(iface.addrs.first())
+                    .map(|(a, _)| *a)
+                    .unwrap_or(Ipv4Addr::UNSPECIFIED)
+            };
+            let ctx = Ctx {
+                now,
+                default_sid,
+                ciaddr_on_link,
+                globals: &self.globals,
+            };
+            let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+            let exhausted = out.silence == Some(Silence::Exhausted);
+            served = Some((*pool, out));
+            if !exhausted {
+                break;
             }
         }
-        let default_sid = if !inb.dst.is_unspecified()
-            && !inb.dst.is_broadcast()
-            && iface.addrs.iter().any(|(a, _)| *a == inb.dst)
-        {
-            inb.dst
-        } else {
-            iface
-                .addrs
-                .iter()
-                .find(|(a, _)| pool.in_subnet(*a))
-                .or(iface.addrs.first())
-                .map(|(a, _)| *a)
-                .unwrap_or(Ipv4Addr::UNSPECIFIED)
-        };
-        let ctx = Ctx {
-            now: now_unix(),
-            default_sid,
-            globals: &self.globals,
-        };
-        let out = handler::handle(&mut self.table, pool, &ctx, &msg, &inb.raw);
+        let Some((pool, out)) = served else { return };
         let dropped = match out.silence {
             Some(Silence::Malformed) => Some((DropReason::Malformed, "not a valid request")),
             Some(Silence::Unexpected) => Some((
@@ -1230,6 +1455,14 @@ impl DhcpServer {
                  not authoritative, or not the client's address)",
             )),
             Some(Silence::Nothing) | None => None,
+            Some(Silence::Bootp) => Some((
+                DropReason::Ignored,
+                "a BOOTP request of a client without a static binding",
+            )),
+            Some(Silence::InformNoAddress) => Some((
+                DropReason::Malformed,
+                "a DHCPINFORM without ciaddr: no address to answer (RFC 2131 §4.3.5)",
+            )),
         };
         if let Some((reason, why)) = dropped {
             let place = Place::Pool(&pool.name);
@@ -1239,8 +1472,13 @@ impl DhcpServer {
         for ev in &out.events {
             self.activity.lease(ev);
         }
+        if out.lenient {
+            inc(&c.lenient);
+        }
         match out.silence {
             Some(Silence::Malformed) => inc(&c.malformed),
+            Some(Silence::InformNoAddress) => inc(&c.inform_no_address),
+            Some(Silence::Bootp) => inc(&c.bootp_dropped),
             Some(Silence::Exhausted) => {
                 inc(&c.exhausted);
                 let logged = self
@@ -1265,6 +1503,7 @@ impl DhcpServer {
         changes.extend(out.changes);
         if let Some(r) = out.reply {
             match r.kind {
+                _ if msg.opts().msg_type().is_none() => inc(&c.bootp_replies),
                 MessageType::Offer => inc(&c.offer),
                 MessageType::Ack => inc(&c.ack),
                 MessageType::Nak => inc(&c.nak),
@@ -1289,22 +1528,8 @@ impl DhcpServer {
             return;
         };
         for ip in touched {
-            match self.table.get_shared(ip) {
-                Some(l) => {
-                    g.leases.insert(ip, l.clone());
-                }
-                None => {
-                    g.leases.remove(&ip);
-                }
-            }
-            match self.table.offer_shared(ip) {
-                Some(o) => {
-                    g.offers.insert(ip, o.clone());
-                }
-                None => {
-                    g.offers.remove(&ip);
-                }
-            }
+            g.set_lease(ip, self.table.get_shared(ip));
+            g.set_offer(ip, self.table.offer_shared(ip));
         }
     }
 }
@@ -1764,6 +1989,7 @@ mod tests {
             to: handler::Delivery::Broadcast,
             from: ip("10.0.0.1"),
             durable: true,
+            received: Some(Instant::now()),
         };
         (reply, 1, None)
     }
@@ -2073,6 +2299,107 @@ mod tests {
         assert_eq!(got, [(3, 3, false), (4, 3, false)]);
         assert_eq!(gate.stats().unsent.load(Ordering::SeqCst), 1);
         drop(go);
+        rig.stop();
+    }
+
+    /// Issue 14: the pool statistics a metrics scrape reads, kept as the
+    /// mirror changes, are the ones `<get>` counts in a pass over the
+    /// leases: through grants, declines, releases, static bindings, offers,
+    /// a lease moving between states, and a commit that changes the
+    /// statics.
+    #[test]
+    fn pool_stats_kept_as_the_mirror_changes_match_a_full_count() {
+        let now = 1_000;
+        let at = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
+        let mk = |i: u32, pool: &str, state: LeaseState, expires: u64| {
+            Arc::new(Lease {
+                state,
+                expires,
+                ..lease(&at(i).to_string(), pool, i as u8)
+            })
+        };
+        let mut snap = Snapshot::default();
+        let pools = |statics: Vec<Ipv4Addr>| {
+            vec![
+                ("a".to_string(), 100, statics),
+                ("b".to_string(), 50, Vec::new()),
+            ]
+        };
+        snap.set_pools(pools(vec![at(3)]));
+        let same = |snap: &Snapshot| {
+            assert_eq!(snap.pool_stats(now), snap.view(now).pools, "{snap:?}");
+        };
+        let states = [
+            LeaseState::Bound,
+            LeaseState::Declined,
+            LeaseState::Released,
+            LeaseState::Expired,
+        ];
+        // a deterministic walk over 40 addresses of two pools
+        let mut x: u32 = 7;
+        for step in 0..2_000u32 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let i = (x >> 8) % 40;
+            let pool = if i < 30 { "a" } else { "b" };
+            match (x >> 20) % 5 {
+                0 => snap.set_lease(at(i), None),
+                1 => snap.set_offer(at(i), Some(&mk(i, pool, LeaseState::Offered, now + 30))),
+                2 => snap.set_offer(at(i), None),
+                _ => {
+                    let st = states[((x >> 24) % 4) as usize];
+                    snap.set_lease(at(i), Some(&mk(i, pool, st, now + 60)));
+                }
+            }
+            if step == 1_000 {
+                // a commit: another static binding
+                snap.set_pools(pools(vec![at(3), at(5)]));
+            }
+            if step % 97 == 0 {
+                same(&snap);
+            }
+        }
+        same(&snap);
+        let a = &snap.pool_stats(now)[0].1;
+        assert!(a.used > 0 && a.declined > 0 && a.offered > 0, "{a:?}");
+    }
+
+    /// Issue 14: the ACK latency runs from reading the request to sending
+    /// the ACK, the wait for the partner's acknowledgement included; an
+    /// ACK still held is not observed yet.
+    #[tokio::test]
+    async fn the_ack_latency_includes_the_partners_acknowledgement() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
+        rig.write(
+            vec![Change::Upsert(lease("10.0.0.10", "a", 1))],
+            &[(1, Some("rbp"))],
+        );
+        until("batch durable", || rig.st.replication.durable() == 2);
+        std::thread::sleep(Duration::from_millis(30));
+        assert_eq!(rig.counters.ack_latency.snapshot().count, 0, "held");
+        rig.acked.store(true, Ordering::SeqCst);
+        gate.acknowledge(2);
+        assert_eq!(rig.sent().0, 1);
+        // observed once the sockets took it (the recorder hears it first)
+        until("the ACK observed", || {
+            rig.counters.ack_latency.snapshot().count == 1
+        });
+        let h = rig.counters.ack_latency.snapshot();
+        assert!(h.sum >= 0.03, "{h:?}");
+        // the observation is in the first bucket at or above 30 ms
+        assert!(
+            h.buckets
+                .iter()
+                .all(|(le, n)| *n == u64::from(*le >= h.sum)),
+            "{h:?}"
+        );
         rig.stop();
     }
 

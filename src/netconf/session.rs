@@ -132,6 +132,7 @@ where
     let (session_id, counters) = northbound
         .register(user.clone(), source, kill.clone())
         .await;
+    northbound.stats().session_started();
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
@@ -143,6 +144,7 @@ where
     .await;
     let dropped = !matches!(reason, "close-session" | "killed");
     northbound.unregister(session_id, dropped).await;
+    northbound.stats().session_ended();
     reason
 }
 
@@ -266,6 +268,12 @@ async fn handle_message(
     if root.ns != NC_NS || root.name != "rpc" {
         return malformed(format!("expected <rpc>, got <{}>", root.name));
     }
+    // the operation's name for the counters, before decoding consumes it
+    let name = root
+        .elements()
+        .next()
+        .map(|op| op.name.clone())
+        .unwrap_or_default();
     let req = rpc::decode(root);
     SessionCounters::bump(if req.operation.is_ok() {
         &counters.in_rpcs
@@ -280,6 +288,7 @@ async fn handle_message(
     if result.is_err() {
         SessionCounters::bump(&counters.out_rpc_errors);
     }
+    nb.stats().rpc(&name, result.is_err());
     Some((rpc::encode_reply(&req.reply_attrs, &result), close))
 }
 

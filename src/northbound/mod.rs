@@ -31,6 +31,7 @@ pub mod filter;
 pub mod monitoring;
 pub mod nacm;
 pub mod ops;
+pub mod stats;
 pub mod store;
 pub mod validate;
 
@@ -84,9 +85,15 @@ enum Request {
 pub struct Handle {
     tx: mpsc::Sender<Request>,
     next_id: Arc<AtomicU32>,
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl Handle {
+    /// The NETCONF activity counters (sessions count themselves in).
+    pub fn stats(&self) -> &Arc<stats::NetconfStats> {
+        &self.stats
+    }
+
     /// Register a new session of `user` from `source`; returns its
     /// session-id and the counters its task keeps (RFC 6022).
     pub async fn register(
@@ -212,6 +219,8 @@ pub struct Northbound {
     nacm_counters: Arc<nacm::Counters>,
     /// The bootstrap file's `recovery-user`: NACM never restricts it.
     recovery_user: Option<String>,
+    /// NETCONF activity for the metrics endpoint (commit durations here).
+    stats: Arc<stats::NetconfStats>,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -319,6 +328,7 @@ impl Northbound {
             nacm: Arc::new(nacm::Config::default()),
             nacm_counters: Arc::default(),
             recovery_user: None,
+            stats: Arc::default(),
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         let empty = Config::default();
@@ -447,6 +457,7 @@ impl Northbound {
         let handle = Handle {
             tx,
             next_id: self.next_id.clone(),
+            stats: self.stats.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -747,7 +758,12 @@ impl Northbound {
                 self.session_ended(session_id);
                 Ok(Reply::Ok)
             }
-            Operation::Commit(c) => self.commit(session, c),
+            Operation::Commit(c) => {
+                let started = std::time::Instant::now();
+                let r = self.commit(session, c);
+                self.stats.commit_duration.observe(started.elapsed());
+                r
+            }
             Operation::CancelCommit { persist_id } => self.cancel_commit(session, persist_id),
             Operation::DiscardChanges => {
                 self.check_lock(session, Datastore::Candidate)?;

@@ -229,6 +229,20 @@ impl Vrrp {
         }
     }
 
+    /// A reader of every configured group's state and master transitions
+    /// now, for the metrics endpoint (the snapshot's lock is held to copy
+    /// them).
+    pub fn metrics_reader(&self) -> impl Fn() -> Vec<(Key, State, u64)> + Send + Sync + 'static {
+        let snapshot = self.snapshot.clone();
+        move || {
+            let snap = snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            snap.groups
+                .iter()
+                .map(|(k, g)| (k.clone(), g.state, g.stats.master_transitions))
+                .collect()
+        }
+    }
+
     /// The handle with which the hot backup holds and releases the
     /// preemption of the groups its profiles follow (see `hold`).
     pub fn preempt_holds(&self) -> PreemptHolds {
