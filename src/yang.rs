@@ -227,36 +227,96 @@ pub enum DefaultDeny {
 pub fn default_deny(node: &yang2::schema::SchemaNode<'_>) -> DefaultDeny {
     let mut out = DefaultDeny::None;
     let mut raw = node.as_raw() as *const ffi::lysc_node;
-    // SAFETY: compiled schema nodes, their `exts` sized arrays (count in
-    // the LY_ARRAY_COUNT_TYPE before the first item) and extension
-    // definitions live as long as the process-wide context.
+    // SAFETY: compiled schema nodes live as long as the process-wide
+    // context.
     unsafe {
         while !raw.is_null() {
-            let exts = (*raw).exts;
-            let count = if exts.is_null() {
-                0
-            } else {
-                *(exts as *const u64).sub(1)
-            };
-            for i in 0..count as usize {
-                let def = (*exts.add(i)).def;
-                if def.is_null() || (*def).module.is_null() {
-                    continue;
-                }
-                let module = opt_cstr((*(*def).module).name);
-                if module.as_deref() != Some("ietf-netconf-acm") {
-                    continue;
-                }
-                match opt_cstr((*def).name).as_deref() {
-                    Some("default-deny-all") => return DefaultDeny::All,
-                    Some("default-deny-write") => out = DefaultDeny::Write,
-                    _ => {}
-                }
+            match own_default_deny(raw) {
+                DefaultDeny::All => return DefaultDeny::All,
+                DefaultDeny::Write => out = DefaultDeny::Write,
+                DefaultDeny::None => {}
             }
             raw = (*raw).parent;
         }
     }
     out
+}
+
+/// The `nacm:default-deny-*` extension of one compiled schema node itself
+/// (`raw`: a live compiled node of the process-wide context).
+fn own_default_deny(raw: *const ffi::lysc_node) -> DefaultDeny {
+    let mut out = DefaultDeny::None;
+    // SAFETY: callers pass compiled schema nodes of the process-wide
+    // context; their `exts` sized array has its count in the
+    // LY_ARRAY_COUNT_TYPE (u64) before the first item.
+    unsafe {
+        let exts = (*raw).exts;
+        let count = if exts.is_null() {
+            0
+        } else {
+            *(exts as *const u64).sub(1)
+        };
+        for i in 0..count as usize {
+            let def = (*exts.add(i)).def;
+            if def.is_null() || (*def).module.is_null() {
+                continue;
+            }
+            if opt_cstr((*(*def).module).name).as_deref() != Some("ietf-netconf-acm") {
+                continue;
+            }
+            match opt_cstr((*def).name).as_deref() {
+                Some("default-deny-all") => return DefaultDeny::All,
+                Some("default-deny-write") => out = DefaultDeny::Write,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether no `default-deny-all` extension sits below a top-level data
+/// node anywhere in the schema (true of the modules we ship: it is on
+/// `/nacm` and on RPCs): then a read that no rule can deny needs only look
+/// at the top-level nodes.
+pub fn deny_all_only_at_top() -> bool {
+    static ONLY_TOP: OnceLock<bool> = OnceLock::new();
+    /// Whether `n`, a sibling after it, or a descendant of either is
+    /// `default-deny-all` while its parent (`parent_all`) is not (libyang's
+    /// NACM plugin copies the extension to every descendant).
+    fn below(mut n: *const ffi::lysc_node, parent_all: bool) -> bool {
+        // SAFETY: compiled schema nodes of the process-wide context;
+        // sibling lists end with a null `next`.
+        unsafe {
+            while !n.is_null() {
+                let all = own_default_deny(n) == DefaultDeny::All;
+                if (all && !parent_all) || below(ffi::lysc_node_child(n), all) {
+                    return true;
+                }
+                n = (*n).next;
+            }
+        }
+        false
+    }
+    *ONLY_TOP.get_or_init(|| {
+        context().modules(true).all(|m| {
+            // SAFETY: as above; `compiled` is null for modules only imported.
+            unsafe {
+                let compiled = (*m.as_raw()).compiled;
+                if compiled.is_null() {
+                    return true;
+                }
+                let mut top = (*compiled).data as *const ffi::lysc_node;
+                while !top.is_null() {
+                    let all = own_default_deny(top) == DefaultDeny::All;
+                    if below(ffi::lysc_node_child(top), all) {
+                        return false;
+                    }
+                    top = (*top).next;
+                }
+                true
+            }
+        })
+    })
 }
 
 /// The extension of an RPC (`/module:rpc`), `None` when the schema has no

@@ -394,9 +394,20 @@ impl UserRules<'_> {
     pub fn prune_reads(&self, tree: &mut DataTree<'static>) -> usize {
         let sets = self.node_sets(tree, READ);
         let mut remove = Vec::new();
+        // No rule that denies a read and a permitting default: only the
+        // `default-deny-all` nodes can go, and they are top-level ones.
+        let may_deny = !self.config.read_default
+            || self.rules.iter().any(|r| {
+                r.ops & READ != 0 && !r.permit && matches!(r.target, Target::Any | Target::Path(_))
+            })
+            || !yang::deny_all_only_at_top();
         if let Some(first) = tree.reference() {
             for top in first.inclusive_siblings() {
-                self.walk_read(&top, &sets, &mut remove);
+                if may_deny {
+                    self.walk_read(&top, &sets, &mut remove);
+                } else if !self.readable(&top, &sets) {
+                    remove.push(top.as_raw());
+                }
             }
         }
         let n = remove.len();
@@ -531,10 +542,24 @@ mod tests {
         assert!(!u.exec("ietf-netconf", "kill-session").0);
         assert!(!u.exec("ietf-netconf", "delete-config").0);
         assert!(u.exec("ietf-netconf", "close-session").0);
-        // /nacm is default-deny-all: pruned from a read
+        // /nacm is default-deny-all: pruned from a read (with no rule that
+        // denies reads, only top-level nodes are looked at: libyang copies
+        // the extension to the descendants, and no module has it deeper)
+        assert!(yang::deny_all_only_at_top());
         let mut t2 = yang::dup(&t);
         assert_eq!(u.prune_reads(&mut t2), 1);
         assert!(t2.find_path(ROOT).is_err());
+        // a rule that permits reading everything keeps it
+        let all = "<groups><group><name>g</name><user-name>alice</user-name></group></groups><rule-list><name>l</name><group>g</group><rule><name>r</name><access-operations>read</access-operations><action>permit</action></rule></rule-list>";
+        let t = tree(all, "");
+        let mut t2 = yang::dup(&t);
+        assert_eq!(
+            Config::from_tree(&t)
+                .rules_for("alice")
+                .prune_reads(&mut t2),
+            0
+        );
+        assert!(t2.find_path(ROOT).is_ok());
     }
 
     #[test]
