@@ -417,6 +417,11 @@ pub type Replication = super::replication::ReplicationHandle<Out>;
 
 /// Send `out`, one batch per run of replies for the same sockets.
 fn deliver(out: &[Out], counters: &Counters) {
+    let acks = out
+        .iter()
+        .filter(|(r, _, _)| r.kind == MessageType::Ack)
+        .count();
+    counters.ack.fetch_add(acks as u64, Ordering::Relaxed);
     let mut rest = out;
     while let Some((_, _, tx)) = rest.first() {
         let run = rest
@@ -1505,7 +1510,9 @@ impl DhcpServer {
             match r.kind {
                 _ if msg.opts().msg_type().is_none() => inc(&c.bootp_replies),
                 MessageType::Offer => inc(&c.offer),
-                MessageType::Ack => inc(&c.ack),
+                // an ACK that waits for its lease to be durable is counted
+                // when it leaves (`deliver`): a withheld one never does
+                MessageType::Ack if !r.durable => inc(&c.ack),
                 MessageType::Nak => inc(&c.nak),
                 _ => {}
             }
@@ -1995,7 +2002,7 @@ mod tests {
     }
 
     /// Wait (a few seconds at most) for the writer thread to do something.
-    fn until(what: &str, done: impl Fn() -> bool) {
+    fn until(what: &str, mut done: impl FnMut() -> bool) {
         let t = Instant::now();
         while !done() {
             assert!(t.elapsed() < Duration::from_secs(10), "{what}");
@@ -2231,6 +2238,127 @@ mod tests {
             let _ = self.st.release.send(ReleaseMsg::Stop);
             self.st.release_thread.join().unwrap();
         }
+    }
+
+    /// Bytes free on the file system of `d` (`stat -f`: no unsafe statvfs
+    /// call in this module).
+    fn free_bytes(d: &Path) -> u64 {
+        let out = std::process::Command::new("stat")
+            .args(["-f", "-c", "%a %S"])
+            .arg(d)
+            .output()
+            .unwrap();
+        let s = String::from_utf8(out.stdout).unwrap();
+        let v: Vec<u64> = s.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        v[0] * v[1]
+    }
+
+    /// Issue 15: clients served while the storage directory (a real 1 MiB
+    /// tmpfs in a private mount namespace) fills up. The log's zeros
+    /// written ahead hold batches until they run out; a compaction on the
+    /// full disk fails, is logged, leaves no file behind and stops no
+    /// ACK; at the end of the zeros the next sync fails (ENOSPC) and from
+    /// then on no ACK leaves, each counted; when room returns the writer
+    /// recovers by itself. After a restart every lease whose ACK left is
+    /// stored and nothing else is.
+    #[test]
+    fn served_until_the_disk_is_full_no_ack_leaves_that_is_not_stored() {
+        crate::dhcp::leases::tests::in_child(
+            "dhcp::server::tests::served_until_the_disk_is_full_no_ack_leaves_that_is_not_stored",
+            &["unshare", "--mount", "--propagation", "private"],
+            || {
+                use std::collections::BTreeSet;
+                use std::io::Write;
+                let dir = tempfile::tempdir().unwrap();
+                let d = dir.path();
+                crate::dhcp::leases::tests::mount_small_tmpfs(d);
+                // room for the log's first stretch of zeros (256 KiB) and
+                // 96 KiB more: less than a compaction of the leases needs
+                let leave = (256 + 96) << 10;
+                let filler = d.join("filler");
+                let mut f = std::fs::File::create(&filler).unwrap();
+                f.write_all(&vec![1u8; (free_bytes(d) - leave) as usize])
+                    .unwrap();
+                f.sync_all().unwrap();
+                drop(f);
+                let lease_of = |i: u32| {
+                    let mut l = lease("10.0.0.1", "a", (i % 251) as u8);
+                    l.ip = Ipv4Addr::from(0x0a10_0000 + i);
+                    l.expires = 2_000_000_000;
+                    l
+                };
+                let rig = Rig::new(file_store(d), Arc::new(AtomicU64::new(0)), 64);
+                let withheld = || rig.counters.acks_withheld.load(Ordering::SeqCst);
+                let mut acked = BTreeSet::new();
+                let mut written = 0u32;
+                // `n` clients served, one write job each; wait until each
+                // ACK left or was withheld
+                let mut serve = |n: u32, acked: &mut BTreeSet<u32>| -> usize {
+                    let before = acked.len();
+                    for _ in 0..n {
+                        rig.write(vec![Change::Upsert(lease_of(written))], &[(written, None)]);
+                        written += 1;
+                    }
+                    until("every ACK sent or withheld", || {
+                        while let Ok((i, _, _)) = rig.sent.try_recv() {
+                            acked.insert(i);
+                        }
+                        acked.len() as u64 + withheld() == u64::from(written)
+                    });
+                    acked.len() - before
+                };
+                assert_eq!(serve(1200, &mut acked), 1200, "room in the zeros");
+                // a compaction on the full disk: its file does not fit
+                rig.st.writer.send(WriteJob::Compact).unwrap();
+                let tmp = d.join("leases.log.tmp");
+                assert_eq!(serve(50, &mut acked), 50, "serving goes on");
+                // up to the end of the zeros written ahead
+                for _ in 0..40 {
+                    if withheld() > 0 {
+                        break;
+                    }
+                    serve(100, &mut acked);
+                }
+                assert!(withheld() > 0, "the disk filled up");
+                assert!(acked.len() > 2000, "the zeros held {}", acked.len());
+                assert!(rig.counters.store_failed.load(Ordering::SeqCst));
+                let full = acked.len();
+                assert_eq!(serve(20, &mut acked), 0, "no ACK on a full disk");
+                assert_eq!(acked.len(), full);
+                // room again: the writer recovers by itself
+                std::fs::remove_file(&filler).unwrap();
+                until("the store works again", || {
+                    !rig.counters.store_failed.load(Ordering::SeqCst)
+                });
+                assert_eq!(serve(20, &mut acked), 20, "ACKs again");
+                assert_eq!(
+                    rig.counters.ack.load(Ordering::SeqCst),
+                    acked.len() as u64,
+                    "sent ACKs counted as they leave, withheld ones not"
+                );
+                println!(
+                    "served {written}: {} ACKed ({full} before the disk was full), {} withheld",
+                    acked.len(),
+                    withheld()
+                );
+                let total = written;
+                // the writer waits for the compaction before it ends
+                rig.stop();
+                assert!(!tmp.exists(), "the failed compaction left its file");
+                let got = crate::dhcp::leases::FileStore::new(d).load().unwrap();
+                let got: HashMap<Ipv4Addr, Lease> = got.into_iter().map(|l| (l.ip, l)).collect();
+                for i in &acked {
+                    let l = lease_of(*i);
+                    assert_eq!(got.get(&l.ip), Some(&l), "ACKed lease {i} stored");
+                }
+                assert!(
+                    got.values().all(|l| (0..total).any(|i| lease_of(i) == *l)),
+                    "nothing stored that was not written"
+                );
+                let ok = std::process::Command::new("umount").arg(d).status();
+                assert!(ok.unwrap().success());
+            },
+        );
     }
 
     /// Issue 10: the batch reaches the replicator before its sync is done
