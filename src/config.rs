@@ -156,6 +156,21 @@ pub trait Subsystem: Send {
     fn state_xml(&self) -> String {
         String::new()
     }
+    /// The state of the children of the module's top node that a read
+    /// selects (`None`: everything, as `state_xml`), for a subsystem to
+    /// answer with key lookups. It may hold more than selected (the filter
+    /// is applied to it), never less.
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        let _ = selected;
+        self.state_xml()
+    }
+    /// A handle that reads the subsystem's state from any thread (its
+    /// snapshot), so that a `<get>` is answered off the northbound actor
+    /// and never holds up another session's commit. `None`: the state is
+    /// read on the actor (`state_xml_of`), which suits a small one.
+    fn state_reader(&self) -> Option<std::sync::Arc<dyn StateReader>> {
+        None
+    }
     /// The namespaces of the top-level nodes `state_xml` produces: a
     /// `<get>` whose filter selects none of them does not ask for it.
     /// Empty: unknown, always asked.
@@ -167,6 +182,26 @@ pub trait Subsystem: Send {
     fn call(&mut self, _rpc: &Rpc) -> Option<RpcFuture> {
         None
     }
+}
+
+/// A subsystem's state as any thread reads it (see
+/// [`Subsystem::state_reader`]); the same answer as `state_xml_of`.
+pub trait StateReader: Send + Sync + std::fmt::Debug {
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String;
+    /// Whether reading `selected` walks a large table (it is then read on
+    /// a background thread; a key lookup is answered at once).
+    fn costly(&self, selected: Option<&[Selected]>) -> bool {
+        selected.is_none()
+    }
+}
+
+/// A child of a module's top node that a read selects, with the values
+/// its leaves must have (a subtree filter's content matches, an XPath
+/// filter's `[leaf='value']` predicates; all of them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selected {
+    pub name: String,
+    pub matches: Vec<(String, String)>,
 }
 
 /// A YANG rpc of a subsystem's module, decoded.

@@ -722,6 +722,21 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
     fix_default_tags(xml, wd)
 }
 
+/// Print a tree made of nodes copied out of a `printable` tree as it is:
+/// its defaults were added (and flagged) where they were selected, so none
+/// is added here (adding them would bring every other module's defaults).
+pub fn print_selected(tree: &DataTree<'static>, wd: WithDefaults) -> String {
+    let xml = tree
+        .print_string(
+            DataFormat::XML,
+            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    fix_default_tags(xml, wd)
+}
+
 /// Duplicate a tree (an empty tree duplicates to an empty tree).
 ///
 /// Each top-level sibling is copied on its own: libyang 2.2.8's

@@ -92,6 +92,7 @@ fn pool() -> Pool {
         network: ip("10.9.0.0"),
         sections: vec![(ip("10.9.0.10"), ip("10.9.0.250"))],
         excluded: Vec::new(),
+        shared_network: None,
         dns_servers: vec![ip("10.9.0.53")],
         domain_name: None,
         lease_time_s: 600,
@@ -191,6 +192,7 @@ fn workload(dir: &Path, marks: &Path, batches: usize, filler: Option<&Path>) {
             now,
             default_sid: ip("10.9.0.1"),
             globals: &g,
+            ciaddr_on_link: false,
         };
         let mut changes = Vec::new();
         let mut acks = Vec::new();

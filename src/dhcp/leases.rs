@@ -49,7 +49,7 @@
 //! The store sits behind [`LeaseStore`] (as in dora's `Storage` trait) so the
 //! actor and its tests do not depend on the file format.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::Ipv4Addr;
@@ -87,6 +87,17 @@ impl LeaseState {
             LeaseState::Released => "released",
             LeaseState::Declined => "declined",
             LeaseState::Expired => "expired",
+        }
+    }
+
+    /// Position in [`PoolCounts::states`].
+    pub fn index(self) -> usize {
+        match self {
+            LeaseState::Offered => 0,
+            LeaseState::Bound => 1,
+            LeaseState::Released => 2,
+            LeaseState::Declined => 3,
+            LeaseState::Expired => 4,
         }
     }
 
@@ -348,6 +359,39 @@ pub struct PoolStats {
     pub declined: u64,
 }
 
+/// What the table counts per pool, kept as leases and offers change (see
+/// [`LeaseTable::counts`]), so that reading a pool's statistics costs a
+/// map lookup and never a pass over the leases.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Leases (every address, static ones too) per state, in the order of
+    /// [`LeaseState::index`].
+    pub states: [u64; 5],
+    /// Dynamic addresses bound.
+    pub used: u64,
+    /// Dynamic addresses in quarantine.
+    pub declined: u64,
+    /// Dynamic addresses held by an offer and by no binding or quarantine.
+    pub offered: u64,
+}
+
+impl PoolCounts {
+    /// The statistics of a pool of `total` dynamic addresses.
+    pub fn stats(&self, total: u64) -> PoolStats {
+        PoolStats {
+            total,
+            used: self.used,
+            offered: self.offered,
+            declined: self.declined,
+            free: total.saturating_sub(self.used + self.offered + self.declined),
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        *self == PoolCounts::default()
+    }
+}
+
 /// The lease table. Leases (persisted states) and offers (holds) live in
 /// separate maps; both are indexed by client.
 #[derive(Debug, Default)]
@@ -373,6 +417,16 @@ pub struct LeaseTable {
     reuse_none: HashMap<String, (u8, u64)>,
     /// Addresses whose lease or offer changed since `take_touched`.
     touched: Vec<Ipv4Addr>,
+    /// Per pool, kept by every change of `by_ip` and `offers` (`tally`
+    /// before and after it).
+    counts: HashMap<String, PoolCounts>,
+    /// Pools whose counts changed since `take_counted`.
+    counted: HashSet<String>,
+    /// Statically bound addresses: not counted as used, offered or
+    /// declined (a pool's `total` leaves them out).
+    statics: HashSet<Ipv4Addr>,
+    /// Passes `retain` made over the table (configuration commits).
+    retain_passes: u64,
 }
 
 impl LeaseTable {
@@ -382,6 +436,88 @@ impl LeaseTable {
 
     pub fn get(&self, ip: Ipv4Addr) -> Option<&Lease> {
         self.by_ip.get(&ip).map(|l| &**l)
+    }
+
+    /// Add (`sign` 1) or take away (`sign` -1) what the address `ip`
+    /// counts for as it is now: its lease in its state, and for a dynamic
+    /// address a binding as used, a quarantine as declined, an offer on
+    /// an address no binding or quarantine holds as offered. Every change
+    /// of `by_ip` or `offers` is framed by `tally(ip, -1)` and
+    /// `tally(ip, 1)`, so the counts are always those a scan would give.
+    fn tally(&mut self, ip: Ipv4Addr, sign: i8) {
+        let dynamic = !self.statics.contains(&ip);
+        let lease = self.by_ip.get(&ip);
+        let held =
+            lease.is_some_and(|l| matches!(l.state, LeaseState::Bound | LeaseState::Declined));
+        let offer = self.offers.get(&ip).filter(|_| dynamic && !held).cloned();
+        if let Some(l) = lease.cloned() {
+            let c = Self::count_of(&mut self.counts, &mut self.counted, &l.pool);
+            bump(&mut c.states[l.state.index()], sign);
+            if dynamic {
+                match l.state {
+                    LeaseState::Bound => bump(&mut c.used, sign),
+                    LeaseState::Declined => bump(&mut c.declined, sign),
+                    _ => {}
+                }
+            }
+            if c.is_zero() {
+                self.counts.remove(&l.pool);
+            }
+        }
+        if let Some(o) = offer {
+            let c = Self::count_of(&mut self.counts, &mut self.counted, &o.pool);
+            bump(&mut c.offered, sign);
+            if c.is_zero() {
+                self.counts.remove(&o.pool);
+            }
+        }
+    }
+
+    fn count_of<'a>(
+        counts: &'a mut HashMap<String, PoolCounts>,
+        counted: &mut HashSet<String>,
+        pool: &str,
+    ) -> &'a mut PoolCounts {
+        if !counted.contains(pool) {
+            counted.insert(pool.to_string());
+        }
+        if !counts.contains_key(pool) {
+            counts.insert(pool.to_string(), PoolCounts::default());
+        }
+        counts.get_mut(pool).expect("inserted above")
+    }
+
+    /// The counts of `pool` (O(1)): see [`PoolCounts`].
+    pub fn counts(&self, pool: &str) -> PoolCounts {
+        self.counts.get(pool).copied().unwrap_or_default()
+    }
+
+    /// Pools whose counts changed since the last call.
+    pub fn take_counted(&mut self) -> HashSet<String> {
+        std::mem::take(&mut self.counted)
+    }
+
+    /// The statically bound addresses (left out of the used, offered and
+    /// declined counts). Counted again only when they change: a
+    /// configuration commit, a pass over the table.
+    pub fn set_statics(&mut self, statics: HashSet<Ipv4Addr>) {
+        if statics == self.statics {
+            return;
+        }
+        self.statics = statics;
+        for pool in self.counts.keys() {
+            self.counted.insert(pool.clone());
+        }
+        self.counts.clear();
+        let ips: HashSet<Ipv4Addr> = self
+            .by_ip
+            .keys()
+            .chain(self.offers.keys())
+            .copied()
+            .collect();
+        for ip in ips {
+            self.tally(ip, 1);
+        }
     }
 
     pub fn offer(&self, ip: Ipv4Addr) -> Option<&Lease> {
@@ -471,7 +607,10 @@ impl LeaseTable {
             self.freed(&lease.pool);
         }
         self.touched.push(lease.ip);
-        self.by_ip.insert(lease.ip, Arc::new(lease));
+        let ip = lease.ip;
+        self.tally(ip, -1);
+        self.by_ip.insert(ip, Arc::new(lease));
+        self.tally(ip, 1);
     }
 
     /// An address of `pool` may have become free: the allocation hints
@@ -483,7 +622,12 @@ impl LeaseTable {
 
     /// Remove the lease on `ip`.
     pub fn remove(&mut self, ip: Ipv4Addr) -> Option<Lease> {
+        if !self.by_ip.contains_key(&ip) {
+            return None;
+        }
+        self.tally(ip, -1);
         let l = Arc::unwrap_or_clone(self.by_ip.remove(&ip)?);
+        self.tally(ip, 1);
         self.touched.push(ip);
         let k = l.key();
         if self.by_client.get(&k) == Some(&ip) {
@@ -600,11 +744,20 @@ impl LeaseTable {
         self.drop_offer_at(offer.ip);
         self.offer_by_client.insert(key, offer.ip);
         self.touched.push(offer.ip);
-        self.offers.insert(offer.ip, Arc::new(offer));
+        let ip = offer.ip;
+        self.tally(ip, -1);
+        self.offers.insert(ip, Arc::new(offer));
+        self.tally(ip, 1);
     }
 
     fn drop_offer_at(&mut self, ip: Ipv4Addr) {
-        if let Some(o) = self.offers.remove(&ip) {
+        if !self.offers.contains_key(&ip) {
+            return;
+        }
+        self.tally(ip, -1);
+        let gone = self.offers.remove(&ip);
+        self.tally(ip, 1);
+        if let Some(o) = gone {
             self.touched.push(ip);
             let k = o.key();
             if self.offer_by_client.get(&k) == Some(&ip) {
@@ -774,17 +927,22 @@ impl LeaseTable {
             .map(|l| l.ip)
             .collect();
         for ip in due {
-            let Some(l) = self.by_ip.get_mut(&ip) else {
+            let Some(state) = self.by_ip.get(&ip).map(|l| l.state) else {
                 continue;
             };
-            let l = Arc::make_mut(l);
             self.touched.push(ip);
-            if l.state == LeaseState::Declined {
+            if state == LeaseState::Declined {
                 self.remove(ip);
                 changes.push(Change::Delete(ip));
             } else {
+                self.tally(ip, -1);
+                let Some(l) = self.by_ip.get_mut(&ip) else {
+                    continue;
+                };
+                let l = Arc::make_mut(l);
                 l.state = LeaseState::Expired;
                 let l = l.clone();
+                self.tally(ip, 1);
                 self.freed(&l.pool);
                 changes.push(Change::Upsert(l.clone()));
                 events.push(LeaseEvent {
@@ -799,6 +957,7 @@ impl LeaseTable {
     /// Keep only leases that `keep` accepts (pool edits); returns the
     /// removed ones.
     pub fn retain(&mut self, mut keep: impl FnMut(&Lease) -> bool) -> Vec<Lease> {
+        self.retain_passes += 1;
         let drop: Vec<Ipv4Addr> = self
             .by_ip
             .values()
@@ -815,6 +974,11 @@ impl LeaseTable {
             self.drop_offer_at(ip);
         }
         drop.into_iter().filter_map(|ip| self.remove(ip)).collect()
+    }
+
+    /// How many passes over the table `retain` made.
+    pub fn retain_passes(&self) -> u64 {
+        self.retain_passes
     }
 
     /// Addresses whose lease or offer changed since the last call, each
@@ -850,6 +1014,15 @@ impl LeaseTable {
         self.cursor.clear();
         self.fresh_full.clear();
         self.reuse_none.clear();
+    }
+}
+
+/// Add `sign` (1 or -1) to a count.
+fn bump(c: &mut u64, sign: i8) {
+    if sign > 0 {
+        *c += 1;
+    } else {
+        *c = c.saturating_sub(1);
     }
 }
 
@@ -3146,5 +3319,181 @@ pub(crate) mod tests {
             ]
         );
         assert!(copies(d).is_empty());
+    }
+}
+
+#[cfg(test)]
+mod count_tests {
+    use super::*;
+    use rand::{Rng, RngExt, SeedableRng};
+
+    /// The counts as a pass over the table gives them (the rules of
+    /// [`PoolCounts`], written as a scan).
+    fn scan(t: &LeaseTable) -> HashMap<String, PoolCounts> {
+        let mut m: HashMap<String, PoolCounts> = HashMap::new();
+        for l in t.leases() {
+            let c = m.entry(l.pool.clone()).or_default();
+            c.states[l.state.index()] += 1;
+            if t.statics.contains(&l.ip) {
+                continue;
+            }
+            match l.state {
+                LeaseState::Bound => c.used += 1,
+                LeaseState::Declined => c.declined += 1,
+                _ => {}
+            }
+        }
+        for o in t.offers() {
+            let held = t
+                .get(o.ip)
+                .is_some_and(|l| matches!(l.state, LeaseState::Bound | LeaseState::Declined));
+            if !held && !t.statics.contains(&o.ip) {
+                m.entry(o.pool.clone()).or_default().offered += 1;
+            }
+        }
+        m.retain(|_, c| !c.is_zero());
+        m
+    }
+
+    fn pool_of(i: u32) -> String {
+        ["a", "b", "c"][(i % 3) as usize].to_string()
+    }
+
+    fn random_lease(r: &mut impl Rng, now: u64) -> Lease {
+        let i = r.random_range(0..40u32);
+        let client = r.random_range(0..12u8);
+        let state = [
+            LeaseState::Bound,
+            LeaseState::Bound,
+            LeaseState::Released,
+            LeaseState::Declined,
+            LeaseState::Expired,
+        ][r.random_range(0..5usize)];
+        Lease {
+            ip: Ipv4Addr::new(10, 0, 0, i as u8),
+            pool: pool_of(i),
+            hw: vec![2, 0, 0, 0, 0, client],
+            client_id: (client % 3 == 0).then(|| vec![9, client]),
+            hostname: None,
+            state,
+            lifetime: 60,
+            expires: now + r.random_range(0..120u64),
+            origin: if r.random_bool(0.5) {
+                Origin::Local
+            } else {
+                Origin::Peer
+            },
+        }
+    }
+
+    /// After every step of random grants, renewals, releases, declines,
+    /// offers, expiries, merges of the partner's leases, deletions and
+    /// static-binding changes, the kept counts are those of a scan.
+    #[test]
+    fn kept_counts_match_a_scan_after_random_changes() {
+        for seed in 0..40u64 {
+            let mut r = rand::rngs::StdRng::seed_from_u64(seed);
+            let mut t = LeaseTable::new();
+            let mut now = 1_000u64;
+            for step in 0..400 {
+                match r.random_range(0..11u8) {
+                    // grant or renew (a client's binding, the same
+                    // address or another one)
+                    0..=2 => {
+                        let mut l = random_lease(&mut r, now);
+                        l.state = LeaseState::Bound;
+                        l.origin = Origin::Local;
+                        t.insert(l);
+                    }
+                    // release, decline, expire an existing lease
+                    3 => {
+                        let ips: Vec<Ipv4Addr> = t.leases().map(|l| l.ip).collect();
+                        if let Some(ip) = ips.get(r.random_range(0..ips.len().max(1))) {
+                            let mut l = t.get(*ip).unwrap().clone();
+                            l.state = [
+                                LeaseState::Released,
+                                LeaseState::Declined,
+                                LeaseState::Expired,
+                            ][r.random_range(0..3usize)];
+                            t.insert(l);
+                        }
+                    }
+                    4 | 5 => {
+                        let mut o = random_lease(&mut r, now);
+                        o.state = LeaseState::Offered;
+                        t.hold(o);
+                    }
+                    6 => {
+                        let l = random_lease(&mut r, now);
+                        t.drop_offer(&l.key());
+                    }
+                    7 => {
+                        let mut l = random_lease(&mut r, now);
+                        l.origin = Origin::Peer;
+                        t.merge_peer(l);
+                    }
+                    8 => {
+                        let ip = Ipv4Addr::new(10, 0, 0, r.random_range(0..40u8));
+                        if r.random_bool(0.5) {
+                            t.remove(ip);
+                        } else {
+                            t.remove_peer(ip, now);
+                        }
+                    }
+                    9 => {
+                        now += r.random_range(0..90u64);
+                        t.expire(now);
+                    }
+                    _ => {
+                        let statics = (0..40u8)
+                            .filter(|_| r.random_bool(0.1))
+                            .map(|i| Ipv4Addr::new(10, 0, 0, i))
+                            .collect();
+                        t.set_statics(statics);
+                    }
+                }
+                let want = scan(&t);
+                for p in ["a", "b", "c"] {
+                    assert_eq!(
+                        t.counts(p),
+                        want.get(p).copied().unwrap_or_default(),
+                        "seed {seed} step {step} pool {p}"
+                    );
+                }
+                assert_eq!(t.counts, want, "seed {seed} step {step}");
+            }
+        }
+    }
+
+    /// A pool's statistics come from its counts: free is what no binding,
+    /// quarantine or offer holds.
+    #[test]
+    fn stats_of_counts() {
+        let mut t = LeaseTable::new();
+        let mut l = tests::lease("10.0.0.1", 1, LeaseState::Bound, 100);
+        t.insert(l.clone());
+        l.ip = "10.0.0.2".parse().unwrap();
+        l.hw = vec![3];
+        l.client_id = None;
+        l.state = LeaseState::Declined;
+        t.insert(l.clone());
+        l.ip = "10.0.0.3".parse().unwrap();
+        l.hw = vec![4];
+        l.state = LeaseState::Offered;
+        t.hold(l);
+        let s = t.counts("p 1%").stats(10);
+        assert_eq!(
+            s,
+            PoolStats {
+                total: 10,
+                used: 1,
+                free: 7,
+                offered: 1,
+                declined: 1
+            }
+        );
+        assert_eq!(t.counts("p 1%").states[LeaseState::Bound.index()], 1);
+        assert_eq!(t.take_counted(), HashSet::from(["p 1%".to_string()]));
+        assert!(t.take_counted().is_empty());
     }
 }

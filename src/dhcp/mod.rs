@@ -28,6 +28,7 @@ pub mod peer;
 pub mod pool;
 pub mod replication;
 pub mod server;
+pub mod snapshot;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -38,7 +39,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, ConfigError, Subsystem};
+use crate::config::{Config, ConfigError, Selected, StateReader, Subsystem};
 use crate::xml::escape_text;
 use leases::{Lease, StoreError};
 use server::{Command, Counters, DhcpServer, Replication, Shared, View};
@@ -136,12 +137,12 @@ impl MetricsReader {
         &self.counters
     }
 
-    /// Per pool: name and statistics now (the mirror's lock is held for
-    /// one pass over the leases, as for `<get>`).
+    /// Per pool: name and statistics now (kept counts: the mirror's lock
+    /// is held for a pass over the pools).
     pub fn pools(&self) -> Vec<(String, leases::PoolStats)> {
         self.snapshot
             .lock()
-            .map(|g| g.pool_stats(server::now_unix()))
+            .map(|g| g.pool_stats())
             .unwrap_or_default()
     }
 }
@@ -221,16 +222,109 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
-        // the lock is held for one pass over the leases (shared pointers);
-        // the XML is written after it is released
-        let view = self
-            .shared
-            .snapshot
-            .lock()
-            .map(|g| g.view(server::now_unix()))
-            .unwrap_or_default();
-        render_state(&view, &self.shared.counters)
+        state_for(&self.shared, &snapshot::Query::all())
     }
+
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        Reader(self.shared.clone()).state_xml_of(selected)
+    }
+
+    fn state_reader(&self) -> Option<Arc<dyn StateReader>> {
+        Some(Arc::new(Reader(self.shared.clone())))
+    }
+}
+
+/// The DHCP state as any thread reads it: from the snapshot.
+#[derive(Debug)]
+struct Reader(Shared);
+
+impl StateReader for Reader {
+    fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
+        match selected {
+            None => state_for(&self.0, &snapshot::Query::all()),
+            Some(sel) => state_for(&self.0, &query(sel)),
+        }
+    }
+
+    fn costly(&self, selected: Option<&[Selected]>) -> bool {
+        selected.is_none_or(|sel| query(sel).leases.contains(&snapshot::LeaseQuery::All))
+    }
+}
+
+/// The snapshot lookups that answer a read selecting `sel` under
+/// `dhcp-server`: a lease by its address, hardware address, client-id or
+/// pool (the first of those the read requires), a pool's statistics by
+/// its name. A value that does not parse selects nothing: the data holds
+/// canonical values only, which such a value never equals.
+fn query(sel: &[Selected]) -> snapshot::Query {
+    use snapshot::{LeaseQuery, PoolQuery};
+    let mut q = snapshot::Query::default();
+    for s in sel {
+        let m = |leaf: &str| {
+            s.matches
+                .iter()
+                .find(|(n, _)| n == leaf)
+                .map(|(_, v)| v.as_str())
+        };
+        match s.name.as_str() {
+            "lease" => {
+                let lookup = if let Some(v) = m("ip-address") {
+                    v.parse().ok().map(LeaseQuery::Ip)
+                } else if let Some(v) = m("mac-address") {
+                    unhex_colon(v)
+                        .and_then(|b| <[u8; 6]>::try_from(b).ok())
+                        .map(LeaseQuery::Hw)
+                } else if let Some(v) = m("client-id") {
+                    unhex_colon(v).map(LeaseQuery::ClientId)
+                } else if let Some(v) = m("pool") {
+                    Some(LeaseQuery::Pool(v.to_string()))
+                } else {
+                    Some(LeaseQuery::All)
+                };
+                q.leases.extend(lookup);
+            }
+            "ip-pool" => q.pools.push(match m("name") {
+                Some(n) => PoolQuery::Named(n.to_string()),
+                None => PoolQuery::All,
+            }),
+            // the counters are always written; other children have no state
+            _ => {}
+        }
+    }
+    q
+}
+
+/// `02:0a:ff` as bytes (the YANG `hex-string` / `mac-address` forms).
+fn unhex_colon(s: &str) -> Option<Vec<u8>> {
+    s.split(':')
+        .map(|b| {
+            if b.len() == 2 {
+                u8::from_str_radix(b, 16).ok()
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+/// The state `q` selects: key lookups under the snapshot's lock, or, for
+/// the whole table, its chunks taken under the lock and walked after it is
+/// released (the actor is never held for a pass).
+fn state_for(shared: &Shared, q: &snapshot::Query) -> String {
+    let now = server::now_unix();
+    let (selected, frozen) = match shared.snapshot.lock() {
+        Ok(g) => match g.select(q, now) {
+            Some(v) => (Some(v), None),
+            None => (None, Some(g.frozen())),
+        },
+        Err(_) => (Some(View::default()), None),
+    };
+    let view = match (selected, frozen) {
+        (Some(v), _) => v,
+        (None, Some(f)) => f.view(now),
+        (None, None) => View::default(),
+    };
+    render_state(&view, &shared.counters)
 }
 
 fn hex_colon(b: &[u8]) -> String {
@@ -245,10 +339,7 @@ fn hex_colon(b: &[u8]) -> String {
 }
 
 fn mac6(hw: &[u8]) -> String {
-    let mut m = [0u8; 6];
-    let n = hw.len().min(6);
-    m[..n].copy_from_slice(&hw[..n]);
-    hex_colon(&m)
+    hex_colon(&snapshot::mac_key(hw))
 }
 
 fn date_time(unix: u64) -> String {
@@ -398,6 +489,59 @@ mod tests {
             "{x}"
         );
         crate::yang::parse_state_xml(&x).expect("valid state");
+    }
+
+    /// A read's selection becomes snapshot lookups: the first key the
+    /// read requires, a value that cannot be in the data selects nothing,
+    /// a lease without any of the indexed leaves is the whole table.
+    #[test]
+    fn selections_become_lookups() {
+        use snapshot::{LeaseQuery, PoolQuery, Query};
+        let sel = |name: &str, m: &[(&str, &str)]| Selected {
+            name: name.into(),
+            matches: m
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
+        };
+        assert_eq!(
+            query(&[
+                sel(
+                    "lease",
+                    &[("state", "bound"), ("mac-address", "02:00:00:00:0a:ff")]
+                ),
+                sel(
+                    "lease",
+                    &[("client-id", "01:02"), ("ip-address", "10.0.0.1")]
+                ),
+                sel("lease", &[("client-id", "ff:00:0b")]),
+                sel("lease", &[("pool", "lan")]),
+                sel("ip-pool", &[("name", "lan")]),
+                sel("statistics", &[]),
+            ]),
+            Query {
+                leases: vec![
+                    LeaseQuery::Hw([2, 0, 0, 0, 0x0a, 0xff]),
+                    LeaseQuery::Ip("10.0.0.1".parse().unwrap()),
+                    LeaseQuery::ClientId(vec![0xff, 0, 0x0b]),
+                    LeaseQuery::Pool("lan".into()),
+                ],
+                pools: vec![PoolQuery::Named("lan".into())],
+            }
+        );
+        for bad in [
+            ("mac-address", "02:00:00:00:0a"),
+            ("mac-address", "zz:00:00:00:00:00"),
+            ("ip-address", "10.0.0.300"),
+            ("client-id", "1:2"),
+        ] {
+            assert_eq!(query(&[sel("lease", &[bad])]), Query::default(), "{bad:?}");
+        }
+        assert_eq!(
+            query(&[sel("lease", &[("state", "bound")]), sel("ip-pool", &[])]),
+            Query::all()
+        );
+        assert_eq!(query(&[sel("interface", &[])]), Query::default());
     }
 
     /// Issue 9 item 2: U+FFFF passed, and libyang refused the whole state.

@@ -216,6 +216,15 @@ impl PoolRt {
             && self.server_id != Some(ip)
     }
 
+    /// Whether both own the same addresses (`owns` answers alike).
+    pub fn same_addresses(&self, other: &PoolRt) -> bool {
+        self.sections == other.sections
+            && self.excluded == other.excluded
+            && self.gateways == other.gateways
+            && self.server_id == other.server_id
+            && self.static_by_ip.keys().eq(other.static_by_ip.keys())
+    }
+
     /// Whether a lease on `ip` still belongs to this pool (dynamic or
     /// statically bound).
     pub fn owns(&self, ip: Ipv4Addr) -> bool {

@@ -40,7 +40,7 @@
 //! client sees at ordinary rates is the fsync's and the partner's, not a
 //! wait in the socket), above it the wake-ups are paced.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -55,9 +55,7 @@ use tracing::{error, info, warn};
 use super::activity::{Activity, DropReason, Place};
 use super::config::DhcpConfig;
 use super::handler::{self, Ctx, Globals, Reply, Silence};
-use super::leases::{
-    Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge, PoolStats,
-};
+use super::leases::{Change, EventKind, Lease, LeaseState, LeaseStore, LeaseTable, Merge};
 use super::network::{self, IfInfo, Inbound, Transmitter};
 use super::peer::{Applied, PeerRefusal, PeerUpdate};
 use super::pool::{Half, PoolRt};
@@ -147,212 +145,7 @@ fn inc(c: &AtomicU64) {
     c.fetch_add(1, Ordering::Relaxed);
 }
 
-/// What `<get>` shows: a mirror of the lease table that the actor keeps
-/// current after every batch (only the addresses that changed are copied,
-/// as shared pointers), so the northbound never waits for the actor and the
-/// actor never copies the whole table. Reading it (`Snapshot::view`) holds
-/// the lock for one pass over the leases; the pool statistics alone
-/// (`Snapshot::pool_stats`, a metrics scrape) cost a pass over the offers.
-#[derive(Debug, Default)]
-pub struct Snapshot {
-    leases: HashMap<Ipv4Addr, Arc<Lease>>,
-    offers: HashMap<Ipv4Addr, Arc<Lease>>,
-    /// Per pool: name, addresses it can hand out, its static bindings.
-    pools: Vec<(String, u64, Vec<Ipv4Addr>)>,
-    /// Every pool's static addresses (pools do not overlap).
-    statics: HashSet<Ipv4Addr>,
-    /// Per pool: bound and declined leases on dynamic addresses, kept as
-    /// the mirror changes. A lease past its expiry counts until the
-    /// actor's expiry scan (every second) changes it.
-    held: HashMap<String, Held>,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-struct Held {
-    used: u64,
-    declined: u64,
-}
-
-/// The state one `<get>` reports.
-#[derive(Debug, Default)]
-pub struct View {
-    /// Leases, then offers on addresses without a lease.
-    pub leases: Vec<Arc<Lease>>,
-    pub pools: Vec<(String, PoolStats)>,
-}
-
-impl Snapshot {
-    /// Leases and per-pool statistics at `now`.
-    pub fn view(&self, now: u64) -> View {
-        let mut stats: HashMap<&str, (PoolStats, &[Ipv4Addr])> = self
-            .pools
-            .iter()
-            .map(|(n, total, statics)| {
-                (
-                    n.as_str(),
-                    (
-                        PoolStats {
-                            total: *total,
-                            ..Default::default()
-                        },
-                        statics.as_slice(),
-                    ),
-                )
-            })
-            .collect();
-        let mut leases = Vec::with_capacity(self.leases.len() + self.offers.len());
-        let mut last: Option<&str> = None;
-        let mut cur: Option<&mut (PoolStats, &[Ipv4Addr])> = None;
-        for l in self.leases.values() {
-            leases.push(l.clone());
-            if l.expires <= now || !matches!(l.state, LeaseState::Bound | LeaseState::Declined) {
-                continue;
-            }
-            // leases of one pool come in runs: look the pool up once per run
-            if last != Some(l.pool.as_str()) {
-                last = Some(l.pool.as_str());
-                cur = stats.get_mut(l.pool.as_str());
-            }
-            let Some((s, statics)) = cur.as_deref_mut() else {
-                continue;
-            };
-            // every lease is on an address its pool owns: dynamic unless
-            // statically bound
-            if statics.contains(&l.ip) {
-                continue;
-            }
-            if l.state == LeaseState::Bound {
-                s.used += 1;
-            } else {
-                s.declined += 1;
-            }
-        }
-        for o in self.offers.values() {
-            if o.expires <= now {
-                continue;
-            }
-            let lease = self.leases.get(&o.ip);
-            let held = lease.is_some_and(|l| {
-                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
-            });
-            if held {
-                continue;
-            }
-            if lease.is_none() {
-                leases.push(o.clone());
-            }
-            if let Some((s, statics)) = stats.get_mut(o.pool.as_str()) {
-                if !statics.contains(&o.ip) {
-                    s.offered += 1;
-                }
-            }
-        }
-        let mut pools: Vec<(String, PoolStats)> = stats
-            .into_iter()
-            .map(|(n, (mut s, _))| {
-                s.free = s.total.saturating_sub(s.used + s.offered + s.declined);
-                (n.to_string(), s)
-            })
-            .collect();
-        pools.sort_by(|a, b| a.0.cmp(&b.0));
-        if leases.len() <= 5000 {
-            leases.sort_by_key(|l| u32::from(l.ip));
-        }
-        View { leases, pools }
-    }
-
-    /// Per-pool statistics at `now`, as `view` counts them but from the
-    /// counts kept as the mirror changes (a metrics scrape: a pass over the
-    /// offers, none over the leases).
-    pub fn pool_stats(&self, now: u64) -> Vec<(String, PoolStats)> {
-        let mut offered: HashMap<&str, u64> = HashMap::new();
-        for o in self.offers.values() {
-            if o.expires <= now || self.statics.contains(&o.ip) {
-                continue;
-            }
-            let held = self.leases.get(&o.ip).is_some_and(|l| {
-                l.expires > now && matches!(l.state, LeaseState::Bound | LeaseState::Declined)
-            });
-            if !held {
-                *offered.entry(o.pool.as_str()).or_default() += 1;
-            }
-        }
-        let mut pools: Vec<(String, PoolStats)> = self
-            .pools
-            .iter()
-            .map(|(name, total, _)| {
-                let h = self.held.get(name).copied().unwrap_or_default();
-                let offered = offered.get(name.as_str()).copied().unwrap_or(0);
-                let s = PoolStats {
-                    total: *total,
-                    used: h.used,
-                    declined: h.declined,
-                    offered,
-                    free: total.saturating_sub(h.used + offered + h.declined),
-                };
-                (name.clone(), s)
-            })
-            .collect();
-        pools.sort_by(|a, b| a.0.cmp(&b.0));
-        pools
-    }
-
-    /// The lease on `ip` is now `lease` (None: no lease).
-    pub fn set_lease(&mut self, ip: Ipv4Addr, lease: Option<&Arc<Lease>>) {
-        let old = match lease {
-            Some(l) => self.leases.insert(ip, l.clone()),
-            None => self.leases.remove(&ip),
-        };
-        if let Some(old) = old {
-            self.count(&old, false);
-        }
-        if let Some(l) = lease {
-            self.count(l, true);
-        }
-    }
-
-    /// The offer on `ip` is now `offer` (None: no offer).
-    pub fn set_offer(&mut self, ip: Ipv4Addr, offer: Option<&Arc<Lease>>) {
-        match offer {
-            Some(o) => self.offers.insert(ip, o.clone()),
-            None => self.offers.remove(&ip),
-        };
-    }
-
-    /// The configured pools: name, addresses it can hand out, its static
-    /// bindings. The counts are made again (a pass over the leases; a
-    /// commit that changed the pools).
-    pub fn set_pools(&mut self, pools: Vec<(String, u64, Vec<Ipv4Addr>)>) {
-        self.statics = pools.iter().flat_map(|p| p.2.iter().copied()).collect();
-        self.pools = pools;
-        self.held.clear();
-        let leases = std::mem::take(&mut self.leases);
-        for l in leases.values() {
-            self.count(l, true);
-        }
-        self.leases = leases;
-    }
-
-    /// Add (or take away) what `l` counts in its pool's `held`.
-    fn count(&mut self, l: &Lease, add: bool) {
-        if !matches!(l.state, LeaseState::Bound | LeaseState::Declined)
-            || self.statics.contains(&l.ip)
-        {
-            return;
-        }
-        // no String made for a pool already counted (the per-ACK path)
-        let h = match self.held.get_mut(l.pool.as_str()) {
-            Some(h) => h,
-            None => self.held.entry(l.pool.clone()).or_default(),
-        };
-        let n = if l.state == LeaseState::Bound {
-            &mut h.used
-        } else {
-            &mut h.declined
-        };
-        *n = if add { *n + 1 } else { n.saturating_sub(1) };
-    }
-}
+pub use super::snapshot::{Snapshot, View};
 
 /// The pools of one link in the order a request tries them: a request
 /// naming an address (option 50, else ciaddr) the pool whose subnet holds
@@ -1163,6 +956,9 @@ impl DhcpServer {
     fn apply_config(&mut self, cfg: Arc<DhcpConfig>) {
         // a pool the commit did not touch is the same Arc: keep its runtime
         let mut old = std::mem::take(&mut self.pools);
+        let old_empty = old.is_empty();
+        // pools replaced by this commit, as they were
+        let mut changed: Vec<(String, PoolRt)> = Vec::new();
         let pools: BTreeMap<String, PoolRt> = cfg
             .pools
             .iter()
@@ -1170,7 +966,11 @@ impl DhcpServer {
                 let same = self.cfg.pools.get(n).is_some_and(|o| Arc::ptr_eq(o, p));
                 let mut rt = match old.remove(n) {
                     Some(rt) if same => rt,
-                    _ => PoolRt::from(&**p),
+                    Some(before) => {
+                        changed.push((n.clone(), before));
+                        PoolRt::from(&**p)
+                    }
+                    None => PoolRt::from(&**p),
                 };
                 rt.split = rt
                     .profile
@@ -1180,9 +980,21 @@ impl DhcpServer {
                 (n.clone(), rt)
             })
             .collect();
-        let removed = self
-            .table
-            .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)));
+        // a pass over the leases only when an address may have left its
+        // pool: a pool removed, or one whose addresses changed (a commit
+        // of a lease time or an option must not cost a pass over 100,000
+        // leases); the first configuration checks what the store held
+        let passes = old_empty
+            || !old.is_empty()
+            || changed
+                .iter()
+                .any(|(n, before)| pools.get(n).is_none_or(|p| !p.same_addresses(before)));
+        let removed = if passes {
+            self.table
+                .retain(|l| pools.get(&l.pool).is_some_and(|p| p.owns(l.ip)))
+        } else {
+            Vec::new()
+        };
         if !removed.is_empty() {
             info!(
                 removed = removed.len(),
@@ -1201,18 +1013,17 @@ impl DhcpServer {
             bootp_static: cfg.bootp_static,
             ..Globals::default()
         };
+        self.table.set_statics(
+            pools
+                .values()
+                .flat_map(|p| p.static_by_ip.keys().copied())
+                .collect(),
+        );
         if let Ok(mut g) = self.snapshot.lock() {
             g.set_pools(
                 pools
                     .values()
-                    .map(|p| {
-                        (
-                            p.name.clone(),
-                            p.total(),
-                            p.static_by_ip.keys().copied().collect(),
-                        )
-                    })
-                    .collect(),
+                    .map(|p| (p.name.clone(), p.total(), self.table.counts(&p.name))),
             );
         }
         self.pools = pools;
@@ -1524,19 +1335,23 @@ impl DhcpServer {
         }
     }
 
-    /// Bring the `<get>` mirror up to date with what changed.
+    /// Bring the `<get>` mirror up to date with what changed: the
+    /// addresses touched and the counts of their pools (a few map updates
+    /// each, under the lock).
     fn sync_snapshot(&mut self) {
         let touched = self.table.take_touched();
-        if touched.is_empty() {
+        let counted = self.table.take_counted();
+        if touched.is_empty() && counted.is_empty() {
             return;
         }
-        // held for a few map updates per changed address
         let Ok(mut g) = self.snapshot.lock() else {
             return;
         };
         for ip in touched {
-            g.set_lease(ip, self.table.get_shared(ip));
-            g.set_offer(ip, self.table.offer_shared(ip));
+            g.set(ip, self.table.get_shared(ip), self.table.offer_shared(ip));
+        }
+        for pool in counted {
+            g.set_counts(&pool, self.table.counts(&pool));
         }
     }
 }
@@ -1626,7 +1441,7 @@ mod tests {
     }
 
     fn leases(shared: &Shared) -> Vec<(Ipv4Addr, Origin)> {
-        let v = shared.snapshot.lock().unwrap().view(now_unix());
+        let v = shared.snapshot.lock().unwrap().frozen().view(now_unix());
         v.leases.iter().map(|l| (l.ip, l.origin)).collect()
     }
 
@@ -1647,11 +1462,30 @@ mod tests {
         let b = pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.20");
         srv.apply_config(cfg(vec![a.clone(), b.clone()]));
         assert_eq!(leases(&shared).len(), 3);
-        // an option edit of pool a keeps everything
+        // an option edit of pool a keeps everything, without a pass over
+        // the leases
+        let passes = srv.table.retain_passes();
         let mut a2 = a.clone();
         a2.dns_servers = vec![ip("10.0.0.53")];
-        srv.apply_config(cfg(vec![a2.clone(), b]));
+        a2.lease_time_s = 600;
+        srv.apply_config(cfg(vec![a2.clone(), b.clone()]));
         assert_eq!(leases(&shared).len(), 3);
+        assert_eq!(
+            srv.table.retain_passes(),
+            passes,
+            "no pass for an option edit"
+        );
+        // a pool added: no pass either; an excluded range: a pass
+        let c = pool("c", "10.2.0.0", "10.2.0.10", "10.2.0.20");
+        srv.apply_config(cfg(vec![a2.clone(), b.clone(), c]));
+        assert_eq!(srv.table.retain_passes(), passes);
+        let mut a2x = a2.clone();
+        a2x.excluded = vec![(ip("10.0.0.55"), ip("10.0.0.55"))];
+        srv.apply_config(cfg(vec![a2x, b.clone()]));
+        assert_eq!(srv.table.retain_passes(), passes + 1);
+        assert_eq!(leases(&shared).len(), 3);
+        a2.excluded = vec![];
+        srv.apply_config(cfg(vec![a2.clone(), b.clone()]));
         // shrink a (keeps .10, drops .50) and delete b
         let mut a3 = a2;
         a3.sections = vec![(ip("10.0.0.10"), ip("10.0.0.20"))];
@@ -2428,67 +2262,6 @@ mod tests {
         assert_eq!(gate.stats().unsent.load(Ordering::SeqCst), 1);
         drop(go);
         rig.stop();
-    }
-
-    /// Issue 14: the pool statistics a metrics scrape reads, kept as the
-    /// mirror changes, are the ones `<get>` counts in a pass over the
-    /// leases: through grants, declines, releases, static bindings, offers,
-    /// a lease moving between states, and a commit that changes the
-    /// statics.
-    #[test]
-    fn pool_stats_kept_as_the_mirror_changes_match_a_full_count() {
-        let now = 1_000;
-        let at = |i: u32| Ipv4Addr::from(0x0a00_0000 + i);
-        let mk = |i: u32, pool: &str, state: LeaseState, expires: u64| {
-            Arc::new(Lease {
-                state,
-                expires,
-                ..lease(&at(i).to_string(), pool, i as u8)
-            })
-        };
-        let mut snap = Snapshot::default();
-        let pools = |statics: Vec<Ipv4Addr>| {
-            vec![
-                ("a".to_string(), 100, statics),
-                ("b".to_string(), 50, Vec::new()),
-            ]
-        };
-        snap.set_pools(pools(vec![at(3)]));
-        let same = |snap: &Snapshot| {
-            assert_eq!(snap.pool_stats(now), snap.view(now).pools, "{snap:?}");
-        };
-        let states = [
-            LeaseState::Bound,
-            LeaseState::Declined,
-            LeaseState::Released,
-            LeaseState::Expired,
-        ];
-        // a deterministic walk over 40 addresses of two pools
-        let mut x: u32 = 7;
-        for step in 0..2_000u32 {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let i = (x >> 8) % 40;
-            let pool = if i < 30 { "a" } else { "b" };
-            match (x >> 20) % 5 {
-                0 => snap.set_lease(at(i), None),
-                1 => snap.set_offer(at(i), Some(&mk(i, pool, LeaseState::Offered, now + 30))),
-                2 => snap.set_offer(at(i), None),
-                _ => {
-                    let st = states[((x >> 24) % 4) as usize];
-                    snap.set_lease(at(i), Some(&mk(i, pool, st, now + 60)));
-                }
-            }
-            if step == 1_000 {
-                // a commit: another static binding
-                snap.set_pools(pools(vec![at(3), at(5)]));
-            }
-            if step % 97 == 0 {
-                same(&snap);
-            }
-        }
-        same(&snap);
-        let a = &snap.pool_stats(now)[0].1;
-        assert!(a.used > 0 && a.declined > 0 && a.offered > 0, "{a:?}");
     }
 
     /// Issue 14: the ACK latency runs from reading the request to sending

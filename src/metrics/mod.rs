@@ -572,13 +572,21 @@ mod tests {
     ) {
         let counters = Arc::new(Counters::default());
         let mut snap = Snapshot::default();
-        snap.set_pools(vec![("lan".into(), 11, Vec::new())]);
+        // what the lease table keeps for two bound leases and a released one
+        let mut counts = crate::dhcp::leases::PoolCounts {
+            used: 2,
+            ..Default::default()
+        };
+        counts.states[LeaseState::Bound.index()] = 2;
+        counts.states[LeaseState::Released.index()] = 1;
+        snap.set_pools(std::iter::once(("lan".to_string(), 11, counts)));
         for (ip, st) in [
             ("10.0.0.10", LeaseState::Bound),
             ("10.0.0.11", LeaseState::Bound),
             ("10.0.0.12", LeaseState::Released),
         ] {
-            snap.set_lease(ip.parse().unwrap(), Some(&lease(ip, "lan", st)));
+            let ip4: std::net::Ipv4Addr = ip.parse().unwrap();
+            snap.set(ip4, Some(&lease(ip, "lan", st)), None);
         }
         let netconf = Arc::new(crate::northbound::stats::NetconfStats::default());
         let registry = registry(Sources {

@@ -31,6 +31,7 @@ pub mod filter;
 pub mod monitoring;
 pub mod nacm;
 pub mod ops;
+pub mod select;
 pub mod stats;
 pub mod store;
 pub mod validate;
@@ -532,8 +533,26 @@ impl Northbound {
                     self.call(session, &rpc, reply);
                     return;
                 }
+                let op = match *op {
+                    Operation::Get {
+                        filter,
+                        with_defaults,
+                    } => {
+                        let t0 = std::time::Instant::now();
+                        let job = blocking(|| self.get_job(session, filter, with_defaults));
+                        if job.costly() {
+                            job.spawn(reply);
+                            return;
+                        }
+                        let r = blocking(|| job.run());
+                        tracing::debug!(session, us = t0.elapsed().as_micros() as u64, "get");
+                        let _ = reply.send(r);
+                        return;
+                    }
+                    op => op,
+                };
                 let t0 = std::time::Instant::now();
-                let r = blocking(|| self.operation(session, *op));
+                let r = blocking(|| self.operation(session, op));
                 tracing::debug!(
                     session,
                     us = t0.elapsed().as_micros() as u64,
@@ -651,13 +670,7 @@ impl Northbound {
             Operation::Get {
                 filter,
                 with_defaults,
-            } => {
-                let selected = selected_namespaces(filter.as_ref());
-                let mut tree = self.operational(selected.as_ref());
-                self.add_discovery(&mut tree, selected.as_ref());
-                self.prune_reads(session, &mut tree);
-                filtered(&tree, filter.as_ref(), with_defaults, None)
-            }
+            } => self.get_job(session, filter, with_defaults).run(),
             Operation::GetConfig {
                 source,
                 filter,
@@ -682,20 +695,23 @@ impl Northbound {
                 Ok(Reply::Data(xml.clone()))
             }
             Operation::GetConfig {
-                source: Datastore::Running,
-                filter,
-                with_defaults,
-            } => filtered(
-                &self.running,
-                filter.as_ref(),
-                with_defaults,
-                Some(&mut self.running_nodes),
-            ),
-            Operation::GetConfig {
                 source,
                 filter,
                 with_defaults,
-            } => filtered(self.tree(source), filter.as_ref(), with_defaults, None),
+            } => {
+                // a keyed selection copies its entries alone (libyang's
+                // key lookup), not the whole datastore
+                if let Some(part) = select::Plan::of(filter.as_ref()).narrow(self.tree(source)) {
+                    return filtered(&part, filter.as_ref(), with_defaults, None);
+                }
+                let prints = (source == Datastore::Running).then_some(&mut self.running_nodes);
+                let tree = match source {
+                    Datastore::Running => &self.running,
+                    Datastore::Candidate => &self.candidate,
+                    Datastore::Startup => &self.startup,
+                };
+                filtered(tree, filter.as_ref(), with_defaults, prints)
+            }
             Operation::EditConfig {
                 target,
                 default_operation,
@@ -796,19 +812,22 @@ impl Northbound {
         }
     }
 
-    /// Running configuration merged with every subsystem's state. An
-    /// entry libyang refuses (one lease with text the schema cannot hold)
-    /// is left out alone; the rest of the subsystem's state is shown.
-    /// Running merged with the state of the subsystems `selected` names a
-    /// namespace of (every subsystem when `None`).
-    fn operational(&self, selected: Option<&BTreeSet<String>>) -> DataTree<'static> {
-        // the same bad entry is refused at every <get>: warn once, then debug
-        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    /// What a `<get>` reads, taken on the actor: running (or, for a keyed
+    /// selection, its selected entries), the state of the subsystems read
+    /// on the actor, and the handles of those read off it
+    /// (`Subsystem::state_reader`), each with what the filter selects of
+    /// it.
+    fn get_job(&self, session: u32, filter: Option<Filter>, wd: WithDefaults) -> GetJob {
         if crate::fault::armed("northbound-panic") {
             panic!("fault point northbound-panic");
         }
-        let mut tree = yang::dup(&self.running);
-        if selected.is_none_or(|sel| sel.contains(nacm::NS)) {
+        let plan = select::Plan::of(filter.as_ref());
+        let mut tree = plan
+            .narrow(&self.running)
+            .unwrap_or_else(|| yang::dup(&self.running));
+        let selected = plan.namespaces();
+        self.add_discovery(&mut tree, selected.as_ref());
+        if selected.as_ref().is_none_or(|sel| sel.contains(nacm::NS)) {
             match yang::parse_state_xml(&self.nacm_counters.state_xml()) {
                 Ok(state) => {
                     if tree.merge(&state).is_err() {
@@ -819,33 +838,32 @@ impl Northbound {
                 Err(e) => warn!(error = ?e.first(), "nacm counters refused by libyang"),
             }
         }
+        let mut states = Vec::new();
         for s in &self.subsystems {
             let ns = s.namespaces();
-            if let Some(sel) = selected {
+            if let Some(sel) = &selected {
                 if !ns.is_empty() && !ns.iter().any(|n| sel.contains(*n)) {
                     continue;
                 }
             }
-            let xml = s.state_xml();
-            if xml.is_empty() {
-                continue;
-            }
-            let (parts, refused) = yang::parse_state_entries(&xml);
-            for state in &parts {
-                if tree.merge(state).is_err() {
-                    warn!(subsystem = s.name(), "cannot merge operational state");
-                }
-                yang::rewind(&mut tree);
-            }
-            if let Some(e) = refused.first() {
-                if WARNED.swap(true, Ordering::Relaxed) {
-                    tracing::debug!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
-                } else {
-                    warn!(subsystem = s.name(), refused = refused.len(), error = ?e, "operational state entries left out");
-                }
-            }
+            let sel = if ns.is_empty() {
+                None
+            } else {
+                plan.state_of(ns)
+            };
+            let state = match s.state_reader() {
+                Some(r) => State::Reader(r, sel),
+                None => State::Xml(s.state_xml_of(sel.as_deref())),
+            };
+            states.push((s.name(), state));
         }
-        tree
+        GetJob {
+            tree,
+            states,
+            filter,
+            wd,
+            nacm: self.nacm_for(session),
+        }
     }
 
     /// Add the discovery state to a `<get>` tree, when the filter selects
@@ -1370,6 +1388,11 @@ fn filtered(
                     continue;
                 }
                 let node_xml = yang::print_node(&top, wd);
+                if node_xml.trim().is_empty() {
+                    // a node of defaults only prints as nothing outside
+                    // report-all: nothing to select from
+                    continue;
+                }
                 let root = xml::parse(&node_xml)
                     .map_err(|e| vec![RpcError::operation_failed(e.to_string())])?;
                 for e in filter::apply(&matching, std::slice::from_ref(&root), &keys_of) {
@@ -1380,6 +1403,9 @@ fn filtered(
         }
         Some(Filter::XPath { select, namespaces }) => {
             let expr = translate_xpath(select, namespaces)?;
+            // defaults are added before selecting, so that they are
+            // selected like any node (and only where the XPath points)
+            let tree = yang::printable(tree, wd);
             yang::clear_errors();
             let set = tree.find_xpath(&expr).map_err(|e| {
                 vec![RpcError::bad_element(
@@ -1395,7 +1421,100 @@ fn filtered(
                     let _ = result.merge(&d);
                 }
             }
-            Ok(Reply::Data(yang::print_xml(&result, wd)))
+            Ok(Reply::Data(yang::print_selected(&result, wd)))
+        }
+    }
+}
+
+/// A subsystem's part of a `<get>`: its state, or the handle to read it.
+enum State {
+    Xml(String),
+    Reader(
+        Arc<dyn crate::config::StateReader>,
+        Option<Vec<crate::config::Selected>>,
+    ),
+}
+
+/// A `<get>` whose inputs the actor has taken ([`Northbound::get_job`]):
+/// the rest (reading the subsystems' snapshots, libyang's parse and merge,
+/// the filter, the print) needs nothing of the actor, so a large one runs
+/// on a thread of its own while the actor serves the other sessions.
+struct GetJob {
+    tree: DataTree<'static>,
+    states: Vec<(&'static str, State)>,
+    filter: Option<Filter>,
+    wd: WithDefaults,
+    /// The NACM rules and user the reply is pruned for (None: no check).
+    nacm: Option<(Arc<nacm::Config>, String)>,
+}
+
+impl GetJob {
+    fn costly(&self) -> bool {
+        self.states.iter().any(|(_, s)| match s {
+            State::Reader(r, sel) => r.costly(sel.as_deref()),
+            State::Xml(_) => false,
+        })
+    }
+
+    /// Running merged with the subsystems' state, filtered. An entry
+    /// libyang refuses (one lease with text the schema cannot hold) is
+    /// left out alone; the rest of the subsystem's state is shown.
+    fn run(self) -> RpcResult {
+        // the same bad entry is refused at every <get>: warn once, then debug
+        static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        let mut tree = self.tree;
+        for (name, state) in &self.states {
+            let read;
+            let xml = match state {
+                State::Xml(x) => x,
+                State::Reader(r, sel) => {
+                    read = r.state_xml_of(sel.as_deref());
+                    &read
+                }
+            };
+            if xml.is_empty() {
+                continue;
+            }
+            let (parts, refused) = yang::parse_state_entries(xml);
+            for part in &parts {
+                if tree.merge(part).is_err() {
+                    warn!(subsystem = name, "cannot merge operational state");
+                }
+                yang::rewind(&mut tree);
+            }
+            if let Some(e) = refused.first() {
+                if WARNED.swap(true, Ordering::Relaxed) {
+                    tracing::debug!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
+                } else {
+                    warn!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
+                }
+            }
+        }
+        if let Some((cfg, user)) = &self.nacm {
+            cfg.rules_for(user).prune_reads(&mut tree);
+        }
+        filtered(&tree, self.filter.as_ref(), self.wd, None)
+    }
+
+    /// Run on a thread of its own (a whole lease table takes seconds of
+    /// CPU), answering on `reply`. At the normal priority: at nice 19 on
+    /// a busy machine a 100,000-lease read took 508 s, and commits still
+    /// stalled up to 7.7 s meanwhile (most likely waiting for a lock the
+    /// starved thread held, libyang's dictionary: not confirmed); the DHCP
+    /// actor has a thread of its own.
+    fn spawn(self, reply: oneshot::Sender<RpcResult>) {
+        let spawned = std::thread::Builder::new()
+            .name("get".into())
+            .spawn(move || {
+                let t0 = std::time::Instant::now();
+                let r = self.run();
+                tracing::debug!(us = t0.elapsed().as_micros() as u64, "get off the actor");
+                let _ = reply.send(r);
+            });
+        if let Err(e) = spawned {
+            // the reply went with the closure: the session answers
+            // operation-failed
+            error!(error = %e, "cannot start a thread for a <get>");
         }
     }
 }
@@ -1526,23 +1645,6 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
     }
 }
 
-/// The namespaces a `<get>` filter selects at its top: a subtree filter
-/// names each top node's namespace (a node without one selects every
-/// namespace, RFC 6241 §6.2.1); an XPath filter is not analysed (`None`:
-/// every namespace).
-fn selected_namespaces(filter: Option<&Filter>) -> Option<BTreeSet<String>> {
-    match filter? {
-        Filter::Subtree(top) => top
-            .elements()
-            .map(|e| {
-                let ns = e.ns.as_str();
-                (!ns.is_empty()).then(|| ns.to_owned())
-            })
-            .collect(),
-        Filter::XPath { .. } => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1554,6 +1656,9 @@ mod tests {
         /// cannot take a change for a while); per test thread.
         static REFUSE_ALL: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
         static STATE_READS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+        /// What `Recorder` was last asked state for.
+        static STATE_ASKED: std::cell::RefCell<Option<Option<Vec<crate::config::Selected>>>> =
+            const { std::cell::RefCell::new(None) };
     }
 
     /// A subsystem that records what it was asked to apply, refuses any
@@ -1587,6 +1692,72 @@ mod tests {
             STATE_READS.set(STATE_READS.get() + 1);
             r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
         }
+        fn state_xml_of(&self, selected: Option<&[crate::config::Selected]>) -> String {
+            STATE_ASKED.with(|a| *a.borrow_mut() = Some(selected.map(|s| s.to_vec())));
+            self.state_xml()
+        }
+    }
+
+    /// A `<get>` tells the subsystem what its filter selects (the list
+    /// entry and its key values), from a subtree or a plain XPath filter;
+    /// one it cannot analyse asks for everything.
+    #[test]
+    fn get_passes_the_selection_to_the_subsystem() {
+        let (mut nb, _, _dir) = booted();
+        nb.operation(1, group_edit(120)).unwrap();
+        nb.operation(1, Operation::Commit(Commit::default()))
+            .unwrap();
+        let vrrp = crate::vrrp::NS;
+        let get = |nb: &mut Northbound, filter: Filter| {
+            let d = data(nb.operation(
+                1,
+                Operation::Get {
+                    filter: Some(filter),
+                    with_defaults: WithDefaults::Explicit,
+                },
+            ));
+            (
+                STATE_ASKED.with(|a| a.borrow_mut().take()).expect("asked"),
+                d,
+            )
+        };
+        let keyed = vec![crate::config::Selected {
+            name: "group".into(),
+            matches: vec![
+                ("interface".into(), "eth1".into()),
+                ("vrid".into(), "1".into()),
+            ],
+        }];
+        let f = xml::parse(&format!(
+            r#"<filter xmlns="{NC_NS}"><vrrp xmlns="{vrrp}"><group><interface>eth1</interface><vrid>1</vrid><state/></group></vrrp></filter>"#
+        ))
+        .unwrap();
+        let (asked, d) = get(&mut nb, Filter::Subtree(f));
+        assert_eq!(asked, Some(keyed.clone()));
+        assert!(
+            d.contains("<state>master</state>") && !d.contains("priority"),
+            "{d}"
+        );
+        let (asked, d) = get(
+            &mut nb,
+            Filter::XPath {
+                select: "/v:vrrp/v:group[v:interface='eth1'][v:vrid='1']".into(),
+                namespaces: vec![("v".into(), vrrp.into())],
+            },
+        );
+        assert_eq!(asked, Some(keyed));
+        assert!(
+            d.contains("<state>master</state>") && d.contains("<priority>120</priority>"),
+            "{d}"
+        );
+        let (asked, _) = get(
+            &mut nb,
+            Filter::XPath {
+                select: "/v:vrrp/v:group[v:priority > 100]".into(),
+                namespaces: vec![("v".into(), vrrp.into())],
+            },
+        );
+        assert_eq!(asked, None);
     }
 
     fn group_edit(prio: u8) -> Operation {
@@ -1628,6 +1799,106 @@ mod tests {
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("booted with overlapping pools"),
         }
+    }
+
+    /// A subsystem whose state is read from a handle that waits for the
+    /// test to let it go (a whole lease table being read).
+    struct Gated(Arc<GateReader>);
+
+    #[derive(Debug)]
+    struct GateReader {
+        entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+        release: Mutex<std::sync::mpsc::Receiver<()>>,
+    }
+
+    impl crate::config::StateReader for GateReader {
+        fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            if let Some(tx) = self.entered.lock().unwrap().take() {
+                let _ = tx.send(());
+            }
+            let _ = self
+                .release
+                .lock()
+                .unwrap()
+                .recv_timeout(std::time::Duration::from_secs(20));
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
+        }
+    }
+
+    impl Subsystem for Gated {
+        fn name(&self) -> &'static str {
+            "gated"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {}
+        fn namespaces(&self) -> &'static [&'static str] {
+            &[crate::vrrp::NS]
+        }
+        fn state_reader(&self) -> Option<Arc<dyn crate::config::StateReader>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// A `<get>` that reads a large state runs off the actor: another
+    /// session's edit and commit complete while it is still reading, and
+    /// it then answers with that state.
+    #[test]
+    fn a_large_get_does_not_hold_up_a_commit() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let (entered_tx, entered) = std::sync::mpsc::channel();
+            let (release, release_rx) = std::sync::mpsc::channel();
+            let reader = Arc::new(GateReader {
+                entered: Mutex::new(Some(entered_tx)),
+                release: Mutex::new(release_rx),
+            });
+            let nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(Gated(reader))],
+            )
+            .unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let h = handle.clone();
+            let get = tokio::spawn(async move {
+                h.rpc(
+                    1,
+                    Operation::Get {
+                        filter: None,
+                        with_defaults: WithDefaults::Explicit,
+                    },
+                )
+                .await
+            });
+            tokio::task::spawn_blocking(move || {
+                entered.recv_timeout(std::time::Duration::from_secs(10))
+            })
+            .await
+            .unwrap()
+            .expect("the get reads the state");
+            let commit = async {
+                handle.rpc(2, group_edit(120)).await.unwrap();
+                handle
+                    .rpc(2, Operation::Commit(Commit::default()))
+                    .await
+                    .unwrap();
+            };
+            tokio::time::timeout(std::time::Duration::from_secs(5), commit)
+                .await
+                .expect("the commit completes while the get reads");
+            assert!(!get.is_finished(), "the get is still reading");
+            release.send(()).unwrap();
+            let d = data(get.await.unwrap());
+            assert!(d.contains("<state>master</state>"), "{d}");
+            stop.cancel();
+        });
     }
 
     /// A subsystem whose state takes long to produce (100,000 leases).

@@ -1,0 +1,268 @@
+#!/usr/bin/env python3
+"""Read benchmark client (issue 11), started by bench/reads/run.sh; not a test.
+
+  reads.py netconf --port P --key K --pid PID [--table-kb KB] [--reps N]
+      keyed reads over NETCONF (the synchronous paramiko client of
+      bench/netconf/bench.py: no ncclient polling delay, TCP_NODELAY), then
+      a whole-table <get> while a second session makes one-leaf commits;
+  reads.py getloop --port P --key K --secs S
+      whole-table <get>s back to back for S seconds (run.sh measures the
+      DHCP ACK delay meanwhile);
+  reads.py kea --socket PATH [--reps N]
+      the same keyed reads on Kea's control socket (lease4-get by address
+      and by hw-address, stat-lease4-get).
+
+Every figure is a median over --reps reads of different keys unless said
+otherwise; each prints one `figure NAME VALUE UNIT` line for run.sh.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+import random
+import re
+import socket
+import statistics
+import sys
+import threading
+import time
+
+import paramiko
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "netconf"))
+from bench import Session  # noqa: E402
+
+DHCPS_NS = "urn:hotlease:yang:dhcp-server"
+FIRST = ipaddress.IPv4Address("10.200.1.0")
+
+
+def fig(name: str, value, unit: str) -> None:
+    print(f"figure {name} {value} {unit}", flush=True)
+
+
+def get(sub: str) -> str:
+    return f'<get><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}">{sub}</dhcp-server></filter></get>'
+
+
+def field(reply: bytes, leaf: str) -> str | None:
+    m = re.search(rb"<(?:\w+:)?%s>([^<]*)<" % leaf.encode(), reply)
+    return m.group(1).decode() if m else None
+
+
+def vm(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def median_ms(xs):
+    return f"{statistics.median(xs):.3f}"
+
+
+def connect(a) -> Session:
+    key = paramiko.Ed25519Key.from_private_key_file(a.key)
+    return Session("hotleased", a.port, "bench", key, timeout=600, hello_pause=0)
+
+
+def keys_of(used: int, reps: int) -> list[str]:
+    """Addresses handed out in order from the pool's first one."""
+    rnd = random.Random(11)
+    return [str(FIRST + rnd.randrange(max(used, 1))) for _ in range(reps)]
+
+
+def netconf(a) -> int:
+    s = connect(a)
+    r, _ = s.rpc(get("<ip-pool><name>bench</name><statistics/></ip-pool>"), "pool statistics")
+    used = int(field(r, "used") or 0)
+    fig("leases-used", used, "leases")
+    # warm-up
+    for _ in range(5):
+        s.rpc(get("<ip-pool><name>bench</name><statistics/></ip-pool>"), "warm-up")
+    ips = keys_of(used, a.reps)
+    by_ip, macs, missing = [], [], 0
+    for ip in ips:
+        r, ms = s.rpc(get(f"<lease><ip-address>{ip}</ip-address></lease>"), "lease by ip")
+        by_ip.append(ms)
+        mac = field(r, "mac-address")
+        if mac is None:
+            missing += 1
+        else:
+            macs.append(mac)
+    fig("lease-by-ip-ms", median_ms(by_ip), "ms")
+    fig("lease-by-ip-missing", missing, "of-%d" % len(ips))
+    by_mac, wrong = [], 0
+    for mac in macs:
+        r, ms = s.rpc(get(f"<lease><mac-address>{mac}</mac-address></lease>"), "lease by mac")
+        by_mac.append(ms)
+        if field(r, "mac-address") != mac:
+            wrong += 1
+    fig("lease-by-mac-ms", median_ms(by_mac), "ms")
+    fig("lease-by-mac-not-found", wrong, "of-%d" % len(macs))
+    xp = []
+    for ip in ips[: len(ips) // 2]:
+        body = (f'<get><filter type="xpath" xmlns:d="{DHCPS_NS}" '
+                f"select=\"/d:dhcp-server/d:lease[d:ip-address='{ip}']\"/></get>")
+        _, ms = s.rpc(body, "lease by xpath")
+        xp.append(ms)
+    fig("lease-by-ip-xpath-ms", median_ms(xp), "ms")
+    stats = []
+    for _ in range(a.reps):
+        r, ms = s.rpc(get("<ip-pool><name>bench</name><statistics/></ip-pool>"), "pool statistics")
+        stats.append(ms)
+    fig("pool-statistics-ms", median_ms(stats), "ms")
+    rnd = random.Random(7)
+    cfg, size = [], 0
+    for _ in range(a.reps):
+        name = f"p{rnd.randrange(1, 1000):04d}"
+        body = (f'<get-config><source><running/></source><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}">'
+                f"<ip-pool><name>{name}</name></ip-pool></dhcp-server></filter></get-config>")
+        r, ms = s.rpc(body, "keyed get-config")
+        cfg.append(ms)
+        size = len(r)
+        if f"<name>{name}</name>".encode() not in r:
+            raise SystemExit(f"keyed get-config: no {name} in {r[:300]!r}")
+    fig("keyed-get-config-ms", median_ms(cfg), "ms")
+    fig("keyed-get-config-bytes", size, "bytes")
+    # whole table, while another session commits one-leaf edits
+    b = connect(a)
+    stop = threading.Event()
+    commits: list[float] = []
+
+    def committer():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            lt = 3600 + i % 2
+            body = (f'<edit-config><target><candidate/></target><config><dhcp-server xmlns="{DHCPS_NS}">'
+                    f"<ip-pool><name>p0001</name><lease-time>{lt}</lease-time></ip-pool></dhcp-server></config></edit-config>")
+            t0 = time.perf_counter()
+            b.rpc(body, "edit")
+            b.rpc("<commit/>", "commit")
+            commits.append((time.perf_counter() - t0) * 1000)
+            time.sleep(0.01)
+
+    # quiet commits first
+    th = threading.Thread(target=committer)
+    th.start()
+    time.sleep(2)
+    stop.set()
+    th.join()
+    quiet = list(commits)
+    fig("commit-quiet-median-ms", median_ms(quiet), "ms")
+    commits.clear()
+    stop.clear()
+    rss0 = vm(a.pid, "VmRSS")
+    with open(f"/proc/{a.pid}/clear_refs", "w") as f:
+        f.write("5")  # reset VmHWM to the current RSS
+    th = threading.Thread(target=committer)
+    th.start()
+    t0 = time.perf_counter()
+    r, ms = s.rpc(f'<get><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}"/></filter></get>', "whole table")
+    wall = time.perf_counter() - t0
+    stop.set()
+    th.join()
+    peak = vm(a.pid, "VmHWM")
+    n = r.count(b"<ip-address>") or r.count(b"ip-address>") // 2
+    fig("whole-get-ms", f"{ms:.0f}", "ms")
+    fig("whole-get-bytes", len(r), "bytes")
+    fig("whole-get-leases", n, "leases")
+    fig("whole-get-leases-per-s", f"{n / wall:.0f}", "leases/s")
+    fig("whole-get-rss-growth-kb", peak - rss0, "kB")
+    if a.table_kb:
+        fig("whole-get-rss-growth-x-table", f"{(peak - rss0) / a.table_kb:.2f}", "x")
+    # the kept statistics against the table just read
+    for st in ("bound", "offered", "declined", "released", "expired"):
+        fig(f"whole-get-{st}", len(re.findall(rb"<(?:\w+:)?state>%s<" % st.encode(), r)), "leases")
+    r2, _ = s.rpc(get("<ip-pool><name>bench</name><statistics/></ip-pool>"), "pool statistics")
+    for k in ("used", "offered", "declined", "free"):
+        fig(f"stats-after-get-{k}", field(r2, k), "addresses")
+    fig("commit-during-get-median-ms", median_ms(commits) if commits else "-", "ms")
+    fig("commit-during-get-max-ms", f"{max(commits):.1f}" if commits else "-", "ms")
+    fig("commits-during-get", len(commits), "commits")
+    b.close()
+    s.close()
+    return 0
+
+
+def getloop(a) -> int:
+    s = connect(a)
+    end = time.monotonic() + a.secs
+    n = 0
+    while time.monotonic() < end:
+        s.rpc(f'<get><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}"/></filter></get>', "whole table")
+        n += 1
+    fig("getloop-gets", n, "gets")
+    s.close()
+    return 0
+
+
+def kea_cmd(path: str, cmd: dict) -> tuple[dict, float]:
+    t0 = time.perf_counter()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as c:
+        c.connect(path)
+        c.sendall(json.dumps(cmd).encode())
+        buf = b""
+        while True:
+            try:
+                return json.loads(buf), (time.perf_counter() - t0) * 1000
+            except ValueError:
+                pass
+            d = c.recv(1 << 16)
+            if not d:
+                break
+            buf += d
+    return json.loads(buf), (time.perf_counter() - t0) * 1000
+
+
+def kea(a) -> int:
+    r, _ = kea_cmd(a.socket, {"command": "stat-lease4-get", "arguments": {"subnet-id": 1}})
+    cols = r["arguments"]["result-set"]["columns"]
+    row = r["arguments"]["result-set"]["rows"][0]
+    used = row[cols.index("assigned-addresses")]
+    fig("kea-leases-used", used, "leases")
+    ips = keys_of(used, a.reps)
+    by_ip, macs, missing = [], [], 0
+    for ip in ips:
+        r, ms = kea_cmd(a.socket, {"command": "lease4-get", "arguments": {"ip-address": ip}})
+        by_ip.append(ms)
+        if r.get("result") == 0:
+            macs.append(r["arguments"]["hw-address"])
+        else:
+            missing += 1
+    fig("kea-lease-by-ip-ms", median_ms(by_ip), "ms")
+    fig("kea-lease-by-ip-missing", missing, "of-%d" % len(ips))
+    by_mac = []
+    for mac in macs:
+        _, ms = kea_cmd(a.socket, {"command": "lease4-get", "arguments": {
+            "identifier-type": "hw-address", "identifier": mac, "subnet-id": 1}})
+        by_mac.append(ms)
+    fig("kea-lease-by-mac-ms", median_ms(by_mac), "ms")
+    stats = []
+    for _ in range(a.reps):
+        _, ms = kea_cmd(a.socket, {"command": "stat-lease4-get", "arguments": {"subnet-id": 1}})
+        stats.append(ms)
+    fig("kea-pool-statistics-ms", median_ms(stats), "ms")
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("mode", choices=["netconf", "getloop", "kea"])
+    p.add_argument("--port", type=int, default=18830)
+    p.add_argument("--key")
+    p.add_argument("--pid", type=int)
+    p.add_argument("--table-kb", type=int, default=0)
+    p.add_argument("--reps", type=int, default=200)
+    p.add_argument("--secs", type=float, default=10)
+    p.add_argument("--socket")
+    a = p.parse_args()
+    return {"netconf": netconf, "getloop": getloop, "kea": kea}[a.mode](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+#!/usr/bin/env bash
+# Read benchmark (issue 11): the cost of reading the DHCP state of a full
+# server over NETCONF, beside Kea 2.2's control socket for the same reads on
+# the same lease count, in one run.
+#
+#   S (server 10.200.0.1/15, srv) ── rly C (perfdhcp as a relay, 10.200.0.2/15)
+#
+# hotleased (target/release) boots with pool "bench" (10.200.1.0 –
+# 10.201.255.254, 130,814 addresses) and 999 small pools p0001..p0999 (1,000
+# pools); perfdhcp fills FILL leases (distinct clients, numbered MACs).
+# bench/reads/reads.py then measures over NETCONF (median of REPS reads of
+# different keys): one lease by its address (subtree and XPath), by its MAC,
+# the pool's statistics, a keyed get-config of one pool among the 1,000;
+# then a whole-table <get> (its rate, the daemon's peak RSS growth during it
+# against the RSS the leases added, another session's one-leaf commits
+# meanwhile), and the DHCP ACK delay at ACK_RATE/s quiet and while
+# whole-table <get>s run back to back. Then Kea (memfile, lease_cmds and
+# stat_cmds hooks, unix control socket) gets the same fill and the same
+# keyed reads (lease4-get by address and by hw-address, stat-lease4-get).
+#
+# Usage (root, Debian 12): bench/reads/run.sh
+#   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
+# Server on CPU SERVER_CPU, perfdhcp and the clients on CLIENT_CPU.
+# Namespaces rd<pid>s / rd<pid>c are always removed. A benchmark, not a
+# test: a missed target prints MISS and never fails the script.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
+
+FILL="${FILL:-100000}"
+FILL_RATE="${FILL_RATE:-4000}"
+REPS="${REPS:-200}"
+ACK_RATE="${ACK_RATE:-2000}"
+ACK_SECS="${ACK_SECS:-5}"
+SERVER_CPU="${SERVER_CPU:-0}"
+CLIENT_CPU="${CLIENT_CPU:-1}"
+if [ -z "${PY:-}" ]; then
+    for p in "$ROOT/bench/.venv/bin/python" "$ROOT/netconf-tests/.venv/bin/python" python3; do
+        if "$p" -c 'import paramiko' 2>/dev/null; then PY="$p"; break; fi
+    done
+fi
+"${PY:=python3}" -c 'import paramiko' || { echo "a python with paramiko is needed (PY=...)" >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
+pkgs=()
+for p in kea-admin kea-dhcp4-server iproute2; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs+=("$p")
+done
+if [ "${#pkgs[@]}" -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q
+BIN="$ROOT/target/release/hotleased"
+
+S="rd$$s"
+C="rd$$c"
+W="$(mktemp -d /tmp/rdbench.XXXXXX)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    sleep 0.5
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+    ip netns del "$S" 2>/dev/null || true
+    ip netns del "$C" 2>/dev/null || true
+    [ -n "${KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+
+ip netns add "$S"
+ip netns add "$C"
+ip -n "$S" link set lo up
+ip -n "$C" link set lo up
+ip -n "$S" link add srv type veth peer name rly netns "$C"
+ip -n "$S" addr add 10.200.0.1/15 dev srv
+ip -n "$C" addr add 10.200.0.2/15 dev rly
+ip -n "$S" link set srv up
+ip -n "$C" link set rly up
+
+wait_port67() {
+    local i
+    for i in $(seq 1 120); do
+        if ip netns exec "$S" ss -Hlun 'sport = :67' | grep -q .; then
+            sleep 1
+            return 0
+        fi
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.5
+    done
+    echo "server did not open port 67" >&2
+    return 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null || true
+    wait "$SERVER_PID" 2>/dev/null || true
+}
+
+# perf OUT RATE ARGS...: one perfdhcp run from C
+perf() {
+    local out="$1" rate="$2"
+    shift 2
+    ip netns exec "$C" taskset -c "$CLIENT_CPU" perfdhcp -4 -l 10.200.0.2 -r "$rate" -d 2 -W 500000 "$@" 10.200.0.1 >"$out" 2>&1 || true
+}
+
+field() {
+    awk -v sec="$2" -v key="$3" '
+        /Statistics for:/ { cur = $0 }
+        index(cur, sec) && index($0, key ":") { sub(".*" key ": *", ""); print $1; exit }' "$1"
+}
+
+rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVER_PID/status"; }
+
+OUT="$ROOT/bench/reads/out"
+rm -rf "$OUT"
+mkdir -p "$OUT"
+FIG="$OUT/figures.txt"
+: >"$FIG"
+
+# ---------------------------------------------------------------- hotleased
+
+D="$W/hotleased"
+mkdir -p "$D/storage"
+ssh-keygen -q -t ed25519 -N '' -C bench -f "$W/client_key"
+cat >"$D/hotleased.toml" <<EOF
+[netconf]
+listen = "127.0.0.1:18830"
+host-key = "$D/host_key"
+[[netconf.user]]
+name = "bench"
+authorized-keys = ["$(cat "$W/client_key.pub")"]
+[storage]
+dir = "$D/storage"
+EOF
+{
+    echo '<dhcp-server xmlns="urn:hotlease:yang:dhcp-server">'
+    echo '  <interface><name>srv</name></interface>'
+    echo '  <ip-pool><name>bench</name><gateway>10.200.0.1</gateway><mask>255.254.0.0</mask>'
+    echo '    <section><start>10.200.1.0</start><end>10.201.255.254</end></section>'
+    echo '    <dns-server>10.200.0.53</dns-server><domain-name>bench.test</domain-name></ip-pool>'
+    for i in $(seq 1 999); do
+        a=$((16 + i / 256)) b=$((i % 256))
+        printf '  <ip-pool><name>p%04d</name><gateway>172.%d.%d.1</gateway><mask>255.255.255.0</mask><section><start>172.%d.%d.10</start><end>172.%d.%d.20</end></section></ip-pool>\n' \
+            "$i" "$a" "$b" "$a" "$b" "$a" "$b"
+    done
+    echo '</dhcp-server>'
+} >"$D/storage/startup.xml"
+
+echo "==> hotleased: boot with 1,000 pools, fill $FILL leases at $FILL_RATE/s" >&2
+HOTLEASE_LOG=warn ip netns exec "$S" taskset -c "$SERVER_CPU" "$BIN" --config "$D/hotleased.toml" >"$D/log" 2>&1 &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+wait_port67
+RSS0="$(rss_kb)"
+perf "$OUT/fill-hotleased.txt" "$FILL_RATE" -R 10000000 -n "$FILL" -p 600
+sleep 2
+RSS1="$(rss_kb)"
+TABLE_KB=$((RSS1 - RSS0))
+echo "figure table-rss-kb $TABLE_KB kB" | tee -a "$FIG"
+
+echo "==> hotleased: keyed reads over NETCONF, whole-table <get> with commits meanwhile" >&2
+ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" netconf \
+    --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" | tee -a "$FIG"
+
+# every commit above (one pool's lease-time) is a configuration change the
+# DHCP actor applies (before 19dce1b with a pass over all its leases): wait
+# (bounded) until it answers again, and say how long that took
+T0="$(date +%s.%N)"
+for i in $(seq 1 90); do
+    perf "$W/probe.txt" 200 -R 10000000 -n 20 -p 2
+    got="$(field "$W/probe.txt" REQUEST-ACK "received packets")"
+    [ "${got:-0}" -gt 0 ] && break
+done
+echo "figure dhcp-answers-again-after-s $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$FIG"
+echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table <get>s" >&2
+perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
+    --key "$W/client_key" --secs $((ACK_SECS + 3)) >"$OUT/getloop.txt" &
+LOOP=$!
+sleep 1
+perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+wait "$LOOP" || true
+cat "$OUT/getloop.txt" | tee -a "$FIG"
+for k in quiet reads; do
+    echo "figure ack-avg-$k-ms $(field "$OUT/ack-$k.txt" REQUEST-ACK "avg delay") ms" | tee -a "$FIG"
+    echo "figure ack-drops-$k-pct $(field "$OUT/ack-$k.txt" REQUEST-ACK "drops ratio") %" | tee -a "$FIG"
+done
+stop_server
+
+# ---------------------------------------------------------------- Kea
+
+echo "==> Kea: fill $FILL leases, keyed reads on its control socket" >&2
+K="$W/kea"
+mkdir -p "$K"
+HOOKS=/usr/lib/x86_64-linux-gnu/kea/hooks
+cat >"$K/kea-dhcp4.conf" <<EOF
+{ "Dhcp4": {
+    "interfaces-config": { "interfaces": [ "srv" ], "dhcp-socket-type": "raw" },
+    "control-socket": { "socket-type": "unix", "socket-name": "$K/kea.sock" },
+    "lease-database": { "type": "memfile", "persist": true, "lfc-interval": 0,
+                        "name": "$K/kea-leases4.csv" },
+    "multi-threading": { "enable-multi-threading": true, "thread-pool-size": 2,
+                         "packet-queue-size": 64 },
+    "hooks-libraries": [ { "library": "$HOOKS/libdhcp_lease_cmds.so" },
+                         { "library": "$HOOKS/libdhcp_stat_cmds.so" } ],
+    "valid-lifetime": 86400,
+    "subnet4": [ {
+        "id": 1,
+        "subnet": "10.200.0.0/15",
+        "pools": [ { "pool": "10.200.1.0 - 10.201.255.254" } ],
+        "option-data": [
+            { "name": "routers", "data": "10.200.0.1" },
+            { "name": "domain-name-servers", "data": "10.200.0.53" },
+            { "name": "domain-name", "data": "bench.test" } ]
+    } ],
+    "loggers": [ { "name": "kea-dhcp4", "severity": "WARN",
+                   "output_options": [ { "output": "$K/kea.log" } ] } ]
+} }
+EOF
+KEA_PIDFILE_DIR="$K" KEA_LOCKFILE_DIR="$K" ip netns exec "$S" taskset -c "$SERVER_CPU" kea-dhcp4 -c "$K/kea-dhcp4.conf" >"$K/stdout" 2>&1 &
+SERVER_PID=$!
+PIDS+=("$SERVER_PID")
+wait_port67
+perf "$OUT/fill-kea.txt" "$FILL_RATE" -R 10000000 -n "$FILL" -p 600
+sleep 2
+ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" kea \
+    --socket "$K/kea.sock" --reps "$REPS" | tee -a "$FIG"
+stop_server
+
+# ---------------------------------------------------------------- summary
+
+v() { awk -v n="$1" '$1 == "figure" && $2 == n { print $3 }' "$FIG" | tail -n 1; }
+le() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-") print "?"; else if (a + 0 <= b + 0) print "PASS"; else print "MISS" }'; }
+ge() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || a == "-") print "?"; else if (a + 0 >= b + 0) print "PASS"; else print "MISS" }'; }
+COMMIT="$(git -C "$ROOT" rev-parse --short HEAD)"
+ACKQ="$(v ack-avg-quiet-ms)" ACKR="$(v ack-avg-reads-ms)"
+ACKX="$(awk -v q="$ACKQ" -v r="$ACKR" 'BEGIN { if (q > 0) printf "%.2f", r / q; else print "-" }')"
+{
+    echo "Machine: $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1)), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $(kea-dhcp4 -V | head -n 1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Leases: hotleased $(v leases-used) (pool bench, 1,000 pools), Kea $(v kea-leases-used); server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU; medians of $REPS reads of different keys."
+    echo
+    echo "| read | hotleased (NETCONF over SSH) | Kea control socket | target | verdict |"
+    echo "| --- | --- | --- | --- | --- |"
+    echo "| one lease by its address (subtree; XPath) | $(v lease-by-ip-ms) ms; $(v lease-by-ip-xpath-ms) ms | $(v kea-lease-by-ip-ms) ms | ≤ 2 ms | $(le "$(v lease-by-ip-ms)" 2) |"
+    echo "| one lease by its MAC address | $(v lease-by-mac-ms) ms | $(v kea-lease-by-mac-ms) ms | ≤ 2 ms | $(le "$(v lease-by-mac-ms)" 2) |"
+    echo "| one pool's statistics | $(v pool-statistics-ms) ms | $(v kea-pool-statistics-ms) ms (stat-lease4-get) | ≤ 2 ms | $(le "$(v pool-statistics-ms)" 2) |"
+    echo "| keyed get-config, one pool of 1,000 | $(v keyed-get-config-ms) ms | — | ≤ 1 ms | $(le "$(v keyed-get-config-ms)" 1) |"
+    echo "| whole-table <get>: leases/s ($(v whole-get-leases) leases, $(v whole-get-bytes) bytes, $(v whole-get-ms) ms) | $(v whole-get-leases-per-s) | — | ≥ 100,000 | $(ge "$(v whole-get-leases-per-s)" 100000) |"
+    echo "| peak RSS growth during it / RSS of the leases ($(v table-rss-kb) kB) | $(v whole-get-rss-growth-x-table) × | — | < 2 × | $(le "$(v whole-get-rss-growth-x-table)" 1.999) |"
+    echo "| another session's edit + commit during it: median / max ($(v commits-during-get) commits; quiet median $(v commit-quiet-median-ms) ms) | $(v commit-during-get-median-ms) / $(v commit-during-get-max-ms) ms | — | ≤ 20 ms | $(le "$(v commit-during-get-max-ms)" 20) |"
+    echo "| DHCP answering again after those commits | $(v dhcp-answers-again-after-s) s | — | — | — |"
+    echo "| DHCP ACK delay at $ACK_RATE/s: quiet / under back-to-back whole-table <get>s ($(v getloop-gets) gets) | $ACKQ / $ACKR ms (× $ACKX) | — | within 10 % | $(le "$ACKX" 1.10) |"
+} | tee "$OUT/summary.md"
