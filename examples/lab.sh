@@ -116,6 +116,7 @@ for n in hl-rtr-a hl-rtr-b; do
 [netconf]
 listen = "127.0.0.1:8830"
 host-key = "$work/$n/ssh_host_ed25519_key"
+recovery-user = "admin"
 [[netconf.user]]
 name = "admin"
 password-hash = "$hash"

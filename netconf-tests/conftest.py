@@ -215,6 +215,11 @@ class Daemon:
         ]
         if self.netconf_toml:
             lines.append(self.netconf_toml)
+        if "recovery-user" not in self.netconf_toml and any(u.get("name") == USER for u in self.users):
+            # RFC 8341's write-default is deny: the suite's admin is the
+            # recovery user, whom NACM never restricts (test_nacm.py tests
+            # the users NACM does restrict)
+            lines.append(f"recovery-user = {toml_str(USER)}")
         for u in self.users:
             lines.append("[[netconf.user]]")
             for k, v in u.items():

@@ -69,9 +69,9 @@ def test_yang_library_lists_every_module(m):
     assert lib.findtext("yl:content-id", namespaces=N) == cid
     mods = {e.findtext("yl:name", namespaces=N): e for e in lib.findall("yl:module-set/yl:module", N)}
     imports = {e.findtext("yl:name", namespaces=N): e for e in lib.findall("yl:module-set/yl:import-only-module", N)}
-    for name in [*MODULES, "ietf-netconf", "ietf-netconf-monitoring", "ietf-netconf-with-defaults", "ietf-yang-library"]:
+    for name in [*MODULES, "ietf-netconf", "ietf-netconf-monitoring", "ietf-netconf-with-defaults", "ietf-yang-library", "ietf-netconf-acm"]:
         assert name in mods, sorted(mods)
-    for name in ["ietf-inet-types", "ietf-yang-types", "ietf-netconf-acm"]:
+    for name in ["ietf-inet-types", "ietf-yang-types"]:
         assert name in imports, sorted(imports)
     feats = {f.text for f in mods["ietf-netconf"].findall("yl:feature", N)}
     assert feats == NC_FEATURES

@@ -23,6 +23,8 @@ pub enum BootstrapError {
     UserWithoutCredentials { path: PathBuf, user: String },
     #[error("config file {path}: user '{user}': password-hash must be SHA-512 crypt ($6$...)")]
     BadHash { path: PathBuf, user: String },
+    #[error("config file {path}: [netconf] recovery-user '{user}' is not a [[netconf.user]]")]
+    UnknownRecoveryUser { path: PathBuf, user: String },
     #[error("config file {path}: [netconf] {key} must be at least 1")]
     ZeroLimit { path: PathBuf, key: &'static str },
     #[error("config file {path}: [netconf] login-delay-max must be a number of seconds from 0.001 to 3600")]
@@ -159,6 +161,11 @@ pub struct NetconfSettings {
     /// NETCONF session is closed; 0 (the default) never closes one.
     #[serde(default)]
     pub idle_timeout: u64,
+    /// RFC 8341 §2.5 recovery session: this user (one of `user`) is never
+    /// restricted by NACM, so that a wrong rule cannot lock every operator
+    /// out. Absent: every user is under NACM.
+    #[serde(default)]
+    pub recovery_user: Option<String>,
     #[serde(default)]
     pub user: Vec<User>,
 }
@@ -296,6 +303,14 @@ impl Bootstrap {
                 path: path.to_path_buf(),
             });
         }
+        if let Some(r) = &b.netconf.recovery_user {
+            if !b.netconf.user.iter().any(|u| &u.name == r) {
+                errors.push(BootstrapError::UnknownRecoveryUser {
+                    path: path.to_path_buf(),
+                    user: r.clone(),
+                });
+            }
+        }
         for u in &b.netconf.user {
             if u.password_hash.is_none() && u.authorized_keys.is_empty() {
                 errors.push(BootstrapError::UserWithoutCredentials {
@@ -352,6 +367,21 @@ mod tests {
         assert!(h.starts_with("$6$"));
         assert!(verify_password("s3cret", &h));
         assert!(!verify_password("other", &h));
+    }
+
+    #[test]
+    fn recovery_user_must_be_a_user() {
+        let p = Path::new("x.toml");
+        let text = |r: &str| {
+            format!("[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\nrecovery-user = \"{r}\"\n[[netconf.user]]\nname = \"admin\"\npassword-hash = \"$6$x$y\"\n[storage]\ndir = \"/tmp\"\n")
+        };
+        let b = Bootstrap::from_str(p, &text("admin")).expect("valid");
+        assert_eq!(b.netconf.recovery_user.as_deref(), Some("admin"));
+        let e = Bootstrap::from_str(p, &text("root")).unwrap_err();
+        assert!(
+            matches!(e, BootstrapError::UnknownRecoveryUser { .. }),
+            "{e}"
+        );
     }
 
     #[test]

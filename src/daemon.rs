@@ -156,7 +156,9 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
             return Err(e.into());
         }
     };
-    let northbound = northbound.with_capabilities(crate::netconf::session::capabilities());
+    let northbound = northbound
+        .with_capabilities(crate::netconf::session::capabilities())
+        .with_recovery_user(boot.netconf.recovery_user.clone());
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
     let failed = Arc::new(OnceLock::new());
     let nb_task = supervise("northbound", nb_task, &shutdown, &failed);

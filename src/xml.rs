@@ -338,6 +338,20 @@ impl Element {
         for (i, u) in prefixes.iter().enumerate() {
             let _ = write!(out, " xmlns:a{i}=\"{}\"", escape_attr(u));
         }
+        // The element's own prefix declarations: its text may use them (an
+        // RFC 8341 rule's path, an identityref). Those that would clash
+        // with a generated attribute prefix are left out.
+        for (p, u) in &self.ns_decls {
+            if let Some(p) = p {
+                let generated = p
+                    .strip_prefix('a')
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .is_some_and(|n| n < prefixes.len());
+                if !generated && p != "xmlns" {
+                    let _ = write!(out, " xmlns:{p}=\"{}\"", escape_attr(u));
+                }
+            }
+        }
         if self.children.is_empty() {
             out.push_str("/>");
             return false;

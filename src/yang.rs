@@ -40,7 +40,7 @@ pub const MODULES: &[Module] = &[
         namespace: "urn:ietf:params:xml:ns:yang:ietf-netconf-acm",
         prefix: "nacm",
         text: include_str!("../yang/ietf/ietf-netconf-acm@2018-02-14.yang"),
-        implemented: false,
+        implemented: true,
     },
     Module {
         name: "ietf-netconf",
@@ -237,6 +237,149 @@ fn build_context() -> Result<Context, yang2::Error> {
         ctx.load_module(m.name, Some(m.revision), features)?;
     }
     Ok(ctx)
+}
+
+/// RFC 8341 §3.5.1: what a `nacm:default-deny-*` extension on a schema
+/// node (or one of its ancestors) says when no rule matched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultDeny {
+    None,
+    Write,
+    All,
+}
+
+/// The `nacm:default-deny-*` extension in force at a schema node: its own
+/// or an ancestor's (`default-deny-all` on `/nacm` covers its groups too),
+/// as libyang compiled the modules.
+pub fn default_deny(node: &yang2::schema::SchemaNode<'_>) -> DefaultDeny {
+    let mut out = DefaultDeny::None;
+    let mut raw = node.as_raw() as *const ffi::lysc_node;
+    // SAFETY: compiled schema nodes live as long as the process-wide
+    // context.
+    unsafe {
+        while !raw.is_null() {
+            match own_default_deny(raw) {
+                DefaultDeny::All => return DefaultDeny::All,
+                DefaultDeny::Write => out = DefaultDeny::Write,
+                DefaultDeny::None => {}
+            }
+            raw = (*raw).parent;
+        }
+    }
+    out
+}
+
+/// The `nacm:default-deny-*` extension of one compiled schema node itself
+/// (`raw`: a live compiled node of the process-wide context).
+fn own_default_deny(raw: *const ffi::lysc_node) -> DefaultDeny {
+    let mut out = DefaultDeny::None;
+    // SAFETY: callers pass compiled schema nodes of the process-wide
+    // context; their `exts` sized array has its count in the
+    // LY_ARRAY_COUNT_TYPE (u64) before the first item.
+    unsafe {
+        let exts = (*raw).exts;
+        let count = if exts.is_null() {
+            0
+        } else {
+            *(exts as *const u64).sub(1)
+        };
+        for i in 0..count as usize {
+            let def = (*exts.add(i)).def;
+            if def.is_null() || (*def).module.is_null() {
+                continue;
+            }
+            if opt_cstr((*(*def).module).name).as_deref() != Some("ietf-netconf-acm") {
+                continue;
+            }
+            match opt_cstr((*def).name).as_deref() {
+                Some("default-deny-all") => return DefaultDeny::All,
+                Some("default-deny-write") => out = DefaultDeny::Write,
+                _ => {}
+            }
+        }
+    }
+    out
+}
+
+/// Whether no `default-deny-all` extension sits below a top-level data
+/// node anywhere in the schema (true of the modules we ship: it is on
+/// `/nacm` and on RPCs): then a read that no rule can deny needs only look
+/// at the top-level nodes.
+pub fn deny_all_only_at_top() -> bool {
+    static ONLY_TOP: OnceLock<bool> = OnceLock::new();
+    /// Whether `n`, a sibling after it, or a descendant of either is
+    /// `default-deny-all` while its parent (`parent_all`) is not (libyang's
+    /// NACM plugin copies the extension to every descendant).
+    fn below(mut n: *const ffi::lysc_node, parent_all: bool) -> bool {
+        // SAFETY: compiled schema nodes of the process-wide context;
+        // sibling lists end with a null `next`.
+        unsafe {
+            while !n.is_null() {
+                let all = own_default_deny(n) == DefaultDeny::All;
+                if (all && !parent_all) || below(ffi::lysc_node_child(n), all) {
+                    return true;
+                }
+                n = (*n).next;
+            }
+        }
+        false
+    }
+    *ONLY_TOP.get_or_init(|| {
+        context().modules(true).all(|m| {
+            // SAFETY: as above; `compiled` is null for modules only imported.
+            unsafe {
+                let compiled = (*m.as_raw()).compiled;
+                if compiled.is_null() {
+                    return true;
+                }
+                let mut top = (*compiled).data as *const ffi::lysc_node;
+                while !top.is_null() {
+                    let all = own_default_deny(top) == DefaultDeny::All;
+                    if below(ffi::lysc_node_child(top), all) {
+                        return false;
+                    }
+                    top = (*top).next;
+                }
+                true
+            }
+        })
+    })
+}
+
+/// The extension of an RPC (`/module:rpc`), `None` when the schema has no
+/// such RPC.
+pub fn rpc_default_deny(module: &str, rpc: &str) -> DefaultDeny {
+    match context().find_path(&format!("/{module}:{rpc}")) {
+        Ok(node) => default_deny(&node),
+        Err(_) => DefaultDeny::None,
+    }
+}
+
+/// Free `nodes` (none inside another) from `tree`, keeping the tree's
+/// handle on its first remaining top-level node.
+pub fn remove_nodes(tree: &mut DataTree<'static>, nodes: &[*mut ffi::lyd_node]) {
+    use yang2::utils::Binding;
+    if nodes.is_empty() {
+        return;
+    }
+    let raw = std::mem::replace(tree, empty()).into_raw();
+    // SAFETY: `raw` is the tree we own; `nodes` are distinct nodes of it,
+    // none a descendant of another, so each is freed once. The new head is
+    // a top-level sibling that stays.
+    unsafe {
+        let mut first = if raw.is_null() {
+            raw
+        } else {
+            ffi::lyd_first_sibling(raw)
+        };
+        while !first.is_null() && nodes.contains(&first) {
+            first = (*first).next;
+        }
+        for n in nodes {
+            ffi::lyd_free_tree(*n);
+        }
+        *tree = DataTree::from_raw(context(), first);
+    }
 }
 
 /// One libyang error, as stored in the context.

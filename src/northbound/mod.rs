@@ -29,6 +29,7 @@ pub mod edit;
 pub mod error;
 pub mod filter;
 pub mod monitoring;
+pub mod nacm;
 pub mod notify;
 pub mod ops;
 pub mod select;
@@ -220,6 +221,11 @@ pub struct Northbound {
     /// counts.
     totals: Totals,
     start_time: String,
+    /// The NACM configuration of running (rebuilt when running changes).
+    nacm: Arc<nacm::Config>,
+    nacm_counters: Arc<nacm::Counters>,
+    /// The bootstrap file's `recovery-user`: NACM never restricts it.
+    recovery_user: Option<String>,
     /// NETCONF activity for the metrics endpoint (commit durations here).
     stats: Arc<stats::NetconfStats>,
     /// Where the RFC 6470 notifications go.
@@ -328,9 +334,13 @@ impl Northbound {
             locked_at: HashMap::new(),
             totals: Totals::default(),
             start_time: monitoring::date_time(SystemTime::now()),
+            nacm: Arc::new(nacm::Config::default()),
+            nacm_counters: Arc::default(),
+            recovery_user: None,
             stats: Arc::default(),
             bus: notify::Bus::memory(),
         };
+        nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
             if let Err(e) = s.prepare(&empty, &running_config) {
@@ -358,6 +368,103 @@ impl Northbound {
     /// one that nobody reads).
     pub fn set_notifications(&mut self, bus: notify::Bus) {
         self.bus = bus;
+    }
+
+    /// The bootstrap file's `recovery-user` (RFC 8341 §2.5), whom NACM
+    /// never restricts.
+    pub fn with_recovery_user(mut self, user: Option<String>) -> Self {
+        self.recovery_user = user;
+        self
+    }
+
+    /// The NACM counters, for whoever filters notifications.
+    pub fn nacm_counters(&self) -> Arc<nacm::Counters> {
+        self.nacm_counters.clone()
+    }
+
+    /// The NACM configuration and user name that a session's operations
+    /// are checked against; `None` (no check at all, no per-node work)
+    /// when NACM is disabled, for the recovery user, and for the daemon's
+    /// own calls (no session).
+    fn nacm_for(&self, session: u32) -> Option<(Arc<nacm::Config>, String)> {
+        if !self.nacm.enabled {
+            return None;
+        }
+        let user = &self.sessions.get(&session)?.user;
+        if self.recovery_user.as_deref() == Some(user.as_str()) {
+            return None;
+        }
+        Some((self.nacm.clone(), user.clone()))
+    }
+
+    /// RFC 8341 §3.4.4: the exec check before an operation runs.
+    fn check_exec(&self, session: u32, op: &Operation) -> Result<(), Vec<RpcError>> {
+        let Some((cfg, user)) = self.nacm_for(session) else {
+            return Ok(());
+        };
+        let (module, rpc) = op.rpc_name();
+        let rules = cfg.rules_for(&user);
+        let (allowed, rule) = rules.exec(module, rpc);
+        if allowed {
+            return Ok(());
+        }
+        self.nacm_counters
+            .denied_operations
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(session, %user, rpc = %format!("{module}:{rpc}"), rule, "access denied: operation");
+        let prefix = yang::module_by_name(module).map_or("nc", |m| m.prefix);
+        Err(vec![RpcError::protocol(
+            ErrorTag::AccessDenied,
+            format!("access denied: the {rpc} operation"),
+        )
+        .with_path(Some(format!("/nc:rpc/{prefix}:{rpc}")))])
+    }
+
+    /// RFC 8341 §3.4.5: the write check of a change of a datastore from
+    /// `old` to `new` by `session` (nothing to do without NACM rules).
+    fn check_writes(
+        &self,
+        session: u32,
+        old: &DataTree<'static>,
+        new: &DataTree<'static>,
+    ) -> Result<(), Vec<RpcError>> {
+        let Some((cfg, user)) = self.nacm_for(session) else {
+            return Ok(());
+        };
+        let rules = cfg.rules_for(&user);
+        let Err(denied) = rules.check_writes(old, new) else {
+            return Ok(());
+        };
+        self.nacm_counters
+            .denied_operations
+            .fetch_add(1, Ordering::Relaxed);
+        self.nacm_counters
+            .denied_data_writes
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(session, %user, path = %denied.path, op = denied.op, rule = denied.rule, "access denied: write");
+        // the path of a node the user may not read is not told (a delete
+        // of it may come from a replace of its parent)
+        let tree = if denied.op == "delete" { old } else { new };
+        let path = rules
+            .may_read(tree, &denied.path)
+            .then(|| yang::xml_path(&denied.path));
+        let message = match path {
+            Some(_) => format!("access denied: {} of this node", denied.op),
+            None => "access denied: a change of data this user may not write".to_string(),
+        };
+        Err(vec![
+            RpcError::application(ErrorTag::AccessDenied, message).with_path(path)
+        ])
+    }
+
+    /// Remove from `tree` what the session's user may not read.
+    fn prune_reads(&self, session: u32, tree: &mut DataTree<'static>) {
+        if let Some((cfg, user)) = self.nacm_for(session) {
+            let n = cfg.rules_for(&user).prune_reads(tree);
+            if n > 0 {
+                tracing::debug!(session, %user, subtrees = n, "read access: omitted");
+            }
+        }
     }
 
     /// Start the actor; it runs until `shutdown` fires.
@@ -443,6 +550,10 @@ impl Northbound {
                 self.session_ended(session, reason, None)
             }
             Request::Rpc { session, op, reply } => {
+                if let Err(e) = self.check_exec(session, &op) {
+                    let _ = reply.send(Err(e));
+                    return;
+                }
                 if let Operation::BatchBackup {
                     service,
                     service_type,
@@ -461,7 +572,7 @@ impl Northbound {
                         with_defaults,
                     } => {
                         let t0 = std::time::Instant::now();
-                        let job = blocking(|| self.get_job(filter, with_defaults));
+                        let job = blocking(|| self.get_job(session, filter, with_defaults));
                         if job.costly() {
                             job.spawn(reply);
                             return;
@@ -607,7 +718,17 @@ impl Northbound {
             Operation::Get {
                 filter,
                 with_defaults,
-            } => self.get_job(filter, with_defaults).run(),
+            } => self.get_job(session, filter, with_defaults).run(),
+            Operation::GetConfig {
+                source,
+                filter,
+                with_defaults,
+            } if self.nacm_for(session).is_some() => {
+                // the user's view: no cached print of running
+                let mut tree = yang::dup(self.tree(source));
+                self.prune_reads(session, &mut tree);
+                filtered(&tree, filter.as_ref(), with_defaults, None)
+            }
             Operation::GetConfig {
                 source: Datastore::Running,
                 filter: None,
@@ -650,6 +771,7 @@ impl Northbound {
             Operation::DeleteConfig { target } => match target {
                 Datastore::Startup => {
                     self.check_lock(session, target)?;
+                    self.check_writes(session, &self.startup, &yang::empty())?;
                     self.store.delete_startup().map_err(io_error)?;
                     self.startup = yang::empty();
                     Ok(Reply::Ok)
@@ -746,7 +868,7 @@ impl Northbound {
     /// on the actor, and the handles of those read off it
     /// (`Subsystem::state_reader`), each with what the filter selects of
     /// it.
-    fn get_job(&self, filter: Option<Filter>, wd: WithDefaults) -> GetJob {
+    fn get_job(&self, session: u32, filter: Option<Filter>, wd: WithDefaults) -> GetJob {
         if crate::fault::armed("northbound-panic") {
             panic!("fault point northbound-panic");
         }
@@ -766,6 +888,17 @@ impl Northbound {
                     warn!("cannot merge the notification streams");
                 }
                 yang::rewind(&mut tree);
+            }
+        }
+        if selected.as_ref().is_none_or(|sel| sel.contains(nacm::NS)) {
+            match yang::parse_state_xml(&self.nacm_counters.state_xml()) {
+                Ok(state) => {
+                    if tree.merge(&state).is_err() {
+                        warn!("cannot merge the nacm counters");
+                    }
+                    yang::rewind(&mut tree);
+                }
+                Err(e) => warn!(error = ?e.first(), "nacm counters refused by libyang"),
             }
         }
         let mut states = Vec::new();
@@ -792,6 +925,7 @@ impl Northbound {
             states,
             filter,
             wd,
+            nacm: self.nacm_for(session),
         }
     }
 
@@ -894,7 +1028,10 @@ impl Northbound {
         // else is walked node by node on a copy. Either way a failed edit
         // changes nothing.
         let test_only = test_option == TestOption::TestOnly;
-        let mut copy = test_only.then(|| yang::dup(&self.candidate));
+        // A user NACM restricts edits a copy, checked before it replaces
+        // the candidate.
+        let checked = self.nacm_for(session).is_some();
+        let mut copy = (test_only || checked).then(|| yang::dup(&self.candidate));
         let fast = edit::fast_path(
             copy.as_mut().unwrap_or(&mut self.candidate),
             config,
@@ -931,6 +1068,10 @@ impl Northbound {
                 (Some(work), r)
             }
         };
+        if checked {
+            let edited = work.as_ref().unwrap_or(&self.candidate);
+            self.check_writes(session, &self.candidate, edited)?;
+        }
         if test_only {
             // (a test-only edit always worked on a copy)
             let edited = work.as_ref().unwrap_or(&self.candidate);
@@ -967,6 +1108,7 @@ impl Northbound {
                 "running is not writable (no :writable-running): copy to the candidate and commit",
             )]),
             Datastore::Candidate => {
+                self.check_writes(session, &self.candidate, &tree)?;
                 self.candidate = tree;
                 self.scope = validate::Scope::all();
                 self.candidate_edited(session);
@@ -974,6 +1116,7 @@ impl Northbound {
             }
             Datastore::Startup => {
                 validate::full(&mut tree)?;
+                self.check_writes(session, &self.startup, &tree)?;
                 self.store
                     .write_startup(&yang::print_xml(&tree, WithDefaults::Explicit))
                     .map_err(io_error)?;
@@ -1057,6 +1200,9 @@ impl Northbound {
                 "no confirmed commit is pending",
             )]);
         }
+        // RFC 8341 §3.2.8: the commit writes the candidate's changes to
+        // running; each must be writable by this user.
+        self.check_writes(session, &self.running, &self.candidate)?;
         let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
         self.prepare(&new)?;
         // What the confirmed-commit file must say once this commit is in
@@ -1254,8 +1400,9 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
+        self.nacm = Arc::new(nacm::Config::from_tree(&self.running));
         let edits = match before {
-            None => return,
+            None => Vec::new(),
             Some(Before::Whole(old)) => diff_edits(&old, &self.running),
             Some(Before::Entries(old)) => old
                 .into_iter()
@@ -1267,7 +1414,9 @@ impl Northbound {
                 })
                 .collect(),
         };
-        self.config_change_event(edits, by);
+        if !edits.is_empty() {
+            self.config_change_event(edits, by);
+        }
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
@@ -1501,6 +1650,8 @@ struct GetJob {
     states: Vec<(&'static str, State)>,
     filter: Option<Filter>,
     wd: WithDefaults,
+    /// The NACM rules and user the reply is pruned for (None: no check).
+    nacm: Option<(Arc<nacm::Config>, String)>,
 }
 
 impl GetJob {
@@ -1544,6 +1695,9 @@ impl GetJob {
                     warn!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
                 }
             }
+        }
+        if let Some((cfg, user)) = &self.nacm {
+            cfg.rules_for(user).prune_reads(&mut tree);
         }
         filtered(&tree, self.filter.as_ref(), self.wd, None)
     }

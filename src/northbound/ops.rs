@@ -155,6 +155,31 @@ pub enum Operation {
     CreateSubscription(super::notify::SubscribeRequest),
 }
 
+impl Operation {
+    /// The module and name of the RPC (RFC 8341 exec rules name them).
+    pub fn rpc_name(&self) -> (&'static str, &'static str) {
+        let nc = "ietf-netconf";
+        match self {
+            Operation::Get { .. } => (nc, "get"),
+            Operation::GetConfig { .. } => (nc, "get-config"),
+            Operation::EditConfig { .. } => (nc, "edit-config"),
+            Operation::CopyConfig { .. } => (nc, "copy-config"),
+            Operation::DeleteConfig { .. } => (nc, "delete-config"),
+            Operation::Lock { .. } => (nc, "lock"),
+            Operation::Unlock { .. } => (nc, "unlock"),
+            Operation::CloseSession => (nc, "close-session"),
+            Operation::KillSession { .. } => (nc, "kill-session"),
+            Operation::Commit(_) => (nc, "commit"),
+            Operation::CancelCommit { .. } => (nc, "cancel-commit"),
+            Operation::DiscardChanges => (nc, "discard-changes"),
+            Operation::Validate { .. } => (nc, "validate"),
+            Operation::GetSchema { .. } => ("ietf-netconf-monitoring", "get-schema"),
+            Operation::BatchBackup { .. } => ("hotlease-remote-backup", "batch-backup"),
+            Operation::CreateSubscription(_) => ("notifications", "create-subscription"),
+        }
+    }
+}
+
 /// What an operation returns on success.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
