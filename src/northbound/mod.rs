@@ -2317,7 +2317,9 @@ mod tests {
     /// otherwise.
     #[test]
     fn config_change_names_each_edit() {
-        let (mut nb, _, _dir) = booted();
+        // the test's user writes: NACM denies writes to others by default
+        let (nb, _, _dir) = booted();
+        let mut nb = nb.with_recovery_user(Some("ops".into()));
         let (bus, mut pump) = notify::Bus::open(None, 0).unwrap();
         let mut sub = bus
             .subscribe(&notify::SubscribeRequest {
