@@ -233,6 +233,7 @@ start_hotleased() {
 [netconf]
 listen = "127.0.0.1:8830"
 host-key = "$d/ssh_host_ed25519_key"
+recovery-user = "admin"
 [[netconf.user]]
 name = "admin"
 password-hash = "$HASH"

@@ -163,6 +163,7 @@ start_hotleased() {
 [netconf]
 listen = "127.0.0.1:18830"
 host-key = "$d/host_key"
+recovery-user = "admin"
 [[netconf.user]]
 name = "admin"
 password-hash = "$hash"

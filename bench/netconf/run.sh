@@ -284,6 +284,7 @@ cat > "$T/hl/hotleased.toml" <<EOF
 [netconf]
 listen = "127.0.0.1:$HL_PORT"
 host-key = "$T/hl/hostkey"
+recovery-user = "bench"
 
 [[netconf.user]]
 name = "bench"

@@ -128,6 +128,7 @@ cat >"$D/hotleased.toml" <<EOF
 [netconf]
 listen = "127.0.0.1:18830"
 host-key = "$D/host_key"
+recovery-user = "bench"
 [[netconf.user]]
 name = "bench"
 authorized-keys = ["$(cat "$W/client_key.pub")"]

@@ -192,7 +192,7 @@ def main():
         port = free_port()
         (d / "storage").mkdir()
         (d / "hotleased.toml").write_text(
-            f'[netconf]\nlisten = "127.0.0.1:{port}"\nhost-key = "{d}/host_key"\n{a.netconf}\n'
+            f'[netconf]\nlisten = "127.0.0.1:{port}"\nhost-key = "{d}/host_key"\nrecovery-user = "admin"\n{a.netconf}\n'
             f'[[netconf.user]]\nname = "admin"\npassword-hash = "{pw_hash}"\n'
             f'authorized-keys = ["{pub}"]\n[storage]\ndir = "{d}/storage"\n'
             "[vrrp]\nenabled = false\n"

@@ -103,6 +103,7 @@ start_router() {
 [netconf]
 listen = "127.0.0.1:8830"
 host-key = "$dir/host_key"
+recovery-user = "admin"
 [[netconf.user]]
 name = "admin"
 password-hash = "$HASH"
