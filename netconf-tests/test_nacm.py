@@ -302,3 +302,53 @@ def test_hidden_leases_in_a_real_dhcp_exchange(tmp_path, creds, request):
     finally:
         _finish(request, made)
         topo.close()
+
+
+NOTIF_RULES = f"""<nacm xmlns="{NACM_NS}">
+  <rule-list><name>no-config-change</name><group>no-leases</group>
+    <rule><name>no-config-change</name><module-name>ietf-netconf-notifications</module-name>
+      <notification-name>netconf-config-change</notification-name>
+      <access-operations>read</access-operations><action>deny</action></rule>
+  </rule-list>
+  <rule-list><name>no-subscribe</name><group>limited</group>
+    <rule><name>no-subscribe</name><module-name>notifications</module-name>
+      <rpc-name>create-subscription</rpc-name><access-operations>exec</access-operations><action>deny</action></rule>
+  </rule-list>
+</nacm>"""
+
+
+def config_changes(m, wait: float) -> int:
+    """config-change notifications taken within `wait` seconds."""
+    n = 0
+    while True:
+        note = m.take_notification(block=True, timeout=wait)
+        if note is None:
+            return n
+        if "netconf-config-change" in note.notification_xml:
+            n += 1
+
+
+def test_notifications_follow_the_notification_and_exec_rules(d):
+    """RFC 8341 §3.4.6: carol's notification rule keeps the config-change
+    notifications from her (counted), alice gets them; bob may not run
+    create-subscription (an exec rule), the session lives on."""
+    admin = d.connect()
+    admin.edit_config(target="candidate", config=config(NOTIF_RULES))
+    admin.commit()
+    before = counters(admin)
+    carol = d.connect(user="carol", password=PASSWORD)
+    alice = d.connect(user="alice", password=PASSWORD)
+    carol.create_subscription()
+    alice.create_subscription()
+    admin.edit_config(target="candidate", config=config(dhcp(ip_pool("p2", 2))))
+    admin.commit()
+    assert config_changes(alice, 5) == 1
+    assert config_changes(carol, 1) == 0
+    bob = d.connect(user="bob", password=PASSWORD)
+    with pytest.raises(RPCError) as e:
+        bob.create_subscription()
+    assert_rpc_error(e, "access-denied", "protocol")
+    assert running(bob).find("d:dhcp-server", N) is not None
+    after = counters(admin)
+    assert after["denied-notifications"] >= before["denied-notifications"] + 1
+    assert after["denied-operations"] == before["denied-operations"] + 1

@@ -121,6 +121,15 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     }
 }
 
+/// Who handles a message: the session, its user and its counters.
+#[derive(Clone, Copy)]
+struct Me<'a> {
+    nb: &'a Handle,
+    user: &'a str,
+    session_id: u32,
+    counters: &'a SessionCounters,
+}
+
 /// The session's subscription (RFC 5277): one at a time.
 struct Active {
     filter: NotifFilter,
@@ -173,7 +182,16 @@ where
     let span = info_span!("session", session_id, user = %user);
     let reason = async {
         info!("session started");
-        let reason = serve(stream, &northbound, session_id, &counters, idle, &kill).await;
+        let reason = serve(
+            stream,
+            &northbound,
+            &user,
+            session_id,
+            &counters,
+            idle,
+            &kill,
+        )
+        .await;
         info!(reason, "session ended");
         reason
     }
@@ -187,6 +205,7 @@ where
 async fn serve<S>(
     stream: S,
     nb: &Handle,
+    user: &str,
     session_id: u32,
     counters: &SessionCounters,
     idle: Option<std::time::Duration>,
@@ -244,16 +263,14 @@ where
                 }
             }
             let base11 = decoder.framing() == Framing::Chunked;
-            let Some((replies, close)) = handle_message(
-                msg,
+            let me = Me {
                 nb,
+                user,
                 session_id,
                 counters,
-                base11,
-                &mut sub,
-                &mut overflow,
-            )
-            .await
+            };
+            let Some((replies, close)) =
+                handle_message(msg, me, base11, &mut sub, &mut overflow).await
             else {
                 // malformed-message is base:1.1 only (RFC 6241 App. A): a
                 // base:1.0 peer that sends garbage loses the session.
@@ -279,7 +296,7 @@ where
                 };
                 let active = sub.as_ref().expect("guarded");
                 let in_time = active.stop.is_none_or(|s| n.time <= s);
-                if in_time && active.filter.matches(&n) {
+                if in_time && active.filter.matches(&n) && nb.notification_allowed(user, &n) {
                     if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
                         return why;
                     }
@@ -350,13 +367,17 @@ async fn parse_message(msg: Vec<u8>) -> Result<Element, ParseFailure> {
 /// None when the message is malformed on a base:1.0 session.
 async fn handle_message(
     msg: Vec<u8>,
-    nb: &Handle,
-    session_id: u32,
-    counters: &SessionCounters,
+    me: Me<'_>,
     base11: bool,
     sub: &mut Option<Active>,
     overflow: &mut CancellationToken,
 ) -> Option<(Vec<String>, bool)> {
+    let Me {
+        nb,
+        user,
+        session_id,
+        counters,
+    } = me;
     let refuse = |tag: ErrorTag, m: String| {
         SessionCounters::bump(&counters.in_bad_rpcs);
         // too-big is an rpc-error of base:1.0 as well; malformed-message
@@ -393,7 +414,13 @@ async fn handle_message(
         Err(errors) => (Err(errors), false),
         Ok(Operation::CloseSession) => (Ok(Reply::Ok), true),
         Ok(Operation::CreateSubscription(r)) => {
-            let replies = subscribe(nb, &req.reply_attrs, &r, sub, overflow);
+            // the session runs it itself: the exec rule is checked here
+            if let Err(e) = nb.check_exec(user, &Operation::CreateSubscription(r.clone())) {
+                nb.stats().rpc(&name, true);
+                SessionCounters::bump(&counters.out_rpc_errors);
+                return Some((vec![rpc::encode_reply(&req.reply_attrs, &Err(e))], false));
+            }
+            let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
             return Some((replies, false));
         }
@@ -411,6 +438,7 @@ async fn handle_message(
 /// `notificationComplete` when the stop time has passed already.
 fn subscribe(
     nb: &Handle,
+    user: &str,
     reply_attrs: &str,
     r: &SubscribeRequest,
     sub: &mut Option<Active>,
@@ -431,7 +459,7 @@ fn subscribe(
     out.extend(
         s.replay
             .iter()
-            .filter(|n| s.filter.matches(n))
+            .filter(|n| s.filter.matches(n) && nb.notification_allowed(user, n))
             .map(|n| n.message().to_string()),
     );
     if s.replaying {

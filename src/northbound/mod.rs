@@ -88,9 +88,70 @@ pub struct Handle {
     next_id: Arc<AtomicU32>,
     stats: Arc<stats::NetconfStats>,
     bus: notify::Bus,
+    /// The NACM rules of running, as of the last commit (sessions read
+    /// them for the notifications they send).
+    nacm: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
+    recovery_user: Option<String>,
+    nacm_counters: Arc<nacm::Counters>,
+}
+
+/// RFC 8341 §3.4.4 for `user` under `cfg`: `access-denied` (counted and
+/// logged) when no rule lets the user run `op`.
+fn exec_check(
+    cfg: &nacm::Config,
+    user: &str,
+    op: &Operation,
+    counters: &nacm::Counters,
+) -> Result<(), Vec<RpcError>> {
+    let (module, rpc) = op.rpc_name();
+    let rules = cfg.rules_for(user);
+    let (allowed, rule) = rules.exec(module, rpc);
+    if allowed {
+        return Ok(());
+    }
+    counters.denied_operations.fetch_add(1, Ordering::Relaxed);
+    warn!(%user, rpc = %format!("{module}:{rpc}"), rule, "access denied: operation");
+    let prefix = yang::module_by_name(module).map_or("nc", |m| m.prefix);
+    Err(vec![RpcError::protocol(
+        ErrorTag::AccessDenied,
+        format!("access denied: the {rpc} operation"),
+    )
+    .with_path(Some(format!("/nc:rpc/{prefix}:{rpc}")))])
 }
 
 impl Handle {
+    /// RFC 8341 §3.4.4 for an operation the session runs itself
+    /// (create-subscription), with the rules of the last commit.
+    pub fn check_exec(&self, user: &str, op: &Operation) -> Result<(), Vec<RpcError>> {
+        let cfg = self.nacm.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !cfg.enabled || self.recovery_user.as_deref() == Some(user) {
+            return Ok(());
+        }
+        exec_check(&cfg, user, op, &self.nacm_counters)
+    }
+
+    /// RFC 8341 §3.4.6: whether `user` may receive `n` (the notification
+    /// rules, and read access to every node in it); a denial is counted.
+    /// No work when NACM is disabled or for the recovery user.
+    pub fn notification_allowed(&self, user: &str, n: &notify::Notification) -> bool {
+        let cfg = self.nacm.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if !cfg.enabled || self.recovery_user.as_deref() == Some(user) {
+            return true;
+        }
+        let allowed = match yang::parse_notification(&n.xml) {
+            Ok(tree) => cfg.rules_for(user).notification_allowed(&tree),
+            Err(_) => false,
+        };
+        yang::clear_errors();
+        if !allowed {
+            self.nacm_counters
+                .denied_notifications
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%user, "access denied: notification not sent");
+        }
+        allowed
+    }
+
     /// The NETCONF activity counters (sessions count themselves in).
     pub fn stats(&self) -> &Arc<stats::NetconfStats> {
         &self.stats
@@ -224,6 +285,8 @@ pub struct Northbound {
     /// The NACM configuration of running (rebuilt when running changes).
     nacm: Arc<nacm::Config>,
     nacm_counters: Arc<nacm::Counters>,
+    /// `nacm` for the sessions (`Handle::notification_allowed`).
+    nacm_shared: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
     /// The bootstrap file's `recovery-user`: NACM never restricts it.
     recovery_user: Option<String>,
     /// NETCONF activity for the metrics endpoint (commit durations here).
@@ -336,11 +399,13 @@ impl Northbound {
             start_time: monitoring::date_time(SystemTime::now()),
             nacm: Arc::new(nacm::Config::default()),
             nacm_counters: Arc::default(),
+            nacm_shared: Arc::default(),
             recovery_user: None,
             stats: Arc::default(),
             bus: notify::Bus::memory(),
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
+        nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
         let empty = Config::default();
         for s in nb.subsystems.iter_mut() {
             if let Err(e) = s.prepare(&empty, &running_config) {
@@ -402,22 +467,7 @@ impl Northbound {
         let Some((cfg, user)) = self.nacm_for(session) else {
             return Ok(());
         };
-        let (module, rpc) = op.rpc_name();
-        let rules = cfg.rules_for(&user);
-        let (allowed, rule) = rules.exec(module, rpc);
-        if allowed {
-            return Ok(());
-        }
-        self.nacm_counters
-            .denied_operations
-            .fetch_add(1, Ordering::Relaxed);
-        warn!(session, %user, rpc = %format!("{module}:{rpc}"), rule, "access denied: operation");
-        let prefix = yang::module_by_name(module).map_or("nc", |m| m.prefix);
-        Err(vec![RpcError::protocol(
-            ErrorTag::AccessDenied,
-            format!("access denied: the {rpc} operation"),
-        )
-        .with_path(Some(format!("/nc:rpc/{prefix}:{rpc}")))])
+        exec_check(&cfg, &user, op, &self.nacm_counters)
     }
 
     /// RFC 8341 §3.4.5: the write check of a change of a datastore from
@@ -475,6 +525,9 @@ impl Northbound {
             next_id: self.next_id.clone(),
             stats: self.stats.clone(),
             bus: self.bus.clone(),
+            nacm: self.nacm_shared.clone(),
+            recovery_user: self.recovery_user.clone(),
+            nacm_counters: self.nacm_counters.clone(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -1401,6 +1454,7 @@ impl Northbound {
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
         self.nacm = Arc::new(nacm::Config::from_tree(&self.running));
+        *self.nacm_shared.write().unwrap_or_else(|p| p.into_inner()) = self.nacm.clone();
         let edits = match before {
             None => Vec::new(),
             Some(Before::Whole(old)) => diff_edits(&old, &self.running),
