@@ -453,6 +453,12 @@ impl Northbound {
         }
     }
 
+    /// Run one operation for `session` as the actor does, without the
+    /// actor: the fuzz targets (`fuzz/`) drive the datastores with it.
+    pub fn execute(&mut self, session: u32, op: Operation) -> RpcResult {
+        self.operation(session, op)
+    }
+
     fn operation(&mut self, session: u32, op: Operation) -> RpcResult {
         match op {
             Operation::Get {
