@@ -14,7 +14,9 @@ fn every_corpus_file_replays() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     for (name, run) in entries::TARGETS {
         assert!(
-            root.join("fuzz_targets").join(format!("{name}.rs")).is_file(),
+            root.join("fuzz_targets")
+                .join(format!("{name}.rs"))
+                .is_file(),
             "no fuzz target for {name}"
         );
         let dir = root.join("corpus").join(name);
@@ -69,7 +71,12 @@ fn write_seeds() {
             if k != MessageType::Discover {
                 o.insert(DhcpOption::ServerIdentifier(ip("10.9.0.1")));
             }
-            o.insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(10, 9, 0, 11 + i)));
+            o.insert(DhcpOption::RequestedIpAddress(Ipv4Addr::new(
+                10,
+                9,
+                0,
+                11 + i,
+            )));
             if i % 2 == 1 {
                 o.insert(DhcpOption::ClientIdentifier(vec![1, 2, 3, i]));
             }
@@ -104,7 +111,12 @@ fn write_seeds() {
         dora.extend(packet(MessageType::Request, 9, false));
         put("dhcp", "dora", &dora);
         let mut d = vec![0xe9];
-        for k in [MessageType::Request, MessageType::Decline, MessageType::Discover, MessageType::Release] {
+        for k in [
+            MessageType::Request,
+            MessageType::Decline,
+            MessageType::Discover,
+            MessageType::Release,
+        ] {
             d.extend(packet(k, 0, false));
             d.extend(entries::SEP);
         }
@@ -133,15 +145,31 @@ fn write_seeds() {
             addresses: vec![ip("192.0.2.10"), ip("192.0.2.11")],
         };
         let src = ip("10.1.1.2");
-        put("vrrp", "v3-pseudo", &encode_ip(&v3, src, ChecksumForm::PseudoHeader, 1));
-        put("vrrp", "v3-plain", &encode_ip(&v3, src, ChecksumForm::Plain, 2));
-        put("vrrp", "v2-auth", &encode_ip(&v2, src, ChecksumForm::Plain, 3));
+        put(
+            "vrrp",
+            "v3-pseudo",
+            &encode_ip(&v3, src, ChecksumForm::PseudoHeader, 1),
+        );
+        put(
+            "vrrp",
+            "v3-plain",
+            &encode_ip(&v3, src, ChecksumForm::Plain, 2),
+        );
+        put(
+            "vrrp",
+            "v2-auth",
+            &encode_ip(&v2, src, ChecksumForm::Plain, 3),
+        );
         let many = Advert {
             addresses: (1..=20).map(|i| Ipv4Addr::new(10, 1, 1, i)).collect(),
             priority: 0,
             ..v3.clone()
         };
-        put("vrrp", "v3-many-priority-0", &encode_ip(&many, src, ChecksumForm::PseudoHeader, 4));
+        put(
+            "vrrp",
+            "v3-many-priority-0",
+            &encode_ip(&many, src, ChecksumForm::PseudoHeader, 4),
+        );
         let mut bare = src.octets().to_vec();
         bare.extend(hotlease::vrrp::packet::VRRP_GROUP.octets());
         bare.extend(encode(&v3, src, ChecksumForm::PseudoHeader));
@@ -151,7 +179,9 @@ fn write_seeds() {
     // NETCONF: a client's hello, then rpcs, in every framing.
     let hello = r#"<?xml version="1.0" encoding="UTF-8"?><hello xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability><capability>urn:ietf:params:netconf:base:1.1</capability></capabilities></hello>"#;
     let rpc = |id: u32, body: &str| {
-        format!(r#"<rpc message-id="{id}" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</rpc>"#)
+        format!(
+            r#"<rpc message-id="{id}" xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</rpc>"#
+        )
     };
     let edit = |id: u32, cfg: &str, extra: &str| {
         rpc(
@@ -169,14 +199,30 @@ fn write_seeds() {
         let mut switch = Vec::new();
         encode(Framing::EndOfMessage, hello.as_bytes(), &mut switch);
         encode(Framing::Chunked, get.as_bytes(), &mut switch);
-        encode(Framing::Chunked, rpc(3, "<close-session/>").as_bytes(), &mut switch);
-        put("netconf_framing", "hello-then-chunked", &[&[2u8][..], &switch].concat());
+        encode(
+            Framing::Chunked,
+            rpc(3, "<close-session/>").as_bytes(),
+            &mut switch,
+        );
+        put(
+            "netconf_framing",
+            "hello-then-chunked",
+            &[&[2u8][..], &switch].concat(),
+        );
         // RFC 6242 §4.2's example: one message in two chunks
         let two = b"\n#4\n<rpc\n#18\n message-id=\"102\"\n\n##\n";
-        put("netconf_framing", "rfc6242-two-chunks", &[&[1u8][..], &two[..]].concat());
+        put(
+            "netconf_framing",
+            "rfc6242-two-chunks",
+            &[&[1u8][..], &two[..]].concat(),
+        );
         let mut chunked = Vec::new();
         encode(Framing::Chunked, get.as_bytes(), &mut chunked);
-        put("netconf_framing", "chunked", &[&[4u8][..], &chunked].concat());
+        put(
+            "netconf_framing",
+            "chunked",
+            &[&[4u8][..], &chunked].concat(),
+        );
     }
 
     // NETCONF rpcs: every valid and invalid configuration of yang-tests/
@@ -196,7 +242,8 @@ fn write_seeds() {
                 if cfg.contains("<notification") || f.ends_with("state.xml") {
                     continue;
                 }
-                let msg = [edit(1, &cfg, ""), validate.clone()].join(std::str::from_utf8(entries::SEP).unwrap());
+                let msg = [edit(1, &cfg, ""), validate.clone()]
+                    .join(std::str::from_utf8(entries::SEP).unwrap());
                 let stem = f.file_stem().unwrap().to_string_lossy().to_string();
                 put("netconf_rpc", &stem, msg.as_bytes());
                 n += 1;
@@ -221,9 +268,15 @@ fn write_seeds() {
 
     // Bootstrap files: the packaged one, the README's, and variants.
     {
-        put("bootstrap", "packaged", &std::fs::read(root.join("packaging/hotleased.toml")).unwrap());
+        put(
+            "bootstrap",
+            "packaged",
+            &std::fs::read(root.join("packaging/hotleased.toml")).unwrap(),
+        );
         let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-        let start = readme.find("cat > /tmp/hl-demo/hotleased.toml <<'EOF'\n").unwrap();
+        let start = readme
+            .find("cat > /tmp/hl-demo/hotleased.toml <<'EOF'\n")
+            .unwrap();
         let body = &readme[start..];
         let body = &body[body.find('\n').unwrap() + 1..body.find("\nEOF\n").unwrap() + 1];
         put("bootstrap", "readme", body.as_bytes());
@@ -275,46 +328,119 @@ realtime-priority = 0
             text: "version 2".into(),
         };
         let msgs = BTreeMap::from([
-            ("hello", Message::Hello(Hello {
-                source: ip("192.0.2.1"),
-                software: "0.1.0".into(),
-                unix_time: 1_800_000_000,
-                profiles: vec![ProfileHello { backup_id: 10, fingerprint: u64::MAX, role: Role::Master }],
-            })),
-            ("hello-reply", Message::HelloReply(HelloReply::Accepted {
-                profiles: vec![ProfileVerdict { backup_id: 10, status: ProfileStatus::FingerprintMismatch }],
-            })),
-            ("hello-refused", Message::HelloReply(HelloReply::Refused(refusal.clone()))),
+            (
+                "hello",
+                Message::Hello(Hello {
+                    source: ip("192.0.2.1"),
+                    software: "0.1.0".into(),
+                    unix_time: 1_800_000_000,
+                    profiles: vec![ProfileHello {
+                        backup_id: 10,
+                        fingerprint: u64::MAX,
+                        role: Role::Master,
+                    }],
+                }),
+            ),
+            (
+                "hello-reply",
+                Message::HelloReply(HelloReply::Accepted {
+                    profiles: vec![ProfileVerdict {
+                        backup_id: 10,
+                        status: ProfileStatus::FingerprintMismatch,
+                    }],
+                }),
+            ),
+            (
+                "hello-refused",
+                Message::HelloReply(HelloReply::Refused(refusal.clone())),
+            ),
             ("close", Message::Close(refusal)),
             ("keepalive", Message::Keepalive(Keepalive { stamp: 77 })),
-            ("keepalive-reply", Message::KeepaliveReply(Keepalive { stamp: 77 })),
-            ("role", Message::Role(ProfileRole { backup_id: 10, role: Role::Backup })),
-            ("lease-batch", Message::LeaseBatch(LeaseBatch {
-                lsn: 1 << 40,
-                updates: vec![
-                    LeaseUpdate::Upsert(lease.clone()),
-                    LeaseUpdate::Upsert(WireLease { ip: ip("10.9.0.12"), hw: vec![2, 0, 0, 0, 0, 5], expires: 1_000_900, ..lease.clone() }),
-                    LeaseUpdate::Remove { ip: ip("10.9.0.13") },
-                ],
-                more: false,
-            })),
-            ("batch-invite", Message::BatchInvite(BatchInvite { batch: 7 })),
+            (
+                "keepalive-reply",
+                Message::KeepaliveReply(Keepalive { stamp: 77 }),
+            ),
+            (
+                "role",
+                Message::Role(ProfileRole {
+                    backup_id: 10,
+                    role: Role::Backup,
+                }),
+            ),
+            (
+                "lease-batch",
+                Message::LeaseBatch(LeaseBatch {
+                    lsn: 1 << 40,
+                    updates: vec![
+                        LeaseUpdate::Upsert(lease.clone()),
+                        LeaseUpdate::Upsert(WireLease {
+                            ip: ip("10.9.0.12"),
+                            hw: vec![2, 0, 0, 0, 0, 5],
+                            expires: 1_000_900,
+                            ..lease.clone()
+                        }),
+                        LeaseUpdate::Remove {
+                            ip: ip("10.9.0.13"),
+                        },
+                    ],
+                    more: false,
+                }),
+            ),
+            (
+                "batch-invite",
+                Message::BatchInvite(BatchInvite { batch: 7 }),
+            ),
             ("ack", Message::Ack(Ack { lsn: 1 << 40 })),
-            ("leases-refused", Message::LeasesRefused(LeasesRefused {
-                lsn: 3,
-                leases: vec![RefusedLease { ip: ip("10.9.0.13"), pool: "zz".into(), reason: LeaseRefusal::UnknownPool }],
-            })),
-            ("batch-request", Message::BatchRequest(BatchRequest { batch: 1, backup_ids: vec![10, 11], after: Some(ip("10.9.0.11")), max: 1000 })),
-            ("batch-page", Message::BatchPage(BatchPage {
-                batch: 1,
-                leases: vec![lease.clone(), WireLease { state: WireState::Declined, hw: vec![], client_id: None, ..lease.clone() }],
-                cursor: ip("10.9.0.11"),
-                more: false,
-            })),
-            ("batch-done", Message::BatchDone(BatchDone {
-                batch: 1,
-                counts: BatchCounts { received: 2, taken: 1, sent: 1, unchanged: 0, refused: 0 },
-            })),
+            (
+                "leases-refused",
+                Message::LeasesRefused(LeasesRefused {
+                    lsn: 3,
+                    leases: vec![RefusedLease {
+                        ip: ip("10.9.0.13"),
+                        pool: "zz".into(),
+                        reason: LeaseRefusal::UnknownPool,
+                    }],
+                }),
+            ),
+            (
+                "batch-request",
+                Message::BatchRequest(BatchRequest {
+                    batch: 1,
+                    backup_ids: vec![10, 11],
+                    after: Some(ip("10.9.0.11")),
+                    max: 1000,
+                }),
+            ),
+            (
+                "batch-page",
+                Message::BatchPage(BatchPage {
+                    batch: 1,
+                    leases: vec![
+                        lease.clone(),
+                        WireLease {
+                            state: WireState::Declined,
+                            hw: vec![],
+                            client_id: None,
+                            ..lease.clone()
+                        },
+                    ],
+                    cursor: ip("10.9.0.11"),
+                    more: false,
+                }),
+            ),
+            (
+                "batch-done",
+                Message::BatchDone(BatchDone {
+                    batch: 1,
+                    counts: BatchCounts {
+                        received: 2,
+                        taken: 1,
+                        sent: 1,
+                        unchanged: 0,
+                        refused: 0,
+                    },
+                }),
+            ),
         ]);
         let mut all = vec![0x5a];
         for (i, (name, m)) in msgs.iter().enumerate() {

@@ -16,7 +16,9 @@ use bytes::BytesMut;
 use hotlease::backup::wire::{self, LeaseUpdate, WireCodec, MAX_FRAME};
 use hotlease::dhcp::config::{OptionValue, Pool};
 use hotlease::dhcp::handler::{self, Ctx, Globals};
-use hotlease::dhcp::leases::{decode_record, encode_record, Change, Lease, LeaseState, LeaseTable, Origin};
+use hotlease::dhcp::leases::{
+    decode_record, encode_record, Change, Lease, LeaseState, LeaseTable, Origin,
+};
 use hotlease::dhcp::pool::PoolRt;
 use hotlease::netconf::framing::{self, Framing};
 use hotlease::vrrp::packet as vrrp;
@@ -261,7 +263,11 @@ pub fn netconf_framing(data: &[u8]) {
             let mut out = Vec::new();
             framing::encode(Framing::EndOfMessage, m, &mut out);
             let (again, err) = deframe(Framing::EndOfMessage, false, &out, |left| left);
-            assert_eq!((again, err), (vec![m.clone()], None), "end-of-message again");
+            assert_eq!(
+                (again, err),
+                (vec![m.clone()], None),
+                "end-of-message again"
+            );
         }
     }
 }
@@ -295,10 +301,19 @@ pub fn netconf_rpc(data: &[u8]) {
             (nb, dir)
         });
         let _ = nb.execute(1, Operation::DiscardChanges);
-        let _ = nb.execute(1, Operation::Unlock { target: Datastore::Candidate });
+        let _ = nb.execute(
+            1,
+            Operation::Unlock {
+                target: Datastore::Candidate,
+            },
+        );
         for msg in split(data, SEP).take(8) {
-            let Ok(text) = std::str::from_utf8(msg) else { continue };
-            let Ok(root) = hotlease::xml::parse(text) else { continue };
+            let Ok(text) = std::str::from_utf8(msg) else {
+                continue;
+            };
+            let Ok(root) = hotlease::xml::parse(text) else {
+                continue;
+            };
             let _ = root.to_xml();
             if root.name != "rpc" || root.ns != hotlease::xml::NC_NS {
                 continue;
