@@ -41,6 +41,7 @@ if [ ${#targets[@]} -eq 0 ]; then
 fi
 
 export RUSTC_BOOTSTRAP=1
+export LSAN_OPTIONS="suppressions=$PWD/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 for t in "${targets[@]}"; do
     nice -n "$nice_level" cargo fuzz build -O "$t"
 done
