@@ -24,9 +24,12 @@ use hotlease::netconf::framing::{self, Framing};
 use hotlease::vrrp::packet as vrrp;
 use tokio_util::codec::{Decoder as _, Encoder as _};
 
+/// A target: its name and its entry function.
+pub type Target = (&'static str, fn(&[u8]));
+
 /// The targets, by name (the file names under `fuzz_targets/` and the
 /// corpus directories under `corpus/`).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[Target] = &[
     ("dhcp", dhcp),
     ("vrrp", vrrp),
     ("netconf_framing", netconf_framing),
@@ -278,11 +281,13 @@ pub fn netconf_framing(data: &[u8]) {
 
 // ----------------------------------------------------------- netconf rpc
 
+/// The northbound the rpc target drives, and its storage directory.
+type Booted = (hotlease::northbound::Northbound, tempfile::TempDir);
+
 thread_local! {
     /// One northbound (no subsystems, storage in a temporary directory)
     /// per thread: booting parses and validates the YANG modules' data.
-    static NB: std::cell::RefCell<Option<(hotlease::northbound::Northbound, tempfile::TempDir)>> =
-        const { std::cell::RefCell::new(None) };
+    static NB: std::cell::RefCell<Option<Booted>> = const { std::cell::RefCell::new(None) };
 }
 
 /// NETCONF rpc: the bytes are messages separated by [`SEP`], each parsed

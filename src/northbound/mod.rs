@@ -41,7 +41,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use yang2::data::{Data, DataTree};
+use yang2::data::DataTree;
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::{Config, Subsystem};
@@ -1081,7 +1081,7 @@ fn filtered(
         Some(Filter::XPath { select, namespaces }) => {
             let expr = translate_xpath(select, namespaces)?;
             yang::clear_errors();
-            let set = tree.find_xpath(&expr).map_err(|e| {
+            let set = yang::find_xpath(tree, &expr).map_err(|e| {
                 vec![RpcError::bad_element(
                     ErrorType::Application,
                     ErrorTag::InvalidValue,
