@@ -530,12 +530,33 @@ fn fix_default_tags(xml: String, wd: WithDefaults) -> String {
 
 /// Print one node (and its subtree) of a tree prepared by `printable`.
 pub fn print_node(node: &yang2::data::DataNodeRef<'_, 'static>, wd: WithDefaults) -> String {
-    let xml = node
-        .print_string(DataFormat::XML, DataPrinterFlags::SHRINK | wd.flags())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let xml = print_mem(node.raw(), DataPrinterFlags::SHRINK | wd.flags());
     fix_default_tags(xml, wd)
+}
+
+/// Print `node` as XML; empty when libyang cannot. Not yang2's
+/// `print_string`: yang2 0.18 copies libyang's buffer and never frees it
+/// (the whole printed size leaked on every `<get>`, `<get-config>` and
+/// save of startup), found by the `netconf_rpc` fuzz target.
+fn print_mem(node: *mut ffi::lyd_node, flags: DataPrinterFlags) -> String {
+    let mut out: *mut std::os::raw::c_char = std::ptr::null_mut();
+    // SAFETY: a live node of a tree of our context; on success libyang
+    // stores a malloc'd NUL-terminated string (or null) in `out`, ours.
+    let ret = unsafe { ffi::lyd_print_mem(&mut out, node, DataFormat::XML as u32, flags.bits()) };
+    if out.is_null() {
+        return String::new();
+    }
+    // SAFETY: `out` is the NUL-terminated string libyang allocated with
+    // malloc; it is copied, then freed once.
+    unsafe {
+        let s = if ret == ffi::LY_ERR::LY_SUCCESS {
+            CStr::from_ptr(out).to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        libc::free(out.cast());
+        s
+    }
 }
 
 /// Print a tree (all top-level siblings) as XML.
@@ -544,14 +565,10 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
         return String::new();
     }
     let tree = printable(tree, wd);
-    let xml = tree
-        .print_string(
-            DataFormat::XML,
-            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let xml = print_mem(
+        tree.raw(),
+        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+    );
     fix_default_tags(xml, wd)
 }
 
