@@ -261,7 +261,9 @@ impl Bootstrap {
         Self::problems(path, text).map_err(|mut errors| errors.swap_remove(0))
     }
 
-    fn problems(path: &Path, text: &str) -> Result<Bootstrap, Vec<BootstrapError>> {
+    /// [`Bootstrap::check`] of a file already read (the fuzz target's
+    /// entry, `fuzz/`).
+    pub fn problems(path: &Path, text: &str) -> Result<Bootstrap, Vec<BootstrapError>> {
         let b: Bootstrap = toml::from_str(text).map_err(|e| {
             let line = e
                 .span()

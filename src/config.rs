@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 use std::str::FromStr;
 
-use yang2::data::{Data, DataNodeRef, DataTree};
+use yang2::data::{DataNodeRef, DataTree};
 
 use crate::backup::config::BackupConfig;
 use crate::dhcp::config::DhcpConfig;
@@ -135,9 +135,7 @@ pub(crate) fn flag(n: &Node<'_>, name: &str) -> Result<bool, ConfigError> {
 }
 
 pub(crate) fn top<'a>(tree: &'a DataTree<'static>, path: &str) -> Vec<Node<'a>> {
-    tree.find_xpath(path)
-        .map(|set| set.collect())
-        .unwrap_or_default()
+    crate::yang::find_xpath(tree, path).unwrap_or_default()
 }
 
 /// A runtime that receives configuration from the northbound's commits

@@ -475,6 +475,9 @@ fn open_element(start: &BytesStart<'_>, scope: &mut Scope) -> Result<Element, Xm
             .normalized_value(quick_xml::XmlVersion::Implicit1_0)
             .map_err(|e| XmlError::Syntax(e.to_string()))?
             .into_owned();
+        if value.contains('\0') {
+            return Err(nul());
+        }
         if key == "xmlns" {
             decls.push((None, value));
         } else if let Some(p) = key.strip_prefix("xmlns:") {
@@ -526,11 +529,21 @@ fn push_text(stack: &mut [Element], text: &str) {
     }
 }
 
+fn nul() -> XmlError {
+    XmlError::Syntax("NUL character (not allowed in XML)".into())
+}
+
 /// Parse one XML document into its root element.
 ///
 /// Linear in the document; refuses one nested deeper than [`MAX_DEPTH`]
 /// or with more than [`MAX_ELEMENTS`] elements.
 pub fn parse(doc: &str) -> Result<Element, XmlError> {
+    // U+0000 is no XML character (XML 1.0 §2.2), and libyang's C strings
+    // cannot hold it: a namespace with one crashed the daemon in yang2
+    // (found by the netconf_rpc fuzz target).
+    if doc.contains('\0') {
+        return Err(nul());
+    }
     let mut elements = 0usize;
     let mut reader = Reader::from_str(doc);
     reader.config_mut().check_end_names = true;
@@ -602,7 +615,8 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                 let resolved = if r.is_char_ref() {
                     r.resolve_char_ref()
                         .map_err(|e| XmlError::Syntax(e.to_string()))?
-                        .ok_or_else(|| XmlError::Syntax("bad character reference".into()))?
+                        .ok_or_else(|| XmlError::Syntax("bad character reference".into()))
+                        .and_then(|c| if c == '\0' { Err(nul()) } else { Ok(c) })?
                         .to_string()
                 } else {
                     match r.into_inner().as_ref() {
@@ -637,6 +651,21 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refuses_nul_characters() {
+        for doc in [
+            "<a xmlns=\"urn:x\0y\"/>",
+            "<a>\0</a>",
+            "<a xmlns=\"urn:x&#0;y\"/>",
+            "<a b=\"&#0;\"/>",
+            "<a>&#0;</a>",
+            "<a>&#x0;</a>",
+        ] {
+            assert!(matches!(parse(doc), Err(XmlError::Syntax(_))), "{doc:?}");
+        }
+        assert!(parse("<a xmlns=\"urn:x\">&#1;</a>").is_ok());
+    }
 
     #[test]
     fn parses_namespaces_and_entities() {

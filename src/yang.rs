@@ -535,14 +535,10 @@ pub fn notification_xml(
         }
         return Err(errs);
     }
-    Ok(tree
-        .print_string(
-            DataFormat::XML,
-            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default())
+    Ok(print_mem(
+        tree.raw(),
+        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK,
+    ))
 }
 
 /// Parse a notification printed by `notification_xml` back into a tree
@@ -805,12 +801,33 @@ fn fix_default_tags(xml: String, wd: WithDefaults) -> String {
 
 /// Print one node (and its subtree) of a tree prepared by `printable`.
 pub fn print_node(node: &yang2::data::DataNodeRef<'_, 'static>, wd: WithDefaults) -> String {
-    let xml = node
-        .print_string(DataFormat::XML, DataPrinterFlags::SHRINK | wd.flags())
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let xml = print_mem(node.raw(), DataPrinterFlags::SHRINK | wd.flags());
     fix_default_tags(xml, wd)
+}
+
+/// Print `node` as XML; empty when libyang cannot. Not yang2's
+/// `print_string`: yang2 0.18 copies libyang's buffer and never frees it
+/// (the whole printed size leaked on every `<get>`, `<get-config>` and
+/// save of startup), found by the `netconf_rpc` fuzz target.
+fn print_mem(node: *mut ffi::lyd_node, flags: DataPrinterFlags) -> String {
+    let mut out: *mut std::os::raw::c_char = std::ptr::null_mut();
+    // SAFETY: a live node of a tree of our context; on success libyang
+    // stores a malloc'd NUL-terminated string (or null) in `out`, ours.
+    let ret = unsafe { ffi::lyd_print_mem(&mut out, node, DataFormat::XML as u32, flags.bits()) };
+    if out.is_null() {
+        return String::new();
+    }
+    // SAFETY: `out` is the NUL-terminated string libyang allocated with
+    // malloc; it is copied, then freed once.
+    unsafe {
+        let s = if ret == ffi::LY_ERR::LY_SUCCESS {
+            CStr::from_ptr(out).to_string_lossy().into_owned()
+        } else {
+            String::new()
+        };
+        libc::free(out.cast());
+        s
+    }
 }
 
 /// Print a tree (all top-level siblings) as XML.
@@ -819,14 +836,10 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
         return String::new();
     }
     let tree = printable(tree, wd);
-    let xml = tree
-        .print_string(
-            DataFormat::XML,
-            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    let xml = print_mem(
+        tree.raw(),
+        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+    );
     fix_default_tags(xml, wd)
 }
 
@@ -834,15 +847,51 @@ pub fn print_xml(tree: &DataTree<'static>, wd: WithDefaults) -> String {
 /// its defaults were added (and flagged) where they were selected, so none
 /// is added here (adding them would bring every other module's defaults).
 pub fn print_selected(tree: &DataTree<'static>, wd: WithDefaults) -> String {
-    let xml = tree
-        .print_string(
-            DataFormat::XML,
-            DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+    if tree.reference().is_none() {
+        return String::new();
+    }
+    let xml = print_mem(
+        tree.raw(),
+        DataPrinterFlags::WITH_SIBLINGS | DataPrinterFlags::SHRINK | wd.flags(),
+    );
     fix_default_tags(xml, wd)
+}
+
+/// The data nodes `xpath` (JSON prefixes) selects in `tree`, in document
+/// order. Use this, not yang2's `Data::find_xpath`: yang2 0.18 never frees
+/// libyang's result set (16 bytes plus 8 per node on every call; every
+/// commit, validation and XPath `<get>` calls it), which the `netconf_rpc`
+/// fuzz target found with LeakSanitizer.
+pub fn find_xpath<'a>(
+    tree: &'a DataTree<'static>,
+    xpath: &str,
+) -> Result<Vec<yang2::data::DataNodeRef<'a, 'static>>, yang2::Error> {
+    use yang2::utils::Binding;
+    let Ok(expr) = std::ffi::CString::new(xpath) else {
+        return Ok(Vec::new());
+    };
+    let mut set: *mut ffi::ly_set = std::ptr::null_mut();
+    // SAFETY: a live tree (or null for an empty one, which libyang
+    // accepts) and a NUL-terminated expression; on success libyang stores
+    // a set it allocated in `set`, ours to free.
+    let ret = unsafe { ffi::lyd_find_xpath(tree.raw(), expr.as_ptr(), &mut set) };
+    if ret != ffi::LY_ERR::LY_SUCCESS {
+        return Err(yang2::Error::new(context()));
+    }
+    if set.is_null() {
+        return Ok(Vec::new());
+    }
+    // SAFETY: the set holds `count` data nodes of `tree`, which outlives
+    // the references; the set itself (not the nodes) is freed once read.
+    unsafe {
+        let count = (*set).count as usize;
+        let nodes = (*set).__bindgen_anon_1.dnodes;
+        let out = (0..count)
+            .map(|i| yang2::data::DataNodeRef::from_raw(tree, *nodes.add(i)))
+            .collect();
+        ffi::ly_set_free(set, None);
+        Ok(out)
+    }
 }
 
 /// Duplicate a tree (an empty tree duplicates to an empty tree).
@@ -1033,7 +1082,7 @@ fn build_module_capabilities() -> Vec<String> {
         .map(|m| m.name().to_string())
         .collect();
     let tree = yang_library();
-    let Ok(set) = tree.find_xpath("/ietf-yang-library:yang-library/module-set/module") else {
+    let Ok(set) = find_xpath(&tree, "/ietf-yang-library:yang-library/module-set/module") else {
         return Vec::new();
     };
     let mut caps = Vec::new();

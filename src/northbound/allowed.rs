@@ -119,9 +119,8 @@ pub fn reference_message(tree: &DataTree<'static>, data_path: &str) -> Option<St
         None => format!("an existing {}", target.name()),
     };
     let path = target.path(SchemaPathFormat::DATA);
-    let mut existing: Vec<std::string::String> = tree
-        .find_xpath(&path)
-        .map(|set| set.filter_map(|n| n.value_canonical()).collect())
+    let mut existing: Vec<std::string::String> = crate::yang::find_xpath(tree, &path)
+        .map(|set| set.iter().filter_map(|n| n.value_canonical()).collect())
         .unwrap_or_default();
     let mut seen = std::collections::HashSet::new();
     existing.retain(|v| seen.insert(v.clone()));

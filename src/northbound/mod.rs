@@ -47,7 +47,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
-use yang2::data::{Data, DataTree};
+use yang2::data::DataTree;
 use yang2::schema::SchemaNodeKind;
 
 use crate::config::{Config, Subsystem};
@@ -764,6 +764,12 @@ impl Northbound {
             .with_info("session-id", holder.to_string())]),
             _ => Ok(()),
         }
+    }
+
+    /// Run one operation for `session` as the actor does, without the
+    /// actor: the fuzz targets (`fuzz/`) drive the datastores with it.
+    pub fn execute(&mut self, session: u32, op: Operation) -> RpcResult {
+        self.operation(session, op)
     }
 
     fn operation(&mut self, session: u32, op: Operation) -> RpcResult {
@@ -1542,7 +1548,7 @@ fn entry_copy(tree: &DataTree<'static>, e: &yang::Entry) -> Option<EntryCopy> {
         e.list.list,
         e.list.key
     );
-    let node = tree.find_path(&path).ok()?;
+    let node = yang2::data::Data::find_path(tree, &path).ok()?;
     Some(EntryCopy {
         path: node.path(),
         tree: node.duplicate(true).ok()?,
@@ -1667,7 +1673,7 @@ fn filtered(
             // selected like any node (and only where the XPath points)
             let tree = yang::printable(tree, wd);
             yang::clear_errors();
-            let set = tree.find_xpath(&expr).map_err(|e| {
+            let set = yang::find_xpath(&tree, &expr).map_err(|e| {
                 vec![RpcError::bad_element(
                     ErrorType::Application,
                     ErrorTag::InvalidValue,

@@ -324,8 +324,8 @@ impl UserRules<'_> {
         for (i, path) in self.path_rules(op) {
             // a path that selects nothing in this tree (or that libyang
             // cannot evaluate) matches nothing
-            let set = match tree.find_xpath(path) {
-                Ok(s) => s.map(|n| n.as_raw() as usize).collect(),
+            let set = match yang::find_xpath(tree, path) {
+                Ok(s) => s.iter().map(|n| n.as_raw() as usize).collect(),
                 Err(_) => HashSet::new(),
             };
             sets[i] = Some(set);
@@ -337,8 +337,8 @@ impl UserRules<'_> {
     fn path_sets(&self, tree: &DataTree<'static>, op: u8) -> PathSets {
         let mut sets: PathSets = vec![None; self.rules.len()];
         for (i, path) in self.path_rules(op) {
-            let set = match tree.find_xpath(path) {
-                Ok(s) => s.map(|n| n.path()).collect(),
+            let set = match yang::find_xpath(tree, path) {
+                Ok(s) => s.iter().map(|n| n.path()).collect(),
                 Err(_) => HashSet::new(),
             };
             sets[i] = Some(set);

@@ -28,7 +28,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
-use yang2::data::Data;
 
 use super::error::{ErrorTag, ErrorType, RpcError};
 use super::ops::Filter;
@@ -360,8 +359,7 @@ impl NotifFilter {
             NotifFilter::XPath(expr) => match yang::parse_notification(&n.xml) {
                 Ok(tree) => {
                     yang::clear_errors();
-                    tree.find_xpath(expr)
-                        .is_ok_and(|mut set| set.next().is_some())
+                    yang::find_xpath(&tree, expr).is_ok_and(|set| !set.is_empty())
                 }
                 Err(_) => false,
             },
@@ -535,7 +533,7 @@ impl Bus {
                 let tree = yang::parse_notification(&probe.xml)
                     .map_err(|_| RpcError::operation_failed("cannot check the XPath filter"))?;
                 yang::clear_errors();
-                if let Err(e) = tree.find_xpath(&expr) {
+                if let Err(e) = yang::find_xpath(&tree, &expr) {
                     return Err(RpcError::bad_element(
                         ErrorType::Application,
                         ErrorTag::InvalidValue,
