@@ -305,7 +305,14 @@ impl Bootstrap {
                 path: path.to_path_buf(),
             });
         }
-        if let Some(r) = &b.netconf.recovery_user {
+        // with no user at all, that is the one problem to fix (a fresh
+        // install: the packaged file names its recovery user already)
+        if let Some(r) = b
+            .netconf
+            .recovery_user
+            .as_ref()
+            .filter(|_| !b.netconf.user.is_empty())
+        {
             if !b.netconf.user.iter().any(|u| &u.name == r) {
                 errors.push(BootstrapError::UnknownRecoveryUser {
                     path: path.to_path_buf(),
@@ -383,6 +390,14 @@ mod tests {
         assert!(
             matches!(e, BootstrapError::UnknownRecoveryUser { .. }),
             "{e}"
+        );
+        // without any user, only that is said (the packaged file)
+        let no_user = "[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\nrecovery-user = \"admin\"\n[storage]\ndir = \"/tmp\"\n";
+        let problems = Bootstrap::problems(p, no_user).unwrap_err();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(
+            matches!(problems[0], BootstrapError::NoUsers { .. }),
+            "{problems:?}"
         );
     }
 
