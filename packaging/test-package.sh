@@ -412,14 +412,17 @@ ok "systemd-analyze verify clean, security exposure under 3.0"
 
 # --- 8. upgrade --------------------------------------------------------------------
 step "dpkg -i again (upgrade): config and state kept"
-# (the lock's content is the running daemon's pid: it changes with it)
+# (the lock's content is the running daemon's pid: it changes with it; the
+# notification replay log takes the restart's session and state events and
+# is rewritten at start: replay across restarts is test_notifications.py's)
 snapshot() {
     in_ct sh -c 'cd / && find etc/hotlease var/lib/hotlease -exec stat -c "%a %U:%G %n" {} + | sort &&
-        find etc/hotlease var/lib/hotlease -type f ! -name hotleased.lock -exec sha256sum {} + | sort -k2'
+        find etc/hotlease var/lib/hotlease -type f ! -name hotleased.lock ! -name notifications.log -exec sha256sum {} + | sort -k2'
 }
 before="$(snapshot)"
 in_ct dpkg -i /root/hotlease.deb
 after="$(snapshot)"
+in_ct test -s /var/lib/hotlease/notifications.log || fail "the upgrade left no notification replay log"
 [ "$before" = "$after" ] || fail "the upgrade changed config or state:
 $(diff <(printf '%s\n' "$before") <(printf '%s\n' "$after") || true)"
 new_pid="$(unit_state MainPID)"
