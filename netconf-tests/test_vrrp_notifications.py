@@ -12,39 +12,15 @@ from lxml import etree
 
 from conftest import VRRP_NS, config, group, vrrp
 from test_notifications import content, name_of, take
-from vrrplab import Lab, NsDaemon
+# the two-router lab and its fixtures, as test_vrrp.py has them
+from test_vrrp import VIP, VRID, lab, routers  # noqa: F401
 
 pytestmark = [
     pytest.mark.vrrp,
     pytest.mark.skipif(shutil.which("ip") is None, reason="iproute2 is not installed"),
 ]
 
-VIP = "10.77.0.100"
-VRID = 51
 N = {"vrrp": VRRP_NS}
-
-
-@pytest.fixture
-def lab(tmp_path):
-    lab = Lab(2, tmp_path)
-    yield lab
-    lab.close()
-
-
-@pytest.fixture
-def routers(lab, creds, tmp_path, request):
-    made: list[NsDaemon] = []
-
-    def make(i: int) -> NsDaemon:
-        d = NsDaemon(lab.routers[i], tmp_path / f"r{i}", creds)
-        made.append(d)
-        d.start()
-        return d
-
-    yield make
-    from conftest import _finish
-
-    _finish(request, made)
 
 
 def state_change(sub, timeout=10.0):
