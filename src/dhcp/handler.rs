@@ -120,6 +120,12 @@ pub struct Outcome {
     /// (option 50, a MUST for the client in RFC 2131 §4.3.2) answered for
     /// `ciaddr` or the client's pending offer or binding (counted).
     pub lenient: bool,
+    /// The address an OFFER names.
+    pub offered: Option<Ipv4Addr>,
+    /// The OFFER names an address the client held neither bound, nor
+    /// offered, nor by a static binding (new, or its old one reused): the
+    /// server probes it first when ping-check is on (RFC 2131 §4.3.1).
+    pub fresh: bool,
 }
 
 impl Outcome {
@@ -138,10 +144,11 @@ impl Outcome {
 
 /// The request options the server reads, in the order they are handed to
 /// `dhcproto`, and the length each must have (0: any non-zero length).
-const READ_OPTIONS: [(u8, usize); 7] = [
+const READ_OPTIONS: [(u8, usize); 8] = [
     (code::MESSAGE_TYPE, 1),
     (code::SERVER_ID, 4),
     (code::REQUESTED_IP, 4),
+    (code::LEASE_TIME, 4),
     (57, 2),
     (code::CLIENT_ID, 0),
     (55, 0),
@@ -340,6 +347,42 @@ fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// The lease time the client asks for (option 51).
+fn requested_lease(req: &Message) -> Option<u32> {
+    match req.opts().get(dhcproto::v4::OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// The shortest lease a client can ask for: the lowest `lease-time` the
+/// YANG module allows.
+pub const MIN_LEASE: u32 = 60;
+
+/// The lease time granted and its T1 and T2 (RFC 2131 §4.3.1: a client
+/// that asks for a lease time (option 51) MAY get it). The pool's
+/// `lease-time` is the most a client gets; a client asking for less gets
+/// what it asks, but not under `MIN_LEASE`. A shortened lease keeps the
+/// pool's T1 and T2 when they still come before its end, else gets the
+/// default ones (1/2 and 7/8 of it).
+pub fn lease_times(pool: &PoolRt, requested: Option<u32>) -> (u32, Option<u32>, Option<u32>) {
+    let Some(asked) = requested.filter(|t| *t < pool.lease_time) else {
+        return (pool.lease_time, pool.t1, pool.t2);
+    };
+    let lease = asked.max(MIN_LEASE).min(pool.lease_time);
+    if lease == pool.lease_time {
+        return (pool.lease_time, pool.t1, pool.t2);
+    }
+    match (pool.t1, pool.t2) {
+        (Some(t1), Some(t2)) if t2 < lease => (lease, Some(t1), Some(t2)),
+        _ => (
+            lease,
+            Some(lease / 2),
+            Some((u64::from(lease) * 7 / 8) as u32),
+        ),
+    }
+}
+
 fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
     match req.opts().get(dhcproto::v4::OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
@@ -418,7 +461,9 @@ pub fn handle(
     let cid = client_id(req);
     let key = ClientKey::new(cid.as_deref(), &hw);
     let src = pool.server_id.unwrap_or(ctx.default_sid);
+    let times = lease_times(pool, requested_lease(req));
     let h = Handler {
+        times,
         pool,
         ctx,
         req,
@@ -456,6 +501,8 @@ struct Handler<'a> {
     cid: Option<Vec<u8>>,
     /// The client's identity, computed once per request.
     key: ClientKey,
+    /// Lease time, T1 and T2 granted to this request (`lease_times`).
+    times: (u32, Option<u32>, Option<u32>),
 }
 
 impl Handler<'_> {
@@ -552,16 +599,16 @@ impl Handler<'_> {
         let bound_here = table
             .get(ip)
             .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key) && l.expires > now);
+        let offered_here = table
+            .offer(ip)
+            .is_some_and(|o| o.is_client(key) && o.expires > now);
         if !bound_here {
-            table.hold(self.lease(
-                ip,
-                LeaseState::Offered,
-                self.pool.lease_time,
-                now + u64::from(hold),
-            ));
+            table.hold(self.lease(ip, LeaseState::Offered, self.times.0, now + u64::from(hold)));
         }
         Outcome {
             reply: Some(self.reply(MessageType::Offer, ip, true)),
+            offered: Some(ip),
+            fresh: !bound_here && !offered_here && self.static_ip().is_none(),
             ..Default::default()
         }
     }
@@ -707,7 +754,7 @@ impl Handler<'_> {
 
     fn bind(&self, table: &mut LeaseTable, ip: Ipv4Addr) -> Outcome {
         let key = self.key();
-        let lifetime = self.pool.lease_time;
+        let lifetime = self.times.0;
         let renewed = table
             .get(ip)
             .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key));
@@ -725,7 +772,7 @@ impl Handler<'_> {
                 },
                 lease,
             }],
-            lenient: false,
+            ..Default::default()
         }
     }
 
@@ -793,7 +840,7 @@ impl Handler<'_> {
                 kind: EventKind::Released,
                 lease: l,
             }],
-            lenient: false,
+            ..Default::default()
         }
     }
 
@@ -968,13 +1015,9 @@ impl Handler<'_> {
         }
         let nak = kind == MessageType::Nak;
         if with_lease {
-            push(
-                out,
-                code::LEASE_TIME,
-                &self.pool.lease_time.to_be_bytes(),
-                usize::MAX,
-            );
-            if let (Some(t1), Some(t2)) = (self.pool.t1, self.pool.t2) {
+            let (lease, t1, t2) = self.times;
+            push(out, code::LEASE_TIME, &lease.to_be_bytes(), usize::MAX);
+            if let (Some(t1), Some(t2)) = (t1, t2) {
                 push(out, code::RENEWAL_TIME, &t1.to_be_bytes(), usize::MAX);
                 push(out, code::REBINDING_TIME, &t2.to_be_bytes(), usize::MAX);
             }

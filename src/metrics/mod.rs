@@ -322,6 +322,18 @@ impl Collector for Dhcp {
         )?;
         counter(
             &mut e,
+            "dhcp_ping_checks",
+            "ICMP echo requests sent to probe an address before offering it (ping-check)",
+            g(&c.ping_checks),
+        )?;
+        counter(
+            &mut e,
+            "dhcp_ping_conflicts",
+            "Addresses a ping-check probe found in use (taken out as declined)",
+            g(&c.ping_conflicts),
+        )?;
+        counter(
+            &mut e,
             "dhcp_send_errors",
             "DHCP replies the sockets refused",
             g(&c.send_errors),
