@@ -439,6 +439,26 @@ def test_4_3_1_no_free_address_means_no_offer(fresh):
     assert settled(fresh.m, lambda s: s["stats"].get("exhausted", 0) >= 1)["stats"]["exhausted"] >= 1
 
 
+def test_4_3_1_a_requested_lease_time_is_granted_up_to_the_pool_lease_time(lab):
+    """Option 51 (a MAY): the pool's lease-time (600 here) is the most a
+    client gets, 60 s the least; T1 and T2 follow a shortened lease."""
+    lt = lambda t: (51, struct.pack("!I", t))  # noqa: E731
+    mac = new_mac()
+    o = lab.ask(mac, DISCOVER, [lt(300)])
+    assert (o.u32(51), o.u32(58), o.u32(59)) == (300, 150, 262)
+    a = lab.ask(mac, REQUEST, [(54, ipb(SID)), (50, ipb(o.yiaddr)), lt(300)])
+    assert a.kind == ACK and a.u32(51) == 300
+    lease = settled(lab.m, lambda s: s["leases"].get(o.yiaddr, {}).get("state") == "bound")["leases"][o.yiaddr]
+    assert lease["valid-lifetime"] == "300"
+    # a renewal asking for more gets the pool's lease-time, one asking for
+    # too little gets 60 s
+    y = o.yiaddr
+    a = lab.ask(mac, REQUEST, [lt(86400)], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan)
+    assert a.kind == ACK and a.u32(51) == 600
+    a = lab.ask(mac, REQUEST, [lt(5)], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan)
+    assert a.kind == ACK and (a.u32(51), a.u32(58), a.u32(59)) == (60, 30, 52)
+
+
 # ---------------------------------------------------------------- §4.3.2
 
 
@@ -887,3 +907,94 @@ def test_4_3_2_a_routed_renewal_is_served_from_the_pool_of_ciaddr(lab):
     r = lab.r.reply(xid)
     assert r is not None and r.kind == ACK and r.yiaddr == a.yiaddr
     assert r.ip_dst == a.yiaddr and r.eth_dst == lab.r.mac
+
+
+# ---------------------------------------------------------------- §4.3.1 ping-check
+
+
+PING_POOL = pool("lan", SID, sections=[("10.77.0.10", "10.77.0.30")], lease=600,
+                 static=[("10.77.0.200", "02:00:00:aa:00:99")])
+
+
+def ping_check(timeout_ms: int) -> str:
+    return f"<ping-check><enabled>true</enabled><timeout>{timeout_ms}</timeout></ping-check>"
+
+
+def icmp_echo_to(wire: Wire, ip: str) -> bool:
+    """Whether the frames seen carry an ICMP echo request to *ip*."""
+    from scapy.layers.inet import ICMP
+
+    return any(ICMP in e and e[ICMP].type == 8 and e[IP].dst == ip for e in wire.seen)
+
+
+def test_4_3_1_ping_check_an_address_in_use_is_not_offered(fresh):
+    """RFC 2131 §4.3.1: the server SHOULD probe an address before it
+    offers it. A host in C holds 10.77.0.10 (configured statically, it
+    answers ping). Ping-check off (the default): the client asking for it
+    is offered it, nothing is probed. On: the server pings it, gets the
+    answer, takes the address out (declined, counted in ping-conflicts)
+    and offers the client another one; the next client does not get it
+    either."""
+    lab = fresh
+    held = "10.77.0.10"
+    sh("ip", "-n", lab.topo.C, "addr", "add", f"{held}/24", "dev", "lan")
+    commit(lab.m, dhcp_server(PING_POOL))
+    lab.c.drain()
+    first = new_mac()
+    o = lab.ask(first, DISCOVER, [(50, ipb(held))])
+    assert o is not None and o.kind == OFFER and o.yiaddr == held, "ping-check off: behaviour unchanged"
+    assert not icmp_echo_to(lab.c, held)
+    # the client takes another server's offer: the address is free again
+    assert lab.ask(first, REQUEST, [(54, ipb("10.77.0.254")), (50, ipb(held))], timeout=0.5) is None
+    st = lab.stats()
+    assert st["ping-checks"] == 0 and st["ping-conflicts"] == 0
+
+    commit(lab.m, dhcp_server(PING_POOL, extra=ping_check(1000)))
+    lab.c.drain()
+    mac = new_mac()
+    o = lab.ask(mac, DISCOVER, [(50, ipb(held))], timeout=5)
+    assert o is not None and o.kind == OFFER
+    assert o.yiaddr != held and o.yiaddr.startswith("10.77.0.")
+    assert icmp_echo_to(lab.c, held), "no ICMP echo request to the address on the wire"
+    st = settled(lab.m, lambda s: s["stats"].get("ping-conflicts", 0) == 1)
+    assert st["stats"]["ping-conflicts"] == 1 and st["stats"]["ping-checks"] >= 2
+    assert st["leases"][held]["state"] == "declined"
+    # the client gets the other address; nobody gets the one in use
+    a = lab.ask(mac, REQUEST, [(54, ipb(SID)), (50, ipb(o.yiaddr))])
+    assert a is not None and a.kind == ACK and a.yiaddr == o.yiaddr
+    o2 = lab.ask(new_mac(), DISCOVER, [(50, ipb(held))], timeout=5)
+    assert o2 is not None and o2.yiaddr not in (held, o.yiaddr)
+
+
+def test_4_3_1_ping_check_a_silent_address_is_offered_after_the_probe(fresh):
+    """Nobody holds 10.77.0.11: the probe gets no answer (the server's ARP
+    for it goes unanswered) and the OFFER leaves after it. The wait does
+    not hold up other clients: a client with a static binding (never
+    probed) is offered its address while the probe waits. A DISCOVER
+    retransmitted during the probe is answered once, by the probe's end,
+    and one after it is offered the probed address without a new probe."""
+    lab = fresh
+    silent = "10.77.0.11"
+    commit(lab.m, dhcp_server(PING_POOL, extra=ping_check(3000)))
+    lab.c.drain()
+    mac, xid = new_mac(), next(_xid)
+    lab.c.send(dhcp(mac, DISCOVER, xid, [(50, ipb(silent))]))
+    time.sleep(0.3)
+    lab.c.send(dhcp(mac, DISCOVER, xid, [(50, ipb(silent))]))  # retransmission
+    s = lab.ask("02:00:00:aa:00:99", DISCOVER, timeout=2)
+    assert s is not None and s.kind == OFFER and s.yiaddr == "10.77.0.200"
+    offers = lab.c.replies(xid, timeout=6)
+    assert len(offers) == 1, f"{len(offers)} OFFERs for a DISCOVER and its retransmission"
+    assert offers[0].kind == OFFER and offers[0].yiaddr == silent
+    # the static client's OFFER came while the probe waited: before the
+    # probe's OFFER, after the server's ARP for the probed address
+    order = [e for e in lab.c.seen if (ARP in e and e[ARP].pdst == silent and e[ARP].op == 1)
+             or (UDP in e and e[UDP].sport == 67 and bytes(e[UDP].payload)[4:8] in (struct.pack("!I", xid), struct.pack("!I", s.xid)))]
+    kinds = ["arp" if ARP in e else ("probed" if bytes(e[UDP].payload)[4:8] == struct.pack("!I", xid) else "static") for e in order]
+    assert kinds.index("arp") < kinds.index("static") < kinds.index("probed"), kinds
+    st = settled(lab.m, lambda s: s["stats"].get("ping-checks", 0) == 1)["stats"]
+    assert st["ping-checks"] == 1 and st["ping-conflicts"] == 0 and st["sent/offer"] == 2
+    # offered again at once, not probed again
+    o = lab.ask(mac, DISCOVER, timeout=2)
+    assert o is not None and o.yiaddr == silent
+    assert lab.stats()["ping-checks"] == 1

@@ -1901,6 +1901,66 @@ pub(crate) mod tests {
 
     /// An infinite lease never expires and still tells when it was granted:
     /// its renewal is a newer version for the hot-backup merge.
+    /// RFC 2131 §4.3.1: option 51 is honoured up to the pool's lease-time
+    /// and not under `MIN_LEASE`, in the OFFER, the ACK and the lease; a
+    /// shortened lease gets T1 and T2 that come before its end.
+    #[test]
+    fn a_requested_lease_time_is_granted_within_the_pool_bounds() {
+        let lease_opt = |r: &Reply, c: u8| {
+            let m = reply(r);
+            let want = match c {
+                51 => dhcproto::v4::OptionCode::AddressLeaseTime,
+                58 => dhcproto::v4::OptionCode::Renewal,
+                _ => dhcproto::v4::OptionCode::Rebinding,
+            };
+            match m.opts().get(want) {
+                Some(DhcpOption::AddressLeaseTime(t))
+                | Some(DhcpOption::Renewal(t))
+                | Some(DhcpOption::Rebinding(t)) => *t,
+                o => panic!("option {c}: {o:?}"),
+            }
+        };
+        let mut t = T::new();
+        for (mac, asked, granted, t1, t2) in [
+            (1, Some(600), 600, 300, 525),
+            (2, Some(10), MIN_LEASE, 30, 52),
+            (3, Some(1_000_000), 3600, 1800, 3150),
+            (4, None, 3600, 1800, 3150),
+        ] {
+            let with = |mut m: Message| {
+                if let Some(a) = asked {
+                    m.opts_mut().insert(DhcpOption::AddressLeaseTime(a));
+                }
+                m
+            };
+            let out = t.run(&with(msg(MessageType::Discover, mac)));
+            let o = out.reply.unwrap();
+            assert_eq!(
+                (lease_opt(&o, 51), lease_opt(&o, 58), lease_opt(&o, 59)),
+                (granted, t1, t2),
+                "asked {asked:?}"
+            );
+            let y = reply(&o).yiaddr();
+            let mut r = with(msg(MessageType::Request, mac));
+            r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+            let a = t.run(&r).reply.unwrap();
+            assert_eq!(lease_opt(&a, 51), granted);
+            let l = t.table.get(y).unwrap();
+            assert_eq!(
+                (l.lifetime, l.expires),
+                (granted, t.now + u64::from(granted))
+            );
+        }
+        // configured T1 and T2 stay when they come before the shorter end
+        let mut p = cfg_pool();
+        p.renew_time_s = Some(100);
+        p.rebind_time_s = Some(200);
+        let rt = PoolRt::from(&p);
+        assert_eq!(lease_times(&rt, Some(300)), (300, Some(100), Some(200)));
+        assert_eq!(lease_times(&rt, Some(150)), (150, Some(75), Some(131)));
+    }
+
     #[test]
     fn an_infinite_lease_keeps_its_grant_time() {
         let mut t = T::new();
