@@ -411,6 +411,22 @@ def test_4_3_1_offer_fields_and_required_options(lab):
     assert len(o.raw) >= 300
 
 
+def test_4_3_1_reply_header_fields_follow_table_3(lab):
+    """Table 3: op BOOTREPLY, htype/hlen/xid/flags/giaddr/chaddr copied,
+    hops 0, secs 0, ciaddr 0 in an OFFER."""
+    mac, xid = new_mac(), next(_xid)
+    f = dhcp(mac, DISCOVER, xid, giaddr=RELAY, hops=3, src=RELAY, dst="10.78.0.1",
+             eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67, flags=0x8000)
+    f[BOOTP].secs = 9
+    lab.r.send(f)
+    o = lab.r.reply(xid, port=67)
+    assert o is not None and o.kind == OFFER
+    p = o.raw
+    assert (p[0], p[1], p[2], p[3]) == (2, 1, 6, 0), "op, htype, hlen, hops"
+    assert struct.unpack("!H", p[8:10])[0] == 0, "secs"
+    assert o.flags == 0x8000 and o.giaddr == RELAY and o.ciaddr == "0.0.0.0" and o.chaddr == mac_bytes(mac)
+
+
 def test_4_3_1_the_requested_address_is_offered_when_free(lab):
     o = lab.ask(new_mac(), DISCOVER, [(50, ipb("10.77.0.77"))])
     assert o.yiaddr == "10.77.0.77"
@@ -576,6 +592,41 @@ def test_4_3_2_renewing_extends_the_lease(lab):
     assert n.kind == NAK and n.eth_dst == BROADCAST_MAC
 
 
+def test_4_3_2_nak_carries_a_message_and_no_lease_or_configuration(lab):
+    """Table 3 for DHCPNAK: message type, server identifier and a message
+    (option 56, SHOULD); no lease time, T1/T2 or other configuration
+    (MUST NOT); yiaddr, ciaddr, siaddr 0 and sname/file empty. RFC 6842:
+    the client identifier comes back."""
+    cid = (61, b"\x01" + mac_bytes(new_mac()))
+    n = lab.ask(new_mac(), REQUEST, [(50, ipb("192.168.7.7")), (55, bytes([1, 3, 6, 15, 51])), cid])
+    assert n is not None and n.kind == NAK
+    assert sorted(n.codes) == [53, 54, 56, 61]
+    assert n.opts[56] == b"requested address is not on this network"
+    assert n.opts[61] == cid[1]
+    assert (n.yiaddr, n.ciaddr, n.siaddr) == ("0.0.0.0",) * 3
+    assert n.sname == bytes(64) and n.file == bytes(128)
+    taken = lab.bind(new_mac())
+    n = lab.ask(new_mac(), REQUEST, [(54, ipb(SID)), (50, ipb(taken))])
+    assert n.kind == NAK and n.opts[56] == b"requested address is not available to this client"
+
+
+def test_4_3_2_rebinding_is_extended_only_when_consistent_with_the_binding(lab):
+    """REBINDING (broadcast, ciaddr set): the server SHOULD extend the
+    lease only if the request is consistent with its records. A client
+    rebinding another client's address gets a NAK; the owner's binding is
+    untouched. The ACK echoes the client identifier (RFC 6842)."""
+    owner = new_mac()
+    cid = (61, b"\x01" + mac_bytes(owner))
+    y = lab.bind(owner, [cid])
+    before = settled(lab.m, lambda s: y in s["leases"])["leases"][y]
+    n = lab.ask(new_mac(), REQUEST, ciaddr=y, src=y, flags=0x8000)
+    assert n is not None and n.kind == NAK
+    after = state(lab.m)["leases"][y]
+    assert after["mac-address"] == owner and after["expires"] == before["expires"]
+    a = lab.ask(owner, REQUEST, [cid], ciaddr=y, src=y, flags=0x8000)
+    assert a is not None and a.kind == ACK and a.opts.get(61) == cid[1]
+
+
 # ---------------------------------------------------------------- §4.3.3 - §4.3.5
 
 
@@ -684,6 +735,23 @@ def test_rfc3527_link_selection_chooses_the_pool(lab):
     assert a is not None and a.kind == ACK and a.yiaddr == o.yiaddr
     lease = settled(lab.m, lambda s: o.yiaddr in s["leases"])["leases"][o.yiaddr]
     assert lease["pool"] == "far"
+
+
+def test_rfc3046_option_82_is_not_put_in_overloaded_fields(fresh):
+    """RFC 3046 §2.2: the echoed option 82 is the last option of the
+    options field, never in 'sname' or 'file', also when the reply's
+    other options overflow into them (the pool chosen by link selection)."""
+    lab = fresh
+    big = "".join(f"<option><code>{c}</code><hex>{':'.join([f'{c:02x}'] * n)}</hex></option>"
+                  for c, n in ((200, 100), (201, 120), (202, 110), (203, 40)))
+    commit(lab.m, dhcp_server(pool("lan", SID, sections=[("10.77.0.10", "10.77.0.20")]).replace("</ip-pool>", big + "</ip-pool>")))
+    lab.r.drain()
+    info = bytes([1, 40]) + b"c" * 40 + bytes([5, 4]) + ipb("10.77.0.0")
+    o = relayed(lab, new_mac(), DISCOVER, info=info)
+    assert o is not None and o.kind == OFFER and o.yiaddr.startswith("10.77.0.")
+    assert o.opts[52] != b"\x00", "the reply overflows"
+    assert o.codes[-1] == 82 and o.opts[82] == info
+    assert 82 not in [c for c, _ in parse_options(o.file) + parse_options(o.sname)]
 
 
 def test_rfc5107_server_identifier_override(lab):

@@ -347,6 +347,10 @@ fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// The messages of the DHCPNAKs (option 56).
+const WRONG_NETWORK: &str = "requested address is not on this network";
+const NOT_YOURS: &str = "requested address is not available to this client";
+
 /// The lease time the client asks for (option 51).
 fn requested_lease(req: &Message) -> Option<u32> {
     match req.opts().get(dhcproto::v4::OptionCode::AddressLeaseTime) {
@@ -632,7 +636,7 @@ impl Handler<'_> {
                 table.drop_offer(key);
                 Outcome::silent(Silence::OtherServer)
             } else {
-                self.nak()
+                self.nak(NOT_YOURS)
             };
             return out.lenient(lenient);
         }
@@ -682,13 +686,13 @@ impl Handler<'_> {
     /// records too).
     fn verify(&self, table: &mut LeaseTable, ip: Ipv4Addr, init_reboot: bool) -> Outcome {
         if !self.pool.in_subnet(ip) {
-            return self.nak();
+            return self.nak(WRONG_NETWORK);
         }
         if self.known(table) {
             return if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
                 self.bind(table, ip)
             } else {
-                self.nak()
+                self.nak(NOT_YOURS)
             };
         }
         let address_known =
@@ -746,7 +750,7 @@ impl Handler<'_> {
 
     fn nak_if(&self, authoritative: bool) -> Outcome {
         if authoritative {
-            self.nak()
+            self.nak(NOT_YOURS)
         } else {
             Outcome::silent(Silence::Nothing)
         }
@@ -869,15 +873,27 @@ impl Handler<'_> {
         }
     }
 
-    fn nak(&self) -> Outcome {
+    /// A DHCPNAK, with `why` as its message (option 56, a SHOULD of RFC
+    /// 2131 table 3).
+    fn nak(&self, why: &str) -> Outcome {
         Outcome {
-            reply: Some(self.reply(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false)),
+            reply: Some(self.build(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false, Some(why))),
             ..Default::default()
         }
     }
 
-    /// Build a reply (RFC 2131 table 3) and choose its delivery (§4.1).
     fn reply(&self, kind: MessageType, yiaddr: Ipv4Addr, with_lease: bool) -> Reply {
+        self.build(kind, yiaddr, with_lease, None)
+    }
+
+    /// Build a reply (RFC 2131 table 3) and choose its delivery (§4.1).
+    fn build(
+        &self,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        with_lease: bool,
+        message: Option<&str>,
+    ) -> Reply {
         let req = self.req;
         let nak = kind == MessageType::Nak;
         let inform = req.opts().msg_type() == Some(MessageType::Inform);
@@ -908,7 +924,7 @@ impl Handler<'_> {
         // The header encoder writes no option area for an empty option
         // set: the options follow, laid out by `options`.
         bytes.truncate(240);
-        self.options(&mut bytes, kind, with_lease && !inform);
+        self.options(&mut bytes, kind, with_lease && !inform, message);
         let to = if !req.giaddr().is_unspecified() {
             Delivery::Relay(req.giaddr())
         } else if nak {
@@ -948,7 +964,13 @@ impl Handler<'_> {
     /// client's parameter request list, then the unrequested ones; the
     /// client id and relay information echoes last. Options that would make
     /// the message exceed the client's maximum size are left out.
-    fn options(&self, out: &mut Vec<u8>, kind: MessageType, with_lease: bool) {
+    fn options(
+        &self,
+        out: &mut Vec<u8>,
+        kind: MessageType,
+        with_lease: bool,
+        message: Option<&str>,
+    ) {
         let req = self.req;
         let max_msg = match req.opts().get(dhcproto::v4::OptionCode::MaxMessageSize) {
             Some(DhcpOption::MaxMessageSize(n)) => (*n as usize).max(576),
@@ -1012,6 +1034,9 @@ impl Handler<'_> {
                 .ok();
             out.extend_from_slice(&t);
             push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
+        }
+        if let Some(m) = message {
+            push(out, code::MESSAGE, m.as_bytes(), usize::MAX);
         }
         let nak = kind == MessageType::Nak;
         if with_lease {
