@@ -644,6 +644,8 @@ mod tests {
         c.discover.fetch_add(2, Relaxed);
         c.ack.fetch_add(1, Relaxed);
         c.not_serving.fetch_add(5, Relaxed);
+        c.ping_checks.fetch_add(3, Relaxed);
+        c.ping_conflicts.fetch_add(1, Relaxed);
         c.ack_latency.observe(Duration::from_millis(3));
         nc.rpc("commit", false);
         nc.rpc("edit-config", true);
@@ -655,6 +657,8 @@ mod tests {
             "hotlease_dhcp_received_messages_total{type=\"request\"} 0",
             "hotlease_dhcp_sent_messages_total{type=\"ack\"} 1",
             "hotlease_dhcp_dropped_requests_total{reason=\"not-serving\"} 5",
+            "hotlease_dhcp_ping_checks_total 3",
+            "hotlease_dhcp_ping_conflicts_total 1",
             "hotlease_dhcp_pool_addresses_total{pool=\"lan\"} 11",
             "hotlease_dhcp_pool_addresses_used{pool=\"lan\"} 2",
             "hotlease_dhcp_pool_addresses_free{pool=\"lan\"} 9",
