@@ -398,8 +398,9 @@ def test_4_3_1_offer_fields_and_required_options(lab):
     lo, hi = socket.inet_aton("10.77.0.10"), socket.inet_aton("10.77.0.99")
     assert lo <= socket.inet_aton(o.yiaddr) <= hi
     assert not "10.77.0.50" <= o.yiaddr <= "10.77.0.59"
-    # table 3: MUST NOT requested address, parameter list, max size
-    for code in (50, 55, 57):
+    # table 3: MUST NOT requested address, parameter list, max size;
+    # SHOULD NOT message
+    for code in (50, 55, 56, 57):
         assert code not in o.codes
     # the requested options, in the client's order, after the MUSTs
     assert o.codes[:3] == [53, 54, 51]
@@ -436,8 +437,11 @@ def test_4_3_1_the_requested_address_is_offered_when_free(lab):
 
 
 def test_4_3_1_a_client_is_offered_its_previous_address(lab):
+    """The address order of §4.3.1: the current binding, then the previous
+    one (released: no longer allocated, but its record kept, §4.3.4)."""
     mac = new_mac()
     y = lab.bind(mac)
+    assert lab.ask(mac, DISCOVER).yiaddr == y
     assert lab.ask(mac, RELEASE, [(54, ipb(SID))], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan, timeout=0.5) is None
     o = lab.ask(mac, DISCOVER)
     assert o.yiaddr == y
@@ -608,6 +612,7 @@ def test_4_3_2_nak_carries_a_message_and_no_lease_or_configuration(lab):
     taken = lab.bind(new_mac())
     n = lab.ask(new_mac(), REQUEST, [(54, ipb(SID)), (50, ipb(taken))])
     assert n.kind == NAK and n.opts[56] == b"requested address is not available to this client"
+    assert 61 not in n.codes, "no client identifier sent, none echoed"
 
 
 def test_4_3_2_rebinding_is_extended_only_when_consistent_with_the_binding(lab):
@@ -684,6 +689,8 @@ def test_4_3_6_requests_with_bad_fields_are_ignored(lab):
     f = dhcp(mac, DISCOVER, xid)
     f[BOOTP].hlen = 17
     lab.c.send(f)
+    # a message type only servers send
+    lab.c.send(dhcp(mac, OFFER, xid))
     assert lab.c.reply(xid, 1) is None
     assert lab.d.proc.poll() is None
 

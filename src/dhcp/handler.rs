@@ -1480,6 +1480,43 @@ pub(crate) mod tests {
         assert_eq!(t.table.get(y).unwrap().state, LeaseState::Bound);
     }
 
+    /// RFC 2131 §3.1 / §4.3.1: an offered address is held for its client
+    /// (`offer_hold`), and free again when no REQUEST came: another client
+    /// asking for it gets it then, not before. The OFFER says whether it
+    /// names an address new to the client (probed by ping-check).
+    #[test]
+    fn an_offer_without_a_request_frees_its_address_after_the_hold() {
+        let mut t = T::new();
+        let out = t.run(&msg(MessageType::Discover, 1));
+        let y = reply(&out.reply.unwrap()).yiaddr();
+        assert_eq!((out.offered, out.fresh), (Some(y), true));
+        // the client's retransmission: the same address, not new to it
+        let again = t.run(&msg(MessageType::Discover, 1));
+        assert_eq!((again.offered, again.fresh), (Some(y), false));
+        let mut d = msg(MessageType::Discover, 2);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        assert_ne!(reply(&t.run(&d).reply.unwrap()).yiaddr(), y, "held");
+        t.now += u64::from(t.g.offer_hold) + 1;
+        let mut d = msg(MessageType::Discover, 3);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let out = t.run(&d);
+        assert_eq!(
+            reply(&out.reply.unwrap()).yiaddr(),
+            y,
+            "free after the hold"
+        );
+        assert!(out.fresh);
+        // a static binding is the client's own: never probed
+        let mut s = msg(MessageType::Discover, 0x99);
+        s.set_chaddr(&[2, 0, 0, 0, 0, 0x99]);
+        let out = t.run(&s);
+        assert_eq!((out.offered, out.fresh), (Some(ip("10.0.0.200")), false));
+        // and so is a current binding
+        let b = t.dora(4);
+        let out = t.run(&msg(MessageType::Discover, 4));
+        assert_eq!((out.offered, out.fresh), (Some(b), false));
+    }
+
     #[test]
     fn selecting_another_server_frees_the_offer() {
         let mut t = T::new();
