@@ -1487,6 +1487,16 @@ impl DhcpServer {
             // the offer is gone (its pool changed): nothing to send
             return;
         };
+        let serving = self.pools.get(&offer.pool).is_some_and(|pool| {
+            pool.profile
+                .as_ref()
+                .is_none_or(|pr| self.serving.get(pr).copied().unwrap_or(false))
+        });
+        if !serving {
+            // the pool stopped serving meanwhile (its profile is no
+            // longer master): the partner answers now
+            return;
+        }
         let in_use = match answered {
             Ok(a) => a,
             Err(e) => {
