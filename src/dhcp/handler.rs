@@ -1548,7 +1548,7 @@ pub(crate) mod tests {
         assert!(!n.durable);
         let m = reply(&n);
         assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
-        assert_eq!(codes(&n), vec![53, 54]);
+        assert_eq!(codes(&n), vec![53, 54, 56]);
         // relayed NAK: to the relay, broadcast bit set
         r.set_giaddr(ip("10.0.0.254"));
         let n = t.run(&r).reply.unwrap();
