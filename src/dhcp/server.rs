@@ -1972,6 +1972,88 @@ mod tests {
         assert_eq!(srv.pools["b"].lease_time, 600);
     }
 
+    /// Ping-check in the actor, on loopback (every address of 127/8
+    /// answers an echo request): the DISCOVER gets no OFFER while its
+    /// address is probed; each answer takes the address out as declined
+    /// and probes the next, at most `PROBES_PER_DISCOVER` for one DISCOVER;
+    /// then the offer is dropped, so no unprobed address goes out.
+    #[tokio::test]
+    async fn ping_check_takes_answering_addresses_out_and_stops_after_a_few() {
+        if let Err(e) = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV4),
+        ) {
+            eprintln!("no raw ICMP socket ({e}): ping-check not testable here");
+            return;
+        }
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut c = (*cfg(vec![pool("lo", "127.0.0.0", "127.0.0.10", "127.0.0.30")])).clone();
+        c.all_interfaces = true;
+        // as a commit sets them, without opening the sockets
+        srv.pools = c
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(&**p)))
+            .collect();
+        srv.cfg = Arc::new(c);
+        srv.ping = Some(Duration::from_secs(2));
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        // a DISCOVER relayed from 127.0.0.1: pool lo
+        let mut m = dhcproto::v4::Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, 1])
+            .set_giaddr(ip("127.0.0.1"));
+        m.opts_mut()
+            .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Discover));
+        let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+        let inb = Inbound {
+            msg: handler::decode(&raw),
+            raw: raw.clone(),
+            ifindex: 1,
+            src: std::net::SocketAddrV4::new(ip("127.0.0.1"), 67),
+            dst: ip("192.0.2.1"),
+        };
+        let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+        srv.process(inb, 0, &mut ch, &mut du, &mut no);
+        assert!(no.is_empty(), "no OFFER before the probe's end");
+        assert_eq!(srv.probing.len(), 1);
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(n(&shared.counters.ping_checks), 1);
+        let mut ended = 0;
+        while let Some(done) = srv.probes.join_next().await {
+            let (ip, answered) = done.unwrap();
+            srv.probed(ip, answered);
+            ended += 1;
+            assert!(ended <= usize::from(PROBES_PER_DISCOVER), "probing goes on");
+        }
+        let c = &shared.counters;
+        assert_eq!(ended, usize::from(PROBES_PER_DISCOVER));
+        assert_eq!(n(&c.ping_checks), u64::from(PROBES_PER_DISCOVER));
+        assert_eq!(n(&c.ping_conflicts), u64::from(PROBES_PER_DISCOVER));
+        assert_eq!((n(&c.offer), n(&c.discover), n(&c.received)), (0, 1, 1));
+        let declined: Vec<_> = srv
+            .table
+            .leases()
+            .filter(|l| l.state == LeaseState::Declined && l.expires > now_unix() + 59)
+            .map(|l| l.ip)
+            .collect();
+        assert_eq!(
+            declined.len(),
+            usize::from(PROBES_PER_DISCOVER),
+            "{declined:?}"
+        );
+        assert_eq!(srv.table.offers().count(), 0, "no unprobed offer left");
+        assert!(srv.probing.is_empty());
+    }
+
     #[tokio::test]
     async fn pools_of_a_profile_serve_only_while_master() {
         let (mut srv, shared) =
