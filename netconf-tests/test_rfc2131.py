@@ -398,8 +398,9 @@ def test_4_3_1_offer_fields_and_required_options(lab):
     lo, hi = socket.inet_aton("10.77.0.10"), socket.inet_aton("10.77.0.99")
     assert lo <= socket.inet_aton(o.yiaddr) <= hi
     assert not "10.77.0.50" <= o.yiaddr <= "10.77.0.59"
-    # table 3: MUST NOT requested address, parameter list, max size
-    for code in (50, 55, 57):
+    # table 3: MUST NOT requested address, parameter list, max size;
+    # SHOULD NOT message
+    for code in (50, 55, 56, 57):
         assert code not in o.codes
     # the requested options, in the client's order, after the MUSTs
     assert o.codes[:3] == [53, 54, 51]
@@ -411,6 +412,22 @@ def test_4_3_1_offer_fields_and_required_options(lab):
     assert len(o.raw) >= 300
 
 
+def test_4_3_1_reply_header_fields_follow_table_3(lab):
+    """Table 3: op BOOTREPLY, htype/hlen/xid/flags/giaddr/chaddr copied,
+    hops 0, secs 0, ciaddr 0 in an OFFER."""
+    mac, xid = new_mac(), next(_xid)
+    f = dhcp(mac, DISCOVER, xid, giaddr=RELAY, hops=3, src=RELAY, dst="10.78.0.1",
+             eth_src=lab.r.mac, eth_dst=lab.s_uplk, sport=67, flags=0x8000)
+    f[BOOTP].secs = 9
+    lab.r.send(f)
+    o = lab.r.reply(xid, port=67)
+    assert o is not None and o.kind == OFFER
+    p = o.raw
+    assert (p[0], p[1], p[2], p[3]) == (2, 1, 6, 0), "op, htype, hlen, hops"
+    assert struct.unpack("!H", p[8:10])[0] == 0, "secs"
+    assert o.flags == 0x8000 and o.giaddr == RELAY and o.ciaddr == "0.0.0.0" and o.chaddr == mac_bytes(mac)
+
+
 def test_4_3_1_the_requested_address_is_offered_when_free(lab):
     o = lab.ask(new_mac(), DISCOVER, [(50, ipb("10.77.0.77"))])
     assert o.yiaddr == "10.77.0.77"
@@ -420,8 +437,11 @@ def test_4_3_1_the_requested_address_is_offered_when_free(lab):
 
 
 def test_4_3_1_a_client_is_offered_its_previous_address(lab):
+    """The address order of §4.3.1: the current binding, then the previous
+    one (released: no longer allocated, but its record kept, §4.3.4)."""
     mac = new_mac()
     y = lab.bind(mac)
+    assert lab.ask(mac, DISCOVER).yiaddr == y
     assert lab.ask(mac, RELEASE, [(54, ipb(SID))], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan, timeout=0.5) is None
     o = lab.ask(mac, DISCOVER)
     assert o.yiaddr == y
@@ -437,6 +457,26 @@ def test_4_3_1_no_free_address_means_no_offer(fresh):
     fresh.bind(new_mac())
     assert fresh.ask(new_mac(), DISCOVER, timeout=1.5) is None
     assert settled(fresh.m, lambda s: s["stats"].get("exhausted", 0) >= 1)["stats"]["exhausted"] >= 1
+
+
+def test_4_3_1_a_requested_lease_time_is_granted_up_to_the_pool_lease_time(lab):
+    """Option 51 (a MAY): the pool's lease-time (600 here) is the most a
+    client gets, 60 s the least; T1 and T2 follow a shortened lease."""
+    lt = lambda t: (51, struct.pack("!I", t))  # noqa: E731
+    mac = new_mac()
+    o = lab.ask(mac, DISCOVER, [lt(300)])
+    assert (o.u32(51), o.u32(58), o.u32(59)) == (300, 150, 262)
+    a = lab.ask(mac, REQUEST, [(54, ipb(SID)), (50, ipb(o.yiaddr)), lt(300)])
+    assert a.kind == ACK and a.u32(51) == 300
+    lease = settled(lab.m, lambda s: s["leases"].get(o.yiaddr, {}).get("state") == "bound")["leases"][o.yiaddr]
+    assert lease["valid-lifetime"] == "300"
+    # a renewal asking for more gets the pool's lease-time, one asking for
+    # too little gets 60 s
+    y = o.yiaddr
+    a = lab.ask(mac, REQUEST, [lt(86400)], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan)
+    assert a.kind == ACK and a.u32(51) == 600
+    a = lab.ask(mac, REQUEST, [lt(5)], ciaddr=y, src=y, dst=SID, eth_dst=lab.s_lan)
+    assert a.kind == ACK and (a.u32(51), a.u32(58), a.u32(59)) == (60, 30, 52)
 
 
 # ---------------------------------------------------------------- §4.3.2
@@ -556,6 +596,42 @@ def test_4_3_2_renewing_extends_the_lease(lab):
     assert n.kind == NAK and n.eth_dst == BROADCAST_MAC
 
 
+def test_4_3_2_nak_carries_a_message_and_no_lease_or_configuration(lab):
+    """Table 3 for DHCPNAK: message type, server identifier and a message
+    (option 56, SHOULD); no lease time, T1/T2 or other configuration
+    (MUST NOT); yiaddr, ciaddr, siaddr 0 and sname/file empty. RFC 6842:
+    the client identifier comes back."""
+    cid = (61, b"\x01" + mac_bytes(new_mac()))
+    n = lab.ask(new_mac(), REQUEST, [(50, ipb("192.168.7.7")), (55, bytes([1, 3, 6, 15, 51])), cid])
+    assert n is not None and n.kind == NAK
+    assert sorted(n.codes) == [53, 54, 56, 61]
+    assert n.opts[56] == b"requested address is not on this network"
+    assert n.opts[61] == cid[1]
+    assert (n.yiaddr, n.ciaddr, n.siaddr) == ("0.0.0.0",) * 3
+    assert n.sname == bytes(64) and n.file == bytes(128)
+    taken = lab.bind(new_mac())
+    n = lab.ask(new_mac(), REQUEST, [(54, ipb(SID)), (50, ipb(taken))])
+    assert n.kind == NAK and n.opts[56] == b"requested address is not available to this client"
+    assert 61 not in n.codes, "no client identifier sent, none echoed"
+
+
+def test_4_3_2_rebinding_is_extended_only_when_consistent_with_the_binding(lab):
+    """REBINDING (broadcast, ciaddr set): the server SHOULD extend the
+    lease only if the request is consistent with its records. A client
+    rebinding another client's address gets a NAK; the owner's binding is
+    untouched. The ACK echoes the client identifier (RFC 6842)."""
+    owner = new_mac()
+    cid = (61, b"\x01" + mac_bytes(owner))
+    y = lab.bind(owner, [cid])
+    before = settled(lab.m, lambda s: y in s["leases"])["leases"][y]
+    n = lab.ask(new_mac(), REQUEST, ciaddr=y, src=y, flags=0x8000)
+    assert n is not None and n.kind == NAK
+    after = state(lab.m)["leases"][y]
+    assert after["mac-address"] == owner and after["expires"] == before["expires"]
+    a = lab.ask(owner, REQUEST, [cid], ciaddr=y, src=y, flags=0x8000)
+    assert a is not None and a.kind == ACK and a.opts.get(61) == cid[1]
+
+
 # ---------------------------------------------------------------- §4.3.3 - §4.3.5
 
 
@@ -613,6 +689,8 @@ def test_4_3_6_requests_with_bad_fields_are_ignored(lab):
     f = dhcp(mac, DISCOVER, xid)
     f[BOOTP].hlen = 17
     lab.c.send(f)
+    # a message type only servers send
+    lab.c.send(dhcp(mac, OFFER, xid))
     assert lab.c.reply(xid, 1) is None
     assert lab.d.proc.poll() is None
 
@@ -664,6 +742,23 @@ def test_rfc3527_link_selection_chooses_the_pool(lab):
     assert a is not None and a.kind == ACK and a.yiaddr == o.yiaddr
     lease = settled(lab.m, lambda s: o.yiaddr in s["leases"])["leases"][o.yiaddr]
     assert lease["pool"] == "far"
+
+
+def test_rfc3046_option_82_is_not_put_in_overloaded_fields(fresh):
+    """RFC 3046 §2.2: the echoed option 82 is the last option of the
+    options field, never in 'sname' or 'file', also when the reply's
+    other options overflow into them (the pool chosen by link selection)."""
+    lab = fresh
+    big = "".join(f"<option><code>{c}</code><hex>{':'.join([f'{c:02x}'] * n)}</hex></option>"
+                  for c, n in ((200, 100), (201, 120), (202, 110), (203, 40)))
+    commit(lab.m, dhcp_server(pool("lan", SID, sections=[("10.77.0.10", "10.77.0.20")]).replace("</ip-pool>", big + "</ip-pool>")))
+    lab.r.drain()
+    info = bytes([1, 40]) + b"c" * 40 + bytes([5, 4]) + ipb("10.77.0.0")
+    o = relayed(lab, new_mac(), DISCOVER, info=info)
+    assert o is not None and o.kind == OFFER and o.yiaddr.startswith("10.77.0.")
+    assert o.opts[52] != b"\x00", "the reply overflows"
+    assert o.codes[-1] == 82 and o.opts[82] == info
+    assert 82 not in [c for c, _ in parse_options(o.file) + parse_options(o.sname)]
 
 
 def test_rfc5107_server_identifier_override(lab):
@@ -887,3 +982,95 @@ def test_4_3_2_a_routed_renewal_is_served_from_the_pool_of_ciaddr(lab):
     r = lab.r.reply(xid)
     assert r is not None and r.kind == ACK and r.yiaddr == a.yiaddr
     assert r.ip_dst == a.yiaddr and r.eth_dst == lab.r.mac
+
+
+# ---------------------------------------------------------------- §4.3.1 ping-check
+
+
+PING_POOL = pool("lan", SID, sections=[("10.77.0.10", "10.77.0.30")], lease=600,
+                 static=[("10.77.0.200", "02:00:00:aa:00:99")])
+
+
+def ping_check(timeout_ms: int) -> str:
+    return f"<ping-check><enabled>true</enabled><timeout>{timeout_ms}</timeout></ping-check>"
+
+
+def icmp_echo_to(wire: Wire, ip: str) -> bool:
+    """Whether the frames seen carry an ICMP echo request to *ip*."""
+    from scapy.layers.inet import ICMP
+
+    return any(ICMP in e and e[ICMP].type == 8 and e[IP].dst == ip for e in wire.seen)
+
+
+def test_4_3_1_ping_check_an_address_in_use_is_not_offered(fresh):
+    """RFC 2131 §4.3.1: the server SHOULD probe an address before it
+    offers it. A host in C holds 10.77.0.10 (configured statically, it
+    answers ping). Ping-check off (the default): the client asking for it
+    is offered it, nothing is probed. On: the server pings it, gets the
+    answer, takes the address out (declined, counted in ping-conflicts)
+    and offers the client another one; the next client does not get it
+    either."""
+    lab = fresh
+    held = "10.77.0.10"
+    sh("ip", "-n", lab.topo.C, "addr", "add", f"{held}/24", "dev", "lan")
+    commit(lab.m, dhcp_server(PING_POOL))
+    lab.c.drain()
+    first = new_mac()
+    o = lab.ask(first, DISCOVER, [(50, ipb(held))])
+    assert o is not None and o.kind == OFFER and o.yiaddr == held, "ping-check off: behaviour unchanged"
+    assert not icmp_echo_to(lab.c, held)
+    # the client takes another server's offer: the address is free again
+    assert lab.ask(first, REQUEST, [(54, ipb("10.77.0.254")), (50, ipb(held))], timeout=0.5) is None
+    st = lab.stats()
+    assert st["ping-checks"] == 0 and st["ping-conflicts"] == 0
+
+    commit(lab.m, dhcp_server(PING_POOL, extra=ping_check(1000)))
+    lab.c.drain()
+    mac = new_mac()
+    o = lab.ask(mac, DISCOVER, [(50, ipb(held))], timeout=5)
+    assert o is not None and o.kind == OFFER
+    assert o.yiaddr != held and o.yiaddr.startswith("10.77.0.")
+    assert icmp_echo_to(lab.c, held), "no ICMP echo request to the address on the wire"
+    st = settled(lab.m, lambda s: s["stats"].get("ping-conflicts", 0) == 1)
+    assert st["stats"]["ping-conflicts"] == 1 and st["stats"]["ping-checks"] >= 2
+    assert st["leases"][held]["state"] == "declined"
+    # the client gets the other address; nobody gets the one in use
+    a = lab.ask(mac, REQUEST, [(54, ipb(SID)), (50, ipb(o.yiaddr))])
+    assert a is not None and a.kind == ACK and a.yiaddr == o.yiaddr
+    o2 = lab.ask(new_mac(), DISCOVER, [(50, ipb(held))], timeout=5)
+    assert o2 is not None and o2.yiaddr not in (held, o.yiaddr)
+
+
+def test_4_3_1_ping_check_a_silent_address_is_offered_after_the_probe(fresh):
+    """Nobody holds 10.77.0.11: the probe gets no answer (the server's ARP
+    for it goes unanswered) and the OFFER leaves after it. The wait does
+    not hold up other clients: a client with a static binding (never
+    probed) is offered its address while the probe waits. A DISCOVER
+    retransmitted during the probe is answered once, by the probe's end,
+    and one after it is offered the probed address without a new probe."""
+    lab = fresh
+    silent = "10.77.0.11"
+    commit(lab.m, dhcp_server(PING_POOL, extra=ping_check(3000)))
+    lab.c.drain()
+    mac, xid = new_mac(), next(_xid)
+    lab.c.send(dhcp(mac, DISCOVER, xid, [(50, ipb(silent))]))
+    time.sleep(0.3)
+    lab.c.send(dhcp(mac, DISCOVER, xid, [(50, ipb(silent))]))  # retransmission
+    s = lab.ask("02:00:00:aa:00:99", DISCOVER, timeout=2)
+    assert s is not None and s.kind == OFFER and s.yiaddr == "10.77.0.200"
+    offers = lab.c.replies(xid, timeout=6)
+    assert len(offers) == 1, f"{len(offers)} OFFERs for a DISCOVER and its retransmission"
+    assert offers[0].kind == OFFER and offers[0].yiaddr == silent
+    # the static client's OFFER came while the probe waited (before the
+    # probe's OFFER); the probe went out first (the server's ARP for the
+    # probed address, which nobody answers, before the probe's OFFER)
+    order = [e for e in lab.c.seen if (ARP in e and e[ARP].pdst == silent and e[ARP].op == 1)
+             or (UDP in e and e[UDP].sport == 67 and bytes(e[UDP].payload)[4:8] in (struct.pack("!I", xid), struct.pack("!I", s.xid)))]
+    kinds = ["arp" if ARP in e else ("probed" if bytes(e[UDP].payload)[4:8] == struct.pack("!I", xid) else "static") for e in order]
+    assert "arp" in kinds[: kinds.index("probed")] and kinds.index("static") < kinds.index("probed"), kinds
+    st = settled(lab.m, lambda s: s["stats"].get("ping-checks", 0) == 1)["stats"]
+    assert st["ping-checks"] == 1 and st["ping-conflicts"] == 0 and st["sent/offer"] == 2
+    # offered again at once, not probed again
+    o = lab.ask(mac, DISCOVER, timeout=2)
+    assert o is not None and o.yiaddr == silent
+    assert lab.stats()["ping-checks"] == 1

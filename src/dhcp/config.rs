@@ -22,6 +22,9 @@ pub struct DhcpConfig {
     /// BOOTP requests (no message type) are answered from static bindings
     /// (RFC 1534) instead of dropped.
     pub bootp_static: bool,
+    /// `ping-check`: the echo reply timeout in milliseconds when enabled
+    /// (RFC 2131 §4.3.1: probe an address before offering it).
+    pub ping_check_ms: Option<u16>,
     /// Shared, so that copying a configuration of thousands of pools (each
     /// commit does) costs a pointer per pool, and a runtime can tell an
     /// unchanged pool by `Arc::ptr_eq`.
@@ -246,6 +249,11 @@ impl TryFrom<&DataTree<'static>> for DhcpConfig {
             cfg.echo_client_id = parse(&d, "echo-client-id")?.unwrap_or(true);
             cfg.authoritative = parse(&d, "authoritative")?.unwrap_or(true);
             cfg.bootp_static = leaf(&d, "bootp").as_deref() == Some("static-bindings");
+            for pc in children(&d, "ping-check") {
+                if parse(&pc, "enabled")?.unwrap_or(false) {
+                    cfg.ping_check_ms = Some(parse(&pc, "timeout")?.unwrap_or(500));
+                }
+            }
             for p in children(&d, "ip-pool") {
                 let pool = pool(&p)?;
                 cfg.pools.insert(pool.name.clone(), Arc::new(pool));

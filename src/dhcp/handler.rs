@@ -120,6 +120,12 @@ pub struct Outcome {
     /// (option 50, a MUST for the client in RFC 2131 §4.3.2) answered for
     /// `ciaddr` or the client's pending offer or binding (counted).
     pub lenient: bool,
+    /// The address an OFFER names.
+    pub offered: Option<Ipv4Addr>,
+    /// The OFFER names an address the client held neither bound, nor
+    /// offered, nor by a static binding (new, or its old one reused): the
+    /// server probes it first when ping-check is on (RFC 2131 §4.3.1).
+    pub fresh: bool,
 }
 
 impl Outcome {
@@ -138,10 +144,11 @@ impl Outcome {
 
 /// The request options the server reads, in the order they are handed to
 /// `dhcproto`, and the length each must have (0: any non-zero length).
-const READ_OPTIONS: [(u8, usize); 7] = [
+const READ_OPTIONS: [(u8, usize); 8] = [
     (code::MESSAGE_TYPE, 1),
     (code::SERVER_ID, 4),
     (code::REQUESTED_IP, 4),
+    (code::LEASE_TIME, 4),
     (57, 2),
     (code::CLIENT_ID, 0),
     (55, 0),
@@ -340,6 +347,46 @@ fn requested_ip(req: &Message) -> Option<Ipv4Addr> {
     }
 }
 
+/// The messages of the DHCPNAKs (option 56).
+const WRONG_NETWORK: &str = "requested address is not on this network";
+const NOT_YOURS: &str = "requested address is not available to this client";
+
+/// The lease time the client asks for (option 51).
+fn requested_lease(req: &Message) -> Option<u32> {
+    match req.opts().get(dhcproto::v4::OptionCode::AddressLeaseTime) {
+        Some(DhcpOption::AddressLeaseTime(t)) => Some(*t),
+        _ => None,
+    }
+}
+
+/// The shortest lease a client can ask for: the lowest `lease-time` the
+/// YANG module allows.
+pub const MIN_LEASE: u32 = 60;
+
+/// The lease time granted and its T1 and T2 (RFC 2131 §4.3.1: a client
+/// that asks for a lease time (option 51) MAY get it). The pool's
+/// `lease-time` is the most a client gets; a client asking for less gets
+/// what it asks, but not under `MIN_LEASE`. A shortened lease keeps the
+/// pool's T1 and T2 when they still come before its end, else gets the
+/// default ones (1/2 and 7/8 of it).
+pub fn lease_times(pool: &PoolRt, requested: Option<u32>) -> (u32, Option<u32>, Option<u32>) {
+    let Some(asked) = requested.filter(|t| *t < pool.lease_time) else {
+        return (pool.lease_time, pool.t1, pool.t2);
+    };
+    let lease = asked.max(MIN_LEASE).min(pool.lease_time);
+    if lease == pool.lease_time {
+        return (pool.lease_time, pool.t1, pool.t2);
+    }
+    match (pool.t1, pool.t2) {
+        (Some(t1), Some(t2)) if t2 < lease => (lease, Some(t1), Some(t2)),
+        _ => (
+            lease,
+            Some(lease / 2),
+            Some((u64::from(lease) * 7 / 8) as u32),
+        ),
+    }
+}
+
 fn server_id_opt(req: &Message) -> Option<Ipv4Addr> {
     match req.opts().get(dhcproto::v4::OptionCode::ServerIdentifier) {
         Some(DhcpOption::ServerIdentifier(ip)) => Some(*ip),
@@ -418,7 +465,9 @@ pub fn handle(
     let cid = client_id(req);
     let key = ClientKey::new(cid.as_deref(), &hw);
     let src = pool.server_id.unwrap_or(ctx.default_sid);
+    let times = lease_times(pool, requested_lease(req));
     let h = Handler {
+        times,
         pool,
         ctx,
         req,
@@ -456,6 +505,8 @@ struct Handler<'a> {
     cid: Option<Vec<u8>>,
     /// The client's identity, computed once per request.
     key: ClientKey,
+    /// Lease time, T1 and T2 granted to this request (`lease_times`).
+    times: (u32, Option<u32>, Option<u32>),
 }
 
 impl Handler<'_> {
@@ -552,16 +603,16 @@ impl Handler<'_> {
         let bound_here = table
             .get(ip)
             .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key) && l.expires > now);
+        let offered_here = table
+            .offer(ip)
+            .is_some_and(|o| o.is_client(key) && o.expires > now);
         if !bound_here {
-            table.hold(self.lease(
-                ip,
-                LeaseState::Offered,
-                self.pool.lease_time,
-                now + u64::from(hold),
-            ));
+            table.hold(self.lease(ip, LeaseState::Offered, self.times.0, now + u64::from(hold)));
         }
         Outcome {
             reply: Some(self.reply(MessageType::Offer, ip, true)),
+            offered: Some(ip),
+            fresh: !bound_here && !offered_here && self.static_ip().is_none(),
             ..Default::default()
         }
     }
@@ -585,7 +636,7 @@ impl Handler<'_> {
                 table.drop_offer(key);
                 Outcome::silent(Silence::OtherServer)
             } else {
-                self.nak()
+                self.nak(NOT_YOURS)
             };
             return out.lenient(lenient);
         }
@@ -635,13 +686,13 @@ impl Handler<'_> {
     /// records too).
     fn verify(&self, table: &mut LeaseTable, ip: Ipv4Addr, init_reboot: bool) -> Outcome {
         if !self.pool.in_subnet(ip) {
-            return self.nak();
+            return self.nak(WRONG_NETWORK);
         }
         if self.known(table) {
             return if self.grantable(table, ip) && !self.bound_elsewhere(table, ip) {
                 self.bind(table, ip)
             } else {
-                self.nak()
+                self.nak(NOT_YOURS)
             };
         }
         let address_known =
@@ -699,7 +750,7 @@ impl Handler<'_> {
 
     fn nak_if(&self, authoritative: bool) -> Outcome {
         if authoritative {
-            self.nak()
+            self.nak(NOT_YOURS)
         } else {
             Outcome::silent(Silence::Nothing)
         }
@@ -707,7 +758,7 @@ impl Handler<'_> {
 
     fn bind(&self, table: &mut LeaseTable, ip: Ipv4Addr) -> Outcome {
         let key = self.key();
-        let lifetime = self.pool.lease_time;
+        let lifetime = self.times.0;
         let renewed = table
             .get(ip)
             .is_some_and(|l| l.state == LeaseState::Bound && l.is_client(key));
@@ -725,7 +776,7 @@ impl Handler<'_> {
                 },
                 lease,
             }],
-            lenient: false,
+            ..Default::default()
         }
     }
 
@@ -793,7 +844,7 @@ impl Handler<'_> {
                 kind: EventKind::Released,
                 lease: l,
             }],
-            lenient: false,
+            ..Default::default()
         }
     }
 
@@ -822,15 +873,27 @@ impl Handler<'_> {
         }
     }
 
-    fn nak(&self) -> Outcome {
+    /// A DHCPNAK, with `why` as its message (option 56, a SHOULD of RFC
+    /// 2131 table 3).
+    fn nak(&self, why: &str) -> Outcome {
         Outcome {
-            reply: Some(self.reply(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false)),
+            reply: Some(self.build(MessageType::Nak, Ipv4Addr::UNSPECIFIED, false, Some(why))),
             ..Default::default()
         }
     }
 
-    /// Build a reply (RFC 2131 table 3) and choose its delivery (§4.1).
     fn reply(&self, kind: MessageType, yiaddr: Ipv4Addr, with_lease: bool) -> Reply {
+        self.build(kind, yiaddr, with_lease, None)
+    }
+
+    /// Build a reply (RFC 2131 table 3) and choose its delivery (§4.1).
+    fn build(
+        &self,
+        kind: MessageType,
+        yiaddr: Ipv4Addr,
+        with_lease: bool,
+        message: Option<&str>,
+    ) -> Reply {
         let req = self.req;
         let nak = kind == MessageType::Nak;
         let inform = req.opts().msg_type() == Some(MessageType::Inform);
@@ -861,7 +924,7 @@ impl Handler<'_> {
         // The header encoder writes no option area for an empty option
         // set: the options follow, laid out by `options`.
         bytes.truncate(240);
-        self.options(&mut bytes, kind, with_lease && !inform);
+        self.options(&mut bytes, kind, with_lease && !inform, message);
         let to = if !req.giaddr().is_unspecified() {
             Delivery::Relay(req.giaddr())
         } else if nak {
@@ -901,7 +964,13 @@ impl Handler<'_> {
     /// client's parameter request list, then the unrequested ones; the
     /// client id and relay information echoes last. Options that would make
     /// the message exceed the client's maximum size are left out.
-    fn options(&self, out: &mut Vec<u8>, kind: MessageType, with_lease: bool) {
+    fn options(
+        &self,
+        out: &mut Vec<u8>,
+        kind: MessageType,
+        with_lease: bool,
+        message: Option<&str>,
+    ) {
         let req = self.req;
         let max_msg = match req.opts().get(dhcproto::v4::OptionCode::MaxMessageSize) {
             Some(DhcpOption::MaxMessageSize(n)) => (*n as usize).max(576),
@@ -966,15 +1035,14 @@ impl Handler<'_> {
             out.extend_from_slice(&t);
             push(out, code::SERVER_ID, &self.sid.octets(), usize::MAX);
         }
+        if let Some(m) = message {
+            push(out, code::MESSAGE, m.as_bytes(), usize::MAX);
+        }
         let nak = kind == MessageType::Nak;
         if with_lease {
-            push(
-                out,
-                code::LEASE_TIME,
-                &self.pool.lease_time.to_be_bytes(),
-                usize::MAX,
-            );
-            if let (Some(t1), Some(t2)) = (self.pool.t1, self.pool.t2) {
+            let (lease, t1, t2) = self.times;
+            push(out, code::LEASE_TIME, &lease.to_be_bytes(), usize::MAX);
+            if let (Some(t1), Some(t2)) = (t1, t2) {
                 push(out, code::RENEWAL_TIME, &t1.to_be_bytes(), usize::MAX);
                 push(out, code::REBINDING_TIME, &t2.to_be_bytes(), usize::MAX);
             }
@@ -1412,6 +1480,43 @@ pub(crate) mod tests {
         assert_eq!(t.table.get(y).unwrap().state, LeaseState::Bound);
     }
 
+    /// RFC 2131 §3.1 / §4.3.1: an offered address is held for its client
+    /// (`offer_hold`), and free again when no REQUEST came: another client
+    /// asking for it gets it then, not before. The OFFER says whether it
+    /// names an address new to the client (probed by ping-check).
+    #[test]
+    fn an_offer_without_a_request_frees_its_address_after_the_hold() {
+        let mut t = T::new();
+        let out = t.run(&msg(MessageType::Discover, 1));
+        let y = reply(&out.reply.unwrap()).yiaddr();
+        assert_eq!((out.offered, out.fresh), (Some(y), true));
+        // the client's retransmission: the same address, not new to it
+        let again = t.run(&msg(MessageType::Discover, 1));
+        assert_eq!((again.offered, again.fresh), (Some(y), false));
+        let mut d = msg(MessageType::Discover, 2);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        assert_ne!(reply(&t.run(&d).reply.unwrap()).yiaddr(), y, "held");
+        t.now += u64::from(t.g.offer_hold) + 1;
+        let mut d = msg(MessageType::Discover, 3);
+        d.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+        let out = t.run(&d);
+        assert_eq!(
+            reply(&out.reply.unwrap()).yiaddr(),
+            y,
+            "free after the hold"
+        );
+        assert!(out.fresh);
+        // a static binding is the client's own: never probed
+        let mut s = msg(MessageType::Discover, 0x99);
+        s.set_chaddr(&[2, 0, 0, 0, 0, 0x99]);
+        let out = t.run(&s);
+        assert_eq!((out.offered, out.fresh), (Some(ip("10.0.0.200")), false));
+        // and so is a current binding
+        let b = t.dora(4);
+        let out = t.run(&msg(MessageType::Discover, 4));
+        assert_eq!((out.offered, out.fresh), (Some(b), false));
+    }
+
     #[test]
     fn selecting_another_server_frees_the_offer() {
         let mut t = T::new();
@@ -1443,7 +1548,7 @@ pub(crate) mod tests {
         assert!(!n.durable);
         let m = reply(&n);
         assert_eq!(m.yiaddr(), Ipv4Addr::UNSPECIFIED);
-        assert_eq!(codes(&n), vec![53, 54]);
+        assert_eq!(codes(&n), vec![53, 54, 56]);
         // relayed NAK: to the relay, broadcast bit set
         r.set_giaddr(ip("10.0.0.254"));
         let n = t.run(&r).reply.unwrap();
@@ -1858,6 +1963,66 @@ pub(crate) mod tests {
 
     /// An infinite lease never expires and still tells when it was granted:
     /// its renewal is a newer version for the hot-backup merge.
+    /// RFC 2131 §4.3.1: option 51 is honoured up to the pool's lease-time
+    /// and not under `MIN_LEASE`, in the OFFER, the ACK and the lease; a
+    /// shortened lease gets T1 and T2 that come before its end.
+    #[test]
+    fn a_requested_lease_time_is_granted_within_the_pool_bounds() {
+        let lease_opt = |r: &Reply, c: u8| {
+            let m = reply(r);
+            let want = match c {
+                51 => dhcproto::v4::OptionCode::AddressLeaseTime,
+                58 => dhcproto::v4::OptionCode::Renewal,
+                _ => dhcproto::v4::OptionCode::Rebinding,
+            };
+            match m.opts().get(want) {
+                Some(DhcpOption::AddressLeaseTime(t))
+                | Some(DhcpOption::Renewal(t))
+                | Some(DhcpOption::Rebinding(t)) => *t,
+                o => panic!("option {c}: {o:?}"),
+            }
+        };
+        let mut t = T::new();
+        for (mac, asked, granted, t1, t2) in [
+            (1, Some(600), 600, 300, 525),
+            (2, Some(10), MIN_LEASE, 30, 52),
+            (3, Some(1_000_000), 3600, 1800, 3150),
+            (4, None, 3600, 1800, 3150),
+        ] {
+            let with = |mut m: Message| {
+                if let Some(a) = asked {
+                    m.opts_mut().insert(DhcpOption::AddressLeaseTime(a));
+                }
+                m
+            };
+            let out = t.run(&with(msg(MessageType::Discover, mac)));
+            let o = out.reply.unwrap();
+            assert_eq!(
+                (lease_opt(&o, 51), lease_opt(&o, 58), lease_opt(&o, 59)),
+                (granted, t1, t2),
+                "asked {asked:?}"
+            );
+            let y = reply(&o).yiaddr();
+            let mut r = with(msg(MessageType::Request, mac));
+            r.opts_mut().insert(DhcpOption::ServerIdentifier(ip(SID)));
+            r.opts_mut().insert(DhcpOption::RequestedIpAddress(y));
+            let a = t.run(&r).reply.unwrap();
+            assert_eq!(lease_opt(&a, 51), granted);
+            let l = t.table.get(y).unwrap();
+            assert_eq!(
+                (l.lifetime, l.expires),
+                (granted, t.now + u64::from(granted))
+            );
+        }
+        // configured T1 and T2 stay when they come before the shorter end
+        let mut p = cfg_pool();
+        p.renew_time_s = Some(100);
+        p.rebind_time_s = Some(200);
+        let rt = PoolRt::from(&p);
+        assert_eq!(lease_times(&rt, Some(300)), (300, Some(100), Some(200)));
+        assert_eq!(lease_times(&rt, Some(150)), (150, Some(75), Some(131)));
+    }
+
     #[test]
     fn an_infinite_lease_keeps_its_grant_time() {
         let mut t = T::new();

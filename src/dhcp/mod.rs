@@ -15,6 +15,8 @@
 //!   gates that hold ACKs until the partner has their batch;
 //! - `network`: the sockets;
 //! - `server`: the actor tying them together.
+//! - `probe`: the ping check, an ICMP echo to an address before it is
+//!   offered;
 //! - `activity`: the log lines of dropped requests and lease changes,
 //!   rate-limited, and their per-minute summary.
 
@@ -26,6 +28,7 @@ pub mod network;
 mod os;
 pub mod peer;
 pub mod pool;
+pub mod probe;
 pub mod replication;
 pub mod server;
 pub mod snapshot;
@@ -450,7 +453,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
         x,
-        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld><dropped-inform-no-address>{}</dropped-inform-no-address><dropped-bootp>{}</dropped-bootp><bootp-replies>{}</bootp-replies><lenient-requests>{}</lenient-requests>\
+        "<statistics><packets-received>{}</packets-received><dropped-malformed>{}</dropped-malformed><dropped-interface>{}</dropped-interface><dropped-no-pool>{}</dropped-no-pool><dropped-not-serving>{}</dropped-not-serving><exhausted>{}</exhausted><send-errors>{}</send-errors><acks-withheld>{}</acks-withheld><dropped-inform-no-address>{}</dropped-inform-no-address><dropped-bootp>{}</dropped-bootp><bootp-replies>{}</bootp-replies><lenient-requests>{}</lenient-requests><ping-checks>{}</ping-checks><ping-conflicts>{}</ping-conflicts>\
 <received><discover>{}</discover><request>{}</request><decline>{}</decline><release>{}</release><inform>{}</inform><other>{}</other></received>\
 <sent><offer>{}</offer><ack>{}</ack><nak>{}</nak></sent></statistics>\
 <lease-store-failed>{}</lease-store-failed>",
@@ -466,6 +469,8 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.bootp_dropped),
         g(&c.bootp_replies),
         g(&c.lenient),
+        g(&c.ping_checks),
+        g(&c.ping_conflicts),
         g(&c.discover),
         g(&c.request),
         g(&c.decline),

@@ -121,6 +121,10 @@ pub struct Counters {
     pub bootp_dropped: AtomicU64,
     /// BOOTREPLYs sent from static bindings.
     pub bootp_replies: AtomicU64,
+    /// Ping-check probes sent.
+    pub ping_checks: AtomicU64,
+    /// Addresses a ping-check probe found in use.
+    pub ping_conflicts: AtomicU64,
     /// ACKs not sent because the leases they grant could not be made
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
@@ -667,7 +671,34 @@ pub struct DhcpServer {
     cancel: CancellationToken,
     port: u16,
     appended_since_compact: u64,
+    /// `ping-check`: how long a probe waits for the echo reply, when on.
+    ping: Option<Duration>,
+    /// The probes in flight, by address: each holds the OFFER that leaves
+    /// when it finds the address free.
+    probing: HashMap<Ipv4Addr, Probing>,
+    /// Their tasks, owned here: a server that stops aborts them.
+    probes: tokio::task::JoinSet<(Ipv4Addr, std::io::Result<bool>)>,
 }
+
+/// An address being probed before it is offered (ping-check).
+struct Probing {
+    /// The DISCOVER, to be answered again if the address is in use.
+    inb: Inbound,
+    /// Its OFFER (of the latest retransmission).
+    reply: Reply,
+    client: super::leases::ClientKey,
+    /// Addresses found in use so far for this DISCOVER.
+    conflicts: u8,
+}
+
+/// Addresses probed for one DISCOVER at most: a link where every address
+/// answers pings takes an address out per probe, not the whole pool at
+/// once (the client asks again).
+const PROBES_PER_DISCOVER: u8 = 4;
+
+/// The least quarantine of an address a probe found in use: with
+/// `decline-probation` 0 it would be offered, and probed, again at once.
+const PING_CONFLICT_PROBATION: u32 = 60;
 
 impl std::fmt::Debug for DhcpServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -734,6 +765,9 @@ impl DhcpServer {
             cancel,
             port,
             appended_since_compact: records,
+            ping: None,
+            probing: HashMap::new(),
+            probes: tokio::task::JoinSet::new(),
         };
         Ok((
             server,
@@ -763,6 +797,11 @@ impl DhcpServer {
                     Some(c) => self.command(c),
                     None => break,
                 },
+                Some(done) = self.probes.join_next(), if !self.probes.is_empty() => {
+                    if let Ok((ip, answered)) = done {
+                        self.probed(ip, answered);
+                    }
+                }
                 // before the socket: under constant load it must still run
                 _ = tick.tick() => {
                     // without the writer no ACK can leave: stop, and let
@@ -822,7 +861,7 @@ impl DhcpServer {
                     let mut changes = Vec::new();
                     let mut durable = Vec::new();
                     for inb in batch.drain(..) {
-                        self.process(inb, &mut changes, &mut durable, &mut now_out);
+                        self.process(inb, 0, &mut changes, &mut durable, &mut now_out);
                     }
                     for (r, _, _) in &mut durable {
                         r.received = Some(woke);
@@ -1090,6 +1129,9 @@ impl DhcpServer {
             bootp_static: cfg.bootp_static,
             ..Globals::default()
         };
+        self.ping = cfg
+            .ping_check_ms
+            .map(|ms| Duration::from_millis(u64::from(ms)));
         self.table.set_statics(
             pools
                 .values()
@@ -1162,16 +1204,21 @@ impl DhcpServer {
 
     /// Handle one datagram: lease changes go to `changes`, replies that
     /// wait for them to be durable to `durable`, the others to `now_out`
-    /// (sent by the caller once the batch is handled).
+    /// (sent by the caller once the batch is handled). `conflicts`: the
+    /// addresses ping-check found in use for this request so far (not 0:
+    /// it is a DISCOVER handled again, already counted).
     fn process(
         &mut self,
         inb: Inbound,
+        conflicts: u8,
         changes: &mut Vec<Change>,
         durable: &mut Vec<Durable>,
         now_out: &mut Vec<(Reply, u32)>,
     ) {
         let c = self.counters.clone();
-        inc(&c.received);
+        if conflicts == 0 {
+            inc(&c.received);
+        }
         self.refresh_ifaces(inb.ifindex);
         let msg = match inb.msg {
             Ok(m) => m,
@@ -1204,6 +1251,7 @@ impl DhcpServer {
             return;
         }
         match msg.opts().msg_type() {
+            _ if conflicts > 0 => {}
             Some(MessageType::Discover) => inc(&c.discover),
             Some(MessageType::Request) => inc(&c.request),
             Some(MessageType::Decline) => inc(&c.decline),
@@ -1397,6 +1445,44 @@ impl DhcpServer {
             self.exhausted_logged.remove(&pool.name);
         }
         changes.extend(out.changes);
+        if let (Some(ip), Some(wait), Some(r)) = (out.offered, self.ping, &out.reply) {
+            if let Some(p) = self.probing.get_mut(&ip) {
+                // a retransmitted DISCOVER: the probe's end answers it
+                p.reply = r.clone();
+                p.inb.ifindex = inb.ifindex;
+                return;
+            }
+            if out.fresh {
+                let client = handler::client_key(&msg);
+                if conflicts >= PROBES_PER_DISCOVER {
+                    // no unprobed address may go out, also not to a
+                    // retransmission: the client starts over
+                    self.table.drop_offer(&client);
+                    return;
+                }
+                inc(&c.ping_checks);
+                self.probes
+                    .spawn(async move { (ip, super::probe::probe(ip, wait).await) });
+                let again = Inbound {
+                    msg: Ok(msg.clone()),
+                    raw: inb.raw.clone(),
+                    ifindex: inb.ifindex,
+                    src: inb.src,
+                    dst: inb.dst,
+                };
+                let reply = r.clone();
+                self.probing.insert(
+                    ip,
+                    Probing {
+                        inb: again,
+                        reply,
+                        client,
+                        conflicts,
+                    },
+                );
+                return;
+            }
+        }
         if let Some(r) = out.reply {
             match r.kind {
                 _ if msg.opts().msg_type().is_none() => inc(&c.bootp_replies),
@@ -1417,6 +1503,84 @@ impl DhcpServer {
             let name = pool.name.clone();
             self.check_utilization(&name);
         }
+    }
+
+    /// A ping-check probe of `ip` ended. No answer: its OFFER leaves (if the
+    /// address is still held for the client). An answer: another host uses
+    /// the address; it is taken out as declined, and the DISCOVER handled
+    /// again, for the next address. A probe that could not be sent is no
+    /// reason to refuse the client: the OFFER leaves.
+    fn probed(&mut self, ip: Ipv4Addr, answered: std::io::Result<bool>) {
+        let Some(p) = self.probing.remove(&ip) else {
+            return;
+        };
+        let held = self
+            .table
+            .offer(ip)
+            .filter(|o| o.is_client(&p.client))
+            .cloned();
+        let Some(offer) = held else {
+            // the offer is gone (its pool changed): nothing to send
+            return;
+        };
+        let serving = self.pools.get(&offer.pool).is_some_and(|pool| {
+            pool.profile
+                .as_ref()
+                .is_none_or(|pr| self.serving.get(pr).copied().unwrap_or(false))
+        });
+        if !serving {
+            // the pool stopped serving meanwhile (its profile is no
+            // longer master): the partner answers now
+            return;
+        }
+        let in_use = match answered {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(%ip, error = %e, "ping-check probe not sent: offering without it");
+                false
+            }
+        };
+        if !in_use {
+            if let Some(s) = &self.sockets {
+                let failed = s.tx.send_batch(std::iter::once((&p.reply, p.inb.ifindex)));
+                self.counters
+                    .send_errors
+                    .fetch_add(failed as u64, Ordering::Relaxed);
+                inc(&self.counters.offer);
+            }
+            return;
+        }
+        inc(&self.counters.ping_conflicts);
+        warn!(%ip, pool = %offer.pool, "ping-check: the address answered, another host uses it; taken out");
+        let probation = self.globals.decline_probation.max(PING_CONFLICT_PROBATION);
+        let mut lease = offer;
+        lease.state = LeaseState::Declined;
+        lease.lifetime = probation;
+        lease.expires = now_unix() + u64::from(probation);
+        lease.hostname = None;
+        self.table.insert(lease.clone());
+        self.activity.lease(&super::leases::LeaseEvent {
+            kind: EventKind::Declined,
+            lease: lease.clone(),
+        });
+        let mut changes = vec![Change::Upsert(lease)];
+        let mut durable = Vec::new();
+        let mut now_out = Vec::new();
+        self.process(
+            p.inb,
+            p.conflicts + 1,
+            &mut changes,
+            &mut durable,
+            &mut now_out,
+        );
+        self.write(changes, durable);
+        if let Some(s) = &self.sockets {
+            let failed = s.tx.send_batch(now_out.iter().map(|(r, i)| (r, *i)));
+            self.counters
+                .send_errors
+                .fetch_add(failed as u64, Ordering::Relaxed);
+        }
+        self.sync_snapshot();
     }
 
     /// Report a crossing of `pool`'s utilization-threshold (a lookup and
@@ -1685,7 +1849,7 @@ mod tests {
                 dst: ip("192.0.2.1"),
             };
             let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
-            srv.process(inb, &mut ch, &mut du, &mut no);
+            srv.process(inb, 0, &mut ch, &mut du, &mut no);
         }
         let (n, l) = next().expect("exhausted");
         assert_eq!(n, "/hotlease-dhcp-server:pool-exhausted");
@@ -1871,6 +2035,88 @@ mod tests {
         assert_eq!(srv.pools["b"].lease_time, 600);
     }
 
+    /// Ping-check in the actor, on loopback (every address of 127/8
+    /// answers an echo request): the DISCOVER gets no OFFER while its
+    /// address is probed; each answer takes the address out as declined
+    /// and probes the next, at most `PROBES_PER_DISCOVER` for one DISCOVER;
+    /// then the offer is dropped, so no unprobed address goes out.
+    #[tokio::test]
+    async fn ping_check_takes_answering_addresses_out_and_stops_after_a_few() {
+        if let Err(e) = socket2::Socket::new(
+            socket2::Domain::IPV4,
+            socket2::Type::RAW,
+            Some(socket2::Protocol::ICMPV4),
+        ) {
+            eprintln!("no raw ICMP socket ({e}): ping-check not testable here");
+            return;
+        }
+        let (mut srv, shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut c = (*cfg(vec![pool("lo", "127.0.0.0", "127.0.0.10", "127.0.0.30")])).clone();
+        c.all_interfaces = true;
+        // as a commit sets them, without opening the sockets
+        srv.pools = c
+            .pools
+            .iter()
+            .map(|(n, p)| (n.clone(), PoolRt::from(&**p)))
+            .collect();
+        srv.cfg = Arc::new(c);
+        srv.ping = Some(Duration::from_secs(2));
+        srv.ifaces.insert(
+            1,
+            IfInfo {
+                name: "eth0".into(),
+                addrs: vec![(ip("192.0.2.1"), ip("255.255.255.0"))],
+            },
+        );
+        srv.ifaces_at = Instant::now();
+        // a DISCOVER relayed from 127.0.0.1: pool lo
+        let mut m = dhcproto::v4::Message::default();
+        m.set_chaddr(&[2, 0, 0, 0, 0, 1])
+            .set_giaddr(ip("127.0.0.1"));
+        m.opts_mut()
+            .insert(dhcproto::v4::DhcpOption::MessageType(MessageType::Discover));
+        let raw = dhcproto::Encodable::to_vec(&m).unwrap();
+        let inb = Inbound {
+            msg: handler::decode(&raw),
+            raw: raw.clone(),
+            ifindex: 1,
+            src: std::net::SocketAddrV4::new(ip("127.0.0.1"), 67),
+            dst: ip("192.0.2.1"),
+        };
+        let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
+        srv.process(inb, 0, &mut ch, &mut du, &mut no);
+        assert!(no.is_empty(), "no OFFER before the probe's end");
+        assert_eq!(srv.probing.len(), 1);
+        let n = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        assert_eq!(n(&shared.counters.ping_checks), 1);
+        let mut ended = 0;
+        while let Some(done) = srv.probes.join_next().await {
+            let (ip, answered) = done.unwrap();
+            srv.probed(ip, answered);
+            ended += 1;
+            assert!(ended <= usize::from(PROBES_PER_DISCOVER), "probing goes on");
+        }
+        let c = &shared.counters;
+        assert_eq!(ended, usize::from(PROBES_PER_DISCOVER));
+        assert_eq!(n(&c.ping_checks), u64::from(PROBES_PER_DISCOVER));
+        assert_eq!(n(&c.ping_conflicts), u64::from(PROBES_PER_DISCOVER));
+        assert_eq!((n(&c.offer), n(&c.discover), n(&c.received)), (0, 1, 1));
+        let declined: Vec<_> = srv
+            .table
+            .leases()
+            .filter(|l| l.state == LeaseState::Declined && l.expires > now_unix() + 59)
+            .map(|l| l.ip)
+            .collect();
+        assert_eq!(
+            declined.len(),
+            usize::from(PROBES_PER_DISCOVER),
+            "{declined:?}"
+        );
+        assert_eq!(srv.table.offers().count(), 0, "no unprobed offer left");
+        assert!(srv.probing.is_empty());
+    }
+
     #[tokio::test]
     async fn pools_of_a_profile_serve_only_while_master() {
         let (mut srv, shared) =
@@ -1908,20 +2154,20 @@ mod tests {
             dst: ip("192.0.2.1"),
         };
         let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
-        srv.process(inbound(), &mut ch, &mut du, &mut no);
+        srv.process(inbound(), 0, &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 1);
         assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 0);
         srv.command(Command::Serving {
             profile: "rbp".into(),
             master: true,
         });
-        srv.process(inbound(), &mut ch, &mut du, &mut no);
+        srv.process(inbound(), 0, &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.offer.load(Ordering::Relaxed), 1);
         srv.command(Command::Serving {
             profile: "rbp".into(),
             master: false,
         });
-        srv.process(inbound(), &mut ch, &mut du, &mut no);
+        srv.process(inbound(), 0, &mut ch, &mut du, &mut no);
         assert_eq!(shared.counters.not_serving.load(Ordering::Relaxed), 2);
     }
 
@@ -1968,7 +2214,7 @@ mod tests {
                 dst: ip("192.0.2.1"),
             };
             let (mut ch, mut du, mut no) = (Vec::new(), Vec::new(), Vec::new());
-            srv.process(inb, &mut ch, &mut du, &mut no);
+            srv.process(inb, 0, &mut ch, &mut du, &mut no);
         };
         let kind = DhcpOption::MessageType;
         send(&mut srv, "10.0.0.1", vec![kind(MessageType::Discover)]);
@@ -2066,6 +2312,7 @@ mod tests {
                         src: std::net::SocketAddrV4::new(ip("0.0.0.0"), 68),
                         dst: ip("255.255.255.255"),
                     },
+                    0,
                     &mut ch,
                     &mut du,
                     &mut now_out,

@@ -322,6 +322,18 @@ impl Collector for Dhcp {
         )?;
         counter(
             &mut e,
+            "dhcp_ping_checks",
+            "ICMP echo requests sent to probe an address before offering it (ping-check)",
+            g(&c.ping_checks),
+        )?;
+        counter(
+            &mut e,
+            "dhcp_ping_conflicts",
+            "Addresses a ping-check probe found in use (taken out as declined)",
+            g(&c.ping_conflicts),
+        )?;
+        counter(
+            &mut e,
             "dhcp_send_errors",
             "DHCP replies the sockets refused",
             g(&c.send_errors),
@@ -632,6 +644,8 @@ mod tests {
         c.discover.fetch_add(2, Relaxed);
         c.ack.fetch_add(1, Relaxed);
         c.not_serving.fetch_add(5, Relaxed);
+        c.ping_checks.fetch_add(3, Relaxed);
+        c.ping_conflicts.fetch_add(1, Relaxed);
         c.ack_latency.observe(Duration::from_millis(3));
         nc.rpc("commit", false);
         nc.rpc("edit-config", true);
@@ -643,6 +657,8 @@ mod tests {
             "hotlease_dhcp_received_messages_total{type=\"request\"} 0",
             "hotlease_dhcp_sent_messages_total{type=\"ack\"} 1",
             "hotlease_dhcp_dropped_requests_total{reason=\"not-serving\"} 5",
+            "hotlease_dhcp_ping_checks_total 3",
+            "hotlease_dhcp_ping_conflicts_total 1",
             "hotlease_dhcp_pool_addresses_total{pool=\"lan\"} 11",
             "hotlease_dhcp_pool_addresses_used{pool=\"lan\"} 2",
             "hotlease_dhcp_pool_addresses_free{pool=\"lan\"} 9",
