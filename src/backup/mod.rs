@@ -4,7 +4,8 @@
 //!
 //! The layers, split like `dhcp/` and `vrrp/`:
 //! - `service`: the subsystem the daemon runs and the northbound commits
-//!   to: one task per remote-backup-service, diffed by name on each
+//!   to: one task per remote-backup-service (on the DHCP actor's thread,
+//!   `dhcp::Hooks::spawn`, with its channel's tasks), diffed by name on each
 //!   commit, owning the service's channel and, per session, its sync; the
 //!   state for `<get>` (connection, addresses, TLS, last up/down and
 //!   reasons, round-trip time, lease counters, last batch backups, and per

@@ -63,9 +63,77 @@ pub enum DhcpError {
 pub struct Hooks {
     cmd: mpsc::UnboundedSender<Command>,
     replication: Replication,
+    /// The actor's runtime (one thread).
+    runtime: tokio::runtime::Handle,
+    /// The tasks spawned there: the thread waits for them at the end (at
+    /// most `TASKS_GRACE`).
+    tasks: Arc<Tasks>,
 }
 
+/// Tasks running on the actor's runtime.
+#[derive(Debug, Default)]
+struct Tasks {
+    running: std::sync::atomic::AtomicUsize,
+    none: tokio::sync::Notify,
+}
+
+/// Counts one task while it lives (also when its runtime drops it).
+struct Running(Arc<Tasks>);
+
+impl Running {
+    fn new(t: &Arc<Tasks>) -> Running {
+        t.running.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Running(t.clone())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.none.notify_waiters();
+        }
+    }
+}
+
+impl Tasks {
+    /// Until no task runs.
+    async fn all_done(&self) {
+        loop {
+            let done = self.none.notified();
+            if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// How long the DHCP thread waits, once the actor stopped, for the tasks
+/// spawned on its runtime to end.
+const TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 impl Hooks {
+    /// Run `task` on the DHCP actor's thread (the hot-backup sessions:
+    /// what they exchange with the actor then never crosses threads).
+    /// It must not block, and should end soon after shutdown.
+    pub fn spawn<F>(&self, task: F) -> JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let running = Running::new(&self.tasks);
+        self.runtime.spawn(async move {
+            let out = task.await;
+            drop(running);
+            out
+        })
+    }
+
     /// Pools bound to `profile` serve only while it is master. A pool
     /// without a profile always serves.
     pub fn set_serving(&self, profile: &str, master: bool) {
@@ -170,30 +238,43 @@ pub fn start(
     let (cmd, rx) = mpsc::unbounded_channel();
     // The actor gets a thread and a single-threaded runtime of its own: its
     // socket wake-ups then never migrate between the shared workers, and
-    // the NETCONF side cannot delay it.
+    // the NETCONF side cannot delay it. The hot-backup sessions run there
+    // too (`Hooks::spawn`): a partner's batch reaches the actor, and the
+    // partner's acknowledgement the held ACKs, without a hand-off between
+    // threads.
+    let io_err = |path: &str, source| StoreError::Io {
+        path: path.into(),
+        source,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| io_err("dhcp runtime", e))?;
+    let runtime = rt.handle().clone();
+    let tasks = Arc::new(Tasks::default());
+    let spawned = tasks.clone();
     let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::Builder::new()
         .name("dhcp".into())
         .spawn(move || {
-            match tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt.block_on(server.run(rx)),
-                Err(e) => tracing::error!(error = %e, "dhcp runtime failed to start"),
-            }
+            rt.block_on(async move {
+                server.run(rx).await;
+                // the sessions spawned here end by themselves once
+                // shutdown is cancelled (their last word to the partner);
+                // dropping the runtime would cut them off
+                let _ = tokio::time::timeout(TASKS_GRACE, spawned.all_done()).await;
+            });
             let _ = done_tx.send(());
         })
-        .map_err(|e| StoreError::Io {
-            path: "dhcp thread".into(),
-            source: e,
-        })?;
+        .map_err(|e| io_err("dhcp thread", e))?;
     let task = tokio::spawn(async move {
         let _ = done_rx.await;
     });
     let hooks = Hooks {
         cmd: cmd.clone(),
         replication: shared.replication.clone(),
+        runtime,
+        tasks,
     };
     Ok((DhcpSubsystem { cmd, shared }, hooks, task))
 }
@@ -489,6 +570,35 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A task given to `Hooks::spawn` runs on the actor's thread, and at
+    /// shutdown the thread lets it finish its last word (within
+    /// `TASKS_GRACE`) before the runtime goes: the DHCP task ends after it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spawned_tasks_run_on_the_actor_thread_and_finish_at_shutdown() {
+        let shutdown = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (_dhcp, hooks, task) = start(dir.path(), 0, shutdown.child_token()).unwrap();
+        let name = hooks
+            .spawn(async { std::thread::current().name().map(str::to_string) })
+            .await
+            .unwrap();
+        assert_eq!(name.as_deref(), Some("dhcp"));
+        let said = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, flag) = (shutdown.clone(), said.clone());
+        let _session = hooks.spawn(async move {
+            stop.cancelled().await;
+            // a goodbye to the partner takes a moment
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        shutdown.cancel();
+        task.await.unwrap();
+        assert!(
+            said.load(std::sync::atomic::Ordering::SeqCst),
+            "the runtime went before the task's last word"
+        );
+    }
 
     /// A lease learnt from the partner shows `origin peer` (the YANG
     /// `lease-origin`), and an infinite lease, whose expiry carries its
