@@ -104,14 +104,14 @@ class NsDaemon(Daemon):
             time.sleep(0.05)
         raise AssertionError(f"hotleased did not listen:\n{self.stderr()}")
 
-    def connect(self, **_kw):
+    def connect(self, user=USER, password=PASSWORD, **_kw):
         sock = ns_socket(self.ns, "127.0.0.1", self.port, 10)
         m = manager.connect(
             host="127.0.0.1",
             port=self.port,
             sock=sock,
-            username=USER,
-            password=PASSWORD,
+            username=user,
+            password=password,
             hostkey_verify=False,
             allow_agent=False,
             look_for_keys=False,

@@ -264,21 +264,10 @@ def test_hidden_leases_in_a_real_dhcp_exchange(tmp_path, creds, request):
     from test_dhcp import dhcp as dhcp_server
     from test_dhcp import pool as dhcp_pool
 
-    from ncclient import manager
-    from test_dhcp import ns_socket
-
-    class UsersNsDaemon(NsDaemon):
-        def connect(self, user=USER, password=PASSWORD, **_kw):
-            m = manager.connect(host="127.0.0.1", port=self.port, sock=ns_socket(self.ns, "127.0.0.1", self.port, 10),
-                                username=user, password=password, hostkey_verify=False, allow_agent=False,
-                                look_for_keys=False, timeout=30)
-            self.sessions.append(m)
-            return m
-
     topo = Topo(tmp_path)
     made = []
     try:
-        d = UsersNsDaemon(topo.S, tmp_path / "d", creds, users=users(creds))
+        d = NsDaemon(topo.S, tmp_path / "d", creds, users=users(creds))
         made.append(d)
         d.start()
         admin = d.connect()

@@ -25,6 +25,8 @@ pub struct DhcpConfig {
     /// `ping-check`: the echo reply timeout in milliseconds when enabled
     /// (RFC 2131 §4.3.1: probe an address before offering it).
     pub ping_check_ms: Option<u16>,
+    /// `lease-notifications`: every lease change is also a `lease-event`.
+    pub lease_events: bool,
     /// Shared, so that copying a configuration of thousands of pools (each
     /// commit does) costs a pointer per pool, and a runtime can tell an
     /// unchanged pool by `Arc::ptr_eq`.
@@ -249,6 +251,7 @@ impl TryFrom<&DataTree<'static>> for DhcpConfig {
             cfg.echo_client_id = parse(&d, "echo-client-id")?.unwrap_or(true);
             cfg.authoritative = parse(&d, "authoritative")?.unwrap_or(true);
             cfg.bootp_static = leaf(&d, "bootp").as_deref() == Some("static-bindings");
+            cfg.lease_events = parse(&d, "lease-notifications")?.unwrap_or(false);
             for pc in children(&d, "ping-check") {
                 if parse(&pc, "enabled")?.unwrap_or(false) {
                     cfg.ping_check_ms = Some(parse(&pc, "timeout")?.unwrap_or(500));

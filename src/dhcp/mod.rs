@@ -479,8 +479,12 @@ fn xml_char(c: char) -> bool {
 /// the state is written, so leases stored before this rule existed are
 /// shown cleaned too.
 fn clean(s: &str) -> String {
-    let c: String = s
-        .chars()
+    escape_text(&printable(s))
+}
+
+/// `s` with the characters a YANG string in XML cannot carry as '?'.
+fn printable(s: &str) -> String {
+    s.chars()
         .map(|c| {
             if c.is_control() || !xml_char(c) {
                 '?'
@@ -488,8 +492,37 @@ fn clean(s: &str) -> String {
                 c
             }
         })
-        .collect();
-    escape_text(&c)
+        .collect()
+}
+
+/// `lease-event` for a lease change (`lease-notifications` on); a lease
+/// removed by configuration is not an event of the client's.
+fn lease_event(ev: &leases::LeaseEvent) -> Option<Event> {
+    use leases::EventKind;
+    let what = match ev.kind {
+        EventKind::Bound => "bound",
+        EventKind::Renewed => "renewed",
+        EventKind::Released => "released",
+        EventKind::Declined => "declined",
+        EventKind::Expired => "expired",
+        EventKind::Removed => return None,
+    };
+    let l = &ev.lease;
+    let mut e = Event::new("/hotlease-dhcp-server:lease-event")
+        .leaf("event", what)
+        .leaf("ip-address", l.ip)
+        .leaf("pool", &l.pool)
+        .leaf("mac-address", mac6(&l.hw));
+    if let Some(cid) = &l.client_id {
+        e = e.leaf("client-id", hex_colon(cid));
+    }
+    if let Some(h) = &l.hostname {
+        e = e.leaf("hostname", printable(h));
+    }
+    Some(
+        e.leaf("expires", date_time(l.expires))
+            .leaf("origin", l.origin.as_str()),
+    )
 }
 
 /// The operational state of the module as XML.

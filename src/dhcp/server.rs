@@ -818,6 +818,7 @@ impl DhcpServer {
                         tracing::debug!(us = started.elapsed().as_micros() as u64, expired = changes.len(), "expiry scan");
                         for ev in &events {
                             self.activity.lease(ev);
+                            self.lease_event(ev);
                         }
                         if !events.is_empty() {
                             self.check_utilization_all();
@@ -906,6 +907,15 @@ impl DhcpServer {
             let _ = tokio::task::spawn_blocking(move || t.join()).await;
         }
         info!("dhcp server stopped");
+    }
+
+    /// A lease change as a `lease-event` notification, when configured.
+    fn lease_event(&self, ev: &super::leases::LeaseEvent) {
+        if self.cfg.lease_events {
+            if let Some(e) = super::lease_event(ev) {
+                self.events.emit(e);
+            }
+        }
     }
 
     fn write(&mut self, changes: Vec<Change>, replies: Vec<Durable>) {
@@ -1413,6 +1423,7 @@ impl DhcpServer {
         }
         for ev in &out.events {
             self.activity.lease(ev);
+            self.lease_event(ev);
         }
         if out.lenient {
             inc(&c.lenient);
