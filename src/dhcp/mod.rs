@@ -29,6 +29,8 @@ pub mod pool;
 pub mod replication;
 pub mod server;
 pub mod snapshot;
+#[cfg(test)]
+mod stream_tests;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -256,32 +258,66 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
-        state_for(&self.shared, &snapshot::Query::all())
+        Reader::of(&self.shared).state_xml_of(None)
     }
 
     fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
-        Reader(self.shared.clone()).state_xml_of(selected)
+        Reader::of(&self.shared).state_xml_of(selected)
     }
 
     fn state_reader(&self) -> Option<Arc<dyn StateReader>> {
-        Some(Arc::new(Reader(self.shared.clone())))
+        Some(Arc::new(Reader::of(&self.shared)))
     }
 }
 
 /// The DHCP state as any thread reads it: from the snapshot.
 #[derive(Debug)]
-struct Reader(Shared);
+struct Reader {
+    counters: Arc<Counters>,
+    snapshot: Arc<std::sync::Mutex<snapshot::Snapshot>>,
+}
+
+impl Reader {
+    fn of(shared: &Shared) -> Reader {
+        Reader {
+            counters: shared.counters.clone(),
+            snapshot: shared.snapshot.clone(),
+        }
+    }
+}
 
 impl StateReader for Reader {
     fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
         match selected {
-            None => state_for(&self.0, &snapshot::Query::all()),
-            Some(sel) => state_for(&self.0, &query(sel)),
+            None => state_for(self, &snapshot::Query::all()),
+            Some(sel) => state_for(self, &query(sel)),
         }
     }
 
     fn costly(&self, selected: Option<&[Selected]>) -> bool {
         selected.is_none_or(|sel| query(sel).leases.contains(&snapshot::LeaseQuery::All))
+    }
+
+    fn streamed(&self) -> Option<(&'static str, &'static str)> {
+        Some(("dhcp-server", "lease"))
+    }
+
+    /// Every lease, or one pool's (a `pool` match): the read's chunk
+    /// pointers or the pool's addresses, taken under the lock.
+    fn entries(
+        &self,
+        list: &str,
+        matches: &[(String, String)],
+    ) -> Option<Box<dyn crate::config::Entries>> {
+        let pool = match matches {
+            _ if list != "lease" => return None,
+            [] => None,
+            [(leaf, p)] if leaf == "pool" => Some(p.as_str()),
+            _ => return None,
+        };
+        let now = server::now_unix();
+        let leases = self.snapshot.lock().ok()?.leases(pool, now);
+        Some(Box::new(LeaseEntries(leases)))
     }
 }
 
@@ -344,7 +380,7 @@ fn unhex_colon(s: &str) -> Option<Vec<u8>> {
 /// The state `q` selects: key lookups under the snapshot's lock, or, for
 /// the whole table, its chunks taken under the lock and walked after it is
 /// released (the actor is never held for a pass).
-fn state_for(shared: &Shared, q: &snapshot::Query) -> String {
+fn state_for(shared: &Reader, q: &snapshot::Query) -> String {
     let now = server::now_unix();
     let (selected, frozen) = match shared.snapshot.lock() {
         Ok(g) => match g.select(q, now) {
@@ -376,11 +412,13 @@ fn mac6(hw: &[u8]) -> String {
     hex_colon(&snapshot::mac_key(hw))
 }
 
+/// A `date-and-time` in UTC as libyang prints it (its canonical form:
+/// `+00:00`, not `Z`), so that a streamed reply reads as the usual one.
 fn date_time(unix: u64) -> String {
     let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
     chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "9999-12-31T23:59:59Z".into())
+        .map(|d| d.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
+        .unwrap_or_else(|| "9999-12-31T23:59:59+00:00".into())
 }
 
 /// Whether `c` may appear in an XML 1.0 document (production `Char`):
@@ -408,6 +446,54 @@ fn clean(s: &str) -> String {
     escape_text(&c)
 }
 
+/// One `lease` entry as XML, as libyang prints it (a streamed read
+/// writes it into the reply as it stands).
+fn render_lease(x: &mut String, l: &Lease) {
+    let _ = write!(
+        x,
+        "<lease><ip-address>{}</ip-address><pool>{}</pool><mac-address>{}</mac-address>",
+        l.ip,
+        escape_text(&l.pool),
+        mac6(&l.hw)
+    );
+    match &l.client_id {
+        // libyang prints an empty value as an empty element
+        Some(cid) if cid.is_empty() => x.push_str("<client-id/>"),
+        Some(cid) => {
+            let _ = write!(x, "<client-id>{}</client-id>", hex_colon(cid));
+        }
+        None => {}
+    }
+    if let Some(h) = &l.hostname {
+        let h = clean(h);
+        if h.is_empty() {
+            x.push_str("<hostname/>");
+        } else {
+            let _ = write!(x, "<hostname>{h}</hostname>");
+        }
+    }
+    let _ = write!(
+        x,
+        "<state>{}</state><valid-lifetime>{}</valid-lifetime><expires>{}</expires><origin>{}</origin></lease>",
+        l.state.as_str(),
+        l.lifetime,
+        date_time(l.expires),
+        l.origin.as_str()
+    );
+}
+
+/// The leases of a streamed read (see [`config::Entries`]).
+#[derive(Debug)]
+struct LeaseEntries(snapshot::Leases);
+
+impl crate::config::Entries for LeaseEntries {
+    fn next_piece(&mut self, out: &mut String) -> bool {
+        self.0
+            .next(crate::config::PIECE_ENTRIES, |l| render_lease(out, l))
+            > 0
+    }
+}
+
 /// The operational state of the module as XML.
 pub fn render_state(snap: &View, c: &Counters) -> String {
     let mut x = String::with_capacity(256 + snap.leases.len() * 320);
@@ -425,27 +511,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         );
     }
     for l in &snap.leases {
-        let _ = write!(
-            x,
-            "<lease><ip-address>{}</ip-address><pool>{}</pool><mac-address>{}</mac-address>",
-            l.ip,
-            escape_text(&l.pool),
-            mac6(&l.hw)
-        );
-        if let Some(cid) = &l.client_id {
-            let _ = write!(x, "<client-id>{}</client-id>", hex_colon(cid));
-        }
-        if let Some(h) = &l.hostname {
-            let _ = write!(x, "<hostname>{}</hostname>", clean(h));
-        }
-        let _ = write!(
-            x,
-            "<state>{}</state><valid-lifetime>{}</valid-lifetime><expires>{}</expires><origin>{}</origin></lease>",
-            l.state.as_str(),
-            l.lifetime,
-            date_time(l.expires),
-            l.origin.as_str()
-        );
+        render_lease(&mut x, l);
     }
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
@@ -516,10 +582,10 @@ mod tests {
         let x = render_state(&view, &Counters::default());
         assert!(x.contains(
             "<ip-address>10.0.0.5</ip-address><pool>lan</pool><mac-address>02:00:00:00:00:01</mac-address>\
-<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59Z</expires><origin>peer</origin>"
+<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59+00:00</expires><origin>peer</origin>"
         ), "{x}");
         assert!(
-            x.contains("<expires>2027-01-15T09:00:00Z</expires><origin>local</origin>"),
+            x.contains("<expires>2027-01-15T09:00:00+00:00</expires><origin>local</origin>"),
             "{x}"
         );
         crate::yang::parse_state_xml(&x).expect("valid state");

@@ -18,12 +18,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::framing::{encode, Decoder, Framing};
+use super::framing::{encode, encode_end, encode_piece, Decoder, Framing};
 use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
 use crate::northbound::monitoring::SessionCounters;
 use crate::northbound::notify::{self, NotifFilter, Notification, SubscribeRequest};
-use crate::northbound::ops::{Operation, Reply};
+use crate::northbound::ops::{Operation, Reply, StreamedData};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
@@ -119,6 +119,52 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.w.write_all(&self.buf).await?;
         self.w.flush().await
     }
+
+    /// Write a `<data>` reply piece by piece as it is produced: each piece
+    /// is written (a chunk of its own with chunked framing) before the
+    /// next is made, so the output's back-pressure (the SSH window) paces
+    /// the producer and one piece is all that is held.
+    async fn send_stream(
+        &mut self,
+        reply_attrs: &str,
+        data: &mut StreamedData,
+    ) -> std::io::Result<()> {
+        let start = rpc::reply_start(reply_attrs);
+        if data.is_empty() {
+            return self.send(&format!("{start}<data/></rpc-reply>")).await;
+        }
+        self.buf.clear();
+        encode_piece(
+            self.framing,
+            format!("{start}<data>").as_bytes(),
+            &mut self.buf,
+        );
+        let mut piece = String::new();
+        while data.next_piece(&mut piece) {
+            encode_piece(self.framing, piece.as_bytes(), &mut self.buf);
+            self.w.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        encode_piece(self.framing, b"</data></rpc-reply>", &mut self.buf);
+        encode_end(self.framing, &mut self.buf);
+        self.w.write_all(&self.buf).await?;
+        self.w.flush().await
+    }
+}
+
+/// What a session writes: a message whole, or a `<data>` reply streamed.
+enum Out {
+    Msg(String),
+    Stream {
+        reply_attrs: String,
+        data: Box<StreamedData>,
+    },
+}
+
+impl From<String> for Out {
+    fn from(m: String) -> Out {
+        Out::Msg(m)
+    }
 }
 
 /// Who handles a message: the session, its user and its counters.
@@ -155,6 +201,26 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
         r = writer.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
         _ = overflow.cancelled() => Err("notification overflow"),
+    }
+}
+
+/// [`send_or_stop`] for what a message is answered with.
+async fn write_or_stop<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    out: Out,
+    kill: &CancellationToken,
+    overflow: &CancellationToken,
+) -> Result<(), &'static str> {
+    match out {
+        Out::Msg(m) => send_or_stop(writer, &m, kill, overflow).await,
+        Out::Stream {
+            reply_attrs,
+            mut data,
+        } => tokio::select! {
+            r = writer.send_stream(&reply_attrs, &mut data) => r.map_err(|_| "write failed"),
+            _ = kill.cancelled() => Err("killed"),
+            _ = overflow.cancelled() => Err("notification overflow"),
+        },
     }
 }
 
@@ -277,8 +343,8 @@ where
                 warn!("malformed message on a base:1.0 session, closing");
                 return "malformed message";
             };
-            for reply in &replies {
-                if let Err(why) = send_or_stop(&mut writer, reply, kill, &overflow).await {
+            for reply in replies {
+                if let Err(why) = write_or_stop(&mut writer, reply, kill, &overflow).await {
                     return why;
                 }
             }
@@ -371,7 +437,7 @@ async fn handle_message(
     base11: bool,
     sub: &mut Option<Active>,
     overflow: &mut CancellationToken,
-) -> Option<(Vec<String>, bool)> {
+) -> Option<(Vec<Out>, bool)> {
     let Me {
         nb,
         user,
@@ -385,7 +451,7 @@ async fn handle_message(
         (base11 || tag != ErrorTag::MalformedMessage).then(|| {
             SessionCounters::bump(&counters.out_rpc_errors);
             let e = RpcError::new(ErrorType::Rpc, tag, m);
-            (vec![rpc::encode_reply("", &Err(vec![e]))], false)
+            (vec![rpc::encode_reply("", &Err(vec![e])).into()], false)
         })
     };
     let root = match parse_message(msg).await {
@@ -418,11 +484,14 @@ async fn handle_message(
             if let Err(e) = nb.check_exec(user, &Operation::CreateSubscription(r.clone())) {
                 nb.stats().rpc(&name, true);
                 SessionCounters::bump(&counters.out_rpc_errors);
-                return Some((vec![rpc::encode_reply(&req.reply_attrs, &Err(e))], false));
+                return Some((
+                    vec![rpc::encode_reply(&req.reply_attrs, &Err(e)).into()],
+                    false,
+                ));
             }
             let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
-            return Some((replies, false));
+            return Some((replies.into_iter().map(Out::Msg).collect(), false));
         }
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
@@ -430,7 +499,14 @@ async fn handle_message(
         SessionCounters::bump(&counters.out_rpc_errors);
     }
     nb.stats().rpc(&name, result.is_err());
-    Some((vec![rpc::encode_reply(&req.reply_attrs, &result)], close))
+    let out = match result {
+        Ok(Reply::Stream(data)) => Out::Stream {
+            reply_attrs: req.reply_attrs,
+            data,
+        },
+        result => rpc::encode_reply(&req.reply_attrs, &result).into(),
+    };
+    Some((vec![out], close))
 }
 
 /// RFC 5277 create-subscription: the reply, the replayed notifications

@@ -181,11 +181,128 @@ impl Operation {
 }
 
 /// What an operation returns on success.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Reply {
     Ok,
     /// Inner content of `<data>` (already serialised XML).
     Data(String),
     /// A complete element placed in the reply as is (get-schema, RPC output).
     Raw(String),
+    /// Inner content of `<data>` written in pieces as it is produced (a
+    /// whole lease table): the session writes it into its output with the
+    /// output's back-pressure, never holding the whole of it.
+    Stream(Box<StreamedData>),
+}
+
+/// The content of a streamed `<data>`: `head`, the entries (inside
+/// `open` … `close`, when there is at least one), `tail`.
+#[derive(Debug)]
+pub struct StreamedData {
+    head: String,
+    open: String,
+    entries: Box<dyn crate::config::Entries>,
+    close: String,
+    tail: String,
+    /// The first piece of entries, taken before anything is written (an
+    /// empty reply is `<data/>`, as the usual path writes it).
+    first: Option<String>,
+    peeked: bool,
+    /// Whether an entry was written (the wrapper is then closed).
+    had: bool,
+    step: Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Head,
+    Entries,
+    Done,
+}
+
+impl StreamedData {
+    pub fn new(
+        head: String,
+        open: String,
+        entries: Box<dyn crate::config::Entries>,
+        close: String,
+        tail: String,
+    ) -> StreamedData {
+        StreamedData {
+            head,
+            open,
+            entries,
+            close,
+            tail,
+            first: None,
+            peeked: false,
+            had: false,
+            step: Step::Head,
+        }
+    }
+
+    /// Whether there is nothing to write (before the first piece).
+    pub fn is_empty(&mut self) -> bool {
+        self.head.is_empty() && self.tail.is_empty() && self.peek().is_none()
+    }
+
+    fn peek(&mut self) -> Option<&String> {
+        if !self.peeked {
+            self.peeked = true;
+            let mut p = String::new();
+            if self.entries.next_piece(&mut p) {
+                self.first = Some(p);
+            }
+        }
+        self.first.as_ref()
+    }
+
+    /// The next piece of the content into `out` (cleared first); false
+    /// when all is written. A piece is the head, at most
+    /// [`crate::config::PIECE_ENTRIES`] entries (the first with the
+    /// opening wrapper), or the end (closing wrapper and tail).
+    pub fn next_piece(&mut self, out: &mut String) -> bool {
+        out.clear();
+        loop {
+            match self.step {
+                Step::Head => {
+                    self.step = Step::Entries;
+                    if !self.head.is_empty() {
+                        std::mem::swap(out, &mut self.head);
+                        return true;
+                    }
+                }
+                Step::Entries => {
+                    if !self.had {
+                        self.peek();
+                        if let Some(first) = self.first.take() {
+                            self.had = true;
+                            out.push_str(&self.open);
+                            out.push_str(&first);
+                            return true;
+                        }
+                    } else if self.entries.next_piece(out) {
+                        return true;
+                    }
+                    self.step = Step::Done;
+                    if self.had {
+                        out.push_str(&self.close);
+                    }
+                    out.push_str(&self.tail);
+                    return !out.is_empty();
+                }
+                Step::Done => return false,
+            }
+        }
+    }
+
+    /// The whole content as one string (a test, or an output that takes
+    /// a reply whole).
+    pub fn collect(mut self) -> String {
+        let mut all = String::new();
+        let mut piece = String::new();
+        while self.next_piece(&mut piece) {
+            all.push_str(&piece);
+        }
+        all
+    }
 }
