@@ -562,6 +562,68 @@ mod tests {
         assert_eq!(ips(&s.frozen().view(0)), vec![2]);
     }
 
+    fn walked(mut leases: Leases, max: usize) -> (Vec<Ipv4Addr>, usize) {
+        let (mut out, mut most) = (Vec::new(), 0);
+        loop {
+            let n = leases.next(max, |l| out.push(l.ip));
+            if n == 0 {
+                return (out, most);
+            }
+            most = most.max(n);
+        }
+    }
+
+    /// A streamed walk lists what a whole-table view lists, in its order
+    /// (address order for a small table, the chunks' for a large one; one
+    /// pool's leases in address order), at most `max` per piece, and
+    /// keeps the picture of when it was taken.
+    #[test]
+    fn a_streamed_walk_lists_what_the_view_lists() {
+        for n in [300u32, 7_000] {
+            let mut s = Snapshot::default();
+            for i in 0..n {
+                let ip = Ipv4Addr::from(0x0a00_0000 + i * 7);
+                let pool = if i % 3 == 0 { "a" } else { "b" };
+                let l = Arc::new(Lease {
+                    ip,
+                    expires: if i % 10 == 0 { 100 } else { 1_000 },
+                    ..(*lease(1, pool, 1, None, LeaseState::Bound)).clone()
+                });
+                if i % 5 == 0 {
+                    // offers, live or past their hold at 500
+                    s.set(ip, None, Some(&l));
+                } else {
+                    s.set(ip, Some(&l), None);
+                }
+            }
+            let view: Vec<Ipv4Addr> = s.frozen().view(500).leases.iter().map(|l| l.ip).collect();
+            let walk = s.leases(None, 500);
+            // changes after the walk was taken are not in it
+            let late = lease(250, "a", 1, None, LeaseState::Bound);
+            s.set(late.ip, Some(&late), None);
+            s.set(view[0], None, None);
+            let (got, most) = walked(walk, 100);
+            assert_eq!(got, view, "{n} leases");
+            assert!(most <= 100, "{most} in one piece");
+            let pool_a: Vec<Ipv4Addr> = {
+                let mut v: Vec<Ipv4Addr> = s
+                    .frozen()
+                    .view(500)
+                    .leases
+                    .iter()
+                    .filter(|l| l.pool == "a")
+                    .map(|l| l.ip)
+                    .collect();
+                v.sort_unstable_by_key(|ip| u32::from(*ip));
+                v
+            };
+            let (got, most) = walked(s.leases(Some("a"), 500), 64);
+            assert_eq!(got, pool_a);
+            assert!(most <= 64);
+            assert!(walked(s.leases(Some("zz"), 500), 64).0.is_empty());
+        }
+    }
+
     #[test]
     fn pool_statistics_come_from_the_kept_counts() {
         let mut s = Snapshot::default();

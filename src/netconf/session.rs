@@ -558,6 +558,124 @@ fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Entries of `PIECE` bytes each, counting the pieces made.
+    #[derive(Debug)]
+    struct Counted {
+        left: usize,
+        made: Arc<AtomicUsize>,
+    }
+
+    const PIECE: usize = 16 * 1024;
+
+    impl crate::config::Entries for Counted {
+        fn next_piece(&mut self, out: &mut String) -> bool {
+            if self.left == 0 {
+                return false;
+            }
+            self.left -= 1;
+            let n = self.made.fetch_add(1, Ordering::SeqCst);
+            out.push_str(&format!("<e>{:0w$}</e>", n, w = PIECE - 7));
+            true
+        }
+    }
+
+    /// A streamed reply is made as the client reads it: the writer is
+    /// never more than a few pieces ahead of what the client received
+    /// (the output's back-pressure paces it), holds one piece at a time,
+    /// and the client decodes one well-framed reply of everything, in
+    /// both framings; an empty one is `<data/>`.
+    #[tokio::test]
+    async fn a_streamed_reply_is_made_as_the_client_reads_it() {
+        for framing in [Framing::Chunked, Framing::EndOfMessage] {
+            let (ours, mut theirs) = tokio::io::duplex(8 * 1024);
+            let made = Arc::new(AtomicUsize::new(0));
+            let pieces = 200;
+            let mut data = StreamedData::new(
+                "<head/>".into(),
+                "<top>".into(),
+                Box::new(Counted {
+                    left: pieces,
+                    made: made.clone(),
+                }),
+                "</top>".into(),
+                "<tail/>".into(),
+            );
+            let mut writer = Writer {
+                w: ours,
+                framing,
+                buf: Vec::new(),
+            };
+            let client = async {
+                let mut dec = Decoder::default();
+                dec.set_framing(framing);
+                let mut buf = vec![0u8; 4096];
+                let (mut got, mut most_ahead) = (0usize, 0isize);
+                loop {
+                    let n = theirs.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the reply ended early");
+                    got += n;
+                    dec.push(&buf[..n]);
+                    let ahead = made.load(Ordering::SeqCst) as isize - (got / PIECE) as isize;
+                    most_ahead = most_ahead.max(ahead);
+                    if let Some(m) = dec.next_message().unwrap() {
+                        return (String::from_utf8(m).unwrap(), most_ahead);
+                    }
+                    // a slow client
+                    tokio::task::yield_now().await;
+                }
+            };
+            let (sent, (msg, ahead)) =
+                tokio::join!(writer.send_stream(r#" message-id="7""#, &mut data), client);
+            sent.unwrap();
+            assert!(
+                ahead <= 3,
+                "{framing:?}: the writer ran {ahead} pieces ahead"
+            );
+            assert!(
+                writer.buf.capacity() < 3 * PIECE,
+                "{framing:?}: the writer held {} bytes",
+                writer.buf.capacity()
+            );
+            let body: String = (0..pieces)
+                .map(|n| format!("<e>{:0w$}</e>", n, w = PIECE - 7))
+                .collect();
+            assert_eq!(
+                msg,
+                format!(
+                    r#"<rpc-reply xmlns="{NC_NS}" message-id="7"><data><head/><top>{body}</top><tail/></data></rpc-reply>"#
+                ),
+                "{framing:?}"
+            );
+            assert_eq!(made.load(Ordering::SeqCst), pieces);
+        }
+        // nothing to write: <data/>, as the usual path
+        let (ours, mut theirs) = tokio::io::duplex(8 * 1024);
+        let mut writer = Writer {
+            w: ours,
+            framing: Framing::EndOfMessage,
+            buf: Vec::new(),
+        };
+        let mut empty = StreamedData::new(
+            String::new(),
+            "<top>".into(),
+            Box::new(Counted {
+                left: 0,
+                made: Arc::default(),
+            }),
+            "</top>".into(),
+            String::new(),
+        );
+        writer.send_stream("", &mut empty).await.unwrap();
+        drop(writer);
+        let mut got = String::new();
+        theirs.read_to_string(&mut got).await.unwrap();
+        assert_eq!(
+            got,
+            format!(r#"<rpc-reply xmlns="{NC_NS}"><data/></rpc-reply>]]>]]>"#)
+        );
+    }
 
     #[tokio::test]
     async fn hello_checks() {

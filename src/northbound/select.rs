@@ -529,6 +529,159 @@ mod tests {
         }
     }
 
+    fn streamed_of(filter: Option<Filter>) -> Option<Streamed> {
+        streamed(filter.as_ref(), DHCP, "dhcp-server", "lease")
+    }
+
+    fn subtree_filter(body: &str) -> Option<Filter> {
+        Some(Filter::Subtree(
+            xml::parse(&format!(
+                r#"<filter xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</filter>"#
+            ))
+            .unwrap(),
+        ))
+    }
+
+    fn xpath_filter(select: &str) -> Option<Filter> {
+        Some(Filter::XPath {
+            select: select.into(),
+            namespaces: vec![("d".into(), DHCP.into())],
+        })
+    }
+
+    /// Whole entries are streamed, the rest of the read keeps its filter
+    /// without the list; anything finer is not streamed.
+    #[test]
+    fn whole_entries_are_streamed_and_the_rest_keeps_its_filter() {
+        let rest = |body: &str| Rest::Filter(subtree_filter(body));
+        let pool = |p: &str| vec![("pool".to_string(), p.to_string())];
+        let cases = [
+            (None, Some((vec![], Rest::Filter(None)))),
+            (
+                subtree_filter(&format!(r#"<dhcp-server xmlns="{DHCP}"/>"#)),
+                Some((vec![], rest(&format!(r#"<dhcp-server xmlns="{DHCP}"/>"#)))),
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease/></dhcp-server><vrrp xmlns="urn:hotlease:yang:vrrp"/>"#
+                )),
+                Some((vec![], rest(r#"<vrrp xmlns="urn:hotlease:yang:vrrp"/>"#))),
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><statistics/><lease><pool>lan</pool></lease></dhcp-server>"#
+                )),
+                Some((
+                    pool("lan"),
+                    rest(&format!(
+                        r#"<dhcp-server xmlns="{DHCP}"><statistics/></dhcp-server>"#
+                    )),
+                )),
+            ),
+            (
+                xpath_filter("/d:dhcp-server"),
+                Some((vec![], Rest::Filter(xpath_filter("/d:dhcp-server")))),
+            ),
+            (
+                xpath_filter("/d:dhcp-server/d:lease"),
+                Some((vec![], Rest::Nothing)),
+            ),
+            (
+                xpath_filter("/d:dhcp-server/d:lease[d:pool='lan']"),
+                Some((pool("lan"), Rest::Nothing)),
+            ),
+            // not the list, finer than whole entries, unknown
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><statistics/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease><state/></lease></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease><pool>lan</pool><state/></lease></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease-store-failed>true</lease-store-failed><lease/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(r#"<dhcp-server xmlns=""><lease/></dhcp-server>"#),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"/><dhcp-server xmlns="{DHCP}"><lease/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(r#"<vrrp xmlns="urn:hotlease:yang:vrrp"/>"#),
+                None,
+            ),
+            (xpath_filter("/d:dhcp-server/d:lease/d:hostname"), None),
+            (
+                xpath_filter("/d:dhcp-server/d:lease[d:state!='bound']"),
+                None,
+            ),
+            (xpath_filter("/d:dhcp-server/d:statistics"), None),
+        ];
+        for (filter, want) in cases {
+            let got = streamed_of(filter.clone()).map(|s| (s.matches, s.rest));
+            assert_eq!(got, want, "{filter:?}");
+        }
+    }
+
+    /// The entries go in the top node of their namespace, before the
+    /// first child the schema puts after the list, past quoted `>`.
+    #[test]
+    fn the_entries_go_where_libyang_puts_the_list() {
+        let after = ["statistics".to_string(), "lease-store-failed".to_string()];
+        let rest = format!(
+            r#"<other xmlns="urn:x"><statistics/></other><dhcp-server xmlns="{DHCP}" xmlns:wd="urn:w"><ip-pool a=">"><name>p</name><statistics><total>1</total></statistics></ip-pool><statistics><x/></statistics><lease-store-failed>false</lease-store-failed></dhcp-server><vrrp xmlns="urn:v"/>"#
+        );
+        let at = splice(&rest, DHCP, "dhcp-server", &after).unwrap();
+        assert!(
+            rest[at..].starts_with("<statistics><x/>"),
+            "{}",
+            &rest[at..]
+        );
+        let only_pools = format!(
+            r#"<dhcp-server xmlns="{DHCP}"><ip-pool><name>p</name></ip-pool></dhcp-server>"#
+        );
+        let at = splice(&only_pools, DHCP, "dhcp-server", &after).unwrap();
+        assert_eq!(&only_pools[at..], "</dhcp-server>");
+        assert_eq!(
+            splice(
+                r#"<dhcp-server xmlns="urn:other"></dhcp-server>"#,
+                DHCP,
+                "dhcp-server",
+                &after
+            ),
+            None
+        );
+        assert_eq!(
+            splice(
+                &format!(r#"<dhcp-server xmlns="{DHCP}"/>"#),
+                DHCP,
+                "dhcp-server",
+                &after
+            ),
+            None
+        );
+        assert_eq!(splice("", DHCP, "dhcp-server", &after), None);
+    }
+
     #[test]
     fn keyed_entries_narrow_a_datastore() {
         let mut tree = yang::empty();
