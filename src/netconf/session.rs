@@ -144,6 +144,10 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             encode_piece(self.framing, piece.as_bytes(), &mut self.buf);
             self.w.write_all(&self.buf).await?;
             self.buf.clear();
+            // the SSH window takes megabytes before it pushes back: let
+            // the other sessions and the actor run between pieces (with
+            // the daemon on one CPU, the runtime has one worker)
+            tokio::task::yield_now().await;
         }
         encode_piece(self.framing, b"</data></rpc-reply>", &mut self.buf);
         encode_end(self.framing, &mut self.buf);
