@@ -413,12 +413,118 @@ fn mac6(hw: &[u8]) -> String {
 }
 
 /// A `date-and-time` in UTC as libyang prints it (its canonical form:
-/// `+00:00`, not `Z`), so that a streamed reply reads as the usual one.
-fn date_time(unix: u64) -> String {
-    let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%S+00:00").to_string())
-        .unwrap_or_else(|| "9999-12-31T23:59:59+00:00".into())
+/// `+00:00`, not `Z`), so that a streamed reply reads as the usual one;
+/// past 9999 the last second of 9999. Written by hand: a whole table
+/// writes 100,000 of them, and chrono's `format` costs more than the rest
+/// of the entry.
+fn push_date_time(x: &mut String, unix: u64) {
+    let secs = unix.min(253_402_300_799);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    push_padded(x, y as u64, 4);
+    x.push('-');
+    push_padded(x, u64::from(m), 2);
+    x.push('-');
+    push_padded(x, u64::from(d), 2);
+    x.push('T');
+    push_padded(x, t / 3600, 2);
+    x.push(':');
+    push_padded(x, t / 60 % 60, 2);
+    x.push(':');
+    push_padded(x, t % 60, 2);
+    x.push_str("+00:00");
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_padded(x: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let i = i.min(buf.len().saturating_sub(width));
+    x.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes as `hex-string` (`02:0a:ff`).
+fn push_hex_colon(x: &mut String, b: &[u8]) {
+    for (i, v) in b.iter().enumerate() {
+        if i > 0 {
+            x.push(':');
+        }
+        x.push(char::from(HEX[usize::from(v >> 4)]));
+        x.push(char::from(HEX[usize::from(v & 15)]));
+    }
+}
+
+fn push_ip(x: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().iter().enumerate() {
+        if i > 0 {
+            x.push('.');
+        }
+        push_padded(x, u64::from(*o), 1);
+    }
+}
+
+/// Text content: `&`, `<`, `>` escaped (as [`escape_text`]).
+fn push_escaped(x: &mut String, s: &str) {
+    if !s.contains(['&', '<', '>']) {
+        x.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => x.push_str("&amp;"),
+            '<' => x.push_str("&lt;"),
+            '>' => x.push_str("&gt;"),
+            c => x.push(c),
+        }
+    }
+}
+
+/// Client-sent text (a DHCP option is any UTF-8 the client chose) made
+/// safe for a YANG `string` leaf in XML 1.0, written into `x`: control
+/// characters and the characters XML cannot carry (U+FFFE, U+FFFF)
+/// become '?', markup is escaped. Applied when the state is written, so
+/// leases stored before this rule existed are shown cleaned too.
+fn push_clean(x: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>'))
+    {
+        x.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => x.push_str("&amp;"),
+            '<' => x.push_str("&lt;"),
+            '>' => x.push_str("&gt;"),
+            c if c.is_control() || !xml_char(c) => x.push('?'),
+            c => x.push(c),
+        }
+    }
 }
 
 /// Whether `c` may appear in an XML 1.0 document (production `Char`):
@@ -427,59 +533,48 @@ fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// Client-sent text (a DHCP option is any UTF-8 the client chose) made
-/// safe for a YANG `string` leaf in XML 1.0: control characters and the
-/// characters XML cannot carry (U+FFFE, U+FFFF) become '?'. Applied when
-/// the state is written, so leases stored before this rule existed are
-/// shown cleaned too.
-fn clean(s: &str) -> String {
-    let c: String = s
-        .chars()
-        .map(|c| {
-            if c.is_control() || !xml_char(c) {
-                '?'
-            } else {
-                c
-            }
-        })
-        .collect();
-    escape_text(&c)
-}
-
 /// One `lease` entry as XML, as libyang prints it (a streamed read
 /// writes it into the reply as it stands).
 fn render_lease(x: &mut String, l: &Lease) {
-    let _ = write!(
-        x,
-        "<lease><ip-address>{}</ip-address><pool>{}</pool><mac-address>{}</mac-address>",
-        l.ip,
-        escape_text(&l.pool),
-        mac6(&l.hw)
-    );
+    x.push_str("<lease><ip-address>");
+    push_ip(x, l.ip);
+    if l.pool.is_empty() {
+        x.push_str("</ip-address><pool/><mac-address>");
+    } else {
+        x.push_str("</ip-address><pool>");
+        push_escaped(x, &l.pool);
+        x.push_str("</pool><mac-address>");
+    }
+    push_hex_colon(x, &snapshot::mac_key(&l.hw));
+    x.push_str("</mac-address>");
     match &l.client_id {
         // libyang prints an empty value as an empty element
         Some(cid) if cid.is_empty() => x.push_str("<client-id/>"),
         Some(cid) => {
-            let _ = write!(x, "<client-id>{}</client-id>", hex_colon(cid));
+            x.push_str("<client-id>");
+            push_hex_colon(x, cid);
+            x.push_str("</client-id>");
         }
         None => {}
     }
-    if let Some(h) = &l.hostname {
-        let h = clean(h);
-        if h.is_empty() {
-            x.push_str("<hostname/>");
-        } else {
-            let _ = write!(x, "<hostname>{h}</hostname>");
+    match &l.hostname {
+        Some(h) if h.is_empty() => x.push_str("<hostname/>"),
+        Some(h) => {
+            x.push_str("<hostname>");
+            push_clean(x, h);
+            x.push_str("</hostname>");
         }
+        None => {}
     }
-    let _ = write!(
-        x,
-        "<state>{}</state><valid-lifetime>{}</valid-lifetime><expires>{}</expires><origin>{}</origin></lease>",
-        l.state.as_str(),
-        l.lifetime,
-        date_time(l.expires),
-        l.origin.as_str()
-    );
+    x.push_str("<state>");
+    x.push_str(l.state.as_str());
+    x.push_str("</state><valid-lifetime>");
+    push_padded(x, u64::from(l.lifetime), 1);
+    x.push_str("</valid-lifetime><expires>");
+    push_date_time(x, l.expires);
+    x.push_str("</expires><origin>");
+    x.push_str(l.origin.as_str());
+    x.push_str("</origin></lease>");
 }
 
 /// The leases of a streamed read (see [`config::Entries`]).
@@ -550,6 +645,54 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn clean(s: &str) -> String {
+        let mut x = String::new();
+        push_clean(&mut x, s);
+        x
+    }
+
+    /// The hand-written date is chrono's, to the last second of 9999.
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        let chrono_date = |unix: u64| {
+            let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
+            chrono::DateTime::from_timestamp(secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S+00:00")
+                .to_string()
+        };
+        let mut samples = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,
+            951_868_799,
+            4_102_444_800,
+            4_107_542_400,
+            253_402_300_799,
+            253_402_300_800,
+            infinite_leases_expiry(),
+            u64::MAX,
+        ];
+        let mut v: u64 = 1;
+        for _ in 0..20_000 {
+            v = v
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            samples.push(v % 253_402_300_800);
+        }
+        for unix in samples {
+            let mut x = String::new();
+            push_date_time(&mut x, unix);
+            assert_eq!(x, chrono_date(unix), "{unix}");
+        }
+    }
+
+    fn infinite_leases_expiry() -> u64 {
+        leases::infinite_expiry(1_800_000_000)
+    }
 
     /// A lease learnt from the partner shows `origin peer` (the YANG
     /// `lease-origin`), and an infinite lease, whose expiry carries its
