@@ -18,7 +18,7 @@ import zlib
 
 from lxml import etree
 
-from conftest import DHCPS_NS, NS, PASSWORD, USER, data_of, group, vrrp
+from conftest import BASE10, BASE11, BASE_NS, DHCPS_NS, NS, PASSWORD, USER, data_of, group, vrrp
 from test_libnetconf2 import client  # noqa: F401 (fixture)
 
 LEASES = 3000
@@ -89,15 +89,19 @@ def leases_of(data) -> dict:
 
 
 def canon(el) -> bytes:
-    return etree.tostring(el, method="c14n")
+    return etree.tostring(el, method="c14n", exclusive=True)
 
 
 def test_the_whole_table_streams_in_both_framings(daemon_factory):
     d, want = booted(daemon_factory)
     whole = {}
+    # by hand: ncclient's base:1.0 parser decodes each read on its own and
+    # fails on a character split between two reads
     for base10 in (False, True):
-        m = d.connect(base10=base10, timeout=120)
-        data = data_of(m.get())
+        r = d.raw(timeout=120)
+        r.hello((BASE10,) if base10 else (BASE10, BASE11))
+        assert r.framing == ("eom" if base10 else "chunked")
+        data = r.rpc("<get/>").find(f"{{{BASE_NS}}}data")
         got = leases_of(data)
         assert len(got) == LEASES, (base10, len(got))
         assert got == want, base10
@@ -106,7 +110,7 @@ def test_the_whole_table_streams_in_both_framings(daemon_factory):
         assert data.find("dhcps:dhcp-server/dhcps:statistics/dhcps:packets-received", NS) is not None
         names = [p.findtext("dhcps:name", namespaces=NS) for p in data.iterfind("dhcps:dhcp-server/dhcps:ip-pool", NS)]
         assert names == ["lan", "wifi"], names
-        m.close_session()
+        r.close()
     assert canon(whole[False].find("dhcps:dhcp-server", NS)) == canon(whole[True].find("dhcps:dhcp-server", NS))
     # one pool's leases: that pool's entries of the whole table, by XPath
     # and by subtree content match
