@@ -4,7 +4,11 @@
 //!  ssh channel ──bytes──► Decoder ──message──► xml::parse ──► rpc::decode
 //!                                                               │ Operation
 //!  ssh channel ◄──framed reply◄── rpc::encode_reply ◄── northbound actor
+//!  ssh channel ◄──one chunk per piece◄── Writer::send_stream ◄── Reply::Stream
 //! ```
+//! A streamed reply (a whole lease table) is written piece by piece as it
+//! is produced, each piece before the next is made: the SSH window paces
+//! it and the session holds one piece, never the whole reply.
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
 

@@ -1848,9 +1848,8 @@ impl GetJob {
             })
     }
 
-    /// Running merged with the subsystems' state, filtered. An entry
-    /// libyang refuses (one lease with text the schema cannot hold) is
-    /// left out alone; the rest of the subsystem's state is shown.
+    /// The reply: [`GetJob::run_rest`], with the streamed list's entries
+    /// to be written into it by the session when there is one.
     fn run(mut self) -> RpcResult {
         let stream = self.stream.take();
         let r = if self.only_stream {
@@ -1864,7 +1863,10 @@ impl GetJob {
         }
     }
 
-    /// The read without its streamed list (or all of it, without one).
+    /// Running merged with the subsystems' state (without the streamed
+    /// list), filtered. An entry libyang refuses (one lease with text the
+    /// schema cannot hold) is left out alone; the rest of the subsystem's
+    /// state is shown.
     fn run_rest(self) -> RpcResult {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
