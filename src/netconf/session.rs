@@ -27,7 +27,7 @@ use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
 use crate::northbound::monitoring::SessionCounters;
 use crate::northbound::notify::{self, NotifFilter, Notification, SubscribeRequest};
-use crate::northbound::ops::{Operation, Reply, StreamedData};
+use crate::northbound::ops::{Operation, Reply, StreamedData, Writes};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
@@ -128,10 +128,13 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
     /// is written (a chunk of its own with chunked framing) before the
     /// next is made, so the output's back-pressure (the SSH window) paces
     /// the producer and one piece is all that is held.
+    /// Between pieces it gives way to another session's write under way
+    /// on the actor (`writes`, for at most its bound each time).
     async fn send_stream(
         &mut self,
         reply_attrs: &str,
         data: &mut StreamedData,
+        writes: &Writes,
     ) -> std::io::Result<()> {
         let start = rpc::reply_start(reply_attrs);
         if data.is_empty() {
@@ -144,14 +147,19 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             &mut self.buf,
         );
         let mut piece = String::new();
-        while data.next_piece(&mut piece) {
+        loop {
+            // the SSH window takes megabytes before it pushes back: let
+            // the other sessions and the actor run between pieces (with
+            // the daemon on one CPU, the runtime has one worker), and
+            // leave the CPU to a commit under way
+            writes.give_way().await;
+            tokio::task::yield_now().await;
+            if !data.next_piece(&mut piece) {
+                break;
+            }
             encode_piece(self.framing, piece.as_bytes(), &mut self.buf);
             self.w.write_all(&self.buf).await?;
             self.buf.clear();
-            // the SSH window takes megabytes before it pushes back: let
-            // the other sessions and the actor run between pieces (with
-            // the daemon on one CPU, the runtime has one worker)
-            tokio::task::yield_now().await;
         }
         encode_piece(self.framing, b"</data></rpc-reply>", &mut self.buf);
         encode_end(self.framing, &mut self.buf);
@@ -216,6 +224,7 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
 async fn write_or_stop<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     out: Out,
+    writes: &Writes,
     kill: &CancellationToken,
     overflow: &CancellationToken,
 ) -> Result<(), &'static str> {
@@ -225,7 +234,7 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
             reply_attrs,
             mut data,
         } => tokio::select! {
-            r = writer.send_stream(&reply_attrs, &mut data) => r.map_err(|_| "write failed"),
+            r = writer.send_stream(&reply_attrs, &mut data, writes) => r.map_err(|_| "write failed"),
             _ = kill.cancelled() => Err("killed"),
             _ = overflow.cancelled() => Err("notification overflow"),
         },
@@ -352,7 +361,9 @@ where
                 return "malformed message";
             };
             for reply in replies {
-                if let Err(why) = write_or_stop(&mut writer, reply, kill, &overflow).await {
+                if let Err(why) =
+                    write_or_stop(&mut writer, reply, nb.writes(), kill, &overflow).await
+                {
                     return why;
                 }
             }
@@ -634,8 +645,11 @@ mod tests {
                     tokio::task::yield_now().await;
                 }
             };
-            let (sent, (msg, ahead)) =
-                tokio::join!(writer.send_stream(r#" message-id="7""#, &mut data), client);
+            let writes = Writes::default();
+            let (sent, (msg, ahead)) = tokio::join!(
+                writer.send_stream(r#" message-id="7""#, &mut data, &writes),
+                client
+            );
             sent.unwrap();
             assert!(
                 ahead <= 3,
@@ -675,7 +689,10 @@ mod tests {
             "</top>".into(),
             String::new(),
         );
-        writer.send_stream("", &mut empty).await.unwrap();
+        writer
+            .send_stream("", &mut empty, &Writes::default())
+            .await
+            .unwrap();
         drop(writer);
         let mut got = String::new();
         theirs.read_to_string(&mut got).await.unwrap();
@@ -683,6 +700,70 @@ mod tests {
             got,
             format!(r#"<rpc-reply xmlns="{NC_NS}"><data/></rpc-reply>]]>]]>"#)
         );
+    }
+
+    /// A streamed reply gives way to a write under way on the actor: no
+    /// piece after the first (made to know the reply is not empty) while
+    /// one runs, all of them once it ends; a write that never ends does
+    /// not stop it (it waits at most its bound before each piece).
+    #[tokio::test]
+    async fn a_streamed_reply_gives_way_to_writes() {
+        let pieces = 20;
+        let stream = |made: &Arc<AtomicUsize>| {
+            StreamedData::new(
+                String::new(),
+                String::new(),
+                Box::new(Counted {
+                    left: pieces,
+                    made: made.clone(),
+                }),
+                String::new(),
+                String::new(),
+            )
+        };
+        async fn read_all(mut theirs: tokio::io::DuplexStream) -> usize {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while !got.ends_with(b"]]>]]>") {
+                let n = theirs.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len()
+        }
+        for (writes, ends) in [
+            (Writes::giving_way_at_most(Duration::from_secs(3600)), true),
+            (Writes::giving_way_at_most(Duration::from_millis(1)), false),
+        ] {
+            let made = Arc::new(AtomicUsize::new(0));
+            let mut data = stream(&made);
+            let (ours, theirs) = tokio::io::duplex(1 << 20);
+            let mut writer = Writer {
+                w: ours,
+                framing: Framing::EndOfMessage,
+                buf: Vec::new(),
+            };
+            let write = writes.start();
+            let control = async {
+                if ends {
+                    for _ in 0..100 {
+                        tokio::task::yield_now().await;
+                    }
+                    assert_eq!(made.load(Ordering::SeqCst), 1, "pieces made during a write");
+                    drop(write);
+                } else {
+                    std::mem::forget(write);
+                }
+            };
+            let (sent, got, ()) = tokio::join!(
+                writer.send_stream("", &mut data, &writes),
+                read_all(theirs),
+                control
+            );
+            sent.unwrap();
+            assert!(got > pieces * PIECE);
+            assert_eq!(made.load(Ordering::SeqCst), pieces);
+        }
     }
 
     #[tokio::test]

@@ -93,6 +93,8 @@ pub struct Handle {
     nacm: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
     recovery_user: Option<String>,
     nacm_counters: Arc<nacm::Counters>,
+    /// The writes under way, that streamed replies give way to.
+    writes: Arc<ops::Writes>,
 }
 
 /// RFC 8341 §3.4.4 for `user` under `cfg`: `access-denied` (counted and
@@ -194,7 +196,14 @@ impl Handle {
         &self.bus
     }
 
+    /// The writes under way (see [`ops::Writes`]).
+    pub fn writes(&self) -> &ops::Writes {
+        &self.writes
+    }
+
     pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
+        // from the request's queueing to its answer
+        let _write = op.is_write().then(|| self.writes.start());
         let (reply, rx) = oneshot::channel();
         let req = Request::Rpc {
             session,
@@ -528,6 +537,7 @@ impl Northbound {
             nacm: self.nacm_shared.clone(),
             recovery_user: self.recovery_user.clone(),
             nacm_counters: self.nacm_counters.clone(),
+            writes: Arc::default(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)

@@ -306,3 +306,93 @@ impl StreamedData {
         all
     }
 }
+
+/// Operations that change something (an edit, a commit, a lock) under
+/// way on the actor: a streamed reply gives way to them between its
+/// pieces, so that with the daemon on one CPU another session's commit is
+/// not slowed down by a whole-table read (reads give way to writes).
+#[derive(Debug)]
+pub struct Writes {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// The longest a streamed reply waits before its next piece: a
+    /// session committing back to back slows a read down, it does not
+    /// stop it.
+    most: std::time::Duration,
+}
+
+impl Default for Writes {
+    fn default() -> Writes {
+        Writes::giving_way_at_most(std::time::Duration::from_millis(50))
+    }
+}
+
+/// One write under way ([`Writes::start`]); it ends when dropped.
+#[derive(Debug)]
+pub struct WriteUnderWay<'a>(&'a Writes);
+
+impl Drop for WriteUnderWay<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Writes {
+    pub fn giving_way_at_most(most: std::time::Duration) -> Writes {
+        Writes {
+            running: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            most,
+        }
+    }
+
+    pub fn start(&self) -> WriteUnderWay<'_> {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        WriteUnderWay(self)
+    }
+
+    /// Until no write is under way, or its `most` has passed.
+    pub async fn give_way(&self) {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(self.most, wait).await;
+    }
+}
+
+impl Operation {
+    /// Whether a streamed reply gives way to the operation while it is
+    /// under way: an operation on the datastores that changes or checks
+    /// them (short, on the actor). Not reads, nor a subsystem's rpc that
+    /// may last (batch-backup).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Operation::EditConfig { .. }
+                | Operation::CopyConfig { .. }
+                | Operation::DeleteConfig { .. }
+                | Operation::Lock { .. }
+                | Operation::Unlock { .. }
+                | Operation::Commit(_)
+                | Operation::CancelCommit { .. }
+                | Operation::DiscardChanges
+                | Operation::Validate { .. }
+        )
+    }
+}
