@@ -191,7 +191,35 @@ pub trait StateReader: Send + Sync + std::fmt::Debug {
     fn costly(&self, selected: Option<&[Selected]>) -> bool {
         selected.is_none()
     }
+    /// The entries of the large list `list` (a child of the module's top
+    /// node) whose leaves have the values `matches`, to be written into a
+    /// reply piece by piece instead of through libyang (`None`: this list
+    /// or this selection is not streamed; the read takes the usual path).
+    /// Taken in O(1)/O(pieces): the writing happens later, on the session.
+    fn entries(&self, list: &str, matches: &[(String, String)]) -> Option<Box<dyn Entries>> {
+        let _ = (list, matches);
+        None
+    }
+    /// The list it streams (see [`StateReader::entries`]): the name of
+    /// the module's top node and of the list under it.
+    fn streamed(&self) -> Option<(&'static str, &'static str)> {
+        None
+    }
 }
+
+/// List entries written straight into a reply (see
+/// [`StateReader::entries`]): each piece is XML the module's schema
+/// accepts as it stands, as libyang would print it (no namespace on the
+/// entries: they are written inside their parent).
+pub trait Entries: Send + std::fmt::Debug {
+    /// Append the next entries (at most [`PIECE_ENTRIES`]) to `out`;
+    /// false when there are none left (`out` unchanged).
+    fn next_piece(&mut self, out: &mut String) -> bool;
+}
+
+/// The most entries one piece of [`Entries`] holds: what a streamed reply
+/// holds in memory at once (about 300 bytes each).
+pub const PIECE_ENTRIES: usize = 512;
 
 /// A child of a module's top node that a read selects, with the values
 /// its leaves must have (a subtree filter's content matches, an XPath

@@ -20,6 +20,8 @@
 #
 # Usage (root, Debian 12): bench/reads/run.sh
 #   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
+#   GETLOOP_CPU=<cpu of the back-to-back <get> client; default CLIENT_CPU>
+#   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
 # Server on CPU SERVER_CPU, perfdhcp and the clients on CLIENT_CPU.
 # Namespaces rd<pid>s / rd<pid>c are always removed. A benchmark, not a
 # test: a missed target prints MISS and never fails the script.
@@ -36,6 +38,13 @@ ACK_RATE="${ACK_RATE:-2000}"
 ACK_SECS="${ACK_SECS:-5}"
 SERVER_CPU="${SERVER_CPU:-0}"
 CLIENT_CPU="${CLIENT_CPU:-1}"
+# the back-to-back <get> client during the ACK delay measurement (its
+# Python SSH decryption of 28 MB per read is CPU-heavy: on CLIENT_CPU it
+# competes with perfdhcp, on SERVER_CPU with the server)
+GETLOOP_CPU="${GETLOOP_CPU:-$CLIENT_CPU}"
+# GETLOOP_CLIENT=openssh: that client reads with OpenSSH (C) instead of
+# paramiko, and scans the reply only for its end
+GETLOOP_CLIENT="${GETLOOP_CLIENT:-paramiko}"
 if [ -z "${PY:-}" ]; then
     for p in "$ROOT/bench/.venv/bin/python" "$ROOT/netconf-tests/.venv/bin/python" python3; do
         if "$p" -c 'import paramiko' 2>/dev/null; then PY="$p"; break; fi
@@ -177,8 +186,8 @@ done
 echo "figure dhcp-answers-again-after-s $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$FIG"
 echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table <get>s" >&2
 perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
-timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
-    --key "$W/client_key" --secs $((ACK_SECS + 3)) >"$OUT/getloop.txt" &
+timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$GETLOOP_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
+    --key "$W/client_key" --secs $((ACK_SECS + 3)) $([ "$GETLOOP_CLIENT" = openssh ] && echo --openssh) >"$OUT/getloop.txt" &
 LOOP=$!
 sleep 1
 perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
@@ -240,7 +249,7 @@ ACKQ="$(v ack-avg-quiet-ms)" ACKR="$(v ack-avg-reads-ms)"
 ACKX="$(awk -v q="$ACKQ" -v r="$ACKR" 'BEGIN { if (q > 0) printf "%.2f", r / q; else print "-" }')"
 {
     echo "Machine: $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1)), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $(kea-dhcp4 -V | head -n 1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Leases: hotleased $(v leases-used) (pool bench, 1,000 pools), Kea $(v kea-leases-used); server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU; medians of $REPS reads of different keys."
+    echo "Leases: hotleased $(v leases-used) (pool bench, 1,000 pools), Kea $(v kea-leases-used); server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (the back-to-back <get> client: $GETLOOP_CLIENT on CPU $GETLOOP_CPU); medians of $REPS reads of different keys."
     echo
     echo "| read | hotleased (NETCONF over SSH) | Kea control socket | target | verdict |"
     echo "| --- | --- | --- | --- | --- |"

@@ -32,6 +32,8 @@ pub mod probe;
 pub mod replication;
 pub mod server;
 pub mod snapshot;
+#[cfg(test)]
+mod stream_tests;
 
 use std::fmt::Write as _;
 use std::path::Path;
@@ -340,32 +342,66 @@ impl Subsystem for DhcpSubsystem {
     }
 
     fn state_xml(&self) -> String {
-        state_for(&self.shared, &snapshot::Query::all())
+        Reader::of(&self.shared).state_xml_of(None)
     }
 
     fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
-        Reader(self.shared.clone()).state_xml_of(selected)
+        Reader::of(&self.shared).state_xml_of(selected)
     }
 
     fn state_reader(&self) -> Option<Arc<dyn StateReader>> {
-        Some(Arc::new(Reader(self.shared.clone())))
+        Some(Arc::new(Reader::of(&self.shared)))
     }
 }
 
 /// The DHCP state as any thread reads it: from the snapshot.
 #[derive(Debug)]
-struct Reader(Shared);
+struct Reader {
+    counters: Arc<Counters>,
+    snapshot: Arc<std::sync::Mutex<snapshot::Snapshot>>,
+}
+
+impl Reader {
+    fn of(shared: &Shared) -> Reader {
+        Reader {
+            counters: shared.counters.clone(),
+            snapshot: shared.snapshot.clone(),
+        }
+    }
+}
 
 impl StateReader for Reader {
     fn state_xml_of(&self, selected: Option<&[Selected]>) -> String {
         match selected {
-            None => state_for(&self.0, &snapshot::Query::all()),
-            Some(sel) => state_for(&self.0, &query(sel)),
+            None => state_for(self, &snapshot::Query::all()),
+            Some(sel) => state_for(self, &query(sel)),
         }
     }
 
     fn costly(&self, selected: Option<&[Selected]>) -> bool {
         selected.is_none_or(|sel| query(sel).leases.contains(&snapshot::LeaseQuery::All))
+    }
+
+    fn streamed(&self) -> Option<(&'static str, &'static str)> {
+        Some(("dhcp-server", "lease"))
+    }
+
+    /// Every lease, or one pool's (a `pool` match): the read's chunk
+    /// pointers or the pool's addresses, taken under the lock.
+    fn entries(
+        &self,
+        list: &str,
+        matches: &[(String, String)],
+    ) -> Option<Box<dyn crate::config::Entries>> {
+        let pool = match matches {
+            _ if list != "lease" => return None,
+            [] => None,
+            [(leaf, p)] if leaf == "pool" => Some(p.as_str()),
+            _ => return None,
+        };
+        let now = server::now_unix();
+        let leases = self.snapshot.lock().ok()?.leases(pool, now);
+        Some(Box::new(LeaseEntries(leases)))
     }
 }
 
@@ -428,7 +464,7 @@ fn unhex_colon(s: &str) -> Option<Vec<u8>> {
 /// The state `q` selects: key lookups under the snapshot's lock, or, for
 /// the whole table, its chunks taken under the lock and walked after it is
 /// released (the actor is never held for a pass).
-fn state_for(shared: &Shared, q: &snapshot::Query) -> String {
+fn state_for(shared: &Reader, q: &snapshot::Query) -> String {
     let now = server::now_unix();
     let (selected, frozen) = match shared.snapshot.lock() {
         Ok(g) => match g.select(q, now) {
@@ -460,11 +496,119 @@ fn mac6(hw: &[u8]) -> String {
     hex_colon(&snapshot::mac_key(hw))
 }
 
-fn date_time(unix: u64) -> String {
-    let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
-    chrono::DateTime::from_timestamp(secs, 0)
-        .map(|d| d.format("%Y-%m-%dT%H:%M:%SZ").to_string())
-        .unwrap_or_else(|| "9999-12-31T23:59:59Z".into())
+/// A `date-and-time` in UTC as libyang prints it (its canonical form:
+/// `+00:00`, not `Z`), so that a streamed reply reads as the usual one;
+/// past 9999 the last second of 9999. Written by hand: a whole table
+/// writes 100,000 of them, and chrono's `format` costs more than the rest
+/// of the entry.
+fn push_date_time(x: &mut String, unix: u64) {
+    let secs = unix.min(253_402_300_799);
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let t = secs % 86_400;
+    push_padded(x, y as u64, 4);
+    x.push('-');
+    push_padded(x, u64::from(m), 2);
+    x.push('-');
+    push_padded(x, u64::from(d), 2);
+    x.push('T');
+    push_padded(x, t / 3600, 2);
+    x.push(':');
+    push_padded(x, t / 60 % 60, 2);
+    x.push(':');
+    push_padded(x, t % 60, 2);
+    x.push_str("+00:00");
+}
+
+/// Year, month, day of a day count since 1970-01-01 (H. Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn push_padded(x: &mut String, n: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut i = buf.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let i = i.min(buf.len().saturating_sub(width));
+    x.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Bytes as `hex-string` (`02:0a:ff`).
+fn push_hex_colon(x: &mut String, b: &[u8]) {
+    for (i, v) in b.iter().enumerate() {
+        if i > 0 {
+            x.push(':');
+        }
+        x.push(char::from(HEX[usize::from(v >> 4)]));
+        x.push(char::from(HEX[usize::from(v & 15)]));
+    }
+}
+
+fn push_ip(x: &mut String, ip: std::net::Ipv4Addr) {
+    for (i, o) in ip.octets().iter().enumerate() {
+        if i > 0 {
+            x.push('.');
+        }
+        push_padded(x, u64::from(*o), 1);
+    }
+}
+
+/// Text content: `&`, `<`, `>` escaped (as [`escape_text`]).
+fn push_escaped(x: &mut String, s: &str) {
+    if !s.contains(['&', '<', '>']) {
+        x.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => x.push_str("&amp;"),
+            '<' => x.push_str("&lt;"),
+            '>' => x.push_str("&gt;"),
+            c => x.push(c),
+        }
+    }
+}
+
+/// Client-sent text (a DHCP option is any UTF-8 the client chose) made
+/// safe for a YANG `string` leaf in XML 1.0, written into `x`: control
+/// characters and the characters XML cannot carry (U+FFFE, U+FFFF)
+/// become '?', markup is escaped. Applied when the state is written, so
+/// leases stored before this rule existed are shown cleaned too.
+fn push_clean(x: &mut String, s: &str) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && !matches!(b, b'&' | b'<' | b'>'))
+    {
+        x.push_str(s);
+        return;
+    }
+    for c in s.chars() {
+        match c {
+            '&' => x.push_str("&amp;"),
+            '<' => x.push_str("&lt;"),
+            '>' => x.push_str("&gt;"),
+            c if c.is_control() || !xml_char(c) => x.push('?'),
+            c => x.push(c),
+        }
+    }
 }
 
 /// Whether `c` may appear in an XML 1.0 document (production `Char`):
@@ -473,16 +617,8 @@ fn xml_char(c: char) -> bool {
     matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..='\u{10FFFF}')
 }
 
-/// Client-sent text (a DHCP option is any UTF-8 the client chose) made
-/// safe for a YANG `string` leaf in XML 1.0: control characters and the
-/// characters XML cannot carry (U+FFFE, U+FFFF) become '?'. Applied when
-/// the state is written, so leases stored before this rule existed are
-/// shown cleaned too.
-fn clean(s: &str) -> String {
-    escape_text(&printable(s))
-}
-
-/// `s` with the characters a YANG string in XML cannot carry as '?'.
+/// `s` with the characters a YANG string in XML cannot carry as '?' (as
+/// `push_clean`, unescaped: a notification leaf's value).
 fn printable(s: &str) -> String {
     s.chars()
         .map(|c| {
@@ -520,9 +656,69 @@ fn lease_event(ev: &leases::LeaseEvent) -> Option<Event> {
         e = e.leaf("hostname", printable(h));
     }
     Some(
-        e.leaf("expires", date_time(l.expires))
-            .leaf("origin", l.origin.as_str()),
+        e.leaf("expires", {
+            let mut d = String::new();
+            push_date_time(&mut d, l.expires);
+            d
+        })
+        .leaf("origin", l.origin.as_str()),
     )
+}
+
+/// One `lease` entry as XML, as libyang prints it (a streamed read
+/// writes it into the reply as it stands).
+fn render_lease(x: &mut String, l: &Lease) {
+    x.push_str("<lease><ip-address>");
+    push_ip(x, l.ip);
+    if l.pool.is_empty() {
+        x.push_str("</ip-address><pool/><mac-address>");
+    } else {
+        x.push_str("</ip-address><pool>");
+        push_escaped(x, &l.pool);
+        x.push_str("</pool><mac-address>");
+    }
+    push_hex_colon(x, &snapshot::mac_key(&l.hw));
+    x.push_str("</mac-address>");
+    match &l.client_id {
+        // libyang prints an empty value as an empty element
+        Some(cid) if cid.is_empty() => x.push_str("<client-id/>"),
+        Some(cid) => {
+            x.push_str("<client-id>");
+            push_hex_colon(x, cid);
+            x.push_str("</client-id>");
+        }
+        None => {}
+    }
+    match &l.hostname {
+        Some(h) if h.is_empty() => x.push_str("<hostname/>"),
+        Some(h) => {
+            x.push_str("<hostname>");
+            push_clean(x, h);
+            x.push_str("</hostname>");
+        }
+        None => {}
+    }
+    x.push_str("<state>");
+    x.push_str(l.state.as_str());
+    x.push_str("</state><valid-lifetime>");
+    push_padded(x, u64::from(l.lifetime), 1);
+    x.push_str("</valid-lifetime><expires>");
+    push_date_time(x, l.expires);
+    x.push_str("</expires><origin>");
+    x.push_str(l.origin.as_str());
+    x.push_str("</origin></lease>");
+}
+
+/// The leases of a streamed read (see [`config::Entries`]).
+#[derive(Debug)]
+struct LeaseEntries(snapshot::Leases);
+
+impl crate::config::Entries for LeaseEntries {
+    fn next_piece(&mut self, out: &mut String) -> bool {
+        self.0
+            .next(crate::config::PIECE_ENTRIES, |l| render_lease(out, l))
+            > 0
+    }
 }
 
 /// The operational state of the module as XML.
@@ -542,27 +738,7 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         );
     }
     for l in &snap.leases {
-        let _ = write!(
-            x,
-            "<lease><ip-address>{}</ip-address><pool>{}</pool><mac-address>{}</mac-address>",
-            l.ip,
-            escape_text(&l.pool),
-            mac6(&l.hw)
-        );
-        if let Some(cid) = &l.client_id {
-            let _ = write!(x, "<client-id>{}</client-id>", hex_colon(cid));
-        }
-        if let Some(h) = &l.hostname {
-            let _ = write!(x, "<hostname>{}</hostname>", clean(h));
-        }
-        let _ = write!(
-            x,
-            "<state>{}</state><valid-lifetime>{}</valid-lifetime><expires>{}</expires><origin>{}</origin></lease>",
-            l.state.as_str(),
-            l.lifetime,
-            date_time(l.expires),
-            l.origin.as_str()
-        );
+        render_lease(&mut x, l);
     }
     let g = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
     let _ = write!(
@@ -633,6 +809,54 @@ mod tests {
         );
     }
 
+    fn clean(s: &str) -> String {
+        let mut x = String::new();
+        push_clean(&mut x, s);
+        x
+    }
+
+    /// The hand-written date is chrono's, to the last second of 9999.
+    #[test]
+    fn dates_are_written_as_chrono_writes_them() {
+        let chrono_date = |unix: u64| {
+            let secs = i64::try_from(unix).unwrap_or(i64::MAX).min(253_402_300_799);
+            chrono::DateTime::from_timestamp(secs, 0)
+                .unwrap()
+                .format("%Y-%m-%dT%H:%M:%S+00:00")
+                .to_string()
+        };
+        let mut samples = vec![
+            0,
+            59,
+            86_399,
+            86_400,
+            951_782_400,
+            951_868_799,
+            4_102_444_800,
+            4_107_542_400,
+            253_402_300_799,
+            253_402_300_800,
+            infinite_leases_expiry(),
+            u64::MAX,
+        ];
+        let mut v: u64 = 1;
+        for _ in 0..20_000 {
+            v = v
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            samples.push(v % 253_402_300_800);
+        }
+        for unix in samples {
+            let mut x = String::new();
+            push_date_time(&mut x, unix);
+            assert_eq!(x, chrono_date(unix), "{unix}");
+        }
+    }
+
+    fn infinite_leases_expiry() -> u64 {
+        leases::infinite_expiry(1_800_000_000)
+    }
+
     /// A lease learnt from the partner shows `origin peer` (the YANG
     /// `lease-origin`), and an infinite lease, whose expiry carries its
     /// grant, the largest date; libyang takes both.
@@ -664,10 +888,10 @@ mod tests {
         let x = render_state(&view, &Counters::default());
         assert!(x.contains(
             "<ip-address>10.0.0.5</ip-address><pool>lan</pool><mac-address>02:00:00:00:00:01</mac-address>\
-<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59Z</expires><origin>peer</origin>"
+<state>bound</state><valid-lifetime>4294967295</valid-lifetime><expires>9999-12-31T23:59:59+00:00</expires><origin>peer</origin>"
         ), "{x}");
         assert!(
-            x.contains("<expires>2027-01-15T09:00:00Z</expires><origin>local</origin>"),
+            x.contains("<expires>2027-01-15T09:00:00+00:00</expires><origin>local</origin>"),
             "{x}"
         );
         crate::yang::parse_state_xml(&x).expect("valid state");

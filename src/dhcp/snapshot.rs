@@ -145,6 +145,105 @@ impl Frozen {
     }
 }
 
+/// The leases a streamed read writes (every lease, or one pool's): taken
+/// under the lock in O(chunks) (the chunk pointers; for one pool, its
+/// addresses from the index) and walked after it is released, a piece at
+/// a time, in the order a [`View`] of the same read lists them.
+#[derive(Debug)]
+pub struct Leases {
+    chunks: Vec<Arc<Chunk>>,
+    pool: Option<String>,
+    now: u64,
+    /// Addresses in the order written (one pool, or a small table:
+    /// sorted); `None` until the first piece, then chunk after chunk
+    /// when the table is large.
+    order: Option<Order>,
+}
+
+#[derive(Debug)]
+enum Order {
+    Sorted(std::vec::IntoIter<Ipv4Addr>),
+    /// The next chunk and how many of its shown leases were written.
+    Chunks(usize, usize),
+}
+
+/// A table with at most this many leases shown is listed in address
+/// order (see [`Frozen::view`]).
+const SORTED_MAX: usize = 5000;
+
+impl Leases {
+    /// Call `f` with the next leases, at most `max`; returns how many.
+    pub fn next(&mut self, max: usize, mut f: impl FnMut(&Lease)) -> usize {
+        let order = match &mut self.order {
+            Some(o) => o,
+            None => self.order.insert(self.first_order()),
+        };
+        let mut n = 0;
+        match order {
+            Order::Sorted(ips) => {
+                while n < max {
+                    let Some(ip) = ips.next() else { break };
+                    let shown = self.chunks[chunk_of(ip)]
+                        .get(&ip)
+                        .and_then(|s| shown(s, self.now))
+                        .filter(|l| self.pool.as_ref().is_none_or(|p| l.pool == *p));
+                    if let Some(l) = shown {
+                        f(l);
+                        n += 1;
+                    }
+                }
+            }
+            Order::Chunks(chunk, done) => {
+                while n < max && *chunk < self.chunks.len() {
+                    let mut seen = 0;
+                    for l in self.chunks[*chunk]
+                        .values()
+                        .filter_map(|s| shown(s, self.now))
+                    {
+                        seen += 1;
+                        if seen <= *done {
+                            continue;
+                        }
+                        if n == max {
+                            break;
+                        }
+                        f(l);
+                        n += 1;
+                        *done += 1;
+                    }
+                    if seen == *done {
+                        *chunk += 1;
+                        *done = 0;
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    /// The order of a whole table: sorted when small (a pass that stops
+    /// after [`SORTED_MAX`] leases), else the chunks' own.
+    fn first_order(&self) -> Order {
+        let all = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.values())
+            .filter(|s| shown(s, self.now).is_some());
+        if all.take(SORTED_MAX + 1).count() > SORTED_MAX {
+            return Order::Chunks(0, 0);
+        }
+        let mut ips: Vec<Ipv4Addr> = self
+            .chunks
+            .iter()
+            .flat_map(|c| c.iter())
+            .filter(|(_, s)| shown(s, self.now).is_some())
+            .map(|(ip, _)| *ip)
+            .collect();
+        ips.sort_unstable_by_key(|ip| u32::from(*ip));
+        Order::Sorted(ips.into_iter())
+    }
+}
+
 /// What an address shows: its lease, else its offer while it holds.
 fn shown(slot: &Slot, now: u64) -> Option<&Arc<Lease>> {
     slot.lease
@@ -251,6 +350,26 @@ impl Snapshot {
         Frozen {
             chunks: self.chunks.clone(),
             pools: self.pool_stats(),
+        }
+    }
+
+    /// The leases of a streamed read: every lease (`pool` `None`) or
+    /// those of one pool (see [`Leases`]).
+    pub fn leases(&self, pool: Option<&str>, now: u64) -> Leases {
+        let order = pool.map(|p| {
+            let mut ips: Vec<Ipv4Addr> = self
+                .by_pool
+                .get(p)
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default();
+            ips.sort_unstable_by_key(|ip| u32::from(*ip));
+            Order::Sorted(ips.into_iter())
+        });
+        Leases {
+            chunks: self.chunks.clone(),
+            pool: pool.map(str::to_string),
+            now,
+            order,
         }
     }
 
@@ -441,6 +560,68 @@ mod tests {
         s.set(l.ip, None, None);
         assert_eq!(ips(&frozen.view(0)), vec![1]);
         assert_eq!(ips(&s.frozen().view(0)), vec![2]);
+    }
+
+    fn walked(mut leases: Leases, max: usize) -> (Vec<Ipv4Addr>, usize) {
+        let (mut out, mut most) = (Vec::new(), 0);
+        loop {
+            let n = leases.next(max, |l| out.push(l.ip));
+            if n == 0 {
+                return (out, most);
+            }
+            most = most.max(n);
+        }
+    }
+
+    /// A streamed walk lists what a whole-table view lists, in its order
+    /// (address order for a small table, the chunks' for a large one; one
+    /// pool's leases in address order), at most `max` per piece, and
+    /// keeps the picture of when it was taken.
+    #[test]
+    fn a_streamed_walk_lists_what_the_view_lists() {
+        for n in [300u32, 7_000] {
+            let mut s = Snapshot::default();
+            for i in 0..n {
+                let ip = Ipv4Addr::from(0x0a00_0000 + i * 7);
+                let pool = if i % 3 == 0 { "a" } else { "b" };
+                let l = Arc::new(Lease {
+                    ip,
+                    expires: if i % 10 == 0 { 100 } else { 1_000 },
+                    ..(*lease(1, pool, 1, None, LeaseState::Bound)).clone()
+                });
+                if i % 5 == 0 {
+                    // offers, live or past their hold at 500
+                    s.set(ip, None, Some(&l));
+                } else {
+                    s.set(ip, Some(&l), None);
+                }
+            }
+            let view: Vec<Ipv4Addr> = s.frozen().view(500).leases.iter().map(|l| l.ip).collect();
+            let walk = s.leases(None, 500);
+            // changes after the walk was taken are not in it
+            let late = lease(250, "a", 1, None, LeaseState::Bound);
+            s.set(late.ip, Some(&late), None);
+            s.set(view[0], None, None);
+            let (got, most) = walked(walk, 100);
+            assert_eq!(got, view, "{n} leases");
+            assert!(most <= 100, "{most} in one piece");
+            let pool_a: Vec<Ipv4Addr> = {
+                let mut v: Vec<Ipv4Addr> = s
+                    .frozen()
+                    .view(500)
+                    .leases
+                    .iter()
+                    .filter(|l| l.pool == "a")
+                    .map(|l| l.ip)
+                    .collect();
+                v.sort_unstable_by_key(|ip| u32::from(*ip));
+                v
+            };
+            let (got, most) = walked(s.leases(Some("a"), 500), 64);
+            assert_eq!(got, pool_a);
+            assert!(most <= 64);
+            assert!(walked(s.leases(Some("zz"), 500), 64).0.is_empty());
+        }
     }
 
     #[test]

@@ -172,20 +172,26 @@ impl Decoder {
 
 /// Frame one outgoing message.
 pub fn encode(framing: Framing, msg: &[u8], out: &mut Vec<u8>) {
-    match framing {
-        Framing::EndOfMessage => {
-            out.extend_from_slice(msg);
-            out.extend_from_slice(EOM);
-        }
-        Framing::Chunked => {
-            // One chunk per message keeps the reply a single write.
-            if !msg.is_empty() {
-                out.extend_from_slice(format!("\n#{}\n", msg.len()).as_bytes());
-                out.extend_from_slice(msg);
-            }
-            out.extend_from_slice(b"\n##\n");
-        }
+    // One chunk per message keeps the reply a single write.
+    encode_piece(framing, msg, out);
+    encode_end(framing, out);
+}
+
+/// One piece of a message that is written as it is produced: a chunk of
+/// its own (chunked), the bytes as they are (end-of-message).
+pub fn encode_piece(framing: Framing, piece: &[u8], out: &mut Vec<u8>) {
+    if framing == Framing::Chunked && !piece.is_empty() {
+        out.extend_from_slice(format!("\n#{}\n", piece.len()).as_bytes());
     }
+    out.extend_from_slice(piece);
+}
+
+/// The end of a message (after its pieces).
+pub fn encode_end(framing: Framing, out: &mut Vec<u8>) {
+    out.extend_from_slice(match framing {
+        Framing::EndOfMessage => EOM,
+        Framing::Chunked => b"\n##\n",
+    });
 }
 
 #[cfg(test)]

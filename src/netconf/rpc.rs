@@ -523,10 +523,14 @@ fn path_prefixes(path: &str) -> Vec<(&'static str, &'static str)> {
     out
 }
 
+/// The start of an `<rpc-reply>` (see [`encode_reply`]).
+pub fn reply_start(reply_attrs: &str) -> String {
+    format!("<rpc-reply xmlns=\"{NC_NS}\"{reply_attrs}>")
+}
+
 /// Render an `<rpc-reply>`.
 pub fn encode_reply(reply_attrs: &str, result: &Result<Reply, Vec<RpcError>>) -> String {
-    let mut out = String::with_capacity(256);
-    let _ = write!(out, "<rpc-reply xmlns=\"{NC_NS}\"{reply_attrs}>");
+    let mut out = reply_start(reply_attrs);
     match result {
         Ok(Reply::Ok) => out.push_str("<ok/>"),
         Ok(Reply::Data(d)) => {
@@ -539,6 +543,12 @@ pub fn encode_reply(reply_attrs: &str, result: &Result<Reply, Vec<RpcError>>) ->
             }
         }
         Ok(Reply::Raw(r)) => out.push_str(r),
+        Ok(Reply::Stream(_)) => {
+            // written by the session in pieces (`session::Writer`), never
+            // encoded whole
+            let e = RpcError::operation_failed("a streamed reply is not encoded whole");
+            write_error(&e, &mut out);
+        }
         Err(errors) => {
             for e in errors {
                 write_error(e, &mut out);

@@ -4,7 +4,11 @@
 //!  ssh channel ──bytes──► Decoder ──message──► xml::parse ──► rpc::decode
 //!                                                               │ Operation
 //!  ssh channel ◄──framed reply◄── rpc::encode_reply ◄── northbound actor
+//!  ssh channel ◄──one chunk per piece◄── Writer::send_stream ◄── Reply::Stream
 //! ```
+//! A streamed reply (a whole lease table) is written piece by piece as it
+//! is produced, each piece before the next is made: the SSH window paces
+//! it and the session holds one piece, never the whole reply.
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
 
@@ -18,12 +22,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-use super::framing::{encode, Decoder, Framing};
+use super::framing::{encode, encode_end, encode_piece, Decoder, Framing};
 use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
 use crate::northbound::monitoring::SessionCounters;
 use crate::northbound::notify::{self, NotifFilter, Notification, SubscribeRequest};
-use crate::northbound::ops::{Operation, Reply};
+use crate::northbound::ops::{Operation, Reply, StreamedData, Writes};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
 use crate::yang;
@@ -119,6 +123,64 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.w.write_all(&self.buf).await?;
         self.w.flush().await
     }
+
+    /// Write a `<data>` reply piece by piece as it is produced: each piece
+    /// is written (a chunk of its own with chunked framing) before the
+    /// next is made, so the output's back-pressure (the SSH window) paces
+    /// the producer and one piece is all that is held.
+    /// Between pieces it gives way to another session's write under way
+    /// on the actor (`writes`, for at most its bound each time).
+    async fn send_stream(
+        &mut self,
+        reply_attrs: &str,
+        data: &mut StreamedData,
+        writes: &Writes,
+    ) -> std::io::Result<()> {
+        let start = rpc::reply_start(reply_attrs);
+        if data.is_empty() {
+            return self.send(&format!("{start}<data/></rpc-reply>")).await;
+        }
+        self.buf.clear();
+        encode_piece(
+            self.framing,
+            format!("{start}<data>").as_bytes(),
+            &mut self.buf,
+        );
+        let mut piece = String::new();
+        loop {
+            // the SSH window takes megabytes before it pushes back: let
+            // the other sessions and the actor run between pieces (with
+            // the daemon on one CPU, the runtime has one worker), and
+            // leave the CPU to a commit under way
+            writes.give_way().await;
+            tokio::task::yield_now().await;
+            if !data.next_piece(&mut piece) {
+                break;
+            }
+            encode_piece(self.framing, piece.as_bytes(), &mut self.buf);
+            self.w.write_all(&self.buf).await?;
+            self.buf.clear();
+        }
+        encode_piece(self.framing, b"</data></rpc-reply>", &mut self.buf);
+        encode_end(self.framing, &mut self.buf);
+        self.w.write_all(&self.buf).await?;
+        self.w.flush().await
+    }
+}
+
+/// What a session writes: a message whole, or a `<data>` reply streamed.
+enum Out {
+    Msg(String),
+    Stream {
+        reply_attrs: String,
+        data: Box<StreamedData>,
+    },
+}
+
+impl From<String> for Out {
+    fn from(m: String) -> Out {
+        Out::Msg(m)
+    }
 }
 
 /// Who handles a message: the session, its user and its counters.
@@ -155,6 +217,27 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
         r = writer.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
         _ = overflow.cancelled() => Err("notification overflow"),
+    }
+}
+
+/// [`send_or_stop`] for what a message is answered with.
+async fn write_or_stop<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    out: Out,
+    writes: &Writes,
+    kill: &CancellationToken,
+    overflow: &CancellationToken,
+) -> Result<(), &'static str> {
+    match out {
+        Out::Msg(m) => send_or_stop(writer, &m, kill, overflow).await,
+        Out::Stream {
+            reply_attrs,
+            mut data,
+        } => tokio::select! {
+            r = writer.send_stream(&reply_attrs, &mut data, writes) => r.map_err(|_| "write failed"),
+            _ = kill.cancelled() => Err("killed"),
+            _ = overflow.cancelled() => Err("notification overflow"),
+        },
     }
 }
 
@@ -277,8 +360,10 @@ where
                 warn!("malformed message on a base:1.0 session, closing");
                 return "malformed message";
             };
-            for reply in &replies {
-                if let Err(why) = send_or_stop(&mut writer, reply, kill, &overflow).await {
+            for reply in replies {
+                if let Err(why) =
+                    write_or_stop(&mut writer, reply, nb.writes(), kill, &overflow).await
+                {
                     return why;
                 }
             }
@@ -371,7 +456,7 @@ async fn handle_message(
     base11: bool,
     sub: &mut Option<Active>,
     overflow: &mut CancellationToken,
-) -> Option<(Vec<String>, bool)> {
+) -> Option<(Vec<Out>, bool)> {
     let Me {
         nb,
         user,
@@ -385,7 +470,7 @@ async fn handle_message(
         (base11 || tag != ErrorTag::MalformedMessage).then(|| {
             SessionCounters::bump(&counters.out_rpc_errors);
             let e = RpcError::new(ErrorType::Rpc, tag, m);
-            (vec![rpc::encode_reply("", &Err(vec![e]))], false)
+            (vec![rpc::encode_reply("", &Err(vec![e])).into()], false)
         })
     };
     let root = match parse_message(msg).await {
@@ -418,11 +503,14 @@ async fn handle_message(
             if let Err(e) = nb.check_exec(user, &Operation::CreateSubscription(r.clone())) {
                 nb.stats().rpc(&name, true);
                 SessionCounters::bump(&counters.out_rpc_errors);
-                return Some((vec![rpc::encode_reply(&req.reply_attrs, &Err(e))], false));
+                return Some((
+                    vec![rpc::encode_reply(&req.reply_attrs, &Err(e)).into()],
+                    false,
+                ));
             }
             let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
-            return Some((replies, false));
+            return Some((replies.into_iter().map(Out::Msg).collect(), false));
         }
         Ok(op) => (nb.rpc(session_id, op).await, false),
     };
@@ -430,7 +518,14 @@ async fn handle_message(
         SessionCounters::bump(&counters.out_rpc_errors);
     }
     nb.stats().rpc(&name, result.is_err());
-    Some((vec![rpc::encode_reply(&req.reply_attrs, &result)], close))
+    let out = match result {
+        Ok(Reply::Stream(data)) => Out::Stream {
+            reply_attrs: req.reply_attrs,
+            data,
+        },
+        result => rpc::encode_reply(&req.reply_attrs, &result).into(),
+    };
+    Some((vec![out], close))
 }
 
 /// RFC 5277 create-subscription: the reply, the replayed notifications
@@ -482,6 +577,194 @@ fn subscribe(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    /// Entries of `PIECE` bytes each, counting the pieces made.
+    #[derive(Debug)]
+    struct Counted {
+        left: usize,
+        made: Arc<AtomicUsize>,
+    }
+
+    const PIECE: usize = 16 * 1024;
+
+    impl crate::config::Entries for Counted {
+        fn next_piece(&mut self, out: &mut String) -> bool {
+            if self.left == 0 {
+                return false;
+            }
+            self.left -= 1;
+            let n = self.made.fetch_add(1, Ordering::SeqCst);
+            out.push_str(&format!("<e>{:0w$}</e>", n, w = PIECE - 7));
+            true
+        }
+    }
+
+    /// A streamed reply is made as the client reads it: the writer is
+    /// never more than a few pieces ahead of what the client received
+    /// (the output's back-pressure paces it), holds one piece at a time,
+    /// and the client decodes one well-framed reply of everything, in
+    /// both framings; an empty one is `<data/>`.
+    #[tokio::test]
+    async fn a_streamed_reply_is_made_as_the_client_reads_it() {
+        for framing in [Framing::Chunked, Framing::EndOfMessage] {
+            let (ours, mut theirs) = tokio::io::duplex(8 * 1024);
+            let made = Arc::new(AtomicUsize::new(0));
+            let pieces = 200;
+            let mut data = StreamedData::new(
+                "<head/>".into(),
+                "<top>".into(),
+                Box::new(Counted {
+                    left: pieces,
+                    made: made.clone(),
+                }),
+                "</top>".into(),
+                "<tail/>".into(),
+            );
+            let mut writer = Writer {
+                w: ours,
+                framing,
+                buf: Vec::new(),
+            };
+            let client = async {
+                let mut dec = Decoder::default();
+                dec.set_framing(framing);
+                let mut buf = vec![0u8; 4096];
+                let (mut got, mut most_ahead) = (0usize, 0isize);
+                loop {
+                    let n = theirs.read(&mut buf).await.unwrap();
+                    assert!(n > 0, "the reply ended early");
+                    got += n;
+                    dec.push(&buf[..n]);
+                    let ahead = made.load(Ordering::SeqCst) as isize - (got / PIECE) as isize;
+                    most_ahead = most_ahead.max(ahead);
+                    if let Some(m) = dec.next_message().unwrap() {
+                        return (String::from_utf8(m).unwrap(), most_ahead);
+                    }
+                    // a slow client
+                    tokio::task::yield_now().await;
+                }
+            };
+            let writes = Writes::default();
+            let (sent, (msg, ahead)) = tokio::join!(
+                writer.send_stream(r#" message-id="7""#, &mut data, &writes),
+                client
+            );
+            sent.unwrap();
+            assert!(
+                ahead <= 3,
+                "{framing:?}: the writer ran {ahead} pieces ahead"
+            );
+            assert!(
+                writer.buf.capacity() < 3 * PIECE,
+                "{framing:?}: the writer held {} bytes",
+                writer.buf.capacity()
+            );
+            let body: String = (0..pieces)
+                .map(|n| format!("<e>{:0w$}</e>", n, w = PIECE - 7))
+                .collect();
+            assert_eq!(
+                msg,
+                format!(
+                    r#"<rpc-reply xmlns="{NC_NS}" message-id="7"><data><head/><top>{body}</top><tail/></data></rpc-reply>"#
+                ),
+                "{framing:?}"
+            );
+            assert_eq!(made.load(Ordering::SeqCst), pieces);
+        }
+        // nothing to write: <data/>, as the usual path
+        let (ours, mut theirs) = tokio::io::duplex(8 * 1024);
+        let mut writer = Writer {
+            w: ours,
+            framing: Framing::EndOfMessage,
+            buf: Vec::new(),
+        };
+        let mut empty = StreamedData::new(
+            String::new(),
+            "<top>".into(),
+            Box::new(Counted {
+                left: 0,
+                made: Arc::default(),
+            }),
+            "</top>".into(),
+            String::new(),
+        );
+        writer
+            .send_stream("", &mut empty, &Writes::default())
+            .await
+            .unwrap();
+        drop(writer);
+        let mut got = String::new();
+        theirs.read_to_string(&mut got).await.unwrap();
+        assert_eq!(
+            got,
+            format!(r#"<rpc-reply xmlns="{NC_NS}"><data/></rpc-reply>]]>]]>"#)
+        );
+    }
+
+    /// A streamed reply gives way to a write under way on the actor: no
+    /// piece after the first (made to know the reply is not empty) while
+    /// one runs, all of them once it ends; a write that never ends does
+    /// not stop it (it waits at most its bound before each piece).
+    #[tokio::test]
+    async fn a_streamed_reply_gives_way_to_writes() {
+        let pieces = 20;
+        let stream = |made: &Arc<AtomicUsize>| {
+            StreamedData::new(
+                String::new(),
+                String::new(),
+                Box::new(Counted {
+                    left: pieces,
+                    made: made.clone(),
+                }),
+                String::new(),
+                String::new(),
+            )
+        };
+        async fn read_all(mut theirs: tokio::io::DuplexStream) -> usize {
+            let mut got = Vec::new();
+            let mut buf = vec![0u8; 64 * 1024];
+            while !got.ends_with(b"]]>]]>") {
+                let n = theirs.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&buf[..n]);
+            }
+            got.len()
+        }
+        for (writes, ends) in [
+            (Writes::giving_way_at_most(Duration::from_secs(3600)), true),
+            (Writes::giving_way_at_most(Duration::from_millis(1)), false),
+        ] {
+            let made = Arc::new(AtomicUsize::new(0));
+            let mut data = stream(&made);
+            let (ours, theirs) = tokio::io::duplex(1 << 20);
+            let mut writer = Writer {
+                w: ours,
+                framing: Framing::EndOfMessage,
+                buf: Vec::new(),
+            };
+            let write = writes.start();
+            let control = async {
+                if ends {
+                    for _ in 0..100 {
+                        tokio::task::yield_now().await;
+                    }
+                    assert_eq!(made.load(Ordering::SeqCst), 1, "pieces made during a write");
+                    drop(write);
+                } else {
+                    std::mem::forget(write);
+                }
+            };
+            let (sent, got, ()) = tokio::join!(
+                writer.send_stream("", &mut data, &writes),
+                read_all(theirs),
+                control
+            );
+            sent.unwrap();
+            assert!(got > pieces * PIECE);
+            assert_eq!(made.load(Ordering::SeqCst), pieces);
+        }
+    }
 
     #[tokio::test]
     async fn hello_checks() {

@@ -93,6 +93,8 @@ pub struct Handle {
     nacm: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
     recovery_user: Option<String>,
     nacm_counters: Arc<nacm::Counters>,
+    /// The writes under way, that streamed replies give way to.
+    writes: Arc<ops::Writes>,
 }
 
 /// RFC 8341 §3.4.4 for `user` under `cfg`: `access-denied` (counted and
@@ -194,7 +196,14 @@ impl Handle {
         &self.bus
     }
 
+    /// The writes under way (see [`ops::Writes`]).
+    pub fn writes(&self) -> &ops::Writes {
+        &self.writes
+    }
+
     pub async fn rpc(&self, session: u32, op: Operation) -> RpcResult {
+        // from the request's queueing to its answer
+        let _write = op.is_write().then(|| self.writes.start());
         let (reply, rx) = oneshot::channel();
         let req = Request::Rpc {
             session,
@@ -528,6 +537,7 @@ impl Northbound {
             nacm: self.nacm_shared.clone(),
             recovery_user: self.recovery_user.clone(),
             nacm_counters: self.nacm_counters.clone(),
+            writes: Arc::default(),
         };
         let task = tokio::spawn(self.run(rx, shutdown));
         (handle, task)
@@ -931,6 +941,22 @@ impl Northbound {
         if crate::fault::armed("northbound-panic") {
             panic!("fault point northbound-panic");
         }
+        let (filter, stream) = match self.stream_of(session, filter.as_ref()) {
+            None => (filter, None),
+            Some((select::Rest::Filter(rest), part)) => (rest, Some(part)),
+            Some((select::Rest::Nothing, part)) => {
+                // the list's entries alone: nothing else to read
+                return GetJob {
+                    tree: yang::empty(),
+                    states: Vec::new(),
+                    filter: None,
+                    wd,
+                    nacm: None,
+                    stream: Some(part),
+                    only_stream: true,
+                };
+            }
+        };
         let plan = select::Plan::of(filter.as_ref());
         let mut tree = plan
             .narrow(&self.running)
@@ -968,11 +994,16 @@ impl Northbound {
                     continue;
                 }
             }
-            let sel = if ns.is_empty() {
+            let mut sel = if ns.is_empty() {
                 None
             } else {
                 plan.state_of(ns)
             };
+            if let Some(part) = stream.as_ref().filter(|p| ns.contains(&p.ns)) {
+                // the streamed list is left out of the subsystem's state
+                let sel = sel.get_or_insert_with(|| part.others.clone());
+                sel.retain(|c| c.name != part.list);
+            }
             let state = match s.state_reader() {
                 Some(r) => State::Reader(r, sel),
                 None => State::Xml(s.state_xml_of(sel.as_deref())),
@@ -985,7 +1016,62 @@ impl Northbound {
             filter,
             wd,
             nacm: self.nacm_for(session),
+            stream,
+            only_stream: false,
         }
+    }
+
+    /// The list a `<get>` streams, when its filter selects whole entries
+    /// of a list a subsystem streams (`StateReader::entries`) and NACM can
+    /// take nothing out of them: the rest of the read, and the entries
+    /// (taken here, in O(1)/O(pieces): written by the session).
+    fn stream_of(
+        &self,
+        session: u32,
+        filter: Option<&Filter>,
+    ) -> Option<(select::Rest, StreamPart)> {
+        for s in &self.subsystems {
+            let Some(reader) = s.state_reader() else {
+                continue;
+            };
+            let Some((top, list)) = reader.streamed() else {
+                continue;
+            };
+            let Some(ns) = s.namespaces().first().copied() else {
+                continue;
+            };
+            let Some(st) = select::streamed(filter, ns, top, list) else {
+                continue;
+            };
+            let schema = top_schema(&Element::new(ns, top)).ok()?;
+            if let Some((cfg, user)) = self.nacm_for(session) {
+                if cfg.rules_for(&user).may_deny_reads()
+                    || yang::default_deny(&schema) == yang::DefaultDeny::All
+                {
+                    return None;
+                }
+            }
+            let names: Vec<String> = schema.children().map(|c| c.name().to_string()).collect();
+            let at = names.iter().position(|n| n == list)?;
+            let entries = reader.entries(list, &st.matches)?;
+            let part = StreamPart {
+                ns,
+                top,
+                list,
+                after: names[at + 1..].to_vec(),
+                others: names
+                    .iter()
+                    .filter(|n| *n != list)
+                    .map(|n| crate::config::Selected {
+                        name: n.clone(),
+                        matches: Vec::new(),
+                    })
+                    .collect(),
+                entries,
+            };
+            return Some((st.rest, part));
+        }
+        None
     }
 
     /// Add the discovery state to a `<get>` tree, when the filter selects
@@ -1712,20 +1798,86 @@ struct GetJob {
     wd: WithDefaults,
     /// The NACM rules and user the reply is pruned for (None: no check).
     nacm: Option<(Arc<nacm::Config>, String)>,
+    /// The list written into the reply by the session.
+    stream: Option<StreamPart>,
+    /// The reply is that list alone (nothing else is read).
+    only_stream: bool,
+}
+
+/// A list a `<get>` streams (see [`Northbound::stream_of`]).
+#[derive(Debug)]
+struct StreamPart {
+    ns: &'static str,
+    top: &'static str,
+    list: &'static str,
+    /// The top node's children after the list, in schema order (the
+    /// entries go before the first of them, as libyang prints them).
+    after: Vec<String>,
+    /// Every child of the top node but the list.
+    others: Vec<crate::config::Selected>,
+    entries: Box<dyn crate::config::Entries>,
+}
+
+impl StreamPart {
+    /// The reply: `rest` (the read without the list) with the entries
+    /// in their place in the top node, or in a top node of their own.
+    fn reply(self, rest: String) -> Reply {
+        let (head, open, close, tail) = match select::splice(&rest, self.ns, self.top, &self.after)
+        {
+            Some(at) => {
+                let tail = rest[at..].to_string();
+                let mut head = rest;
+                head.truncate(at);
+                (head, String::new(), String::new(), tail)
+            }
+            None => (
+                rest,
+                format!("<{} xmlns=\"{}\">", self.top, self.ns),
+                format!("</{}>", self.top),
+                String::new(),
+            ),
+        };
+        Reply::Stream(Box::new(ops::StreamedData::new(
+            head,
+            open,
+            self.entries,
+            close,
+            tail,
+        )))
+    }
 }
 
 impl GetJob {
     fn costly(&self) -> bool {
-        self.states.iter().any(|(_, s)| match s {
-            State::Reader(r, sel) => r.costly(sel.as_deref()),
-            State::Xml(_) => false,
-        })
+        // a streamed read still reads running and the rest of the state
+        // (a thousand pools): off the actor as well
+        self.stream.is_some()
+            || self.states.iter().any(|(_, s)| match s {
+                State::Reader(r, sel) => r.costly(sel.as_deref()),
+                State::Xml(_) => false,
+            })
     }
 
-    /// Running merged with the subsystems' state, filtered. An entry
-    /// libyang refuses (one lease with text the schema cannot hold) is
-    /// left out alone; the rest of the subsystem's state is shown.
-    fn run(self) -> RpcResult {
+    /// The reply: [`GetJob::run_rest`], with the streamed list's entries
+    /// to be written into it by the session when there is one.
+    fn run(mut self) -> RpcResult {
+        let stream = self.stream.take();
+        let r = if self.only_stream {
+            Ok(Reply::Data(String::new()))
+        } else {
+            self.run_rest()
+        };
+        match (r, stream) {
+            (Ok(Reply::Data(rest)), Some(part)) => Ok(part.reply(rest)),
+            (r, _) => r,
+        }
+    }
+
+    /// Running merged with the subsystems' state (without the streamed
+    /// list), filtered. An entry libyang refuses (one lease with text the
+    /// schema cannot hold) is left out alone; the rest of the subsystem's
+    /// state is shown.
+    fn run_rest(self) -> RpcResult {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let mut tree = self.tree;

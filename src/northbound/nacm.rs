@@ -394,13 +394,7 @@ impl UserRules<'_> {
     pub fn prune_reads(&self, tree: &mut DataTree<'static>) -> usize {
         let sets = self.node_sets(tree, READ);
         let mut remove = Vec::new();
-        // No rule that denies a read and a permitting default: only the
-        // `default-deny-all` nodes can go, and they are top-level ones.
-        let may_deny = !self.config.read_default
-            || self.rules.iter().any(|r| {
-                r.ops & READ != 0 && !r.permit && matches!(r.target, Target::Any | Target::Path(_))
-            })
-            || !yang::deny_all_only_at_top();
+        let may_deny = self.may_deny_reads();
         if let Some(first) = tree.reference() {
             for top in first.inclusive_siblings() {
                 if may_deny {
@@ -413,6 +407,17 @@ impl UserRules<'_> {
         let n = remove.len();
         yang::remove_nodes(tree, &remove);
         n
+    }
+
+    /// Whether a read may lose nodes below the top level: false with no
+    /// rule that denies a read and a permitting default (only the
+    /// `default-deny-all` nodes can go then, and they are top-level ones).
+    pub fn may_deny_reads(&self) -> bool {
+        !self.config.read_default
+            || self.rules.iter().any(|r| {
+                r.ops & READ != 0 && !r.permit && matches!(r.target, Target::Any | Target::Path(_))
+            })
+            || !yang::deny_all_only_at_top()
     }
 
     fn walk_read(

@@ -181,11 +181,218 @@ impl Operation {
 }
 
 /// What an operation returns on success.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Reply {
     Ok,
     /// Inner content of `<data>` (already serialised XML).
     Data(String),
     /// A complete element placed in the reply as is (get-schema, RPC output).
     Raw(String),
+    /// Inner content of `<data>` written in pieces as it is produced (a
+    /// whole lease table): the session writes it into its output with the
+    /// output's back-pressure, never holding the whole of it.
+    Stream(Box<StreamedData>),
+}
+
+/// The content of a streamed `<data>`: `head`, the entries (inside
+/// `open` … `close`, when there is at least one), `tail`.
+#[derive(Debug)]
+pub struct StreamedData {
+    head: String,
+    open: String,
+    entries: Box<dyn crate::config::Entries>,
+    close: String,
+    tail: String,
+    /// The first piece of entries, taken before anything is written (an
+    /// empty reply is `<data/>`, as the usual path writes it).
+    first: Option<String>,
+    peeked: bool,
+    /// Whether an entry was written (the wrapper is then closed).
+    had: bool,
+    step: Step,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Head,
+    Entries,
+    Done,
+}
+
+impl StreamedData {
+    pub fn new(
+        head: String,
+        open: String,
+        entries: Box<dyn crate::config::Entries>,
+        close: String,
+        tail: String,
+    ) -> StreamedData {
+        StreamedData {
+            head,
+            open,
+            entries,
+            close,
+            tail,
+            first: None,
+            peeked: false,
+            had: false,
+            step: Step::Head,
+        }
+    }
+
+    /// Whether there is nothing to write (before the first piece).
+    pub fn is_empty(&mut self) -> bool {
+        self.head.is_empty() && self.tail.is_empty() && self.peek().is_none()
+    }
+
+    fn peek(&mut self) -> Option<&String> {
+        if !self.peeked {
+            self.peeked = true;
+            let mut p = String::new();
+            if self.entries.next_piece(&mut p) {
+                self.first = Some(p);
+            }
+        }
+        self.first.as_ref()
+    }
+
+    /// The next piece of the content into `out` (cleared first); false
+    /// when all is written. A piece is the head, at most
+    /// [`crate::config::PIECE_ENTRIES`] entries (the first with the
+    /// opening wrapper), or the end (closing wrapper and tail).
+    pub fn next_piece(&mut self, out: &mut String) -> bool {
+        out.clear();
+        loop {
+            match self.step {
+                Step::Head => {
+                    self.step = Step::Entries;
+                    if !self.head.is_empty() {
+                        std::mem::swap(out, &mut self.head);
+                        return true;
+                    }
+                }
+                Step::Entries => {
+                    if !self.had {
+                        self.peek();
+                        if let Some(first) = self.first.take() {
+                            self.had = true;
+                            out.push_str(&self.open);
+                            out.push_str(&first);
+                            return true;
+                        }
+                    } else if self.entries.next_piece(out) {
+                        return true;
+                    }
+                    self.step = Step::Done;
+                    if self.had {
+                        out.push_str(&self.close);
+                    }
+                    out.push_str(&self.tail);
+                    return !out.is_empty();
+                }
+                Step::Done => return false,
+            }
+        }
+    }
+
+    /// The whole content as one string (a test, or an output that takes
+    /// a reply whole).
+    pub fn collect(mut self) -> String {
+        let mut all = String::new();
+        let mut piece = String::new();
+        while self.next_piece(&mut piece) {
+            all.push_str(&piece);
+        }
+        all
+    }
+}
+
+/// Operations that change something (an edit, a commit, a lock) under
+/// way on the actor: a streamed reply gives way to them between its
+/// pieces, so that with the daemon on one CPU another session's commit is
+/// not slowed down by a whole-table read (reads give way to writes).
+#[derive(Debug)]
+pub struct Writes {
+    running: std::sync::atomic::AtomicUsize,
+    idle: tokio::sync::Notify,
+    /// The longest a streamed reply waits before its next piece: a
+    /// session committing back to back slows a read down, it does not
+    /// stop it.
+    most: std::time::Duration,
+}
+
+impl Default for Writes {
+    fn default() -> Writes {
+        Writes::giving_way_at_most(std::time::Duration::from_millis(50))
+    }
+}
+
+/// One write under way ([`Writes::start`]); it ends when dropped.
+#[derive(Debug)]
+pub struct WriteUnderWay<'a>(&'a Writes);
+
+impl Drop for WriteUnderWay<'_> {
+    fn drop(&mut self) {
+        if self
+            .0
+            .running
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst)
+            == 1
+        {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Writes {
+    pub fn giving_way_at_most(most: std::time::Duration) -> Writes {
+        Writes {
+            running: std::sync::atomic::AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+            most,
+        }
+    }
+
+    pub fn start(&self) -> WriteUnderWay<'_> {
+        self.running
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        WriteUnderWay(self)
+    }
+
+    /// Until no write is under way, or its `most` has passed.
+    pub async fn give_way(&self) {
+        let wait = async {
+            loop {
+                let idle = self.idle.notified();
+                tokio::pin!(idle);
+                idle.as_mut().enable();
+                if self.running.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        };
+        let _ = tokio::time::timeout(self.most, wait).await;
+    }
+}
+
+impl Operation {
+    /// Whether a streamed reply gives way to the operation while it is
+    /// under way: an operation on the datastores that changes or checks
+    /// them (short, on the actor). Not reads, nor a subsystem's rpc that
+    /// may last (batch-backup).
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Operation::EditConfig { .. }
+                | Operation::CopyConfig { .. }
+                | Operation::DeleteConfig { .. }
+                | Operation::Lock { .. }
+                | Operation::Unlock { .. }
+                | Operation::Commit(_)
+                | Operation::CancelCommit { .. }
+                | Operation::DiscardChanges
+                | Operation::Validate { .. }
+        )
+    }
 }

@@ -20,7 +20,7 @@ use yang2::schema::SchemaNodeKind;
 use super::edit::{find_child, top_schema};
 use super::ops::Filter;
 use crate::config::Selected;
-use crate::xml::Element;
+use crate::xml::{self, Element};
 use crate::yang;
 
 /// One top-level node of a filter.
@@ -96,6 +96,176 @@ impl Plan {
         }
         Some(out)
     }
+}
+
+/// What a read asks of a list that is streamed (written into the reply
+/// straight from its subsystem, see [`crate::config::Entries`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Streamed {
+    /// The values its entries' leaves must have (empty: every entry).
+    pub matches: Vec<(String, String)>,
+    /// The read of everything else.
+    pub rest: Rest,
+}
+
+/// The rest of a read whose list is streamed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rest {
+    /// This filter (`None`: no filter) on the data without the list: the
+    /// list's subsystem is not asked for it.
+    Filter(Option<Filter>),
+    /// Nothing: the read selects the list's entries alone.
+    Nothing,
+}
+
+/// Whether a read selects whole entries of the list `list` under the top
+/// node `top` of `ns` (every entry, or those with given leaf values: a
+/// subtree filter's content matches on the entry, an XPath filter's
+/// predicates), so that they can be streamed: `None` for anything finer
+/// or that this does not analyse (the usual path).
+pub fn streamed(filter: Option<&Filter>, ns: &str, top: &str, list: &str) -> Option<Streamed> {
+    match filter {
+        None => Some(Streamed {
+            matches: Vec::new(),
+            rest: Rest::Filter(None),
+        }),
+        Some(Filter::Subtree(f)) => streamed_subtree(f, ns, top, list),
+        Some(Filter::XPath { select, namespaces }) => {
+            let x = super::translate_xpath(select, namespaces).ok()?;
+            let t = xpath_top(&x)?;
+            if t.ns != ns || t.name != top {
+                return None;
+            }
+            let steps = split_steps(x.strip_prefix('/')?)?.len();
+            match (t.children.as_deref(), steps) {
+                (None, 1) => Some(Streamed {
+                    matches: Vec::new(),
+                    rest: Rest::Filter(filter.cloned()),
+                }),
+                (Some([c]), 2) if c.name == list => Some(Streamed {
+                    matches: c.matches.clone(),
+                    rest: Rest::Nothing,
+                }),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn streamed_subtree(f: &Element, ns: &str, top: &str, list: &str) -> Option<Streamed> {
+    let mine: Vec<&Element> = f
+        .elements()
+        .filter(|e| e.name == top && (e.ns.is_empty() || e.ns == ns))
+        .collect();
+    let [t] = mine[..] else {
+        // not selected (the list is not read: nothing to stream), or
+        // twice (left to the matcher)
+        return None;
+    };
+    if t.ns != ns || !t.attrs.is_empty() {
+        return None;
+    }
+    if !t.has_elements() {
+        if !t.text_trimmed().is_empty() {
+            return None;
+        }
+        return Some(Streamed {
+            matches: Vec::new(),
+            rest: Rest::Filter(Some(Filter::Subtree(f.clone()))),
+        });
+    }
+    let lists: Vec<&Element> = t.elements().filter(|c| c.name == list).collect();
+    let [l] = lists[..] else {
+        return None;
+    };
+    if l.ns != ns || !l.attrs.is_empty() || (!l.has_elements() && !l.text_trimmed().is_empty()) {
+        return None;
+    }
+    // content matches only: the matching entries whole (RFC 6241 §6.2.5)
+    let mut matches = Vec::new();
+    for m in l.elements() {
+        if m.ns != ns || !m.attrs.is_empty() || m.has_elements() || m.text_trimmed().is_empty() {
+            return None;
+        }
+        matches.push((m.name.clone(), m.text_trimmed()));
+    }
+    // a content match on the top node's own leaves scopes the list too
+    if t.elements()
+        .any(|c| !c.has_elements() && !c.text_trimmed().is_empty() || !c.attrs.is_empty())
+    {
+        return None;
+    }
+    // the filter without the list (without the top node when the list
+    // was all it selected: an empty one would select everything)
+    let mut rest = f.clone();
+    rest.children.retain_mut(|n| match n {
+        xml::Node::Element(e) if e.name == top && e.ns == ns => {
+            e.children
+                .retain(|c| !matches!(c, xml::Node::Element(c) if c.name == list));
+            e.has_elements()
+        }
+        _ => true,
+    });
+    Some(Streamed {
+        matches,
+        rest: Rest::Filter(Some(Filter::Subtree(rest))),
+    })
+}
+
+/// Where the entries of a streamed list go in `rest`, the rest of the
+/// reply as libyang printed it: in the top-level element `top` of `ns`,
+/// before its first child named in `after` (the children the schema puts
+/// after the list), else before its end tag. `None` when `rest` has no
+/// such element (the entries then need one of their own).
+pub fn splice(rest: &str, ns: &str, top: &str, after: &[String]) -> Option<usize> {
+    let b = rest.as_bytes();
+    let xmlns = format!("xmlns=\"{ns}\"");
+    let mut depth = 0usize;
+    let mut in_top = false;
+    let mut i = 0;
+    while let Some(off) = rest[i..].find('<') {
+        let lt = i + off;
+        // the tag's end, past quoted attribute values
+        let mut j = lt + 1;
+        let mut quote = None;
+        while j < b.len() {
+            match (quote, b[j]) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, b'"' | b'\'') => quote = Some(b[j]),
+                (None, b'>') => break,
+                _ => {}
+            }
+            j += 1;
+        }
+        let tag = rest.get(lt + 1..j)?;
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()?;
+        let local = name.rsplit(':').next()?;
+        if tag.starts_with('/') {
+            depth = depth.checked_sub(1)?;
+            if in_top && depth == 0 {
+                return Some(lt);
+            }
+        } else {
+            let empty = tag.ends_with('/');
+            if depth == 0 {
+                in_top = local == top && tag.contains(&xmlns);
+                if in_top && empty {
+                    return None;
+                }
+            } else if depth == 1 && in_top && after.iter().any(|a| a == local) {
+                return Some(lt);
+            }
+            if !empty {
+                depth += 1;
+            }
+        }
+        i = j + 1;
+    }
+    None
 }
 
 /// A subtree filter's top node: its children when each is a containment,
@@ -357,6 +527,159 @@ mod tests {
         ] {
             assert_eq!(xpath(other).tops, None, "{other}");
         }
+    }
+
+    fn streamed_of(filter: Option<Filter>) -> Option<Streamed> {
+        streamed(filter.as_ref(), DHCP, "dhcp-server", "lease")
+    }
+
+    fn subtree_filter(body: &str) -> Option<Filter> {
+        Some(Filter::Subtree(
+            xml::parse(&format!(
+                r#"<filter xmlns="urn:ietf:params:xml:ns:netconf:base:1.0">{body}</filter>"#
+            ))
+            .unwrap(),
+        ))
+    }
+
+    fn xpath_filter(select: &str) -> Option<Filter> {
+        Some(Filter::XPath {
+            select: select.into(),
+            namespaces: vec![("d".into(), DHCP.into())],
+        })
+    }
+
+    /// Whole entries are streamed, the rest of the read keeps its filter
+    /// without the list; anything finer is not streamed.
+    #[test]
+    fn whole_entries_are_streamed_and_the_rest_keeps_its_filter() {
+        let rest = |body: &str| Rest::Filter(subtree_filter(body));
+        let pool = |p: &str| vec![("pool".to_string(), p.to_string())];
+        let cases = [
+            (None, Some((vec![], Rest::Filter(None)))),
+            (
+                subtree_filter(&format!(r#"<dhcp-server xmlns="{DHCP}"/>"#)),
+                Some((vec![], rest(&format!(r#"<dhcp-server xmlns="{DHCP}"/>"#)))),
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease/></dhcp-server><vrrp xmlns="urn:hotlease:yang:vrrp"/>"#
+                )),
+                Some((vec![], rest(r#"<vrrp xmlns="urn:hotlease:yang:vrrp"/>"#))),
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><statistics/><lease><pool>lan</pool></lease></dhcp-server>"#
+                )),
+                Some((
+                    pool("lan"),
+                    rest(&format!(
+                        r#"<dhcp-server xmlns="{DHCP}"><statistics/></dhcp-server>"#
+                    )),
+                )),
+            ),
+            (
+                xpath_filter("/d:dhcp-server"),
+                Some((vec![], Rest::Filter(xpath_filter("/d:dhcp-server")))),
+            ),
+            (
+                xpath_filter("/d:dhcp-server/d:lease"),
+                Some((vec![], Rest::Nothing)),
+            ),
+            (
+                xpath_filter("/d:dhcp-server/d:lease[d:pool='lan']"),
+                Some((pool("lan"), Rest::Nothing)),
+            ),
+            // not the list, finer than whole entries, unknown
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><statistics/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease><state/></lease></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease><pool>lan</pool><state/></lease></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"><lease-store-failed>true</lease-store-failed><lease/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(r#"<dhcp-server xmlns=""><lease/></dhcp-server>"#),
+                None,
+            ),
+            (
+                subtree_filter(&format!(
+                    r#"<dhcp-server xmlns="{DHCP}"/><dhcp-server xmlns="{DHCP}"><lease/></dhcp-server>"#
+                )),
+                None,
+            ),
+            (
+                subtree_filter(r#"<vrrp xmlns="urn:hotlease:yang:vrrp"/>"#),
+                None,
+            ),
+            (xpath_filter("/d:dhcp-server/d:lease/d:hostname"), None),
+            (
+                xpath_filter("/d:dhcp-server/d:lease[d:state!='bound']"),
+                None,
+            ),
+            (xpath_filter("/d:dhcp-server/d:statistics"), None),
+        ];
+        for (filter, want) in cases {
+            let got = streamed_of(filter.clone()).map(|s| (s.matches, s.rest));
+            assert_eq!(got, want, "{filter:?}");
+        }
+    }
+
+    /// The entries go in the top node of their namespace, before the
+    /// first child the schema puts after the list, past quoted `>`.
+    #[test]
+    fn the_entries_go_where_libyang_puts_the_list() {
+        let after = ["statistics".to_string(), "lease-store-failed".to_string()];
+        let rest = format!(
+            r#"<other xmlns="urn:x"><statistics/></other><dhcp-server xmlns="{DHCP}" xmlns:wd="urn:w"><ip-pool a=">"><name>p</name><statistics><total>1</total></statistics></ip-pool><statistics><x/></statistics><lease-store-failed>false</lease-store-failed></dhcp-server><vrrp xmlns="urn:v"/>"#
+        );
+        let at = splice(&rest, DHCP, "dhcp-server", &after).unwrap();
+        assert!(
+            rest[at..].starts_with("<statistics><x/>"),
+            "{}",
+            &rest[at..]
+        );
+        let only_pools = format!(
+            r#"<dhcp-server xmlns="{DHCP}"><ip-pool><name>p</name></ip-pool></dhcp-server>"#
+        );
+        let at = splice(&only_pools, DHCP, "dhcp-server", &after).unwrap();
+        assert_eq!(&only_pools[at..], "</dhcp-server>");
+        assert_eq!(
+            splice(
+                r#"<dhcp-server xmlns="urn:other"></dhcp-server>"#,
+                DHCP,
+                "dhcp-server",
+                &after
+            ),
+            None
+        );
+        assert_eq!(
+            splice(
+                &format!(r#"<dhcp-server xmlns="{DHCP}"/>"#),
+                DHCP,
+                "dhcp-server",
+                &after
+            ),
+            None
+        );
+        assert_eq!(splice("", DHCP, "dhcp-server", &after), None);
     }
 
     #[test]
