@@ -143,8 +143,11 @@ fn until(stop: DateTime<Utc>) -> Duration {
 }
 
 /// Why a write did not complete: a client that does not read blocks the
-/// write, and the session must still end when it is killed or cannot
-/// keep up with its notifications.
+/// write, and the session must still end when it is killed, or when its
+/// subscription overflowed and the write is still blocked
+/// `notify::NOTICE_GRACE` later (the client is stalled: it cannot even
+/// be told). A write is never abandoned half done otherwise: the framing
+/// of what follows depends on it.
 async fn send_or_stop<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     msg: &str,
@@ -154,7 +157,49 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
     tokio::select! {
         r = writer.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
-        _ = overflow.cancelled() => Err("notification overflow"),
+        _ = async {
+            overflow.cancelled().await;
+            tokio::time::sleep(notify::NOTICE_GRACE).await
+        } => Err(STALLED),
+    }
+}
+
+/// A session closed because its client read neither its notifications
+/// nor the notice that they stopped (netconf-session-end says "other").
+const STALLED: &str = "notification overflow";
+
+/// The subscription's queue overflowed (`overflow` is cancelled): end the
+/// subscription and tell the client, within `notify::NOTICE_GRACE`.
+///
+/// The notice is RFC 5277's `notificationComplete`, which every RFC 5277
+/// client (ncclient, libnetconf2, OpenDaylight, NSO) already understands
+/// as "this subscription is over": they stop waiting on it and may
+/// subscribe again, with a startTime to replay what they missed from the
+/// log. A notification of our own (or RFC 8639's `subscription-terminated`,
+/// of a subscription model we do not implement) would reach only clients
+/// written for it; the reason is in the log and the counters.
+async fn end_overflowed<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    nb: &Handle,
+    sub: &mut Option<Active>,
+    overflow: &mut CancellationToken,
+    kill: &CancellationToken,
+) -> Result<(), &'static str> {
+    // the queued notifications go with the subscription
+    *sub = None;
+    let expired = std::mem::take(overflow);
+    let done = notify::marker("notificationComplete");
+    match send_or_stop(writer, done.message(), kill, &expired).await {
+        Ok(()) => {
+            nb.stats().subscription_overflowed(false);
+            warn!(
+                queue = notify::SESSION_QUEUE,
+                "notifications not read fast enough: subscription ended, client told"
+            );
+            Ok(())
+        }
+        // a stalled client is counted where the session ends
+        Err(why) => Err(why),
     }
 }
 
@@ -192,6 +237,13 @@ where
             &kill,
         )
         .await;
+        if reason == STALLED {
+            northbound.stats().subscription_overflowed(true);
+            warn!(
+                grace = ?notify::NOTICE_GRACE,
+                "notifications not read fast enough and the client cannot be told: closing the session"
+            );
+        }
         info!(reason, "session ended");
         reason
     }
@@ -233,6 +285,11 @@ where
     // do not keep a session from its idle timeout
     let mut last_message = tokio::time::Instant::now();
     loop {
+        if overflow.is_cancelled() {
+            if let Err(why) = end_overflowed(&mut writer, nb, &mut sub, &mut overflow, kill).await {
+                return why;
+            }
+        }
         // Drain every complete message already buffered.
         loop {
             let msg = match decoder.next_message() {
@@ -291,9 +348,16 @@ where
             n = r.read(&mut readbuf) => n,
             n = async { sub.as_mut().expect("guarded").live.recv().await }, if sub.is_some() => {
                 let Some(n) = n else {
-                    sub = None;
+                    // the bus let go: the stop time, or an overflow that
+                    // the loop's head tells the client about
+                    if !overflow.is_cancelled() {
+                        sub = None;
+                    }
                     continue;
                 };
+                if overflow.is_cancelled() {
+                    continue;
+                }
                 let active = sub.as_ref().expect("guarded");
                 let in_time = active.stop.is_none_or(|s| n.time <= s);
                 if in_time && active.filter.matches(&n) && nb.notification_allowed(user, &n) {
@@ -311,10 +375,8 @@ where
                 }
                 continue;
             }
-            _ = overflow.cancelled() => {
-                warn!("notifications not read fast enough: closing the session");
-                return "notification overflow";
-            }
+            // the loop's head ends the subscription and tells the client
+            _ = overflow.cancelled() => continue,
             _ = kill.cancelled() => return "killed",
             _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
                 info!("no message within the idle timeout, closing");
