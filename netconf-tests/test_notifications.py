@@ -235,6 +235,38 @@ def test_interleave_rpcs_with_notifications(daemon):
     assert c.findtext("ncn:changed-by/ncn:session-id", namespaces=N) == str(sub.session_id)
 
 
+def test_notifications_sent_are_counted_per_session_and_in_total(daemon):
+    """RFC 6022 outNotifications: every notification a session sent (the
+    replayed ones and replayComplete included), in its session entry and
+    in the statistics."""
+    MON = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+    t0 = now_utc()
+    m = daemon.connect()
+    m.edit_config(target="candidate", config=config(vrrp(group(vrid=3, priority=10))))
+    m.commit()
+    sub = daemon.connect()
+    sub.create_subscription(start_time=t0)
+    for prio in (20, 30):
+        m.edit_config(target="candidate", config=config(vrrp(group(vrid=3, priority=prio))))
+        m.commit()
+    sid = m.session_id
+    m.close_session()
+    received, names = 0, []
+    while True:
+        n = sub.take_notification(block=True, timeout=10)
+        assert n is not None, names
+        received += 1
+        names.append(name_of(n))
+        if name_of(n) == "netconf-session-end" and content(n).findtext("ncn:session-id", namespaces=N) == str(sid):
+            break
+    assert names.count("netconf-config-change") == 3 and "replayComplete" in names, names
+    st = sub.get(filter=("subtree", f'<netconf-state xmlns="{MON}"><sessions/><statistics/></netconf-state>')).data_ele
+    mine = [s for s in st.iterfind(f".//{{{MON}}}session") if s.findtext(f"{{{MON}}}session-id") == str(sub.session_id)]
+    assert len(mine) == 1
+    assert mine[0].findtext(f"{{{MON}}}out-notifications") == str(received), (names, etree.tostring(mine[0]))
+    assert int(st.findtext(f".//{{{MON}}}statistics/{{{MON}}}out-notifications")) >= received
+
+
 def test_subscription_errors(daemon):
     m = daemon.connect()
     with pytest.raises(RPCError) as e:

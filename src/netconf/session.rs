@@ -181,6 +181,7 @@ const STALLED: &str = "notification overflow";
 async fn end_overflowed<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     nb: &Handle,
+    counters: &SessionCounters,
     sub: &mut Option<Active>,
     overflow: &mut CancellationToken,
     kill: &CancellationToken,
@@ -191,6 +192,7 @@ async fn end_overflowed<W: AsyncWrite + Unpin>(
     let done = notify::marker("notificationComplete");
     match send_or_stop(writer, done.message(), kill, &expired).await {
         Ok(()) => {
+            SessionCounters::bump(&counters.out_notifications);
             nb.stats().subscription_overflowed(false);
             warn!(
                 queue = notify::SESSION_QUEUE,
@@ -286,7 +288,9 @@ where
     let mut last_message = tokio::time::Instant::now();
     loop {
         if overflow.is_cancelled() {
-            if let Err(why) = end_overflowed(&mut writer, nb, &mut sub, &mut overflow, kill).await {
+            if let Err(why) =
+                end_overflowed(&mut writer, nb, counters, &mut sub, &mut overflow, kill).await
+            {
                 return why;
             }
         }
@@ -364,6 +368,7 @@ where
                     if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
                         return why;
                     }
+                    SessionCounters::bump(&counters.out_notifications);
                 }
                 continue;
             }
@@ -373,6 +378,7 @@ where
                 if let Err(why) = send_or_stop(&mut writer, &done, kill, &overflow).await {
                     return why;
                 }
+                SessionCounters::bump(&counters.out_notifications);
                 continue;
             }
             // the loop's head ends the subscription and tells the client
@@ -484,6 +490,11 @@ async fn handle_message(
             }
             let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
+            // RFC 6022 outNotifications: the replayed ones and the markers
+            // that follow the reply
+            for _ in 1..replies.len() {
+                SessionCounters::bump(&counters.out_notifications);
+            }
             return Some((replies, false));
         }
         Ok(op) => (nb.rpc(session_id, op).await, false),
