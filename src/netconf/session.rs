@@ -152,15 +152,41 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     msg: &str,
     kill: &CancellationToken,
-    overflow: &CancellationToken,
+    overflow: &Overflow,
 ) -> Result<(), &'static str> {
     tokio::select! {
         r = writer.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
-        _ = async {
-            overflow.cancelled().await;
-            tokio::time::sleep(notify::NOTICE_GRACE).await
-        } => Err(STALLED),
+        _ = overflow.grace_over() => Err(STALLED),
+    }
+}
+
+/// The bus's overflow token of the session's subscription, and when the
+/// session first saw it cancelled: the write it was blocked in and the
+/// notice that follows share one `notify::NOTICE_GRACE` from then.
+#[derive(Debug, Default)]
+struct Overflow {
+    token: CancellationToken,
+    since: std::sync::OnceLock<tokio::time::Instant>,
+}
+
+impl Overflow {
+    fn new(token: CancellationToken) -> Overflow {
+        Overflow {
+            token,
+            since: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves `NOTICE_GRACE` after the overflow; never without one.
+    async fn grace_over(&self) {
+        self.token.cancelled().await;
+        let since = *self.since.get_or_init(tokio::time::Instant::now);
+        tokio::time::sleep_until(since + notify::NOTICE_GRACE).await
     }
 }
 
@@ -183,7 +209,7 @@ async fn end_overflowed<W: AsyncWrite + Unpin>(
     nb: &Handle,
     counters: &SessionCounters,
     sub: &mut Option<Active>,
-    overflow: &mut CancellationToken,
+    overflow: &mut Overflow,
     kill: &CancellationToken,
 ) -> Result<(), &'static str> {
     // the queued notifications go with the subscription
@@ -281,7 +307,7 @@ where
     let mut hello_done = false;
     let mut sub: Option<Active> = None;
     // cancelled by the bus when `sub`'s queue overflows
-    let mut overflow = CancellationToken::new();
+    let mut overflow = Overflow::default();
     let mut readbuf = vec![0u8; 64 * 1024];
     // the last complete message: partial bytes (a message that never ends)
     // do not keep a session from its idle timeout
@@ -382,7 +408,7 @@ where
                 continue;
             }
             // the loop's head ends the subscription and tells the client
-            _ = overflow.cancelled() => continue,
+            _ = overflow.token.cancelled() => continue,
             _ = kill.cancelled() => return "killed",
             _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
                 info!("no message within the idle timeout, closing");
@@ -438,7 +464,7 @@ async fn handle_message(
     me: Me<'_>,
     base11: bool,
     sub: &mut Option<Active>,
-    overflow: &mut CancellationToken,
+    overflow: &mut Overflow,
 ) -> Option<(Vec<String>, bool)> {
     let Me {
         nb,
@@ -515,7 +541,7 @@ fn subscribe(
     reply_attrs: &str,
     r: &SubscribeRequest,
     sub: &mut Option<Active>,
-    overflow: &mut CancellationToken,
+    overflow: &mut Overflow,
 ) -> Vec<String> {
     if sub.is_some() {
         let e = RpcError::protocol(
@@ -540,7 +566,7 @@ fn subscribe(
     }
     match s.live {
         Some(live) => {
-            *overflow = s.overflow;
+            *overflow = Overflow::new(s.overflow);
             *sub = Some(Active {
                 filter: s.filter,
                 stop: s.stop,
