@@ -94,3 +94,29 @@ def test_libnetconf2_client_with_an_empty_schema_dir(client, router, tmp_path):
     errors = [line for line in r.stderr.splitlines() if line.startswith("libnetconf2[0]")]
     probe = "libnetconf2[0]: Failed to receive a reply to <get-schema>."
     assert errors.count(probe) <= 1 and all(e == probe for e in errors), r.stderr
+
+
+@pytest.mark.vrrp
+def test_a_notification_that_does_not_match_the_clients_schema_fails_it(client, router, tmp_path):
+    """The check can fail: given a hotlease-vrrp whose state-change reason
+    has no 'startup' (found in its schema dir before any get-schema), the
+    client refuses the state-change hotleased sends."""
+    from conftest import YANG_DIR
+
+    schemas = tmp_path / "schemas"
+    schemas.mkdir()
+    text = (YANG_DIR / "hotlease-vrrp.yang").read_text()
+    assert text.count("enum startup {") == 1
+    (schemas / "hotlease-vrrp@2026-11-25.yang").write_text(text.replace("enum startup {", "enum started {"))
+    r = subprocess.run(
+        ["ip", "netns", "exec", router.ns, str(client), "127.0.0.1", str(router.port), USER, PASSWORD, str(schemas),
+         vrrp(group(interface="eth0", vrid=7)), "/hotlease-vrrp:vrrp/group[interface='eth0'][vrid='7']",
+         vrrp(group(interface="eth0", vrid=8)), "8"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "OK create-subscription\n" in r.stdout, r.stdout + r.stderr
+    assert "FAIL notification" in r.stderr, r.stderr
+    assert "NOTIF hotlease-vrrp:state-change" not in r.stdout, r.stdout
