@@ -30,12 +30,16 @@ configuration. Two kinds of period alternate, --rounds times:
         notifications.py: their SSH windows hold the notifications sent,
         and 999 paramiko threads would otherwise take the CPUs), plus one
         stalled subscriber: a 16 KiB SSH window, subscribed to everything,
-        never reading. Before the period its queue is filled (confirmed
-        commits without changes: netconf-confirmed-commit events, which
-        the 999 do not select), so during the period it overflows, the
-        daemon cannot tell it (its window is full) and closes it
-        notify::NOTICE_GRACE later; the counters from the metrics endpoint
-        are printed.
+        never reading. Before the period its queue is filled (600
+        netconf-confirmed-commit events from confirmed commits without
+        changes, which the 999 do not select), so it overflows, the daemon
+        cannot tell it (its window is full) and closes it
+        notify::NOTICE_GRACE (10 s) later; the counters from the metrics
+        endpoint, and whether that close came before the period, are
+        printed.
+
+Before every period the script waits until the daemon is idle (the 999
+sessions' work on the burst done); the time is printed (settle_s).
 
 Prints one line per period, the mean rate of each kind, the ratio subs /
 none and the load average before and after. A benchmark, not a test: it
@@ -183,6 +187,27 @@ def measure(ctl: Session, c: str, args) -> dict:
     return res
 
 
+def cpu_ticks(pid: int) -> int:
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def settle(pid: int, limit: float = 60) -> float:
+    """Wait (bounded) until the daemon is idle: under 4 % of a CPU for
+    half a second (the work an event burst queued is done); seconds
+    waited."""
+    t0 = time.monotonic()
+    hz = os.sysconf("SC_CLK_TCK")
+    last = cpu_ticks(pid)
+    while time.monotonic() - t0 < limit:
+        time.sleep(0.5)
+        now = cpu_ticks(pid)
+        if (now - last) / hz < 0.02:
+            break
+        last = now
+    return time.monotonic() - t0
+
+
 def scrape(s: str) -> dict:
     def get():
         return urllib.request.urlopen(f"http://127.0.0.1:{METRICS}/metrics", timeout=10).read().decode()
@@ -287,7 +312,9 @@ def main() -> int:
         commit_priority(ctl, 0)
         rows = []
         for rnd in range(1, args.rounds + 1):
+            settled = settle(proc.pid)
             rows.append(("none", rnd, measure(ctl, c, args), {}))
+            rows[-1][2]["settle_s"] = round(settled, 1)
             print(f"none round {rnd}: {rows[-1][2]}", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             holder = subprocess.Popen(
@@ -302,11 +329,16 @@ def main() -> int:
             stalled = Stalled(s)
             # fill the stalled session's window and queue (512) with events
             # the 999 do not select
-            for _ in range(320):
+            pre = scrape(s)
+            for _ in range(300):
                 ctl.rpc("<commit><confirmed/></commit>")
                 ctl.rpc("<commit/>")
+            # the 999 sessions each looked at the 600 events (and dropped
+            # them: their filter): let that work finish first
+            settled = settle(proc.pid)
             before = scrape(s)
             res = measure(ctl, c, args)
+            res["settle_s"] = round(settled, 1)
             # the stalled one is closed NOTICE_GRACE (10 s) after its
             # overflow: wait for it (bounded), outside the measured period
             deadline = time.monotonic() + 25
@@ -317,7 +349,11 @@ def main() -> int:
                     break
                 time.sleep(0.5)
             res["opened_s"] = round(opened, 1)
-            rows.append(("subs", rnd, res, {k: after.get(k, 0) - before.get(k, 0) for k in after}))
+            closed = "hotlease_netconf_subscribers_closed_total"
+            res["stalled"] = ("closed before the period" if before.get(closed, 0) > pre.get(closed, 0)
+                              else "closed during or after the period" if after.get(closed, 0) > pre.get(closed, 0)
+                              else "not closed")
+            rows.append(("subs", rnd, res, {k: after.get(k, 0) - pre.get(k, 0) for k in after}))
             print(f"subs round {rnd}: {res} {rows[-1][3]}", file=sys.stderr, flush=True)
             holder.send_signal(signal.SIGCONT)
             holder.stdin.close()
@@ -330,12 +366,12 @@ def main() -> int:
         print(f"# hotleased {args.hotleased}; budget {args.budget} % of CPU 0 (cgroup v{cg_ver}, CFS period 10 ms); "
               f"perfdhcp -r {args.rate} -R {args.clients} -p {args.period} on CPU 1; "
               f"{args.events:g} config changes/s in every period; {args.subscribers - 1} held subscribers + 1 stalled")
-        print("period round  rate_4way/s  drops_D-O_%  drops_R-A_%  ack_avg_ms  events  stalled_closed  overflowed")
+        print("period round  rate_4way/s  drops_D-O_%  drops_R-A_%  ack_avg_ms  events  settle_s  stalled_closed  overflowed")
         for kind, rnd, r, d in rows:
             print(f"{kind:6s} {rnd:5d}  {r['rate']:11.1f}  {r['DISCOVER-OFFER'][0]:11.2f}  {r['REQUEST-ACK'][0]:11.2f}"
-                  f"  {r['REQUEST-ACK'][1]:10.3f}  {r['events']:6d}  "
+                  f"  {r['REQUEST-ACK'][1]:10.3f}  {r['events']:6d}  {r['settle_s']:8.1f}  "
                   f"{d.get('hotlease_netconf_subscribers_closed_total', '-')!s:>14}  "
-                  f"{d.get('hotlease_netconf_subscriptions_overflowed_total', '-')!s:>10}")
+                  f"{d.get('hotlease_netconf_subscriptions_overflowed_total', '-')!s:>10}  {r.get('stalled', '')}")
         none = statistics.mean(r["rate"] for k, _, r, _ in rows if k == "none")
         subs = statistics.mean(r["rate"] for k, _, r, _ in rows if k == "subs")
         ratio = subs / none if none else float("nan")
