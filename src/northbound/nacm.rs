@@ -7,6 +7,10 @@
 //! libyang's diff of the datastore before and after, with their
 //! operation: create, update or delete).
 //!
+//! A user's groups are the `nacm/groups` that name it and, while
+//! `enable-external-groups` is true, the groups its transport gives it:
+//! the bootstrap file's `[[netconf.user]] groups` (`TransportGroups`).
+//!
 //! The northbound asks for a user's rules only when NACM is enabled and
 //! the user is not the bootstrap file's recovery user: otherwise no check
 //! runs and no data node is looked at. `nacm:default-deny-*` extensions
