@@ -170,7 +170,7 @@ def foreign_dhcp_load() -> bool:
     return "kea-dhcp4" in names or names.count("perfdhcp") > 1
 
 
-def measure(ctl: Session, c: str, args, pid: int) -> dict:
+def measure(ctl: Session, c: str, args, pid: int, dhcp: bool = True) -> dict:
     """One period: perfdhcp, and the commits paced at --events/s; the
     daemon's CPU use over it (% of one core), when it started, and whether
     another DHCP benchmark ran meanwhile (sampled twice a second)."""
@@ -202,7 +202,11 @@ def measure(ctl: Session, c: str, args, pid: int) -> dict:
     started = time.strftime("%H:%M:%S", time.gmtime())
     c0, t0 = cpu_ticks(pid), time.monotonic()
     try:
-        res = perfdhcp(c, args.rate, args.clients, args.period)
+        if dhcp:
+            res = perfdhcp(c, args.rate, args.clients, args.period)
+        else:
+            time.sleep(args.period)
+            res = {"rate": float("nan"), "DISCOVER-OFFER": (float("nan"),) * 2, "REQUEST-ACK": (float("nan"),) * 2}
     finally:
         stop.set()
         if t:
@@ -343,6 +347,10 @@ def main() -> int:
             settled = settle(proc.pid)
             rows.append(("none", rnd, measure(ctl, c, args, proc.pid), {}))
             rows[-1][2]["settle_s"] = round(settled, 1)
+            # the events alone: the daemon's CPU for them without DHCP
+            settled = settle(proc.pid)
+            rows.append(("none-", rnd, measure(ctl, c, args, proc.pid, dhcp=False), {}))
+            rows[-1][2]["settle_s"] = round(settled, 1)
             print(f"none round {rnd}: {rows[-1][2]}", file=sys.stderr, flush=True)
             t0 = time.monotonic()
             holder = subprocess.Popen(
@@ -383,6 +391,10 @@ def main() -> int:
                               else "not closed")
             rows.append(("subs", rnd, res, {k: after.get(k, 0) - pre.get(k, 0) for k in after}))
             print(f"subs round {rnd}: {res} {rows[-1][3]}", file=sys.stderr, flush=True)
+            # the events alone: the fan-out's CPU without DHCP
+            settled = settle(proc.pid)
+            rows.append(("subs-", rnd, measure(ctl, c, args, proc.pid, dhcp=False), {}))
+            rows[-1][2]["settle_s"] = round(settled, 1)
             holder.send_signal(signal.SIGCONT)
             holder.stdin.close()
             holder.wait(120)
@@ -391,6 +403,7 @@ def main() -> int:
             stalled = None
         load1 = Path("/proc/loadavg").read_text().split()[:3]
         final = scrape(s)
+        print("# kinds: none / subs with perfdhcp; none- / subs- the same events without DHCP (daemon CPU only)")
         print(f"# hotleased {args.hotleased}; budget {args.budget} % of CPU 0 (cgroup v{cg_ver}, CFS period 10 ms); "
               f"perfdhcp -r {args.rate} -R {args.clients} -p {args.period} on CPU 1; "
               f"{args.events:g} config changes/s in every period; {args.subscribers - 1} held subscribers + 1 stalled")
@@ -411,6 +424,10 @@ def main() -> int:
             print(f"{label}: none {statistics.mean(none):.1f}/s ({len(none)}), subs {statistics.mean(subs):.1f}/s "
                   f"({len(subs)}); ratio subs/none {ratio:.3f} -> {verdict} (target ±5 %)")
 
+        for kind in ("none-", "subs-"):
+            cpu = [r["cpu_pct"] for k, _, r, _ in rows if k == kind]
+            print(f"daemon CPU with the events alone ({kind[:-1]}, no DHCP): {statistics.mean(cpu):.1f} % of a core "
+                  f"(periods: {', '.join(f'{x:.1f}' for x in cpu)})")
         summary("mean rate, every period", lambda r: True)
         summary("mean rate, periods without another DHCP benchmark", lambda r: not r["foreign"])
         print(f"# load average before {' '.join(load0)}, after {' '.join(load1)}; daemon alive: {proc.poll() is None}; "
