@@ -452,6 +452,10 @@ def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon_factory):
         assert "reason=\"notification overflow\"" in log
         got = metrics_of(mport)
         assert (got[OVERFLOWED], got[CLOSED]) == (0, 1), got
+        # and in state: RFC 6022 counts it as a dropped session
+        mon = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+        st = watcher.get(filter=("subtree", f'<netconf-state xmlns="{mon}"><statistics/></netconf-state>')).data_ele
+        assert st.findtext(f".//{{{mon}}}dropped-sessions") == "1", etree.tostring(st)
     finally:
         t.close()
 
