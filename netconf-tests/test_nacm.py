@@ -10,12 +10,15 @@ file's recovery-user (admin here, as for the whole suite):
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 from lxml import etree
 from ncclient.operations import RPCError
 
 from conftest import (
     DHCPS_NS,
+    HOTLEASED,
     PASSWORD,
     RBK_NS,
     USER,
@@ -341,3 +344,50 @@ def test_notifications_follow_the_notification_and_exec_rules(d):
     after = counters(admin)
     assert after["denied-notifications"] >= before["denied-notifications"] + 1
     assert after["denied-operations"] == before["denied-operations"] + 1
+
+
+def test_external_groups_from_the_bootstrap_file(daemon_factory, creds):
+    """RFC 8341 enable-external-groups: dave is in no group of running, but
+    the bootstrap file (his "transport") puts him in pool-operators and in
+    a group running does not know. While enable-external-groups is true
+    (the YANG default) that group's rules are his: he may write pools and
+    read /nacm (read-all); set to false, the transport's groups are ignored
+    and dave gets the defaults (write denied, /nacm hidden)."""
+    h = creds["password_hash"]
+    d = daemon_factory(users=[{"name": USER, "password-hash": h},
+                              {"name": "dave", "password-hash": h, "groups": ["pool-operators", "radius-only"]}])
+    admin = d.connect()
+    admin.edit_config(target="candidate", config=config(RULES, dhcp(ip_pool("p1", 1))))
+    admin.commit()
+    dave = d.connect(user="dave", password=PASSWORD)
+    assert running(dave).find("n:nacm", N) is not None
+    dave.edit_config(target="candidate", config=config(dhcp(ip_pool("p2", 2))))
+    dave.commit()
+    assert "<name>p2</name>" in admin.get_config("running").xml
+    # still only pools: the VRRP tree is not his to write
+    with pytest.raises(RPCError) as e:
+        dave.edit_config(target="candidate", config=config(vrrp(group(priority=150))))
+    assert_rpc_error(e, "access-denied", "application")
+
+    admin.edit_config(target="candidate", config=config(f'<nacm xmlns="{NACM_NS}"><enable-external-groups>false</enable-external-groups></nacm>'))
+    admin.commit()
+    writes = counters(admin)["denied-data-writes"]
+    assert running(dave).find("n:nacm", N) is None
+    with pytest.raises(RPCError) as e:
+        dave.edit_config(target="candidate", config=config(dhcp(ip_pool("p3", 3))))
+    assert_rpc_error(e, "access-denied", "application")
+    assert counters(admin)["denied-data-writes"] == writes + 1
+    assert "<name>p3</name>" not in admin.get_config("running").xml
+    # back on: his groups count again, in the session he already has
+    admin.edit_config(target="candidate", config=config(f'<nacm xmlns="{NACM_NS}"><enable-external-groups>true</enable-external-groups></nacm>'))
+    admin.commit()
+    dave.edit_config(target="candidate", config=config(dhcp(ip_pool("p3", 3))))
+    dave.commit()
+    assert "<name>p3</name>" in admin.get_config("running").xml
+
+
+def test_a_bad_group_name_in_the_bootstrap_file_is_refused(daemon_factory, creds):
+    d = daemon_factory(start=False, users=[{"name": USER, "password-hash": creds["password_hash"], "groups": ["*"]}])
+    r = subprocess.run([HOTLEASED, "check", "--config", str(d.config)], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0
+    assert "user 'admin': group '*' is not a NACM group name" in r.stderr + r.stdout, r.stderr

@@ -235,6 +235,38 @@ def test_interleave_rpcs_with_notifications(daemon):
     assert c.findtext("ncn:changed-by/ncn:session-id", namespaces=N) == str(sub.session_id)
 
 
+def test_notifications_sent_are_counted_per_session_and_in_total(daemon):
+    """RFC 6022 outNotifications: every notification a session sent (the
+    replayed ones and replayComplete included), in its session entry and
+    in the statistics."""
+    MON = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+    t0 = now_utc()
+    m = daemon.connect()
+    m.edit_config(target="candidate", config=config(vrrp(group(vrid=3, priority=10))))
+    m.commit()
+    sub = daemon.connect()
+    sub.create_subscription(start_time=t0)
+    for prio in (20, 30):
+        m.edit_config(target="candidate", config=config(vrrp(group(vrid=3, priority=prio))))
+        m.commit()
+    sid = m.session_id
+    m.close_session()
+    received, names = 0, []
+    while True:
+        n = sub.take_notification(block=True, timeout=10)
+        assert n is not None, names
+        received += 1
+        names.append(name_of(n))
+        if name_of(n) == "netconf-session-end" and content(n).findtext("ncn:session-id", namespaces=N) == str(sid):
+            break
+    assert names.count("netconf-config-change") == 3 and "replayComplete" in names, names
+    st = sub.get(filter=("subtree", f'<netconf-state xmlns="{MON}"><sessions/><statistics/></netconf-state>')).data_ele
+    mine = [s for s in st.iterfind(f".//{{{MON}}}session") if s.findtext(f"{{{MON}}}session-id") == str(sub.session_id)]
+    assert len(mine) == 1
+    assert mine[0].findtext(f"{{{MON}}}out-notifications") == str(received), (names, etree.tostring(mine[0]))
+    assert int(st.findtext(f".//{{{MON}}}statistics/{{{MON}}}out-notifications")) >= received
+
+
 def test_subscription_errors(daemon):
     m = daemon.connect()
     with pytest.raises(RPCError) as e:
@@ -325,33 +357,76 @@ def test_replay_log_size_from_the_bootstrap_file(daemon_factory):
     m.create_subscription()
 
 
-def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon):
-    """A client that subscribes and then never reads: its SSH window fills,
-    then its queue; commits go on, the other subscriber gets every
-    notification, and the stalled session is closed."""
+def metrics_of(port: int) -> dict:
+    """The scrape's unlabelled series, name -> value."""
+    import urllib.request
+
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#") and "{" not in line:
+            k, _, v = line.partition(" ")
+            out[k] = float(v)
+    return out
+
+
+def metrics_daemon(daemon_factory):
+    from conftest import free_port
+
+    mport = free_port()
+    return daemon_factory(extra_toml=f'[metrics]\nlisten = "127.0.0.1:{mport}"\n'), mport
+
+
+OVERFLOWED = "hotlease_netconf_subscriptions_overflowed_total"
+CLOSED = "hotlease_netconf_subscribers_closed_total"
+
+
+def stalled_subscriber(daemon):
+    """A raw base:1.0 session with a 16 KiB SSH window that subscribes and
+    then reads nothing: (transport, channel, session-id)."""
     import paramiko
     import socket as socketlib
 
-    watcher = daemon.connect()
-    watcher.create_subscription()
     sock = socketlib.create_connection(("127.0.0.1", daemon.port), timeout=10)
     t = paramiko.Transport(sock)
     t.connect(username="admin", password="lab-password-1")
     ch = t.open_session(window_size=16384, max_packet_size=16384)
     ch.settimeout(10)
     ch.invoke_subsystem("netconf")
+    buf = b""
+    while EOM not in buf:
+        buf += ch.recv(65536)
+    hello = etree.fromstring(buf.split(EOM)[0])
+    ch.sendall(
+        f'<hello xmlns="{BASE_NS}"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>'.encode()
+        + EOM
+        + f'<rpc message-id="1" xmlns="{BASE_NS}"><create-subscription xmlns="{NOTIF}"/></rpc>'.encode()
+        + EOM
+    )
+    return t, ch, hello.findtext(f"{{{BASE_NS}}}session-id")
+
+
+def commit_until_overflow(daemon, m, limit=3000):
+    """Commit (one netconf-config-change each) until the daemon logs a
+    subscription's queue overflow; how many commits that took."""
+    for i in range(limit):
+        m.edit_config(target="candidate", config=config(vrrp(group(vrid=1, priority=1 + i % 200))))
+        m.commit()
+        if i >= 500 and i % 10 == 0 and "subscriber cannot keep up" in daemon.stderr(tail=50):
+            return i + 1
+    raise AssertionError("no overflow after %d commits" % limit)
+
+
+def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon_factory):
+    """A client that subscribes and then never reads: its SSH window fills,
+    then its queue; commits go on, the other subscriber gets every
+    notification, and the stalled session, which cannot even be told its
+    subscription ended, is closed (netconf-session-end) and counted."""
+    daemon, mport = metrics_daemon(daemon_factory)
+    watcher = daemon.connect()
+    watcher.create_subscription()
+    t, ch, stalled_id = stalled_subscriber(daemon)
     try:
-        buf = b""
-        while EOM not in buf:
-            buf += ch.recv(65536)
-        hello = etree.fromstring(buf.split(EOM)[0])
-        stalled_id = hello.findtext(f"{{{BASE_NS}}}session-id")
-        ch.sendall(
-            f'<hello xmlns="{BASE_NS}"><capabilities><capability>urn:ietf:params:netconf:base:1.0</capability></capabilities></hello>'.encode()
-            + EOM
-            + f'<rpc message-id="1" xmlns="{BASE_NS}"><create-subscription xmlns="{NOTIF}"/></rpc>'.encode()
-            + EOM
-        )
         # from now on the stalled client reads nothing
         m = daemon.connect()
         commits = 700  # > the 512 notifications a session may have queued
@@ -372,6 +447,56 @@ def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon):
                 ended = c.findtext("ncn:termination-reason", namespaces=N)
         assert seen == commits
         assert ended == "other"
-        assert "reason=\"notification overflow\"" in daemon.stderr(tail=100_000)
+        log = daemon.stderr(tail=100_000)
+        assert "the client cannot be told: closing the session" in log
+        assert "reason=\"notification overflow\"" in log
+        got = metrics_of(mport)
+        assert (got[OVERFLOWED], got[CLOSED]) == (0, 1), got
+        # and in state: RFC 6022 counts it as a dropped session
+        mon = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+        st = watcher.get(filter=("subtree", f'<netconf-state xmlns="{mon}"><statistics/></netconf-state>')).data_ele
+        assert st.findtext(f".//{{{mon}}}dropped-sessions") == "1", etree.tostring(st)
+    finally:
+        t.close()
+
+
+def test_a_slow_subscriber_is_told_its_subscription_ended_and_keeps_its_session(daemon_factory):
+    """A client that stops reading long enough for its queue to overflow,
+    then reads again: what was on its way arrives, then RFC 5277
+    notificationComplete ends the subscription; the session still answers
+    rpcs and may subscribe again; the overflow is counted."""
+    daemon, mport = metrics_daemon(daemon_factory)
+    t, ch, _ = stalled_subscriber(daemon)
+    try:
+        m = daemon.connect()
+        commit_until_overflow(daemon, m)
+        # it reads again, well within the grace the daemon gives it
+        buf = b""
+        while b"notificationComplete" not in buf or not buf.endswith(EOM):
+            more = ch.recv(65536)
+            assert more, "session closed: " + buf[-300:].decode(errors="replace")
+            buf += more
+        messages = [etree.fromstring(x) for x in buf.split(EOM) if x.strip()]
+        last = messages[-1]
+        assert etree.QName(last).localname == "notification"
+        assert last.find(f"{{{STREAMS}}}notificationComplete") is not None, etree.tostring(last)
+        # the subscription is over: nothing follows it, while events go on
+        m.edit_config(target="candidate", config=config(vrrp(group(vrid=2))))
+        m.commit()
+        ch.sendall(f'<rpc message-id="2" xmlns="{BASE_NS}"><get-config><source><running/></source></get-config></rpc>'.encode() + EOM)
+        rest = b""
+        while EOM not in rest:
+            rest += ch.recv(65536)
+        reply = etree.fromstring(rest.split(EOM)[0])
+        assert etree.QName(reply).localname == "rpc-reply" and reply.get("message-id") == "2", rest[:300]
+        got = metrics_of(mport)
+        assert (got[OVERFLOWED], got[CLOSED]) == (1, 0), got
+        # and it may subscribe again
+        ch.sendall(f'<rpc message-id="3" xmlns="{BASE_NS}"><create-subscription xmlns="{NOTIF}"/></rpc>'.encode() + EOM)
+        rest = rest.split(EOM, 1)[1]
+        while EOM not in rest:
+            rest += ch.recv(65536)
+        assert b"<ok/>" in rest.split(EOM)[0], rest[:300]
+        assert "subscription ended, client told" in daemon.stderr(tail=100_000)
     finally:
         t.close()

@@ -29,6 +29,12 @@ pub enum BootstrapError {
     ZeroLimit { path: PathBuf, key: &'static str },
     #[error("config file {path}: [netconf] login-delay-max must be a number of seconds from 0.001 to 3600")]
     BadLoginDelay { path: PathBuf },
+    #[error("config file {path}: user '{user}': group '{group}' is not a NACM group name (RFC 8341: not empty, not starting with '*')")]
+    BadGroup {
+        path: PathBuf,
+        user: String,
+        group: String,
+    },
     #[error("config file {path}: user '{user}': bad authorized key: {message}")]
     BadKey {
         path: PathBuf,
@@ -227,6 +233,23 @@ pub struct User {
     pub password_hash: Option<String>,
     #[serde(default)]
     pub authorized_keys: Vec<String>,
+    /// NACM groups the "transport" puts this user in (RFC 8341 §3.3.2
+    /// external groups, as a RADIUS or TACACS+ server would give them):
+    /// used besides the `nacm/groups` of running when its
+    /// `enable-external-groups` is true (the YANG default).
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl NetconfSettings {
+    /// Each user's `groups`, for NACM's external groups.
+    pub fn user_groups(&self) -> std::collections::HashMap<String, Vec<String>> {
+        self.user
+            .iter()
+            .filter(|u| !u.groups.is_empty())
+            .map(|u| (u.name.clone(), u.groups.clone()))
+            .collect()
+    }
 }
 
 /// `[storage]`: where the startup datastore and state live.
@@ -335,6 +358,18 @@ impl Bootstrap {
                     });
                 }
             }
+            // group-name-type of ietf-netconf-acm
+            for g in u
+                .groups
+                .iter()
+                .filter(|g| g.is_empty() || g.starts_with('*'))
+            {
+                errors.push(BootstrapError::BadGroup {
+                    path: path.to_path_buf(),
+                    user: u.name.clone(),
+                    group: g.clone(),
+                });
+            }
             for k in &u.authorized_keys {
                 if let Err(e) =
                     russh::keys::parse_public_key_base64(k.split_whitespace().nth(1).unwrap_or(""))
@@ -399,6 +434,28 @@ mod tests {
             matches!(problems[0], BootstrapError::NoUsers { .. }),
             "{problems:?}"
         );
+    }
+
+    #[test]
+    fn user_groups_are_read_and_checked() {
+        let p = Path::new("/etc/hotlease/hotleased.toml");
+        let file = |groups: &str| {
+            format!("[netconf]\nlisten = \"127.0.0.1:8830\"\nhost-key = \"/tmp/k\"\n[[netconf.user]]\nname = \"alice\"\npassword-hash = \"$6$x$y\"\n{groups}[[netconf.user]]\nname = \"bob\"\npassword-hash = \"$6$x$y\"\n[storage]\ndir = \"/tmp\"\n")
+        };
+        let b = Bootstrap::from_str(p, &file("groups = [\"ops\", \"noc\"]\n")).unwrap();
+        let g = b.netconf.user_groups();
+        assert_eq!(
+            g.get("alice"),
+            Some(&vec!["ops".to_string(), "noc".to_string()])
+        );
+        assert!(!g.contains_key("bob"));
+        for bad in ["\"\"", "\"*\"", "\"*ops\""] {
+            let e = Bootstrap::from_str(p, &file(&format!("groups = [{bad}]\n"))).unwrap_err();
+            assert!(matches!(e, BootstrapError::BadGroup { .. }), "{bad}: {e}");
+            assert!(e.to_string().contains("user 'alice': group"), "{e}");
+        }
+        let e = Bootstrap::from_str(p, &file("groups = \"ops\"\n")).unwrap_err();
+        assert!(matches!(e, BootstrapError::Parse { .. }), "{e}");
     }
 
     #[test]

@@ -158,7 +158,8 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     };
     let northbound = northbound
         .with_capabilities(crate::netconf::session::capabilities())
-        .with_recovery_user(boot.netconf.recovery_user.clone());
+        .with_recovery_user(boot.netconf.recovery_user.clone())
+        .with_transport_groups(Arc::new(boot.netconf.user_groups()));
     let (handle, nb_task) = northbound.spawn(shutdown.clone());
     let failed = Arc::new(OnceLock::new());
     let nb_task = supervise("northbound", nb_task, &shutdown, &failed);

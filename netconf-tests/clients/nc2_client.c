@@ -7,25 +7,39 @@
  * library) and serves (get-schema).  libnetconf2 then parses every reply
  * against those schemas: a reply that does not match the YANG fails here.
  *
- * usage: nc2_client HOST PORT USER PASSWORD EMPTY_DIR EDIT_XML CHECK_PATH
- *   EDIT_XML   <config> content for edit-config on candidate, then commit
- *   CHECK_PATH data path (JSON form) that must exist in running afterwards
+ * usage: nc2_client HOST PORT USER PASSWORD EMPTY_DIR EDIT_XML CHECK_PATH SUB_EDIT_XML VRID
+ *   EDIT_XML     <config> content for edit-config on candidate, then commit
+ *   CHECK_PATH   data path (JSON form) that must exist in running afterwards
+ *   SUB_EDIT_XML committed once subscribed: it must make VRRP group VRID
+ *                change state (e.g. create it on a running VRRP runtime)
  *
  * Prints "MODULE name@revision implemented|imported" for every module of
- * the context it built, then one "OK step" line per step.  Exit 0 on
- * success; 1 with a message on the first failure.
+ * the context it built, then one "OK step" line per step, and a "NOTIF"
+ * line for every notification received.  Exit 0 on success; 1 with a
+ * message on the first failure.
  *
- * Notifications (create-subscription + a VRRP state-change) are issue 12's
- * other part: step_subscribe() is the hook for them.
+ * Notifications: create-subscription on the NETCONF stream, then the
+ * SUB_EDIT_XML commit; every notification libnetconf2 receives (parsed
+ * against the context) is printed back to XML and parsed again by libyang
+ * as a YANG notification and validated, and must have no opaque node,
+ * until the VRRP state-change of group VRID and the commit's
+ * netconf-config-change arrived.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <libyang/libyang.h>
 #include <nc_client.h>
 
 static const char *password;
+/* libnetconf2 errors once subscribed: its dispatch thread drops a
+ * notification that does not parse against the schemas, with only an
+ * error message, so the message is what fails the client */
+static int subscribed, errors_since;
 
 static char *
 auth_password(const char *username, const char *hostname, void *priv)
@@ -46,6 +60,9 @@ print_clb(const struct nc_session *session, NC_VERB_LEVEL level, const char *msg
 {
     (void)session;
     fprintf(stderr, "libnetconf2[%d]: %s\n", level, msg);
+    if (level == NC_VERB_ERROR && __atomic_load_n(&subscribed, __ATOMIC_SEQ_CST)) {
+        __atomic_add_fetch(&errors_since, 1, __ATOMIC_SEQ_CST);
+    }
 }
 
 static void
@@ -68,7 +85,11 @@ call(struct nc_session *s, struct nc_rpc *rpc, const char *step, struct lyd_node
     if (nc_send_rpc(s, rpc, 5000, &msgid) != NC_MSG_RPC) {
         fail(step, "cannot send the rpc");
     }
-    NC_MSG_TYPE t = nc_recv_reply(s, rpc, msgid, 30000, &envp, &data);
+    NC_MSG_TYPE t;
+    /* a notification read here instead of the reply is lost to
+     * nc_recv_notif(): once subscribed, the dispatch thread reads them */
+    while ((t = nc_recv_reply(s, rpc, msgid, 30000, &envp, &data)) == NC_MSG_NOTIF) {
+    }
     if (t != NC_MSG_REPLY) {
         fail(step, "no valid reply (libnetconf2 could not parse it against the schemas?)");
     }
@@ -113,11 +134,133 @@ strict_data(const struct ly_ctx *ctx, struct lyd_node *op, int config_only, cons
     return data;
 }
 
-/* Hook for the notification part of issue 12 (not built yet). */
-static void
-step_subscribe(struct nc_session *s)
+/* The value of leaf `name` directly under `node`, or "". */
+static const char *
+leaf(const struct lyd_node *node, const char *name)
 {
-    (void)s;
+    struct lyd_node *l;
+
+    if (lyd_find_path(node, name, 0, &l)) {
+        return "";
+    }
+    return lyd_get_value(l);
+}
+
+/* A notification received: parsed once more by libyang from its XML as a
+ * YANG notification of the context, validated (against `data`, the
+ * server's data, for what it refers to: RFC 6470 edit targets are
+ * instance-identifiers that require their instance), with no opaque node
+ * (one the schemas do not have).  Returns the notification's own node. */
+static struct lyd_node *
+strict_notif(const struct ly_ctx *ctx, const char *xml, const struct lyd_node *data)
+{
+    struct lyd_node *tree = NULL, *n = NULL, *elem;
+    struct ly_in *in = NULL;
+
+    if (ly_in_new_memory(xml, &in) || lyd_parse_op(ctx, NULL, in, LYD_XML, LYD_TYPE_NOTIF_YANG, &tree, &n)) {
+        fprintf(stderr, "%s\n%s\n", xml, ly_errmsg(ctx));
+        fail("notification", "the notification does not parse against the schemas");
+    }
+    ly_in_free(in, 0);
+    if (lyd_validate_op(tree, data, LYD_TYPE_NOTIF_YANG, NULL)) {
+        fprintf(stderr, "%s\n%s\n", xml, ly_errmsg(ctx));
+        fail("notification", "the notification is not valid against the schemas");
+    }
+    LYD_TREE_DFS_BEGIN(tree, elem) {
+        if (!elem->schema) {
+            fprintf(stderr, "%s\n", xml);
+            fail("notification", "opaque node (not in the schemas) in the notification");
+        }
+        LYD_TREE_DFS_END(tree, elem);
+    }
+    return n;
+}
+
+/* Notifications as libnetconf2's dispatch thread received them (parsed
+ * against the context), printed back to XML for the main thread. */
+static pthread_mutex_t notif_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *notifs[256];
+static int notif_count;
+
+static void
+notif_clb(struct nc_session *s, const struct lyd_node *envp, const struct lyd_node *op)
+{
+    char *xml = NULL;
+
+    (void)s; (void)envp;
+    if (!op || lyd_print_mem(&xml, op, LYD_XML, 0) || !xml) {
+        fail("notification", "libnetconf2 gave a notification with no content");
+    }
+    pthread_mutex_lock(&notif_lock);
+    if (notif_count < (int)(sizeof notifs / sizeof *notifs)) {
+        notifs[notif_count++] = xml;
+    } else {
+        free(xml);
+    }
+    pthread_mutex_unlock(&notif_lock);
+}
+
+/* create-subscription with a notification dispatch thread (the way a
+ * libnetconf2 controller interleaves rpcs and notifications), then the
+ * commit that makes VRRP group `vrid` change state, then every
+ * notification until that state-change and the commit's config-change
+ * (in either order) came, each checked strictly. */
+static void
+step_subscribe(struct nc_session *s, const char *edit, const char *vrid)
+{
+    const struct ly_ctx *ctx = nc_session_get_ctx(s);
+    struct lyd_node *n, *reply = NULL, *data;
+    time_t deadline;
+    int found = 0, changed = 0, done = 0;
+
+    __atomic_store_n(&subscribed, 1, __ATOMIC_SEQ_CST);
+    call(s, nc_rpc_subscribe(NULL, NULL, NULL, NULL, NC_PARAMTYPE_CONST), "create-subscription", NULL);
+    if (nc_recv_notif_dispatch(s, notif_clb)) {
+        fail("create-subscription", "cannot start the notification thread");
+    }
+    call(s, nc_rpc_edit(NC_DATASTORE_CANDIDATE, NC_RPC_EDIT_DFLTOP_MERGE, NC_RPC_EDIT_TESTOPT_UNKNOWN,
+                        NC_RPC_EDIT_ERROPT_UNKNOWN, edit, NC_PARAMTYPE_CONST), "edit-config-vrrp", NULL);
+    call(s, nc_rpc_commit(0, 0, NULL, NULL, NC_PARAMTYPE_CONST), "commit-vrrp", NULL);
+    /* what the notifications refer to */
+    call(s, nc_rpc_get(NULL, NC_WD_UNKNOWN, NC_PARAMTYPE_CONST), "get-after-subscribe", &reply);
+    data = strict_data(ctx, reply, 0, "get-after-subscribe");
+    lyd_free_all(reply);
+    deadline = time(NULL) + 30;
+    while (!found || !changed) {
+        char *xml = NULL;
+
+        if (__atomic_load_n(&errors_since, __ATOMIC_SEQ_CST)) {
+            fail("notification", "libnetconf2 refused a message (a notification that does not parse against the schemas?)");
+        }
+        pthread_mutex_lock(&notif_lock);
+        if (done < notif_count) {
+            xml = notifs[done++];
+        }
+        pthread_mutex_unlock(&notif_lock);
+        if (!xml) {
+            if (time(NULL) > deadline) {
+                fail("notification", "no VRRP state-change of the group or no config-change within 30 s");
+            }
+            usleep(20000);
+            continue;
+        }
+        n = strict_notif(ctx, xml, data);
+        printf("NOTIF %s:%s", n->schema->module->name, LYD_NAME(n));
+        if (!strcmp(n->schema->module->name, "hotlease-vrrp") && !strcmp(LYD_NAME(n), "state-change")) {
+            printf(" %s %s %s %s %s", leaf(n, "interface"), leaf(n, "vrid"), leaf(n, "old-state"),
+                   leaf(n, "new-state"), leaf(n, "reason"));
+            found |= !strcmp(leaf(n, "vrid"), vrid);
+        }
+        changed |= !strcmp(LYD_NAME(n), "netconf-config-change");
+        printf("\n");
+        lyd_free_all(n);
+        free(xml);
+    }
+    lyd_free_all(data);
+    if (__atomic_load_n(&errors_since, __ATOMIC_SEQ_CST)) {
+        fail("notification", "libnetconf2 refused a message (a notification that does not parse against the schemas?)");
+    }
+    printf("OK notification\n");
 }
 
 int
@@ -130,8 +273,9 @@ main(int argc, char **argv)
     struct ly_set *set = NULL;
     uint32_t idx = 0;
 
-    if (argc != 8) {
-        fprintf(stderr, "usage: %s HOST PORT USER PASSWORD EMPTY_DIR EDIT_XML CHECK_PATH\n", argv[0]);
+    /* without SUB_EDIT_XML and VRID: no subscription (a daemon without VRRP) */
+    if (argc != 10 && argc != 8) {
+        fprintf(stderr, "usage: %s HOST PORT USER PASSWORD EMPTY_DIR EDIT_XML CHECK_PATH [SUB_EDIT_XML VRID]\n", argv[0]);
         return 2;
     }
     password = argv[4];
@@ -190,7 +334,9 @@ main(int argc, char **argv)
     ly_set_free(set, NULL);
     lyd_free_all(data);
     lyd_free_all(op);
-    step_subscribe(s);
+    if (argc == 10) {
+        step_subscribe(s, argv[8], argv[9]);
+    }
 
     nc_session_free(s, NULL);
     nc_client_destroy();

@@ -546,6 +546,19 @@ impl Collector for Netconf {
             "NETCONF sessions refused by max-sessions or max-sessions-per-user",
             refused,
         )?;
+        let (told, closed) = self.0.overflows();
+        counter(
+            &mut e,
+            "netconf_subscriptions_overflowed",
+            "Notification subscriptions ended because the session could not keep up (client sent notificationComplete)",
+            told,
+        )?;
+        counter(
+            &mut e,
+            "netconf_subscribers_closed",
+            "NETCONF sessions closed because their client read neither its notifications nor the notice that they stopped",
+            closed,
+        )?;
         let ops: Vec<_> = self.0.operations().collect();
         family(
             &mut e,
@@ -650,6 +663,9 @@ mod tests {
         nc.rpc("commit", false);
         nc.rpc("edit-config", true);
         nc.commit_duration.observe(Duration::from_millis(40));
+        nc.subscription_overflowed(false);
+        nc.subscription_overflowed(true);
+        nc.subscription_overflowed(true);
         let t = render(&registry);
         for line in [
             "# TYPE hotlease_dhcp_received_messages_total counter",
@@ -677,6 +693,8 @@ mod tests {
             "hotlease_netconf_rpc_errors_total{operation=\"commit\"} 0",
             "hotlease_netconf_commit_duration_seconds_bucket{le=\"0.05\"} 1",
             "hotlease_netconf_sessions 0",
+            "hotlease_netconf_subscriptions_overflowed_total 1",
+            "hotlease_netconf_subscribers_closed_total 2",
         ] {
             assert!(has(&t, line), "{line} missing from:\n{t}");
         }

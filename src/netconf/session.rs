@@ -205,18 +205,91 @@ fn until(stop: DateTime<Utc>) -> Duration {
 }
 
 /// Why a write did not complete: a client that does not read blocks the
-/// write, and the session must still end when it is killed or cannot
-/// keep up with its notifications.
+/// write, and the session must still end when it is killed, or when its
+/// subscription overflowed and the write is still blocked
+/// `notify::NOTICE_GRACE` later (the client is stalled: it cannot even
+/// be told). A write is never abandoned half done otherwise: the framing
+/// of what follows depends on it.
 async fn send_or_stop<W: AsyncWrite + Unpin>(
     writer: &mut Writer<W>,
     msg: &str,
     kill: &CancellationToken,
-    overflow: &CancellationToken,
+    overflow: &Overflow,
 ) -> Result<(), &'static str> {
     tokio::select! {
         r = writer.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
-        _ = overflow.cancelled() => Err("notification overflow"),
+        _ = overflow.grace_over() => Err(STALLED),
+    }
+}
+
+/// The bus's overflow token of the session's subscription, and when the
+/// session first saw it cancelled: the write it was blocked in and the
+/// notice that follows share one `notify::NOTICE_GRACE` from then.
+#[derive(Debug, Default)]
+struct Overflow {
+    token: CancellationToken,
+    since: std::sync::OnceLock<tokio::time::Instant>,
+}
+
+impl Overflow {
+    fn new(token: CancellationToken) -> Overflow {
+        Overflow {
+            token,
+            since: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves `NOTICE_GRACE` after the overflow; never without one.
+    async fn grace_over(&self) {
+        self.token.cancelled().await;
+        let since = *self.since.get_or_init(tokio::time::Instant::now);
+        tokio::time::sleep_until(since + notify::NOTICE_GRACE).await
+    }
+}
+
+/// A session closed because its client read neither its notifications
+/// nor the notice that they stopped (netconf-session-end says "other").
+const STALLED: &str = "notification overflow";
+
+/// The subscription's queue overflowed (`overflow` is cancelled): end the
+/// subscription and tell the client, within `notify::NOTICE_GRACE`.
+///
+/// The notice is RFC 5277's `notificationComplete`, which every RFC 5277
+/// client (ncclient, libnetconf2, OpenDaylight, NSO) already understands
+/// as "this subscription is over": they stop waiting on it and may
+/// subscribe again, with a startTime to replay what they missed from the
+/// log. A notification of our own (or RFC 8639's `subscription-terminated`,
+/// of a subscription model we do not implement) would reach only clients
+/// written for it; the reason is in the log and the counters.
+async fn end_overflowed<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    nb: &Handle,
+    counters: &SessionCounters,
+    sub: &mut Option<Active>,
+    overflow: &mut Overflow,
+    kill: &CancellationToken,
+) -> Result<(), &'static str> {
+    // the queued notifications go with the subscription
+    *sub = None;
+    let expired = std::mem::take(overflow);
+    let done = notify::marker("notificationComplete");
+    match send_or_stop(writer, done.message(), kill, &expired).await {
+        Ok(()) => {
+            SessionCounters::bump(&counters.out_notifications);
+            nb.stats().subscription_overflowed(false);
+            warn!(
+                queue = notify::SESSION_QUEUE,
+                "notifications not read fast enough: subscription ended, client told"
+            );
+            Ok(())
+        }
+        // a stalled client is counted where the session ends
+        Err(why) => Err(why),
     }
 }
 
@@ -226,7 +299,7 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
     out: Out,
     writes: &Writes,
     kill: &CancellationToken,
-    overflow: &CancellationToken,
+    overflow: &Overflow,
 ) -> Result<(), &'static str> {
     match out {
         Out::Msg(m) => send_or_stop(writer, &m, kill, overflow).await,
@@ -236,7 +309,7 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
         } => tokio::select! {
             r = writer.send_stream(&reply_attrs, &mut data, writes) => r.map_err(|_| "write failed"),
             _ = kill.cancelled() => Err("killed"),
-            _ = overflow.cancelled() => Err("notification overflow"),
+            _ = overflow.grace_over() => Err(STALLED),
         },
     }
 }
@@ -275,6 +348,13 @@ where
             &kill,
         )
         .await;
+        if reason == STALLED {
+            northbound.stats().subscription_overflowed(true);
+            warn!(
+                grace = ?notify::NOTICE_GRACE,
+                "notifications not read fast enough and the client cannot be told: closing the session"
+            );
+        }
         info!(reason, "session ended");
         reason
     }
@@ -310,12 +390,19 @@ where
     let mut hello_done = false;
     let mut sub: Option<Active> = None;
     // cancelled by the bus when `sub`'s queue overflows
-    let mut overflow = CancellationToken::new();
+    let mut overflow = Overflow::default();
     let mut readbuf = vec![0u8; 64 * 1024];
     // the last complete message: partial bytes (a message that never ends)
     // do not keep a session from its idle timeout
     let mut last_message = tokio::time::Instant::now();
     loop {
+        if overflow.is_cancelled() {
+            if let Err(why) =
+                end_overflowed(&mut writer, nb, counters, &mut sub, &mut overflow, kill).await
+            {
+                return why;
+            }
+        }
         // Drain every complete message already buffered.
         loop {
             let msg = match decoder.next_message() {
@@ -376,15 +463,23 @@ where
             n = r.read(&mut readbuf) => n,
             n = async { sub.as_mut().expect("guarded").live.recv().await }, if sub.is_some() => {
                 let Some(n) = n else {
-                    sub = None;
+                    // the bus let go: the stop time, or an overflow that
+                    // the loop's head tells the client about
+                    if !overflow.is_cancelled() {
+                        sub = None;
+                    }
                     continue;
                 };
+                if overflow.is_cancelled() {
+                    continue;
+                }
                 let active = sub.as_ref().expect("guarded");
                 let in_time = active.stop.is_none_or(|s| n.time <= s);
                 if in_time && active.filter.matches(&n) && nb.notification_allowed(user, &n) {
                     if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
                         return why;
                     }
+                    SessionCounters::bump(&counters.out_notifications);
                 }
                 continue;
             }
@@ -394,12 +489,11 @@ where
                 if let Err(why) = send_or_stop(&mut writer, &done, kill, &overflow).await {
                     return why;
                 }
+                SessionCounters::bump(&counters.out_notifications);
                 continue;
             }
-            _ = overflow.cancelled() => {
-                warn!("notifications not read fast enough: closing the session");
-                return "notification overflow";
-            }
+            // the loop's head ends the subscription and tells the client
+            _ = overflow.token.cancelled() => continue,
             _ = kill.cancelled() => return "killed",
             _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
                 info!("no message within the idle timeout, closing");
@@ -455,7 +549,7 @@ async fn handle_message(
     me: Me<'_>,
     base11: bool,
     sub: &mut Option<Active>,
-    overflow: &mut CancellationToken,
+    overflow: &mut Overflow,
 ) -> Option<(Vec<Out>, bool)> {
     let Me {
         nb,
@@ -510,6 +604,11 @@ async fn handle_message(
             }
             let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
+            // RFC 6022 outNotifications: the replayed ones and the markers
+            // that follow the reply
+            for _ in 1..replies.len() {
+                SessionCounters::bump(&counters.out_notifications);
+            }
             return Some((replies.into_iter().map(Out::Msg).collect(), false));
         }
         Ok(op) => (nb.rpc(session_id, op).await, false),
@@ -537,7 +636,7 @@ fn subscribe(
     reply_attrs: &str,
     r: &SubscribeRequest,
     sub: &mut Option<Active>,
-    overflow: &mut CancellationToken,
+    overflow: &mut Overflow,
 ) -> Vec<String> {
     if sub.is_some() {
         let e = RpcError::protocol(
@@ -562,7 +661,7 @@ fn subscribe(
     }
     match s.live {
         Some(live) => {
-            *overflow = s.overflow;
+            *overflow = Overflow::new(s.overflow);
             *sub = Some(Active {
                 filter: s.filter,
                 stop: s.stop,

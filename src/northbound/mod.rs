@@ -298,6 +298,8 @@ pub struct Northbound {
     nacm_shared: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
     /// The bootstrap file's `recovery-user`: NACM never restricts it.
     recovery_user: Option<String>,
+    /// The bootstrap file's user `groups` (NACM external groups).
+    transport_groups: nacm::TransportGroups,
     /// NETCONF activity for the metrics endpoint (commit durations here).
     stats: Arc<stats::NetconfStats>,
     /// Where the RFC 6470 notifications go.
@@ -410,6 +412,7 @@ impl Northbound {
             nacm_counters: Arc::default(),
             nacm_shared: Arc::default(),
             recovery_user: None,
+            transport_groups: nacm::TransportGroups::default(),
             stats: Arc::default(),
             bus: notify::Bus::memory(),
         };
@@ -449,6 +452,19 @@ impl Northbound {
     pub fn with_recovery_user(mut self, user: Option<String>) -> Self {
         self.recovery_user = user;
         self
+    }
+
+    /// The groups the bootstrap file gives its users (RFC 8341 external
+    /// groups, honoured while running's `enable-external-groups` is true).
+    pub fn with_transport_groups(mut self, groups: nacm::TransportGroups) -> Self {
+        self.transport_groups = groups;
+        self.nacm = Arc::new(self.nacm_of_running());
+        *self.nacm_shared.write().unwrap_or_else(|p| p.into_inner()) = self.nacm.clone();
+        self
+    }
+
+    fn nacm_of_running(&self) -> nacm::Config {
+        nacm::Config::from_tree(&self.running).with_transport_groups(self.transport_groups.clone())
     }
 
     /// The NACM counters, for whoever filters notifications.
@@ -1545,7 +1561,7 @@ impl Northbound {
             self.running_nodes.clear();
         }
         self.running_config = new.install(&mut self.running, &mut self.candidate);
-        self.nacm = Arc::new(nacm::Config::from_tree(&self.running));
+        self.nacm = Arc::new(self.nacm_of_running());
         *self.nacm_shared.write().unwrap_or_else(|p| p.into_inner()) = self.nacm.clone();
         let edits = match before {
             None => Vec::new(),

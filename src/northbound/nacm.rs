@@ -7,14 +7,19 @@
 //! libyang's diff of the datastore before and after, with their
 //! operation: create, update or delete).
 //!
+//! A user's groups are the `nacm/groups` that name it and, while
+//! `enable-external-groups` is true, the groups its transport gives it:
+//! the bootstrap file's `[[netconf.user]] groups` (`TransportGroups`).
+//!
 //! The northbound asks for a user's rules only when NACM is enabled and
 //! the user is not the bootstrap file's recovery user: otherwise no check
 //! runs and no data node is looked at. `nacm:default-deny-*` extensions
 //! come from the compiled schema (`yang::default_deny`), not from a list
 //! kept here.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 
 use yang2::data::{Data, DataDiffFlags, DataNodeRef, DataTree};
 
@@ -62,6 +67,10 @@ struct RuleList {
     rules: Vec<Rule>,
 }
 
+/// The groups the transport gives each user (RFC 8341 §2.2 "external
+/// groups"): the bootstrap file's `[[netconf.user]] groups`.
+pub type TransportGroups = Arc<HashMap<String, Vec<String>>>;
+
 /// The NACM configuration of running (its defaults are the YANG module's,
 /// which libyang puts in the validated tree).
 #[derive(Debug, Clone)]
@@ -70,9 +79,12 @@ pub struct Config {
     read_default: bool,
     write_default: bool,
     exec_default: bool,
+    /// `enable-external-groups`: the transport's groups count too.
+    external_groups: bool,
     /// Group name and its members.
     groups: Vec<(String, Vec<String>)>,
     rule_lists: Vec<RuleList>,
+    transport: TransportGroups,
 }
 
 impl Default for Config {
@@ -83,8 +95,10 @@ impl Default for Config {
             read_default: true,
             write_default: false,
             exec_default: true,
+            external_groups: true,
             groups: Vec::new(),
             rule_lists: Vec::new(),
+            transport: TransportGroups::default(),
         }
     }
 }
@@ -133,6 +147,7 @@ impl Config {
         c.read_default = flag("read-default", c.read_default);
         c.write_default = flag("write-default", c.write_default);
         c.exec_default = flag("exec-default", c.exec_default);
+        c.external_groups = flag("enable-external-groups", c.external_groups);
         for groups in children_named(&nacm, "groups") {
             for g in children_named(&groups, "group") {
                 let name = child_value(&g, "name").unwrap_or_default();
@@ -171,14 +186,32 @@ impl Config {
         c
     }
 
+    /// The same rules, with the groups the transport gives its users
+    /// (used only while `enable-external-groups` is true).
+    pub fn with_transport_groups(mut self, transport: TransportGroups) -> Config {
+        self.transport = transport;
+        self
+    }
+
     /// The rules that apply to `user`, in order (RFC 8341 §3.4.4 steps
-    /// 4-5: the rule-lists naming one of its groups, or "*").
+    /// 4-5: the rule-lists naming one of its groups, or "*"). Its groups
+    /// are those of `nacm/groups` naming it and, when
+    /// `enable-external-groups` is true, those its transport gives it
+    /// (§3.4.4 step 4 and the leaf's description: both sets, merged).
     pub fn rules_for(&self, user: &str) -> UserRules<'_> {
+        let external = self
+            .external_groups
+            .then(|| self.transport.get(user))
+            .flatten()
+            .into_iter()
+            .flatten()
+            .map(String::as_str);
         let mine: Vec<&str> = self
             .groups
             .iter()
             .filter(|(_, users)| users.iter().any(|u| u == user))
             .map(|(g, _)| g.as_str())
+            .chain(external)
             .collect();
         let rules = self
             .rule_lists
@@ -598,6 +631,53 @@ mod tests {
         assert!(!c.rules_for("erin").notification_allowed(&lease));
         let anonymous = parse("<lease-event xmlns=\"urn:hotlease:yang:dhcp-server\"><event>bound</event><ip-address>10.0.0.5</ip-address></lease-event>");
         assert!(c.rules_for("erin").notification_allowed(&anonymous));
+    }
+
+    #[test]
+    fn external_groups_count_only_when_enabled() {
+        // "noc" has no members in running: only the transport puts users in it
+        let rules = |enabled: &str| {
+            format!(
+                "<enable-external-groups>{enabled}</enable-external-groups>{GROUPS}\
+                 <rule-list><name>noc</name><group>noc</group>\
+                 <rule><name>no-kill</name><module-name>ietf-netconf</module-name><rpc-name>kill-session</rpc-name><access-operations>exec</access-operations><action>permit</action></rule>\
+                 </rule-list>"
+            )
+        };
+        let transport: TransportGroups = Arc::new(HashMap::from([
+            ("bob".to_string(), vec!["noc".to_string()]),
+            ("alice".to_string(), vec!["noc".to_string()]),
+        ]));
+        let on =
+            Config::from_tree(&tree(&rules("true"), "")).with_transport_groups(transport.clone());
+        let off = Config::from_tree(&tree(&rules("false"), "")).with_transport_groups(transport);
+        // kill-session is default-deny-all: only the noc rule permits it
+        assert!(on.rules_for("bob").exec("ietf-netconf", "kill-session").0);
+        assert!(!off.rules_for("bob").exec("ietf-netconf", "kill-session").0);
+        // alice: in ops by running and in noc by the transport
+        assert!(on.rules_for("alice").exec("ietf-netconf", "kill-session").0);
+        assert!(
+            !off.rules_for("alice")
+                .exec("ietf-netconf", "kill-session")
+                .0
+        );
+        // a user the transport gives no group
+        assert!(!on.rules_for("carol").exec("ietf-netconf", "kill-session").0);
+        // the YANG default is true
+        let default = Config::from_tree(&tree(
+            &rules("true").replace("<enable-external-groups>true</enable-external-groups>", ""),
+            "",
+        ))
+        .with_transport_groups(Arc::new(HashMap::from([(
+            "bob".to_string(),
+            vec!["noc".to_string()],
+        )])));
+        assert!(
+            default
+                .rules_for("bob")
+                .exec("ietf-netconf", "kill-session")
+                .0
+        );
     }
 
     #[test]

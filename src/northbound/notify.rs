@@ -11,7 +11,10 @@
 //! ```
 //! Nobody waits for a subscriber: a session whose queue is full (its
 //! client reads slower than events come) loses its subscription and is
-//! told by its overflow token; the session then closes. The bus state is
+//! told by its overflow token. The session then tells its client with
+//! `notificationComplete` and stays open; if that notice cannot be
+//! written within `NOTICE_GRACE` (the client's SSH window is stalled),
+//! the session is closed (`netconf::session`). The bus state is
 //! behind a std `Mutex` held only to append a record and fan it out, never
 //! across an `.await`: subscribing must see the log and the live stream
 //! with no gap and no duplicate between them.
@@ -44,6 +47,13 @@ pub const STREAM: &str = "NETCONF";
 /// Notifications queued per subscribed session before it counts as
 /// unable to keep up.
 pub const SESSION_QUEUE: usize = 512;
+/// How long a session whose queue overflowed may take to write what it
+/// was writing and the `notificationComplete` that tells its client the
+/// subscription ended; a client that has read nothing for that long is
+/// stalled, and its session is closed. A protocol timer: long enough for
+/// a client that is only slow (a scheduler hiccup on a loaded controller),
+/// short enough that a dead one does not hold its buffers for minutes.
+pub const NOTICE_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 /// Name of the replay log in the storage directory.
 pub const REPLAY_FILE: &str = "notifications.log";
 

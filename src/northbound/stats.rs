@@ -38,6 +38,12 @@ pub struct NetconfStats {
     logins_throttled: AtomicU64,
     /// NETCONF sessions refused by max-sessions / max-sessions-per-user.
     sessions_refused: AtomicU64,
+    /// Subscriptions ended because their session could not keep up with
+    /// its notifications (the client is sent `notificationComplete`).
+    subscriptions_overflowed: AtomicU64,
+    /// Sessions closed because even that notice could not be written
+    /// within `notify::NOTICE_GRACE` (the client's SSH window stalled).
+    subscribers_closed: AtomicU64,
     rpcs: Box<[AtomicU64]>,
     errors: Box<[AtomicU64]>,
     /// How long the northbound took over each `<commit>` (validation, the
@@ -54,6 +60,8 @@ impl Default for NetconfStats {
             login_failures: AtomicU64::new(0),
             logins_throttled: AtomicU64::new(0),
             sessions_refused: AtomicU64::new(0),
+            subscriptions_overflowed: AtomicU64::new(0),
+            subscribers_closed: AtomicU64::new(0),
             rpcs: zeros(),
             errors: zeros(),
             commit_duration: Histogram::default(),
@@ -99,6 +107,26 @@ impl NetconfStats {
             self.login_failures.load(Ordering::Relaxed),
             self.logins_throttled.load(Ordering::Relaxed),
             self.sessions_refused.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A subscription ended for a full queue (`closed`: and its session
+    /// was closed, the notice could not be written).
+    pub fn subscription_overflowed(&self, closed: bool) {
+        if closed {
+            self.subscribers_closed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.subscriptions_overflowed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Subscriptions ended for a full queue with the client told, and
+    /// sessions closed because it could not even be told.
+    pub fn overflows(&self) -> (u64, u64) {
+        (
+            self.subscriptions_overflowed.load(Ordering::Relaxed),
+            self.subscribers_closed.load(Ordering::Relaxed),
         )
     }
 
