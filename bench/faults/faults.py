@@ -26,7 +26,7 @@ Counts (each is a defect when above 0):
            (its ACK's time + option 51) was still valid, on the wire
   differ   addresses both tables hold for different MACs after the recovery
 And, for the record: ACKed pairs the other router lacks (`lost on peer`),
-addresses only one table holds, the longest stretch without any DHCPACK from
+addresses bound in one table only, the longest stretch without any DHCPACK from
 the fault on (the outage), and the time from the heal until both profiles
 were synchronized.
 """
@@ -132,7 +132,10 @@ def row(d, name):
     a, b = tables["a"], tables["b"]
     differ = sorted(ip for ip in a.keys() & b.keys()
                     if a[ip][0] != b[ip][0] and a[ip][1] == "bound" and b[ip][1] == "bound")
-    only = len(a.keys() ^ b.keys())
+    # bound in one table, not bound (or absent) in the other (offers are
+    # not replicated)
+    bound = lambda t: {ip for ip, e in t.items() if e[1] == "bound"}  # noqa: E731
+    only = len((bound(a) - bound(b)) | (bound(b) - bound(a)))
     fault = float(times["fault"])
     heal = float(times.get("heal", fault))
     end = float(times.get("load_end", acks[-1][0] if acks else fault))

@@ -93,18 +93,6 @@ HASH="$(printf '%s' lab | "$BIN" hash-password)"
 FAULTS_PY="$ROOT/bench/faults/faults.py"
 now() { date +%s.%N; }
 
-# stop_router ROUTER: SIGTERM (after SIGCONT), bounded, then SIGKILL
-stop_router() {
-    local r="$1" p="${PID[$1]:-}" i
-    [ -n "$p" ] || return 0
-    kill -CONT "$p" 2>/dev/null || true
-    kill "$p" 2>/dev/null || true
-    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$p" 2>/dev/null || true
-    { wait "$p"; } 2>/dev/null || true
-    PID[$r]=""
-}
-
 # reset: no daemon, every link up, no rule, no VIP left behind by a kill -9
 reset_pair() {
     local r
@@ -119,33 +107,6 @@ reset_pair() {
         STORE[$r]=""
     done
     ip -n "${NS[c]}" neigh flush dev eth1
-}
-
-# fresh_pair: both routers from empty storage, configured, a master, b synchronized
-fresh_pair() {
-    local r
-    for r in a b; do start_hotleased "$r"; done
-    for r in a b; do
-        configure_hotleased "$r"
-        hb_py "$r" lease-time "$LEASE_TIME" >>"$OUT/configure.log" 2>&1 || die "lease-time on $r failed"
-    done
-    wait_vip a 300
-    hb_py b wait-sync --timeout 60 --interval 0.2 >"$OUT/initial-sync.json" || true
-    if ! grep -q '"sync_state": "synchronized"' "$OUT/initial-sync.json"; then
-        hb_py b raw >"$OUT/initial-b.xml" 2>&1 || true
-        die "b not synchronized: $(cat "$OUT/initial-sync.json")"
-    fi
-}
-
-# synced: both profiles synchronized (bounded); prints when, or "-"
-synced() {
-    local ja jb
-    jb="$(hb_py b wait-sync --timeout "$SYNC_TIMEOUT" --interval 0.2 2>/dev/null || true)"
-    ja="$(hb_py a wait-sync --timeout "$SYNC_TIMEOUT" --interval 0.2 2>/dev/null || true)"
-    python3 -c '
-import json, sys
-s = [json.loads(x).get("seen") if x.strip() else None for x in sys.argv[1:]]
-print("-" if None in s else max(s))' "$ja" "$jb"
 }
 
 cut_channel() { # ROUTER: drop everything in or out of hb
@@ -273,22 +234,10 @@ run_fault() {
 # ---------------------------------------------------------------- the rate
 
 if [ -z "${RATE:-}" ]; then
-    echo "==> clean rate of the pair (drops <= 1 %, $MEASURE_SECS s a step)" >&2
     reset_pair
     fresh_pair
-    best=0
-    for r in $RATES; do
-        perf "$OUT/clean-$r.perf" "$r" "$MEASURE_SECS" "$VIP" -R "$CLIENTS"
-        got="$(rate_of "$OUT/clean-$r.perf")"
-        dd="$(field "$OUT/clean-$r.perf" DISCOVER-OFFER "drops ratio")"
-        dr="$(field "$OUT/clean-$r.perf" REQUEST-ACK "drops ratio")"
-        echo "    offered $r/s: achieved ${got:-?}/s, drops D-O ${dd:-?} % R-A ${dr:-?} %" >&2
-        awk -v a="${dd:-100}" -v b="${dr:-100}" 'BEGIN { exit !(a <= 1 && b <= 1) }' || break
-        best="${got%.*}"
-    done
-    [ "$best" -gt 0 ] || die "no clean step at all (see $OUT/clean-*.perf)"
-    CLEAN="$best"
-    RATE=$((best / 2))
+    CLEAN="$(clean_rate "$OUT" "$RATES" "$MEASURE_SECS" "$CLIENTS")"
+    RATE=$((CLEAN / 2))
 else
     CLEAN="-"
 fi

@@ -210,3 +210,61 @@ acks() {
         -e frame.time_epoch -e eth.src -e dhcp.ip.your -e dhcp.hw.mac_addr \
         -e dhcp.option.ip_address_lease_time 2>/dev/null
 }
+
+# clean_rate OUTDIR "RATES" SECS CLIENTS: the highest rate perfdhcp achieved
+# through the VIP with both drop ratios <= 1 %, the rates stepped up (it
+# stops at the first step that is not clean); dies when none is
+clean_rate() {
+    local out="$1" secs="$3" clients="$4" best=0 r got dd dr
+    echo "==> clean rate of the pair (drops <= 1 %, $secs s a step)" >&2
+    for r in $2; do
+        perf "$out/clean-$r.perf" "$r" "$secs" "$VIP" -R "$clients"
+        got="$(rate_of "$out/clean-$r.perf")"
+        dd="$(field "$out/clean-$r.perf" DISCOVER-OFFER "drops ratio")"
+        dr="$(field "$out/clean-$r.perf" REQUEST-ACK "drops ratio")"
+        echo "    offered $r/s: achieved ${got:-?}/s, drops D-O ${dd:-?} % R-A ${dr:-?} %" >&2
+        awk -v a="${dd:-100}" -v b="${dr:-100}" 'BEGIN { exit !(a <= 1 && b <= 1) }' || break
+        best="${got%.*}"
+    done
+    [ "$best" -gt 0 ] || die "no clean step at all (see $out/clean-*.perf)"
+    echo "$best"
+}
+
+# stop_router ROUTER: SIGTERM (after SIGCONT), bounded, then SIGKILL
+stop_router() {
+    local r="$1" p="${PID[$1]:-}" i
+    [ -n "$p" ] || return 0
+    kill -CONT "$p" 2>/dev/null || true
+    kill "$p" 2>/dev/null || true
+    for i in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    { wait "$p"; } 2>/dev/null || true
+    PID[$r]=""
+}
+
+# fresh_pair: both routers (leases of LEASE_TIME s) from empty storage, configured, a master, b synchronized
+fresh_pair() {
+    local r
+    for r in a b; do start_hotleased "$r"; done
+    for r in a b; do
+        configure_hotleased "$r"
+        hb_py "$r" lease-time "${LEASE_TIME:-3600}" >>"$OUT/configure.log" 2>&1 || die "lease-time on $r failed"
+    done
+    wait_vip a 300
+    hb_py b wait-sync --timeout 60 --interval 0.2 >"$OUT/initial-sync.json" || true
+    if ! grep -q '"sync_state": "synchronized"' "$OUT/initial-sync.json"; then
+        hb_py b raw >"$OUT/initial-b.xml" 2>&1 || true
+        die "b not synchronized: $(cat "$OUT/initial-sync.json")"
+    fi
+}
+
+# synced: both profiles synchronized (bounded); prints when, or "-"
+synced() {
+    local ja jb
+    jb="$(hb_py b wait-sync --timeout "${SYNC_TIMEOUT:-90}" --interval 0.2 2>/dev/null || true)"
+    ja="$(hb_py a wait-sync --timeout "${SYNC_TIMEOUT:-90}" --interval 0.2 2>/dev/null || true)"
+    python3 -c '
+import json, sys
+s = [json.loads(x).get("seen") if x.strip() else None for x in sys.argv[1:]]
+print("-" if None in s else max(s))' "$ja" "$jb"
+}
