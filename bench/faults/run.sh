@@ -189,7 +189,7 @@ fault() {
 
 # run_fault NAME: a fresh pair, the load, the fault, the recovery, the counts
 run_fault() {
-    local name="$1" times="$OUT/$1.times" secs="$LOAD_SECS" lp r m
+    local name="$1" times="$OUT/$1.times" secs="$LOAD_SECS" lp sp r m
     echo "==> $name" >&2
     reset_pair
     case "$name" in
@@ -215,11 +215,16 @@ run_fault() {
     lp=$!
     sleep "$FAULT_AT"
     fault "$name" "$times"
+    # from the heal on, poll until both profiles are synchronized again
+    # (while the load goes on)
+    synced >"$OUT/$name.synced" &
+    sp=$!
     wait "$lp" || true
     echo "load_end $(now)" >>"$times"
     sleep 0.5
     capture_stop
-    echo "synced $(synced)" >>"$times"
+    wait "$sp" || true
+    echo "synced $(cat "$OUT/$name.synced")" >>"$times"
     if has_vip a; then echo "serving a" >>"$times"; elif has_vip b; then echo "serving b" >>"$times"; else echo "serving none" >>"$times"; fi
     for r in a b; do hb_py "$r" leases >"$OUT/$name.leases-$r" || echo "cannot read $r's leases" >&2; done
     acks "$OUT/$name.pcap" >"$OUT/$name.acks"
