@@ -61,11 +61,7 @@ def pool(n, lease, renew=None):
 
 def kind(e: RPCError):
     tag = e.tag or "?"
-    app = ""
-    try:
-        app = e.to_dict().get("error_app_tag") or ""
-    except Exception:
-        pass
+    app = e.app_tag or ""
     return f"{tag}:{app}" if app else tag
 
 
