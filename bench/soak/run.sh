@@ -113,8 +113,8 @@ sleep 5
 END="$(sample)"
 echo "$END" >>"$OUT/samples.txt"
 SYNCED="$(synced)"
-hb_py a leases >"$OUT/leases-a"
-hb_py b leases >"$OUT/leases-b"
+hb_py a leases >"$OUT/leases-a" 2>"$OUT/leases-a.err" || echo "cannot read a's lease table: $(tail -n 1 "$OUT/leases-a.err")" >&2
+hb_py b leases >"$OUT/leases-b" 2>"$OUT/leases-b.err" || echo "cannot read b's lease table: $(tail -n 1 "$OUT/leases-b.err")" >&2
 cp "$WK/hl-a/log" "$OUT/log-a"
 cp "$WK/hl-b/log" "$OUT/log-b"
 
