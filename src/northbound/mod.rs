@@ -990,10 +990,9 @@ impl Northbound {
     /// its namespace: the YANG library and `netconf-state`.
     fn add_discovery(&self, tree: &mut DataTree<'static>, selected: Option<&BTreeSet<String>>) {
         let wanted = |ns: &str| selected.is_none_or(|sel| sel.contains(ns));
-        if wanted(monitoring::YANG_LIBRARY_NS) {
-            if yang::merge(tree, &yang::yang_library()).is_err() {
-                warn!("cannot merge the yang library");
-            }
+        if wanted(monitoring::YANG_LIBRARY_NS) && yang::merge(tree, &yang::yang_library()).is_err()
+        {
+            warn!("cannot merge the yang library");
         }
         if wanted(monitoring::NS) {
             let xml = self.netconf_state();
