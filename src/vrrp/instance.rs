@@ -546,9 +546,18 @@ impl Instance {
                     }
                     self.become_backup(now, Reason::HigherPriority, &mut out);
                     self.master_address = Some(rx.src);
+                } else {
+                    // Discard it (RFC 5798 6.4.3): our next advertisement
+                    // makes the other master step down. But it may have
+                    // announced the addresses (a backup waking from a
+                    // freeze, a partition healing): without a virtual MAC
+                    // the hosts' ARP entries then point at it until they
+                    // expire. Announce them again (gratuitous ARP).
+                    let managed = self.managed();
+                    if !managed.is_empty() {
+                        out.push(Action::Take(managed));
+                    }
                 }
-                // else: discard (RFC 5798 6.4.3); our next advertisement
-                // makes the other master step down.
             }
         }
         Ok(out)
@@ -688,6 +697,25 @@ mod tests {
             t += ms(1);
         }
         None
+    }
+
+    /// A master that hears a lower-priority router advertise as master
+    /// (which may have announced the virtual addresses) announces them
+    /// again; it stays master. The fault campaign's master, frozen while
+    /// the backup took over, got no request for 3.4 s after it woke: the
+    /// relay's ARP entry still named the backup.
+    #[test]
+    fn a_master_reannounces_its_addresses_to_a_lower_master() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(120, Version::V3, 1000));
+        i.startup(t0, ME, false);
+        run_until(&mut i, t0, ms(5000)).expect("master");
+        let a = i
+            .on_advert(t0 + ms(6000), &rx(PEER, 100, Version::V3, 100))
+            .unwrap();
+        assert_eq!(changed(&a), None);
+        assert_eq!(a, vec![Action::Take(vec![VIP])]);
+        assert_eq!(i.state(), State::Master);
     }
 
     /// A backup whose process did not run for longer than the master down
@@ -854,7 +882,8 @@ mod tests {
                 assert!(a.contains(&Action::Release(vec![VIP])));
                 assert_eq!(i2.master_address(), Some(src));
             } else {
-                assert!(a.is_empty());
+                // stays master, announces its addresses again
+                assert_eq!(a, vec![Action::Take(vec![VIP])]);
                 assert_eq!(i2.state(), State::Master);
             }
         }
