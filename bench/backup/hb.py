@@ -50,10 +50,12 @@ WIDE_SECTIONS = [("10.0.1.0", "10.1.0.255"), ("10.1.2.0", "10.3.255.254")]
 WIDE_MASK = "255.252.0.0"
 
 
-def connect(port):
-    return manager.connect(host="127.0.0.1", port=port, username="admin", password="lab",
-                           hostkey_verify=False, allow_agent=False, look_for_keys=False,
-                           timeout=120)
+def connect(port, timeout=120):
+    m = manager.connect(host="127.0.0.1", port=port, username="admin", password="lab",
+                        hostkey_verify=False, allow_agent=False, look_for_keys=False,
+                        timeout=timeout)
+    m.timeout = timeout  # the rpc replies' (connect's `timeout` is the SSH connection's)
+    return m
 
 
 def edit_commit(m, body):
@@ -173,8 +175,10 @@ def main():
     ap.add_argument("--port", type=int, default=8830)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--interval", type=float, default=0.005)
+    ap.add_argument("--rpc-timeout", type=float, default=120,
+                    help="seconds to wait for a reply (a whole lease table of the debug build takes minutes)")
     args = ap.parse_args()
-    with connect(args.port) as m:
+    with connect(args.port, args.rpc_timeout) as m:
         if args.cmd == "widen":
             widen(m)
         elif args.cmd == "unbind":

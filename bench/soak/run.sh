@@ -113,8 +113,8 @@ sleep 5
 END="$(sample)"
 echo "$END" >>"$OUT/samples.txt"
 SYNCED="$(synced)"
-hb_py a leases >"$OUT/leases-a" 2>"$OUT/leases-a.err" || echo "cannot read a's lease table: $(tail -n 1 "$OUT/leases-a.err")" >&2
-hb_py b leases >"$OUT/leases-b" 2>"$OUT/leases-b.err" || echo "cannot read b's lease table: $(tail -n 1 "$OUT/leases-b.err")" >&2
+hb_py a leases --rpc-timeout 1800 >"$OUT/leases-a" 2>"$OUT/leases-a.err" || echo "cannot read a's lease table: $(tail -n 1 "$OUT/leases-a.err")" >&2
+hb_py b leases --rpc-timeout 1800 >"$OUT/leases-b" 2>"$OUT/leases-b.err" || echo "cannot read b's lease table: $(tail -n 1 "$OUT/leases-b.err")" >&2
 cp "$WK/hl-a/log" "$OUT/log-a"
 cp "$WK/hl-b/log" "$OUT/log-b"
 
@@ -144,6 +144,7 @@ def tbl(path):
             t[f[0]] = (f[1], f[3])
     return t
 a, b = tbl(f"{out}/leases-a"), tbl(f"{out}/leases-b")
+read = bool(a) and bool(b)  # an empty table: the read failed (see leases-*.err)
 differ = sum(1 for ip in a.keys() & b.keys() if a[ip][0] != b[ip][0])
 only = len(a.keys() ^ b.keys())
 st, en = start.split()[1:], end.split()[1:]
@@ -162,7 +163,10 @@ print(f"| REQUEST-ACK drops %, ACK avg / max ms: quiet → soak | {q.get('drops 
 print(f"| NETCONF: sessions up, rounds, commits | {upline.get('sessions_up')} of {sessions} (login {upline.get('login_s')} s) | {done.get('rounds')} rounds, {done.get('commits')} commits | | |")
 print(f"| NETCONF errors, expected (by kind) | | {json.dumps(expected)} | lock, validation only | |")
 print(f"| NETCONF errors, unexpected (by kind) | | {json.dumps(unexpected) if unexpected else 0} | 0 | {verdict(not unexpected and bool(done))} |")
-print(f"| lease tables after: a / b, addresses held for different MACs, in one table only | | {len(a)} / {len(b)}, {differ}, {only} | 0, 0 | {verdict(differ == 0 and only == 0)} |")
+if read:
+    print(f"| lease tables after: a / b, addresses held for different MACs, in one table only | | {len(a)} / {len(b)}, {differ}, {only} | 0, 0 | {verdict(differ == 0 and only == 0)} |")
+else:
+    print("| lease tables after | | not read (leases-a.err, leases-b.err) | | n/a |")
 print(f"| pair synchronized after the soak | | {'yes' if synced != '-' else 'no'} | yes | {verdict(synced != '-')} |")
 EOF
 echo
