@@ -677,6 +677,6 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
         echo "- batch backup: a held $(get sync 9) leases after the fill, $(get sync 3) after the run, b $(get sync 4); a's last batch: $(get sync 5) leases sent, $(get sync 6); b's first session up $(get sync 7) s after the link came up; $(get sync 10) more session(s) came up before b was synchronized (the last one up → synchronized $(get sync 13) s); then a <get> on b (sent $(get sync 11) s, answered $(get sync 12) s after the first session up) showed the profile synchronized ($(get sync 8) poll(s)). Load over the run: $(load_of "$OUT/sync-load.txt")."
     fi
     echo
-    echo "Machine: $(nproc) cores ($CPU), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $KEA_V, perfdhcp $PERF_V; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores ($CPU), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT ($(basename "$(dirname "$BIN")") build), $KEA_V, perfdhcp $PERF_V; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Budget: each server process in its own cpu cgroup (v$CG_VER), $BUDGET % of one core (CFS period $CFS_PERIOD_US µs) for figure 1, $ACK_BUDGET for 2, $FAIL_BUDGET for 3, $SYNC_BUDGET for 4; servers on CPU $SERVER_CPUS, perfdhcp on CPU $CLIENT_CPU."
 } | tee "$OUT/results.md"
