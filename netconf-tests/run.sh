@@ -23,10 +23,11 @@ step() { printf '\n==> %s\n' "$*"; }
 # filter between the routers); gcc, libnetconf2-dev and libssh-dev: the C
 # client of test_libnetconf2.py; yangcli: the yuma123 client of
 # test_yangcli.py; prometheus: the real scraper of test_metrics.py; strace:
-# the recorder of the lease store crash checker (tests/crash_consistency.rs).
+# the recorder of the lease store crash checker (tests/crash_consistency.rs);
+# faketime: the clock jumps of the fault campaign (bench/faults/run.sh).
 APT_PKGS=(cmake libpcre2-dev pkg-config libyang2-tools python3-venv python3-dev openssh-client
           keepalived tshark iproute2 util-linux udhcpc isc-dhcp-client dhcpcd-base isc-dhcp-relay
-          nftables gcc libnetconf2-dev libssh-dev yangcli prometheus strace)
+          nftables gcc libnetconf2-dev libssh-dev yangcli prometheus strace faketime)
 missing=()
 for p in "${APT_PKGS[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

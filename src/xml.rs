@@ -538,6 +538,19 @@ fn nul() -> XmlError {
 /// Linear in the document; refuses one nested deeper than [`MAX_DEPTH`]
 /// or with more than [`MAX_ELEMENTS`] elements.
 pub fn parse(doc: &str) -> Result<Element, XmlError> {
+    parse_limited(doc, MAX_ELEMENTS)
+}
+
+/// Parse XML the daemon printed from its own data (libyang's print of a
+/// datastore or state tree), as [`parse`] but with no element cap: the cap
+/// bounds what a peer can make us hold, while our own data is as large as
+/// the lease table (a subtree filter over 130,000 leases is a million
+/// elements).
+pub fn parse_own(doc: &str) -> Result<Element, XmlError> {
+    parse_limited(doc, usize::MAX)
+}
+
+fn parse_limited(doc: &str, max_elements: usize) -> Result<Element, XmlError> {
     // U+0000 is no XML character (XML 1.0 §2.2), and libyang's C strings
     // cannot hold it: a namespace with one crashed the daemon in yang2
     // (found by the netconf_rpc fuzz target).
@@ -563,7 +576,7 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                     return Err(XmlError::TooDeep);
                 }
                 elements += 1;
-                if elements > MAX_ELEMENTS {
+                if elements > max_elements {
                     return Err(XmlError::TooManyElements);
                 }
                 let el = open_element(&s, &mut scope)?;
@@ -577,7 +590,7 @@ pub fn parse(doc: &str) -> Result<Element, XmlError> {
                     return Err(XmlError::TooDeep);
                 }
                 elements += 1;
-                if elements > MAX_ELEMENTS {
+                if elements > max_elements {
                     return Err(XmlError::TooManyElements);
                 }
                 let el = open_element(&s, &mut scope)?;

@@ -894,6 +894,21 @@ pub fn find_xpath<'a>(
     }
 }
 
+/// Merge every top-level node of `src` into `tree`, then point `tree` at
+/// its first node again ([`rewind`]). yang2 merges into an empty tree by
+/// duplicating `src` with `lyd_dup_siblings`, which loses the node after a
+/// top-level list (see [`dup`]): an empty tree takes [`dup`]'s copy.
+pub fn merge(tree: &mut DataTree<'static>, src: &DataTree<'static>) -> Result<(), yang2::Error> {
+    let r = if tree.reference().is_none() {
+        *tree = dup(src);
+        Ok(())
+    } else {
+        tree.merge(src)
+    };
+    rewind(tree);
+    r
+}
+
 /// Duplicate a tree (an empty tree duplicates to an empty tree).
 ///
 /// Each top-level sibling is copied on its own: libyang 2.2.8's

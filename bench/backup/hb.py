@@ -13,7 +13,15 @@ credentials (examples/configure.py applies the seed's steps 1-4 first).
                  change, so the profile's pool fingerprints still match
   unbind         remove pool p1's remote-backup-profile binding ("hotleased
                  alone": same pools, no profile)
-  leases         the lease table from <get>: one "ip mac origin" line a lease
+  lease-time N   pool p1's lease time to N s (the seed's 60 s makes every
+                 lease of a long run expire during it), then running saved
+                 to startup (a router restarted on its storage comes back
+                 with the same pools, so the fingerprints still match)
+  clock          this router's clock minus ours (s): the login-time the
+                 daemon gives this session (ietf-netconf-monitoring),
+                 read right after the login (a clock fault's check)
+  leases         the lease table from <get>: one "ip mac origin state expires"
+                 line a lease
   count          the number of leases in <get>
   state          the remote-backup service and profile state, one JSON line
   raw            the same state as <get> returns it (XML)
@@ -42,10 +50,12 @@ WIDE_SECTIONS = [("10.0.1.0", "10.1.0.255"), ("10.1.2.0", "10.3.255.254")]
 WIDE_MASK = "255.252.0.0"
 
 
-def connect(port):
-    return manager.connect(host="127.0.0.1", port=port, username="admin", password="lab",
-                           hostkey_verify=False, allow_agent=False, look_for_keys=False,
-                           timeout=120)
+def connect(port, timeout=120):
+    m = manager.connect(host="127.0.0.1", port=port, username="admin", password="lab",
+                        hostkey_verify=False, allow_agent=False, look_for_keys=False,
+                        timeout=timeout)
+    m.timeout = timeout  # the rpc replies' (connect's `timeout` is the SSH connection's)
+    return m
 
 
 def edit_commit(m, body):
@@ -71,6 +81,27 @@ def unbind(m):
     print("  pool p1: remote-backup-profile binding removed (no hot backup): committed")
 
 
+def lease_time(m, secs):
+    edit_commit(m, f"""
+<dhcp-server xmlns="{DHCP}"><ip-pool><name>p1</name>
+  <lease-time>{secs}</lease-time>
+</ip-pool></dhcp-server>""")
+    m.copy_config(source="running", target="startup")
+    print(f"  pool p1: lease-time {secs} s: committed, running saved to startup")
+
+
+def clock_offset(m):
+    t0 = time.time()
+    ns = {"m": "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"}
+    data = m.get(filter=("subtree", f'<netconf-state xmlns="{ns["m"]}"><sessions/></netconf-state>')).data_ele
+    for s in data.iterfind("m:netconf-state/m:sessions/m:session", ns):
+        if s.findtext("m:session-id", namespaces=ns) == str(m.session_id):
+            login = s.findtext("m:login-time", namespaces=ns)
+            from datetime import datetime
+            return datetime.fromisoformat(login.replace("Z", "+00:00")).timestamp() - t0
+    raise RuntimeError("no session of ours in netconf-state/sessions")
+
+
 def lease_table(m):
     ns = {"d": DHCP}
     data = m.get(filter=("subtree", f'<dhcp-server xmlns="{DHCP}"><lease/></dhcp-server>')).data_ele
@@ -78,7 +109,8 @@ def lease_table(m):
         yield (lease.findtext("d:ip-address", namespaces=ns),
                (lease.findtext("d:mac-address", namespaces=ns) or "").lower(),
                lease.findtext("d:origin", namespaces=ns),
-               lease.findtext("d:state", namespaces=ns))
+               lease.findtext("d:state", namespaces=ns),
+               lease.findtext("d:expires", namespaces=ns))
 
 
 # one <get> for both lists: a whole <filter> element (ncclient's
@@ -138,16 +170,23 @@ def wait_sync(m, timeout, interval):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["widen", "unbind", "leases", "count", "state", "raw", "wait-sync"])
+    ap.add_argument("cmd", choices=["widen", "unbind", "lease-time", "clock", "leases", "count", "state", "raw", "wait-sync"])
+    ap.add_argument("value", nargs="?", help="lease-time: seconds")
     ap.add_argument("--port", type=int, default=8830)
     ap.add_argument("--timeout", type=float, default=60)
     ap.add_argument("--interval", type=float, default=0.005)
+    ap.add_argument("--rpc-timeout", type=float, default=120,
+                    help="seconds to wait for a reply (a whole lease table of the debug build takes minutes)")
     args = ap.parse_args()
-    with connect(args.port) as m:
+    with connect(args.port, args.rpc_timeout) as m:
         if args.cmd == "widen":
             widen(m)
         elif args.cmd == "unbind":
             unbind(m)
+        elif args.cmd == "clock":
+            print(f"{clock_offset(m):.0f}")
+        elif args.cmd == "lease-time":
+            lease_time(m, int(args.value))
         elif args.cmd == "leases":
             for row in lease_table(m):
                 print(*row)

@@ -42,7 +42,7 @@
 #   FAIL_AT=8 FAIL_SECS=25 FILL_LEASES=100000 FILL_RATE=4000 SYNC_BUDGET=full
 #   SYNC_LOAD_RATE=500 PHASES="kea alone pair sync" FIGURES="rate ack fail"
 #   CG_WEIGHT=high (the servers' cgroups before other work; "default": not)
-#   NO_BUILD=1 PY=...
+#   NO_BUILD=1 PY=... HOTLEASED=path (a daemon built elsewhere)
 # Namespaces hb<pid>{w,a,b,c} and cgroups hotlease-hb-<pid>-{a,b} are always
 # removed. A benchmark, not a test: a missed target prints MISS and never
 # fails; a broken setup (a server that does not start, no lease at all)
@@ -92,17 +92,9 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
-[ -n "${NO_BUILD:-}" ] || cargo build --release -q
-BIN="$ROOT/target/release/hotleased"
-# ncclient, as examples/lab.sh sets it up
-if [ -z "${PY:-}" ]; then
-    PY="$ROOT/examples/.venv/bin/python"
-    if [ ! -x "$PY" ]; then
-        python3 -m venv "$ROOT/examples/.venv"
-        "$ROOT/examples/.venv/bin/pip" install -q ncclient==0.7.0
-    fi
-fi
-HB="$ROOT/bench/backup/hb.py"
+# HOTLEASED: a daemon built elsewhere (nothing is built)
+[ -n "${NO_BUILD:-}" ] || [ -n "${HOTLEASED:-}" ] || cargo build --release -q
+BIN="${HOTLEASED:-$ROOT/target/release/hotleased}"
 KEA_HOOKS="${KEA_HOOKS:-/usr/lib/x86_64-linux-gnu/kea/hooks}"
 
 # ---------------------------------------------------------------- cgroups
@@ -120,33 +112,24 @@ else
 fi
 declare -A CG=([a]="$CG_ROOT/hotlease-hb-$$-a" [b]="$CG_ROOT/hotlease-hb-$$-b")
 
-W="hb$$w"
-declare -A NS=([a]="hb$$a" [b]="hb$$b" [c]="hb$$c")
-declare -A MAC=([a]="02:00:00:00:00:0a" [b]="02:00:00:00:00:0b" [c]="02:00:00:00:00:0c")
-RELAY=10.1.1.250
-VIP=10.1.1.1
+# the pair's namespaces and helpers (bench/lib/pair.sh); each router's
+# processes start in its cgroup (in_cg, below)
+pair_exec() { in_cg "$@"; }
+TAG="hb$$"
+. "$ROOT/bench/lib/pair.sh"
+pair_python
 WK="$(mktemp -d /tmp/hbbench.XXXXXX)"
 OUT="$ROOT/bench/backup/out"
 rm -rf "$OUT"
 mkdir -p "$OUT"
-CAP_PID=""
 
 cg_pids() { [ -f "${CG[$1]}/cgroup.procs" ] && cat "${CG[$1]}/cgroup.procs" || true; }
 cleanup() {
     local r p
-    [ -n "$CAP_PID" ] && kill "$CAP_PID" 2>/dev/null || true
-    for r in a b c; do
-        for p in $(ip netns pids "${NS[$r]}" 2>/dev/null); do kill -CONT "$p" 2>/dev/null || true; kill "$p" 2>/dev/null || true; done
-    done
-    sleep 0.5
-    for r in a b c; do
-        for p in $(ip netns pids "${NS[$r]}" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
-    done
+    pair_teardown
     for r in a b; do
         for p in $(cg_pids "$r"); do kill -9 "$p" 2>/dev/null || true; done
     done
-    sleep 0.2
-    for n in "${NS[a]}" "${NS[b]}" "${NS[c]}" "$W"; do ip netns del "$n" 2>/dev/null || true; done
     for r in a b; do [ -d "${CG[$r]}" ] && rmdir "${CG[$r]}" 2>/dev/null || true; done
     [ -n "${KEEP:-}" ] || rm -rf "$WK"
 }
@@ -180,22 +163,7 @@ cg_throttle() { awk '$1 == "nr_periods" { p = $2 } $1 == "nr_throttled" { t = $2
 
 # ---------------------------------------------------------------- topology
 
-for n in "$W" "${NS[a]}" "${NS[b]}" "${NS[c]}"; do ip netns add "$n"; ip -n "$n" link set lo up; done
-ip -n "$W" link add br0 type bridge
-ip -n "$W" link set br0 up
-for r in a b c; do
-    ip link add eth1 netns "${NS[$r]}" address "${MAC[$r]}" type veth peer name "p-$r" netns "$W"
-    ip -n "$W" link set "p-$r" master br0 up
-    ip -n "${NS[$r]}" link set eth1 up
-done
-ip -n "${NS[a]}" addr add 10.1.1.2/24 dev eth1
-ip -n "${NS[b]}" addr add 10.1.1.3/24 dev eth1
-ip -n "${NS[c]}" addr add "$RELAY/24" dev eth1
-ip link add hb netns "${NS[a]}" type veth peer name hb netns "${NS[b]}"
-ip -n "${NS[a]}" addr add 10.0.0.1/30 dev hb
-ip -n "${NS[b]}" addr add 10.0.0.2/30 dev hb
-ip -n "${NS[a]}" link set hb up
-ip -n "${NS[b]}" link set hb up
+pair_topology
 
 # in_cg ROUTER CMD...: run CMD in the router's namespace and cgroup, on
 # SERVER_CPUS (exec all the way: $! of a background call is the server)
@@ -204,8 +172,6 @@ in_cg() {
     shift
     exec sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "${CG[$r]}" ip netns exec "${NS[$r]}" taskset -c "$SERVER_CPUS" "$@"
 }
-declare -A PID=()
-
 stop_router() {
     local r="$1" i p
     [ -n "${PID[$r]:-}" ] && kill "${PID[$r]}" 2>/dev/null || true
@@ -218,64 +184,9 @@ stop_router() {
 }
 stop_all() { stop_router a; stop_router b; }
 
-die() { echo "SETUP BROKEN: $*" >&2; exit 1; }
-
 # ------------------------------------------------------------- hotleased
 
 HASH="$(printf '%s' lab | "$BIN" hash-password)"
-
-# start_hotleased ROUTER: a fresh daemon (empty storage) in the router
-start_hotleased() {
-    local r="$1" d="$WK/hl-$1" i
-    rm -rf "$d"
-    mkdir -p "$d/state"
-    cat >"$d/hotleased.toml" <<EOF
-[netconf]
-listen = "127.0.0.1:8830"
-host-key = "$d/ssh_host_ed25519_key"
-recovery-user = "admin"
-[[netconf.user]]
-name = "admin"
-password-hash = "$HASH"
-[storage]
-dir = "$d/state"
-EOF
-    HOTLEASE_LOG="${HOTLEASE_LOG:-info}" in_cg "$r" "$BIN" --config "$d/hotleased.toml" >"$d/log" 2>&1 &
-    PID[$r]=$!
-    for i in $(seq 1 100); do
-        ip netns exec "${NS[$r]}" bash -c '</dev/tcp/127.0.0.1/8830' 2>/dev/null && return 0
-        kill -0 "${PID[$r]}" 2>/dev/null || break
-        sleep 0.1
-    done
-    tail -n 20 "$d/log" >&2
-    die "hotleased in router $r did not open NETCONF"
-}
-
-# configure_hotleased ROUTER [alone]: the seed's steps 1-4, the wide pool,
-# and for "alone" the pool's profile binding removed
-configure_hotleased() {
-    local r="$1"
-    ip netns exec "${NS[$r]}" "$PY" "$ROOT/examples/configure.py" --router "$r" >>"$OUT/configure.log" 2>&1 ||
-        { tail -n 20 "$OUT/configure.log" >&2; die "configure.py --router $r failed"; }
-    ip netns exec "${NS[$r]}" "$PY" "$HB" widen >>"$OUT/configure.log" 2>&1 ||
-        { tail -n 20 "$OUT/configure.log" >&2; die "hb.py widen on $r failed"; }
-    if [ "${2:-}" = alone ]; then
-        ip netns exec "${NS[$r]}" "$PY" "$HB" unbind >>"$OUT/configure.log" 2>&1 ||
-            { tail -n 20 "$OUT/configure.log" >&2; die "hb.py unbind on $r failed"; }
-    fi
-}
-
-# wait_vip ROUTER: bounded wait until the router holds the VIP (VRRP master)
-wait_vip() {
-    local i
-    for i in $(seq 1 150); do
-        ip -n "${NS[$1]}" -4 -o addr show dev eth1 | grep -q " $VIP/" && return 0
-        sleep 0.1
-    done
-    die "router $1 did not become VRRP master (no $VIP on eth1)"
-}
-
-hb_py() { local r="$1"; shift; ip netns exec "${NS[$r]}" "$PY" "$HB" "$@"; }
 
 # ------------------------------------------------------------------- Kea
 
@@ -383,30 +294,6 @@ for l in (r.get("arguments") or {}).get("leases", []):
 
 # ------------------------------------------------------------------ load
 
-# perf OUT RATE SECS TARGET [perfdhcp args...]: one perfdhcp run from the
-# client namespace, as the relay RELAY; OUT.cpu gets its CPU and wall time
-perf() {
-    local out="$1" rate="$2" secs="$3" target="$4" t0 t1
-    shift 4
-    t0="$(date +%s.%N)"
-    ip netns exec "${NS[c]}" taskset -c "$CLIENT_CPU" nice -n "$PERF_NICE" bash -c '
-        out="$1"; shift
-        perfdhcp "$@" >"$out" 2>&1 || true
-        times >"$out.times"' _ "$out" \
-        -4 -l "$RELAY" -r "$rate" -p "$secs" -d 2 -W 500000 "$@" "$target" || true
-    t1="$(date +%s.%N)"
-    awk -v t0="$t0" -v t1="$t1" 'NR == 2 {
-            split($1, u, /[ms]/); split($2, s, /[ms]/)
-            printf "%.3f %.3f\n", u[1] * 60 + u[2] + s[1] * 60 + s[2], t1 - t0 }' "$out.times" >"$out.cpu" 2>/dev/null || echo "- -" >"$out.cpu"
-    rm -f "$out.times"
-}
-
-field() {
-    awk -v sec="$2" -v key="$3" '
-        /Statistics for:/ { cur = $0 }
-        index(cur, sec) && index($0, key ":") { sub(".*" key ": *", ""); print $1; exit }' "$1"
-}
-rate_of() { sed -n 's/^Rate: \([0-9.]*\) 4-way exchanges.*/\1/p' "$1" | tail -n 1; }
 rcvbuf_errors() { ip netns exec "${NS[c]}" awk '$1 == "Udp:" && $2 ~ /^[0-9]/ { print $6 }' /proc/net/snmp; }
 CLK_TCK="$(getconf CLK_TCK)"
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
@@ -468,29 +355,6 @@ ack_delay() {
     budget_both "$BUDGET"
     [ "$(rate_of "$out" | cut -d. -f1)" -gt 0 ] 2>/dev/null || die "$1: no exchange at $ACK_RATE/s ($out)"
     echo "$(field "$out" REQUEST-ACK "avg delay") $(field "$out" REQUEST-ACK "max delay") $(field "$out" REQUEST-ACK "drops ratio")"
-}
-
-# capture_start PCAP / capture_stop: DHCP and VRRP on the client side
-capture_start() {
-    ip netns exec "${NS[c]}" dumpcap -q -i eth1 -f '(udp and (port 67 or port 68)) or ip proto 112' -B 64 -w "$1" 2>"$1.log" &
-    CAP_PID=$!
-    local i
-    for i in $(seq 1 50); do
-        [ -s "$1" ] && return 0
-        sleep 0.1
-    done
-    cat "$1.log" >&2
-    die "dumpcap did not start"
-}
-capture_stop() {
-    [ -n "$CAP_PID" ] && kill -INT "$CAP_PID" 2>/dev/null || true
-    wait "$CAP_PID" 2>/dev/null || true
-    CAP_PID=""
-}
-# acks PCAP: "time eth_src yiaddr chaddr" of every DHCPACK
-acks() {
-    tshark -r "$1" -Y 'dhcp.option.dhcp == 5' -T fields -E separator=" " -E occurrence=f \
-        -e frame.time_epoch -e eth.src -e dhcp.ip.your -e dhcp.hw.mac_addr 2>/dev/null
 }
 
 # restore_links ROUTER: undo device_failure's links down
@@ -813,6 +677,6 @@ CPU="$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')"
         echo "- batch backup: a held $(get sync 9) leases after the fill, $(get sync 3) after the run, b $(get sync 4); a's last batch: $(get sync 5) leases sent, $(get sync 6); b's first session up $(get sync 7) s after the link came up; $(get sync 10) more session(s) came up before b was synchronized (the last one up → synchronized $(get sync 13) s); then a <get> on b (sent $(get sync 11) s, answered $(get sync 12) s after the first session up) showed the profile synchronized ($(get sync 8) poll(s)). Load over the run: $(load_of "$OUT/sync-load.txt")."
     fi
     echo
-    echo "Machine: $(nproc) cores ($CPU), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $KEA_V, perfdhcp $PERF_V; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
+    echo "Machine: $(nproc) cores ($CPU), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT ($(basename "$(dirname "$BIN")") build), $KEA_V, perfdhcp $PERF_V; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
     echo "Budget: each server process in its own cpu cgroup (v$CG_VER), $BUDGET % of one core (CFS period $CFS_PERIOD_US µs) for figure 1, $ACK_BUDGET for 2, $FAIL_BUDGET for 3, $SYNC_BUDGET for 4; servers on CPU $SERVER_CPUS, perfdhcp on CPU $CLIENT_CPU."
 } | tee "$OUT/results.md"

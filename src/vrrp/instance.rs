@@ -173,6 +173,9 @@ pub struct Instance {
     lower_master: Option<(Ipv4Addr, Instant)>,
     /// Reason to report when the master down timer fires.
     down_reason: Reason,
+    /// The master down timer fired late and was given Skew_Time for the
+    /// advertisements queued meanwhile (once, until the next one heard).
+    late_wait: bool,
     master_address: Option<Ipv4Addr>,
     pub stats: Stats,
 }
@@ -191,6 +194,7 @@ impl Instance {
             hold: None,
             lower_master: None,
             down_reason: Reason::MasterDownTimer,
+            late_wait: false,
             master_address: None,
             stats: Stats::default(),
         }
@@ -337,6 +341,7 @@ impl Instance {
     }
 
     fn become_master(&mut self, now: Instant, reason: Reason, out: &mut Vec<Action>) {
+        self.late_wait = false;
         // RFC 5798 6.4.1/6.4.2: advertise first, then take the addresses
         // (the actor sends gratuitous ARPs with them).
         self.send(self.priority(), out);
@@ -372,6 +377,7 @@ impl Instance {
         }
         self.master_down_at = Some(now + self.master_down_interval());
         self.down_reason = Reason::MasterDownTimer;
+        self.late_wait = false;
         self.master_address = Some(rx.src);
     }
 
@@ -424,8 +430,19 @@ impl Instance {
             State::Backup => {
                 if self.preempt_at.is_some_and(|t| t <= now) {
                     self.become_master(now, Reason::Preempt, &mut out);
-                } else if self.master_down_at.is_some_and(|t| t <= now) {
-                    self.become_master(now, self.down_reason, &mut out);
+                } else if let Some(due) = self.master_down_at.filter(|t| *t <= now) {
+                    if !self.late_wait && now.duration_since(due) > self.master_adver_interval {
+                        // Fired a whole advertisement interval late: this
+                        // process did not run (stopped, starved), and what
+                        // the master sent meanwhile is still queued behind
+                        // this timer. Wait Skew_Time for it (`follow`
+                        // resets the timer) before taking the addresses of
+                        // a live master.
+                        self.late_wait = true;
+                        self.master_down_at = Some(now + self.skew_time());
+                    } else {
+                        self.become_master(now, self.down_reason, &mut out);
+                    }
                 }
             }
             State::Master => {
@@ -529,9 +546,18 @@ impl Instance {
                     }
                     self.become_backup(now, Reason::HigherPriority, &mut out);
                     self.master_address = Some(rx.src);
+                } else {
+                    // Discard it (RFC 5798 6.4.3): our next advertisement
+                    // makes the other master step down. But it may have
+                    // announced the addresses (a backup waking from a
+                    // freeze, a partition healing): without a virtual MAC
+                    // the hosts' ARP entries then point at it until they
+                    // expire. Announce them again (gratuitous ARP).
+                    let managed = self.managed();
+                    if !managed.is_empty() {
+                        out.push(Action::Take(managed));
+                    }
                 }
-                // else: discard (RFC 5798 6.4.3); our next advertisement
-                // makes the other master step down.
             }
         }
         Ok(out)
@@ -673,6 +699,67 @@ mod tests {
         None
     }
 
+    /// A master that hears a lower-priority router advertise as master
+    /// (which may have announced the virtual addresses) announces them
+    /// again; it stays master. The fault campaign's master, frozen while
+    /// the backup took over, got no request for 3.4 s after it woke: the
+    /// relay's ARP entry still named the backup.
+    #[test]
+    fn a_master_reannounces_its_addresses_to_a_lower_master() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(120, Version::V3, 1000));
+        i.startup(t0, ME, false);
+        run_until(&mut i, t0, ms(5000)).expect("master");
+        let a = i
+            .on_advert(t0 + ms(6000), &rx(PEER, 100, Version::V3, 100))
+            .unwrap();
+        assert_eq!(changed(&a), None);
+        assert_eq!(a, vec![Action::Take(vec![VIP])]);
+        assert_eq!(i.state(), State::Master);
+    }
+
+    /// A backup whose process did not run for longer than the master down
+    /// interval (SIGSTOP, a starved VM) sees its timer fire late, with the
+    /// master's advertisements of meanwhile still queued behind it: it
+    /// waits Skew_Time for them instead of taking the address from a live
+    /// master (the fault campaign's stalled backup did, announced the
+    /// virtual address for a moment, and the clients' ARP entries then
+    /// pointed at it for 8 s). With no advertisement in that time it takes
+    /// over.
+    #[test]
+    fn a_timer_fired_late_waits_for_queued_advertisements() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(100, Version::V3, 1000));
+        i.startup(t0, ME, false);
+        i.on_advert(t0, &rx(PEER, 120, Version::V3, 100)).unwrap();
+        // frozen for 8 s: the first timer run is long after the deadline
+        let woke = t0 + ms(8000);
+        let a = i.on_timer(woke);
+        assert_eq!(changed(&a), None, "took over from a live master: {a:?}");
+        assert_eq!(i.next_deadline(), Some(woke + i.skew_time()));
+        // the queued advertisement is read: the master is alive
+        let a = i
+            .on_advert(woke + ms(2), &rx(PEER, 120, Version::V3, 100))
+            .unwrap();
+        assert_eq!(changed(&a), None);
+        assert_eq!(run_until(&mut i, woke + ms(3), ms(3000)), None);
+
+        // no advertisement queued: master after Skew_Time
+        let mut i = Instance::new(params(100, Version::V3, 1000));
+        i.startup(t0, ME, false);
+        i.on_advert(t0, &rx(PEER, 120, Version::V3, 100)).unwrap();
+        assert_eq!(changed(&i.on_timer(woke)), None);
+        let (at, a) = run_until(&mut i, woke, ms(2000)).unwrap();
+        assert_eq!(at, ms(610), "Skew_Time 609.375 ms, rounded up to the ms");
+        assert_eq!(changed(&a), Some((State::Master, Reason::MasterDownTimer)));
+        // on time (a master that really stopped): no wait
+        let mut i = Instance::new(params(100, Version::V3, 1000));
+        i.startup(t0, ME, false);
+        i.on_advert(t0, &rx(PEER, 120, Version::V3, 100)).unwrap();
+        let (at, _) = run_until(&mut i, t0, ms(5000)).unwrap();
+        assert_eq!(at, ms(3610));
+    }
+
     #[test]
     fn rfc_timers_v3_and_v2() {
         let i = Instance::new(params(100, Version::V3, 1000));
@@ -795,7 +882,8 @@ mod tests {
                 assert!(a.contains(&Action::Release(vec![VIP])));
                 assert_eq!(i2.master_address(), Some(src));
             } else {
-                assert!(a.is_empty());
+                // stays master, announces its addresses again
+                assert_eq!(a, vec![Action::Take(vec![VIP])]);
                 assert_eq!(i2.state(), State::Master);
             }
         }
