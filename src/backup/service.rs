@@ -532,6 +532,7 @@ fn split(
                 .any(|h| h.backup_id == p.backup_id && h.role == Role::Master)
         });
         let alone = !synced.contains(&p.name) || peer_master;
+        hooks.own_half(&p.name, half);
         hooks.set_split(&p.name, (master && alone).then_some(half));
     }
 }

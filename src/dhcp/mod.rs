@@ -156,6 +156,16 @@ impl Hooks {
         });
     }
 
+    /// The half `profile`'s pools take in a split brain, which the server
+    /// applies by itself when it finds it did not run for a while (a
+    /// stopped process: the partner may have served meanwhile).
+    pub fn own_half(&self, profile: &str, half: pool::Half) {
+        let _ = self.cmd.send(Command::OwnHalf {
+            profile: profile.to_string(),
+            half,
+        });
+    }
+
     /// Every lease change (bound, renewed, released, declined, expired,
     /// removed by configuration) in log order, numbered by sync batch, and
     /// the per-profile gates on ACKs (see `replication`).

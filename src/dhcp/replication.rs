@@ -226,7 +226,13 @@ pub struct GateStats {
     pub unsent: AtomicU64,
     /// ACKs released because the gate was degraded.
     pub released_degraded: AtomicU64,
+    /// Held ACKs dropped as stale when the gate was degraded.
+    pub dropped_stale: AtomicU64,
 }
+
+/// How long beyond its ack timeout a held ACK may still leave when its
+/// gate is degraded (see `GateState::release`).
+const STALE_MARGIN: Duration = Duration::from_secs(1);
 
 /// Unacknowledged batches a gate keeps apart; beyond, the two oldest are
 /// merged (the count stays exact, the timing uses the older one).
@@ -254,12 +260,40 @@ impl<T> GateState<T> {
         self.stats.degraded.store(self.degraded, Ordering::Relaxed);
     }
 
-    /// The held ACKs the gate lets out now.
-    fn release(&mut self, out: &mut Vec<T>) {
+    /// When the batch holding `lsn` was published (the merged record of
+    /// older batches when it was merged).
+    fn published_at(&self, lsn: u64) -> Option<Instant> {
+        self.batches.iter().rev().find(|b| b.0 <= lsn).map(|b| b.2)
+    }
+
+    /// The held ACKs the gate lets out at `now`. A degraded gate lets
+    /// them all out, but those held longer than the ack timeout allows
+    /// (`STALE_MARGIN` beyond it: this router did not run meanwhile, a
+    /// stopped process) are dropped: the partner may have served their
+    /// clients since, and the clients have asked again.
+    fn release(&mut self, now: Instant, out: &mut Vec<T>) {
         if self.degraded {
-            let n = self.held.len() as u64;
-            self.stats.released_degraded.fetch_add(n, Ordering::Relaxed);
-            out.extend(self.held.drain(..).map(|(_, t)| t));
+            let limit = self.timeout + STALE_MARGIN;
+            let (mut stale, mut sent) = (0u64, 0u64);
+            for (lsn, t) in std::mem::take(&mut self.held) {
+                match self.published_at(lsn) {
+                    Some(at) if now.saturating_duration_since(at) > limit => stale += 1,
+                    _ => {
+                        out.push(t);
+                        sent += 1;
+                    }
+                }
+            }
+            self.stats
+                .released_degraded
+                .fetch_add(sent, Ordering::Relaxed);
+            if stale > 0 {
+                self.stats.dropped_stale.fetch_add(stale, Ordering::Relaxed);
+                tracing::warn!(
+                    dropped = stale,
+                    "hot backup: ACKs held past the ack timeout (this router did not run meanwhile) dropped; their clients ask again"
+                );
+            }
             return;
         }
         while self.held.front().is_some_and(|(lsn, _)| *lsn <= self.acked) {
@@ -318,7 +352,7 @@ impl<T> Release<T> {
                     }
                 }
                 for g in self.gates.values_mut() {
-                    g.release(out);
+                    g.release(now, out);
                 }
             }
             ReleaseMsg::Open {
@@ -343,14 +377,14 @@ impl<T> Release<T> {
                 g.show();
                 if let Some(mut old) = self.gates.insert(gate.profile, g) {
                     old.degraded = true;
-                    old.release(out);
+                    old.release(now, out);
                 }
             }
             ReleaseMsg::Close(key) => {
                 if self.gate(&key).is_some() {
                     if let Some(mut g) = self.gates.remove(&key.profile) {
                         g.degraded = true;
-                        g.release(out);
+                        g.release(now, out);
                     }
                 }
             }
@@ -366,14 +400,14 @@ impl<T> Release<T> {
                         // the partner caught up with everything
                         g.degraded = false;
                     }
-                    g.release(out);
+                    g.release(now, out);
                     g.show();
                 }
             }
             ReleaseMsg::Degraded(key, on) => {
                 if let Some(g) = self.gate(&key) {
                     g.degraded = on;
-                    g.release(out);
+                    g.release(now, out);
                     g.show();
                 }
             }
@@ -410,7 +444,7 @@ impl<T> Release<T> {
                         "hot backup: partner did not acknowledge in time, serving alone"
                     );
                 }
-                g.release(out);
+                g.release(now, out);
                 g.show();
             }
         }
@@ -829,6 +863,64 @@ mod tests {
         let loud = warnings_of(|| rel.poll(late, &mut out));
         assert_eq!(out, vec![7]);
         assert!(loud.contains("serving alone"), "{loud}");
+    }
+
+    /// A gate found late long after its timeout (this router did not run:
+    /// a stopped process) drops the ACKs it held since before, counted,
+    /// instead of granting leases the partner may have given away since;
+    /// found late on time, it lets them out.
+    #[test]
+    fn a_gate_degraded_after_a_stall_drops_its_stale_acks() {
+        let t0 = Instant::now();
+        let p = GateKey {
+            profile: "p".into(),
+            id: 0,
+        };
+        let held = |published: Instant| {
+            let mut rel: Release<u32> = Release::new(0);
+            let stats = Arc::new(GateStats::default());
+            let mut out = Vec::new();
+            let open = ReleaseMsg::Open {
+                published: 0,
+                gate: p.clone(),
+                timeout: Duration::from_millis(300),
+                stats: stats.clone(),
+            };
+            rel.handle(open, published, &mut out);
+            let b = ReleaseMsg::Published {
+                lsn: 1,
+                changes: 1,
+                at: published,
+            };
+            rel.handle(b, published, &mut out);
+            rel.handle(
+                ReleaseMsg::Durable(vec![("p".into(), 1, 7)]),
+                published,
+                &mut out,
+            );
+            assert!(out.is_empty());
+            (rel, stats)
+        };
+        let mut out = Vec::new();
+        let (mut rel, stats) = held(t0);
+        rel.poll(t0 + Duration::from_secs(8), &mut out);
+        assert!(out.is_empty(), "an ACK held across an 8 s stall left");
+        assert_eq!(stats.dropped_stale.load(Ordering::Relaxed), 1);
+        assert!(stats.degraded.load(Ordering::Relaxed));
+        let (mut rel, stats) = held(t0);
+        rel.poll(t0 + Duration::from_millis(400), &mut out);
+        assert_eq!(out, vec![7]);
+        assert_eq!(stats.dropped_stale.load(Ordering::Relaxed), 0);
+        // the channel found down after the stall: the same
+        let (mut rel, stats) = held(t0);
+        let mut out = Vec::new();
+        rel.handle(
+            ReleaseMsg::Degraded(p.clone(), true),
+            t0 + Duration::from_secs(8),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(stats.dropped_stale.load(Ordering::Relaxed), 1);
     }
 
     /// A gate kept unacknowledged for long (a partner gone, many batches)

@@ -87,6 +87,9 @@ pub enum Command {
     /// Split brain: the pools of `profile` take new addresses from `half`
     /// first (`None`: no split).
     Split { profile: String, half: Option<Half> },
+    /// The half `profile`'s pools take new addresses from in a split
+    /// brain: the actor applies it by itself after a stall (`stalled`).
+    OwnHalf { profile: String, half: Half },
     /// Report pool exhaustion, utilization crossings and lease conflicts
     /// as notifications to `sink`.
     ReportEvents(EventSink),
@@ -358,6 +361,10 @@ impl Pacing {
         self.last_wake = now;
     }
 }
+
+/// A tick (every 250 ms) this late means the actor did not run meanwhile
+/// (`DhcpServer::stalled`).
+const STALL_GAP: Duration = Duration::from_secs(1);
 
 /// Shortest time between two syncs of the lease log under load (group
 /// commit: the changes arriving meanwhile share one sync).
@@ -651,6 +658,8 @@ pub struct DhcpServer {
     /// Per profile, the half its pools allocate from first (split brain);
     /// kept here so that it survives a configuration re-apply.
     split: HashMap<String, Half>,
+    /// Per profile, the half it takes in a split brain (`stalled`).
+    own_half: HashMap<String, Half>,
     counters: Arc<Counters>,
     snapshot: Arc<Mutex<Snapshot>>,
     writer: Option<std::sync::mpsc::Sender<WriteJob>>,
@@ -749,6 +758,7 @@ impl DhcpServer {
             ifaces_at: Instant::now() - Duration::from_secs(3600),
             serving: HashMap::new(),
             split: HashMap::new(),
+            own_half: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
             writer: Some(stages.writer),
@@ -784,6 +794,7 @@ impl DhcpServer {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_expire = 0u64;
+        let mut last_tick = Instant::now();
         let mut pacing = Pacing::rx(Instant::now());
         let mut batch: Vec<Inbound> = Vec::with_capacity(256);
         // replies of a batch that need no sync (OFFER, NAK, INFORM's ACK)
@@ -809,6 +820,14 @@ impl DhcpServer {
                     if self.writer_thread.as_ref().is_some_and(|t| t.is_finished()) {
                         error!("lease writer thread ended: dhcp server stopping");
                         break;
+                    }
+                    // first after a wake-up (biased: before the requests
+                    // that queued in the socket meanwhile)
+                    let at = Instant::now();
+                    let gap = at.duration_since(last_tick);
+                    last_tick = at;
+                    if gap >= STALL_GAP {
+                        self.stalled(gap);
                     }
                     let now = now_unix();
                     if now != last_expire {
@@ -909,6 +928,41 @@ impl DhcpServer {
         info!("dhcp server stopped");
     }
 
+    fn set_split(&mut self, profile: &str, half: Option<Half>) {
+        match half {
+            Some(h) => self.split.insert(profile.to_string(), h),
+            None => self.split.remove(profile),
+        };
+        for p in self.pools.values_mut() {
+            if p.profile.as_deref() == Some(profile) {
+                p.split = half;
+            }
+        }
+    }
+
+    /// The actor did not run for `gap` (the process was stopped, or
+    /// starved): its hot-backup partner may have taken over meanwhile and
+    /// granted addresses this table lacks, while the channel here does not
+    /// know yet that it is down. A profile this router serves takes new
+    /// addresses from its own half (the partner's grants of the split
+    /// brain came from the other) until the backup service decides again,
+    /// which it does when the session goes down and once the tables are
+    /// reconciled. Harmless if nothing happened: the split only orders
+    /// the search for a free address.
+    fn stalled(&mut self, gap: Duration) {
+        let halves: Vec<(String, Half)> = self
+            .own_half
+            .iter()
+            .filter(|(p, _)| self.serving.get(*p) == Some(&true) && !self.split.contains_key(*p))
+            .map(|(p, h)| (p.clone(), *h))
+            .collect();
+        for (profile, half) in halves {
+            warn!(%profile, ?half, gap_ms = gap.as_millis() as u64,
+                "dhcp server did not run for a while: new addresses from this router's half until the partner's leases are in");
+            self.set_split(&profile, Some(half));
+        }
+    }
+
     /// A lease change as a `lease-event` notification, when configured.
     fn lease_event(&self, ev: &super::leases::LeaseEvent) {
         if self.cfg.lease_events {
@@ -963,15 +1017,10 @@ impl DhcpServer {
             }
             Command::Split { profile, half } => {
                 info!(%profile, ?half, "dhcp split-brain allocation");
-                match half {
-                    Some(h) => self.split.insert(profile.clone(), h),
-                    None => self.split.remove(&profile),
-                };
-                for p in self.pools.values_mut() {
-                    if p.profile.as_deref() == Some(profile.as_str()) {
-                        p.split = half;
-                    }
-                }
+                self.set_split(&profile, half);
+            }
+            Command::OwnHalf { profile, half } => {
+                self.own_half.insert(profile, half);
             }
             Command::ApplyPeer {
                 updates,
@@ -2263,6 +2312,47 @@ mod tests {
             (DropReason::Ignored, 1),
         ]);
         assert_eq!(*got, want);
+    }
+
+    /// A stall (the actor did not run for seconds: a stopped process)
+    /// makes a profile this router serves take new addresses from its own
+    /// half, as in a split brain, until the backup service decides again;
+    /// a profile not served here, or one already split, is left alone.
+    #[tokio::test]
+    async fn a_stall_takes_new_addresses_from_the_own_half() {
+        let (mut srv, _shared) =
+            DhcpServer::new(Box::new(MemStore::default()), 0, CancellationToken::new()).unwrap();
+        let mut a = pool("a", "10.0.0.0", "10.0.0.10", "10.0.0.60");
+        a.remote_backup_profile = Some("rbp".into());
+        let mut b = pool("b", "10.1.0.0", "10.1.0.10", "10.1.0.60");
+        b.remote_backup_profile = Some("other".into());
+        srv.apply_config(cfg(vec![a, b]));
+        for (profile, master) in [("rbp", true), ("other", false)] {
+            srv.command(Command::Serving {
+                profile: profile.into(),
+                master,
+            });
+            srv.command(Command::OwnHalf {
+                profile: profile.into(),
+                half: Half::Even,
+            });
+        }
+        srv.stalled(Duration::from_secs(8));
+        assert_eq!(srv.pools["a"].split, Some(Half::Even));
+        assert_eq!(srv.pools["b"].split, None, "not served here");
+        // the service decides again (the tables reconciled): no split
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: None,
+        });
+        assert_eq!(srv.pools["a"].split, None);
+        // a split the service set stays as it is
+        srv.command(Command::Split {
+            profile: "rbp".into(),
+            half: Some(Half::Odd),
+        });
+        srv.stalled(Duration::from_secs(8));
+        assert_eq!(srv.pools["a"].split, Some(Half::Odd));
     }
 
     /// Split brain: `Command::Split` makes the pools of its profile (and
