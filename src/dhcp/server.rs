@@ -794,7 +794,8 @@ impl DhcpServer {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_expire = 0u64;
-        let mut last_tick = Instant::now();
+        // when the actor last ran (the tick refreshes it every 250 ms)
+        let mut alive = Instant::now();
         let mut pacing = Pacing::rx(Instant::now());
         let mut batch: Vec<Inbound> = Vec::with_capacity(256);
         // replies of a batch that need no sync (OFFER, NAK, INFORM's ACK)
@@ -821,14 +822,7 @@ impl DhcpServer {
                         error!("lease writer thread ended: dhcp server stopping");
                         break;
                     }
-                    // first after a wake-up (biased: before the requests
-                    // that queued in the socket meanwhile)
-                    let at = Instant::now();
-                    let gap = at.duration_since(last_tick);
-                    last_tick = at;
-                    if gap >= STALL_GAP {
-                        self.stalled(gap);
-                    }
+                    self.check_alive(&mut alive);
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;
@@ -870,6 +864,9 @@ impl DhcpServer {
                             continue;
                         }
                     };
+                    // before the requests that queued while the actor did
+                    // not run are served
+                    self.check_alive(&mut alive);
                     let woke = Instant::now();
                     let drained =
                         network::recv_batch(guard.get_inner(), &mut self.rx, 256, &mut batch);
@@ -960,6 +957,17 @@ impl DhcpServer {
             warn!(%profile, ?half, gap_ms = gap.as_millis() as u64,
                 "dhcp server did not run for a while: new addresses from this router's half until the partner's leases are in");
             self.set_split(&profile, Some(half));
+        }
+    }
+
+    /// The actor runs again at least every tick: a longer gap since
+    /// `alive` means it did not run meanwhile (`stalled`).
+    fn check_alive(&mut self, alive: &mut Instant) {
+        let now = Instant::now();
+        let gap = now.duration_since(*alive);
+        *alive = now;
+        if gap >= STALL_GAP {
+            self.stalled(gap);
         }
     }
 
