@@ -137,10 +137,30 @@ def creds(binary, tmp_path_factory):
     }
 
 
+_PORTS_GIVEN: set[int] = set()
+# Below Linux's ephemeral range (32768-60999): a port handed out here is
+# never also picked by the kernel for a bind to port 0 or an outgoing
+# connection, and never handed out twice in one test run (two sockets bound
+# to port 0 one after the other may get the same port: CI once gave the
+# metrics endpoint and Prometheus the same one).
+_PORT_LOW, _PORT_HIGH = 20000, 32700
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    span = _PORT_HIGH - _PORT_LOW
+    start = (os.getpid() * 7919 + len(_PORTS_GIVEN)) % span
+    for i in range(span):
+        port = _PORT_LOW + (start + i) % span
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free TCP port left below the ephemeral range")
 
 
 def toml_str(s: str) -> str:
