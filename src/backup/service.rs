@@ -507,7 +507,9 @@ fn hold_refused(
 }
 
 /// Split brain: a profile that is master here while its peer may be
-/// master too (no session syncs it, or the peer says it is master) takes
+/// master too (no session syncs it, or the peer says it is master), or
+/// may have been (the session's first pull has not brought the peer's
+/// leases in yet: a partner that served during a stall here, say), takes
 /// new addresses from this router's half first; the router with the lower
 /// source address takes the even addresses. Otherwise no split.
 fn split(
@@ -638,7 +640,7 @@ async fn run_service(t: Task) {
         if recheck {
             let now = (
                 roles.borrow().clone(),
-                sync.as_ref().map(|s| s.names().to_vec()),
+                sync.as_ref().map(|s| s.reconciled().to_vec()),
                 peer.lock()
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
@@ -678,7 +680,7 @@ async fn run_service(t: Task) {
                         info!("profiles or pool fingerprints changed: renewing the session");
                         session = None;
                         end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                     }
                     hello = next;
                     channel.set_hello(hello.clone());
@@ -789,7 +791,7 @@ async fn run_service(t: Task) {
                     if session.as_ref().is_some_and(|(s, _)| *s == id) {
                         session = None;
                         end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                     }
                 }
                 None => break,
@@ -813,10 +815,12 @@ async fn run_service(t: Task) {
                     warn!(reason = %v, "ending the session");
                     session = None;
                     end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                 }
             },
             a = next_applied(&mut sync) => {
+                // the last page of a pull may end a split
+                recheck |= matches!(a, Some((Tag::Page { last: true, .. }, _)));
                 let r = match (sync.as_mut(), a) {
                     (Some(s), Some((tag, Ok(applied)))) => s.on_applied(tag, applied),
                     (Some(s), Some((_, Err(_)))) => Err(s.applied_lost()),
@@ -826,7 +830,7 @@ async fn run_service(t: Task) {
                     warn!(reason = %v, "ending the session");
                     session = None;
                     end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                 }
             },
             m = next_frame(&mut session), if wants_frames => match m {
@@ -849,14 +853,14 @@ async fn run_service(t: Task) {
                         warn!(reason = %v, "the peer broke the protocol: ending the session");
                         session = None;
                         end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                     }
                 }
                 // the session ended; its Down event follows
                 None => {
                     session = None;
                     end(&mut sync, &peer);
-                        recheck = true;
+                    recheck = true;
                 }
             },
         }

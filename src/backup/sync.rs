@@ -351,6 +351,9 @@ pub struct SyncSession {
     serving: Option<Serving>,
     invites: HashMap<u32, InviteReply>,
     next_batch: u32,
+    /// The first pull of this session completed: the peer's leases are
+    /// durable here.
+    pulled: bool,
 }
 
 impl std::fmt::Debug for SyncSession {
@@ -414,6 +417,7 @@ impl SyncSession {
             serving: None,
             invites: HashMap::new(),
             next_batch: 1,
+            pulled: false,
         };
         s.begin_pull(None).await;
         (s, sub)
@@ -786,6 +790,7 @@ impl SyncSession {
             "batch backup done: the peer's leases are durable here"
         );
         self.view.set_state(&p.names, SyncState::Synchronized);
+        self.pulled = true;
         // this router holds every lease of the peer: VRRP may preempt
         self.hold(None);
         self.view.lock().pulled = Some(PullRecord {
@@ -920,9 +925,19 @@ impl SyncSession {
         }
     }
 
-    /// The profiles whose pull completed on this session.
+    /// The profiles both sides accepted on this session.
     pub fn names(&self) -> &[String] {
         &self.names
+    }
+
+    /// The profiles whose leases of the peer are all here: the accepted
+    /// ones once the session's first pull completed, none before.
+    pub fn reconciled(&self) -> &[String] {
+        if self.pulled {
+            &self.names
+        } else {
+            &[]
+        }
     }
 
     /// This router took over `names` from a peer that was master: the peer

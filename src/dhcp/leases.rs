@@ -780,6 +780,20 @@ impl LeaseTable {
         }
     }
 
+    /// Forget every offer that `drop` accepts; returns how many went.
+    pub fn drop_offers(&mut self, mut drop: impl FnMut(&Lease) -> bool) -> usize {
+        let gone: Vec<Ipv4Addr> = self
+            .offers
+            .values()
+            .filter(|o| drop(o))
+            .map(|o| o.ip)
+            .collect();
+        for ip in &gone {
+            self.drop_offer_at(*ip);
+        }
+        gone.len()
+    }
+
     /// Whether `ip` is free for the client `key` at `now`: no live lease or
     /// offer of another client, no quarantine.
     pub fn available(&self, ip: Ipv4Addr, key: &ClientKey, now: u64) -> bool {

@@ -946,6 +946,13 @@ impl DhcpServer {
     /// which it does when the session goes down and once the tables are
     /// reconciled. Harmless if nothing happened: the split only orders
     /// the search for a free address.
+    ///
+    /// Offers are not replicated: an address of the other half offered
+    /// here before the stall may have been granted by the partner
+    /// meanwhile, so those offers are forgotten. The client's REQUEST for
+    /// it then gets no answer here (as for the partner's own offers of its
+    /// half: both sides use one server identifier), and its next DISCOVER
+    /// gets an address of this half.
     fn stalled(&mut self, gap: Duration) {
         let halves: Vec<(String, Half)> = self
             .own_half
@@ -954,7 +961,16 @@ impl DhcpServer {
             .map(|(p, h)| (p.clone(), *h))
             .collect();
         for (profile, half) in halves {
-            warn!(%profile, ?half, gap_ms = gap.as_millis() as u64,
+            let pools: HashSet<String> = self
+                .pools
+                .values()
+                .filter(|p| p.profile.as_deref() == Some(profile.as_str()))
+                .map(|p| p.name.clone())
+                .collect();
+            let dropped = self
+                .table
+                .drop_offers(|o| pools.contains(&o.pool) && !half.contains(o.ip));
+            warn!(%profile, ?half, gap_ms = gap.as_millis() as u64, dropped_offers = dropped,
                 "dhcp server did not run for a while: new addresses from this router's half until the partner's leases are in");
             self.set_split(&profile, Some(half));
         }
@@ -2326,6 +2342,9 @@ mod tests {
     /// makes a profile this router serves take new addresses from its own
     /// half, as in a split brain, until the backup service decides again;
     /// a profile not served here, or one already split, is left alone.
+    /// Offers of the other half made before the stall are forgotten (the
+    /// partner may have granted those addresses meanwhile); offers of the
+    /// own half, and of pools not served here, stay.
     #[tokio::test]
     async fn a_stall_takes_new_addresses_from_the_own_half() {
         let (mut srv, _shared) =
@@ -2345,9 +2364,23 @@ mod tests {
                 half: Half::Even,
             });
         }
+        let offer = |addr: &str, pool: &str, mac: u8| Lease {
+            state: LeaseState::Offered,
+            ..lease(addr, pool, mac)
+        };
+        for (addr, pool, mac) in [
+            ("10.0.0.21", "a", 1),
+            ("10.0.0.22", "a", 2),
+            ("10.1.0.21", "b", 3),
+        ] {
+            srv.table.hold(offer(addr, pool, mac));
+        }
         srv.stalled(Duration::from_secs(8));
         assert_eq!(srv.pools["a"].split, Some(Half::Even));
         assert_eq!(srv.pools["b"].split, None, "not served here");
+        assert!(srv.table.offer(ip("10.0.0.21")).is_none(), "the other half's offer goes");
+        assert!(srv.table.offer(ip("10.0.0.22")).is_some(), "the own half's offer stays");
+        assert!(srv.table.offer(ip("10.1.0.21")).is_some(), "a pool not served here");
         // the service decides again (the tables reconciled): no split
         srv.command(Command::Split {
             profile: "rbp".into(),
