@@ -358,6 +358,9 @@ def test_split_brain_heals_with_no_address_on_two_clients(pair, reach):
     assert a.vrrp()["state"] == "master"
     for r in (a, b):
         r.wait(lambda r=r: r.rbs().get("connection") != "connected", 10, "channel down")
+    # each hands out only its half (A has the lower source address)
+    for r, half in ((a, "even"), (b, "odd")):
+        r.wait(lambda r=r, half=half: r.rbp().get("split-brain-half") == half, 5, f"split: {half} half")
 
     # two new clients while both routers are master
     clients = [Udhcpc(lab, 0, lab.tmp / "c0.log").start(),
@@ -371,6 +374,7 @@ def test_split_brain_heals_with_no_address_on_two_clients(pair, reach):
     b.wait(lambda: b.vrrp().get("state") == "backup", 10, "backup again")
     for r in (a, b):
         r.wait(lambda r=r: r.rbp().get("sync-state") == "synchronized", 10, "synchronized")
+    a.wait(lambda: "split-brain-half" not in a.rbp(), 5, "the split over")
 
     # every client renews (or, NAKed as the loser of a conflict, binds
     # anew) after the heal; then no address is on two clients, and both

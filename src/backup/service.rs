@@ -1078,6 +1078,9 @@ impl Subsystem for BackupSubsystem {
                     v.mode, v.unsent
                 );
             }
+            if let Some(h) = self.hooks.split_half(&p.name) {
+                let _ = write!(x, "<split-brain-half>{}</split-brain-half>", h.as_str());
+            }
             x.push_str("</state></remote-backup-profile>");
         }
         x

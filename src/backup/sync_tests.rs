@@ -435,3 +435,91 @@ async fn recv_within(rx: &mut tokio::sync::mpsc::Receiver<Message>) -> Option<Me
         .await
         .expect("a frame in time")
 }
+
+/// A master whose peer may have served (here: no session yet) hands out
+/// only its half, and stays on it after the session comes up until the
+/// session's pull has brought the peer's leases in: a peer that served
+/// while this router was stopped granted addresses of its half that this
+/// table lacks until then (the stop-master fault campaign found them
+/// granted twice when the split ended at session up). The state shows
+/// the half.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_master_keeps_to_its_half_until_the_peers_leases_are_in() {
+    let shutdown = CancellationToken::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (mut dhcp, hooks, _task) =
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+    let port = free_port();
+    let cfg = config(port);
+    dhcp.apply(&Config::default(), &cfg);
+    let (mut a, _a_task) = start(shutdown.child_token(), hooks.clone());
+    // A is master of the profile's group (eth0, vrid 1)
+    let (_vrrp_events, rx) = tokio::sync::broadcast::channel(4);
+    a.follow_vrrp(rx, || {
+        std::collections::BTreeMap::from([(("eth0".to_string(), 1u8), VrrpState::Master)])
+    });
+    a.apply(&Config::default(), &cfg);
+    let half = |a: &BackupSubsystem| {
+        let xml = a.state_xml();
+        ["even", "odd"]
+            .into_iter()
+            .find(|h| xml.contains(&format!("<split-brain-half>{h}</split-brain-half>")))
+    };
+    let settle = |what: &'static str, want: Option<&'static str>| {
+        let a = &a;
+        async move {
+            let t0 = std::time::Instant::now();
+            while half(a) != want {
+                assert!(t0.elapsed() < WITHIN, "{what}: {}", a.state_xml());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+    // no session: A (127.0.0.1, the lower source address) takes the even half
+    settle("alone", Some("even")).await;
+
+    // B (backup) connects; A asks for B's leases, which B holds back
+    let hello = Hello {
+        source: Ipv4Addr::UNSPECIFIED,
+        software: "scripted".into(),
+        unix_time: 0,
+        profiles: vec![ProfileHello {
+            backup_id: 1,
+            fingerprint: crate::backup::fingerprint::of_profile(&cfg.dhcp, "rbp1"),
+            role: Role::Backup,
+        }],
+    };
+    let (_b, mut events) = Channel::spawn(ChannelConfig::new("s1", B, A, port, hello));
+    let mut s = match tokio::time::timeout(WITHIN, events.recv()).await.unwrap() {
+        Some(ChannelEvent::Up(up)) => up.session,
+        other => panic!("{other:?}"),
+    };
+    let Message::BatchRequest(req) = frame(&mut s).await else {
+        panic!("A did not ask for B's leases")
+    };
+    assert!(a
+        .state_xml()
+        .contains("<sync-state>batch-backup</sync-state>"));
+    // the session is up and B is backup, but B's leases are not here yet
+    for _ in 0..30 {
+        assert_eq!(half(&a), Some("even"), "{}", a.state_xml());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    // B's table: one lease of its (odd) half; then A serves from the whole pool
+    send(
+        &s,
+        Message::BatchPage(BatchPage {
+            batch: req.batch,
+            leases: vec![lease("10.9.0.21", "p1")],
+            cursor: Ipv4Addr::BROADCAST,
+            more: false,
+        }),
+    )
+    .await;
+    let Message::BatchDone(_) = frame(&mut s).await else {
+        panic!("no BatchDone")
+    };
+    settle("after the pull", None).await;
+    shutdown.cancel();
+}

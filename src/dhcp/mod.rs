@@ -67,6 +67,7 @@ pub struct Hooks {
     replication: Replication,
     /// The actor's runtime (one thread).
     runtime: tokio::runtime::Handle,
+    splits: server::Splits,
     /// The tasks spawned there: the thread waits for them at the end (at
     /// most `TASKS_GRACE`).
     tasks: Arc<Tasks>,
@@ -154,6 +155,16 @@ impl Hooks {
             profile: profile.to_string(),
             half,
         });
+    }
+
+    /// The half `profile`'s pools hand out now, in a split brain (set by
+    /// `set_split`, or by the server itself after a stall).
+    pub fn split_half(&self, profile: &str) -> Option<pool::Half> {
+        self.splits
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(profile)
+            .copied()
     }
 
     /// The half `profile`'s pools take in a split brain, which the server
@@ -287,6 +298,7 @@ pub fn start(
         replication: shared.replication.clone(),
         runtime,
         tasks,
+        splits: shared.splits.clone(),
     };
     Ok((DhcpSubsystem { cmd, shared }, hooks, task))
 }

@@ -56,6 +56,14 @@ impl Half {
         }
     }
 
+    /// As the YANG state names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Half::Even => "even",
+            Half::Odd => "odd",
+        }
+    }
+
     pub fn contains(self, ip: Ipv4Addr) -> bool {
         Half::of(ip) == self
     }

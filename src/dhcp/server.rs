@@ -658,6 +658,8 @@ pub struct DhcpServer {
     /// Per profile, the half its pools allocate from first (split brain);
     /// kept here so that it survives a configuration re-apply.
     split: HashMap<String, Half>,
+    /// `split` as the state shows it.
+    splits: Splits,
     /// Per profile, the half it takes in a split brain (`stalled`).
     own_half: HashMap<String, Half>,
     counters: Arc<Counters>,
@@ -724,7 +726,13 @@ pub struct Shared {
     pub counters: Arc<Counters>,
     pub snapshot: Arc<Mutex<Snapshot>>,
     pub replication: Replication,
+    /// The profiles in a split brain and their half, as the actor applies
+    /// them (for the remote-backup-profile state).
+    pub splits: Splits,
 }
+
+/// Per profile, the half its pools hand out while split.
+pub type Splits = Arc<Mutex<HashMap<String, Half>>>;
 
 impl DhcpServer {
     /// Load the stored leases and start the writer and ACK release
@@ -758,6 +766,7 @@ impl DhcpServer {
             ifaces_at: Instant::now() - Duration::from_secs(3600),
             serving: HashMap::new(),
             split: HashMap::new(),
+            splits: Splits::default(),
             own_half: HashMap::new(),
             counters: counters.clone(),
             snapshot: snapshot.clone(),
@@ -779,12 +788,14 @@ impl DhcpServer {
             probing: HashMap::new(),
             probes: tokio::task::JoinSet::new(),
         };
+        let splits = server.splits.clone();
         Ok((
             server,
             Shared {
                 counters,
                 snapshot,
                 replication: stages.replication,
+                splits,
             },
         ))
     }
@@ -930,6 +941,7 @@ impl DhcpServer {
             Some(h) => self.split.insert(profile.to_string(), h),
             None => self.split.remove(profile),
         };
+        *self.splits.lock().unwrap_or_else(|e| e.into_inner()) = self.split.clone();
         for p in self.pools.values_mut() {
             if p.profile.as_deref() == Some(profile) {
                 p.split = half;
@@ -2378,9 +2390,18 @@ mod tests {
         srv.stalled(Duration::from_secs(8));
         assert_eq!(srv.pools["a"].split, Some(Half::Even));
         assert_eq!(srv.pools["b"].split, None, "not served here");
-        assert!(srv.table.offer(ip("10.0.0.21")).is_none(), "the other half's offer goes");
-        assert!(srv.table.offer(ip("10.0.0.22")).is_some(), "the own half's offer stays");
-        assert!(srv.table.offer(ip("10.1.0.21")).is_some(), "a pool not served here");
+        assert!(
+            srv.table.offer(ip("10.0.0.21")).is_none(),
+            "the other half's offer goes"
+        );
+        assert!(
+            srv.table.offer(ip("10.0.0.22")).is_some(),
+            "the own half's offer stays"
+        );
+        assert!(
+            srv.table.offer(ip("10.1.0.21")).is_some(),
+            "a pool not served here"
+        );
         // the service decides again (the tables reconciled): no split
         srv.command(Command::Split {
             profile: "rbp".into(),
