@@ -936,11 +936,31 @@ impl DhcpServer {
         info!("dhcp server stopped");
     }
 
+    /// Offers are not replicated: an address of the other half offered
+    /// here before a split began may be granted by the partner meanwhile,
+    /// so those offers are forgotten when it begins. The client's REQUEST
+    /// for it then gets no answer here (as for the partner's own offers of
+    /// its half: both sides use one server identifier), and its next
+    /// DISCOVER gets an address of this half.
     fn set_split(&mut self, profile: &str, half: Option<Half>) {
-        match half {
+        let before = match half {
             Some(h) => self.split.insert(profile.to_string(), h),
             None => self.split.remove(profile),
         };
+        if let Some(h) = half.filter(|h| before != Some(*h)) {
+            let pools: HashSet<&str> = self
+                .pools
+                .values()
+                .filter(|p| p.profile.as_deref() == Some(profile))
+                .map(|p| p.name.as_str())
+                .collect();
+            let dropped = self
+                .table
+                .drop_offers(|o| pools.contains(o.pool.as_str()) && !h.contains(o.ip));
+            if dropped > 0 {
+                info!(%profile, dropped, "split brain: offers of the other half forgotten");
+            }
+        }
         *self.splits.lock().unwrap_or_else(|e| e.into_inner()) = self.split.clone();
         for p in self.pools.values_mut() {
             if p.profile.as_deref() == Some(profile) {
@@ -957,14 +977,8 @@ impl DhcpServer {
     /// brain came from the other) until the backup service decides again,
     /// which it does when the session goes down and once the tables are
     /// reconciled. Harmless if nothing happened: the split only orders
-    /// the search for a free address.
-    ///
-    /// Offers are not replicated: an address of the other half offered
-    /// here before the stall may have been granted by the partner
-    /// meanwhile, so those offers are forgotten. The client's REQUEST for
-    /// it then gets no answer here (as for the partner's own offers of its
-    /// half: both sides use one server identifier), and its next DISCOVER
-    /// gets an address of this half.
+    /// the search for a free address (and forgets the offers of the other
+    /// half, `set_split`).
     fn stalled(&mut self, gap: Duration) {
         let halves: Vec<(String, Half)> = self
             .own_half
@@ -973,16 +987,7 @@ impl DhcpServer {
             .map(|(p, h)| (p.clone(), *h))
             .collect();
         for (profile, half) in halves {
-            let pools: HashSet<String> = self
-                .pools
-                .values()
-                .filter(|p| p.profile.as_deref() == Some(profile.as_str()))
-                .map(|p| p.name.clone())
-                .collect();
-            let dropped = self
-                .table
-                .drop_offers(|o| pools.contains(&o.pool) && !half.contains(o.ip));
-            warn!(%profile, ?half, gap_ms = gap.as_millis() as u64, dropped_offers = dropped,
+            warn!(%profile, ?half, gap_ms = gap.as_millis() as u64,
                 "dhcp server did not run for a while: new addresses from this router's half until the partner's leases are in");
             self.set_split(&profile, Some(half));
         }
@@ -2354,9 +2359,9 @@ mod tests {
     /// makes a profile this router serves take new addresses from its own
     /// half, as in a split brain, until the backup service decides again;
     /// a profile not served here, or one already split, is left alone.
-    /// Offers of the other half made before the stall are forgotten (the
-    /// partner may have granted those addresses meanwhile); offers of the
-    /// own half, and of pools not served here, stay.
+    /// Offers of the other half made before the split (stall or service)
+    /// are forgotten (the partner may grant those addresses meanwhile);
+    /// offers of the own half, and of pools not served here, stay.
     #[tokio::test]
     async fn a_stall_takes_new_addresses_from_the_own_half() {
         let (mut srv, _shared) =
@@ -2408,11 +2413,16 @@ mod tests {
             half: None,
         });
         assert_eq!(srv.pools["a"].split, None);
-        // a split the service set stays as it is
+        // a split the service sets forgets the other half's offers too
+        srv.table.hold(offer("10.0.0.24", "a", 4));
+        srv.table.hold(offer("10.0.0.25", "a", 5));
         srv.command(Command::Split {
             profile: "rbp".into(),
             half: Some(Half::Odd),
         });
+        assert!(srv.table.offer(ip("10.0.0.24")).is_none());
+        assert!(srv.table.offer(ip("10.0.0.25")).is_some());
+        // and stays as it is
         srv.stalled(Duration::from_secs(8));
         assert_eq!(srv.pools["a"].split, Some(Half::Odd));
     }
