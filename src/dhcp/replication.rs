@@ -189,7 +189,8 @@ impl Publisher {
 /// Messages to the ACK release stage.
 #[derive(Debug)]
 pub(crate) enum ReleaseMsg<T> {
-    /// Batch `lsn` of `changes` changes was handed to the subscribers.
+    /// Batch `lsn` of `changes` changes was handed to the subscribers;
+    /// `at`: when the actor made the first of them.
     Published {
         lsn: u64,
         changes: u64,
@@ -266,38 +267,45 @@ impl<T> GateState<T> {
         self.batches.iter().rev().find(|b| b.0 <= lsn).map(|b| b.2)
     }
 
-    /// The held ACKs the gate lets out at `now`. A degraded gate lets
-    /// them all out, but those held longer than the ack timeout allows
-    /// (`STALE_MARGIN` beyond it: this router did not run meanwhile, a
+    /// The held ACKs the gate lets out at `now`: all of them when it is
+    /// degraded, those the partner acknowledged otherwise. Those held
+    /// longer than the ack timeout allows (`STALE_MARGIN` beyond it,
+    /// counted from the grant: this router did not run meanwhile, a
     /// stopped process) are dropped: the partner may have served their
-    /// clients since, and the clients have asked again.
+    /// clients since (an acknowledgement does not say it took the lease:
+    /// it may have kept its own binding of the address), and the clients
+    /// have asked again.
     fn release(&mut self, now: Instant, out: &mut Vec<T>) {
-        if self.degraded {
-            let limit = self.timeout + STALE_MARGIN;
-            let (mut stale, mut sent) = (0u64, 0u64);
-            for (lsn, t) in std::mem::take(&mut self.held) {
-                match self.published_at(lsn) {
-                    Some(at) if now.saturating_duration_since(at) > limit => stale += 1,
-                    _ => {
-                        out.push(t);
-                        sent += 1;
-                    }
-                }
+        let limit = self.timeout + STALE_MARGIN;
+        let (mut stale, mut sent) = (0u64, 0u64);
+        while let Some((lsn, _)) = self.held.front() {
+            if !self.degraded && *lsn > self.acked {
+                break;
             }
+            let old = self
+                .published_at(*lsn)
+                .is_some_and(|at| now.saturating_duration_since(at) > limit);
+            let Some((_, t)) = self.held.pop_front() else {
+                break;
+            };
+            if old {
+                stale += 1;
+            } else {
+                out.push(t);
+                sent += 1;
+            }
+        }
+        if self.degraded {
             self.stats
                 .released_degraded
                 .fetch_add(sent, Ordering::Relaxed);
-            if stale > 0 {
-                self.stats.dropped_stale.fetch_add(stale, Ordering::Relaxed);
-                tracing::warn!(
-                    dropped = stale,
-                    "hot backup: ACKs held past the ack timeout (this router did not run meanwhile) dropped; their clients ask again"
-                );
-            }
-            return;
         }
-        while self.held.front().is_some_and(|(lsn, _)| *lsn <= self.acked) {
-            out.extend(self.held.pop_front().map(|(_, t)| t));
+        if stale > 0 {
+            self.stats.dropped_stale.fetch_add(stale, Ordering::Relaxed);
+            tracing::warn!(
+                dropped = stale,
+                "hot backup: ACKs held past the ack timeout (this router did not run meanwhile) dropped; their clients ask again"
+            );
         }
     }
 }
@@ -392,6 +400,9 @@ impl<T> Release<T> {
                 let published = self.published;
                 if let Some(g) = self.gate(&key) {
                     g.acked = g.acked.max(lsn);
+                    // while the batches still say when their leases were
+                    // granted (stale ACKs are dropped)
+                    g.release(now, out);
                     while let Some(b) = g.batches.front().filter(|b| b.0 <= g.acked) {
                         g.unsent -= b.1;
                         g.batches.pop_front();
@@ -400,7 +411,6 @@ impl<T> Release<T> {
                         // the partner caught up with everything
                         g.degraded = false;
                     }
-                    g.release(now, out);
                     g.show();
                 }
             }
@@ -921,6 +931,25 @@ mod tests {
         );
         assert!(out.is_empty());
         assert_eq!(stats.dropped_stale.load(Ordering::Relaxed), 1);
+        // the partner's acknowledgement read only after the stall: the
+        // same (it may have kept its own binding of the address)
+        let (mut rel, stats) = held(t0);
+        let mut out = Vec::new();
+        rel.handle(
+            ReleaseMsg::Acked(p.clone(), 1),
+            t0 + Duration::from_secs(8),
+            &mut out,
+        );
+        assert!(out.is_empty());
+        assert_eq!(stats.dropped_stale.load(Ordering::Relaxed), 1);
+        // acknowledged in time: sent
+        let (mut rel, _) = held(t0);
+        rel.handle(
+            ReleaseMsg::Acked(p.clone(), 1),
+            t0 + Duration::from_millis(20),
+            &mut out,
+        );
+        assert_eq!(out, vec![7]);
     }
 
     /// A gate kept unacknowledged for long (a partner gone, many batches)

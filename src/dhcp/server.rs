@@ -260,6 +260,10 @@ enum WriteJob {
         changes: Vec<Change>,
         replies: Vec<Durable>,
         tx: Option<Arc<dyn Outbox>>,
+        /// When the actor made these changes: the age of their held ACKs
+        /// counts from then (a stopped process may publish the batch
+        /// seconds later).
+        at: Instant,
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
@@ -394,8 +398,9 @@ struct Writer {
     /// Whether the last sync worked (a batch is handed out before its
     /// sync only then).
     healthy: bool,
-    /// The changes of the batch being gathered (begun in the store).
-    open: Option<Vec<Change>>,
+    /// The changes of the batch being gathered (begun in the store), and
+    /// when the actor made the first of them.
+    open: Option<(Vec<Change>, Instant)>,
     /// Replies waiting for the sync: (batch LSN, profile of the pool,
     /// reply).
     pending: Vec<(u64, Option<Arc<str>>, Out)>,
@@ -408,19 +413,25 @@ struct Writer {
 }
 
 impl Writer {
-    fn batch(&mut self, changes: Vec<Change>, replies: Vec<Durable>, tx: Option<Arc<dyn Outbox>>) {
+    fn batch(
+        &mut self,
+        changes: Vec<Change>,
+        replies: Vec<Durable>,
+        tx: Option<Arc<dyn Outbox>>,
+        at: Instant,
+    ) {
         if !changes.is_empty() {
             if self.open.is_none() {
                 self.lsn += 1;
                 self.store.begin(self.lsn);
-                self.open = Some(Vec::with_capacity(changes.len()));
+                self.open = Some((Vec::with_capacity(changes.len()), at));
             }
             if let Err(e) = self.store.append(&changes) {
                 // what they grant is not stored
                 self.counters.withhold(replies.len(), &e);
                 return;
             }
-            if let Some(open) = &mut self.open {
+            if let Some((open, _)) = &mut self.open {
                 open.extend(changes);
             }
         }
@@ -495,14 +506,14 @@ impl Writer {
     /// the announcement covers the batch already (the stage ignores a batch
     /// at or below a gate's acknowledged position).
     fn publish(&mut self) {
-        if let Some(changes) = self.open.take() {
+        if let Some((changes, at)) = self.open.take() {
             let n = changes.len() as u64;
             self.publisher.publish(self.lsn, Arc::new(changes));
             if self.publisher.gated() {
                 self.announced.push(ReleaseMsg::Published {
                     lsn: self.lsn,
                     changes: n,
-                    at: Instant::now(),
+                    at,
                 });
             }
         }
@@ -548,7 +559,8 @@ fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         changes,
                         replies,
                         tx,
-                    } => w.batch(changes, replies, tx),
+                        at,
+                    } => w.batch(changes, replies, tx, at),
                     WriteJob::Notify(f) => w.notify.push(f),
                     WriteJob::Compact => {
                         w.flush();
@@ -1027,6 +1039,7 @@ impl DhcpServer {
             changes,
             replies,
             tx,
+            at: Instant::now(),
         };
         // the writer stops only with the actor, unless it died: then
         // nothing is stored any more, and no ACK may go out
@@ -2739,6 +2752,11 @@ mod tests {
         /// One write job: `changes`, and an ACK on `ifindex` per entry of
         /// `acks` for a pool of that profile.
         fn write(&self, changes: Vec<Change>, acks: &[(u32, Option<&str>)]) {
+            self.write_at(changes, acks, Instant::now())
+        }
+
+        /// `write`, of changes the actor made at `at`.
+        fn write_at(&self, changes: Vec<Change>, acks: &[(u32, Option<&str>)], at: Instant) {
             let replies = acks
                 .iter()
                 .map(|(i, p)| (ack().0, *i, p.map(Arc::from)))
@@ -2747,6 +2765,7 @@ mod tests {
                 changes,
                 replies,
                 tx: Some(self.out.clone()),
+                at,
             };
             self.st.writer.send(job).unwrap();
         }
@@ -3038,6 +3057,48 @@ mod tests {
         until("batch 4 durable", || rig.st.replication.durable() == 4);
         drop(slow);
         assert_eq!(rig.sent(), (6, 3, false));
+        drop(gate);
+        rig.stop();
+    }
+
+    /// A stopped process: the actor granted a lease, then everything
+    /// stopped before the writer published it. When the process runs
+    /// again the batch is published seconds after the grant, and the
+    /// partner, which served meanwhile, may have given the address away:
+    /// its held ACK is as old as the grant, so a degraded gate drops it
+    /// (stale) instead of sending it; a fresh one goes.
+    #[tokio::test]
+    async fn an_ack_granted_before_a_stall_is_stale_when_published_after_it() {
+        let synced = Arc::new(AtomicU64::new(0));
+        let store = Paced {
+            mem: MemStore::default(),
+            go: None,
+            synced: synced.clone(),
+            ..Default::default()
+        };
+        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
+        gate.set_degraded(true);
+        until("degraded", || gate.stats().degraded.load(Ordering::SeqCst));
+        let before_the_stall = Instant::now() - Duration::from_secs(8);
+        rig.write_at(
+            vec![Change::Upsert(lease("10.0.0.1", "a", 1))],
+            &[(1, Some("rbp"))],
+            before_the_stall,
+        );
+        until("the stale batch durable", || {
+            gate.stats().dropped_stale.load(Ordering::SeqCst) == 1
+        });
+        rig.write(
+            vec![Change::Upsert(lease("10.0.0.2", "a", 2))],
+            &[(2, Some("rbp"))],
+        );
+        assert_eq!(
+            rig.sent().0,
+            2,
+            "the fresh ACK goes, the stale one does not"
+        );
+        assert_eq!(gate.stats().dropped_stale.load(Ordering::SeqCst), 1);
         drop(gate);
         rig.stop();
     }
