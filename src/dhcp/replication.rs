@@ -483,7 +483,8 @@ pub(crate) struct ReleaseStage<T> {
     inner: Mutex<StageInner<T>>,
     /// Wakes the timer thread (an earlier deadline, or the stop).
     timer: std::sync::Condvar,
-    send: Box<dyn Fn(Vec<T>) + Send + Sync>,
+    /// Sends what a message released, with when it was released.
+    send: Box<dyn Fn(Vec<T>, Instant) + Send + Sync>,
 }
 
 struct StageInner<T> {
@@ -514,6 +515,7 @@ impl<T> ReleaseStage<T> {
     /// Apply `msg` and send what it releases, from the caller's thread.
     pub(crate) fn send(&self, msg: ReleaseMsg<T>) -> Result<(), Stopped> {
         let mut out = Vec::new();
+        let now = Instant::now();
         {
             let mut g = self.lock();
             if g.stopped {
@@ -535,7 +537,7 @@ impl<T> ReleaseStage<T> {
                 self.timer.notify_one();
                 return Ok(());
             }
-            g.rel.handle(msg, Instant::now(), &mut out);
+            g.rel.handle(msg, now, &mut out);
             // the timer sleeps until its deadline: wake it only when a
             // gate's deadline now comes earlier
             if let Some(d) = g.rel.deadline() {
@@ -545,7 +547,7 @@ impl<T> ReleaseStage<T> {
             }
         }
         if !out.is_empty() {
-            (self.send)(out);
+            (self.send)(out, now);
         }
         Ok(())
     }
@@ -556,7 +558,7 @@ impl<T: Send + 'static> ReleaseStage<T> {
     /// start skipped, `send` what sends the ACKs a message releases.
     pub(crate) fn start(
         published: u64,
-        send: impl Fn(Vec<T>) + Send + Sync + 'static,
+        send: impl Fn(Vec<T>, Instant) + Send + Sync + 'static,
     ) -> std::io::Result<(ReleaseTx<T>, std::thread::JoinHandle<()>)> {
         let stage = Arc::new(ReleaseStage {
             inner: Mutex::new(StageInner {
@@ -586,7 +588,7 @@ impl<T: Send + 'static> ReleaseStage<T> {
             g.rel.poll(now, &mut out);
             if !out.is_empty() {
                 drop(g);
-                (self.send)(out);
+                (self.send)(out, now);
                 g = self.lock();
                 continue;
             }
@@ -999,7 +1001,7 @@ mod tests {
     fn recording_stage() -> (ReleaseTx<u32>, std::thread::JoinHandle<()>, Sent) {
         let (tx, rx) = std::sync::mpsc::channel();
         let tx = Mutex::new(tx);
-        let (stage, timer) = ReleaseStage::start(0, move |out: Vec<u32>| {
+        let (stage, timer) = ReleaseStage::start(0, move |out: Vec<u32>, _| {
             let _ = tx.lock().unwrap().send((std::thread::current().id(), out));
         })
         .unwrap();

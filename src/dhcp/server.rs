@@ -132,6 +132,9 @@ pub struct Counters {
     /// durable (the store failed, or its writer is gone): the clients
     /// retry, and get their ACK once the store works again.
     pub acks_withheld: AtomicU64,
+    /// Hot-backup ACKs released and then not sent because this router
+    /// did not run for a while in between (`deliver`).
+    pub acks_stale: AtomicU64,
     /// From reading a request to sending its ACK, for the ACKs that wait
     /// for their lease to be durable (the lease-log sync and, with hot
     /// backup, the partner's acknowledgement): observed where they leave
@@ -222,18 +225,33 @@ pub type Out = (Reply, u32, Arc<dyn Outbox>);
 pub type Replication = super::replication::ReplicationHandle<Out>;
 
 /// Send `out`, one batch per run of replies for the same sockets.
-fn deliver(out: &[Out], counters: &Counters) {
-    let acks = out
-        .iter()
-        .filter(|(r, _, _)| r.kind == MessageType::Ack)
-        .count();
-    counters.ack.fetch_add(acks as u64, Ordering::Relaxed);
+///
+/// `released`: when the release stage let these ACKs out (the leases of
+/// pools with hot backup). If this router did not run for a while since
+/// (a stopped process: the thread stopped between the release and the
+/// send), the partner may have served meanwhile and given the addresses
+/// away: what is left is dropped, counted and logged; the clients ask
+/// again.
+fn deliver(out: &[Out], counters: &Counters, released: Option<Instant>) {
+    let is_ack = |(r, _, _): &Out| r.kind == MessageType::Ack;
     let mut rest = out;
     while let Some((_, _, tx)) = rest.first() {
+        // checked right before the send: the window left is the syscall's
+        if released.is_some_and(|at| at.elapsed() >= STALL_GAP) {
+            let n = rest.iter().filter(|o| is_ack(o)).count() as u64;
+            counters.acks_stale.fetch_add(n, Ordering::Relaxed);
+            warn!(
+                dropped = n,
+                "hot backup: ACKs released before this router stopped running for a while dropped; their clients ask again"
+            );
+            return;
+        }
         let run = rest
             .iter()
             .take_while(|(_, _, t)| Arc::ptr_eq(t, tx))
             .count();
+        let acks = rest[..run].iter().filter(|o| is_ack(o)).count();
+        counters.ack.fetch_add(acks as u64, Ordering::Relaxed);
         let failed = tx.send_replies(&mut rest[..run].iter().map(|(r, i, _)| (r, *i)));
         counters
             .send_errors
@@ -476,7 +494,7 @@ impl Writer {
                         Some(p) => gated.push((p, lsn, out)),
                     }
                 }
-                deliver(&now, &self.counters);
+                deliver(&now, &self.counters, None);
                 for f in self.notify.drain(..) {
                     f();
                 }
@@ -622,7 +640,8 @@ impl Stages {
         let lsn = store.lsn() + 1;
         let rc = counters.clone();
         let (rtx, release_thread) =
-            ReleaseStage::start(lsn, move |out| deliver(&out, &rc)).map_err(spawn_err)?;
+            ReleaseStage::start(lsn, move |out, released| deliver(&out, &rc, Some(released)))
+                .map_err(spawn_err)?;
         let (publisher, replication) = replication::channel(lsn, store.log(), rtx.clone(), tail);
         let (wtx, wrx) = std::sync::mpsc::channel();
         let w = Writer {
@@ -3059,6 +3078,45 @@ mod tests {
         assert_eq!(rig.sent(), (6, 3, false));
         drop(gate);
         rig.stop();
+    }
+
+    /// A thread stopped between the release of hot-backup ACKs and their
+    /// send (a stopped process): when it runs again they are dropped,
+    /// counted, not sent; ACKs released just now go.
+    #[test]
+    fn acks_released_before_a_stall_are_not_sent_after_it() {
+        let (tx, sent) = std::sync::mpsc::channel();
+        let out: Arc<dyn Outbox> = Arc::new(Recorder {
+            sent: tx,
+            synced: Arc::default(),
+            acked: Arc::default(),
+        });
+        let counters = Counters::default();
+        let two = || -> Vec<Out> {
+            (1..=2)
+                .map(|i| {
+                    let (r, _, _) = ack();
+                    (r, i, out.clone())
+                })
+                .collect()
+        };
+        deliver(
+            &two(),
+            &counters,
+            Some(Instant::now() - Duration::from_secs(8)),
+        );
+        assert!(
+            sent.try_recv().is_err(),
+            "an ACK released before the stall left"
+        );
+        assert_eq!(counters.acks_stale.load(Ordering::Relaxed), 2);
+        assert_eq!(counters.ack.load(Ordering::Relaxed), 0);
+        deliver(&two(), &counters, Some(Instant::now()));
+        assert_eq!(sent.try_iter().count(), 2);
+        assert_eq!(counters.ack.load(Ordering::Relaxed), 2);
+        // no release time (pools without hot backup): always sent
+        deliver(&two(), &counters, None);
+        assert_eq!(sent.try_iter().count(), 2);
     }
 
     /// A stopped process: the actor granted a lease, then everything

@@ -344,6 +344,12 @@ impl Collector for Dhcp {
             "ACKs not sent because their leases could not be made durable",
             g(&c.acks_withheld),
         )?;
+        counter(
+            &mut e,
+            "dhcp_acks_stale",
+            "Hot-backup ACKs released and then not sent: this router did not run for a while in between",
+            g(&c.acks_stale),
+        )?;
         gauge(
             &mut e,
             "dhcp_lease_store_failed",
