@@ -920,14 +920,19 @@ impl DhcpServer {
                     let mut changes = Vec::new();
                     let mut durable = Vec::new();
                     for inb in batch.drain(..) {
+                        // a stop in the middle of a batch: the rest is
+                        // served as after any stall
+                        self.check_alive(&mut alive);
                         self.process(inb, 0, &mut changes, &mut durable, &mut now_out);
                     }
                     for (r, _, _) in &mut durable {
                         r.received = Some(woke);
                     }
                     // the ACKs to the writer first: their sync starts
-                    // while the OFFERs and NAKs go out
-                    self.write(changes, durable);
+                    // while the OFFERs and NAKs go out; they are as old as
+                    // the batch (a stall while it was served makes the
+                    // ones granted before it stale)
+                    self.write_at(changes, durable, woke);
                     if !now_out.is_empty() {
                         if let Some(s) = &self.sockets {
                             let failed = s.tx.send_batch(now_out.iter().map(|(r, i)| (r, *i)));
@@ -1017,6 +1022,14 @@ impl DhcpServer {
             .filter(|(p, _)| self.serving.get(*p) == Some(&true) && !self.split.contains_key(*p))
             .map(|(p, h)| (p.clone(), *h))
             .collect();
+        if halves.is_empty() {
+            info!(
+                gap_ms = gap.as_millis() as u64,
+                serving = ?self.serving,
+                split = ?self.split,
+                "dhcp server did not run for a while (no profile served here without a split)"
+            );
+        }
         for (profile, half) in halves {
             warn!(%profile, ?half, gap_ms = gap.as_millis() as u64,
                 "dhcp server did not run for a while: new addresses from this router's half until the partner's leases are in");
@@ -1045,6 +1058,11 @@ impl DhcpServer {
     }
 
     fn write(&mut self, changes: Vec<Change>, replies: Vec<Durable>) {
+        self.write_at(changes, replies, Instant::now())
+    }
+
+    /// `write`, of changes made from requests read at `at`.
+    fn write_at(&mut self, changes: Vec<Change>, replies: Vec<Durable>, at: Instant) {
         if changes.is_empty() && replies.is_empty() {
             return;
         }
@@ -1058,7 +1076,7 @@ impl DhcpServer {
             changes,
             replies,
             tx,
-            at: Instant::now(),
+            at,
         };
         // the writer stops only with the actor, unless it died: then
         // nothing is stored any more, and no ACK may go out
