@@ -21,6 +21,7 @@
 //!   rate-limited, and their per-minute summary.
 
 pub mod activity;
+pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod leases;

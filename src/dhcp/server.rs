@@ -47,7 +47,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dhcproto::v4::MessageType;
 use tokio::sync::{mpsc, oneshot};
@@ -195,11 +195,10 @@ fn shared_order<'p>(
     out
 }
 
+/// Unix seconds on the lease clock ([`super::clock`]): a step of the wall
+/// clock moves no lease.
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    super::clock::now_unix()
 }
 
 /// Where released replies go: the sockets (a [`Transmitter`]), or a
@@ -823,6 +822,7 @@ impl DhcpServer {
                         break;
                     }
                     self.check_alive(&mut alive);
+                    super::clock::watch();
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;
