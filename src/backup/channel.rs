@@ -130,8 +130,9 @@ pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(86_400);
 pub const WARN_CLOCK_SKEW: Duration = Duration::from_secs(30);
 
 /// The hellos carry whole seconds, so two clocks in step measure a skew of
-/// -1, 0 or 1 s: within this, the skew is taken as 0 (no correction), so
-/// that both routers apply the same one.
+/// -1, 0 or 1 s: within this, the skew is taken as 0 (no correction). Both
+/// routers compare the same two hellos, so they take opposite skews (or
+/// both 0).
 pub const CLOCK_SKEW_TOLERANCE: u64 = 2;
 
 /// The skew to correct the peer's lease times by (peer minus ours, s):
@@ -517,6 +518,7 @@ impl Channel {
             tls: None,
             refused_logged: None,
             refused_since_log: 0,
+            skew_logged: 0,
             span: span.clone(),
         };
         // Listen and dial before the task first runs: when both routers
@@ -661,6 +663,9 @@ struct Supervisor {
     tls: Option<Arc<TlsSetup>>,
     refused_logged: Option<Instant>,
     refused_since_log: u64,
+    /// The last skew logged: a skew is logged when it changes, not at
+    /// every session (configuration changes restart sessions).
+    skew_logged: i64,
     span: tracing::Span,
 }
 
@@ -908,15 +913,20 @@ impl Supervisor {
                     );
                 }
                 info!(id, local = %up.local, remote = %up.remote, "session up");
-                if up.clock_skew.unsigned_abs() > WARN_CLOCK_SKEW.as_secs() {
-                    warn!(
-                        id,
-                        skew_s = up.clock_skew,
-                        "the peer's clock differs from ours: the lease times it sends are \
-                         corrected by the skew; check NTP on both routers"
-                    );
-                } else if up.clock_skew != 0 {
-                    info!(id, skew_s = up.clock_skew, "peer clock skew corrected");
+                if up.clock_skew.abs_diff(self.skew_logged) > CLOCK_SKEW_TOLERANCE {
+                    self.skew_logged = up.clock_skew;
+                    if up.clock_skew.unsigned_abs() > WARN_CLOCK_SKEW.as_secs() {
+                        warn!(
+                            id,
+                            skew_s = up.clock_skew,
+                            "the peer's clock differs from ours: the lease times it sends are \
+                             corrected by the skew; check NTP on both routers"
+                        );
+                    } else if up.clock_skew == 0 {
+                        info!(id, "the peer's clock agrees with ours again");
+                    } else {
+                        info!(id, skew_s = up.clock_skew, "peer clock skew corrected");
+                    }
                 }
                 let now = SystemTime::now();
                 self.ctx.shared.with(|s| {

@@ -79,6 +79,20 @@
 //!   Close{reason, text} ──────────────────────►   then the connection closes
 //! ```
 //!
+//! # Clocks
+//!
+//! Lease times (`WireLease::expires`) are absolute unix seconds of the
+//! sender's lease clock (`dhcp::clock`, which a step of the wall clock
+//! does not move). Each `Hello` carries that clock; both routers take the
+//! skew from the same two hellos (peer minus ours: the two values are
+//! exact opposites, 0 within `channel::CLOCK_SKEW_TOLERANCE`), and the
+//! receiver moves every lease time it gets by it ([`WireLease::to_local`]):
+//! a lease runs out on both routers at the same moment, a lease sent back
+//! comes home unchanged, and both order two versions of an address alike.
+//! The format did not change for this (version 1 still): a version-1 peer
+//! that does not correct refuses a skew over 30 s, so the two differ only
+//! for a skew of 3 to 30 s, by at most that much.
+//!
 //! Nothing but `Hello`, `HelloReply` and `Close` may be sent before both
 //! replies said `Accepted`. Either router may send lease batches (each is
 //! master for its own profiles); LSNs are per sender.
@@ -167,8 +181,9 @@ pub struct Hello {
     /// The sender's hotleased version, for state and logs only (what the
     /// two sides can read is decided by the frame's version byte).
     pub software: String,
-    /// The sender's wall clock, unix seconds: leases carry absolute expiry
-    /// times, so the receiver measures the skew and may refuse
+    /// The sender's lease clock, unix seconds: leases carry absolute expiry
+    /// times of it, so the receiver measures the skew, corrects the
+    /// sender's lease times by it, and refuses one beyond a day
     /// ([`Reason::ClockSkew`]).
     pub unix_time: u64,
     /// Every profile the sender has on this service.
