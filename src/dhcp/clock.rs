@@ -119,6 +119,13 @@ pub fn now_unix() -> u64 {
     lease_clock().unix()
 }
 
+/// The wall clock minus the lease clock now, in whole seconds (rounded):
+/// the `wall-clock-offset` of the state.
+pub fn wall_offset_secs() -> i64 {
+    let ms = lease_clock().offset_ms(since_epoch(SystemTime::now()), Instant::now());
+    (ms + ms.signum() * 500) / 1000
+}
+
 /// Log a step of the wall clock, once per step (the DHCP actor's tick).
 /// Returns it for the caller's tests.
 pub fn watch() -> Option<Step> {

@@ -783,6 +783,11 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.nak),
         c.store_failed.load(Ordering::Relaxed),
     );
+    let _ = write!(
+        x,
+        "<wall-clock-offset>{}</wall-clock-offset>",
+        clock::wall_offset_secs()
+    );
     x.push_str("</dhcp-server>");
     x
 }
