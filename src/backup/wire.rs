@@ -684,22 +684,9 @@ impl WireLease {
 }
 
 fn expiry_to_local(expires: u64, lifetime: u32, skew: i64) -> u64 {
-    use crate::dhcp::leases::INFINITE;
-    let shift = |t: u64, max: u64| -> u64 {
-        let moved = i128::from(t) - i128::from(skew);
-        moved.clamp(0, i128::from(max)) as u64
-    };
-    if skew == 0 || expires == u64::MAX {
-        return expires;
-    }
-    if lifetime == u32::MAX && expires >= INFINITE {
-        INFINITE | shift(expires - INFINITE, INFINITE - 1)
-    } else if expires >= INFINITE {
-        // not a time any clock reaches: nothing to move
-        expires
-    } else {
-        shift(expires, INFINITE - 1)
-    }
+    // the sender's time minus the skew (i64::MIN saturates to MAX's move)
+    let by = skew.checked_neg().unwrap_or(i64::MAX);
+    crate::dhcp::leases::shift_expiry(expires, lifetime, by)
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), LeaseError> {

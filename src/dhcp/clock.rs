@@ -17,12 +17,14 @@
 //! logs each step it sees (the difference moving by more than
 //! [`STEP_LIMIT`]) once, and once more when the wall clock is back.
 //!
-//! What stays open: the lease clock differs from the wall clock after a
-//! step until the daemon restarts, and the lease log holds its times; a
-//! step that was a correction (the wall clock was wrong when the daemon
-//! started) moves the stored leases by the correction at the next start.
-//! A suspended machine's monotonic clock stops: after a resume the lease
-//! clock is behind (leases last longer, never shorter).
+//! The lease clock differs from the wall clock after a step until the
+//! daemon restarts. Each step is also written to the lease log (a `C`
+//! record, `dhcp::leases`): the next start, whose lease clock is the wall
+//! clock again, moves every stored lease by the step, so a step that was
+//! a correction (the wall clock was wrong when the daemon started) moves
+//! no lease across the restart either. A suspended machine's monotonic
+//! clock stops: after a resume the lease clock is behind (leases last
+//! longer, never shorter).
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::OnceLock;
@@ -51,6 +53,17 @@ pub struct Step {
     pub by_ms: i64,
     /// Wall clock minus lease clock now (ms).
     pub offset_ms: i64,
+}
+
+impl Step {
+    /// [`Step::offset_ms`] in whole seconds (rounded).
+    pub fn offset_secs(&self) -> i64 {
+        round_secs(self.offset_ms)
+    }
+}
+
+fn round_secs(ms: i64) -> i64 {
+    (ms + ms.signum() * 500) / 1000
 }
 
 fn since_epoch(t: SystemTime) -> Duration {
@@ -122,8 +135,7 @@ pub fn now_unix() -> u64 {
 /// The wall clock minus the lease clock now, in whole seconds (rounded):
 /// the `wall-clock-offset` of the state.
 pub fn wall_offset_secs() -> i64 {
-    let ms = lease_clock().offset_ms(since_epoch(SystemTime::now()), Instant::now());
-    (ms + ms.signum() * 500) / 1000
+    round_secs(lease_clock().offset_ms(since_epoch(SystemTime::now()), Instant::now()))
 }
 
 /// Log a step of the wall clock, once per step (the DHCP actor's tick).

@@ -262,6 +262,9 @@ enum WriteJob {
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
+    /// The wall clock stepped: the lease times are this many seconds
+    /// behind it (`LeaseStore::clock_offset`).
+    Clock(i64),
     /// Run this once everything written before it is durable (a failed
     /// sync keeps it until a sync works).
     Notify(Box<dyn FnOnce() + Send>),
@@ -549,6 +552,7 @@ fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         tx,
                     } => w.batch(changes, replies, tx),
                     WriteJob::Notify(f) => w.notify.push(f),
+                    WriteJob::Clock(offset) => w.store.clock_offset(offset),
                     WriteJob::Compact => {
                         w.flush();
                         // written by a helper thread; syncs go on meanwhile
@@ -822,7 +826,13 @@ impl DhcpServer {
                         break;
                     }
                     self.check_alive(&mut alive);
-                    super::clock::watch();
+                    if let Some(step) = super::clock::watch() {
+                        // stored with the leases: the next start moves
+                        // them onto its clock
+                        if let Some(w) = &self.writer {
+                            let _ = w.send(WriteJob::Clock(step.offset_secs()));
+                        }
+                    }
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;
