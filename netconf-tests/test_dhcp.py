@@ -72,10 +72,12 @@ def sh(*args, check=True, timeout=30, **kw):
 
 
 class NsDaemon(Daemon):
-    """hotleased started inside a network namespace."""
+    """hotleased started inside a network namespace (``wrap``: words put
+    before its command line, e.g. libfaketime's environment)."""
 
-    def __init__(self, ns: str, *a, **kw):
+    def __init__(self, ns: str, *a, wrap=(), **kw):
         self.ns = ns
+        self.wrap = list(wrap)
         super().__init__(*a, **kw)
 
     def start(self, timeout: float = 30.0):
@@ -83,7 +85,7 @@ class NsDaemon(Daemon):
             logf.write(f"==== start {time.strftime('%H:%M:%S')} ====\n".encode())
             logf.flush()
             self.proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, HOTLEASED, "--config", str(self.config)],
+                ["ip", "netns", "exec", self.ns, *self.wrap, HOTLEASED, "--config", str(self.config)],
                 stdin=subprocess.DEVNULL,
                 stdout=logf,
                 stderr=logf,

@@ -14,7 +14,9 @@ Inputs of a fault NAME (all written by run.sh):
                  SIGCONT), synced (both profiles synchronized again, polled
                  over NETCONF), load_end; serving (the router holding the VIP
                  at the end), clock_offset (the clock fault's offset as the
-                 daemon itself reported it, s)
+                 daemon itself reported it, s), offset_a (a's clock minus the
+                 real one when a ran skewed from its start: its lease times
+                 are on that clock, and are moved back by it here)
   NAME.perf      perfdhcp's report
 
 Counts (each is a defect when above 0):
@@ -49,8 +51,9 @@ def read_times(path):
 SLACK = 5.0
 
 
-def read_leases(path):
-    """{ip: (mac, state, expires epoch or None)}"""
+def read_leases(path, offset=0.0):
+    """{ip: (mac, state, expires epoch or None)}; `offset`: the router's
+    clock minus the real one (its expiries are on its clock)"""
     t = {}
     if os.path.exists(path):
         for line in open(path):
@@ -58,7 +61,7 @@ def read_leases(path):
             if len(f) >= 2:
                 exp = None
                 if len(f) >= 5:
-                    exp = datetime.fromisoformat(f[4].replace("Z", "+00:00")).timestamp()
+                    exp = datetime.fromisoformat(f[4].replace("Z", "+00:00")).timestamp() - offset
                 t[f[0]] = (f[1].lower(), f[3] if len(f) >= 4 else "bound", exp)
     return t
 
@@ -101,7 +104,9 @@ def row(d, name):
     p = os.path.join(d, name)
     times = read_times(p + ".times")
     acks = read_acks(p + ".acks")
-    tables = {r: read_leases(f"{p}.leases-{r}") for r in "ab"}
+    # a skewed router's offset must have been measured ("-": fails here)
+    offsets = {"a": float(times.get("offset_a", 0)), "b": 0.0}
+    tables = {r: read_leases(f"{p}.leases-{r}", offsets[r]) for r in "ab"}
     serving = times.get("serving", "a")
     peer = "b" if serving == "a" else "a"
     # each (address, MAC) pair must be protected until its last ACK's end
@@ -164,6 +169,7 @@ def row(d, name):
                heal_after=round(heal - fault, 3),
                drops=field(p + ".perf", "REQUEST-ACK", "drops ratio"),
                rate=times.get("rate"), clock_offset=times.get("clock_offset"),
+               offset_a=times.get("offset_a"),
                examples=dict(lost={k: v[:3] for k, v in lost.items()},
                              lost_peer={k: v[:3] for k, v in lost_peer.items()},
                              dup=dups[:5], differ=differ[:5]))

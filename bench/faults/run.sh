@@ -16,6 +16,13 @@
 #                     a's wall clock jumps by ±1 h (libfaketime,
 #                     FAKETIME_TIMESTAMP_FILE; CLOCK_MONOTONIC, tokio's
 #                     timers, untouched) and back after CLOCK_SECS s
+#   skew+1h, skew-1h  a's wall clock ±1 h from its start (libfaketime, as
+#                     above; b's is right): the pair syncs across the skew;
+#                     the fault is kill -9 of a (b serves with a's leases),
+#                     restarted after DOWN s with the same skew, and pulls
+#                     b's table. a's lease times are on its own clock: the
+#                     counts move them by its offset (offset_a, measured
+#                     over NETCONF after the start)
 #   stop-backup, stop-master
 #                     b / a stalled with SIGSTOP for STOP_SECS s (longer than
 #                     the backup channel's dead time, 3 s, and VRRP's master
@@ -42,7 +49,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
 if [ -f "$HOME/.cargo/env" ]; then . "$HOME/.cargo/env"; fi
 
-FAULTS="${FAULTS:-kill-master kill-backup kill-both link-down cut-1s cut-60s disk-master disk-backup clock+1h clock-1h stop-backup stop-master}"
+FAULTS="${FAULTS:-kill-master kill-backup kill-both link-down cut-1s cut-60s disk-master disk-backup clock+1h clock-1h skew+1h skew-1h stop-backup stop-master}"
 LOAD_SECS="${LOAD_SECS:-40}"
 FAULT_AT="${FAULT_AT:-8}"
 DOWN="${DOWN:-5}"
@@ -122,7 +129,7 @@ EOF
 fault() {
     local name="$1" times="$2" s
     case "$name" in
-        kill-master | kill-backup)
+        kill-master | kill-backup | skew+1h | skew-1h)
             local r=a
             [ "$name" = kill-backup ] && r=b
             echo "fault $(now)" >>"$times"
@@ -201,8 +208,9 @@ run_fault() {
             mountpoint -q "$m" || { mount -t tmpfs -o size="${DISK_MB}m" "hf-disk-$r" "$m"; MOUNTS+=("$m"); }
             rm -f "$m/fill"
             STORE[$r]="$m/state" ;;
-        clock*)
+        clock* | skew*)
             echo "+0" >"$WK/faketime-a"
+            case "$name" in skew*) echo "${name#skew}" >"$WK/faketime-a" ;; esac
             WRAP[a]="env LD_PRELOAD=$FAKETIME_LIB FAKETIME_TIMESTAMP_FILE=$WK/faketime-a FAKETIME_CACHE_DURATION=1 FAKETIME_DONT_FAKE_MONOTONIC=1" ;;
         cut-60s) secs=$((LOAD_SECS + 60)) ;;
         kill-both) secs=$((LOAD_SECS + 20)) ;;
@@ -210,6 +218,7 @@ run_fault() {
     esac
     fresh_pair
     echo "rate $RATE" >"$times"
+    case "$name" in skew*) echo "offset_a $(hb_py a clock 2>/dev/null || echo -)" >>"$times" ;; esac
     capture_start "$OUT/$name.pcap"
     perf "$OUT/$name.perf" "$RATE" "$secs" "$VIP" -R "$CLIENTS" &
     lp=$!

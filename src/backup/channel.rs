@@ -117,11 +117,33 @@ const MAX_HELD: usize = 4;
 /// Frames buffered between a session and its owner, each way.
 pub const SESSION_QUEUE: usize = 1024;
 
-/// Largest difference between the two routers' clocks a session accepts:
-/// leases carry absolute times, and the partner's lease wins a conflict
-/// when it changed later, so two clocks further apart would pick the wrong
-/// one (and expire the other's leases early or late). Routers run NTP.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(30);
+/// Largest difference between the two routers' lease clocks a session
+/// accepts. Leases carry absolute times in the sender's clock; the
+/// receiver moves them onto its own by the skew the hellos measured
+/// ([`clock_skew`]), so a skewed partner neither expires a lease early nor
+/// keeps it late, and both order two versions of an address alike. A day
+/// bounds what a peer can claim (a year-2500 clock is a fault, not a skew).
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(86_400);
+
+/// A skew beyond this is logged as a warning at each session (routers run
+/// NTP; the session still works).
+pub const WARN_CLOCK_SKEW: Duration = Duration::from_secs(30);
+
+/// The hellos carry whole seconds, so two clocks in step measure a skew of
+/// -1, 0 or 1 s: within this, the skew is taken as 0 (no correction). Both
+/// routers compare the same two hellos, so they take opposite skews (or
+/// both 0).
+pub const CLOCK_SKEW_TOLERANCE: u64 = 2;
+
+/// The skew to correct the peer's lease times by (peer minus ours, s):
+/// 0 within [`CLOCK_SKEW_TOLERANCE`].
+pub fn clock_skew(peer_unix: u64, our_unix: u64) -> i64 {
+    if peer_unix.abs_diff(our_unix) <= CLOCK_SKEW_TOLERANCE {
+        return 0;
+    }
+    let d = i128::from(peer_unix) - i128::from(our_unix);
+    d.clamp(i128::from(i64::MIN), i128::from(i64::MAX)) as i64
+}
 
 /// What a channel needs to know; built by the owner from the typed
 /// configuration of a remote-backup-service (and its profiles).
@@ -283,6 +305,8 @@ pub struct ChannelState {
     pub last_failure: Option<(SystemTime, DownReason)>,
     /// Round-trip time of the last keepalive.
     pub rtt: Option<Duration>,
+    /// The current session's [`SessionUp::clock_skew`].
+    pub clock_skew: Option<i64>,
     pub counters: Counts,
 }
 
@@ -376,6 +400,9 @@ pub struct SessionUp {
     /// This router dialed the connection.
     pub initiated_here: bool,
     pub peer_certificate: Option<String>,
+    /// The peer's lease clock minus ours at the hellos (s; 0 within
+    /// [`CLOCK_SKEW_TOLERANCE`]): what its lease times are corrected by.
+    pub clock_skew: i64,
 }
 
 /// The owner's end of an established session. Keepalives are the
@@ -456,6 +483,7 @@ impl Channel {
                 last_down_reason: None,
                 last_failure: None,
                 rtt: None,
+                clock_skew: None,
                 counters: Counts::default(),
             }),
             counters: Counters::default(),
@@ -490,6 +518,7 @@ impl Channel {
             tls: None,
             refused_logged: None,
             refused_since_log: 0,
+            skew_logged: 0,
             span: span.clone(),
         };
         // Listen and dial before the task first runs: when both routers
@@ -634,6 +663,9 @@ struct Supervisor {
     tls: Option<Arc<TlsSetup>>,
     refused_logged: Option<Instant>,
     refused_since_log: u64,
+    /// The last skew logged: a skew is logged when it changes, not at
+    /// every session (configuration changes restart sessions).
+    skew_logged: i64,
     span: tracing::Span,
 }
 
@@ -881,6 +913,21 @@ impl Supervisor {
                     );
                 }
                 info!(id, local = %up.local, remote = %up.remote, "session up");
+                if up.clock_skew.abs_diff(self.skew_logged) > CLOCK_SKEW_TOLERANCE {
+                    self.skew_logged = up.clock_skew;
+                    if up.clock_skew.unsigned_abs() > WARN_CLOCK_SKEW.as_secs() {
+                        warn!(
+                            id,
+                            skew_s = up.clock_skew,
+                            "the peer's clock differs from ours: the lease times it sends are \
+                             corrected by the skew; check NTP on both routers"
+                        );
+                    } else if up.clock_skew == 0 {
+                        info!(id, "the peer's clock agrees with ours again");
+                    } else {
+                        info!(id, skew_s = up.clock_skew, "peer clock skew corrected");
+                    }
+                }
                 let now = SystemTime::now();
                 self.ctx.shared.with(|s| {
                     s.last_up = Some(now);
@@ -888,6 +935,7 @@ impl Supervisor {
                     s.session_local = Some(up.local);
                     s.session_remote = Some(up.remote);
                     s.rtt = None;
+                    s.clock_skew = Some(up.clock_skew);
                 });
                 Counters::bump(&self.ctx.shared.counters.sessions_up, 1);
                 self.backoff = self.ctx.cfg.backoff_initial;
@@ -949,6 +997,7 @@ impl Supervisor {
             s.peer_certificate = None;
             s.session_local = None;
             s.session_remote = None;
+            s.clock_skew = None;
         });
         let _ = self.events.send(ChannelEvent::Down { id, reason });
     }
@@ -1278,9 +1327,8 @@ async fn connection_inner(
 
     // Both hellos at once.
     let mut hello = ctx.hello.borrow().clone();
-    hello.unix_time = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    // the lease clock: the one the leases we send are written in
+    hello.unix_time = crate::dhcp::clock::now_unix();
     send(ctx, &mut wire, Message::Hello(hello.clone())).await?;
     let peer_hello = match recv_within(ctx, &mut wire, Phase::Hello, cfg.hello_timeout).await? {
         Message::Hello(h) => h,
@@ -1304,6 +1352,7 @@ async fn connection_inner(
         };
         return Err(refuse(ctx, &mut wire, Phase::Hello, r).await);
     }
+    let clock_skew = clock_skew(peer_hello.unix_time, hello.unix_time);
     if peer_hello.source != cfg.peer {
         let r = Refusal {
             reason: Reason::UnexpectedPeer,
@@ -1365,6 +1414,7 @@ async fn connection_inner(
         remote,
         initiated_here: dir == Dir::Out,
         peer_certificate,
+        clock_skew,
     };
     let _ = ctx.reports.send(Report::Established {
         up: Box::new(up),

@@ -286,9 +286,11 @@ async fn scripted_session(port: u16) -> Framed<TcpStream, WireCodec> {
     peer
 }
 
-/// A peer whose clock is too far from ours is refused with the skew.
+/// A peer whose clock is an hour off is accepted: the session measures
+/// the skew (peer minus ours), hands it over with the session and shows
+/// it in the state until the session ends. (Refused before, with 30 s.)
 #[tokio::test]
-async fn a_peer_clock_too_far_off_is_refused_with_the_skew() {
+async fn a_peer_clock_an_hour_off_is_accepted_with_its_skew() {
     let port = free_port();
     let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
     let mut peer = scripted_peer(port).await;
@@ -297,16 +299,64 @@ async fn a_peer_clock_too_far_off_is_refused_with_the_skew() {
     h.unix_time -= 3600;
     peer.send(Message::Hello(h)).await.unwrap();
     assert!(matches!(next_frame(&mut peer).await, Message::Hello(_)));
+    peer.send(Message::HelloReply(HelloReply::Accepted {
+        profiles: vec![],
+    }))
+    .await
+    .unwrap();
+    assert!(matches!(
+        next_frame(&mut peer).await,
+        Message::HelloReply(HelloReply::Accepted { .. })
+    ));
+    let up = up(&mut a_ev).await;
+    assert!(
+        (-3601..=-3599).contains(&up.clock_skew),
+        "{}",
+        up.clock_skew
+    );
+    let st = state_until(&a, |s| s.clock_skew.is_some()).await;
+    assert_eq!(st.clock_skew, Some(up.clock_skew));
+    drop(peer);
+    let _ = down(&mut a_ev).await;
+    assert_eq!(a.state().clock_skew, None);
+    quiet(&mut a_ev);
+}
+
+/// The skew within which no correction applies, and its sign.
+#[test]
+fn clock_skew_is_the_peer_minus_ours_beyond_the_tolerance() {
+    use super::clock_skew;
+    assert_eq!(clock_skew(1000, 1000), 0);
+    assert_eq!(clock_skew(1002, 1000), 0);
+    assert_eq!(clock_skew(998, 1000), 0);
+    assert_eq!(clock_skew(1003, 1000), 3);
+    assert_eq!(clock_skew(4600, 1000), 3600);
+    assert_eq!(clock_skew(1000, 4600), -3600);
+    assert_eq!(clock_skew(u64::MAX, 0), i64::MAX);
+}
+
+/// A peer whose clock is more than a day from ours is refused with the
+/// skew.
+#[tokio::test]
+async fn a_peer_clock_too_far_off_is_refused_with_the_skew() {
+    let port = free_port();
+    let (a, mut a_ev) = Channel::spawn(cfg(A, B, port));
+    let mut peer = scripted_peer(port).await;
+    let mut h = hello();
+    h.source = B;
+    h.unix_time -= 2 * 86_400;
+    peer.send(Message::Hello(h)).await.unwrap();
+    assert!(matches!(next_frame(&mut peer).await, Message::Hello(_)));
     match next_frame(&mut peer).await {
         Message::HelloReply(HelloReply::Refused(r)) | Message::Close(r) => {
             assert_eq!(r.reason, Reason::ClockSkew);
-            assert!(r.text.contains("differ by 3600 s"), "{}", r.text);
+            assert!(r.text.contains("differ by 172800 s"), "{}", r.text);
         }
         m => panic!("{m:?}"),
     }
     let st = state_until(&a, |s| s.last_failure.is_some()).await;
     let (_, why) = st.last_failure.unwrap();
-    assert!(why.to_string().contains("3600 s"), "{why}");
+    assert!(why.to_string().contains("172800 s"), "{why}");
     quiet(&mut a_ev);
 }
 

@@ -772,6 +772,7 @@ async fn run_service(t: Task) {
                         up.session.sender(),
                         agreed,
                         ack_timeout,
+                        up.clock_skew,
                     )
                     .await;
                     sync = Some(s);
@@ -1223,6 +1224,9 @@ fn render_state(x: &mut String, st: &ChannelState) {
     if let (Connection::Connected, Some(rtt)) = (st.connection, st.rtt) {
         let us = u32::try_from(rtt.as_micros()).unwrap_or(u32::MAX);
         let _ = write!(x, "<round-trip-time>{us}</round-trip-time>");
+    }
+    if let (Connection::Connected, Some(skew)) = (st.connection, st.clock_skew) {
+        let _ = write!(x, "<peer-clock-skew>{skew}</peer-clock-skew>");
     }
     let c = &st.counters;
     let _ = write!(

@@ -354,6 +354,10 @@ pub struct SyncSession {
     /// The first pull of this session completed: the peer's leases are
     /// durable here.
     pulled: bool,
+    /// The peer's lease clock minus ours (s), measured by the hellos: its
+    /// lease times are moved onto our clock by it
+    /// (`channel::SessionUp::clock_skew`).
+    clock_skew: i64,
 }
 
 impl std::fmt::Debug for SyncSession {
@@ -373,8 +377,8 @@ fn names_of(p: &[SyncProfile]) -> Vec<String> {
 impl SyncSession {
     /// A session is up with `profiles` accepted by both sides: subscribe
     /// to the lease log from now on, gate the profiles' ACKs on the peer,
-    /// and start pulling the peer's table. Returns the subscriber the
-    /// service task polls.
+    /// and start pulling the peer's table. `clock_skew`: the peer's clock
+    /// minus ours (s). Returns the subscriber the service task polls.
     pub async fn start(
         hooks: Hooks,
         holds: Option<PreemptHolds>,
@@ -382,6 +386,7 @@ impl SyncSession {
         tx: mpsc::Sender<Message>,
         profiles: Vec<SyncProfile>,
         ack_timeout: Duration,
+        clock_skew: i64,
     ) -> (SyncSession, Option<Subscriber>) {
         let names: Arc<[String]> = names_of(&profiles).into();
         let rep = hooks.replication();
@@ -418,6 +423,7 @@ impl SyncSession {
             invites: HashMap::new(),
             next_batch: 1,
             pulled: false,
+            clock_skew,
         };
         s.begin_pull(None).await;
         (s, sub)
@@ -587,8 +593,8 @@ impl SyncSession {
         Ok(())
     }
 
-    /// The peer's updates as the DHCP server takes them, and the ones that
-    /// do not decode.
+    /// The peer's updates as the DHCP server takes them (their times on
+    /// our clock), and the ones that do not decode.
     fn decode(&self, updates: Vec<LeaseUpdate>) -> (Vec<PeerUpdate>, Vec<RefusedLease>) {
         let mut ok = Vec::with_capacity(updates.len());
         let mut bad = Vec::new();
@@ -596,6 +602,10 @@ impl SyncSession {
             let (ip, pool) = match &u {
                 LeaseUpdate::Upsert(w) => (w.ip, w.pool.clone()),
                 LeaseUpdate::Remove { ip } => (*ip, String::new()),
+            };
+            let u = match u {
+                LeaseUpdate::Upsert(w) => LeaseUpdate::Upsert(w.to_local(self.clock_skew)),
+                r => r,
             };
             match Change::try_from(u) {
                 Ok(Change::Upsert(l)) => ok.push(PeerUpdate::Upsert(l)),

@@ -387,6 +387,7 @@ async fn a_long_log_batch_goes_in_parts_acknowledged_once() {
         tx,
         vec![profile],
         Duration::from_millis(300),
+        0,
     )
     .await;
     assert!(matches!(
@@ -428,6 +429,84 @@ async fn a_long_log_batch_goes_in_parts_acknowledged_once() {
         n as u64
     );
     shutdown.cancel();
+}
+
+/// A peer whose clock is an hour ahead, or an hour behind: the leases it
+/// grants (a live batch, and its table in the batch backup) keep their
+/// remaining lifetime here, on this router's clock. Before the hellos'
+/// skew was applied, +1 h kept them an hour too long here and -1 h
+/// expired them on arrival (the peer's ACKed leases lost here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_skewed_peers_leases_keep_their_lifetime_here() {
+    for skew in [3600i64, -3600] {
+        let shutdown = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (mut dhcp, hooks, _task) =
+            crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+        dhcp.apply(&Config::default(), &config(free_port()));
+        let view = Arc::new(SyncView::default());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+        let profile = crate::backup::sync::SyncProfile {
+            name: "rbp1".into(),
+            backup_id: 1,
+            group: ("eth0".into(), 1),
+            pools: vec!["p1".into()],
+            nets: vec![(u32::from(ip("10.9.0.0")), 0xffff_0000)],
+        };
+        let (mut s, _sub) = SyncSession::start(
+            hooks.clone(),
+            None,
+            view,
+            tx,
+            vec![profile],
+            Duration::from_millis(300),
+            skew,
+        )
+        .await;
+        let Some(Message::BatchRequest(req)) = recv_within(&mut rx).await else {
+            panic!("no batch request")
+        };
+        // granted just now for an hour, on the peer's clock
+        let theirs = |addr: &str| {
+            let mut w = lease(addr, "p1");
+            w.expires = w.expires.checked_add_signed(skew).unwrap();
+            w
+        };
+        s.on_frame(Message::BatchPage(BatchPage {
+            batch: req.batch,
+            leases: vec![theirs("10.9.0.20")],
+            cursor: Ipv4Addr::BROADCAST,
+            more: false,
+        }))
+        .await
+        .unwrap();
+        s.on_frame(Message::LeaseBatch(LeaseBatch {
+            lsn: 1,
+            updates: vec![LeaseUpdate::Upsert(theirs("10.9.0.21"))],
+            more: false,
+        }))
+        .await
+        .unwrap();
+        while let Some((tag, done)) = s.applying.pop_front() {
+            let applied = tokio::time::timeout(WITHIN, done).await.unwrap().unwrap();
+            s.on_applied(tag, applied).unwrap();
+        }
+        // past an expiry scan of the DHCP actor (every second)
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let now = crate::dhcp::clock::now_unix();
+        let names: Arc<[String]> = vec!["rbp1".to_string()].into();
+        let here = hooks.peer_leases(names).await.unwrap();
+        assert_eq!(here.len(), 2, "skew {skew}: {here:?}");
+        for l in &here {
+            assert_eq!(l.state, LeaseState::Bound, "skew {skew}: {l:?}");
+            assert!(
+                l.expires <= now + 3600 && l.expires + 5 >= now + 3600,
+                "skew {skew}: expires {} s from now, granted for 3600 s",
+                l.expires as i64 - now as i64
+            );
+        }
+        shutdown.cancel();
+    }
 }
 
 async fn recv_within(rx: &mut tokio::sync::mpsc::Receiver<Message>) -> Option<Message> {

@@ -79,6 +79,20 @@
 //!   Close{reason, text} ──────────────────────►   then the connection closes
 //! ```
 //!
+//! # Clocks
+//!
+//! Lease times (`WireLease::expires`) are absolute unix seconds of the
+//! sender's lease clock (`dhcp::clock`, which a step of the wall clock
+//! does not move). Each `Hello` carries that clock; both routers take the
+//! skew from the same two hellos (peer minus ours: the two values are
+//! exact opposites, 0 within `channel::CLOCK_SKEW_TOLERANCE`), and the
+//! receiver moves every lease time it gets by it ([`WireLease::to_local`]):
+//! a lease runs out on both routers at the same moment, a lease sent back
+//! comes home unchanged, and both order two versions of an address alike.
+//! The format did not change for this (version 1 still): a version-1 peer
+//! that does not correct refuses a skew over 30 s, so the two differ only
+//! for a skew of 3 to 30 s, by at most that much.
+//!
 //! Nothing but `Hello`, `HelloReply` and `Close` may be sent before both
 //! replies said `Accepted`. Either router may send lease batches (each is
 //! master for its own profiles); LSNs are per sender.
@@ -167,8 +181,9 @@ pub struct Hello {
     /// The sender's hotleased version, for state and logs only (what the
     /// two sides can read is decided by the frame's version byte).
     pub software: String,
-    /// The sender's wall clock, unix seconds: leases carry absolute expiry
-    /// times, so the receiver measures the skew and may refuse
+    /// The sender's lease clock, unix seconds: leases carry absolute expiry
+    /// times of it, so the receiver measures the skew, corrects the
+    /// sender's lease times by it, and refuses one beyond a day
     /// ([`Reason::ClockSkew`]).
     pub unix_time: u64,
     /// Every profile the sender has on this service.
@@ -315,7 +330,11 @@ pub struct WireLease {
     pub state: WireState,
     /// Granted duration in seconds (`u32::MAX`: infinite).
     pub lifetime: u32,
-    /// Unix seconds when the lease (or quarantine) runs out.
+    /// Unix seconds when the lease (or quarantine) runs out, on the
+    /// sender's lease clock (`dhcp::clock`): the receiver moves it onto
+    /// its own by the skew the hellos measured ([`WireLease::to_local`]).
+    /// An infinite lease carries its grant here (`dhcp::leases::INFINITE`
+    /// set), a released one the release.
     pub expires: u64,
     /// Option 82 (relay agent information) as the relay sent it. The
     /// carrier feature syncs it per user; the lease table does not keep it
@@ -648,6 +667,26 @@ impl TryFrom<&Lease> for WireLease {
             relay_agent: None,
         })
     }
+}
+
+impl WireLease {
+    /// `self` with its times moved from the sender's clock onto ours:
+    /// `skew` is the sender's clock minus ours (s). A lease the sender
+    /// granted for an hour then runs out an hour after its grant by our
+    /// clock too, and a lease sent back comes home unchanged. An infinite
+    /// lease's grant moves with it (still infinite); the one without a
+    /// grant (`u64::MAX`) stays. Saturating: a time a skew would move past
+    /// either end stays at that end.
+    pub fn to_local(mut self, skew: i64) -> WireLease {
+        self.expires = expiry_to_local(self.expires, self.lifetime, skew);
+        self
+    }
+}
+
+fn expiry_to_local(expires: u64, lifetime: u32, skew: i64) -> u64 {
+    // the sender's time minus the skew (i64::MIN saturates to MAX's move)
+    let by = skew.checked_neg().unwrap_or(i64::MAX);
+    crate::dhcp::leases::shift_expiry(expires, lifetime, by)
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), LeaseError> {
@@ -1141,6 +1180,58 @@ mod tests {
             expires: 1_800_000_000,
             origin: Origin::Local,
         }
+    }
+
+    /// A lease from a peer whose clock is an hour ahead (or behind) runs
+    /// out here when it runs out there, and comes back unchanged.
+    #[test]
+    fn a_skewed_peers_lease_times_move_onto_our_clock() {
+        use crate::dhcp::leases::{cmp_versions, infinite_expiry, INFINITE};
+        let theirs = lease();
+        let w = WireLease::try_from(&theirs).unwrap();
+        for skew in [3600i64, -3600, 7, -86_400] {
+            let here = Lease::try_from(w.clone().to_local(skew)).unwrap();
+            assert_eq!(
+                i128::from(here.expires),
+                i128::from(theirs.expires) - i128::from(skew),
+                "{skew}"
+            );
+            assert_eq!(here.lifetime, theirs.lifetime);
+            // the grant moves by the skew too: the version order on our
+            // clock is the sender's
+            assert_eq!(
+                i128::from(here.changed_at()),
+                i128::from(theirs.changed_at()) - i128::from(skew)
+            );
+            // sent back, corrected by the skew the other side measured
+            let back = WireLease::try_from(&here).unwrap().to_local(-skew);
+            assert_eq!(back.expires, theirs.expires);
+        }
+        // both routers see the same order of two versions of an address
+        let mut a = lease();
+        a.expires = 1_800_000_010; // granted 10 s after `lease()`
+        let b = lease();
+        let a_at_b = Lease::try_from(WireLease::try_from(&a).unwrap().to_local(3600)).unwrap();
+        assert_eq!(cmp_versions(&a, &b), std::cmp::Ordering::Greater);
+        let mut b_here = b.clone();
+        b_here.expires -= 3600; // b's clock is an hour behind a's
+        assert_eq!(cmp_versions(&a_at_b, &b_here), std::cmp::Ordering::Greater);
+        // no skew: nothing moves
+        assert_eq!(w.clone().to_local(0), w);
+        // infinite: its grant moves, it stays infinite
+        let mut inf = lease();
+        inf.lifetime = u32::MAX;
+        inf.expires = infinite_expiry(1_800_000_000);
+        let moved = WireLease::try_from(&inf).unwrap().to_local(3600);
+        assert_eq!(moved.expires, infinite_expiry(1_799_996_400));
+        assert!(moved.expires >= INFINITE);
+        inf.expires = u64::MAX;
+        let w = WireLease::try_from(&inf).unwrap();
+        assert_eq!(w.clone().to_local(3600), w);
+        // a skew past either end saturates (a hostile clock, no panic)
+        let w = WireLease::try_from(&lease()).unwrap();
+        assert_eq!(w.clone().to_local(i64::MAX).expires, 0);
+        assert_eq!(w.to_local(i64::MIN).expires, INFINITE - 1);
     }
 
     #[test]

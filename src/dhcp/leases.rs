@@ -17,7 +17,15 @@
 //! expires origin`, `D ip`) or, since hot backup (issue 10), a marker that
 //! numbers what follows: `B lsn` opens sync batch `lsn` (its changes follow
 //! it, up to the next marker), `S lsn` opens a compaction snapshot (the
-//! live leases as of batch `lsn`; only ever first in the log). Log sequence
+//! live leases as of batch `lsn`; only ever first in the log). `C offset`
+//! (since the lease clock, `dhcp::clock`): the wall clock stepped while
+//! the daemon ran, and the log's lease times are `offset` seconds behind
+//! the wall clock (the last one counts; a compaction carries it). The
+//! next load moves every lease by it and rewrites the log without it, so
+//! the lease clock, anchored to the wall clock at each start, and the
+//! stored times agree again: no lease runs out early or late across the
+//! restart. A log without one loads as before; a daemon older than it
+//! reads it as a damaged record (its leases then keep the old clock). Log sequence
 //! numbers (LSN) are strictly increasing and never reused: the store's LSN
 //! is the largest marker found, so numbering goes on across restarts and
 //! compactions. Logs written before markers existed load unchanged (their
@@ -347,6 +355,29 @@ enum Record {
     Change(Change),
     Batch(u64),
     Snapshot(u64),
+    /// Wall clock minus the log's lease times (s).
+    Clock(i64),
+}
+
+/// `expires` of a lease of `lifetime` moved by `by` seconds: an infinite
+/// lease's grant moves (it stays infinite), the one without a grant
+/// (`u64::MAX`) stays; saturating at either end.
+pub fn shift_expiry(expires: u64, lifetime: u32, by: i64) -> u64 {
+    let shift = |t: u64, max: u64| -> u64 {
+        let moved = i128::from(t) + i128::from(by);
+        moved.clamp(0, i128::from(max)) as u64
+    };
+    if by == 0 || expires == u64::MAX {
+        return expires;
+    }
+    if lifetime == u32::MAX && expires >= INFINITE {
+        INFINITE | shift(expires - INFINITE, INFINITE - 1)
+    } else if expires >= INFINITE {
+        // not a time any clock reaches: nothing to move
+        expires
+    } else {
+        shift(expires, INFINITE - 1)
+    }
 }
 
 /// Per-pool address usage.
@@ -1077,6 +1108,13 @@ pub trait LeaseStore: Send {
         None
     }
     fn sync(&mut self) -> Result<(), StoreError>;
+    /// The wall clock stepped: the lease times stored are `offset` s
+    /// behind it (durable with the next sync; see the module header's
+    /// `C` record). Nothing to do for a store that does not outlive the
+    /// process.
+    fn clock_offset(&mut self, offset: i64) {
+        let _ = offset;
+    }
     /// Replace the stored history by `live` (durably).
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError>;
     /// Records appended since the last compaction (to decide when to compact).
@@ -1173,6 +1211,9 @@ pub struct FileStore {
     /// How far a failed sync may have written (0: not past `end`): the
     /// next sync overwrites that stretch with its records and zeros.
     dirty: u64,
+    /// The last clock record appended since the load (0: none): a
+    /// compaction writes it again.
+    clock: i64,
     /// Tests: the next fsync fails with EIO after the records were written
     /// (a real EIO needs a failing device; device-mapper is not available
     /// everywhere the tests run).
@@ -1241,6 +1282,7 @@ impl FileStore {
             end: 0,
             alloc: 0,
             positioned: false,
+            clock: 0,
             compacting: None,
             dir_sync_pending: false,
             dirty: 0,
@@ -1494,6 +1536,7 @@ fn encode_marker_into(r: &Record, out: &mut Vec<u8>) {
     let _ = match r {
         Record::Batch(lsn) => write!(out, "B {lsn}"),
         Record::Snapshot(lsn) => write!(out, "S {lsn}"),
+        Record::Clock(offset) => write!(out, "C {offset}"),
         Record::Change(c) => {
             out.truncate(start);
             encode_record_into(c, out);
@@ -1508,7 +1551,7 @@ fn encode_marker_into(r: &Record, out: &mut Vec<u8>) {
 pub fn decode_record(line: &str) -> Option<Change> {
     match decode_line(line)? {
         Record::Change(c) => Some(c),
-        Record::Batch(_) | Record::Snapshot(_) => None,
+        Record::Batch(_) | Record::Snapshot(_) | Record::Clock(_) => None,
     }
 }
 
@@ -1522,6 +1565,7 @@ fn decode_line(line: &str) -> Option<Record> {
     let c = match f.as_slice() {
         ["B", lsn] => return Some(Record::Batch(lsn.parse().ok()?)),
         ["S", lsn] => return Some(Record::Snapshot(lsn.parse().ok()?)),
+        ["C", offset] => return Some(Record::Clock(offset.parse().ok()?)),
         ["D", ip] => Some(Change::Delete(ip.parse().ok()?)),
         ["U", ip, pool, hw, cid, host, state, life, exp, origin] => Some(Change::Upsert(Lease {
             ip: ip.parse().ok()?,
@@ -1641,9 +1685,10 @@ fn resync(line: &[u8], out: &mut Vec<Record>) {
 }
 
 /// Apply a replayed record to a map of the live leases and the largest
-/// LSN seen.
+/// LSN seen (a clock record is [`Replayed`]'s).
 fn replay(map: &mut HashMap<Ipv4Addr, Lease>, lsn: &mut u64, r: Record) {
     match r {
+        Record::Clock(_) => {}
         Record::Change(Change::Upsert(l)) => {
             map.insert(l.ip, l);
         }
@@ -1654,13 +1699,36 @@ fn replay(map: &mut HashMap<Ipv4Addr, Lease>, lsn: &mut u64, r: Record) {
     }
 }
 
+/// A whole log replayed: the live leases, the largest LSN, the last clock
+/// record's offset (0 without one).
+#[derive(Default)]
+struct Replayed {
+    map: HashMap<Ipv4Addr, Lease>,
+    lsn: u64,
+    clock: i64,
+}
+
+impl Replayed {
+    fn add(&mut self, r: Record) {
+        match r {
+            Record::Clock(d) => self.clock = d,
+            r => replay(&mut self.map, &mut self.lsn, r),
+        }
+    }
+}
+
 /// The records of `leases` as a snapshot of batch `lsn` (no marker for
-/// LSN 0: a log without markers is that), and how many.
-fn encode_all<'a>(leases: impl Iterator<Item = &'a Lease>, lsn: u64) -> (Vec<u8>, u64) {
+/// LSN 0: a log without markers is that), then the clock record when
+/// `clock` is not 0, and how many.
+fn encode_all<'a>(leases: impl Iterator<Item = &'a Lease>, lsn: u64, clock: i64) -> (Vec<u8>, u64) {
     let mut data = Vec::new();
     let mut n = 0;
     if lsn > 0 {
         encode_marker_into(&Record::Snapshot(lsn), &mut data);
+        n += 1;
+    }
+    if clock != 0 {
+        encode_marker_into(&Record::Clock(clock), &mut data);
         n += 1;
     }
     for l in leases {
@@ -1681,7 +1749,7 @@ fn coalesce(buf: &[u8]) -> (Vec<u8>, u64) {
                 Some(Record::Change(Change::Upsert(l))) => Some(l.ip),
                 Some(Record::Change(Change::Delete(ip))) => Some(ip),
                 // markers stay where they are
-                Some(Record::Batch(_) | Record::Snapshot(_)) | None => None,
+                Some(Record::Batch(_) | Record::Snapshot(_) | Record::Clock(_)) | None => None,
             };
             (ip, line)
         })
@@ -1716,31 +1784,52 @@ impl LeaseStore for FileStore {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(self.err(e)),
         };
-        let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
-        let mut lsn = 0;
-        let s = scan(&data, |r| replay(&mut map, &mut lsn, r));
+        let mut r = Replayed::default();
+        let s = scan(&data, |x| r.add(x));
+        let Replayed {
+            mut map,
+            lsn,
+            clock,
+        } = r;
         self.lsn = lsn;
         self.buf.clear();
         self.dirty = 0;
-        if !s.damaged.is_empty() {
-            let copy = self.keep_damaged()?;
-            let at: Vec<String> = s
-                .damaged
-                .iter()
-                .take(8)
-                .map(|(off, len)| format!("{off}+{len}"))
-                .collect();
+        self.clock = 0;
+        if clock != 0 {
+            // written on a lease clock `clock` s behind the wall clock (a
+            // step while it ran): onto this start's lease clock
+            for l in map.values_mut() {
+                l.expires = shift_expiry(l.expires, l.lifetime, clock);
+            }
             tracing::warn!(
                 path = %self.path.display(),
-                copy = %copy.display(),
-                damaged = s.damaged.len(),
-                at = %at.join(","),
-                recovered = s.recovered,
-                torn = s.torn,
+                offset_s = clock,
                 leases = map.len(),
-                "lease log has damaged records: skipped, copy kept, log rewritten"
+                "lease log written while the wall clock was stepped: its lease times \
+                 moved by the step, log rewritten"
             );
-            let (data, n) = encode_all(map.values(), lsn);
+        }
+        if !s.damaged.is_empty() || clock != 0 {
+            if !s.damaged.is_empty() {
+                let copy = self.keep_damaged()?;
+                let at: Vec<String> = s
+                    .damaged
+                    .iter()
+                    .take(8)
+                    .map(|(off, len)| format!("{off}+{len}"))
+                    .collect();
+                tracing::warn!(
+                    path = %self.path.display(),
+                    copy = %copy.display(),
+                    damaged = s.damaged.len(),
+                    at = %at.join(","),
+                    recovered = s.recovered,
+                    torn = s.torn,
+                    leases = map.len(),
+                    "lease log has damaged records: skipped, copy kept, log rewritten"
+                );
+            }
+            let (data, n) = encode_all(map.values(), lsn, 0);
             match self.rewrite(&data, n) {
                 // the new log is in place; the next sync retries
                 Err(e) if self.dir_sync_pending => {
@@ -1772,6 +1861,12 @@ impl LeaseStore for FileStore {
             self.records = s.records;
         }
         Ok(map.into_values().collect())
+    }
+
+    fn clock_offset(&mut self, offset: i64) {
+        encode_marker_into(&Record::Clock(offset), &mut self.buf);
+        self.records += 1;
+        self.clock = offset;
     }
 
     fn begin(&mut self, lsn: u64) {
@@ -1880,7 +1975,7 @@ impl LeaseStore for FileStore {
 
     fn compact(&mut self, live: &[Lease]) -> Result<(), StoreError> {
         self.sync()?;
-        let (data, n) = encode_all(live.iter(), self.lsn);
+        let (data, n) = encode_all(live.iter(), self.lsn, self.clock);
         self.rewrite(&data, n)
     }
 
@@ -1906,9 +2001,9 @@ impl LeaseStore for FileStore {
                 super::os::background_priority();
                 let mut log = Vec::with_capacity(upto as usize);
                 File::open(&path)?.take(upto).read_to_end(&mut log)?;
-                let mut map: HashMap<Ipv4Addr, Lease> = HashMap::new();
-                let mut lsn = 0;
-                let s = scan(&log, |r| replay(&mut map, &mut lsn, r));
+                let mut r = Replayed::default();
+                let s = scan(&log, |x| r.add(x));
+                let Replayed { map, lsn, clock } = r;
                 if !s.damaged.is_empty() {
                     // the next start keeps a copy before it skips them
                     return Err(std::io::Error::other(format!(
@@ -1916,7 +2011,7 @@ impl LeaseStore for FileStore {
                         s.damaged.len()
                     )));
                 }
-                let (data, records) = encode_all(map.values(), lsn);
+                let (data, records) = encode_all(map.values(), lsn, clock);
                 let write = || -> std::io::Result<()> {
                     let mut f = create_private(&tmp)?;
                     f.write_all(&data)?;
@@ -2012,6 +2107,7 @@ impl LogReader {
         let mut cur: Option<(u64, Vec<Change>)> = None;
         let mut in_base = true;
         scan(&data, |r| match r {
+            Record::Clock(_) => {}
             Record::Snapshot(n) => base = n,
             Record::Batch(n) => {
                 in_base = false;
@@ -2307,6 +2403,91 @@ pub(crate) mod tests {
         assert_eq!(got, vec![a2, c]);
         assert_eq!(s.records(), 5);
         assert!(!dir.path().join("leases.log.tmp").exists());
+    }
+
+    /// A step of the wall clock while the daemon ran is stored with the
+    /// leases (`C offset`), carried by a compaction, and at the next load
+    /// every lease moves by it (their lease clock was `offset` s behind
+    /// the wall clock, the new one is the wall clock) and the log is
+    /// rewritten without it: a second load moves nothing. Infinite leases
+    /// keep being infinite; a step back to 0 moves nothing.
+    #[test]
+    fn a_clock_step_moves_the_stored_leases_once_at_the_next_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = lease("10.0.0.1", 1, LeaseState::Bound, 1_800_000_000);
+        let mut inf = lease("10.0.0.2", 2, LeaseState::Bound, 0);
+        inf.lifetime = u32::MAX;
+        inf.expires = infinite_expiry(1_799_990_000);
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        s.begin(1);
+        s.append(&[Change::Upsert(a.clone()), Change::Upsert(inf.clone())])
+            .unwrap();
+        s.clock_offset(3600);
+        s.sync().unwrap();
+        // a lease granted after the step, on the same lease clock
+        let b = lease("10.0.0.3", 3, LeaseState::Bound, 1_800_000_100);
+        s.begin(2);
+        s.append(&[Change::Upsert(b.clone())]).unwrap();
+        s.sync().unwrap();
+        // a compaction keeps the offset
+        s.compact(&[a.clone(), inf.clone(), b.clone()]).unwrap();
+        drop(s);
+        let text = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
+        assert!(text.contains(" C 3600\n"), "{text}");
+        let moved = |l: &Lease, by: u64| Lease {
+            expires: l.expires + by,
+            ..l.clone()
+        };
+        let want = vec![moved(&a, 3600), moved(&inf, 3600), moved(&b, 3600)];
+        assert_eq!(loaded(dir.path()), want);
+        assert_eq!(want[1].expires, infinite_expiry(1_799_993_600));
+        // rewritten: nothing moves twice
+        assert_eq!(loaded(dir.path()), want);
+        let text = std::fs::read_to_string(dir.path().join(LOG)).unwrap();
+        assert!(!text.contains(" C "), "{text}");
+
+        // -1 h: the leases move back by it
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.clock_offset(-3600);
+        s.sync().unwrap();
+        let mut back = a.clone();
+        back.expires -= 3600;
+        assert_eq!(loaded(dir.path()), vec![back]);
+        // -1 h, then back to 0 before the restart: nothing moves
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.clock_offset(-3600);
+        s.sync().unwrap();
+        s.clock_offset(0);
+        s.sync().unwrap();
+        assert_eq!(loaded(dir.path()), vec![a.clone()]);
+        // a log without a clock record loads as it always did
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = FileStore::new(dir.path());
+        s.load().unwrap();
+        s.append(&[Change::Upsert(a.clone())]).unwrap();
+        s.sync().unwrap();
+        assert_eq!(loaded(dir.path()), vec![a.clone()]);
+    }
+
+    #[test]
+    fn shift_expiry_moves_times_and_keeps_infinite_leases_infinite() {
+        assert_eq!(shift_expiry(1000, 60, 3600), 4600);
+        assert_eq!(shift_expiry(4600, 60, -3600), 1000);
+        assert_eq!(shift_expiry(1000, 60, -5000), 0);
+        assert_eq!(shift_expiry(1000, 60, i64::MAX), INFINITE - 1);
+        assert_eq!(shift_expiry(u64::MAX, u32::MAX, 3600), u64::MAX);
+        assert_eq!(
+            shift_expiry(infinite_expiry(1000), u32::MAX, 3600),
+            infinite_expiry(4600)
+        );
+        assert_eq!(shift_expiry(1000, 60, 0), 1000);
     }
 
     /// A log of one record per lease of `ips` (addresses 10.0.0.x), as the

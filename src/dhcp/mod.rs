@@ -21,6 +21,7 @@
 //!   rate-limited, and their per-minute summary.
 
 pub mod activity;
+pub mod clock;
 pub mod config;
 pub mod handler;
 pub mod leases;
@@ -793,6 +794,11 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
         g(&c.ack),
         g(&c.nak),
         c.store_failed.load(Ordering::Relaxed),
+    );
+    let _ = write!(
+        x,
+        "<wall-clock-offset>{}</wall-clock-offset>",
+        clock::wall_offset_secs()
     );
     x.push_str("</dhcp-server>");
     x

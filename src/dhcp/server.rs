@@ -47,7 +47,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use dhcproto::v4::MessageType;
 use tokio::sync::{mpsc, oneshot};
@@ -198,11 +198,10 @@ fn shared_order<'p>(
     out
 }
 
+/// Unix seconds on the lease clock ([`super::clock`]): a step of the wall
+/// clock moves no lease.
 pub fn now_unix() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    super::clock::now_unix()
 }
 
 /// Where released replies go: the sockets (a [`Transmitter`]), or a
@@ -285,6 +284,9 @@ enum WriteJob {
     },
     /// Rewrite the log as the live leases (the store replays it itself).
     Compact,
+    /// The wall clock stepped: the lease times are this many seconds
+    /// behind it (`LeaseStore::clock_offset`).
+    Clock(i64),
     /// Run this once everything written before it is durable (a failed
     /// sync keeps it until a sync works).
     Notify(Box<dyn FnOnce() + Send>),
@@ -580,6 +582,7 @@ fn writer(mut w: Writer, rx: std::sync::mpsc::Receiver<WriteJob>) {
                         at,
                     } => w.batch(changes, replies, tx, at),
                     WriteJob::Notify(f) => w.notify.push(f),
+                    WriteJob::Clock(offset) => w.store.clock_offset(offset),
                     WriteJob::Compact => {
                         w.flush();
                         // written by a helper thread; syncs go on meanwhile
@@ -865,6 +868,13 @@ impl DhcpServer {
                         break;
                     }
                     self.check_alive(&mut alive);
+                    if let Some(step) = super::clock::watch() {
+                        // stored with the leases: the next start moves
+                        // them onto its clock
+                        if let Some(w) = &self.writer {
+                            let _ = w.send(WriteJob::Clock(step.offset_secs()));
+                        }
+                    }
                     let now = now_unix();
                     if now != last_expire {
                         last_expire = now;
