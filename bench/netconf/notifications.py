@@ -229,6 +229,7 @@ def main() -> int:
         (tmp / "hotleased.toml").write_text(
             f'[netconf]\nlisten = "127.0.0.1:8830"\nhost-key = "{tmp}/key"\nrecovery-user = "admin"\n'
             f"max-connections = {n}\nmax-per-source = {n}\nmax-unauthenticated = {n}\n"
+            f"max-sessions = {n}\nmax-sessions-per-user = {n}\n"
             f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
             f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = true\n'
         )
