@@ -226,8 +226,9 @@ struct Active {
 
 /// Queued notifications a session writes together, in one write, when
 /// several are waiting (a burst): one SSH packet and one TCP send for
-/// them instead of one each. Bounded so that a long burst still lets
-/// the session read its client's next rpc between batches.
+/// them instead of one each. Bounded so that one write stays small; the
+/// queue (`notify::SESSION_QUEUE`) bounds how many batches an rpc read
+/// may wait behind.
 const NOTIFY_BATCH: usize = 32;
 
 /// How long until `stop` (now when it has passed).
@@ -519,7 +520,8 @@ where
             // A notification first: the other branches are then neither
             // polled nor registered (a fan-out wakes every subscribed
             // session at once, and this is all most of them do). A batch
-            // empties the queue, so the read comes next.
+            // usually empties the queue, so the read comes next; after a
+            // burst, once the (bounded) queue is drained.
             biased;
             n = async { sub.as_mut().expect("guarded").live.recv().await }, if sub.is_some() => {
                 let Some(n) = n else {
