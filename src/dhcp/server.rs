@@ -2378,18 +2378,9 @@ mod tests {
         srv.stalled(Duration::from_secs(8));
         assert_eq!(srv.pools["a"].split, Some(Half::Even));
         assert_eq!(srv.pools["b"].split, None, "not served here");
-        assert!(
-            srv.table.offer(ip("10.0.0.21")).is_none(),
-            "the other half's offer goes"
-        );
-        assert!(
-            srv.table.offer(ip("10.0.0.22")).is_some(),
-            "the own half's offer stays"
-        );
-        assert!(
-            srv.table.offer(ip("10.1.0.21")).is_some(),
-            "a pool not served here"
-        );
+        assert!(srv.table.offer(ip("10.0.0.21")).is_none(), "the other half's offer goes");
+        assert!(srv.table.offer(ip("10.0.0.22")).is_some(), "the own half's offer stays");
+        assert!(srv.table.offer(ip("10.1.0.21")).is_some(), "a pool not served here");
         // the service decides again (the tables reconciled): no split
         srv.command(Command::Split {
             profile: "rbp".into(),
