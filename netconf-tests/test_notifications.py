@@ -417,6 +417,18 @@ def commit_until_overflow(daemon, m, limit=3000):
     raise AssertionError("no overflow after %d commits" % limit)
 
 
+def slow_subscriber_counters(m):
+    """hotlease-vrrp's augment of RFC 6022 statistics: (subscriptions
+    ended for a full queue with the client told, sessions closed)."""
+    mon = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
+    st = m.get(filter=("subtree", f'<netconf-state xmlns="{mon}"><statistics/></netconf-state>')).data_ele
+    stats = st.find(f".//{{{mon}}}statistics")
+    assert stats is not None, etree.tostring(st)
+    got = tuple(stats.findtext(f"{{{VRRP_NS}}}{leaf}") for leaf in ("slow-subscriptions-ended", "slow-subscribers-closed"))
+    assert None not in got, etree.tostring(stats)
+    return tuple(int(v) for v in got)
+
+
 def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon_factory):
     """A client that subscribes and then never reads: its SSH window fills,
     then its queue; commits go on, the other subscriber gets every
@@ -425,6 +437,7 @@ def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon_factory):
     daemon, mport = metrics_daemon(daemon_factory)
     watcher = daemon.connect()
     watcher.create_subscription()
+    assert slow_subscriber_counters(watcher) == (0, 0)
     t, ch, stalled_id = stalled_subscriber(daemon)
     try:
         # from now on the stalled client reads nothing
@@ -456,6 +469,8 @@ def test_a_stalled_subscriber_is_closed_and_slows_no_commit(daemon_factory):
         mon = "urn:ietf:params:xml:ns:yang:ietf-netconf-monitoring"
         st = watcher.get(filter=("subtree", f'<netconf-state xmlns="{mon}"><statistics/></netconf-state>')).data_ele
         assert st.findtext(f".//{{{mon}}}dropped-sessions") == "1", etree.tostring(st)
+        # and what RFC 6022 does not say: why (hotlease-vrrp's augment)
+        assert slow_subscriber_counters(watcher) == (0, 1)
     finally:
         t.close()
 
@@ -491,6 +506,8 @@ def test_a_slow_subscriber_is_told_its_subscription_ended_and_keeps_its_session(
         assert etree.QName(reply).localname == "rpc-reply" and reply.get("message-id") == "2", rest[:300]
         got = metrics_of(mport)
         assert (got[OVERFLOWED], got[CLOSED]) == (1, 0), got
+        # in state as well (hotlease-vrrp's augment of RFC 6022 statistics)
+        assert slow_subscriber_counters(m) == (1, 0)
         # and it may subscribe again
         ch.sendall(f'<rpc message-id="3" xmlns="{BASE_NS}"><create-subscription xmlns="{NOTIF}"/></rpc>'.encode() + EOM)
         rest = rest.split(EOM, 1)[1]

@@ -174,6 +174,12 @@ def measure(probe: Session, peer_sock: socket.socket, n: int) -> list[float]:
     return lat
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process *pid* so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def hold(ns: str, n: int) -> int:
     """Open *n* subscribed sessions, say ready, keep them until stdin
     closes."""
@@ -229,6 +235,7 @@ def main() -> int:
         (tmp / "hotleased.toml").write_text(
             f'[netconf]\nlisten = "127.0.0.1:8830"\nhost-key = "{tmp}/key"\nrecovery-user = "admin"\n'
             f"max-connections = {n}\nmax-per-source = {n}\nmax-unauthenticated = {n}\n"
+            f"max-sessions = {n}\nmax-sessions-per-user = {n}\n"
             f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
             f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = true\n'
         )
@@ -268,7 +275,13 @@ def main() -> int:
         ctl.rpc("<commit/>")
         wait_state(probe, "master", 10)
         results = {}
+        # the daemon's CPU per notification delivered (two state-changes
+        # per transition, to every subscriber): the fan-out's cost, far
+        # less sensitive to the other load on the machine than the times
+        cpu = {}
+        c0 = cpu_seconds(proc.pid)
         one = measure(probe, peer_sock, args.transitions)
+        cpu[1] = cpu_seconds(proc.pid) - c0
         results[1] = one
         # the others subscribe before the probe, which must be last
         probe.close()
@@ -292,13 +305,18 @@ def main() -> int:
         probe = Session(connect())
         sessions.append(probe)
         probe.subscribe()
+        c0 = cpu_seconds(proc.pid)
         results[args.subscribers] = measure(probe, peer_sock, args.transitions)
+        cpu[args.subscribers] = cpu_seconds(proc.pid) - c0
         holder.send_signal(signal.SIGCONT)
         print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
-        print("subscribers  p50_ms  p99_ms  max_ms")
+        print("subscribers  p50_ms  p99_ms  max_ms  daemon_cpu_s  cpu_us_per_delivery")
         for k, v in results.items():
-            print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}")
+            per = cpu[k] / (2 * args.transitions * k) * 1e6
+            print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}"
+                  f"  {cpu[k]:12.2f}  {per:19.1f}")
+        print(f"# load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print(f"# daemon alive: {proc.poll() is None}")
         holder.stdin.close()
         holder.wait(60)

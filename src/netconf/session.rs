@@ -26,7 +26,7 @@ use super::framing::{encode, encode_end, encode_piece, Decoder, Framing};
 use super::rpc;
 use crate::northbound::error::{ErrorTag, ErrorType, RpcError};
 use crate::northbound::monitoring::SessionCounters;
-use crate::northbound::notify::{self, NotifFilter, Notification, SubscribeRequest};
+use crate::northbound::notify::{self, Notification, SubscribeRequest};
 use crate::northbound::ops::{Operation, Reply, StreamedData, Writes};
 use crate::northbound::Handle;
 use crate::xml::{self, escape_text, Element, NC_NS};
@@ -124,6 +124,31 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         self.w.flush().await
     }
 
+    /// Write notifications in one write: each framed once for every
+    /// session that frames the same way (`Notification::framed`), copied
+    /// here only when several go together.
+    async fn send_notifications(&mut self, batch: &[Arc<Notification>]) -> std::io::Result<()> {
+        let framing = self.framing;
+        let slot = usize::from(framing == Framing::Chunked);
+        let frame = |m: &[u8]| {
+            let mut out = Vec::with_capacity(m.len() + 16);
+            encode(framing, m, &mut out);
+            out
+        };
+        match batch {
+            [] => return Ok(()),
+            [one] => self.w.write_all(one.framed(slot, frame)).await?,
+            many => {
+                self.buf.clear();
+                for n in many {
+                    self.buf.extend_from_slice(n.framed(slot, frame));
+                }
+                self.w.write_all(&self.buf).await?;
+            }
+        }
+        self.w.flush().await
+    }
+
     /// Write a `<data>` reply piece by piece as it is produced: each piece
     /// is written (a chunk of its own with chunked framing) before the
     /// next is made, so the output's back-pressure (the SSH window) paces
@@ -192,12 +217,19 @@ struct Me<'a> {
     counters: &'a SessionCounters,
 }
 
-/// The session's subscription (RFC 5277): one at a time.
+/// The session's subscription (RFC 5277): one at a time. Its filter
+/// stays with the bus, which queues only what it selects.
 struct Active {
-    filter: NotifFilter,
     stop: Option<DateTime<Utc>>,
     live: mpsc::Receiver<Arc<Notification>>,
 }
+
+/// Queued notifications a session writes together, in one write, when
+/// several are waiting (a burst): one SSH packet and one TCP send for
+/// them instead of one each. Bounded so that one write stays small; the
+/// queue (`notify::SESSION_QUEUE`) bounds how many batches an rpc read
+/// may wait behind.
+const NOTIFY_BATCH: usize = 32;
 
 /// How long until `stop` (now when it has passed).
 fn until(stop: DateTime<Utc>) -> Duration {
@@ -218,6 +250,20 @@ async fn send_or_stop<W: AsyncWrite + Unpin>(
 ) -> Result<(), &'static str> {
     tokio::select! {
         r = writer.send(msg) => r.map_err(|_| "write failed"),
+        _ = kill.cancelled() => Err("killed"),
+        _ = overflow.grace_over() => Err(STALLED),
+    }
+}
+
+/// [`send_or_stop`] for a batch of notifications.
+async fn notify_or_stop<W: AsyncWrite + Unpin>(
+    writer: &mut Writer<W>,
+    batch: &[Arc<Notification>],
+    kill: &CancellationToken,
+    overflow: &Overflow,
+) -> Result<(), &'static str> {
+    tokio::select! {
+        r = writer.send_notifications(batch) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
         _ = overflow.grace_over() => Err(STALLED),
     }
@@ -392,9 +438,17 @@ where
     // cancelled by the bus when `sub`'s queue overflows
     let mut overflow = Overflow::default();
     let mut readbuf = vec![0u8; 64 * 1024];
+    // the notifications of one write (kept for its capacity)
+    let mut batch: Vec<Arc<Notification>> = Vec::with_capacity(NOTIFY_BATCH);
     // the last complete message: partial bytes (a message that never ends)
     // do not keep a session from its idle timeout
     let mut last_message = tokio::time::Instant::now();
+    // kept across the loop's turns, each of which a notification may
+    // cause: made and registered once, not at every turn
+    let idle_timer = tokio::time::sleep_until(last_message + idle.unwrap_or_default());
+    tokio::pin!(idle_timer);
+    let killed = kill.cancelled();
+    tokio::pin!(killed);
     loop {
         if overflow.is_cancelled() {
             if let Err(why) =
@@ -414,6 +468,9 @@ where
                 }
             };
             last_message = tokio::time::Instant::now();
+            if let Some(idle) = idle {
+                idle_timer.as_mut().reset(last_message + idle);
+            }
             if !hello_done {
                 match check_client_hello(msg).await {
                     Ok(v11) => {
@@ -460,7 +517,12 @@ where
         }
         let stop = sub.as_ref().and_then(|s| s.stop);
         let n = tokio::select! {
-            n = r.read(&mut readbuf) => n,
+            // A notification first: the other branches are then neither
+            // polled nor registered (a fan-out wakes every subscribed
+            // session at once, and this is all most of them do). A batch
+            // usually empties the queue, so the read comes next; after a
+            // burst, once the (bounded) queue is drained.
+            biased;
             n = async { sub.as_mut().expect("guarded").live.recv().await }, if sub.is_some() => {
                 let Some(n) = n else {
                     // the bus let go: the stop time, or an overflow that
@@ -473,16 +535,30 @@ where
                 if overflow.is_cancelled() {
                     continue;
                 }
-                let active = sub.as_ref().expect("guarded");
-                let in_time = active.stop.is_none_or(|s| n.time <= s);
-                if in_time && active.filter.matches(&n) && nb.notification_allowed(user, &n) {
-                    if let Err(why) = send_or_stop(&mut writer, n.message(), kill, &overflow).await {
-                        return why;
+                // what the bus selected for this session, with those
+                // queued behind it, in order
+                let active = sub.as_mut().expect("guarded");
+                let mut next = Some(n);
+                let mut taken = 0;
+                while let Some(n) = next.take() {
+                    taken += 1;
+                    let in_time = active.stop.is_none_or(|s| n.time <= s);
+                    if in_time && nb.notification_allowed(user, &n) {
+                        batch.push(n);
                     }
+                    if taken < NOTIFY_BATCH {
+                        next = active.live.try_recv().ok();
+                    }
+                }
+                if let Err(why) = notify_or_stop(&mut writer, &batch, kill, &overflow).await {
+                    return why;
+                }
+                for _ in batch.drain(..) {
                     SessionCounters::bump(&counters.out_notifications);
                 }
                 continue;
             }
+            n = r.read(&mut readbuf) => n,
             _ = tokio::time::sleep(stop.map(until).unwrap_or_default()), if stop.is_some() => {
                 sub = None;
                 let done = notify::marker("notificationComplete").message().to_string();
@@ -494,8 +570,8 @@ where
             }
             // the loop's head ends the subscription and tells the client
             _ = overflow.token.cancelled() => continue,
-            _ = kill.cancelled() => return "killed",
-            _ = tokio::time::sleep_until(last_message + idle.unwrap_or_default()), if idle.is_some() => {
+            _ = &mut killed => return "killed",
+            _ = &mut idle_timer, if idle.is_some() => {
                 info!("no message within the idle timeout, closing");
                 return "idle timeout";
             }
@@ -662,11 +738,7 @@ fn subscribe(
     match s.live {
         Some(live) => {
             *overflow = Overflow::new(s.overflow);
-            *sub = Some(Active {
-                filter: s.filter,
-                stop: s.stop,
-                live,
-            });
+            *sub = Some(Active { stop: s.stop, live });
         }
         None => out.push(notify::marker("notificationComplete").message().to_string()),
     }
@@ -862,6 +934,77 @@ mod tests {
             sent.unwrap();
             assert!(got > pieces * PIECE);
             assert_eq!(made.load(Ordering::SeqCst), pieces);
+        }
+    }
+
+    /// Notifications waiting together go out in one write, in order, each
+    /// framed as the session frames (in both framings), and the client
+    /// decodes each one whole.
+    #[tokio::test]
+    async fn queued_notifications_go_out_in_one_write_in_order() {
+        for framing in [Framing::Chunked, Framing::EndOfMessage] {
+            let batch: Vec<Arc<Notification>> = ["replayComplete", "notificationComplete"]
+                .iter()
+                .cycle()
+                .take(5)
+                .map(|name| Arc::new(notify::marker(name)))
+                .collect();
+            let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+            let mut writer = Writer {
+                w: Counting { w: ours, writes: 0 },
+                framing,
+                buf: Vec::new(),
+            };
+            writer.send_notifications(&batch).await.unwrap();
+            writer.send_notifications(&batch[..1]).await.unwrap();
+            assert_eq!(writer.w.writes, 2, "{framing:?}");
+            drop(writer);
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.unwrap();
+            let mut dec = Decoder::default();
+            dec.set_framing(framing);
+            dec.push(&got);
+            let mut msgs = Vec::new();
+            while let Some(m) = dec.next_message().unwrap() {
+                msgs.push(String::from_utf8(m).unwrap());
+            }
+            let want: Vec<&str> = batch
+                .iter()
+                .chain(&batch[..1])
+                .map(|n| n.message())
+                .collect();
+            assert_eq!(msgs, want, "{framing:?}");
+        }
+    }
+
+    /// A writer that counts its writes.
+    struct Counting<W> {
+        w: W,
+        writes: usize,
+    }
+
+    impl<W: AsyncWrite + Unpin> AsyncWrite for Counting<W> {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<std::io::Result<usize>> {
+            self.writes += 1;
+            std::pin::Pin::new(&mut self.w).poll_write(cx, buf)
+        }
+
+        fn poll_flush(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.w).poll_flush(cx)
+        }
+
+        fn poll_shutdown(
+            mut self: std::pin::Pin<&mut Self>,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            std::pin::Pin::new(&mut self.w).poll_shutdown(cx)
         }
     }
 

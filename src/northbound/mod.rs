@@ -1130,6 +1130,10 @@ impl Northbound {
         let mut ids: Vec<&u32> = self.sessions.keys().collect();
         ids.sort();
         let mut totals = self.totals;
+        let (ended, closed) = self.stats.overflows();
+        // zero-based-counter32: wraps as the RFC 6022 counters do
+        totals.slow_subscriptions_ended = ended as u32;
+        totals.slow_subscribers_closed = closed as u32;
         let sessions: Vec<monitoring::SessionView<'_>> = ids
             .into_iter()
             .map(|id| {

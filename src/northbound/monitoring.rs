@@ -60,7 +60,15 @@ pub struct Totals {
     pub in_bad_rpcs: u32,
     pub out_rpc_errors: u32,
     pub out_notifications: u32,
+    /// Subscriptions ended for a full notification queue, the client
+    /// told; sessions closed because it could not be (hotlease-vrrp's
+    /// augment of `statistics`: RFC 6022 has no such counters).
+    pub slow_subscriptions_ended: u32,
+    pub slow_subscribers_closed: u32,
 }
+
+/// Namespace of the module that augments `statistics` (hotlease-vrrp).
+const HOTLEASE_NS: &str = "urn:hotlease:yang:vrrp";
 
 impl Totals {
     /// Add a session's rpc counters (a session that ended, or a live one).
@@ -151,14 +159,16 @@ pub fn netconf_state(
     }
     let _ = write!(
         x,
-        "</sessions><statistics><netconf-start-time>{start_time}</netconf-start-time><in-bad-hellos>{}</in-bad-hellos><in-sessions>{}</in-sessions><dropped-sessions>{}</dropped-sessions><in-rpcs>{}</in-rpcs><in-bad-rpcs>{}</in-bad-rpcs><out-rpc-errors>{}</out-rpc-errors><out-notifications>{}</out-notifications></statistics></netconf-state>",
+        "</sessions><statistics><netconf-start-time>{start_time}</netconf-start-time><in-bad-hellos>{}</in-bad-hellos><in-sessions>{}</in-sessions><dropped-sessions>{}</dropped-sessions><in-rpcs>{}</in-rpcs><in-bad-rpcs>{}</in-bad-rpcs><out-rpc-errors>{}</out-rpc-errors><out-notifications>{}</out-notifications><slow-subscriptions-ended xmlns=\"{HOTLEASE_NS}\">{}</slow-subscriptions-ended><slow-subscribers-closed xmlns=\"{HOTLEASE_NS}\">{}</slow-subscribers-closed></statistics></netconf-state>",
         totals.in_bad_hellos,
         totals.in_sessions,
         totals.dropped_sessions,
         totals.in_rpcs,
         totals.in_bad_rpcs,
         totals.out_rpc_errors,
-        totals.out_notifications
+        totals.out_notifications,
+        totals.slow_subscriptions_ended,
+        totals.slow_subscribers_closed,
     );
     x
 }
@@ -195,7 +205,11 @@ mod tests {
             &datastores,
             &sessions,
             "2026-12-06T11:00:00Z",
-            &Totals::default(),
+            &Totals {
+                slow_subscriptions_ended: 4,
+                slow_subscribers_closed: 2,
+                ..Totals::default()
+            },
         );
         let tree = yang::parse_state_xml(&xml).expect("netconf-state parses");
         let printed = yang::print_xml(&tree, yang::WithDefaults::Explicit);
@@ -205,6 +219,8 @@ mod tests {
             "<identifier>ietf-yang-types</identifier>",
             "<identifier>hotlease-dhcp-server</identifier>",
             "<in-rpcs>1</in-rpcs>",
+            "<slow-subscriptions-ended xmlns=\"urn:hotlease:yang:vrrp\">4</slow-subscriptions-ended>",
+            "<slow-subscribers-closed xmlns=\"urn:hotlease:yang:vrrp\">2</slow-subscribers-closed>",
         ] {
             assert!(printed.contains(want), "{want} missing from {printed}");
         }

@@ -6,9 +6,16 @@
 //!  runtimes, northbound ──EventSink (bounded, try_send)──► Pump task
 //!                                                            │ libyang builds + validates
 //!                                                            │ replay log (memory + file)
+//!                                                            │ each distinct filter, once
 //!                                                            ▼
-//!                         per-session queue (bounded, try_send) ──► session task
+//!          per-session queue (bounded, try_send), selected only ──► session task
 //! ```
+//! The fan-out costs per session only what cannot be shared: the bus
+//! evaluates each distinct filter once per notification (subscriptions
+//! with equal filters share one) and queues the notification only to the
+//! sessions it selects, so a session whose filter rejects an event is
+//! not even woken; the message is printed once, and framed once per
+//! framing (`Notification::framed`), for all the sessions that send it.
 //! Nobody waits for a subscriber: a session whose queue is full (its
 //! client reads slower than events come) loses its subscription and is
 //! told by its overflow token. The session then tells its client with
@@ -68,6 +75,9 @@ pub struct Notification {
     message: String,
     /// `xml` parsed, once, by the first subtree filter that needs it.
     parsed: std::sync::OnceLock<Option<Element>>,
+    /// `message` framed, once per framing (end-of-message, chunked), by
+    /// the first session that sends it that way.
+    frames: [std::sync::OnceLock<Box<[u8]>>; 2],
 }
 
 impl Notification {
@@ -81,7 +91,14 @@ impl Notification {
             xml,
             message,
             parsed: std::sync::OnceLock::new(),
+            frames: Default::default(),
         }
+    }
+
+    /// The message framed as `frame` does it, computed once for framing
+    /// `slot` (0 or 1) and shared by every session that frames that way.
+    pub fn framed(&self, slot: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> &[u8] {
+        self.frames[slot.min(1)].get_or_init(|| frame(self.message.as_bytes()).into_boxed_slice())
     }
 
     fn event_time(&self) -> String {
@@ -279,6 +296,9 @@ impl ReplayLog {
 #[derive(Debug)]
 struct Sub {
     id: u64,
+    /// Shared by the subscriptions whose filters are equal: the bus
+    /// evaluates it once per notification for all of them.
+    filter: Arc<NotifFilter>,
     tx: mpsc::Sender<Arc<Notification>>,
     overflow: CancellationToken,
 }
@@ -345,7 +365,7 @@ pub struct SubscribeRequest {
 }
 
 /// A subscription's filter, checked at subscribe time.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NotifFilter {
     All,
     Subtree(Element),
@@ -384,7 +404,9 @@ pub struct Subscription {
     /// A startTime was given: `replayComplete` follows the replay.
     pub replaying: bool,
     pub stop: Option<DateTime<Utc>>,
-    pub filter: NotifFilter,
+    /// What the replay is filtered with (the live queue gets only what
+    /// the bus found it selects).
+    pub filter: Arc<NotifFilter>,
     /// None when the stop time has passed already.
     pub live: Option<mpsc::Receiver<Arc<Notification>>>,
     /// Cancelled when the session's queue overflowed.
@@ -466,19 +488,37 @@ impl Bus {
         let n = Arc::new(Notification::new(DateTime::<Utc>::from(e.at), xml));
         let mut st = self.state();
         st.log.push(n.clone());
-        st.subs.retain(|s| match s.tx.try_send(n.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
-                warn!(
-                    subscription = s.id,
-                    queue = SESSION_QUEUE,
-                    "subscriber cannot keep up: subscription ended"
-                );
-                s.overflow.cancel();
-                false
+        // each distinct filter once (few distinct ones: a linear search
+        // by address beats hashing)
+        let mut verdicts: Vec<(*const NotifFilter, bool)> = Vec::new();
+        st.subs.retain(|s| {
+            let key = Arc::as_ptr(&s.filter);
+            let selected = match verdicts.iter().find(|(k, _)| *k == key) {
+                Some(&(_, v)) => v,
+                None => {
+                    let v = s.filter.matches(&n);
+                    verdicts.push((key, v));
+                    v
+                }
+            };
+            if !selected {
+                // gone sessions are dropped at the next event they select
+                return !s.tx.is_closed();
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            match s.tx.try_send(n.clone()) {
+                Ok(()) => true,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        subscription = s.id,
+                        queue = SESSION_QUEUE,
+                        "subscriber cannot keep up: subscription ended"
+                    );
+                    s.overflow.cancel();
+                    false
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => false,
+            }
         });
     }
 
@@ -571,6 +611,12 @@ impl Bus {
                 .cloned()
                 .collect(),
         };
+        // one filter shared by the subscriptions that ask the same
+        let filter = st
+            .subs
+            .iter()
+            .find(|s| *s.filter == filter)
+            .map_or_else(|| Arc::new(filter), |s| s.filter.clone());
         let overflow = CancellationToken::new();
         let live = if stop.is_some_and(|e| e <= now) {
             None
@@ -580,6 +626,7 @@ impl Bus {
             st.next_id += 1;
             st.subs.push(Sub {
                 id,
+                filter: filter.clone(),
                 tx,
                 overflow: overflow.clone(),
             });
@@ -803,6 +850,65 @@ mod tests {
             ))
             .unwrap();
         assert!(s.live.is_none() && s.replaying);
+    }
+
+    /// Subscriptions with equal filters share one, which the bus
+    /// evaluates once per notification; a session is queued only what
+    /// its filter selects (one whose filter rejects an event is not
+    /// woken), in order.
+    #[test]
+    fn the_bus_queues_only_what_each_filter_selects() {
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let subtree = |state: &str| {
+            let f = xml::parse(&format!(
+                r#"<filter xmlns="urn:ietf:params:xml:ns:netconf:base:1.0"><state-change xmlns="urn:hotlease:yang:vrrp"><new-state>{state}</new-state></state-change></filter>"#
+            ))
+            .unwrap();
+            SubscribeRequest {
+                filter: Some(Filter::Subtree(f)),
+                ..req(None, None)
+            }
+        };
+        let mut masters: Vec<Subscription> = (0..3)
+            .map(|_| bus.subscribe(&subtree("master")).unwrap())
+            .collect();
+        let mut backup = bus.subscribe(&subtree("backup")).unwrap();
+        let mut all = bus.subscribe(&req(None, None)).unwrap();
+        assert!(Arc::ptr_eq(&masters[0].filter, &masters[2].filter));
+        assert!(!Arc::ptr_eq(&masters[0].filter, &backup.filter));
+        bus.publish(&vrrp_event(1, "master"));
+        bus.publish(&vrrp_event(2, "backup"));
+        bus.publish(&vrrp_event(3, "master"));
+        let vrids = |s: &mut Subscription| {
+            let mut out = Vec::new();
+            while let Ok(n) = s.live.as_mut().unwrap().try_recv() {
+                let v = n.xml.split("<vrid>").nth(1).unwrap();
+                out.push(v[..v.find('<').unwrap()].parse::<u8>().unwrap());
+            }
+            out
+        };
+        for m in &mut masters {
+            assert_eq!(vrids(m), [1, 3]);
+        }
+        assert_eq!(vrids(&mut backup), [2]);
+        assert_eq!(vrids(&mut all), [1, 2, 3]);
+    }
+
+    /// A message is framed once per framing, whatever the sessions that
+    /// send it.
+    #[test]
+    fn a_message_is_framed_once_per_framing() {
+        let n = marker("replayComplete");
+        let calls = std::cell::Cell::new(0);
+        let frame = |m: &[u8]| {
+            calls.set(calls.get() + 1);
+            [m, b"]]>]]>"].concat()
+        };
+        let first = n.framed(0, frame).as_ptr();
+        assert_eq!(n.framed(0, frame).as_ptr(), first);
+        assert!(n.framed(0, frame).ends_with(b"</notification>]]>]]>"));
+        n.framed(1, frame);
+        assert_eq!(calls.get(), 2);
     }
 
     #[test]
