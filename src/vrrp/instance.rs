@@ -1288,7 +1288,8 @@ mod tests {
         assert_eq!(i.state(), State::Backup);
     }
 
-    const STORE: &str = "lease store cannot write: No space left on device (os error 28)";
+    const STORE: &str =
+        "lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)";
 
     fn master(prio: u8, delay: Duration, t0: Instant) -> Instance {
         let mut p = params(prio, Version::V3, 100);

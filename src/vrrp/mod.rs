@@ -1440,15 +1440,16 @@ mod tests {
         }
         v.apply(&Config::default(), &cfg);
         assert_eq!(track_in_state(&v, 1), ("200".into(), false, None));
-        v.lock()
-            .tracks
-            .set_store(Some("No space left on device (os error 28)".into()));
+        v.lock().tracks.set_store(Some(
+            "lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)"
+                .into(),
+        ));
         assert_eq!(
             track_in_state(&v, 1),
             (
                 "200".into(),
                 true,
-                Some("lease store cannot write: No space left on device (os error 28)".into())
+                Some("lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)".into())
             ),
             "not running (runtime disabled): the configured priority"
         );

@@ -29,7 +29,7 @@ impl Tracks {
     /// Why group `key`'s tracked object is down, when it is.
     pub fn get(&self, key: &Key) -> Option<String> {
         match &self.store {
-            Some(e) if self.bound.contains(key) => Some(format!("lease store cannot write: {e}")),
+            Some(e) if self.bound.contains(key) => Some(e.clone()),
             _ => None,
         }
     }
@@ -57,10 +57,13 @@ mod tests {
         let mut t = Tracks::default();
         t.set_bound([key(1)].into());
         assert_eq!(t.get(&key(1)), None, "the store works");
-        t.set_store(Some("No space left on device (os error 28)".into()));
+        t.set_store(Some(
+            "lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)"
+                .into(),
+        ));
         assert_eq!(
             t.get(&key(1)).as_deref(),
-            Some("lease store cannot write: No space left on device (os error 28)")
+            Some("lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)")
         );
         assert_eq!(t.get(&key(2)), None);
         t.set_bound(BTreeSet::new());
