@@ -131,6 +131,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
     dhcp.report_events(notifications.sink());
     let (vrrp, vrrp_task) = crate::vrrp::Vrrp::start(&boot.vrrp, shutdown.clone());
     vrrp.report_events(notifications.sink(), shutdown.child_token());
+    vrrp.track_store(dhcp.store_health());
     let (backup, backup_task) = crate::backup::service::start(shutdown.child_token(), dhcp_hooks);
     let (mut backup, backup_task) = (backup, backup_task);
     backup.follow_vrrp(vrrp.subscribe(), vrrp.state_reader());

@@ -318,3 +318,133 @@ async fn held(na: String, nb: String) {
             .unwrap();
     }
 }
+
+/// Issue 15, the runtime's side: A (priority 200, a profile with a DHCP
+/// server following its group) is master over B (100). A's lease store
+/// fails: A resigns at once (priority 0) and B takes over after its
+/// Skew_Time; A stays backup at priority 1 and shows why. The store works
+/// again: A preempts B (delay 0: at its master down timer).
+#[test]
+fn a_group_tracking_a_failed_store_hands_over_and_takes_back() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || output(&["ip", "-V"]).is_empty() {
+        eprintln!("skipped: needs root and iproute2");
+        return;
+    }
+    let a = Netns(format!("vr{}ta", std::process::id()));
+    let b = Netns(format!("vr{}tb", std::process::id()));
+    assert!(sh(&["ip", "netns", "add", &a.0]));
+    assert!(sh(&["ip", "netns", "add", &b.0]));
+    assert!(sh(&[
+        "ip", "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v0", "netns", &b.0
+    ]));
+    for (ns, addr) in [(&a, "10.79.1.1/24"), (&b, "10.79.1.2/24")] {
+        assert!(sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", "v0"]));
+    }
+    for ns in [&a, &b] {
+        assert!(sh(&["ip", "-n", &ns.0, "link", "set", "v0", "up"]));
+    }
+    let (na, nb) = (a.0.clone(), b.0.clone());
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(tracked(na, nb));
+    })
+    .join()
+    .unwrap();
+}
+
+async fn tracked(na: String, nb: String) {
+    let settings = VrrpSettings {
+        enabled: true,
+        realtime_priority: 0,
+    };
+    let shutdown = CancellationToken::new();
+    enter(&na);
+    let (mut va, task_a) = Vrrp::start(&settings, shutdown.clone());
+    let mut ea = va.subscribe();
+    let (store, health) = tokio::sync::watch::channel(None::<String>);
+    va.track_store(health);
+    let mut cfg = held_group(200);
+    cfg.backup.profiles.insert(
+        "rbp1".into(),
+        hotlease::backup::config::BackupProfile {
+            name: "rbp1".into(),
+            vrrp_interface: "v0".into(),
+            vrid: 9,
+            backup_id: 1,
+            service: "rbs1".into(),
+            dhcp_server: true,
+        },
+    );
+    va.apply(&Config::default(), &cfg);
+    // released, as the hot backup does once in sync
+    va.preempt_holds().set("v0", 9, None);
+    assert_eq!(next(&mut ea).await.new, State::Backup);
+    assert_eq!(next(&mut ea).await.new, State::Master);
+
+    enter(&nb);
+    let (mut vb, task_b) = Vrrp::start(&settings, shutdown.clone());
+    let mut eb = vb.subscribe();
+    vb.apply(&Config::default(), &held_group(100));
+    assert_eq!(next(&mut eb).await.new, State::Backup);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(ea.try_recv().is_err() && eb.try_recv().is_err());
+
+    let why = "lease store /x/leases.log: No space left on device (os error 28)";
+    store.send_replace(Some(why.into()));
+    let gave = next(&mut ea).await;
+    assert_eq!(
+        (gave.old, gave.new, gave.reason),
+        (State::Master, State::Backup, Reason::TrackedDown)
+    );
+    let took = next(&mut eb).await;
+    assert_eq!(
+        (took.new, took.reason),
+        (State::Master, Reason::PriorityZero)
+    );
+    // B's Skew_Time: 156/256 × 100 ms, not its Master_Down_Interval
+    let after = took.at.duration_since(gave.at).unwrap_or_default();
+    assert!(after < Duration::from_millis(200), "{after:?}");
+    let xml = va.state_xml();
+    assert!(
+        xml.contains("<effective-priority>1</effective-priority>")
+            && xml.contains("<tracked-down>true</tracked-down>")
+            && xml.contains(&format!("<tracked-down-reason>{why}</tracked-down-reason>"))
+            && xml.contains("<tracked-down-transitions>1</tracked-down-transitions>"),
+        "{xml}"
+    );
+    // 15 Master_Down_Intervals of B: A does not preempt
+    let quiet = tokio::time::timeout(Duration::from_millis(5000), ea.recv()).await;
+    assert!(quiet.is_err(), "a tracked router changed state: {quiet:?}");
+    assert!(va
+        .state_xml()
+        .contains("<master-address>10.79.1.2</master-address>"));
+
+    store.send_replace(None);
+    let back = std::time::SystemTime::now();
+    let took = next(&mut ea).await;
+    assert_eq!(
+        (took.old, took.new, took.reason),
+        (State::Backup, State::Master, Reason::Preempt)
+    );
+    let after = took.at.duration_since(back).unwrap_or_default();
+    assert!(after < Duration::from_millis(600), "{after:?}");
+    assert_eq!(next(&mut eb).await.new, State::Backup);
+    let xml = va.state_xml();
+    assert!(
+        xml.contains("<effective-priority>200</effective-priority>")
+            && xml.contains("<tracked-down>false</tracked-down>"),
+        "{xml}"
+    );
+
+    shutdown.cancel();
+    for task in [task_a, task_b] {
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the runtime stops in time")
+            .unwrap();
+    }
+}

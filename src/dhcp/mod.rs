@@ -309,6 +309,12 @@ impl DhcpSubsystem {
         MetricsReader::new(self.shared.counters.clone(), self.shared.snapshot.clone())
     }
 
+    /// The lease store's health: `Some(error)` while it cannot write (no
+    /// ACK goes out), `None` while it works.
+    pub fn store_health(&self) -> tokio::sync::watch::Receiver<Option<String>> {
+        self.shared.counters.store_health.subscribe()
+    }
+
     /// Report pool exhaustion, utilization-threshold crossings and lease
     /// conflicts after a split brain as notifications to `sink`.
     pub fn report_events(&self, sink: EventSink) {

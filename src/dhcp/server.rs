@@ -142,6 +142,10 @@ pub struct Counters {
     pub ack_latency: crate::metrics::histogram::Histogram,
     /// The last sync failed, or the writer is gone: no ACK goes out.
     pub store_failed: AtomicBool,
+    /// `store_failed` with the error, for whoever must act on it (VRRP
+    /// gives the groups of a hot-backup pair away while it is `Some`):
+    /// changed with `store_failed`, by the writer.
+    pub store_health: tokio::sync::watch::Sender<Option<String>>,
 }
 
 impl Counters {
@@ -150,6 +154,7 @@ impl Counters {
     fn withhold(&self, n: usize, why: &dyn std::fmt::Display) {
         self.acks_withheld.fetch_add(n as u64, Ordering::Relaxed);
         if !self.store_failed.swap(true, Ordering::Relaxed) {
+            self.store_health.send_replace(Some(why.to_string()));
             error!(reason = %why, withheld = n, "lease store failed: ACKs withheld until it works again");
         } else {
             tracing::debug!(reason = %why, withheld = n, "lease store still failing");
@@ -483,6 +488,7 @@ impl Writer {
             Ok(()) => {
                 self.healthy = true;
                 if self.counters.store_failed.swap(false, Ordering::Relaxed) {
+                    self.counters.store_health.send_replace(None);
                     info!("lease store works again: ACKs go out");
                 }
                 self.publish();
@@ -2668,6 +2674,8 @@ mod tests {
                 let (mut srv, shared) =
                     DhcpServer::new(file_store(d), 0, CancellationToken::new()).unwrap();
                 let c = shared.counters.clone();
+                // what VRRP tracks (issue 15: the master gives the group away)
+                let health = c.store_health.subscribe();
                 let x = lease("10.0.0.10", "a", 1);
                 let y = lease("10.0.0.11", "a", 2);
                 srv.write(vec![Change::Upsert(x.clone())], vec![ack()]);
@@ -2675,11 +2683,15 @@ mod tests {
                     c.acks_withheld.load(Ordering::Relaxed) == 1
                 });
                 assert!(c.store_failed.load(Ordering::Relaxed));
+                until("the failure told", || health.borrow().is_some());
+                let said = health.borrow().clone().unwrap_or_default();
+                assert!(said.contains("No space left on device"), "{said}");
                 // room again: the writer tries again by itself
                 std::fs::remove_file(d.join("filler")).unwrap();
                 until("the store works again", || {
                     !c.store_failed.load(Ordering::Relaxed)
                 });
+                until("the recovery told", || health.borrow().is_none());
                 let log = std::fs::read(d.join("leases.log")).unwrap();
                 let rec = crate::dhcp::leases::encode_record(&Change::Upsert(x.clone()));
                 let rec = rec.as_bytes();

@@ -21,6 +21,21 @@
 //! 0 preempts at once), else from the first lower-priority advertisement
 //! heard afterwards, as without a hold: the delay always gives a quiet
 //! time after the backup became complete, whatever the sync took.
+//!
+//! A group can also *track* an object that it needs to serve
+//! ([`Instance::set_track`]): the lease store of the DHCP server that a
+//! remote-backup-profile binds to the group. While the tracked object is
+//! down the group runs at priority 1 (keepalived's `track_script`, a
+//! carrier router's `vrrp vrid track`): a master resigns at once with a
+//! priority 0 advertisement (RFC 5798 6.4.3, what RFC 9568 lets a master
+//! that stops do), so that the peer takes over after its Skew_Time
+//! whatever its preempt setting; a backup never preempts, and still
+//! becomes master when no other router is (a master that cannot store is
+//! better than none). When the object is back the configured priority
+//! applies again: a master advertises it at once, a backup preempts the
+//! lower-priority master it follows by the usual rules (preempt delay and
+//! hold). An address owner keeps priority 255: its virtual address is its
+//! own, no peer may take it.
 
 use std::net::Ipv4Addr;
 use std::time::Duration;
@@ -57,6 +72,8 @@ pub enum Reason {
     PriorityZero,
     Preempt,
     ConfigChange,
+    /// A tracked object went down: a master resigned.
+    TrackedDown,
 }
 
 impl Reason {
@@ -69,6 +86,7 @@ impl Reason {
             Reason::PriorityZero => "priority-zero-received",
             Reason::Preempt => "preempt",
             Reason::ConfigChange => "config-change",
+            Reason::TrackedDown => "tracked-object-down",
         }
     }
 }
@@ -119,6 +137,8 @@ pub struct Stats {
     pub auth_errors: u64,
     pub priority_zero_sent: u64,
     pub priority_zero_received: u64,
+    /// A tracked object went down (the priority dropped to 1).
+    pub tracked_down: u64,
 }
 
 impl Stats {
@@ -148,6 +168,10 @@ pub enum Drop {
     NotRunning,
 }
 
+/// The priority a group runs with while a tracked object is down: the
+/// lowest a working router may advertise, below any peer's.
+pub const TRACKED_PRIORITY: u8 = 1;
+
 /// A VRRP group's state machine.
 #[derive(Debug)]
 pub struct Instance {
@@ -168,6 +192,9 @@ pub struct Instance {
     preempt_at: Option<Instant>,
     /// Preemption held, with the reason shown in the group's state.
     hold: Option<String>,
+    /// A tracked object is down, with the reason shown in the group's
+    /// state: the group runs at [`TRACKED_PRIORITY`].
+    track: Option<String>,
     /// The last advertisement came from a lower-priority master that we
     /// would preempt: its source and when it was heard (backup only).
     lower_master: Option<(Ipv4Addr, Instant)>,
@@ -192,6 +219,7 @@ impl Instance {
             adver_at: None,
             preempt_at: None,
             hold: None,
+            track: None,
             lower_master: None,
             down_reason: Reason::MasterDownTimer,
             late_wait: false,
@@ -234,6 +262,63 @@ impl Instance {
         }
     }
 
+    /// Why a tracked object is down, when it is.
+    pub fn tracked_down(&self) -> Option<&str> {
+        self.track.as_deref()
+    }
+
+    /// A tracked object went down (`Some(reason)`) or is back (`None`).
+    /// Going down, a master resigns (priority 0, addresses released) and
+    /// the group runs at [`TRACKED_PRIORITY`]; coming back, a master
+    /// advertises its priority at once. A new reason for an object
+    /// already down changes nothing but the reason. See the module header.
+    pub fn set_track(&mut self, now: Instant, track: Option<String>) -> Vec<Action> {
+        let mut out = Vec::new();
+        let was_down = self.track.is_some();
+        self.track = track;
+        let down = self.track.is_some();
+        if was_down == down {
+            return out;
+        }
+        if down {
+            self.stats.tracked_down += 1;
+        }
+        if self.owner {
+            return out;
+        }
+        match (self.state, down) {
+            (State::Initialize, _) => {}
+            (State::Master, true) => {
+                self.send(0, &mut out);
+                self.become_backup(now, Reason::TrackedDown, &mut out);
+                self.master_address = None;
+            }
+            (State::Backup, true) => {
+                // Every master is above us now: no preemption pending, and
+                // a lower master whose adverts were being discarded
+                // (preempt delay 0) is followed from its last one.
+                self.preempt_at = None;
+                if self.down_reason == Reason::Preempt {
+                    if let Some((src, at)) = self.lower_master {
+                        self.master_down_at = Some(at + self.master_down_interval());
+                        self.master_address = Some(src);
+                    }
+                    self.down_reason = Reason::MasterDownTimer;
+                }
+                self.lower_master = None;
+            }
+            (State::Master, false) => {
+                // Tell the group at once rather than one interval later.
+                self.send(self.priority(), &mut out);
+                self.adver_at = Some(now + self.params.advert_interval);
+            }
+            // The next advertisement of a lower-priority master starts the
+            // usual preemption (delay, hold).
+            (State::Backup, false) => {}
+        }
+        out
+    }
+
     pub fn state(&self) -> State {
         self.state
     }
@@ -260,10 +345,14 @@ impl Instance {
         }
     }
 
-    /// The priority we advertise: 255 as address owner.
+    /// The priority we run with and advertise: 255 as address owner,
+    /// [`TRACKED_PRIORITY`] while a tracked object is down, else the
+    /// configured one.
     pub fn priority(&self) -> u8 {
         if self.owner {
             255
+        } else if self.track.is_some() {
+            TRACKED_PRIORITY
         } else {
             self.params.priority
         }
@@ -1197,5 +1286,166 @@ mod tests {
         i.set_hold(t0 + ms(1_000), None);
         assert!(drive(&mut i, t0 + ms(1_000), ms(5_000), 100, ms(100), ms(60_000)).is_none());
         assert_eq!(i.state(), State::Backup);
+    }
+
+    const STORE: &str =
+        "lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)";
+
+    fn master(prio: u8, delay: Duration, t0: Instant) -> Instance {
+        let mut p = params(prio, Version::V3, 100);
+        p.preempt_delay = delay;
+        let mut i = Instance::new(p);
+        i.startup(t0, ME, false);
+        run_until(&mut i, t0, ms(1000)).expect("master");
+        assert_eq!(i.state(), State::Master);
+        i
+    }
+
+    /// Issue 15: a master whose lease store cannot write kept the group,
+    /// and the pair served nobody although the backup could. Tracked down,
+    /// it resigns at once (priority 0, addresses released), runs at
+    /// priority 1 and follows the lower-priority peer without preempting
+    /// it; back up, it preempts by the usual rules (delay 0: at the
+    /// master down timer of the last advertisement followed, set at
+    /// priority 1: 300 + 255/256 × 100 ms; 2 s: 2 s after the first
+    /// lower advertisement).
+    #[test]
+    fn a_master_whose_tracked_store_fails_resigns_and_takes_the_group_back_when_it_works() {
+        for (delay, back) in [(0, 400), (2_000, 100 + 2_000)] {
+            let t0 = Instant::now();
+            let mut i = master(200, ms(delay), t0);
+            let t1 = t0 + ms(1000);
+            let a = i.set_track(t1, Some(STORE.into()));
+            assert_eq!(
+                a,
+                vec![
+                    Action::Send(i.advert(0)),
+                    Action::Release(vec![VIP]),
+                    Action::Changed {
+                        old: State::Master,
+                        new: State::Backup,
+                        reason: Reason::TrackedDown
+                    }
+                ]
+            );
+            assert_eq!(i.priority(), TRACKED_PRIORITY);
+            assert_eq!(i.tracked_down(), Some(STORE));
+            assert_eq!(i.master_address(), None);
+            assert_eq!((i.stats.tracked_down, i.stats.priority_zero_sent), (1, 1));
+            // the peer (100) takes over and advertises: followed, never
+            // preempted, for as long as the store fails
+            let c = drive(&mut i, t1, ms(10_000), 100, ms(100), ms(60_000));
+            assert_eq!(c, None, "delay {delay}");
+            assert_eq!(i.master_address(), Some(PEER));
+            // a new reason changes nothing else
+            assert!(i
+                .set_track(t1 + ms(10_000), Some("other".into()))
+                .is_empty());
+            assert_eq!(i.stats.tracked_down, 1);
+            // the store works again
+            assert!(i.set_track(t1 + ms(10_000), None).is_empty());
+            assert_eq!(i.priority(), 200);
+            let c = drive(
+                &mut i,
+                t1 + ms(10_000),
+                ms(10_000),
+                100,
+                ms(100),
+                ms(60_000),
+            );
+            assert_eq!(
+                c,
+                Some((ms(back), State::Master, Reason::Preempt)),
+                "delay {delay}"
+            );
+        }
+    }
+
+    /// Without preempt on the peer's side the resignation still hands it
+    /// the group (priority 0 is not preemption), after its Skew_Time.
+    #[test]
+    fn the_peer_takes_over_from_a_tracked_master_after_skew_time() {
+        let t0 = Instant::now();
+        let mut peer = Instance::new(params(100, Version::V3, 100));
+        peer.params.preempt = false;
+        peer.startup(t0, PEER, false);
+        peer.on_advert(t0 + ms(10), &rx(ME, 200, Version::V3, 10))
+            .unwrap();
+        let mut i = master(200, Duration::ZERO, t0);
+        let a = i.set_track(t0 + ms(20), Some(STORE.into()));
+        let Some(Action::Send(adv)) = a.first() else {
+            panic!("{a:?}")
+        };
+        let mut resign = rx(ME, adv.priority, Version::V3, adv.interval);
+        resign.advert = adv.clone();
+        peer.on_advert(t0 + ms(20), &resign).unwrap();
+        let (at, a) = run_until(&mut peer, t0 + ms(20), ms(1000)).unwrap();
+        assert_eq!(at, ms(61), "skew = 156/256 × 100 ms");
+        assert_eq!(changed(&a), Some((State::Master, Reason::PriorityZero)));
+    }
+
+    #[test]
+    fn a_tracked_backup_does_not_preempt_and_replaces_a_silent_master_at_priority_one() {
+        // delay 2 s: the preemption pending at 2.1 s is cancelled
+        let t0 = Instant::now();
+        let mut p = params(200, Version::V3, 100);
+        p.preempt_delay = ms(2_000);
+        let mut i = Instance::new(p);
+        i.startup(t0, ME, false);
+        assert!(drive(&mut i, t0, ms(1_000), 100, ms(100), ms(60_000)).is_none());
+        assert!(i.set_track(t0 + ms(1_000), Some(STORE.into())).is_empty());
+        assert!(drive(&mut i, t0 + ms(1_000), ms(5_000), 100, ms(100), ms(60_000)).is_none());
+        // delay 0: the master down timer counting down on a live lower
+        // master (its adverts discarded) follows it instead
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(200, Version::V3, 100));
+        i.startup(t0, ME, false);
+        assert!(drive(&mut i, t0, ms(250), 100, ms(100), ms(60_000)).is_none());
+        i.set_track(t0 + ms(250), Some(STORE.into()));
+        assert_eq!(i.master_address(), Some(PEER));
+        assert!(drive(&mut i, t0 + ms(250), ms(5_000), 100, ms(100), ms(5_000)).is_none());
+        // the master goes silent: master at priority 1, after
+        // 3 × 100 ms + 255/256 × 100 ms
+        let c = drive(
+            &mut i,
+            t0 + ms(5_250),
+            ms(5_000),
+            100,
+            ms(100),
+            Duration::ZERO,
+        );
+        assert_eq!(c, Some((ms(400), State::Master, Reason::MasterDownTimer)));
+        let a = i.on_timer(t0 + ms(5_750));
+        assert_eq!(sent_priority(&a), Some(TRACKED_PRIORITY));
+        // back: the configured priority is advertised at once
+        let a = i.set_track(t0 + ms(5_760), None);
+        assert_eq!(sent_priority(&a), Some(200));
+        assert_eq!(i.next_deadline(), Some(t0 + ms(5_860)));
+        assert_eq!(i.stats.tracked_down, 1);
+    }
+
+    #[test]
+    fn a_store_back_while_the_group_is_held_preempts_only_after_the_release() {
+        let t0 = Instant::now();
+        let mut i = master(200, Duration::ZERO, t0);
+        i.set_track(t0 + ms(1_000), Some(STORE.into()));
+        i.set_hold(t0 + ms(1_000), Some(HOLD.into()));
+        assert!(drive(&mut i, t0 + ms(1_000), ms(2_000), 100, ms(100), ms(60_000)).is_none());
+        i.set_track(t0 + ms(3_000), None);
+        assert!(drive(&mut i, t0 + ms(3_000), ms(5_000), 100, ms(100), ms(60_000)).is_none());
+        assert_eq!(i.state(), State::Backup);
+        i.set_hold(t0 + ms(8_000), None);
+        let c = drive(&mut i, t0 + ms(8_000), ms(5_000), 100, ms(100), ms(60_000));
+        assert_eq!(c, Some((ms(1), State::Master, Reason::Preempt)));
+    }
+
+    #[test]
+    fn an_address_owner_keeps_priority_255_when_tracked() {
+        let t0 = Instant::now();
+        let mut i = Instance::new(params(100, Version::V3, 100));
+        i.startup(t0, VIP, true);
+        assert!(i.set_track(t0, Some(STORE.into())).is_empty());
+        assert_eq!((i.state(), i.priority()), (State::Master, 255));
+        assert_eq!(i.tracked_down(), Some(STORE));
     }
 }

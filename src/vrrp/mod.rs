@@ -27,6 +27,11 @@
 //! `apply` records which groups are followed, the backup subsystem says
 //! which are released, and the actor, woken by a `Notify`, hands each
 //! group's hold to its state machine.
+//!
+//! `track` lowers the priority of the groups that remote-backup-profiles
+//! with a DHCP server follow while the lease store cannot write
+//! ([`Vrrp::track_store`]): the actor watches the store's health and
+//! hands each tracked group its state.
 
 pub mod config;
 pub mod events;
@@ -36,6 +41,7 @@ pub mod instance;
 pub mod network;
 pub mod packet;
 pub mod timer;
+pub mod track;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::Ipv4Addr;
@@ -58,6 +64,7 @@ use host::{AbortOnDrop, HostCmd, Link};
 use instance::{Action, Instance, Params, Reason, State, Stats};
 use network::Inbound;
 use packet::{ChecksumForm, DecodeError, Version};
+use track::Tracks;
 
 /// A group's key: (interface, vrid).
 pub type Key = (String, u8);
@@ -69,6 +76,8 @@ pub struct GroupState {
     pub master_address: Option<Ipv4Addr>,
     pub last_change: Option<String>,
     pub discontinuity: String,
+    /// The priority the group runs with (see `Instance::priority`).
+    pub effective_priority: u8,
     pub stats: Stats,
 }
 
@@ -83,18 +92,21 @@ pub struct Snapshot {
     pub malformed: u64,
     /// Preemption holds (see `hold`).
     pub holds: Holds,
+    /// Tracked objects (see `track`).
+    pub tracks: Tracks,
 }
 
 fn now_text() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
 
-fn fresh_state() -> GroupState {
+fn fresh_state(priority: u8) -> GroupState {
     GroupState {
         state: State::Initialize,
         master_address: None,
         last_change: None,
         discontinuity: now_text(),
+        effective_priority: priority,
         stats: Stats::default(),
     }
 }
@@ -104,6 +116,8 @@ pub const NS: &str = "urn:hotlease:yang:vrrp";
 
 enum Command {
     Apply(BTreeMap<Key, VrrpGroup>),
+    /// Follow the lease store's health: `Some(error)` while it cannot write.
+    TrackStore(watch::Receiver<Option<String>>),
 }
 
 /// The subsystem the northbound drives (see `config::Subsystem`).
@@ -275,6 +289,14 @@ impl Vrrp {
         }
     }
 
+    /// Track the DHCP server's lease store (see `track`): `store` says
+    /// `Some(error)` while it cannot write, `None` while it works.
+    pub fn track_store(&self, store: watch::Receiver<Option<String>>) {
+        if self.enabled {
+            let _ = self.commands.send(Command::TrackStore(store));
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Snapshot> {
         self.snapshot.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -333,14 +355,28 @@ impl crate::config::Subsystem for Vrrp {
             // times, so <get> never shows state for a deleted group.
             let mut snap = self.lock();
             snap.groups.retain(|k, _| new.vrrp.contains_key(k));
-            for k in new.vrrp.keys() {
-                snap.groups.entry(k.clone()).or_insert_with(fresh_state);
+            for (k, g) in &new.vrrp {
+                let s = snap
+                    .groups
+                    .entry(k.clone())
+                    .or_insert_with(|| fresh_state(g.priority));
+                if s.state == State::Initialize {
+                    s.effective_priority = g.priority;
+                }
             }
             // Before the actor hears of a new group: it starts held.
             snap.holds.set_bound(
                 new.backup
                     .profiles
                     .values()
+                    .map(|p| (p.vrrp_interface.clone(), p.vrid))
+                    .collect(),
+            );
+            snap.tracks.set_bound(
+                new.backup
+                    .profiles
+                    .values()
+                    .filter(|p| p.dhcp_server)
                     .map(|p| (p.vrrp_interface.clone(), p.vrid))
                     .collect(),
             );
@@ -381,6 +417,19 @@ impl crate::config::Subsystem for Vrrp {
                 }
                 None => x += "<preempt-hold>false</preempt-hold>",
             }
+            x += &format!(
+                "<effective-priority>{}</effective-priority>",
+                g.effective_priority
+            );
+            match snap.tracks.get(&(ifname.clone(), *vrid)) {
+                Some(why) => {
+                    x += &format!(
+                        "<tracked-down>true</tracked-down><tracked-down-reason>{}</tracked-down-reason>",
+                        escape_text(&why)
+                    )
+                }
+                None => x += "<tracked-down>false</tracked-down>",
+            }
             let s = &g.stats;
             x += &format!(
                 "<statistics><discontinuity-time>{}</discontinuity-time>\
@@ -391,7 +440,8 @@ impl crate::config::Subsystem for Vrrp {
                  <address-list-errors>{}</address-list-errors><length-errors>{}</length-errors>\
                  <type-errors>{}</type-errors><authentication-errors>{}</authentication-errors>\
                  <priority-zero-sent>{}</priority-zero-sent>\
-                 <priority-zero-received>{}</priority-zero-received></statistics></group>",
+                 <priority-zero-received>{}</priority-zero-received>\
+                 <tracked-down-transitions>{}</tracked-down-transitions></statistics></group>",
                 g.discontinuity,
                 s.adverts_sent,
                 s.adverts_received,
@@ -407,6 +457,7 @@ impl crate::config::Subsystem for Vrrp {
                 s.auth_errors,
                 s.priority_zero_sent,
                 s.priority_zero_received,
+                s.tracked_down,
             );
         }
         x += &format!(
@@ -474,6 +525,8 @@ struct Actor {
     inbound_rx: mpsc::Receiver<Inbound>,
     timer: timer::Timer,
     holds_changed: Arc<Notify>,
+    /// The lease store's health (`Vrrp::track_store`), once given.
+    store: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Actor {
@@ -516,6 +569,7 @@ impl Actor {
             inbound_rx,
             timer: timer::Timer::new(),
             holds_changed,
+            store: None,
         }
     }
 
@@ -542,10 +596,22 @@ impl Actor {
                 _ = self.timer.expired() => self.timers(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Apply(groups)) => self.apply(groups),
+                    Some(Command::TrackStore(store)) => {
+                        self.store = Some(store);
+                        self.store_changed();
+                    }
                     None => break,
                 },
                 Some((name, link)) = self.iface_rx.recv() => self.iface_event(name, link),
                 _ = self.holds_changed.notified() => self.refresh_holds(Instant::now()),
+                alive = store_changed(&mut self.store) => {
+                    if alive {
+                        self.store_changed();
+                    } else {
+                        // the DHCP server is gone (shutdown): nothing more to track
+                        self.store = None;
+                    }
+                }
             }
         }
         self.stop().await;
@@ -619,6 +685,7 @@ impl Actor {
                     info!(ifname = %key.0, vrid = key.1, priority = cfg.priority, "group added");
                     let mut inst = Instance::new(params(&cfg));
                     inst.set_hold(now, self.hold_of(&key));
+                    inst.set_track(now, self.track_of(&key));
                     self.groups.insert(
                         key.clone(),
                         Group {
@@ -652,8 +719,10 @@ impl Actor {
                         if let Some(g) = self.groups.get_mut(&key) {
                             let stats = std::mem::take(&mut g.inst.stats);
                             let hold = g.inst.preempt_hold().map(str::to_string);
+                            let track = g.inst.tracked_down().map(str::to_string);
                             g.inst = Instance::new(p);
                             g.inst.set_hold(now, hold);
+                            g.inst.set_track(now, track);
                             g.inst.stats = stats;
                         }
                         self.try_start(&key, now);
@@ -678,7 +747,58 @@ impl Actor {
         self.publish_watch();
         // profiles added or removed for groups that did not change
         self.refresh_holds(now);
+        self.refresh_tracks(now);
         self.sync_all();
+    }
+
+    /// Why a group's tracked object is down now, when it is.
+    fn track_of(&self, key: &Key) -> Option<String> {
+        let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        snap.tracks.get(key)
+    }
+
+    /// The lease store's health changed: note it, and hand every tracked
+    /// group its state.
+    fn store_changed(&mut self) {
+        let Some(store) = self.store.as_mut() else {
+            return;
+        };
+        let failure = store.borrow_and_update().clone();
+        {
+            let mut snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            snap.tracks.set_store(failure);
+        }
+        self.refresh_tracks(Instant::now());
+    }
+
+    /// Hand every group the state of its tracked object.
+    fn refresh_tracks(&mut self, now: Instant) {
+        let tracks: Vec<(Key, Option<String>)> = {
+            let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+            self.groups
+                .keys()
+                .map(|k| (k.clone(), snap.tracks.get(k)))
+                .collect()
+        };
+        for (key, track) in tracks {
+            let Some(g) = self.groups.get_mut(&key) else {
+                continue;
+            };
+            if g.inst.tracked_down().is_some() == track.is_some() {
+                continue;
+            }
+            let state = g.inst.state().as_str();
+            match &track {
+                Some(why) => {
+                    warn!(ifname = %key.0, vrid = key.1, state, reason = %why, priority = instance::TRACKED_PRIORITY, "tracked object down: priority lowered, a master resigns")
+                }
+                None => {
+                    info!(ifname = %key.0, vrid = key.1, state, priority = g.inst.params().priority, "tracked object up: configured priority again")
+                }
+            }
+            let actions = g.inst.set_track(now, track);
+            self.perform(&key, actions);
+        }
     }
 
     /// The preemption hold a group must run with now.
@@ -1092,6 +1212,7 @@ impl Actor {
         if let Some(s) = snap.groups.get_mut(key) {
             s.state = g.inst.state();
             s.master_address = g.inst.master_address();
+            s.effective_priority = g.inst.priority();
             s.stats = g.inst.stats.clone();
         }
     }
@@ -1100,6 +1221,15 @@ impl Actor {
         for key in self.groups.keys() {
             self.sync(key);
         }
+    }
+}
+
+/// Until the lease store's health changes: `true`, or `false` when its
+/// sender is gone; never resolves without a store to watch.
+async fn store_changed(store: &mut Option<watch::Receiver<Option<String>>>) -> bool {
+    match store {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
     }
 }
 
@@ -1268,6 +1398,68 @@ mod tests {
         v.apply(&Config::default(), &boot);
         assert_eq!(hold_in_state(&v, 1), (false, None));
         assert_eq!(hold_in_state(&v, 2), (true, Some("channel down".into())));
+    }
+
+    /// The tracked-down leaves of a group in `<get>`: (effective
+    /// priority, tracked-down, reason).
+    fn track_in_state(v: &Vrrp, vrid: u8) -> (String, bool, Option<String>) {
+        let xml = v.state_xml();
+        crate::yang::parse_state_xml(&xml).expect("state parses against the module");
+        let g = xml
+            .split("<group>")
+            .find(|g| g.contains(&format!("<vrid>{vrid}</vrid>")))
+            .unwrap_or_else(|| panic!("group {vrid} in {xml}"));
+        let between = |a: &str, b: &str| {
+            g.split_once(a)
+                .and_then(|(_, r)| r.split_once(b))
+                .map(|(r, _)| r.to_string())
+        };
+        (
+            between("<effective-priority>", "</effective-priority>").unwrap_or_default(),
+            g.contains("<tracked-down>true</tracked-down>"),
+            between("<tracked-down-reason>", "</tracked-down-reason>"),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_groups_of_a_dhcp_profile_show_the_store_failure() {
+        let (mut v, _task) = Vrrp::start(&disabled(), CancellationToken::new());
+        let mut cfg = with_profile(
+            with_profile(
+                config(&[group("eth1", 1, 200), group("eth1", 2, 150)]),
+                "a",
+                "eth1",
+                1,
+            ),
+            "b",
+            "eth1",
+            2,
+        );
+        if let Some(p) = cfg.backup.profiles.get_mut("b") {
+            p.dhcp_server = false;
+        }
+        v.apply(&Config::default(), &cfg);
+        assert_eq!(track_in_state(&v, 1), ("200".into(), false, None));
+        v.lock().tracks.set_store(Some(
+            "lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)"
+                .into(),
+        ));
+        assert_eq!(
+            track_in_state(&v, 1),
+            (
+                "200".into(),
+                true,
+                Some("lease store /var/lib/hotlease/leases.log: No space left on device (os error 28)".into())
+            ),
+            "not running (runtime disabled): the configured priority"
+        );
+        assert_eq!(
+            track_in_state(&v, 2),
+            ("150".into(), false, None),
+            "its profile backs no DHCP server"
+        );
+        v.lock().tracks.set_store(None);
+        assert_eq!(track_in_state(&v, 1), ("200".into(), false, None));
     }
 
     #[test]
