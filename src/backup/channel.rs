@@ -391,6 +391,8 @@ pub enum ChannelEvent {
 pub struct SessionUp {
     pub id: u64,
     pub session: Session,
+    /// The hello this router sent (the verdicts are made on it).
+    pub our_hello: Hello,
     pub peer_hello: Hello,
     /// The peer's verdicts on our profiles, and ours on its.
     pub peer_verdicts: Vec<ProfileVerdict>,
@@ -1407,6 +1409,7 @@ async fn connection_inner(
             tx: out_tx,
             rx: in_rx,
         },
+        our_hello: hello.clone(),
         peer_hello,
         peer_verdicts,
         our_verdicts,

@@ -193,6 +193,15 @@ fn profiles_of(name: &str, cfg: &Config) -> Vec<ProfileSpec> {
     v
 }
 
+/// What the verdicts of a session are made on: each profile's backup-id
+/// and pool fingerprint.
+fn judged(h: &Hello) -> Vec<(u16, u64)> {
+    h.profiles
+        .iter()
+        .map(|p| (p.backup_id, p.fingerprint))
+        .collect()
+}
+
 /// The hello of a service with these profiles and roles.
 fn hello_of(profiles: &[ProfileSpec], roles: &Roles) -> Hello {
     Hello {
@@ -671,9 +680,6 @@ async fn run_service(t: Task) {
                     ours = profiles.borrow_and_update().clone();
                     serve(&hooks, &ours, &roles.borrow());
                     let next = hello_of(&ours, &roles.borrow());
-                    let judged = |h: &Hello| -> Vec<(u16, u64)> {
-                        h.profiles.iter().map(|p| (p.backup_id, p.fingerprint)).collect()
-                    };
                     if judged(&next) != judged(&hello) && session.is_some() {
                         // the verdicts of both sides are made on the hellos:
                         // a new session exchanges the new ones
@@ -735,6 +741,15 @@ async fn run_service(t: Task) {
                     recheck = true;
                     end(&mut sync, &peer);
                     let up = *up;
+                    if judged(&up.our_hello) != judged(&hello) {
+                        // a commit changed the profiles while the hellos
+                        // were exchanged: the verdicts were made on the
+                        // old ones; dropping the session ends it, and the
+                        // channel connects again with the new hello
+                        info!(id = up.id, "profiles or pool fingerprints changed during the handshake: renewing the session");
+                        session = None;
+                        continue;
+                    }
                     if announced.take().is_some() {
                         // its own Down has not arrived yet
                         sink.emit(channel_event(&spec, "down", Some("replaced by a new session")));
