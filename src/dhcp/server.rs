@@ -789,6 +789,20 @@ impl DhcpServer {
         ))
     }
 
+    /// Run the lease writer and the ACK release threads under SCHED_RR at
+    /// `priority` (`super::os::realtime`); the actor's own thread is its
+    /// runner's to set.
+    pub fn realtime(&self, priority: u8) -> std::io::Result<()> {
+        use std::os::unix::thread::JoinHandleExt;
+        for t in [&self.writer_thread, &self.release_thread]
+            .into_iter()
+            .flatten()
+        {
+            super::os::realtime(t.as_pthread_t(), priority)?;
+        }
+        Ok(())
+    }
+
     /// Run until cancelled.
     pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -2378,9 +2392,18 @@ mod tests {
         srv.stalled(Duration::from_secs(8));
         assert_eq!(srv.pools["a"].split, Some(Half::Even));
         assert_eq!(srv.pools["b"].split, None, "not served here");
-        assert!(srv.table.offer(ip("10.0.0.21")).is_none(), "the other half's offer goes");
-        assert!(srv.table.offer(ip("10.0.0.22")).is_some(), "the own half's offer stays");
-        assert!(srv.table.offer(ip("10.1.0.21")).is_some(), "a pool not served here");
+        assert!(
+            srv.table.offer(ip("10.0.0.21")).is_none(),
+            "the other half's offer goes"
+        );
+        assert!(
+            srv.table.offer(ip("10.0.0.22")).is_some(),
+            "the own half's offer stays"
+        );
+        assert!(
+            srv.table.offer(ip("10.1.0.21")).is_some(),
+            "a pool not served here"
+        );
         // the service decides again (the tables reconciled): no split
         srv.command(Command::Split {
             profile: "rbp".into(),
