@@ -282,7 +282,7 @@ pub fn start(
         .spawn(move || {
             let realtime = realtime.and_then(|()| match realtime_priority {
                 0 => Ok(()),
-                p => os::realtime_self(p),
+                p => crate::sched::realtime_self(p),
             });
             match realtime {
                 Ok(()) if realtime_priority > 0 => {
@@ -825,8 +825,12 @@ mod tests {
         let (_dhcp, hooks, task) = start(dir.path(), 0, shutdown.child_token(), PRIO).unwrap();
         let (actor, helper) = hooks
             .spawn(async {
-                let helper = tokio::task::spawn_blocking(|| os::current_policy().unwrap());
-                (os::current_policy().unwrap(), helper.await.unwrap())
+                let helper =
+                    tokio::task::spawn_blocking(|| crate::sched::current_policy().unwrap());
+                (
+                    crate::sched::current_policy().unwrap(),
+                    helper.await.unwrap(),
+                )
             })
             .await
             .unwrap();
@@ -838,7 +842,7 @@ mod tests {
                 let t = t.ok()?;
                 let tid: i32 = t.file_name().to_str()?.parse().ok()?;
                 let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-                (os::policy_of(tid).ok()? == (libc::SCHED_RR, i32::from(PRIO)))
+                (crate::sched::policy_of(tid).ok()? == (libc::SCHED_RR, i32::from(PRIO)))
                     .then(|| comm.trim().to_string())
             })
             .collect();
@@ -861,7 +865,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("dhcp"));
-        let policy = hooks.spawn(async { os::current_policy().unwrap() });
+        let policy = hooks.spawn(async { crate::sched::current_policy().unwrap() });
         assert_eq!(policy.await.unwrap(), (libc::SCHED_OTHER, 0));
         let said = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop, flag) = (shutdown.clone(), said.clone());

@@ -790,7 +790,7 @@ impl DhcpServer {
     }
 
     /// Run the lease writer and the ACK release threads under SCHED_RR at
-    /// `priority` (`super::os::realtime`); the actor's own thread is its
+    /// `priority` (`crate::sched::realtime`); the actor's own thread is its
     /// runner's to set.
     pub fn realtime(&self, priority: u8) -> std::io::Result<()> {
         use std::os::unix::thread::JoinHandleExt;
@@ -798,7 +798,7 @@ impl DhcpServer {
             .into_iter()
             .flatten()
         {
-            super::os::realtime(t.as_pthread_t(), priority)?;
+            crate::sched::realtime(t.as_pthread_t(), priority)?;
         }
         Ok(())
     }

@@ -2064,11 +2064,14 @@ impl GetJob {
     /// a busy machine a 100,000-lease read took 508 s, and commits still
     /// stalled up to 7.7 s meanwhile (most likely waiting for a lock the
     /// starved thread held, libyang's dictionary: not confirmed); the DHCP
-    /// actor has a thread of its own.
+    /// actor has a thread of its own. With the shortest slice
+    /// (`sched::short_slice`): the actor woken by a commit gets the CPU at
+    /// once instead of after a slice of this thread's rendering.
     fn spawn(self, reply: oneshot::Sender<RpcResult>) {
         let spawned = std::thread::Builder::new()
             .name("get".into())
             .spawn(move || {
+                crate::sched::short_slice();
                 let t0 = std::time::Instant::now();
                 let r = self.run();
                 tracing::debug!(us = t0.elapsed().as_micros() as u64, "get off the actor");
@@ -2493,10 +2496,13 @@ mod tests {
     struct GateReader {
         entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
         release: Mutex<std::sync::mpsc::Receiver<()>>,
+        /// The slice of the thread that read.
+        slice: Mutex<Option<u64>>,
     }
 
     impl crate::config::StateReader for GateReader {
         fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            *self.slice.lock().unwrap() = crate::sched::current_slice();
             if let Some(tx) = self.entered.lock().unwrap().take() {
                 let _ = tx.send(());
             }
@@ -2542,10 +2548,11 @@ mod tests {
             let reader = Arc::new(GateReader {
                 entered: Mutex::new(Some(entered_tx)),
                 release: Mutex::new(release_rx),
+                slice: Mutex::new(None),
             });
             let nb = Northbound::boot(
                 Store::new(dir.path()).unwrap(),
-                vec![Box::new(Gated(reader))],
+                vec![Box::new(Gated(reader.clone()))],
             )
             .unwrap();
             let stop = CancellationToken::new();
@@ -2578,6 +2585,11 @@ mod tests {
                 .await
                 .expect("the commit completes while the get reads");
             assert!(!get.is_finished(), "the get is still reading");
+            // the reading thread lets a woken actor in at once
+            assert_eq!(
+                *reader.slice.lock().unwrap(),
+                Some(crate::sched::SHORT_SLICE_NS)
+            );
             release.send(()).unwrap();
             let d = data(get.await.unwrap());
             assert!(d.contains("<state>master</state>"), "{d}");
