@@ -154,11 +154,12 @@ threads_diff() {
 }
 
 # sched_trace PHASE: with SCHED_TRACE=1, record the scheduler on
-# SERVER_CPU for 3 s in the background (the wake-up latency per thread)
+# SERVER_CPU for 3 s in the background (the wake-up latency per thread;
+# `command`: perf() below is perfdhcp)
 sched_trace() {
     [ -n "${SCHED_TRACE:-}" ] || return 0
-    (perf sched record -q -C "$SERVER_CPU" -o "$W/sched-$1.data" -- sleep 3 >/dev/null 2>&1 &&
-        perf sched latency -i "$W/sched-$1.data" --sort max 2>/dev/null | head -n 30 >"$OUT/sched-$1.txt") &
+    (command perf sched record -q -C "$SERVER_CPU" -o "$W/sched-$1.data" -- sleep 3 >/dev/null 2>&1 &&
+        command perf sched latency -i "$W/sched-$1.data" --sort max 2>/dev/null | head -n 30 >"$OUT/sched-$1.txt") &
 }
 
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVER_PID/status"; }
