@@ -132,13 +132,15 @@ field() {
 threads_at() {
     local t tick
     tick="$(getconf CLK_TCK)"
+    # a thread may end meanwhile (the runtime's blocking helpers): skipped
     for t in /proc/"$SERVER_PID"/task/*; do
-        { sed 's/.*) //' "$t/stat"; cat "$t/sched"; } 2>/dev/null | awk -v tid="${t##*/}" -v tick="$tick" \
-            -v name="$(tr ' ' '_' <"$t/comm" 2>/dev/null)" '
-            NR == 1 { c = ($12 + $13) * 1000 / tick }
+        { { tr ' ' '_' <"$t/comm"; sed 's/.*) //' "$t/stat"; cat "$t/sched"; } 2>/dev/null |
+            awk -v tid="${t##*/}" -v tick="$tick" '
+            NR == 1 { name = $1 }
+            NR == 2 { c = ($12 + $13) * 1000 / tick }
             $1 == "nr_involuntary_switches" { i = $3 }
             $1 == "nr_voluntary_switches" { v = $3 }
-            END { if (NR) printf "%s %s %d %d %d\n", tid, name, c, i, v }'
+            END { if (NR > 2) printf "%s %s %d %d %d\n", tid, name, c, i, v }'; } || true
     done >"$1"
 }
 
