@@ -24,6 +24,9 @@
 #   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
 #   READS=0 (skip the keyed reads and the whole-table <get> with commits)
 #   KEA=0 (skip Kea)
+#   SERVER_LOG=<HOTLEASE_LOG of the daemon; default warn> (with KEEP=1 its log
+#   stays in the work dir, e.g. hotlease::northbound=debug: the actor's time
+#   per operation)
 # Each ACK delay phase also writes, per daemon thread, its CPU time and
 # how often it was preempted or slept (/proc/<pid>/task/*/sched)
 # to out/threads-<phase>.txt; with SCHED_TRACE=1, `perf sched latency` of
@@ -203,7 +206,7 @@ EOF
 } >"$D/storage/startup.xml"
 
 echo "==> hotleased: boot with 1,000 pools, fill $FILL leases at $FILL_RATE/s" >&2
-HOTLEASE_LOG=warn ip netns exec "$S" taskset -c "$SERVER_CPU" "$BIN" --config "$D/hotleased.toml" >"$D/log" 2>&1 &
+HOTLEASE_LOG="${SERVER_LOG:-warn}" ip netns exec "$S" taskset -c "$SERVER_CPU" "$BIN" --config "$D/hotleased.toml" >"$D/log" 2>&1 &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 wait_port67
