@@ -1,8 +1,9 @@
-"""The CLI and the bootstrap TOML: hash-password, bad configs, host key, SIGTERM."""
+"""The CLI and the bootstrap TOML: hash-password, bad configs, host key, SIGTERM, the DHCP threads' scheduling."""
 
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -101,3 +102,36 @@ def test_sigterm_exits_cleanly_with_open_sessions(daemon):
 def test_logs_go_to_stderr(daemon):
     daemon.connect().get_config("running")
     assert daemon.stderr().strip(), "nothing logged on stderr"
+
+
+def sched_of_threads(pid: int, names: set[str]) -> dict[str, tuple[int, int]]:
+    """(rt_priority, policy) per thread name (/proc stat fields 40 and 41;
+    policy 2 is SCHED_RR, 0 the normal scheduler)."""
+    out = {}
+    for t in (Path(f"/proc/{pid}/task")).iterdir():
+        try:
+            name = (t / "comm").read_text().strip()
+            fields = (t / "stat").read_text().rsplit(") ", 1)[1].split()
+        except OSError:
+            continue  # a thread that ended meanwhile
+        if name in names:
+            out[name] = (int(fields[37]), int(fields[38]))
+    return out
+
+
+ACK_PATH = {"dhcp", "lease-writer", "lease-ack"}
+
+
+def test_dhcp_answer_threads_run_realtime_by_default(daemon):
+    # tests run as root: SCHED_RR is permitted
+    assert sched_of_threads(daemon.proc.pid, ACK_PATH) == {n: (5, 2) for n in ACK_PATH}
+    # the NETCONF side keeps the normal scheduler
+    assert set(sched_of_threads(daemon.proc.pid, {"tokio-rt-worker"}).values()) == {(0, 0)}
+
+
+def test_dhcp_realtime_priority_from_the_bootstrap_file(daemon_factory):
+    d = daemon_factory(extra_toml="[dhcp]\nrealtime-priority = 3\n")
+    assert sched_of_threads(d.proc.pid, ACK_PATH) == {n: (3, 2) for n in ACK_PATH}
+    d.stop()
+    off = daemon_factory(extra_toml="[dhcp]\nrealtime-priority = 0\n")
+    assert sched_of_threads(off.proc.pid, ACK_PATH) == {n: (0, 0) for n in ACK_PATH}

@@ -373,6 +373,15 @@ else
     echo "note: RLIMIT_RTPRIO of the daemon is $rtprio here (this host denies the container CAP_SYS_RESOURCE):"
     echo "      SCHED_RR not checked; the vrrp thread runs normally and says so"
 fi
+# [dhcp] realtime-priority 5 (the default): the threads an ACK passes through
+# run SCHED_RR 5 under the unit's limit
+# shellcheck disable=SC2016 # expanded by the container's shell
+dpolicy="$(in_ct sh -c 'for t in /proc/$1/task/*; do
+    case "$(cat "$t/comm")" in dhcp|lease-writer|lease-ack) sed "s/.*) //" "$t/stat" | cut -d" " -f38,39;; esac; done; true' sh "$pid" | sort -u | tr '\n' ' ')"
+if [ "$rtprio" = 10 ]; then
+    [ "$dpolicy" = "5 2 " ] || fail "the dhcp threads' rt_priority and policy are '$dpolicy', expected '5 2' (SCHED_RR 5)"
+    ok "the dhcp, lease-writer and lease-ack threads run SCHED_RR at priority 5 under the unit"
+fi
 
 step "a broken startup datastore: ExecStartPre= check, $BURST tries, failed"
 # priority 255 is outside the YANG range: the check names the node and what is allowed

@@ -51,6 +51,8 @@ pub struct Bootstrap {
     pub storage: StorageSettings,
     #[serde(default)]
     pub vrrp: VrrpSettings,
+    #[serde(default)]
+    pub dhcp: DhcpSettings,
     /// `[metrics]`: absent, no metrics endpoint.
     pub metrics: Option<MetricsSettings>,
 }
@@ -106,6 +108,31 @@ impl Default for VrrpSettings {
         VrrpSettings {
             enabled: true,
             realtime_priority: realtime_priority_by_default(),
+        }
+    }
+}
+
+/// `[dhcp]`: how the DHCP runtime runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DhcpSettings {
+    /// SCHED_RR priority (1..=99) of the threads an ACK passes through
+    /// (the DHCP actor, the lease writer, the ACK release), so that a CPU
+    /// busy with NETCONF replies does not delay ACKs; below VRRP's (10 by
+    /// default) so that a DHCP flood never delays advertisements. 0 keeps
+    /// the normal scheduler.
+    #[serde(default = "dhcp_realtime_priority_by_default")]
+    pub realtime_priority: u8,
+}
+
+fn dhcp_realtime_priority_by_default() -> u8 {
+    5
+}
+
+impl Default for DhcpSettings {
+    fn default() -> Self {
+        DhcpSettings {
+            realtime_priority: dhcp_realtime_priority_by_default(),
         }
     }
 }

@@ -126,6 +126,7 @@ pub async fn run(boot: Bootstrap) -> Result<(), DaemonError> {
         &boot.storage.dir,
         crate::dhcp::network::SERVER_PORT,
         shutdown.child_token(),
+        boot.dhcp.realtime_priority,
     )?;
     let pump_task = tokio::spawn(pump.run(shutdown.child_token()));
     dhcp.report_events(notifications.sink());

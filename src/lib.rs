@@ -23,6 +23,7 @@ pub mod fault;
 pub mod metrics;
 pub mod netconf;
 pub mod northbound;
+pub mod sched;
 pub mod vrrp;
 pub mod xml;
 pub mod yang;

@@ -22,6 +22,15 @@
 #   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
 #   GETLOOP_CPU=<cpu of the back-to-back <get> client; default CLIENT_CPU>
 #   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
+#   READS=0 (skip the keyed reads and the whole-table <get> with commits)
+#   KEA=0 (skip Kea)
+#   SERVER_LOG=<HOTLEASE_LOG of the daemon; default warn> (with KEEP=1 its log
+#   stays in the work dir, e.g. hotlease::northbound=debug: the actor's time
+#   per operation)
+# Each ACK delay phase also writes, per daemon thread, its CPU time and
+# how often it was preempted or slept (/proc/<pid>/task/*/sched)
+# to out/threads-<phase>.txt; with SCHED_TRACE=1, `perf sched latency` of
+# SERVER_CPU during it to out/sched-<phase>.txt.
 # Server on CPU SERVER_CPU, perfdhcp and the clients on CLIENT_CPU.
 # Namespaces rd<pid>s / rd<pid>c are always removed. A benchmark, not a
 # test: a missed target prints MISS and never fails the script.
@@ -120,6 +129,44 @@ field() {
         index(cur, sec) && index($0, key ":") { sub(".*" key ": *", ""); print $1; exit }' "$1"
 }
 
+# threads_at FILE: per daemon thread "tid name cpu-ticks involuntary-switches
+# voluntary-switches" (/proc/<pid>/task/*/stat and sched; schedstat, the
+# run-queue wait, is often not built in)
+threads_at() {
+    local t tick
+    tick="$(getconf CLK_TCK)"
+    # a thread may end meanwhile (the runtime's blocking helpers): skipped
+    for t in /proc/"$SERVER_PID"/task/*; do
+        { { tr ' ' '_' <"$t/comm"; sed 's/.*) //' "$t/stat"; cat "$t/sched"; } 2>/dev/null |
+            awk -v tid="${t##*/}" -v tick="$tick" '
+            NR == 1 { name = $1 }
+            NR == 2 { c = ($12 + $13) * 1000 / tick }
+            $1 == "nr_involuntary_switches" { i = $3 }
+            $1 == "nr_voluntary_switches" { v = $3 }
+            END { if (NR > 2) printf "%s %s %d %d %d\n", tid, name, c, i, v }'; } || true
+    done >"$1"
+}
+
+# threads_diff BEFORE AFTER SECS: per thread name, CPU time over the phase
+# (ms and % of one CPU), times it was preempted and times it slept
+threads_diff() {
+    awk -v secs="$3" '
+        FNR == NR { c[$1] = $3; i[$1] = $4; v[$1] = $5; next }
+        ($1 in c) { n[$2] += 1; cpu[$2] += $3 - c[$1]; inv[$2] += $4 - i[$1]; vol[$2] += $5 - v[$1] }
+        END {
+            for (k in n) printf "%-16s %3d %9.1f ms %5.1f %% %8d preempted %8d slept\n", k, n[k], cpu[k], cpu[k] / secs / 10, inv[k], vol[k]
+        }' "$1" "$2" | sort -k3 -n -r
+}
+
+# sched_trace PHASE: with SCHED_TRACE=1, record the scheduler on
+# SERVER_CPU for 3 s in the background (the wake-up latency per thread;
+# `command`: perf() below is perfdhcp)
+sched_trace() {
+    [ -n "${SCHED_TRACE:-}" ] || return 0
+    (command perf sched record -q -C "$SERVER_CPU" -o "$W/sched-$1.data" -- sleep 3 >/dev/null 2>&1 &&
+        command perf sched latency -i "$W/sched-$1.data" --sort max 2>/dev/null | head -n 30 >"$OUT/sched-$1.txt") &
+}
+
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVER_PID/status"; }
 
 OUT="$ROOT/bench/reads/out"
@@ -159,7 +206,7 @@ EOF
 } >"$D/storage/startup.xml"
 
 echo "==> hotleased: boot with 1,000 pools, fill $FILL leases at $FILL_RATE/s" >&2
-HOTLEASE_LOG=warn ip netns exec "$S" taskset -c "$SERVER_CPU" "$BIN" --config "$D/hotleased.toml" >"$D/log" 2>&1 &
+HOTLEASE_LOG="${SERVER_LOG:-warn}" ip netns exec "$S" taskset -c "$SERVER_CPU" "$BIN" --config "$D/hotleased.toml" >"$D/log" 2>&1 &
 SERVER_PID=$!
 PIDS+=("$SERVER_PID")
 wait_port67
@@ -170,9 +217,11 @@ RSS1="$(rss_kb)"
 TABLE_KB=$((RSS1 - RSS0))
 echo "figure table-rss-kb $TABLE_KB kB" | tee -a "$FIG"
 
+if [ "${READS:-1}" != 0 ]; then
 echo "==> hotleased: keyed reads over NETCONF, whole-table <get> with commits meanwhile" >&2
 ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" netconf \
     --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" | tee -a "$FIG"
+fi
 
 # every commit above (one pool's lease-time) is a configuration change the
 # DHCP actor applies (before 19dce1b with a pass over all its leases): wait
@@ -185,21 +234,31 @@ for i in $(seq 1 90); do
 done
 echo "figure dhcp-answers-again-after-s $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$FIG"
 echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table <get>s" >&2
+threads_at "$W/t0"
+sched_trace quiet
 perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+threads_at "$W/t1"
+threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-quiet.txt"
 timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$GETLOOP_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
     --key "$W/client_key" --secs $((ACK_SECS + 3)) $([ "$GETLOOP_CLIENT" = openssh ] && echo --openssh) >"$OUT/getloop.txt" &
 LOOP=$!
 sleep 1
+threads_at "$W/t0"
+sched_trace reads
 perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+threads_at "$W/t1"
+threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-reads.txt"
 wait "$LOOP" || true
 cat "$OUT/getloop.txt" | tee -a "$FIG"
 for k in quiet reads; do
     echo "figure ack-avg-$k-ms $(field "$OUT/ack-$k.txt" REQUEST-ACK "avg delay") ms" | tee -a "$FIG"
     echo "figure ack-drops-$k-pct $(field "$OUT/ack-$k.txt" REQUEST-ACK "drops ratio") %" | tee -a "$FIG"
 done
+for k in quiet reads; do echo "--- threads during the ACK delay phase: $k"; cat "$OUT/threads-$k.txt"; done >&2
 stop_server
 
 # ---------------------------------------------------------------- Kea
+if [ "${KEA:-1}" != 0 ]; then
 
 echo "==> Kea: fill $FILL leases, keyed reads on its control socket" >&2
 K="$W/kea"
@@ -238,6 +297,7 @@ sleep 2
 ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" kea \
     --socket "$K/kea.sock" --reps "$REPS" | tee -a "$FIG"
 stop_server
+fi
 
 # ---------------------------------------------------------------- summary
 

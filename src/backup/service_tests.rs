@@ -36,7 +36,8 @@ fn service(name: &str, source: Ipv4Addr, peer: Ipv4Addr, port: u16) -> BackupSer
 /// interface) for a subsystem's hooks.
 fn dhcp(shutdown: &CancellationToken) -> (Hooks, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let (_sub, hooks, _task) = crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+    let (_sub, hooks, _task) =
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
     (hooks, dir)
 }
 

@@ -112,7 +112,7 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap();
     let (mut dhcp, hooks, _task) =
-        crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
     let port = free_port();
     let cfg = config(port);
     dhcp.apply(&Config::default(), &cfg);
@@ -368,7 +368,7 @@ async fn a_long_log_batch_goes_in_parts_acknowledged_once() {
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap();
     let (mut dhcp, hooks, _task) =
-        crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
     // the DHCP actor answers once it has its first configuration
     dhcp.apply(&Config::default(), &config(free_port()));
     let view = Arc::new(SyncView::default());

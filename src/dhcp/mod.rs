@@ -251,14 +251,25 @@ pub struct DhcpSubsystem {
 }
 
 /// Start the DHCP runtime with its lease store in `dir`, serving on UDP
-/// `port` (67; tests may pick another). Returns the subsystem for the
-/// northbound, the hooks, and the actor task.
+/// `port` (67; tests may pick another), its threads under SCHED_RR at
+/// `realtime_priority` (bootstrap `[dhcp]`; 0: the normal scheduler).
+/// Returns the subsystem for the northbound, the hooks, and the actor task.
 pub fn start(
     dir: &Path,
     port: u16,
     cancel: CancellationToken,
+    realtime_priority: u8,
 ) -> Result<(DhcpSubsystem, Hooks, JoinHandle<()>), DhcpError> {
     let (server, shared) = DhcpServer::new(server::file_store(dir), port, cancel)?;
+    // An ACK passes from the actor to the lease writer (fsync) and back
+    // out; at each hop the woken thread must get the CPU at once, not after
+    // the slice of whatever runs there (a large NETCONF reply being
+    // rendered and encrypted), or the ACK delay triples under reads
+    // (BENCHMARKS.md, "Reads at carrier scale").
+    let realtime = match realtime_priority {
+        0 => Ok(()),
+        p => server.realtime(p),
+    };
     let (cmd, rx) = mpsc::unbounded_channel();
     // The actor gets a thread and a single-threaded runtime of its own: its
     // socket wake-ups then never migrate between the shared workers, and
@@ -281,6 +292,19 @@ pub fn start(
     std::thread::Builder::new()
         .name("dhcp".into())
         .spawn(move || {
+            let realtime = realtime.and_then(|()| match realtime_priority {
+                0 => Ok(()),
+                p => crate::sched::realtime_self(p),
+            });
+            match realtime {
+                Ok(()) if realtime_priority > 0 => {
+                    tracing::info!(priority = realtime_priority, "dhcp threads run SCHED_RR")
+                }
+                Ok(()) => {}
+                // Info, not a warning: a sandbox that forbids real-time
+                // scheduling (systemd RestrictRealtime=) chose so.
+                Err(e) => tracing::info!(error = %e, "dhcp threads keep the normal scheduler"),
+            }
             rt.block_on(async move {
                 server.run(rx).await;
                 // the sessions spawned here end by themselves once
@@ -814,6 +838,44 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 mod tests {
     use super::*;
 
+    /// The threads an ACK passes through run SCHED_RR at the bootstrap's
+    /// priority; what they start (a blocking helper) does not.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn ack_path_threads_run_realtime() {
+        // a priority no other test uses: the tests share the process
+        const PRIO: u8 = 7;
+        let shutdown = CancellationToken::new();
+        let dir = tempfile::tempdir().unwrap();
+        let (_dhcp, hooks, task) = start(dir.path(), 0, shutdown.child_token(), PRIO).unwrap();
+        let (actor, helper) = hooks
+            .spawn(async {
+                let helper =
+                    tokio::task::spawn_blocking(|| crate::sched::current_policy().unwrap());
+                (
+                    crate::sched::current_policy().unwrap(),
+                    helper.await.unwrap(),
+                )
+            })
+            .await
+            .unwrap();
+        assert_eq!(actor, (libc::SCHED_RR, i32::from(PRIO)));
+        assert_eq!(helper, (libc::SCHED_OTHER, 0));
+        let mut at_prio: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .filter_map(|t| {
+                let t = t.ok()?;
+                let tid: i32 = t.file_name().to_str()?.parse().ok()?;
+                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                (crate::sched::policy_of(tid).ok()? == (libc::SCHED_RR, i32::from(PRIO)))
+                    .then(|| comm.trim().to_string())
+            })
+            .collect();
+        at_prio.sort();
+        assert_eq!(at_prio, ["dhcp", "lease-ack", "lease-writer"]);
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
     /// A task given to `Hooks::spawn` runs on the actor's thread, and at
     /// shutdown the thread lets it finish its last word (within
     /// `TASKS_GRACE`) before the runtime goes: the DHCP task ends after it.
@@ -821,12 +883,14 @@ mod tests {
     async fn spawned_tasks_run_on_the_actor_thread_and_finish_at_shutdown() {
         let shutdown = CancellationToken::new();
         let dir = tempfile::tempdir().unwrap();
-        let (_dhcp, hooks, task) = start(dir.path(), 0, shutdown.child_token()).unwrap();
+        let (_dhcp, hooks, task) = start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
         let name = hooks
             .spawn(async { std::thread::current().name().map(str::to_string) })
             .await
             .unwrap();
         assert_eq!(name.as_deref(), Some("dhcp"));
+        let policy = hooks.spawn(async { crate::sched::current_policy().unwrap() });
+        assert_eq!(policy.await.unwrap(), (libc::SCHED_OTHER, 0));
         let said = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (stop, flag) = (shutdown.clone(), said.clone());
         let _session = hooks.spawn(async move {

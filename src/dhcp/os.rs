@@ -1,5 +1,5 @@
 //! The one operating-system call the DHCP runtime needs outside the
-//! sockets: lowering a helper thread's priority.
+//! sockets and `crate::sched`: lowering a helper thread's priority.
 
 // setpriority(2) has no safe wrapper in the crates used here.
 #![allow(unsafe_code)]

@@ -840,6 +840,20 @@ impl DhcpServer {
         ))
     }
 
+    /// Run the lease writer and the ACK release threads under SCHED_RR at
+    /// `priority` (`crate::sched::realtime`); the actor's own thread is its
+    /// runner's to set.
+    pub fn realtime(&self, priority: u8) -> std::io::Result<()> {
+        use std::os::unix::thread::JoinHandleExt;
+        for t in [&self.writer_thread, &self.release_thread]
+            .into_iter()
+            .flatten()
+        {
+            crate::sched::realtime(t.as_pthread_t(), priority)?;
+        }
+        Ok(())
+    }
+
     /// Run until cancelled.
     pub async fn run(mut self, mut cmds: mpsc::UnboundedReceiver<Command>) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));

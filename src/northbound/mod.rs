@@ -10,9 +10,11 @@
 //!                                   subsystems (dhcp, vrrp, backup)
 //! ```
 //! Serialising operations here is what makes commit transactional without
-//! locks shared across tasks; each operation is short (no I/O but the atomic
-//! startup write), so sessions only wait for each other's operations, never
-//! for each other's network.
+//! locks shared across tasks; each operation is short (no I/O: the startup
+//! file is written and fsynced by `store::StartupWriter`'s thread, in
+//! order, and the session that asked is answered once it is on disk), so
+//! sessions only wait for each other's operations, never for each other's
+//! network or disk.
 //!
 //! The operations it runs are typed (`ops`, decoded from the wire by
 //! `netconf/rpc.rs`), and so are its answers (`error::RpcError`, printed by
@@ -37,7 +39,7 @@ pub mod stats;
 pub mod store;
 pub mod validate;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
@@ -58,7 +60,7 @@ use edit::{find_child, top_schema};
 use error::{ErrorTag, ErrorType, RpcError};
 use monitoring::{SessionCounters, Totals};
 use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption};
-use store::{PersistedConfirm, Store};
+use store::{PersistedConfirm, StartupWrite, StartupWriter, Store};
 
 type RpcResult = Result<Reply, Vec<RpcError>>;
 
@@ -304,6 +306,20 @@ pub struct Northbound {
     stats: Arc<stats::NetconfStats>,
     /// Where the RFC 6470 notifications go.
     bus: notify::Bus,
+    /// The thread that writes the startup file (started with the actor;
+    /// without it, as in `operation`, startup is written in place).
+    startup_writer: Option<StartupWriter>,
+    /// Startup writes under way, oldest first (the writer reports in this
+    /// order): `startup` becomes their tree, and their session gets its
+    /// answer, once the file is on disk.
+    startup_queue: VecDeque<QueuedStartup>,
+}
+
+/// A startup write under way.
+struct QueuedStartup {
+    session: u32,
+    tree: DataTree<'static>,
+    reply: oneshot::Sender<RpcResult>,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -415,6 +431,8 @@ impl Northbound {
             transport_groups: nacm::TransportGroups::default(),
             stats: Arc::default(),
             bus: notify::Bus::memory(),
+            startup_writer: None,
+            startup_queue: VecDeque::new(),
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
@@ -543,8 +561,15 @@ impl Northbound {
     }
 
     /// Start the actor; it runs until `shutdown` fires.
-    pub fn spawn(self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
+    pub fn spawn(mut self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
+        let (written_tx, written) = mpsc::unbounded_channel();
+        match StartupWriter::start(self.store.clone(), written_tx) {
+            Ok(w) => self.startup_writer = Some(w),
+            Err(e) => {
+                warn!(error = %e, "no startup writer thread: startup is written on the actor")
+            }
+        }
         let handle = Handle {
             tx,
             next_id: self.next_id.clone(),
@@ -555,11 +580,16 @@ impl Northbound {
             nacm_counters: self.nacm_counters.clone(),
             writes: Arc::default(),
         };
-        let task = tokio::spawn(self.run(rx, shutdown));
+        let task = tokio::spawn(self.run(rx, written, shutdown));
         (handle, task)
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Request>,
+        mut written: mpsc::UnboundedReceiver<std::io::Result<()>>,
+        shutdown: CancellationToken,
+    ) {
         loop {
             let deadline = self.pending.as_ref().map(|p| p.deadline);
             tokio::select! {
@@ -567,6 +597,7 @@ impl Northbound {
                     Some(req) => self.handle(req),
                     None => break,
                 },
+                Some(r) = written.recv() => self.startup_written(r),
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
@@ -577,6 +608,102 @@ impl Northbound {
                 _ = shutdown.cancelled() => break,
             }
         }
+        // the writes given are made (their sessions are gone or going)
+        if let Some(w) = self.startup_writer.take() {
+            let _ = tokio::task::spawn_blocking(move || w.finish()).await;
+        }
+    }
+
+    /// The startup writer's report of the oldest write under way.
+    fn startup_written(&mut self, r: std::io::Result<()>) {
+        let Some(q) = self.startup_queue.pop_front() else {
+            return;
+        };
+        let answer = match r {
+            Ok(()) => {
+                self.startup = q.tree;
+                info!(session = q.session, "startup datastore saved");
+                Ok(Reply::Ok)
+            }
+            Err(e) => {
+                warn!(session = q.session, error = %e, "startup datastore not saved");
+                Err(io_error(e))
+            }
+        };
+        let _ = q.reply.send(answer);
+    }
+
+    /// A copy-config to startup (`tree`, built from its source) or a
+    /// delete-config of startup (None): checked and printed here, written
+    /// by the startup writer; the session's answer waits for the disk, the
+    /// actor does not.
+    fn queue_startup(
+        &mut self,
+        session: u32,
+        tree: Result<Option<DataTree<'static>>, Vec<RpcError>>,
+        reply: oneshot::Sender<RpcResult>,
+    ) {
+        let change = tree.and_then(|t| blocking(|| self.startup_change(session, t)));
+        let (tree, write) = match change {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let queued = match &self.startup_writer {
+            Some(w) => w.submit(write),
+            None => Err(std::io::Error::other("no startup writer")),
+        };
+        match queued {
+            Ok(()) => self.startup_queue.push_back(QueuedStartup {
+                session,
+                tree,
+                reply,
+            }),
+            Err(e) => {
+                let _ = reply.send(Err(io_error(e)));
+            }
+        }
+    }
+
+    /// Check a new startup datastore (`None`: deleted) against the lock,
+    /// the YANG rules and the session's write access, and say what to
+    /// write. Access is checked against startup as the writes under way
+    /// leave it.
+    fn startup_change(
+        &self,
+        session: u32,
+        tree: Option<DataTree<'static>>,
+    ) -> Result<(DataTree<'static>, StartupWrite), Vec<RpcError>> {
+        self.check_lock(session, Datastore::Startup)?;
+        let base = self.startup_queue.back().map_or(&self.startup, |q| &q.tree);
+        match tree {
+            Some(mut tree) => {
+                validate::full(&mut tree)?;
+                self.check_writes(session, base, &tree)?;
+                let xml = yang::print_xml(&tree, WithDefaults::Explicit);
+                Ok((tree, StartupWrite::Save(xml)))
+            }
+            None => {
+                let empty = yang::empty();
+                self.check_writes(session, base, &empty)?;
+                Ok((empty, StartupWrite::Delete))
+            }
+        }
+    }
+
+    /// [`startup_change`] written in place (no writer thread).
+    fn write_startup_now(&mut self, session: u32, tree: Option<DataTree<'static>>) -> RpcResult {
+        let (tree, write) = self.startup_change(session, tree)?;
+        match write {
+            StartupWrite::Save(xml) => self.store.write_startup(&xml),
+            StartupWrite::Delete => self.store.delete_startup(),
+        }
+        .map_err(io_error)?;
+        self.startup = tree;
+        info!(session, "startup datastore saved");
+        Ok(Reply::Ok)
     }
 
     fn handle(&mut self, req: Request) {
@@ -646,6 +773,20 @@ impl Northbound {
                     return;
                 }
                 let op = match *op {
+                    Operation::CopyConfig {
+                        target: Datastore::Startup,
+                        source,
+                    } if self.startup_writer.is_some() => {
+                        let tree = self.source_tree(Datastore::Startup, source);
+                        self.queue_startup(session, tree.map(Some), reply);
+                        return;
+                    }
+                    Operation::DeleteConfig {
+                        target: Datastore::Startup,
+                    } if self.startup_writer.is_some() => {
+                        self.queue_startup(session, Ok(None), reply);
+                        return;
+                    }
                     Operation::Get {
                         filter,
                         with_defaults,
@@ -854,13 +995,7 @@ impl Northbound {
             } => self.edit_config(session, target, default_operation, test_option, error_option, &config),
             Operation::CopyConfig { target, source } => self.copy_config(session, target, source),
             Operation::DeleteConfig { target } => match target {
-                Datastore::Startup => {
-                    self.check_lock(session, target)?;
-                    self.check_writes(session, &self.startup, &yang::empty())?;
-                    self.store.delete_startup().map_err(io_error)?;
-                    self.startup = yang::empty();
-                    Ok(Reply::Ok)
-                }
+                Datastore::Startup => self.write_startup_now(session, None),
                 other => Err(vec![RpcError::bad_element(
                     ErrorType::Protocol,
                     ErrorTag::InvalidValue,
@@ -1246,7 +1381,12 @@ impl Northbound {
         edit_result.map(|_| Reply::Ok)
     }
 
-    fn copy_config(&mut self, session: u32, target: Datastore, source: Source) -> RpcResult {
+    /// The tree a copy-config to `target` copies from `source`.
+    fn source_tree(
+        &self,
+        target: Datastore,
+        source: Source,
+    ) -> Result<DataTree<'static>, Vec<RpcError>> {
         if let Source::Datastore(s) = &source {
             if *s == target {
                 return Err(vec![RpcError::bad_element(
@@ -1257,10 +1397,14 @@ impl Northbound {
                 )]);
             }
         }
-        let mut tree = match source {
-            Source::Datastore(d) => yang::dup(self.tree(d)),
-            Source::Config(cfg) => config_tree(&cfg)?,
-        };
+        match source {
+            Source::Datastore(d) => Ok(yang::dup(self.tree(d))),
+            Source::Config(cfg) => config_tree(&cfg),
+        }
+    }
+
+    fn copy_config(&mut self, session: u32, target: Datastore, source: Source) -> RpcResult {
+        let tree = self.source_tree(target, source)?;
         self.check_lock(session, target)?;
         match target {
             Datastore::Running => Err(vec![RpcError::protocol(
@@ -1274,16 +1418,7 @@ impl Northbound {
                 self.candidate_edited(session);
                 Ok(Reply::Ok)
             }
-            Datastore::Startup => {
-                validate::full(&mut tree)?;
-                self.check_writes(session, &self.startup, &tree)?;
-                self.store
-                    .write_startup(&yang::print_xml(&tree, WithDefaults::Explicit))
-                    .map_err(io_error)?;
-                self.startup = tree;
-                info!(session, "startup datastore saved");
-                Ok(Reply::Ok)
-            }
+            Datastore::Startup => self.write_startup_now(session, Some(tree)),
         }
     }
 
@@ -1933,11 +2068,14 @@ impl GetJob {
     /// a busy machine a 100,000-lease read took 508 s, and commits still
     /// stalled up to 7.7 s meanwhile (most likely waiting for a lock the
     /// starved thread held, libyang's dictionary: not confirmed); the DHCP
-    /// actor has a thread of its own.
+    /// actor has a thread of its own. With the shortest slice
+    /// (`sched::short_slice`): the actor woken by a commit gets the CPU at
+    /// once instead of after a slice of this thread's rendering.
     fn spawn(self, reply: oneshot::Sender<RpcResult>) {
         let spawned = std::thread::Builder::new()
             .name("get".into())
             .spawn(move || {
+                crate::sched::short_slice();
                 let t0 = std::time::Instant::now();
                 let r = self.run();
                 tracing::debug!(us = t0.elapsed().as_micros() as u64, "get off the actor");
@@ -2362,10 +2500,13 @@ mod tests {
     struct GateReader {
         entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
         release: Mutex<std::sync::mpsc::Receiver<()>>,
+        /// The slice of the thread that read.
+        slice: Mutex<Option<u64>>,
     }
 
     impl crate::config::StateReader for GateReader {
         fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            *self.slice.lock().unwrap() = crate::sched::current_slice();
             if let Some(tx) = self.entered.lock().unwrap().take() {
                 let _ = tx.send(());
             }
@@ -2411,10 +2552,11 @@ mod tests {
             let reader = Arc::new(GateReader {
                 entered: Mutex::new(Some(entered_tx)),
                 release: Mutex::new(release_rx),
+                slice: Mutex::new(None),
             });
             let nb = Northbound::boot(
                 Store::new(dir.path()).unwrap(),
-                vec![Box::new(Gated(reader))],
+                vec![Box::new(Gated(reader.clone()))],
             )
             .unwrap();
             let stop = CancellationToken::new();
@@ -2447,9 +2589,152 @@ mod tests {
                 .await
                 .expect("the commit completes while the get reads");
             assert!(!get.is_finished(), "the get is still reading");
+            // the reading thread lets a woken actor in at once
+            assert_eq!(
+                *reader.slice.lock().unwrap(),
+                Some(crate::sched::SHORT_SLICE_NS)
+            );
             release.send(()).unwrap();
             let d = data(get.await.unwrap());
             assert!(d.contains("<state>master</state>"), "{d}");
+            stop.cancel();
+        });
+    }
+
+    fn copy_to_startup(prio: u8) -> Operation {
+        let Operation::EditConfig { config, .. } = group_edit(prio) else {
+            unreachable!()
+        };
+        Operation::CopyConfig {
+            target: Datastore::Startup,
+            source: Source::Config(config),
+        }
+    }
+
+    fn get_startup() -> Operation {
+        Operation::GetConfig {
+            source: Datastore::Startup,
+            filter: None,
+            with_defaults: WithDefaults::Explicit,
+        }
+    }
+
+    /// Until `n` writes reached the gate (the writer thread took them).
+    async fn entered(gate: &store::Gate, n: usize) {
+        for _ in 0..1000 {
+            if gate.entered.load(Ordering::SeqCst) >= n {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("no startup write reached the disk");
+    }
+
+    /// The startup file is written off the actor: while its write waits
+    /// for the disk, another session's edit and commit complete and
+    /// get-config still shows the old startup; the copies are answered
+    /// once the file is written, in the order given, and startup is then
+    /// the last of them, in memory and on disk.
+    #[test]
+    fn a_slow_startup_write_does_not_hold_up_a_commit() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let gate = Arc::new(store::Gate::default());
+            let mut store = Store::new(dir.path()).unwrap();
+            store.gate = Some(gate.clone());
+            let nb = Northbound::boot(store, vec![]).unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let h = handle.clone();
+            let first = tokio::spawn(async move { h.rpc(1, copy_to_startup(110)).await });
+            entered(&gate, 1).await;
+            let h = handle.clone();
+            let second = tokio::spawn(async move { h.rpc(1, copy_to_startup(120)).await });
+            let commit = async {
+                handle.rpc(2, group_edit(130)).await.unwrap();
+                handle
+                    .rpc(2, Operation::Commit(Commit::default()))
+                    .await
+                    .unwrap();
+                data(handle.rpc(2, get_startup()).await)
+            };
+            let Ok(startup) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), commit).await
+            else {
+                // let the held write go, or the runtime's end waits for it
+                gate.open();
+                panic!("the commit did not complete while startup was being written");
+            };
+            assert!(!startup.contains("<priority>"), "{startup}");
+            assert!(!first.is_finished() && !second.is_finished());
+            assert!(!dir.path().join("startup.xml").exists());
+            gate.open();
+            assert!(matches!(first.await.unwrap(), Ok(Reply::Ok)));
+            assert!(matches!(second.await.unwrap(), Ok(Reply::Ok)));
+            let startup = data(handle.rpc(2, get_startup()).await);
+            assert!(startup.contains("<priority>120</priority>"), "{startup}");
+            let file = std::fs::read_to_string(dir.path().join("startup.xml")).unwrap();
+            assert!(file.contains("<priority>120</priority>"), "{file}");
+            stop.cancel();
+        });
+    }
+
+    /// A startup write that fails is answered with the storage error and
+    /// leaves startup as it was; the next one is written.
+    #[test]
+    fn a_failed_startup_write_is_reported_and_changes_nothing() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let nb = Northbound::boot(Store::new(dir.path()).unwrap(), vec![]).unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            // a directory that is not empty where the file goes: the
+            // rename onto it fails
+            let blocker = dir.path().join("startup.xml");
+            std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+            let e = match handle.rpc(1, copy_to_startup(110)).await {
+                Err(e) => e,
+                other => panic!("{other:?}"),
+            };
+            assert_eq!(e[0].tag, ErrorTag::OperationFailed);
+            assert!(
+                e[0].message
+                    .as_deref()
+                    .unwrap_or("")
+                    .starts_with("storage:"),
+                "{e:?}"
+            );
+            let startup = data(handle.rpc(1, get_startup()).await);
+            assert!(!startup.contains("<priority>"), "{startup}");
+            std::fs::remove_dir_all(&blocker).unwrap();
+            assert!(matches!(
+                handle.rpc(1, copy_to_startup(120)).await,
+                Ok(Reply::Ok)
+            ));
+            let startup = data(handle.rpc(1, get_startup()).await);
+            assert!(startup.contains("<priority>120</priority>"), "{startup}");
+            assert!(matches!(
+                handle
+                    .rpc(
+                        1,
+                        Operation::DeleteConfig {
+                            target: Datastore::Startup
+                        }
+                    )
+                    .await,
+                Ok(Reply::Ok)
+            ));
+            assert!(!blocker.exists());
             stop.cancel();
         });
     }

@@ -13,6 +13,8 @@ use std::fs::File;
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+#[cfg(test)]
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +22,94 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone)]
 pub struct Store {
     dir: PathBuf,
+    /// Tests: startup writes wait until the gate opens (a slow disk).
+    #[cfg(test)]
+    pub gate: Option<Arc<Gate>>,
+}
+
+/// Tests: holds startup writes (a disk whose fsync takes its time).
+#[cfg(test)]
+#[derive(Debug, Default)]
+pub struct Gate {
+    open: std::sync::Mutex<bool>,
+    opened: std::sync::Condvar,
+    /// Writes that reached the gate.
+    pub entered: std::sync::atomic::AtomicUsize,
+}
+
+#[cfg(test)]
+impl Gate {
+    pub fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+
+    fn pass(&self) {
+        self.entered
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let g = self.open.lock().unwrap();
+        drop(self.opened.wait_while(g, |open| !*open).unwrap());
+    }
+}
+
+/// A change of the startup file, for [`StartupWriter`].
+#[derive(Debug)]
+pub enum StartupWrite {
+    Save(String),
+    Delete,
+}
+
+/// Writes the startup file on a thread of its own, in the order given,
+/// and reports each outcome in that order on `done`: an atomic write ends
+/// with two fsyncs, which on a busy or slow disk take from milliseconds
+/// to seconds, and the northbound actor must not wait for them (every
+/// other session's operation would). Dropping the writer lets the thread
+/// finish what it was given, then end.
+#[derive(Debug)]
+pub struct StartupWriter {
+    tx: Option<std::sync::mpsc::Sender<StartupWrite>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StartupWriter {
+    pub fn start(
+        store: Store,
+        done: tokio::sync::mpsc::UnboundedSender<std::io::Result<()>>,
+    ) -> std::io::Result<StartupWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<StartupWrite>();
+        let thread = std::thread::Builder::new()
+            .name("startup-writer".into())
+            .spawn(move || {
+                for w in rx {
+                    let r = match w {
+                        StartupWrite::Save(xml) => store.write_startup(&xml),
+                        StartupWrite::Delete => store.delete_startup(),
+                    };
+                    // the actor may be gone: the writes given are still made
+                    let _ = done.send(r);
+                }
+            })?;
+        Ok(StartupWriter {
+            tx: Some(tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queue `w` behind the writes given before.
+    pub fn submit(&self, w: StartupWrite) -> std::io::Result<()> {
+        self.tx
+            .as_ref()
+            .and_then(|tx| tx.send(w).ok())
+            .ok_or_else(|| std::io::Error::other("the startup writer has stopped"))
+    }
+
+    /// Let the thread finish the writes given, and wait for it.
+    pub fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// A confirmed commit given `<persist>`: it must survive a daemon restart
@@ -167,14 +257,14 @@ impl Store {
     pub fn at(dir: &Path) -> Store {
         Store {
             dir: dir.to_path_buf(),
+            #[cfg(test)]
+            gate: None,
         }
     }
 
     pub fn new(dir: &Path) -> std::io::Result<Store> {
         create_private_dir(dir)?;
-        Ok(Store {
-            dir: dir.to_path_buf(),
-        })
+        Ok(Store::at(dir))
     }
 
     fn startup_path(&self) -> PathBuf {
@@ -191,6 +281,10 @@ impl Store {
     }
 
     pub fn write_startup(&self, xml: &str) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(g) = &self.gate {
+            g.pass();
+        }
         write_atomic(&self.startup_path(), xml.as_bytes())
     }
 
