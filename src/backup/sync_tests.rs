@@ -442,7 +442,7 @@ async fn a_skewed_peers_leases_keep_their_lifetime_here() {
         let shutdown = CancellationToken::new();
         let dir = tempfile::tempdir().unwrap();
         let (mut dhcp, hooks, _task) =
-            crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+            crate::dhcp::start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
         dhcp.apply(&Config::default(), &config(free_port()));
         let view = Arc::new(SyncView::default());
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
@@ -527,7 +527,7 @@ async fn a_master_keeps_to_its_half_until_the_peers_leases_are_in() {
     let shutdown = CancellationToken::new();
     let dir = tempfile::tempdir().unwrap();
     let (mut dhcp, hooks, _task) =
-        crate::dhcp::start(dir.path(), 0, shutdown.child_token()).unwrap();
+        crate::dhcp::start(dir.path(), 0, shutdown.child_token(), 0).unwrap();
     let port = free_port();
     let cfg = config(port);
     dhcp.apply(&Config::default(), &cfg);
