@@ -71,6 +71,17 @@ fn config(port: u16) -> Config {
     c
 }
 
+/// Profile rbp1 of `config` as a sync session takes it.
+fn sync_profile() -> crate::backup::sync::SyncProfile {
+    crate::backup::sync::SyncProfile {
+        name: "rbp1".into(),
+        backup_id: 1,
+        group: ("eth0".into(), 1),
+        pools: vec!["p1".into()],
+        nets: vec![(u32::from(ip("10.9.0.0")), 0xffff_0000)],
+    }
+}
+
 fn lease(addr: &str, pool: &str) -> WireLease {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -373,13 +384,7 @@ async fn a_long_log_batch_goes_in_parts_acknowledged_once() {
     dhcp.apply(&Config::default(), &config(free_port()));
     let view = Arc::new(SyncView::default());
     let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-    let profile = crate::backup::sync::SyncProfile {
-        name: "rbp1".into(),
-        backup_id: 1,
-        group: ("eth0".into(), 1),
-        pools: vec!["p1".into()],
-        nets: vec![(u32::from(ip("10.9.0.0")), 0xffff_0000)],
-    };
+    let profile = sync_profile();
     let (mut s, _sub) = SyncSession::start(
         hooks,
         None,
@@ -446,13 +451,7 @@ async fn a_skewed_peers_leases_keep_their_lifetime_here() {
         dhcp.apply(&Config::default(), &config(free_port()));
         let view = Arc::new(SyncView::default());
         let (tx, mut rx) = tokio::sync::mpsc::channel(64);
-        let profile = crate::backup::sync::SyncProfile {
-            name: "rbp1".into(),
-            backup_id: 1,
-            group: ("eth0".into(), 1),
-            pools: vec!["p1".into()],
-            nets: vec![(u32::from(ip("10.9.0.0")), 0xffff_0000)],
-        };
+        let profile = sync_profile();
         let (mut s, _sub) = SyncSession::start(
             hooks.clone(),
             None,
