@@ -109,16 +109,25 @@ pub fn current_slice() -> Option<u64> {
         .ok()
 }
 
-/// The scheduling policy (without the reset-on-fork flag) and real-time
-/// priority of thread `tid` of this process.
+/// The scheduling policy of thread `tid` of this process as the kernel
+/// gives it, the reset-on-fork flag included.
 #[cfg(test)]
-pub fn policy_of(tid: i32) -> std::io::Result<(i32, i32)> {
-    // SAFETY: both calls only read `tid` and write the param we own.
+pub fn raw_policy_of(tid: i32) -> std::io::Result<i32> {
+    // SAFETY: the call only reads `tid`.
     let policy = unsafe { libc::sched_getscheduler(tid) };
     if policy < 0 {
         return Err(std::io::Error::last_os_error());
     }
+    Ok(policy)
+}
+
+/// The scheduling policy (without the reset-on-fork flag) and real-time
+/// priority of thread `tid` of this process.
+#[cfg(test)]
+pub fn policy_of(tid: i32) -> std::io::Result<(i32, i32)> {
+    let policy = raw_policy_of(tid)?;
     let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: the call only reads `tid` and writes the param we own.
     if unsafe { libc::sched_getparam(tid, &mut param) } != 0 {
         return Err(std::io::Error::last_os_error());
     }

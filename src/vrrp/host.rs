@@ -8,8 +8,7 @@
 //! ```
 //! Both tasks only carry out and report; the actor decides.
 
-// AF_PACKET needs a `sockaddr_ll`, which neither std nor socket2 builds;
-// the thread's scheduling policy is a pthread call.
+// AF_PACKET needs a `sockaddr_ll`, which neither std nor socket2 builds.
 #![allow(unsafe_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -403,20 +402,6 @@ impl ArpSocket {
         }
         Ok(())
     }
-}
-
-/// Put the calling thread under SCHED_RR at `priority` (needs
-/// CAP_SYS_NICE or an RLIMIT_RTPRIO allowance).
-pub fn set_realtime_priority(priority: u8) -> std::io::Result<()> {
-    let param = libc::sched_param {
-        sched_priority: i32::from(priority.clamp(1, 99)),
-    };
-    // SAFETY: pthread_self() is the calling thread, param a valid value.
-    let rc = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_RR, &param) };
-    if rc != 0 {
-        return Err(std::io::Error::from_raw_os_error(rc));
-    }
-    Ok(())
 }
 
 /// Whether this process holds CAP_NET_RAW and CAP_NET_ADMIN (effective),

@@ -193,7 +193,9 @@ impl Vrrp {
             .name("vrrp".into())
             .spawn(move || {
                 if realtime_priority > 0 {
-                    match host::set_realtime_priority(realtime_priority) {
+                    // Reset on fork: threads the runtime starts (its blocking
+                    // pool) are not protocol work and run normally.
+                    match crate::sched::realtime_self(realtime_priority) {
                         Ok(()) => info!(priority = realtime_priority, "vrrp thread runs SCHED_RR"),
                         // Info, not a warning: a sandbox that forbids real-time
                         // scheduling (systemd RestrictRealtime=) chose so.
@@ -1283,6 +1285,42 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    /// The protocol thread runs SCHED_RR, and what it starts does not
+    /// (reset on fork): the runtime's blocking helpers are not protocol
+    /// work.
+    #[tokio::test]
+    async fn the_vrrp_thread_is_realtime_and_resets_on_fork() {
+        let shutdown = CancellationToken::new();
+        let settings = VrrpSettings {
+            enabled: true,
+            realtime_priority: 2,
+        };
+        let (_v, task) = Vrrp::start(&settings, shutdown.clone());
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let policy = loop {
+            let tid = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+                .find(|tid| {
+                    let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"));
+                    comm.is_ok_and(|c| c.trim() == "vrrp")
+                        && crate::sched::policy_of(*tid)
+                            .is_ok_and(|(p, n)| (p, n) == (libc::SCHED_RR, 2))
+                });
+            if let Some(tid) = tid {
+                break crate::sched::raw_policy_of(tid).unwrap();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no SCHED_RR vrrp thread"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        assert_ne!(policy & libc::SCHED_RESET_ON_FORK, 0, "policy {policy:#x}");
+        shutdown.cancel();
+        task.await.unwrap();
     }
 
     #[tokio::test]
