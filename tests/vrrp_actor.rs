@@ -208,20 +208,21 @@ fn held_group(priority: u8) -> Config {
     }
 }
 
-/// Two runtimes in two namespaces joined by a veth pair: B (priority 100)
-/// is master; A (priority 200, preempt, delay 0) comes up with a
-/// remote-backup-profile following its group. A stays backup while held
-/// (whatever the backup subsystem said before the group existed) and
-/// preempts as soon as the hold is released.
-#[test]
-fn a_held_group_preempts_only_when_released() {
+/// Run `body` with the names of two namespaces joined by a veth pair
+/// `v0` (10.79.1.1/24 in the first, 10.79.1.2/24 in the second), on a
+/// runtime of its own; the namespaces are removed afterwards. Skipped
+/// without root and iproute2.
+fn on_a_veth_pair<F: std::future::Future<Output = ()>>(
+    tag: &str,
+    body: impl FnOnce(String, String) -> F + Send + 'static,
+) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || output(&["ip", "-V"]).is_empty() {
         eprintln!("skipped: needs root and iproute2");
         return;
     }
-    let a = Netns(format!("vr{}ha", std::process::id()));
-    let b = Netns(format!("vr{}hb", std::process::id()));
+    let a = Netns(format!("vr{}{tag}a", std::process::id()));
+    let b = Netns(format!("vr{}{tag}b", std::process::id()));
     assert!(sh(&["ip", "netns", "add", &a.0]));
     assert!(sh(&["ip", "netns", "add", &b.0]));
     assert!(sh(&[
@@ -239,10 +240,32 @@ fn a_held_group_preempts_only_when_released() {
             .enable_all()
             .build()
             .unwrap();
-        rt.block_on(held(na, nb));
+        rt.block_on(body(na, nb));
     })
     .join()
     .unwrap();
+}
+
+/// A remote-backup profile with a DHCP server following group v0/9.
+fn dhcp_profile() -> hotlease::backup::config::BackupProfile {
+    hotlease::backup::config::BackupProfile {
+        name: "rbp1".into(),
+        vrrp_interface: "v0".into(),
+        vrid: 9,
+        backup_id: 1,
+        service: "rbs1".into(),
+        dhcp_server: true,
+    }
+}
+
+/// Two runtimes in two namespaces joined by a veth pair: B (priority 100)
+/// is master; A (priority 200, preempt, delay 0) comes up with a
+/// remote-backup-profile following its group. A stays backup while held
+/// (whatever the backup subsystem said before the group existed) and
+/// preempts as soon as the hold is released.
+#[test]
+fn a_held_group_preempts_only_when_released() {
+    on_a_veth_pair("h", held);
 }
 
 async fn held(na: String, nb: String) {
@@ -266,17 +289,7 @@ async fn held(na: String, nb: String) {
     // said before the group and its profile exist: kept
     holds.set("v0", 9, Some("batch backup running".into()));
     let mut cfg = held_group(200);
-    cfg.backup.profiles.insert(
-        "rbp1".into(),
-        hotlease::backup::config::BackupProfile {
-            name: "rbp1".into(),
-            vrrp_interface: "v0".into(),
-            vrid: 9,
-            backup_id: 1,
-            service: "rbs1".into(),
-            dhcp_server: true,
-        },
-    );
+    cfg.backup.profiles.insert("rbp1".into(), dhcp_profile());
     va.apply(&Config::default(), &cfg);
     let up = next(&mut ea).await;
     assert_eq!((up.new, up.reason), (State::Backup, Reason::Startup));
@@ -326,34 +339,7 @@ async fn held(na: String, nb: String) {
 /// again: A preempts B (delay 0: at its master down timer).
 #[test]
 fn a_group_tracking_a_failed_store_hands_over_and_takes_back() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 || output(&["ip", "-V"]).is_empty() {
-        eprintln!("skipped: needs root and iproute2");
-        return;
-    }
-    let a = Netns(format!("vr{}ta", std::process::id()));
-    let b = Netns(format!("vr{}tb", std::process::id()));
-    assert!(sh(&["ip", "netns", "add", &a.0]));
-    assert!(sh(&["ip", "netns", "add", &b.0]));
-    assert!(sh(&[
-        "ip", "-n", &a.0, "link", "add", "v0", "type", "veth", "peer", "name", "v0", "netns", &b.0
-    ]));
-    for (ns, addr) in [(&a, "10.79.1.1/24"), (&b, "10.79.1.2/24")] {
-        assert!(sh(&["ip", "-n", &ns.0, "addr", "add", addr, "dev", "v0"]));
-    }
-    for ns in [&a, &b] {
-        assert!(sh(&["ip", "-n", &ns.0, "link", "set", "v0", "up"]));
-    }
-    let (na, nb) = (a.0.clone(), b.0.clone());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(tracked(na, nb));
-    })
-    .join()
-    .unwrap();
+    on_a_veth_pair("t", tracked);
 }
 
 async fn tracked(na: String, nb: String) {
@@ -368,17 +354,7 @@ async fn tracked(na: String, nb: String) {
     let (store, health) = tokio::sync::watch::channel(None::<String>);
     va.track_store(health);
     let mut cfg = held_group(200);
-    cfg.backup.profiles.insert(
-        "rbp1".into(),
-        hotlease::backup::config::BackupProfile {
-            name: "rbp1".into(),
-            vrrp_interface: "v0".into(),
-            vrid: 9,
-            backup_id: 1,
-            service: "rbs1".into(),
-            dhcp_server: true,
-        },
-    );
+    cfg.backup.profiles.insert("rbp1".into(), dhcp_profile());
     va.apply(&Config::default(), &cfg);
     // released, as the hot backup does once in sync
     va.preempt_holds().set("v0", 9, None);

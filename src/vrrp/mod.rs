@@ -773,16 +773,22 @@ impl Actor {
         self.refresh_tracks(Instant::now());
     }
 
+    /// What the snapshot says of each configured group (its track, its
+    /// hold), read under one lock.
+    fn per_group(
+        &self,
+        of: impl Fn(&Snapshot, &Key) -> Option<String>,
+    ) -> Vec<(Key, Option<String>)> {
+        let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        self.groups
+            .keys()
+            .map(|k| (k.clone(), of(&snap, k)))
+            .collect()
+    }
+
     /// Hand every group the state of its tracked object.
     fn refresh_tracks(&mut self, now: Instant) {
-        let tracks: Vec<(Key, Option<String>)> = {
-            let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            self.groups
-                .keys()
-                .map(|k| (k.clone(), snap.tracks.get(k)))
-                .collect()
-        };
-        for (key, track) in tracks {
+        for (key, track) in self.per_group(|snap, k| snap.tracks.get(k)) {
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
             };
@@ -811,14 +817,7 @@ impl Actor {
 
     /// Hand every group the hold it must run with.
     fn refresh_holds(&mut self, now: Instant) {
-        let holds: Vec<(Key, Option<String>)> = {
-            let snap = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-            self.groups
-                .keys()
-                .map(|k| (k.clone(), snap.holds.get(k)))
-                .collect()
-        };
-        for (key, hold) in holds {
+        for (key, hold) in self.per_group(|snap, k| snap.holds.get(k)) {
             let Some(g) = self.groups.get_mut(&key) else {
                 continue;
             };
