@@ -101,6 +101,21 @@ fn lease(addr: &str, pool: &str) -> WireLease {
     WireLease::try_from(&l).unwrap()
 }
 
+/// The hello of a scripted peer with profile rbp1 (backup-id 1) of
+/// `cfg`'s pools, in `role`.
+fn scripted_hello(cfg: &Config, role: Role) -> Hello {
+    Hello {
+        source: Ipv4Addr::UNSPECIFIED,
+        software: "scripted".into(),
+        unix_time: 0,
+        profiles: vec![ProfileHello {
+            backup_id: 1,
+            fingerprint: crate::backup::fingerprint::of_profile(&cfg.dhcp, "rbp1"),
+            role,
+        }],
+    }
+}
+
 /// The scripted peer's next frame that is not a role or a keepalive.
 async fn frame(s: &mut crate::backup::channel::Session) -> Message {
     loop {
@@ -148,16 +163,7 @@ async fn a_peer_pulls_pushes_and_is_refused_what_is_not_its_own() {
     );
 
     // B: same pools (same fingerprint), master of backup-id 1
-    let hello = Hello {
-        source: Ipv4Addr::UNSPECIFIED,
-        software: "scripted".into(),
-        unix_time: 0,
-        profiles: vec![ProfileHello {
-            backup_id: 1,
-            fingerprint: crate::backup::fingerprint::of_profile(&cfg.dhcp, "rbp1"),
-            role: Role::Master,
-        }],
-    };
+    let hello = scripted_hello(&cfg, Role::Master);
     let (b, mut events) = Channel::spawn(ChannelConfig::new("s1", B, A, port, hello));
     let up = match tokio::time::timeout(WITHIN, events.recv()).await.unwrap() {
         Some(ChannelEvent::Up(up)) => up,
@@ -557,16 +563,7 @@ async fn a_master_keeps_to_its_half_until_the_peers_leases_are_in() {
     settle("alone", Some("even")).await;
 
     // B (backup) connects; A asks for B's leases, which B holds back
-    let hello = Hello {
-        source: Ipv4Addr::UNSPECIFIED,
-        software: "scripted".into(),
-        unix_time: 0,
-        profiles: vec![ProfileHello {
-            backup_id: 1,
-            fingerprint: crate::backup::fingerprint::of_profile(&cfg.dhcp, "rbp1"),
-            role: Role::Backup,
-        }],
-    };
+    let hello = scripted_hello(&cfg, Role::Backup);
     let (_b, mut events) = Channel::spawn(ChannelConfig::new("s1", B, A, port, hello));
     let mut s = match tokio::time::timeout(WITHIN, events.recv()).await.unwrap() {
         Some(ChannelEvent::Up(up)) => up.session,
