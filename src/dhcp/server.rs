@@ -2822,6 +2822,16 @@ mod tests {
             }
         }
 
+        /// A rig whose store syncs at once and never fails.
+        fn unpaced(tail: usize) -> Rig {
+            let synced = Arc::new(AtomicU64::new(0));
+            let store = Paced {
+                synced: synced.clone(),
+                ..Default::default()
+            };
+            Rig::new(Box::new(store), synced, tail)
+        }
+
         /// One write job: `changes`, and an ACK on `ifindex` per entry of
         /// `acks` for a pool of that profile.
         fn write(&self, changes: Vec<Change>, acks: &[(u32, Option<&str>)]) {
@@ -3052,14 +3062,7 @@ mod tests {
     /// ACK still held is not observed yet.
     #[tokio::test]
     async fn the_ack_latency_includes_the_partners_acknowledgement() {
-        let synced = Arc::new(AtomicU64::new(0));
-        let store = Paced {
-            mem: MemStore::default(),
-            go: None,
-            synced: synced.clone(),
-            ..Default::default()
-        };
-        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let rig = Rig::unpaced(replication::TAIL_CHANGES);
         let gate = rig.st.replication.gate("rbp", Duration::from_secs(3600));
         rig.write(
             vec![Change::Upsert(lease("10.0.0.10", "a", 1))],
@@ -3095,14 +3098,7 @@ mod tests {
     /// held ACKs go.
     #[tokio::test]
     async fn a_degraded_gate_serves_alone_and_counts_what_is_unsent() {
-        let synced = Arc::new(AtomicU64::new(0));
-        let store = Paced {
-            mem: MemStore::default(),
-            go: None,
-            synced: synced.clone(),
-            ..Default::default()
-        };
-        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let rig = Rig::unpaced(replication::TAIL_CHANGES);
         let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
         let three: Vec<Change> = (1..=3)
             .map(|i| Change::Upsert(lease(&format!("10.0.0.{i}"), "a", i)))
@@ -3181,14 +3177,7 @@ mod tests {
     /// (stale) instead of sending it; a fresh one goes.
     #[tokio::test]
     async fn an_ack_granted_before_a_stall_is_stale_when_published_after_it() {
-        let synced = Arc::new(AtomicU64::new(0));
-        let store = Paced {
-            mem: MemStore::default(),
-            go: None,
-            synced: synced.clone(),
-            ..Default::default()
-        };
-        let rig = Rig::new(Box::new(store), synced, replication::TAIL_CHANGES);
+        let rig = Rig::unpaced(replication::TAIL_CHANGES);
         let gate = rig.st.replication.gate("rbp", Duration::from_millis(50));
         gate.set_degraded(true);
         until("degraded", || gate.stats().degraded.load(Ordering::SeqCst));
@@ -3302,14 +3291,7 @@ mod tests {
     /// error, never a gap), and learns when the writer is gone.
     #[tokio::test]
     async fn a_reopened_gate_replaces_the_old_one() {
-        let synced = Arc::new(AtomicU64::new(0));
-        let store = Paced {
-            mem: MemStore::default(),
-            go: None,
-            synced: synced.clone(),
-            ..Default::default()
-        };
-        let rig = Rig::new(Box::new(store), synced, 1);
+        let rig = Rig::unpaced(1);
         let h = rig.st.replication.clone();
         let old = h.gate("rbp", Duration::from_secs(3600));
         rig.write(vec![Change::Delete(ip("10.0.0.1"))], &[(1, Some("rbp"))]);
