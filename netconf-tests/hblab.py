@@ -30,10 +30,11 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
-from conftest import NS, RBK_NS, ROOT
+from conftest import NS, RBK_NS, ROOT, _finish
 from test_dhcp import DHCLIENT_CONF, events, state as dhcp_state, write_exec
 from test_vrrp import VRID, state as vrrp_state
 from vrrplab import Capture, Lab, NsDaemon, sh, wait_for
@@ -231,6 +232,28 @@ class Router:
             lease = self.leases().get(ip)
             return lease if lease and all(lease.get(k) == v for k, v in want.items()) else None
         return self.wait(ok, timeout, f"lease {ip} with {want}")
+
+
+@contextmanager
+def running_pair(creds, tmp_path: Path, request, prepare=None, clients: int = 3):
+    """The lab with both routers' daemons started, not configured yet:
+    ``(lab, a, b)``. ``prepare(routers)`` runs before the daemons start.
+    The daemons are stopped (their logs kept when the test failed) and the
+    namespaces removed afterwards."""
+    lab = HbLab(tmp_path, clients=clients)
+    routers: list[Router] = []
+    try:
+        routers = [Router(lab, i, creds, tmp_path) for i in (0, 1)]
+        if prepare is not None:
+            prepare(routers)
+        for r in routers:
+            r.start()
+        yield lab, routers[0], routers[1]
+    finally:
+        try:
+            _finish(request, [r.d for r in routers])
+        finally:
+            lab.close()
 
 
 class Client:

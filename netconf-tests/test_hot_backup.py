@@ -23,9 +23,10 @@ import time
 import pytest
 from ncclient.operations.rpc import RPCError
 
-from conftest import RBK_NS, _finish
+from conftest import RBK_NS
 from hblab import (ACK, ADVERT_MS, DECLINE, DISCOVER, HB, LEASE, NAK, REQUEST, VIP, Dhclient,
-                   HbLab, Router, T1, Udhcpc, dhcp_packets, instant, rfc_bound_s, show)
+                   Router, T1, Udhcpc, dhcp_packets, instant, rfc_bound_s, running_pair,
+                   show)
 from test_backup_service import commit, make_ca, make_router_cert, ssl_policy
 from test_vrrp import takeover_gap
 from vrrplab import Capture, wait_for
@@ -47,18 +48,8 @@ TROUBLE = ("nak", "deconfig", "leasefail", "expire", "fail", "rebind", "bound", 
 @pytest.fixture
 def pair(creds, tmp_path, request):
     """The lab with both routers' daemons running, not configured yet."""
-    lab = HbLab(tmp_path)
-    routers: list[Router] = []
-    try:
-        routers = [Router(lab, i, creds, tmp_path) for i in (0, 1)]
-        for r in routers:
-            r.start()
-        yield lab, routers[0], routers[1]
-    finally:
-        try:
-            _finish(request, [r.d for r in routers])
-        finally:
-            lab.close()
+    with running_pair(creds, tmp_path, request) as p:
+        yield p
 
 
 def up(a: Router, b: Router, tls=(None, None), synced: bool = True):

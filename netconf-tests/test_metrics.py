@@ -287,21 +287,17 @@ def test_the_hot_backup_pair_in_the_scrape(creds, tmp_path, request):
     B backup, the channel connected on both, A's lease update sent and
     acknowledged, nothing unsent, and A's ACK latency observed (it waited
     for B's acknowledgement)."""
-    from conftest import _finish
-    from hblab import HbLab, Router, Udhcpc
+    from hblab import Udhcpc, running_pair
     from test_hot_backup import up
 
     mport = 9417
-    lab = HbLab(tmp_path, clients=1)
-    routers: list[Router] = []
-    try:
-        for i in (0, 1):
-            r = Router(lab, i, creds, tmp_path)
+
+    def with_metrics(routers):
+        for r in routers:
             r.d.extra_toml = f'[metrics]\nlisten = "127.0.0.1:{mport}"\n'
             r.d.write_config()
-            routers.append(r)
-            r.start()
-        a, b = routers
+
+    with running_pair(creds, tmp_path, request, with_metrics, clients=1) as (lab, a, b):
         up(a, b)
         scrape = lambda r: parse(get(ns_socket(r.ns, "127.0.0.1", mport, 5))[2])  # noqa: E731
         bound = Udhcpc(lab, 0, tmp_path / "c0.log").once()
@@ -329,8 +325,3 @@ def test_the_hot_backup_pair_in_the_scrape(creds, tmp_path, request):
         # B serves nothing while A is master: its ACK histogram is empty
         assert value(sb, "hotlease_dhcp_ack_latency_seconds_count") == 0
         assert value(sb, "hotlease_dhcp_sent_messages_total", type="ack") == 0
-    finally:
-        try:
-            _finish(request, [r.d for r in routers])
-        finally:
-            lab.close()

@@ -23,8 +23,7 @@ import time
 
 import pytest
 
-from conftest import _finish
-from hblab import VIP, HbLab, Router, Udhcpc, rfc_bound_s
+from hblab import VIP, Udhcpc, rfc_bound_s, running_pair
 from test_hot_backup import up
 from vrrplab import sh
 
@@ -42,23 +41,18 @@ pytestmark = [
 @pytest.fixture
 def pair(creds, tmp_path, request):
     """The lab with both routers running, A's storage on a 2 MiB tmpfs."""
-    lab = HbLab(tmp_path)
-    routers: list[Router] = []
-    mounted = None
+    mounted = []
+
+    def small_storage(routers):
+        mounted.append(routers[0].d.storage)
+        sh("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mounted[0]))
+
     try:
-        routers = [Router(lab, i, creds, tmp_path) for i in (0, 1)]
-        mounted = routers[0].d.storage
-        sh("mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mounted))
-        for r in routers:
-            r.start()
-        yield lab, routers[0], routers[1]
+        with running_pair(creds, tmp_path, request, small_storage) as p:
+            yield p
     finally:
-        try:
-            _finish(request, [r.d for r in routers])
-        finally:
-            lab.close()
-            if mounted is not None:
-                sh("umount", str(mounted), check=False)
+        for m in mounted:
+            sh("umount", str(m), check=False)
 
 
 def fill(storage, leave: int):
