@@ -2,6 +2,9 @@
 //! through the same entry functions the libFuzzer targets call
 //! (`fuzz/src/lib.rs`), on the stable toolchain: the regression inputs of
 //! every crash the fuzzing found stay fixed, and the seeds stay valid.
+//! Then each target runs briefly on mutations of its corpus (no coverage
+//! guidance: the stable toolchain has no libFuzzer; `fuzz/run.sh` is the
+//! real campaign).
 
 #[path = "../fuzz/src/lib.rs"]
 #[allow(dead_code)]
@@ -32,6 +35,132 @@ fn every_corpus_file_replays() {
             assert!(r.is_ok(), "{name}: {} fails", f.display());
         }
     }
+}
+
+/// The brief run: for each target, mutations of its corpus files (bit
+/// flips, random bytes, inserted, deleted and repeated runs, cuts,
+/// splices of two files), `HOTLEASE_FUZZ_EXECS` of them (default 20,000)
+/// or 20 s, whichever ends first. The seed changes from run to run and is
+/// printed; `HOTLEASE_FUZZ_SEED` repeats a run. A failing input is written
+/// to `target/fuzz-brief/<target>-<seed>-<n>` (add it to the corpus with
+/// the fix).
+#[test]
+fn each_target_runs_briefly_on_mutations_of_its_corpus() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let execs: usize = std::env::var("HOTLEASE_FUZZ_EXECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let seed: u64 = std::env::var("HOTLEASE_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("brief fuzz run: HOTLEASE_FUZZ_SEED={seed}");
+    // the targets' own panics are what we look for: keep them quiet
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let mut failed = Vec::new();
+    for (name, run) in entries::TARGETS {
+        let dir = root.join("fuzz/corpus").join(name);
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        let corpus: Vec<Vec<u8>> = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+        let mut rng = Rng(seed ^ fnv(name.as_bytes()) | 1);
+        let start = std::time::Instant::now();
+        let mut n = 0;
+        while n < execs && start.elapsed() < std::time::Duration::from_secs(20) {
+            let input = mutate(&mut rng, &corpus);
+            n += 1;
+            if std::panic::catch_unwind(|| run(&input)).is_err() {
+                let out = root.join("target/fuzz-brief");
+                std::fs::create_dir_all(&out).unwrap();
+                let path = out.join(format!("{name}-{seed}-{n}"));
+                std::fs::write(&path, &input).unwrap();
+                failed.push(path);
+                break;
+            }
+        }
+        eprintln!("{name}: {n} mutated inputs in {:?}", start.elapsed());
+    }
+    std::panic::set_hook(hook);
+    assert!(
+        failed.is_empty(),
+        "failing inputs (seed {seed}): {failed:?}; replay one with the target's function"
+    );
+}
+
+/// xorshift64*: enough to pick mutations, and repeatable from its seed.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325, |h, &x| {
+        (h ^ u64::from(x)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One corpus file changed by one to four mutations.
+fn mutate(rng: &mut Rng, corpus: &[Vec<u8>]) -> Vec<u8> {
+    let mut d = corpus[rng.below(corpus.len())].clone();
+    for _ in 0..1 + rng.below(4) {
+        let len = d.len();
+        match rng.below(7) {
+            0 if len > 0 => {
+                let i = rng.below(len);
+                d[i] ^= 1 << rng.below(8);
+            }
+            1 if len > 0 => {
+                let i = rng.below(len);
+                d[i] = [0, 0xff, 0x7f, 0x80, b'<', b'>', b'\n', rng.next() as u8][rng.below(8)];
+            }
+            2 => {
+                let i = rng.below(len + 1);
+                let n = 1 + rng.below(16);
+                let fill = rng.next() as u8;
+                d.splice(i..i, std::iter::repeat_n(fill, n));
+            }
+            3 if len > 0 => {
+                let i = rng.below(len);
+                let n = 1 + rng.below((len - i).min(64));
+                d.drain(i..i + n);
+            }
+            4 if len > 0 => {
+                let i = rng.below(len);
+                let n = 1 + rng.below((len - i).min(256));
+                let run = d[i..i + n].to_vec();
+                let at = rng.below(len + 1);
+                d.splice(at..at, run);
+            }
+            5 => d.truncate(rng.below(len + 1)),
+            _ => {
+                let other = &corpus[rng.below(corpus.len())];
+                let cut = rng.below(len + 1);
+                let from = rng.below(other.len() + 1);
+                d.truncate(cut);
+                d.extend_from_slice(&other[from..]);
+            }
+        }
+    }
+    d
 }
 
 /// Writes the seed corpora (`cargo test --test fuzz_corpus -- --ignored
