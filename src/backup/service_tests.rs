@@ -314,3 +314,124 @@ async fn sessions_up_and_down_are_reported_as_notifications() {
     crate::yang::notification_xml(down.notification, &down.leaves).expect("valid YANG");
     shutdown.cancel();
 }
+
+/// A's configuration of `sync_tests`: pool p1 (10.9.0.10 up to `last`)
+/// bound to rbp1 (backup-id 1) on service s1 towards B.
+fn with_profile(port: u16, last: &str) -> Config {
+    use crate::dhcp::config::{DhcpConfig, Pool};
+    let mut c = config(&[service("s1", A, B, port)]);
+    let pool = Pool {
+        sections: vec![("10.9.0.10".parse().unwrap(), last.parse().unwrap())],
+        remote_backup_profile: Some("rbp1".into()),
+        ..Pool::for_test("p1", "10.9.0.0")
+    };
+    c.dhcp = DhcpConfig::for_test(vec![pool]);
+    c.backup.profiles.insert(
+        "rbp1".into(),
+        BackupProfile {
+            name: "rbp1".into(),
+            vrrp_interface: "eth0".into(),
+            vrid: 1,
+            backup_id: 1,
+            service: "s1".into(),
+            dhcp_server: true,
+        },
+    );
+    c
+}
+
+/// A commit that changes a profile's pools while the hellos are being
+/// exchanged: the session that comes up was judged on the old hello, so
+/// A ends it at once and says the new one on the next connection (it had
+/// kept the session, with verdicts on fingerprints neither side has).
+/// The peer is scripted on the wire: it reads A's hello, lets the commit
+/// happen, then answers as a peer with the old pools would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_during_the_handshake_renews_the_session_with_the_new_hello() {
+    use crate::backup::wire::{
+        Hello, HelloReply, Message, ProfileHello, ProfileStatus, ProfileVerdict, Role, WireCodec,
+    };
+    use futures::{SinkExt, StreamExt};
+
+    let port = free_port();
+    let shutdown = CancellationToken::new();
+    let (ha, _da) = dhcp(&shutdown);
+    let (mut a, _a_task) = start(shutdown.child_token(), ha);
+    let old = with_profile(port, "10.9.0.200");
+    let new = with_profile(port, "10.9.0.100");
+    let fp = |c: &Config| crate::backup::fingerprint::of_profile(&c.dhcp, "rbp1");
+    assert_ne!(fp(&old), fp(&new));
+    a.apply(&Config::default(), &old);
+
+    // B dials A (A's own dials to B find nobody) and reads A's hello
+    let dial = || async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = tokio::net::TcpSocket::new_v4().unwrap();
+            s.bind((B, 0).into()).unwrap();
+            if let Ok(c) = s.connect((A, port).into()).await {
+                let mut wire = tokio_util::codec::Framed::new(c, WireCodec::new());
+                let m = tokio::time::timeout(Duration::from_secs(5), wire.next()).await;
+                if let Ok(Some(Ok(Message::Hello(h)))) = m {
+                    return (wire, h);
+                }
+            }
+            assert!(tokio::time::Instant::now() < deadline, "A never said hello");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let (mut wire, first) = dial().await;
+    assert_eq!(first.profiles[0].fingerprint, fp(&old));
+
+    // the commit, while A waits for B's hello
+    a.apply(&old, &new);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let peer_hello = Hello {
+        source: B,
+        software: "scripted".into(),
+        unix_time: crate::dhcp::clock::now_unix(),
+        profiles: vec![ProfileHello {
+            backup_id: 1,
+            fingerprint: fp(&old),
+            role: Role::Backup,
+        }],
+    };
+    wire.send(Message::Hello(peer_hello)).await.unwrap();
+    let verdicts = vec![ProfileVerdict {
+        backup_id: 1,
+        status: ProfileStatus::Accepted,
+    }];
+    wire.send(Message::HelloReply(HelloReply::Accepted {
+        profiles: verdicts,
+    }))
+    .await
+    .unwrap();
+
+    // A's verdict on the old hellos, then the end of that session: B
+    // answers keepalives meanwhile, so only the renewal ends it
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut replied = false;
+        loop {
+            match wire.next().await {
+                Some(Ok(Message::HelloReply(HelloReply::Accepted { .. }))) => replied = true,
+                Some(Ok(Message::Keepalive(k))) => {
+                    let _ = wire.send(Message::KeepaliveReply(k)).await;
+                }
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break replied,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await;
+    assert_eq!(
+        ended,
+        Ok(true),
+        "the session judged on the old hello stayed up"
+    );
+    drop(wire);
+
+    // the next connection carries the new fingerprint
+    let (_wire, second) = dial().await;
+    assert_eq!(second.profiles[0].fingerprint, fp(&new));
+    shutdown.cancel();
+}
