@@ -44,6 +44,9 @@ use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 
+mod common;
+use common::Rng;
+
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType};
 use dhcproto::Encodable;
 use hotlease::dhcp::config::Pool;
@@ -57,21 +60,6 @@ use hotlease::dhcp::pool::PoolRt;
 const CHILD: &str = "HOTLEASE_CRASH_CHILD";
 const FULL: &str = "HOTLEASE_CRASH_FULL";
 const SECTOR: u64 = 512;
-
-/// xorshift64*: deterministic choices for the workload and the sampling.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn knob(name: &str, default: usize) -> usize {
     std::env::var(name)

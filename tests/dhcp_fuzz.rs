@@ -15,6 +15,9 @@
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
+mod common;
+use common::Rng;
+
 use bytes::BytesMut;
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
 use dhcproto::Encodable;
@@ -23,21 +26,6 @@ use hotlease::dhcp::config::{OptionValue, Pool};
 use hotlease::dhcp::handler::{decode, handle, raw_option, Ctx, Globals};
 use hotlease::dhcp::leases::LeaseTable;
 use hotlease::dhcp::pool::PoolRt;
-
-/// xorshift64*: tiny, deterministic, good enough to steer mutations.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
 
 fn ip(s: &str) -> Ipv4Addr {
     s.parse().unwrap()

@@ -12,6 +12,9 @@ mod entries;
 
 use std::path::Path;
 
+mod common;
+use common::Rng;
+
 #[test]
 fn every_corpus_file_replays() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
@@ -95,21 +98,6 @@ fn each_target_runs_briefly_on_mutations_of_its_corpus() {
         failed.is_empty(),
         "failing inputs (seed {seed}): {failed:?}; replay one with the target's function"
     );
-}
-
-/// xorshift64*: enough to pick mutations, and repeatable from its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
 }
 
 fn fnv(b: &[u8]) -> u64 {

@@ -315,9 +315,9 @@ async fn sessions_up_and_down_are_reported_as_notifications() {
     shutdown.cancel();
 }
 
-/// A's configuration of `sync_tests`: pool p1 (10.9.0.10 up to `last`)
-/// bound to rbp1 (backup-id 1) on service s1 towards B.
-fn with_profile(port: u16, last: &str) -> Config {
+/// Router A's configuration: pool p1 (10.9.0.10 up to `last`) bound to
+/// rbp1 (backup-id 1) on service s1 towards B.
+pub(super) fn with_profile(port: u16, last: &str) -> Config {
     use crate::dhcp::config::{DhcpConfig, Pool};
     let mut c = config(&[service("s1", A, B, port)]);
     let pool = Pool {

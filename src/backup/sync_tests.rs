@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use super::*;
 use crate::backup::channel::{ChannelConfig, ChannelEvent};
-use crate::backup::config::{BackupProfile, BackupService};
 use crate::backup::wire::{
     Ack, BatchCounts, BatchDone, BatchPage, BatchRequest, LeaseBatch, LeaseRefusal, LeaseUpdate,
     WireLease,
 };
-use crate::dhcp::config::{DhcpConfig, Pool};
 use crate::dhcp::leases::{Change, Lease, LeaseState, Origin};
 
 const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -35,39 +33,12 @@ fn free_port() -> u16 {
 }
 
 /// Router A's configuration: pool p1 bound to rbp1 (backup-id 1) on
-/// service s1 towards B.
+/// service s1 towards B (dead time 2 s).
 fn config(port: u16) -> Config {
-    let mut c = Config::default();
-    let pool = Pool {
-        sections: vec![(ip("10.9.0.10"), ip("10.9.0.200"))],
-        remote_backup_profile: Some("rbp1".into()),
-        ..Pool::for_test("p1", "10.9.0.0")
-    };
-    c.dhcp = DhcpConfig::for_test(vec![pool]);
-    c.backup.services.insert(
-        "s1".into(),
-        BackupService {
-            name: "s1".into(),
-            ssl_policy: None,
-            peer: B,
-            source: A,
-            port,
-            keepalive_interval: Duration::from_millis(200),
-            dead_time: Duration::from_millis(2000),
-            ack_timeout: Duration::from_millis(300),
-        },
-    );
-    c.backup.profiles.insert(
-        "rbp1".into(),
-        BackupProfile {
-            name: "rbp1".into(),
-            vrrp_interface: "eth0".into(),
-            vrid: 1,
-            backup_id: 1,
-            service: "s1".into(),
-            dhcp_server: true,
-        },
-    );
+    let mut c = super::tests::with_profile(port, "10.9.0.200");
+    if let Some(s) = c.backup.services.get_mut("s1") {
+        s.dead_time = Duration::from_millis(2000);
+    }
     c
 }
 
