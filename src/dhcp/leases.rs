@@ -1426,6 +1426,11 @@ fn push_esc(out: &mut Vec<u8>, s: &str) {
         out.push(b'%');
         return;
     }
+    if s == "-" {
+        // a field of "-" alone says "none": the text "-" is escaped
+        out.extend_from_slice(b"%2d");
+        return;
+    }
     for b in s.bytes() {
         if b.is_ascii_graphic() && b != b'%' {
             out.push(b);
@@ -2180,6 +2185,9 @@ pub(crate) mod tests {
             if o.is_empty() {
                 o.push('%');
             }
+            if o == "-" {
+                o = "%2d".into();
+            }
             o
         }
         fn hex(b: &[u8]) -> String {
@@ -2253,6 +2261,26 @@ pub(crate) mod tests {
                 assert_eq!(l.is_client(k), l.key() == *k, "{l:?} {k:?}");
             }
         }
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/dhcp/regression-hostname-dash`): a
+    /// client that calls itself "-" read back with no hostname after a
+    /// restart, "-" being the record's mark for none.
+    #[test]
+    fn a_hostname_or_pool_of_a_dash_is_not_read_back_as_none() {
+        let mut l = lease("10.0.0.5", 4, LeaseState::Bound, 1234);
+        l.hostname = Some("-".into());
+        l.pool = "-".into();
+        let r = encode_record(&Change::Upsert(l.clone()));
+        assert_eq!(
+            decode_record(r.trim_end()),
+            Some(Change::Upsert(l.clone())),
+            "{r}"
+        );
+        assert_eq!(r, reference_record(&Change::Upsert(l.clone())));
+        l.hostname = Some("--".into());
+        let r = encode_record(&Change::Upsert(l.clone()));
+        assert_eq!(decode_record(r.trim_end()), Some(Change::Upsert(l)), "{r}");
     }
 
     #[test]
