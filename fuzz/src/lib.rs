@@ -139,7 +139,8 @@ fn table() -> LeaseTable {
 /// DHCP: the first byte picks the server settings and the clock's step,
 /// the rest is one or more packets separated by [`SEP`], each decoded and,
 /// when it decodes, handled by the RFC 2131 handler on one lease table.
-/// Every reply must decode, fit an Ethernet frame, offer or ACK an address
+/// Every reply must decode, fit the client's maximum message size (the
+/// relay agent option's echo aside), offer or ACK an address
 /// of the pool, and every change the handler logs must survive the lease
 /// store's record codec.
 pub fn dhcp(data: &[u8]) {
@@ -170,7 +171,23 @@ pub fn dhcp(data: &[u8]) {
         let out = handler::handle(&mut table, &pool, &ctx, &m, p);
         if let Some(r) = &out.reply {
             let reply = handler::decode(&r.bytes).expect("a reply decodes");
-            assert!(r.bytes.len() <= 1500, "reply of {} bytes", r.bytes.len());
+            // the relay agent option's echo goes to the relay, which
+            // strips it: the client's reply must fit a frame
+            let relay = handler::raw_option(&r.bytes, 82)
+                .filter(|_| !reply.giaddr().is_unspecified())
+                .map_or(0, |v| v.len() + 2 * v.len().div_ceil(255).max(1));
+            let to_client = r.bytes.len() - relay;
+            // within the client's maximum (option 57, at least 576, IP
+            // and UDP headers included; one frame at most)
+            let max = match m.opts().get(dhcproto::v4::OptionCode::MaxMessageSize) {
+                Some(dhcproto::v4::DhcpOption::MaxMessageSize(n)) => usize::from(*n).max(576),
+                _ => 576,
+            };
+            let cap = (max - 28).min(1472);
+            assert!(
+                to_client <= cap,
+                "reply of {to_client} bytes to the client (at most {cap})"
+            );
             let yi = reply.yiaddr();
             if !yi.is_unspecified() {
                 let in_net = u32::from(yi) & u32::from(cfg.mask) == u32::from(cfg.network);
@@ -286,7 +303,12 @@ pub fn netconf_framing(data: &[u8]) {
             let (again, err) = deframe(Framing::Chunked, false, &out, |left| left);
             assert_eq!((again, err), (vec![m.clone()], None), "chunked again");
         }
-        if !m.windows(6).any(|w| w == b"]]>]]>") {
+        // end-of-message framing cannot carry a message that holds the
+        // delimiter, nor one whose end and the delimiter make one early
+        // (a message ending in "]]>")
+        let mut eom = m.clone();
+        eom.extend_from_slice(b"]]>]]>");
+        if eom.windows(6).position(|w| w == b"]]>]]>") == Some(m.len()) {
             let mut out = Vec::new();
             framing::encode(Framing::EndOfMessage, m, &mut out);
             let (again, err) = deframe(Framing::EndOfMessage, false, &out, |left| left);

@@ -997,17 +997,15 @@ impl Handler<'_> {
                 tail.push((code::CLIENT_ID, c.clone()));
             }
         }
-        // RFC 3046 §2.2: echoed to the relay agent, which strips it; a
-        // reply that goes to the client directly carries none
-        if !req.giaddr().is_unspecified() {
-            if let Some(r) = raw_option(self.raw, code::RELAY_AGENT_INFO) {
-                tail.push((code::RELAY_AGENT_INFO, r));
-            }
-        }
-        let tail_len: usize = tail
-            .iter()
-            .map(|(_, v)| v.len() + 2 * v.len().div_ceil(255).max(1))
-            .sum();
+        // RFC 3046 §2.2: echoed to the relay agent, last and whole; the
+        // relay strips it, so it does not count against the client's
+        // maximum (the reply to a relay goes by UDP, fragments allowed);
+        // a reply that goes to the client directly carries none
+        let relay_echo = if req.giaddr().is_unspecified() {
+            None
+        } else {
+            raw_option(self.raw, code::RELAY_AGENT_INFO)
+        };
         // a value longer than 255 bytes goes out as consecutive instances
         // (RFC 3396 §5), all of them or none
         let push = |out: &mut Vec<u8>, c: u8, v: &[u8], budget: usize| -> bool {
@@ -1047,6 +1045,20 @@ impl Handler<'_> {
                 push(out, code::REBINDING_TIME, &t2.to_be_bytes(), usize::MAX);
             }
         }
+        // the echoes to the client (FQDN, client id) keep their room in
+        // the client's maximum when they fit beside what is in already
+        // (and 3 bytes for option 52); one that does not is left out
+        // rather than crowding out the pool's options (found by fuzzing:
+        // a 405-byte FQDN made a 1,508-byte reply)
+        let mut tail_len = 0;
+        tail.retain(|(_, v)| {
+            let n = v.len() + 2 * v.len().div_ceil(255).max(1);
+            let fits = out.len() + tail_len + n + 3 <= limit;
+            if fits {
+                tail_len += n;
+            }
+            fits
+        });
         if !nak {
             // what does not fit in the options field goes to 'file' and
             // 'sname' when the reply leaves them empty (option overload,
@@ -1119,6 +1131,9 @@ impl Handler<'_> {
         }
         for (c, v) in &tail {
             push(out, *c, v, usize::MAX);
+        }
+        if let Some(r) = relay_echo {
+            push(out, code::RELAY_AGENT_INFO, &r, usize::MAX);
         }
         out.push(code::END);
         // BOOTP minimum (RFC 1542 §3.3): some clients drop shorter replies
@@ -1365,6 +1380,51 @@ pub(crate) mod tests {
         let d = msg(MessageType::Discover, 3);
         let o = t.run_with(&d, &relay_info(&info)).reply.unwrap();
         assert_eq!(raw_option(&o.bytes, 54), Some(ip(SID).octets().to_vec()));
+    }
+
+    /// Found by fuzzing (`fuzz/corpus/dhcp/regression-long-echoes`): a
+    /// long FQDN (RFC 3396, two instances) and a long relay agent option
+    /// made a 1,508-byte reply, and the relay option's echo took the
+    /// room of the pool's options in the client's 576 bytes. The relay's
+    /// echo is whole and last but does not count against the client's
+    /// maximum (the relay strips it); an echo to the client that does
+    /// not fit is left out.
+    #[test]
+    fn long_echoes_neither_crowd_out_the_options_nor_exceed_the_maximum() {
+        let mut t = T::new();
+        let info: Vec<u8> = (0..600u32).map(|i| (i % 251) as u8).collect();
+        let mut relay = Vec::new();
+        for piece in info.chunks(255) {
+            relay.extend_from_slice(&[82, piece.len() as u8]);
+            relay.extend_from_slice(piece);
+        }
+        let mut d = msg(MessageType::Discover, 1);
+        d.set_giaddr(ip("10.0.0.254"));
+        let o = t.run_with(&d, &relay).reply.unwrap();
+        assert_eq!(raw_option(&o.bytes, 82), Some(info.clone()), "echoed whole");
+        assert_eq!(*codes(&o).last().unwrap(), 82);
+        let m = reply(&o);
+        assert!(
+            m.opts().get(OptionCode::Router).is_some(),
+            "{:?}",
+            codes(&o)
+        );
+        assert!(m.opts().get(OptionCode::DomainNameServer).is_some());
+        let echo = 600 + 2 * 3;
+        assert!(o.bytes.len() - echo <= 576 - 28, "{}", o.bytes.len());
+        // a 405-byte FQDN to a client without relay: not echoed
+        let mut fqdn = vec![0, 0, 0];
+        fqdn.extend(std::iter::repeat_n(b'a', 402));
+        let mut extra = Vec::new();
+        for piece in fqdn.chunks(255) {
+            extra.extend_from_slice(&[81, piece.len() as u8]);
+            extra.extend_from_slice(piece);
+        }
+        let d = msg(MessageType::Discover, 2);
+        let o = t.run_with(&d, &extra).reply.unwrap();
+        assert!(o.bytes.len() <= 576 - 28, "{}", o.bytes.len());
+        assert!(raw_option(&o.bytes, 81).is_none());
+        assert!(reply(&o).opts().get(OptionCode::Router).is_some());
     }
 
     /// RFC 4702: the FQDN option is answered as a server without DNS
