@@ -97,17 +97,25 @@ def committer(a, stop, ready, out) -> None:
     short_slice()
     b = connect(a)
     ready.set()
-    times, i = [], 0
+    times, trace, i = [], [], 0
     while not stop.is_set():
         i += 1
         lt = 3600 + i % 2
         body = (f'<edit-config><target><candidate/></target><config><dhcp-server xmlns="{DHCPS_NS}">'
                 f"<ip-pool><name>p0001</name><lease-time>{lt}</lease-time></ip-pool></dhcp-server></config></edit-config>")
+        wall = time.time()
         t0 = time.perf_counter()
-        b.rpc(body, "edit")
-        b.rpc("<commit/>", "commit")
+        _, edit_ms = b.rpc(body, "edit")
+        _, commit_ms = b.rpc("<commit/>", "commit")
         times.append((time.perf_counter() - t0) * 1000)
+        trace.append((wall, edit_ms, commit_ms))
         time.sleep(0.01)
+    if a.trace:
+        # when each pair started (epoch s) and its two round trips, to set
+        # beside the daemon's debug log (SERVER_LOG)
+        with open(a.trace, "a") as f:
+            for wall, e, c in trace:
+                f.write(f"commit {wall:.6f} edit {e:.3f} ms commit {c:.3f} ms\n")
     out.put(times)
     b.close()
 
@@ -185,7 +193,13 @@ def netconf(a) -> int:
     fig("keyed-get-config-ms", median_ms(cfg), "ms")
     fig("keyed-get-config-bytes", size, "bytes")
     # whole table, while another session commits one-leaf edits
+    if a.trace:
+        with open(a.trace, "a") as f:
+            f.write("phase quiet\n")
     quiet = commits_while(a, lambda: time.sleep(2))
+    if a.trace:
+        with open(a.trace, "a") as f:
+            f.write("phase whole-get\n")
     fig("commit-quiet-median-ms", median_ms(quiet), "ms")
     rss0 = vm(a.pid, "VmRSS")
     with open(f"/proc/{a.pid}/clear_refs", "w") as f:
@@ -194,9 +208,13 @@ def netconf(a) -> int:
 
     def whole():
         t0 = time.perf_counter()
+        w0 = time.time()
         got["r"], got["ms"] = s.rpc(f'<get><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}"/></filter></get>',
                                     "whole table")
         got["wall"] = time.perf_counter() - t0
+        if a.trace:
+            with open(a.trace, "a") as f:
+                f.write(f"whole-get {w0:.6f} {got['ms']:.3f} ms\n")
 
     commits = commits_while(a, whole)
     r, ms, wall = got["r"], got["ms"], got["wall"]
@@ -336,6 +354,7 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=200)
     p.add_argument("--secs", type=float, default=10)
     p.add_argument("--socket")
+    p.add_argument("--trace", help="netconf: append when each commit and the whole-table <get> ran to this file")
     p.add_argument("--openssh", action="store_true", help="getloop: read with OpenSSH's client")
     a = p.parse_args()
     return {"netconf": netconf, "getloop": getloop, "kea": kea}[a.mode](a)

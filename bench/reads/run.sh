@@ -220,7 +220,8 @@ echo "figure table-rss-kb $TABLE_KB kB" | tee -a "$FIG"
 if [ "${READS:-1}" != 0 ]; then
 echo "==> hotleased: keyed reads over NETCONF, whole-table <get> with commits meanwhile" >&2
 ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" netconf \
-    --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" | tee -a "$FIG"
+    --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" \
+    --trace "$OUT/commits-trace.txt" | tee -a "$FIG"
 fi
 
 # every commit above (one pool's lease-time) is a configuration change the
@@ -256,6 +257,8 @@ for k in quiet reads; do
 done
 for k in quiet reads; do echo "--- threads during the ACK delay phase: $k"; cat "$OUT/threads-$k.txt"; done >&2
 stop_server
+# with SERVER_LOG, the daemon's log beside the commits' trace
+[ -z "${SERVER_LOG:-}" ] || cp "$D/log" "$OUT/hotleased.log"
 
 # ---------------------------------------------------------------- Kea
 if [ "${KEA:-1}" != 0 ]; then
