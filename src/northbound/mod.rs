@@ -319,6 +319,9 @@ pub struct Northbound {
     /// Requests that change something, held while a `<persist>` record is
     /// being written (see [`Northbound::holds`]); taken in order after.
     held: VecDeque<Request>,
+    /// The writes under way (the sessions' [`Handle::writes`]): the rest of
+    /// a large `<get>`, rendered on a thread of its own, gives way to them.
+    writes: Arc<ops::Writes>,
 }
 
 /// A write of the storage writer under way.
@@ -456,6 +459,7 @@ impl Northbound {
             storage_writer: None,
             storage_queue: VecDeque::new(),
             held: VecDeque::new(),
+            writes: Arc::default(),
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
@@ -601,7 +605,7 @@ impl Northbound {
             nacm: self.nacm_shared.clone(),
             recovery_user: self.recovery_user.clone(),
             nacm_counters: self.nacm_counters.clone(),
-            writes: Arc::default(),
+            writes: self.writes.clone(),
         };
         let task = tokio::spawn(self.run(rx, written, shutdown));
         (handle, task)
@@ -894,7 +898,12 @@ impl Northbound {
                         let t0 = std::time::Instant::now();
                         let job = blocking(|| self.get_job(session, filter, with_defaults));
                         if job.costly() {
-                            job.spawn(reply);
+                            job.spawn(reply, self.writes.clone());
+                            tracing::debug!(
+                                session,
+                                us = t0.elapsed().as_micros() as u64,
+                                "get taken (the rest off the actor)"
+                            );
                             return;
                         }
                         let r = blocking(|| job.run());
@@ -1205,6 +1214,7 @@ impl Northbound {
                     nacm: None,
                     stream: Some(part),
                     only_stream: true,
+                    writes: None,
                 };
             }
         };
@@ -1267,6 +1277,7 @@ impl Northbound {
             nacm: self.nacm_for(session),
             stream,
             only_stream: false,
+            writes: None,
         }
     }
 
@@ -2121,6 +2132,12 @@ struct GetJob {
     stream: Option<StreamPart>,
     /// The reply is that list alone (nothing else is read).
     only_stream: bool,
+    /// Run on a thread of its own ([`GetJob::spawn`]): the writes under
+    /// way, that the rest gives way to between its steps (reads give way
+    /// to writes: with the daemon on one CPU, a commit queued meanwhile
+    /// does not share it with this read's libyang work). None on the
+    /// actor, which would wait for writes it has yet to take.
+    writes: Option<Arc<ops::Writes>>,
 }
 
 /// A list a `<get>` streams (see [`Northbound::stream_of`]).
@@ -2200,7 +2217,14 @@ impl GetJob {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let mut tree = self.tree;
+        // off the actor: until no write is under way (bounded)
+        let give_way = || {
+            if let Some(w) = &self.writes {
+                w.give_way_blocking();
+            }
+        };
         for (name, state) in &self.states {
+            give_way();
             let read;
             let xml = match state {
                 State::Xml(x) => x,
@@ -2212,12 +2236,24 @@ impl GetJob {
             if xml.is_empty() {
                 continue;
             }
+            give_way();
+            let t0 = std::time::Instant::now();
             let (parts, refused) = yang::parse_state_entries(xml);
+            let parsed = t0.elapsed();
+            give_way();
+            let m0 = std::time::Instant::now();
             for part in &parts {
                 if yang::merge(&mut tree, part).is_err() {
                     warn!(subsystem = name, "cannot merge operational state");
                 }
             }
+            tracing::debug!(
+                subsystem = name,
+                bytes = xml.len(),
+                parse_us = parsed.as_micros() as u64,
+                merge_us = m0.elapsed().as_micros() as u64,
+                "state merged"
+            );
             if let Some(e) = refused.first() {
                 if WARNED.swap(true, Ordering::Relaxed) {
                     tracing::debug!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
@@ -2229,7 +2265,11 @@ impl GetJob {
         if let Some((cfg, user)) = &self.nacm {
             cfg.rules_for(user).prune_reads(&mut tree);
         }
-        filtered(&tree, self.filter.as_ref(), self.wd, None)
+        give_way();
+        let t0 = std::time::Instant::now();
+        let r = filtered(&tree, self.filter.as_ref(), self.wd, None);
+        tracing::debug!(us = t0.elapsed().as_micros() as u64, "filtered");
+        r
     }
 
     /// Run on a thread of its own (a whole lease table takes seconds of
@@ -2240,7 +2280,8 @@ impl GetJob {
     /// actor has a thread of its own. With the shortest slice
     /// (`sched::short_slice`): the actor woken by a commit gets the CPU at
     /// once instead of after a slice of this thread's rendering.
-    fn spawn(self, reply: oneshot::Sender<RpcResult>) {
+    fn spawn(mut self, reply: oneshot::Sender<RpcResult>, writes: Arc<ops::Writes>) {
+        self.writes = Some(writes);
         let spawned = std::thread::Builder::new()
             .name("get".into())
             .spawn(move || {
@@ -2377,7 +2418,10 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
 /// the runtime's worker: the backup channels' keepalives, the NETCONF
 /// sessions. `block_in_place` hands the worker's queued tasks to another
 /// worker first (a current-thread runtime, in tests, just runs it).
+/// At `sched::OPERATION_NICE`: the thread that runs it takes most of the
+/// CPU from the ones streaming a large reply (reads give way to writes).
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let f = || crate::sched::with_nice(crate::sched::OPERATION_NICE, f);
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -2766,6 +2810,136 @@ mod tests {
             release.send(()).unwrap();
             let d = data(get.await.unwrap());
             assert!(d.contains("<state>master</state>"), "{d}");
+            stop.cancel();
+        });
+    }
+
+    /// A state reader that counts its reads.
+    #[derive(Debug, Default)]
+    struct CountingReader(std::sync::atomic::AtomicUsize);
+
+    impl crate::config::StateReader for CountingReader {
+        fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
+        }
+    }
+
+    struct Counted(Arc<CountingReader>);
+
+    impl Subsystem for Counted {
+        fn name(&self) -> &'static str {
+            "counted"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {}
+        fn namespaces(&self) -> &'static [&'static str] {
+            &[crate::vrrp::NS]
+        }
+        fn state_reader(&self) -> Option<Arc<dyn crate::config::StateReader>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// Reads give way to writes off the actor too: the rest of a large
+    /// `<get>` (the subsystems' state through libyang, on its own thread)
+    /// is not produced while another session's write is under way (queued
+    /// at the actor or running there), and is once it has ended.
+    #[test]
+    fn the_rest_of_a_large_get_gives_way_to_a_write_under_way() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let reader = Arc::new(CountingReader::default());
+            let mut nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(Counted(reader.clone()))],
+            )
+            .unwrap();
+            // as long as the write lasts, however long
+            nb.writes = Arc::new(ops::Writes::giving_way_at_most(
+                std::time::Duration::from_secs(3600),
+            ));
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let write = handle.writes().start();
+            let h = handle.clone();
+            let get = tokio::spawn(async move {
+                h.rpc(
+                    1,
+                    Operation::Get {
+                        filter: None,
+                        with_defaults: WithDefaults::Explicit,
+                    },
+                )
+                .await
+            });
+            // the actor is not held up: another session's read is answered
+            data(handle.rpc(2, get_running()).await);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(reader.0.load(Ordering::SeqCst), 0, "read during a write");
+            assert!(!get.is_finished());
+            drop(write);
+            let d = data(get.await.unwrap());
+            assert!(d.contains("<state>master</state>"), "{d}");
+            assert_eq!(reader.0.load(Ordering::SeqCst), 1);
+            stop.cancel();
+        });
+    }
+
+    /// Records the nice value of the thread that applies a change.
+    struct NiceRecorder(Arc<Mutex<Vec<i32>>>);
+
+    impl Subsystem for NiceRecorder {
+        fn name(&self) -> &'static str {
+            "nice"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {
+            self.0.lock().unwrap().push(crate::sched::current_nice());
+        }
+    }
+
+    /// The actor runs an operation at `sched::OPERATION_NICE` (a commit
+    /// takes most of the CPU from a large reply being streamed), and the
+    /// runtime's thread is back at its nice value afterwards.
+    #[test]
+    fn operations_run_at_the_operation_weight() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(NiceRecorder(seen.clone()))],
+            )
+            .unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            seen.lock().unwrap().clear();
+            handle.rpc(1, group_edit(120)).await.unwrap();
+            handle
+                .rpc(1, Operation::Commit(Commit::default()))
+                .await
+                .unwrap();
+            assert_eq!(*seen.lock().unwrap(), vec![crate::sched::OPERATION_NICE]);
+            // the runtime's only worker runs this task again, at its nice
+            let worker = tokio::spawn(async { crate::sched::current_nice() })
+                .await
+                .unwrap();
+            assert_eq!(worker, 0);
             stop.cancel();
         });
     }

@@ -359,6 +359,21 @@ impl Writes {
         WriteUnderWay(self)
     }
 
+    /// Whether a write is under way.
+    pub fn under_way(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// [`Writes::give_way`] for a thread of its own (the rest of a large
+    /// `<get>`, rendered through libyang): it sleeps, looking again every
+    /// millisecond, until no write is under way or `most` has passed.
+    pub fn give_way_blocking(&self) {
+        let t0 = std::time::Instant::now();
+        while self.under_way() && t0.elapsed() < self.most {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Until no write is under way, or its `most` has passed.
     pub async fn give_way(&self) {
         let wait = async {
