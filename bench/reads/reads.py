@@ -216,7 +216,20 @@ def netconf(a) -> int:
             with open(a.trace, "a") as f:
                 f.write(f"whole-get {w0:.6f} {got['ms']:.3f} ms\n")
 
+    rec = None
+    if a.sched:
+        # the scheduler on both CPUs during the whole-table <get> (CLOCK_MONOTONIC;
+        # the trace file says how far the wall clock is from it)
+        rec = subprocess.Popen(["perf", "sched", "record", "-q", "-k", "mono", "-C", a.sched_cpus, "-o", a.sched],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        if a.trace:
+            with open(a.trace, "a") as f:
+                f.write(f"clock wall-minus-monotonic {time.time() - time.monotonic():.6f}\n")
     commits = commits_while(a, whole)
+    if rec:
+        rec.send_signal(2)
+        rec.wait(60)
     r, ms, wall = got["r"], got["ms"], got["wall"]
     peak = vm(a.pid, "VmHWM")
     n = r.count(b"<ip-address>") or r.count(b"ip-address>") // 2
@@ -278,7 +291,17 @@ def getloop_openssh(a) -> int:
     fig("getloop-gets", n, "gets")
     p.stdin.close()
     p.wait(timeout=10)
+    client_cpu(a)
     return 0
+
+
+def client_cpu(a) -> None:
+    """The <get> client's own CPU time (this process and, for OpenSSH, the
+    ssh process it ran), against the time it ran: its share of its CPU."""
+    t = os.times()
+    cpu = t.user + t.system + t.children_user + t.children_system
+    fig("getloop-client-cpu-s", f"{cpu:.2f}", "s")
+    fig("getloop-client-cpu-pct", f"{100 * cpu / a.secs:.0f}", "%")
 
 
 def getloop(a) -> int:
@@ -292,6 +315,7 @@ def getloop(a) -> int:
         n += 1
     fig("getloop-gets", n, "gets")
     s.close()
+    client_cpu(a)
     return 0
 
 
@@ -354,6 +378,8 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=200)
     p.add_argument("--secs", type=float, default=10)
     p.add_argument("--socket")
+    p.add_argument("--sched", help="netconf: perf sched record into this file during the whole-table <get>")
+    p.add_argument("--sched-cpus", default="0,1")
     p.add_argument("--trace", help="netconf: append when each commit and the whole-table <get> ran to this file")
     p.add_argument("--openssh", action="store_true", help="getloop: read with OpenSSH's client")
     a = p.parse_args()
