@@ -29,8 +29,13 @@
 #   per operation)
 # Each ACK delay phase also writes, per daemon thread, its CPU time and
 # how often it was preempted or slept (/proc/<pid>/task/*/sched)
-# to out/threads-<phase>.txt; with SCHED_TRACE=1, `perf sched latency` of
-# SERVER_CPU during it to out/sched-<phase>.txt.
+# to out/threads-<phase>.txt, and as figures how busy each CPU was, perfdhcp's
+# own CPU time and the <get> client's; with SCHED_TRACE=1, `perf sched
+# latency` of SERVER_CPU during it to out/sched-<phase>.txt, and the
+# scheduler of both CPUs during the whole-table <get> to
+# out/sched-whole.data (`perf sched timehist -i ...`; CLOCK_MONOTONIC, the
+# wall clock's offset is in out/commits-trace.txt, which says when each
+# commit ran and how long its edit and commit took).
 # Server on CPU SERVER_CPU, perfdhcp and the clients on CLIENT_CPU.
 # Namespaces rd<pid>s / rd<pid>c are always removed. A benchmark, not a
 # test: a missed target prints MISS and never fails the script.
