@@ -22,6 +22,7 @@
 #   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
 #   GETLOOP_CPU=<cpu of the back-to-back <get> client; default CLIENT_CPU>
 #   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
+#   BIN=<another hotleased binary to measure; default target/release>
 #   READS=0 (skip the keyed reads and the whole-table <get> with commits)
 #   KEA=0 (skip Kea)
 #   SERVER_LOG=<HOTLEASE_LOG of the daemon; default warn> (with KEEP=1 its log
@@ -76,7 +77,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q
-BIN="$ROOT/target/release/hotleased"
+BIN="${BIN:-$ROOT/target/release/hotleased}"
 
 S="rd$$s"
 C="rd$$c"
