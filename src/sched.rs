@@ -85,8 +85,46 @@ pub fn short_slice() {
     }
 }
 
+/// The nice value the northbound actor runs an operation at (on whichever
+/// runtime thread runs it): a weight about nine times the normal one, so
+/// that another session's commit takes most of the CPU from the threads
+/// rendering and encrypting a large reply (the tokio workers, a `<get>`
+/// thread), which keep their share otherwise. Proportional, not real
+/// time: a long validation (seconds for a large change) slows the other
+/// sessions down, it does not stop them.
+pub const OPERATION_NICE: i32 = -10;
+
+/// Run `f` with the calling thread at nice `nice`, then put it back. Going
+/// below the thread's nice needs CAP_SYS_NICE or an RLIMIT_NICE allowance
+/// (the unit's `LimitNICE=`); without it `f` runs as the thread is (said
+/// once, at debug level).
+pub fn with_nice<R>(nice: i32, f: impl FnOnce() -> R) -> R {
+    static REFUSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let before = current_nice();
+    let raised = before != nice && set_nice(nice).is_ok();
+    if !raised && before != nice && !REFUSED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::debug!(nice, error = %std::io::Error::last_os_error(), "operations run at the normal weight");
+    }
+    let r = f();
+    if raised {
+        let _ = set_nice(before);
+    }
+    r
+}
+
+/// Set the calling thread's nice value (Linux: per thread).
+fn set_nice(nice: i32) -> std::io::Result<()> {
+    // SAFETY: gettid has no arguments; setpriority only reads its integer
+    // arguments.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, nice) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The calling thread's nice value (sched_setattr sets it too).
-fn current_nice() -> i32 {
+pub fn current_nice() -> i32 {
     // SAFETY: getpriority only reads its integer arguments; errno is reset
     // first, since -1 is a valid answer.
     unsafe {
@@ -158,6 +196,21 @@ mod tests {
         assert_eq!(theirs, SHORT_SLICE_NS);
         assert!(before > SHORT_SLICE_NS, "{before}");
         assert_eq!(current_slice().unwrap(), before);
+    }
+
+    /// The thread runs at the nice value given for the call only.
+    #[test]
+    fn with_nice_for_the_call() {
+        std::thread::spawn(|| {
+            let before = current_nice();
+            assert_eq!(with_nice(OPERATION_NICE, current_nice), OPERATION_NICE);
+            assert_eq!(current_nice(), before);
+            // another thread is not changed
+            let other = std::thread::spawn(current_nice);
+            assert_eq!(with_nice(OPERATION_NICE, || other.join().unwrap()), before);
+        })
+        .join()
+        .unwrap();
     }
 
     /// The thread runs SCHED_RR at the priority; a thread it starts runs

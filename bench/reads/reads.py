@@ -97,17 +97,25 @@ def committer(a, stop, ready, out) -> None:
     short_slice()
     b = connect(a)
     ready.set()
-    times, i = [], 0
+    times, trace, i = [], [], 0
     while not stop.is_set():
         i += 1
         lt = 3600 + i % 2
         body = (f'<edit-config><target><candidate/></target><config><dhcp-server xmlns="{DHCPS_NS}">'
                 f"<ip-pool><name>p0001</name><lease-time>{lt}</lease-time></ip-pool></dhcp-server></config></edit-config>")
+        wall = time.time()
         t0 = time.perf_counter()
-        b.rpc(body, "edit")
-        b.rpc("<commit/>", "commit")
+        _, edit_ms = b.rpc(body, "edit")
+        _, commit_ms = b.rpc("<commit/>", "commit")
         times.append((time.perf_counter() - t0) * 1000)
+        trace.append((wall, edit_ms, commit_ms))
         time.sleep(0.01)
+    if a.trace:
+        # when each pair started (epoch s) and its two round trips, to set
+        # beside the daemon's debug log (SERVER_LOG)
+        with open(a.trace, "a") as f:
+            for wall, e, c in trace:
+                f.write(f"commit {wall:.6f} edit {e:.3f} ms commit {c:.3f} ms\n")
     out.put(times)
     b.close()
 
@@ -185,7 +193,13 @@ def netconf(a) -> int:
     fig("keyed-get-config-ms", median_ms(cfg), "ms")
     fig("keyed-get-config-bytes", size, "bytes")
     # whole table, while another session commits one-leaf edits
+    if a.trace:
+        with open(a.trace, "a") as f:
+            f.write("phase quiet\n")
     quiet = commits_while(a, lambda: time.sleep(2))
+    if a.trace:
+        with open(a.trace, "a") as f:
+            f.write("phase whole-get\n")
     fig("commit-quiet-median-ms", median_ms(quiet), "ms")
     rss0 = vm(a.pid, "VmRSS")
     with open(f"/proc/{a.pid}/clear_refs", "w") as f:
@@ -194,11 +208,28 @@ def netconf(a) -> int:
 
     def whole():
         t0 = time.perf_counter()
+        w0 = time.time()
         got["r"], got["ms"] = s.rpc(f'<get><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}"/></filter></get>',
                                     "whole table")
         got["wall"] = time.perf_counter() - t0
+        if a.trace:
+            with open(a.trace, "a") as f:
+                f.write(f"whole-get {w0:.6f} {got['ms']:.3f} ms\n")
 
+    rec = None
+    if a.sched:
+        # the scheduler on both CPUs during the whole-table <get> (CLOCK_MONOTONIC;
+        # the trace file says how far the wall clock is from it)
+        rec = subprocess.Popen(["perf", "sched", "record", "-q", "-k", "mono", "-C", a.sched_cpus, "-o", a.sched],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(1)
+        if a.trace:
+            with open(a.trace, "a") as f:
+                f.write(f"clock wall-minus-monotonic {time.time() - time.monotonic():.6f}\n")
     commits = commits_while(a, whole)
+    if rec:
+        rec.send_signal(2)
+        rec.wait(60)
     r, ms, wall = got["r"], got["ms"], got["wall"]
     peak = vm(a.pid, "VmHWM")
     n = r.count(b"<ip-address>") or r.count(b"ip-address>") // 2
@@ -260,7 +291,17 @@ def getloop_openssh(a) -> int:
     fig("getloop-gets", n, "gets")
     p.stdin.close()
     p.wait(timeout=10)
+    client_cpu(a)
     return 0
+
+
+def client_cpu(a) -> None:
+    """The <get> client's own CPU time (this process and, for OpenSSH, the
+    ssh process it ran), against the time it ran: its share of its CPU."""
+    t = os.times()
+    cpu = t.user + t.system + t.children_user + t.children_system
+    fig("getloop-client-cpu-s", f"{cpu:.2f}", "s")
+    fig("getloop-client-cpu-pct", f"{100 * cpu / a.secs:.0f}", "%")
 
 
 def getloop(a) -> int:
@@ -274,6 +315,7 @@ def getloop(a) -> int:
         n += 1
     fig("getloop-gets", n, "gets")
     s.close()
+    client_cpu(a)
     return 0
 
 
@@ -336,6 +378,9 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=200)
     p.add_argument("--secs", type=float, default=10)
     p.add_argument("--socket")
+    p.add_argument("--sched", help="netconf: perf sched record into this file during the whole-table <get>")
+    p.add_argument("--sched-cpus", default="0,1")
+    p.add_argument("--trace", help="netconf: append when each commit and the whole-table <get> ran to this file")
     p.add_argument("--openssh", action="store_true", help="getloop: read with OpenSSH's client")
     a = p.parse_args()
     return {"netconf": netconf, "getloop": getloop, "kea": kea}[a.mode](a)

@@ -22,6 +22,7 @@
 #   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
 #   GETLOOP_CPU=<cpu of the back-to-back <get> client; default CLIENT_CPU>
 #   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
+#   BIN=<another hotleased binary to measure; default target/release>
 #   READS=0 (skip the keyed reads and the whole-table <get> with commits)
 #   KEA=0 (skip Kea)
 #   SERVER_LOG=<HOTLEASE_LOG of the daemon; default warn> (with KEEP=1 its log
@@ -29,8 +30,13 @@
 #   per operation)
 # Each ACK delay phase also writes, per daemon thread, its CPU time and
 # how often it was preempted or slept (/proc/<pid>/task/*/sched)
-# to out/threads-<phase>.txt; with SCHED_TRACE=1, `perf sched latency` of
-# SERVER_CPU during it to out/sched-<phase>.txt.
+# to out/threads-<phase>.txt, and as figures how busy each CPU was, perfdhcp's
+# own CPU time and the <get> client's; with SCHED_TRACE=1, `perf sched
+# latency` of SERVER_CPU during it to out/sched-<phase>.txt, and the
+# scheduler of both CPUs during the whole-table <get> to
+# out/sched-whole.data (`perf sched timehist -i ...`; CLOCK_MONOTONIC, the
+# wall clock's offset is in out/commits-trace.txt, which says when each
+# commit ran and how long its edit and commit took).
 # Server on CPU SERVER_CPU, perfdhcp and the clients on CLIENT_CPU.
 # Namespaces rd<pid>s / rd<pid>c are always removed. A benchmark, not a
 # test: a missed target prints MISS and never fails the script.
@@ -63,7 +69,7 @@ fi
 
 [ "$(id -u)" -eq 0 ] || { echo "run as root" >&2; exit 1; }
 pkgs=()
-for p in kea-admin kea-dhcp4-server iproute2; do
+for p in kea-admin kea-dhcp4-server iproute2 time; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || pkgs+=("$p")
 done
 if [ "${#pkgs[@]}" -gt 0 ]; then
@@ -71,7 +77,7 @@ if [ "${#pkgs[@]}" -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 [ -n "${NO_BUILD:-}" ] || cargo build --release -q
-BIN="$ROOT/target/release/hotleased"
+BIN="${BIN:-$ROOT/target/release/hotleased}"
 
 S="rd$$s"
 C="rd$$c"
@@ -117,10 +123,13 @@ stop_server() {
 }
 
 # perf OUT RATE ARGS...: one perfdhcp run from C
+# (with PERF_CPU=FILE: perfdhcp's own CPU seconds, user and system, to FILE)
 perf() {
     local out="$1" rate="$2"
     shift 2
-    ip netns exec "$C" taskset -c "$CLIENT_CPU" perfdhcp -4 -l 10.200.0.2 -r "$rate" -d 2 -W 500000 "$@" 10.200.0.1 >"$out" 2>&1 || true
+    local timed=()
+    [ -z "${PERF_CPU:-}" ] || timed=(/usr/bin/time -o "$PERF_CPU" -f "%U %S")
+    ip netns exec "$C" taskset -c "$CLIENT_CPU" "${timed[@]}" perfdhcp -4 -l 10.200.0.2 -r "$rate" -d 2 -W 500000 "$@" 10.200.0.1 >"$out" 2>&1 || true
 }
 
 field() {
@@ -165,6 +174,20 @@ sched_trace() {
     [ -n "${SCHED_TRACE:-}" ] || return 0
     (command perf sched record -q -C "$SERVER_CPU" -o "$W/sched-$1.data" -- sleep 3 >/dev/null 2>&1 &&
         command perf sched latency -i "$W/sched-$1.data" --sort max 2>/dev/null | head -n 30 >"$OUT/sched-$1.txt") &
+}
+
+# cpu_at FILE: the jiffies of SERVER_CPU and CLIENT_CPU (/proc/stat)
+cpu_at() { awk -v a="cpu$SERVER_CPU" -v b="cpu$CLIENT_CPU" '$1 == a || $1 == b' /proc/stat >"$1"; }
+
+# cpu_busy BEFORE AFTER PHASE: how busy each of the two CPUs was over the
+# phase (% not idle), whatever ran there (the daemon, perfdhcp, the <get>
+# client, other processes of the machine)
+cpu_busy() {
+    awk -v phase="$3" '
+        FNR == NR { for (i = 2; i <= NF; i++) t0[$1] += $i; i0[$1] = $5 + $6; next }
+        { t = 0; for (i = 2; i <= NF; i++) t += $i
+          busy = (t - t0[$1]) - ($5 + $6 - i0[$1])
+          printf "figure %s-busy-pct-%s %.1f %%\n", $1, phase, 100 * busy / (t - t0[$1]) }' "$1" "$2"
 }
 
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$SERVER_PID/status"; }
@@ -220,7 +243,9 @@ echo "figure table-rss-kb $TABLE_KB kB" | tee -a "$FIG"
 if [ "${READS:-1}" != 0 ]; then
 echo "==> hotleased: keyed reads over NETCONF, whole-table <get> with commits meanwhile" >&2
 ip netns exec "$S" taskset -c "$CLIENT_CPU" "$PY" "$ROOT/bench/reads/reads.py" netconf \
-    --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" | tee -a "$FIG"
+    --key "$W/client_key" --pid "$SERVER_PID" --table-kb "$TABLE_KB" --reps "$REPS" \
+    --trace "$OUT/commits-trace.txt" \
+    $([ -n "${SCHED_TRACE:-}" ] && echo --sched "$OUT/sched-whole.data" --sched-cpus "$SERVER_CPU,$CLIENT_CPU") | tee -a "$FIG"
 fi
 
 # every commit above (one pool's lease-time) is a configuration change the
@@ -235,27 +260,36 @@ done
 echo "figure dhcp-answers-again-after-s $(awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }') s" | tee -a "$FIG"
 echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table <get>s" >&2
 threads_at "$W/t0"
+cpu_at "$W/c0"
 sched_trace quiet
-perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+PERF_CPU="$W/perf-cpu-quiet" perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+cpu_at "$W/c1"
 threads_at "$W/t1"
 threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-quiet.txt"
+cpu_busy "$W/c0" "$W/c1" quiet >>"$FIG"
 timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$GETLOOP_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
     --key "$W/client_key" --secs $((ACK_SECS + 3)) $([ "$GETLOOP_CLIENT" = openssh ] && echo --openssh) >"$OUT/getloop.txt" &
 LOOP=$!
 sleep 1
 threads_at "$W/t0"
+cpu_at "$W/c0"
 sched_trace reads
-perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+PERF_CPU="$W/perf-cpu-reads" perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+cpu_at "$W/c1"
 threads_at "$W/t1"
 threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-reads.txt"
+cpu_busy "$W/c0" "$W/c1" reads >>"$FIG"
 wait "$LOOP" || true
 cat "$OUT/getloop.txt" | tee -a "$FIG"
 for k in quiet reads; do
+    [ ! -s "$W/perf-cpu-$k" ] || echo "figure perfdhcp-cpu-s-$k $(awk 'END { print $1 + $2 }' "$W/perf-cpu-$k") s" | tee -a "$FIG"
     echo "figure ack-avg-$k-ms $(field "$OUT/ack-$k.txt" REQUEST-ACK "avg delay") ms" | tee -a "$FIG"
     echo "figure ack-drops-$k-pct $(field "$OUT/ack-$k.txt" REQUEST-ACK "drops ratio") %" | tee -a "$FIG"
 done
 for k in quiet reads; do echo "--- threads during the ACK delay phase: $k"; cat "$OUT/threads-$k.txt"; done >&2
 stop_server
+# with SERVER_LOG, the daemon's log beside the commits' trace
+[ -z "${SERVER_LOG:-}" ] || cp "$D/log" "$OUT/hotleased.log"
 
 # ---------------------------------------------------------------- Kea
 if [ "${KEA:-1}" != 0 ]; then

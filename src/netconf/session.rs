@@ -172,16 +172,20 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
             &mut self.buf,
         );
         let mut piece = String::new();
+        let (t0, mut pieces, mut gave_way) = (tokio::time::Instant::now(), 0u32, Duration::ZERO);
         loop {
             // the SSH window takes megabytes before it pushes back: let
             // the other sessions and the actor run between pieces (with
             // the daemon on one CPU, the runtime has one worker), and
             // leave the CPU to a commit under way
+            let w0 = tokio::time::Instant::now();
             writes.give_way().await;
+            gave_way += w0.elapsed();
             tokio::task::yield_now().await;
             if !data.next_piece(&mut piece) {
                 break;
             }
+            pieces += 1;
             encode_piece(self.framing, piece.as_bytes(), &mut self.buf);
             self.w.write_all(&self.buf).await?;
             self.buf.clear();
@@ -189,7 +193,14 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         encode_piece(self.framing, b"</data></rpc-reply>", &mut self.buf);
         encode_end(self.framing, &mut self.buf);
         self.w.write_all(&self.buf).await?;
-        self.w.flush().await
+        self.w.flush().await?;
+        debug!(
+            pieces,
+            us = t0.elapsed().as_micros() as u64,
+            gave_way_us = gave_way.as_micros() as u64,
+            "stream written"
+        );
+        Ok(())
     }
 }
 
@@ -468,6 +479,7 @@ where
                 }
             };
             last_message = tokio::time::Instant::now();
+            debug!(bytes = msg.len(), "message in");
             if let Some(idle) = idle {
                 idle_timer.as_mut().reset(last_message + idle);
             }
@@ -511,6 +523,7 @@ where
                     return why;
                 }
             }
+            debug!(us = last_message.elapsed().as_micros() as u64, "reply out");
             if close {
                 return "close-session";
             }

@@ -11,10 +11,13 @@
 //! ```
 //! Serialising operations here is what makes commit transactional without
 //! locks shared across tasks; each operation is short (no I/O: the startup
-//! file is written and fsynced by `store::StartupWriter`'s thread, in
-//! order, and the session that asked is answered once it is on disk), so
-//! sessions only wait for each other's operations, never for each other's
-//! network or disk.
+//! file and a confirmed commit's `<persist>` record are written and
+//! fsynced by `store::StorageWriter`'s thread, in order, and the session
+//! that asked is answered once it is on disk), so sessions only wait for
+//! each other's operations, never for each other's network or disk.
+//! While a `<persist>` record is being written, the operations that change
+//! something wait for it (the commit is applied once it is on disk, so a
+//! confirming commit or a cancel never overtakes it); reads go on.
 //!
 //! The operations it runs are typed (`ops`, decoded from the wire by
 //! `netconf/rpc.rs`), and so are its answers (`error::RpcError`, printed by
@@ -60,7 +63,7 @@ use edit::{find_child, top_schema};
 use error::{ErrorTag, ErrorType, RpcError};
 use monitoring::{SessionCounters, Totals};
 use ops::{Commit, Datastore, EditOp, ErrorOption, Filter, Operation, Reply, Source, TestOption};
-use store::{PersistedConfirm, StartupWrite, StartupWriter, Store};
+use store::{PersistedConfirm, StorageWrite, StorageWriter, Store};
 
 type RpcResult = Result<Reply, Vec<RpcError>>;
 
@@ -306,20 +309,42 @@ pub struct Northbound {
     stats: Arc<stats::NetconfStats>,
     /// Where the RFC 6470 notifications go.
     bus: notify::Bus,
-    /// The thread that writes the startup file (started with the actor;
-    /// without it, as in `operation`, startup is written in place).
-    startup_writer: Option<StartupWriter>,
-    /// Startup writes under way, oldest first (the writer reports in this
-    /// order): `startup` becomes their tree, and their session gets its
-    /// answer, once the file is on disk.
-    startup_queue: VecDeque<QueuedStartup>,
+    /// The thread that writes the startup file and the `<persist>` record
+    /// (started with the actor; without it, as in `operation`, they are
+    /// written in place).
+    storage_writer: Option<StorageWriter>,
+    /// Writes under way, oldest first (the writer reports in this order):
+    /// what each one completes once it is on disk.
+    storage_queue: VecDeque<Queued>,
+    /// Requests that change something, held while a `<persist>` record is
+    /// being written (see [`Northbound::holds`]); taken in order after.
+    held: VecDeque<Request>,
+    /// The writes under way (the sessions' [`Handle::writes`]): the rest of
+    /// a large `<get>`, rendered on a thread of its own, gives way to them.
+    writes: Arc<ops::Writes>,
 }
 
-/// A startup write under way.
-struct QueuedStartup {
+/// A write of the storage writer under way.
+enum Queued {
+    /// `startup` becomes `tree`, and the session gets its answer.
+    Startup {
+        session: u32,
+        tree: DataTree<'static>,
+        reply: oneshot::Sender<RpcResult>,
+    },
+    /// A confirmed commit given `<persist>`: validated and prepared, applied
+    /// once its record is on disk (a record that cannot be written changes
+    /// nothing).
+    Persist(Box<Persisting>),
+}
+
+/// A confirmed commit waiting for its `<persist>` record.
+struct Persisting {
     session: u32,
-    tree: DataTree<'static>,
+    commit: Commit,
+    new: validate::Validated,
     reply: oneshot::Sender<RpcResult>,
+    started: std::time::Instant,
 }
 
 impl std::fmt::Debug for Northbound {
@@ -431,8 +456,10 @@ impl Northbound {
             transport_groups: nacm::TransportGroups::default(),
             stats: Arc::default(),
             bus: notify::Bus::memory(),
-            startup_writer: None,
-            startup_queue: VecDeque::new(),
+            storage_writer: None,
+            storage_queue: VecDeque::new(),
+            held: VecDeque::new(),
+            writes: Arc::default(),
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
@@ -564,10 +591,10 @@ impl Northbound {
     pub fn spawn(mut self, shutdown: CancellationToken) -> (Handle, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(256);
         let (written_tx, written) = mpsc::unbounded_channel();
-        match StartupWriter::start(self.store.clone(), written_tx) {
-            Ok(w) => self.startup_writer = Some(w),
+        match StorageWriter::start(self.store.clone(), written_tx) {
+            Ok(w) => self.storage_writer = Some(w),
             Err(e) => {
-                warn!(error = %e, "no startup writer thread: startup is written on the actor")
+                warn!(error = %e, "no storage writer thread: startup and confirmed commits are written on the actor")
             }
         }
         let handle = Handle {
@@ -578,7 +605,7 @@ impl Northbound {
             nacm: self.nacm_shared.clone(),
             recovery_user: self.recovery_user.clone(),
             nacm_counters: self.nacm_counters.clone(),
-            writes: Arc::default(),
+            writes: self.writes.clone(),
         };
         let task = tokio::spawn(self.run(rx, written, shutdown));
         (handle, task)
@@ -591,13 +618,19 @@ impl Northbound {
         shutdown: CancellationToken,
     ) {
         loop {
-            let deadline = self.pending.as_ref().map(|p| p.deadline);
+            // no rollback while a confirmed commit's record is written: it
+            // goes on once that commit is applied (or refused)
+            let deadline = self
+                .pending
+                .as_ref()
+                .filter(|_| !self.persisting())
+                .map(|p| p.deadline);
             tokio::select! {
                 req = rx.recv() => match req {
                     Some(req) => self.handle(req),
                     None => break,
                 },
-                Some(r) = written.recv() => self.startup_written(r),
+                Some(r) = written.recv() => self.written(r),
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
@@ -609,28 +642,82 @@ impl Northbound {
             }
         }
         // the writes given are made (their sessions are gone or going)
-        if let Some(w) = self.startup_writer.take() {
+        if let Some(w) = self.storage_writer.take() {
             let _ = tokio::task::spawn_blocking(move || w.finish()).await;
         }
     }
 
-    /// The startup writer's report of the oldest write under way.
-    fn startup_written(&mut self, r: std::io::Result<()>) {
-        let Some(q) = self.startup_queue.pop_front() else {
+    /// The storage writer's report of the oldest write under way; then the
+    /// requests held behind a `<persist>` record, once none is left.
+    fn written(&mut self, r: std::io::Result<()>) {
+        let Some(q) = self.storage_queue.pop_front() else {
             return;
         };
-        let answer = match r {
-            Ok(()) => {
-                self.startup = q.tree;
-                info!(session = q.session, "startup datastore saved");
-                Ok(Reply::Ok)
+        match q {
+            Queued::Startup {
+                session,
+                tree,
+                reply,
+            } => {
+                let answer = match r {
+                    Ok(()) => {
+                        self.startup = tree;
+                        info!(session, "startup datastore saved");
+                        Ok(Reply::Ok)
+                    }
+                    Err(e) => {
+                        warn!(session, error = %e, "startup datastore not saved");
+                        Err(io_error(e))
+                    }
+                };
+                let _ = reply.send(answer);
             }
-            Err(e) => {
-                warn!(session = q.session, error = %e, "startup datastore not saved");
-                Err(io_error(e))
+            Queued::Persist(p) => {
+                let Persisting {
+                    session,
+                    commit,
+                    new,
+                    reply,
+                    started,
+                } = *p;
+                let answer = match r {
+                    Ok(()) => blocking(|| self.commit_install(session, &commit, new)),
+                    Err(e) => {
+                        warn!(session, error = %e, "confirmed commit not persisted: refused");
+                        Err(io_error(e))
+                    }
+                };
+                self.stats.commit_duration.observe(started.elapsed());
+                let _ = reply.send(answer);
             }
-        };
-        let _ = q.reply.send(answer);
+        }
+        while !self.persisting() {
+            let Some(req) = self.held.pop_front() else {
+                break;
+            };
+            self.handle(req);
+        }
+    }
+
+    /// Whether a confirmed commit's `<persist>` record is being written.
+    fn persisting(&self) -> bool {
+        self.storage_queue
+            .iter()
+            .any(|q| matches!(q, Queued::Persist(_)))
+    }
+
+    /// Whether `req` waits while a `<persist>` record is written: it may
+    /// change the datastores, the locks or the pending commit (and so
+    /// must come after that commit, which is not applied yet). Reads,
+    /// new sessions and a subsystem's rpc go on.
+    fn holds(req: &Request) -> bool {
+        match req {
+            Request::Register { .. } => false,
+            Request::Unregister { .. } => true,
+            Request::Rpc { op, .. } => {
+                op.is_write() || matches!(**op, Operation::KillSession { .. })
+            }
+        }
     }
 
     /// A copy-config to startup (`tree`, built from its source) or a
@@ -651,12 +738,12 @@ impl Northbound {
                 return;
             }
         };
-        let queued = match &self.startup_writer {
+        let queued = match &self.storage_writer {
             Some(w) => w.submit(write),
-            None => Err(std::io::Error::other("no startup writer")),
+            None => Err(std::io::Error::other("no storage writer")),
         };
         match queued {
-            Ok(()) => self.startup_queue.push_back(QueuedStartup {
+            Ok(()) => self.storage_queue.push_back(Queued::Startup {
                 session,
                 tree,
                 reply,
@@ -675,20 +762,28 @@ impl Northbound {
         &self,
         session: u32,
         tree: Option<DataTree<'static>>,
-    ) -> Result<(DataTree<'static>, StartupWrite), Vec<RpcError>> {
+    ) -> Result<(DataTree<'static>, StorageWrite), Vec<RpcError>> {
         self.check_lock(session, Datastore::Startup)?;
-        let base = self.startup_queue.back().map_or(&self.startup, |q| &q.tree);
+        let base = self
+            .storage_queue
+            .iter()
+            .rev()
+            .find_map(|q| match q {
+                Queued::Startup { tree, .. } => Some(tree),
+                Queued::Persist(_) => None,
+            })
+            .unwrap_or(&self.startup);
         match tree {
             Some(mut tree) => {
                 validate::full(&mut tree)?;
                 self.check_writes(session, base, &tree)?;
                 let xml = yang::print_xml(&tree, WithDefaults::Explicit);
-                Ok((tree, StartupWrite::Save(xml)))
+                Ok((tree, StorageWrite::SaveStartup(xml)))
             }
             None => {
                 let empty = yang::empty();
                 self.check_writes(session, base, &empty)?;
-                Ok((empty, StartupWrite::Delete))
+                Ok((empty, StorageWrite::DeleteStartup))
             }
         }
     }
@@ -697,8 +792,9 @@ impl Northbound {
     fn write_startup_now(&mut self, session: u32, tree: Option<DataTree<'static>>) -> RpcResult {
         let (tree, write) = self.startup_change(session, tree)?;
         match write {
-            StartupWrite::Save(xml) => self.store.write_startup(&xml),
-            StartupWrite::Delete => self.store.delete_startup(),
+            StorageWrite::SaveStartup(xml) => self.store.write_startup(&xml),
+            StorageWrite::DeleteStartup => self.store.delete_startup(),
+            StorageWrite::SaveConfirm(rec) => self.store.write_confirm(&rec),
         }
         .map_err(io_error)?;
         self.startup = tree;
@@ -707,6 +803,10 @@ impl Northbound {
     }
 
     fn handle(&mut self, req: Request) {
+        if self.persisting() && Self::holds(&req) {
+            self.held.push_back(req);
+            return;
+        }
         match req {
             Request::Register {
                 user,
@@ -776,15 +876,19 @@ impl Northbound {
                     Operation::CopyConfig {
                         target: Datastore::Startup,
                         source,
-                    } if self.startup_writer.is_some() => {
+                    } if self.storage_writer.is_some() => {
                         let tree = self.source_tree(Datastore::Startup, source);
                         self.queue_startup(session, tree.map(Some), reply);
                         return;
                     }
                     Operation::DeleteConfig {
                         target: Datastore::Startup,
-                    } if self.startup_writer.is_some() => {
+                    } if self.storage_writer.is_some() => {
                         self.queue_startup(session, Ok(None), reply);
+                        return;
+                    }
+                    Operation::Commit(c) if self.storage_writer.is_some() => {
+                        self.commit_queued(session, c, reply);
                         return;
                     }
                     Operation::Get {
@@ -794,7 +898,12 @@ impl Northbound {
                         let t0 = std::time::Instant::now();
                         let job = blocking(|| self.get_job(session, filter, with_defaults));
                         if job.costly() {
-                            job.spawn(reply);
+                            job.spawn(reply, self.writes.clone());
+                            tracing::debug!(
+                                session,
+                                us = t0.elapsed().as_micros() as u64,
+                                "get taken (the rest off the actor)"
+                            );
                             return;
                         }
                         let r = blocking(|| job.run());
@@ -1105,6 +1214,7 @@ impl Northbound {
                     nacm: None,
                     stream: Some(part),
                     only_stream: true,
+                    writes: None,
                 };
             }
         };
@@ -1167,6 +1277,7 @@ impl Northbound {
             nacm: self.nacm_for(session),
             stream,
             only_stream: false,
+            writes: None,
         }
     }
 
@@ -1463,7 +1574,71 @@ impl Northbound {
         Ok(Reply::Ok)
     }
 
+    /// A commit in place: the `<persist>` record (when there is one) is
+    /// written here, then the commit installed.
     fn commit(&mut self, session: u32, c: Commit) -> RpcResult {
+        let (new, record) = self.commit_prepared(session, &c)?;
+        if let Some(rec) = &record {
+            self.store.write_confirm(rec).map_err(io_error)?;
+        }
+        self.commit_install(session, &c, new)
+    }
+
+    /// A commit on the actor: one with a `<persist>` record is installed
+    /// once the storage writer has the record on disk (`written`); the
+    /// actor serves the reads meanwhile and holds what changes something.
+    fn commit_queued(&mut self, session: u32, c: Commit, reply: oneshot::Sender<RpcResult>) {
+        let started = std::time::Instant::now();
+        let prepared = blocking(|| self.commit_prepared(session, &c));
+        let (new, record) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                self.stats.commit_duration.observe(started.elapsed());
+                let _ = reply.send(Err(e));
+                return;
+            }
+        };
+        let Some(rec) = record else {
+            let r = blocking(|| self.commit_install(session, &c, new));
+            self.stats.commit_duration.observe(started.elapsed());
+            tracing::debug!(
+                session,
+                us = started.elapsed().as_micros() as u64,
+                ok = r.is_ok(),
+                "rpc"
+            );
+            let _ = reply.send(r);
+            return;
+        };
+        let queued = match &self.storage_writer {
+            Some(w) => w.submit(StorageWrite::SaveConfirm(rec)),
+            None => Err(std::io::Error::other("no storage writer")),
+        };
+        match queued {
+            Ok(()) => self
+                .storage_queue
+                .push_back(Queued::Persist(Box::new(Persisting {
+                    session,
+                    commit: c,
+                    new,
+                    reply,
+                    started,
+                }))),
+            Err(e) => {
+                let _ = reply.send(Err(io_error(e)));
+            }
+        }
+    }
+
+    /// A commit's checks, validation and prepare (nothing changes yet),
+    /// and the `<persist>` record to write first when it is a confirmed
+    /// commit given one (or following one that was): a commit that cannot
+    /// be persisted is refused and changes nothing.
+    fn commit_prepared(
+        &mut self,
+        session: u32,
+        c: &Commit,
+    ) -> Result<(validate::Validated, Option<PersistedConfirm>), Vec<RpcError>> {
         self.check_lock(session, Datastore::Running)?;
         if let Some(p) = &self.pending {
             match &p.persist {
@@ -1501,27 +1676,32 @@ impl Northbound {
         let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
         self.prepare(&new)?;
         // What the confirmed-commit file must say once this commit is in
-        // effect is written before anything changes: a commit that cannot
-        // be persisted is refused and changes nothing.
+        // effect.
+        let persist = c
+            .persist
+            .clone()
+            .or_else(|| self.pending.as_ref().and_then(|p| p.persist.clone()))
+            .filter(|_| c.confirmed);
+        let record = persist.map(|id| {
+            // A follow-up confirmed commit keeps the original rollback
+            // point; the configuration under test is the candidate
+            // (running once this commit is installed).
+            let rollback = self.pending.as_ref().map_or(&self.running, |p| &p.rollback);
+            PersistedConfirm {
+                persist_id: id,
+                deadline_unix_ms: now_unix_ms() + c.confirm_timeout as u64 * 1000,
+                rollback_xml: yang::print_xml(rollback, WithDefaults::Explicit),
+                pending_xml: yang::print_xml(&self.candidate, WithDefaults::Explicit),
+            }
+        });
+        Ok((new, record))
+    }
+
+    /// Install a prepared commit (its `<persist>` record, if any, is on
+    /// disk): running, the pending confirmed commit, the events.
+    fn commit_install(&mut self, session: u32, c: &Commit, new: validate::Validated) -> RpcResult {
         if c.confirmed {
             let deadline = Instant::now() + Duration::from_secs(c.confirm_timeout as u64);
-            let persist = c
-                .persist
-                .clone()
-                .or_else(|| self.pending.as_ref().and_then(|p| p.persist.clone()));
-            if let Some(id) = &persist {
-                // A follow-up confirmed commit keeps the original rollback
-                // point; the configuration under test is the candidate
-                // (running once this commit is installed).
-                let rollback = self.pending.as_ref().map_or(&self.running, |p| &p.rollback);
-                let rec = PersistedConfirm {
-                    persist_id: id.clone(),
-                    deadline_unix_ms: now_unix_ms() + c.confirm_timeout as u64 * 1000,
-                    rollback_xml: yang::print_xml(rollback, WithDefaults::Explicit),
-                    pending_xml: yang::print_xml(&self.candidate, WithDefaults::Explicit),
-                };
-                self.store.write_confirm(&rec).map_err(io_error)?;
-            }
             let event = if self.pending.is_some() {
                 "extend"
             } else {
@@ -1952,6 +2132,12 @@ struct GetJob {
     stream: Option<StreamPart>,
     /// The reply is that list alone (nothing else is read).
     only_stream: bool,
+    /// Run on a thread of its own ([`GetJob::spawn`]): the writes under
+    /// way, that the rest gives way to between its steps (reads give way
+    /// to writes: with the daemon on one CPU, a commit queued meanwhile
+    /// does not share it with this read's libyang work). None on the
+    /// actor, which would wait for writes it has yet to take.
+    writes: Option<Arc<ops::Writes>>,
 }
 
 /// A list a `<get>` streams (see [`Northbound::stream_of`]).
@@ -2031,7 +2217,14 @@ impl GetJob {
         // the same bad entry is refused at every <get>: warn once, then debug
         static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
         let mut tree = self.tree;
+        // off the actor: until no write is under way (bounded)
+        let give_way = || {
+            if let Some(w) = &self.writes {
+                w.give_way_blocking();
+            }
+        };
         for (name, state) in &self.states {
+            give_way();
             let read;
             let xml = match state {
                 State::Xml(x) => x,
@@ -2043,12 +2236,24 @@ impl GetJob {
             if xml.is_empty() {
                 continue;
             }
+            give_way();
+            let t0 = std::time::Instant::now();
             let (parts, refused) = yang::parse_state_entries(xml);
+            let parsed = t0.elapsed();
+            give_way();
+            let m0 = std::time::Instant::now();
             for part in &parts {
                 if yang::merge(&mut tree, part).is_err() {
                     warn!(subsystem = name, "cannot merge operational state");
                 }
             }
+            tracing::debug!(
+                subsystem = name,
+                bytes = xml.len(),
+                parse_us = parsed.as_micros() as u64,
+                merge_us = m0.elapsed().as_micros() as u64,
+                "state merged"
+            );
             if let Some(e) = refused.first() {
                 if WARNED.swap(true, Ordering::Relaxed) {
                     tracing::debug!(subsystem = name, refused = refused.len(), error = ?e, "operational state entries left out");
@@ -2060,7 +2265,11 @@ impl GetJob {
         if let Some((cfg, user)) = &self.nacm {
             cfg.rules_for(user).prune_reads(&mut tree);
         }
-        filtered(&tree, self.filter.as_ref(), self.wd, None)
+        give_way();
+        let t0 = std::time::Instant::now();
+        let r = filtered(&tree, self.filter.as_ref(), self.wd, None);
+        tracing::debug!(us = t0.elapsed().as_micros() as u64, "filtered");
+        r
     }
 
     /// Run on a thread of its own (a whole lease table takes seconds of
@@ -2071,7 +2280,8 @@ impl GetJob {
     /// actor has a thread of its own. With the shortest slice
     /// (`sched::short_slice`): the actor woken by a commit gets the CPU at
     /// once instead of after a slice of this thread's rendering.
-    fn spawn(self, reply: oneshot::Sender<RpcResult>) {
+    fn spawn(mut self, reply: oneshot::Sender<RpcResult>, writes: Arc<ops::Writes>) {
+        self.writes = Some(writes);
         let spawned = std::thread::Builder::new()
             .name("get".into())
             .spawn(move || {
@@ -2208,7 +2418,10 @@ fn get_schema(identifier: &str, version: Option<&str>, format: Option<&str>) -> 
 /// the runtime's worker: the backup channels' keepalives, the NETCONF
 /// sessions. `block_in_place` hands the worker's queued tasks to another
 /// worker first (a current-thread runtime, in tests, just runs it).
+/// At `sched::OPERATION_NICE`: the thread that runs it takes most of the
+/// CPU from the ones streaming a large reply (reads give way to writes).
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    let f = || crate::sched::with_nice(crate::sched::OPERATION_NICE, f);
     match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
         _ => f(),
@@ -2601,6 +2814,136 @@ mod tests {
         });
     }
 
+    /// A state reader that counts its reads.
+    #[derive(Debug, Default)]
+    struct CountingReader(std::sync::atomic::AtomicUsize);
+
+    impl crate::config::StateReader for CountingReader {
+        fn state_xml_of(&self, _selected: Option<&[crate::config::Selected]>) -> String {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            r#"<vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><state>master</state></group></vrrp>"#.into()
+        }
+    }
+
+    struct Counted(Arc<CountingReader>);
+
+    impl Subsystem for Counted {
+        fn name(&self) -> &'static str {
+            "counted"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {}
+        fn namespaces(&self) -> &'static [&'static str] {
+            &[crate::vrrp::NS]
+        }
+        fn state_reader(&self) -> Option<Arc<dyn crate::config::StateReader>> {
+            Some(self.0.clone())
+        }
+    }
+
+    /// Reads give way to writes off the actor too: the rest of a large
+    /// `<get>` (the subsystems' state through libyang, on its own thread)
+    /// is not produced while another session's write is under way (queued
+    /// at the actor or running there), and is once it has ended.
+    #[test]
+    fn the_rest_of_a_large_get_gives_way_to_a_write_under_way() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let reader = Arc::new(CountingReader::default());
+            let mut nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(Counted(reader.clone()))],
+            )
+            .unwrap();
+            // as long as the write lasts, however long
+            nb.writes = Arc::new(ops::Writes::giving_way_at_most(
+                std::time::Duration::from_secs(3600),
+            ));
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            let write = handle.writes().start();
+            let h = handle.clone();
+            let get = tokio::spawn(async move {
+                h.rpc(
+                    1,
+                    Operation::Get {
+                        filter: None,
+                        with_defaults: WithDefaults::Explicit,
+                    },
+                )
+                .await
+            });
+            // the actor is not held up: another session's read is answered
+            data(handle.rpc(2, get_running()).await);
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert_eq!(reader.0.load(Ordering::SeqCst), 0, "read during a write");
+            assert!(!get.is_finished());
+            drop(write);
+            let d = data(get.await.unwrap());
+            assert!(d.contains("<state>master</state>"), "{d}");
+            assert_eq!(reader.0.load(Ordering::SeqCst), 1);
+            stop.cancel();
+        });
+    }
+
+    /// Records the nice value of the thread that applies a change.
+    struct NiceRecorder(Arc<Mutex<Vec<i32>>>);
+
+    impl Subsystem for NiceRecorder {
+        fn name(&self) -> &'static str {
+            "nice"
+        }
+        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
+            Ok(())
+        }
+        fn apply(&mut self, _old: &Config, _new: &Config) {
+            self.0.lock().unwrap().push(crate::sched::current_nice());
+        }
+    }
+
+    /// The actor runs an operation at `sched::OPERATION_NICE` (a commit
+    /// takes most of the CPU from a large reply being streamed), and the
+    /// runtime's thread is back at its nice value afterwards.
+    #[test]
+    fn operations_run_at_the_operation_weight() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let seen = Arc::new(Mutex::new(Vec::new()));
+            let nb = Northbound::boot(
+                Store::new(dir.path()).unwrap(),
+                vec![Box::new(NiceRecorder(seen.clone()))],
+            )
+            .unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            seen.lock().unwrap().clear();
+            handle.rpc(1, group_edit(120)).await.unwrap();
+            handle
+                .rpc(1, Operation::Commit(Commit::default()))
+                .await
+                .unwrap();
+            assert_eq!(*seen.lock().unwrap(), vec![crate::sched::OPERATION_NICE]);
+            // the runtime's only worker runs this task again, at its nice
+            let worker = tokio::spawn(async { crate::sched::current_nice() })
+                .await
+                .unwrap();
+            assert_eq!(worker, 0);
+            stop.cancel();
+        });
+    }
+
     fn copy_to_startup(prio: u8) -> Operation {
         let Operation::EditConfig { config, .. } = group_edit(prio) else {
             unreachable!()
@@ -2680,6 +3023,154 @@ mod tests {
             assert!(startup.contains("<priority>120</priority>"), "{startup}");
             let file = std::fs::read_to_string(dir.path().join("startup.xml")).unwrap();
             assert!(file.contains("<priority>120</priority>"), "{file}");
+            stop.cancel();
+        });
+    }
+
+    fn get_running() -> Operation {
+        Operation::GetConfig {
+            source: Datastore::Running,
+            filter: None,
+            with_defaults: WithDefaults::Explicit,
+        }
+    }
+
+    /// A confirmed commit's `<persist>` record is written off the actor:
+    /// while it waits for the disk, another session's reads are answered
+    /// (running as it was: the commit is not applied before its record is
+    /// on disk), and what would change something (the confirming commit,
+    /// an edit) waits; once on disk the commit is answered, then the
+    /// confirming commit, which removes the record after it was written
+    /// (it never overtakes it).
+    #[test]
+    fn a_slow_persist_write_does_not_hold_up_another_session() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let dir = tempfile::tempdir().unwrap();
+            let gate = Arc::new(store::Gate::default());
+            let mut store = Store::new(dir.path()).unwrap();
+            store.confirm_gate = Some(gate.clone());
+            let applied = Arc::new(Mutex::new(Vec::new()));
+            let nb = Northbound::boot(
+                store,
+                vec![Box::new(Recorder {
+                    applied: applied.clone(),
+                })],
+            )
+            .unwrap();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            handle.rpc(1, group_edit(120)).await.unwrap();
+            let h = handle.clone();
+            let commit = tokio::spawn(async move { h.rpc(1, confirmed(Some("p1"), None)).await });
+            entered(&gate, 1).await;
+            let h = handle.clone();
+            let confirm = tokio::spawn(async move {
+                let c = Commit {
+                    persist_id: Some("p1".into()),
+                    ..Commit::default()
+                };
+                h.rpc(2, Operation::Commit(c)).await
+            });
+            let h = handle.clone();
+            let edit = tokio::spawn(async move { h.rpc(3, group_edit(130)).await });
+            let reads = async {
+                let running = data(handle.rpc(3, get_running()).await);
+                let candidate = data(
+                    handle
+                        .rpc(
+                            3,
+                            Operation::GetConfig {
+                                source: Datastore::Candidate,
+                                filter: None,
+                                with_defaults: WithDefaults::Explicit,
+                            },
+                        )
+                        .await,
+                );
+                (running, candidate)
+            };
+            let Ok((running, candidate)) =
+                tokio::time::timeout(std::time::Duration::from_secs(10), reads).await
+            else {
+                gate.open();
+                panic!("another session's read waited for the persist record's write");
+            };
+            assert!(!running.contains("<priority>"), "{running}");
+            assert!(
+                candidate.contains("<priority>120</priority>"),
+                "{candidate}"
+            );
+            // the changes wait for the commit, which waits for the disk
+            for _ in 0..50 {
+                tokio::task::yield_now().await;
+            }
+            assert!(!commit.is_finished() && !confirm.is_finished() && !edit.is_finished());
+            assert_eq!(
+                *applied.lock().unwrap(),
+                vec![0],
+                "applied before its record"
+            );
+            let record = dir.path().join("confirmed-commit.toml");
+            assert!(!record.exists());
+            gate.open();
+            assert!(matches!(commit.await.unwrap(), Ok(Reply::Ok)));
+            assert!(matches!(confirm.await.unwrap(), Ok(Reply::Ok)));
+            assert!(matches!(edit.await.unwrap(), Ok(Reply::Ok)));
+            assert!(
+                !record.exists(),
+                "the confirming commit went before the record"
+            );
+            let running = data(handle.rpc(3, get_running()).await);
+            assert!(running.contains("<priority>120</priority>"), "{running}");
+            assert_eq!(gate.entered.load(Ordering::SeqCst), 1);
+            stop.cancel();
+        });
+    }
+
+    /// A `<persist>` record the writer thread cannot write: the commit is
+    /// refused and changes nothing, what waited behind it goes on, and the
+    /// same commit goes through once the disk is back.
+    #[test]
+    fn a_failed_persist_write_is_refused_and_changes_nothing() {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (nb, applied, dir) = booted();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            handle.rpc(1, group_edit(120)).await.unwrap();
+            let aside = break_storage(&dir);
+            let err = handle
+                .rpc(1, confirmed(Some("p1"), None))
+                .await
+                .unwrap_err();
+            assert_eq!(err[0].tag, ErrorTag::OperationFailed);
+            let running = data(handle.rpc(2, get_running()).await);
+            assert!(!running.contains("<priority>"), "{running}");
+            assert_eq!(*applied.lock().unwrap(), vec![0], "nothing applied");
+            assert!(handle
+                .rpc(
+                    2,
+                    Operation::CancelCommit {
+                        persist_id: Some("p1".into())
+                    }
+                )
+                .await
+                .is_err());
+            unbreak_storage(&dir, aside);
+            handle.rpc(1, confirmed(Some("p1"), None)).await.unwrap();
+            let running = data(handle.rpc(2, get_running()).await);
+            assert!(running.contains("<priority>120</priority>"), "{running}");
+            let rec = Store::at(dir.path()).read_confirm().unwrap().unwrap();
+            assert_eq!(rec.persist_id, "p1");
             stop.cancel();
         });
     }

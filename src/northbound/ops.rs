@@ -359,6 +359,21 @@ impl Writes {
         WriteUnderWay(self)
     }
 
+    /// Whether a write is under way.
+    pub fn under_way(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst) > 0
+    }
+
+    /// [`Writes::give_way`] for a thread of its own (the rest of a large
+    /// `<get>`, rendered through libyang): it sleeps, looking again every
+    /// millisecond, until no write is under way or `most` has passed.
+    pub fn give_way_blocking(&self) {
+        let t0 = std::time::Instant::now();
+        while self.under_way() && t0.elapsed() < self.most {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     /// Until no write is under way, or its `most` has passed.
     pub async fn give_way(&self) {
         let wait = async {
@@ -394,5 +409,43 @@ impl Operation {
                 | Operation::DiscardChanges
                 | Operation::Validate { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    /// A thread giving way returns at once with no write under way, and
+    /// with one only after it ended (within `most`); a write that never
+    /// ends holds it for `most` only.
+    #[test]
+    fn a_thread_gives_way_until_the_write_ends() {
+        let writes = Arc::new(Writes::giving_way_at_most(std::time::Duration::from_secs(
+            3600,
+        )));
+        writes.give_way_blocking();
+        let ended = Arc::new(AtomicBool::new(false));
+        let (started_tx, started) = std::sync::mpsc::channel();
+        let writer = {
+            let (writes, ended) = (writes.clone(), ended.clone());
+            std::thread::spawn(move || {
+                let w = writes.start();
+                started_tx.send(()).unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                ended.store(true, Ordering::SeqCst);
+                drop(w);
+            })
+        };
+        started.recv().unwrap();
+        writes.give_way_blocking();
+        assert!(ended.load(Ordering::SeqCst), "went on during the write");
+        writer.join().unwrap();
+        let bounded = Writes::giving_way_at_most(std::time::Duration::from_millis(5));
+        std::mem::forget(bounded.start());
+        bounded.give_way_blocking();
+        assert!(bounded.under_way());
     }
 }

@@ -25,9 +25,12 @@ pub struct Store {
     /// Tests: startup writes wait until the gate opens (a slow disk).
     #[cfg(test)]
     pub gate: Option<Arc<Gate>>,
+    /// Tests: the same for the persisted confirmed commit's record.
+    #[cfg(test)]
+    pub confirm_gate: Option<Arc<Gate>>,
 }
 
-/// Tests: holds startup writes (a disk whose fsync takes its time).
+/// Tests: holds writes (a disk whose fsync takes its time).
 #[cfg(test)]
 #[derive(Debug, Default)]
 pub struct Gate {
@@ -52,55 +55,60 @@ impl Gate {
     }
 }
 
-/// A change of the startup file, for [`StartupWriter`].
+/// A change of a file of the storage directory, for [`StorageWriter`].
 #[derive(Debug)]
-pub enum StartupWrite {
-    Save(String),
-    Delete,
+pub enum StorageWrite {
+    SaveStartup(String),
+    DeleteStartup,
+    /// The record of a confirmed commit given `<persist>`.
+    SaveConfirm(PersistedConfirm),
 }
 
-/// Writes the startup file on a thread of its own, in the order given,
-/// and reports each outcome in that order on `done`: an atomic write ends
-/// with two fsyncs, which on a busy or slow disk take from milliseconds
-/// to seconds, and the northbound actor must not wait for them (every
-/// other session's operation would). Dropping the writer lets the thread
-/// finish what it was given, then end.
+/// Writes the startup file and the persisted confirmed commit's record on
+/// a thread of its own, in the order given, and reports each outcome in
+/// that order on `done`: an atomic write ends with two fsyncs, which on a
+/// busy or slow disk take from milliseconds to seconds, and the northbound
+/// actor must not wait for them (every other session's operation would).
+/// One thread for both: what is given later never reaches the disk before
+/// what was given earlier. Dropping the writer lets the thread finish what
+/// it was given, then end.
 #[derive(Debug)]
-pub struct StartupWriter {
-    tx: Option<std::sync::mpsc::Sender<StartupWrite>>,
+pub struct StorageWriter {
+    tx: Option<std::sync::mpsc::Sender<StorageWrite>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl StartupWriter {
+impl StorageWriter {
     pub fn start(
         store: Store,
         done: tokio::sync::mpsc::UnboundedSender<std::io::Result<()>>,
-    ) -> std::io::Result<StartupWriter> {
-        let (tx, rx) = std::sync::mpsc::channel::<StartupWrite>();
+    ) -> std::io::Result<StorageWriter> {
+        let (tx, rx) = std::sync::mpsc::channel::<StorageWrite>();
         let thread = std::thread::Builder::new()
-            .name("startup-writer".into())
+            .name("storage-writer".into())
             .spawn(move || {
                 for w in rx {
                     let r = match w {
-                        StartupWrite::Save(xml) => store.write_startup(&xml),
-                        StartupWrite::Delete => store.delete_startup(),
+                        StorageWrite::SaveStartup(xml) => store.write_startup(&xml),
+                        StorageWrite::DeleteStartup => store.delete_startup(),
+                        StorageWrite::SaveConfirm(rec) => store.write_confirm(&rec),
                     };
                     // the actor may be gone: the writes given are still made
                     let _ = done.send(r);
                 }
             })?;
-        Ok(StartupWriter {
+        Ok(StorageWriter {
             tx: Some(tx),
             thread: Some(thread),
         })
     }
 
     /// Queue `w` behind the writes given before.
-    pub fn submit(&self, w: StartupWrite) -> std::io::Result<()> {
+    pub fn submit(&self, w: StorageWrite) -> std::io::Result<()> {
         self.tx
             .as_ref()
             .and_then(|tx| tx.send(w).ok())
-            .ok_or_else(|| std::io::Error::other("the startup writer has stopped"))
+            .ok_or_else(|| std::io::Error::other("the storage writer has stopped"))
     }
 
     /// Let the thread finish the writes given, and wait for it.
@@ -259,6 +267,8 @@ impl Store {
             dir: dir.to_path_buf(),
             #[cfg(test)]
             gate: None,
+            #[cfg(test)]
+            confirm_gate: None,
         }
     }
 
@@ -302,6 +312,10 @@ impl Store {
     }
 
     pub fn write_confirm(&self, c: &PersistedConfirm) -> std::io::Result<()> {
+        #[cfg(test)]
+        if let Some(g) = &self.confirm_gate {
+            g.pass();
+        }
         let text = toml::to_string(c).map_err(std::io::Error::other)?;
         write_atomic(&self.confirm_path(), text.as_bytes())
     }
