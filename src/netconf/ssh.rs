@@ -351,18 +351,20 @@ impl russh::server::Handler for Connection {
         let source = self.peer.map(|p| p.ip());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut channel = channel;
-            let writer = channel.make_writer();
-            let stream = tokio::io::join(channel.make_reader(), writer);
-            let reason = super::session::run(stream, nb, user, source, idle, shutdown).await;
+            // the write side is 'static: the notification bus writes to
+            // it directly (`session::SubOutlet`)
+            let (mut read_half, write_half) = channel.split();
+            let reader = read_half.make_reader();
+            let writer = write_half.make_writer();
+            let reason = super::session::run(reader, writer, nb, user, source, idle, shutdown).await;
             drop(slot);
             // As OpenSSH's own subsystems end (sftp-server): exit-status,
             // EOF, close. Without the status the OpenSSH client exits 255
             // ("Exit status -1") after a clean <close-session>.
             let status = u32::from(!matches!(reason, "close-session" | "client left"));
-            let _ = channel.exit_status(status).await;
-            let _ = channel.eof().await;
-            let _ = channel.close().await;
+            let _ = write_half.exit_status(status).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
         });
         Ok(())
     }

@@ -34,12 +34,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::error::{ErrorTag, ErrorType, RpcError};
+use super::nacm;
 use super::ops::Filter;
 use crate::event::{Event, EventSink};
 use crate::xml::{self, Element};
@@ -76,8 +78,9 @@ pub struct Notification {
     /// `xml` parsed, once, by the first subtree filter that needs it.
     parsed: std::sync::OnceLock<Option<Element>>,
     /// `message` framed, once per framing (end-of-message, chunked), by
-    /// the first session that sends it that way.
-    frames: [std::sync::OnceLock<Box<[u8]>>; 2],
+    /// the first session that sends it that way; `Bytes`, so that the
+    /// SSH layer takes the same buffer for every session (no copy).
+    frames: [std::sync::OnceLock<Bytes>; 2],
 }
 
 impl Notification {
@@ -97,8 +100,8 @@ impl Notification {
 
     /// The message framed as `frame` does it, computed once for framing
     /// `slot` (0 or 1) and shared by every session that frames that way.
-    pub fn framed(&self, slot: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> &[u8] {
-        self.frames[slot.min(1)].get_or_init(|| frame(self.message.as_bytes()).into_boxed_slice())
+    pub fn framed(&self, slot: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> &Bytes {
+        self.frames[slot.min(1)].get_or_init(|| Bytes::from(frame(self.message.as_bytes())))
     }
 
     fn event_time(&self) -> String {
@@ -293,14 +296,122 @@ impl ReplayLog {
     }
 }
 
+/// A subscribed session's output as the bus sees it. The bus writes a
+/// notification straight into it when the session writes nothing and has
+/// nothing queued, without waking the session task; otherwise it queues
+/// the notification to the task, which writes it after what it is
+/// writing. So a notification never splits a reply nor overtakes one
+/// queued before it (`netconf::session` implements it).
+pub trait Outlet: Send + Sync + std::fmt::Debug {
+    /// Write `n` now, whole, if the session is not writing and has
+    /// nothing queued (and its subscription is still on); false: queue it.
+    fn try_deliver(&self, n: &Arc<Notification>) -> bool;
+    /// `n` is going to the queue: counted before the task can see it, so
+    /// that no later notification is written directly before it.
+    fn queuing(&self);
+    /// It did not go after all (queue full or closed).
+    fn not_queued(&self);
+}
+
+/// Who may receive which notification (RFC 8341 §3.4.6): the NACM rules
+/// of running, the recovery user, the denial counter. The bus asks it
+/// once per notification and user, not once per session.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub nacm: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
+    pub recovery_user: Option<String>,
+    pub counters: Arc<nacm::Counters>,
+}
+
+impl Access {
+    /// The verdicts about `n`, made on demand: the rules as of now, the
+    /// notification parsed at most once, each user's verdict once.
+    pub fn check<'n>(&self, n: &'n Notification) -> AccessCheck<'n> {
+        let cfg = self.nacm.read().unwrap_or_else(|p| p.into_inner()).clone();
+        AccessCheck {
+            access: self.clone(),
+            n,
+            cfg,
+            tree: None,
+            verdicts: Vec::new(),
+        }
+    }
+}
+
+/// [`Access::check`] of one notification.
+pub struct AccessCheck<'a> {
+    access: Access,
+    n: &'a Notification,
+    cfg: Arc<nacm::Config>,
+    /// `n` parsed by libyang, on the first user NACM applies to.
+    tree: Option<Option<yang2::data::DataTree<'static>>>,
+    verdicts: Vec<(String, bool)>,
+}
+
+impl std::fmt::Debug for AccessCheck<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessCheck")
+            .field("verdicts", &self.verdicts)
+            .finish()
+    }
+}
+
+impl AccessCheck<'_> {
+    /// Whether `user` may receive the notification; a denial is counted
+    /// (each time: one per session that does not get it).
+    pub fn allowed(&mut self, user: &str) -> bool {
+        if !self.cfg.enabled || self.access.recovery_user.as_deref() == Some(user) {
+            return true;
+        }
+        let allowed = match self.verdicts.iter().find(|(u, _)| u == user) {
+            Some(&(_, v)) => v,
+            None => {
+                let n = self.n;
+                let tree = self.tree.get_or_insert_with(|| {
+                    let t = yang::parse_notification(&n.xml).ok();
+                    yang::clear_errors();
+                    t
+                });
+                let v = tree
+                    .as_ref()
+                    .is_some_and(|t| self.cfg.rules_for(user).notification_allowed(t));
+                yang::clear_errors();
+                self.verdicts.push((user.to_string(), v));
+                v
+            }
+        };
+        if !allowed {
+            self.access
+                .counters
+                .denied_notifications
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%user, "access denied: notification not sent");
+        }
+        allowed
+    }
+}
+
+/// Who subscribes: what the bus checks and where it writes for them.
+#[derive(Debug, Default)]
+pub struct Subscriber {
+    /// The session's user and the NACM rules it is under (none: every
+    /// notification may be sent).
+    pub access: Option<(String, Access)>,
+    /// Where the bus may write directly (none: everything is queued).
+    pub outlet: Option<Arc<dyn Outlet>>,
+}
+
 #[derive(Debug)]
 struct Sub {
     id: u64,
     /// Shared by the subscriptions whose filters are equal: the bus
     /// evaluates it once per notification for all of them.
     filter: Arc<NotifFilter>,
+    stop: Option<DateTime<Utc>>,
     tx: mpsc::Sender<Arc<Notification>>,
     overflow: CancellationToken,
+    access: Option<(String, Access)>,
+    outlet: Option<Arc<dyn Outlet>>,
 }
 
 #[derive(Debug)]
@@ -489,9 +600,11 @@ impl Bus {
         let mut st = self.state();
         st.log.push(n.clone());
         // each distinct filter once (few distinct ones: a linear search
-        // by address beats hashing)
+        // by address beats hashing), NACM once per user
         let mut verdicts: Vec<(*const NotifFilter, bool)> = Vec::new();
-        st.subs.retain(|s| {
+        let mut checks: Vec<(*const (), AccessCheck<'_>)> = Vec::new();
+        let mut keep = Vec::with_capacity(st.subs.len());
+        for s in std::mem::take(&mut st.subs) {
             let key = Arc::as_ptr(&s.filter);
             let selected = match verdicts.iter().find(|(k, _)| *k == key) {
                 Some(&(_, v)) => v,
@@ -501,25 +614,55 @@ impl Bus {
                     v
                 }
             };
-            if !selected {
-                // gone sessions are dropped at the next event they select
-                return !s.tx.is_closed();
+            // gone sessions are dropped at the next event
+            if s.tx.is_closed() {
+                continue;
+            }
+            if !selected || s.stop.is_some_and(|stop| n.time > stop) {
+                keep.push(s);
+                continue;
+            }
+            if let Some((user, access)) = &s.access {
+                let key = Arc::as_ptr(&access.nacm).cast::<()>();
+                let i = match checks.iter().position(|(k, _)| *k == key) {
+                    Some(i) => i,
+                    None => {
+                        checks.push((key, access.check(&n)));
+                        checks.len() - 1
+                    }
+                };
+                if !checks[i].1.allowed(user) {
+                    keep.push(s);
+                    continue;
+                }
+            }
+            if s.outlet.as_ref().is_some_and(|o| o.try_deliver(&n)) {
+                keep.push(s);
+                continue;
+            }
+            if let Some(o) = &s.outlet {
+                o.queuing();
             }
             match s.tx.try_send(n.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
-                    self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
-                    warn!(
-                        subscription = s.id,
-                        queue = SESSION_QUEUE,
-                        "subscriber cannot keep up: subscription ended"
-                    );
-                    s.overflow.cancel();
-                    false
+                Ok(()) => keep.push(s),
+                Err(e) => {
+                    if let Some(o) = &s.outlet {
+                        o.not_queued();
+                    }
+                    if let mpsc::error::TrySendError::Full(_) = e {
+                        self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                        warn!(
+                            subscription = s.id,
+                            queue = SESSION_QUEUE,
+                            "subscriber cannot keep up: subscription ended"
+                        );
+                        s.overflow.cancel();
+                    }
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-        });
+        }
+        drop(checks);
+        st.subs = keep;
     }
 
     /// Subscriptions that ended because their session could not keep up.
@@ -527,8 +670,19 @@ impl Bus {
         self.shared.overflowed.load(Ordering::Relaxed)
     }
 
-    /// RFC 5277 §2.1.1 create-subscription.
+    /// RFC 5277 §2.1.1 create-subscription, of nobody in particular:
+    /// everything the filter selects is queued.
     pub fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, RpcError> {
+        self.subscribe_as(req, Subscriber::default())
+    }
+
+    /// RFC 5277 §2.1.1 create-subscription of `who`: the bus checks NACM
+    /// for them, and writes to their outlet directly when it can.
+    pub fn subscribe_as(
+        &self,
+        req: &SubscribeRequest,
+        who: Subscriber,
+    ) -> Result<Subscription, RpcError> {
         if req.stream != STREAM {
             return Err(bad_element(
                 ErrorTag::InvalidValue,
@@ -627,8 +781,11 @@ impl Bus {
             st.subs.push(Sub {
                 id,
                 filter: filter.clone(),
+                stop,
                 tx,
                 overflow: overflow.clone(),
+                access: who.access,
+                outlet: who.outlet,
             });
             debug!(subscription = id, replay = replay.len(), "subscribed");
             Some(rx)
