@@ -1237,6 +1237,178 @@ mod tests {
         }
     }
 
+    fn vrrp_event(vrid: u8) -> crate::event::Event {
+        crate::event::Event::new("/hotlease-vrrp:state-change")
+            .leaf("interface", "eth0")
+            .leaf("vrid", vrid)
+            .leaf("old-state", "backup")
+            .leaf("new-state", "master")
+            .leaf("reason", "master-down-timer")
+    }
+
+    fn everything() -> SubscribeRequest {
+        SubscribeRequest {
+            stream: notify::STREAM.into(),
+            filter: None,
+            start: None,
+            stop: None,
+        }
+    }
+
+    /// A session's output on `w` and a subscription of it to `bus`, the
+    /// reply to create-subscription written (the outlet on).
+    fn subscribed<W: AsyncWrite + Unpin + Send + 'static>(
+        bus: &notify::Bus,
+        w: W,
+    ) -> (
+        Arc<Output<W>>,
+        Arc<SubOutlet<W>>,
+        notify::Subscription,
+    ) {
+        let out = Arc::new(Output {
+            writer: Mutex::new(Writer::new(w)),
+            nudge: Notify::new(),
+        });
+        let outlet = Arc::new(SubOutlet {
+            out: out.clone(),
+            queued: AtomicUsize::new(0),
+            on: AtomicBool::new(true),
+            counters: Arc::default(),
+        });
+        let who = notify::Subscriber {
+            access: None,
+            outlet: Some(outlet.clone()),
+        };
+        let sub = bus.subscribe_as(&everything(), who).unwrap();
+        (out, outlet, sub)
+    }
+
+    /// The vrids of the state-changes among `msgs`, and "reply" for a
+    /// reply, in the order the client read them.
+    fn order(msgs: &[String]) -> Vec<String> {
+        msgs.iter()
+            .map(|m| match m.split("<vrid>").nth(1) {
+                Some(v) => v[..v.find('<').unwrap()].to_string(),
+                None => "reply".to_string(),
+            })
+            .collect()
+    }
+
+    /// The bus writes a notification itself when the session writes
+    /// nothing (the task is not woken: nothing is queued); while the task
+    /// writes a reply it queues it, and once something is queued every
+    /// later notification queues behind it until the task has written
+    /// it: the client reads each message whole, in publishing order.
+    #[tokio::test]
+    async fn the_bus_writes_directly_only_between_messages_and_in_order() {
+        let (bus, _pump) = notify::Bus::open(None, 0).unwrap();
+        let (ours, mut theirs) = tokio::io::duplex(2048);
+        let (out, outlet, mut sub) = subscribed(&bus, ours);
+        let live = sub.live.as_mut().unwrap();
+        bus.publish(&vrrp_event(1));
+        assert!(live.try_recv().is_err(), "written by the bus, not queued");
+        assert_eq!(outlet.counters.out_notifications.load(Ordering::Relaxed), 1);
+        // a reply larger than what the client's window takes: its write
+        // blocks halfway
+        let reply = format!(
+            "<rpc-reply xmlns=\"{NC_NS}\" message-id=\"9\"><data>{}</data></rpc-reply>",
+            "x".repeat(16 * 1024)
+        );
+        let writing = tokio::spawn({
+            let out = out.clone();
+            async move { out.send(&reply).await }
+        });
+        while out.writer.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        bus.publish(&vrrp_event(2));
+        let queued: Vec<_> = std::iter::from_fn(|| live.try_recv().ok()).collect();
+        assert_eq!(queued.len(), 1, "queued while the reply is written");
+        // the client reads from now on
+        let reader = tokio::spawn(async move {
+            let mut dec = Decoder::default();
+            let mut buf = vec![0u8; 4096];
+            let mut msgs = Vec::new();
+            while msgs.len() < 5 {
+                let n = theirs.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                dec.push(&buf[..n]);
+                while let Some(m) = dec.next_message().unwrap() {
+                    msgs.push(String::from_utf8(m).unwrap());
+                }
+            }
+            msgs
+        });
+        writing.await.unwrap().unwrap();
+        // the writer is free, but 2 is not written yet: 3 queues behind it
+        bus.publish(&vrrp_event(3));
+        let mut batch = queued;
+        batch.extend(std::iter::from_fn(|| live.try_recv().ok()));
+        assert_eq!(batch.len(), 2, "3 queued behind 2");
+        // the session task writes them
+        let kill = CancellationToken::new();
+        notify_or_stop(&out, &outlet, &batch, &kill, &Overflow::default())
+            .await
+            .unwrap();
+        assert_eq!(outlet.queued.load(Ordering::Relaxed), 0);
+        bus.publish(&vrrp_event(4));
+        assert!(live.try_recv().is_err(), "written by the bus again");
+        let msgs = reader.await.unwrap();
+        assert_eq!(order(&msgs), ["1", "reply", "2", "3", "4"]);
+    }
+
+    /// The bus writes only what the client's window takes at once: a
+    /// client that reads nothing gets the start of a notification written
+    /// by the bus (the task is nudged to finish it), then everything is
+    /// queued, the queue fills and the subscription ends as before; what
+    /// the client reads later is whole messages.
+    #[tokio::test]
+    async fn a_stalled_client_still_fills_the_queue_with_the_direct_path() {
+        let (bus, _pump) = notify::Bus::open(None, 0).unwrap();
+        let (ours, mut theirs) = tokio::io::duplex(1000);
+        let (out, outlet, sub) = subscribed(&bus, ours);
+        let mut published = 0;
+        while !sub.overflow.is_cancelled() {
+            published += 1;
+            assert!(published <= notify::SESSION_QUEUE + 10, "never overflowed");
+            bus.publish(&vrrp_event(1 + (published % 200) as u8));
+        }
+        let direct = outlet.counters.out_notifications.load(Ordering::Relaxed) as usize;
+        assert!(direct >= 1, "the first ones went directly");
+        assert_eq!(published, direct + notify::SESSION_QUEUE + 1);
+        assert!(
+            out.nudge.notified().now_or_never().is_some(),
+            "the task was told to finish what the bus began"
+        );
+        assert!(!out.writer.lock().await.tail.is_empty());
+        // the task finishes the notification begun; the client gets whole
+        // messages, as many as went directly
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let kill = CancellationToken::new();
+        finish_or_stop(&out, &kill, &Overflow::default())
+            .await
+            .unwrap();
+        drop(sub);
+        drop(outlet);
+        let Ok(out) = Arc::try_unwrap(out) else {
+            panic!("the output has other owners")
+        };
+        drop(out);
+        let got = reader.await.unwrap();
+        let mut dec = Decoder::default();
+        dec.push(&got);
+        let mut msgs = 0;
+        while let Some(m) = dec.next_message().unwrap() {
+            assert!(String::from_utf8(m).unwrap().ends_with("</notification>"));
+            msgs += 1;
+        }
+        assert_eq!(msgs, direct);
+    }
+
     #[tokio::test]
     async fn hello_checks() {
         let h = |caps: &str| {
