@@ -340,6 +340,14 @@ struct SubOutlet<W> {
     counters: Arc<SessionCounters>,
 }
 
+impl<W> Drop for Active<W> {
+    /// The session or its subscription ended: the bus writes nothing more
+    /// to it directly (it finds the queue closed and lets go).
+    fn drop(&mut self) {
+        self.outlet.on.store(false, Ordering::Release);
+    }
+}
+
 impl<W> std::fmt::Debug for SubOutlet<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SubOutlet")
@@ -527,9 +535,8 @@ async fn end_overflowed<W: AsyncWrite + Unpin>(
 /// End the subscription: the bus writes nothing more directly (before the
 /// notice the caller writes), and the queued notifications go with it.
 fn end_subscription<W>(sub: &mut Option<Active<W>>) {
-    if let Some(a) = sub.take() {
-        a.outlet.on.store(false, Ordering::Release);
-    }
+    // `Active`'s drop turns the outlet off
+    *sub = None;
 }
 
 /// [`send_or_stop`] for what a message is answered with.
@@ -1260,11 +1267,7 @@ mod tests {
     fn subscribed<W: AsyncWrite + Unpin + Send + 'static>(
         bus: &notify::Bus,
         w: W,
-    ) -> (
-        Arc<Output<W>>,
-        Arc<SubOutlet<W>>,
-        notify::Subscription,
-    ) {
+    ) -> (Arc<Output<W>>, Arc<SubOutlet<W>>, notify::Subscription) {
         let out = Arc::new(Output {
             writer: Mutex::new(Writer::new(w)),
             nudge: Notify::new(),

@@ -614,12 +614,12 @@ impl Bus {
                     v
                 }
             };
-            // gone sessions are dropped at the next event
-            if s.tx.is_closed() {
-                continue;
-            }
             if !selected || s.stop.is_some_and(|stop| n.time > stop) {
-                keep.push(s);
+                // gone sessions are dropped at the next event (one
+                // they select: by the queue, which is closed)
+                if !s.tx.is_closed() {
+                    keep.push(s);
+                }
                 continue;
             }
             if let Some((user, access)) = &s.access {
@@ -1066,6 +1066,73 @@ mod tests {
         assert!(n.framed(0, frame).ends_with(b"</notification>]]>]]>"));
         n.framed(1, frame);
         assert_eq!(calls.get(), 2);
+    }
+
+    /// An outlet that takes every notification offered, and counts them.
+    #[derive(Debug, Default)]
+    struct Taking {
+        taken: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Outlet for Taking {
+        fn try_deliver(&self, _n: &Arc<Notification>) -> bool {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn queuing(&self) {}
+        fn not_queued(&self) {}
+    }
+
+    /// NACM is the bus's: a user whose rules deny a notification gets it
+    /// neither written nor queued, each such session counted; the others
+    /// and the recovery user get it; a denial by the notification rule
+    /// holds whatever path the event takes.
+    #[test]
+    fn the_bus_sends_nothing_nacm_denies() {
+        let rules = r#"<nacm xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-acm"><groups><group><name>g</name><user-name>carol</user-name><user-name>root</user-name></group></groups><rule-list><name>l</name><group>g</group><rule><name>no-vrrp</name><module-name>hotlease-vrrp</module-name><notification-name>state-change</notification-name><access-operations>read</access-operations><action>deny</action></rule></rule-list></nacm>"#;
+        let mut tree = yang::parse_config_xml(rules).unwrap();
+        yang::validate(&mut tree).unwrap();
+        let access = Access {
+            nacm: Arc::new(std::sync::RwLock::new(Arc::new(nacm::Config::from_tree(
+                &tree,
+            )))),
+            recovery_user: Some("root".into()),
+            counters: Arc::default(),
+        };
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let mut subs: Vec<(&str, Arc<Taking>, Subscription)> = ["carol", "alice", "carol", "root"]
+            .into_iter()
+            .map(|user| {
+                let outlet = Arc::new(Taking::default());
+                let who = Subscriber {
+                    access: Some((user.to_string(), access.clone())),
+                    outlet: Some(outlet.clone()),
+                };
+                (
+                    user,
+                    outlet,
+                    bus.subscribe_as(&req(None, None), who).unwrap(),
+                )
+            })
+            .collect();
+        bus.publish(&vrrp_event(7, "master"));
+        bus.publish(
+            &Event::new("/ietf-netconf-notifications:netconf-session-start")
+                .leaf("username", "admin")
+                .leaf("session-id", 3),
+        );
+        for (user, outlet, sub) in &mut subs {
+            let want = if *user == "carol" { 1 } else { 2 };
+            assert_eq!(outlet.taken.load(Ordering::Relaxed), want, "{user}");
+            assert!(
+                sub.live.as_mut().unwrap().try_recv().is_err(),
+                "{user}: queued"
+            );
+        }
+        assert_eq!(
+            access.counters.denied_notifications.load(Ordering::Relaxed),
+            2
+        );
     }
 
     #[test]
