@@ -419,6 +419,8 @@ struct State {
     log: ReplayLog,
     subs: Vec<Sub>,
     next_id: u64,
+    /// Notifications fanned out so far: where the next fan-out starts.
+    published: u64,
 }
 
 #[derive(Debug)]
@@ -555,6 +557,7 @@ impl Bus {
                     log,
                     subs: Vec::new(),
                     next_id: 1,
+                    published: 0,
                 }),
                 refused: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
@@ -603,8 +606,19 @@ impl Bus {
         // by address beats hashing), NACM once per user
         let mut verdicts: Vec<(*const NotifFilter, bool)> = Vec::new();
         let mut checks: Vec<(*const (), AccessCheck<'_>)> = Vec::new();
-        let mut keep = Vec::with_capacity(st.subs.len());
-        for s in std::mem::take(&mut st.subs) {
+        // Where the fan-out starts moves from one notification to the
+        // next (a multiplicative hash of the count spreads the starts): a
+        // session is written to after the others by turns, never always
+        // last (the last one of 1,000 waits for the 999 before it).
+        let len = st.subs.len();
+        let start = match len {
+            0 => 0,
+            len => (st.published.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % len,
+        };
+        st.published += 1;
+        let mut gone = vec![false; len];
+        for i in (start..len).chain(0..start) {
+            let s = &st.subs[i];
             let key = Arc::as_ptr(&s.filter);
             let selected = match verdicts.iter().find(|(k, _)| *k == key) {
                 Some(&(_, v)) => v,
@@ -617,52 +631,47 @@ impl Bus {
             if !selected || s.stop.is_some_and(|stop| n.time > stop) {
                 // gone sessions are dropped at the next event (one
                 // they select: by the queue, which is closed)
-                if !s.tx.is_closed() {
-                    keep.push(s);
-                }
+                gone[i] = s.tx.is_closed();
                 continue;
             }
             if let Some((user, access)) = &s.access {
                 let key = Arc::as_ptr(&access.nacm).cast::<()>();
-                let i = match checks.iter().position(|(k, _)| *k == key) {
-                    Some(i) => i,
+                let c = match checks.iter().position(|(k, _)| *k == key) {
+                    Some(c) => c,
                     None => {
                         checks.push((key, access.check(&n)));
                         checks.len() - 1
                     }
                 };
-                if !checks[i].1.allowed(user) {
-                    keep.push(s);
+                if !checks[c].1.allowed(user) {
                     continue;
                 }
             }
             if s.outlet.as_ref().is_some_and(|o| o.try_deliver(&n)) {
-                keep.push(s);
                 continue;
             }
             if let Some(o) = &s.outlet {
                 o.queuing();
             }
-            match s.tx.try_send(n.clone()) {
-                Ok(()) => keep.push(s),
-                Err(e) => {
-                    if let Some(o) = &s.outlet {
-                        o.not_queued();
-                    }
-                    if let mpsc::error::TrySendError::Full(_) = e {
-                        self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
-                        warn!(
-                            subscription = s.id,
-                            queue = SESSION_QUEUE,
-                            "subscriber cannot keep up: subscription ended"
-                        );
-                        s.overflow.cancel();
-                    }
+            if let Err(e) = s.tx.try_send(n.clone()) {
+                gone[i] = true;
+                if let Some(o) = &s.outlet {
+                    o.not_queued();
+                }
+                if let mpsc::error::TrySendError::Full(_) = e {
+                    self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
+                    warn!(
+                        subscription = s.id,
+                        queue = SESSION_QUEUE,
+                        "subscriber cannot keep up: subscription ended"
+                    );
+                    s.overflow.cancel();
                 }
             }
         }
         drop(checks);
-        st.subs = keep;
+        let mut gone = gone.into_iter();
+        st.subs.retain(|_| !gone.next().unwrap_or(false));
     }
 
     /// Subscriptions that ended because their session could not keep up.
@@ -1133,6 +1142,53 @@ mod tests {
             access.counters.denied_notifications.load(Ordering::Relaxed),
             2
         );
+    }
+
+    /// An outlet that notes in `order` when it is written to.
+    #[derive(Debug)]
+    struct Noting {
+        me: usize,
+        order: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Outlet for Noting {
+        fn try_deliver(&self, _n: &Arc<Notification>) -> bool {
+            self.order.lock().unwrap().push(self.me);
+            true
+        }
+        fn queuing(&self) {}
+        fn not_queued(&self) {}
+    }
+
+    /// The fan-out starts at a different session from one notification
+    /// to the next: no session is always written to last; each one still
+    /// gets every notification once.
+    #[test]
+    fn no_session_is_always_served_last() {
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let subs: Vec<Subscription> = (0..10)
+            .map(|me| {
+                let who = Subscriber {
+                    access: None,
+                    outlet: Some(Arc::new(Noting {
+                        me,
+                        order: order.clone(),
+                    })),
+                };
+                bus.subscribe_as(&req(None, None), who).unwrap()
+            })
+            .collect();
+        let mut lasts = std::collections::BTreeSet::new();
+        for v in 1..=20 {
+            bus.publish(&vrrp_event(v, "master"));
+            let mut got = std::mem::take(&mut *order.lock().unwrap());
+            lasts.insert(*got.last().unwrap());
+            got.sort_unstable();
+            assert_eq!(got, (0..10).collect::<Vec<_>>());
+        }
+        assert!(lasts.len() >= 5, "served last: {lasts:?}");
+        drop(subs);
     }
 
     #[test]
