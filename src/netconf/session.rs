@@ -11,6 +11,12 @@
 //! it and the session holds one piece, never the whole reply.
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
+//!
+//! The write side (`Output`) is shared with the notification bus: the bus
+//! writes a notification into the SSH channel itself when the task is
+//! writing nothing and has nothing queued (`SubOutlet`), so a fan-out to a
+//! thousand sessions does not wake a thousand tasks; each message, the
+//! task's or the bus's, is written whole under the writer's lock.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

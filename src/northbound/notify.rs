@@ -7,21 +7,30 @@
 //!                                                            │ libyang builds + validates
 //!                                                            │ replay log (memory + file)
 //!                                                            │ each distinct filter, once
+//!                                                            │ NACM, once per user
 //!                                                            ▼
-//!          per-session queue (bounded, try_send), selected only ──► session task
+//!     session writing nothing? ──yes──► Outlet: framed bytes straight into its SSH channel
+//!                              └─no───► per-session queue (bounded, try_send) ──► session task
 //! ```
 //! The fan-out costs per session only what cannot be shared: the bus
 //! evaluates each distinct filter once per notification (subscriptions
-//! with equal filters share one) and queues the notification only to the
-//! sessions it selects, so a session whose filter rejects an event is
-//! not even woken; the message is printed once, and framed once per
-//! framing (`Notification::framed`), for all the sessions that send it.
+//! with equal filters share one) and NACM once per user, and hands the
+//! notification only to the sessions it selects; the message is printed
+//! once, and framed once per framing (`Notification::framed`), for all
+//! the sessions that send it. A session that is writing nothing and has
+//! nothing queued gets it written by the bus itself, into its SSH channel
+//! (`Outlet`), without a wake-up of its task; otherwise it is queued to
+//! the task, which writes it after what it is writing, so it never splits
+//! nor overtakes a reply. The fan-out starts at a different session each
+//! time: none is always last.
 //! Nobody waits for a subscriber: a session whose queue is full (its
 //! client reads slower than events come) loses its subscription and is
 //! told by its overflow token. The session then tells its client with
 //! `notificationComplete` and stays open; if that notice cannot be
 //! written within `NOTICE_GRACE` (the client's SSH window is stalled),
-//! the session is closed (`netconf::session`). The bus state is
+//! the session is closed (`netconf::session`). The bus writes directly
+//! only what the client's SSH window takes at once, so a stalled client
+//! fills its queue as before. The bus state is
 //! behind a std `Mutex` held only to append a record and fan it out, never
 //! across an `.await`: subscribing must see the log and the live stream
 //! with no gap and no duplicate between them.
