@@ -11,14 +11,25 @@
 //! it and the session holds one piece, never the whole reply.
 //! RPCs of one session are answered in order, one at a time; sessions never
 //! wait for each other except through the northbound's locks.
+//!
+//! The write side (`Output`) is shared with the notification bus: the bus
+//! writes a notification into the SSH channel itself when the task is
+//! writing nothing and has nothing queued (`SubOutlet`), so a fan-out to a
+//! thousand sessions does not wake a thousand tasks; each message, the
+//! task's or the bus's, is written whole under the writer's lock.
 
-use std::sync::atomic::Ordering;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use futures::FutureExt;
 
 use chrono::{DateTime, Utc};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, info_span, warn, Instrument};
 
@@ -114,36 +125,103 @@ struct Writer<W> {
     w: W,
     framing: Framing,
     buf: Vec<u8>,
+    /// What is left of a notification the bus began to write and could
+    /// not finish at once (`SubOutlet::try_deliver`): written before
+    /// anything else.
+    tail: Bytes,
 }
 
 impl<W: AsyncWrite + Unpin> Writer<W> {
+    fn new(w: W) -> Writer<W> {
+        Writer {
+            w,
+            framing: Framing::EndOfMessage,
+            buf: Vec::new(),
+            tail: Bytes::new(),
+        }
+    }
+
     async fn send(&mut self, msg: &str) -> std::io::Result<()> {
+        self.finish_tail().await?;
         self.buf.clear();
         encode(self.framing, msg.as_bytes(), &mut self.buf);
         self.w.write_all(&self.buf).await?;
         self.w.flush().await
     }
 
+    /// `n` framed as this session frames, shared with every session that
+    /// frames the same way (`Notification::framed`).
+    fn framed<'n>(&self, n: &'n Notification) -> &'n Bytes {
+        let framing = self.framing;
+        let slot = usize::from(framing == Framing::Chunked);
+        n.framed(slot, |m: &[u8]| {
+            let mut out = Vec::with_capacity(m.len() + 16);
+            encode(framing, m, &mut out);
+            out
+        })
+    }
+
+    /// Write what is left of a notification begun by the bus.
+    async fn finish_tail(&mut self) -> std::io::Result<()> {
+        while !self.tail.is_empty() {
+            let k = self.w.write(&self.tail).await?;
+            if k == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            self.tail.advance(k);
+        }
+        Ok(())
+    }
+
+    /// Write `bytes` as far as it goes without waiting, from a task that
+    /// is not the session's (the bus): what does not go at once stays in
+    /// `tail`, for the session task to finish. `true` when all went.
+    /// Outside tokio's cooperative budget: the bus writes to a thousand
+    /// sessions in one turn of its task, and a write refused for budget
+    /// would push every later session to the slow path.
+    fn push(&mut self, bytes: Bytes) -> bool {
+        debug_assert!(self.tail.is_empty());
+        self.tail = bytes;
+        self.push_tail()
+    }
+
+    /// [`Writer::push`] of what is left in `tail`.
+    fn push_tail(&mut self) -> bool {
+        let Writer { w, tail, .. } = self;
+        let step = std::future::poll_fn(|cx| {
+            while !tail.is_empty() {
+                match Pin::new(&mut *w).poll_write(cx, tail) {
+                    Poll::Ready(Ok(k)) if k > 0 => tail.advance(k),
+                    // the session ends: its own next write says so
+                    Poll::Ready(_) => return Poll::Ready(false),
+                    Poll::Pending => return Poll::Pending,
+                }
+            }
+            Pin::new(&mut *w).poll_flush(cx).map(|r| r.is_ok())
+        });
+        tokio::task::unconstrained(step).now_or_never() == Some(true)
+    }
+
     /// Write notifications in one write: each framed once for every
     /// session that frames the same way (`Notification::framed`), copied
     /// here only when several go together.
     async fn send_notifications(&mut self, batch: &[Arc<Notification>]) -> std::io::Result<()> {
-        let framing = self.framing;
-        let slot = usize::from(framing == Framing::Chunked);
-        let frame = |m: &[u8]| {
-            let mut out = Vec::with_capacity(m.len() + 16);
-            encode(framing, m, &mut out);
-            out
-        };
+        self.finish_tail().await?;
         match batch {
             [] => return Ok(()),
-            [one] => self.w.write_all(one.framed(slot, frame)).await?,
+            [one] => {
+                let bytes = self.framed(one).clone();
+                self.w.write_all(&bytes).await?
+            }
             many => {
-                self.buf.clear();
+                let mut buf = std::mem::take(&mut self.buf);
+                buf.clear();
                 for n in many {
-                    self.buf.extend_from_slice(n.framed(slot, frame));
+                    buf.extend_from_slice(self.framed(n));
                 }
-                self.w.write_all(&self.buf).await?;
+                let r = self.w.write_all(&buf).await;
+                self.buf = buf;
+                r?;
             }
         }
         self.w.flush().await
@@ -162,6 +240,7 @@ impl<W: AsyncWrite + Unpin> Writer<W> {
         writes: &Writes,
     ) -> std::io::Result<()> {
         let start = rpc::reply_start(reply_attrs);
+        self.finish_tail().await?;
         if data.is_empty() {
             return self.send(&format!("{start}<data/></rpc-reply>")).await;
         }
@@ -225,14 +304,107 @@ struct Me<'a> {
     nb: &'a Handle,
     user: &'a str,
     session_id: u32,
-    counters: &'a SessionCounters,
+    counters: &'a Arc<SessionCounters>,
 }
 
-/// The session's subscription (RFC 5277): one at a time. Its filter
-/// stays with the bus, which queues only what it selects.
-struct Active {
+/// The session's subscription (RFC 5277): one at a time. Its filter, its
+/// stop time and NACM stay with the bus, which writes or queues only what
+/// the session may send.
+struct Active<W> {
     stop: Option<DateTime<Utc>>,
     live: mpsc::Receiver<Arc<Notification>>,
+    outlet: Arc<SubOutlet<W>>,
+}
+
+/// The session's write side, shared by its task and the notification bus
+/// (through [`SubOutlet`]). Whoever writes holds the lock for a whole
+/// message: the task for each of its writes (replies, notices, queued
+/// notifications), the bus for a notification, only when the lock is free
+/// at once (it never waits for a session).
+struct Output<W> {
+    writer: Mutex<Writer<W>>,
+    /// Rung by the bus when it left part of a notification in the
+    /// writer's `tail` (the SSH window or russh's queue was full): the
+    /// task finishes it, waiting as its own writes do.
+    nudge: Notify,
+}
+
+impl<W: AsyncWrite + Unpin> Output<W> {
+    /// Write `msg` after whatever the bus left unfinished.
+    async fn send(&self, msg: &str) -> std::io::Result<()> {
+        self.writer.lock().await.send(msg).await
+    }
+}
+
+/// A subscription's outlet (`notify::Outlet`): the bus writes a
+/// notification straight to the session's SSH channel when the session
+/// task is writing nothing and has nothing of this subscription queued,
+/// without waking the task; otherwise it queues it to the task. So a
+/// notification never splits a reply's bytes, never overtakes one queued
+/// before it, and a session that cannot keep up still fills its queue
+/// (and is told, or closed) as before: the bus writes only what the SSH
+/// window takes at once.
+struct SubOutlet<W> {
+    out: Arc<Output<W>>,
+    /// Notifications queued to the task and not written yet (counted by
+    /// the bus before the task can see them, uncounted by the task after
+    /// it wrote them, under the writer's lock).
+    queued: AtomicUsize,
+    /// Set once the reply to create-subscription (and the replay) is
+    /// written, cleared before the notice that ends the subscription:
+    /// the bus writes nothing directly before the one or after the other.
+    on: AtomicBool,
+    counters: Arc<SessionCounters>,
+}
+
+impl<W> Drop for Active<W> {
+    /// The session or its subscription ended: the bus writes nothing more
+    /// to it directly (it finds the queue closed and lets go).
+    fn drop(&mut self) {
+        self.outlet.on.store(false, Ordering::Release);
+    }
+}
+
+impl<W> std::fmt::Debug for SubOutlet<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubOutlet")
+            .field("queued", &self.queued)
+            .field("on", &self.on)
+            .finish()
+    }
+}
+
+impl<W: AsyncWrite + Unpin + Send + 'static> notify::Outlet for SubOutlet<W> {
+    fn try_deliver(&self, n: &Arc<Notification>) -> bool {
+        if self.queued.load(Ordering::Acquire) != 0 {
+            return false;
+        }
+        let Ok(mut w) = self.out.writer.try_lock() else {
+            return false;
+        };
+        // under the lock: what the task took from the queue is written
+        if self.queued.load(Ordering::Acquire) != 0 || !self.on.load(Ordering::Acquire) {
+            return false;
+        }
+        // a notification the bus could not finish before: still stuck
+        if !w.tail.is_empty() && !w.push_tail() {
+            return false;
+        }
+        let bytes = w.framed(n).clone();
+        if !w.push(bytes) {
+            self.out.nudge.notify_one();
+        }
+        SessionCounters::bump(&self.counters.out_notifications);
+        true
+    }
+
+    fn queuing(&self) {
+        self.queued.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn not_queued(&self) {
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Queued notifications a session writes together, in one write, when
@@ -254,27 +426,54 @@ fn until(stop: DateTime<Utc>) -> Duration {
 /// be told). A write is never abandoned half done otherwise: the framing
 /// of what follows depends on it.
 async fn send_or_stop<W: AsyncWrite + Unpin>(
-    writer: &mut Writer<W>,
+    out: &Output<W>,
     msg: &str,
     kill: &CancellationToken,
     overflow: &Overflow,
 ) -> Result<(), &'static str> {
     tokio::select! {
-        r = writer.send(msg) => r.map_err(|_| "write failed"),
+        r = out.send(msg) => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
         _ = overflow.grace_over() => Err(STALLED),
     }
 }
 
-/// [`send_or_stop`] for a batch of notifications.
+/// [`send_or_stop`] for a batch of notifications taken from the queue
+/// of `outlet`, uncounted from it once written (still under the lock:
+/// the bus writes the next one directly only after these).
 async fn notify_or_stop<W: AsyncWrite + Unpin>(
-    writer: &mut Writer<W>,
+    out: &Output<W>,
+    outlet: &SubOutlet<W>,
     batch: &[Arc<Notification>],
     kill: &CancellationToken,
     overflow: &Overflow,
 ) -> Result<(), &'static str> {
+    let write = async {
+        let mut w = out.writer.lock().await;
+        w.send_notifications(batch).await?;
+        outlet.queued.fetch_sub(batch.len(), Ordering::AcqRel);
+        Ok::<(), std::io::Error>(())
+    };
     tokio::select! {
-        r = writer.send_notifications(batch) => r.map_err(|_| "write failed"),
+        r = write => r.map_err(|_| "write failed"),
+        _ = kill.cancelled() => Err("killed"),
+        _ = overflow.grace_over() => Err(STALLED),
+    }
+}
+
+/// Finish a notification the bus began (`Output::nudge`).
+async fn finish_or_stop<W: AsyncWrite + Unpin>(
+    out: &Output<W>,
+    kill: &CancellationToken,
+    overflow: &Overflow,
+) -> Result<(), &'static str> {
+    let write = async {
+        let mut w = out.writer.lock().await;
+        w.finish_tail().await?;
+        w.w.flush().await
+    };
+    tokio::select! {
+        r = write => r.map_err(|_| "write failed"),
         _ = kill.cancelled() => Err("killed"),
         _ = overflow.grace_over() => Err(STALLED),
     }
@@ -324,18 +523,18 @@ const STALLED: &str = "notification overflow";
 /// of a subscription model we do not implement) would reach only clients
 /// written for it; the reason is in the log and the counters.
 async fn end_overflowed<W: AsyncWrite + Unpin>(
-    writer: &mut Writer<W>,
+    out: &Output<W>,
     nb: &Handle,
     counters: &SessionCounters,
-    sub: &mut Option<Active>,
+    sub: &mut Option<Active<W>>,
     overflow: &mut Overflow,
     kill: &CancellationToken,
 ) -> Result<(), &'static str> {
     // the queued notifications go with the subscription
-    *sub = None;
+    end_subscription(sub);
     let expired = std::mem::take(overflow);
     let done = notify::marker("notificationComplete");
-    match send_or_stop(writer, done.message(), kill, &expired).await {
+    match send_or_stop(out, done.message(), kill, &expired).await {
         Ok(()) => {
             SessionCounters::bump(&counters.out_notifications);
             nb.stats().subscription_overflowed(false);
@@ -350,9 +549,16 @@ async fn end_overflowed<W: AsyncWrite + Unpin>(
     }
 }
 
+/// End the subscription: the bus writes nothing more directly (before the
+/// notice the caller writes), and the queued notifications go with it.
+fn end_subscription<W>(sub: &mut Option<Active<W>>) {
+    // `Active`'s drop turns the outlet off
+    *sub = None;
+}
+
 /// [`send_or_stop`] for what a message is answered with.
 async fn write_or_stop<W: AsyncWrite + Unpin>(
-    writer: &mut Writer<W>,
+    writer: &Output<W>,
     out: Out,
     writes: &Writes,
     kill: &CancellationToken,
@@ -364,7 +570,9 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
             reply_attrs,
             mut data,
         } => tokio::select! {
-            r = writer.send_stream(&reply_attrs, &mut data, writes) => r.map_err(|_| "write failed"),
+            r = async {
+                writer.writer.lock().await.send_stream(&reply_attrs, &mut data, writes).await
+            } => r.map_err(|_| "write failed"),
             _ = kill.cancelled() => Err("killed"),
             _ = overflow.grace_over() => Err(STALLED),
         },
@@ -376,8 +584,9 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
 /// ("close-session", "client left", ...), which the SSH layer turns into
 /// the channel's exit status. With `idle`, a session that sends no
 /// complete message for that long is closed ("idle timeout").
-pub async fn run<S>(
-    stream: S,
+pub async fn run<R, W>(
+    reader: R,
+    writer: W,
     northbound: Handle,
     user: String,
     source: Option<std::net::IpAddr>,
@@ -385,7 +594,8 @@ pub async fn run<S>(
     shutdown: CancellationToken,
 ) -> &'static str
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
     let kill = shutdown.child_token();
     let (session_id, counters) = northbound
@@ -396,7 +606,8 @@ where
     let reason = async {
         info!("session started");
         let reason = serve(
-            stream,
+            reader,
+            writer,
             &northbound,
             &user,
             session_id,
@@ -422,30 +633,32 @@ where
     reason
 }
 
-async fn serve<S>(
-    stream: S,
+#[allow(clippy::too_many_arguments)]
+async fn serve<R, W>(
+    mut r: R,
+    w: W,
     nb: &Handle,
     user: &str,
     session_id: u32,
-    counters: &SessionCounters,
+    counters: &Arc<SessionCounters>,
     idle: Option<std::time::Duration>,
     kill: &CancellationToken,
 ) -> &'static str
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send,
+    R: AsyncRead + Unpin + Send,
+    W: AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut r, w) = tokio::io::split(stream);
-    let mut writer = Writer {
-        w,
-        framing: Framing::EndOfMessage,
-        buf: Vec::new(),
-    };
+    let mut writer = Writer::new(w);
     if writer.send(&server_hello(session_id)).await.is_err() {
         return "write failed";
     }
+    let out = Arc::new(Output {
+        writer: Mutex::new(writer),
+        nudge: Notify::new(),
+    });
     let mut decoder = Decoder::default();
     let mut hello_done = false;
-    let mut sub: Option<Active> = None;
+    let mut sub: Option<Active<W>> = None;
     // cancelled by the bus when `sub`'s queue overflows
     let mut overflow = Overflow::default();
     let mut readbuf = vec![0u8; 64 * 1024];
@@ -463,7 +676,7 @@ where
     loop {
         if overflow.is_cancelled() {
             if let Err(why) =
-                end_overflowed(&mut writer, nb, counters, &mut sub, &mut overflow, kill).await
+                end_overflowed(&out, nb, counters, &mut sub, &mut overflow, kill).await
             {
                 return why;
             }
@@ -489,7 +702,7 @@ where
                         hello_done = true;
                         if v11 {
                             decoder.set_framing(Framing::Chunked);
-                            writer.framing = Framing::Chunked;
+                            out.writer.lock().await.framing = Framing::Chunked;
                         }
                         debug!(base11 = v11, "hello exchanged");
                         continue;
@@ -509,7 +722,7 @@ where
                 counters,
             };
             let Some((replies, close)) =
-                handle_message(msg, me, base11, &mut sub, &mut overflow).await
+                handle_message(msg, me, base11, &out, &mut sub, &mut overflow).await
             else {
                 // malformed-message is base:1.1 only (RFC 6241 App. A): a
                 // base:1.0 peer that sends garbage loses the session.
@@ -517,13 +730,16 @@ where
                 return "malformed message";
             };
             for reply in replies {
-                if let Err(why) =
-                    write_or_stop(&mut writer, reply, nb.writes(), kill, &overflow).await
-                {
+                if let Err(why) = write_or_stop(&out, reply, nb.writes(), kill, &overflow).await {
                     return why;
                 }
             }
             debug!(us = last_message.elapsed().as_micros() as u64, "reply out");
+            // the reply to create-subscription and the replay are out:
+            // the bus may write to the session directly from now on
+            if let Some(a) = &sub {
+                a.outlet.on.store(true, Ordering::Release);
+            }
             if close {
                 return "close-session";
             }
@@ -541,29 +757,25 @@ where
                     // the bus let go: the stop time, or an overflow that
                     // the loop's head tells the client about
                     if !overflow.is_cancelled() {
-                        sub = None;
+                        end_subscription(&mut sub);
                     }
                     continue;
                 };
                 if overflow.is_cancelled() {
                     continue;
                 }
-                // what the bus selected for this session, with those
-                // queued behind it, in order
+                // what the bus selected for this session (in time, NACM
+                // checked), with those queued behind it, in order
                 let active = sub.as_mut().expect("guarded");
-                let mut next = Some(n);
-                let mut taken = 0;
-                while let Some(n) = next.take() {
-                    taken += 1;
-                    let in_time = active.stop.is_none_or(|s| n.time <= s);
-                    if in_time && nb.notification_allowed(user, &n) {
-                        batch.push(n);
-                    }
-                    if taken < NOTIFY_BATCH {
-                        next = active.live.try_recv().ok();
+                batch.push(n);
+                while batch.len() < NOTIFY_BATCH {
+                    match active.live.try_recv() {
+                        Ok(n) => batch.push(n),
+                        Err(_) => break,
                     }
                 }
-                if let Err(why) = notify_or_stop(&mut writer, &batch, kill, &overflow).await {
+                let outlet = active.outlet.clone();
+                if let Err(why) = notify_or_stop(&out, &outlet, &batch, kill, &overflow).await {
                     return why;
                 }
                 for _ in batch.drain(..) {
@@ -571,11 +783,18 @@ where
                 }
                 continue;
             }
+            // a notification the bus began and could not finish
+            _ = out.nudge.notified() => {
+                if let Err(why) = finish_or_stop(&out, kill, &overflow).await {
+                    return why;
+                }
+                continue;
+            }
             n = r.read(&mut readbuf) => n,
             _ = tokio::time::sleep(stop.map(until).unwrap_or_default()), if stop.is_some() => {
-                sub = None;
+                end_subscription(&mut sub);
                 let done = notify::marker("notificationComplete").message().to_string();
-                if let Err(why) = send_or_stop(&mut writer, &done, kill, &overflow).await {
+                if let Err(why) = send_or_stop(&out, &done, kill, &overflow).await {
                     return why;
                 }
                 SessionCounters::bump(&counters.out_notifications);
@@ -633,11 +852,12 @@ async fn parse_message(msg: Vec<u8>) -> Result<Element, ParseFailure> {
 /// Handle one framed message; returns what to send (the reply, then the
 /// replayed notifications of a new subscription) and whether to close, or
 /// None when the message is malformed on a base:1.0 session.
-async fn handle_message(
+async fn handle_message<W: AsyncWrite + Unpin + Send + 'static>(
     msg: Vec<u8>,
     me: Me<'_>,
     base11: bool,
-    sub: &mut Option<Active>,
+    out: &Arc<Output<W>>,
+    sub: &mut Option<Active<W>>,
     overflow: &mut Overflow,
 ) -> Option<(Vec<Out>, bool)> {
     let Me {
@@ -691,7 +911,7 @@ async fn handle_message(
                     false,
                 ));
             }
-            let replies = subscribe(nb, user, &req.reply_attrs, &r, sub, overflow);
+            let replies = subscribe(me, &req.reply_attrs, &r, out, sub, overflow);
             nb.stats().rpc(&name, sub.is_none());
             // RFC 6022 outNotifications: the replayed ones and the markers
             // that follow the reply
@@ -719,14 +939,17 @@ async fn handle_message(
 /// RFC 5277 create-subscription: the reply, the replayed notifications
 /// that pass the filter, `replayComplete` after a replay and
 /// `notificationComplete` when the stop time has passed already.
-fn subscribe(
-    nb: &Handle,
-    user: &str,
+fn subscribe<W: AsyncWrite + Unpin + Send + 'static>(
+    me: Me<'_>,
     reply_attrs: &str,
     r: &SubscribeRequest,
-    sub: &mut Option<Active>,
+    out: &Arc<Output<W>>,
+    sub: &mut Option<Active<W>>,
     overflow: &mut Overflow,
 ) -> Vec<String> {
+    let Me {
+        nb, user, counters, ..
+    } = me;
     if sub.is_some() {
         let e = RpcError::protocol(
             ErrorTag::InUse,
@@ -734,7 +957,18 @@ fn subscribe(
         );
         return vec![rpc::encode_reply(reply_attrs, &Err(vec![e]))];
     }
-    let s = match nb.notifications().subscribe(r) {
+    // off until the reply and the replay are written
+    let outlet = Arc::new(SubOutlet {
+        out: out.clone(),
+        queued: AtomicUsize::new(0),
+        on: AtomicBool::new(false),
+        counters: counters.clone(),
+    });
+    let who = notify::Subscriber {
+        access: Some((user.to_string(), nb.notification_access())),
+        outlet: Some(outlet.clone()),
+    };
+    let s = match nb.notifications().subscribe_as(r, who) {
         Ok(s) => s,
         Err(e) => return vec![rpc::encode_reply(reply_attrs, &Err(vec![e]))],
     };
@@ -751,7 +985,11 @@ fn subscribe(
     match s.live {
         Some(live) => {
             *overflow = Overflow::new(s.overflow);
-            *sub = Some(Active { stop: s.stop, live });
+            *sub = Some(Active {
+                stop: s.stop,
+                live,
+                outlet,
+            });
         }
         None => out.push(notify::marker("notificationComplete").message().to_string()),
     }
@@ -809,6 +1047,7 @@ mod tests {
                 w: ours,
                 framing,
                 buf: Vec::new(),
+                tail: Bytes::new(),
             };
             let client = async {
                 let mut dec = Decoder::default();
@@ -862,6 +1101,7 @@ mod tests {
             w: ours,
             framing: Framing::EndOfMessage,
             buf: Vec::new(),
+            tail: Bytes::new(),
         };
         let mut empty = StreamedData::new(
             String::new(),
@@ -926,6 +1166,7 @@ mod tests {
                 w: ours,
                 framing: Framing::EndOfMessage,
                 buf: Vec::new(),
+                tail: Bytes::new(),
             };
             let write = writes.start();
             let control = async {
@@ -967,6 +1208,7 @@ mod tests {
                 w: Counting { w: ours, writes: 0 },
                 framing,
                 buf: Vec::new(),
+                tail: Bytes::new(),
             };
             writer.send_notifications(&batch).await.unwrap();
             writer.send_notifications(&batch[..1]).await.unwrap();
@@ -1019,6 +1261,174 @@ mod tests {
         ) -> std::task::Poll<std::io::Result<()>> {
             std::pin::Pin::new(&mut self.w).poll_shutdown(cx)
         }
+    }
+
+    fn vrrp_event(vrid: u8) -> crate::event::Event {
+        crate::event::Event::new("/hotlease-vrrp:state-change")
+            .leaf("interface", "eth0")
+            .leaf("vrid", vrid)
+            .leaf("old-state", "backup")
+            .leaf("new-state", "master")
+            .leaf("reason", "master-down-timer")
+    }
+
+    fn everything() -> SubscribeRequest {
+        SubscribeRequest {
+            stream: notify::STREAM.into(),
+            filter: None,
+            start: None,
+            stop: None,
+        }
+    }
+
+    /// A session's output on `w` and a subscription of it to `bus`, the
+    /// reply to create-subscription written (the outlet on).
+    fn subscribed<W: AsyncWrite + Unpin + Send + 'static>(
+        bus: &notify::Bus,
+        w: W,
+    ) -> (Arc<Output<W>>, Arc<SubOutlet<W>>, notify::Subscription) {
+        let out = Arc::new(Output {
+            writer: Mutex::new(Writer::new(w)),
+            nudge: Notify::new(),
+        });
+        let outlet = Arc::new(SubOutlet {
+            out: out.clone(),
+            queued: AtomicUsize::new(0),
+            on: AtomicBool::new(true),
+            counters: Arc::default(),
+        });
+        let who = notify::Subscriber {
+            access: None,
+            outlet: Some(outlet.clone()),
+        };
+        let sub = bus.subscribe_as(&everything(), who).unwrap();
+        (out, outlet, sub)
+    }
+
+    /// The vrids of the state-changes among `msgs`, and "reply" for a
+    /// reply, in the order the client read them.
+    fn order(msgs: &[String]) -> Vec<String> {
+        msgs.iter()
+            .map(|m| match m.split("<vrid>").nth(1) {
+                Some(v) => v[..v.find('<').unwrap()].to_string(),
+                None => "reply".to_string(),
+            })
+            .collect()
+    }
+
+    /// The bus writes a notification itself when the session writes
+    /// nothing (the task is not woken: nothing is queued); while the task
+    /// writes a reply it queues it, and once something is queued every
+    /// later notification queues behind it until the task has written
+    /// it: the client reads each message whole, in publishing order.
+    #[tokio::test]
+    async fn the_bus_writes_directly_only_between_messages_and_in_order() {
+        let (bus, _pump) = notify::Bus::open(None, 0).unwrap();
+        let (ours, mut theirs) = tokio::io::duplex(2048);
+        let (out, outlet, mut sub) = subscribed(&bus, ours);
+        let live = sub.live.as_mut().unwrap();
+        bus.publish(&vrrp_event(1));
+        assert!(live.try_recv().is_err(), "written by the bus, not queued");
+        assert_eq!(outlet.counters.out_notifications.load(Ordering::Relaxed), 1);
+        // a reply larger than what the client's window takes: its write
+        // blocks halfway
+        let reply = format!(
+            "<rpc-reply xmlns=\"{NC_NS}\" message-id=\"9\"><data>{}</data></rpc-reply>",
+            "x".repeat(16 * 1024)
+        );
+        let writing = tokio::spawn({
+            let out = out.clone();
+            async move { out.send(&reply).await }
+        });
+        while out.writer.try_lock().is_ok() {
+            tokio::task::yield_now().await;
+        }
+        bus.publish(&vrrp_event(2));
+        let queued: Vec<_> = std::iter::from_fn(|| live.try_recv().ok()).collect();
+        assert_eq!(queued.len(), 1, "queued while the reply is written");
+        // the client reads from now on
+        let reader = tokio::spawn(async move {
+            let mut dec = Decoder::default();
+            let mut buf = vec![0u8; 4096];
+            let mut msgs = Vec::new();
+            while msgs.len() < 5 {
+                let n = theirs.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                dec.push(&buf[..n]);
+                while let Some(m) = dec.next_message().unwrap() {
+                    msgs.push(String::from_utf8(m).unwrap());
+                }
+            }
+            msgs
+        });
+        writing.await.unwrap().unwrap();
+        // the writer is free, but 2 is not written yet: 3 queues behind it
+        bus.publish(&vrrp_event(3));
+        let mut batch = queued;
+        batch.extend(std::iter::from_fn(|| live.try_recv().ok()));
+        assert_eq!(batch.len(), 2, "3 queued behind 2");
+        // the session task writes them
+        let kill = CancellationToken::new();
+        notify_or_stop(&out, &outlet, &batch, &kill, &Overflow::default())
+            .await
+            .unwrap();
+        assert_eq!(outlet.queued.load(Ordering::Relaxed), 0);
+        bus.publish(&vrrp_event(4));
+        assert!(live.try_recv().is_err(), "written by the bus again");
+        let msgs = reader.await.unwrap();
+        assert_eq!(order(&msgs), ["1", "reply", "2", "3", "4"]);
+    }
+
+    /// The bus writes only what the client's window takes at once: a
+    /// client that reads nothing gets the start of a notification written
+    /// by the bus (the task is nudged to finish it), then everything is
+    /// queued, the queue fills and the subscription ends as before; what
+    /// the client reads later is whole messages.
+    #[tokio::test]
+    async fn a_stalled_client_still_fills_the_queue_with_the_direct_path() {
+        let (bus, _pump) = notify::Bus::open(None, 0).unwrap();
+        let (ours, mut theirs) = tokio::io::duplex(1000);
+        let (out, outlet, sub) = subscribed(&bus, ours);
+        let mut published = 0;
+        while !sub.overflow.is_cancelled() {
+            published += 1;
+            assert!(published <= notify::SESSION_QUEUE + 10, "never overflowed");
+            bus.publish(&vrrp_event(1 + (published % 200) as u8));
+        }
+        let direct = outlet.counters.out_notifications.load(Ordering::Relaxed) as usize;
+        assert!(direct >= 1, "the first ones went directly");
+        assert_eq!(published, direct + notify::SESSION_QUEUE + 1);
+        assert!(
+            out.nudge.notified().now_or_never().is_some(),
+            "the task was told to finish what the bus began"
+        );
+        assert!(!out.writer.lock().await.tail.is_empty());
+        // the task finishes the notification begun; the client gets whole
+        // messages, as many as went directly
+        let reader = tokio::spawn(async move {
+            let mut got = Vec::new();
+            theirs.read_to_end(&mut got).await.unwrap();
+            got
+        });
+        let kill = CancellationToken::new();
+        finish_or_stop(&out, &kill, &Overflow::default())
+            .await
+            .unwrap();
+        drop(sub);
+        drop(outlet);
+        let Ok(out) = Arc::try_unwrap(out) else {
+            panic!("the output has other owners")
+        };
+        drop(out);
+        let got = reader.await.unwrap();
+        let mut dec = Decoder::default();
+        dec.push(&got);
+        let mut msgs = 0;
+        while let Some(m) = dec.next_message().unwrap() {
+            assert!(String::from_utf8(m).unwrap().ends_with("</notification>"));
+            msgs += 1;
+        }
+        assert_eq!(msgs, direct);
     }
 
     #[tokio::test]

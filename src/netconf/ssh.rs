@@ -22,6 +22,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
@@ -164,6 +165,8 @@ struct Connection {
     peer: Option<SocketAddr>,
     user: Option<String>,
     channels: HashMap<ChannelId, Channel<Msg>>,
+    /// The stream's `Severable::armed`, cleared at login.
+    severable: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -181,6 +184,8 @@ impl Connection {
         if !lock(&self.admission).authenticated(self.id) {
             return Self::reject();
         }
+        // logged in: no longer displaced nor cut at the grace time
+        self.severable.store(false, Ordering::Relaxed);
         self.user = Some(user.to_string());
         Auth::Accept
     }
@@ -351,18 +356,21 @@ impl russh::server::Handler for Connection {
         let source = self.peer.map(|p| p.ip());
         let shutdown = self.shutdown.clone();
         tokio::spawn(async move {
-            let mut channel = channel;
-            let writer = channel.make_writer();
-            let stream = tokio::io::join(channel.make_reader(), writer);
-            let reason = super::session::run(stream, nb, user, source, idle, shutdown).await;
+            // the write side is 'static: the notification bus writes to
+            // it directly (`session::SubOutlet`)
+            let (mut read_half, write_half) = channel.split();
+            let reader = read_half.make_reader();
+            let writer = write_half.make_writer();
+            let reason =
+                super::session::run(reader, writer, nb, user, source, idle, shutdown).await;
             drop(slot);
             // As OpenSSH's own subsystems end (sftp-server): exit-status,
             // EOF, close. Without the status the OpenSSH client exits 255
             // ("Exit status -1") after a clean <close-session>.
             let status = u32::from(!matches!(reason, "close-session" | "client left"));
-            let _ = channel.exit_status(status).await;
-            let _ = channel.eof().await;
-            let _ = channel.close().await;
+            let _ = write_half.exit_status(status).await;
+            let _ = write_half.eof().await;
+            let _ = write_half.close().await;
         });
         Ok(())
     }
@@ -503,6 +511,7 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
         admission: shared.admission.clone(),
         id,
     };
+    let severable = Arc::new(AtomicBool::new(true));
     let handler = Connection {
         shared: shared.clone(),
         accounts: shared.accounts.clone(),
@@ -513,12 +522,13 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
         peer: Some(peer),
         user: None,
         channels: HashMap::new(),
+        severable: severable.clone(),
     };
     let kill = admitted.kill;
     let shutdown = &shared.shutdown;
     // the slot goes with the stream, before its socket closes: a peer that
     // sees the close finds its place free again
-    let stream = Severable::new(socket, &kill, slot);
+    let stream = Severable::new(socket, &kill, slot, severable);
     let life = async {
         let config = shared.config.clone();
         let session = match russh::server::run_stream(config, stream, handler).await {
@@ -565,10 +575,15 @@ async fn connection(shared: Arc<Shared>, socket: TcpStream, peer: SocketAddr, ad
 /// token is cancelled. russh's session task owns the stream; the error
 /// ends that task and closes the socket whatever the handshake's state
 /// (a `disconnect` would wait for a key exchange the peer never sends).
+/// Only until login (`armed`): a logged-in connection is never cut this
+/// way (admission displaces, and the grace time cuts, only connections not
+/// logged in), and checking the token (a lock) at every read and write of
+/// a thousand sessions that each send a notification is measurable.
 struct Severable<S> {
     // dropped first: the admission slot is free before the socket closes
     _slot: Slot,
     inner: S,
+    armed: Arc<AtomicBool>,
     // one future per direction: each keeps its own waker (read and write
     // are polled from different tasks of russh)
     read_cut: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -576,10 +591,11 @@ struct Severable<S> {
 }
 
 impl<S> Severable<S> {
-    fn new(inner: S, token: &CancellationToken, slot: Slot) -> Self {
+    fn new(inner: S, token: &CancellationToken, slot: Slot, armed: Arc<AtomicBool>) -> Self {
         Severable {
             _slot: slot,
             inner,
+            armed,
             read_cut: Box::pin(token.clone().cancelled_owned()),
             write_cut: Box::pin(token.clone().cancelled_owned()),
         }
@@ -599,7 +615,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for Severable<S> {
         cx: &mut TaskContext<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if self.read_cut.as_mut().poll(cx).is_ready() {
+        if self.armed.load(Ordering::Relaxed) && self.read_cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(severed()));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)
@@ -612,14 +628,14 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Severable<S> {
         cx: &mut TaskContext<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        if self.write_cut.as_mut().poll(cx).is_ready() {
+        if self.armed.load(Ordering::Relaxed) && self.write_cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(severed()));
         }
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<std::io::Result<()>> {
-        if self.write_cut.as_mut().poll(cx).is_ready() {
+        if self.armed.load(Ordering::Relaxed) && self.write_cut.as_mut().poll(cx).is_ready() {
             return Poll::Ready(Err(severed()));
         }
         Pin::new(&mut self.inner).poll_flush(cx)
@@ -630,5 +646,57 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Severable<S> {
         cx: &mut TaskContext<'_>,
     ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn slot() -> Slot {
+        let admission = Arc::new(Mutex::new(Admission::new(Limits {
+            max_connections: 4,
+            max_per_source: 4,
+            max_unauthenticated: 4,
+        })));
+        let id = lock(&admission)
+            .admit("127.0.0.1".parse().unwrap())
+            .unwrap()
+            .id;
+        Slot { admission, id }
+    }
+
+    /// Before login the token cuts the stream, a read blocked on it
+    /// included; after login (disarmed) the stream is the socket's alone.
+    #[tokio::test]
+    async fn the_token_cuts_a_stream_until_login() {
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let token = CancellationToken::new();
+        let armed = Arc::new(AtomicBool::new(true));
+        let mut s = Severable::new(ours, &token, slot(), armed);
+        s.write_all(b"hello").await.unwrap();
+        let mut buf = [0u8; 5];
+        theirs.read_exact(&mut buf).await.unwrap();
+        let cut = async {
+            tokio::task::yield_now().await;
+            token.cancel();
+        };
+        let (read, ()) = tokio::join!(s.read(&mut buf), cut);
+        assert_eq!(
+            read.unwrap_err().kind(),
+            std::io::ErrorKind::ConnectionAborted
+        );
+        assert!(s.write_all(b"x").await.is_err());
+
+        let (ours, mut theirs) = tokio::io::duplex(1024);
+        let token = CancellationToken::new();
+        let armed = Arc::new(AtomicBool::new(true));
+        let mut s = Severable::new(ours, &token, slot(), armed.clone());
+        armed.store(false, Ordering::Relaxed);
+        token.cancel();
+        s.write_all(b"still").await.unwrap();
+        theirs.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"still");
     }
 }

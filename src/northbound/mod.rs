@@ -141,22 +141,17 @@ impl Handle {
     /// rules, and read access to every node in it); a denial is counted.
     /// No work when NACM is disabled or for the recovery user.
     pub fn notification_allowed(&self, user: &str, n: &notify::Notification) -> bool {
-        let cfg = self.nacm.read().unwrap_or_else(|p| p.into_inner()).clone();
-        if !cfg.enabled || self.recovery_user.as_deref() == Some(user) {
-            return true;
+        self.notification_access().check(n).allowed(user)
+    }
+
+    /// The NACM rules the notification bus checks a subscriber's
+    /// notifications against (once per notification and user).
+    pub fn notification_access(&self) -> notify::Access {
+        notify::Access {
+            nacm: self.nacm.clone(),
+            recovery_user: self.recovery_user.clone(),
+            counters: self.nacm_counters.clone(),
         }
-        let allowed = match yang::parse_notification(&n.xml) {
-            Ok(tree) => cfg.rules_for(user).notification_allowed(&tree),
-            Err(_) => false,
-        };
-        yang::clear_errors();
-        if !allowed {
-            self.nacm_counters
-                .denied_notifications
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(%user, "access denied: notification not sent");
-        }
-        allowed
     }
 
     /// The NETCONF activity counters (sessions count themselves in).

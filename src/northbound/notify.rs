@@ -7,21 +7,30 @@
 //!                                                            │ libyang builds + validates
 //!                                                            │ replay log (memory + file)
 //!                                                            │ each distinct filter, once
+//!                                                            │ NACM, once per user
 //!                                                            ▼
-//!          per-session queue (bounded, try_send), selected only ──► session task
+//!     session writing nothing? ──yes──► Outlet: framed bytes straight into its SSH channel
+//!                              └─no───► per-session queue (bounded, try_send) ──► session task
 //! ```
 //! The fan-out costs per session only what cannot be shared: the bus
 //! evaluates each distinct filter once per notification (subscriptions
-//! with equal filters share one) and queues the notification only to the
-//! sessions it selects, so a session whose filter rejects an event is
-//! not even woken; the message is printed once, and framed once per
-//! framing (`Notification::framed`), for all the sessions that send it.
+//! with equal filters share one) and NACM once per user, and hands the
+//! notification only to the sessions it selects; the message is printed
+//! once, and framed once per framing (`Notification::framed`), for all
+//! the sessions that send it. A session that is writing nothing and has
+//! nothing queued gets it written by the bus itself, into its SSH channel
+//! (`Outlet`), without a wake-up of its task; otherwise it is queued to
+//! the task, which writes it after what it is writing, so it never splits
+//! nor overtakes a reply. The fan-out starts at a different session each
+//! time: none is always last.
 //! Nobody waits for a subscriber: a session whose queue is full (its
 //! client reads slower than events come) loses its subscription and is
 //! told by its overflow token. The session then tells its client with
 //! `notificationComplete` and stays open; if that notice cannot be
 //! written within `NOTICE_GRACE` (the client's SSH window is stalled),
-//! the session is closed (`netconf::session`). The bus state is
+//! the session is closed (`netconf::session`). The bus writes directly
+//! only what the client's SSH window takes at once, so a stalled client
+//! fills its queue as before. The bus state is
 //! behind a std `Mutex` held only to append a record and fan it out, never
 //! across an `.await`: subscribing must see the log and the live stream
 //! with no gap and no duplicate between them.
@@ -34,12 +43,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use bytes::Bytes;
 use chrono::{DateTime, SecondsFormat, Utc};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::error::{ErrorTag, ErrorType, RpcError};
+use super::nacm;
 use super::ops::Filter;
 use crate::event::{Event, EventSink};
 use crate::xml::{self, Element};
@@ -76,8 +87,9 @@ pub struct Notification {
     /// `xml` parsed, once, by the first subtree filter that needs it.
     parsed: std::sync::OnceLock<Option<Element>>,
     /// `message` framed, once per framing (end-of-message, chunked), by
-    /// the first session that sends it that way.
-    frames: [std::sync::OnceLock<Box<[u8]>>; 2],
+    /// the first session that sends it that way; `Bytes`, so that the
+    /// SSH layer takes the same buffer for every session (no copy).
+    frames: [std::sync::OnceLock<Bytes>; 2],
 }
 
 impl Notification {
@@ -97,8 +109,8 @@ impl Notification {
 
     /// The message framed as `frame` does it, computed once for framing
     /// `slot` (0 or 1) and shared by every session that frames that way.
-    pub fn framed(&self, slot: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> &[u8] {
-        self.frames[slot.min(1)].get_or_init(|| frame(self.message.as_bytes()).into_boxed_slice())
+    pub fn framed(&self, slot: usize, frame: impl FnOnce(&[u8]) -> Vec<u8>) -> &Bytes {
+        self.frames[slot.min(1)].get_or_init(|| Bytes::from(frame(self.message.as_bytes())))
     }
 
     fn event_time(&self) -> String {
@@ -293,14 +305,122 @@ impl ReplayLog {
     }
 }
 
+/// A subscribed session's output as the bus sees it. The bus writes a
+/// notification straight into it when the session writes nothing and has
+/// nothing queued, without waking the session task; otherwise it queues
+/// the notification to the task, which writes it after what it is
+/// writing. So a notification never splits a reply nor overtakes one
+/// queued before it (`netconf::session` implements it).
+pub trait Outlet: Send + Sync + std::fmt::Debug {
+    /// Write `n` now, whole, if the session is not writing and has
+    /// nothing queued (and its subscription is still on); false: queue it.
+    fn try_deliver(&self, n: &Arc<Notification>) -> bool;
+    /// `n` is going to the queue: counted before the task can see it, so
+    /// that no later notification is written directly before it.
+    fn queuing(&self);
+    /// It did not go after all (queue full or closed).
+    fn not_queued(&self);
+}
+
+/// Who may receive which notification (RFC 8341 §3.4.6): the NACM rules
+/// of running, the recovery user, the denial counter. The bus asks it
+/// once per notification and user, not once per session.
+#[derive(Debug, Clone)]
+pub struct Access {
+    pub nacm: Arc<std::sync::RwLock<Arc<nacm::Config>>>,
+    pub recovery_user: Option<String>,
+    pub counters: Arc<nacm::Counters>,
+}
+
+impl Access {
+    /// The verdicts about `n`, made on demand: the rules as of now, the
+    /// notification parsed at most once, each user's verdict once.
+    pub fn check<'n>(&self, n: &'n Notification) -> AccessCheck<'n> {
+        let cfg = self.nacm.read().unwrap_or_else(|p| p.into_inner()).clone();
+        AccessCheck {
+            access: self.clone(),
+            n,
+            cfg,
+            tree: None,
+            verdicts: Vec::new(),
+        }
+    }
+}
+
+/// [`Access::check`] of one notification.
+pub struct AccessCheck<'a> {
+    access: Access,
+    n: &'a Notification,
+    cfg: Arc<nacm::Config>,
+    /// `n` parsed by libyang, on the first user NACM applies to.
+    tree: Option<Option<yang2::data::DataTree<'static>>>,
+    verdicts: Vec<(String, bool)>,
+}
+
+impl std::fmt::Debug for AccessCheck<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AccessCheck")
+            .field("verdicts", &self.verdicts)
+            .finish()
+    }
+}
+
+impl AccessCheck<'_> {
+    /// Whether `user` may receive the notification; a denial is counted
+    /// (each time: one per session that does not get it).
+    pub fn allowed(&mut self, user: &str) -> bool {
+        if !self.cfg.enabled || self.access.recovery_user.as_deref() == Some(user) {
+            return true;
+        }
+        let allowed = match self.verdicts.iter().find(|(u, _)| u == user) {
+            Some(&(_, v)) => v,
+            None => {
+                let n = self.n;
+                let tree = self.tree.get_or_insert_with(|| {
+                    let t = yang::parse_notification(&n.xml).ok();
+                    yang::clear_errors();
+                    t
+                });
+                let v = tree
+                    .as_ref()
+                    .is_some_and(|t| self.cfg.rules_for(user).notification_allowed(t));
+                yang::clear_errors();
+                self.verdicts.push((user.to_string(), v));
+                v
+            }
+        };
+        if !allowed {
+            self.access
+                .counters
+                .denied_notifications
+                .fetch_add(1, Ordering::Relaxed);
+            debug!(%user, "access denied: notification not sent");
+        }
+        allowed
+    }
+}
+
+/// Who subscribes: what the bus checks and where it writes for them.
+#[derive(Debug, Default)]
+pub struct Subscriber {
+    /// The session's user and the NACM rules it is under (none: every
+    /// notification may be sent).
+    pub access: Option<(String, Access)>,
+    /// Where the bus may write directly (none: everything is queued).
+    pub outlet: Option<Arc<dyn Outlet>>,
+}
+
 #[derive(Debug)]
 struct Sub {
     id: u64,
     /// Shared by the subscriptions whose filters are equal: the bus
     /// evaluates it once per notification for all of them.
     filter: Arc<NotifFilter>,
+    stop: Option<DateTime<Utc>>,
     tx: mpsc::Sender<Arc<Notification>>,
     overflow: CancellationToken,
+    access: Option<(String, Access)>,
+    outlet: Option<Arc<dyn Outlet>>,
 }
 
 #[derive(Debug)]
@@ -308,6 +428,8 @@ struct State {
     log: ReplayLog,
     subs: Vec<Sub>,
     next_id: u64,
+    /// Notifications fanned out so far: where the next fan-out starts.
+    published: u64,
 }
 
 #[derive(Debug)]
@@ -444,6 +566,7 @@ impl Bus {
                     log,
                     subs: Vec::new(),
                     next_id: 1,
+                    published: 0,
                 }),
                 refused: AtomicU64::new(0),
                 overflowed: AtomicU64::new(0),
@@ -489,9 +612,22 @@ impl Bus {
         let mut st = self.state();
         st.log.push(n.clone());
         // each distinct filter once (few distinct ones: a linear search
-        // by address beats hashing)
+        // by address beats hashing), NACM once per user
         let mut verdicts: Vec<(*const NotifFilter, bool)> = Vec::new();
-        st.subs.retain(|s| {
+        let mut checks: Vec<(*const (), AccessCheck<'_>)> = Vec::new();
+        // Where the fan-out starts moves from one notification to the
+        // next (a multiplicative hash of the count spreads the starts): a
+        // session is written to after the others by turns, never always
+        // last (the last one of 1,000 waits for the 999 before it).
+        let len = st.subs.len();
+        let start = match len {
+            0 => 0,
+            len => (st.published.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize % len,
+        };
+        st.published += 1;
+        let mut gone = vec![false; len];
+        for i in (start..len).chain(0..start) {
+            let s = &st.subs[i];
             let key = Arc::as_ptr(&s.filter);
             let selected = match verdicts.iter().find(|(k, _)| *k == key) {
                 Some(&(_, v)) => v,
@@ -501,13 +637,37 @@ impl Bus {
                     v
                 }
             };
-            if !selected {
-                // gone sessions are dropped at the next event they select
-                return !s.tx.is_closed();
+            if !selected || s.stop.is_some_and(|stop| n.time > stop) {
+                // gone sessions are dropped at the next event (one
+                // they select: by the queue, which is closed)
+                gone[i] = s.tx.is_closed();
+                continue;
             }
-            match s.tx.try_send(n.clone()) {
-                Ok(()) => true,
-                Err(mpsc::error::TrySendError::Full(_)) => {
+            if let Some((user, access)) = &s.access {
+                let key = Arc::as_ptr(&access.nacm).cast::<()>();
+                let c = match checks.iter().position(|(k, _)| *k == key) {
+                    Some(c) => c,
+                    None => {
+                        checks.push((key, access.check(&n)));
+                        checks.len() - 1
+                    }
+                };
+                if !checks[c].1.allowed(user) {
+                    continue;
+                }
+            }
+            if s.outlet.as_ref().is_some_and(|o| o.try_deliver(&n)) {
+                continue;
+            }
+            if let Some(o) = &s.outlet {
+                o.queuing();
+            }
+            if let Err(e) = s.tx.try_send(n.clone()) {
+                gone[i] = true;
+                if let Some(o) = &s.outlet {
+                    o.not_queued();
+                }
+                if let mpsc::error::TrySendError::Full(_) = e {
                     self.shared.overflowed.fetch_add(1, Ordering::Relaxed);
                     warn!(
                         subscription = s.id,
@@ -515,11 +675,12 @@ impl Bus {
                         "subscriber cannot keep up: subscription ended"
                     );
                     s.overflow.cancel();
-                    false
                 }
-                Err(mpsc::error::TrySendError::Closed(_)) => false,
             }
-        });
+        }
+        drop(checks);
+        let mut gone = gone.into_iter();
+        st.subs.retain(|_| !gone.next().unwrap_or(false));
     }
 
     /// Subscriptions that ended because their session could not keep up.
@@ -527,8 +688,19 @@ impl Bus {
         self.shared.overflowed.load(Ordering::Relaxed)
     }
 
-    /// RFC 5277 §2.1.1 create-subscription.
+    /// RFC 5277 §2.1.1 create-subscription, of nobody in particular:
+    /// everything the filter selects is queued.
     pub fn subscribe(&self, req: &SubscribeRequest) -> Result<Subscription, RpcError> {
+        self.subscribe_as(req, Subscriber::default())
+    }
+
+    /// RFC 5277 §2.1.1 create-subscription of `who`: the bus checks NACM
+    /// for them, and writes to their outlet directly when it can.
+    pub fn subscribe_as(
+        &self,
+        req: &SubscribeRequest,
+        who: Subscriber,
+    ) -> Result<Subscription, RpcError> {
         if req.stream != STREAM {
             return Err(bad_element(
                 ErrorTag::InvalidValue,
@@ -627,8 +799,11 @@ impl Bus {
             st.subs.push(Sub {
                 id,
                 filter: filter.clone(),
+                stop,
                 tx,
                 overflow: overflow.clone(),
+                access: who.access,
+                outlet: who.outlet,
             });
             debug!(subscription = id, replay = replay.len(), "subscribed");
             Some(rx)
@@ -909,6 +1084,120 @@ mod tests {
         assert!(n.framed(0, frame).ends_with(b"</notification>]]>]]>"));
         n.framed(1, frame);
         assert_eq!(calls.get(), 2);
+    }
+
+    /// An outlet that takes every notification offered, and counts them.
+    #[derive(Debug, Default)]
+    struct Taking {
+        taken: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Outlet for Taking {
+        fn try_deliver(&self, _n: &Arc<Notification>) -> bool {
+            self.taken.fetch_add(1, Ordering::Relaxed);
+            true
+        }
+        fn queuing(&self) {}
+        fn not_queued(&self) {}
+    }
+
+    /// NACM is the bus's: a user whose rules deny a notification gets it
+    /// neither written nor queued, each such session counted; the others
+    /// and the recovery user get it; a denial by the notification rule
+    /// holds whatever path the event takes.
+    #[test]
+    fn the_bus_sends_nothing_nacm_denies() {
+        let rules = r#"<nacm xmlns="urn:ietf:params:xml:ns:yang:ietf-netconf-acm"><groups><group><name>g</name><user-name>carol</user-name><user-name>root</user-name></group></groups><rule-list><name>l</name><group>g</group><rule><name>no-vrrp</name><module-name>hotlease-vrrp</module-name><notification-name>state-change</notification-name><access-operations>read</access-operations><action>deny</action></rule></rule-list></nacm>"#;
+        let mut tree = yang::parse_config_xml(rules).unwrap();
+        yang::validate(&mut tree).unwrap();
+        let access = Access {
+            nacm: Arc::new(std::sync::RwLock::new(Arc::new(nacm::Config::from_tree(
+                &tree,
+            )))),
+            recovery_user: Some("root".into()),
+            counters: Arc::default(),
+        };
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let mut subs: Vec<(&str, Arc<Taking>, Subscription)> = ["carol", "alice", "carol", "root"]
+            .into_iter()
+            .map(|user| {
+                let outlet = Arc::new(Taking::default());
+                let who = Subscriber {
+                    access: Some((user.to_string(), access.clone())),
+                    outlet: Some(outlet.clone()),
+                };
+                (
+                    user,
+                    outlet,
+                    bus.subscribe_as(&req(None, None), who).unwrap(),
+                )
+            })
+            .collect();
+        bus.publish(&vrrp_event(7, "master"));
+        bus.publish(
+            &Event::new("/ietf-netconf-notifications:netconf-session-start")
+                .leaf("username", "admin")
+                .leaf("session-id", 3),
+        );
+        for (user, outlet, sub) in &mut subs {
+            let want = if *user == "carol" { 1 } else { 2 };
+            assert_eq!(outlet.taken.load(Ordering::Relaxed), want, "{user}");
+            assert!(
+                sub.live.as_mut().unwrap().try_recv().is_err(),
+                "{user}: queued"
+            );
+        }
+        assert_eq!(
+            access.counters.denied_notifications.load(Ordering::Relaxed),
+            2
+        );
+    }
+
+    /// An outlet that notes in `order` when it is written to.
+    #[derive(Debug)]
+    struct Noting {
+        me: usize,
+        order: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Outlet for Noting {
+        fn try_deliver(&self, _n: &Arc<Notification>) -> bool {
+            self.order.lock().unwrap().push(self.me);
+            true
+        }
+        fn queuing(&self) {}
+        fn not_queued(&self) {}
+    }
+
+    /// The fan-out starts at a different session from one notification
+    /// to the next: no session is always written to last; each one still
+    /// gets every notification once.
+    #[test]
+    fn no_session_is_always_served_last() {
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let subs: Vec<Subscription> = (0..10)
+            .map(|me| {
+                let who = Subscriber {
+                    access: None,
+                    outlet: Some(Arc::new(Noting {
+                        me,
+                        order: order.clone(),
+                    })),
+                };
+                bus.subscribe_as(&req(None, None), who).unwrap()
+            })
+            .collect();
+        let mut lasts = std::collections::BTreeSet::new();
+        for v in 1..=20 {
+            bus.publish(&vrrp_event(v, "master"));
+            let mut got = std::mem::take(&mut *order.lock().unwrap());
+            lasts.insert(*got.last().unwrap());
+            got.sort_unstable();
+            assert_eq!(got, (0..10).collect::<Vec<_>>());
+        }
+        assert!(lasts.len() >= 5, "served last: {lasts:?}");
+        drop(subs);
     }
 
     #[test]
