@@ -2700,10 +2700,11 @@ mod tests {
         }
     }
 
-    /// A subsystem whose state is read from a handle that waits for the
-    /// test to let it go (a whole lease table being read).
-    struct Gated(Arc<GateReader>);
+    /// A subsystem whose state is read from `R`.
+    struct Reads<R>(Arc<R>);
 
+    /// A state that waits for the test to let it go (a whole lease table
+    /// being read).
     #[derive(Debug)]
     struct GateReader {
         entered: Mutex<Option<std::sync::mpsc::Sender<()>>>,
@@ -2727,9 +2728,9 @@ mod tests {
         }
     }
 
-    impl Subsystem for Gated {
+    impl<R: crate::config::StateReader + 'static> Subsystem for Reads<R> {
         fn name(&self) -> &'static str {
-            "gated"
+            "reads"
         }
         fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
             Ok(())
@@ -2764,7 +2765,7 @@ mod tests {
             });
             let nb = Northbound::boot(
                 Store::new(dir.path()).unwrap(),
-                vec![Box::new(Gated(reader.clone()))],
+                vec![Box::new(Reads(reader.clone()))],
             )
             .unwrap();
             let stop = CancellationToken::new();
@@ -2820,24 +2821,6 @@ mod tests {
         }
     }
 
-    struct Counted(Arc<CountingReader>);
-
-    impl Subsystem for Counted {
-        fn name(&self) -> &'static str {
-            "counted"
-        }
-        fn prepare(&mut self, _old: &Config, _new: &Config) -> Result<(), Vec<ConfigError>> {
-            Ok(())
-        }
-        fn apply(&mut self, _old: &Config, _new: &Config) {}
-        fn namespaces(&self) -> &'static [&'static str] {
-            &[crate::vrrp::NS]
-        }
-        fn state_reader(&self) -> Option<Arc<dyn crate::config::StateReader>> {
-            Some(self.0.clone())
-        }
-    }
-
     /// Reads give way to writes off the actor too: the rest of a large
     /// `<get>` (the subsystems' state through libyang, on its own thread)
     /// is not produced while another session's write is under way (queued
@@ -2854,7 +2837,7 @@ mod tests {
             let reader = Arc::new(CountingReader::default());
             let mut nb = Northbound::boot(
                 Store::new(dir.path()).unwrap(),
-                vec![Box::new(Counted(reader.clone()))],
+                vec![Box::new(Reads(reader.clone()))],
             )
             .unwrap();
             // as long as the write lasts, however long
