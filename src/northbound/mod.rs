@@ -2700,6 +2700,27 @@ mod tests {
         }
     }
 
+    /// A multi-threaded runtime of `workers` threads.
+    fn runtime(workers: usize) -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// Session 1's `<get>` of everything, under way.
+    fn whole_get(handle: &Handle) -> tokio::task::JoinHandle<RpcResult> {
+        let h = handle.clone();
+        tokio::spawn(async move {
+            let get = Operation::Get {
+                filter: None,
+                with_defaults: WithDefaults::Explicit,
+            };
+            h.rpc(1, get).await
+        })
+    }
+
     /// A subsystem whose state is read from `R`.
     struct Reads<R>(Arc<R>);
 
@@ -2749,11 +2770,7 @@ mod tests {
     /// it then answers with that state.
     #[test]
     fn a_large_get_does_not_hold_up_a_commit() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let (entered_tx, entered) = std::sync::mpsc::channel();
@@ -2770,17 +2787,7 @@ mod tests {
             .unwrap();
             let stop = CancellationToken::new();
             let (handle, _task) = nb.spawn(stop.clone());
-            let h = handle.clone();
-            let get = tokio::spawn(async move {
-                h.rpc(
-                    1,
-                    Operation::Get {
-                        filter: None,
-                        with_defaults: WithDefaults::Explicit,
-                    },
-                )
-                .await
-            });
+            let get = whole_get(&handle);
             tokio::task::spawn_blocking(move || {
                 entered.recv_timeout(std::time::Duration::from_secs(10))
             })
@@ -2827,11 +2834,7 @@ mod tests {
     /// at the actor or running there), and is once it has ended.
     #[test]
     fn the_rest_of_a_large_get_gives_way_to_a_write_under_way() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let reader = Arc::new(CountingReader::default());
@@ -2847,17 +2850,7 @@ mod tests {
             let stop = CancellationToken::new();
             let (handle, _task) = nb.spawn(stop.clone());
             let write = handle.writes().start();
-            let h = handle.clone();
-            let get = tokio::spawn(async move {
-                h.rpc(
-                    1,
-                    Operation::Get {
-                        filter: None,
-                        with_defaults: WithDefaults::Explicit,
-                    },
-                )
-                .await
-            });
+            let get = whole_get(&handle);
             // the actor is not held up: another session's read is answered
             data(handle.rpc(2, get_running()).await);
             tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -2891,11 +2884,7 @@ mod tests {
     /// runtime's thread is back at its nice value afterwards.
     #[test]
     fn operations_run_at_the_operation_weight() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(1);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let seen = Arc::new(Mutex::new(Vec::new()));
@@ -2958,11 +2947,7 @@ mod tests {
     /// the last of them, in memory and on disk.
     #[test]
     fn a_slow_startup_write_does_not_hold_up_a_commit() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let gate = Arc::new(store::Gate::default());
@@ -3022,11 +3007,7 @@ mod tests {
     /// (it never overtakes it).
     #[test]
     fn a_slow_persist_write_does_not_hold_up_another_session() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let gate = Arc::new(store::Gate::default());
@@ -3115,11 +3096,7 @@ mod tests {
     /// same commit goes through once the disk is back.
     #[test]
     fn a_failed_persist_write_is_refused_and_changes_nothing() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let (nb, applied, dir) = booted();
             let stop = CancellationToken::new();
@@ -3157,11 +3134,7 @@ mod tests {
     /// leaves startup as it was; the next one is written.
     #[test]
     fn a_failed_startup_write_is_reported_and_changes_nothing() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(2);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let nb = Northbound::boot(Store::new(dir.path()).unwrap(), vec![]).unwrap();
@@ -3230,11 +3203,7 @@ mod tests {
     /// single worker.
     #[test]
     fn a_long_get_does_not_stall_the_other_tasks() {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = runtime(1);
         rt.block_on(async {
             let dir = tempfile::tempdir().unwrap();
             let nb =
