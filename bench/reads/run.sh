@@ -213,7 +213,22 @@ name = "bench"
 authorized-keys = ["$(cat "$W/client_key.pub")"]
 [storage]
 dir = "$D/storage"
+[metrics]
+listen = "127.0.0.1:19417"
 EOF
+# ack_server_at FILE: the daemon's own ACK latency histogram (request read
+# to ACK sent, the lease's fsync included): "sum count"
+ack_server_at() {
+    ip netns exec "$S" bash -c 'exec 3<>/dev/tcp/127.0.0.1/19417 && printf "GET /metrics HTTP/1.0\r\n\r\n" >&3 && cat <&3' 2>/dev/null |
+        awk '/^hotlease_dhcp_ack_latency_seconds_sum/ { s = $2 } /^hotlease_dhcp_ack_latency_seconds_count/ { c = $2 } END { print s + 0, c + 0 }' >"$1"
+}
+# ack_server_mean A B PHASE: the mean of the ACKs between two readings
+ack_server_mean() {
+    read -r s0 c0 <"$1"
+    read -r s1 c1 <"$2"
+    awk -v s0="$s0" -v c0="$c0" -v s1="$s1" -v c1="$c1" -v k="$3" 'BEGIN {
+        if (c1 > c0) printf "figure server-ack-latency-%s-ms %.3f ms (%d ACKs, the daemon'"'"'s own histogram)\n", k, 1000 * (s1 - s0) / (c1 - c0), c1 - c0 }'
+}
 {
     echo '<dhcp-server xmlns="urn:hotlease:yang:dhcp-server">'
     echo '  <interface><name>srv</name></interface>'
@@ -262,7 +277,10 @@ echo "==> hotleased: DHCP ACK delay at $ACK_RATE/s, quiet and under whole-table 
 threads_at "$W/t0"
 cpu_at "$W/c0"
 sched_trace quiet
+ack_server_at "$W/a0"
 PERF_CPU="$W/perf-cpu-quiet" perf "$OUT/ack-quiet.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+ack_server_at "$W/a1"
+ack_server_mean "$W/a0" "$W/a1" quiet | tee -a "$FIG"
 cpu_at "$W/c1"
 threads_at "$W/t1"
 threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-quiet.txt"
@@ -274,7 +292,10 @@ sleep 1
 threads_at "$W/t0"
 cpu_at "$W/c0"
 sched_trace reads
+ack_server_at "$W/a0"
 PERF_CPU="$W/perf-cpu-reads" perf "$OUT/ack-reads.txt" "$ACK_RATE" -R 10000000 -p "$ACK_SECS"
+ack_server_at "$W/a1"
+ack_server_mean "$W/a0" "$W/a1" reads | tee -a "$FIG"
 cpu_at "$W/c1"
 threads_at "$W/t1"
 threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-reads.txt"
