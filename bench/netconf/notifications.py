@@ -180,6 +180,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """Per thread of *pid*: its name and its user + system CPU seconds."""
+    out = {}
+    for t in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (t / "stat").read_text()
+        except OSError:
+            continue
+        name = text.split("(", 1)[1].rsplit(")", 1)[0]
+        fields = text.rsplit(")", 1)[1].split()
+        out[int(t.name)] = (name, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))
+    return out
+
+
+def thread_cpu_diff(before: dict, after: dict) -> str:
+    """The threads that used CPU between two `thread_cpu` readings, most first."""
+    rows = [(after[t][1] - before.get(t, ("", 0.0))[1], after[t][0], t) for t in after]
+    rows = [r for r in sorted(rows, reverse=True) if r[0] > 0]
+    return ", ".join(f"{name}[{tid}] {secs:.2f} s" for secs, name, tid in rows)
+
+
 def hold(ns: str, n: int) -> int:
     """Open *n* subscribed sessions, say ready, keep them until stdin
     closes."""
@@ -306,8 +327,10 @@ def main() -> int:
         sessions.append(probe)
         probe.subscribe()
         c0 = cpu_seconds(proc.pid)
+        threads0 = thread_cpu(proc.pid)
         results[args.subscribers] = measure(probe, peer_sock, args.transitions)
         cpu[args.subscribers] = cpu_seconds(proc.pid) - c0
+        threads = thread_cpu_diff(threads0, thread_cpu(proc.pid))
         holder.send_signal(signal.SIGCONT)
         print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
@@ -316,6 +339,7 @@ def main() -> int:
             per = cpu[k] / (2 * args.transitions * k) * 1e6
             print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}"
                   f"  {cpu[k]:12.2f}  {per:19.1f}")
+        print(f"# the daemon's threads during the {args.subscribers}-subscriber row: {threads}")
         print(f"# load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print(f"# daemon alive: {proc.poll() is None}")
         holder.stdin.close()

@@ -22,6 +22,11 @@
 #   FILL=100000 FILL_RATE=4000 REPS=200 ACK_RATE=2000 ACK_SECS=5 NO_BUILD=1 PY=python3
 #   GETLOOP_CPU=<cpu of the back-to-back <get> client; default CLIENT_CPU>
 #   GETLOOP_CLIENT=paramiko|openssh (that client's SSH implementation)
+#   GETLOOP_SCHED=idle|normal (that client's scheduling; default idle: it
+#   stands for a controller on another machine and takes only the CPU
+#   perfdhcp leaves, see below)
+#   CLIENT_HOG=1 (a CPU-bound process at normal priority on CLIENT_CPU during
+#   the reads phase: what a busy client CPU alone does to the figure)
 #   BIN=<another hotleased binary to measure; default target/release>
 #   READS=0 (skip the keyed reads and the whole-table <get> with commits)
 #   KEA=0 (skip Kea)
@@ -60,6 +65,20 @@ GETLOOP_CPU="${GETLOOP_CPU:-$CLIENT_CPU}"
 # GETLOOP_CLIENT=openssh: that client reads with OpenSSH (C) instead of
 # paramiko, and scans the reply only for its end
 GETLOOP_CLIENT="${GETLOOP_CLIENT:-paramiko}"
+# The reader stands for a controller on another machine: on this 2-core
+# machine it shares CLIENT_CPU with perfdhcp, the DHCP clients' side. At
+# normal priority paramiko's Python (a whole CPU while it decrypts 28 MB a
+# read) takes perfdhcp's CPU, perfdhcp sends its requests in bursts and
+# measures late, and the ACK delay rose by about 30 % whatever the server
+# did: a plain CPU hog beside an OpenSSH reader did the same (CLIENT_HOG=1,
+# BENCHMARKS.md). SCHED_IDLE leaves perfdhcp its CPU and the reader the rest
+# (about as many reads: it runs whenever perfdhcp waits).
+GETLOOP_SCHED="${GETLOOP_SCHED:-idle}"
+case "$GETLOOP_SCHED" in
+    idle) getloop_sched=(chrt -i 0) ;;
+    normal) getloop_sched=() ;;
+    *) echo "GETLOOP_SCHED: idle or normal" >&2; exit 2 ;;
+esac
 if [ -z "${PY:-}" ]; then
     for p in "$ROOT/bench/.venv/bin/python" "$ROOT/netconf-tests/.venv/bin/python" python3; do
         if "$p" -c 'import paramiko' 2>/dev/null; then PY="$p"; break; fi
@@ -285,9 +304,12 @@ cpu_at "$W/c1"
 threads_at "$W/t1"
 threads_diff "$W/t0" "$W/t1" "$ACK_SECS" >"$OUT/threads-quiet.txt"
 cpu_busy "$W/c0" "$W/c1" quiet >>"$FIG"
-timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$GETLOOP_CPU" "$PY" "$ROOT/bench/reads/reads.py" getloop \
+timeout $((ACK_SECS + 120)) ip netns exec "$S" taskset -c "$GETLOOP_CPU" "${getloop_sched[@]}" "$PY" "$ROOT/bench/reads/reads.py" getloop \
     --key "$W/client_key" --secs $((ACK_SECS + 3)) $([ "$GETLOOP_CLIENT" = openssh ] && echo --openssh) >"$OUT/getloop.txt" &
 LOOP=$!
+if [ -n "${CLIENT_HOG:-}" ]; then
+    timeout $((ACK_SECS + 3)) taskset -c "$CLIENT_CPU" "$PY" -c 'while True: pass' &
+fi
 sleep 1
 threads_at "$W/t0"
 cpu_at "$W/c0"
@@ -364,7 +386,7 @@ ACKQ="$(v ack-avg-quiet-ms)" ACKR="$(v ack-avg-reads-ms)"
 ACKX="$(awk -v q="$ACKQ" -v r="$ACKR" 'BEGIN { if (q > 0) printf "%.2f", r / q; else print "-" }')"
 {
     echo "Machine: $(nproc) cores ($(sed -n 's/^model name\t*: //p' /proc/cpuinfo | head -n 1)), $(date -u '+%Y-%m-%d %H:%M UTC'), hotleased $COMMIT (release), $(kea-dhcp4 -V | head -n 1); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-    echo "Leases: hotleased $(v leases-used) (pool bench, 1,000 pools), Kea $(v kea-leases-used); server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (the back-to-back <get> client: $GETLOOP_CLIENT on CPU $GETLOOP_CPU); medians of $REPS reads of different keys."
+    echo "Leases: hotleased $(v leases-used) (pool bench, 1,000 pools), Kea $(v kea-leases-used); server on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU (the back-to-back <get> client: $GETLOOP_CLIENT on CPU $GETLOOP_CPU, scheduling $GETLOOP_SCHED${CLIENT_HOG:+, a CPU hog beside it}); medians of $REPS reads of different keys."
     echo
     echo "| read | hotleased (NETCONF over SSH) | Kea control socket | target | verdict |"
     echo "| --- | --- | --- | --- | --- |"
