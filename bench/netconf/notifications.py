@@ -16,8 +16,12 @@ the moment the probe client has read the whole <notification> (one Python
 process, one monotonic clock). The peer then falls silent and hotleased
 takes the group back after Master_Down_Interval (not measured).
 
-The probe is the last session to subscribe (the bus fans out in
-subscription order: the worst place). The other sessions live in a second
+The bus starts each fan-out at a different session, so the probe's place
+in it moves from one notification to the next: p50 is about the middle of
+the fan-out, p99 and max its end. With many subscribers each measured
+transition starts --settle-ms after the previous notification was read,
+so that it does not wait behind the rest of that fan-out; the probe runs
+SCHED_FIFO 1 while it measures (--probe-priority, see probe_priority). The other sessions live in a second
 process, which is stopped (SIGSTOP) while the probe measures: their SSH
 windows (2 MB) hold the few notifications sent, and 999 paramiko threads
 decrypting each one in Python would otherwise take the two CPUs from the
@@ -162,10 +166,41 @@ def pct(v: list[float], p: float) -> float:
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))]
 
 
-def measure(probe: Session, peer_sock: socket.socket, n: int) -> list[float]:
+def probe_priority(rt: bool) -> None:
+    """Every thread of this process (the probe's and its paramiko
+    transport's) SCHED_FIFO 1, or back to the normal scheduler. The probe
+    stands for a client on another machine: on this 2-core machine it
+    shares the CPUs with the daemon, and at normal priority its wake-up
+    waits while the daemon's workers fan the notification out to the
+    other sessions (their slice, up to a few ms), so every probe read
+    looks like the end of the fan-out. At FIFO 1 (above every thread of
+    the normal scheduler, below the daemon's real-time VRRP and DHCP
+    threads) it reads the notification when it arrives."""
+    policy, prio = (os.SCHED_FIFO, 1) if rt else (os.SCHED_OTHER, 0)
+    for t in Path("/proc/self/task").iterdir():
+        try:
+            os.sched_setscheduler(int(t.name), policy, os.sched_param(prio))
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+def measure(probe: Session, peer_sock: socket.socket, n: int, rt: bool, settle: float) -> list[float]:
+    probe_priority(rt)
+    try:
+        return measure_at(probe, peer_sock, n, settle)
+    finally:
+        probe_priority(False)
+
+
+def measure_at(probe: Session, peer_sock: socket.socket, n: int, settle: float) -> list[float]:
     lat = []
     pkt = advert("10.88.0.2", 255)
     for _ in range(n):
+        # the fan-out of the previous notification (master) to the other
+        # sessions is over before the next transition starts: the probe
+        # reads it at its place in the fan-out, and without this pause the
+        # next state-change waited behind the rest of that fan-out
+        time.sleep(settle)
         t0 = time.perf_counter()
         peer_sock.sendto(pkt, ("224.0.0.18", 0))
         t1 = wait_state(probe, "backup", 5)
@@ -225,6 +260,10 @@ def main() -> int:
     ap.add_argument("--hotleased", default=str(ROOT / "target" / "release" / "hotleased"))
     ap.add_argument("--subscribers", type=int, default=1000)
     ap.add_argument("--transitions", type=int, default=200)
+    ap.add_argument("--probe-priority", choices=["rt", "normal"], default="rt",
+                    help="the probe's scheduling while it measures (rt: SCHED_FIFO 1, see probe_priority)")
+    ap.add_argument("--settle-ms", type=float, default=100,
+                    help="pause before each measured transition (the previous fan-out ends first; 0: none, as before)")
     ap.add_argument("--holders-run", action="store_true",
                     help="leave the other subscribers' process running while measuring")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
@@ -301,7 +340,7 @@ def main() -> int:
         # less sensitive to the other load on the machine than the times
         cpu = {}
         c0 = cpu_seconds(proc.pid)
-        one = measure(probe, peer_sock, args.transitions)
+        one = measure(probe, peer_sock, args.transitions, args.probe_priority == "rt", 0)  # no fan-out to wait for
         cpu[1] = cpu_seconds(proc.pid) - c0
         results[1] = one
         # the others subscribe before the probe, which must be last
@@ -328,11 +367,11 @@ def main() -> int:
         probe.subscribe()
         c0 = cpu_seconds(proc.pid)
         threads0 = thread_cpu(proc.pid)
-        results[args.subscribers] = measure(probe, peer_sock, args.transitions)
+        results[args.subscribers] = measure(probe, peer_sock, args.transitions, args.probe_priority == "rt", args.settle_ms / 1000)
         cpu[args.subscribers] = cpu_seconds(proc.pid) - c0
         threads = thread_cpu_diff(threads0, thread_cpu(proc.pid))
         holder.send_signal(signal.SIGCONT)
-        print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; "
+        print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; probe priority {args.probe_priority}, {args.settle_ms:g} ms pause before each transition with many subscribers; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
         print("subscribers  p50_ms  p99_ms  max_ms  daemon_cpu_s  cpu_us_per_delivery")
         for k, v in results.items():
