@@ -262,6 +262,8 @@ def main() -> int:
     ap.add_argument("--transitions", type=int, default=200)
     ap.add_argument("--probe-priority", choices=["rt", "normal"], default="rt",
                     help="the probe's scheduling while it measures (rt: SCHED_FIFO 1, see probe_priority)")
+    ap.add_argument("--tcp-cc", help="TCP congestion control in the daemon's namespace (default: the "
+                    "machine's; Debian 12's is cubic; this benchmark VM's kernel has bbr, and its namespaces may choose only bbr or reno)")
     ap.add_argument("--settle-ms", type=float, default=100,
                     help="pause before each measured transition (the previous fan-out ends first; 0: none, as before)")
     ap.add_argument("--holders-run", action="store_true",
@@ -283,6 +285,9 @@ def main() -> int:
     try:
         sh("ip", "netns", "add", r)
         sh("ip", "netns", "add", p)
+        if args.tcp_cc:
+            # the daemon's and the clients' TCP (loopback in netns r)
+            sh("ip", "netns", "exec", r, "sysctl", "-qw", f"net.ipv4.tcp_congestion_control={args.tcp_cc}")
         sh("ip", "-n", r, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", p)
         for ns, addr in ((r, "10.88.0.1"), (p, "10.88.0.2")):
             sh("ip", "-n", ns, "link", "set", "lo", "up")
@@ -371,7 +376,7 @@ def main() -> int:
         cpu[args.subscribers] = cpu_seconds(proc.pid) - c0
         threads = thread_cpu_diff(threads0, thread_cpu(proc.pid))
         holder.send_signal(signal.SIGCONT)
-        print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; probe priority {args.probe_priority}, {args.settle_ms:g} ms pause before each transition with many subscribers; "
+        print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; probe priority {args.probe_priority}, TCP {args.tcp_cc or 'default'}, {args.settle_ms:g} ms pause before each transition with many subscribers; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
         print("subscribers  p50_ms  p99_ms  max_ms  daemon_cpu_s  cpu_us_per_delivery")
         for k, v in results.items():
