@@ -112,6 +112,23 @@ pub fn with_nice<R>(nice: i32, f: impl FnOnce() -> R) -> R {
     r
 }
 
+/// The calling thread's id (for [`set_thread_nice`] from another thread).
+pub fn thread_id() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+/// Set the nice value of thread `tid` of this process. Raising it (less
+/// CPU) needs no privilege.
+pub fn set_thread_nice(tid: i32, nice: i32) -> std::io::Result<()> {
+    // SAFETY: setpriority only reads its integer arguments.
+    let rc = unsafe { libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, nice) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Set the calling thread's nice value (Linux: per thread).
 fn set_nice(nice: i32) -> std::io::Result<()> {
     // SAFETY: gettid has no arguments; setpriority only reads its integer

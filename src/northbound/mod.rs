@@ -886,6 +886,16 @@ impl Northbound {
                         self.commit_queued(session, c, reply);
                         return;
                     }
+                    Operation::GetConfig {
+                        source,
+                        filter: Some(filter @ Filter::XPath { .. }),
+                        with_defaults,
+                    } => {
+                        // the client's XPath runs off the actor, on a copy
+                        let tree = blocking(|| self.config_copy(session, source, &filter));
+                        spawn_filtered(tree, filter, with_defaults, reply);
+                        return;
+                    }
                     Operation::Get {
                         filter,
                         with_defaults,
@@ -1015,6 +1025,18 @@ impl Northbound {
     fn candidate_edited(&mut self, session: u32) {
         self.candidate_modified = true;
         self.candidate_editors.insert(session);
+    }
+
+    /// What `get-config` of `source` with `filter` reads, as a copy a
+    /// thread may take: the entries a keyed selection names (or the
+    /// whole datastore), without what `session`'s user may not read.
+    fn config_copy(&self, session: u32, source: Datastore, filter: &Filter) -> DataTree<'static> {
+        let tree = self.tree(source);
+        let mut copy = select::Plan::of(Some(filter))
+            .narrow(tree)
+            .unwrap_or_else(|| yang::dup(tree));
+        self.prune_reads(session, &mut copy);
+        copy
     }
 
     fn tree(&self, d: Datastore) -> &DataTree<'static> {
@@ -2082,25 +2104,143 @@ fn filtered(
             let expr = translate_xpath(select, namespaces)?;
             // defaults are added before selecting, so that they are
             // selected like any node (and only where the XPath points)
-            let tree = yang::printable(tree, wd);
-            yang::clear_errors();
-            let set = yang::find_xpath(&tree, &expr).map_err(|e| {
-                vec![RpcError::bad_element(
-                    ErrorType::Application,
-                    ErrorTag::InvalidValue,
-                    "filter",
-                    &format!("bad XPath: {}", e.msg.unwrap_or_default()),
-                )]
-            })?;
-            let mut result = yang::empty();
-            for node in set {
-                if let Ok(d) = node.duplicate(true) {
-                    let _ = result.merge(&d);
-                }
-            }
-            Ok(Reply::Data(yang::print_selected(&result, wd)))
+            let tree = match yang::printable(tree, wd) {
+                yang::Printable::Owned(t) => t,
+                yang::Printable::Borrowed(t) => yang::dup(t),
+            };
+            xpath_selected(tree, expr, wd)
         }
     }
+}
+
+/// `filtered` on a thread of its own, answering on `reply`.
+fn spawn_filtered(
+    tree: DataTree<'static>,
+    filter: Filter,
+    wd: WithDefaults,
+    reply: oneshot::Sender<RpcResult>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("get-config".into())
+        .spawn(move || {
+            let _ = reply.send(filtered(&tree, Some(&filter), wd, None));
+        });
+    if let Err(e) = spawned {
+        // the reply went with the closure: the session answers
+        // operation-failed
+        error!(error = %e, "cannot start a thread for a get-config");
+    }
+}
+
+/// How long a client's XPath filter may take (libyang cannot bound an
+/// expression's cost: `//*[count(//*) > 0]` is quadratic in the data).
+const XPATH_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Client XPath evaluations running at once, those past their deadline
+/// included (libyang cannot stop one: it runs on, at nice 19, until it
+/// ends); one more is refused with resource-denied.
+fn xpath_slots() -> usize {
+    2 * yang::cpus()
+}
+
+static XPATH_RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[cfg(test)]
+static XPATH_DEADLINE_TEST: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn xpath_deadline() -> Duration {
+    #[cfg(test)]
+    {
+        let ms = XPATH_DEADLINE_TEST.load(Ordering::Relaxed);
+        if ms > 0 {
+            return Duration::from_millis(ms);
+        }
+    }
+    XPATH_DEADLINE
+}
+
+/// A client's XPath filter `expr` over `tree` (its own copy), on a thread
+/// of its own with a deadline: past it the reply is resource-denied and
+/// the evaluation goes on at nice 19 until it ends, holding its slot.
+fn xpath_selected(tree: DataTree<'static>, expr: String, wd: WithDefaults) -> RpcResult {
+    let taken = XPATH_RUNNING.fetch_add(1, Ordering::AcqRel);
+    if taken >= xpath_slots() {
+        XPATH_RUNNING.fetch_sub(1, Ordering::AcqRel);
+        warn!(
+            running = taken,
+            "XPath filter refused: too many evaluations under way"
+        );
+        return Err(vec![RpcError::application(
+            ErrorTag::ResourceDenied,
+            "too many XPath filters are being evaluated; try again later",
+        )]);
+    }
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let spawned = std::thread::Builder::new()
+        .name("xpath".into())
+        .spawn(move || {
+            let _ = tx.send(Err(crate::sched::thread_id()));
+            let r = xpath_evaluate(&tree, &expr, wd);
+            drop(tree);
+            XPATH_RUNNING.fetch_sub(1, Ordering::AcqRel);
+            let _ = tx.send(Ok(r));
+        });
+    if let Err(e) = spawned {
+        XPATH_RUNNING.fetch_sub(1, Ordering::AcqRel);
+        return Err(vec![RpcError::operation_failed(format!(
+            "cannot start a thread for an XPath filter: {e}"
+        ))]);
+    }
+    let deadline = std::time::Instant::now() + xpath_deadline();
+    let mut tid = None;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Err(t)) => tid = Some(t),
+            Ok(Ok(r)) => return r,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(vec![RpcError::operation_failed(
+                    "the XPath filter's evaluation ended without a result",
+                )]);
+            }
+        }
+    }
+    if let Some(t) = tid {
+        let _ = crate::sched::set_thread_nice(t, 19);
+    }
+    warn!(
+        deadline_ms = xpath_deadline().as_millis() as u64,
+        "XPath filter past its deadline: refused"
+    );
+    Err(vec![RpcError::application(
+        ErrorTag::ResourceDenied,
+        format!(
+            "the XPath filter took more than {} ms to evaluate",
+            xpath_deadline().as_millis()
+        ),
+    )
+    .with_app_tag("xpath-too-costly")])
+}
+
+/// Select what `expr` points to in `tree` and print it.
+fn xpath_evaluate(tree: &DataTree<'static>, expr: &str, wd: WithDefaults) -> RpcResult {
+    yang::clear_errors();
+    let set = yang::find_xpath(tree, expr).map_err(|e| {
+        vec![RpcError::bad_element(
+            ErrorType::Application,
+            ErrorTag::InvalidValue,
+            "filter",
+            &format!("bad XPath: {}", e.msg.unwrap_or_default()),
+        )]
+    })?;
+    let mut result = yang::empty();
+    for node in set {
+        if let Ok(d) = node.duplicate(true) {
+            let _ = result.merge(&d);
+        }
+    }
+    Ok(Reply::Data(yang::print_selected(&result, wd)))
 }
 
 /// A subsystem's part of a `<get>`: its state, or the handle to read it.
@@ -2182,7 +2322,9 @@ impl GetJob {
     fn costly(&self) -> bool {
         // a streamed read still reads running and the rest of the state
         // (a thousand pools): off the actor as well
+        // a client's XPath as well: its cost is the client's to choose
         self.stream.is_some()
+            || matches!(self.filter, Some(Filter::XPath { .. }))
             || self.states.iter().any(|(_, s)| match s {
                 State::Reader(r, sel) => r.costly(sel.as_deref()),
                 State::Xml(_) => false,
@@ -3233,6 +3375,104 @@ mod tests {
             );
             stop.cancel();
         });
+    }
+
+    /// A candidate edit of `n` VRRP groups (about six nodes each).
+    fn groups_edit(n: usize) -> Operation {
+        let mut groups = String::new();
+        for i in 0..n {
+            groups.push_str(&format!(
+                "<group><interface>eth{}</interface><vrid>{}</vrid><virtual-ip>10.{}.{}.1</virtual-ip><priority>100</priority></group>",
+                i / 200,
+                i % 200 + 1,
+                i / 200,
+                i % 200
+            ));
+        }
+        let cfg = xml::parse(&format!(
+            r#"<config xmlns="{NC_NS}"><vrrp xmlns="urn:hotlease:yang:vrrp">{groups}</vrrp></config>"#
+        ))
+        .unwrap();
+        Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: cfg,
+        }
+    }
+
+    fn candidate_xpath(select: &str) -> Operation {
+        Operation::GetConfig {
+            source: Datastore::Candidate,
+            filter: Some(Filter::XPath {
+                select: select.into(),
+                namespaces: vec![("v".into(), "urn:hotlease:yang:vrrp".into())],
+            }),
+            with_defaults: WithDefaults::Explicit,
+        }
+    }
+
+    /// A client's XPath filter is evaluated off the actor with a deadline
+    /// (issue 11): a quadratic expression over about 5,000 nodes is
+    /// answered resource-denied at its deadline, another session's read
+    /// is answered while it runs, and a cheap XPath still selects.
+    #[test]
+    fn a_costly_xpath_filter_is_cut_at_its_deadline_off_the_actor() {
+        // the expression takes about 4 s over 800 groups here (debug build)
+        XPATH_DEADLINE_TEST.store(1_000, Ordering::Relaxed);
+        let rt = runtime(2);
+        rt.block_on(async {
+            let (nb, _applied, _dir) = booted();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            handle.rpc(1, groups_edit(800)).await.unwrap();
+            let cheap = data(
+                handle
+                    .rpc(1, candidate_xpath("/v:vrrp/v:group[v:vrid='7']"))
+                    .await,
+            );
+            assert!(cheap.contains("<vrid>7</vrid>"), "{cheap}");
+            assert!(!cheap.contains("<vrid>8</vrid>"), "{cheap}");
+            let h = handle.clone();
+            let t0 = std::time::Instant::now();
+            let costly = tokio::spawn(async move {
+                let r = h.rpc(2, candidate_xpath("//*[count(//*) > 0]")).await;
+                (r, t0.elapsed())
+            });
+            // the actor is free meanwhile: another read is answered while
+            // the XPath is still being evaluated
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let t1 = std::time::Instant::now();
+            let other = tokio::time::timeout(
+                Duration::from_secs(5),
+                handle.rpc(
+                    3,
+                    Operation::GetConfig {
+                        source: Datastore::Candidate,
+                        filter: None,
+                        with_defaults: WithDefaults::Explicit,
+                    },
+                ),
+            )
+            .await
+            .expect("another session's read waited for the XPath");
+            let other_took = t1.elapsed();
+            assert!(data(other).contains("<vrid>7</vrid>"));
+            // (on the actor it would wait for the deadline, 1 s)
+            assert!(
+                other_took < Duration::from_millis(500),
+                "the other read waited {other_took:?} for the XPath"
+            );
+            let (r, took) = costly.await.unwrap();
+            let errs = r.expect_err("the costly XPath is refused");
+            assert_eq!(errs[0].tag, ErrorTag::ResourceDenied, "{errs:?}");
+            assert_eq!(errs[0].app_tag.as_deref(), Some("xpath-too-costly"));
+            assert!(took < Duration::from_secs(3), "answered after {took:?}");
+            assert!(took >= Duration::from_secs(1), "answered after {took:?}");
+            stop.cancel();
+        });
+        XPATH_DEADLINE_TEST.store(0, Ordering::Relaxed);
     }
 
     fn booted() -> (Northbound, Arc<Mutex<Vec<usize>>>, tempfile::TempDir) {
