@@ -2802,8 +2802,15 @@ mod tests {
     }
 
     fn group_edit(prio: u8) -> Operation {
+        vrrp_edit(&format!(
+            "<group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip><priority>{prio}</priority></group>"
+        ))
+    }
+
+    /// A candidate merge of `groups` into the `vrrp` container.
+    fn vrrp_edit(groups: &str) -> Operation {
         let cfg = xml::parse(&format!(
-            r#"<config xmlns="{NC_NS}"><vrrp xmlns="urn:hotlease:yang:vrrp"><group><interface>eth1</interface><vrid>1</vrid><virtual-ip>10.1.1.1</virtual-ip><priority>{prio}</priority></group></vrrp></config>"#
+            r#"<config xmlns="{NC_NS}"><vrrp xmlns="urn:hotlease:yang:vrrp">{groups}</vrrp></config>"#
         ))
         .unwrap();
         Operation::EditConfig {
@@ -3389,17 +3396,7 @@ mod tests {
                 i % 200
             ));
         }
-        let cfg = xml::parse(&format!(
-            r#"<config xmlns="{NC_NS}"><vrrp xmlns="urn:hotlease:yang:vrrp">{groups}</vrrp></config>"#
-        ))
-        .unwrap();
-        Operation::EditConfig {
-            target: Datastore::Candidate,
-            default_operation: EditOp::Merge,
-            test_option: TestOption::TestThenSet,
-            error_option: ErrorOption::StopOnError,
-            config: cfg,
-        }
+        vrrp_edit(&groups)
     }
 
     fn candidate_xpath(select: &str) -> Operation {
