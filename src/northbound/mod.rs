@@ -317,6 +317,31 @@ pub struct Northbound {
     /// The writes under way (the sessions' [`Handle::writes`]): the rest of
     /// a large `<get>`, rendered on a thread of its own, gives way to them.
     writes: Arc<ops::Writes>,
+    /// A large change being validated on a thread of its own: the actor
+    /// serves reads meanwhile and holds what changes something.
+    validating: Option<Validating>,
+    /// Where that thread answers (the actor's; None before it runs, when
+    /// everything is validated in place).
+    validated_tx: Option<mpsc::UnboundedSender<Result<Option<validate::Validated>, Vec<RpcError>>>>,
+}
+
+/// A validation under way off the actor, and what follows it.
+struct Validating {
+    then: AfterValidation,
+    started: std::time::Instant,
+}
+
+/// What a validation off the actor was for.
+enum AfterValidation {
+    /// A commit, checked already: prepared and installed (or its
+    /// `<persist>` record written first) once the candidate is valid.
+    Commit {
+        session: u32,
+        commit: Commit,
+        reply: oneshot::Sender<RpcResult>,
+    },
+    /// A `<validate>` of the candidate: answered.
+    Validate { reply: oneshot::Sender<RpcResult> },
 }
 
 /// A write of the storage writer under way.
@@ -455,6 +480,8 @@ impl Northbound {
             storage_queue: VecDeque::new(),
             held: VecDeque::new(),
             writes: Arc::default(),
+            validating: None,
+            validated_tx: None,
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
@@ -612,13 +639,16 @@ impl Northbound {
         mut written: mpsc::UnboundedReceiver<std::io::Result<()>>,
         shutdown: CancellationToken,
     ) {
+        let (validated_tx, mut validated) = mpsc::unbounded_channel();
+        self.validated_tx = Some(validated_tx);
         loop {
-            // no rollback while a confirmed commit's record is written: it
-            // goes on once that commit is applied (or refused)
+            // no rollback while a commit is validated or a confirmed
+            // commit's record written: it goes on once that commit is
+            // applied (or refused)
             let deadline = self
                 .pending
                 .as_ref()
-                .filter(|_| !self.persisting())
+                .filter(|_| !self.busy())
                 .map(|p| p.deadline);
             tokio::select! {
                 req = rx.recv() => match req {
@@ -626,6 +656,7 @@ impl Northbound {
                     None => break,
                 },
                 Some(r) = written.recv() => self.written(r),
+                Some(r) = validated.recv() => self.validated(r),
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
@@ -686,7 +717,13 @@ impl Northbound {
                 let _ = reply.send(answer);
             }
         }
-        while !self.persisting() {
+        self.release_held();
+    }
+
+    /// The requests held while the actor was busy with a change, in order,
+    /// until one makes it busy again.
+    fn release_held(&mut self) {
+        while !self.busy() {
             let Some(req) = self.held.pop_front() else {
                 break;
             };
@@ -701,10 +738,17 @@ impl Northbound {
             .any(|q| matches!(q, Queued::Persist(_)))
     }
 
-    /// Whether `req` waits while a `<persist>` record is written: it may
-    /// change the datastores, the locks or the pending commit (and so
-    /// must come after that commit, which is not applied yet). Reads,
-    /// new sessions and a subsystem's rpc go on.
+    /// Whether a change is under way off the actor: a large candidate
+    /// being validated, or a confirmed commit's `<persist>` record being
+    /// written. What changes something waits ([`Northbound::holds`]).
+    fn busy(&self) -> bool {
+        self.validating.is_some() || self.persisting()
+    }
+
+    /// Whether `req` waits while a change is under way off the actor
+    /// ([`Northbound::busy`]): it may change the datastores, the locks or
+    /// the pending commit (and so must come after that change, which is
+    /// not made yet). Reads, new sessions and a subsystem's rpc go on.
     fn holds(req: &Request) -> bool {
         match req {
             Request::Register { .. } => false,
@@ -798,7 +842,7 @@ impl Northbound {
     }
 
     fn handle(&mut self, req: Request) {
-        if self.persisting() && Self::holds(&req) {
+        if self.busy() && Self::holds(&req) {
             self.held.push_back(req);
             return;
         }
@@ -884,6 +928,12 @@ impl Northbound {
                     }
                     Operation::Commit(c) if self.storage_writer.is_some() => {
                         self.commit_queued(session, c, reply);
+                        return;
+                    }
+                    Operation::Validate {
+                        source: Source::Datastore(Datastore::Candidate),
+                    } => {
+                        self.validate_queued(reply);
                         return;
                     }
                     Operation::GetConfig {
@@ -1601,12 +1651,123 @@ impl Northbound {
         self.commit_install(session, &c, new)
     }
 
-    /// A commit on the actor: one with a `<persist>` record is installed
-    /// once the storage writer has the record on disk (`written`); the
+    /// A commit on the actor: a large change is validated on a thread of
+    /// its own (`validated`); one with a `<persist>` record is installed
+    /// once the storage writer has the record on disk (`written`). The
     /// actor serves the reads meanwhile and holds what changes something.
     fn commit_queued(&mut self, session: u32, c: Commit, reply: oneshot::Sender<RpcResult>) {
         let started = std::time::Instant::now();
-        let prepared = blocking(|| self.commit_prepared(session, &c));
+        if let Err(e) = blocking(|| self.commit_checks(session, &c)) {
+            self.stats.commit_duration.observe(started.elapsed());
+            let _ = reply.send(Err(e));
+            return;
+        }
+        if self.validate_off(true) {
+            self.validating = Some(Validating {
+                then: AfterValidation::Commit {
+                    session,
+                    commit: c,
+                    reply,
+                },
+                started,
+            });
+            return;
+        }
+        let new =
+            blocking(|| validate::candidate(&self.running_config, &self.candidate, &self.scope));
+        self.commit_validated(session, c, new.map(Some), reply, started);
+    }
+
+    /// A `<validate>` of the candidate on the actor: a large change is
+    /// validated on a thread of its own, like a commit's.
+    fn validate_queued(&mut self, reply: oneshot::Sender<RpcResult>) {
+        if self.validate_off(false) {
+            self.validating = Some(Validating {
+                then: AfterValidation::Validate { reply },
+                started: std::time::Instant::now(),
+            });
+            return;
+        }
+        let r =
+            blocking(|| validate::candidate(&self.running_config, &self.candidate, &self.scope));
+        let _ = reply.send(r.map(|_| Reply::Ok));
+    }
+
+    /// Start validating the candidate on a thread of its own, on a copy,
+    /// when the change is large (the whole datastore, or many entries);
+    /// it answers on `validated_tx`, with the validated candidate when
+    /// `keep`. False when the candidate is to be validated in place: a
+    /// small change (a thread and a copy would cost more than they
+    /// spare), no actor, or no thread to be had.
+    fn validate_off(&mut self, keep: bool) -> bool {
+        let large = self.scope.other || self.scope.entries.len() >= LARGE_CHANGE;
+        let Some(tx) = self.validated_tx.clone().filter(|_| large) else {
+            return false;
+        };
+        let candidate = blocking(|| yang::dup(&self.candidate));
+        let running = self.running_config.clone();
+        let scope = self.scope.clone();
+        let spawned = std::thread::Builder::new()
+            .name("validate".into())
+            .spawn(move || {
+                let r = crate::sched::with_nice(crate::sched::OPERATION_NICE, || {
+                    validate::candidate(&running, &candidate, &scope)
+                });
+                // (the trees are freed here, not on the actor)
+                let _ = tx.send(r.map(|new| keep.then_some(new)));
+            });
+        match spawned {
+            Ok(_) => true,
+            Err(e) => {
+                warn!(error = %e, "no thread to validate a change: validated on the actor");
+                false
+            }
+        }
+    }
+
+    /// The answer of a validation off the actor; then the requests held
+    /// meanwhile.
+    fn validated(&mut self, r: Result<Option<validate::Validated>, Vec<RpcError>>) {
+        let Some(Validating { then, started }) = self.validating.take() else {
+            return;
+        };
+        tracing::debug!(
+            us = started.elapsed().as_micros() as u64,
+            ok = r.is_ok(),
+            "validated off the actor"
+        );
+        match then {
+            AfterValidation::Commit {
+                session,
+                commit,
+                reply,
+            } => self.commit_validated(session, commit, r, reply, started),
+            AfterValidation::Validate { reply } => {
+                let _ = reply.send(r.map(|_| Reply::Ok));
+            }
+        }
+        self.release_held();
+    }
+
+    /// A checked commit once its candidate is validated (`new`; None is
+    /// not expected: the validation was asked to keep it): prepared, then
+    /// installed, or queued behind its `<persist>` record.
+    fn commit_validated(
+        &mut self,
+        session: u32,
+        c: Commit,
+        new: Result<Option<validate::Validated>, Vec<RpcError>>,
+        reply: oneshot::Sender<RpcResult>,
+        started: std::time::Instant,
+    ) {
+        let prepared = new.and_then(|new| {
+            let new = new.ok_or_else(|| {
+                vec![RpcError::operation_failed(
+                    "the validated candidate was not kept",
+                )]
+            })?;
+            blocking(|| self.commit_finish(&c, new))
+        });
         let (new, record) = match prepared {
             Ok(p) => p,
             Err(e) => {
@@ -1656,6 +1817,14 @@ impl Northbound {
         session: u32,
         c: &Commit,
     ) -> Result<(validate::Validated, Option<PersistedConfirm>), Vec<RpcError>> {
+        self.commit_checks(session, c)?;
+        let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
+        self.commit_finish(c, new)
+    }
+
+    /// What a commit must pass before its candidate is validated: the
+    /// lock, the pending confirmed commit, and the user's write access.
+    fn commit_checks(&self, session: u32, c: &Commit) -> Result<(), Vec<RpcError>> {
         self.check_lock(session, Datastore::Running)?;
         if let Some(p) = &self.pending {
             match &p.persist {
@@ -1689,8 +1858,16 @@ impl Northbound {
         }
         // RFC 8341 §3.2.8: the commit writes the candidate's changes to
         // running; each must be writable by this user.
-        self.check_writes(session, &self.running, &self.candidate)?;
-        let new = validate::candidate(&self.running_config, &self.candidate, &self.scope)?;
+        self.check_writes(session, &self.running, &self.candidate)
+    }
+
+    /// A checked commit's validated candidate prepared on the subsystems,
+    /// with the `<persist>` record to write before it is installed.
+    fn commit_finish(
+        &mut self,
+        c: &Commit,
+        new: validate::Validated,
+    ) -> Result<(validate::Validated, Option<PersistedConfirm>), Vec<RpcError>> {
         self.prepare(&new)?;
         // What the confirmed-commit file must say once this commit is in
         // effect.
@@ -2131,6 +2308,11 @@ fn spawn_filtered(
         error!(error = %e, "cannot start a thread for a get-config");
     }
 }
+
+/// Changed list entries from which a commit's (or `<validate>`'s)
+/// candidate is validated off the actor (so is a change of anything
+/// else: the whole datastore is validated).
+const LARGE_CHANGE: usize = 100;
 
 /// How long a client's XPath filter may take (libyang cannot bound an
 /// expression's cost: `//*[count(//*) > 0]` is quadratic in the data).
@@ -3470,6 +3652,107 @@ mod tests {
             stop.cancel();
         });
         XPATH_DEADLINE_TEST.store(0, Ordering::Relaxed);
+    }
+
+    /// A large change is validated off the actor (issue 11): while a
+    /// commit of 1,500 VRRP groups (the whole datastore validated) and then
+    /// a `<validate>` of another large change are being validated, another
+    /// session's read is answered first, and another session's edit waits
+    /// for the change and lands after it (the commit installs the
+    /// candidate it validated, without that edit).
+    #[test]
+    fn a_large_change_is_validated_off_the_actor() {
+        let rt = runtime(2);
+        rt.block_on(async {
+            let (nb, applied, _dir) = booted();
+            let stop = CancellationToken::new();
+            let (handle, _task) = nb.spawn(stop.clone());
+            handle.rpc(1, groups_edit(500)).await.unwrap();
+            let read = || Operation::GetConfig {
+                source: Datastore::Running,
+                filter: None,
+                with_defaults: WithDefaults::Explicit,
+            };
+            let timed = |session: u32, op: Operation| {
+                let h = handle.clone();
+                tokio::spawn(async move {
+                    let r = h.rpc(session, op).await;
+                    (r, std::time::Instant::now())
+                })
+            };
+            let commit = timed(1, Operation::Commit(Commit::default()));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let read_sent = std::time::Instant::now();
+            let other_read = timed(2, read());
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let edit_sent = std::time::Instant::now();
+            let other_edit = timed(3, group_edit(77));
+            let (commit, commit_at) = commit.await.unwrap();
+            commit.unwrap();
+            // (about 0.7 s in a debug build: the others came meanwhile)
+            assert!(
+                edit_sent < commit_at,
+                "the commit was over before the others were sent: make it larger"
+            );
+            let (r, read_at) = other_read.await.unwrap();
+            // answered while the commit was being validated, from running
+            // as it was before the commit
+            assert!(
+                read_at < commit_at,
+                "the read waited for the commit ({:?} > {:?})",
+                read_at - read_sent,
+                commit_at - read_sent
+            );
+            assert!(!data(r).contains("<vrid>7</vrid>"));
+            let (r, edit_at) = other_edit.await.unwrap();
+            r.unwrap();
+            assert!(edit_at > commit_at, "the edit came before the commit");
+            let running = data(handle.rpc(2, read()).await);
+            assert_eq!(running.matches("<group>").count(), 500);
+            assert!(running.contains("<priority>100</priority>"));
+            assert!(!running.contains("<priority>77</priority>"));
+            assert_eq!(applied.lock().unwrap().last(), Some(&500));
+            let candidate = data(
+                handle
+                    .rpc(
+                        2,
+                        Operation::GetConfig {
+                            source: Datastore::Candidate,
+                            filter: None,
+                            with_defaults: WithDefaults::Explicit,
+                        },
+                    )
+                    .await,
+            );
+            assert!(candidate.contains("<priority>77</priority>"));
+
+            // <validate> of a large change: the same
+            handle.rpc(1, Operation::DiscardChanges).await.unwrap();
+            let mut bigger = String::new();
+            for i in 0..500 {
+                bigger.push_str(&format!(
+                    "<group><interface>eth{}</interface><vrid>{}</vrid><priority>90</priority></group>",
+                    i / 200,
+                    i % 200 + 1
+                ));
+            }
+            handle.rpc(1, vrrp_edit(&bigger)).await.unwrap();
+            let validate = timed(
+                1,
+                Operation::Validate {
+                    source: Source::Datastore(Datastore::Candidate),
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let read_sent = std::time::Instant::now();
+            let other_read = timed(2, read());
+            let (r, validate_at) = validate.await.unwrap();
+            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
+            assert!(read_sent < validate_at, "the validation was over too soon");
+            let (_, read_at) = other_read.await.unwrap();
+            assert!(read_at < validate_at, "the read waited for the validation");
+            stop.cancel();
+        });
     }
 
     fn booted() -> (Northbound, Arc<Mutex<Vec<usize>>>, tempfile::TempDir) {
