@@ -3,7 +3,8 @@
 
   reads.py netconf --port P --key K --pid PID [--table-kb KB] [--reps N]
       keyed reads over NETCONF (the synchronous paramiko client of
-      bench/netconf/bench.py: no ncclient polling delay, TCP_NODELAY), then
+      bench/netconf/bench.py: no ncclient polling delay, TCP_NODELAY),
+      keyed reads of a second session during a commit of 999 pools, then
       a whole-table <get> while a second session makes one-leaf commits;
   reads.py getloop --port P --key K --secs S
       whole-table <get>s back to back for S seconds (run.sh measures the
@@ -120,23 +121,79 @@ def committer(a, stop, ready, out) -> None:
     b.close()
 
 
-def commits_while(a, work) -> list[float]:
-    """The commit times of a committer process while `work()` runs."""
+def reader(a, stop, ready, out) -> None:
+    """Keyed get-configs (one pool of 1,000) on a session of its own until
+    `stop`, 2 ms apart; (start, end) of each (time.monotonic, s) go to
+    `out`. A process of its own, as `committer`."""
+    short_slice()
+    b = connect(a)
+    ready.set()
+    spans, rnd = [], random.Random(5)
+    while not stop.is_set():
+        name = f"p{rnd.randrange(1, 1000):04d}"
+        body = (f'<get-config><source><running/></source><filter type="subtree"><dhcp-server xmlns="{DHCPS_NS}">'
+                f"<ip-pool><name>{name}</name></ip-pool></dhcp-server></filter></get-config>")
+        t0 = time.monotonic()
+        b.rpc(body, "keyed get-config")
+        spans.append((t0, time.monotonic()))
+        time.sleep(0.002)
+    out.put(spans)
+    b.close()
+
+
+def worker_while(a, target, work) -> list:
+    """What a `target` process (`committer`, `reader`) measured while
+    `work()` ran."""
     import multiprocessing
     ctx = multiprocessing.get_context("spawn")  # not fork: paramiko threads run here
     stop, ready, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    p = ctx.Process(target=committer, args=(a, stop, ready, out))
+    p = ctx.Process(target=target, args=(a, stop, ready, out))
     p.start()
     if not ready.wait(60):
         p.kill()
-        raise SystemExit("the committer did not connect")
+        raise SystemExit(f"the {target.__name__} did not connect")
     try:
         work()
     finally:
         stop.set()
-    times = out.get(timeout=120)
+    got = out.get(timeout=120)
     p.join(30)
-    return times
+    return got
+
+
+def commits_while(a, work) -> list[float]:
+    """The commit times of a committer process while `work()` runs."""
+    return worker_while(a, committer, work)
+
+
+def large_commit(a, s) -> None:
+    """Another session's keyed reads while a commit changes 999 pools (one
+    leaf each): the commit's validation runs off the northbound actor, so
+    the reads are not held up for it."""
+    lt = 7200 + random.Random().randrange(1000)
+    pools = "".join(f"<ip-pool><name>p{i:04d}</name><lease-time>{lt}</lease-time></ip-pool>" for i in range(1, 1000))
+    edit = (f'<edit-config><target><candidate/></target><config><dhcp-server xmlns="{DHCPS_NS}">'
+            f"{pools}</dhcp-server></config></edit-config>")
+    got = {}
+
+    def work():
+        time.sleep(0.5)
+        s.rpc(edit, "edit of 999 pools")
+        time.sleep(0.2)
+        got["c0"] = time.monotonic()
+        _, got["ms"] = s.rpc("<commit/>", "commit of 999 pools")
+        got["c1"] = time.monotonic()
+        time.sleep(0.3)
+
+    spans = worker_while(a, reader, work)
+    c0, c1 = got["c0"], got["c1"]
+    during = [(e - b) * 1000 for b, e in spans if b < c1 and e > c0]
+    quiet = [(e - b) * 1000 for b, e in spans if e < c0 or b > c1]
+    fig("large-commit-ms", f"{got['ms']:.1f}", "ms")
+    fig("reads-during-large-commit", len(during), "reads")
+    fig("read-during-large-commit-median-ms", median_ms(during) if during else "-", "ms")
+    fig("read-during-large-commit-max-ms", f"{max(during):.1f}" if during else "-", "ms")
+    fig("read-beside-large-commit-quiet-median-ms", median_ms(quiet) if quiet else "-", "ms")
 
 
 def netconf(a) -> int:
@@ -192,6 +249,7 @@ def netconf(a) -> int:
             raise SystemExit(f"keyed get-config: no {name} in {r[:300]!r}")
     fig("keyed-get-config-ms", median_ms(cfg), "ms")
     fig("keyed-get-config-bytes", size, "bytes")
+    large_commit(a, s)
     # whole table, while another session commits one-leaf edits
     if a.trace:
         with open(a.trace, "a") as f:

@@ -397,6 +397,7 @@ ACKX="$(awk -v q="$ACKQ" -v r="$ACKR" 'BEGIN { if (q > 0) printf "%.2f", r / q; 
     echo "| whole-table <get>: leases/s ($(v whole-get-leases) leases, $(v whole-get-bytes) bytes, $(v whole-get-ms) ms) | $(v whole-get-leases-per-s) | — | ≥ 100,000 | $(ge "$(v whole-get-leases-per-s)" 100000) |"
     echo "| peak RSS growth during it / RSS of the leases ($(v table-rss-kb) kB) | $(v whole-get-rss-growth-x-table) × | — | < 2 × | $(le "$(v whole-get-rss-growth-x-table)" 1.999) |"
     echo "| another session's edit + commit during it: median / max ($(v commits-during-get) commits; quiet median $(v commit-quiet-median-ms) ms) | $(v commit-during-get-median-ms) / $(v commit-during-get-max-ms) ms | — | ≤ 20 ms | $(le "$(v commit-during-get-max-ms)" 20) |"
+    echo "| another session's keyed get-config during a commit of 999 pools ($(v large-commit-ms) ms): median / max ($(v reads-during-large-commit) reads; beside it $(v read-beside-large-commit-quiet-median-ms) ms) | $(v read-during-large-commit-median-ms) / $(v read-during-large-commit-max-ms) ms | — | — | — |"
     echo "| DHCP answering again after those commits | $(v dhcp-answers-again-after-s) s | — | — | — |"
     echo "| DHCP ACK delay at $ACK_RATE/s: quiet / under back-to-back whole-table <get>s ($(v getloop-gets) gets) | $ACKQ / $ACKR ms (× $ACKX) | — | within 10 % | $(le "$ACKX" 1.10) |"
 } | tee "$OUT/summary.md"

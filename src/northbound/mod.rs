@@ -317,32 +317,16 @@ pub struct Northbound {
     /// The writes under way (the sessions' [`Handle::writes`]): the rest of
     /// a large `<get>`, rendered on a thread of its own, gives way to them.
     writes: Arc<ops::Writes>,
-    /// A large change being validated on a thread of its own: the actor
-    /// serves reads meanwhile and holds what changes something.
-    validating: Option<Validating>,
-    /// Where that thread answers (the actor's; None before it runs, when
-    /// everything is validated in place).
-    validated_tx: Option<mpsc::UnboundedSender<Result<Option<validate::Validated>, Vec<RpcError>>>>,
+    /// When the job under way off the actor started ([`Northbound::off_actor`]:
+    /// the validation of a large change), if one is.
+    off_actor: Option<std::time::Instant>,
+    /// Where that job's thread hands back what the actor does next (the
+    /// actor's; None before it runs: jobs then run in place).
+    off_actor_tx: Option<mpsc::UnboundedSender<OnActor>>,
 }
 
-/// A validation under way off the actor, and what follows it.
-struct Validating {
-    then: AfterValidation,
-    started: std::time::Instant,
-}
-
-/// What a validation off the actor was for.
-enum AfterValidation {
-    /// A commit, checked already: prepared and installed (or its
-    /// `<persist>` record written first) once the candidate is valid.
-    Commit {
-        session: u32,
-        commit: Commit,
-        reply: oneshot::Sender<RpcResult>,
-    },
-    /// A `<validate>` of the candidate: answered.
-    Validate { reply: oneshot::Sender<RpcResult> },
-}
+/// What a job off the actor leaves the actor to do once it is done.
+type OnActor = Box<dyn FnOnce(&mut Northbound) + Send>;
 
 /// A write of the storage writer under way.
 enum Queued {
@@ -480,8 +464,8 @@ impl Northbound {
             storage_queue: VecDeque::new(),
             held: VecDeque::new(),
             writes: Arc::default(),
-            validating: None,
-            validated_tx: None,
+            off_actor: None,
+            off_actor_tx: None,
         };
         nb.nacm = Arc::new(nacm::Config::from_tree(&nb.running));
         nb.nacm_shared = Arc::new(std::sync::RwLock::new(nb.nacm.clone()));
@@ -639,8 +623,8 @@ impl Northbound {
         mut written: mpsc::UnboundedReceiver<std::io::Result<()>>,
         shutdown: CancellationToken,
     ) {
-        let (validated_tx, mut validated) = mpsc::unbounded_channel();
-        self.validated_tx = Some(validated_tx);
+        let (off_actor_tx, mut off_actor_done) = mpsc::unbounded_channel();
+        self.off_actor_tx = Some(off_actor_tx);
         loop {
             // no rollback while a commit is validated or a confirmed
             // commit's record written: it goes on once that commit is
@@ -656,7 +640,7 @@ impl Northbound {
                     None => break,
                 },
                 Some(r) = written.recv() => self.written(r),
-                Some(r) = validated.recv() => self.validated(r),
+                Some(then) = off_actor_done.recv() => self.off_actor_done(then),
                 _ = async { tokio::time::sleep_until(deadline.unwrap_or_else(Instant::now)).await }, if deadline.is_some() => {
                     info!("confirmed commit timed out: rolling back");
                     // a refusal is logged and retried
@@ -742,7 +726,7 @@ impl Northbound {
     /// being validated, or a confirmed commit's `<persist>` record being
     /// written. What changes something waits ([`Northbound::holds`]).
     fn busy(&self) -> bool {
-        self.validating.is_some() || self.persisting()
+        self.off_actor.is_some() || self.persisting()
     }
 
     /// Whether `req` waits while a change is under way off the actor
@@ -760,16 +744,43 @@ impl Northbound {
     }
 
     /// A copy-config to startup (`tree`, built from its source) or a
-    /// delete-config of startup (None): checked and printed here, written
-    /// by the startup writer; the session's answer waits for the disk, the
-    /// actor does not.
+    /// delete-config of startup (None): checked here, validated and
+    /// printed off the actor ([`Northbound::off_actor`]), written by the
+    /// startup writer; the session's answer waits for the disk, the actor
+    /// does not.
     fn queue_startup(
         &mut self,
         session: u32,
         tree: Result<Option<DataTree<'static>>, Vec<RpcError>>,
         reply: oneshot::Sender<RpcResult>,
     ) {
-        let change = tree.and_then(|t| blocking(|| self.startup_change(session, t)));
+        match tree {
+            Ok(Some(tree)) => match self.check_lock(session, Datastore::Startup) {
+                Ok(()) => self.off_actor(move || {
+                    let new = startup_validated(tree);
+                    Box::new(move |nb: &mut Northbound| {
+                        let change = new.and_then(|new| nb.startup_checked(session, Some(new)));
+                        nb.submit_startup(session, change, reply)
+                    })
+                }),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            tree => {
+                let change = tree.and_then(|t| blocking(|| self.startup_change(session, t)));
+                self.submit_startup(session, change, reply);
+            }
+        }
+    }
+
+    /// Hand a checked change of startup to the startup writer.
+    fn submit_startup(
+        &mut self,
+        session: u32,
+        change: Result<(DataTree<'static>, StorageWrite), Vec<RpcError>>,
+        reply: oneshot::Sender<RpcResult>,
+    ) {
         let (tree, write) = match change {
             Ok(c) => c,
             Err(e) => {
@@ -795,14 +806,25 @@ impl Northbound {
 
     /// Check a new startup datastore (`None`: deleted) against the lock,
     /// the YANG rules and the session's write access, and say what to
-    /// write. Access is checked against startup as the writes under way
-    /// leave it.
+    /// write.
     fn startup_change(
         &self,
         session: u32,
         tree: Option<DataTree<'static>>,
     ) -> Result<(DataTree<'static>, StorageWrite), Vec<RpcError>> {
         self.check_lock(session, Datastore::Startup)?;
+        let new = tree.map(startup_validated).transpose()?;
+        self.startup_checked(session, new)
+    }
+
+    /// A new startup datastore, validated and printed (None: deleted),
+    /// checked against the session's write access, with what to write.
+    /// Access is checked against startup as the writes under way leave it.
+    fn startup_checked(
+        &self,
+        session: u32,
+        new: Option<(DataTree<'static>, String)>,
+    ) -> Result<(DataTree<'static>, StorageWrite), Vec<RpcError>> {
         let base = self
             .storage_queue
             .iter()
@@ -812,11 +834,9 @@ impl Northbound {
                 Queued::Persist(_) => None,
             })
             .unwrap_or(&self.startup);
-        match tree {
-            Some(mut tree) => {
-                validate::full(&mut tree)?;
+        match new {
+            Some((tree, xml)) => {
                 self.check_writes(session, base, &tree)?;
-                let xml = yang::print_xml(&tree, WithDefaults::Explicit);
                 Ok((tree, StorageWrite::SaveStartup(xml)))
             }
             None => {
@@ -930,10 +950,8 @@ impl Northbound {
                         self.commit_queued(session, c, reply);
                         return;
                     }
-                    Operation::Validate {
-                        source: Source::Datastore(Datastore::Candidate),
-                    } => {
-                        self.validate_queued(reply);
+                    Operation::Validate { source } => {
+                        self.validate_queued(source, reply);
                         return;
                     }
                     Operation::GetConfig {
@@ -1652,9 +1670,10 @@ impl Northbound {
     }
 
     /// A commit on the actor: a large change is validated on a thread of
-    /// its own (`validated`); one with a `<persist>` record is installed
-    /// once the storage writer has the record on disk (`written`). The
-    /// actor serves the reads meanwhile and holds what changes something.
+    /// its own ([`Northbound::off_actor`]); one with a `<persist>` record
+    /// is installed once the storage writer has the record on disk
+    /// (`written`). The actor serves the reads meanwhile and holds what
+    /// changes something.
     fn commit_queued(&mut self, session: u32, c: Commit, reply: oneshot::Sender<RpcResult>) {
         let started = std::time::Instant::now();
         if let Err(e) = blocking(|| self.commit_checks(session, &c)) {
@@ -1662,111 +1681,145 @@ impl Northbound {
             let _ = reply.send(Err(e));
             return;
         }
-        if self.validate_off(true) {
-            self.validating = Some(Validating {
-                then: AfterValidation::Commit {
-                    session,
-                    commit: c,
-                    reply,
-                },
-                started,
+        if self.large_change() {
+            let (running, candidate, scope) = self.candidate_copy();
+            self.off_actor(move || {
+                let new = validate::candidate(&running, &candidate, &scope);
+                Box::new(move |nb: &mut Northbound| {
+                    nb.commit_validated(session, c, new, reply, started)
+                })
             });
             return;
         }
         let new =
             blocking(|| validate::candidate(&self.running_config, &self.candidate, &self.scope));
-        self.commit_validated(session, c, new.map(Some), reply, started);
+        self.commit_validated(session, c, new, reply, started);
     }
 
-    /// A `<validate>` of the candidate on the actor: a large change is
-    /// validated on a thread of its own, like a commit's.
-    fn validate_queued(&mut self, reply: oneshot::Sender<RpcResult>) {
-        if self.validate_off(false) {
-            self.validating = Some(Validating {
-                then: AfterValidation::Validate { reply },
-                started: std::time::Instant::now(),
-            });
-            return;
-        }
-        let r =
-            blocking(|| validate::candidate(&self.running_config, &self.candidate, &self.scope));
-        let _ = reply.send(r.map(|_| Reply::Ok));
-    }
-
-    /// Start validating the candidate on a thread of its own, on a copy,
-    /// when the change is large (the whole datastore, or many entries);
-    /// it answers on `validated_tx`, with the validated candidate when
-    /// `keep`. False when the candidate is to be validated in place: a
-    /// small change (a thread and a copy would cost more than they
-    /// spare), no actor, or no thread to be had.
-    fn validate_off(&mut self, keep: bool) -> bool {
-        let large = self.scope.other || self.scope.entries.len() >= LARGE_CHANGE;
-        let Some(tx) = self.validated_tx.clone().filter(|_| large) else {
-            return false;
+    /// A `<validate>` on the actor: of a large change of the candidate, of
+    /// running or startup, or of a `<config>`, on a thread of its own,
+    /// which answers.
+    fn validate_queued(&mut self, source: Source, reply: oneshot::Sender<RpcResult>) {
+        let answer = move |r: Result<(), Vec<RpcError>>| -> OnActor {
+            let _ = reply.send(r.map(|_| Reply::Ok));
+            Box::new(|_: &mut Northbound| {})
         };
-        let candidate = blocking(|| yang::dup(&self.candidate));
-        let running = self.running_config.clone();
-        let scope = self.scope.clone();
+        match source {
+            Source::Datastore(Datastore::Candidate) if !self.large_change() => {
+                let r = blocking(|| {
+                    validate::candidate(&self.running_config, &self.candidate, &self.scope)
+                });
+                answer(r.map(|_| ()))(self);
+            }
+            Source::Datastore(Datastore::Candidate) => {
+                let (running, candidate, scope) = self.candidate_copy();
+                self.off_actor(move || {
+                    answer(validate::candidate(&running, &candidate, &scope).map(|_| ()))
+                });
+            }
+            Source::Datastore(d) => {
+                let mut tree = blocking(|| yang::dup(self.tree(d)));
+                self.off_actor(move || answer(validate::full(&mut tree).map(|_| ())));
+            }
+            Source::Config(cfg) => self.off_actor(move || {
+                answer(config_tree(&cfg).and_then(|mut t| validate::full(&mut t).map(|_| ())))
+            }),
+        }
+    }
+
+    /// Whether the candidate's change is large: the whole datastore, or
+    /// many entries (a thread and a copy cost more than they spare on a
+    /// small one).
+    fn large_change(&self) -> bool {
+        self.scope.other || self.scope.entries.len() >= LARGE_CHANGE
+    }
+
+    /// What validating the candidate off the actor needs: copies of
+    /// running's configuration, the candidate and its scope.
+    fn candidate_copy(&self) -> (Config, DataTree<'static>, validate::Scope) {
+        let t0 = std::time::Instant::now();
+        let copy = (
+            self.running_config.clone(),
+            blocking(|| yang::dup(&self.candidate)),
+            self.scope.clone(),
+        );
+        tracing::debug!(
+            us = t0.elapsed().as_micros() as u64,
+            "candidate copied for a validation off the actor"
+        );
+        copy
+    }
+
+    /// Run `job`, a libyang validation, on a thread of its own (at the
+    /// operations' nice); what it returns then runs on the actor
+    /// (`off_actor_done`). Until then the actor serves reads and holds
+    /// what changes something ([`Northbound::busy`]), so that what follows
+    /// the job finds the datastores as the job saw them. Without the actor
+    /// (no `off_actor_tx`), or without a thread to be had, the job runs
+    /// here.
+    fn off_actor(&mut self, job: impl FnOnce() -> OnActor + Send + 'static) {
+        let Some(tx) = self.off_actor_tx.clone() else {
+            blocking(job)(self);
+            return;
+        };
+        // (the job comes back from a thread that could not start)
+        let job = Arc::new(std::sync::Mutex::new(Some(job)));
+        let theirs = job.clone();
         let spawned = std::thread::Builder::new()
             .name("validate".into())
             .spawn(move || {
-                let r = crate::sched::with_nice(crate::sched::OPERATION_NICE, || {
-                    validate::candidate(&running, &candidate, &scope)
+                let job = theirs.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let Some(job) = job else { return };
+                let then = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::sched::with_nice(crate::sched::OPERATION_NICE, job)
+                }));
+                let then = then.unwrap_or_else(|_| {
+                    // its session's answer went with it: operation-failed
+                    error!("a validation off the actor panicked");
+                    Box::new(|_: &mut Northbound| {})
                 });
-                // (the trees are freed here, not on the actor)
-                let _ = tx.send(r.map(|new| keep.then_some(new)));
+                let _ = tx.send(then);
             });
         match spawned {
-            Ok(_) => true,
+            Ok(_) => self.off_actor = Some(std::time::Instant::now()),
             Err(e) => {
                 warn!(error = %e, "no thread to validate a change: validated on the actor");
-                false
+                let job = job.lock().unwrap_or_else(|p| p.into_inner()).take();
+                if let Some(job) = job {
+                    blocking(job)(self);
+                }
             }
         }
     }
 
-    /// The answer of a validation off the actor; then the requests held
-    /// meanwhile.
-    fn validated(&mut self, r: Result<Option<validate::Validated>, Vec<RpcError>>) {
-        let Some(Validating { then, started }) = self.validating.take() else {
-            return;
-        };
-        tracing::debug!(
-            us = started.elapsed().as_micros() as u64,
-            ok = r.is_ok(),
-            "validated off the actor"
-        );
-        match then {
-            AfterValidation::Commit {
-                session,
-                commit,
-                reply,
-            } => self.commit_validated(session, commit, r, reply, started),
-            AfterValidation::Validate { reply } => {
-                let _ = reply.send(r.map(|_| Reply::Ok));
-            }
+    /// A job off the actor is done: what it left to do here, then the
+    /// requests held meanwhile.
+    fn off_actor_done(&mut self, then: OnActor) {
+        if let Some(started) = self.off_actor.take() {
+            tracing::debug!(
+                us = started.elapsed().as_micros() as u64,
+                "validated off the actor"
+            );
         }
+        then(self);
         self.release_held();
     }
 
-    /// A checked commit once its candidate is validated (`new`; None is
-    /// not expected: the validation was asked to keep it): prepared, then
-    /// installed, or queued behind its `<persist>` record.
+    /// A checked commit once its candidate is validated (`new`):
+    /// prepared, then installed, or queued behind its `<persist>` record.
     fn commit_validated(
         &mut self,
         session: u32,
         c: Commit,
-        new: Result<Option<validate::Validated>, Vec<RpcError>>,
+        new: Result<validate::Validated, Vec<RpcError>>,
         reply: oneshot::Sender<RpcResult>,
         started: std::time::Instant,
     ) {
         let prepared = new.and_then(|new| {
-            let new = new.ok_or_else(|| {
-                vec![RpcError::operation_failed(
-                    "the validated candidate was not kept",
-                )]
-            })?;
-            blocking(|| self.commit_finish(&c, new))
+            let t0 = std::time::Instant::now();
+            let r = blocking(|| self.commit_finish(&c, new));
+            tracing::debug!(us = t0.elapsed().as_micros() as u64, "commit prepared");
+            r
         });
         let (new, record) = match prepared {
             Ok(p) => p,
@@ -2047,6 +2100,7 @@ impl Northbound {
     /// `by` made the change (None: the server itself), for the RFC 6470
     /// netconf-config-change sent when running changed.
     fn apply(&mut self, new: validate::Validated, by: &Who) {
+        let t0 = std::time::Instant::now();
         // what running held where it changes: the changed entries only
         // when the commit changes only entries (a commit of one pool of
         // thousands pays for that one)
@@ -2061,6 +2115,7 @@ impl Northbound {
         } else {
             Some(Before::Whole(yang::dup(&self.running)))
         };
+        let t_before = t0.elapsed();
         if new.changed() {
             for s in self.subsystems.iter_mut() {
                 s.apply(&self.running_config, &new.config);
@@ -2068,9 +2123,12 @@ impl Northbound {
             self.running_xml.clear();
             self.running_nodes.clear();
         }
+        let t_apply = t0.elapsed();
         self.running_config = new.install(&mut self.running, &mut self.candidate);
+        let t_install = t0.elapsed();
         self.nacm = Arc::new(self.nacm_of_running());
         *self.nacm_shared.write().unwrap_or_else(|p| p.into_inner()) = self.nacm.clone();
+        let t_nacm = t0.elapsed();
         let edits = match before {
             None => Vec::new(),
             Some(Before::Whole(old)) => diff_edits(&old, &self.running),
@@ -2084,12 +2142,22 @@ impl Northbound {
                 })
                 .collect(),
         };
+        let t_diff = t0.elapsed();
         if !edits.is_empty() {
             self.config_change_event(edits, by);
         }
         self.candidate_modified = false;
         self.candidate_editors.clear();
         self.scope = validate::Scope::default();
+        tracing::debug!(
+            before_us = t_before.as_micros() as u64,
+            apply_us = (t_apply - t_before).as_micros() as u64,
+            install_us = (t_install - t_apply).as_micros() as u64,
+            nacm_us = (t_nacm - t_install).as_micros() as u64,
+            diff_us = (t_diff - t_nacm).as_micros() as u64,
+            event_us = (t0.elapsed() - t_diff).as_micros() as u64,
+            "running changed"
+        );
     }
 }
 
@@ -2313,6 +2381,16 @@ fn spawn_filtered(
 /// candidate is validated off the actor (so is a change of anything
 /// else: the whole datastore is validated).
 const LARGE_CHANGE: usize = 100;
+
+/// A new startup datastore validated against the YANG rules (and those
+/// between entries), and printed as it is written.
+fn startup_validated(
+    mut tree: DataTree<'static>,
+) -> Result<(DataTree<'static>, String), Vec<RpcError>> {
+    validate::full(&mut tree)?;
+    let xml = yang::print_xml(&tree, WithDefaults::Explicit);
+    Ok((tree, xml))
+}
 
 /// How long a client's XPath filter may take (libyang cannot bound an
 /// expression's cost: `//*[count(//*) > 0]` is quadratic in the data).
@@ -3751,6 +3829,44 @@ mod tests {
             assert!(read_sent < validate_at, "the validation was over too soon");
             let (_, read_at) = other_read.await.unwrap();
             assert!(read_at < validate_at, "the read waited for the validation");
+
+            // copy-config of running to startup (validated as a whole
+            // before it is written): the same
+            let save = timed(
+                1,
+                Operation::CopyConfig {
+                    target: Datastore::Startup,
+                    source: Source::Datastore(Datastore::Running),
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let read_sent = std::time::Instant::now();
+            let other_read = timed(2, read());
+            let (r, save_at) = save.await.unwrap();
+            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
+            assert!(read_sent < save_at, "the copy-config was over too soon");
+            let (_, read_at) = other_read.await.unwrap();
+            // (its answer waits for the disk too: on the actor the read
+            // would be answered once the validation is over, just before)
+            assert!(
+                read_at - read_sent < (save_at - read_sent) / 2,
+                "the read waited for the copy-config's validation ({:?} of {:?})",
+                read_at - read_sent,
+                save_at - read_sent
+            );
+            let startup = data(
+                handle
+                    .rpc(
+                        2,
+                        Operation::GetConfig {
+                            source: Datastore::Startup,
+                            filter: None,
+                            with_defaults: WithDefaults::Explicit,
+                        },
+                    )
+                    .await,
+            );
+            assert_eq!(startup.matches("<group>").count(), 500);
             stop.cancel();
         });
     }
