@@ -954,6 +954,22 @@ impl Northbound {
                         self.validate_queued(source, reply);
                         return;
                     }
+                    Operation::EditConfig {
+                        target: Datastore::Candidate,
+                        default_operation,
+                        test_option: TestOption::TestOnly,
+                        error_option,
+                        config,
+                    } => {
+                        self.edit_test_only(
+                            session,
+                            default_operation,
+                            error_option,
+                            config,
+                            reply,
+                        );
+                        return;
+                    }
                     Operation::GetConfig {
                         source,
                         filter: Some(filter @ Filter::XPath { .. }),
@@ -1725,6 +1741,62 @@ impl Northbound {
                 answer(config_tree(&cfg).and_then(|mut t| validate::full(&mut t).map(|_| ())))
             }),
         }
+    }
+
+    /// A test-only `<edit-config>` of the candidate on the actor: the edit
+    /// is made on a copy standing in for the candidate (its lock, access
+    /// and edit errors answered as for any edit), which is then validated
+    /// as a commit would, off the actor when the change is large; the
+    /// candidate stays as it was.
+    fn edit_test_only(
+        &mut self,
+        session: u32,
+        default_op: EditOp,
+        error_option: ErrorOption,
+        config: Element,
+        reply: oneshot::Sender<RpcResult>,
+    ) {
+        let copy = blocking(|| yang::dup(&self.candidate));
+        let candidate = std::mem::replace(&mut self.candidate, copy);
+        let scope = self.scope.clone();
+        let modified = std::mem::replace(&mut self.candidate_modified, false);
+        let editors = self.candidate_editors.clone();
+        let edit_result = blocking(|| {
+            self.edit_config(
+                session,
+                Datastore::Candidate,
+                default_op,
+                TestOption::TestThenSet,
+                error_option,
+                &config,
+            )
+        });
+        // whether the edit was made (with continue-on-error, in part)
+        let made = self.candidate_modified;
+        let large = self.large_change();
+        let edited = std::mem::replace(&mut self.candidate, candidate);
+        let edited_scope = std::mem::replace(&mut self.scope, scope);
+        self.candidate_modified = modified;
+        self.candidate_editors = editors;
+        if !made {
+            let _ = reply.send(edit_result);
+            return;
+        }
+        let answer = move |valid: Result<(), Vec<RpcError>>| -> OnActor {
+            let _ = reply.send(valid.and(edit_result));
+            Box::new(|_: &mut Northbound| {})
+        };
+        if !large {
+            let valid = blocking(|| {
+                validate::candidate(&self.running_config, &edited, &edited_scope).map(|_| ())
+            });
+            answer(valid)(self);
+            return;
+        }
+        let running = self.running_config.clone();
+        self.off_actor(move || {
+            answer(validate::candidate(&running, &edited, &edited_scope).map(|_| ()))
+        });
     }
 
     /// Whether the candidate's change is large: the whole datastore, or
@@ -3339,6 +3411,23 @@ mod tests {
     }
 
     /// Until `n` writes reached the gate (the writer thread took them).
+    /// `op` queued for the actor now (`Handle::rpc` would wait for its
+    /// answer first); its answer is awaited from the task returned.
+    async fn queued(
+        handle: &Handle,
+        session: u32,
+        op: Operation,
+    ) -> tokio::task::JoinHandle<RpcResult> {
+        let (reply, rx) = oneshot::channel();
+        let req = Request::Rpc {
+            session,
+            op: Box::new(op),
+            reply,
+        };
+        handle.tx.send(req).await.unwrap();
+        tokio::spawn(async move { rx.await.unwrap() })
+    }
+
     async fn entered(gate: &store::Gate, n: usize) {
         for _ in 0..1000 {
             if gate.entered.load(Ordering::SeqCst) >= n {
@@ -3436,16 +3525,13 @@ mod tests {
             let h = handle.clone();
             let commit = tokio::spawn(async move { h.rpc(1, confirmed(Some("p1"), None)).await });
             entered(&gate, 1).await;
-            let h = handle.clone();
-            let confirm = tokio::spawn(async move {
-                let c = Commit {
-                    persist_id: Some("p1".into()),
-                    ..Commit::default()
-                };
-                h.rpc(2, Operation::Commit(c)).await
-            });
-            let h = handle.clone();
-            let edit = tokio::spawn(async move { h.rpc(3, group_edit(130)).await });
+            // queued in this order (two tasks' rpcs could come in either)
+            let c = Commit {
+                persist_id: Some("p1".into()),
+                ..Commit::default()
+            };
+            let confirm = queued(&handle, 2, Operation::Commit(c)).await;
+            let edit = queued(&handle, 3, group_edit(130)).await;
             let reads = async {
                 let running = data(handle.rpc(3, get_running()).await);
                 let candidate = data(
@@ -3829,6 +3915,45 @@ mod tests {
             assert!(read_sent < validate_at, "the validation was over too soon");
             let (_, read_at) = other_read.await.unwrap();
             assert!(read_at < validate_at, "the read waited for the validation");
+
+            // a test-only edit of a large change: the same, and the
+            // candidate stays
+            handle.rpc(1, Operation::DiscardChanges).await.unwrap();
+            let Operation::EditConfig { config, .. } = vrrp_edit(&bigger) else {
+                unreachable!()
+            };
+            let test_only = timed(
+                1,
+                Operation::EditConfig {
+                    target: Datastore::Candidate,
+                    default_operation: EditOp::Merge,
+                    test_option: TestOption::TestOnly,
+                    error_option: ErrorOption::StopOnError,
+                    config,
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let read_sent = std::time::Instant::now();
+            let other_read = timed(2, read());
+            let (r, tested_at) = test_only.await.unwrap();
+            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
+            assert!(read_sent < tested_at, "the test-only edit was over too soon");
+            let (_, read_at) = other_read.await.unwrap();
+            assert!(read_at < tested_at, "the read waited for the test-only edit");
+            let candidate = data(
+                handle
+                    .rpc(
+                        2,
+                        Operation::GetConfig {
+                            source: Datastore::Candidate,
+                            filter: None,
+                            with_defaults: WithDefaults::Explicit,
+                        },
+                    )
+                    .await,
+            );
+            assert!(!candidate.contains("<priority>90</priority>"));
+            assert!(candidate.contains("<priority>100</priority>"));
 
             // copy-config of running to startup (validated as a whole
             // before it is written): the same
