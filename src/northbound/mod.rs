@@ -3403,11 +3403,7 @@ mod tests {
     }
 
     fn get_startup() -> Operation {
-        Operation::GetConfig {
-            source: Datastore::Startup,
-            filter: None,
-            with_defaults: WithDefaults::Explicit,
-        }
+        whole_config(Datastore::Startup)
     }
 
     /// Until `n` writes reached the gate (the writer thread took them).
@@ -3489,8 +3485,13 @@ mod tests {
     }
 
     fn get_running() -> Operation {
+        whole_config(Datastore::Running)
+    }
+
+    /// `get-config` of the whole of `source`.
+    fn whole_config(source: Datastore) -> Operation {
         Operation::GetConfig {
-            source: Datastore::Running,
+            source,
             filter: None,
             with_defaults: WithDefaults::Explicit,
         }
@@ -3534,18 +3535,7 @@ mod tests {
             let edit = queued(&handle, 3, group_edit(130)).await;
             let reads = async {
                 let running = data(handle.rpc(3, get_running()).await);
-                let candidate = data(
-                    handle
-                        .rpc(
-                            3,
-                            Operation::GetConfig {
-                                source: Datastore::Candidate,
-                                filter: None,
-                                with_defaults: WithDefaults::Explicit,
-                            },
-                        )
-                        .await,
-                );
+                let candidate = data(handle.rpc(3, whole_config(Datastore::Candidate)).await);
                 (running, candidate)
             };
             let Ok((running, candidate)) =
@@ -3789,14 +3779,7 @@ mod tests {
             let t1 = std::time::Instant::now();
             let other = tokio::time::timeout(
                 Duration::from_secs(5),
-                handle.rpc(
-                    3,
-                    Operation::GetConfig {
-                        source: Datastore::Candidate,
-                        filter: None,
-                        with_defaults: WithDefaults::Explicit,
-                    },
-                ),
+                handle.rpc(3, whole_config(Datastore::Candidate)),
             )
             .await
             .expect("another session's read waited for the XPath");
@@ -3819,11 +3802,12 @@ mod tests {
     }
 
     /// A large change is validated off the actor (issue 11): while a
-    /// commit of 1,500 VRRP groups (the whole datastore validated) and then
-    /// a `<validate>` of another large change are being validated, another
-    /// session's read is answered first, and another session's edit waits
-    /// for the change and lands after it (the commit installs the
-    /// candidate it validated, without that edit).
+    /// commit of 500 VRRP groups (the whole datastore validated), a
+    /// `<validate>` and a test-only edit of another large change, and a
+    /// copy-config of running to startup are being validated, another
+    /// session's read is answered first; another session's edit waits for
+    /// the commit and lands after it (the commit installs the candidate it
+    /// validated, without that edit).
     #[test]
     fn a_large_change_is_validated_off_the_actor() {
         let rt = runtime(2);
@@ -3832,11 +3816,7 @@ mod tests {
             let stop = CancellationToken::new();
             let (handle, _task) = nb.spawn(stop.clone());
             handle.rpc(1, groups_edit(500)).await.unwrap();
-            let read = || Operation::GetConfig {
-                source: Datastore::Running,
-                filter: None,
-                with_defaults: WithDefaults::Explicit,
-            };
+            let read = || whole_config(Datastore::Running);
             let timed = |session: u32, op: Operation| {
                 let h = handle.clone();
                 tokio::spawn(async move {
@@ -3877,16 +3857,7 @@ mod tests {
             assert!(!running.contains("<priority>77</priority>"));
             assert_eq!(applied.lock().unwrap().last(), Some(&500));
             let candidate = data(
-                handle
-                    .rpc(
-                        2,
-                        Operation::GetConfig {
-                            source: Datastore::Candidate,
-                            filter: None,
-                            with_defaults: WithDefaults::Explicit,
-                        },
-                    )
-                    .await,
+                handle.rpc(2, whole_config(Datastore::Candidate)).await,
             );
             assert!(candidate.contains("<priority>77</priority>"));
 
@@ -3901,19 +3872,23 @@ mod tests {
                 ));
             }
             handle.rpc(1, vrrp_edit(&bigger)).await.unwrap();
-            let validate = timed(
-                1,
-                Operation::Validate {
-                    source: Source::Datastore(Datastore::Candidate),
-                },
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let read_sent = std::time::Instant::now();
-            let other_read = timed(2, read());
-            let (r, validate_at) = validate.await.unwrap();
-            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
-            assert!(read_sent < validate_at, "the validation was over too soon");
-            let (_, read_at) = other_read.await.unwrap();
+            // `op` of session 1 and, while it runs, a read of session 2:
+            // when the read was sent and answered, when `op` was
+            let during = |op: Operation| async {
+                let op = timed(1, op);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                let read_sent = std::time::Instant::now();
+                let other_read = timed(2, read());
+                let (r, op_at) = op.await.unwrap();
+                assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
+                assert!(read_sent < op_at, "it was over before the read: make it larger");
+                let (_, read_at) = other_read.await.unwrap();
+                (read_sent, read_at, op_at)
+            };
+            let validate = Operation::Validate {
+                source: Source::Datastore(Datastore::Candidate),
+            };
+            let (_, read_at, validate_at) = during(validate).await;
             assert!(read_at < validate_at, "the read waited for the validation");
 
             // a test-only edit of a large change: the same, and the
@@ -3922,55 +3897,28 @@ mod tests {
             let Operation::EditConfig { config, .. } = vrrp_edit(&bigger) else {
                 unreachable!()
             };
-            let test_only = timed(
-                1,
-                Operation::EditConfig {
-                    target: Datastore::Candidate,
-                    default_operation: EditOp::Merge,
-                    test_option: TestOption::TestOnly,
-                    error_option: ErrorOption::StopOnError,
-                    config,
-                },
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let read_sent = std::time::Instant::now();
-            let other_read = timed(2, read());
-            let (r, tested_at) = test_only.await.unwrap();
-            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
-            assert!(read_sent < tested_at, "the test-only edit was over too soon");
-            let (_, read_at) = other_read.await.unwrap();
+            let test_only = Operation::EditConfig {
+                target: Datastore::Candidate,
+                default_operation: EditOp::Merge,
+                test_option: TestOption::TestOnly,
+                error_option: ErrorOption::StopOnError,
+                config,
+            };
+            let (_, read_at, tested_at) = during(test_only).await;
             assert!(read_at < tested_at, "the read waited for the test-only edit");
             let candidate = data(
-                handle
-                    .rpc(
-                        2,
-                        Operation::GetConfig {
-                            source: Datastore::Candidate,
-                            filter: None,
-                            with_defaults: WithDefaults::Explicit,
-                        },
-                    )
-                    .await,
+                handle.rpc(2, whole_config(Datastore::Candidate)).await,
             );
             assert!(!candidate.contains("<priority>90</priority>"));
             assert!(candidate.contains("<priority>100</priority>"));
 
             // copy-config of running to startup (validated as a whole
             // before it is written): the same
-            let save = timed(
-                1,
-                Operation::CopyConfig {
-                    target: Datastore::Startup,
-                    source: Source::Datastore(Datastore::Running),
-                },
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            let read_sent = std::time::Instant::now();
-            let other_read = timed(2, read());
-            let (r, save_at) = save.await.unwrap();
-            assert!(matches!(r, Ok(Reply::Ok)), "{r:?}");
-            assert!(read_sent < save_at, "the copy-config was over too soon");
-            let (_, read_at) = other_read.await.unwrap();
+            let save = Operation::CopyConfig {
+                target: Datastore::Startup,
+                source: Source::Datastore(Datastore::Running),
+            };
+            let (read_sent, read_at, save_at) = during(save).await;
             // (its answer waits for the disk too: on the actor the read
             // would be answered once the validation is over, just before)
             assert!(
@@ -3980,16 +3928,7 @@ mod tests {
                 save_at - read_sent
             );
             let startup = data(
-                handle
-                    .rpc(
-                        2,
-                        Operation::GetConfig {
-                            source: Datastore::Startup,
-                            filter: None,
-                            with_defaults: WithDefaults::Explicit,
-                        },
-                    )
-                    .await,
+                handle.rpc(2, whole_config(Datastore::Startup)).await,
             );
             assert_eq!(startup.matches("<group>").count(), 500);
             stop.cancel();
@@ -4029,14 +3968,7 @@ mod tests {
             .unwrap_err();
         assert_eq!(err[0].message.as_deref(), Some("priority 13 is unlucky"));
         assert_eq!(*applied.lock().unwrap(), vec![0, 1], "nothing applied");
-        let running = data(nb.operation(
-            1,
-            Operation::GetConfig {
-                source: Datastore::Running,
-                filter: None,
-                with_defaults: WithDefaults::Explicit,
-            },
-        ));
+        let running = data(nb.operation(1, whole_config(Datastore::Running)));
         assert!(running.contains("<priority>120</priority>"), "{running}");
     }
 
