@@ -553,3 +553,21 @@ def test_large_edit(nc):
     nc.edit_config(target="candidate", config=config(vrrp(groups)))
     nc.commit()
     assert len(get_groups(nc, "running")) == 1000
+
+
+def test_a_leaf_given_twice_is_bad_element_and_the_daemon_lives(m):
+    """A list entry with its key (or another leaf) given twice: libyang's
+    merge crashed the daemon on it (found by the netconf_rpc fuzz target).
+    Now bad-element naming it, nothing changed, and the session goes on."""
+    before = pools(m)
+    twice = (
+        f'<dhcp-server xmlns="{DHCPS_NS}"><ip-pool><name>p26</name><name>8</name></ip-pool>'
+        f"<ip-pool><name>p26</name></ip-pool></dhcp-server>"
+    )
+    with pytest.raises(RPCError) as ei:
+        m.edit_config(target="candidate", config=config(twice))
+    assert_rpc_error(ei, "bad-element", "application")
+    assert error_info(ei.value)["bad-element"] == "name"
+    assert pools(m) == before
+    m.edit_config(target="candidate", config=config(pool("p2")))
+    assert "p2" in pools(m)

@@ -62,6 +62,10 @@ pub fn apply(
         continue_on_error,
         entries,
     };
+    if let Some(el) = repeated_single(None, config.elements()) {
+        let _ = ed.fail(repeated_element(el, "/".to_string()));
+        return Err(ed.errors);
+    }
     for el in config.elements() {
         let r = match top_schema(el) {
             Ok(schema) => ed.edit(None, el, schema, default_op),
@@ -111,6 +115,9 @@ pub fn fast_path(
     if !matches!(default_op, EditOp::Merge | EditOp::Replace)
         || has_operations(config)
         || has_unaddressable_text(config)
+        // libyang parses such data without a word (a parse without
+        // validation), and its merge then crashes on it
+        || has_repeated_single(config)
     {
         return None;
     }
@@ -298,6 +305,73 @@ pub fn top_schema(el: &Element) -> Result<SchemaNode<'static>, RpcError> {
         .with_info("bad-namespace", el.ns.clone()));
     };
     find_child(module.data(), el).ok_or_else(|| unknown_element(el, "/".to_string()))
+}
+
+/// The first of `siblings` that repeats an earlier one where the schema
+/// allows a single instance (a leaf, a container, a list's key: only list
+/// entries and leaf-list values repeat), with the schema of the parent
+/// (None: the top level). Elements the schema does not know are left to
+/// the walk, which reports them.
+fn repeated_single<'e>(
+    parent: Option<&SchemaNode<'static>>,
+    siblings: impl Iterator<Item = &'e Element>,
+) -> Option<&'e Element> {
+    let mut seen: BTreeSet<(&str, &str)> = BTreeSet::new();
+    for el in siblings {
+        let schema = match parent {
+            Some(p) => find_child(p.children(), el),
+            None => top_schema(el).ok(),
+        };
+        let single = schema
+            .is_some_and(|s| !matches!(s.kind(), SchemaNodeKind::List | SchemaNodeKind::LeafList));
+        if single && !seen.insert((el.ns.as_str(), el.name.as_str())) {
+            return Some(el);
+        }
+    }
+    None
+}
+
+/// Whether an element anywhere in `config` repeats a sibling the schema
+/// allows once ([`repeated_single`]). A loop, not a recursion: the
+/// `<config>` comes from the peer.
+fn has_repeated_single(config: &Element) -> bool {
+    if repeated_single(None, config.elements()).is_some() {
+        return true;
+    }
+    let mut pending: Vec<(&Element, SchemaNode<'static>)> = config
+        .elements()
+        .filter_map(|el| top_schema(el).ok().map(|s| (el, s)))
+        .collect();
+    while let Some((el, schema)) = pending.pop() {
+        if !matches!(
+            schema.kind(),
+            SchemaNodeKind::Container | SchemaNodeKind::List
+        ) {
+            continue;
+        }
+        if repeated_single(Some(&schema), el.elements()).is_some() {
+            return true;
+        }
+        pending.extend(
+            el.elements()
+                .filter_map(|c| find_child(schema.children(), c).map(|s| (c, s))),
+        );
+    }
+    false
+}
+
+/// An element given more than once where its parent may hold it once.
+fn repeated_element(el: &Element, parent: String) -> RpcError {
+    RpcError::bad_element(
+        ErrorType::Application,
+        ErrorTag::BadElement,
+        &el.name,
+        &format!(
+            "<{}> is given more than once: its parent holds one",
+            el.name
+        ),
+    )
+    .with_path(Some(parent))
 }
 
 /// An element the schema does not have under its parent; the error-path is
@@ -632,6 +706,9 @@ impl Editor<'_> {
         op: EditOp,
         keys: &[(SchemaNode<'static>, String)],
     ) -> Result<(), Stop> {
+        if let Some(twice) = repeated_single(Some(schema), el.elements()) {
+            return self.fail(repeated_element(twice, xml_path(path)));
+        }
         let child_op = match op {
             EditOp::Create => {
                 if self.exists(path) {

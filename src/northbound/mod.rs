@@ -3935,6 +3935,52 @@ mod tests {
         });
     }
 
+    /// A list entry given one of its leaves twice (here its key) is
+    /// refused with the node's name, and the candidate is unchanged:
+    /// libyang's merge (the edit's fast path) took such a parsed entry and
+    /// failed an assertion on the next entry of the same list (found by
+    /// the `netconf_rpc` fuzz target: one rpc aborted the daemon).
+    #[test]
+    fn an_entry_with_a_leaf_given_twice_is_refused() {
+        let (mut nb, _applied, _dir) = booted();
+        let before = data(nb.operation(1, whole_config(Datastore::Candidate)));
+        for (pools, twice) in [
+            (
+                "<ip-pool><name>p26</name><name>8</name></ip-pool><ip-pool><name>p26</name></ip-pool>",
+                "name",
+            ),
+            (
+                "<ip-pool><name>p1</name><lease-time>60</lease-time><lease-time>70</lease-time></ip-pool>",
+                "lease-time",
+            ),
+            (
+                r#"<ip-pool><name>p1</name></ip-pool></dhcp-server><dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p1</name></ip-pool>"#,
+                "dhcp-server",
+            ),
+        ] {
+            let cfg = xml::parse(&format!(
+                r#"<config xmlns="{NC_NS}"><dhcp-server xmlns="urn:hotlease:yang:dhcp-server">{pools}</dhcp-server></config>"#
+            ))
+            .unwrap();
+            let edit = Operation::EditConfig {
+                target: Datastore::Candidate,
+                default_operation: EditOp::Merge,
+                test_option: TestOption::TestThenSet,
+                error_option: ErrorOption::StopOnError,
+                config: cfg,
+            };
+            let errs = nb.operation(1, edit).expect_err(pools);
+            assert_eq!(errs.len(), 1, "{errs:?}");
+            assert_eq!(errs[0].tag, ErrorTag::BadElement, "{errs:?}");
+            assert_eq!(
+                errs[0].message.as_deref(),
+                Some(format!("<{twice}> is given more than once: its parent holds one").as_str())
+            );
+            let after = data(nb.operation(1, whole_config(Datastore::Candidate)));
+            assert_eq!(after, before, "the candidate changed");
+        }
+    }
+
     fn booted() -> (Northbound, Arc<Mutex<Vec<usize>>>, tempfile::TempDir) {
         let dir = tempfile::tempdir().unwrap();
         let applied = Arc::new(Mutex::new(Vec::new()));
