@@ -136,6 +136,14 @@ fn strip_file(line: &str, config: &Path) -> String {
 
 /// Parse and validate one configuration as the daemon loads it.
 fn check_tree(xml: &str, file: &Path, what: &str, report: &mut Report) {
+    if let Some(message) = crate::northbound::edit::repeated_in_document(xml) {
+        report.problems.push(Problem {
+            file: file.to_path_buf(),
+            path: None,
+            message: format!("{what}{message}"),
+        });
+        return;
+    }
     let errors = match yang::parse_config_xml_all_errors(xml) {
         Err(e) => e.iter().map(crate::northbound::error::from_ly).collect(),
         Ok(mut tree) => match validate::full(&mut tree) {
@@ -242,6 +250,32 @@ mod tests {
         let got = lines(&check(&file));
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(got[0].starts_with(&format!("{f}: line 2: ")), "{got:?}");
+    }
+
+    /// A startup file with a list entry's key given twice is a problem
+    /// said with its place, not a crash: libyang's parse aborted on it.
+    #[test]
+    fn a_leaf_given_twice_in_startup_is_a_problem() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = bootstrap(dir.path(), "");
+        let storage = dir.path().join("storage");
+        std::fs::create_dir(&storage).unwrap();
+        let startup = storage.join("startup.xml");
+        std::fs::write(
+            &startup,
+            r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p26</name><name>8</name></ip-pool><ip-pool><name>p26</name></ip-pool></dhcp-server>"#,
+        )
+        .unwrap();
+        let r = check(&file);
+        let got = lines(&r);
+        assert_eq!(r.problems.len(), 1, "{got:?}");
+        assert_eq!(r.problems[0].file, startup);
+        assert!(
+            r.problems[0].message.ends_with(
+                "<name> is given more than once in /dhcp-server/ip-pool: its parent holds one"
+            ),
+            "{got:?}"
+        );
     }
 
     #[test]

@@ -332,32 +332,60 @@ fn repeated_single<'e>(
 }
 
 /// Whether an element anywhere in `config` repeats a sibling the schema
-/// allows once ([`repeated_single`]). A loop, not a recursion: the
-/// `<config>` comes from the peer.
+/// allows once ([`repeated_single`]).
 fn has_repeated_single(config: &Element) -> bool {
-    if repeated_single(None, config.elements()).is_some() {
-        return true;
+    first_repeated(config).is_some()
+}
+
+/// The first element anywhere in `config` that repeats a sibling the
+/// schema allows once ([`repeated_single`]), said with the path of its
+/// parent (`/dhcp-server/ip-pool`). A loop, not a recursion: the
+/// `<config>` may come from a peer.
+fn first_repeated(config: &Element) -> Option<String> {
+    let said = |el: &Element, parent: &str| {
+        format!(
+            "<{}> is given more than once in {parent}: its parent holds one",
+            el.name
+        )
+    };
+    if let Some(el) = repeated_single(None, config.elements()) {
+        return Some(said(el, "/"));
     }
-    let mut pending: Vec<(&Element, SchemaNode<'static>)> = config
+    let mut pending: Vec<(&Element, SchemaNode<'static>, String)> = config
         .elements()
-        .filter_map(|el| top_schema(el).ok().map(|s| (el, s)))
+        .filter_map(|el| {
+            top_schema(el)
+                .ok()
+                .map(|s| (el, s, format!("/{}", el.name)))
+        })
         .collect();
-    while let Some((el, schema)) = pending.pop() {
+    while let Some((el, schema, path)) = pending.pop() {
         if !matches!(
             schema.kind(),
             SchemaNodeKind::Container | SchemaNodeKind::List
         ) {
             continue;
         }
-        if repeated_single(Some(&schema), el.elements()).is_some() {
-            return true;
+        if let Some(twice) = repeated_single(Some(&schema), el.elements()) {
+            return Some(said(twice, &path));
         }
-        pending.extend(
-            el.elements()
-                .filter_map(|c| find_child(schema.children(), c).map(|s| (c, s))),
-        );
+        pending.extend(el.elements().filter_map(|c| {
+            find_child(schema.children(), c).map(|s| (c, s, format!("{path}/{}", c.name)))
+        }));
     }
-    false
+    None
+}
+
+/// The first element of a whole configuration document (top-level
+/// elements, as the startup file holds them) that repeats a sibling the
+/// schema allows once, said with its parent's path: libyang's parse takes
+/// such data and then crashes on it (in its merge and its validation),
+/// so it is checked before libyang sees it. None when there is none, or
+/// when the text is not well-formed XML (libyang's parse says what is
+/// wrong then).
+pub fn repeated_in_document(xml: &str) -> Option<String> {
+    let config = crate::xml::parse(&format!("<config xmlns=\"{NC_NS}\">{xml}</config>")).ok()?;
+    first_repeated(&config)
 }
 
 /// An element given more than once where its parent may hold it once.

@@ -378,6 +378,9 @@ fn parse_tree(xml: &str, what: &'static str) -> Result<DataTree<'static>, BootEr
             })
             .unwrap_or_default(),
     };
+    if let Some(message) = edit::repeated_in_document(xml) {
+        return Err(BootError::Invalid { what, message });
+    }
     let mut tree =
         yang::parse_config_xml(xml).map_err(|e| invalid(e.first().map(error::from_ly)))?;
     yang::validate(&mut tree)
@@ -3178,6 +3181,29 @@ mod tests {
             }
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("booted with overlapping pools"),
+        }
+    }
+
+    /// A startup file with a list entry's key given twice (libyang's
+    /// parse and validation crash on it) is refused at boot with its
+    /// place.
+    #[test]
+    fn boot_refuses_a_startup_with_a_key_given_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path()).unwrap();
+        store
+            .write_startup(r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p26</name><name>8</name></ip-pool><ip-pool><name>p26</name></ip-pool></dhcp-server>"#)
+            .unwrap();
+        match Northbound::boot(store, vec![]) {
+            Err(BootError::Invalid { what, message }) => {
+                assert_eq!(what, "startup.xml");
+                assert_eq!(
+                    message,
+                    "<name> is given more than once in /dhcp-server/ip-pool: its parent holds one"
+                );
+            }
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("booted"),
         }
     }
 
