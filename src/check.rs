@@ -176,6 +176,15 @@ mod tests {
     const KEY: &str =
         "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIDjQgHuRBcORJhEtkkzYTqFySMzhoFrG01BmV7thEpJU a@b";
 
+    /// A bootstrap file with its storage directory, and where its startup
+    /// file goes.
+    fn with_storage(dir: &Path) -> (PathBuf, PathBuf) {
+        let file = bootstrap(dir, "");
+        let storage = dir.join("storage");
+        std::fs::create_dir(&storage).unwrap();
+        (file, storage.join("startup.xml"))
+    }
+
     fn bootstrap(dir: &Path, extra: &str) -> PathBuf {
         let file = dir.join("hotleased.toml");
         std::fs::write(
@@ -257,10 +266,7 @@ mod tests {
     #[test]
     fn a_leaf_given_twice_in_startup_is_a_problem() {
         let dir = tempfile::tempdir().unwrap();
-        let file = bootstrap(dir.path(), "");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir(&storage).unwrap();
-        let startup = storage.join("startup.xml");
+        let (file, startup) = with_storage(dir.path());
         std::fs::write(
             &startup,
             r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p26</name><name>8</name></ip-pool><ip-pool><name>p26</name></ip-pool></dhcp-server>"#,
@@ -281,10 +287,7 @@ mod tests {
     #[test]
     fn startup_problems_name_their_nodes() {
         let dir = tempfile::tempdir().unwrap();
-        let file = bootstrap(dir.path(), "");
-        let storage = dir.path().join("storage");
-        std::fs::create_dir(&storage).unwrap();
-        let startup = storage.join("startup.xml");
+        let (file, startup) = with_storage(dir.path());
         // two YANG errors at once: both reported, with their paths
         std::fs::write(
             &startup,
