@@ -62,10 +62,6 @@ pub fn apply(
         continue_on_error,
         entries,
     };
-    if let Some(el) = repeated_single(None, config.elements()) {
-        let _ = ed.fail(repeated_element(el, "/".to_string()));
-        return Err(ed.errors);
-    }
     for el in config.elements() {
         let r = match top_schema(el) {
             Ok(schema) => ed.edit(None, el, schema, default_op),
@@ -331,16 +327,18 @@ fn repeated_single<'e>(
     None
 }
 
-/// Whether an element anywhere in `config` repeats a sibling the schema
-/// allows once ([`repeated_single`]).
+/// Whether an element below the top level of `config` repeats a sibling
+/// the schema allows once ([`repeated_single`]). Top-level elements given
+/// twice (clients send a module's container once per part of an edit)
+/// are merged, by the fast path as by the walk.
 fn has_repeated_single(config: &Element) -> bool {
     first_repeated(config).is_some()
 }
 
-/// The first element anywhere in `config` that repeats a sibling the
-/// schema allows once ([`repeated_single`]), said with the path of its
-/// parent (`/dhcp-server/ip-pool`). A loop, not a recursion: the
-/// `<config>` may come from a peer.
+/// The first element below the top level of `config` that repeats a
+/// sibling the schema allows once ([`repeated_single`]), said with the
+/// path of its parent (`/dhcp-server/ip-pool`). A loop, not a recursion:
+/// the `<config>` may come from a peer.
 fn first_repeated(config: &Element) -> Option<String> {
     let said = |el: &Element, parent: &str| {
         format!(
@@ -348,9 +346,6 @@ fn first_repeated(config: &Element) -> Option<String> {
             el.name
         )
     };
-    if let Some(el) = repeated_single(None, config.elements()) {
-        return Some(said(el, "/"));
-    }
     let mut pending: Vec<(&Element, SchemaNode<'static>, String)> = config
         .elements()
         .filter_map(|el| {
@@ -377,12 +372,13 @@ fn first_repeated(config: &Element) -> Option<String> {
 }
 
 /// The first element of a whole configuration document (top-level
-/// elements, as the startup file holds them) that repeats a sibling the
-/// schema allows once, said with its parent's path: libyang's parse takes
-/// such data and then crashes on it (in its merge and its validation),
-/// so it is checked before libyang sees it. None when there is none, or
-/// when the text is not well-formed XML (libyang's parse says what is
-/// wrong then).
+/// elements, as the startup file holds them) that repeats, below the top
+/// level, a sibling the schema allows once, said with its parent's path:
+/// libyang's parse takes such data and then crashes on it (in its merge
+/// and its validation), so it is checked before libyang sees it (a
+/// top-level element given twice libyang refuses itself). None when there
+/// is none, or when the text is not well-formed XML (libyang's parse says
+/// what is wrong then).
 pub fn repeated_in_document(xml: &str) -> Option<String> {
     let config = crate::xml::parse(&format!("<config xmlns=\"{NC_NS}\">{xml}</config>")).ok()?;
     first_repeated(&config)
