@@ -122,6 +122,9 @@ pub fn fast_path(
         yang::clear_errors();
         return None;
     };
+    if parsed.iter().any(parsed_duplicates) {
+        return None;
+    }
     let mut parsed = parsed.into_iter();
     // The parts become one tree first (nothing of `tree` is involved yet).
     let edit = merge_all(parsed.next().unwrap_or_else(yang::empty), parsed)?;
@@ -325,6 +328,41 @@ fn repeated_single<'e>(
         }
     }
     None
+}
+
+/// Whether a parsed tree holds, below its top level, two instances of a
+/// node the schema allows once, or two entries of a list with the same
+/// keys (two equal leaf-list values): libyang's parse without validation
+/// takes them, and its merge and validation then crash on them. The walk
+/// takes such an edit instead (a list entry given twice is merged twice,
+/// a leaf given twice is refused).
+pub fn parsed_duplicates(tree: &DataTree<'static>) -> bool {
+    let Some(first) = tree.reference() else {
+        return false;
+    };
+    let mut pending: Vec<_> = first.inclusive_siblings().collect();
+    while let Some(node) = pending.pop() {
+        let mut seen = BTreeSet::new();
+        for c in node.children() {
+            let s = c.schema();
+            let which = match s.kind() {
+                SchemaNodeKind::List => c
+                    .list_keys()
+                    .map(|k| k.value_canonical().unwrap_or_default())
+                    .collect::<Vec<_>>()
+                    .join("\u{0}"),
+                SchemaNodeKind::LeafList => c.value_canonical().unwrap_or_default(),
+                _ => String::new(),
+            };
+            if !seen.insert((s.module().name().to_string(), s.name().to_string(), which)) {
+                return true;
+            }
+            if matches!(s.kind(), SchemaNodeKind::Container | SchemaNodeKind::List) {
+                pending.push(c);
+            }
+        }
+    }
+    false
 }
 
 /// Whether an element below the top level of `config` repeats a sibling

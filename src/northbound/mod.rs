@@ -383,6 +383,12 @@ fn parse_tree(xml: &str, what: &'static str) -> Result<DataTree<'static>, BootEr
     }
     let mut tree =
         yang::parse_config_xml(xml).map_err(|e| invalid(e.first().map(error::from_ly)))?;
+    if edit::parsed_duplicates(&tree) {
+        return Err(BootError::Invalid {
+            what,
+            message: "a list entry or leaf-list value is given more than once".into(),
+        });
+    }
     yang::validate(&mut tree)
         .map_err(|e| invalid(edit::validation_errors(&tree, &e).into_iter().next()))?;
     Ok(tree)
@@ -4002,6 +4008,46 @@ mod tests {
             let after = data(nb.operation(1, whole_config(Datastore::Candidate)));
             assert_eq!(after, before, "the candidate changed");
         }
+        // a list entry given twice in one edit: merged twice, by the walk
+        // (libyang's merge crashed on it too)
+        let cfg = xml::parse(&format!(
+            r#"<config xmlns="{NC_NS}"><dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p3</name><lease-time>60</lease-time></ip-pool><ip-pool><name>p4</name></ip-pool><ip-pool><name>p3</name><lease-time>70</lease-time></ip-pool></dhcp-server></config>"#
+        ))
+        .unwrap();
+        let edit = Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: cfg,
+        };
+        nb.operation(1, edit).unwrap();
+        let after = data(nb.operation(1, whole_config(Datastore::Candidate)));
+        assert_eq!(after.matches("<name>p3</name>").count(), 1, "{after}");
+        assert!(after.contains("<lease-time>70</lease-time>"), "{after}");
+        nb.operation(1, Operation::DiscardChanges).unwrap();
+        // the fuzz target's second crash: entries of three pools given two
+        // and three times, apart
+        let found = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/fuzz/corpus/netconf_rpc/regression-entries-given-twice"
+        ))
+        .unwrap();
+        let (start, end) = (
+            found.find("<config>").unwrap(),
+            found.find("</config>").unwrap() + "</config>".len(),
+        );
+        let cfg =
+            found[start..end].replacen("<config>", &format!(r#"<config xmlns="{NC_NS}">"#), 1);
+        let edit = Operation::EditConfig {
+            target: Datastore::Candidate,
+            default_operation: EditOp::Merge,
+            test_option: TestOption::TestThenSet,
+            error_option: ErrorOption::StopOnError,
+            config: xml::parse(&cfg).unwrap(),
+        };
+        let _ = nb.operation(1, edit);
+        nb.operation(1, Operation::DiscardChanges).unwrap();
         // a top-level container given twice is merged, as clients send it
         // (one per part of an edit)
         let cfg = xml::parse(&format!(
