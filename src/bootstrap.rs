@@ -119,8 +119,9 @@ pub struct DhcpSettings {
     /// SCHED_RR priority (1..=99) of the threads an ACK passes through
     /// (the DHCP actor, the lease writer, the ACK release), so that a CPU
     /// busy with NETCONF replies does not delay ACKs; below VRRP's (10 by
-    /// default) so that a DHCP flood never delays advertisements. 0 keeps
-    /// the normal scheduler.
+    /// default) so that a DHCP flood never delays advertisements. The lease
+    /// writer and the ACK release run at it, the actor one below
+    /// (`dhcp::actor_priority`). 0 keeps the normal scheduler.
     #[serde(default = "dhcp_realtime_priority_by_default")]
     pub realtime_priority: u8,
 }

@@ -219,6 +219,34 @@ def measure(ctl: Session, c: str, args, pid: int, dhcp: bool = True) -> dict:
     return res
 
 
+def policies(pid: int) -> str:
+    """The daemon's threads by scheduling policy: "SCHED_RR 5: dhcp, ..."
+    (the DHCP threads run SCHED_RR unless the cgroup or the bootstrap
+    file refuses it)."""
+    names = {0: "SCHED_OTHER", 1: "SCHED_FIFO", 2: "SCHED_RR", 3: "SCHED_BATCH", 5: "SCHED_IDLE"}
+    by: dict[str, list[str]] = {}
+    for t in sorted(Path(f"/proc/{pid}/task").iterdir()):
+        try:
+            comm = (t / "comm").read_text().strip()
+            f = (t / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # fields 40 and 41 of stat(5): rt_priority, policy (after the comm: index - 3)
+        policy, prio = int(f[38]), int(f[37])
+        key = names.get(policy, str(policy)) + (f" {prio}" if policy in (1, 2) else "")
+        by.setdefault(key, []).append(comm)
+    return "; ".join(f"{k}: {', '.join(sorted(set(v)))}" for k, v in sorted(by.items()))
+
+
+def rt_note(cg: Path, no_realtime: bool) -> str:
+    if no_realtime:
+        return "; [dhcp] realtime-priority = 0"
+    rt = cg / "cpu.rt_runtime_us"
+    if rt.exists():
+        return f"; real-time runtime {rt.read_text().strip()} µs per {(cg / 'cpu.rt_period_us').read_text().strip()} µs"
+    return "; real-time threads not limited by the group (no RT group scheduling)"
+
+
 def cpu_ticks(pid: int) -> int:
     f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return int(f[11]) + int(f[12])
@@ -262,6 +290,9 @@ def main() -> int:
     ap.add_argument("--budget", default="25", help='CPU quota of the server, % of one core, or "full"')
     ap.add_argument("--events", type=float, default=5, help="config changes per second while measuring")
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--no-realtime", action="store_true",
+                    help="[dhcp] realtime-priority = 0: the DHCP threads share the CFS budget with the "
+                         "NETCONF sessions and the fan-out (not the shipped default)")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--netns", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -302,6 +333,14 @@ def main() -> int:
         if cg_ver == 1:
             (cg / "cpu.cfs_period_us").write_text("10000")
             (cg / "cpu.cfs_quota_us").write_text(str(quota))
+            # With RT group scheduling (CONFIG_RT_GROUP_SCHED) a new group
+            # has no real-time runtime, so the DHCP threads' SCHED_RR (the
+            # shipped default, [dhcp] realtime-priority 5) is refused and
+            # they run under CFS: give the group the same share of real-time
+            # time as of CFS time, so that the daemon runs as shipped.
+            if not args.no_realtime and (cg / "cpu.rt_runtime_us").exists():
+                (cg / "cpu.rt_period_us").write_text("10000")
+                (cg / "cpu.rt_runtime_us").write_text(str(9500 if quota < 0 else quota))
         else:
             (cg / "cpu.max").write_text(f"{'max' if quota < 0 else quota} 10000")
         hashed = subprocess.run([args.hotleased, "hash-password"], input=PASSWORD.encode(),
@@ -323,6 +362,7 @@ def main() -> int:
             f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
             f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = false\n'
             f'[metrics]\nlisten = "127.0.0.1:{METRICS}"\n'
+            + ("[dhcp]\nrealtime-priority = 0\n" if args.no_realtime else "")
         )
         log = open(tmp / "hotleased.stderr", "wb")
         proc = subprocess.Popen(
@@ -342,6 +382,7 @@ def main() -> int:
         sessions.append(ctl)
         # the group the events change, once
         commit_priority(ctl, 0)
+        dhcp_policy = policies(proc.pid)
         rows = []
         for rnd in range(1, args.rounds + 1):
             settled = settle(proc.pid)
@@ -404,9 +445,11 @@ def main() -> int:
         load1 = Path("/proc/loadavg").read_text().split()[:3]
         final = scrape(s)
         print("# kinds: none / subs with perfdhcp; none- / subs- the same events without DHCP (daemon CPU only)")
-        print(f"# hotleased {args.hotleased}; budget {args.budget} % of CPU 0 (cgroup v{cg_ver}, CFS period 10 ms); "
+        print(f"# hotleased {args.hotleased}; budget {args.budget} % of CPU 0 (cgroup v{cg_ver}, CFS period 10 ms"
+              f"{rt_note(cg, args.no_realtime)}); "
               f"perfdhcp -r {args.rate} -R {args.clients} -p {args.period} on CPU 1; "
               f"{args.events:g} config changes/s in every period; {args.subscribers - 1} held subscribers + 1 stalled")
+        print(f"# scheduling of the daemon's threads: {dhcp_policy}")
         print("period round  start_utc  foreign_dhcp  rate_4way/s  drops_D-O_%  drops_R-A_%  ack_avg_ms  daemon_cpu_%  events  settle_s  stalled_closed  overflowed")
         for kind, rnd, r, d in rows:
             print(f"{kind:6s} {rnd:5d}  {r['started']}  {'YES' if r['foreign'] else 'no':>12}  {r['rate']:11.1f}  {r['DISCOVER-OFFER'][0]:11.2f}  {r['REQUEST-ACK'][0]:11.2f}"

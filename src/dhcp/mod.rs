@@ -252,8 +252,23 @@ pub struct DhcpSubsystem {
 
 /// Start the DHCP runtime with its lease store in `dir`, serving on UDP
 /// `port` (67; tests may pick another), its threads under SCHED_RR at
-/// `realtime_priority` (bootstrap `[dhcp]`; 0: the normal scheduler).
+/// `realtime_priority` (bootstrap `[dhcp]`; 0: the normal scheduler): the
+/// lease writer and the ACK release at it, the actor one below
+/// ([`actor_priority`]).
 /// Returns the subsystem for the northbound, the hooks, and the actor task.
+/// The actor's SCHED_RR priority: one below the lease writer's and the
+/// ACK release's (`realtime_priority`, at least 1). Under a flood the actor
+/// always has another packet and never blocks, and a thread of equal
+/// SCHED_RR priority woken on its CPU waits for the end of its round-robin
+/// slice (100 ms): every ACK waited for it, the ACK delay jumped from
+/// ~20 ms to 100–600 ms and the rate fell by a quarter in some periods
+/// (BENCHMARKS.md, "DHCP rate with 1,000 subscribers"). One below, the
+/// threads that finish an ACK take the CPU from the actor at once, and the
+/// daemon never uses more than the priority it is given.
+pub fn actor_priority(realtime_priority: u8) -> u8 {
+    realtime_priority.saturating_sub(1).max(1)
+}
+
 pub fn start(
     dir: &Path,
     port: u16,
@@ -294,12 +309,14 @@ pub fn start(
         .spawn(move || {
             let realtime = realtime.and_then(|()| match realtime_priority {
                 0 => Ok(()),
-                p => crate::sched::realtime_self(p),
+                p => crate::sched::realtime_self(actor_priority(p)),
             });
             match realtime {
-                Ok(()) if realtime_priority > 0 => {
-                    tracing::info!(priority = realtime_priority, "dhcp threads run SCHED_RR")
-                }
+                Ok(()) if realtime_priority > 0 => tracing::info!(
+                    priority = realtime_priority,
+                    actor = actor_priority(realtime_priority),
+                    "dhcp threads run SCHED_RR"
+                ),
                 Ok(()) => {}
                 // Info, not a warning: a sandbox that forbids real-time
                 // scheduling (systemd RestrictRealtime=) chose so.
@@ -838,8 +855,10 @@ pub fn render_state(snap: &View, c: &Counters) -> String {
 mod tests {
     use super::*;
 
-    /// The threads an ACK passes through run SCHED_RR at the bootstrap's
-    /// priority; what they start (a blocking helper) does not.
+    /// The threads an ACK passes through run SCHED_RR: the lease writer
+    /// and the ACK release at the bootstrap's priority, the actor one
+    /// below (so that they preempt it under a flood); what they start (a
+    /// blocking helper) does not.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn ack_path_threads_run_realtime() {
         // a priority no other test uses: the tests share the process
@@ -858,20 +877,24 @@ mod tests {
             })
             .await
             .unwrap();
-        assert_eq!(actor, (libc::SCHED_RR, i32::from(PRIO)));
+        assert_eq!(actor, (libc::SCHED_RR, i32::from(PRIO) - 1));
         assert_eq!(helper, (libc::SCHED_OTHER, 0));
-        let mut at_prio: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .filter_map(|t| {
-                let t = t.ok()?;
-                let tid: i32 = t.file_name().to_str()?.parse().ok()?;
-                let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
-                (crate::sched::policy_of(tid).ok()? == (libc::SCHED_RR, i32::from(PRIO)))
-                    .then(|| comm.trim().to_string())
-            })
-            .collect();
-        at_prio.sort();
-        assert_eq!(at_prio, ["dhcp", "lease-ack", "lease-writer"]);
+        let at = |prio: u8| {
+            let mut at: Vec<String> = std::fs::read_dir("/proc/self/task")
+                .unwrap()
+                .filter_map(|t| {
+                    let t = t.ok()?;
+                    let tid: i32 = t.file_name().to_str()?.parse().ok()?;
+                    let comm = std::fs::read_to_string(t.path().join("comm")).ok()?;
+                    (crate::sched::policy_of(tid).ok()? == (libc::SCHED_RR, i32::from(prio)))
+                        .then(|| comm.trim().to_string())
+                })
+                .collect();
+            at.sort();
+            at
+        };
+        assert_eq!(at(PRIO), ["lease-ack", "lease-writer"]);
+        assert_eq!(at(PRIO - 1), ["dhcp"]);
         shutdown.cancel();
         task.await.unwrap();
     }
