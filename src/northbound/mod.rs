@@ -3976,6 +3976,7 @@ mod tests {
     #[test]
     fn an_entry_with_a_leaf_given_twice_is_refused() {
         let (mut nb, _applied, _dir) = booted();
+        const DHCP: &str = r#"<dhcp-server xmlns="urn:hotlease:yang:dhcp-server">"#;
         let before = data(nb.operation(1, whole_config(Datastore::Candidate)));
         for (pools, twice) in [
             (
@@ -3987,18 +3988,9 @@ mod tests {
                 "lease-time",
             ),
         ] {
-            let cfg = xml::parse(&format!(
-                r#"<config xmlns="{NC_NS}"><dhcp-server xmlns="urn:hotlease:yang:dhcp-server">{pools}</dhcp-server></config>"#
-            ))
-            .unwrap();
-            let edit = Operation::EditConfig {
-                target: Datastore::Candidate,
-                default_operation: EditOp::Merge,
-                test_option: TestOption::TestThenSet,
-                error_option: ErrorOption::StopOnError,
-                config: cfg,
-            };
-            let errs = nb.operation(1, edit).expect_err(pools);
+            let errs = nb
+                .operation(1, edit(&format!("{DHCP}{pools}</dhcp-server>")))
+                .expect_err(pools);
             assert_eq!(errs.len(), 1, "{errs:?}");
             assert_eq!(errs[0].tag, ErrorTag::BadElement, "{errs:?}");
             assert_eq!(
@@ -4010,18 +4002,11 @@ mod tests {
         }
         // a list entry given twice in one edit: merged twice, by the walk
         // (libyang's merge crashed on it too)
-        let cfg = xml::parse(&format!(
-            r#"<config xmlns="{NC_NS}"><dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p3</name><lease-time>60</lease-time></ip-pool><ip-pool><name>p4</name></ip-pool><ip-pool><name>p3</name><lease-time>70</lease-time></ip-pool></dhcp-server></config>"#
-        ))
+        nb.operation(1, edit(&format!(
+            "{DHCP}<ip-pool><name>p3</name><lease-time>60</lease-time></ip-pool><ip-pool><name>p4</name></ip-pool>\
+             <ip-pool><name>p3</name><lease-time>70</lease-time></ip-pool></dhcp-server>"
+        )))
         .unwrap();
-        let edit = Operation::EditConfig {
-            target: Datastore::Candidate,
-            default_operation: EditOp::Merge,
-            test_option: TestOption::TestThenSet,
-            error_option: ErrorOption::StopOnError,
-            config: cfg,
-        };
-        nb.operation(1, edit).unwrap();
         let after = data(nb.operation(1, whole_config(Datastore::Candidate)));
         assert_eq!(after.matches("<name>p3</name>").count(), 1, "{after}");
         assert!(after.contains("<lease-time>70</lease-time>"), "{after}");
@@ -4034,34 +4019,17 @@ mod tests {
         ))
         .unwrap();
         let (start, end) = (
-            found.find("<config>").unwrap(),
-            found.find("</config>").unwrap() + "</config>".len(),
+            found.find("<config>").unwrap() + "<config>".len(),
+            found.find("</config>").unwrap(),
         );
-        let cfg =
-            found[start..end].replacen("<config>", &format!(r#"<config xmlns="{NC_NS}">"#), 1);
-        let edit = Operation::EditConfig {
-            target: Datastore::Candidate,
-            default_operation: EditOp::Merge,
-            test_option: TestOption::TestThenSet,
-            error_option: ErrorOption::StopOnError,
-            config: xml::parse(&cfg).unwrap(),
-        };
-        let _ = nb.operation(1, edit);
+        let _ = nb.operation(1, edit(&found[start..end]));
         nb.operation(1, Operation::DiscardChanges).unwrap();
         // a top-level container given twice is merged, as clients send it
         // (one per part of an edit)
-        let cfg = xml::parse(&format!(
-            r#"<config xmlns="{NC_NS}"><dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p1</name></ip-pool></dhcp-server><dhcp-server xmlns="urn:hotlease:yang:dhcp-server"><ip-pool><name>p2</name></ip-pool></dhcp-server></config>"#
-        ))
+        nb.operation(1, edit(&format!(
+            "{DHCP}<ip-pool><name>p1</name></ip-pool></dhcp-server>{DHCP}<ip-pool><name>p2</name></ip-pool></dhcp-server>"
+        )))
         .unwrap();
-        let edit = Operation::EditConfig {
-            target: Datastore::Candidate,
-            default_operation: EditOp::Merge,
-            test_option: TestOption::TestThenSet,
-            error_option: ErrorOption::StopOnError,
-            config: cfg,
-        };
-        nb.operation(1, edit).unwrap();
         let after = data(nb.operation(1, whole_config(Datastore::Candidate)));
         assert!(
             after.contains("<name>p1</name>") && after.contains("<name>p2</name>"),
