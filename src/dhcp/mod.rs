@@ -250,18 +250,12 @@ pub struct DhcpSubsystem {
     shared: Shared,
 }
 
-/// Start the DHCP runtime with its lease store in `dir`, serving on UDP
-/// `port` (67; tests may pick another), its threads under SCHED_RR at
-/// `realtime_priority` (bootstrap `[dhcp]`; 0: the normal scheduler): the
-/// lease writer and the ACK release at it, the actor one below
-/// ([`actor_priority`]).
-/// Returns the subsystem for the northbound, the hooks, and the actor task.
 /// The actor's SCHED_RR priority: one below the lease writer's and the
 /// ACK release's (`realtime_priority`, at least 1). Under a flood the actor
 /// always has another packet and never blocks, and a thread of equal
 /// SCHED_RR priority woken on its CPU waits for the end of its round-robin
 /// slice (100 ms): every ACK waited for it, the ACK delay jumped from
-/// ~20 ms to 100–600 ms and the rate fell by a quarter in some periods
+/// ~20 ms to 100–640 ms and the rate fell by up to 45 % in some periods
 /// (BENCHMARKS.md, "DHCP rate with 1,000 subscribers"). One below, the
 /// threads that finish an ACK take the CPU from the actor at once, and the
 /// daemon never uses more than the priority it is given.
@@ -269,6 +263,12 @@ pub fn actor_priority(realtime_priority: u8) -> u8 {
     realtime_priority.saturating_sub(1).max(1)
 }
 
+/// Start the DHCP runtime with its lease store in `dir`, serving on UDP
+/// `port` (67; tests may pick another), its threads under SCHED_RR at
+/// `realtime_priority` (bootstrap `[dhcp]`; 0: the normal scheduler): the
+/// lease writer and the ACK release at it, the actor one below
+/// ([`actor_priority`]).
+/// Returns the subsystem for the northbound, the hooks, and the actor task.
 pub fn start(
     dir: &Path,
     port: u16,
