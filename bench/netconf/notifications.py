@@ -117,6 +117,7 @@ class Session:
         self.ch = self.t.open_session()
         self.ch.invoke_subsystem("netconf")
         self.buf = b""
+        self.last = 0
         self.read()  # server hello
         self.ch.sendall(
             f'<hello xmlns="{BASE_NS}"><capabilities><capability>'
@@ -131,6 +132,7 @@ class Session:
                 raise EOFError("session closed")
             self.buf += d
         msg, self.buf = self.buf.split(EOM, 1)
+        self.last = len(msg)
         return msg
 
     def rpc(self, body: str) -> bytes:
@@ -236,6 +238,40 @@ def thread_cpu_diff(before: dict, after: dict) -> str:
     return ", ".join(f"{name}[{tid}] {secs:.2f} s" for secs, name, tid in rows)
 
 
+def ssh_packet_size(message: int) -> int:
+    """Bytes on the wire of one NETCONF message of *message* bytes (its
+    end-of-message mark added) in one SSH channel-data packet with a
+    16-byte block cipher and a 32-byte MAC (what the paramiko clients
+    negotiate: aes128-ctr, hmac-sha2-256)."""
+    payload = 9 + message + len(EOM)
+    pad = 4
+    while (5 + payload + pad) % 16:
+        pad += 1
+    return 4 + 1 + payload + pad + 32
+
+
+def floor(ns: str, tmp: Path, n: int, rounds: int, size: int, pause_ms: float, threads: int) -> list[tuple[float, float]] | None:
+    """The anchor: bench/netconf/fanout_floor.c, built here, run in the
+    daemon's namespace; per round (time to the send at a random place,
+    time to the end of the round) in ms. None without a C compiler."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        return None
+    exe = tmp / "fanout_floor"
+    subprocess.run([cc, "-O2", "-pthread", "-o", str(exe), str(Path(__file__).with_name("fanout_floor.c"))],
+                   check=True, capture_output=True)
+
+    def fds():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (2 * n + 64, 2 * n + 64))
+
+    out = subprocess.run(["ip", "netns", "exec", ns, str(exe), str(n), str(rounds), str(size),
+                          str(int(pause_ms)), str(threads)],
+                         check=True, capture_output=True, text=True, preexec_fn=fds,
+                         timeout=60 + rounds * (pause_ms / 1000 + 1))
+    return [(float(a), float(b)) for a, b in (line.split() for line in out.stdout.splitlines())]
+
+
 def hold(ns: str, n: int) -> int:
     """Open *n* subscribed sessions, say ready, keep them until stdin
     closes."""
@@ -268,6 +304,10 @@ def main() -> int:
                     help="pause before each measured transition (the previous fan-out ends first; 0: none, as before)")
     ap.add_argument("--holders-run", action="store_true",
                     help="leave the other subscribers' process running while measuring")
+    ap.add_argument("--netconf", action="append", default=[], metavar="LINE",
+                    help="a line added to the bootstrap file's [netconf] table (e.g. 'keepalive-interval = 0')")
+    ap.add_argument("--no-floor", action="store_true",
+                    help="skip the anchor (fanout_floor.c: the same TCP sends with nothing of ours around them)")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--netns", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -301,7 +341,8 @@ def main() -> int:
             f'[netconf]\nlisten = "127.0.0.1:8830"\nhost-key = "{tmp}/key"\nrecovery-user = "admin"\n'
             f"max-connections = {n}\nmax-per-source = {n}\nmax-unauthenticated = {n}\n"
             f"max-sessions = {n}\nmax-sessions-per-user = {n}\n"
-            f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
+            + "".join(f"{line}\n" for line in args.netconf)
+            + f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
             f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = true\n'
         )
         log = open(tmp / "hotleased.stderr", "wb")
@@ -375,6 +416,12 @@ def main() -> int:
         results[args.subscribers] = measure(probe, peer_sock, args.transitions, args.probe_priority == "rt", args.settle_ms / 1000)
         cpu[args.subscribers] = cpu_seconds(proc.pid) - c0
         threads = thread_cpu_diff(threads0, thread_cpu(proc.pid))
+        # the anchor, while the held sessions are still stopped and the
+        # daemon idle: the same sends with nothing of ours around them
+        workers = len(os.sched_getaffinity(proc.pid))  # tokio's default: a worker per CPU
+        size = ssh_packet_size(probe.last)
+        anchor = None if args.no_floor else floor(
+            r, tmp, args.subscribers, args.transitions, size, max(args.settle_ms, 1), max(workers, 1))
         holder.send_signal(signal.SIGCONT)
         print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; probe priority {args.probe_priority}, TCP {args.tcp_cc or 'default'}, {args.settle_ms:g} ms pause before each transition with many subscribers; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
@@ -383,11 +430,31 @@ def main() -> int:
             per = cpu[k] / (2 * args.transitions * k) * 1e6
             print(f"{k:11d}  {statistics.median(v):6.2f}  {pct(v, 99):6.2f}  {max(v):6.2f}"
                   f"  {cpu[k]:12.2f}  {per:19.1f}")
+        if anchor:
+            pos = [a for a, _ in anchor]
+            end = [b for _, b in anchor]
+            print(f"# anchor (bench/netconf/fanout_floor.c): the kernel's floor, one send() of {size} bytes (one SSH "
+                  f"packet of the state-change) to each of {args.subscribers} loopback TCP connections never read, "
+                  f"by {max(workers, 1)} threads (the daemon's workers); no SSH, no XML, no VRRP")
+            print("floor        p50_ms  p99_ms  max_ms")
+            print(f"{'place':11s}  {statistics.median(pos):6.2f}  {pct(pos, 99):6.2f}  {max(pos):6.2f}")
+            print(f"{'end':11s}  {statistics.median(end):6.2f}  {pct(end, 99):6.2f}  {max(end):6.2f}")
+            v = results[args.subscribers]
+            print(f"# hotleased / floor ({args.subscribers} subscribers, at a random place): "
+                  f"p50 {statistics.median(v) / statistics.median(pos):.2f}, p99 {pct(v, 99) / pct(pos, 99):.2f}; "
+                  f"the target (p99 <= 10 ms) is {'above' if pct(pos, 99) < 10 else 'AT OR BELOW'} the floor's p99 here")
+        elif not args.no_floor:
+            print("# anchor not measured: no C compiler (cc)")
         print(f"# the daemon's threads during the {args.subscribers}-subscriber row: {threads}")
         print(f"# load average at the end: {' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print(f"# daemon alive: {proc.poll() is None}")
+        # resumed, the 999 paramiko clients decrypt what they were sent
+        # before they see stdin close: on a busy machine, minutes
         holder.stdin.close()
-        holder.wait(60)
+        try:
+            holder.wait(60)
+        except subprocess.TimeoutExpired:
+            holder.kill()
         return 0
     finally:
         if holder is not None and holder.poll() is None:
