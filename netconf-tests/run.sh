@@ -72,6 +72,8 @@ cargo fmt --check
 # cargo prints a line per crate meanwhile.
 step "cargo clippy --all-targets -- -D warnings (the first time: several minutes, compiling the dependencies)"
 cargo clippy --all-targets -- -D warnings
+step "cargo doc --no-deps, warnings denied (broken links in the API documentation)"
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps
 step "cargo build (the first time: a few minutes more)"
 cargo build
 step "cargo test"

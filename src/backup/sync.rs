@@ -18,7 +18,7 @@
 //! Leases that came from the peer (origin peer) are not echoed back. A
 //! log batch longer than [`MAX_UPDATES`] is split over frames, `more` on all
 //! but the last. The peer acknowledges cumulatively once its copy is
-//! durable; each profile's [`Gate`] learns the highest LSN every batch up
+//! durable; each profile's [`Gate`](crate::dhcp::replication::Gate) learns the highest LSN every batch up
 //! to which the peer holds (a batch not sent counts as held once every
 //! batch sent before it is acknowledged), so a DHCPACK of a profile's pool
 //! leaves when its lease is durable here *and* there.

@@ -88,7 +88,7 @@ const RECV_SLOT: usize = 4096;
 /// (for the alignment `cmsghdr` needs).
 const CMSG_WORDS: usize = 8;
 
-/// Buffers reused across receive calls: room for [`RECV_SLOTS`] datagrams
+/// Buffers reused across receive calls: room for `RECV_SLOTS` (32) datagrams
 /// and their control messages. The `mmsghdr` array that points into them
 /// is built on the stack per call (it holds raw pointers).
 #[derive(Debug)]
@@ -113,7 +113,7 @@ impl Default for RecvBuf {
 }
 
 /// Read up to `max` queued datagrams without blocking, decoded, into
-/// `out`: one `recvmmsg` per [`RECV_SLOTS`] datagrams rather than one
+/// `out`: one `recvmmsg` per `RECV_SLOTS` (32) datagrams rather than one
 /// `recvmsg` each (the receive path's system calls were a tenth of the
 /// server's CPU under perfdhcp load). Returns true when the socket was
 /// drained (the caller clears its readiness then): a call that returns
@@ -255,7 +255,7 @@ impl Transmitter {
     }
 
     /// Send every reply of `batch` (reply, receiving interface): the ones
-    /// IP routes go out with one `sendmmsg` per [`SEND_SLOTS`] replies,
+    /// IP routes go out with one `sendmmsg` per `SEND_SLOTS` (32) replies,
     /// the ones to a hardware address through the packet socket. Returns
     /// how many could not be sent.
     pub fn send_batch<'r>(&self, batch: impl IntoIterator<Item = (&'r Reply, u32)>) -> usize {

@@ -29,8 +29,8 @@ const VALUE_SHOWN: usize = 48;
 
 /// The message for `value`, refused by libyang for `schema` (a leaf,
 /// leaf-list or list key) with `ly_message`: libyang's own when it is a
-/// restriction's `error-message`, else "<node> must be <allowed>, not
-/// "<value>"".
+/// restriction's `error-message`, else `"<node> must be <allowed>, not
+/// "<value>""`.
 pub fn value_message(schema: &SchemaNode<'_>, value: &str, ly_message: &str) -> String {
     let Some(ty) = schema.leaf_type() else {
         return ly_message.to_string();
