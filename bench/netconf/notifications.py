@@ -26,6 +26,15 @@ process, which is stopped (SIGSTOP) while the probe measures: their SSH
 windows (2 MB) hold the few notifications sent, and 999 paramiko threads
 decrypting each one in Python would otherwise take the two CPUs from the
 daemon (--holders-run leaves them running). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
+
+The anchor, measured in the same run right after the many-subscriber row
+(--no-floor skips it): fanout_floor.c, built here with cc, makes in the
+daemon's namespace the same number of loopback TCP connections, never
+read, and per round one send() of the state-change's SSH packet to each
+from as many threads as the daemon has workers. That is the kernel's cost
+of the fan-out with nothing of ours around it. The script prints its
+p50/p99 at a random place and at the end of the round, and hotleased /
+floor.
 """
 
 from __future__ import annotations
