@@ -315,6 +315,8 @@ def main() -> int:
                     help="leave the other subscribers' process running while measuring")
     ap.add_argument("--netconf", action="append", default=[], metavar="LINE",
                     help="a line added to the bootstrap file's [netconf] table (e.g. 'keepalive-interval = 0')")
+    ap.add_argument("--samples", metavar="FILE",
+                    help="write every measured time (ms) of each row and of the floor to FILE, as JSON")
     ap.add_argument("--no-floor", action="store_true",
                     help="skip the anchor (fanout_floor.c: the same TCP sends with nothing of ours around them)")
     ap.add_argument("--hold", type=int, help=argparse.SUPPRESS)
@@ -432,6 +434,10 @@ def main() -> int:
         anchor = None if args.no_floor else floor(
             r, tmp, args.subscribers, args.transitions, size, max(args.settle_ms, 1), max(workers, 1))
         holder.send_signal(signal.SIGCONT)
+        if args.samples:
+            import json
+            Path(args.samples).write_text(json.dumps(
+                {"rows": {str(k): v for k, v in results.items()}, "floor": anchor}))
         print(f"# hotleased {args.hotleased}; {args.transitions} transitions per row; probe priority {args.probe_priority}, TCP {args.tcp_cc or 'default'}, {args.settle_ms:g} ms pause before each transition with many subscribers; "
               f"{args.subscribers - 1} extra sessions opened and subscribed in {opened:.0f} s")
         print("subscribers  p50_ms  p99_ms  max_ms  daemon_cpu_s  cpu_us_per_delivery")

@@ -28,6 +28,7 @@ use bytes::{Buf, Bytes};
 use futures::FutureExt;
 
 use chrono::{DateTime, Utc};
+use russh::server::{DirectWrite, DirectWriter};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Mutex, Notify};
 use tokio_util::sync::CancellationToken;
@@ -327,6 +328,11 @@ struct Output<W> {
     /// writer's `tail` (the SSH window or russh's queue was full): the
     /// task finishes it, waiting as its own writes do.
     nudge: Notify,
+    /// The SSH session's direct writer (`third_party/russh`): the bus
+    /// seals and sends a notification itself, without russh's session
+    /// task, when it can go whole and in order; `None` in the tests that
+    /// run the session over a pipe.
+    direct: Option<DirectWriter>,
 }
 
 impl<W: AsyncWrite + Unpin> Output<W> {
@@ -390,8 +396,15 @@ impl<W: AsyncWrite + Unpin + Send + 'static> notify::Outlet for SubOutlet<W> {
         if !w.tail.is_empty() && !w.push_tail() {
             return false;
         }
-        let bytes = w.framed(n).clone();
-        if !w.push(bytes) {
+        let bytes = w.framed(n);
+        // the writer's tail is empty here: nothing of ours is on its way
+        // through the channel (russh refuses while its queue holds any)
+        let direct = self
+            .out
+            .direct
+            .as_ref()
+            .is_some_and(|d| d.try_data(bytes) != DirectWrite::Refused);
+        if !direct && !w.push(bytes.clone()) {
             self.out.nudge.notify_one();
         }
         SessionCounters::bump(&self.counters.out_notifications);
@@ -584,9 +597,11 @@ async fn write_or_stop<W: AsyncWrite + Unpin>(
 /// ("close-session", "client left", ...), which the SSH layer turns into
 /// the channel's exit status. With `idle`, a session that sends no
 /// complete message for that long is closed ("idle timeout").
+#[allow(clippy::too_many_arguments)]
 pub async fn run<R, W>(
     reader: R,
     writer: W,
+    direct: Option<DirectWriter>,
     northbound: Handle,
     user: String,
     source: Option<std::net::IpAddr>,
@@ -608,6 +623,7 @@ where
         let reason = serve(
             reader,
             writer,
+            direct,
             &northbound,
             &user,
             session_id,
@@ -637,6 +653,7 @@ where
 async fn serve<R, W>(
     mut r: R,
     w: W,
+    direct: Option<DirectWriter>,
     nb: &Handle,
     user: &str,
     session_id: u32,
@@ -655,6 +672,7 @@ where
     let out = Arc::new(Output {
         writer: Mutex::new(writer),
         nudge: Notify::new(),
+        direct,
     });
     let mut decoder = Decoder::default();
     let mut hello_done = false;
@@ -1290,6 +1308,7 @@ mod tests {
         let out = Arc::new(Output {
             writer: Mutex::new(Writer::new(w)),
             nudge: Notify::new(),
+            direct: None,
         });
         let outlet = Arc::new(SubOutlet {
             out: out.clone(),

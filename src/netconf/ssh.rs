@@ -355,14 +355,25 @@ impl russh::server::Handler for Connection {
         let nb = self.northbound.clone();
         let source = self.peer.map(|p| p.ip());
         let shutdown = self.shutdown.clone();
+        // the write side is 'static: the notification bus writes to it
+        // directly (`session::SubOutlet`), sealing and sending itself
+        // when it can (`russh::server::DirectWriter`, third_party/russh)
+        let (mut read_half, write_half) = channel.split();
+        let direct = session.direct_writer(&write_half);
         tokio::spawn(async move {
-            // the write side is 'static: the notification bus writes to
-            // it directly (`session::SubOutlet`)
-            let (mut read_half, write_half) = channel.split();
             let reader = read_half.make_reader();
             let writer = write_half.make_writer();
-            let reason =
-                super::session::run(reader, writer, nb, user, source, idle, shutdown).await;
+            let reason = super::session::run(
+                reader,
+                writer,
+                Some(direct),
+                nb,
+                user,
+                source,
+                idle,
+                shutdown,
+            )
+            .await;
             drop(slot);
             // As OpenSSH's own subsystems end (sftp-server): exit-status,
             // EOF, close. Without the status the OpenSSH client exits 255

@@ -40,7 +40,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -439,6 +439,58 @@ struct Shared {
     overflowed: AtomicU64,
 }
 
+/// A fan-out to at least this many sessions is split across threads.
+const PARALLEL_MIN: usize = 64;
+
+/// Threads a large fan-out uses: the machine's cores, at most 8.
+fn fanout_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+}
+
+/// Write `n` to each outlet where it goes at once (`Outlet::try_deliver`);
+/// which did. Each delivery is one sealed SSH packet and one TCP send
+/// (the session's direct writer), the same work on any thread, so a
+/// large fan-out is shared by the caller and scoped threads, one per
+/// core: each takes the next few outlets until none is left (a thread
+/// that starts late, or is preempted, leaves its share to the others),
+/// and all are done before it returns (the bus holds its lock until
+/// then: no later notification overtakes).
+fn deliver(outlets: &[Option<&dyn Outlet>], n: &Arc<Notification>) -> Vec<bool> {
+    let threads = fanout_threads().min(outlets.len() / PARALLEL_MIN).max(1);
+    if threads == 1 {
+        return outlets
+            .iter()
+            .map(|o| o.is_some_and(|o| o.try_deliver(n)))
+            .collect();
+    }
+    /// Outlets a thread takes at a time.
+    const STEP: usize = 8;
+    let next = AtomicUsize::new(0);
+    let done: Vec<AtomicBool> = outlets.iter().map(|_| AtomicBool::new(false)).collect();
+    let work = || loop {
+        let from = next.fetch_add(STEP, Ordering::Relaxed);
+        let Some(part) = outlets.get(from..(from + STEP).min(outlets.len())) else {
+            break;
+        };
+        if part.is_empty() {
+            break;
+        }
+        for (o, d) in part.iter().zip(&done[from..]) {
+            if o.is_some_and(|o| o.try_deliver(n)) {
+                d.store(true, Ordering::Relaxed);
+            }
+        }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..threads {
+            scope.spawn(work);
+        }
+        work();
+    });
+    done.into_iter().map(AtomicBool::into_inner).collect()
+}
+
 /// The notification bus; cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Bus {
@@ -626,6 +678,8 @@ impl Bus {
         };
         st.published += 1;
         let mut gone = vec![false; len];
+        // the sessions this notification goes to, in fan-out order
+        let mut targets: Vec<usize> = Vec::with_capacity(len);
         for i in (start..len).chain(0..start) {
             let s = &st.subs[i];
             let key = Arc::as_ptr(&s.filter);
@@ -656,9 +710,19 @@ impl Bus {
                     continue;
                 }
             }
-            if s.outlet.as_ref().is_some_and(|o| o.try_deliver(&n)) {
+            targets.push(i);
+        }
+        drop(checks);
+        let outlets: Vec<_> = targets
+            .iter()
+            .map(|&i| st.subs[i].outlet.as_deref())
+            .collect();
+        let delivered = deliver(&outlets, &n);
+        for (&i, delivered) in targets.iter().zip(delivered) {
+            if delivered {
                 continue;
             }
+            let s = &st.subs[i];
             if let Some(o) = &s.outlet {
                 o.queuing();
             }
@@ -678,7 +742,6 @@ impl Bus {
                 }
             }
         }
-        drop(checks);
         let mut gone = gone.into_iter();
         st.subs.retain(|_| !gone.next().unwrap_or(false));
     }
