@@ -103,10 +103,14 @@ async fn direct_writes_arrive_whole_and_in_order_through_rekeys() {
 
     // The writer: each message directly when the direct writer takes it
     // (from whichever worker thread runs this task), else through the
-    // channel's writer; every fifth through the channel in any case, so
+    // channel's writer; every fiftieth through the channel in any case, so
     // that russh's queue often holds data the direct writer must not
     // overtake.
-    let written = Arc::new([AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0)]);
+    let written = Arc::new([
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+        AtomicUsize::new(0),
+    ]);
     let counts = written.clone();
     let writer = tokio::spawn(async move {
         let mut tx = write.make_writer();
@@ -154,12 +158,17 @@ async fn direct_writes_arrive_whole_and_in_order_through_rekeys() {
         panic!(
             "the stream differs at byte {at}: got {:?}, expected {:?}",
             String::from_utf8_lossy(&got[at.saturating_sub(20)..(at + 40).min(got.len())]),
-            String::from_utf8_lossy(&expected[at.saturating_sub(20)..(at + 40).min(expected.len())]),
+            String::from_utf8_lossy(
+                &expected[at.saturating_sub(20)..(at + 40).min(expected.len())]
+            ),
         );
     }
     let [w, b, r] = [0, 1, 2].map(|k| written[k].load(Ordering::Relaxed));
     eprintln!("direct writes: {w} written, {b} begun; {r} through the channel");
     // the test means something only if both paths carried data
-    assert!(w + b > MESSAGES / 4, "direct writes: {w} written, {b} begun, {r} refused");
+    assert!(
+        w + b > MESSAGES / 4,
+        "direct writes: {w} written, {b} begun, {r} refused"
+    );
     assert!(r >= MESSAGES / 50, "refused (through the channel): {r}");
 }

@@ -484,7 +484,10 @@ fn deliver(outlets: &[Option<&dyn Outlet>], n: &Arc<Notification>) -> Vec<bool> 
     };
     std::thread::scope(|scope| {
         for _ in 1..threads {
-            scope.spawn(work);
+            // a thread the system refuses leaves its share to the others
+            let _ = std::thread::Builder::new()
+                .name("fanout".into())
+                .spawn_scoped(scope, work);
         }
         work();
     });
@@ -1261,6 +1264,79 @@ mod tests {
         }
         assert!(lasts.len() >= 5, "served last: {lasts:?}");
         drop(subs);
+    }
+
+    /// An outlet that takes some notifications (every other one by its
+    /// number), noting the threads that wrote to it.
+    #[derive(Debug)]
+    struct Threads {
+        me: usize,
+        calls: std::sync::atomic::AtomicUsize,
+        threads: Arc<Mutex<std::collections::HashSet<std::thread::ThreadId>>>,
+    }
+
+    impl Outlet for Threads {
+        fn try_deliver(&self, _n: &Arc<Notification>) -> bool {
+            self.calls.fetch_add(1, Ordering::Relaxed);
+            self.threads
+                .lock()
+                .unwrap()
+                .insert(std::thread::current().id());
+            self.me % 2 == 0
+        }
+        fn queuing(&self) {}
+        fn not_queued(&self) {}
+    }
+
+    /// A large fan-out is shared by threads (on a machine with more than
+    /// one core); each outlet is offered each notification exactly once,
+    /// and what an outlet did not take is queued to its session, in order.
+    #[test]
+    fn a_large_fan_out_is_shared_by_threads_and_misses_nobody() {
+        let (bus, _pump) = Bus::open(None, 0).unwrap();
+        let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let outlets: Vec<Arc<Threads>> = (0..500)
+            .map(|me| {
+                Arc::new(Threads {
+                    me,
+                    calls: Default::default(),
+                    threads: threads.clone(),
+                })
+            })
+            .collect();
+        let mut subs: Vec<Subscription> = outlets
+            .iter()
+            .map(|o| {
+                let who = Subscriber {
+                    access: None,
+                    outlet: Some(o.clone()),
+                };
+                bus.subscribe_as(&req(None, None), who).unwrap()
+            })
+            .collect();
+        for v in 1..=3 {
+            bus.publish(&vrrp_event(v, "master"));
+        }
+        for (o, s) in outlets.iter().zip(&mut subs) {
+            assert_eq!(o.calls.load(Ordering::Relaxed), 3, "outlet {}", o.me);
+            let live = s.live.as_mut().unwrap();
+            let mut queued = Vec::new();
+            while let Ok(n) = live.try_recv() {
+                queued.push(n.xml.clone());
+            }
+            if o.me % 2 == 0 {
+                assert!(queued.is_empty(), "outlet {} took them all", o.me);
+            } else {
+                assert_eq!(queued.len(), 3, "outlet {}", o.me);
+                for (v, xml) in (1..=3).zip(&queued) {
+                    assert!(xml.contains(&format!("<vrid>{v}</vrid>")), "{xml}");
+                }
+            }
+        }
+        let used = threads.lock().unwrap().len();
+        if fanout_threads() > 1 {
+            assert!(used > 1, "one thread did the whole fan-out");
+        }
     }
 
     #[test]
