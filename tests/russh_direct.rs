@@ -116,7 +116,7 @@ async fn direct_writes_arrive_whole_and_in_order_through_rekeys() {
         let mut tx = write.make_writer();
         for i in 0..MESSAGES {
             let m = Bytes::from(message(i));
-            let how = if i % 50 == 0 {
+            let how = if i.is_multiple_of(50) {
                 DirectWrite::Refused
             } else {
                 direct.try_data(&m)
@@ -127,7 +127,7 @@ async fn direct_writes_arrive_whole_and_in_order_through_rekeys() {
             }
             // now and then give the session loop time to drain its queue
             // and lend its write state again
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }

@@ -1282,7 +1282,7 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(std::thread::current().id());
-            self.me % 2 == 0
+            self.me.is_multiple_of(2)
         }
         fn queuing(&self) {}
         fn not_queued(&self) {}
@@ -1324,7 +1324,7 @@ mod tests {
             while let Ok(n) = live.try_recv() {
                 queued.push(n.xml.clone());
             }
-            if o.me % 2 == 0 {
+            if o.me.is_multiple_of(2) {
                 assert!(queued.is_empty(), "outlet {} took them all", o.me);
             } else {
                 assert_eq!(queued.len(), 3, "outlet {}", o.me);
