@@ -27,6 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
+/* the receive buffer of a socket never read (notifications.py RCVBUF) */
+#define RCVBUF (4 << 20)
+
 static int n, rounds, size, threads;
 static int *srv;
 static char *buf;
@@ -86,6 +89,10 @@ int main(int argc, char **argv)
     srv = malloc(n * sizeof(int));
     for (int i = 0; i < n; i++) {
         cl[i] = socket(AF_INET, SOCK_STREAM, 0);
+        /* as the held sessions': a window that never closes in a run
+           (SO_RCVBUFFORCE: root, above net.core.rmem_max) */
+        int rcv = RCVBUF;
+        setsockopt(cl[i], SOL_SOCKET, SO_RCVBUFFORCE, &rcv, sizeof rcv);
         if (cl[i] < 0 || connect(cl[i], (void *)&a, sizeof a)) {
             perror("connect");
             return 1;

@@ -281,13 +281,32 @@ def floor(ns: str, tmp: Path, n: int, rounds: int, size: int, pause_ms: float, t
     return [(float(a), float(b)) for a, b in (line.split() for line in out.stdout.splitlines())]
 
 
+# The receive buffer of a held session's socket (SO_RCVBUFFORCE, root):
+# room for every notification of a run (about 2 KiB of kernel memory
+# each on loopback) while the holders are stopped, so that the daemon
+# writes to 1,000 open TCP windows all along. With the default 128 KiB,
+# the windows closed after some tens of transitions: the daemon's sends
+# to those sessions would block (and then their subscriptions end), and
+# the later transitions went to fewer and fewer live sessions (fanout_floor.c
+# uses the same size).
+RCVBUF = 4 << 20
+
+
+def held_socket() -> socket.socket:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, 33, RCVBUF)  # SO_RCVBUFFORCE
+    s.settimeout(60)
+    s.connect(("127.0.0.1", 8830))
+    return s
+
+
 def hold(ns: str, n: int) -> int:
     """Open *n* subscribed sessions, say ready, keep them until stdin
     closes."""
     from concurrent.futures import ThreadPoolExecutor
 
     def subscriber(_):
-        s = Session(in_netns(ns, lambda: socket.create_connection(("127.0.0.1", 8830), timeout=60)))
+        s = Session(in_netns(ns, held_socket))
         s.subscribe()
         return s
 
@@ -352,6 +371,13 @@ def main() -> int:
             f'[netconf]\nlisten = "127.0.0.1:8830"\nhost-key = "{tmp}/key"\nrecovery-user = "admin"\n'
             f"max-connections = {n}\nmax-per-source = {n}\nmax-unauthenticated = {n}\n"
             f"max-sessions = {n}\nmax-sessions-per-user = {n}\n"
+            # The held sessions are stopped while the probe measures and
+            # cannot answer SSH keepalives: with the default (15 s, 3) the
+            # daemon closed them ~45 s into the row, so that the later
+            # transitions went to ever fewer sessions. Keepalives are
+            # idle-peer detection, not part of a delivery's cost.
+            + ("" if any(x.replace(" ", "").startswith("keepalive-interval=") for x in args.netconf)
+               else "keepalive-interval = 0\n")
             + "".join(f"{line}\n" for line in args.netconf)
             + f'[[netconf.user]]\nname = "admin"\npassword-hash = "{hashed}"\n'
             f'[storage]\ndir = "{tmp}/storage"\n[vrrp]\nenabled = true\n'
