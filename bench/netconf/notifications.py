@@ -23,9 +23,11 @@ transition starts --settle-ms after the previous notification was read,
 so that it does not wait behind the rest of that fan-out; the probe runs
 SCHED_FIFO 1 while it measures (--probe-priority, see probe_priority). The other sessions live in a second
 process, which is stopped (SIGSTOP) while the probe measures: their SSH
-windows (2 MB) hold the few notifications sent, and 999 paramiko threads
-decrypting each one in Python would otherwise take the two CPUs from the
-daemon (--holders-run leaves them running). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
+windows (2 MB) and socket receive buffers (RCVBUF) hold every notification
+of a run, the daemon's SSH keepalive is off (a stopped client cannot
+answer it), and 999 paramiko threads decrypting each one in Python would
+otherwise take the two CPUs from the daemon (--holders-run leaves them
+running). Needs python3 with paramiko and lxml (bench/.venv or the test venv).
 
 The anchor, measured in the same run right after the many-subscriber row
 (--no-floor skips it): fanout_floor.c, built here with cc, makes in the
