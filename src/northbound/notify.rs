@@ -470,12 +470,12 @@ fn deliver(outlets: &[Option<&dyn Outlet>], n: &Arc<Notification>) -> Vec<bool> 
     let done: Vec<AtomicBool> = outlets.iter().map(|_| AtomicBool::new(false)).collect();
     let work = || loop {
         let from = next.fetch_add(STEP, Ordering::Relaxed);
-        let Some(part) = outlets.get(from..(from + STEP).min(outlets.len())) else {
+        let Some(part) = outlets
+            .get(from..(from + STEP).min(outlets.len()))
+            .filter(|p| !p.is_empty())
+        else {
             break;
         };
-        if part.is_empty() {
-            break;
-        }
         for (o, d) in part.iter().zip(&done[from..]) {
             if o.is_some_and(|o| o.try_deliver(n)) {
                 d.store(true, Ordering::Relaxed);
@@ -1273,6 +1273,8 @@ mod tests {
         me: usize,
         calls: std::sync::atomic::AtomicUsize,
         threads: Arc<Mutex<std::collections::HashSet<std::thread::ThreadId>>>,
+        /// Shared: whether some call already waited for a second thread.
+        waited: Arc<AtomicBool>,
     }
 
     impl Outlet for Threads {
@@ -1282,6 +1284,15 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(std::thread::current().id());
+            // the first call waits (5 s at most) for a second thread to
+            // take some outlets: however fast the others are, a thread
+            // that started late cannot find the fan-out already done
+            if fanout_threads() > 1 && !self.waited.swap(true, Ordering::Relaxed) {
+                let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+                while self.threads.lock().unwrap().len() < 2 && std::time::Instant::now() < until {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
             self.me.is_multiple_of(2)
         }
         fn queuing(&self) {}
@@ -1295,12 +1306,14 @@ mod tests {
     fn a_large_fan_out_is_shared_by_threads_and_misses_nobody() {
         let (bus, _pump) = Bus::open(None, 0).unwrap();
         let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let waited = Arc::new(AtomicBool::new(false));
         let outlets: Vec<Arc<Threads>> = (0..500)
             .map(|me| {
                 Arc::new(Threads {
                     me,
                     calls: Default::default(),
                     threads: threads.clone(),
+                    waited: waited.clone(),
                 })
             })
             .collect();
