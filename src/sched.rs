@@ -39,6 +39,40 @@ pub fn realtime_self(priority: u8) -> std::io::Result<()> {
     realtime(unsafe { libc::pthread_self() }, priority)
 }
 
+/// The CPUs the process may run on (its main thread's, whichever thread
+/// asks; empty if it cannot be told).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is a plain bit array, zeroed, then filled by
+    // sched_getaffinity for the main thread (tid = pid) within its size.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        let main = libc::getpid();
+        if libc::sched_getaffinity(main, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// Run the calling thread on `cpu` only; false if the kernel refuses
+/// (a CPU outside the process's cpuset, or offline).
+pub fn pin(cpu: usize) -> bool {
+    // SAFETY: as in allowed_cpus; the set is only read by the call.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
+    }
+}
+
+/// The CPU the calling thread runs on now (it may move right after).
+pub fn current_cpu() -> Option<usize> {
+    // SAFETY: sched_getcpu has no arguments.
+    usize::try_from(unsafe { libc::sched_getcpu() }).ok()
+}
+
 /// The shortest slice the kernel grants (0.1 ms; `sched_attr.sched_runtime`
 /// of a SCHED_OTHER thread, Linux 6.12+).
 pub const SHORT_SLICE_NS: u64 = 100_000;

@@ -442,56 +442,145 @@ struct Shared {
 /// A fan-out to at least this many sessions is split across threads.
 const PARALLEL_MIN: usize = 64;
 
-/// Threads a large fan-out uses: the machine's cores, at most 8.
+/// Threads a large fan-out uses: the cores the process may run on, at
+/// most 8 (the process's, not those of the thread that asks first).
 fn fanout_threads() -> usize {
     static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get().min(8)))
+    *THREADS.get_or_init(|| crate::sched::allowed_cpus().len().clamp(1, 8))
+}
+
+/// Outlets a fan-out thread takes at a time.
+const STEP: usize = 8;
+
+/// One large fan-out, shared by the bus thread and the pool: each takes
+/// the next [`STEP`] outlets until none is left, and the bus thread
+/// waits until every outlet taken is done.
+struct Job {
+    /// Read by the threads at work; emptied by the bus thread when all
+    /// are done, so that the sessions' outlets are dropped there, not on
+    /// a pool thread still holding the job.
+    outlets: std::sync::RwLock<Vec<Option<Arc<dyn Outlet>>>>,
+    n: Arc<Notification>,
+    next: AtomicUsize,
+    delivered: Vec<AtomicBool>,
+    /// Outlets done, whichever thread took them.
+    finished: AtomicUsize,
+    /// The bus thread, woken when the last outlet is done.
+    waiter: std::thread::Thread,
+}
+
+impl Job {
+    fn work(&self) {
+        let outlets = self.outlets.read().unwrap_or_else(|p| p.into_inner());
+        let len = self.delivered.len();
+        loop {
+            let from = self.next.fetch_add(STEP, Ordering::Relaxed);
+            let Some(part) = outlets
+                .get(from..(from + STEP).min(len))
+                .filter(|p| !p.is_empty())
+            else {
+                return;
+            };
+            for (o, d) in part.iter().zip(&self.delivered[from..]) {
+                if o.as_ref().is_some_and(|o| o.try_deliver(&self.n)) {
+                    d.store(true, Ordering::Relaxed);
+                }
+            }
+            if self.finished.fetch_add(part.len(), Ordering::AcqRel) + part.len() == len {
+                self.waiter.unpark();
+            }
+        }
+    }
+}
+
+/// A thread that shares large fan-outs with the bus thread, and the CPU
+/// it runs on (none: it could not be pinned).
+struct Helper {
+    cpu: Option<usize>,
+    jobs: std::sync::mpsc::Sender<Arc<Job>>,
+}
+
+/// The threads that share large fan-outs with the bus thread, one per
+/// core (at most [`fanout_threads`]), each pinned to its core: started
+/// once, at the first large fan-out, then parked until the bus hands
+/// them the next one. Not new threads per fan-out, and not unpinned
+/// ones: the kernel often placed those on the CPU of the thread that
+/// woke or started them (the bus thread, busy with the fan-out), where
+/// they waited up to a scheduler slice (3 ms measured) while the other
+/// CPU idled. The bus thread wakes those of the other cores.
+fn pool() -> &'static [Helper] {
+    static POOL: std::sync::OnceLock<Vec<Helper>> = std::sync::OnceLock::new();
+    POOL.get_or_init(|| {
+        let mut cpus: Vec<Option<usize>> =
+            crate::sched::allowed_cpus().into_iter().map(Some).collect();
+        cpus.resize(fanout_threads(), None);
+        cpus.into_iter()
+            .filter_map(|cpu| {
+                let (jobs, rx) = std::sync::mpsc::channel::<Arc<Job>>();
+                // a thread the system refuses leaves its share to the others
+                std::thread::Builder::new()
+                    .name("fanout".into())
+                    .spawn(move || {
+                        if let Some(c) = cpu {
+                            // unpinned, it still takes its share
+                            let _ = crate::sched::pin(c);
+                        }
+                        for job in rx {
+                            job.work();
+                        }
+                    })
+                    .ok()
+                    .map(|_| Helper { cpu, jobs })
+            })
+            .collect()
+    })
 }
 
 /// Write `n` to each outlet where it goes at once (`Outlet::try_deliver`);
 /// which did. Each delivery is one sealed SSH packet and one TCP send
 /// (the session's direct writer), the same work on any thread, so a
-/// large fan-out is shared by the caller and scoped threads, one per
-/// core: each takes the next few outlets until none is left (a thread
-/// that starts late, or is preempted, leaves its share to the others),
-/// and all are done before it returns (the bus holds its lock until
-/// then: no later notification overtakes).
-fn deliver(outlets: &[Option<&dyn Outlet>], n: &Arc<Notification>) -> Vec<bool> {
+/// large fan-out is shared by the caller and the pool, one thread per
+/// core (a thread that starts late, or is preempted, leaves its share to
+/// the others), and all are done before it returns (the bus holds its
+/// lock until then: no later notification overtakes).
+fn deliver(outlets: Vec<Option<Arc<dyn Outlet>>>, n: &Arc<Notification>) -> Vec<bool> {
     let threads = fanout_threads().min(outlets.len() / PARALLEL_MIN).max(1);
     if threads == 1 {
         return outlets
             .iter()
-            .map(|o| o.is_some_and(|o| o.try_deliver(n)))
+            .map(|o| o.as_ref().is_some_and(|o| o.try_deliver(n)))
             .collect();
     }
-    /// Outlets a thread takes at a time.
-    const STEP: usize = 8;
-    let next = AtomicUsize::new(0);
-    let done: Vec<AtomicBool> = outlets.iter().map(|_| AtomicBool::new(false)).collect();
-    let work = || loop {
-        let from = next.fetch_add(STEP, Ordering::Relaxed);
-        let Some(part) = outlets
-            .get(from..(from + STEP).min(outlets.len()))
-            .filter(|p| !p.is_empty())
-        else {
-            break;
-        };
-        for (o, d) in part.iter().zip(&done[from..]) {
-            if o.is_some_and(|o| o.try_deliver(n)) {
-                d.store(true, Ordering::Relaxed);
-            }
-        }
-    };
-    std::thread::scope(|scope| {
-        for _ in 1..threads {
-            // a thread the system refuses leaves its share to the others
-            let _ = std::thread::Builder::new()
-                .name("fanout".into())
-                .spawn_scoped(scope, work);
-        }
-        work();
+    let len = outlets.len();
+    let job = Arc::new(Job {
+        delivered: outlets.iter().map(|_| AtomicBool::new(false)).collect(),
+        outlets: std::sync::RwLock::new(outlets),
+        n: n.clone(),
+        next: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        waiter: std::thread::current(),
     });
-    done.into_iter().map(AtomicBool::into_inner).collect()
+    let here = crate::sched::current_cpu();
+    for h in pool()
+        .iter()
+        .filter(|h| h.cpu.is_none() || h.cpu != here)
+        .take(threads - 1)
+    {
+        let _ = h.jobs.send(job.clone());
+    }
+    job.work();
+    // what the others took is done: every outlet is taken by now, and a
+    // thread finishes what it took
+    while job.finished.load(Ordering::Acquire) < len {
+        std::thread::park();
+    }
+    drop(std::mem::take(
+        &mut *job.outlets.write().unwrap_or_else(|p| p.into_inner()),
+    ));
+    job.delivered
+        .iter()
+        .map(|d| d.load(Ordering::Relaxed))
+        .collect()
 }
 
 /// The notification bus; cheap to clone.
@@ -716,11 +805,8 @@ impl Bus {
             targets.push(i);
         }
         drop(checks);
-        let outlets: Vec<_> = targets
-            .iter()
-            .map(|&i| st.subs[i].outlet.as_deref())
-            .collect();
-        let delivered = deliver(&outlets, &n);
+        let outlets: Vec<_> = targets.iter().map(|&i| st.subs[i].outlet.clone()).collect();
+        let delivered = deliver(outlets, &n);
         for (&i, delivered) in targets.iter().zip(delivered) {
             if delivered {
                 continue;
@@ -1273,6 +1359,8 @@ mod tests {
         me: usize,
         calls: std::sync::atomic::AtomicUsize,
         threads: Arc<Mutex<std::collections::HashSet<std::thread::ThreadId>>>,
+        /// Shared: the CPUs the writes ran on.
+        cpus: Arc<Mutex<std::collections::HashSet<usize>>>,
         /// Shared: whether some call already waited for a second thread.
         waited: Arc<AtomicBool>,
     }
@@ -1284,6 +1372,9 @@ mod tests {
                 .lock()
                 .unwrap()
                 .insert(std::thread::current().id());
+            if let Some(c) = crate::sched::current_cpu() {
+                self.cpus.lock().unwrap().insert(c);
+            }
             // the first call waits (5 s at most) for a second thread to
             // take some outlets: however fast the others are, a thread
             // that started late cannot find the fan-out already done
@@ -1299,13 +1390,15 @@ mod tests {
         fn not_queued(&self) {}
     }
 
-    /// A large fan-out is shared by threads (on a machine with more than
-    /// one core); each outlet is offered each notification exactly once,
-    /// and what an outlet did not take is queued to its session, in order.
+    /// A large fan-out is shared by threads on other cores (on a machine
+    /// with more than one), even when the bus thread may run on one core
+    /// only; each outlet is offered each notification exactly once, and
+    /// what an outlet did not take is queued to its session, in order.
     #[test]
     fn a_large_fan_out_is_shared_by_threads_and_misses_nobody() {
         let (bus, _pump) = Bus::open(None, 0).unwrap();
         let threads = Arc::new(Mutex::new(std::collections::HashSet::new()));
+        let cpus = Arc::new(Mutex::new(std::collections::HashSet::new()));
         let waited = Arc::new(AtomicBool::new(false));
         let outlets: Vec<Arc<Threads>> = (0..500)
             .map(|me| {
@@ -1313,6 +1406,7 @@ mod tests {
                     me,
                     calls: Default::default(),
                     threads: threads.clone(),
+                    cpus: cpus.clone(),
                     waited: waited.clone(),
                 })
             })
@@ -1327,9 +1421,18 @@ mod tests {
                 bus.subscribe_as(&req(None, None), who).unwrap()
             })
             .collect();
-        for v in 1..=3 {
-            bus.publish(&vrrp_event(v, "master"));
-        }
+        // the bus thread confined to one core: a thread it started would
+        // be too, and share that core with it instead of using another
+        let cores = crate::sched::allowed_cpus();
+        assert_eq!(fanout_threads(), cores.len().clamp(1, 8));
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                assert!(crate::sched::pin(cores[0]));
+                for v in 1..=3 {
+                    bus.publish(&vrrp_event(v, "master"));
+                }
+            });
+        });
         for (o, s) in outlets.iter().zip(&mut subs) {
             assert_eq!(o.calls.load(Ordering::Relaxed), 3, "outlet {}", o.me);
             let live = s.live.as_mut().unwrap();
@@ -1349,6 +1452,8 @@ mod tests {
         let used = threads.lock().unwrap().len();
         if fanout_threads() > 1 {
             assert!(used > 1, "one thread did the whole fan-out");
+            let cpus = cpus.lock().unwrap();
+            assert!(cpus.len() > 1, "the fan-out ran on one core only: {cpus:?}");
         }
     }
 
