@@ -311,6 +311,11 @@ impl ReplayLog {
 /// the notification to the task, which writes it after what it is
 /// writing. So a notification never splits a reply nor overtakes one
 /// queued before it (`netconf::session` implements it).
+///
+/// A large fan-out's helper threads hold the outlets too, and the last
+/// reference to one may be dropped there, outside the async runtime:
+/// dropping an outlet must not need one (the session's is tokio's sync
+/// primitives and russh's `ChannelTx` and `DirectWriter`, which do not).
 pub trait Outlet: Send + Sync + std::fmt::Debug {
     /// Write `n` now, whole, if the session is not writing and has
     /// nothing queued (and its subscription is still on); false: queue it.
@@ -456,10 +461,7 @@ const STEP: usize = 8;
 /// the next [`STEP`] outlets until none is left, and the bus thread
 /// waits until every outlet taken is done.
 struct Job {
-    /// Read by the threads at work; emptied by the bus thread when all
-    /// are done, so that the sessions' outlets are dropped there, not on
-    /// a pool thread still holding the job.
-    outlets: std::sync::RwLock<Vec<Option<Arc<dyn Outlet>>>>,
+    outlets: Vec<Option<Arc<dyn Outlet>>>,
     n: Arc<Notification>,
     next: AtomicUsize,
     delivered: Vec<AtomicBool>,
@@ -471,11 +473,11 @@ struct Job {
 
 impl Job {
     fn work(&self) {
-        let outlets = self.outlets.read().unwrap_or_else(|p| p.into_inner());
-        let len = self.delivered.len();
+        let len = self.outlets.len();
         loop {
             let from = self.next.fetch_add(STEP, Ordering::Relaxed);
-            let Some(part) = outlets
+            let Some(part) = self
+                .outlets
                 .get(from..(from + STEP).min(len))
                 .filter(|p| !p.is_empty())
             else {
@@ -554,7 +556,7 @@ fn deliver(outlets: Vec<Option<Arc<dyn Outlet>>>, n: &Arc<Notification>) -> Vec<
     let len = outlets.len();
     let job = Arc::new(Job {
         delivered: outlets.iter().map(|_| AtomicBool::new(false)).collect(),
-        outlets: std::sync::RwLock::new(outlets),
+        outlets,
         n: n.clone(),
         next: AtomicUsize::new(0),
         finished: AtomicUsize::new(0),
@@ -570,13 +572,11 @@ fn deliver(outlets: Vec<Option<Arc<dyn Outlet>>>, n: &Arc<Notification>) -> Vec<
     }
     job.work();
     // what the others took is done: every outlet is taken by now, and a
-    // thread finishes what it took
+    // thread finishes what it took (a helper that took none is not
+    // waited for; it may hold the job, and drop it, a little later)
     while job.finished.load(Ordering::Acquire) < len {
         std::thread::park();
     }
-    drop(std::mem::take(
-        &mut *job.outlets.write().unwrap_or_else(|p| p.into_inner()),
-    ));
     job.delivered
         .iter()
         .map(|d| d.load(Ordering::Relaxed))
